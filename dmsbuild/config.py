@@ -1,0 +1,456 @@
+"""Project configuration (``dmsbuild.toml``) and target profiles (``targets/*.toml``).
+
+Both are typed dataclasses validated at load time by one strict loader: an
+unknown field, a wrong type or a value outside the allowed set raises a
+``UserError`` whose first line names the file, the field and what is allowed.
+Relative paths are resolved against the repository root (the folder that holds
+``dmsbuild.toml``).
+
+This module is imported by ``dodo.py`` on every doit run, so it imports only
+the standard library.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import UserError
+
+PROJECT_FILE = "dmsbuild.toml"
+TARGETS_DIR = "targets"
+#: names of targets, boards and artifacts: safe in paths and shell words
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+# --------------------------------------------------------------------------
+# strict loader
+# --------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is dict:
+        return "table"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if dataclasses.is_dataclass(tp):
+        return "table"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+
+    def bad(expected: str | None = None) -> UserError:
+        return UserError(
+            f"{source}: field '{where}' is {value!r}; expected {expected or _type_name(tp)}",
+            hint=f"fix '{where}' in {source}",
+        )
+
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, where, source)
+            except UserError as exc:
+                errors.append(exc)
+        raise bad()
+    if origin is Literal:
+        if value not in args:
+            raise UserError(
+                f"{source}: field '{where}' is {value!r}; allowed values: "
+                + ", ".join(repr(a) for a in args),
+                hint=f"fix '{where}' in {source}",
+            )
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise bad()
+        inner = args[0] if args else Any
+        return [_convert(v, inner, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad()
+        vt = args[1] if len(args) == 2 else Any
+        return {str(k): _convert(v, vt, f"{where}.{k}", source) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise bad("a table")
+        return load_dataclass(tp, value, source, prefix=where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")  # a bug, not a user error
+
+
+def load_dataclass(cls: type, data: dict[str, Any], source: str, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a TOML table, rejecting unknown fields."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{prefix}.{key}" if prefix else key
+        if key not in fields:
+            allowed = ", ".join(sorted(fields))
+            raise UserError(
+                f"{source}: unknown field '{where}'; allowed here: {allowed}",
+                hint=f"remove or rename '{where}' in {source}",
+            )
+        kwargs[key] = _convert(value, hints[key], where, source)
+    for name, f in fields.items():
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            where = f"{prefix}.{name}" if prefix else name
+            raise UserError(
+                f"{source}: missing required field '{where}' ({_type_name(hints[name])})",
+                hint=f"add '{where}' to {source}",
+            )
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        check(source, prefix)
+    return obj
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: malformed TOML: {exc}", hint="fix the syntax of that file") from None
+
+
+def _check_name(value: str, where: str, source: str) -> None:
+    if not NAME_RE.match(value):
+        raise UserError(
+            f"{source}: field '{where}' is {value!r}; use letters, digits, '.', '_' or '-' "
+            "(no spaces, slashes, '..' or shell characters), at most 64 characters",
+            hint=f"rename it in {source}",
+        )
+
+
+# --------------------------------------------------------------------------
+# project configuration: dmsbuild.toml
+# --------------------------------------------------------------------------
+@dataclass
+class ModelConfig:
+    #: ``module:callable`` returning a torch.nn.Module (mutually exclusive with ``onnx``)
+    factory: str | None = None
+    #: state dict loaded into the factory's module
+    checkpoint: str | None = None
+    #: an existing ONNX model the user brings instead of a PyTorch factory
+    onnx: str | None = None
+    #: extra files whose change must re-export (the factory's module file is always tracked)
+    sources: list[str] = field(default_factory=list)
+
+    def validate(self, source: str, prefix: str) -> None:
+        if (self.factory is None) == (self.onnx is None):
+            raise UserError(
+                f"{source}: [model] needs exactly one of 'factory' (a PyTorch `module:callable`) or 'onnx' (a file)",
+                hint="set model.factory and model.checkpoint, or model.onnx",
+            )
+        if self.factory is not None and not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", self.factory):
+            raise UserError(
+                f"{source}: field 'model.factory' is {self.factory!r}; expected 'package.module:callable'",
+                hint="for example factory = \"dmsbuild.model.dms_net:build_reference\"",
+            )
+
+
+@dataclass
+class InputConfig:
+    name: str = "image"
+    shape: list[int] = field(default_factory=lambda: [1, 3, 224, 224])
+    dtype: Literal["float32", "float16", "uint8"] = "float32"
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+
+    def validate(self, source: str, prefix: str) -> None:
+        if len(self.shape) != 4 or any(d <= 0 for d in self.shape):
+            raise UserError(
+                f"{source}: field 'input.shape' is {self.shape}; expected 4 positive dims ({self.layout})"
+            )
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        if self.layout == "NCHW":
+            return self.shape[2], self.shape[3]
+        return self.shape[1], self.shape[2]
+
+    @property
+    def channels(self) -> int:
+        return self.shape[1] if self.layout == "NCHW" else self.shape[3]
+
+
+@dataclass
+class OutputsConfig:
+    names: list[str] = field(default_factory=list)
+    #: heads scored by top-1 agreement / labelled accuracy (argmax over the last axis)
+    classification: list[str] = field(default_factory=list)
+
+    def validate(self, source: str, prefix: str) -> None:
+        unknown = [n for n in self.classification if n not in self.names]
+        if unknown:
+            raise UserError(
+                f"{source}: field 'outputs.classification' names {unknown}, which are not in outputs.names {self.names}"
+            )
+
+
+@dataclass
+class PreprocessConfig:
+    resize: list[int] | None = None  # [H, W]; defaults to the input's H, W
+    channel_order: Literal["RGB", "BGR", "GRAY"] = "RGB"
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    #: pixel values are divided by this before mean/std
+    scale: float = 255.0
+
+
+@dataclass
+class ExportConfig:
+    exporter: Literal["torchscript", "dynamo"] = "torchscript"
+    opset: int = 17
+    dynamic_batch: bool = True
+
+
+@dataclass
+class DataConfig:
+    #: folder of images (.png/.jpg) or .npy arrays for static INT8 calibration
+    calibration: str = "data/calibration"
+    #: folder of validation images or .npy arrays
+    validation: str = "data/validation"
+    #: optional JSON {file name: {head: class index}} for labelled accuracy
+    labels: str | None = None
+    max_calibration_samples: int = 128
+    max_validation_samples: int = 256
+
+
+@dataclass
+class DynamicQuantConfig:
+    per_channel: bool = True
+    reduce_range: bool = False
+    weight_type: Literal["QInt8", "QUInt8"] = "QInt8"
+
+
+@dataclass
+class StaticQuantConfig:
+    calibration_method: Literal["MinMax", "Entropy", "Percentile"] = "MinMax"
+    per_channel: bool = True
+    weight_type: Literal["QInt8", "QUInt8"] = "QInt8"
+    activation_type: Literal["QUInt8", "QInt8", "QUInt16", "QInt16"] = "QUInt8"
+    symmetric_activations: bool = False
+    #: fix the batch axis (QNN needs fixed shapes)
+    fixed_shape: bool = False
+
+
+@dataclass
+class QuantizationConfig:
+    dynamic: DynamicQuantConfig = field(default_factory=DynamicQuantConfig)
+    static: StaticQuantConfig = field(default_factory=StaticQuantConfig)
+
+
+@dataclass
+class AccuracyConfig:
+    #: largest allowed drop of top-1 agreement with FP32 (0.02 = 2 points), any head
+    max_accuracy_drop: float = 0.05
+
+
+@dataclass
+class ProjectConfig:
+    name: str = "dms"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+    accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
+    #: set by the loader
+    root: Path = field(default=Path("."), init=False)
+    source: Path = field(default=Path(PROJECT_FILE), init=False)
+
+    def validate(self, source: str, prefix: str) -> None:
+        _check_name(self.name, "name", source)
+
+    def path(self, rel: str | None) -> Path | None:
+        """Resolve a path from the config against the project root."""
+        if rel is None:
+            return None
+        p = Path(os.path.expanduser(rel))
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+
+# --------------------------------------------------------------------------
+# target profiles: targets/<name>.toml
+# --------------------------------------------------------------------------
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-qdq")
+
+
+@dataclass
+class DeployConfig:
+    #: deploy root on each board; everything dmsbuild writes there stays below it
+    root: str = "/opt/dmsbuild"
+    #: releases kept on a board (older ones and their unreferenced objects are collected)
+    keep_releases: int = 3
+    #: inventory file (relative to the project root); its boards of group ``group`` are this target's
+    inventory: str = "targets/inventory.toml"
+    #: inventory group; defaults to the target name
+    group: str | None = None
+    #: boards deployed at once
+    parallel: int = 8
+    #: rollout waves, counts or percentages ("10%")
+    waves: list[int | str] = field(default_factory=lambda: ["100%"])
+    #: stop the rollout when this many boards (or percent, "10%") failed
+    max_fail: int | str = 0
+
+
+@dataclass
+class BenchConfig:
+    warmup: int = 10
+    iterations: int = 100
+    threads: int = 0  # 0: runtime default
+    #: validation samples carried to the board for the output check
+    verify_samples: int = 16
+
+
+@dataclass
+class GatesConfig:
+    #: fail a board when its output check drops top-1 agreement by more than this
+    max_accuracy_drop: float | None = None
+    #: fail a board when median latency exceeds the previous release's by this ratio
+    max_latency_regression: float = 1.25
+
+
+@dataclass
+class TargetProfile:
+    name: str
+    description: str = ""
+    #: the board CPU architecture expected (uname -m), e.g. aarch64, x86_64; "any" for the host
+    arch: str = "any"
+    #: backend that builds and runs this target's artifacts
+    runtime: Literal["onnxruntime", "tensorrt", "qnn", "snpe"] = "onnxruntime"
+    #: precisions to build and ship
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    #: overrides of the project's static quantization for this target's consumer
+    quantization: StaticQuantConfig | None = None
+    #: backend-specific options (validated by the backend module)
+    backend: dict[str, Any] = field(default_factory=dict)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    gates: GatesConfig = field(default_factory=GatesConfig)
+    #: "local": no SSH, deploy into a folder on this machine; "ssh": the inventory's boards
+    transport: Literal["local", "ssh"] = "ssh"
+    source: Path = field(default=Path("."), init=False)
+
+    def validate(self, source: str, prefix: str) -> None:
+        _check_name(self.name, "name", source)
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad or not self.precisions:
+            raise UserError(
+                f"{source}: field 'precisions' has {bad or 'no entries'}; allowed: {', '.join(PRECISIONS)}",
+                hint=f"fix 'precisions' in {source}",
+            )
+        root = self.deploy.root
+        absolute = root.startswith(("/", "~"))
+        if (not absolute and self.transport != "local") or ".." in Path(root).parts or not re.match(r"^[\w./~-]+$", root):
+            raise UserError(
+                f"{source}: field 'deploy.root' is {root!r}; expected an absolute path (relative only for transport = \"local\") of letters, digits, '._-/' without '..'",
+                hint=f"fix 'deploy.root' in {source}",
+            )
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project root: the nearest folder upwards holding dmsbuild.toml."""
+    env = os.environ.get("DMSBUILD_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = (start or Path.cwd()).resolve()
+    for p in (here, *here.parents):
+        if (p / PROJECT_FILE).is_file():
+            return p
+    raise UserError(
+        f"{PROJECT_FILE}: not found in {here} or any parent folder",
+        hint="run dmsbuild from the project folder, or set DMSBUILD_ROOT",
+    )
+
+
+def load_project(root: Path | None = None) -> ProjectConfig:
+    root = root or find_root()
+    path = root / PROJECT_FILE
+    cfg = load_dataclass(ProjectConfig, read_toml(path), str(path))
+    cfg.root = root
+    cfg.source = path
+    return cfg
+
+
+def target_names(root: Path) -> list[str]:
+    return sorted(p.stem for p in (root / TARGETS_DIR).glob("*.toml") if p.stem != "inventory")
+
+
+def load_target(root: Path, name: str) -> TargetProfile:
+    path = root / TARGETS_DIR / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(target_names(root)) or "none"
+        raise UserError(
+            f"target '{name}': no profile {path}; known targets: {known}",
+            hint="pick one of those, or add a profile file under targets/",
+        )
+    data = read_toml(path)
+    data.setdefault("name", name)
+    prof = load_dataclass(TargetProfile, data, str(path))
+    if prof.name != name:
+        raise UserError(f"{path}: field 'name' is {prof.name!r} but the file is named {name}.toml; make them agree")
+    prof.source = path
+    return prof
+
+
+def static_quant_for(project: ProjectConfig, profile: TargetProfile) -> StaticQuantConfig:
+    """The static quantization settings a target's consumer wants."""
+    return profile.quantization or project.quantization.static
+
+
+def as_dict(obj: Any) -> Any:
+    """A JSON-able view of a config object (for config_changed and manifests)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+    if isinstance(obj, (list, tuple)):
+        return [as_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: as_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,1 @@
+"""The reference DMS model, its synthetic data set and its training script."""

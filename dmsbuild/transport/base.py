@@ -1,0 +1,64 @@
+"""The transport interface every board connection implements.
+
+Remote commands are argument lists; implementations join them with
+``shlex.quote`` (never a shell string built by formatting). Paths are POSIX
+paths on the board.
+"""
+from __future__ import annotations
+
+import abc
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+@dataclass
+class CommandResult:
+    argv: list[str]
+    exit_status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def stderr_tail(self, lines: int = 15) -> str:
+        return "\n".join(self.stderr.strip().splitlines()[-lines:])
+
+
+def join_argv(argv: Sequence[str]) -> str:
+    """The one way a remote command line is built."""
+    return " ".join(shlex.quote(str(a)) for a in argv)
+
+
+#: progress callback: (bytes sent so far, bytes in total)
+Progress = Callable[[int, int], None]
+
+
+class Transport(abc.ABC):
+    """A connection to one board. Not shared across threads."""
+
+    name: str  # the board's name, for messages
+
+    @abc.abstractmethod
+    def run(self, argv: Sequence[str], *, timeout: float | None = None, stdin: bytes | None = None) -> CommandResult:
+        """Run a command on the board; never raises for a non-zero exit."""
+
+    @abc.abstractmethod
+    def put(self, local: Path, remote: str, *, progress: Progress | None = None) -> None:
+        """Copy a local file to ``remote`` (the caller picks a temporary name and renames)."""
+
+    @abc.abstractmethod
+    def get(self, remote: str, local: Path) -> None:
+        """Copy a board file to this machine."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "Transport":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
