@@ -1,0 +1,415 @@
+"""QNN HTP context binaries for Qualcomm boards, built on the host with onnxruntime-qnn.
+
+The QDQ ONNX model (uint8 or uint16 activations, made by the host build) is
+compiled by ONNX Runtime's QNN execution provider into an *EPContext* model: a
+small ONNX file whose ``EPContext`` node(s) point at a QNN context binary
+(``<name>_qnn.bin``) that the board's HTP loads directly. Nodes the EP does not
+take stay in the ONNX file and run on the CPU; :class:`PlacementReport` counts
+them and :func:`check_placement` fails the build above the profile's threshold.
+
+Facts this module guards against (DESIGN §5):
+- a dynamic (symbolic) input axis makes the EP take no nodes, write no context
+  file and raise nothing: shapes are fixed (batch axis) or the build is refused;
+- the EP refuses to overwrite an existing context file: it writes into a fresh
+  temporary folder and the files are renamed into place;
+- onnxruntime-qnn 2.x is a plugin EP: registered with
+  ``register_execution_provider_library`` and selected per session with
+  ``SessionOptions.add_provider_for_devices`` (``providers=[...]`` does not see it).
+
+onnxruntime, onnxruntime_qnn and onnx are imported inside the functions.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+
+from ..config import load_dataclass
+from ..errors import UserError
+from .snpe import SnpeOptions
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import onnxruntime
+
+EP_NAME = "QNNExecutionProvider"
+#: the runtime name in build.json / manifests
+RUNTIME = "qnn"
+
+
+@dataclass
+class QnnOptions:
+    """``[backend]`` of a QNN target profile."""
+
+    #: Hexagon HTP architecture version (QCS8255 / SA8255P: v73)
+    htp_arch: int = 73
+    #: QNN SoC model id (0: let the backend decide from htp_arch)
+    soc_model: int = 0
+    #: nodes allowed to fall back to the CPU (not counting the model's input Q / output DQ)
+    max_cpu_fallback_nodes: int = 0
+    #: embed the context binary inside the ONNX file instead of a separate ``_qnn.bin``
+    embed_context: bool = False
+    #: HTP performance mode used when the context model runs
+    performance_mode: Literal[
+        "burst", "balanced", "default", "high_performance", "high_power_saver",
+        "low_balanced", "low_power_saver", "power_saver", "sustained_high_performance",
+    ] = "burst"
+    #: QNN graph optimisation level passed to the HTP backend (1-3)
+    optimization_level: int = 3
+    #: fix a symbolic batch axis to this size (0: refuse models with a dynamic batch axis)
+    fixed_batch: int = 1
+    #: options of the SNPE DLC artifacts built beside the QNN ones (``[backend.snpe]``)
+    snpe: SnpeOptions = field(default_factory=SnpeOptions)
+
+    def validate(self, source: str, prefix: str) -> None:
+        where = f"{prefix}." if prefix else ""
+        if self.htp_arch not in (68, 69, 73, 75, 79, 81):
+            raise UserError(
+                f"{source}: field '{where}htp_arch' is {self.htp_arch}; allowed: 68, 69, 73, 75, 79, 81 "
+                "(QCS8255 is 73)",
+                hint=f"fix '{where}htp_arch' in {source}",
+            )
+        if self.soc_model < 0 or self.max_cpu_fallback_nodes < 0 or self.fixed_batch < 0:
+            raise UserError(
+                f"{source}: fields '{where}soc_model', '{where}max_cpu_fallback_nodes' and "
+                f"'{where}fixed_batch' must be >= 0",
+                hint=f"fix them in {source}",
+            )
+        if self.optimization_level not in (1, 2, 3):
+            raise UserError(
+                f"{source}: field '{where}optimization_level' is {self.optimization_level}; allowed: 1, 2, 3",
+                hint=f"fix it in {source}",
+            )
+
+
+def load_options(backend: Mapping[str, Any], source: str) -> QnnOptions:
+    """Validate a profile's ``backend`` table (``profile.backend``, ``str(profile.source)``)."""
+    return load_dataclass(QnnOptions, dict(backend), source, prefix="backend")
+
+
+def provider_options(options: QnnOptions) -> dict[str, str]:
+    """QNN EP provider options for the HTP backend (strings, as ORT wants them)."""
+    import onnxruntime_qnn
+
+    return {
+        "backend_path": onnxruntime_qnn.get_qnn_htp_path(),
+        "htp_arch": str(options.htp_arch),
+        "soc_model": str(options.soc_model),
+        "htp_performance_mode": options.performance_mode,
+        "htp_graph_finalization_optimization_mode": str(options.optimization_level),
+    }
+
+
+def board_provider_options(options: QnnOptions) -> dict[str, str]:
+    """Provider options shipped in the manifest: the board resolves its own libQnnHtp.so."""
+    return {
+        "backend_type": "htp",
+        "htp_arch": str(options.htp_arch),
+        "soc_model": str(options.soc_model),
+        "htp_performance_mode": options.performance_mode,
+    }
+
+
+# --------------------------------------------------------------------------
+# the plugin EP
+# --------------------------------------------------------------------------
+def _register_ep() -> list[Any]:
+    """Register onnxruntime-qnn's plugin library once per process; its EP devices."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError(
+            "onnxruntime: not installed; the QNN backend needs onnxruntime >= 1.23 and onnxruntime-qnn",
+            hint="pip install 'dmsbuild[qnn]'  (or: pip install onnxruntime onnxruntime-qnn)",
+        ) from None
+    try:
+        import onnxruntime_qnn
+    except ImportError:
+        raise UserError(
+            "onnxruntime-qnn: not installed; QNN context binaries (target runtime 'qnn') need it",
+            hint="pip install 'dmsbuild[qnn]'  (or: pip install onnxruntime-qnn)",
+        ) from None
+    devices = [d for d in ort.get_ep_devices() if d.ep_name == EP_NAME]
+    if not devices:
+        ort.register_execution_provider_library(EP_NAME, onnxruntime_qnn.get_library_path())
+        devices = [d for d in ort.get_ep_devices() if d.ep_name == EP_NAME]
+    if not devices:
+        raise UserError(
+            f"onnxruntime-qnn: {EP_NAME} registered but reports no device",
+            hint="check that onnxruntime and onnxruntime-qnn versions match (pip show onnxruntime onnxruntime-qnn)",
+        )
+    return devices
+
+
+def session_options(options: QnnOptions, *, context_out: Path | None = None, embed: bool = False) -> "onnxruntime.SessionOptions":
+    """SessionOptions selecting the QNN HTP EP; with ``context_out``, EPContext generation on."""
+    import onnxruntime as ort
+
+    devices = _register_ep()
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if context_out is not None:
+        so.add_session_config_entry("ep.context_enable", "1")
+        so.add_session_config_entry("ep.context_file_path", str(context_out))
+        so.add_session_config_entry("ep.context_embed_mode", "1" if embed else "0")
+    so.add_provider_for_devices(devices, provider_options(options))
+    return so
+
+
+# --------------------------------------------------------------------------
+# fixed shapes
+# --------------------------------------------------------------------------
+def _dims(value_info: Any) -> list[int | str]:
+    return [d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else "?")
+            for d in value_info.type.tensor_type.shape.dim]
+
+
+def fix_input_shapes(model_path: Path, out_path: Path, batch: int) -> bool:
+    """Write ``model_path`` with its symbolic batch axis fixed to ``batch``; False if already fixed.
+
+    Only axis 0 may be symbolic: any other dynamic axis (or ``batch`` = 0)
+    raises a UserError, because the QNN EP would silently take no nodes.
+    """
+    import onnx
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
+
+    model = onnx.load(str(model_path))
+    init_names = {i.name for i in model.graph.initializer}
+    batch_params: set[str] = set()
+    for inp in model.graph.input:
+        if inp.name in init_names:
+            continue
+        dims = _dims(inp)
+        for axis, d in enumerate(dims):
+            if isinstance(d, int) and d > 0:
+                continue
+            if axis == 0 and isinstance(d, str) and d not in ("", "?") and batch > 0:
+                batch_params.add(d)
+                continue
+            raise UserError(
+                f"{model_path}: input '{inp.name}' has the dynamic shape {dims}; the QNN EP needs fixed shapes "
+                "(with a dynamic axis it silently takes no nodes)",
+                hint="export with export.dynamic_batch = false or set quantization.fixed_shape = true for this "
+                "target; only a named batch axis is fixed automatically (backend.fixed_batch)",
+            )
+    if not batch_params:
+        return False
+    for name in batch_params:
+        make_dim_param_fixed(model.graph, name, batch)
+    fix_output_shapes(model)
+    onnx.save(model, str(out_path))
+    return True
+
+
+# --------------------------------------------------------------------------
+# placement report
+# --------------------------------------------------------------------------
+@dataclass
+class PlacementReport:
+    """Where the nodes of a QDQ model run once compiled for the HTP."""
+
+    model: str
+    total_nodes: int
+    qnn_nodes: int
+    cpu_nodes: int
+    #: the model's input QuantizeLinear / output DequantizeLinear: float <-> quantized I/O, run on CPU by design
+    io_nodes: int
+    partitions: int
+    #: op type -> count of nodes left on the CPU (I/O Q/DQ excluded)
+    fallback_ops: dict[str, int]
+    #: names of those nodes
+    fallback_nodes: list[str]
+    #: files of the artifact: the EPContext ONNX first, then its context binaries
+    files: list[str]
+    compile_seconds: float = 0.0
+
+    @property
+    def qnn_fraction(self) -> float:
+        return self.qnn_nodes / self.total_nodes if self.total_nodes else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["qnn_fraction"] = round(self.qnn_fraction, 4)
+        return d
+
+    def summary(self) -> str:
+        ops = ", ".join(f"{op} x{n}" for op, n in sorted(self.fallback_ops.items())) or "none"
+        return (f"{self.qnn_nodes}/{self.total_nodes} nodes in {self.partitions} QNN partition(s), "
+                f"{self.cpu_nodes} on CPU ({self.io_nodes} I/O Q/DQ); fallback ops: {ops}")
+
+
+def placement_of(source_model: Path, context_model: Path, compile_seconds: float = 0.0) -> PlacementReport:
+    """Compare a QDQ model with its EPContext model: which nodes went into QNN, which stayed on CPU."""
+    import onnx
+
+    src = onnx.load(str(source_model), load_external_data=False)
+    ctx = onnx.load(str(context_model), load_external_data=False)
+    graph_inputs = {i.name for i in ctx.graph.input}
+    graph_outputs = {o.name for o in ctx.graph.output}
+    partitions = 0
+    bins: list[str] = []
+    cpu = io = 0
+    fallback: Counter[str] = Counter()
+    names: list[str] = []
+    for node in ctx.graph.node:
+        if node.op_type == "EPContext" and node.domain == "com.microsoft":
+            partitions += 1
+            for a in node.attribute:
+                if a.name == "ep_cache_context" and a.s:
+                    embedded = any(b.name == "embed_mode" and b.i == 1 for b in node.attribute)
+                    if not embedded:
+                        ref = a.s.decode()
+                        if ref not in bins:
+                            bins.append(ref)
+            continue
+        cpu += 1
+        is_io = (node.op_type == "QuantizeLinear" and node.input[0] in graph_inputs) or (
+            node.op_type == "DequantizeLinear" and all(o in graph_outputs for o in node.output)
+        )
+        if is_io:
+            io += 1
+        else:
+            fallback[node.op_type] += 1
+            names.append(node.name or f"<{node.op_type} {node.output[0]}>")
+    total = len(src.graph.node)
+    files = [context_model.name] + bins
+    return PlacementReport(
+        model=str(source_model), total_nodes=total, qnn_nodes=max(0, total - cpu), cpu_nodes=cpu,
+        io_nodes=io, partitions=partitions, fallback_ops=dict(fallback), fallback_nodes=names,
+        files=files, compile_seconds=round(compile_seconds, 3),
+    )
+
+
+def check_placement(report: PlacementReport, max_cpu_fallback_nodes: int, where: str) -> None:
+    """Fail the build when more nodes than the profile allows fell back to the CPU."""
+    if report.partitions == 0:
+        raise UserError(
+            f"{where}: the QNN EP took no nodes of {report.model}",
+            hint="check that the model is a QDQ model with fixed input shapes and supported ops",
+        )
+    n = sum(report.fallback_ops.values())
+    if n > max_cpu_fallback_nodes:
+        ops = ", ".join(f"{op} x{c}" for op, c in sorted(report.fallback_ops.items()))
+        shown = ", ".join(report.fallback_nodes[:10]) + (" ..." if len(report.fallback_nodes) > 10 else "")
+        raise UserError(
+            f"{where}: {n} node(s) fall back to the CPU, more than backend.max_cpu_fallback_nodes = "
+            f"{max_cpu_fallback_nodes}: {ops} (nodes: {shown})",
+            hint="replace those ops in the model, or raise backend.max_cpu_fallback_nodes in the target profile",
+        )
+
+
+# --------------------------------------------------------------------------
+# build
+# --------------------------------------------------------------------------
+def context_files(out: Path) -> list[Path]:
+    """The files ``build_context_binary(…, out)`` writes when the context is not embedded."""
+    return [out, out.with_name(f"{out.stem}_qnn.bin")]
+
+
+def build_context_binary(qdq_onnx: Path, out: Path, options: QnnOptions, *, where: str | None = None) -> PlacementReport:
+    """Compile a QDQ ONNX model into a QNN HTP EPContext model at ``out`` (+ ``<stem>_qnn.bin``).
+
+    Checks the placement against ``options.max_cpu_fallback_nodes`` (raising
+    UserError with the offending ops) only after the files are in place, so a
+    failed check leaves them for inspection; the caller (a doit action) then
+    fails and doit does not record the target as up to date.
+    """
+    import onnxruntime as ort
+
+    qdq_onnx = Path(qdq_onnx)
+    out = Path(out)
+    where = where or str(out)
+    if not qdq_onnx.is_file():
+        raise UserError(f"{qdq_onnx}: QDQ model not found", hint="build the int8-qdq artifact first")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        src = qdq_onnx
+        fixed = tmp / "fixed-input.onnx"
+        if fix_input_shapes(qdq_onnx, fixed, options.fixed_batch):
+            src = fixed
+        tmp_out = tmp / out.name  # same file name, so the EPContext's relative .bin reference stays valid
+        so = session_options(options, context_out=tmp_out, embed=options.embed_context)
+        start = time.perf_counter()
+        try:
+            ort.InferenceSession(str(src), sess_options=so)
+        except ort.capi.onnxruntime_pybind11_state.Fail as exc:  # type: ignore[attr-defined]
+            raise UserError(f"{qdq_onnx}: the QNN EP failed to compile it: {str(exc).splitlines()[0]}",
+                            hint="check the model's ops and quantization (uint8/uint16 QDQ)") from None
+        seconds = time.perf_counter() - start
+        if not tmp_out.is_file():
+            raise UserError(
+                f"{qdq_onnx}: the QNN EP took no nodes and wrote no context binary",
+                hint="the model needs fixed input shapes and QDQ quantization the HTP supports",
+            )
+        report = placement_of(src, tmp_out, seconds)
+        report.model = str(qdq_onnx)
+        for name in report.files:
+            os.replace(tmp / name, out.parent / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    check_placement(report, options.max_cpu_fallback_nodes, where)
+    return report
+
+
+# --------------------------------------------------------------------------
+# run (board, or the HTP simulator on x86_64)
+# --------------------------------------------------------------------------
+def open_session(context_model: Path, options: QnnOptions) -> "onnxruntime.InferenceSession":
+    """An InferenceSession on the HTP (on x86_64: onnxruntime-qnn's HTP simulator)."""
+    import onnxruntime as ort
+
+    so = session_options(options)
+    so.add_session_config_entry("session.disable_cpu_ep_fallback", "0")
+    return ort.InferenceSession(str(context_model), sess_options=so)
+
+
+@dataclass
+class SimulatorRun:
+    outputs: list[list["np.ndarray"]]  # per sample, per output
+    output_names: list[str]
+    load_ms: float
+    samples_ms: list[float]
+
+
+def run_on_simulator(context_model: Path, inputs: Sequence["np.ndarray"], options: QnnOptions,
+                     input_name: str | None = None) -> SimulatorRun:
+    """Run each input (batch-1 array) through the context model; slow (~1 s per MobileNetV3 inference)."""
+    start = time.perf_counter()
+    sess = open_session(context_model, options)
+    load_ms = (time.perf_counter() - start) * 1e3
+    name = input_name or sess.get_inputs()[0].name
+    outs: list[list[Any]] = []
+    samples: list[float] = []
+    for x in inputs:
+        t0 = time.perf_counter_ns()
+        outs.append(sess.run(None, {name: x}))
+        samples.append((time.perf_counter_ns() - t0) / 1e6)
+    return SimulatorRun(outs, [o.name for o in sess.get_outputs()], load_ms, samples)
+
+
+def compare_outputs(ref: Sequence[Sequence["np.ndarray"]], got: Sequence[Sequence["np.ndarray"]],
+                    names: Sequence[str], classification: Sequence[str] = ()) -> dict[str, dict[str, float]]:
+    """Per head: max/mean abs diff, max abs diff relative to the reference's range, cosine, top-1 agreement."""
+    import numpy as np
+
+    heads: dict[str, dict[str, float]] = {}
+    for i, name in enumerate(names):
+        r = np.stack([np.asarray(s[i], dtype=np.float64) for s in ref])
+        g = np.stack([np.asarray(s[i], dtype=np.float64) for s in got])
+        diff = np.abs(r - g)
+        span = float(r.max() - r.min()) or 1.0
+        denom = float(np.linalg.norm(r) * np.linalg.norm(g))
+        m = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
+             "max_rel_to_range": float(diff.max()) / span,
+             "cosine": float((r.ravel() @ g.ravel()) / denom) if denom else 1.0}
+        if name in classification:
+            m["top1_agreement"] = float(np.mean(r.reshape(len(r), -1, r.shape[-1]).argmax(-1)
+                                                == g.reshape(len(g), -1, g.shape[-1]).argmax(-1)))
+        heads[name] = m
+    return heads
