@@ -1,0 +1,458 @@
+"""TensorRT engines for NVIDIA Jetson boards.
+
+Engines are tied to the GPU architecture and the TensorRT version, so the
+release carries the ONNX model and the engine is built ON the board by
+``trtexec`` (:func:`build_argv`); the engine comes back to a host cache keyed by
+(ONNX sha256, precision, TensorRT version, GPU compute capability)
+(:class:`EngineCache`) so a second board of the same kind installs it instead of
+rebuilding. INT8 uses explicit quantization: the ONNX is a QDQ model with
+symmetric int8 activations (INT8 calibrators are deprecated since TensorRT 10.1).
+
+Benchmarks run ``trtexec --loadEngine`` (:func:`bench_argv`); its stdout
+(:func:`parse_trtexec_output`) and ``--exportTimes`` JSON
+(:func:`parse_export_times`) become the common result dict (CONTRACTS §3) with
+GPU compute and H2D/D2H times (:func:`result_from_trtexec`).
+
+On a host with an NVIDIA GPU and the ``tensorrt`` package,
+:func:`build_engine_on_host` builds with the TensorRT 10+ Python API
+(``build_serialized_network``, ``set_memory_pool_limit``); the same cache key
+applies. ``tensorrt`` is imported only there.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Mapping, Sequence
+
+from ..config import load_dataclass
+from ..errors import UserError
+from .toolchain import empty_result, latency_stats
+
+RUNTIME = "tensorrt"
+#: precisions this backend builds, and the trtexec flags each one needs
+PRECISION_FLAGS: dict[str, list[str]] = {
+    "fp32": [],
+    "fp16": ["--fp16"],
+    # explicit quantization: QDQ ONNX; --fp16 lets the layers outside Q/DQ pairs run in half precision
+    "int8-qdq": ["--int8", "--fp16"],
+}
+
+
+@dataclass
+class TensorRTOptions:
+    """``[backend]`` of a TensorRT target profile."""
+
+    #: builder workspace memory pool (``--memPoolSize=workspace:<N>M``)
+    workspace_mb: int = 1024
+    #: keep a timing cache beside the engine (``--timingCacheFile``): faster rebuilds
+    timing_cache: bool = True
+    #: trtexec on the board (JetPack installs it at /usr/src/tensorrt/bin/trtexec, not on PATH)
+    trtexec: str = "/usr/src/tensorrt/bin/trtexec"
+    #: ``--builderOptimizationLevel`` (0-5); None: TensorRT's default (3)
+    builder_optimization_level: int | None = None
+    #: trtexec warm-up before timing, in milliseconds (trtexec warms up by time, not by count)
+    warmup_ms: int = 200
+    #: ``--avgRuns``: runs averaged per line of trtexec's trace report
+    avg_runs: int = 10
+    #: ``--percentile``; the result dict needs 90, 95, 99
+    percentiles: list[int] = field(default_factory=lambda: [90, 95, 99])
+    #: per-layer profile in a separate run (``--exportProfile`` + ``--separateProfileRun``)
+    export_profile: bool = True
+    #: ``--useCudaGraph``
+    use_cuda_graph: bool = False
+    #: ``--useSpinWait``: steadier timings at the cost of a busy CPU core
+    use_spin_wait: bool = True
+    #: host engine cache, relative to the project root
+    engine_cache: str = "artifacts/cache/tensorrt"
+
+    def validate(self, source: str, prefix: str) -> None:
+        where = f"{prefix}." if prefix else ""
+        if self.workspace_mb <= 0:
+            raise UserError(f"{source}: field '{where}workspace_mb' is {self.workspace_mb}; expected a positive number of MiB",
+                            hint=f"fix it in {source}")
+        if self.builder_optimization_level is not None and not 0 <= self.builder_optimization_level <= 5:
+            raise UserError(f"{source}: field '{where}builder_optimization_level' is {self.builder_optimization_level}; allowed: 0-5",
+                            hint=f"fix it in {source}")
+        if any(not 0 <= p <= 100 for p in self.percentiles):
+            raise UserError(f"{source}: field '{where}percentiles' is {self.percentiles}; each must be 0-100",
+                            hint=f"fix it in {source}")
+        if self.warmup_ms < 0 or self.avg_runs <= 0:
+            raise UserError(f"{source}: fields '{where}warmup_ms' (>= 0) and '{where}avg_runs' (> 0) are out of range",
+                            hint=f"fix them in {source}")
+        if not re.match(r"^[\w./~-]+$", self.trtexec):
+            raise UserError(f"{source}: field '{where}trtexec' is {self.trtexec!r}; expected a plain path",
+                            hint=f"fix it in {source}")
+
+
+def load_options(backend: Mapping[str, Any], source: str) -> TensorRTOptions:
+    """Validate a profile's ``backend`` table (``profile.backend``, ``str(profile.source)``)."""
+    return load_dataclass(TensorRTOptions, dict(backend), source, prefix="backend")
+
+
+# --------------------------------------------------------------------------
+# trtexec command lines (argument lists; the transport quotes them)
+# --------------------------------------------------------------------------
+def _flags_for(precision: str) -> list[str]:
+    try:
+        return PRECISION_FLAGS[precision]
+    except KeyError:
+        raise UserError(
+            f"precision '{precision}' is not built by the TensorRT backend; allowed: {', '.join(PRECISION_FLAGS)}",
+            hint="fix 'precisions' in the target profile",
+        ) from None
+
+
+def build_argv(onnx: str | PurePosixPath, engine: str | PurePosixPath, precision: str, options: TensorRTOptions,
+               *, timing_cache: str | PurePosixPath | None = None, verbose: bool = False) -> list[str]:
+    """trtexec command that builds ``engine`` from ``onnx`` on the board and runs no inference."""
+    argv = [options.trtexec, f"--onnx={onnx}", f"--saveEngine={engine}", *_flags_for(precision),
+            f"--memPoolSize=workspace:{options.workspace_mb}M"]
+    if options.timing_cache and timing_cache is not None:
+        argv.append(f"--timingCacheFile={timing_cache}")
+    if options.builder_optimization_level is not None:
+        argv.append(f"--builderOptimizationLevel={options.builder_optimization_level}")
+    argv.append("--skipInference")
+    if verbose:
+        argv.append("--verbose")
+    return argv
+
+
+def bench_argv(engine: str | PurePosixPath, options: TensorRTOptions, *, iterations: int,
+               times_json: str | PurePosixPath, profile_json: str | PurePosixPath | None = None) -> list[str]:
+    """trtexec command that times ``iterations`` inferences of a built engine.
+
+    ``--duration=0`` makes ``--iterations`` the exact count (trtexec otherwise
+    runs for at least 3 s).
+    """
+    if iterations <= 0:
+        raise UserError(f"bench.iterations is {iterations}; expected a positive count", hint="fix [bench] in the target profile")
+    argv = [options.trtexec, f"--loadEngine={engine}", f"--warmUp={options.warmup_ms}",
+            f"--iterations={iterations}", "--duration=0", f"--avgRuns={options.avg_runs}",
+            "--percentile=" + ",".join(str(p) for p in options.percentiles),
+            f"--exportTimes={times_json}"]
+    if options.use_cuda_graph:
+        argv.append("--useCudaGraph")
+    if options.use_spin_wait:
+        argv.append("--useSpinWait")
+    if options.export_profile and profile_json is not None:
+        argv += [f"--exportProfile={profile_json}", "--separateProfileRun"]
+    return argv
+
+
+# --------------------------------------------------------------------------
+# parsing trtexec's report
+# --------------------------------------------------------------------------
+_LINE_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s*)*")  # "[10/03/2024-10:47:59] [I] " and similar
+_METRIC = re.compile(r"^(Latency|End-to-End Host Latency|Enqueue Time|H2D Latency|GPU Compute Time|D2H Latency):\s*(.*)$")
+_PAIR = re.compile(r"(min|max|mean|median|percentile\(([\d.]+)%\))\s*=?\s*([-+\d.eE]+|inf|nan)\s*ms")
+_METRIC_KEYS = {"Latency": "latency", "End-to-End Host Latency": "end_to_end", "Enqueue Time": "enqueue",
+                "H2D Latency": "h2d", "GPU Compute Time": "compute", "D2H Latency": "d2h"}
+
+
+def trt_version_from_tag(tag: str) -> str:
+    """'100300' -> '10.3.0'; '8503' -> '8.5.3' (the number in ``[TensorRT v100300]``)."""
+    n = int(tag)
+    if n >= 100000:  # TensorRT >= 10: major*10000 + minor*100 + patch
+        return f"{n // 10000}.{n // 100 % 100}.{n % 100}"
+    return f"{n // 1000}.{n // 100 % 10}.{n % 100}"
+
+
+def _stats_from_pairs(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, pct, value in _PAIR.findall(text):
+        name = f"p{pct.rstrip('0').rstrip('.') if '.' in pct else pct}" if pct else key
+        out[name] = float(value)
+    return out
+
+
+def parse_trtexec_output(text: str) -> dict[str, Any]:
+    """Parse a trtexec log: the performance summary, versions, device; tolerant of missing parts.
+
+    Returns ``{"passed", "trt_version", "compute_capability", "device", "throughput_qps",
+    "metrics": {"latency"|"end_to_end"|"enqueue"|"h2d"|"compute"|"d2h": {min, max, mean, median, pNN…}},
+    "host_walltime_s", "gpu_compute_total_s", "warmup_queries", "timed_queries", "warnings"}``.
+    """
+    res: dict[str, Any] = {"passed": None, "trt_version": None, "compute_capability": None, "device": None,
+                           "throughput_qps": None, "metrics": {}, "host_walltime_s": None,
+                           "gpu_compute_total_s": None, "warmup_queries": None, "timed_queries": None,
+                           "warnings": []}
+    in_summary = False
+    for raw in text.splitlines():
+        amp = re.match(r"^&&&& (RUNNING|PASSED|FAILED) TensorRT\.trtexec \[TensorRT v(\d+)\]", raw.strip())
+        if amp:
+            res["trt_version"] = res["trt_version"] or trt_version_from_tag(amp.group(2))
+            if amp.group(1) != "RUNNING":
+                res["passed"] = amp.group(1) == "PASSED"
+            continue
+        is_warning = "[W]" in raw[:40]
+        line = _LINE_PREFIX.sub("", raw.strip()).strip()
+        if m := re.match(r"^TensorRT version:\s*([\d.]+)", line):
+            res["trt_version"] = m.group(1)
+        elif m := re.match(r"^Compute Capability:\s*([\d.]+)", line):
+            res["compute_capability"] = m.group(1)
+        elif m := re.match(r"^Selected Device:\s*(.+)$", line):
+            res["device"] = m.group(1).strip()
+        elif m := re.match(r"^Warmup completed (\d+) queries", line):
+            res["warmup_queries"] = int(m.group(1))
+        elif m := re.match(r"^Timing trace has (\d+) queries", line):
+            res["timed_queries"] = int(m.group(1))
+        elif line == "=== Performance summary ===":
+            in_summary = True
+        elif in_summary and (m := re.match(r"^Throughput:\s*([\d.eE+-]+)\s*qps", line)):
+            res["throughput_qps"] = float(m.group(1))
+        elif (m := _METRIC.match(line)):
+            res["metrics"][_METRIC_KEYS[m.group(1)]] = _stats_from_pairs(m.group(2))
+        elif (m := re.match(r"^Total Host Walltime:\s*([\d.eE+-]+)\s*s", line)):
+            res["host_walltime_s"] = float(m.group(1))
+        elif (m := re.match(r"^Total GPU Compute Time:\s*([\d.eE+-]+)\s*s", line)):
+            res["gpu_compute_total_s"] = float(m.group(1))
+        elif is_warning and line.startswith("* "):
+            res["warnings"].append(line.lstrip("* ").strip())
+    return res
+
+
+def parse_export_times(text: str, warmup_ms: float | None = None) -> dict[str, list[float]]:
+    """Per-inference times from ``--exportTimes`` JSON: latency, compute, h2d, d2h, enqueue, end-to-end (ms).
+
+    trtexec writes the warm-up queries too; with ``warmup_ms`` those whose
+    compute starts before it are dropped (trtexec's own rule for its summary).
+    """
+    try:
+        trace = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"trtexec --exportTimes output is not JSON ({exc})", hint="check the trtexec log on the board") from None
+    if not isinstance(trace, list):
+        raise UserError("trtexec --exportTimes output is not a JSON list", hint="check the trtexec version on the board")
+    keys = {"latency": "latencyMs", "compute": "computeMs", "h2d": "h2dMs", "d2h": "d2hMs", "end_to_end": "endToEndMs"}
+    out: dict[str, list[float]] = {k: [] for k in (*keys, "enqueue")}
+    warm = 0
+    for entry in trace:
+        if not isinstance(entry, dict) or "computeMs" not in entry:
+            continue  # newer trtexec versions may add header records
+        if warmup_ms is not None and float(entry.get("startComputeMs", warmup_ms)) < warmup_ms:
+            warm += 1
+            continue
+        for k, j in keys.items():
+            if j in entry:
+                out[k].append(float(entry[j]))
+        if "startEnqMs" in entry and "endEnqMs" in entry:
+            out["enqueue"].append(float(entry["endEnqMs"]) - float(entry["startEnqMs"]))
+    out["warmup_dropped"] = [float(warm)]
+    return out
+
+
+def _summary_stats(metric: Mapping[str, float] | None) -> dict[str, float | None] | None:
+    if not metric:
+        return None
+    return {k: metric.get(k) for k in ("min", "mean", "median", "p90", "p95", "p99", "max")} | {"std": None}
+
+
+def result_from_trtexec(stdout: str, times_json: str | None, *, artifact: str, precision: str, sha256: str = "",
+                        warmup_ms: float | None = None, iterations: int | None = None) -> dict[str, Any]:
+    """The common result dict (CONTRACTS §3) from a trtexec benchmark run.
+
+    Raw samples and their statistics come from the exportTimes JSON when
+    present (the summary's percentiles otherwise); ``gpu`` holds GPU compute and
+    H2D/D2H statistics.
+    """
+    summary = parse_trtexec_output(stdout)
+    res = empty_result(artifact, precision, RUNTIME, "trtexec", sha256)
+    res["warmup"] = summary["warmup_queries"]
+    res["iterations"] = iterations if iterations is not None else summary["timed_queries"]
+    res["throughput_ips"] = summary["throughput_qps"]
+    res["trtexec"] = {k: summary[k] for k in ("trt_version", "compute_capability", "device", "host_walltime_s",
+                                              "gpu_compute_total_s", "warnings")}
+    if summary["passed"] is False:
+        res["error"] = "trtexec reported FAILED"
+    times = parse_export_times(times_json, warmup_ms) if times_json else None
+    if times and times["latency"]:
+        res["samples_ms"] = times["latency"]
+        res["latency_ms"] = latency_stats(times["latency"])
+        res["gpu"] = {"compute_ms": latency_stats(times["compute"]), "h2d_ms": latency_stats(times["h2d"]),
+                      "d2h_ms": latency_stats(times["d2h"])}
+        res["iterations"] = iterations if iterations is not None else len(times["latency"])
+        if summary["warmup_queries"] is None:
+            res["warmup"] = int(times["warmup_dropped"][0])
+    else:
+        m = summary["metrics"]
+        res["latency_ms"] = _summary_stats(m.get("latency"))
+        if m.get("compute"):
+            res["gpu"] = {"compute_ms": _summary_stats(m.get("compute")), "h2d_ms": _summary_stats(m.get("h2d")),
+                          "d2h_ms": _summary_stats(m.get("d2h"))}
+    if res["latency_ms"] is None and res["error"] is None:
+        res["error"] = "trtexec printed no performance summary"
+    return res
+
+
+# --------------------------------------------------------------------------
+# engine cache
+# --------------------------------------------------------------------------
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """What makes an engine reusable: same model bytes, precision, TensorRT version and GPU architecture."""
+
+    onnx_sha256: str
+    precision: str
+    trt_version: str
+    compute_capability: str
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[0-9a-f]{64}", self.onnx_sha256):
+            raise ValueError(f"onnx_sha256 {self.onnx_sha256!r} is not a sha256 hex digest")  # a bug in the caller
+        if not re.fullmatch(r"\d+(\.\d+)*", self.trt_version) or not re.fullmatch(r"\d+\.\d+", self.compute_capability):
+            raise UserError(
+                f"TensorRT version {self.trt_version!r} / compute capability {self.compute_capability!r} not understood",
+                hint="check the board facts (tensorrt, gpu compute capability)",
+            )
+
+    @property
+    def digest(self) -> str:
+        # only major.minor.patch of TensorRT matter (10.3.0.30 and 10.3.0 engines are interchangeable)
+        version = ".".join(self.trt_version.split(".")[:3])
+        blob = json.dumps([self.onnx_sha256, self.precision, version, self.compute_capability])
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+class EngineCache:
+    """Host folder of engines built on boards, keyed by :class:`EngineKey`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: EngineKey) -> Path:
+        return self.root / f"{key.digest}.engine"
+
+    def get(self, key: EngineKey) -> Path | None:
+        """The cached engine, or None; an entry whose bytes changed since it was stored is ignored."""
+        p = self.path(key)
+        meta = p.with_suffix(".json")
+        if not p.is_file() or not meta.is_file():
+            return None
+        try:
+            info = json.loads(meta.read_text())
+        except json.JSONDecodeError:
+            return None
+        return p if info.get("engine_sha256") == sha256_file(p) else None
+
+    def put(self, key: EngineKey, engine: Path, **extra: Any) -> Path:
+        """Copy ``engine`` into the cache (atomically: temporary file, then rename)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        dest = self.path(key)
+        data = Path(engine).read_bytes()
+        if not data:
+            raise UserError(f"{engine}: engine file is empty", hint="rebuild the engine; check the trtexec log")
+        for target, payload in ((dest, data), (dest.with_suffix(".json"), None)):
+            if payload is None:
+                payload = json.dumps({"onnx_sha256": key.onnx_sha256, "precision": key.precision,
+                                      "trt_version": key.trt_version, "compute_capability": key.compute_capability,
+                                      "engine_sha256": hashlib.sha256(data).hexdigest(), **extra},
+                                     indent=1, sort_keys=True).encode()
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=self.root)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+            os.replace(tmp, target)
+        return dest
+
+
+# --------------------------------------------------------------------------
+# host build with the TensorRT 10+ Python API
+# --------------------------------------------------------------------------
+def _import_tensorrt() -> Any:
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise UserError(
+            "tensorrt: the Python package is not installed on this host; engines are built on the Jetson by trtexec",
+            hint="on a host with an NVIDIA GPU: pip install 'dmsbuild[tensorrt]' (tensorrt>=10, cuda-python)",
+        ) from None
+    if int(trt.__version__.split(".")[0]) < 10:
+        raise UserError(f"tensorrt {trt.__version__}: dmsbuild needs TensorRT 10 or newer", hint="pip install -U 'tensorrt>=10'")
+    return trt
+
+
+def host_compute_capability() -> str:
+    """The host GPU's compute capability ("8.6"), via cuda-python or pycuda."""
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart  # type: ignore[no-redef]  # older cuda-python
+        except ImportError:
+            cudart = None
+    if cudart is not None:
+        err, major = cudart.cudaDeviceGetAttribute(cudart.cudaDeviceAttr.cudaDevAttrComputeCapabilityMajor, 0)
+        err2, minor = cudart.cudaDeviceGetAttribute(cudart.cudaDeviceAttr.cudaDevAttrComputeCapabilityMinor, 0)
+        if int(err) == 0 and int(err2) == 0:
+            return f"{major}.{minor}"
+        raise UserError(f"CUDA: no usable GPU on this host ({err})", hint="check nvidia-smi")
+    try:
+        import pycuda.autoinit  # noqa: F401
+        import pycuda.driver as drv
+    except ImportError:
+        raise UserError("cuda-python / pycuda: neither is installed", hint="pip install cuda-python") from None
+    major, minor = drv.Device(0).compute_capability()
+    return f"{major}.{minor}"
+
+
+def build_engine_on_host(onnx: Path, engine_out: Path, precision: str, options: TensorRTOptions,
+                         *, timing_cache: Path | None = None) -> dict[str, Any]:
+    """Build a serialized engine with the TensorRT 10 Python API; returns the cache key fields."""
+    trt = _import_tensorrt()
+    flags = _flags_for(precision)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10: networks are always explicit-batch
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise UserError(f"{onnx}: TensorRT's ONNX parser rejected it: {errors}", hint="check the model's ops and opset")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
+    if "--fp16" in flags:
+        config.set_flag(trt.BuilderFlag.FP16)
+    if "--int8" in flags:
+        config.set_flag(trt.BuilderFlag.INT8)  # QDQ model: explicit quantization, no calibrator
+    if options.builder_optimization_level is not None:
+        config.builder_optimization_level = options.builder_optimization_level
+    cache = None
+    if options.timing_cache and timing_cache is not None:
+        cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise UserError(f"{onnx}: TensorRT failed to build a {precision} engine", hint="rerun with a verbose logger")
+    engine_out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = engine_out.with_name(f".{engine_out.name}.tmp")
+    tmp.write_bytes(bytes(serialized))
+    os.replace(tmp, engine_out)
+    if cache is not None and timing_cache is not None:
+        timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return {"onnx_sha256": sha256_file(onnx), "precision": precision, "trt_version": trt.__version__,
+            "compute_capability": host_compute_capability()}
+
+
+def runner_script() -> Path:
+    """The board-side output-check script (TensorRT 10 API + cuda-python or pycuda)."""
+    return Path(__file__).with_name("trt_runner.py")
+
+
+def runner_argv(python: str, script: str | PurePosixPath, engine: str | PurePosixPath, reference: str | PurePosixPath,
+                *, samples: int, classification: Sequence[str]) -> list[str]:
+    """Board command running the output check; prints the CONTRACTS §3 ``verify`` JSON."""
+    argv = [python, str(script), "--engine", str(engine), "--reference", str(reference), "--samples", str(samples)]
+    for name in classification:
+        argv += ["--classification", name]
+    return argv
