@@ -129,3 +129,18 @@ def test_doctor_module_is_light():
             "print(sorted(m for m in ('torch','onnx','onnxruntime','tensorrt','paramiko','numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_doit_doctor_task(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dodo = tmp_path / "dodo.py"
+    dodo.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom dmsbuild.tasks.doctor import task_doctor\n")
+    env = dict(os.environ, DMSBUILD_ROOT=str(ROOT))
+    doit = [sys.executable, "-m", "doit", "-f", str(dodo), "--dep-file", str(tmp_path / "db"), "doctor"]
+    ok = subprocess.run(doit + ["target=rpi5"], capture_output=True, text=True, env=env)
+    assert "host: onnxruntime:" in ok.stdout and "doctor:" in ok.stdout
+    bad = subprocess.run(doit + ["target=nope"], capture_output=True, text=True, env=env)
+    assert bad.returncode != 0 and "target 'nope': no profile" in bad.stdout + bad.stderr

@@ -179,6 +179,12 @@ def fix_input_shapes(model_path: Path, out_path: Path, batch: int) -> bool:
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
 
     model = onnx.load(str(model_path))
+    if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        raise UserError(
+            f"{model_path}: not a QDQ model (no QuantizeLinear/DequantizeLinear nodes); the QNN HTP needs "
+            "quantized activations",
+            hint="build the int8-qdq artifact (static QDQ with QUInt8 or QUInt16 activations) and compile that",
+        )
     init_names = {i.name for i in model.graph.initializer}
     batch_params: set[str] = set()
     for inp in model.graph.input:
@@ -226,6 +232,8 @@ class PlacementReport:
     fallback_nodes: list[str]
     #: files of the artifact: the EPContext ONNX first, then its context binaries
     files: list[str]
+    #: activation type at the model input ("uint8", "uint16", ...), from its QuantizeLinear zero point
+    activations: str | None = None
     compile_seconds: float = 0.0
 
     @property
@@ -278,10 +286,19 @@ def placement_of(source_model: Path, context_model: Path, compile_seconds: float
             names.append(node.name or f"<{node.op_type} {node.output[0]}>")
     total = len(src.graph.node)
     files = [context_model.name] + bins
+    activations = None
+    inits = {i.name: i for i in src.graph.initializer}
+    src_inputs = {i.name for i in src.graph.input}
+    for node in src.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] in src_inputs and len(node.input) > 2:
+            zp = inits.get(node.input[2])
+            if zp is not None:
+                activations = onnx.helper.tensor_dtype_to_np_dtype(zp.data_type).name
+            break
     return PlacementReport(
         model=str(source_model), total_nodes=total, qnn_nodes=max(0, total - cpu), cpu_nodes=cpu,
         io_nodes=io, partitions=partitions, fallback_ops=dict(fallback), fallback_nodes=names,
-        files=files, compile_seconds=round(compile_seconds, 3),
+        files=files, compile_seconds=round(compile_seconds, 3), activations=activations,
     )
 
 

@@ -34,6 +34,7 @@ def test_context_binary_uint16_all_nodes_on_htp(tiny_models, tmp_path):
     # input Q and the three classification heads' output DQ stay on CPU by design
     assert report.io_nodes == report.cpu_nodes == 4
     assert report.qnn_nodes == src_nodes - 4
+    assert report.activations == "uint16"
     ctx = onnx.load(str(out))
     assert sum(n.op_type == "EPContext" for n in ctx.graph.node) == 1
     # no temporary folder left behind
@@ -56,6 +57,7 @@ def test_dynamic_batch_is_fixed_before_compiling(tiny_models, tmp_path):
     assert src.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     report = qnn.build_context_binary(tiny_models["qdq8-dynamic"], tmp_path / "u8.onnx", opts())
     assert report.partitions == 1 and report.qnn_nodes > 100
+    assert report.activations == "uint8"
     ctx = onnx.load(str(tmp_path / "u8.onnx"))
     assert [d.dim_value for d in ctx.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 224, 224]
 
@@ -110,6 +112,11 @@ def test_cpu_fallback_within_threshold_is_reported(tmp_path):
     assert report.qnn_nodes == 8
     assert "Hardmax x1" in report.summary()
     assert report.to_dict()["qnn_fraction"] == pytest.approx(8 / 11, abs=1e-4)
+
+
+def test_float_model_refused(tiny_models, tmp_path):
+    with pytest.raises(UserError, match="not a QDQ model"):
+        qnn.build_context_binary(tiny_models["fp32"], tmp_path / "o.onnx", opts())
 
 
 def test_missing_input_model(tmp_path):
