@@ -139,7 +139,7 @@ def test_doit_doctor_task(tmp_path):
     dodo = tmp_path / "dodo.py"
     dodo.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom dmsbuild.tasks.doctor import task_doctor\n")
     env = dict(os.environ, DMSBUILD_ROOT=str(ROOT))
-    doit = [sys.executable, "-m", "doit", "-f", str(dodo), "--dep-file", str(tmp_path / "db"), "doctor"]
+    doit = [sys.executable, "-m", "doit", "-f", str(dodo), "--db-file", str(tmp_path / "db"), "doctor"]
     ok = subprocess.run(doit + ["target=rpi5"], capture_output=True, text=True, env=env)
     assert "host: onnxruntime:" in ok.stdout and "doctor:" in ok.stdout
     bad = subprocess.run(doit + ["target=nope"], capture_output=True, text=True, env=env)
