@@ -178,7 +178,12 @@ def fix_input_shapes(model_path: Path, out_path: Path, batch: int) -> bool:
     import onnx
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
 
-    model = onnx.load(str(model_path))
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(str(model_path))
+    except DecodeError as exc:
+        raise UserError(f"{model_path}: not a readable ONNX file ({exc})", hint="rebuild the int8-qdq artifact") from None
     if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
         raise UserError(
             f"{model_path}: not a QDQ model (no QuantizeLinear/DequantizeLinear nodes); the QNN HTP needs "
@@ -337,7 +342,11 @@ def build_context_binary(qdq_onnx: Path, out: Path, options: QnnOptions, *, wher
     fails and doit does not record the target as up to date.
     """
     import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
+    # ORT's errors for a model it cannot take (not bugs in dmsbuild)
+    model_errors = (ort_state.Fail, ort_state.InvalidGraph, ort_state.InvalidArgument, ort_state.NotImplemented,
+                    ort_state.RuntimeException)
     qdq_onnx = Path(qdq_onnx)
     out = Path(out)
     where = where or str(out)
@@ -355,7 +364,7 @@ def build_context_binary(qdq_onnx: Path, out: Path, options: QnnOptions, *, wher
         start = time.perf_counter()
         try:
             ort.InferenceSession(str(src), sess_options=so)
-        except ort.capi.onnxruntime_pybind11_state.Fail as exc:  # type: ignore[attr-defined]
+        except model_errors as exc:
             raise UserError(f"{qdq_onnx}: the QNN EP failed to compile it: {str(exc).splitlines()[0]}",
                             hint="check the model's ops and quantization (uint8/uint16 QDQ)") from None
         seconds = time.perf_counter() - start

@@ -119,6 +119,13 @@ def test_float_model_refused(tiny_models, tmp_path):
         qnn.build_context_binary(tiny_models["fp32"], tmp_path / "o.onnx", opts())
 
 
+def test_corrupt_model_refused(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage that is not protobuf \xff\xff")
+    with pytest.raises(UserError, match="not a readable ONNX file"):
+        qnn.build_context_binary(bad, tmp_path / "o.onnx", opts())
+
+
 def test_missing_input_model(tmp_path):
     with pytest.raises(UserError, match="QDQ model not found"):
         qnn.build_context_binary(tmp_path / "nope.onnx", tmp_path / "o.onnx", opts())
