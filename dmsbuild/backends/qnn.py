@@ -439,3 +439,19 @@ def compare_outputs(ref: Sequence[Sequence["np.ndarray"]], got: Sequence[Sequenc
                                                 == g.reshape(len(g), -1, g.shape[-1]).argmax(-1)))
         heads[name] = m
     return heads
+
+
+# --------------------------------------------------------------------------
+# build.json fields (CONTRACTS §1)
+# --------------------------------------------------------------------------
+def artifact_fields(out: Path, report: PlacementReport, options: QnnOptions, root: Path) -> dict[str, Any]:
+    """The backend-specific part of a build.json artifact entry for a context model at ``out``.
+
+    The context binary is compiled for one HTP architecture: not portable.
+    The caller adds name, precision, sha256, size and eval.
+    """
+    extra = [str((out.parent / f).relative_to(root)) for f in report.files[1:]]
+    return {"kind": "qnn-context", "path": str(out.relative_to(root)), "extra_files": extra, "runtime": RUNTIME,
+            "providers": [EP_NAME, "CPUExecutionProvider"], "provider_options": [board_provider_options(options), {}],
+            "portable": False, "placement": report.to_dict()}
+
