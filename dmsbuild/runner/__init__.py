@@ -1,0 +1,1 @@
+"""The benchmark runner shipped inside each release (runs alone on the board)."""
