@@ -16,7 +16,7 @@ measured in its own child process, so its peak RSS is its own and a crash of
 one execution provider (even a segfault) becomes that artifact's ``error``
 while the others still run.
 
-Exit codes: 0 document printed, at least one artifact measured; 1 document
+Exit codes: 0 document printed, at least one artifact measured; 5 document
 printed, every artifact failed; 2 unusable release or arguments (stderr says
 what); 3 numpy or onnxruntime missing on the board (stderr has the install
 hint); ``--facts`` prints the board facts (CONTRACTS §4) and exits 0.
@@ -24,6 +24,7 @@ hint); ``--facts`` prints the board facts (CONTRACTS §4) and exits 0.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -38,7 +39,8 @@ import time
 
 SCHEMA = 1
 RUNNER_VERSION = "1"
-EXIT_OK, EXIT_ALL_FAILED, EXIT_BAD_RELEASE, EXIT_MISSING_DEPENDENCY = 0, 1, 2, 3
+#: 1 is left to Python itself (an uncaught exception: a crash)
+EXIT_OK, EXIT_ALL_FAILED, EXIT_BAD_RELEASE, EXIT_MISSING_DEPENDENCY = 0, 5, 2, 3
 ORT_HINT = "pip install onnxruntime"
 QNN_HINT = "pip install onnxruntime-qnn"
 #: an artifact's child process gets this long (s) before it is reported as hung
@@ -178,6 +180,15 @@ def load_manifest(release: str) -> dict:
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA or not isinstance(manifest.get("artifacts"), list):
         raise ReleaseError(f"{path}: not a schema-{SCHEMA} dmsbuild manifest; redeploy with a matching dmsbuild")
     return manifest
+
+
+def release_id(release: str) -> str:
+    """The release's id: its folder name under releases/ (``current`` resolved), else the manifest hash."""
+    real = os.path.realpath(release)
+    if os.path.basename(os.path.dirname(real)) == "releases":
+        return os.path.basename(real)
+    with open(os.path.join(release, "manifest.json"), "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()[:16]
 
 
 def _bench_plan(manifest: dict, args: argparse.Namespace) -> dict:
@@ -459,7 +470,7 @@ def run_release(args: argparse.Namespace) -> tuple[dict, int]:
         "runner": RUNNER_VERSION,
         "project": manifest.get("project"),
         "target": manifest.get("target"),
-        "release_id": os.path.basename(release.rstrip("/")),
+        "release_id": release_id(release),
         "facts": gather_facts(),
         "toolchain": manifest.get("toolchain") or {},
         "bench": plan,
