@@ -10,12 +10,16 @@ from __future__ import annotations
 import posixpath
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .errors import UserError, first_line
 from .gates import GateFailure, check_gates
 from .results import ResultError, ResultStore, load_json, parse_document
 from .transport.base import Transport
+
+if TYPE_CHECKING:
+    from .config import ProjectConfig, TargetProfile
 
 RUNNER = "runner/dms_bench.py"
 #: one board's whole benchmark (every artifact) must finish within this (s)
@@ -160,3 +164,57 @@ def bench_boards(boards: Sequence[BoardBench | tuple[str, Transport, str]], *, t
         progress(f"{tag}: {verdict} in {out.seconds:.1f} s, release {doc['release_id']}: {_summary(doc)}")
         outcomes.append(out)
     return outcomes
+
+
+# --------------------------------------------------------------------------
+# a target's boards (the doit `bench` task and the deploy step call this)
+# --------------------------------------------------------------------------
+#: profile.transport -> function listing the target's boards to benchmark; the SSH deploy step registers "ssh"
+BoardConnector = Callable[["ProjectConfig", "TargetProfile"], list[BoardBench]]
+BOARD_CONNECTORS: dict[str, BoardConnector] = {}
+
+
+def register_board_connector(transport: str, connector: BoardConnector) -> None:
+    """Let a transport (ssh: the deploy step's inventory and connections) supply a target's boards."""
+    BOARD_CONNECTORS[transport] = connector
+
+
+def local_boards(project: "ProjectConfig", profile: "TargetProfile") -> list[BoardBench]:
+    """The embedded `local` target: this machine, release under the profile's deploy root, this Python."""
+    import sys
+
+    from .transport.local import LocalTransport
+
+    current = project.path(profile.deploy.root) / "current"
+    if not (current / "manifest.json").is_file():
+        raise UserError(f"target {profile.name}: no release deployed at {current}",
+                        hint=f"run `doit deploy target={profile.name}` first")
+    return [BoardBench(profile.name, LocalTransport(profile.name), str(current), python=sys.executable)]
+
+
+register_board_connector("local", local_boards)
+
+
+def store_path(project: "ProjectConfig") -> Path:
+    return project.artifacts / "results.sqlite"
+
+
+def run_benchmarks(project: "ProjectConfig", profile: "TargetProfile",
+                   boards: Sequence[BoardBench | tuple[str, Transport, str]] | None = None, *,
+                   store: ResultStore | None = None, artifact: str | None = None,
+                   progress: Callable[[str], None] = print) -> list[BoardOutcome]:
+    """Benchmark a target's boards (default: from its transport's connector) with the target's gates."""
+    from .gates import accuracy_threshold
+
+    if boards is None:
+        connector = BOARD_CONNECTORS.get(profile.transport)
+        if connector is None:
+            raise UserError(
+                f"target {profile.name}: no board connections for transport '{profile.transport}' yet",
+                hint="benchmark these boards through `doit deploy`, which connects to them",
+            )
+        boards = connector(project, profile)
+    return bench_boards(boards, target=profile.name, store=store or ResultStore(store_path(project)),
+                        max_accuracy_drop=accuracy_threshold(project, profile),
+                        max_latency_regression=profile.gates.max_latency_regression,
+                        artifact=artifact, progress=progress)
