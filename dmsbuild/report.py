@@ -187,7 +187,7 @@ def make_plots(rows: list[dict], latest: list[dict]) -> list[Plot]:
         by_board[r["board"]].append(r)
     for i, (board, rs) in enumerate(sorted(by_board.items())):
         fig, ax = plt.subplots(figsize=(7.5, 0.6 + 0.55 * len(rs)))
-        ax.boxplot([r["samples"] for r in rs], vert=False, whis=(1, 99), showfliers=True,
+        ax.boxplot([r["samples"] for r in rs], orientation="horizontal", whis=(1, 99), showfliers=True,
                    flierprops={"markersize": 2, "alpha": 0.4})
         labels = [r["artifact"] if r["artifact"] == r["precision"] else f"{r['artifact']}\n({r['precision']})" for r in rs]
         ax.set_yticks(range(1, len(rs) + 1), [_plot_text(t) for t in labels], fontsize=8)

@@ -154,3 +154,23 @@ def test_bench_boards_stores_rows_and_reports_progress(release, tmp_path):
     rows = store.rows()
     assert [(r["board"], r["artifact"], r["release_id"]) for r in rows] == [("board-a", "fp32", "0123456789abcdef")]
     assert len(rows[0]["samples"]) == 20 and rows[0]["facts"]["onnxruntime"]
+
+
+def test_local_target_is_wired_end_to_end(tmp_path):
+    from dmsbuild.bench import run_benchmarks
+    from dmsbuild.config import load_project, load_target
+
+    root = Path(__file__).resolve().parents[1]
+    project, profile = load_project(root), load_target(root, "local")
+    profile.deploy.root = str(tmp_path / "boards" / "local")
+    store = ResultStore(tmp_path / "results.sqlite")
+    with pytest.raises(UserError, match="target local: no release deployed at .*doit deploy target=local"):
+        run_benchmarks(project, profile, store=store, progress=lambda line: None)
+    make_release(tmp_path / "boards" / "local")
+    lines: list[str] = []
+    outcomes = run_benchmarks(project, profile, store=store, progress=lines.append)
+    assert [o.board for o in outcomes] == ["local"] and outcomes[0].ok, outcomes[0].messages()
+    assert {r["artifact"] for r in store.rows()} == {"fp32"} and len(lines) == 2
+    profile.transport = "ssh"
+    with pytest.raises(UserError, match="target local: no board connections for transport 'ssh'"):
+        run_benchmarks(project, profile, store=store)
