@@ -164,7 +164,7 @@ def test_local_target_is_wired_end_to_end(tmp_path):
     project, profile = load_project(root), load_target(root, "local")
     profile.deploy.root = str(tmp_path / "boards" / "local")
     store = ResultStore(tmp_path / "results.sqlite")
-    with pytest.raises(UserError, match="target local: no release deployed at .*doit deploy target=local"):
+    with pytest.raises(UserError, match=r"target local: no release deployed at [\s\S]*doit deploy target=local"):
         run_benchmarks(project, profile, store=store, progress=lambda line: None)
     make_release(tmp_path / "boards" / "local")
     lines: list[str] = []
