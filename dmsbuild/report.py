@@ -60,6 +60,11 @@ def _fmt(value: Any, digits: int = 2, suffix: str = "") -> str:
     return f"{value}{suffix}"
 
 
+def _sig(value: float | None) -> str:
+    """Three significant digits: abs diffs range from 1e-7 (FP16) to 1 (a broken EP)."""
+    return "–" if value is None else f"{value:.3g}"
+
+
 def _baseline(latest: list[dict]) -> dict[tuple, dict]:
     """Per (board, target): the fp32 row, the speed and size reference."""
     return {(r["board"], r["target"]): r for r in latest if r["precision"] == "fp32" and r["error"] is None}
@@ -118,7 +123,7 @@ def accuracy_table(latest: list[dict]) -> Table:
                      _fmt(agr * 100 if agr is not None else None, 1, "%"),
                      _fmt((1 - agr) * 100 if agr is not None else None, 1, " pts"),
                      _fmt(r["min_cosine"], 5),
-                     _fmt(max((h["max_abs_diff"] for h in heads if h.get("max_abs_diff") is not None), default=None), 4),
+                     _sig(max((h["max_abs_diff"] for h in heads if h.get("max_abs_diff") is not None), default=None)),
                      "identical" if exact else _fmt(min(psnrs) if psnrs else None, 1, " dB")])
     return Table(
         "Accuracy loss per precision (output check on the board)",
