@@ -174,3 +174,23 @@ def test_local_target_is_wired_end_to_end(tmp_path):
     profile.transport = "ssh"
     with pytest.raises(UserError, match="target local: no board connections for transport 'ssh'"):
         run_benchmarks(project, profile, store=store)
+
+
+@pytest.mark.parametrize("mangle, kind", [
+    ("doc_text[: len(doc_text) // 2]", "truncated"),
+    ("'# progress 100%\\n' + doc_text", "malformed"),
+    ("doc_text + ' ' * (9 * 1024 * 1024)", "over the"),
+])
+def test_bad_output_from_the_board_is_refused_and_nothing_stored(tmp_path, mangle, kind):
+    rel = make_release(tmp_path / "board")
+    runner = rel / "runner" / "dms_bench.py"
+    runner.write_text(runner.read_text().replace(
+        "sys.stdout.write(json.dumps(_finite(doc), allow_nan=False) + \"\\n\")",
+        f"doc_text = json.dumps(_finite(doc))\n    sys.stdout.write({mangle})"))
+    store = ResultStore(tmp_path / "results.sqlite")
+    lines: list[str] = []
+    [out] = bench_boards([BoardBench("rpi5-09", LocalTransport("rpi5-09"), str(rel), python=PY)], target="rpi5",
+                         store=store, max_accuracy_drop=0.05, max_latency_regression=1.25, progress=lines.append)
+    assert not out.ok and out.error.startswith("board rpi5-09: result JSON is") and kind in out.error.splitlines()[0]
+    assert "nothing was stored" in out.error and store.rows() == []
+    assert "FAILED" in lines[-1]
