@@ -134,14 +134,15 @@ def _summary(doc: dict) -> str:
     return ", ".join(parts)
 
 
-def bench_boards(boards: Sequence[BoardBench | tuple[str, Transport, str]], *, target: str, store: ResultStore,
+def bench_boards(boards: Sequence[BoardBench | tuple], *, target: str, store: ResultStore,
                  max_accuracy_drop: float, max_latency_regression: float, artifact: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, progress: Callable[[str], None] = print) -> list[BoardOutcome]:
     """Benchmark each board in turn, store what came back, apply the gates; one board's failure stops nothing.
 
     Boards run one after the other: emulated boards share this machine's CPU,
     and parallel runs would measure each other. Accepts ``BoardBench`` or
-    ``(board name, transport, release dir)`` tuples (the deploy step's view).
+    ``(board name, transport, release dir[, python[, facts]])`` tuples (the deploy step's view;
+    emulated boards need the host venv's python, which has onnxruntime).
     """
     items = [b if isinstance(b, BoardBench) else BoardBench(*b) for b in boards]
     outcomes = []

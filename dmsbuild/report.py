@@ -290,7 +290,7 @@ p.note{color:#5a6478;font-size:.88rem;margin:.3rem 0 .8rem}.summary{color:#5a647
 table{border-collapse:collapse;font-size:.84rem;width:100%;margin-bottom:.5rem}
 th{background:#f3f5f9;text-align:left;font-weight:600;position:sticky;top:0}
 th,td{padding:.35rem .55rem;border-bottom:1px solid #e8ebf1;white-space:nowrap}
-td.num{text-align:right;font-variant-numeric:tabular-nums}tr:hover td{background:#fafbfd}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}tr:hover td{background:#fafbfd}
 td.err{white-space:normal;color:#a3261b}.slow{color:#a3261b;font-weight:600}
 .plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1rem}
 figure{margin:0;border:1px solid #e8ebf1;border-radius:6px;padding:.5rem;background:#fff}
@@ -320,8 +320,10 @@ def render_html(tables: list[Table], plots: list[Plot], generated: str, summary:
     for t in tables:
         if not t.rows:
             continue
+        numeric = [all(_is_num(str(row[i])) or str(row[i]) == "–" for row in t.rows) for i in range(len(t.header))]
         parts += [f"<h2>{e(t.title)}</h2><p class=note>{e(t.note)}</p><table><thead><tr>",
-                  "".join(f"<th>{e(h)}</th>" for h in t.header), "</tr></thead><tbody>"]
+                  "".join(f"<th class=num>{e(h)}</th>" if n else f"<th>{e(h)}</th>" for h, n in zip(t.header, numeric)),
+                  "</tr></thead><tbody>"]
         for row in t.rows:
             cells = []
             for h, c in zip(t.header, row):
