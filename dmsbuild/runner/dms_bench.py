@@ -221,9 +221,8 @@ def _import_runtime():
     return np, ort
 
 
-_QNN_REGISTERED = False
-#: execution providers shipped as plugin libraries (selected with add_provider_for_devices)
-PLUGIN_EPS = ("QNNExecutionProvider",)
+#: plugin EPs this process registered from a library (selected with add_provider_for_devices)
+_PLUGINS_REGISTERED: set[str] = set()
 
 
 def _session_options(ort, threads: int):
@@ -237,9 +236,12 @@ def _session_options(ort, threads: int):
 
 
 def _register_qnn(ort) -> None:
-    """onnxruntime-qnn 2.x is a plugin EP: register its library once per process."""
-    global _QNN_REGISTERED
-    if _QNN_REGISTERED or "QNNExecutionProvider" in ort.get_available_providers():
+    """onnxruntime-qnn 2.x is a plugin EP: register its library once per process.
+
+    An onnxruntime build with QNN compiled in (onnxruntime-qnn 1.x) already
+    lists the provider; it is then selected the classic way, by name.
+    """
+    if "QNNExecutionProvider" in _PLUGINS_REGISTERED or "QNNExecutionProvider" in ort.get_available_providers():
         return
     try:
         import onnxruntime_qnn
@@ -248,7 +250,7 @@ def _register_qnn(ort) -> None:
     if not hasattr(ort, "register_execution_provider_library"):
         raise RuntimeError(f"QNNExecutionProvider: onnxruntime {ort.__version__} cannot load plugin EPs; upgrade onnxruntime (>= 1.22)")
     ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
-    _QNN_REGISTERED = True
+    _PLUGINS_REGISTERED.add("QNNExecutionProvider")
 
 
 def create_session(ort, path: str, providers: list[str], provider_options: list[dict], threads: int):
@@ -263,7 +265,7 @@ def create_session(ort, path: str, providers: list[str], provider_options: list[
     options += [{}] * (len(providers) - len(options))
     options = [{str(k): str(v) for k, v in o.items()} for o in options]
     so = _session_options(ort, threads)
-    plugin = [i for i, p in enumerate(providers) if p in PLUGIN_EPS]
+    plugin = [i for i, p in enumerate(providers) if p in _PLUGINS_REGISTERED]
     if not plugin:
         return ort.InferenceSession(path, sess_options=so, providers=providers, provider_options=options)
     # plugin EPs are ignored by providers=[...] (ORT silently runs on CPU): select them by device
