@@ -194,3 +194,34 @@ def test_bad_output_from_the_board_is_refused_and_nothing_stored(tmp_path, mangl
     assert not out.ok and out.error.startswith("board rpi5-09: result JSON is") and kind in out.error.splitlines()[0]
     assert "nothing was stored" in out.error and store.rows() == []
     assert "FAILED" in lines[-1]
+
+
+def test_an_artifact_that_kills_its_process_only_fails_itself(tmp_path):
+    rel = make_release(tmp_path, [{"name": "fp32"}, {"name": "crashy"}])
+    runner = rel / "runner" / "dms_bench.py"
+    runner.write_text(runner.read_text().replace(
+        "    np, ort = _import_runtime()\n    result = empty_result(entry, plan)",
+        "    np, ort = _import_runtime()\n    if entry['name'] == 'crashy':\n"
+        "        sys.stderr.write('segfault coming\\n'); sys.stderr.flush(); os.kill(os.getpid(), 11)\n"
+        "    result = empty_result(entry, plan)"))
+    doc = benchmark_release(LocalTransport("b"), str(rel), python=PY)
+    r = {x["artifact"]: x for x in doc["results"]}
+    assert r["fp32"]["error"] is None
+    assert "crashed (killed by signal 11)" in r["crashy"]["error"] and "segfault coming" in r["crashy"]["error"]
+
+
+def test_float16_input_model_is_fed_float16(tmp_path):
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    rel = make_release(tmp_path, [{"name": "fp32"}, {"name": "fp16"}])
+    f = rel / "models" / "fp16.onnx"
+    onnx.save(convert_float_to_float16(onnx.load(str(f)), keep_io_types=False), str(f))
+    manifest = json.loads((rel / "manifest.json").read_text())
+    import hashlib
+    manifest["artifacts"][1].update(sha256=hashlib.sha256(f.read_bytes()).hexdigest(), size=f.stat().st_size)
+    (rel / "manifest.json").write_text(json.dumps(manifest))
+    doc = benchmark_release(LocalTransport("b"), str(rel), python=PY, artifact="fp16")
+    r = doc["results"][0]
+    assert r["error"] is None and r["verify"]["min_top1_agreement"] >= 0.75
+    assert 0 < r["verify"]["heads"]["activity"]["max_abs_diff"] < 0.1  # FP16 rounding, not garbage
