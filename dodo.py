@@ -14,3 +14,6 @@ DOIT_CONFIG = {
     "dep_file": str(Path(__file__).resolve().parent / "artifacts" / ".doit.db"),
     "backend": "sqlite3",
 }
+
+from dmsbuild.tasks.bench import task_bench  # noqa: E402,F401
+from dmsbuild.tasks.report import task_report, task_results_export  # noqa: E402,F401

@@ -1,0 +1,221 @@
+"""Run a release's benchmark on boards, bring the results home, store them and apply the gates.
+
+The runner (runner/dms_bench.py) is already inside the release on the board;
+this module only runs it through a ``Transport`` (argument lists) and reads
+its stdout. It never writes to the board, so a crashed or failed benchmark
+leaves the board's release exactly as it was.
+"""
+from __future__ import annotations
+
+import posixpath
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from .errors import UserError, first_line
+from .gates import GateFailure, check_gates
+from .results import ResultError, ResultStore, load_json, parse_document
+from .transport.base import Transport
+
+if TYPE_CHECKING:
+    from .config import ProjectConfig, TargetProfile
+
+RUNNER = "runner/dms_bench.py"
+#: one board's whole benchmark (every artifact) must finish within this (s)
+DEFAULT_TIMEOUT = 1800.0
+FACTS_TIMEOUT = 120.0
+ORT_HINT = "pip install onnxruntime"
+EXIT_ALL_FAILED, EXIT_MISSING_DEPENDENCY = 5, 3  # runner exit codes (1: Python crashed)
+
+
+class BenchError(UserError):
+    """The benchmark could not run on a board (the board keeps its release)."""
+
+
+def _runner(release_dir: str) -> str:
+    return posixpath.join(release_dir, RUNNER)
+
+
+def probe_facts(transport: Transport, release_dir: str, python: str = "python3", timeout: float = FACTS_TIMEOUT) -> dict:
+    """The board's facts (CONTRACTS §4) from the release's own runner (``--facts``)."""
+    res = transport.run([python, _runner(release_dir), "--facts"], timeout=timeout)
+    if res.exit_status == 127:
+        raise BenchError(f"board {transport.name}: {python} not found on the board; the benchmark cannot run",
+                         hint="install Python 3 on the board, or set the board's python in the inventory")
+    if not res.ok:
+        raise BenchError(
+            f"board {transport.name}: reading the board's facts failed (exit {res.exit_status}) with {_runner(release_dir)}\n"
+            + res.stderr_tail(),
+            hint="is the release complete? redeploy it",
+        )
+    facts = load_json(res.stdout, board=transport.name, what="facts JSON")
+    if not isinstance(facts, dict):
+        raise ResultError(f"board {transport.name}: facts JSON is not an object; nothing was stored")
+    return facts
+
+
+def require_onnxruntime(facts: dict, *, board: str, python: str) -> None:
+    """Refuse up front (before any run) when the board's facts say onnxruntime is missing."""
+    version = facts.get("onnxruntime")
+    if version is None or str(version).startswith("broken"):
+        state = "not installed" if version is None else str(version)
+        raise BenchError(
+            f"board {board}: onnxruntime is {state} for {python} (board facts); the benchmark cannot run",
+            hint=f"on the board: {python} -m {ORT_HINT} (onnxruntime-qnn for QNN targets), then `doit bench`",
+        )
+
+
+def benchmark_release(transport: Transport, release_dir: str, python: str = "python3", artifact: str | None = None,
+                      timeout: float = DEFAULT_TIMEOUT, facts: dict | None = None) -> dict:
+    """Run the release's runner on the board; returns the validated results document (CONTRACTS §3).
+
+    ``facts`` (from the deploy step) skips the probe. Raises ``BenchError``
+    with the runner's stderr tail when it crashes, and ``ResultError`` when
+    its output is not a valid document.
+    """
+    board = transport.name
+    if facts is None:
+        facts = probe_facts(transport, release_dir, python)
+    require_onnxruntime(facts, board=board, python=python)
+    argv = [python, _runner(release_dir), "--release", release_dir]
+    if artifact is not None:
+        argv += ["--artifact", artifact]
+    res = transport.run(argv, timeout=timeout)
+    if res.exit_status == EXIT_MISSING_DEPENDENCY:
+        said = res.stderr_tail(1).removeprefix("dms_bench.py: ") or "a runtime dependency is missing"
+        raise BenchError(f"board {board}: {said}; the benchmark cannot run",
+                         hint=f"on the board: {python} -m {ORT_HINT}")
+    if res.exit_status not in (0, EXIT_ALL_FAILED):
+        what = "timed out" if res.exit_status == 124 else f"crashed (exit {res.exit_status})"
+        raise BenchError(
+            f"board {board}: benchmark runner {what} in {release_dir}; the board keeps its release\n"
+            f"  {' '.join(argv)}\n  stderr (last lines):\n    " + res.stderr_tail().replace("\n", "\n    "),
+            hint="run that command on the board to see the whole output",
+        )
+    return parse_document(res.stdout, board=board)
+
+
+# --------------------------------------------------------------------------
+# several boards
+# --------------------------------------------------------------------------
+@dataclass
+class BoardBench:
+    """One board to benchmark: its connection, its release folder and its Python."""
+
+    board: str
+    transport: Transport
+    release_dir: str
+    python: str = "python3"
+    facts: dict | None = None
+
+
+@dataclass
+class BoardOutcome:
+    board: str
+    ok: bool
+    seconds: float
+    doc: dict | None = None
+    run_id: str | None = None
+    error: str | None = None  # the benchmark did not run or its output was refused
+    failures: list[GateFailure] = field(default_factory=list)
+
+    def messages(self) -> list[str]:
+        return ([self.error] if self.error else []) + [f.message for f in self.failures]
+
+
+def _summary(doc: dict) -> str:
+    parts = []
+    for r in doc["results"]:
+        if r["error"] is None:
+            parts.append(f"{r['artifact']} {r['latency_ms']['median']:.2f} ms")
+        else:
+            parts.append(f"{r['artifact']} ERROR")
+    return ", ".join(parts)
+
+
+def bench_boards(boards: Sequence[BoardBench | tuple], *, target: str, store: ResultStore,
+                 max_accuracy_drop: float, max_latency_regression: float, artifact: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, progress: Callable[[str], None] = print) -> list[BoardOutcome]:
+    """Benchmark each board in turn, store what came back, apply the gates; one board's failure stops nothing.
+
+    Boards run one after the other: emulated boards share this machine's CPU,
+    and parallel runs would measure each other. Accepts ``BoardBench`` or
+    ``(board name, transport, release dir[, python[, facts]])`` tuples (the deploy step's view;
+    emulated boards need the host venv's python, which has onnxruntime).
+    """
+    items = [b if isinstance(b, BoardBench) else BoardBench(*b) for b in boards]
+    outcomes = []
+    for i, item in enumerate(items, 1):
+        tag = f"[bench {i}/{len(items)}] {item.board}"
+        progress(f"{tag}: started ({item.release_dir})")
+        t0 = time.monotonic()
+        try:
+            doc = benchmark_release(item.transport, item.release_dir, item.python, artifact, timeout, item.facts)
+            run_id = store.add(doc, board=item.board, target=target)
+        except UserError as exc:
+            out = BoardOutcome(item.board, False, time.monotonic() - t0, error=str(exc))
+            progress(f"{tag}: FAILED after {out.seconds:.1f} s: {first_line(exc)}")
+            outcomes.append(out)
+            continue
+        failures = check_gates(doc, board=item.board, target=target, store=store,
+                               max_accuracy_drop=max_accuracy_drop, max_latency_regression=max_latency_regression)
+        out = BoardOutcome(item.board, not failures, time.monotonic() - t0, doc=doc, run_id=run_id, failures=failures)
+        verdict = "done" if out.ok else f"GATE FAILED ({len(failures)})"
+        progress(f"{tag}: {verdict} in {out.seconds:.1f} s, release {doc['release_id']}: {_summary(doc)}")
+        outcomes.append(out)
+    return outcomes
+
+
+# --------------------------------------------------------------------------
+# a target's boards (the doit `bench` task and the deploy step call this)
+# --------------------------------------------------------------------------
+#: profile.transport -> function listing the target's boards to benchmark; the SSH deploy step registers "ssh"
+BoardConnector = Callable[["ProjectConfig", "TargetProfile"], list[BoardBench]]
+BOARD_CONNECTORS: dict[str, BoardConnector] = {}
+
+
+def register_board_connector(transport: str, connector: BoardConnector) -> None:
+    """Let a transport (ssh: the deploy step's inventory and connections) supply a target's boards."""
+    BOARD_CONNECTORS[transport] = connector
+
+
+def local_boards(project: "ProjectConfig", profile: "TargetProfile") -> list[BoardBench]:
+    """The embedded `local` target: this machine, release under the profile's deploy root, this Python."""
+    import sys
+
+    from .transport.local import LocalTransport
+
+    current = project.path(profile.deploy.root) / "current"
+    if not (current / "manifest.json").is_file():
+        raise UserError(f"target {profile.name}: no release deployed at {current}",
+                        hint=f"run `doit deploy target={profile.name}` first")
+    return [BoardBench(profile.name, LocalTransport(profile.name), str(current), python=sys.executable)]
+
+
+register_board_connector("local", local_boards)
+
+
+def store_path(project: "ProjectConfig") -> Path:
+    return project.artifacts / "results.sqlite"
+
+
+def run_benchmarks(project: "ProjectConfig", profile: "TargetProfile",
+                   boards: Sequence[BoardBench | tuple[str, Transport, str]] | None = None, *,
+                   store: ResultStore | None = None, artifact: str | None = None,
+                   progress: Callable[[str], None] = print) -> list[BoardOutcome]:
+    """Benchmark a target's boards (default: from its transport's connector) with the target's gates."""
+    from .gates import accuracy_threshold
+
+    if boards is None:
+        connector = BOARD_CONNECTORS.get(profile.transport)
+        if connector is None:
+            raise UserError(
+                f"target {profile.name}: no board connections for transport '{profile.transport}' yet",
+                hint="benchmark these boards through `doit deploy`, which connects to them",
+            )
+        boards = connector(project, profile)
+    return bench_boards(boards, target=profile.name, store=store or ResultStore(store_path(project)),
+                        max_accuracy_drop=accuracy_threshold(project, profile),
+                        max_latency_regression=profile.gates.max_latency_regression,
+                        artifact=artifact, progress=progress)

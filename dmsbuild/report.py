@@ -1,0 +1,369 @@
+"""The benchmark report: artifacts/report/index.html (self-contained) and report.md.
+
+Filled from the results store only: the latest run of every (board, target,
+artifact) makes the tables; every stored run makes the history. Strings a
+board sent (hostname, OS, errors, even artifact names) are escaped before
+they reach HTML or Markdown. matplotlib is imported only while plotting.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from .results import ResultStore
+
+PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8-qdq": 2, "int8-dynamic": 3}
+EMPTY_TEXT = "No benchmark results yet. Run `doit deploy target=<name>` or `doit bench target=<name>` first."
+
+
+@dataclass
+class Table:
+    title: str
+    note: str
+    header: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass
+class Plot:
+    title: str
+    name: str  # file stem
+    png: bytes
+
+
+# --------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------
+def _key(row: dict) -> tuple:
+    return (row["board"], row["target"], PRECISION_ORDER.get(row["precision"], 9), row["artifact"])
+
+
+def latest_rows(rows: Sequence[dict]) -> list[dict]:
+    """The newest stored run of every (board, target, artifact)."""
+    latest: dict[tuple, dict] = {}
+    for r in rows:  # insertion order: later wins
+        latest[(r["board"], r["target"], r["artifact"])] = r
+    return sorted(latest.values(), key=_key)
+
+
+def _fmt(value: Any, digits: int = 2, suffix: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{suffix}"
+    return f"{value}{suffix}"
+
+
+def _sig(value: float | None) -> str:
+    """Three significant digits: abs diffs range from 1e-7 (FP16) to 1 (a broken EP)."""
+    return "–" if value is None else f"{value:.3g}"
+
+
+def _baseline(latest: list[dict]) -> dict[tuple, dict]:
+    """Per (board, target): the fp32 row, the speed and size reference."""
+    return {(r["board"], r["target"]): r for r in latest if r["precision"] == "fp32" and r["error"] is None}
+
+
+def latency_table(latest: list[dict]) -> Table:
+    base = _baseline(latest)
+    rows = []
+    for r in latest:
+        if r["error"] is not None:
+            continue
+        fp32 = base.get((r["board"], r["target"]))
+        speedup = fp32["median_ms"] / r["median_ms"] if fp32 and r["median_ms"] else None
+        verdict = ""
+        if speedup is not None and r["precision"] != "fp32":
+            verdict = f"{speedup:.2f}x" + (" (SLOWER than FP32)" if speedup < 1.0 else "")
+        rows.append([r["board"], r["target"], r["release_id"], r["artifact"], r["precision"], r["provider"],
+                     _fmt(r["median_ms"], 3), _fmt(r["p95_ms"], 3), _fmt(r["p99_ms"], 3), _fmt(r["std_ms"], 3),
+                     _fmt(r["throughput_ips"], 1), verdict or "–", _fmt(r["load_ms"], 1),
+                     _fmt(r["first_inference_ms"], 2), _fmt(r["peak_rss_mb"], 1)])
+    return Table(
+        "Latency and throughput per board, model and precision",
+        "Latest run per board and artifact; batch 1; ms from perf_counter_ns around session.run after a separate "
+        "warm-up. Speed-up is against FP32 on the same board: INT8 is not always faster — read the column.",
+        ["board", "target", "release", "artifact", "precision", "provider", "median ms", "p95 ms", "p99 ms",
+         "std ms", "FPS", "vs FP32", "load ms", "first run ms", "peak RSS MB"],
+        rows,
+    )
+
+
+def size_table(latest: list[dict]) -> Table:
+    seen: dict[tuple, dict] = {}
+    for r in latest:
+        if r["size"] is not None:
+            seen.setdefault((r["target"], r["artifact"]), r)
+    fp32 = {t: r["size"] for (t, _), r in seen.items() if r["precision"] == "fp32"}
+    rows = []
+    for (target, artifact), r in sorted(seen.items(), key=lambda kv: (kv[0][0], PRECISION_ORDER.get(kv[1]["precision"], 9))):
+        ratio = fp32[target] / r["size"] if target in fp32 and r["size"] else None
+        rows.append([target, artifact, r["precision"], _fmt(r["size"] / 1e6, 2), _fmt(ratio, 2, "x")])
+    return Table("Model size per precision", "Compression ratio: FP32 size / this artifact's size (same target).",
+                 ["target", "artifact", "precision", "size MB", "compression"], rows)
+
+
+def accuracy_table(latest: list[dict]) -> Table:
+    rows = []
+    for r in latest:
+        v = r.get("verify")
+        if r["error"] is not None or not v:
+            continue
+        heads = v["heads"].values()
+        agr = v.get("min_top1_agreement")
+        psnrs = [h["psnr_db"] for h in heads if h.get("psnr_db") is not None]
+        exact = all(h.get("psnr_db") is None for h in heads)
+        rows.append([r["board"], r["target"], r["artifact"], r["precision"], v["samples"],
+                     _fmt(agr * 100 if agr is not None else None, 1, "%"),
+                     _fmt((1 - agr) * 100 if agr is not None else None, 1, " pts"),
+                     _fmt(r["min_cosine"], 5),
+                     _sig(max((h["max_abs_diff"] for h in heads if h.get("max_abs_diff") is not None), default=None)),
+                     "identical" if exact else _fmt(min(psnrs) if psnrs else None, 1, " dB")])
+    return Table(
+        "Accuracy loss per precision (output check on the board)",
+        "Board outputs vs the host's FP32 reference on the shipped validation inputs; worst head shown. "
+        "Loss = 100% - top-1 agreement on classification heads.",
+        ["board", "target", "artifact", "precision", "samples", "top-1 agreement", "loss", "min cosine",
+         "max abs diff", "min PSNR"],
+        rows,
+    )
+
+
+def error_table(latest: list[dict]) -> Table:
+    rows = [[r["board"], r["target"], r["release_id"], r["artifact"], r["error"]] for r in latest if r["error"] is not None]
+    return Table("Artifacts that did not run", "The latest run of these artifacts failed on the board.",
+                 ["board", "target", "release", "artifact", "error"], rows)
+
+
+def boards_table(latest: list[dict]) -> Table:
+    seen: dict[str, dict] = {}
+    for r in latest:
+        seen[r["board"]] = r  # the newest facts of each board
+    rows = []
+    for board, r in sorted(seen.items()):
+        f = r.get("facts") or {}
+        providers = f.get("onnxruntime_providers") or []
+        rows.append([board, r["target"], f.get("hostname"), f.get("arch"), f.get("os"), f.get("kernel"),
+                     f.get("python"), f.get("onnxruntime"), ", ".join(str(p) for p in providers) or "–",
+                     f.get("cpu_count"), r["created_at"][:19].replace("T", " ")])
+    return Table("Boards", "Facts each board reported with its latest run (toolchain versions are in the store).",
+                 ["board", "target", "hostname", "arch", "OS", "kernel", "python", "onnxruntime", "providers",
+                  "CPUs", "last run (UTC)"], rows)
+
+
+# --------------------------------------------------------------------------
+# plots
+# --------------------------------------------------------------------------
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _plot_text(text: str) -> str:
+    """Board strings in plots: no mathtext ($...$) interpretation."""
+    return str(text).replace("$", r"\$")
+
+
+def _log_if_wide(ax, values: list[float], axis: str) -> None:
+    """A log axis when values span more than 10x (INT8-dynamic next to INT8-QDQ)."""
+    positive = [v for v in values if v and v > 0]
+    if positive and max(positive) / min(positive) > 10:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+
+
+def make_plots(rows: list[dict], latest: list[dict]) -> list[Plot]:
+    """Latency distribution per board and precision, latency vs accuracy, history per board."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots: list[Plot] = []
+    ok = [r for r in latest if r["error"] is None and r.get("samples")]
+    by_board: dict[str, list[dict]] = defaultdict(list)
+    for r in ok:
+        by_board[r["board"]].append(r)
+    for i, (board, rs) in enumerate(sorted(by_board.items())):
+        fig, ax = plt.subplots(figsize=(7.5, 0.6 + 0.55 * len(rs)))
+        ax.boxplot([r["samples"] for r in rs], orientation="horizontal", whis=(1, 99), showfliers=True,
+                   flierprops={"markersize": 2, "alpha": 0.4})
+        labels = [r["artifact"] if r["artifact"] == r["precision"] else f"{r['artifact']}\n({r['precision']})" for r in rs]
+        ax.set_yticks(range(1, len(rs) + 1), [_plot_text(t) for t in labels], fontsize=8)
+        _log_if_wide(ax, [s for r in rs for s in r["samples"]], "x")
+        ax.set_xlabel("latency per inference (ms); box: quartiles, whiskers: p1–p99")
+        ax.set_title(_plot_text(f"{board}: latency distribution (release {rs[0]['release_id']})"), fontsize=10)
+        ax.grid(axis="x", alpha=0.3, which="both")
+        plots.append(Plot(f"Latency distribution — {board}", f"latency_{i}", _png(fig)))
+        plt.close(fig)
+
+    acc = [r for r in ok if r.get("min_top1_agreement") is not None]
+    if acc:
+        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        markers = "osD^v<>pP*X"
+        boards = sorted({r["board"] for r in acc})
+        precisions = sorted({r["precision"] for r in acc}, key=lambda p: (PRECISION_ORDER.get(p, 9), p))
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for r in acc:
+            ax.scatter(r["median_ms"], 100 * r["min_top1_agreement"], s=55, alpha=0.85,
+                       marker=markers[boards.index(r["board"]) % len(markers)],
+                       color=colors[precisions.index(r["precision"]) % len(colors)])
+        handles = [plt.Line2D([], [], ls="", marker="o", color=colors[i % len(colors)], label=_plot_text(p))
+                   for i, p in enumerate(precisions)]
+        handles += [plt.Line2D([], [], ls="", marker=markers[i % len(markers)], color="#555", label=_plot_text(b))
+                    for i, b in enumerate(boards)]
+        ax.legend(handles=handles, fontsize=7, loc="best", title="precision / board", title_fontsize=7)
+        _log_if_wide(ax, [r["median_ms"] for r in acc], "x")
+        ax.set_xlabel("median latency (ms) — lower is better")
+        ax.set_ylabel("top-1 agreement with FP32 (%) — higher is better")
+        ax.set_title("Latency against accuracy (latest run per board and artifact)", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        plots.append(Plot("Latency against accuracy", "latency_vs_accuracy", _png(fig)))
+        plt.close(fig)
+
+    hist: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["error"] is None and r["median_ms"] is not None:
+            hist[r["board"]].append(r)
+    for i, (board, rs) in enumerate(sorted(hist.items())):
+        releases: list[str] = []
+        for r in rs:
+            if r["release_id"] not in releases:
+                releases.append(r["release_id"])
+        if len(releases) < 2:
+            continue
+        fig, ax = plt.subplots(figsize=(7.5, 3.6))
+        series: dict[str, dict[int, float]] = defaultdict(dict)
+        for r in rs:  # the latest run of each release
+            series[r["artifact"]][releases.index(r["release_id"])] = r["median_ms"]
+        for artifact, points in sorted(series.items()):
+            xs = sorted(points)
+            ax.plot(xs, [points[x] for x in xs], marker="o", label=_plot_text(artifact))
+        _log_if_wide(ax, [v for pts in series.values() for v in pts.values()], "y")
+        ax.set_xticks(range(len(releases)), [_plot_text(rid[:8]) for rid in releases], rotation=30, fontsize=7)
+        ax.set_xlabel("release (oldest → newest)")
+        ax.set_ylabel("median latency (ms)")
+        ax.set_title(_plot_text(f"{board}: median latency across releases"), fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        plots.append(Plot(f"History — {board}", f"history_{i}", _png(fig)))
+        plt.close(fig)
+    return plots
+
+
+# --------------------------------------------------------------------------
+# rendering
+# --------------------------------------------------------------------------
+def _md_cell(value: Any) -> str:
+    text = str(value)
+    return html.escape(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(tables: list[Table], plots: list[Plot], generated: str, summary: str) -> str:
+    out = ["# dmsbuild benchmark report", "", f"Generated {generated}. {_md_cell(summary)}", ""]
+    if not tables:
+        out += [EMPTY_TEXT, ""]
+    for t in tables:
+        if not t.rows:
+            continue
+        out += [f"## {t.title}", "", t.note, "", "| " + " | ".join(t.header) + " |",
+                "|" + "|".join("---" for _ in t.header) + "|"]
+        out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
+        out.append("")
+    if plots:
+        out += ["## Plots", ""]
+        out += [f"![{p.title}]({p.name}.png)" for p in plots]
+        out.append("")
+    return "\n".join(out)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#1d2330;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2.2rem;border-bottom:2px solid #e3e7ee;padding-bottom:.3rem}
+p.note{color:#5a6478;font-size:.88rem;margin:.3rem 0 .8rem}.summary{color:#5a6478}
+table{border-collapse:collapse;font-size:.84rem;width:100%;margin-bottom:.5rem}
+th{background:#f3f5f9;text-align:left;font-weight:600;position:sticky;top:0}
+th,td{padding:.35rem .55rem;border-bottom:1px solid #e8ebf1;white-space:nowrap}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}tr:hover td{background:#fafbfd}
+td.err{white-space:normal;color:#a3261b}.slow{color:#a3261b;font-weight:600}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1rem}
+figure{margin:0;border:1px solid #e8ebf1;border-radius:6px;padding:.5rem;background:#fff}
+figure img{width:100%}figcaption{font-size:.8rem;color:#5a6478}
+.empty{padding:2rem;background:#f3f5f9;border-radius:6px;font-size:1.05rem}
+"""
+
+
+def _is_num(text: str) -> bool:
+    t = text.replace(",", "").replace("%", "").replace("x", "").replace(" pts", "").replace(" dB", "").strip()
+    try:
+        float(t)
+    except ValueError:
+        return False
+    return True
+
+
+def render_html(tables: list[Table], plots: list[Plot], generated: str, summary: str) -> str:
+    e = html.escape
+    parts = ["<!doctype html><html lang=en><head><meta charset=utf-8>",
+             "<meta name=viewport content='width=device-width,initial-scale=1'>",
+             "<title>dmsbuild benchmark report</title><style>", _CSS, "</style></head><body>",
+             "<h1>dmsbuild benchmark report</h1>",
+             f"<p class=summary>Generated {e(generated)}. {e(summary)}</p>"]
+    if not tables:
+        parts.append(f"<div class=empty>{e(EMPTY_TEXT)}</div>")
+    for t in tables:
+        if not t.rows:
+            continue
+        numeric = [all(_is_num(str(row[i])) or str(row[i]) == "–" for row in t.rows) for i in range(len(t.header))]
+        parts += [f"<h2>{e(t.title)}</h2><p class=note>{e(t.note)}</p><table><thead><tr>",
+                  "".join(f"<th class=num>{e(h)}</th>" if n else f"<th>{e(h)}</th>" for h, n in zip(t.header, numeric)),
+                  "</tr></thead><tbody>"]
+        for row in t.rows:
+            cells = []
+            for h, c in zip(t.header, row):
+                text = str(c)
+                cls = "err" if h == "error" else ("slow" if "SLOWER" in text else ("num" if _is_num(text) else ""))
+                cells.append(f"<td class='{cls}'>{e(text)}</td>" if cls else f"<td>{e(text)}</td>")
+            parts.append("<tr>" + "".join(cells) + "</tr>")
+        parts.append("</tbody></table>")
+    if plots:
+        parts.append("<h2>Plots</h2><div class=plots>")
+        for p in plots:
+            data = base64.b64encode(p.png).decode("ascii")
+            parts.append(f"<figure><img alt='{e(p.title, quote=True)}' src='data:image/png;base64,{data}'>"
+                         f"<figcaption>{e(p.title)}</figcaption></figure>")
+        parts.append("</div>")
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+def write_report(store: ResultStore, out_dir: Path) -> tuple[Path, Path]:
+    """Write index.html and report.md (+ the PNGs report.md links) under ``out_dir``; an empty store says so."""
+    rows = store.rows()
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.png"):
+        old.unlink()
+    if rows:
+        latest = latest_rows(rows)
+        boards = sorted({r["board"] for r in rows})
+        releases = {r["release_id"] for r in rows}
+        summary = (f"{len(rows)} stored measurements from {len({r['run_id'] for r in rows})} runs on "
+                   f"{len(boards)} board(s) ({', '.join(boards)}), {len(releases)} release(s).")
+        tables = [latency_table(latest), size_table(latest), accuracy_table(latest), error_table(latest),
+                  boards_table(latest)]
+        plots = make_plots(rows, latest)
+    else:
+        summary, tables, plots = "The results store is empty.", [], []
+    for p in plots:
+        (out_dir / f"{p.name}.png").write_bytes(p.png)
+    html_path, md_path = out_dir / "index.html", out_dir / "report.md"
+    html_path.write_text(render_html(tables, plots, generated, summary), encoding="utf-8")
+    md_path.write_text(render_markdown(tables, plots, generated, summary), encoding="utf-8")
+    return html_path, md_path

@@ -1,0 +1,227 @@
+"""The board runner, run for real through LocalTransport with this venv's Python and ONNX Runtime."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from dmsbuild.bench import BenchError, BoardBench, bench_boards, benchmark_release, probe_facts
+from dmsbuild.errors import UserError
+from dmsbuild.results import ResultStore, validate_document
+from dmsbuild.transport.local import LocalTransport
+from tests.bench_release import make_release, tree_digest
+
+PY = sys.executable
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("board")
+    make_release(root, [
+        {"name": "fp32"},
+        {"name": "int8-qdq", "perturb": 0.05},
+        {"name": "broken", "raw": b"not an onnx model"},
+        {"name": "needs-qnn", "providers": ["QNNExecutionProvider"], "provider_options": [{"backend_type": "htp"}]},
+    ])
+    return root / "current"
+
+
+@pytest.fixture(scope="module")
+def doc(release) -> dict:
+    return benchmark_release(LocalTransport("bench-01"), str(release), python=PY)
+
+
+def test_document_follows_schema_and_numbers_are_sane(doc):
+    validate_document(doc, board="bench-01")  # raises on any schema violation
+    assert doc["release_id"] == "0123456789abcdef"  # `current` resolved to its release
+    assert doc["facts"]["onnxruntime"] and doc["facts"]["arch"]
+    r = {x["artifact"]: x for x in doc["results"]}
+    fp32 = r["fp32"]
+    assert fp32["error"] is None and fp32["provider"] == "CPUExecutionProvider"
+    lat = fp32["latency_ms"]
+    assert len(fp32["samples_ms"]) == fp32["iterations"] == 20 and fp32["warmup"] == 2
+    assert 0 < lat["min"] <= lat["median"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+    assert lat["min"] == min(fp32["samples_ms"]) and lat["max"] == max(fp32["samples_ms"])
+    assert fp32["throughput_ips"] == pytest.approx(1000.0 / lat["mean"])
+    assert fp32["load_ms"] > 0 and fp32["first_inference_ms"] > 0 and fp32["peak_rss_mb"] > 10
+    # the FP32 artifact IS the reference model: the board reproduces it exactly
+    v = fp32["verify"]
+    assert v["samples"] == 8 and v["min_top1_agreement"] == 1.0
+    assert set(v["heads"]) == {"eye_state", "yawn", "activity", "head_pose"}
+    assert v["heads"]["head_pose"]["top1_agreement"] is None  # regression head: no top-1
+    assert v["heads"]["eye_state"]["max_abs_diff"] < 1e-5 and v["heads"]["eye_state"]["cosine"] > 0.99999
+
+
+def test_a_different_model_shows_in_the_output_check(doc):
+    q = {x["artifact"]: x for x in doc["results"]}["int8-qdq"]
+    heads = q["verify"]["heads"]
+    assert q["error"] is None
+    assert heads["activity"]["max_abs_diff"] > 1e-4
+    assert heads["activity"]["psnr_db"] is not None and heads["activity"]["psnr_db"] < 200
+    assert heads["activity"]["cosine"] < 1.0
+
+
+def test_one_failing_artifact_does_not_stop_the_others(doc):
+    r = {x["artifact"]: x for x in doc["results"]}
+    assert "INVALID_PROTOBUF" in r["broken"]["error"] or "Protobuf" in r["broken"]["error"]
+    assert r["broken"]["latency_ms"] is None and r["broken"]["samples_ms"] is None
+    assert r["fp32"]["error"] is None and r["int8-qdq"]["error"] is None
+
+
+def test_qnn_artifact_runs_on_the_plugin_ep_or_says_why(doc):
+    q = {x["artifact"]: x for x in doc["results"]}["needs-qnn"]
+    if doc["facts"]["onnxruntime_qnn"] is None:
+        assert "onnxruntime-qnn" in q["error"]
+    else:  # onnxruntime-qnn registered as a plugin EP and really selected
+        assert q["error"] is None and q["provider"] == "QNNExecutionProvider"
+
+
+def test_single_artifact_and_unknown_artifact(release):
+    one = benchmark_release(LocalTransport("b"), str(release), python=PY, artifact="fp32")
+    assert [r["artifact"] for r in one["results"]] == ["fp32"]
+    with pytest.raises(BenchError, match=r"board b: benchmark runner crashed \(exit 2\)[\s\S]*no artifact named 'nope'"):
+        benchmark_release(LocalTransport("b"), str(release), python=PY, artifact="nope")
+
+
+def test_runner_crash_reports_stderr_tail_and_keeps_the_release(tmp_path):
+    rel = make_release(tmp_path)
+    runner = rel / "runner" / "dms_bench.py"
+    runner.write_text(runner.read_text().replace(
+        "def run_release(args", "def run_release(args):\n    raise SystemExit('kaboom: the board ran out of luck')\n\ndef _unused(args"))
+    before = tree_digest(tmp_path)
+    with pytest.raises(BenchError) as err:
+        benchmark_release(LocalTransport("rpi5-07"), str(tmp_path / "current"), python=PY)
+    text = str(err.value)
+    assert text.splitlines()[0].startswith("board rpi5-07: benchmark runner crashed (exit 1)")
+    assert "keeps its release" in text and "kaboom: the board ran out of luck" in text
+    assert tree_digest(tmp_path) == before and os.readlink(tmp_path / "current") == "releases/0123456789abcdef"
+
+
+def _python_without_onnxruntime(tmp_path: Path) -> str:
+    """A `python3` for the board that cannot import onnxruntime (an empty site and a blocking path entry)."""
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "onnxruntime.py").write_text("raise ImportError('No module named onnxruntime')\n")
+    wrapper = tmp_path / "python3"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={block} exec {PY} \"$@\"\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    return str(wrapper)
+
+
+def test_missing_onnxruntime_is_reported_from_the_facts_with_the_hint(tmp_path):
+    make_release(tmp_path)
+    py = _python_without_onnxruntime(tmp_path)
+    facts = probe_facts(LocalTransport("qcs-02"), str(tmp_path / "current"), python=py)
+    assert facts["onnxruntime"] is None and facts["numpy"]
+    with pytest.raises(BenchError) as err:
+        benchmark_release(LocalTransport("qcs-02"), str(tmp_path / "current"), python=py, facts=facts)
+    first = str(err.value).splitlines()[0]
+    assert first.startswith("board qcs-02: onnxruntime is not installed") and "pip install onnxruntime" in str(err.value)
+
+
+def test_runner_itself_exits_3_with_the_hint_when_onnxruntime_is_missing(tmp_path):
+    rel = make_release(tmp_path)
+    py = _python_without_onnxruntime(tmp_path)
+    res = LocalTransport().run([py, str(rel / "runner" / "dms_bench.py"), "--release", str(rel)])
+    assert res.exit_status == 3 and res.stdout == ""
+    assert "pip install onnxruntime" in res.stderr
+    # and the host turns it into a board-named error even when the facts were stale
+    with pytest.raises(BenchError, match="board x: onnxruntime is not installed for .*pip install onnxruntime"):
+        benchmark_release(LocalTransport("x"), str(rel), python=py, facts={"onnxruntime": "1.32.0"})
+
+
+def test_missing_release_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="board b: reading the board's facts failed"):
+        benchmark_release(LocalTransport("b"), str(tmp_path / "nothing"), python=PY)
+
+
+def test_bench_boards_stores_rows_and_reports_progress(release, tmp_path):
+    store = ResultStore(tmp_path / "results.sqlite")
+    lines: list[str] = []
+    outcomes = bench_boards(
+        [BoardBench("board-a", LocalTransport("board-a"), str(release), python=PY),
+         ("board-b", LocalTransport("board-b"), str(tmp_path / "missing"))],  # the deploy step's tuple form
+        target="local", store=store, max_accuracy_drop=0.05, max_latency_regression=100.0,
+        artifact="fp32", progress=lines.append)
+    a, b = outcomes
+    assert a.ok and a.run_id and not b.ok and "board board-b" in b.error
+    assert [l.split(":")[0] for l in lines] == ["[bench 1/2] board-a"] * 2 + ["[bench 2/2] board-b"] * 2
+    assert "started" in lines[0] and "done" in lines[1] and "fp32" in lines[1] and "FAILED" in lines[3]
+    rows = store.rows()
+    assert [(r["board"], r["artifact"], r["release_id"]) for r in rows] == [("board-a", "fp32", "0123456789abcdef")]
+    assert len(rows[0]["samples"]) == 20 and rows[0]["facts"]["onnxruntime"]
+
+
+def test_local_target_is_wired_end_to_end(tmp_path):
+    from dmsbuild.bench import run_benchmarks
+    from dmsbuild.config import load_project, load_target
+
+    root = Path(__file__).resolve().parents[1]
+    project, profile = load_project(root), load_target(root, "local")
+    profile.deploy.root = str(tmp_path / "boards" / "local")
+    store = ResultStore(tmp_path / "results.sqlite")
+    with pytest.raises(UserError, match=r"target local: no release deployed at [\s\S]*doit deploy target=local"):
+        run_benchmarks(project, profile, store=store, progress=lambda line: None)
+    make_release(tmp_path / "boards" / "local")
+    lines: list[str] = []
+    outcomes = run_benchmarks(project, profile, store=store, progress=lines.append)
+    assert [o.board for o in outcomes] == ["local"] and outcomes[0].ok, outcomes[0].messages()
+    assert {r["artifact"] for r in store.rows()} == {"fp32"} and len(lines) == 2
+    profile.transport = "ssh"
+    with pytest.raises(UserError, match="target local: no board connections for transport 'ssh'"):
+        run_benchmarks(project, profile, store=store)
+
+
+@pytest.mark.parametrize("mangle, kind", [
+    ("doc_text[: len(doc_text) // 2]", "truncated"),
+    ("'# progress 100%\\n' + doc_text", "malformed"),
+    ("doc_text + ' ' * (9 * 1024 * 1024)", "over the"),
+])
+def test_bad_output_from_the_board_is_refused_and_nothing_stored(tmp_path, mangle, kind):
+    rel = make_release(tmp_path / "board")
+    runner = rel / "runner" / "dms_bench.py"
+    runner.write_text(runner.read_text().replace(
+        "sys.stdout.write(json.dumps(_finite(doc), allow_nan=False) + \"\\n\")",
+        f"doc_text = json.dumps(_finite(doc))\n    sys.stdout.write({mangle})"))
+    store = ResultStore(tmp_path / "results.sqlite")
+    lines: list[str] = []
+    [out] = bench_boards([BoardBench("rpi5-09", LocalTransport("rpi5-09"), str(rel), python=PY)], target="rpi5",
+                         store=store, max_accuracy_drop=0.05, max_latency_regression=1.25, progress=lines.append)
+    assert not out.ok and out.error.startswith("board rpi5-09: result JSON is") and kind in out.error.splitlines()[0]
+    assert "nothing was stored" in out.error and store.rows() == []
+    assert "FAILED" in lines[-1]
+
+
+def test_an_artifact_that_kills_its_process_only_fails_itself(tmp_path):
+    rel = make_release(tmp_path, [{"name": "fp32"}, {"name": "crashy"}])
+    runner = rel / "runner" / "dms_bench.py"
+    runner.write_text(runner.read_text().replace(
+        "    np, ort = _import_runtime()\n    result = empty_result(entry, plan)",
+        "    np, ort = _import_runtime()\n    if entry['name'] == 'crashy':\n"
+        "        sys.stderr.write('segfault coming\\n'); sys.stderr.flush(); os.kill(os.getpid(), 11)\n"
+        "    result = empty_result(entry, plan)"))
+    doc = benchmark_release(LocalTransport("b"), str(rel), python=PY)
+    r = {x["artifact"]: x for x in doc["results"]}
+    assert r["fp32"]["error"] is None
+    assert "crashed (killed by signal 11)" in r["crashy"]["error"] and "segfault coming" in r["crashy"]["error"]
+
+
+def test_float16_input_model_is_fed_float16(tmp_path):
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    rel = make_release(tmp_path, [{"name": "fp32"}, {"name": "fp16"}])
+    f = rel / "models" / "fp16.onnx"
+    onnx.save(convert_float_to_float16(onnx.load(str(f)), keep_io_types=False), str(f))
+    manifest = json.loads((rel / "manifest.json").read_text())
+    import hashlib
+    manifest["artifacts"][1].update(sha256=hashlib.sha256(f.read_bytes()).hexdigest(), size=f.stat().st_size)
+    (rel / "manifest.json").write_text(json.dumps(manifest))
+    doc = benchmark_release(LocalTransport("b"), str(rel), python=PY, artifact="fp16")
+    r = doc["results"][0]
+    assert r["error"] is None and r["verify"]["min_top1_agreement"] >= 0.75
+    assert 0 < r["verify"]["heads"]["activity"]["max_abs_diff"] < 0.1  # FP16 rounding, not garbage
