@@ -6,12 +6,15 @@ onnxruntime, onnx or tensorrt; the actions import them when they run.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+# doit opens its dependency database before any task runs; artifacts/ is git-ignored
+(ROOT / "artifacts").mkdir(exist_ok=True)
 
 DOIT_CONFIG = {
     "default_tasks": ["build"],
     "verbosity": 2,
-    "dep_file": str(Path(__file__).resolve().parent / "artifacts" / ".doit.db"),
+    "dep_file": str(ROOT / "artifacts" / ".doit.db"),
     "backend": "sqlite3",
 }
 
