@@ -20,3 +20,4 @@ DOIT_CONFIG = {
 
 from dmsbuild.tasks.bench import task_bench  # noqa: E402,F401
 from dmsbuild.tasks.report import task_report, task_results_export  # noqa: E402,F401
+from dmsbuild.tasks.doctor import task_doctor  # noqa: E402,F401
