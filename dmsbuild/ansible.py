@@ -309,7 +309,7 @@ def parse_ini(text: str, source: Path) -> AnsibleInventory:
             continue
         name, variables = words[0], {}
         host_part, port = name, None
-        if name.count(":") == 1:  # host:port (an IPv6 address has several colons)
+        if _RANGE_RE.sub("", name).count(":") == 1:  # host:port (an IPv6 address has several colons)
             head, _, tail = name.rpartition(":")
             if not tail.isdigit():
                 raise UserError(f"{where}: {name!r}: the part after ':' must be a port number", hint=f"fix line {lineno} of {source}")

@@ -391,3 +391,17 @@ def test_progress_tty_redraws_in_place_and_throttles() -> None:
 def test_progress_rejects_unknown_state() -> None:
     with pytest.raises(ValueError):
         FleetProgress(io.StringIO()).update("b", "flying")
+
+
+# ---------------------------------------------------------------- config
+def test_target_profile_rollout_fields_validated(tmp_path: Path) -> None:
+    from dmsbuild.config import TargetProfile, load_dataclass
+
+    prof = load_dataclass(TargetProfile, {"name": "rpi5", "deploy": {"waves": [1, "10%", "100%"], "max_fail": "5%", "parallel": 4}}, "targets/rpi5.toml")
+    assert prof.deploy.waves == [1, "10%", "100%"]
+    with pytest.raises(UserError, match=r"targets/rpi5.toml: field 'deploy.waves'\[1\] is '10 percent'"):
+        load_dataclass(TargetProfile, {"name": "rpi5", "deploy": {"waves": [1, "10 percent"]}}, "targets/rpi5.toml")
+    with pytest.raises(UserError, match=r"targets/rpi5.toml: field 'deploy.max_fail' is 'many'"):
+        load_dataclass(TargetProfile, {"name": "rpi5", "deploy": {"max_fail": "many"}}, "targets/rpi5.toml")
+    with pytest.raises(UserError, match=r"targets/rpi5.toml: field 'deploy.parallel' is 0"):
+        load_dataclass(TargetProfile, {"name": "rpi5", "deploy": {"parallel": 0}}, "targets/rpi5.toml")
