@@ -586,3 +586,51 @@ def boards_from_records(records: Iterable[Any]) -> list[BoardRef]:
         BoardRef(r.name, r.host, int(r.port), getattr(r, "user", None), getattr(r, "identity_file", None), tuple(getattr(r, "groups", ()) or ()))
         for r in records
     ]
+
+
+def rollout_target(
+    profile: Any,
+    artifacts: Path,
+    boards: Sequence[BoardRef],
+    release_id: str,
+    deploy_one: DeployOne,
+    *,
+    hosts: str | None = None,
+    groups: str | None = None,
+    parallel: int | None = None,
+    current_release: CurrentRelease | None = None,
+    board_errors: tuple[type[BaseException], ...] = (UserError, OSError),
+    stream: Any = None,
+) -> RolloutResult:
+    """A target's rollout as ``doit deploy target=T hosts=... groups=... parallel=N`` runs it.
+
+    Takes waves, max_fail, parallel and the latency gate from the target
+    profile (``config.TargetProfile``), shows live progress on ``stream``
+    (stderr by default), writes the report under
+    ``artifacts/<target>/rollouts/`` and prints the final table. The caller
+    turns ``exit_code`` into the task's failure.
+    """
+    import sys
+
+    from .progress import FleetProgress  # progress imports this module
+
+    selected = select_boards(boards, hosts, groups)
+    if not selected:
+        raise UserError(
+            f"target {profile.name}: no boards to deploy to",
+            hint=f"add boards of group '{profile.deploy.group or profile.name}' to {profile.deploy.inventory}",
+        )
+    out = stream if stream is not None else sys.stderr
+    progress = FleetProgress(out, title=f"{profile.name} {release_id}")
+    result = rollout(
+        selected, release_id, deploy_one, target=profile.name,
+        waves=profile.deploy.waves, max_fail=profile.deploy.max_fail,
+        parallel=parallel if parallel is not None else profile.deploy.parallel,
+        health_gate=standard_gate(profile.gates.max_latency_regression),
+        current_release=current_release, progress=progress, board_errors=board_errors,
+        rollouts_dir=rollouts_dir(artifacts, profile.name),
+    )
+    progress.finish()
+    out.write(result.table() + f"\nrollout report: {result.report_path}\n")
+    out.flush()
+    return result

@@ -405,3 +405,21 @@ def test_target_profile_rollout_fields_validated(tmp_path: Path) -> None:
         load_dataclass(TargetProfile, {"name": "rpi5", "deploy": {"max_fail": "many"}}, "targets/rpi5.toml")
     with pytest.raises(UserError, match=r"targets/rpi5.toml: field 'deploy.parallel' is 0"):
         load_dataclass(TargetProfile, {"name": "rpi5", "deploy": {"parallel": 0}}, "targets/rpi5.toml")
+
+
+def test_rollout_target_uses_profile_and_writes_report(tmp_path: Path) -> None:
+    from dmsbuild.config import TargetProfile, load_dataclass
+
+    prof = load_dataclass(TargetProfile, {"name": "rpi5", "deploy": {"waves": [1, "50%"], "max_fail": 1, "parallel": 2},
+                                          "gates": {"max_latency_regression": 1.01}}, "targets/rpi5.toml")
+    boards = make_boards(6) + make_boards(2, "orin")
+    fake = FakeFleet(boards, down={"rpi5-04"})
+    out = io.StringIO()
+    res = fleet.rollout_target(prof, tmp_path, boards, RELEASE, fake.deploy_one, groups="rpi5", stream=out)
+    # latency 3.5 vs 3.4 ms is 1.03x > 1.01x: the canary's gate fails and halts the rollout
+    assert fake.calls == ["rpi5-01"] and res.halted and "latency 3.50 ms" in res.halt_reason
+    assert res.report_path.parent == tmp_path / "rpi5" / "rollouts"
+    text = out.getvalue()
+    assert "HALTED: health gate failed on rpi5-01" in text and f"rollout report: {res.report_path}" in text
+    with pytest.raises(UserError, match="no selected board matches orin-01"):
+        fleet.rollout_target(prof, tmp_path, boards, RELEASE, fake.deploy_one, groups="rpi5", hosts="orin-01", stream=out)
