@@ -411,7 +411,9 @@ def rollout(
     the board is deployed). ``board_errors`` are the exceptions from
     ``deploy_one`` that mean "this board failed" (the SSH adapter adds its
     library's exception); any other exception is a bug: no new board starts,
-    the report is written, and the exception propagates.
+    the report is written, and the exception propagates. Ctrl-C does the
+    same: boards in flight finish (a deploy is never cut off half-way), the
+    report says "interrupted", and KeyboardInterrupt propagates.
     """
     if parallel < 1:
         raise UserError(f"parallel={parallel}: expected at least 1 board at a time")
@@ -448,72 +450,91 @@ def rollout(
         already = len(boards) - len(todo)
         sizes = wave_sizes(waves, len(boards), already) if boards else []
         tolerated = max_fail_count(max_fail, len(todo))
-        failures = 0
 
         # 2. the waves, each a barrier
-        pos = 0
-        for wi, size in enumerate(sizes, start=1):
-            wave = todo[pos:pos + size]
-            pos += size
-            if halted:
-                break
-            if hasattr(sink, "wave"):
-                sink.wave(wi, len(sizes), len(wave))
-            pending = list(wave)
-            running: dict[cf.Future[BoardOutcome], BoardRef] = {}
-            while pending or running:
-                while pending and not halted and len(running) < parallel:
-                    b = pending.pop(0)
-                    rep = reports[b.name]
-                    rep.wave = wi
-                    rep.started = round(clock() - t0, 3)
-                    sink.update(b.name, "connecting")
-                    running[pool.submit(_timed, deploy_one, b, sink, clock)] = b
-                if not running:
+        state = {"failures": 0}
+        running: dict[cf.Future[tuple[BoardOutcome, float]], tuple[BoardRef, int]] = {}
+
+        def record(fut: cf.Future[tuple[BoardOutcome, float]]) -> None:
+            """Account for one finished board (main thread only); sets the halt state."""
+            nonlocal halted, halt_reason, bug
+            b, wi = running[fut]
+            rep = reports[b.name]
+            try:
+                outcome, wall = fut.result()
+            except board_errors as exc:
+                outcome, wall = BoardOutcome(b.name, False, reason=first_line(exc)), None
+            except BaseException as exc:  # a bug in deploy_one: stop starting, report, re-raise
+                bug = bug or exc
+                halted, halt_reason = True, f"internal error on {b.name}: {type(exc).__name__}: {first_line(exc)}"
+                rep.status, rep.reason = "failed", halt_reason
+                sink.update(b.name, "failed", rep.reason)
+                del running[fut]
+                return
+            _fill(rep, outcome, wall)
+            if outcome.ok and outcome.release_id not in (None, release_id):
+                outcome.ok = False
+                outcome.reason = f"deploy reported release {outcome.release_id}, expected {release_id}"
+            if not outcome.ok:
+                rep.status = "failed"
+                rep.reason = outcome.reason or "deploy failed (no reason given)"
+                state["failures"] += 1
+                sink.update(b.name, "failed", rep.reason)
+                if state["failures"] > tolerated and not halted:
+                    halted = True
+                    halt_reason = f"{state['failures']} board(s) failed, more than max_fail={max_fail} ({tolerated} tolerated)"
+            else:
+                verdict = health_gate(b, outcome) if health_gate is not None else GateResult(True)
+                if verdict.ok:
+                    rep.status = "done"
+                    sink.update(b.name, "done")
+                else:
+                    rep.status = "unhealthy"
+                    rep.reason = f"health gate: {verdict.reason or 'failed'}"
+                    state["failures"] += 1
+                    sink.update(b.name, "unhealthy", rep.reason)
+                    if not halted:
+                        halted = True
+                        halt_reason = f"health gate failed on {b.name} in wave {wi}: {verdict.reason or 'failed'}"
+            del running[fut]
+
+        try:
+            pos = 0
+            for wi, size in enumerate(sizes, start=1):
+                wave = todo[pos:pos + size]
+                pos += size
+                if halted:
                     break
-                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    b = running.pop(fut)
-                    rep = reports[b.name]
-                    try:
-                        outcome, wall = fut.result()
-                    except board_errors as exc:
-                        outcome, wall = BoardOutcome(b.name, False, reason=first_line(exc)), None
-                    except BaseException as exc:  # a bug in deploy_one: stop starting, report, re-raise
-                        bug = bug or exc
-                        halted, halt_reason = True, f"internal error on {b.name}: {type(exc).__name__}: {first_line(exc)}"
-                        rep.status, rep.reason = "failed", halt_reason
-                        sink.update(b.name, "failed", rep.reason)
-                        continue
-                    _fill(rep, outcome, wall)
-                    if outcome.ok and outcome.release_id not in (None, release_id):
-                        outcome.ok = False
-                        outcome.reason = f"deploy reported release {outcome.release_id}, expected {release_id}"
-                    if not outcome.ok:
-                        rep.status = "failed"
-                        rep.reason = outcome.reason or "deploy failed (no reason given)"
-                        failures += 1
-                        sink.update(b.name, "failed", rep.reason)
-                        if failures > tolerated and not halted:
-                            halted = True
-                            halt_reason = f"{failures} board(s) failed, more than max_fail={max_fail} ({tolerated} tolerated)"
-                        continue
-                    verdict = health_gate(b, outcome) if health_gate is not None else GateResult(True)
-                    if verdict.ok:
-                        rep.status = "done"
-                        sink.update(b.name, "done")
-                    else:
-                        rep.status = "unhealthy"
-                        rep.reason = f"health gate: {verdict.reason or 'failed'}"
-                        failures += 1
-                        sink.update(b.name, "unhealthy", rep.reason)
-                        if not halted:
-                            halted = True
-                            halt_reason = f"health gate failed on {b.name} in wave {wi}: {verdict.reason or 'failed'}"
-            if halted:
-                break
+                if hasattr(sink, "wave"):
+                    sink.wave(wi, len(sizes), len(wave))
+                pending = list(wave)
+                while pending or running:
+                    while pending and not halted and len(running) < parallel:
+                        b = pending.pop(0)
+                        rep = reports[b.name]
+                        rep.wave, rep.status = wi, "connecting"
+                        rep.started = round(clock() - t0, 3)
+                        sink.update(b.name, "connecting")
+                        running[pool.submit(_timed, deploy_one, b, sink, clock)] = (b, wi)
+                    if not running:
+                        break
+                    done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+                    for fut in done:
+                        record(fut)
+                if halted:
+                    break
+        except KeyboardInterrupt as exc:  # Ctrl-C: start nothing new, let boards in flight finish
+            bug = bug or exc
+            halted, halt_reason = True, "interrupted (Ctrl-C): boards in flight finished, the rest untouched"
+            for fut in cf.as_completed(list(running)):  # a second Ctrl-C leaves at once
+                if fut in running:
+                    record(fut)
 
     for rep in reports.values():
+        if rep.status == "connecting":  # interrupted between picking the board and starting its deploy
+            rep.status = "failed"
+            rep.reason = "interrupted while its deploy started; state unknown, rerun to resume"
+            sink.update(rep.name, "failed", rep.reason)
         if rep.status == "waiting":
             rep.status = "skipped"
             rep.reason = "not started: rollout halted; board left on its previous release"

@@ -101,7 +101,7 @@ class FleetProgress:
             b.logged_fraction = step
             self._line(f"{name}: sending {(b.sent or 0) / 1e6:.1f}/{b.total / 1e6:.1f} MB")
             return
-        if not changed:
+        if not changed or b.state == "waiting":  # every board starts waiting: no line per board for that
             return
         b.logged_fraction = -1.0
         self._line(f"{name}: {b.state}" + (f" ({b.detail})" if b.detail else ""))

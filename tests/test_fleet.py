@@ -423,3 +423,24 @@ def test_rollout_target_uses_profile_and_writes_report(tmp_path: Path) -> None:
     assert "HALTED: health gate failed on rpi5-01" in text and f"rollout report: {res.report_path}" in text
     with pytest.raises(UserError, match="no selected board matches orin-01"):
         fleet.rollout_target(prof, tmp_path, boards, RELEASE, fake.deploy_one, groups="rpi5", hosts="orin-01", stream=out)
+
+
+def test_ctrl_c_lets_boards_in_flight_finish_and_writes_report(tmp_path: Path) -> None:
+    import signal
+
+    boards = make_boards(6)
+    main = threading.main_thread().ident
+
+    def deploy(board, sink):
+        if board.name == "rpi5-02":
+            signal.pthread_kill(main, signal.SIGINT)  # as if the user pressed Ctrl-C now
+            time.sleep(0.2)
+        return BoardOutcome(board.name, True, RELEASE, verified=True, output_check=True)
+
+    with pytest.raises(KeyboardInterrupt):
+        fleet.rollout(boards, RELEASE, deploy, target="t", parallel=2, rollouts_dir=tmp_path)
+    data = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert data["halted"] and data["halt_reason"].startswith("interrupted")
+    status = {b["name"]: b["status"] for b in data["boards"]}
+    assert status["rpi5-02"] == "done"  # in flight when interrupted: finished, not cut off
+    assert list(status.values()).count("skipped") >= 3
