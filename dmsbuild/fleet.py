@@ -402,6 +402,7 @@ def rollout(
     progress: ProgressSink | None = None,
     board_errors: tuple[type[BaseException], ...] = (UserError, OSError),
     rollouts_dir: Path | None = None,
+    check_release: bool = True,
     clock: Callable[[], float] = time.monotonic,
 ) -> RolloutResult:
     """Roll ``release_id`` out to ``boards`` in waves; return (and write) the rollout report.
@@ -472,7 +473,7 @@ def rollout(
                 del running[fut]
                 return
             _fill(rep, outcome, wall)
-            if outcome.ok and outcome.release_id not in (None, release_id):
+            if check_release and outcome.ok and outcome.release_id not in (None, release_id):
                 outcome.ok = False
                 outcome.reason = f"deploy reported release {outcome.release_id}, expected {release_id}"
             if not outcome.ok:
@@ -655,3 +656,29 @@ def rollout_target(
     out.write(result.table() + f"\nrollout report: {result.report_path}\n")
     out.flush()
     return result
+
+
+def rollback(
+    boards: Sequence[BoardRef],
+    rollback_one: DeployOne,
+    *,
+    target: str,
+    parallel: int = 8,
+    progress: ProgressSink | None = None,
+    board_errors: tuple[type[BaseException], ...] = (UserError, OSError),
+    rollouts_dir: Path | None = None,
+) -> RolloutResult:
+    """``doit rollback``: every selected board back to its previous release, at once.
+
+    A rollback is the way out of a bad release, so it has no waves, no health
+    gate and no failure threshold: it reaches every board it can, and reports
+    the ones it could not (exit code 1). ``rollback_one`` switches one board's
+    ``current`` back (content addressing makes that cost no transfer) and
+    returns the outcome with the release it switched to in ``release_id``.
+    The report is ``rollback-<time>.json`` next to the rollout reports.
+    """
+    return rollout(
+        boards, "rollback", rollback_one, target=target, waves=["100%"], max_fail="100%", parallel=parallel,
+        health_gate=None, progress=progress, board_errors=board_errors, rollouts_dir=rollouts_dir,
+        check_release=False,
+    )

@@ -444,3 +444,23 @@ def test_ctrl_c_lets_boards_in_flight_finish_and_writes_report(tmp_path: Path) -
     status = {b["name"]: b["status"] for b in data["boards"]}
     assert status["rpi5-02"] == "done"  # in flight when interrupted: finished, not cut off
     assert list(status.values()).count("skipped") >= 3
+
+
+def test_fleet_wide_rollback_reaches_every_board_it_can() -> None:
+    boards = make_boards(8)
+    down = {"rpi5-02", "rpi5-03"}
+    called = []
+
+    def rollback_one(board, sink):
+        called.append(board.name)
+        if board.name in down:
+            raise ConnectionRefusedError(111, "connection refused")
+        return BoardOutcome(board.name, True, "0ld0000000000000", verified=True)
+
+    res = fleet.rollback(boards, rollback_one, target="rpi5", parallel=3)
+    assert sorted(called) == [b.name for b in boards]  # no threshold stops a rollback
+    assert res.count("done") == 6 and res.count("failed") == 2 and not res.halted and res.exit_code == 1
+
+    called.clear()
+    one = fleet.rollback(fleet.select_boards(boards, hosts="rpi5-05"), rollback_one, target="rpi5")
+    assert called == ["rpi5-05"] and one.exit_code == 0
