@@ -8,8 +8,9 @@ key and folder; started as non-daemon processes, stopped by pid):
 * cold rollout of the same ~25 MB release to 20 boards (1 / 5 / 20 for scaling);
 * no-change rollout (the release is already there) vs Ansible's no-change run;
 * controller CPU (user+sys of every controller process, ssh clients and
-  ControlPersist masters included) and peak memory (summed RSS of the
-  controller's process tree, sampled at 10 Hz).
+  ControlPersist masters included) and peak memory (summed PSS of the
+  controller's process tree, so pages shared by forks count once, sampled
+  at 10 Hz).
 
 Fairness: same files, same cipher and MAC (aes128-ctr / hmac-sha2-256, forced
 by the servers), compression off, Ansible with forks=20, gather_facts off,
@@ -87,6 +88,36 @@ def _run_dmsbuild(args: argparse.Namespace) -> int:
     deploy = make_dmsbuild_deploy(Path(spec["release"]), Path(spec["work"]), Path(spec["key"]), Path(spec["known_hosts"]))
     res = fleet.rollout(boards, spec["release_id"], deploy, target="bench", parallel=len(boards), max_fail=len(boards))
     print(json.dumps(res.summary()))
+    return res.exit_code
+
+
+def _run_fleet_scp(args: argparse.Namespace) -> int:
+    """Child process: fleet.rollout driving one scp per board.
+
+    Not dmsbuild's deploy (no content addressing, no verify): it isolates
+    the cost of the rollout layer itself (thread pool, progress, report)
+    against the bash-driven parallel scp row.
+    """
+    from dmsbuild.progress import FleetProgress
+
+    spec = json.loads(Path(args.spec).read_text())
+    boards = [fleet.BoardRef(**{**b, "groups": tuple(b["groups"])}) for b in spec["boards"]]
+    release, opts = spec["release"], spec["ssh_opts"]
+    size = sum(p.stat().st_size for p in Path(release).rglob("*") if p.is_file())
+
+    def deploy_one(board: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
+        sink.update(board.name, "sending", sent=0, total=size)
+        dest = f"{board.user}@{board.host}:{Path(spec['work']) / 'boards' / board.name / 'fleetscp'}"
+        proc = subprocess.run(["scp", "-q", "-r", *opts, "-i", board.identity_file, "-P", str(board.port), release, dest],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            return fleet.BoardOutcome(board.name, False, reason=(proc.stderr.strip().splitlines() or ["scp failed"])[-1])
+        sink.update(board.name, "sending", sent=size, total=size)
+        return fleet.BoardOutcome(board.name, True, spec["release_id"], bytes_sent=size)
+
+    res = fleet.rollout(boards, spec["release_id"], deploy_one, target="bench", parallel=len(boards),
+                        max_fail=len(boards), progress=FleetProgress(sys.stderr))
+    print(res.table())
     return res.exit_code
 
 
@@ -204,6 +235,18 @@ def _procs() -> dict[int, tuple[int, float, int, str]]:
     return out
 
 
+def _pss(pid: int, rss: int) -> int:
+    """Proportional set size: shared pages split between the processes sharing them (forks!); RSS if unreadable."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return rss
+
+
 def _tree(procs, root: int, extra_marker: str | None) -> set[int]:
     kids: dict[int, list[int]] = {}
     for pid, (ppid, *_r) in procs.items():
@@ -244,7 +287,7 @@ def measure(argv: list[str], env: dict[str, str] | None = None, marker: str | No
         nonlocal peak
         while not stop.is_set():
             ps = _procs()
-            peak = max(peak, sum(ps[p][2] for p in _tree(ps, proc.pid, marker) if p in ps))
+            peak = max(peak, sum(_pss(p, ps[p][2]) for p in _tree(ps, proc.pid, marker) if p in ps))
             stop.wait(0.1)
 
     sampler = threading.Thread(target=sample)
@@ -324,6 +367,15 @@ def dmsbuild_argv(sshd: SshdFleet, boards: list[Board], release: Path, work: Pat
     return [sys.executable, __file__, "_run-dmsbuild", "--spec", str(spec)]
 
 
+def fleet_scp_argv(sshd: SshdFleet, boards: list[Board], release: Path, work: Path, tag: str) -> list[str]:
+    spec = work / f"fleetscp-{tag}.json"
+    spec.write_text(json.dumps({
+        "boards": [{"name": b.name, "host": b.addr, "port": PORT, "user": sshd.user, "identity_file": str(sshd.key), "groups": ["bench"]} for b in boards],
+        "release": str(release), "release_id": "bench000000000000", "work": str(work), "ssh_opts": sshd.ssh_opts(),
+    }))
+    return [sys.executable, __file__, "_run-fleet-scp", "--spec", str(spec)]
+
+
 def clean(boards: list[Board], sub: str) -> None:
     for b in boards:
         shutil.rmtree(b.root / sub, ignore_errors=True)
@@ -333,7 +385,7 @@ def clean(boards: list[Board], sub: str) -> None:
 def main() -> int:
     global args_global
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", nargs="?", default="bench", choices=["bench", "_run-dmsbuild"])
+    ap.add_argument("mode", nargs="?", default="bench", choices=["bench", "_run-dmsbuild", "_run-fleet-scp"])
     ap.add_argument("--spec")
     ap.add_argument("--sizes", default="1,5,20")
     ap.add_argument("--ansible-venv", default=str(ROOT / "artifacts" / "bench-venv"))
@@ -342,6 +394,8 @@ def main() -> int:
     args = args_global = ap.parse_args()
     if args.mode == "_run-dmsbuild":
         return _run_dmsbuild(args)
+    if args.mode == "_run-fleet-scp":
+        return _run_fleet_scp(args)
 
     sizes = [int(s) for s in args.sizes.split(",")]
     have_ansible = not args.skip_ansible and (Path(args.ansible_venv) / "bin" / "ansible-playbook").exists()
@@ -366,6 +420,9 @@ def main() -> int:
 
                 clean(boards, "scp")
                 add("parallel scp", "cold", measure(scp_argv(sshd, boards, release)))
+                clean(boards, "fleetscp")
+                add("fleet.rollout + scp", "cold", measure(fleet_scp_argv(sshd, boards, release, work, f"n{n}")),
+                    "rollout layer driving scp (overhead check, not dmsbuild's deploy)")
                 if have_ansible:
                     argv, env, cp = ansible_setup(sshd, boards, release, work, f"n{n}")
                     clean(boards, "ansible")
