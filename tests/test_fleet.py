@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from dmsbuild import fleet
 from dmsbuild.errors import UserError
-from dmsbuild.fleet import BoardOutcome, BoardRef, GateResult
+from dmsbuild.fleet import BoardOutcome, BoardRef
 from dmsbuild.progress import FleetProgress
 
 RELEASE = "a1b2c3d4e5f60718"
@@ -464,3 +464,16 @@ def test_fleet_wide_rollback_reaches_every_board_it_can() -> None:
     called.clear()
     one = fleet.rollback(fleet.select_boards(boards, hosts="rpi5-05"), rollback_one, target="rpi5")
     assert called == ["rpi5-05"] and one.exit_code == 0
+
+
+def test_progress_tty_final_frame_after_rollout() -> None:
+    out = io.StringIO()
+    prog = FleetProgress(out, tty=True, title="rpi5 r")
+    boards = make_boards(5)
+    fake = FakeFleet(boards, down={"rpi5-04"})
+    run(boards, fake, max_fail=1, parallel=2, progress=prog, waves=[1, "100%"])
+    prog.finish()
+    last = out.getvalue().split("\x1b[J")[-1]
+    assert last.startswith("rpi5 r wave 2/2 (4 boards): 4 done, 1 failed")
+    assert "rpi5-04" in last and "connection refused" in last
+    assert last.count("\n") == 6  # header + 5 boards, drawn over the previous frame
