@@ -25,7 +25,7 @@ RELEASE = "a1b2c3d4e5f60718"
 
 
 def make_boards(n: int, group: str = "rpi5") -> list[BoardRef]:
-    return [BoardRef(f"{group}-{i:02d}", f"127.0.0.{i + 2}", 2222, "dms", None, (group,)) for i in range(1, n + 1)]
+    return [BoardRef(f"{group}-{i:02d}", f"127.0.0.{i + 2}", 2222, "dms", "~/.ssh/id_ed25519", (group,)) for i in range(1, n + 1)]
 
 
 class FakeFleet:
@@ -96,7 +96,9 @@ def test_ten_boards_two_down_eight_done_two_failed_with_reasons(tmp_path: Path) 
     assert set(failed) == {"rpi5-03", "rpi5-07"}
     assert "connection refused" in failed["rpi5-03"] and "127.0.0.5:2222" in failed["rpi5-03"]
     assert not res.halted and res.exit_code == 1
-    data = json.loads(res.report_path.read_text())
+    text = res.report_path.read_text()
+    data = json.loads(text)
+    assert '"dms"' not in text and "id_ed25519" not in text  # no user names or key paths in artifacts
     assert res.report_path.parent == tmp_path / "rollouts"
     assert res.report_path.name.startswith(RELEASE + "-")
     assert data["exit_code"] == 1 and data["summary"]["failed"] == 2
