@@ -332,10 +332,19 @@ class DeployConfig:
     group: str | None = None
     #: boards deployed at once
     parallel: int = 8
-    #: rollout waves, counts or percentages ("10%")
+    #: rollout waves: cumulative board counts or percentages of the fleet, e.g. [1, "10%", "50%", "100%"]
     waves: list[int | str] = field(default_factory=lambda: ["100%"])
-    #: stop the rollout when this many boards (or percent, "10%") failed
+    #: failed boards tolerated (a count, or percent "10%"); one more halts the rollout (0: first failure halts)
     max_fail: int | str = 0
+
+    def validate(self, source: str, prefix: str) -> None:
+        from .fleet import check_max_fail, check_waves  # standard library only, like this module
+
+        where = f"{source}: field '{prefix + '.' if prefix else ''}"
+        check_waves(self.waves, f"{where}waves'")
+        check_max_fail(self.max_fail, f"{where}max_fail'")
+        if self.parallel < 1:
+            raise UserError(f"{where}parallel' is {self.parallel}; expected at least 1", hint=f"fix it in {source}")
 
 
 @dataclass
