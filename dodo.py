@@ -14,3 +14,5 @@ DOIT_CONFIG = {
     "dep_file": str(Path(__file__).resolve().parent / "artifacts" / ".doit.db"),
     "backend": "sqlite3",
 }
+
+from dmsbuild.tasks.deploy import task_deploy, task_rollback  # noqa: E402,F401
