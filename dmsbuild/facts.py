@@ -21,12 +21,33 @@ def ver(mod):
         return version(mod)
     except Exception:
         return None
-def providers():
+def providers(root):
+    # importing onnxruntime costs ~0.1-1 s; its provider list is cached per installed version
+    ort = ver("onnxruntime") or ver("onnxruntime-gpu") or ver("onnxruntime-qnn")
+    if ort is None:
+        return None
+    key = "%s|%s|%s" % (sys.executable, ort, ver("onnxruntime-qnn"))
+    cache = os.path.join(root, ".facts-cache.json")
+    try:
+        with open(cache) as fh:
+            got = json.load(fh)
+        if got.get("key") == key:
+            return got["providers"]
+    except (OSError, ValueError, KeyError):
+        pass
     try:
         import onnxruntime
-        return onnxruntime.get_available_providers()
+        found = onnxruntime.get_available_providers()
     except Exception:
         return None
+    if os.path.isdir(root):
+        try:
+            with open(cache + ".tmp", "w") as fh:
+                json.dump({"key": key, "providers": found}, fh)
+            os.replace(cache + ".tmp", cache)
+        except OSError:
+            pass
+    return found
 def tool(cmd):
     path = shutil.which(cmd[0])
     if not path:
@@ -61,7 +82,7 @@ print(json.dumps({
     "hostname": socket.gethostname(), "arch": platform.machine(), "os": os_name, "kernel": platform.release(),
     "python": platform.python_version(), "numpy": ver("numpy"),
     "onnxruntime": ver("onnxruntime") or ver("onnxruntime-gpu") or ver("onnxruntime-qnn"),
-    "onnxruntime_providers": providers(), "onnxruntime_qnn": ver("onnxruntime-qnn"),
+    "onnxruntime_providers": providers(root), "onnxruntime_qnn": ver("onnxruntime-qnn"),
     "tensorrt": ver("tensorrt"), "trtexec": tool(["trtexec", "--version"]) if shutil.which("trtexec") else None,
     "snpe": tool(["snpe-net-run", "--version"]) if shutil.which("snpe-net-run") else None,
     "disk_free_mb": st.f_bavail * st.f_frsize // (1 << 20), "mem_total_mb": mem_mb(),

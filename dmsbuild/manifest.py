@@ -78,6 +78,17 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _stage_bytes(staging: Path, data: bytes) -> Path:
+    """Rendered files are kept under their sha256, so a Release never sees a later render's bytes."""
+    path = staging / "objects" / hashlib.sha256(data).hexdigest()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
 def environment() -> Any:
     import jinja2
 
@@ -174,9 +185,7 @@ def make_release(project: ProjectConfig, profile: TargetProfile) -> Release:
             value = build.get(ref)
             local = project.path(value) if isinstance(value, str) else None
         else:
-            local = staging / sf.release_path
-            local.parent.mkdir(parents=True, exist_ok=True)
-            local.write_text(render(ref, **context))
+            local = _stage_bytes(staging, render(ref, **context).encode())
         if local is None or not local.is_file():
             if sf.required:
                 raise UserError(f"{sf.release_path}: needed in every release but {sf.source} is missing")
@@ -200,8 +209,8 @@ def make_release(project: ProjectConfig, profile: TargetProfile) -> Release:
         raise RuntimeError(f"templates/manifest.json.j2 rendered invalid JSON: {exc}") from exc
     data = manifest_text.encode()
     digest = hashlib.sha256(data).hexdigest()
-    mpath = staging / "manifest.json"
-    mpath.write_bytes(data)
+    mpath = _stage_bytes(staging, data)
+    (staging / "manifest.json").write_bytes(data)  # the latest, for people to read
     files.append(ReleaseFile("manifest.json", mpath, digest, len(data)))
     return Release(profile.name, digest[:ID_LEN], manifest, data, files, staging)
 

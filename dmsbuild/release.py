@@ -105,6 +105,9 @@ class BoardLock:
         self.proc = None
 
     def __enter__(self) -> "BoardLock":
+        return self.acquire()
+
+    def acquire(self) -> "BoardLock":
         self.proc = self.transport.spawn([self.python, "-c", AGENT_SOURCE, "lock"])
         # the request is one line; stdin stays open (that is the lock)
         self.proc.send((json.dumps({"root": self.root, "holder": holder()}) + "\n").encode())
@@ -112,6 +115,7 @@ class BoardLock:
         if answer == "locked":
             return self
         res = self.proc.finish()
+        self.proc = None
         if answer.startswith("held "):
             try:
                 h = json.loads(answer[5:])
@@ -125,8 +129,12 @@ class BoardLock:
         raise UserError(f"board '{self.transport.name}': cannot take the lock: {res.stderr_tail(2) or answer or 'no answer'}")
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
         if self.proc is not None:
             self.proc.finish(timeout=10)
+            self.proc = None
 
 
 def push(transport: Transport, board: Board, root: str, release: Release, *, keep: int, project_name: str,
@@ -172,9 +180,21 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
     try:
         root = board.deploy_root(profile)
         transport = transport_factory(board)
-        out.facts = facts_mod.gather(transport, board.python, root)
-        out.warnings += facts_mod.check_arch(board.name, profile.arch, out.facts, release.manifest["artifacts"])
-        with BoardLock(transport, board.python, root):
+        transport.connect()
+        # facts on a second channel while the lock is taken (independent; saves a round trip)
+        with ThreadPoolExecutor(1) as pool:
+            facts_job = pool.submit(facts_mod.gather, transport, board.python, root)
+            lock = BoardLock(transport, board.python, root)
+            try:
+                lock.acquire()
+            finally:
+                try:
+                    out.facts = facts_job.result()  # a facts error wins: it says more than the lock's
+                except UserError:
+                    lock.release()
+                    raise
+        try:
+            out.warnings += facts_mod.check_arch(board.name, profile.arch, out.facts, release.manifest["artifacts"])
             answer, out.bytes_sent, out.objects_sent = push(
                 transport, board, root, release, keep=profile.deploy.keep_releases, project_name=project_name, progress=progress)
             out.previous = answer.get("previous")
@@ -183,6 +203,8 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
             if after_switch is not None:
                 # HOOK: the on-board benchmark runs here, on the new `current`, with the open connection.
                 after_switch(BoardSession(board, transport, root, release, out.facts))
+        finally:
+            lock.release()
     except UserError as exc:
         out.ok = False
         out.action = "failed"

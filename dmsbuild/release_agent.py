@@ -74,6 +74,14 @@ def current_id(root):
     return os.path.basename(target.rstrip("/"))
 
 
+def fsync_file(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(path):
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -143,6 +151,7 @@ def verify_objects(root, files):
                 os.unlink(part)  # a corrupt or overlong resume: the next deploy sends it again
                 fail(EXIT_BAD, "upload of %s arrived corrupted (sha256 %s); it was removed, deploy again" % (f["file"], got))
             os.chmod(part, 0o444)
+            fsync_file(part)
             os.replace(part, obj)
             continue
         if not os.path.isfile(obj):
@@ -187,9 +196,20 @@ def stage(root, rid, files):
         os.rename(tmp, rdir)
 
 
+def sync(root, rid):
+    """Make the release durable before the switch: fsync its folders and the objects folder.
+
+    New objects were fsync'ed when promoted; this is a targeted ``sync`` (a
+    global sync(2) waits for every other writer on the machine too)."""
+    rdir = os.path.join(root, "releases", rid)
+    for dirpath, _dirs, _files in os.walk(rdir):
+        fsync_dir(dirpath)
+    fsync_dir(os.path.join(root, "releases"))
+    fsync_dir(os.path.join(root, "objects"))
+
+
 def switch(root, rid):
-    """current -> releases/<id> by one rename(2), after sync."""
-    os.sync()
+    """current -> releases/<id> by one rename(2)."""
     link = os.path.join(root, "current")
     tmp = os.path.join(root, ".current.tmp.%d" % os.getpid())
     if os.path.lexists(tmp):
@@ -234,6 +254,7 @@ def op_commit(req):
     verify_objects(root, files)
     stage(root, rid, files)
     previous = current_id(root)
+    sync(root, rid)
     switch(root, rid)
     hist = [h for h in read_history(root) if h != rid] + [rid]
     write_atomic(os.path.join(root, "history.json"), json.dumps(hist))
@@ -262,6 +283,7 @@ def op_rollback(req):
             p = inside(os.path.join(root, "releases", prev), rel)
             if not os.path.isfile(p) or sha256_of(p) != f["sha256"]:
                 fail(EXIT_BAD, "previous release %s is damaged (%s); not switching" % (prev, rel))
+    sync(root, prev)
     switch(root, prev)
     write_atomic(os.path.join(root, "history.json"), json.dumps(hist))
     json.dump({"previous": cur, "current": prev}, sys.stdout)

@@ -58,8 +58,9 @@ def test_deploy_redeploy_rollback(boards, project_dir, tmp_path):
     first = deploy_target(project, prof, bs)
     assert [o.ok for o in first] == [True, True], [o.message for o in first]
     v1 = first[0].release_id
-    total = sum(p.stat().st_size for p in (project_dir / "artifacts" / "rpi5" / "release").iterdir())  # run.sh + manifest
-    assert first[0].bytes_sent > 3_000_000 + total - 1
+    from dmsbuild.manifest import make_release
+
+    assert first[0].bytes_sent == make_release(project, prof).total_bytes > 3_000_000
     for b in bs:
         assert _current(b.root) == v1
         _check_release(b.root, v1)

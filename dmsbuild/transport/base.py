@@ -58,6 +58,10 @@ class Transport(abc.ABC):
 
     name: str  # the board's name, for messages
 
+    def connect(self) -> object:
+        """Open the connection now (otherwise the first command opens it)."""
+        return None
+
     @abc.abstractmethod
     def run(self, argv: Sequence[str], *, timeout: float | None = None, stdin: bytes | None = None) -> CommandResult:
         """Run a command on the board; never raises for a non-zero exit."""
