@@ -15,12 +15,22 @@ from .transport.base import Transport
 #: runs on the board with its Python; standard library, optional imports guarded
 FACTS_SCRIPT = r'''
 import json, os, platform, shutil, socket, subprocess, sys
+_DISTS = None
 def ver(mod):
-    try:
-        from importlib.metadata import version
-        return version(mod)
-    except Exception:
-        return None
+    # one listdir per sys.path entry instead of importlib.metadata's full scan per lookup
+    global _DISTS
+    if _DISTS is None:
+        _DISTS = {}
+        for d in sys.path:
+            try:
+                names = os.listdir(d or ".")
+            except OSError:
+                continue
+            for n in names:
+                if n.endswith(".dist-info") and "-" in n:
+                    name, _, version = n[:-10].rpartition("-")
+                    _DISTS.setdefault(name.lower().replace("-", "_").replace(".", "_"), version)
+    return _DISTS.get(mod.lower().replace("-", "_").replace(".", "_"))
 def providers(root):
     # importing onnxruntime costs ~0.1-1 s; its provider list is cached per installed version
     ort = ver("onnxruntime") or ver("onnxruntime-gpu") or ver("onnxruntime-qnn")

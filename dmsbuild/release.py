@@ -100,9 +100,12 @@ def agent(transport: Transport, python: str, op: str, request: dict[str, Any], t
 class BoardLock:
     """The board's deploy lock, held by a board process for as long as our connection lives."""
 
-    def __init__(self, transport: Transport, python: str, root: str) -> None:
+    def __init__(self, transport: Transport, python: str, root: str, objects: list[str] | None = None) -> None:
         self.transport, self.python, self.root = transport, python, root
+        self.objects = objects
         self.proc = None
+        #: the board's state (what ``prepare`` reports), when ``objects`` were given
+        self.state: dict[str, Any] = {}
 
     def __enter__(self) -> "BoardLock":
         return self.acquire()
@@ -110,9 +113,13 @@ class BoardLock:
     def acquire(self) -> "BoardLock":
         self.proc = self.transport.spawn([self.python, "-c", AGENT_SOURCE, "lock"])
         # the request is one line; stdin stays open (that is the lock)
-        self.proc.send((json.dumps({"root": self.root, "holder": holder()}) + "\n").encode())
-        answer = self.proc.readline(timeout=30).strip()
-        if answer == "locked":
+        request: dict[str, Any] = {"root": self.root, "holder": holder()}
+        if self.objects is not None:
+            request["objects"] = self.objects
+        self.proc.send((json.dumps(request) + "\n").encode())
+        answer = self.proc.readline(timeout=60).strip()
+        if answer.startswith("locked"):
+            self.state = json.loads(answer[len("locked"):] or "{}")
             return self
         res = self.proc.finish()
         self.proc = None
@@ -138,11 +145,11 @@ class BoardLock:
 
 
 def push(transport: Transport, board: Board, root: str, release: Release, *, keep: int, project_name: str,
-         progress: Callable[[str, int, int], None] | None = None) -> tuple[dict[str, Any], int, int]:
+         progress: Callable[[str, int, int], None] | None = None, prepared: dict[str, Any] | None = None) -> tuple[dict[str, Any], int, int]:
     """Send what the board lacks, verify, stage, switch. Returns (commit answer, bytes sent, objects sent)."""
     py = board.python
     objects = {f.sha256: f for f in release.files}
-    state = agent(transport, py, "prepare", {"root": root, "objects": sorted(objects)})
+    state = prepared or agent(transport, py, "prepare", {"root": root, "objects": sorted(objects)})
     need = [f for sha, f in objects.items() if sha not in set(state["have"])]
     need_bytes = sum(f.size - state["partial"].get(f.sha256, 0) for f in need)
     if need_bytes > state["free_bytes"]:
@@ -184,7 +191,7 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
         # facts on a second channel while the lock is taken (independent; saves a round trip)
         with ThreadPoolExecutor(1) as pool:
             facts_job = pool.submit(facts_mod.gather, transport, board.python, root)
-            lock = BoardLock(transport, board.python, root)
+            lock = BoardLock(transport, board.python, root, objects=sorted({f.sha256 for f in release.files}))
             try:
                 lock.acquire()
             finally:
@@ -196,7 +203,8 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
         try:
             out.warnings += facts_mod.check_arch(board.name, profile.arch, out.facts, release.manifest["artifacts"])
             answer, out.bytes_sent, out.objects_sent = push(
-                transport, board, root, release, keep=profile.deploy.keep_releases, project_name=project_name, progress=progress)
+                transport, board, root, release, keep=profile.deploy.keep_releases, project_name=project_name, progress=progress,
+                prepared=lock.state)
             out.previous = answer.get("previous")
             out.action = "unchanged" if out.previous == release.release_id else "deployed"
             out.ok = True

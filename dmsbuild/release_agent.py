@@ -12,7 +12,8 @@ stderr. Every path it touches is below the deploy root it is given::
     <root>/.lock                       flock'ed by the deploy in progress; names its holder
 
 Ops: ``prepare`` (create the layout, check it is writable, report what the
-board has), ``lock`` (hold the board lock until stdin closes), ``commit``
+board has), ``lock`` (hold the board lock until stdin closes; also prepares
+when the request lists objects), ``commit``
 (verify, stage the release, sync, switch, collect), ``rollback``, ``state``.
 """
 import errno
@@ -91,6 +92,10 @@ def fsync_dir(path):
 
 
 def op_prepare(req):
+    json.dump(prepare(req), sys.stdout)
+
+
+def prepare(req):
     root = req["root"]
     try:
         for sub in ("objects/.tmp", "releases"):
@@ -111,8 +116,8 @@ def op_prepare(req):
             except OSError:
                 pass
     st = os.statvfs(root)
-    json.dump({"have": have, "partial": partial, "current": current_id(root),
-               "history": read_history(root), "free_bytes": st.f_bavail * st.f_frsize}, sys.stdout)
+    return {"have": have, "partial": partial, "current": current_id(root),
+            "history": read_history(root), "free_bytes": st.f_bavail * st.f_frsize}
 
 
 def op_lock(req):
@@ -133,7 +138,9 @@ def op_lock(req):
         sys.exit(EXIT_LOCKED)
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(req["holder"]).encode(), 0)
-    sys.stdout.write("locked\n")
+    # with "objects" in the request, the prepare answer rides along (one process less per deploy)
+    state = prepare(req) if "objects" in req else {}
+    sys.stdout.write("locked " + json.dumps(state) + "\n")
     sys.stdout.flush()
     sys.stdin.read()  # held until the deploy closes stdin or its connection dies
     os.ftruncate(fd, 0)
