@@ -80,10 +80,13 @@ def main() -> int:
                 if not all(o.ok and o.bytes_sent == release.total_bytes for o in out):
                     print([o.line() for o in out])
                     return 1
-            t = time.perf_counter()
-            again = deploy_target(project, prof, bs, release=release)
-            second = time.perf_counter() - t
-            sent_again = sum(o.bytes_sent for o in again)
+            second, sent_again = float("inf"), 0
+            for _ in range(args.repeat):
+                t = time.perf_counter()
+                again = deploy_target(project, prof, bs, release=release)
+                second = min(second, time.perf_counter() - t)
+                sent_again += sum(o.bytes_sent for o in again)
+                assert all(o.ok and o.action == "unchanged" for o in again), [o.line() for o in again]
             # a second release (one artifact changed) so there is something to roll back to
             rel2_files = list(release.files)
             write_build(work, "rpi5", {"fp32": args.mb * 0.64, "fp16": args.mb * 0.24, "int8-qdq": args.mb * 0.12 + 0.01})

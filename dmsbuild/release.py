@@ -145,7 +145,8 @@ class BoardLock:
 
 
 def push(transport: Transport, board: Board, root: str, release: Release, *, keep: int, project_name: str,
-         progress: Callable[[str, int, int], None] | None = None, prepared: dict[str, Any] | None = None) -> tuple[dict[str, Any], int, int]:
+         progress: Callable[[str, int, int], None] | None = None, prepared: dict[str, Any] | None = None,
+         full_verify: bool = False) -> tuple[dict[str, Any], int, int]:
     """Send what the board lacks, verify, stage, switch. Returns (commit answer, bytes sent, objects sent)."""
     py = board.python
     objects = {f.sha256: f for f in release.files}
@@ -171,13 +172,13 @@ def push(transport: Transport, board: Board, root: str, release: Release, *, kee
         sent += f.size - offset
     board_files = {"dms.service": service_unit(project_name, release.target, board.name, root, py)}
     answer = agent(transport, py, "commit", {"root": root, "release_id": release.release_id, "files": release.file_list(),
-                                              "keep": keep, "board_files": board_files})
+                                              "keep": keep, "board_files": board_files, "full_verify": full_verify})
     return answer, sent, len(need)
 
 
 def deploy_board(board: Board, profile: TargetProfile, release: Release, *, project_name: str,
                  transport_factory: Callable[[Board], Transport], after_switch: AfterSwitch | None = None,
-                 progress: Callable[[str, int, int], None] | None = None) -> BoardOutcome:
+                 progress: Callable[[str, int, int], None] | None = None, full_verify: bool = False) -> BoardOutcome:
     """Deploy ``release`` to one board; never raises for a board problem (the outcome says it)."""
     from . import facts as facts_mod
 
@@ -204,7 +205,7 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
             out.warnings += facts_mod.check_arch(board.name, profile.arch, out.facts, release.manifest["artifacts"])
             answer, out.bytes_sent, out.objects_sent = push(
                 transport, board, root, release, keep=profile.deploy.keep_releases, project_name=project_name, progress=progress,
-                prepared=lock.state)
+                prepared=lock.state, full_verify=full_verify)
             out.previous = answer.get("previous")
             out.action = "unchanged" if out.previous == release.release_id else "deployed"
             out.ok = True
@@ -266,14 +267,17 @@ def _parallel(boards: list[Board], work: Callable[[Board], BoardOutcome], parall
 def deploy_target(project: ProjectConfig, profile: TargetProfile, boards: list[Board], *, release: Release | None = None,
                   after_switch: AfterSwitch | None = None,
                   transport_factory: Callable[[Board], Transport] = open_transport,
-                  progress: Callable[[str, int, int], None] | None = None) -> list[BoardOutcome]:
-    """Render the target's release (unless given) and deploy it to ``boards`` in parallel."""
+                  progress: Callable[[str, int, int], None] | None = None,
+                  full_verify: bool = False) -> list[BoardOutcome]:
+    """Render the target's release (unless given) and deploy it to ``boards`` in parallel.
+
+    ``full_verify``: re-hash every object even when the release is already current and intact."""
     from .manifest import make_release
 
     release = release or make_release(project, profile)
     return _parallel(boards, lambda b: deploy_board(
         b, profile, release, project_name=release.manifest["project"], transport_factory=transport_factory,
-        after_switch=after_switch, progress=progress), profile.deploy.parallel)
+        after_switch=after_switch, progress=progress, full_verify=full_verify), profile.deploy.parallel)
 
 
 def rollback_target(profile: TargetProfile, boards: list[Board], *,

@@ -305,3 +305,20 @@ def test_ssh_config_alias_and_proxyjump_applied(boards, project_dir, tmp_path, m
         t.close()
     out = deploy_target(project, prof, [aliased])
     assert out[0].ok, out[0].message
+
+
+def test_tampered_object_is_caught_by_full_verify(boards, project_dir, tmp_path):
+    project, prof = _setup(project_dir, sizes={"fp32": 0.2})
+    (b,) = _boards(boards, project_dir, tmp_path, ["emu-02"])
+    first = deploy_target(project, prof, [b])[0]
+    assert first.ok
+    model = Path(b.root, "current", "models", "fp32.onnx")
+    os.chmod(model, 0o644)
+    with open(model, "r+b") as fh:  # same size, different bytes: only a re-hash sees it
+        fh.write(b"X")
+    assert deploy_target(project, prof, [b])[0].action == "unchanged"
+    bad = deploy_target(project, prof, [b], full_verify=True)[0]
+    assert not bad.ok and "does not match its sha256" in bad.message
+    healed = deploy_target(project, prof, [b])[0]  # the bad object was removed: it is sent again
+    assert healed.ok and healed.bytes_sent == 200_000
+    _check_release(b.root, healed.release_id)

@@ -1,4 +1,4 @@
-"""``doit deploy target=<name> [hosts=a,b] [inventory=FILE]`` and ``doit rollback target=<name> [hosts=...]``.
+"""``doit deploy target=<name> [hosts=a,b] [inventory=FILE] [verify=full]`` and ``doit rollback target=<name> [hosts=...]``.
 
 ``deploy`` depends on ``build:<target>`` (so what changed is rebuilt), renders
 the release, pushes it to the target's boards, verifies, switches, prints one
@@ -39,7 +39,10 @@ def _deploy(target: str) -> Any:
         prof = profile(target)
         proj = project()
         boards = boards_for(proj, prof, doit_var("hosts"), doit_var("inventory"))
-        outcomes = deploy_target(proj, prof, boards)
+        verify = doit_var("verify", "changed")
+        if verify not in ("changed", "full"):
+            raise UserError(f"verify={verify}: expected verify=changed (default) or verify=full (re-hash everything on the boards)")
+        outcomes = deploy_target(proj, prof, boards, full_verify=verify == "full")
     except UserError as exc:
         return TaskFailed(str(exc))
     if not report(outcomes):

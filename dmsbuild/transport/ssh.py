@@ -351,7 +351,10 @@ class SSHTransport(Transport):
     def close(self) -> None:
         for obj in (self._sftp_client, self._client, *reversed(self._jumps)):
             if obj is not None:
-                obj.close()
+                try:
+                    obj.close()
+                except (paramiko.SSHException, OSError, EOFError):
+                    pass  # the connection is already gone (a killed deploy): nothing left to close
         self._sftp_client = None
         self._client = None
         self._jumps = []
