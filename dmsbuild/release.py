@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import ProjectConfig, TargetProfile
-from .errors import UserError, first_line
+from .errors import UserError
 from .inventory import Board
 from .manifest import Release, service_unit
 from .transport.base import Transport
@@ -84,6 +84,19 @@ def holder() -> dict[str, Any]:
     """Who holds a board lock: shown to a second deploy that is blocked."""
     return {"host": socket.gethostname(), "pid": os.getpid(), "user": os.environ.get("USER", ""),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def resolve_root(transport: Transport, board: Board, profile: TargetProfile) -> str:
+    """The board's deploy root as an absolute path ('~' is the board user's home, asked of the board)."""
+    root = board.deploy_root(profile)
+    if not root.startswith("~"):
+        return root
+    res = transport.run([board.python, "-c", "import os, sys; print(os.path.expanduser(sys.argv[1]))", root], timeout=60)
+    expanded = res.stdout.strip()
+    if not res.ok or not expanded.startswith("/"):
+        raise UserError(f"board '{board.name}': cannot expand the deploy root {root}: {res.stderr_tail(2)}",
+                        hint="use an absolute deploy root")
+    return expanded
 
 
 def agent(transport: Transport, python: str, op: str, request: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
@@ -186,9 +199,9 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
     out = BoardOutcome(board=board.name, ok=False, action="failed", release_id=release.release_id)
     transport = None
     try:
-        root = board.deploy_root(profile)
         transport = transport_factory(board)
         transport.connect()
+        root = resolve_root(transport, board, profile)
         # facts on a second channel while the lock is taken (independent; saves a round trip)
         with ThreadPoolExecutor(1) as pool:
             facts_job = pool.submit(facts_mod.gather, transport, board.python, root)
@@ -231,8 +244,8 @@ def rollback_board(board: Board, profile: TargetProfile, *, transport_factory: C
     out = BoardOutcome(board=board.name, ok=False, action="failed")
     transport = None
     try:
-        root = board.deploy_root(profile)
         transport = transport_factory(board)
+        root = resolve_root(transport, board, profile)
         with BoardLock(transport, board.python, root):
             answer = agent(transport, board.python, "rollback", {"root": root})
         out.ok, out.action = True, "rolled back"
@@ -296,4 +309,4 @@ def report(outcomes: list[BoardOutcome], stream: Any = None) -> bool:
 
 
 __all__ = ["BoardOutcome", "BoardSession", "deploy_target", "rollback_target", "deploy_board", "rollback_board",
-           "open_transport", "report", "first_line"]
+           "open_transport", "report"]

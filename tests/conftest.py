@@ -34,7 +34,8 @@ def _free_port(addr: str) -> int:
 def boards(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Four emulated boards (real sshd on 127.0.0.x), started with `boards up`, stopped with `boards down`."""
     if not (shutil.which("sshd") or os.path.exists("/usr/sbin/sshd")):
-        pytest.skip("openssh-server is not installed (apt-get install -y openssh-server)")
+        pytest.fail("openssh-server is not installed: the deploy tests need real sshd boards; "
+                    "run scripts/setup.sh or apt-get install -y openssh-server")
     where = tmp_path_factory.mktemp("boards")
     port = _free_port("127.0.0.41")
     cmd = [sys.executable, "-m", "dmsbuild.boards", "up", "--count", "4", "--dir", str(where),
