@@ -89,25 +89,25 @@ def _stage_bytes(staging: Path, data: bytes) -> Path:
     return path
 
 
-def environment() -> Any:
+def environment(templates: Path | None = None) -> Any:
     import jinja2
 
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=jinja2.FileSystemLoader(str(templates or TEMPLATES)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
 
 
-def render(template: str, **context: Any) -> str:
+def render(template: str, *, templates: Path | None = None, **context: Any) -> str:
     """Render one template; a missing variable is an error (StrictUndefined), never an empty string."""
     import jinja2
 
     try:
-        return environment().get_template(template).render(**context)
+        return environment(templates).get_template(template).render(**context)
     except jinja2.UndefinedError as exc:
-        raise UserError(f"{TEMPLATES / template}: {exc.message}", hint="the template uses a variable dmsbuild does not provide") from None
+        raise UserError(f"{(templates or TEMPLATES) / template}: {exc.message}", hint="the template uses a variable dmsbuild does not provide") from None
     except jinja2.TemplateSyntaxError as exc:
         raise UserError(f"{exc.filename}:{exc.lineno}: template syntax error: {exc.message}") from None
 
@@ -132,8 +132,10 @@ def _local(project: ProjectConfig, rel: str, where: str, source: Path) -> Path:
     return p
 
 
-def make_release(project: ProjectConfig, profile: TargetProfile) -> Release:
-    """Read build.json, render the support files and the manifest into artifacts/<target>/release/."""
+def make_release(project: ProjectConfig, profile: TargetProfile, *, package_dir: Path | None = None) -> Release:
+    """Read build.json, render the support files and the manifest into artifacts/<target>/release/.
+
+    ``package_dir``: where "package:" support files are looked up (default: the dmsbuild package)."""
     source, build = read_build(project, profile.name)
     staging = project.artifacts / profile.name / "release"
     staging.mkdir(parents=True, exist_ok=True)
@@ -180,7 +182,7 @@ def make_release(project: ProjectConfig, profile: TargetProfile) -> Release:
     for sf in SUPPORT_FILES:
         kind, _, ref = sf.source.partition(":")
         if kind == "package":
-            local = PACKAGE_DIR / ref
+            local = (package_dir or PACKAGE_DIR) / ref
         elif kind == "build":
             value = build.get(ref)
             local = project.path(value) if isinstance(value, str) else None
