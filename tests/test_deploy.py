@@ -322,3 +322,31 @@ def test_tampered_object_is_caught_by_full_verify(boards, project_dir, tmp_path)
     healed = deploy_target(project, prof, [b])[0]  # the bad object was removed: it is sent again
     assert healed.ok and healed.bytes_sent == 200_000
     _check_release(b.root, healed.release_id)
+
+
+def test_every_remote_command_is_an_argument_list(boards, project_dir, tmp_path):
+    """Deploy + rollback through a recording transport: every command is a list of words, each quoted once."""
+    import shlex
+
+    project, prof = _setup(project_dir, sizes={"fp32": 0.05})
+    (b,) = _boards(boards, project_dir, tmp_path, ["emu-03"])
+    seen: list[list[str]] = []
+
+    class Recording(SSHTransport):
+        def run(self, argv, **kw):
+            seen.append(list(argv))
+            return super().run(argv, **kw)
+
+        def spawn(self, argv):
+            seen.append(list(argv))
+            return super().spawn(argv)
+
+    for seed in (1, 2):
+        write_build(project_dir, "rpi5", {"fp32": 0.05}, seed=seed)
+        assert deploy_target(load_project(project_dir), prof, [b], transport_factory=Recording)[0].ok
+    assert rollback_target(prof, [b], transport_factory=Recording)[0].ok
+    assert len(seen) >= 7
+    for argv in seen:
+        assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
+        assert argv[0] == b.python  # the board's Python runs facts and the release agent; no shell strings
+        assert shlex.split(join_argv(argv)) == argv
