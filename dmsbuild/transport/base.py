@@ -37,18 +37,47 @@ def join_argv(argv: Sequence[str]) -> str:
 Progress = Callable[[int, int], None]
 
 
+class RemoteProcess(abc.ABC):
+    """A command left running on the board; it ends when its stdin closes."""
+
+    @abc.abstractmethod
+    def send(self, data: bytes) -> None:
+        """Write to the command's stdin."""
+
+    @abc.abstractmethod
+    def readline(self, timeout: float = 30.0) -> str:
+        """The next line of stdout ('' at end of output)."""
+
+    @abc.abstractmethod
+    def finish(self, timeout: float = 30.0) -> CommandResult:
+        """Close stdin and wait for the exit status."""
+
+
 class Transport(abc.ABC):
     """A connection to one board. Not shared across threads."""
 
     name: str  # the board's name, for messages
+
+    def connect(self) -> object:
+        """Open the connection now (otherwise the first command opens it)."""
+        return None
 
     @abc.abstractmethod
     def run(self, argv: Sequence[str], *, timeout: float | None = None, stdin: bytes | None = None) -> CommandResult:
         """Run a command on the board; never raises for a non-zero exit."""
 
     @abc.abstractmethod
-    def put(self, local: Path, remote: str, *, progress: Progress | None = None) -> None:
-        """Copy a local file to ``remote`` (the caller picks a temporary name and renames)."""
+    def put(self, local: Path, remote: str, *, offset: int = 0, progress: Progress | None = None) -> None:
+        """Copy a local file to ``remote`` (the caller picks a temporary name and renames).
+
+        ``offset`` > 0 resumes an interrupted upload: the first ``offset`` bytes
+        are already in ``remote`` and only the rest is sent (the caller verifies
+        the sha256 of the whole file afterwards).
+        """
+
+    @abc.abstractmethod
+    def spawn(self, argv: Sequence[str]) -> "RemoteProcess":
+        """Start a long-running command whose stdin stays open (the board lock holder)."""
 
     @abc.abstractmethod
     def get(self, remote: str, local: Path) -> None:

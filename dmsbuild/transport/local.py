@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Sequence
 
-from .base import CommandResult, Progress, Transport
+from .base import CommandResult, Progress, RemoteProcess, Transport
 
 
 class LocalTransport(Transport):
@@ -31,12 +31,26 @@ class LocalTransport(Transport):
             return CommandResult(argv, 124, "", err + f"\ntimed out after {timeout} s")
         return CommandResult(argv, proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
 
-    def put(self, local: Path, remote: str, *, progress: Progress | None = None) -> None:
+    def put(self, local: Path, remote: str, *, offset: int = 0, progress: Progress | None = None) -> None:
         total = os.path.getsize(local)
         Path(remote).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, remote)
+        if offset <= 0:
+            shutil.copyfile(local, remote)
+        else:
+            with open(local, "rb") as src, open(remote, "r+b") as dst:
+                src.seek(offset)
+                dst.seek(offset)
+                dst.truncate()
+                shutil.copyfileobj(src, dst, 1 << 20)
         if progress is not None:
             progress(total, total)
+
+    def spawn(self, argv: Sequence[str]) -> RemoteProcess:
+        proc = subprocess.Popen(
+            [str(a) for a in argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=None if self.env is None else {**os.environ, **self.env},
+        )
+        return _LocalProcess(proc, [str(a) for a in argv])
 
     def get(self, remote: str, local: Path) -> None:
         Path(local).parent.mkdir(parents=True, exist_ok=True)
@@ -44,3 +58,26 @@ class LocalTransport(Transport):
 
     def close(self) -> None:
         pass
+
+
+class _LocalProcess(RemoteProcess):
+    def __init__(self, proc: subprocess.Popen, argv: list[str]) -> None:
+        self.proc = proc
+        self.argv = argv
+
+    def send(self, data: bytes) -> None:
+        assert self.proc.stdin is not None  # set by Popen(stdin=PIPE)
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def readline(self, timeout: float = 30.0) -> str:
+        assert self.proc.stdout is not None  # set by Popen(stdout=PIPE)
+        return self.proc.stdout.readline().decode(errors="replace")
+
+    def finish(self, timeout: float = 30.0) -> CommandResult:
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        return CommandResult(self.argv, self.proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))

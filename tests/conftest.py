@@ -1,0 +1,85 @@
+"""Shared fixtures: real sshd boards for the session; tests never read the real ~/.ssh."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_real_ssh(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep tests away from the developer's ~/.ssh and ssh-agent."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    monkeypatch.delenv("DMSBUILD_INVENTORY", raising=False)
+    monkeypatch.delenv("DMSBUILD_SSH_CONFIG", raising=False)
+
+
+def _free_port(addr: str) -> int:
+    with socket.socket() as s:
+        s.bind((addr, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def boards(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Four emulated boards (real sshd on 127.0.0.x), started with `boards up`, stopped with `boards down`."""
+    if not (shutil.which("sshd") or os.path.exists("/usr/sbin/sshd")):
+        pytest.fail("openssh-server is not installed: the deploy tests need real sshd boards; "
+                    "run scripts/setup.sh or apt-get install -y openssh-server")
+    where = tmp_path_factory.mktemp("boards")
+    port = _free_port("127.0.0.41")
+    cmd = [sys.executable, "-m", "dmsbuild.boards", "up", "--count", "4", "--dir", str(where),
+           "--port", str(port), "--first", "41", "--groups", "rpi5,orin"]
+    subprocess.run(cmd, check=True, cwd=REPO, capture_output=True)
+    state = json.loads((where / "boards.json").read_text())
+    state["dir"] = where
+    yield state
+    subprocess.run([sys.executable, "-m", "dmsbuild.boards", "down", "--dir", str(where)], cwd=REPO, check=True,
+                   capture_output=True)
+
+
+def write_build(root: Path, target: str, sizes_mb: dict[str, float], seed: int = 0, portable: bool = True) -> Path:
+    """A fabricated artifacts/<target>/build.json (CONTRACTS §1) with random-content artifact files."""
+    import hashlib
+    import random
+
+    rng = random.Random(f"{target}-{seed}")
+    adir = root / "artifacts" / target
+    adir.mkdir(parents=True, exist_ok=True)
+    arts = []
+    for name, mb in sizes_mb.items():
+        data = rng.randbytes(int(mb * 1e6))
+        path = adir / f"{name}.onnx"
+        path.write_bytes(data)
+        arts.append({"name": name, "precision": name if name in ("fp32", "fp16", "int8-qdq") else "fp32",
+                     "kind": "onnx", "path": f"artifacts/{target}/{name}.onnx", "extra_files": [],
+                     "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "runtime": "onnxruntime",
+                     "providers": ["CPUExecutionProvider"], "provider_options": [{}], "portable": portable, "eval": {}})
+    common = root / "artifacts" / "common"
+    common.mkdir(parents=True, exist_ok=True)
+    (common / "reference.npz").write_bytes(b"PK-fake-npz-" + rng.randbytes(1000))
+    build = {"schema": 1, "project": "dms", "target": target,
+             "input": {"name": "image", "shape": [1, 3, 224, 224], "dtype": "float32", "layout": "NCHW"},
+             "outputs": {"names": ["eye_state"], "classification": ["eye_state"]},
+             "artifacts": arts, "reference": "artifacts/common/reference.npz",
+             "toolchain": {"onnxruntime": "1.32.0", "opset": 17}}
+    (adir / "build.json").write_text(json.dumps(build, indent=1))
+    return adir / "build.json"
+
+
+@pytest.fixture()
+def project_dir(tmp_path: Path) -> Path:
+    """A tmp project: the repo's dmsbuild.toml and target profiles, no build output yet."""
+    shutil.copy(REPO / "dmsbuild.toml", tmp_path / "dmsbuild.toml")
+    shutil.copytree(REPO / "targets", tmp_path / "targets")
+    return tmp_path

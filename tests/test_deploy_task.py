@@ -1,0 +1,71 @@
+"""`doit deploy` / `doit rollback` end to end, in a tmp project whose build task is a no-op stand-in
+(the build itself is another part's job; here build.json is fabricated)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, write_build
+
+DODO = f'''
+import sys
+sys.path.insert(0, {str(REPO)!r})
+from dmsbuild.tasks.deploy import task_deploy, task_rollback  # noqa: F401
+DOIT_CONFIG = {{"verbosity": 2, "dep_file": "artifacts/.doit.db", "backend": "sqlite3"}}
+
+def task_build():
+    """stand-in for dmsbuild.tasks.build: build.json is fabricated by the test"""
+    for t in ("local", "rpi5"):
+        yield {{"name": t, "actions": []}}
+'''
+
+
+def _doit(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DMSBUILD_ROOT": str(project)}
+    return subprocess.run([sys.executable, "-m", "doit", *args], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_doit_deploy_and_rollback(boards, project_dir):
+    (project_dir / "dodo.py").write_text(DODO)
+    (project_dir / "artifacts").mkdir(exist_ok=True)
+    inv = f"inventory={boards['inventory']}"
+    write_build(project_dir, "rpi5", {"fp32": 0.3}, seed=1)
+    # every target's deploy root on the emulated boards is private to this session's boards dir
+    res = _doit(project_dir, "deploy", "target=rpi5", "hosts=emu-01,emu-02", inv)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = [l for l in res.stdout.splitlines() if l.startswith(("ok ", "FAIL "))]
+    assert len(lines) == 2 and all(" deployed " in l for l in lines), res.stdout
+
+    write_build(project_dir, "rpi5", {"fp32": 0.3}, seed=2)
+    assert _doit(project_dir, "deploy", "target=rpi5", "hosts=emu-01", inv).returncode == 0
+    res = _doit(project_dir, "rollback", "target=rpi5", "hosts=emu-01", inv)
+    assert res.returncode == 0 and "ok   emu-01: rolled back" in res.stdout, res.stdout + res.stderr
+
+    res = _doit(project_dir, "deploy", "target=rpi5", "hosts=emu-01,rpi5-77", inv)
+    assert res.returncode != 0 and "board 'rpi5-77': not in the inventory" in res.stdout + res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
+
+
+def test_doit_deploy_default_target_is_local(project_dir):
+    (project_dir / "dodo.py").write_text(DODO)
+    (project_dir / "artifacts").mkdir(exist_ok=True)
+    write_build(project_dir, "local", {"fp32": 0.2})
+    res = _doit(project_dir, "deploy")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "ok   local: deployed" in res.stdout
+    assert (project_dir / "artifacts" / "boards" / "local" / "current").is_symlink()
+
+
+def test_doit_deploy_fails_when_a_board_fails(boards, project_dir, tmp_path):
+    (project_dir / "dodo.py").write_text(DODO)
+    (project_dir / "artifacts").mkdir(exist_ok=True)
+    write_build(project_dir, "rpi5", {"fp32": 0.1})
+    inv = tmp_path / "inv.toml"
+    inv.write_text(f'include = [{boards["inventory"]!r}]\n\n[[boards]]\nname = "gone"\ngroups = ["rpi5"]\n'
+                   f'host = "127.0.0.98"\nport = 9\nconnect_retries = 1\nroot = "/tmp/gone"\n')
+    res = _doit(project_dir, "deploy", "target=rpi5", "hosts=gone,emu-03", f"inventory={inv}")
+    assert res.returncode != 0
+    assert "FAIL gone:" in res.stdout and "ok   emu-03:" in res.stdout and "1 of 2 board(s) failed" in res.stdout + res.stderr
