@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_build
+from tests.conftest import write_build
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
 from dmsbuild.inventory import Board, load_inventory, local_board

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, write_build
+from tests.conftest import REPO, write_build
 
 DODO = f'''
 import sys

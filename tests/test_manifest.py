@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import write_build
+from tests.conftest import write_build
 from dmsbuild import manifest
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
