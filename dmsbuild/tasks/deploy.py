@@ -1,4 +1,4 @@
-"""``doit deploy target=<name> [hosts=a,b] [inventory=FILE] [verify=full]`` and ``doit rollback target=<name> [hosts=...]``.
+"""``doit deploy target=<name> [hosts=a,b] [inventory=FILE] [verify=full] [bench=no]`` and ``doit rollback target=<name> [hosts=...]``.
 
 ``deploy`` depends on ``build:<target>`` (so what changed is rebuilt), renders
 the release, pushes it to the target's boards, verifies, switches, prints one
@@ -10,7 +10,9 @@ fleet rollout calls.
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterator
+import threading
+from contextlib import nullcontext
+from typing import Any, Callable, Iterator
 
 from ..config import ProjectConfig, TargetProfile
 from ..errors import UserError
@@ -30,6 +32,39 @@ def boards_for(proj: ProjectConfig, prof: TargetProfile, hosts: str | None = Non
     return inv.select(prof.deploy.group or prof.name, names or None)
 
 
+def _shares_this_machine(board: Board) -> bool:
+    return board.transport == "local" or board.host in ("localhost", "::1") or board.host.startswith("127.")
+
+
+def bench_after_switch(proj: ProjectConfig, prof: TargetProfile) -> Callable[[Any], None]:
+    """The deploy hook that benchmarks and verifies the new release on each board, stores the
+    results and applies the target's gates; a failed gate fails that board's deploy.
+
+    Boards on this machine (the local target, emulated boards on loopback) are benchmarked one at a
+    time: run together they would share two cores and measure each other. Real boards run in parallel.
+    """
+    from ..bench import BoardBench, bench_boards, store_path
+    from ..gates import accuracy_threshold
+    from ..results import ResultStore
+
+    one_at_a_time = threading.Lock()
+    store = ResultStore(store_path(proj))
+
+    def after_switch(session: Any) -> None:
+        board = session.board
+        with one_at_a_time if _shares_this_machine(board) else nullcontext():
+            [outcome] = bench_boards(
+                [BoardBench(board.name, session.transport, session.release_dir, board.python, session.facts)],
+                target=prof.name, store=store, max_accuracy_drop=accuracy_threshold(proj, prof),
+                max_latency_regression=prof.gates.max_latency_regression)
+        if not outcome.ok:
+            raise UserError(f"board {board.name}: release {session.release.release_id} is installed but failed its checks: "
+                            + "; ".join(m.splitlines()[0] for m in outcome.messages()),
+                            hint=f"fix the artifact or the gate, or `doit rollback target={prof.name} hosts={board.name}`")
+
+    return after_switch
+
+
 def _deploy(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
@@ -42,7 +77,11 @@ def _deploy(target: str) -> Any:
         verify = doit_var("verify", "changed")
         if verify not in ("changed", "full"):
             raise UserError(f"verify={verify}: expected verify=changed (default) or verify=full (re-hash everything on the boards)")
-        outcomes = deploy_target(proj, prof, boards, full_verify=verify == "full")
+        bench = doit_var("bench", "yes")
+        if bench not in ("yes", "no"):
+            raise UserError(f"bench={bench}: expected bench=yes (default: benchmark and verify on each board) or bench=no")
+        hook = bench_after_switch(proj, prof) if bench == "yes" else None
+        outcomes = deploy_target(proj, prof, boards, full_verify=verify == "full", after_switch=hook)
     except UserError as exc:
         return TaskFailed(str(exc))
     if not report(outcomes):
