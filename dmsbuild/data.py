@@ -7,15 +7,14 @@ configured channel order, divided by ``preprocess.scale`` and normalised by
 (``N, ...``) already preprocessed. Samples are read lazily so a calibration
 set never has to fit in memory at once.
 
-Imported only by build actions (numpy and Pillow are imported here; no torch).
+Task generators call ``list_samples`` on every doit run, so numpy and Pillow are imported
+inside the functions that need them.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from pathlib import Path
-
-import numpy as np
 
 from .config import ProjectConfig
 from .errors import UserError
@@ -49,6 +48,8 @@ def sample_shape(project: ProjectConfig) -> tuple[int, ...]:
 
 
 def _load_image(path: Path, project: ProjectConfig) -> np.ndarray:
+    import numpy as np
+
     from PIL import Image, UnidentifiedImageError
 
     pre = project.preprocess
@@ -86,6 +87,8 @@ def _load_image(path: Path, project: ProjectConfig) -> np.ndarray:
 
 
 def _check_shape(arr: np.ndarray, path: Path, project: ProjectConfig) -> np.ndarray:
+    import numpy as np
+
     want = sample_shape(project)
     if tuple(arr.shape) != want:
         hint = "resize/convert the sample, or fix [input]/[preprocess] in dmsbuild.toml"
@@ -99,6 +102,8 @@ def _check_shape(arr: np.ndarray, path: Path, project: ProjectConfig) -> np.ndar
 
 def iter_samples(files: list[Path], project: ProjectConfig, limit: int | None = None) -> Iterator[tuple[Path, np.ndarray]]:
     """Yield (file, sample) one at a time; a ``.npy`` stack yields each of its rows."""
+    import numpy as np
+
     count = 0
     for path in files:
         if path.suffix.lower() == ".npy":
@@ -121,6 +126,8 @@ def iter_samples(files: list[Path], project: ProjectConfig, limit: int | None = 
 
 def load_samples(files: list[Path], project: ProjectConfig, limit: int | None = None) -> tuple[list[Path], np.ndarray]:
     """All samples stacked into one batch (validation sets are small)."""
+    import numpy as np
+
     names: list[Path] = []
     arrays: list[np.ndarray] = []
     for path, arr in iter_samples(files, project, limit):
@@ -132,6 +139,7 @@ def load_samples(files: list[Path], project: ProjectConfig, limit: int | None = 
 def make_calibration_reader(files: list[Path], project: ProjectConfig, input_name: str, limit: int | None = None,
                             progress: bool = True):
     """An ``onnxruntime.quantization.CalibrationDataReader`` that streams the folder one sample at a time."""
+    import numpy as np
     from onnxruntime.quantization import CalibrationDataReader
 
     class FolderReader(CalibrationDataReader):
@@ -160,6 +168,8 @@ def make_calibration_reader(files: list[Path], project: ProjectConfig, input_nam
 
 def load_labels(project: ProjectConfig, names: list[Path]) -> dict[str, np.ndarray] | None:
     """Labels for the validation samples, per head, in the order of ``names``; None when no labels file."""
+    import numpy as np
+
     if project.data.labels is None:
         return None
     path = Path(project.path(project.data.labels) or "")
