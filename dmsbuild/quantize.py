@@ -146,15 +146,25 @@ def quantize_static_qdq(project: ProjectConfig, src: Path, out: Path, cfg: Stati
         if cfg.calibration_method == "Percentile":
             extra["CalibPercentile"] = 99.999
         tmp_out = Path(tmpdir) / "qdq.onnx"
-        quantize_static(
-            str(pre), str(tmp_out), reader,
-            quant_format=QuantFormat.QDQ,
-            per_channel=cfg.per_channel,
-            activation_type=getattr(QuantType, cfg.activation_type),
-            weight_type=getattr(QuantType, cfg.weight_type),
-            calibrate_method=getattr(CalibrationMethod, cfg.calibration_method),
-            extra_options=extra,
-        )
+        try:
+            quantize_static(
+                str(pre), str(tmp_out), reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=cfg.per_channel,
+                activation_type=getattr(QuantType, cfg.activation_type),
+                weight_type=getattr(QuantType, cfg.weight_type),
+                calibrate_method=getattr(CalibrationMethod, cfg.calibration_method),
+                extra_options=extra,
+            )
+        except ValueError as exc:
+            if "bins" not in str(exc):
+                raise
+            # ORT's histogram calibrators cannot bin a tensor whose values are all equal
+            raise UserError(
+                f"calibration_method = {cfg.calibration_method!r}: ONNX Runtime's histogram calibration failed "
+                f"on {src.name} ({exc}); some activation is constant over the calibration set",
+                hint="use calibration_method = \"MinMax\" or a more varied calibration set (data.calibration)",
+            ) from None
         if reader.seen == 0 and reader.total == 0:
             raise UserError(f"{project.source}: field 'data.calibration': no calibration samples were read")
         _save_checked(onnx.load(str(tmp_out)), out)

@@ -31,20 +31,29 @@ from . import profile, project, selected_targets, user_error_task
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-def guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
-    """A doit action running ``fn``; a UserError becomes TaskFailed with its message (no traceback)."""
+def guarded(fn: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Callable[[], Any]:
+    """A doit action running ``fn``; a UserError becomes TaskFailed with its message (no traceback).
+
+    ``fn`` may be ``"module:function"``, imported only when the action runs
+    (keeps numpy & co. out of ``doit list``).
+    """
 
     def action() -> Any:
+        target = fn
+        if isinstance(target, str):
+            import importlib
+
+            module, _, attr = target.partition(":")
+            target = getattr(importlib.import_module(module), attr)
         try:
-            fn(*args, **kwargs)
+            target(*args, **kwargs)
         except UserError as exc:
             from doit.exceptions import TaskFailed
 
             return TaskFailed(str(exc))
         return None
 
-    action.__name__ = getattr(fn, "__name__", "action")
-    action.__doc__ = fn.__doc__
+    action.__name__ = fn.rpartition(":")[2] if isinstance(fn, str) else getattr(fn, "__name__", "action")
     return action
 
 
@@ -234,7 +243,6 @@ def task_evaluate() -> Iterator[dict]:
         yield user_error_task("evaluate", "config", err)  # type: ignore[arg-type]
         return
     from ..data import list_samples
-    from ..evaluate import evaluate_artifact, write_reference
 
     p = Paths.of(proj)
     try:
@@ -254,7 +262,7 @@ def task_evaluate() -> Iterator[dict]:
         settings = {"files": [f.name for f in validation], "preprocess": as_dict(proj.preprocess),
                     "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
                     "max": proj.data.max_validation_samples}
-        yield {"name": "reference", "actions": [guarded(write_reference, proj, p.fp32, validation, p.reference, p.validation)],
+        yield {"name": "reference", "actions": [guarded("dmsbuild.evaluate:write_reference", proj, p.fp32, validation, p.reference, p.validation)],
                "file_dep": [str(d) for d in deps], "targets": [str(p.reference), str(p.validation)], "clean": True,
                "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}
 
@@ -264,7 +272,7 @@ def task_evaluate() -> Iterator[dict]:
             onnx_files[src] = None
     for src in onnx_files:
         out = p.eval_json(src)
-        yield {"name": src.stem, "actions": [guarded(evaluate_artifact, proj, src, p.validation, out)],
+        yield {"name": src.stem, "actions": [guarded("dmsbuild.evaluate:evaluate_artifact", proj, src, p.validation, out)],
                "file_dep": [str(src), str(p.validation)], "targets": [str(out)], "clean": True}
 
 
@@ -413,7 +421,7 @@ def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
     settings["gate_limit"] = (prof.gates.max_accuracy_drop, proj.accuracy.max_accuracy_drop)
     settings["project"] = {"name": proj.name, "input": as_dict(proj.input), "outputs": as_dict(proj.outputs)}
     yield {"basename": "build", "name": prof.name, "doc": f"artifacts + build.json for target {prof.name}",
-           "actions": [guarded(write_build, proj, prof, plans, out_dir)],
+           "actions": [guarded("dmsbuild.tasks.build:write_build", proj, prof, plans, out_dir)],
            "file_dep": sorted(deps), "targets": targets, "clean": True,
            "uptodate": [config_changed(json.dumps(settings, sort_keys=True, default=str))]}
 
