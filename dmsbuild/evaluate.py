@@ -34,6 +34,8 @@ def run_onnx(path: Path, input_name: str, inputs: np.ndarray, output_names: list
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     results: dict[str, list[np.ndarray]] = {n: [] for n in output_names}
     for i in range(len(inputs)):
+        if i and i % 64 == 0:
+            print(f"  {path.name}: {i}/{len(inputs)} samples", flush=True)
         outs = sess.run(output_names, {input_name: inputs[i:i + 1]})
         for n, o in zip(output_names, outs):
             results[n].append(np.asarray(o, dtype=np.float32))

@@ -343,6 +343,9 @@ def format_summary(target: str, rows: list[dict[str, Any]], limit: float, sample
             f"{'n/a' if r['compression'] is None else format(r['compression'], '.2f') + 'x'} | "
             f"{pct(r['min_top1_agreement'])} | {r['min_cosine']:.5f} | {pct(r['labelled_accuracy'])} | {pct(r['accuracy_loss'])} | "
             f"{pct(r['max_drop'])} | {'pass' if ok else 'FAIL'} |")
+    if any(r["precision"] == "int8-dynamic" for r in rows):
+        lines += ["", "Note: dynamic INT8 quantizes activations at run time; on x86 CPUs it measured several times "
+                  "slower than FP32 (bench/bench_build.py). Measure it on the board before choosing it."]
     return "\n".join(lines) + "\n"
 
 
