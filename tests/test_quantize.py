@@ -112,3 +112,20 @@ def test_metrics_detect_a_wrong_class() -> None:
     off[0] = [0.0, 2.0]
     m = head_metrics(ref, off, classification=True)
     assert m["top1_agreement"] == 0.75 and m["max_abs_diff"] == 2.0 and m["cosine"] < 1.0 and m["psnr_db"] > 0
+
+
+@pytest.mark.slow
+def test_dynamo_exporter_records_opset_18(exported, tmp_path: Path) -> None:
+    from dmsbuild.export import export_model
+
+    proj, _, _ = exported
+    proj.export.exporter = "dynamo"
+    proj.export.opset = 18
+    try:
+        info = export_model(proj, tmp_path / "fp32.onnx", tmp_path / "fp32.json")
+    finally:
+        proj.export.exporter = "torchscript"
+        proj.export.opset = 17
+    side = json.loads((tmp_path / "fp32.json").read_text())
+    assert info["exporter"] == side["exporter"] == "dynamo" and side["opset"] == 18
+    assert [i["shape"][0] for i in side["inputs"]] == ["batch"]
