@@ -196,7 +196,7 @@ def _draw_head(rng: np.random.Generator, s: int, yaw: float, pitch: float, roll:
     fy = cy + pitch * fh * 0.35
     eye_dx = fw * 0.42 * (1 - 0.25 * abs(yaw))
     eye_y = fy - fh * 0.12
-    eye_w = fw * rng.uniform(0.17, 0.24)
+    eye_w = fw * rng.uniform(0.2, 0.26)
     eye_h = eye_w * rng.uniform(0.5, 0.75)
     dark = _col(rng.uniform(0, 50, 3))
     brow = _col(hair, 0.8)
@@ -212,7 +212,7 @@ def _draw_head(rng: np.random.Generator, s: int, yaw: float, pitch: float, roll:
                width=max(1, int(eye_h * 0.4)))
         if eyes_closed:
             d.arc([ex - w, eye_y - eye_h * 0.5, ex + w, eye_y + eye_h * 0.5], 10, 170, fill=dark,
-                  width=max(1, int(eye_h * 0.25)))
+                  width=max(2, int(eye_h * 0.3)))
         else:
             # half-closed under gaze-down, but the iris stays visible
             h = eye_h * (0.6 if gaze_down else rng.uniform(0.8, 1.1))
@@ -265,12 +265,17 @@ def _draw_head(rng: np.random.Generator, s: int, yaw: float, pitch: float, roll:
 def _draw_labels(rng: np.random.Generator) -> tuple[int, int, int, tuple[float, float, float]]:
     activity = int(rng.integers(0, len(ACTIVITIES)))
     name = ACTIVITIES[activity]
+    # positive pitch = head down. Looking away is a large yaw; eyes off road (looking at the lap or
+    # the centre console) lowers head and gaze; the other activities keep the head near the road.
     if name == "looking_away":
         yaw = float(rng.uniform(0.6, 1.0) * rng.choice([-1, 1]))
-        pitch = float(rng.uniform(-0.4, 0.4))
+        pitch = float(rng.uniform(-0.5, 0.3))
+    elif name == "eyes_off_road":
+        yaw = float(rng.uniform(-0.35, 0.35))
+        pitch = float(rng.uniform(0.45, 0.9))
     else:
         yaw = float(rng.uniform(-0.35, 0.35))
-        pitch = float(rng.uniform(-0.4, 0.4))
+        pitch = float(rng.uniform(-0.5, 0.3))
     roll = float(rng.uniform(-0.6, 0.6))
     eyes_closed = int(rng.random() < 0.4) if name != "eyes_off_road" else 0
     yawn = int(rng.random() < 0.3) if name != "drinking" else 0
