@@ -108,7 +108,7 @@ def _draw_cabin(rng: np.random.Generator, s: int) -> Image.Image:
     d.rounded_rectangle([cx - 0.36 * s, 0.55 * s, cx + 0.36 * s, 1.1 * s], radius=int(0.1 * s), fill=seat)
     d.rounded_rectangle([cx - 0.2 * s, 0.08 * s, cx + 0.2 * s, 0.42 * s], radius=int(0.08 * s), fill=seat)
     # clutter: rear-view mirror, visor, seat-belt line, dark rectangles that are not phones
-    for _ in range(rng.integers(1, 4)):
+    for _ in range(rng.integers(0, 3)):
         kind = rng.integers(0, 3)
         c = _col(rng.uniform(10, 200, 3))
         if kind == 0:
@@ -165,7 +165,7 @@ def _draw_head(rng: np.random.Generator, s: int, yaw: float, pitch: float, roll:
     over = Image.new("RGBA", (s, s), (0, 0, 0, 0))
     od = ImageDraw.Draw(over)
 
-    unit = s * rng.uniform(0.24, 0.3)  # half face height
+    unit = s * rng.uniform(0.27, 0.33)  # half face height
     cx = s * 0.5 + yaw * unit * 0.25
     cy = s * 0.5 + pitch * unit * 0.15
     fw = unit * rng.uniform(0.72, 0.85) * (1 - 0.18 * abs(yaw))  # half width; narrower when turned
@@ -292,7 +292,7 @@ def render(seed: int, index: int, size: int = DEFAULT_SIZE) -> Sample:
     # the whole head (with a held object) rolls together; position jitters in the frame
     head.alpha_composite(over)
     head = head.rotate(pose[2] * 30.0, resample=Image.BILINEAR, center=(s / 2, s / 2))
-    off = (int(rng.uniform(-0.1, 0.1) * s), int(rng.uniform(-0.08, 0.08) * s))
+    off = (int(rng.uniform(-0.07, 0.07) * s), int(rng.uniform(-0.05, 0.05) * s))
     img.paste(head, off, head)
     img = img.resize((size, size), Image.BILINEAR)
 
@@ -301,7 +301,7 @@ def render(seed: int, index: int, size: int = DEFAULT_SIZE) -> Sample:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     ang = rng.uniform(0, 2 * math.pi)
     grad = 1 + rng.uniform(0.1, 0.6) * ((xx - 0.5) * math.cos(ang) + (yy - 0.5) * math.sin(ang))
-    a = a * grad[..., None] * rng.uniform(0.5, 1.3)
+    a = a * grad[..., None] * rng.uniform(0.65, 1.3)
     if rng.random() < 0.4:
         grey = a @ np.array([0.3, 0.55, 0.15], dtype=np.float32)
         a = np.repeat(grey[..., None], 3, axis=2) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
@@ -312,7 +312,7 @@ def render(seed: int, index: int, size: int = DEFAULT_SIZE) -> Sample:
     if rng.random() < 0.5:
         img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.0))))
     a = np.asarray(img, dtype=np.float32)
-    a = a + rng.normal(0, rng.uniform(2, 12), a.shape).astype(np.float32)
+    a = a + rng.normal(0, rng.uniform(2, 8), a.shape).astype(np.float32)
     image = np.clip(a, 0, 255).astype(np.uint8)
     return Sample(image=image, eye_state=eye_state, yawn=yawn, activity=activity, head_pose=pose)
 
