@@ -189,7 +189,13 @@ def _export_torch(project: ProjectConfig, out: Path) -> dict[str, Any]:
     _load_checkpoint(project, model)
     model = model.float().eval()
     inp = project.input
-    dtype = {"float32": torch.float32, "float16": torch.float32, "uint8": torch.uint8}[inp.dtype]
+    if inp.dtype == "float16":
+        raise UserError(
+            f"{project.source}: field 'input.dtype' is 'float16'; a PyTorch export has a float32 input "
+            "(the fp16 precision keeps float32 IO too)",
+            hint="set input.dtype = \"float32\" (or bring your own float16-input ONNX with model.onnx)",
+        )
+    dtype = {"float32": torch.float32, "uint8": torch.uint8}[inp.dtype]
     example = torch.zeros(inp.shape, dtype=dtype)
     cfg = project.export
     outputs = list(project.outputs.names)
