@@ -142,8 +142,12 @@ def verify_subset(reference: Path, samples: int, staging: Path) -> Path:
 
     import numpy as np
 
-    with np.load(reference) as ref:
-        arrays = {k: ref[k] for k in ref.files}
+    try:
+        with np.load(reference, allow_pickle=False) as ref:
+            arrays = {k: ref[k] for k in ref.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{reference}: not a readable reference .npz ({exc})",
+                        hint="rebuild it: doit forget evaluate:reference && doit build") from None
     if all(len(a) <= samples for a in arrays.values()):
         return reference
     out = staging / f"reference-{samples}.npz"
