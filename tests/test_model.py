@@ -18,6 +18,7 @@ CHECKPOINT = ROOT / "models" / "dms_reference.pt"
 SIDECAR = ROOT / "models" / "dms_reference.json"
 CALIBRATION = ROOT / "data" / "calibration"
 VALIDATION = ROOT / "data" / "validation"
+FLOORS = {"eye_state": 0.9, "yawn": 0.85, "activity": 0.6}
 
 
 def _check_labels(labels: dict) -> None:
@@ -129,11 +130,12 @@ def test_checkpoint_accuracy_on_committed_validation_set(reference_outputs):
     _, y = _load_validation()
     for head in HEADS:
         acc = float((reference_outputs[head].argmax(1) == y[head]).mean())
-        # 128 images: allow sampling noise against the sidecar's 500-image figure
-        assert acc >= min(0.85, sidecar["validation"][head] - 0.08), (head, acc)
-        assert acc >= 0.8, (head, acc)
+        # 128 images vs the sidecar's held-out figure: allow ~3 standard errors of sampling noise
+        assert acc >= sidecar["validation"][head] - 0.1, (head, acc, sidecar["validation"][head])
+        # and far above what a constant prediction gets (majority class: 0.70 eye, 0.71 yawn, 0.23 activity)
+        assert acc >= FLOORS[head], (head, acc)
     mae = float(np.abs(reference_outputs["head_pose"] - y["head_pose"]).mean())
-    assert mae < 0.2
+    assert mae < sidecar["validation"]["head_pose_mae"] + 0.05
 
 
 def test_checkpoint_outputs_depend_on_input(reference_outputs):
@@ -150,7 +152,8 @@ def test_train_script_writes_loadable_fp16_checkpoint_and_sidecar(tmp_path):
     sidecar = train(out, seed=1, train_samples=8, val_samples=4, steps=2, batch=4, size=64, lr=1e-3, threads=2)
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved == sidecar
-    assert saved["steps"] == 2 and saved["resolution"] == [64, 64]
+    assert saved["steps"] == saved["steps_done"] == 2 and saved["complete"] is True
+    assert saved["resolution"] == [64, 64]
     assert set(saved["validation"]) == {*HEADS, "head_pose_mae", "samples"}
     model = build_reference()
     model.load_state_dict(torch.load(out, map_location="cpu", weights_only=True))
