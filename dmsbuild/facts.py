@@ -125,13 +125,18 @@ def _arch_family(arch: str) -> str:
     return {"arm64": "aarch64", "amd64": "x86_64"}.get(arch.lower(), arch.lower())
 
 
+#: non-portable artifact kinds an emulated board can still run: a QNN context on onnxruntime-qnn's x86_64 HTP simulator
+SIMULATED_KINDS = ("qnn-context",)
+
+
 def check_arch(board: str, expected: str, facts: dict[str, Any], artifacts: list[dict[str, Any]]) -> list[str]:
     """Warnings for portable artifacts on an unexpected arch; UserError for a non-portable one."""
     got = facts.get("arch") or "unknown"
     if expected == "any" or _arch_family(got) == _arch_family(expected):
         return []
     tied = [a["name"] for a in artifacts if not a.get("portable", True)]
-    if tied and facts.get("emulated"):
+    simulated = [a["name"] for a in artifacts if not a.get("portable", True) and a.get("kind") in SIMULATED_KINDS]
+    if tied and facts.get("emulated") and simulated == tied:
         return [f"board '{board}': emulated {expected} board on {got} ({facts['emulated']}); {', '.join(tied)} "
                 "run on its simulator / test double, not on the real hardware"]
     if tied:

@@ -142,3 +142,35 @@ def test_no_snpe_sdk_fails_only_the_dlc_with_one_line(tmp_path, monkeypatch):
     assert (root / "artifacts" / "q" / "int8-qdq_qnn.bin").is_file()  # the QNN artifact still built
     assert (root / "artifacts" / "a" / "build.json").is_file()  # and the other target
     assert not (root / "artifacts" / "q" / "build.json").exists()
+
+
+def test_emulated_board_runs_qnn_contexts_but_not_other_tied_artifacts():
+    from dmsbuild.errors import UserError
+    from dmsbuild.facts import check_arch
+
+    facts = {"arch": "x86_64", "emulated": "sshd-on-loopback"}
+    qnn = [{"name": "int8-qdq", "kind": "qnn-context", "portable": False}]
+    [warning] = check_arch("emu-01", "aarch64", facts, qnn)
+    assert "emulated aarch64 board" in warning and "simulator" in warning
+    with pytest.raises(UserError, match="not portable"):
+        check_arch("emu-01", "aarch64", facts, qnn + [{"name": "engine", "kind": "trt-engine", "portable": False}])
+    with pytest.raises(UserError, match="not portable"):
+        check_arch("real-01", "aarch64", {"arch": "x86_64", "emulated": None}, qnn)
+
+
+def test_trtexec_results_parse_into_the_common_schema():
+    from dmsbuild.backends import trt_board  # noqa: F401 - registers the parser
+    from dmsbuild.results import parser_for
+
+    fixtures = Path(__file__).parent / "fixtures" / "trtexec"
+    log = (fixtures / "tensorrt-4177-summary.log").read_text()
+    times = (fixtures / "export-times-sample.json").read_text()
+    n = sum(1 for e in json.loads(times) if "computeMs" in e)
+    entry = {"name": "fp16", "precision": "fp16", "runtime": "tensorrt", "providers": ["trtexec"], "sha256": "a" * 64}
+    res = parser_for("tensorrt").parse(json.dumps({"stdout": log, "times": times, "warmup_ms": None}), board="b",
+                                       artifact=entry, warmup=0, iterations=n)
+    assert res["error"] is None and len(res["samples_ms"]) == n and res["gpu"]["compute_ms"]["median"] > 0
+    failed = log + "\n&&&& FAILED TensorRT.trtexec [TensorRT v100300] # trtexec --loadEngine=x\n"
+    bad = parser_for("tensorrt").parse(json.dumps({"stdout": failed, "times": None}),
+                                       board="b", artifact=entry, warmup=0, iterations=n)
+    assert bad["error"] == "trtexec reported FAILED" and bad["latency_ms"] is None
