@@ -191,7 +191,8 @@ def _summary(doc: dict) -> str:
     parts = []
     for r in doc["results"]:
         if r["error"] is None:
-            parts.append(f"{r['artifact']} {r['latency_ms']['median']:.2f} ms")
+            note = f" ({r['verify_note']})" if r.get("verify_note") else ""  # e.g. no TensorRT Python on the board
+            parts.append(f"{r['artifact']} {r['latency_ms']['median']:.2f} ms{note}")
         else:
             parts.append(f"{r['artifact']} ERROR")
     return ", ".join(parts)
