@@ -174,3 +174,26 @@ def test_trtexec_results_parse_into_the_common_schema():
     bad = parser_for("tensorrt").parse(json.dumps({"stdout": failed, "times": None}),
                                        board="b", artifact=entry, warmup=0, iterations=n)
     assert bad["error"] == "trtexec reported FAILED" and bad["latency_ms"] is None
+
+
+def test_with_the_sdk_the_qnn_target_also_ships_a_dlc(tmp_path):
+    import shutil
+
+    sdk = tmp_path / "qairt"
+    bin_dir = sdk / "bin" / "x86_64-linux-clang"
+    bin_dir.mkdir(parents=True)
+    for f in (Path(__file__).parent / "doubles").iterdir():
+        if f.name.startswith("snpe"):
+            shutil.copy2(f, bin_dir / f.name)
+    log = tmp_path / "snpe-argv.jsonl"
+    target = 'transport = "local"\n' + QNN_TARGET.replace('group = "rpi5"', 'root = "artifacts/boards/q"')
+    root = make_project(tmp_path / "p", {"q": target})
+    run = run_doit(root, "build", "target=q", env={"SNPE_ROOT": str(sdk), "SNPE_DOUBLE_ARGV_LOG": str(log)})
+    assert run.rc == 0, run.output[-3000:]
+    build = json.loads((root / "artifacts" / "q" / "build.json").read_text())
+    assert [(a["name"], a["kind"], a["runtime"]) for a in build["artifacts"]] == [
+        ("int8-qdq", "qnn-context", "qnn"), ("int8-qdq-dlc", "dlc", "snpe")]
+    tools = [json.loads(line)[0] for line in log.read_text().splitlines()]
+    assert tools == ["snpe-onnx-to-dlc", "snpe-dlc-quantize", "snpe-dlc-graph-prepare"]
+    calib = sorted((root / "artifacts" / "q" / "int8-qdq.work" / "calibration").glob("*.raw"))
+    assert len(calib) == 4  # one unique raw file per calibration image of the tiny project
