@@ -161,6 +161,7 @@ def gather_facts() -> dict:
         "snpe": shutil.which("snpe-net-run"),
         "disk_free_mb": disk_free,
         "mem_total_mb": mem_total,
+        "emulated": os.environ.get("DMSBUILD_EMULATED_BOARD") or None,  # set by `python -m dmsbuild.boards up`
         "cpu_count": os.cpu_count(),
         "cpu_governor": _read(cpu0 + "scaling_governor"),
         "cpu_max_mhz": int(max_khz) // 1000 if max_khz and max_khz.isdigit() else None,
