@@ -197,3 +197,54 @@ def test_with_the_sdk_the_qnn_target_also_ships_a_dlc(tmp_path):
     assert tools == ["snpe-onnx-to-dlc", "snpe-dlc-quantize", "snpe-dlc-graph-prepare"]
     calib = sorted((root / "artifacts" / "q" / "int8-qdq.work" / "calibration").glob("*.raw"))
     assert len(calib) == 4  # one unique raw file per calibration image of the tiny project
+
+
+def _trt_release(tmp_path: Path) -> tuple[Path, dict, list[dict]]:
+    import hashlib
+
+    rel = tmp_path / "root" / "releases" / "r1"
+    (rel / "models").mkdir(parents=True)
+    onnx = rel / "models" / "fp16.trt.onnx"
+    onnx.write_bytes(b"not really onnx, the double only hashes it")
+    entry = {"name": "fp16", "precision": "fp16", "kind": "trt-onnx", "file": "models/fp16.trt.onnx",
+             "sha256": hashlib.sha256(onnx.read_bytes()).hexdigest(), "runtime": "tensorrt", "providers": ["trtexec"]}
+    manifest = {"outputs": {"classification": []}, "runtime_settings": {"backend": {"workspace_mb": 64}}}
+    return rel, manifest, [entry]
+
+
+def test_board_without_trtexec_reports_it_per_artifact(tmp_path):
+    import sys
+
+    from dmsbuild.backends.trt_board import bench_artifacts
+    from dmsbuild.transport.local import LocalTransport
+
+    rel, manifest, entries = _trt_release(tmp_path)
+    board = LocalTransport("bare", env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"})
+    plan = {"warmup": 1, "iterations": 5, "verify_samples": 0}
+    [res] = bench_artifacts(board, str(rel), manifest, entries, python=sys.executable, plan=plan,
+                            cache_root=tmp_path / "cache", progress=lambda _: None)
+    assert res["error"].startswith("trtexec not found on the board") and "libnvinfer-bin" in res["error"]
+    assert res["latency_ms"] is None and not (tmp_path / "cache").exists()
+
+
+def test_trtexec_engine_cache_changes_with_the_boards_gpu(tmp_path):
+    import sys
+
+    from dmsbuild.backends.trt_board import bench_artifacts
+    from dmsbuild.transport.local import LocalTransport
+
+    doubles = Path(__file__).parent / "doubles"
+    log = tmp_path / "argv.jsonl"
+    rel, manifest, entries = _trt_release(tmp_path)
+    plan = {"warmup": 1, "iterations": 5, "verify_samples": 0}
+    path = f"{doubles}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    for cc in ("8.7", "8.7", "7.2"):  # Orin, Orin again (same key: cached), Xavier (another key: rebuilt)
+        board = LocalTransport(f"b{cc}", env={"PATH": path, "NVIDIA_SMI_DOUBLE_CC": cc, "TRTEXEC_DOUBLE_ARGV_LOG": str(log)})
+        (tmp_path / "root" / "engines").mkdir(exist_ok=True)
+        for f in (tmp_path / "root" / "engines").glob("*.engine"):
+            f.unlink()  # a fresh board: nothing installed yet
+        [res] = bench_artifacts(board, str(rel), manifest, entries, python=sys.executable, plan=plan,
+                                cache_root=tmp_path / "cache", progress=lambda _: None)
+        assert res["error"] is None and res["engine"]["compute_capability"] == cc
+    builds = [a for a in map(json.loads, log.read_text().splitlines()) if any(x.startswith("--onnx=") for x in a)]
+    assert len(builds) == 2 and len(list((tmp_path / "cache").glob("*.engine"))) == 2
