@@ -7,6 +7,7 @@ leaves the board's release exactly as it was.
 """
 from __future__ import annotations
 
+import json
 import posixpath
 import time
 from dataclasses import dataclass, field
@@ -77,6 +78,19 @@ def benchmark_release(transport: Transport, release_dir: str, python: str = "pyt
     board = transport.name
     if facts is None:
         facts = probe_facts(transport, release_dir, python)
+    manifest = _remote_manifest(transport, release_dir)
+    entries = [a for a in manifest.get("artifacts", []) if isinstance(a, dict)
+               and (artifact is None or a.get("name") == artifact)]
+    driven = [a for a in entries if a.get("runtime") in HOST_DRIVEN]
+    if driven:
+        return _bench_host_driven(transport, release_dir, manifest, entries, driven, python=python,
+                                  artifact=artifact, timeout=timeout, facts=facts)
+    return _run_runner(transport, release_dir, python, artifact, timeout, facts)
+
+
+def _run_runner(transport: Transport, release_dir: str, python: str, artifact: str | None, timeout: float,
+                facts: dict) -> dict:
+    board = transport.name
     require_onnxruntime(facts, board=board, python=python)
     argv = [python, _runner(release_dir), "--release", release_dir]
     if artifact is not None:
@@ -94,6 +108,55 @@ def benchmark_release(transport: Transport, release_dir: str, python: str = "pyt
             hint="run that command on the board to see the whole output",
         )
     return parse_document(res.stdout, board=board)
+
+
+#: runtimes whose artifacts the host drives on the board with the vendor's own tool (not runner/dms_bench.py):
+#: runtime -> "module:function(transport, release_dir, manifest, entries, *, python, plan, cache_root, progress)"
+HOST_DRIVEN: dict[str, str] = {"tensorrt": "dmsbuild.backends.trt_board:bench_artifacts"}
+
+
+def _remote_manifest(transport: Transport, release_dir: str) -> dict:
+    res = transport.run(["cat", posixpath.join(release_dir, "manifest.json")], timeout=FACTS_TIMEOUT)
+    if not res.ok:
+        raise BenchError(f"board {transport.name}: {release_dir}/manifest.json is not readable (exit {res.exit_status})",
+                         hint="is the release complete? redeploy it")
+    manifest = load_json(res.stdout, board=transport.name, what="manifest.json")
+    if not isinstance(manifest, dict):
+        raise BenchError(f"board {transport.name}: {release_dir}/manifest.json is not an object", hint="redeploy it")
+    return manifest
+
+
+def _bench_host_driven(transport: Transport, release_dir: str, manifest: dict, entries: list[dict],
+                       driven: list[dict], *, python: str, artifact: str | None, timeout: float, facts: dict) -> dict:
+    """Artifacts of vendor-tool runtimes (trtexec) run from here; the others through the release's runner."""
+    import importlib
+
+    from .config import find_root
+    from .results import make_document, validate_document
+
+    plan = {"warmup": 10, "iterations": 100, "threads": 0, "verify_samples": 16}
+    plan.update({k: v for k, v in (manifest.get("bench") or {}).items() if k in plan})
+    by_name: dict[str, dict] = {}
+    others = [a for a in entries if a not in driven]
+    for a in others:
+        doc = _run_runner(transport, release_dir, python, a["name"], timeout, facts)
+        by_name.update({r["artifact"]: r for r in doc["results"]})
+    for runtime in sorted({a["runtime"] for a in driven}):
+        module, _, fn = HOST_DRIVEN[runtime].partition(":")
+        run = getattr(importlib.import_module(module), fn)
+        backend = (manifest.get("runtime_settings") or {}).get("backend") or {}
+        cache_root = find_root() / str(backend.get("engine_cache", f"artifacts/cache/{runtime}"))
+        mine = [a for a in driven if a["runtime"] == runtime]
+        for r in run(transport, release_dir, manifest, mine, python=python, plan=plan, cache_root=cache_root):
+            by_name[r["artifact"]] = r
+    release_id = posixpath.basename(posixpath.normpath(release_dir))
+    if release_id == "current":
+        res = transport.run(["readlink", release_dir], timeout=FACTS_TIMEOUT)
+        release_id = posixpath.basename(res.stdout.strip().rstrip("/")) or release_id
+    doc = make_document(release_id=release_id, facts=facts, target=manifest.get("target"),
+                        project=manifest.get("project"), toolchain=manifest.get("toolchain"), bench=plan,
+                        results=[by_name[a["name"]] for a in entries if a["name"] in by_name])
+    return validate_document(json.loads(json.dumps(doc, allow_nan=False)), board=transport.name)
 
 
 # --------------------------------------------------------------------------
@@ -128,7 +191,8 @@ def _summary(doc: dict) -> str:
     parts = []
     for r in doc["results"]:
         if r["error"] is None:
-            parts.append(f"{r['artifact']} {r['latency_ms']['median']:.2f} ms")
+            note = f" ({r['verify_note']})" if r.get("verify_note") else ""  # e.g. no TensorRT Python on the board
+            parts.append(f"{r['artifact']} {r['latency_ms']['median']:.2f} ms{note}")
         else:
             parts.append(f"{r['artifact']} ERROR")
     return ", ".join(parts)

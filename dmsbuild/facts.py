@@ -96,11 +96,14 @@ print(json.dumps({
     "tensorrt": ver("tensorrt"), "trtexec": tool(["trtexec", "--version"]) if shutil.which("trtexec") else None,
     "snpe": tool(["snpe-net-run", "--version"]) if shutil.which("snpe-net-run") else None,
     "disk_free_mb": st.f_bavail * st.f_frsize // (1 << 20), "mem_total_mb": mem_mb(),
+    "emulated": os.environ.get("DMSBUILD_EMULATED_BOARD") or None,
 }))
 '''
 
 FACT_KEYS = ("hostname", "arch", "os", "kernel", "python", "numpy", "onnxruntime", "onnxruntime_providers",
-             "onnxruntime_qnn", "tensorrt", "trtexec", "snpe", "disk_free_mb", "mem_total_mb")
+             "onnxruntime_qnn", "tensorrt", "trtexec", "snpe", "disk_free_mb", "mem_total_mb",
+             # set by `python -m dmsbuild.boards up` (sshd SetEnv): this "board" is this machine standing in for one
+             "emulated")
 
 
 def gather(transport: Transport, python: str, root: str) -> dict[str, Any]:
@@ -122,12 +125,20 @@ def _arch_family(arch: str) -> str:
     return {"arm64": "aarch64", "amd64": "x86_64"}.get(arch.lower(), arch.lower())
 
 
+#: non-portable artifact kinds an emulated board can still run: a QNN context on onnxruntime-qnn's x86_64 HTP simulator
+SIMULATED_KINDS = ("qnn-context",)
+
+
 def check_arch(board: str, expected: str, facts: dict[str, Any], artifacts: list[dict[str, Any]]) -> list[str]:
     """Warnings for portable artifacts on an unexpected arch; UserError for a non-portable one."""
     got = facts.get("arch") or "unknown"
     if expected == "any" or _arch_family(got) == _arch_family(expected):
         return []
     tied = [a["name"] for a in artifacts if not a.get("portable", True)]
+    simulated = [a["name"] for a in artifacts if not a.get("portable", True) and a.get("kind") in SIMULATED_KINDS]
+    if tied and facts.get("emulated") and simulated == tied:
+        return [f"board '{board}': emulated {expected} board on {got} ({facts['emulated']}); {', '.join(tied)} "
+                "run on its simulator / test double, not on the real hardware"]
     if tied:
         raise UserError(
             f"board '{board}': arch is {got} but the target expects {expected}, and {', '.join(tied)} "

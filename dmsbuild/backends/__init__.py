@@ -31,6 +31,8 @@ from ..errors import UserError
 #: runtime name -> module implementing it (imported lazily)
 REGISTRY: dict[str, str] = {
     "onnxruntime": "dmsbuild.backends.onnxruntime",
+    "qnn": "dmsbuild.backends.qnn",  # QNN context binaries (+ SNPE DLC when the SDK is installed)
+    "tensorrt": "dmsbuild.backends.tensorrt",
 }
 
 

@@ -455,3 +455,83 @@ def artifact_fields(out: Path, report: PlacementReport, options: QnnOptions, roo
             "providers": [EP_NAME, "CPUExecutionProvider"], "provider_options": [board_provider_options(options), {}],
             "portable": False, "placement": report.to_dict()}
 
+
+
+# --------------------------------------------------------------------------
+# backend plan (dmsbuild/backends/__init__.py): what a QNN target ships
+# --------------------------------------------------------------------------
+def placement_path(out: Path) -> Path:
+    """Where the build writes the op-placement report of the context model ``out``."""
+    return out.with_name(f"{out.stem}.placement.json")
+
+
+def compile_artifact(qdq_onnx: Path, out: Path, options: QnnOptions, where: str) -> PlacementReport:
+    """doit action: build the context binary, write and print its placement report (fails above the threshold)."""
+    import json
+
+    report = build_context_binary(qdq_onnx, out, options, where=where)
+    placement_path(out).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    print(f"  qnn: {out.name}: {report.summary()} (compiled in {report.compile_seconds:.1f} s)", flush=True)
+    if options.snpe.enabled and not options.snpe.required:
+        from .snpe import find_sdk
+
+        try:
+            find_sdk()
+        except UserError as exc:  # DLC artifacts are optional here: say once why there is none
+            print(f"  snpe: DLC not built: {str(exc).splitlines()[0]}", flush=True)
+    return report
+
+
+def _sdk_present() -> bool:
+    from .snpe import SDK_ENV_VARS
+
+    return any(os.environ.get(v) for v in SDK_ENV_VARS)
+
+
+def compile_dlc(project: Any, fp32_onnx: Path, out: Path, options: QnnOptions, target: str) -> None:
+    """doit action: the SNPE DLC of the target (convert, quantize with unique calibration files, HTP prepare)."""
+    from ..data import list_samples, load_samples
+    from .snpe import build_dlc, find_sdk
+
+    sdk = find_sdk()  # no SDK: one UserError line saying what to install and how to point the build at it
+    files = list_samples(project, "calibration", project.data.max_calibration_samples)
+    _, batch = load_samples(files, project)
+    samples = [batch[i:i + 1] for i in range(len(batch))]
+    build_dlc(fp32_onnx, samples, out, options.snpe, input_name=project.input.name, shape=list(project.input.shape),
+              log_dir=project.artifacts / target / "logs", sdk=sdk)
+
+
+def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
+    """QNN HTP context binary per int8-qdq precision; SNPE DLC beside it when the SDK is installed (or required)."""
+    from . import ArtifactPlan
+
+    options = load_options(profile.backend, str(profile.source))
+    wrong = [p for p in profile.precisions if p != "int8-qdq"]
+    if wrong:
+        raise UserError(
+            f"{profile.source}: field 'precisions' has {wrong}; the QNN HTP runs quantized models only: ['int8-qdq']",
+            hint=f"set precisions = [\"int8-qdq\"] in {profile.source}",
+        )
+    out_dir = project.artifacts / profile.name
+    plans = []
+    src = sources["int8-qdq"]
+    out = out_dir / "int8-qdq.onnx"
+    bins = [] if options.embed_context else [out.with_name(f"{out.stem}_qnn.bin")]
+    where = f"{profile.source}: artifact int8-qdq"
+    plans.append(ArtifactPlan(
+        name="int8-qdq", precision="int8-qdq", kind="qnn-context", path=out, source=src, runtime=RUNTIME,
+        providers=[EP_NAME, "CPUExecutionProvider"], provider_options=[board_provider_options(options), {}],
+        portable=False, extra_files=bins,
+        build=lambda: compile_artifact(src, out, options, where),
+        settings={"backend": dict(profile.backend), "runtime": RUNTIME}))
+    if options.snpe.enabled and (options.snpe.required or _sdk_present()):
+        from .snpe import RUNTIME as SNPE_RUNTIME
+
+        fp32 = project.artifacts / "common" / "fp32.onnx"
+        dlc = out_dir / "int8-qdq.dlc"
+        plans.append(ArtifactPlan(
+            name="int8-qdq-dlc", precision="int8-qdq", kind="dlc", path=dlc, source=src, runtime=SNPE_RUNTIME,
+            providers=[options.snpe.runtime], provider_options=[{}], portable=False,
+            build=lambda: compile_dlc(project, fp32, dlc, options, profile.name), file_dep=[fp32],
+            settings={"snpe": str(options.snpe), "input": str(project.input)}))
+    return plans

@@ -45,6 +45,8 @@ class SnpeOptions:
 
     #: build DLC artifacts when the SDK is found (False: never)
     enabled: bool = True
+    #: True: no SDK fails the DLC artifact's build (one line saying what to install); False: no SDK skips it
+    required: bool = False
     #: SoC names for ``snpe-dlc-graph-prepare --htp_socs`` (empty: the tool's default)
     htp_socs: list[str] = field(default_factory=list)
     #: activation bit width for ``snpe-dlc-quantize --act_bitwidth``

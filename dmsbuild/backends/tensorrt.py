@@ -456,3 +456,43 @@ def runner_argv(python: str, script: str | PurePosixPath, engine: str | PurePosi
     for name in classification:
         argv += ["--classification", name]
     return argv
+
+
+# --------------------------------------------------------------------------
+# backend plan (dmsbuild/backends/__init__.py): what a TensorRT target ships
+# --------------------------------------------------------------------------
+def _copy_onnx(src: Path, dst: Path) -> None:
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
+    """The ONNX each engine is built from on the board (kind ``trt-onnx``).
+
+    fp16: the FP32 ONNX (trtexec ``--fp16`` picks half precision per layer; the
+    host's FP16 ONNX is only its accuracy proxy). int8-qdq: the QDQ model with
+    symmetric int8 activations (explicit quantization). The engines themselves
+    are built on the board at benchmark time (dmsbuild/backends/trt_board.py).
+    """
+    from . import ArtifactPlan
+
+    options = load_options(profile.backend, str(profile.source))
+    out_dir = project.artifacts / profile.name
+    fp32 = project.artifacts / "common" / "fp32.onnx"
+    plans = []
+    for precision in profile.precisions:
+        _flags_for(precision)
+        src = sources[precision]
+        out = out_dir / f"{precision}.trt.onnx"
+        from_onnx = fp32 if precision in ("fp16", "fp32") else src
+        plans.append(ArtifactPlan(
+            name=precision, precision=precision, kind="trt-onnx", path=out, source=src, runtime=RUNTIME,
+            providers=["trtexec"], provider_options=[{"flags": " ".join(PRECISION_FLAGS[precision])}],
+            portable=True, file_dep=[from_onnx] if from_onnx != src else [],
+            build=lambda a=from_onnx, b=out: _copy_onnx(a, b),
+            settings={"from": str(from_onnx), "workspace_mb": options.workspace_mb}))
+    return plans

@@ -46,6 +46,8 @@ QNN_HINT = "pip install onnxruntime-qnn"
 #: an artifact's child process gets this long (s) before it is reported as hung
 CHILD_TIMEOUT = float(os.environ.get("DMS_BENCH_CHILD_TIMEOUT", "3600"))
 MAX_ERROR_CHARS = 500
+#: manifest runtimes this runner runs through ONNX Runtime ("qnn": a QNN EPContext model on the QNN EP)
+ORT_RUNTIMES = ("onnxruntime", "qnn")
 
 
 class ReleaseError(Exception):
@@ -159,6 +161,7 @@ def gather_facts() -> dict:
         "snpe": shutil.which("snpe-net-run"),
         "disk_free_mb": disk_free,
         "mem_total_mb": mem_total,
+        "emulated": os.environ.get("DMSBUILD_EMULATED_BOARD") or None,  # set by `python -m dmsbuild.boards up`
         "cpu_count": os.cpu_count(),
         "cpu_governor": _read(cpu0 + "scaling_governor"),
         "cpu_max_mhz": int(max_khz) // 1000 if max_khz and max_khz.isdigit() else None,
@@ -353,7 +356,7 @@ def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dic
     """Measure one artifact in this process; raises on failure (the caller records it)."""
     np, ort = _import_runtime()
     result = empty_result(entry, plan)
-    if result["runtime"] != "onnxruntime":
+    if result["runtime"] not in ORT_RUNTIMES:
         raise RuntimeError(f"runtime {result['runtime']!r} is not run by dms_bench.py (its backend has its own runner)")
     path = os.path.join(release, str(entry.get("file", "")))
     if not os.path.isfile(path):
@@ -493,6 +496,16 @@ def _finite(value):
     return value
 
 
+def _flush_c_stdio() -> None:
+    """fflush(NULL): the QNN libraries printf() into C's stdout buffer, which exit() would flush into fd 1."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Benchmark and verify a dmsbuild release on this board.")
     p.add_argument("--release", help="the release folder (holds manifest.json)")
@@ -528,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_MISSING_DEPENDENCY
     finally:
         sys.stdout.flush()
+        _flush_c_stdio()  # native libraries' buffered printf output goes to stderr too, not after the document
         os.dup2(doc_fd, 1)
         os.close(doc_fd)
     sys.stdout.write(json.dumps(_finite(doc), allow_nan=False) + "\n")

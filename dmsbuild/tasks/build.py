@@ -310,7 +310,7 @@ def summary_rows(proj: ProjectConfig, plans: list[Any], evals: dict[str, dict], 
     rows = []
     for plan in plans:
         ev = evals[plan.name]
-        size = plan.path.stat().st_size
+        size = plan.path.stat().st_size + sum(f.stat().st_size for f in plan.extra_files)  # a QNN context's .bin counts
         heads = ev["heads"]
         drops = accuracy_drops(ev)
         labelled = [h["labelled"]["accuracy"] for h in heads.values() if "accuracy" in h.get("labelled", {})]

@@ -1,0 +1,243 @@
+"""TensorRT on the board: build the engine with trtexec (or install it from the host cache), benchmark, verify.
+
+Driven from the host over the board's transport (argument lists only), for
+the ``trt-onnx`` artifacts of a release (runtime ``tensorrt``):
+
+1. one probe (the board's Python): where trtexec is (``backend.trtexec``, else
+   on PATH), its TensorRT version (the ``[TensorRT vNNNNNN]`` tag trtexec prints
+   first), the GPU compute capability (``nvidia-smi --query-gpu=compute_cap``,
+   else the Jetson SoC in ``/proc/device-tree/compatible``) and whether the
+   board's Python has ``tensorrt``;
+2. per artifact the engine key (ONNX sha256, precision, TensorRT version,
+   compute capability). The board keeps its engines in ``<root>/engines/``
+   (outside the releases, so a redeploy of the same ONNX reuses them). An
+   engine missing there is installed from the host cache
+   (``backend.engine_cache``) when the key matches, otherwise built by
+   ``trtexec --onnx … --saveEngine`` on the board and copied back into the
+   host cache, so the next board of the same kind installs instead of building;
+3. ``trtexec --loadEngine … --exportTimes`` benchmarks it; the log and the
+   exported JSON become the common result (:class:`TrtexecResultParser`);
+4. the output check runs ``runner/trt_runner.py`` (TensorRT 10 Python API)
+   when the board's Python has ``tensorrt``; otherwise ``verify`` stays null
+   and the result's ``verify_note`` says why (never a made-up comparison).
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import UserError
+from ..results import ResultParser, new_result
+from ..transport.base import Transport
+from . import tensorrt as trt
+
+PROBE_SCRIPT = r'''
+import json, os, re, shutil, subprocess, sys
+cand = sys.argv[1]
+path = cand if os.path.isfile(cand) and os.access(cand, os.X_OK) else shutil.which("trtexec")
+tag = None
+if path:
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=120).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    m = re.search(r"\[TensorRT v(\d+)\]", out)
+    tag = m.group(1) if m else None
+cc, how = None, None
+smi = shutil.which("nvidia-smi")
+if smi:
+    try:
+        lines = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
+                               text=True, timeout=60).stdout.strip().splitlines()
+    except (OSError, subprocess.SubprocessError):
+        lines = []
+    if lines and re.fullmatch(r"\d+\.\d+", lines[0].strip()):
+        cc, how = lines[0].strip(), "nvidia-smi"
+if cc is None:
+    try:
+        compat = open("/proc/device-tree/compatible", "rb").read().decode(errors="replace")
+    except OSError:
+        compat = ""
+    for soc, value in (("tegra234", "8.7"), ("tegra194", "7.2"), ("tegra186", "6.2"), ("tegra210", "5.3")):
+        if soc in compat:
+            cc, how = value, "device-tree " + soc
+            break
+try:
+    import tensorrt
+    trt_py = str(tensorrt.__version__)
+except ImportError:
+    trt_py = None
+print(json.dumps({"trtexec": path, "tag": tag, "compute_capability": cc, "cc_source": how, "tensorrt_python": trt_py}))
+'''
+
+#: one trtexec build or benchmark may take this long on a board (s)
+TRTEXEC_TIMEOUT = 3600.0
+
+
+class TrtexecResultParser(ResultParser):
+    """trtexec log + ``--exportTimes`` JSON -> the CONTRACTS §3 result (GPU compute and H2D/D2H included).
+
+    ``output`` is a JSON object ``{"stdout": <trtexec log>, "times": <exportTimes text or null>,
+    "warmup_ms": <--warmUp>}``.
+    """
+
+    runtime = trt.RUNTIME
+
+    def parse_impl(self, output: str, *, board: str, artifact: dict, warmup: int, iterations: int) -> dict:
+        data = json.loads(output)
+        raw = trt.result_from_trtexec(data["stdout"], data.get("times"), artifact=artifact["name"],
+                                      precision=artifact.get("precision", ""), warmup_ms=data.get("warmup_ms"),
+                                      iterations=iterations)
+        res = new_result(artifact, warmup=warmup, iterations=iterations)
+        res["provider"] = "trtexec"
+        if raw["error"] is not None:
+            res["error"] = raw["error"]
+            return res
+        samples = raw.get("samples_ms")
+        if not samples:
+            res["error"] = "trtexec wrote no per-inference times (--exportTimes)"
+            return res
+        from ..results import fill_latency
+
+        fill_latency(res, samples)
+        res["iterations"] = len(samples)
+        res["warmup"] = raw["warmup"] if isinstance(raw.get("warmup"), int) else warmup
+        res["gpu"] = raw["gpu"]
+        return res
+
+
+def engines_dir(release_dir: str) -> str:
+    """``<root>/engines`` for ``<root>/releases/<id>`` (or ``<root>/current``)."""
+    parent = posixpath.dirname(release_dir.rstrip("/"))
+    root = posixpath.dirname(parent) if posixpath.basename(parent) == "releases" else parent
+    return posixpath.join(root, "engines")
+
+
+def probe(transport: Transport, python: str, options: trt.TensorRTOptions) -> dict[str, Any]:
+    res = transport.run([python, "-c", PROBE_SCRIPT, options.trtexec], timeout=300)
+    if not res.ok:
+        raise UserError(f"board {transport.name}: probing TensorRT with {python} failed (exit {res.exit_status}): "
+                        f"{res.stderr_tail(3)}", hint="the board needs Python 3")
+    try:
+        return json.loads(res.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        raise UserError(f"board {transport.name}: TensorRT probe printed no JSON: {res.stdout[-200:]!r}") from None
+
+
+def _exists(transport: Transport, path: str) -> bool:
+    return transport.run(["test", "-s", path], timeout=60).ok
+
+
+def _read(transport: Transport, path: str) -> str | None:
+    res = transport.run(["cat", path], timeout=120)
+    return res.stdout if res.ok else None
+
+
+def _fail(entry: dict, plan: dict, message: str) -> dict:
+    res = new_result(entry, warmup=plan["warmup"], iterations=plan["iterations"])
+    res["provider"] = "trtexec"
+    res["error"] = " ".join(message.split())[:500]
+    return res
+
+
+def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entries: list[dict], *, python: str,
+                    plan: dict, cache_root: Path, progress: Callable[[str], None] = print) -> list[dict]:
+    """Build-or-install, benchmark and verify each TensorRT artifact on one board; one result per entry."""
+    board = transport.name
+    options = trt.load_options((manifest.get("runtime_settings") or {}).get("backend") or {},
+                               f"{release_dir}/manifest.json")
+    info = probe(transport, python, options)
+    if not info.get("trtexec") or not info.get("tag"):
+        msg = (f"trtexec not found on the board (not at {options.trtexec}, not on PATH)" if not info.get("trtexec")
+               else f"{info['trtexec']} printed no [TensorRT vNNNN] tag")
+        return [_fail(e, plan, msg + "; install TensorRT (JetPack: sudo apt install libnvinfer-bin)") for e in entries]
+    if not info.get("compute_capability"):
+        return [_fail(e, plan, "GPU compute capability unknown (no nvidia-smi, no Jetson device tree); "
+                               "the engine cannot be keyed") for e in entries]
+    version = trt.trt_version_from_tag(info["tag"])
+    cache = trt.EngineCache(cache_root)
+    engines = engines_dir(release_dir)
+    transport.run(["mkdir", "-p", engines], timeout=60)
+    tool = info["trtexec"]
+    exe = trt.TensorRTOptions(**{**options.__dict__, "trtexec": tool})
+    classification = list((manifest.get("outputs") or {}).get("classification") or [])
+    results = []
+    for entry in entries:
+        name = entry["name"]
+        key = trt.EngineKey(entry["sha256"], entry["precision"], version, info["compute_capability"])
+        engine = posixpath.join(engines, f"{key.digest}.engine")
+        how = "on board"
+        if _exists(transport, engine):
+            how = "already on the board"
+        else:
+            cached = cache.get(key)
+            if cached is not None:
+                tmp = f"{engine}.part"
+                transport.put(cached, tmp)
+                transport.run(["mv", "-f", tmp, engine], timeout=60)
+                how = "installed from the host cache"
+            else:
+                onnx = posixpath.join(release_dir, entry["file"])
+                argv = trt.build_argv(onnx, f"{engine}.part", entry["precision"], exe,
+                                      timing_cache=posixpath.join(engines, "timing.cache"))
+                progress(f"  [trt] {board}: building {name} engine with trtexec (TensorRT {version}, sm {key.compute_capability})")
+                res = transport.run(argv, timeout=TRTEXEC_TIMEOUT)
+                built = trt.parse_trtexec_output(res.stdout)
+                if not res.ok or built["passed"] is False:
+                    tail = [l for l in res.stdout.splitlines() if "[E]" in l][-1:] or [res.stderr_tail(1)]
+                    results.append(_fail(entry, plan, f"trtexec engine build failed (exit {res.exit_status}): {tail[0]}"))
+                    continue
+                transport.run(["mv", "-f", f"{engine}.part", engine], timeout=60)
+                with tempfile.TemporaryDirectory() as td:
+                    local = Path(td) / "engine"
+                    transport.get(engine, local)
+                    cache.put(key, local, board=board, built_by="trtexec")
+                how = "built on the board, stored in the host cache"
+        progress(f"  [trt] {board}: {name}: engine {how}")
+        times = posixpath.join(engines, f"{key.digest}.times.json")
+        prof = posixpath.join(engines, f"{key.digest}.profile.json")
+        argv = trt.bench_argv(engine, exe, iterations=plan["iterations"], times_json=times, profile_json=prof)
+        res = transport.run(argv, timeout=TRTEXEC_TIMEOUT)
+        if not res.ok:
+            tail = [l for l in res.stdout.splitlines() if "[E]" in l][-1:] or [res.stderr_tail(1)]
+            results.append(_fail(entry, plan, f"trtexec benchmark failed (exit {res.exit_status}): {tail[0]}"))
+            continue
+        output = json.dumps({"stdout": res.stdout, "times": _read(transport, times), "warmup_ms": options.warmup_ms})
+        result = TrtexecResultParser().parse(output, board=board, artifact=entry, warmup=plan["warmup"],
+                                             iterations=plan["iterations"])
+        result["verify"], note = _verify(transport, release_dir, engine, python, info, plan, classification)
+        result["engine"] = {"key": key.digest, "source": how, "trt_version": version,
+                            "compute_capability": key.compute_capability}
+        if note:
+            result["verify_note"] = note
+        results.append(result)
+    return results
+
+
+def _verify(transport: Transport, release_dir: str, engine: str, python: str, info: dict, plan: dict,
+            classification: list[str]) -> tuple[dict | None, str | None]:
+    """The output check with the TensorRT Python API on the board, or (None, why not)."""
+    n = plan.get("verify_samples", 0)
+    if n <= 0:
+        return None, None
+    if not info.get("tensorrt_python"):
+        return None, "output check not available: the board's Python has no tensorrt package (TensorRT 10 + cuda-python)"
+    script = posixpath.join(release_dir, "runner", "trt_runner.py")
+    ref = posixpath.join(release_dir, "verify", "reference.npz")
+    res = transport.run(trt.runner_argv(python, script, engine, ref, samples=n, classification=classification),
+                        timeout=TRTEXEC_TIMEOUT)
+    if not res.ok:
+        return None, f"output check failed (exit {res.exit_status}): {res.stderr_tail(1)}"[:500]
+    try:
+        verify = json.loads(res.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return None, "output check printed no JSON"
+    for head in verify.get("heads", {}).values():
+        if head.get("psnr_db") == float("inf"):
+            head["psnr_db"] = None
+        head.setdefault("top1_agreement", None)
+    return verify, None
