@@ -22,22 +22,27 @@ def doit_var(name: str, default: str | None = None) -> str | None:
 
 
 @functools.lru_cache(maxsize=None)
+def root() -> Path:
+    """The project folder (found without parsing dmsbuild.toml, so a malformed file fails only the tasks that read it)."""
+    return find_root()
+
+
+@functools.lru_cache(maxsize=None)
 def project() -> ProjectConfig:
-    return load_project(find_root())
+    return load_project(root())
 
 
 def selected_targets(default_all: bool = True) -> list[str]:
     """Targets named by ``target=a,b`` on the doit command line, else all (or the default target)."""
-    root = project().root
     value = doit_var("target")
     if value:
         return [t.strip() for t in value.split(",") if t.strip()]
-    return target_names(root) if default_all else [DEFAULT_TARGET]
+    return target_names(root()) if default_all else [DEFAULT_TARGET]
 
 
 @functools.lru_cache(maxsize=None)
 def profile(name: str) -> TargetProfile:
-    return load_target(project().root, name)
+    return load_target(root(), name)
 
 
 def user_error_task(basename: str, name: str, exc: UserError) -> dict:
