@@ -223,6 +223,28 @@ class FleetDeploy:
                                   details={"action": out.action, "from_release": out.previous, "to_release": out.release_id} if out.ok else {})
 
 
+def unhealthy_in_reports(directory: Any, release_id: str) -> set[str]:
+    """Boards whose latest rollout report of ``release_id`` left them ``unhealthy``.
+
+    They run the release but failed its checks, so a rerun must not count
+    them as ``current``: they are deployed again (nothing is sent) and
+    re-benchmarked, and the gate judges them again.
+    """
+    import json
+    from pathlib import Path
+
+    last: dict[str, str] = {}
+    for path in sorted(Path(directory).glob(f"{release_id}-*.json")):  # names sort by time
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"{path}: unreadable rollout report ({exc})", hint="delete or fix that file") from None
+        for b in data.get("boards", []):
+            if b.get("status") in ("done", "current", "unhealthy", "failed"):
+                last[b.get("name")] = b["status"]
+    return {name for name, status in last.items() if status == "unhealthy"}
+
+
 def _progress(stream: TextIO | None, title: str) -> Any:
     from .progress import FleetProgress
 
@@ -236,17 +258,23 @@ def deploy_fleet(project: "ProjectConfig", profile: "TargetProfile", boards: Seq
                  stream: TextIO | None = None) -> fleet.RolloutResult:
     """``doit deploy target=T``: the target's release to its boards in waves (``fleet.rollout_target``).
 
-    ``verify=full`` (``full_verify``) skips the resume check: every board is
+    Boards the last rollout of this release left ``unhealthy`` are not taken
+    as ``current`` (see ``unhealthy_in_reports``). ``verify=full`` (``full_verify``) skips the resume check: every board is
     deployed and re-hashes its objects, even boards already on the release.
     """
     from .manifest import make_release
 
     release = release or make_release(project, profile)
+    regate = unhealthy_in_reports(fleet.rollouts_dir(project.artifacts, profile.name), release.release_id)
     fd = FleetDeploy(profile, boards, release, project_name=release.manifest["project"],
                      transport_factory=transport_factory, bench=bench, full_verify=full_verify)
+
+    def current(ref: fleet.BoardRef) -> str | None:
+        return None if ref.name in regate else fd.current_release(ref)
+
     return fleet.rollout_target(
         profile, project.artifacts, fd.refs(), release.release_id, fd.deploy_one, hosts=hosts, groups=groups,
-        parallel=parallel, current_release=None if full_verify else fd.current_release,
+        parallel=parallel, current_release=None if full_verify else current,
         health_gate=health_gate(profile, bench is not None), stream=stream)
 
 

@@ -242,6 +242,14 @@ def test_canary_failing_its_output_check_halts_before_wave_two(fleet_boards, pro
         assert boards[name]["status"] == "skipped" and boards[name]["wave"] is None, boards[name]
         assert _stamp(roots, name) == before[name] and _current(roots, name) == good
 
+    # a rerun of the same release does not take the unhealthy canary as "current": it is judged again
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}")
+    assert res.returncode != 0
+    rep = _report(project_dir)
+    canary = _by_name(rep)["emu-01"]
+    assert rep["halted"] and canary["status"] == "unhealthy" and canary["bytes_sent"] == 0, canary
+    assert all(_stamp(roots, b["name"]) == before[b["name"]] for b in fleet_boards["boards"][1:])
+
     res = _doit(project_dir, "rollback", "target=rpi5", "hosts=emu-01", f"inventory={inv}")
     assert res.returncode == 0, res.stdout + res.stderr
     assert _current(roots, "emu-01") == good
