@@ -152,7 +152,9 @@ def _deploy(target: str) -> Any:
 
 
 def _verdict(what: str, result: Any) -> Any:
-    from doit.exceptions import TaskFailed
+    """None when every board is done/current; else a failure whose doit exit code is the report's:
+    1 (TaskFailed) when boards failed but the rollout ran to the end, 2 (TaskError) when it halted."""
+    from doit.exceptions import TaskError, TaskFailed
 
     if result.exit_code == 0:
         return None
@@ -166,7 +168,7 @@ def _verdict(what: str, result: Any) -> Any:
     if unhealthy:
         text += (f"\n{', '.join(unhealthy)}: the new release is installed but failed its checks; "
                  f"fix the artifact or the gate, or `doit rollback target={result.target} hosts={','.join(unhealthy)}`")
-    return TaskFailed(text)
+    return TaskError(text) if result.halted else TaskFailed(text)
 
 
 def _rollback(target: str) -> Any:
