@@ -486,7 +486,7 @@ def main() -> int:
                          f"dmsbuild cold / scp = {d_cold / s_cold:.2f}x (goal <= 1.5x)")
         elif a_cold and s_cold:
             goals.append(f"n={n}: ansible cold / scp cold = {a_cold / s_cold:.2f}x; ansible no-change = {a_nc:.2f} s "
-                         f"(dmsbuild not measured: its SSH deploy is not wired in)")
+                         f"(the dmsbuild rows are missing: see the errors above)")
     print("\n" + "\n".join(goals))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -3,8 +3,10 @@
 Many teams already describe their boards for Ansible; this reads that file so
 they need not write it twice. Only what a deploy needs is taken: the host
 name, ``ansible_host``, ``ansible_port``, ``ansible_user``,
-``ansible_ssh_private_key_file`` (and their older ``ansible_ssh_*`` spellings)
-and the groups (children included). Other variables are ignored and listed in
+``ansible_ssh_private_key_file`` (and their older ``ansible_ssh_*`` spellings),
+``ansible_python_interpreter`` (the board's Python), ``dmsbuild_root`` (its
+deploy root) and the groups (children included). ``inventory.load_inventory``
+turns the records into ``Board`` objects. Other variables are ignored and listed in
 ``AnsibleInventory.ignored_vars``; passwords are never read into a record.
 
 Variable precedence follows Ansible's: the ``all`` group, then parent groups
