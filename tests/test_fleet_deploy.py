@@ -192,3 +192,17 @@ def test_boards_for_selects_by_range_glob_and_group(project_dir, tmp_path):
         boards_for(proj, prof, hosts="rpi5-9*", inventory=inv)
     with pytest.raises(UserError, match="no board is in group"):
         boards_for(proj, prof, groups="lab_b", inventory=inv)
+
+
+def test_profile_inventory_may_be_an_ansible_yaml_file(project_dir):
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.tasks.deploy import boards_for
+
+    (project_dir / "lab").mkdir()
+    (project_dir / "lab" / "hosts.yaml").write_text(
+        "all:\n  children:\n    rpi5:\n      vars: {ansible_user: pi}\n      hosts:\n        rpi5-[1:3]: {}\n")
+    prof_file = project_dir / "targets" / "rpi5.toml"
+    prof_file.write_text(prof_file.read_text().replace("[deploy]\n", '[deploy]\ninventory = "lab/hosts.yaml"\n'))
+    proj, prof = load_project(project_dir), load_target(project_dir, "rpi5")
+    boards = boards_for(proj, prof, hosts="rpi5-[2:3]")
+    assert [(b.name, b.user, b.known_hosts) for b in boards] == [("rpi5-2", "pi", None), ("rpi5-3", "pi", None)]
