@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,14 +64,12 @@ def _stop(state: dict, name: str) -> None:
             socket.create_connection((b["host"], b["port"]), timeout=0.2).close()
         except OSError:
             return
-        __import__("time").sleep(0.025)
+        time.sleep(0.025)
     raise AssertionError(f"{name} still listening")
 
 
 def _start(state: dict, name: str) -> None:
     """Start a stopped board's sshd again and record its pid so `boards down` stops it."""
-    import time
-
     b = next(b for b in state["boards"] if b["name"] == name)
     bdir = Path(b["config"]).parent
     pidfile = bdir / "sshd.pid"
