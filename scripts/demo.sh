@@ -1,8 +1,25 @@
 #!/usr/bin/env bash
-# Set up (if needed), then the main job end to end on the embedded default:
-# build every artifact, deploy to this machine and to emulated boards, benchmark, report.
+# Set up (if needed), then the main job end to end on the embedded default and on emulated boards:
+# build every artifact, deploy to this machine (target `local`) and to three emulated boards
+# (real sshd on 127.0.0.x, target `rpi5`), benchmark and verify on each, then write the report.
+# The boards keep running afterwards so you can try more (`doit rollback target=rpi5`, ...);
+# `.venv/bin/python -m dmsbuild.boards down` stops them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-doit build target=local
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "doit deploy (target local: build, install into artifacts/boards/local, benchmark, verify)"
+doit deploy
+step "python -m dmsbuild.boards up --count 3 (emulated boards: real sshd on 127.0.0.11-13)"
+python -m dmsbuild.boards up --count "${DMSBUILD_DEMO_BOARDS:-3}"
+step "doit deploy target=rpi5 (push to every rpi5 board over SSH, switch atomically, benchmark, verify)"
+doit deploy target=rpi5
+step "doit deploy target=rpi5 again (nothing changed: same release id, nothing sent)"
+doit deploy target=rpi5 bench=no
+step "doit report"
+doit report
+printf '\nReport: %s\n' "$PWD/artifacts/report/index.html"
+printf 'Boards still running; stop them with: .venv/bin/python -m dmsbuild.boards down\n'

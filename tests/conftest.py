@@ -67,7 +67,14 @@ def write_build(root: Path, target: str, sizes_mb: dict[str, float], seed: int =
                      "providers": ["CPUExecutionProvider"], "provider_options": [{}], "portable": portable, "eval": {}})
     common = root / "artifacts" / "common"
     common.mkdir(parents=True, exist_ok=True)
-    (common / "reference.npz").write_bytes(b"PK-fake-npz-" + rng.randbytes(1000))
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()  # a real (small) reference: inputs and one head's outputs
+    np.savez(buf, inputs=np.frombuffer(rng.randbytes(4 * 4 * 3 * 4 * 4), dtype=np.float32).reshape(4, 3, 4, 4),
+             eye_state=np.zeros((4, 2), dtype=np.float32))
+    (common / "reference.npz").write_bytes(buf.getvalue())
     build = {"schema": 1, "project": "dms", "target": target,
              "input": {"name": "image", "shape": [1, 3, 224, 224], "dtype": "float32", "layout": "NCHW"},
              "outputs": {"names": ["eye_state"], "classification": ["eye_state"]},

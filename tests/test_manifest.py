@@ -55,3 +55,24 @@ def test_support_files_include_the_runner_when_present(project_dir, tmp_path):
     assert "runner/dms_bench.py" in {f.path for f in rel.files}
     rel2 = manifest.make_release(load_project(project_dir), load_target(project_dir, "rpi5"), package_dir=tmp_path / "none")
     assert "runner/dms_bench.py" not in {f.path for f in rel2.files}
+
+
+def test_verify_subset_ships_only_the_samples_the_board_checks(tmp_path):
+    """The board's output check reads bench.verify_samples samples; the release carries just those,
+    and the same input gives the same bytes (so an unchanged build keeps its release id)."""
+    import numpy as np
+
+    from dmsbuild.manifest import verify_subset
+
+    ref = tmp_path / "reference.npz"
+    rng = np.random.default_rng(0)
+    np.savez(ref, inputs=rng.standard_normal((64, 3, 8, 8), dtype=np.float32), eye_state=rng.standard_normal((64, 2)))
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    out = verify_subset(ref, 16, stage)
+    first = out.read_bytes()
+    with np.load(out) as got, np.load(ref) as full:
+        assert got["inputs"].shape == (16, 3, 8, 8)
+        assert np.array_equal(got["eye_state"], full["eye_state"][:16])
+    assert verify_subset(ref, 16, stage).read_bytes() == first
+    assert verify_subset(ref, 64, stage) == ref  # nothing to cut: ship the build's file itself

@@ -1,0 +1,443 @@
+"""doit tasks of the host build: export -> fp16 / int8-dynamic / int8-qdq -> evaluate -> build:<target>.
+
+Shared artifacts live in ``artifacts/common/``; a static QDQ variant is named
+by a hash of its settings (``int8-qdq-<key>.onnx``), so targets whose
+consumers want the same settings share one file and changing one target's
+settings rebuilds only that target's variant. Up-to-date checks are doit's
+``file_dep`` (md5 of content, so a ``touch`` rebuilds nothing) and
+``config_changed`` on the settings each step reads.
+
+Generators only read TOML and list folders; the actions import torch, onnx
+and onnxruntime when they run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from doit.tools import config_changed
+
+from ..config import PRECISIONS, ProjectConfig, TargetProfile, as_dict, static_quant_for, target_names
+from ..errors import UserError
+from . import profile, project, selected_targets, user_error_task
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+def guarded(fn: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Callable[[], Any]:
+    """A doit action running ``fn``; a UserError becomes TaskFailed with its message (no traceback).
+
+    ``fn`` may be ``"module:function"``, imported only when the action runs
+    (keeps numpy & co. out of ``doit list``).
+    """
+
+    def action() -> Any:
+        target = fn
+        if isinstance(target, str):
+            import importlib
+
+            module, _, attr = target.partition(":")
+            target = getattr(importlib.import_module(module), attr)
+        try:
+            target(*args, **kwargs)
+        except UserError as exc:
+            from doit.exceptions import TaskFailed
+
+            return TaskFailed(str(exc))
+        return None
+
+    action.__name__ = fn.rpartition(":")[2] if isinstance(fn, str) else getattr(fn, "__name__", "action")
+    return action
+
+
+def _fail_task(basename: str, exc: UserError, targets: list[Path] | None = None) -> dict:
+    task = user_error_task(basename, "", exc)
+    task.pop("name")
+    if targets:
+        task["targets"] = [str(t) for t in targets]
+    return task
+
+
+@dataclass
+class Paths:
+    """Where the shared artifacts live."""
+
+    common: Path
+
+    @classmethod
+    def of(cls, proj: ProjectConfig) -> Paths:
+        return cls(proj.artifacts / "common")
+
+    @property
+    def fp32(self) -> Path:
+        return self.common / "fp32.onnx"
+
+    @property
+    def fp32_info(self) -> Path:
+        return self.common / "fp32.json"
+
+    @property
+    def fp16(self) -> Path:
+        return self.common / "fp16.onnx"
+
+    @property
+    def dynamic(self) -> Path:
+        return self.common / "int8-dynamic.onnx"
+
+    def qdq(self, key: str) -> Path:
+        return self.common / f"int8-qdq-{key}.onnx"
+
+    @property
+    def reference(self) -> Path:
+        return self.common / "reference.npz"
+
+    @property
+    def validation(self) -> Path:
+        return self.common / "validation.npz"
+
+    def eval_json(self, onnx_file: Path) -> Path:
+        return self.common / "eval" / f"{onnx_file.stem}.json"
+
+
+def _qdq_key(proj: ProjectConfig, prof: TargetProfile | None) -> str:
+    from ..quantize import settings_key
+
+    cfg = static_quant_for(proj, prof) if prof is not None else proj.quantization.static
+    return settings_key(cfg, proj.data.max_calibration_samples)
+
+
+def sources_for(proj: ProjectConfig, prof: TargetProfile) -> dict[str, Path]:
+    """The host-built ONNX file of each precision, as this target's consumer wants it."""
+    p = Paths.of(proj)
+    table = {"fp32": p.fp32, "fp16": p.fp16, "int8-dynamic": p.dynamic, "int8-qdq": p.qdq(_qdq_key(proj, prof))}
+    return {k: table[k] for k in PRECISIONS if k in prof.precisions}
+
+
+def _loadable_profiles(proj: ProjectConfig) -> list[TargetProfile]:
+    out = []
+    for name in target_names(proj.root):
+        try:
+            out.append(profile(name))
+        except UserError:
+            continue  # reported by its build:<name> task
+    return out
+
+
+def _project_or_none() -> tuple[ProjectConfig | None, UserError | None]:
+    try:
+        return project(), None
+    except UserError as exc:
+        return None, exc
+
+
+# --------------------------------------------------------------------------
+# export
+# --------------------------------------------------------------------------
+def task_export() -> dict:
+    """FP32 ONNX from the PyTorch factory + checkpoint (or your ONNX), checked, with a sidecar JSON."""
+    proj, err = _project_or_none()
+    if proj is None:
+        return _fail_task("export", err)  # type: ignore[arg-type]
+    from ..export import factory_source
+
+    p = Paths.of(proj)
+    m = proj.model
+    deps: list[Path] = []
+    try:
+        if m.onnx is not None:
+            src = proj.path(m.onnx)
+            if src is None or not src.is_file():
+                raise UserError(f"{proj.source}: field 'model.onnx' is {m.onnx!r}, which does not exist",
+                                hint="put your ONNX file there or fix model.onnx")
+            deps.append(src)
+        else:
+            mod = factory_source(proj)
+            if mod is not None:
+                deps.append(mod)
+            if m.checkpoint is not None:
+                ckpt = proj.path(m.checkpoint)
+                if ckpt is None or not ckpt.is_file():
+                    raise UserError(f"{proj.source}: field 'model.checkpoint' is {m.checkpoint!r}, which does not exist ({ckpt})",
+                                    hint="train or copy the checkpoint there, or fix model.checkpoint")
+                deps.append(ckpt)
+        for extra in m.sources:
+            f = proj.path(extra)
+            if f is None or not f.is_file():
+                raise UserError(f"{proj.source}: field 'model.sources' names {extra!r}, which does not exist")
+            deps.append(f)
+    except UserError as exc:
+        return _fail_task("export", exc, [p.fp32, p.fp32_info])
+    from ..export import export_model
+
+    settings = {"model": as_dict(m), "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
+                "export": as_dict(proj.export)}
+    return {
+        "actions": [guarded(export_model, proj, p.fp32, p.fp32_info)],
+        "file_dep": [str(d) for d in deps],
+        "targets": [str(p.fp32), str(p.fp32_info)],
+        "uptodate": [config_changed(json.dumps(settings, sort_keys=True))],
+        "clean": True,
+    }
+
+
+# --------------------------------------------------------------------------
+# quantize
+# --------------------------------------------------------------------------
+def task_quantize() -> Iterator[dict]:
+    """FP16, INT8 dynamic and one static INT8 QDQ variant per distinct set of target settings."""
+    proj, err = _project_or_none()
+    if proj is None:
+        yield user_error_task("quantize", "config", err)  # type: ignore[arg-type]
+        return
+    from ..quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq
+
+    p = Paths.of(proj)
+    yield {"name": "fp16", "actions": [guarded(convert_fp16, p.fp32, p.fp16)],
+           "file_dep": [str(p.fp32)], "targets": [str(p.fp16)], "clean": True}
+    yield {"name": "int8-dynamic", "actions": [guarded(quantize_dynamic_int8, p.fp32, p.dynamic, proj.quantization.dynamic)],
+           "file_dep": [str(p.fp32)], "targets": [str(p.dynamic)], "clean": True,
+           "uptodate": [config_changed(json.dumps(as_dict(proj.quantization.dynamic), sort_keys=True))]}
+
+    variants: dict[str, Any] = {}
+    for prof in _loadable_profiles(proj):
+        if "int8-qdq" in prof.precisions:
+            variants.setdefault(_qdq_key(proj, prof), static_quant_for(proj, prof))
+    if not variants:
+        return
+    from ..data import list_samples
+
+    try:
+        calibration = list_samples(proj, "calibration", proj.data.max_calibration_samples)
+    except UserError as exc:
+        for key in variants:
+            task = user_error_task("quantize", f"int8-qdq-{key}", exc)
+            task["targets"] = [str(p.qdq(key))]
+            yield task
+        return
+    names = [f.name for f in calibration]
+    for key, cfg in sorted(variants.items()):
+        settings = {"static": as_dict(cfg), "files": names, "preprocess": as_dict(proj.preprocess),
+                    "input": as_dict(proj.input)}
+        yield {"name": f"int8-qdq-{key}",
+               "doc": f"static QDQ: {cfg.activation_type} activations, {cfg.calibration_method}",
+               "actions": [guarded(quantize_static_qdq, proj, p.fp32, p.qdq(key), cfg, calibration)],
+               "file_dep": [str(p.fp32), *map(str, calibration)],
+               "targets": [str(p.qdq(key))], "clean": True,
+               "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}
+
+
+# --------------------------------------------------------------------------
+# evaluate
+# --------------------------------------------------------------------------
+def task_evaluate() -> Iterator[dict]:
+    """FP32 reference outputs on the validation set, then every shared ONNX artifact scored against them."""
+    proj, err = _project_or_none()
+    if proj is None:
+        yield user_error_task("evaluate", "config", err)  # type: ignore[arg-type]
+        return
+    from ..data import list_samples
+
+    p = Paths.of(proj)
+    try:
+        validation = list_samples(proj, "validation", proj.data.max_validation_samples)
+        deps = [p.fp32, *validation]
+        if proj.data.labels is not None:
+            labels = proj.path(proj.data.labels)
+            if labels is None or not labels.is_file():
+                raise UserError(f"{proj.source}: field 'data.labels' is {proj.data.labels!r}, which does not exist",
+                                hint="create that JSON file or remove data.labels")
+            deps.append(labels)
+    except UserError as exc:
+        task = user_error_task("evaluate", "reference", exc)
+        task["targets"] = [str(p.reference), str(p.validation)]
+        yield task
+    else:
+        settings = {"files": [f.name for f in validation], "preprocess": as_dict(proj.preprocess),
+                    "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
+                    "max": proj.data.max_validation_samples}
+        yield {"name": "reference", "actions": [guarded("dmsbuild.evaluate:write_reference", proj, p.fp32, validation, p.reference, p.validation)],
+               "file_dep": [str(d) for d in deps], "targets": [str(p.reference), str(p.validation)], "clean": True,
+               "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}
+
+    onnx_files: dict[Path, None] = {}
+    for prof in _loadable_profiles(proj):
+        for src in sources_for(proj, prof).values():
+            onnx_files[src] = None
+    for src in onnx_files:
+        out = p.eval_json(src)
+        yield {"name": src.stem, "actions": [guarded("dmsbuild.evaluate:evaluate_artifact", proj, src, p.validation, out)],
+               "file_dep": [str(src), str(p.validation)], "targets": [str(out)], "clean": True}
+
+
+# --------------------------------------------------------------------------
+# build:<target>
+# --------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _rel(proj: ProjectConfig, path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(proj.root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _copy_if_changed(src: Path, dst: Path) -> None:
+    if dst.is_file() and dst.stat().st_size == src.stat().st_size and _sha256(dst) == _sha256(src):
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def summary_rows(proj: ProjectConfig, plans: list[Any], evals: dict[str, dict], fp32_size: int) -> list[dict[str, Any]]:
+    """One row per artifact: size, compression vs FP32, closeness to FP32 and labelled accuracy loss."""
+    from ..evaluate import accuracy_drops
+
+    rows = []
+    for plan in plans:
+        ev = evals[plan.name]
+        size = plan.path.stat().st_size
+        heads = ev["heads"]
+        drops = accuracy_drops(ev)
+        labelled = [h["labelled"]["accuracy"] for h in heads.values() if "accuracy" in h.get("labelled", {})]
+        labelled_fp32 = [h["labelled_fp32"]["accuracy"] for h in heads.values() if "accuracy" in h.get("labelled_fp32", {})]
+        rows.append({
+            "artifact": plan.name, "precision": plan.precision, "kind": plan.kind, "size": size,
+            "compression": fp32_size / size if size else None,
+            "min_top1_agreement": ev["min_top1_agreement"],
+            "min_cosine": min(h["cosine"] for h in heads.values()),
+            "max_abs_diff": max(h["max_abs_diff"] for h in heads.values()),
+            "labelled_accuracy": sum(labelled) / len(labelled) if labelled else None,
+            "accuracy_loss": (sum(labelled_fp32) - sum(labelled)) / len(labelled) if labelled else None,
+            "max_drop": max((v for d in drops.values() for v in d.values()), default=0.0),
+        })
+    return rows
+
+
+def format_summary(target: str, rows: list[dict[str, Any]], limit: float, samples: int) -> str:
+    """The source article's tables in one: size per precision with compression ratio, accuracy loss per precision."""
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    lines = [f"### {target}: artifacts vs FP32 ({samples} validation samples, max drop allowed {pct(limit)})", "",
+             "| artifact | precision | size MB | FP32 size / size | top-1 agreement (min head) | cosine (min) | labelled acc (mean) | acc loss | max drop | gate |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        ok = r["max_drop"] <= limit + 1e-9
+        lines.append(
+            f"| {r['artifact']} | {r['precision']} | {r['size'] / 1e6:.2f} | "
+            f"{'n/a' if r['compression'] is None else format(r['compression'], '.2f') + 'x'} | "
+            f"{pct(r['min_top1_agreement'])} | {r['min_cosine']:.5f} | {pct(r['labelled_accuracy'])} | {pct(r['accuracy_loss'])} | "
+            f"{pct(r['max_drop'])} | {'pass' if ok else 'FAIL'} |")
+    if any(r["precision"] == "int8-dynamic" for r in rows):
+        lines += ["", "Note: dynamic INT8 quantizes activations at run time; on x86 CPUs it measured several times "
+                  "slower than FP32 (bench/bench_build.py). Measure it on the board before choosing it."]
+    return "\n".join(lines) + "\n"
+
+
+def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_dir: Path) -> None:
+    """Ship the target's artifacts, gate them on accuracy, write summary.md/json and build.json (docs/CONTRACTS.md §1)."""
+    from ..evaluate import gate, max_drop_for
+
+    p = Paths.of(proj)
+    build_json = out_dir / "build.json"
+    if build_json.exists():
+        build_json.unlink()  # never leave a stale build.json behind a failing gate
+    evals: dict[str, dict] = {}
+    for plan in plans:
+        if plan.build is None and plan.path != plan.source:
+            _copy_if_changed(plan.source, plan.path)
+        evals[plan.name] = json.loads(p.eval_json(plan.source).read_text())
+    fp32_size = p.fp32.stat().st_size
+    limit, _ = max_drop_for(proj, prof)
+    samples = next(iter(evals.values()))["samples"] if evals else 0
+    rows = summary_rows(proj, plans, evals, fp32_size)
+    table = format_summary(prof.name, rows, limit, samples)
+    (out_dir / "summary.md").write_text(table)
+    (out_dir / "summary.json").write_text(json.dumps({"target": prof.name, "max_accuracy_drop": limit,
+                                                       "fp32_size": fp32_size, "rows": rows}, indent=2) + "\n")
+    print(table, flush=True)
+    for plan in plans:
+        gate(proj, prof, plan.name, evals[plan.name])
+    info = json.loads(p.fp32_info.read_text())
+    versions = info.get("versions", {})
+    toolchain = {"torch": versions.get("torch"), "onnx": versions.get("onnx"), "onnxruntime": versions.get("onnxruntime"),
+                 "exporter": info.get("exporter"), "opset": info.get("opset")}
+    doc = {
+        "schema": 1, "project": proj.name, "target": prof.name,
+        "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
+        "artifacts": [{
+            "name": plan.name, "precision": plan.precision, "kind": plan.kind, "path": _rel(proj, plan.path),
+            "extra_files": [_rel(proj, f) for f in plan.extra_files],
+            "sha256": _sha256(plan.path), "size": plan.path.stat().st_size,
+            "runtime": plan.runtime, "providers": plan.providers, "provider_options": plan.provider_options,
+            "portable": plan.portable, "eval": evals[plan.name],
+        } for plan in plans],
+        "reference": _rel(proj, p.reference),
+        "toolchain": toolchain,
+    }
+    tmp = build_json.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, build_json)
+    print(f"  build: {_rel(proj, build_json)} ({len(plans)} artifacts)", flush=True)
+
+
+def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
+    from ..backends import get_backend
+
+    prof = profile(name)
+    backend = get_backend(prof.runtime, f"{prof.source}")
+    plans = backend.plan(proj, prof, sources_for(proj, prof))
+    p = Paths.of(proj)
+    out_dir = proj.artifacts / prof.name
+    deps = {str(p.reference), str(p.fp32), str(p.fp32_info)}
+    targets = [str(out_dir / "summary.md"), str(out_dir / "summary.json"), str(out_dir / "build.json")]
+    for plan in plans:
+        deps.add(str(p.eval_json(plan.source)))
+        if plan.build is not None:
+            yield {"basename": "compile", "name": f"{prof.name}.{plan.name}",
+                   "actions": [guarded(plan.build)],
+                   "file_dep": [str(plan.source), *map(str, plan.file_dep)],
+                   "targets": [str(plan.path), *map(str, plan.extra_files)], "clean": True,
+                   "uptodate": [config_changed(json.dumps(plan.settings, sort_keys=True, default=str))]}
+            deps.add(str(plan.path))
+            deps.update(map(str, plan.extra_files))
+        else:
+            deps.add(str(plan.source))
+            if plan.path != plan.source:
+                targets.append(str(plan.path))
+    settings = {k: v for k, v in as_dict(prof).items() if k not in ("deploy", "bench", "description", "transport")}
+    settings["gate_limit"] = (prof.gates.max_accuracy_drop, proj.accuracy.max_accuracy_drop)
+    settings["project"] = {"name": proj.name, "input": as_dict(proj.input), "outputs": as_dict(proj.outputs)}
+    yield {"basename": "build", "name": prof.name, "doc": f"artifacts + build.json for target {prof.name}",
+           "actions": [guarded("dmsbuild.tasks.build:write_build", proj, prof, plans, out_dir)],
+           "file_dep": sorted(deps), "targets": targets, "clean": True,
+           "uptodate": [config_changed(json.dumps(settings, sort_keys=True, default=str))]}
+
+
+def task_build() -> Iterator[dict]:
+    """Every artifact of a target (`doit build target=rpi5`; all targets without `target=`), gated on accuracy."""
+    yield {"name": None, "doc": "build every selected target (target=name[,name])"}
+    proj, err = _project_or_none()
+    if proj is None:
+        yield user_error_task("build", "config", err)  # type: ignore[arg-type]
+        return
+    for name in selected_targets():
+        try:
+            yield from list(_target_tasks(proj, name))
+        except UserError as exc:
+            yield user_error_task("build", name, exc)
