@@ -19,9 +19,9 @@ contender runs as its own process tree so CPU and memory are measured the
 same way. ``~/.ssh/config`` is never read (``-F /dev/null``).
 
 The dmsbuild contender plugs in through ONE function, ``make_dmsbuild_deploy``
-below: it returns the per-board deploy (``fleet.DeployOne``) the rollout runs.
-Until the SSH deploy is merged it raises NotImplementedError and the dmsbuild
-rows say "not measured".
+below: it returns the real per-board deploy (``fleet_deploy.FleetDeploy``:
+``release.deploy_board`` over paramiko) and its resume check, which the
+rollout runs with one worker per board.
 
     nice .venv/bin/python bench/bench_fleet.py                 # everything
     nice .venv/bin/python bench/bench_fleet.py --sizes 1,5 --skip-ansible
@@ -67,26 +67,51 @@ RELEASE_FILES = {
 # --------------------------------------------------------------------------
 # the dmsbuild side: the one plug-in point
 # --------------------------------------------------------------------------
-def make_dmsbuild_deploy(release_dir: Path, work: Path, key: Path, known_hosts: Path) -> fleet.DeployOne:
-    """The per-board deploy of ``release_dir`` over SSH, for ``fleet.rollout``.
+def make_dmsbuild_deploy(release_dir: Path, work: Path, key: Path, known_hosts: Path,
+                         boards: list[fleet.BoardRef] | None = None, release_id: str = "bench000000000000",
+                         ) -> tuple[fleet.DeployOne, fleet.CurrentRelease]:
+    """dmsbuild's real per-board deploy of ``release_dir`` over SSH, for ``fleet.rollout``.
 
-    Wire this to the real deploy when it is merged: build a transport for
-    ``board`` (host, port, user, identity ``key``, host keys from
-    ``known_hosts``, cipher as the servers force) inside the returned
-    function, push the release's files content-addressed under
-    ``<board root>/dmsbuild``, verify, switch ``current``, and return a
-    ``fleet.BoardOutcome`` with ``bytes_sent``. The board root of board ``b``
-    is ``work / "boards" / b.name``.
+    Returns ``(deploy_one, current_release)`` of ``fleet_deploy.FleetDeploy``:
+    ``release.deploy_board`` per board (paramiko, one connection per board
+    opened in its worker; host keys checked against ``known_hosts``; content-
+    addressed objects under ``work/boards/<board>/dmsbuild``; board-side sha256
+    verify, hardlinked release, ``current`` switched by rename) and the
+    resume check (one ``readlink`` per board) that makes a no-change rollout
+    touch nothing. No on-board benchmark (the files are random bytes; the
+    other contenders do not benchmark either).
     """
-    raise NotImplementedError("the SSH deploy is not on this branch yet: wire make_dmsbuild_deploy to it")
+    from dmsbuild.config import TargetProfile
+    from dmsbuild.fleet_deploy import FleetDeploy
+    from dmsbuild.inventory import Board
+    from dmsbuild.manifest import Release, ReleaseFile, sha256_file
+
+    files = [ReleaseFile(p.relative_to(release_dir).as_posix(), p, sha256_file(p), p.stat().st_size)
+             for p in sorted(release_dir.rglob("*")) if p.is_file()]
+    release = Release(target="bench", release_id=release_id, manifest={"project": "bench", "artifacts": []},
+                      manifest_bytes=b"", files=files, staging=release_dir)
+    profile = TargetProfile(name="bench")
+    inv = [Board(name=b.name, groups=list(b.groups), host=b.host, port=b.port, user=b.user, identity_file=str(key),
+                 known_hosts=str(known_hosts), root=str(work / "boards" / b.name / "dmsbuild"),
+                 python="/usr/bin/python3")  # the board's system Python, as Ansible's interpreter_python
+           for b in boards or []]
+    fd = FleetDeploy(profile, inv, release, project_name="bench")
+    return fd.deploy_one, fd.current_release
 
 
 def _run_dmsbuild(args: argparse.Namespace) -> int:
-    """Child process: one dmsbuild rollout, so it is measured like the other contenders."""
+    """Child process: one dmsbuild rollout (progress as plain lines, like `doit deploy` in a log), measured
+    like the other contenders."""
+    from dmsbuild.progress import FleetProgress
+
+    os.environ["DMSBUILD_SSH_CONFIG"] = "/dev/null"  # like the others' -F /dev/null
     spec = json.loads(Path(args.spec).read_text())
     boards = [fleet.BoardRef(**{**b, "groups": tuple(b["groups"])}) for b in spec["boards"]]
-    deploy = make_dmsbuild_deploy(Path(spec["release"]), Path(spec["work"]), Path(spec["key"]), Path(spec["known_hosts"]))
-    res = fleet.rollout(boards, spec["release_id"], deploy, target="bench", parallel=len(boards), max_fail=len(boards))
+    deploy, current = make_dmsbuild_deploy(Path(spec["release"]), Path(spec["work"]), Path(spec["key"]),
+                                           Path(spec["known_hosts"]), boards, spec["release_id"])
+    res = fleet.rollout(boards, spec["release_id"], deploy, target="bench", parallel=len(boards), max_fail=len(boards),
+                        current_release=current, progress=FleetProgress(sys.stderr, tty=False))
+    print(res.table())
     print(json.dumps(res.summary()))
     return res.exit_code
 
@@ -170,6 +195,10 @@ class SshdFleet:
                 "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", "PermitRootLogin prohibit-password",
                 f"AllowUsers {self.user}", f"Ciphers {CIPHER}", f"MACs {MAC}", "Compression no",
                 "MaxStartups 200:30:400", "MaxSessions 100", "LogLevel ERROR",
+                # like `dmsbuild.boards`: a plain PATH, and SHLVL=1 so bash skips ~/.bashrc for ssh commands. This
+                # machine's root .bashrc runs `pyenv init` (~0.3-0.5 s per remote command, and `python3` becomes a
+                # pyenv shim): a cost real boards do not have, paid per command by every contender (most by Ansible)
+                "SetEnv PATH=/usr/local/bin:/usr/bin:/bin SHLVL=1",
                 "Subsystem sftp /usr/lib/openssh/sftp-server", "",
             ]))
             root = self.work / "boards" / name
@@ -430,15 +459,10 @@ def main() -> int:
                     add("ansible copy", "no change", measure(argv, env, marker=cp))
                 else:
                     add("ansible copy", "cold", None, "ansible-core not installed")
-                try:
-                    make_dmsbuild_deploy(release, work, sshd.key, sshd.known_hosts)
-                except NotImplementedError as exc:
-                    add("dmsbuild", "cold", None, f"not measured: {exc}")
-                else:
-                    clean(boards, "dmsbuild")
-                    argv = dmsbuild_argv(sshd, boards, release, work, f"n{n}")
-                    add("dmsbuild", "cold", measure(argv))
-                    add("dmsbuild", "no change", measure(argv))
+                clean(boards, "dmsbuild")
+                argv = dmsbuild_argv(sshd, boards, release, work, f"n{n}")
+                add("dmsbuild", "cold", measure(argv))
+                add("dmsbuild", "no change", measure(argv))
         finally:
             sshd.stop()
 
@@ -462,7 +486,7 @@ def main() -> int:
                          f"dmsbuild cold / scp = {d_cold / s_cold:.2f}x (goal <= 1.5x)")
         elif a_cold and s_cold:
             goals.append(f"n={n}: ansible cold / scp cold = {a_cold / s_cold:.2f}x; ansible no-change = {a_nc:.2f} s "
-                         f"(dmsbuild not measured: its SSH deploy is not wired in)")
+                         f"(the dmsbuild rows are missing: see the errors above)")
     print("\n" + "\n".join(goals))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -3,8 +3,10 @@
 Many teams already describe their boards for Ansible; this reads that file so
 they need not write it twice. Only what a deploy needs is taken: the host
 name, ``ansible_host``, ``ansible_port``, ``ansible_user``,
-``ansible_ssh_private_key_file`` (and their older ``ansible_ssh_*`` spellings)
-and the groups (children included). Other variables are ignored and listed in
+``ansible_ssh_private_key_file`` (and their older ``ansible_ssh_*`` spellings),
+``ansible_python_interpreter`` (the board's Python), ``dmsbuild_root`` (its
+deploy root) and the groups (children included). ``inventory.load_inventory``
+turns the records into ``Board`` objects. Other variables are ignored and listed in
 ``AnsibleInventory.ignored_vars``; passwords are never read into a record.
 
 Variable precedence follows Ansible's: the ``all`` group, then parent groups
@@ -34,6 +36,10 @@ KNOWN_VARS = {
     "ansible_port": "port", "ansible_ssh_port": "port",
     "ansible_user": "user", "ansible_ssh_user": "user",
     "ansible_ssh_private_key_file": "identity_file", "ansible_private_key_file": "identity_file",
+    # the board's Python (release agent, facts, benchmark); "auto..." (Ansible's discovery) means the default
+    "ansible_python_interpreter": "python",
+    # dmsbuild's own per-board deploy root (like the TOML inventory's 'root'; "{target}" allowed)
+    "dmsbuild_root": "root",
 }
 _HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:%-]*$")  # DNS name, IPv4, or IPv6 (with zone)
 _USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
@@ -52,6 +58,8 @@ class ImportedBoard:
     user: str | None = None
     identity_file: str | None = None
     groups: tuple[str, ...] = ()
+    python: str | None = None
+    root: str | None = None
 
 
 @dataclass
@@ -222,6 +230,8 @@ class _Builder:
             user=fields.get("user"),
             identity_file=fields.get("identity_file"),
             groups=groups,
+            python=fields.get("python"),
+            root=fields.get("root"),
         )
 
     def _check(self, var: str, value: Any, where: str, host: str) -> Any:
@@ -248,8 +258,10 @@ class _Builder:
             raise bad("a host name or IP address (letters, digits, '.', '-', ':')")
         if field_name == "user" and not _USER_RE.match(value):
             raise bad("a user name (letters, digits, '_', '.', '-')")
-        if field_name == "identity_file" and ("\x00" in value or "\n" in value):
+        if field_name in ("identity_file", "python", "root") and ("\x00" in value or "\n" in value):
             raise bad("a file path")
+        if field_name == "python" and value.startswith("auto"):
+            return None  # Ansible's interpreter discovery: dmsbuild uses the board's python3
         return value
 
 

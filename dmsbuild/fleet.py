@@ -623,11 +623,13 @@ def rollout_target(
     current_release: CurrentRelease | None = None,
     board_errors: tuple[type[BaseException], ...] = (UserError, OSError),
     stream: Any = None,
+    health_gate: HealthGate | None = None,
 ) -> RolloutResult:
     """A target's rollout as ``doit deploy target=T hosts=... groups=... parallel=N`` runs it.
 
     Takes waves, max_fail, parallel and the latency gate from the target
-    profile (``config.TargetProfile``), shows live progress on ``stream``
+    profile (``config.TargetProfile``; ``health_gate`` replaces the standard
+    gate built from it), shows live progress on ``stream``
     (stderr by default), writes the report under
     ``artifacts/<target>/rollouts/`` and prints the final table. The caller
     turns ``exit_code`` into the task's failure.
@@ -648,7 +650,7 @@ def rollout_target(
         selected, release_id, deploy_one, target=profile.name,
         waves=profile.deploy.waves, max_fail=profile.deploy.max_fail,
         parallel=parallel if parallel is not None else profile.deploy.parallel,
-        health_gate=standard_gate(profile.gates.max_latency_regression),
+        health_gate=health_gate if health_gate is not None else standard_gate(profile.gates.max_latency_regression),
         current_release=current_release, progress=progress, board_errors=board_errors,
         rollouts_dir=rollouts_dir(artifacts, profile.name),
     )

@@ -22,6 +22,14 @@ The inventory is a TOML file (``targets/inventory.toml`` by default)::
 
 Which file is read (first hit wins): the doit variable ``inventory=FILE``, the
 environment variable ``DMSBUILD_INVENTORY``, the profile's ``deploy.inventory``.
+
+An **Ansible inventory** (a file ending ``.ini``, ``.yml`` or ``.yaml``) is read
+with ``dmsbuild.ansible``: as the inventory itself, or named in a TOML file's
+``include``, in which case that TOML file's ``[defaults]`` apply to the imported
+boards too (the way to give them ``known_hosts``, ``trust_on_first_use``,
+``root`` or ``python``, which Ansible has no field for). Host keys stay strict:
+without a ``known_hosts`` default, ``~/.ssh/config`` UserKnownHostsFile, then
+``~/.ssh/known_hosts`` are checked, exactly as for TOML boards.
 The committed ``targets/inventory.toml`` includes the file that
 ``python -m dmsbuild.boards up`` writes, so the targets rpi5, orin and qcs8255
 deploy to the emulated boards unchanged.
@@ -43,6 +51,8 @@ from .config import NAME_RE, TargetProfile, load_dataclass, read_toml
 from .errors import UserError
 
 ENV_VAR = "DMSBUILD_INVENTORY"
+#: file endings read as Ansible inventories (INI or YAML)
+ANSIBLE_SUFFIXES = (".ini", ".yml", ".yaml")
 #: host names / ssh-config aliases / user names: no shell or path metacharacters
 HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:%-]{0,252}$")
 USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
@@ -222,13 +232,21 @@ def load_inventory(path: Path, project_root: Path, _seen: tuple[Path, ...] = ())
             ),
         )
     src = str(path)
+    if path.suffix.lower() in ANSIBLE_SUFFIXES:
+        return Inventory(path=path, boards=ansible_boards(path, project_root))
     data = load_dataclass(InventoryFile, read_toml(path), src)
     boards: dict[str, Board] = {}
+    defaults = {k: v for k, v in vars(data.defaults).items() if v is not None}
     for inc in data.include:
         check_path(inc, "field 'include'", src)
-        sub = load_inventory(resolve_path(inc, project_root), project_root, (*_seen, path))
+        inc_path = resolve_path(inc, project_root)
+        if inc_path.suffix.lower() in ANSIBLE_SUFFIXES:
+            if not inc_path.is_file():
+                raise UserError(f"{src}: included Ansible inventory {inc_path} not found", hint=f"fix 'include' in {src}")
+            _merge(boards, ansible_boards(inc_path.resolve(), project_root, defaults), src)
+            continue
+        sub = load_inventory(inc_path, project_root, (*_seen, path))
         _merge(boards, sub.boards, src)
-    defaults = {k: v for k, v in vars(data.defaults).items() if v is not None}
     own: dict[str, Board] = {}
     for i, raw in enumerate(data.boards):
         merged = {**defaults, **raw}
@@ -243,6 +261,34 @@ def load_inventory(path: Path, project_root: Path, _seen: tuple[Path, ...] = ())
         own[board.name] = board
     _merge(boards, own, src)
     return Inventory(path=path, boards=boards)
+
+
+def ansible_boards(path: Path, project_root: Path, defaults: dict[str, Any] | None = None) -> dict[str, Board]:
+    """Boards of an Ansible INI/YAML inventory, validated like TOML boards.
+
+    Its groups, ``ansible_host``/``port``/``user``/``ssh_private_key_file``,
+    ``ansible_python_interpreter`` and ``dmsbuild_root`` fill the board;
+    ``defaults`` (the including TOML file's ``[defaults]``) fill the rest.
+    """
+    from .ansible import load_ansible_inventory
+
+    src = str(path)
+    inv = load_ansible_inventory(path)
+    out: dict[str, Board] = {}
+    for rec in inv.boards.values():
+        own = {"name": rec.name, "host": rec.host, "port": rec.port, "groups": list(rec.groups), "user": rec.user,
+               "identity_file": rec.identity_file, "python": rec.python, "root": rec.root}
+        merged = {**(defaults or {}), **{k: v for k, v in own.items() if v is not None}}
+        if not rec.groups and defaults and defaults.get("groups"):
+            merged["groups"] = list(defaults["groups"])  # an ungrouped Ansible host takes the default groups
+        board = load_dataclass(Board, merged, src, prefix=f"host {rec.name}")
+        board.source = src
+        if board.identity_file:
+            board.identity_file = str(resolve_path(board.identity_file, project_root))
+        if board.known_hosts:
+            board.known_hosts = str(resolve_path(board.known_hosts, project_root))
+        out[board.name] = board
+    return out
 
 
 def _merge(into: dict[str, Board], new: dict[str, Board], src: str) -> None:

@@ -78,6 +78,9 @@ class BoardSession:
 
 
 AfterSwitch = Callable[[BoardSession], None]
+#: ``state(name, info)``: the deploy entered a phase ("connecting", "sending" with info {"objects", "bytes",
+#: "to_send"}, "verifying", "benchmarking"); the fleet rollout shows it per board
+StateCallback = Callable[[str, dict[str, Any]], None]
 
 
 def holder() -> dict[str, Any]:
@@ -159,7 +162,7 @@ class BoardLock:
 
 def push(transport: Transport, board: Board, root: str, release: Release, *, keep: int, project_name: str,
          progress: Callable[[str, int, int], None] | None = None, prepared: dict[str, Any] | None = None,
-         full_verify: bool = False) -> tuple[dict[str, Any], int, int]:
+         full_verify: bool = False, on_state: StateCallback | None = None) -> tuple[dict[str, Any], int, int]:
     """Send what the board lacks, verify, stage, switch. Returns (commit answer, bytes sent, objects sent)."""
     py = board.python
     objects = {f.sha256: f for f in release.files}
@@ -168,6 +171,8 @@ def push(transport: Transport, board: Board, root: str, release: Release, *, kee
     need_bytes = sum(f.size - state["partial"].get(f.sha256, 0) for f in need)
     if need_bytes > state["free_bytes"]:
         raise UserError(f"board '{board.name}': {need_bytes / 1e6:.1f} MB to send but only {state['free_bytes'] / 1e6:.1f} MB free under {root}")
+    if on_state is not None:
+        on_state("sending", {"objects": len(need), "bytes": sum(f.size for f in need), "to_send": need_bytes})
     sent = 0
     for f in need:
         offset = state["partial"].get(f.sha256, 0)
@@ -183,6 +188,8 @@ def push(transport: Transport, board: Board, root: str, release: Release, *, kee
 
             transport.put(f.local, remote, offset=offset, progress=cb)
         sent += f.size - offset
+    if on_state is not None:
+        on_state("verifying", {})
     board_files = {"dms.service": service_unit(project_name, release.target, board.name, root, py)}
     answer = agent(transport, py, "commit", {"root": root, "release_id": release.release_id, "files": release.file_list(),
                                               "keep": keep, "board_files": board_files, "full_verify": full_verify})
@@ -191,14 +198,19 @@ def push(transport: Transport, board: Board, root: str, release: Release, *, kee
 
 def deploy_board(board: Board, profile: TargetProfile, release: Release, *, project_name: str,
                  transport_factory: Callable[[Board], Transport], after_switch: AfterSwitch | None = None,
-                 progress: Callable[[str, int, int], None] | None = None, full_verify: bool = False) -> BoardOutcome:
-    """Deploy ``release`` to one board; never raises for a board problem (the outcome says it)."""
+                 progress: Callable[[str, int, int], None] | None = None, full_verify: bool = False,
+                 on_state: StateCallback | None = None) -> BoardOutcome:
+    """Deploy ``release`` to one board; never raises for a board problem (the outcome says it).
+
+    ``on_state`` is told each phase as it starts (connecting, sending, verifying, benchmarking)."""
     from . import facts as facts_mod
 
     t0 = time.perf_counter()
     out = BoardOutcome(board=board.name, ok=False, action="failed", release_id=release.release_id)
     transport = None
     try:
+        if on_state is not None:
+            on_state("connecting", {})
         transport = transport_factory(board)
         transport.connect()
         root = resolve_root(transport, board, profile)
@@ -218,11 +230,13 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
             out.warnings += facts_mod.check_arch(board.name, profile.arch, out.facts, release.manifest["artifacts"])
             answer, out.bytes_sent, out.objects_sent = push(
                 transport, board, root, release, keep=profile.deploy.keep_releases, project_name=project_name, progress=progress,
-                prepared=lock.state, full_verify=full_verify)
+                prepared=lock.state, full_verify=full_verify, on_state=on_state)
             out.previous = answer.get("previous")
             out.action = "unchanged" if out.previous == release.release_id else "deployed"
             out.ok = True
             if after_switch is not None:
+                if on_state is not None:
+                    on_state("benchmarking", {})
                 # HOOK: the on-board benchmark runs here, on the new `current`, with the open connection.
                 after_switch(BoardSession(board, transport, root, release, out.facts))
         finally:

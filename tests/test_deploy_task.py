@@ -2,7 +2,9 @@
 (the build itself is another part's job; here build.json is fabricated)."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +33,12 @@ def _doit(project: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def _status(out: str, board: str) -> str | None:
+    """The board's status in the rollout's final table."""
+    m = re.search(rf"^{re.escape(board)}\s+(\w+)\s", out, re.M)
+    return m.group(1) if m else None
+
+
 def test_doit_deploy_and_rollback(boards, project_dir):
     (project_dir / "dodo.py").write_text(DODO)
     (project_dir / "artifacts").mkdir(exist_ok=True)
@@ -38,14 +46,19 @@ def test_doit_deploy_and_rollback(boards, project_dir):
     write_build(project_dir, "rpi5", {"fp32": 0.3}, seed=1)
     # every target's deploy root on the emulated boards is private to this session's boards dir
     res = _doit(project_dir, "deploy", "target=rpi5", "hosts=emu-01,emu-02", inv)
-    assert res.returncode == 0, res.stdout + res.stderr
-    lines = [l for l in res.stdout.splitlines() if l.startswith(("ok ", "FAIL "))]
-    assert len(lines) == 2 and all(" deployed " in l for l in lines), res.stdout
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert _status(out, "emu-01") == "done" and _status(out, "emu-02") == "done", out
+    assert _status(out, "emu-03") is None  # not selected
+    [report] = (project_dir / "artifacts" / "rpi5" / "rollouts").glob("*.json")
+    data = json.loads(report.read_text())
+    assert data["summary"]["done"] == 2 and all(b["details"]["action"] == "deployed" for b in data["boards"])
 
     write_build(project_dir, "rpi5", {"fp32": 0.3}, seed=2)
     assert _doit(project_dir, "deploy", "target=rpi5", "hosts=emu-01", inv).returncode == 0
     res = _doit(project_dir, "rollback", "target=rpi5", "hosts=emu-01", inv)
-    assert res.returncode == 0 and "ok   emu-01: rolled back" in res.stdout, res.stdout + res.stderr
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and _status(out, "emu-01") == "done" and "emu-01: rolled back" in out, out
 
     res = _doit(project_dir, "deploy", "target=rpi5", "hosts=emu-01,rpi5-77", inv)
     assert res.returncode != 0 and "board 'rpi5-77': not in the inventory" in res.stdout + res.stderr
@@ -57,8 +70,9 @@ def test_doit_deploy_default_target_is_local(project_dir):
     (project_dir / "artifacts").mkdir(exist_ok=True)
     write_build(project_dir, "local", {"fp32": 0.2})
     res = _doit(project_dir, "deploy")
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "ok   local: deployed" in res.stdout
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert _status(out, "local") == "done", out
     assert (project_dir / "artifacts" / "boards" / "local" / "current").is_symlink()
 
 
@@ -69,9 +83,14 @@ def test_doit_deploy_fails_when_a_board_fails(boards, project_dir, tmp_path):
     inv = tmp_path / "inv.toml"
     inv.write_text(f'include = [{boards["inventory"]!r}]\n\n[[boards]]\nname = "gone"\ngroups = ["rpi5"]\n'
                    f'host = "127.0.0.98"\nport = 9\nconnect_retries = 1\nroot = "/tmp/gone"\n')
+    # max_fail=1: one board down must not stop the other
+    (project_dir / "targets" / "rpi5.toml").write_text(
+        (project_dir / "targets" / "rpi5.toml").read_text().replace("[deploy]", "[deploy]\nmax_fail = 1"))
     res = _doit(project_dir, "deploy", "target=rpi5", "hosts=gone,emu-03", f"inventory={inv}")
+    out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert "FAIL gone:" in res.stdout and "ok   emu-03:" in res.stdout and "1 of 2 board(s) failed" in res.stdout + res.stderr
+    assert _status(out, "gone") == "failed" and _status(out, "emu-03") == "done", out
+    assert "unreachable" in out and "1 of 2 board(s) failed" in out
 
 
 def test_deploy_fails_a_board_whose_benchmark_fails(boards, project_dir):
@@ -86,6 +105,6 @@ def test_deploy_fails_a_board_whose_benchmark_fails(boards, project_dir):
                          timeout=300)
     assert res.returncode != 0
     out = res.stdout + res.stderr
-    assert "FAIL emu-01" in out and "artifact fp32 did not run" in out
+    assert _status(out, "emu-01") == "unhealthy" and "artifact fp32 did not run" in out, out
     assert "doit rollback target=rpi5 hosts=emu-01" in out
     assert "Traceback" not in out

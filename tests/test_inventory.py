@@ -78,3 +78,64 @@ def test_inventory_path_precedence(tmp_path, monkeypatch):
     monkeypatch.setenv("DMSBUILD_INVENTORY", "/etc/dms/boards.toml")
     assert inventory_path(tmp_path, prof) == Path("/etc/dms/boards.toml")
     assert inventory_path(tmp_path, prof, "lab.toml") == tmp_path / "lab.toml"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ansible inventories as boards
+# ---------------------------------------------------------------------------------------------------------
+ANSIBLE_INI = """\
+[rpi5]
+rpi5-[01:03] ansible_user=pi
+rpi5-lab ansible_host=10.0.1.10 ansible_port=2200 dmsbuild_root=/srv/dms/{target} ansible_python_interpreter=/usr/bin/python3.11
+
+[rpi5:vars]
+ansible_ssh_private_key_file=keys/rpi5_ed25519
+ansible_ssh_pass=secret
+"""
+
+
+def test_ansible_ini_inventory_loads_as_boards(tmp_path):
+    p = tmp_path / "hosts.ini"
+    p.write_text(ANSIBLE_INI)
+    inv = load_inventory(p, tmp_path)
+    assert list(inv.boards) == ["rpi5-01", "rpi5-02", "rpi5-03", "rpi5-lab"]
+    b = inv.boards["rpi5-02"]
+    assert (b.groups, b.host, b.port, b.user, b.python, b.root) == (["rpi5"], "rpi5-02", 22, "pi", "python3", None)
+    assert b.identity_file == str(tmp_path / "keys" / "rpi5_ed25519")
+    assert b.known_hosts is None and b.trust_on_first_use is False  # strict: ~/.ssh/config, then ~/.ssh/known_hosts
+    lab = inv.boards["rpi5-lab"]
+    assert (lab.host, lab.port, lab.user, lab.python, lab.root) == ("10.0.1.10", 2200, None, "/usr/bin/python3.11",
+                                                                    "/srv/dms/{target}")
+    assert "secret" not in repr(inv.boards)
+    assert [x.name for x in inv.select("rpi5")] == list(inv.boards)
+
+
+def test_a_toml_inventory_including_an_ansible_one_lends_it_its_defaults(tmp_path):
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "hosts.yml").write_text(
+        "all:\n  children:\n    orin:\n      hosts:\n        orin-a: {ansible_host: 10.0.2.1, ansible_python_interpreter: auto_silent}\n"
+        "        orin-b: {ansible_host: 10.0.2.2, dmsbuild_root: /data/dms}\n")
+    toml = tmp_path / "inv.toml"
+    toml.write_text('include = ["lab/hosts.yml"]\n\n[defaults]\nknown_hosts = "lab/known_hosts"\nroot = "/opt/x"\n'
+                    'connect_retries = 1\n\n' + GOOD)
+    inv = load_inventory(toml, tmp_path)
+    assert sorted(inv.boards) == ["orin-a", "orin-b", "rpi5-01"]
+    a, b = inv.boards["orin-a"], inv.boards["orin-b"]
+    assert a.known_hosts == b.known_hosts == str(tmp_path / "lab" / "known_hosts")
+    assert (a.python, a.root, a.connect_retries) == ("python3", "/opt/x", 1)  # auto_silent: the default python
+    assert b.root == "/data/dms"  # the Ansible variable wins over the including file's default
+    assert a.groups == ["orin"]
+
+
+def test_ansible_board_fields_are_validated_like_toml_ones(tmp_path):
+    p = tmp_path / "hosts.ini"
+    p.write_text("[rpi5]\nrpi5-01 dmsbuild_root=relative/root\n")
+    with pytest.raises(UserError, match=r"hosts.ini: board 'rpi5-01': field 'root' is 'relative/root'; expected an absolute"):
+        load_inventory(p, tmp_path)
+    p.write_text("[rpi5]\nrpi5-01 ansible_python_interpreter='python3 -c evil'\n")
+    with pytest.raises(UserError, match="paths may hold"):
+        load_inventory(p, tmp_path)
+    toml = tmp_path / "inv.toml"
+    toml.write_text('include = ["missing.ini"]\n')
+    with pytest.raises(UserError, match="included Ansible inventory .*missing.ini not found"):
+        load_inventory(toml, tmp_path)

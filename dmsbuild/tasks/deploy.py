@@ -1,11 +1,13 @@
-"""``doit deploy target=<name> [hosts=a,b] [inventory=FILE] [verify=full] [bench=no]`` and ``doit rollback target=<name> [hosts=...]``.
+"""``doit deploy target=<name> [hosts=...] [groups=...] [parallel=N] [inventory=FILE] [verify=full] [bench=no]``
+and ``doit rollback target=<name> [hosts=...] [groups=...]``.
 
 ``deploy`` depends on ``build:<target>`` (so what changed is rebuilt), renders
-the release, pushes it to the target's boards, verifies, switches, prints one
-line per board and fails if any board failed. With no target it deploys the
-embedded default target ``local`` into its folder (no SSH). The Python API
-behind it (``dmsbuild.release.deploy_target``) is what a benchmark step or a
-fleet rollout calls.
+the release and rolls it out to the target's boards through the fleet layer
+(``fleet_deploy.deploy_fleet``: waves, max_fail, health gate from the on-board
+benchmark, resume, live progress, final table, rollout report JSON); it fails
+when any board failed or the rollout halted. With no target it deploys the
+embedded default target ``local`` into its folder (no SSH). The single-board
+Python API (``dmsbuild.release.deploy_target``) stays for scripts and benchmarks.
 """
 from __future__ import annotations
 
@@ -20,20 +22,60 @@ from ..inventory import Board, inventory_path, load_inventory, local_board
 from . import doit_var, profile, project, selected_targets, user_error_task
 
 
-def boards_for(proj: ProjectConfig, prof: TargetProfile, hosts: str | None = None, inventory: str | None = None) -> list[Board]:
-    """The boards a deploy of ``prof`` reaches: the local folder, or the inventory's group (or ``hosts``)."""
-    names = [h.strip() for h in (hosts or "").split(",") if h.strip()]
+def _plain_names(hosts: str | None) -> list[str]:
+    """The entries of ``hosts=`` that are plain board names (no glob or range)."""
+    from ..fleet import _split_hosts
+
+    return [h for h in _split_hosts(hosts or "") if not any(c in h for c in "*?[]")]
+
+
+def boards_for(proj: ProjectConfig, prof: TargetProfile, hosts: str | None = None, inventory: str | None = None,
+               groups: str | None = None) -> list[Board]:
+    """The boards a deploy of ``prof`` reaches: the local folder, or the inventory's group narrowed by
+    ``hosts`` (names, globs ``emu-0*``, ranges ``emu-[01:05]``) and ``groups``."""
+    from ..fleet import select_boards
+    from ..fleet_deploy import board_ref
+
     if prof.transport == "local":
-        if names and names != [prof.name]:
-            raise UserError(f"target '{prof.name}' deploys to this machine only (transport = \"local\"); hosts= does not apply",
+        names = _plain_names(hosts)
+        if (hosts and names != [prof.name]) or groups:
+            raise UserError(f"target '{prof.name}' deploys to this machine only (transport = \"local\"); hosts=/groups= do not apply",
                             hint="drop hosts=, or pick a target whose boards are in the inventory")
         return [local_board(proj.root, prof, sys.executable)]
     inv = load_inventory(inventory_path(proj.root, prof, inventory), proj.root)
-    return inv.select(prof.deploy.group or prof.name, names or None)
+    group = prof.deploy.group or prof.name
+    names = _plain_names(hosts)
+    if names:
+        inv.select(group, names)  # a plain name that is not a board of the target: the inventory's own message
+    boards = inv.select(group)
+    chosen = {r.name for r in select_boards([board_ref(b) for b in boards], hosts, groups)}
+    return [b for b in boards if b.name in chosen]
 
 
 def _shares_this_machine(board: Board) -> bool:
-    return board.transport == "local" or board.host in ("localhost", "::1") or board.host.startswith("127.")
+    return board.transport == "local" or board.host in ("localhost", "::1") or (board.host or "").startswith("127.")
+
+
+def _bench_runner(proj: ProjectConfig, prof: TargetProfile, quiet: bool = False) -> tuple[Callable[[Any], Any], Any]:
+    """(run the benchmark on a deploy session -> bench.BoardOutcome, the result store)."""
+    from ..bench import BoardBench, bench_boards, store_path
+    from ..gates import accuracy_threshold
+    from ..results import ResultStore
+
+    one_at_a_time = threading.Lock()
+    store = ResultStore(store_path(proj))
+
+    def run(session: Any) -> Any:
+        board = session.board
+        with one_at_a_time if _shares_this_machine(board) else nullcontext():
+            [outcome] = bench_boards(
+                [BoardBench(board.name, session.transport, session.release_dir, board.python, session.facts)],
+                target=prof.name, store=store, max_accuracy_drop=accuracy_threshold(proj, prof),
+                max_latency_regression=prof.gates.max_latency_regression,
+                **({"progress": lambda _msg: None} if quiet else {}))
+        return outcome
+
+    return run, store
 
 
 def bench_after_switch(proj: ProjectConfig, prof: TargetProfile) -> Callable[[Any], None]:
@@ -43,21 +85,12 @@ def bench_after_switch(proj: ProjectConfig, prof: TargetProfile) -> Callable[[An
     Boards on this machine (the local target, emulated boards on loopback) are benchmarked one at a
     time: run together they would share two cores and measure each other. Real boards run in parallel.
     """
-    from ..bench import BoardBench, bench_boards, store_path
-    from ..gates import accuracy_threshold
-    from ..results import ResultStore
-
-    one_at_a_time = threading.Lock()
-    store = ResultStore(store_path(proj))
+    run, _store = _bench_runner(proj, prof)
 
     def after_switch(session: Any) -> None:
-        board = session.board
-        with one_at_a_time if _shares_this_machine(board) else nullcontext():
-            [outcome] = bench_boards(
-                [BoardBench(board.name, session.transport, session.release_dir, board.python, session.facts)],
-                target=prof.name, store=store, max_accuracy_drop=accuracy_threshold(proj, prof),
-                max_latency_regression=prof.gates.max_latency_regression)
+        outcome = run(session)
         if not outcome.ok:
+            board = session.board
             raise UserError(f"board {board.name}: release {session.release.release_id} is installed but failed its checks: "
                             + "; ".join(m.splitlines()[0] for m in outcome.messages()),
                             hint=f"fix the artifact or the gate, or `doit rollback target={prof.name} hosts={board.name}`")
@@ -65,51 +98,99 @@ def bench_after_switch(proj: ProjectConfig, prof: TargetProfile) -> Callable[[An
     return after_switch
 
 
+def bench_check(proj: ProjectConfig, prof: TargetProfile) -> Callable[[Any], Any]:
+    """The fleet rollout's bench step: the same benchmark, stored, returned as the health gate's input
+    (``fleet_deploy.BenchCheck``) instead of failing the board: a board whose release is installed but
+    fails its checks is ``unhealthy`` and halts the rollout."""
+    from ..fleet_deploy import bench_check as to_check
+
+    run, store = _bench_runner(proj, prof, quiet=True)
+
+    def check(session: Any) -> Any:
+        outcome = run(session)
+
+        def previous(artifact: str) -> float | None:
+            prev = store.previous(board=session.board.name, target=prof.name, artifact=artifact,
+                                  release_id=session.release.release_id)
+            return prev["median_ms"] if prev else None
+
+        return to_check(outcome, previous)
+
+    return check
+
+
+def _int_var(name: str) -> int | None:
+    value = doit_var(name)
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"{name}={value}: expected a whole number of boards >= 1")
+    return int(value)
+
+
 def _deploy(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
-    from ..release import deploy_target, report
+    from ..fleet_deploy import deploy_fleet
 
     try:
         prof = profile(target)
         proj = project()
-        boards = boards_for(proj, prof, doit_var("hosts"), doit_var("inventory"))
+        hosts, groups = doit_var("hosts"), doit_var("groups")
+        boards = boards_for(proj, prof, hosts, doit_var("inventory"), groups)
         verify = doit_var("verify", "changed")
         if verify not in ("changed", "full"):
             raise UserError(f"verify={verify}: expected verify=changed (default) or verify=full (re-hash everything on the boards)")
         bench = doit_var("bench", "yes")
         if bench not in ("yes", "no"):
             raise UserError(f"bench={bench}: expected bench=yes (default: benchmark and verify on each board) or bench=no")
-        hook = bench_after_switch(proj, prof) if bench == "yes" else None
-        outcomes = deploy_target(proj, prof, boards, full_verify=verify == "full", after_switch=hook)
+        result = deploy_fleet(proj, prof, boards, hosts=hosts, groups=groups, parallel=_int_var("parallel"),
+                              bench=bench_check(proj, prof) if bench == "yes" else None, full_verify=verify == "full")
     except UserError as exc:
         return TaskFailed(str(exc))
-    if not report(outcomes):
-        failed = sum(not o.ok for o in outcomes)
-        return TaskFailed(f"deploy {target}: {failed} of {len(outcomes)} board(s) failed")
-    return None
+    return _verdict(f"deploy {target}", result)
+
+
+def _verdict(what: str, result: Any) -> Any:
+    """None when every board is done/current; else a failure whose doit exit code is the report's:
+    1 (TaskFailed) when boards failed but the rollout ran to the end, 2 (TaskError) when it halted."""
+    from doit.exceptions import TaskError, TaskFailed
+
+    if result.exit_code == 0:
+        return None
+    s = result.summary()
+    bad = s["failed"] + s["unhealthy"]
+    text = f"{what}: {bad} of {len(result.boards)} board(s) failed"
+    if result.halted:
+        text += f"; rollout halted ({result.halt_reason}), {s['skipped']} board(s) left on their previous release"
+    text += f"; report {result.report_path}"
+    unhealthy = [b.name for b in result.boards if b.status == "unhealthy"]
+    if unhealthy:
+        text += (f"\n{', '.join(unhealthy)}: the new release is installed but failed its checks; "
+                 f"fix the artifact or the gate, or `doit rollback target={result.target} hosts={','.join(unhealthy)}`")
+    return TaskError(text) if result.halted else TaskFailed(text)
 
 
 def _rollback(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
-    from ..release import report, rollback_target
+    from ..fleet_deploy import rollback_fleet
 
     try:
         prof = profile(target)
-        boards = boards_for(project(), prof, doit_var("hosts"), doit_var("inventory"))
-        outcomes = rollback_target(prof, boards)
+        proj = project()
+        hosts, groups = doit_var("hosts"), doit_var("groups")
+        boards = boards_for(proj, prof, hosts, doit_var("inventory"), groups)
+        result = rollback_fleet(prof, proj.artifacts, boards, hosts=hosts, groups=groups, parallel=_int_var("parallel"))
     except UserError as exc:
         return TaskFailed(str(exc))
-    if not report(outcomes):
-        failed = sum(not o.ok for o in outcomes)
-        return TaskFailed(f"rollback {target}: {failed} of {len(outcomes)} board(s) failed")
-    return None
+    return _verdict(f"rollback {target}", result)
 
 
 def task_deploy() -> Iterator[dict]:
-    """Push the target's release to its boards: doit deploy target=rpi5 [hosts=a,b] [inventory=FILE]."""
-    yield {"basename": "deploy", "name": None, "doc": "deploy target=<name> [hosts=a,b]: build, push, verify, switch"}
+    """Roll the target's release out to its boards: doit deploy target=rpi5 [hosts=..] [groups=..] [parallel=N]."""
+    yield {"basename": "deploy", "name": None,
+           "doc": "deploy target=<name> [hosts=a,b] [groups=g] [parallel=N]: build, roll out in waves, verify, switch"}
     for target in selected_targets(default_all=False):
         try:
             profile(target)
@@ -127,7 +208,7 @@ def task_deploy() -> Iterator[dict]:
 
 def task_rollback() -> Iterator[dict]:
     """Switch the target's boards back to their previous release (no transfer)."""
-    yield {"basename": "rollback", "name": None, "doc": "rollback target=<name> [hosts=a,b]: previous release, no transfer"}
+    yield {"basename": "rollback", "name": None, "doc": "rollback target=<name> [hosts=a,b] [groups=g]: previous release, no transfer"}
     for target in selected_targets(default_all=False):
         try:
             profile(target)

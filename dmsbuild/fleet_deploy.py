@@ -1,0 +1,302 @@
+"""The fleet rollout (``fleet.rollout``) driving the real per-board deploy (``release.deploy_board``).
+
+``fleet`` plans waves, gates and resume without knowing how a board is
+reached; ``release`` puts one release on one board. This module joins them:
+
+* ``FleetDeploy.deploy_one`` runs in a rollout worker thread: it opens the
+  board's own connection there (``transport_factory``; nothing is shared
+  across threads), deploys, and turns the deploy's phases into the progress
+  states connecting / sending n MB / verifying / benchmarking.
+* The health gate is fed from the on-board benchmark that runs right after
+  the switch (``bench``: the deploy task's bench check): the release was
+  verified (sha256, board side), every artifact ran, the output check against
+  the host FP32 reference passed, the latency is within the target's allowed
+  regression of the board's previous release.
+* ``FleetDeploy.current_release`` is the cheap resume check: one connection
+  and one ``readlink <root>/current`` per board.
+* ``deploy_fleet`` / ``rollback_fleet`` are what ``doit deploy`` and
+  ``doit rollback`` run.
+"""
+from __future__ import annotations
+
+import posixpath
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
+
+from . import fleet
+from .errors import UserError
+
+if TYPE_CHECKING:
+    from .bench import BoardOutcome as BenchOutcome
+    from .config import ProjectConfig, TargetProfile
+    from .inventory import Board
+    from .manifest import Release
+    from .release import BoardSession
+    from .transport.base import Transport
+
+
+@dataclass
+class BenchCheck:
+    """What the on-board benchmark said about one board's new release (the health gate's input)."""
+
+    ok: bool
+    #: one line per problem (benchmark did not run, an artifact failed, a gate failed)
+    messages: list[str] = field(default_factory=list)
+    #: every artifact ran and the output check against the host reference passed; None: no reference checked
+    output_check: bool | None = None
+    #: the artifact whose latency grew most against the board's previous release, and both medians (ms)
+    latency_artifact: str | None = None
+    latency_ms: float | None = None
+    previous_latency_ms: float | None = None
+    run_id: str | None = None
+
+
+#: the bench check the deploy task builds: benchmark the release on the open connection, store, judge
+BenchFn = Callable[["BoardSession"], BenchCheck]
+
+
+def bench_check(outcome: "BenchOutcome", previous: Callable[[str], float | None]) -> BenchCheck:
+    """A ``bench.BoardOutcome`` as the health gate sees it; ``previous(artifact)`` is the last release's median."""
+    messages = [m.splitlines()[0] for m in outcome.messages()]
+    if outcome.doc is None:  # the benchmark did not run (or its output was refused)
+        return BenchCheck(False, messages or ["the benchmark did not run"], output_check=False)
+    results = outcome.doc["results"]
+    output_failed = any(r["error"] is not None for r in results) or any(f.gate in ("run", "accuracy") for f in outcome.failures)
+    verified = [r for r in results if r.get("verify")]
+    output_check: bool | None = False if output_failed else (True if verified else None)
+    check = BenchCheck(outcome.ok, messages, output_check=output_check, run_id=outcome.run_id)
+    worst = None
+    for r in results:
+        if r["error"] is not None or r["latency_ms"] is None:
+            continue
+        new, old = r["latency_ms"]["median"], previous(r["artifact"])
+        ratio = new / old if old else 0.0
+        if worst is None or ratio > worst[0]:
+            worst = (ratio, r["artifact"], new, old)
+    if worst is not None:
+        _, check.latency_artifact, check.latency_ms, check.previous_latency_ms = worst
+    return check
+
+
+def board_ref(board: "Board") -> fleet.BoardRef:
+    """The immutable view of an inventory board that the rollout plans with (no key paths in reports)."""
+    return fleet.BoardRef(board.name, board.address, board.port or 22, board.user, board.identity_file, tuple(board.groups))
+
+
+def health_gate(profile: "TargetProfile", bench: bool) -> fleet.HealthGate:
+    """Verified, benchmark ran, every artifact ran, output check passed, latency within the regression limit.
+
+    Without the benchmark (``bench=no``) only the sha256 verification is
+    judged: there is no output check or latency to gate on.
+    """
+    standard = fleet.standard_gate(profile.gates.max_latency_regression, require_output_check=False)
+
+    def gate(board: fleet.BoardRef, outcome: fleet.BoardOutcome) -> fleet.GateResult:
+        if not outcome.verified:
+            return fleet.GateResult(False, "release not verified on the board (sha256)")
+        if bench:
+            problems = outcome.details.get("checks")
+            if problems is None:
+                return fleet.GateResult(False, "the benchmark did not run after the switch")
+            if problems:
+                more = f" (+{len(problems) - 1} more in the rollout report)" if len(problems) > 1 else ""
+                return fleet.GateResult(False, problems[0] + more)
+        return standard(board, outcome)
+
+    return gate
+
+
+class FleetDeploy:
+    """One target's boards and release, as ``fleet.rollout`` callbacks (each call opens its own connection)."""
+
+    def __init__(self, profile: "TargetProfile", boards: Sequence["Board"], release: "Release | None" = None, *,
+                 project_name: str = "dms", transport_factory: Callable[["Board"], "Transport"] | None = None,
+                 bench: BenchFn | None = None, full_verify: bool = False) -> None:
+        from .release import open_transport
+
+        self.profile = profile
+        self.boards = {b.name: b for b in boards}
+        self.release = release
+        self.project_name = project_name
+        self.transport_factory = transport_factory or open_transport
+        self.bench = bench
+        self.full_verify = full_verify
+
+    def refs(self) -> list[fleet.BoardRef]:
+        return [board_ref(b) for b in self.boards.values()]
+
+    # -- resume: which release does a board run? ------------------------------
+    def current_release(self, ref: fleet.BoardRef) -> str | None:
+        """The release id ``<root>/current`` points to (None: no release), by one ``readlink``.
+
+        A root under ``~/`` is read relative to the login directory (sshd runs
+        commands there), so no board-side Python has to start for the check.
+        """
+        from .release import resolve_root
+
+        board = self.boards[ref.name]
+        root = board.deploy_root(self.profile)
+        transport = self.transport_factory(board)
+        try:
+            if root == "~" or (root.startswith("~") and not root.startswith("~/")):
+                root = resolve_root(transport, board, self.profile)
+            link = posixpath.join(root[2:] if root.startswith("~/") else root, "current")
+            res = transport.run(["readlink", "--", link], timeout=board.connect_timeout * 3)
+        finally:
+            transport.close()
+        if not res.ok:
+            return None  # no `current` yet
+        return posixpath.basename(res.stdout.strip().rstrip("/")) or None
+
+    # -- one board's deploy ---------------------------------------------------------
+    def deploy_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
+        from .release import deploy_board
+
+        if self.release is None:
+            raise ValueError("FleetDeploy.deploy_one needs a release")  # a bug in the caller
+        board = self.boards[ref.name]
+        marks: dict[str, float] = {}
+        sending = {"total": 0, "done": {}}
+        last_draw = [0.0]
+
+        def on_state(state: str, info: dict[str, Any]) -> None:
+            marks[state] = time.perf_counter()
+            if state == "sending":
+                sending["total"] = info["bytes"]
+                detail = "" if info["objects"] else "nothing to send: every object is on the board"
+                sink.update(board.name, "sending", detail, sent=0, total=info["bytes"])
+            else:
+                sink.update(board.name, state)
+
+        def on_bytes(path: str, done: int, total: int) -> None:
+            sending["done"][path] = done
+            now = time.perf_counter()
+            if now - last_draw[0] < 0.1 and done < total:  # the sink throttles too; this saves the lock
+                return
+            last_draw[0] = now
+            sink.update(board.name, "sending", sent=sum(sending["done"].values()), total=sending["total"])
+
+        checks: list[BenchCheck] = []
+
+        def after_switch(session: "BoardSession") -> None:
+            if self.bench is not None:
+                checks.append(self.bench(session))
+
+        t0 = time.perf_counter()
+        out = deploy_board(board, self.profile, self.release, project_name=self.project_name,
+                           transport_factory=self.transport_factory,
+                           after_switch=after_switch if self.bench is not None else None,
+                           progress=on_bytes, full_verify=self.full_verify, on_state=on_state)
+        end = t0 + out.seconds
+        order = [("connect", "connecting"), ("send", "sending"), ("verify", "verifying"), ("bench", "benchmarking")]
+        timings: dict[str, float] = {}
+        for i, (name, state) in enumerate(order):
+            if state in marks:
+                nxt = next((marks[s] for _, s in order[i + 1:] if s in marks), end)
+                timings[name] = max(0.0, nxt - marks[state])
+        details: dict[str, Any] = {"action": out.action, "objects_sent": out.objects_sent}
+        if out.previous is not None:
+            details["previous_release"] = out.previous
+        if out.warnings:
+            details["warnings"] = list(out.warnings)
+        result = fleet.BoardOutcome(board.name, out.ok, release_id=out.release_id, reason=out.message or None,
+                                    bytes_sent=out.bytes_sent, timings=timings, verified=out.ok, details=details)
+        if checks:
+            c = checks[0]
+            result.output_check, result.latency_ms, result.previous_latency_ms = c.output_check, c.latency_ms, c.previous_latency_ms
+            details["checks"] = c.messages
+            if c.latency_artifact:
+                details["latency_artifact"] = c.latency_artifact
+            if c.run_id:
+                details["bench_run_id"] = c.run_id
+        return result
+
+    # -- one board's rollback ----------------------------------------------------------
+    def rollback_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
+        from .release import rollback_board
+
+        out = rollback_board(self.boards[ref.name], self.profile, transport_factory=self.transport_factory)
+        return fleet.BoardOutcome(ref.name, out.ok, release_id=out.release_id, reason=out.message or None,
+                                  timings={"rollback": out.seconds}, verified=out.ok,
+                                  details={"action": out.action, "from_release": out.previous, "to_release": out.release_id} if out.ok else {})
+
+
+def unhealthy_in_reports(directory: Any, release_id: str) -> set[str]:
+    """Boards whose latest rollout report of ``release_id`` left them ``unhealthy``.
+
+    They run the release but failed its checks, so a rerun must not count
+    them as ``current``: they are deployed again (nothing is sent) and
+    re-benchmarked, and the gate judges them again.
+    """
+    import json
+    from pathlib import Path
+
+    last: dict[str, str] = {}
+    for path in sorted(Path(directory).glob(f"{release_id}-*.json")):  # names sort by time
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"{path}: unreadable rollout report ({exc})", hint="delete or fix that file") from None
+        for b in data.get("boards", []):
+            if b.get("status") in ("done", "current", "unhealthy", "failed"):
+                last[b.get("name")] = b["status"]
+    return {name for name, status in last.items() if status == "unhealthy"}
+
+
+def _progress(stream: TextIO | None, title: str) -> Any:
+    from .progress import FleetProgress
+
+    return FleetProgress(stream if stream is not None else sys.stderr, title=title)
+
+
+def deploy_fleet(project: "ProjectConfig", profile: "TargetProfile", boards: Sequence["Board"], *,
+                 release: "Release | None" = None, hosts: str | None = None, groups: str | None = None,
+                 parallel: int | None = None, bench: BenchFn | None = None, full_verify: bool = False,
+                 transport_factory: Callable[["Board"], "Transport"] | None = None,
+                 stream: TextIO | None = None) -> fleet.RolloutResult:
+    """``doit deploy target=T``: the target's release to its boards in waves (``fleet.rollout_target``).
+
+    Boards the last rollout of this release left ``unhealthy`` are not taken
+    as ``current`` (see ``unhealthy_in_reports``). ``verify=full`` (``full_verify``) skips the resume check: every board is
+    deployed and re-hashes its objects, even boards already on the release.
+    """
+    from .manifest import make_release
+
+    release = release or make_release(project, profile)
+    regate = unhealthy_in_reports(fleet.rollouts_dir(project.artifacts, profile.name), release.release_id)
+    fd = FleetDeploy(profile, boards, release, project_name=release.manifest["project"],
+                     transport_factory=transport_factory, bench=bench, full_verify=full_verify)
+
+    def current(ref: fleet.BoardRef) -> str | None:
+        return None if ref.name in regate else fd.current_release(ref)
+
+    return fleet.rollout_target(
+        profile, project.artifacts, fd.refs(), release.release_id, fd.deploy_one, hosts=hosts, groups=groups,
+        parallel=parallel, current_release=None if full_verify else current,
+        health_gate=health_gate(profile, bench is not None), stream=stream)
+
+
+def rollback_fleet(profile: "TargetProfile", artifacts: Any, boards: Sequence["Board"], *, hosts: str | None = None,
+                   groups: str | None = None, parallel: int | None = None,
+                   transport_factory: Callable[["Board"], "Transport"] | None = None,
+                   stream: TextIO | None = None) -> fleet.RolloutResult:
+    """``doit rollback target=T [hosts=...]``: the selected boards back to their previous release, all at once."""
+    fd = FleetDeploy(profile, boards, transport_factory=transport_factory)
+    selected = fleet.select_boards(fd.refs(), hosts, groups)
+    out = stream if stream is not None else sys.stderr
+    progress = _progress(out, f"{profile.name} rollback")
+    result = fleet.rollback(selected, fd.rollback_one, target=profile.name,
+                            parallel=parallel if parallel is not None else profile.deploy.parallel,
+                            progress=progress, rollouts_dir=fleet.rollouts_dir(artifacts, profile.name))
+    progress.finish()
+    lines = [result.table()]
+    for b in result.boards:
+        if b.status == "done":
+            lines.append(f"{b.name}: rolled back {b.details.get('from_release')} -> {b.details.get('to_release')}")
+    out.write("\n".join(lines) + f"\nrollback report: {result.report_path}\n")
+    out.flush()
+    return result
+
+__all__ = ["BenchCheck", "FleetDeploy", "bench_check", "board_ref", "deploy_fleet", "health_gate", "rollback_fleet"]

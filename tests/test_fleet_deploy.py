@@ -1,0 +1,208 @@
+"""The adapter between the fleet rollout and the real deploy (no sshd: the local target, fake bench outcomes)."""
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from dmsbuild import fleet
+from dmsbuild.bench import BoardOutcome as BenchOutcome
+from dmsbuild.errors import UserError
+from dmsbuild.fleet_deploy import BenchCheck, FleetDeploy, bench_check, health_gate
+from dmsbuild.gates import GateFailure
+from tests.conftest import write_build
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, int | None, int | None]] = []
+        self.lock = threading.Lock()
+
+    def update(self, board: str, state: str, detail: str = "", *, sent: int | None = None, total: int | None = None) -> None:
+        with self.lock:
+            self.events.append((board, state, detail, sent, total))
+
+    def states(self, board: str) -> list[str]:
+        out: list[str] = []
+        for b, s, *_ in self.events:
+            if b == board and (not out or out[-1] != s):
+                out.append(s)
+        return out
+
+
+def _doc(results: list[dict]) -> dict:
+    return {"release_id": "r2", "results": results}
+
+
+def _result(artifact: str, median: float | None, error: str | None = None, verify: bool = True) -> dict:
+    return {"artifact": artifact, "precision": "fp32", "error": error,
+            "latency_ms": None if median is None else {"median": median},
+            "verify": {"samples": 4, "heads": {}, "min_top1_agreement": 1.0} if verify and error is None else None}
+
+
+def _local(project_dir: Path):
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.inventory import local_board
+
+    proj = load_project(project_dir)
+    prof = load_target(project_dir, "local")
+    return proj, prof, local_board(proj.root, prof, sys.executable)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the bench outcome as the health gate sees it
+# ---------------------------------------------------------------------------------------------------------
+def test_bench_check_passes_a_clean_run_and_keeps_the_worst_latency_ratio():
+    out = BenchOutcome("b", True, 1.0, doc=_doc([_result("fp32", 4.0), _result("int8", 3.0)]), run_id="7")
+    prev = {"fp32": 4.0, "int8": 2.0}.get
+    c = bench_check(out, prev)
+    assert c.ok and c.output_check is True and c.messages == [] and c.run_id == "7"
+    assert (c.latency_artifact, c.latency_ms, c.previous_latency_ms) == ("int8", 3.0, 2.0)  # 1.5x beats 1.0x
+
+
+def test_bench_check_an_artifact_that_did_not_run_fails_the_output_check():
+    failure = GateFailure("b", "fp32", "run", "board b: artifact fp32 did not run: bad model")
+    out = BenchOutcome("b", False, 1.0, doc=_doc([_result("fp32", None, error="bad model")]), failures=[failure])
+    c = bench_check(out, lambda a: None)
+    assert not c.ok and c.output_check is False and c.messages == ["board b: artifact fp32 did not run: bad model"]
+    assert c.latency_ms is None
+
+
+def test_bench_check_a_benchmark_that_did_not_run():
+    out = BenchOutcome("b", False, 0.5, error="board b: onnxruntime is not installed\n  hint: ...")
+    c = bench_check(out, lambda a: None)
+    assert not c.ok and c.output_check is False and c.messages == ["board b: onnxruntime is not installed"]
+
+
+def test_bench_check_without_a_reference_has_no_output_check():
+    out = BenchOutcome("b", True, 1.0, doc=_doc([_result("fp32", 2.0, verify=False)]))
+    assert bench_check(out, lambda a: None).output_check is None
+
+
+@pytest.fixture()
+def profile(project_dir: Path):
+    from dmsbuild.config import load_target
+
+    return load_target(project_dir, "rpi5")  # gates.max_latency_regression = 1.25
+
+
+def _outcome(**kw) -> fleet.BoardOutcome:
+    return fleet.BoardOutcome("b", True, "r2", **{"verified": True, **kw})
+
+
+def test_health_gate_with_the_benchmark(profile):
+    gate = health_gate(profile, bench=True)
+    ref = fleet.BoardRef("b", "h")
+    assert gate(ref, _outcome(output_check=True, latency_ms=2.0, previous_latency_ms=2.0, details={"checks": []})).ok
+    no_bench = gate(ref, _outcome())
+    assert not no_bench.ok and "did not run" in no_bench.reason
+    found = gate(ref, _outcome(output_check=False, details={"checks": ["board b: artifact fp32 did not run: x", "y"]}))
+    assert not found.ok and found.reason.startswith("board b: artifact fp32 did not run: x") and "+1 more" in found.reason
+    slow = gate(ref, _outcome(output_check=True, latency_ms=3.0, previous_latency_ms=2.0, details={"checks": []}))
+    assert not slow.ok and "1.50x" in slow.reason and "allowed 1.25x" in slow.reason
+    unverified = gate(ref, _outcome(verified=False, details={"checks": []}))
+    assert not unverified.ok and "sha256" in unverified.reason
+
+
+def test_health_gate_without_the_benchmark_judges_the_verification_only(profile):
+    gate = health_gate(profile, bench=False)
+    ref = fleet.BoardRef("b", "h")
+    assert gate(ref, _outcome()).ok
+    assert not gate(ref, _outcome(verified=False)).ok
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the real deploy through the adapter, on the local target's folder
+# ---------------------------------------------------------------------------------------------------------
+def test_deploy_one_reports_each_phase_and_the_resume_check_sees_the_release(project_dir):
+    from dmsbuild.manifest import make_release
+
+    write_build(project_dir, "local", {"fp32": 1.5}, seed=3)
+    proj, prof, board = _local(project_dir)
+    release = make_release(proj, prof)
+    seen: list[str] = []
+
+    def bench(session) -> BenchCheck:
+        seen.append(session.release_dir)
+        return BenchCheck(True, [], output_check=True, latency_ms=1.0, previous_latency_ms=None)
+
+    fd = FleetDeploy(prof, [board], release, project_name="dms", bench=bench)
+    [ref] = fd.refs()
+    assert fd.current_release(ref) is None
+    sink = RecordingSink()
+    out = fd.deploy_one(ref, sink)
+    assert out.ok and out.verified and out.release_id == release.release_id, out.reason
+    assert sink.states("local") == ["connecting", "sending", "verifying", "benchmarking"]
+    sending = [e for e in sink.events if e[1] == "sending"]
+    assert sending[0][4] == release.total_bytes and sending[-1][3] == sending[-1][4]  # 0 .. all of it
+    assert set(out.timings) == {"connect", "send", "verify", "bench"} and all(v >= 0 for v in out.timings.values())
+    assert out.bytes_sent == release.total_bytes and out.details["action"] == "deployed"
+    assert out.output_check is True and out.latency_ms == 1.0 and out.details["checks"] == []
+    assert seen == [f"{board.root}/releases/{release.release_id}"]
+    assert fd.current_release(ref) == release.release_id
+
+    # the same release again: nothing to send, and the sink says so
+    sink = RecordingSink()
+    again = FleetDeploy(prof, [board], release, project_name="dms").deploy_one(ref, sink)
+    assert again.ok and again.bytes_sent == 0 and again.details["action"] == "unchanged"
+    assert sink.states("local") == ["connecting", "sending", "verifying"]  # no bench: no benchmarking state
+    assert any(e[1] == "sending" and "nothing to send" in e[2] for e in sink.events)
+
+
+def test_deploy_one_failure_is_an_outcome_not_an_exception(project_dir):
+    from dmsbuild.inventory import Board
+    from dmsbuild.manifest import make_release
+
+    write_build(project_dir, "local", {"fp32": 0.1}, seed=4)
+    proj, prof, board = _local(project_dir)
+    broken = Board(name="nopython", groups=["local"], root=board.root, python="/nonexistent/python3")
+    broken.transport = "local"
+    fd = FleetDeploy(prof, [broken], make_release(proj, prof), project_name="dms")
+    out = fd.deploy_one(fd.refs()[0], RecordingSink())
+    assert not out.ok and "nopython" in out.reason and not out.verified
+
+
+# ---------------------------------------------------------------------------------------------------------
+# selection: hosts= (names, globs, ranges) and groups=
+# ---------------------------------------------------------------------------------------------------------
+def _inventory(tmp_path: Path) -> Path:
+    inv = tmp_path / "hosts.ini"
+    inv.write_text("[rpi5]\nrpi5-[01:12] ansible_host=10.0.0.1\n\n[lab_a]\nrpi5-0[1:4]\n\n[orin]\norin-1\n")
+    return inv
+
+
+def test_boards_for_selects_by_range_glob_and_group(project_dir, tmp_path):
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.tasks.deploy import boards_for
+
+    proj, prof = load_project(project_dir), load_target(project_dir, "rpi5")
+    inv = str(_inventory(tmp_path))
+    names = lambda **kw: [b.name for b in boards_for(proj, prof, inventory=inv, **kw)]  # noqa: E731
+    assert len(names()) == 12
+    assert names(hosts="rpi5-[02:03],rpi5-1*") == ["rpi5-02", "rpi5-03", "rpi5-10", "rpi5-11", "rpi5-12"]
+    assert names(groups="lab_a") == ["rpi5-01", "rpi5-02", "rpi5-03", "rpi5-04"]
+    assert names(groups="lab_a", hosts="rpi5-0[3:4]") == ["rpi5-03", "rpi5-04"]
+    with pytest.raises(UserError, match="board 'rpi5-77': not in the inventory"):
+        boards_for(proj, prof, hosts="rpi5-01,rpi5-77", inventory=inv)
+    with pytest.raises(UserError, match="board 'orin-1': not in group 'rpi5'"):
+        boards_for(proj, prof, hosts="orin-1", inventory=inv)
+    with pytest.raises(UserError, match="no selected board matches rpi5-9"):
+        boards_for(proj, prof, hosts="rpi5-9*", inventory=inv)
+    with pytest.raises(UserError, match="no board is in group"):
+        boards_for(proj, prof, groups="lab_b", inventory=inv)
+
+
+def test_profile_inventory_may_be_an_ansible_yaml_file(project_dir):
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.tasks.deploy import boards_for
+
+    (project_dir / "lab").mkdir()
+    (project_dir / "lab" / "hosts.yaml").write_text(
+        "all:\n  children:\n    rpi5:\n      vars: {ansible_user: pi}\n      hosts:\n        rpi5-[1:3]: {}\n")
+    prof_file = project_dir / "targets" / "rpi5.toml"
+    prof_file.write_text(prof_file.read_text().replace("[deploy]\n", '[deploy]\ninventory = "lab/hosts.yaml"\n'))
+    proj, prof = load_project(project_dir), load_target(project_dir, "rpi5")
+    boards = boards_for(proj, prof, hosts="rpi5-[2:3]")
+    assert [(b.name, b.user, b.known_hosts) for b in boards] == [("rpi5-2", "pi", None), ("rpi5-3", "pi", None)]

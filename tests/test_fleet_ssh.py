@@ -1,0 +1,298 @@
+"""Fleet rollouts against real sshd boards (issue 6's faults): ten emulated boards on 127.0.0.71-80.
+
+The boards are read from an Ansible INI inventory (each with its own deploy
+root under the test's tmp dir, so tests do not see each other's releases).
+Releases are fabricated (random-byte artifacts): `bench=no` unless a test
+wants the on-board benchmark to fail. Bounded and loopback only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, write_build
+
+DODO = f'''
+import sys
+sys.path.insert(0, {str(REPO)!r})
+from dmsbuild.tasks.deploy import task_deploy, task_rollback  # noqa: F401
+DOIT_CONFIG = {{"verbosity": 2, "dep_file": "artifacts/.doit.db", "backend": "sqlite3"}}
+
+def task_build():
+    """stand-in for dmsbuild.tasks.build: build.json is fabricated by the test"""
+    yield {{"name": "rpi5", "actions": []}}
+'''
+N = 10
+
+
+def _free_port(addr: str) -> int:
+    with socket.socket() as s:
+        s.bind((addr, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fleet_boards(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Ten sshd boards (a set of their own: the session's `boards` has four)."""
+    where = tmp_path_factory.mktemp("fleet-boards")
+    port = _free_port("127.0.0.71")
+    subprocess.run([sys.executable, "-m", "dmsbuild.boards", "up", "--count", str(N), "--dir", str(where), "--port",
+                    str(port), "--first", "71", "--groups", "rpi5"], check=True, cwd=REPO, capture_output=True)
+    state = json.loads((where / "boards.json").read_text())
+    state["dir"] = where
+    yield state
+    subprocess.run([sys.executable, "-m", "dmsbuild.boards", "down", "--dir", str(where)], cwd=REPO, check=True,
+                   capture_output=True)
+
+
+def _stop(state: dict, name: str) -> None:
+    """Stop one board's sshd (the pid `boards up` started, checked to be that sshd)."""
+    b = next(b for b in state["boards"] if b["name"] == name)
+    cmd = Path(f"/proc/{b['pid']}/cmdline").read_bytes()
+    assert b["config"].encode() in cmd, "not our sshd"
+    os.kill(b["pid"], signal.SIGTERM)
+    for _ in range(200):
+        try:
+            socket.create_connection((b["host"], b["port"]), timeout=0.2).close()
+        except OSError:
+            return
+        time.sleep(0.025)
+    raise AssertionError(f"{name} still listening")
+
+
+def _start(state: dict, name: str) -> None:
+    """Start a stopped board's sshd again and record its pid so `boards down` stops it."""
+    b = next(b for b in state["boards"] if b["name"] == name)
+    bdir = Path(b["config"]).parent
+    pidfile = bdir / "sshd.pid"
+    pidfile.unlink(missing_ok=True)
+    subprocess.run(["/usr/sbin/sshd", "-f", b["config"], "-E", str(bdir / "sshd.log")], check=True)
+    for _ in range(400):
+        if pidfile.exists() and pidfile.read_text().strip():
+            break
+        time.sleep(0.025)
+    b["pid"] = int(pidfile.read_text().split()[0])
+    path = state["dir"] / "boards.json"
+    saved = json.loads(path.read_text())
+    for sb in saved["boards"]:
+        if sb["name"] == name:
+            sb["pid"] = b["pid"]
+    path.write_text(json.dumps(saved, indent=2))
+    for _ in range(400):
+        try:
+            socket.create_connection((b["host"], b["port"]), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.025)
+    raise AssertionError(f"{name} did not come back")
+
+
+def _ansible_inventory(state: dict, roots: Path, path: Path) -> Path:
+    """The ten boards as an Ansible INI inventory with per-board deploy roots below ``roots``."""
+    lines = ["[rpi5]"]
+    for b in state["boards"]:
+        lines.append(f"{b['name']} ansible_host={b['host']} ansible_port={b['port']} "
+                     f"dmsbuild_root={roots / b['name']}/{{target}}")
+    lines += ["", "[rpi5:vars]", f"ansible_user={state['user']}", f"ansible_ssh_private_key_file={state['identity_file']}",
+              f"ansible_python_interpreter={state['python']}", "ansible_ssh_pass=never-read", ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _project(project_dir: Path, **deploy: object) -> None:
+    (project_dir / "dodo.py").write_text(DODO)
+    (project_dir / "artifacts").mkdir(exist_ok=True)
+    prof = project_dir / "targets" / "rpi5.toml"
+    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in deploy.items())
+    prof.write_text(prof.read_text().replace("[deploy]\n", "[deploy]\n" + extra))
+
+
+def _doit(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DMSBUILD_ROOT": str(project)}
+    return subprocess.run([sys.executable, "-m", "doit", *args], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def _current(roots: Path, name: str) -> str | None:
+    link = roots / name / "rpi5" / "current"
+    return os.path.basename(os.readlink(link)) if link.is_symlink() else None
+
+
+def _stamp(roots: Path, name: str) -> tuple:
+    """What a deploy that touches the board changes: `current` and the history file."""
+    root = roots / name / "rpi5"
+    cur = root / "current"
+    hist = root / "history.json"
+    return (os.lstat(cur).st_mtime_ns if cur.is_symlink() else None, hist.read_text() if hist.exists() else None)
+
+
+def _report(project: Path) -> dict:
+    reports = sorted((project / "artifacts" / "rpi5" / "rollouts").glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+    return json.loads(reports[-1].read_text())
+
+
+def _by_name(report: dict) -> dict[str, dict]:
+    return {b["name"]: b for b in report["boards"]}
+
+
+def test_two_boards_down_then_rerun_updates_only_the_rest(fleet_boards, project_dir, tmp_path):
+    """Ten boards, two with sshd stopped: eight updated, two failed with the reason, exit non-zero;
+    after the two come back a rerun deploys to those two only. Then a fleet-wide rollback."""
+    roots = tmp_path / "roots"
+    # a pure Ansible inventory: host keys come from the default ~/.ssh/known_hosts (strict checking stays on)
+    inv = _ansible_inventory(fleet_boards, roots, tmp_path / "hosts.ini")
+    ssh_dir = Path(os.environ["HOME"]) / ".ssh"
+    ssh_dir.mkdir(exist_ok=True)
+    (ssh_dir / "known_hosts").write_text(Path(fleet_boards["known_hosts"]).read_text())
+    _project(project_dir, parallel=4, max_fail=2, waves=[1, "100%"])
+    write_build(project_dir, "rpi5", {"fp32": 0.2}, seed=11)
+    down = ["emu-04", "emu-09"]
+    for name in down:
+        _stop(fleet_boards, name)
+    try:
+        res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}", "bench=no")
+    finally:
+        for name in down:
+            _start(fleet_boards, name)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out  # failed boards, rollout ran to the end
+    assert "2 of 10 board(s) failed" in out and "Traceback" not in out
+    rep = _report(project_dir)
+    boards = _by_name(rep)
+    release = rep["release_id"]
+    assert rep["summary"] == {"done": 8, "current": 0, "failed": 2, "unhealthy": 0, "skipped": 0}, out
+    assert not rep["halted"] and rep["exit_code"] == 1
+    for name in down:
+        assert boards[name]["status"] == "failed" and "unreachable" in boards[name]["reason"], boards[name]
+        addr = next(f"{b['host']}:{b['port']}" for b in fleet_boards["boards"] if b["name"] == name)
+        assert addr in boards[name]["reason"]
+        assert _current(roots, name) is None
+    up = [b["name"] for b in fleet_boards["boards"] if b["name"] not in down]
+    for name in up:
+        assert boards[name]["status"] == "done" and boards[name]["bytes_sent"] > 200_000
+        assert _current(roots, name) == release
+    assert "never-read" not in json.dumps(rep)  # the Ansible password variable is never copied anywhere
+
+    # the two boards are back: the rerun deploys to them only; the eight are checked, not touched
+    before = {name: _stamp(roots, name) for name in up}
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}", "bench=no")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    rep2 = _report(project_dir)
+    assert rep2["summary"] == {"done": 2, "current": 8, "failed": 0, "unhealthy": 0, "skipped": 0}, out
+    boards2 = _by_name(rep2)
+    assert {n for n, b in boards2.items() if b["status"] == "done"} == set(down)
+    assert all(boards2[n]["bytes_sent"] == 0 and boards2[n]["release_before"] == release for n in up)
+    assert {name: _stamp(roots, name) for name in up} == before
+    assert all(_current(roots, b["name"]) == release for b in fleet_boards["boards"])
+
+    # a second release everywhere, then a fleet-wide rollback puts all ten back on the first
+    write_build(project_dir, "rpi5", {"fp32": 0.2}, seed=12)
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}", "bench=no")
+    assert res.returncode == 0, res.stdout + res.stderr
+    second = _report(project_dir)["release_id"]
+    assert second != release and all(_current(roots, b["name"]) == second for b in fleet_boards["boards"])
+    res = _doit(project_dir, "rollback", "target=rpi5", f"inventory={inv}")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert all(_current(roots, b["name"]) == release for b in fleet_boards["boards"])
+    assert f"emu-07: rolled back {second} -> {release}" in out
+
+
+def test_canary_failing_its_output_check_halts_before_wave_two(fleet_boards, project_dir, tmp_path):
+    """The canary's on-board benchmark fails (the fabricated fp32 artifact cannot run): the rollout
+    halts after wave one; every other board keeps its previous release, untouched."""
+    roots = tmp_path / "roots"
+    ini = _ansible_inventory(fleet_boards, roots, tmp_path / "hosts.ini")
+    # a TOML inventory including the Ansible one: its [defaults] give the imported boards their known_hosts
+    inv = tmp_path / "inventory.toml"
+    inv.write_text(f'include = [{str(ini)!r}]\n\n[defaults]\nknown_hosts = {fleet_boards["known_hosts"]!r}\n')
+    _project(project_dir, parallel=4, max_fail="50%", waves=[1, "50%", "100%"])
+    write_build(project_dir, "rpi5", {"fp32": 0.2}, seed=21)
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}", "bench=no")
+    assert res.returncode == 0, res.stdout + res.stderr
+    good = _report(project_dir)["release_id"]
+    before = {b["name"]: _stamp(roots, b["name"]) for b in fleet_boards["boards"]}
+
+    write_build(project_dir, "rpi5", {"fp32": 0.2}, seed=22)
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}")  # bench=yes: the gate is real
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out  # halted
+    rep = _report(project_dir)
+    bad = rep["release_id"]
+    assert rep["halted"] and rep["exit_code"] == 2 and rep["wave_sizes"] == [1, 4, 5]
+    assert "health gate failed on emu-01 in wave 1" in rep["halt_reason"]
+    boards = _by_name(rep)
+    canary = boards["emu-01"]
+    assert canary["status"] == "unhealthy" and "artifact fp32 did not run" in canary["reason"], canary
+    assert canary["verified"] is True and canary["output_check"] is False
+    assert _current(roots, "emu-01") == bad  # installed; rollback is offered
+    assert "doit rollback target=rpi5 hosts=emu-01" in out
+    for b in fleet_boards["boards"][1:]:
+        name = b["name"]
+        assert boards[name]["status"] == "skipped" and boards[name]["wave"] is None, boards[name]
+        assert _stamp(roots, name) == before[name] and _current(roots, name) == good
+
+    # a rerun of the same release does not take the unhealthy canary as "current": it is judged again
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}")
+    assert res.returncode != 0
+    rep = _report(project_dir)
+    canary = _by_name(rep)["emu-01"]
+    assert rep["halted"] and canary["status"] == "unhealthy" and canary["bytes_sent"] == 0, canary
+    assert all(_stamp(roots, b["name"]) == before[b["name"]] for b in fleet_boards["boards"][1:])
+
+    res = _doit(project_dir, "rollback", "target=rpi5", "hosts=emu-01", f"inventory={inv}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _current(roots, "emu-01") == good
+
+
+def test_max_fail_reached_mid_wave_stops_starting_boards(fleet_boards, project, tmp_path):
+    """Python API: two boards on a closed port at the head of a ten-board wave, max_fail=1, two at a time:
+    the second failure halts the wave; the boards not yet started stay untouched."""
+    from dmsbuild import fleet
+    from dmsbuild.fleet_deploy import FleetDeploy
+    from dmsbuild.inventory import load_inventory
+    from dmsbuild.manifest import make_release
+
+    proj, prof = project
+    roots = tmp_path / "roots"
+    ini = _ansible_inventory(fleet_boards, roots, tmp_path / "hosts.ini")
+    inv = tmp_path / "inventory.toml"
+    inv.write_text(f'include = [{str(ini)!r}]\n\n[defaults]\nknown_hosts = {fleet_boards["known_hosts"]!r}\n'
+                   "connect_retries = 1\n")
+    boards = load_inventory(inv, proj.root).select("rpi5")
+    closed = _free_port("127.0.0.71")
+    for b in boards[:2]:
+        b.port = closed  # nothing listens there: connection refused
+    release = make_release(proj, prof)
+    fd = FleetDeploy(prof, boards, release, project_name="dms")
+    res = fleet.rollout(fd.refs(), release.release_id, fd.deploy_one, target="rpi5", waves=["100%"], max_fail=1,
+                        parallel=2, current_release=fd.current_release, rollouts_dir=tmp_path / "rollouts")
+    by = {b.name: b for b in res.boards}
+    assert res.halted and res.exit_code == 2 and "2 board(s) failed" in res.halt_reason
+    assert by["emu-01"].status == by["emu-02"].status == "failed"
+    started = [b for b in res.boards if b.status != "skipped"]
+    skipped = [b for b in res.boards if b.status == "skipped"]
+    # the two failures come within milliseconds of each other; at most one more board was in flight
+    assert len(started) <= 3 and len(skipped) >= 7, res.table()
+    for b in skipped:
+        assert _current(roots, b.name) is None and not (roots / b.name).exists()
+    for b in started[2:]:
+        assert b.status == "done" and _current(roots, b.name) == release.release_id  # in flight: finished, not cut off
+
+
+@pytest.fixture()
+def project(project_dir: Path):
+    from dmsbuild.config import load_project, load_target
+
+    write_build(project_dir, "rpi5", {"fp32": 0.2}, seed=31)
+    proj = load_project(project_dir)
+    return proj, load_target(project_dir, "rpi5")
