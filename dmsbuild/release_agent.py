@@ -441,6 +441,9 @@ def collect(root, keep):
     """Keep the last ``keep`` releases of the history (and current); drop the rest and unreferenced objects."""
     hist = read_history(root)
     kept = set(hist[-keep:]) | {current_id(root)}
+    # history first: a collection cut short leaves folders nobody lists (removed next time),
+    # never a history entry pointing to a half-removed release
+    write_atomic(os.path.join(root, "history.json"), json.dumps([h for h in hist if h in kept]))
     removed = []
     rel = os.path.join(root, "releases")
     for name in os.listdir(rel):
@@ -454,7 +457,6 @@ def collect(root, keep):
     for name in os.listdir(root):  # leftovers of a switch or a write cut short
         if name.startswith(".current.tmp.") or name.startswith(("history.json.tmp.", "seal.json.tmp.", "dms.service.tmp.")):
             os.unlink(os.path.join(root, name))
-    write_atomic(os.path.join(root, "history.json"), json.dumps([h for h in hist if h in kept]))
     objects = os.path.join(root, "objects")
     freed = 0
     for name in os.listdir(objects):
