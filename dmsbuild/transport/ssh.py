@@ -329,8 +329,14 @@ class SSHTransport(Transport):
                     sent += len(chunk)
                     if progress is not None:
                         progress(sent, total)
+            # pipelined writes: a write the board refused (ENOSPC, EIO) is only saved on the file object
+            # and lost at close, so the size that arrived is checked instead
+            arrived = sftp.stat(remote).st_size
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise TransportError(f"board '{self.name}': upload of {Path(local).name} to {remote} failed: {exc}") from None
+        if arrived != total:
+            raise TransportError(f"board '{self.name}': upload of {Path(local).name} to {remote} incomplete: "
+                                 f"{arrived} of {total} bytes arrived (the board refused writes: disk full?)")
 
     def get(self, remote: str, local: Path) -> None:
         Path(local).parent.mkdir(parents=True, exist_ok=True)
