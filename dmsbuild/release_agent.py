@@ -483,6 +483,28 @@ def remove_tree(path):
         shutil.rmtree(path, ignore_errors=True)
 
 
+def heal_kept(root, rid, files):
+    """Re-link the kept releases' files that share an object just verified but link another inode.
+
+    A corrupt object is removed and re-sent; older kept releases still linked the
+    corrupt inode, and a rollback would then refuse them: point them at the good copy."""
+    shas = set(f["sha256"] for f in files)
+    rel = os.path.join(root, "releases")
+    for name in os.listdir(rel):
+        rdir = os.path.join(rel, name)
+        if name == rid or name.startswith(".") or os.path.islink(rdir) or not os.path.isdir(rdir):
+            continue
+        try:
+            with open(os.path.join(rdir, "manifest.json")) as fh:
+                manifest = json.load(fh)
+            entries = [e for e in manifest["artifacts"] + manifest["files"] if e["sha256"] in shas]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for e in entries:
+            if not release_ok(root, name, [e]):
+                link_into(root, rdir, e)
+
+
 def seal_of(root, files):
     """Stat identity of the objects: any write to one (even same size) changes its ctime."""
     out = {}
@@ -535,6 +557,7 @@ def commit(req):
     for name, text in (req.get("board_files") or {}).items():
         write_atomic(inside(root, name), text)
     removed, freed = collect(root, max(1, int(req.get("keep", 3))))
+    heal_kept(root, rid, files)
     return {"previous": previous, "current": rid, "removed_releases": removed, "freed_bytes": freed}
 
 
