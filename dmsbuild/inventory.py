@@ -69,6 +69,7 @@ class BoardDefaults:
     proxy_jump: str | None = None
     connect_timeout: float | None = None
     connect_retries: int | None = None
+    io_timeout: float | None = None
 
 
 @dataclass
@@ -95,6 +96,8 @@ class Board:
     proxy_jump: str | None = None
     connect_timeout: float = 10.0
     connect_retries: int = 3
+    #: seconds an open connection may make no progress (a dead link, a hung board) before the board fails
+    io_timeout: float = 60.0
     #: "ssh" for inventory boards; "local" only for the embedded default target
     transport: str = field(default="ssh", init=False)
     source: str = field(default="", init=False)
@@ -136,8 +139,9 @@ class Board:
             )
         if self.proxy_jump is not None and not JUMP_RE.match(self.proxy_jump):
             raise UserError(f"{source}: {label}: field 'proxy_jump' is {self.proxy_jump!r}; expected [user@]host[:port][,...]")
-        if self.connect_retries < 1 or self.connect_timeout <= 0:
-            raise UserError(f"{source}: {label}: connect_retries must be >= 1 and connect_timeout > 0")
+        if self.connect_retries < 1 or self.connect_timeout <= 0 or self.io_timeout <= 0:
+            raise UserError(f"{source}: {label}: connect_retries must be >= 1, connect_timeout and io_timeout > 0",
+                            hint=f"fix {label} in {source}")
 
     @property
     def address(self) -> str:

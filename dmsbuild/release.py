@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -154,10 +155,16 @@ class BoardLock:
     lock and, once started, finish under it even if the connection drops, so a
     second deploy can never interleave with a half-done one."""
 
-    def __init__(self, transport: Transport, python: str, root: str, objects: list[str] | None = None) -> None:
+    def __init__(self, transport: Transport, python: str, root: str, objects: list[str] | None = None,
+                 heartbeat_s: float = 20.0) -> None:
         self.transport, self.python, self.root = transport, python, root
         self.objects = objects
         self.proc = None
+        #: an empty line this often keeps the board's lock; after 3 silent periods the board drops it
+        self.heartbeat_s = heartbeat_s
+        self._send_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
         #: the board's state (what ``prepare`` reports), when ``objects`` were given
         self.state: dict[str, Any] = {}
 
@@ -167,13 +174,16 @@ class BoardLock:
     def acquire(self) -> "BoardLock":
         self.proc = self.transport.spawn([self.python, "-c", AGENT_SOURCE, "lock"])
         # the request is one line; stdin stays open (that is the lock)
-        request: dict[str, Any] = {"root": self.root, "holder": holder()}
+        request: dict[str, Any] = {"root": self.root, "holder": holder(), "idle_timeout": 3 * self.heartbeat_s}
         if self.objects is not None:
             request["objects"] = self.objects
         self.proc.send((json.dumps(_with_fault(request)) + "\n").encode())
         answer = self.proc.readline(timeout=60).strip()
         if answer.startswith("locked"):
             self.state = json.loads(answer[len("locked"):] or "{}")
+            self._stop.clear()
+            self._beat = threading.Thread(target=self._heartbeat, name=f"lock-heartbeat-{self.transport.name}", daemon=True)
+            self._beat.start()
             return self
         res = self.proc.finish()
         self.proc = None
@@ -196,19 +206,37 @@ class BoardLock:
         """Run ``op`` (commit | rollback) in the lock-holding board process; a failure is a UserError."""
         if self.proc is None:
             raise UserError(f"board '{self.transport.name}': {op} without the board lock")
-        self.proc.send((json.dumps(_with_fault({**request, "op": op})) + "\n").encode())
+        self._send((json.dumps(_with_fault({**request, "op": op})) + "\n").encode())
         answer = self.proc.readline(timeout=timeout).rstrip("\n")
         if answer.startswith("ok "):
             return json.loads(answer[3:])
         if answer.startswith("err "):
             raise UserError(f"board '{self.transport.name}': {op} failed: {answer[4:].partition(' ')[2]}")
-        res = self.proc.finish(timeout=5)
-        self.proc = None
+        self._stop.set()
+        with self._send_lock:
+            res = self.proc.finish(timeout=5)
+            self.proc = None
         why = res.stderr_tail(2) or (f"no answer within {timeout:.0f} s" if not answer else repr(answer[-200:]))
         raise UserError(f"board '{self.transport.name}': {op} failed: connection lost or agent died: {why}",
                         hint="deploy again: the board keeps its previous release until a verified one is switched in")
 
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                self._send(b"\n")
+            except UserError:
+                return  # the connection is gone; the deploy's own calls report it
+
+    def _send(self, data: bytes) -> None:
+        with self._send_lock:
+            if self.proc is not None:
+                self.proc.send(data)
+
     def release(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5)
+            self._beat = None
         if self.proc is not None:
             self.proc.finish(timeout=10)
             self.proc = None
@@ -325,7 +353,8 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
         # facts on a second channel while the lock is taken (independent; saves a round trip)
         with ThreadPoolExecutor(1) as pool:
             facts_job = pool.submit(facts_mod.gather, transport, board.python, root)
-            lock = BoardLock(transport, board.python, root, objects=sorted({f.sha256 for f in release.files}))
+            lock = BoardLock(transport, board.python, root, objects=sorted({f.sha256 for f in release.files}),
+                             heartbeat_s=board.io_timeout / 3)
             try:
                 lock.acquire()
             finally:
@@ -370,7 +399,7 @@ def rollback_board(board: Board, profile: TargetProfile, *, transport_factory: C
     try:
         transport = transport_factory(board)
         root = resolve_root(transport, board, profile)
-        with BoardLock(transport, board.python, root) as lock:
+        with BoardLock(transport, board.python, root, heartbeat_s=board.io_timeout / 3) as lock:
             answer = lock.call("rollback", {"root": root})
         out.ok, out.action = True, "rolled back"
         out.release_id, out.previous = answer["current"], answer["previous"]

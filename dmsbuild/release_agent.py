@@ -263,6 +263,39 @@ def try_lock(fd):
     return None
 
 
+#: bytes of stdin read past the request line (the lock op reads stdin unbuffered)
+STDIN_REST = [b""]
+
+
+def read_line(fd=0):
+    buf = STDIN_REST[0]
+    while b"\n" not in buf:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+    line, _, STDIN_REST[0] = buf.partition(b"\n")
+    return line.decode()
+
+
+def stdin_lines(idle, fd=0):
+    """Lines from stdin until EOF, or until nothing (not even a heartbeat) arrived for ``idle`` seconds."""
+    import select
+
+    buf = STDIN_REST[0]
+    while True:
+        while b"\n" in buf:
+            line, _, buf = buf.partition(b"\n")
+            yield line.decode()
+        ready, _, _ = select.select([fd], [], [], idle if idle > 0 else None)
+        if not ready:
+            return
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        buf += chunk
+
+
 def say(line):
     """One answer line to the controller; False when the connection is gone."""
     try:
@@ -286,9 +319,11 @@ def op_lock(req):
     # with "objects" in the request, the prepare answer rides along (one process less per deploy)
     state = prepare(req) if "objects" in req else {}
     say("locked " + json.dumps(state))
-    # held until the deploy closes stdin or its connection dies; meanwhile it runs the ops sent to it,
-    # so a commit finishes under the lock even when the connection drops half-way
-    for line in sys.stdin:
+    # held until the deploy closes stdin, its connection dies, or it stays silent longer than idle_timeout
+    # (the controller sends an empty line as a heartbeat: a connection that died without a FIN must not
+    # hold the board's lock forever); meanwhile it runs the ops sent to it, so a commit finishes under
+    # the lock even when the connection drops half-way
+    for line in stdin_lines(float(req.get("idle_timeout") or 0)):
         if not line.strip():
             continue
         cmd = json.loads(line)
@@ -605,7 +640,7 @@ def main(argv):
     if len(argv) != 2 or argv[1] not in OPS and argv[1] != "lock":
         sys.stderr.write("usage: release_agent.py {%s} < request.json\n" % ",".join(list(OPS) + ["lock"]))
         return EXIT_USAGE
-    line = sys.stdin.readline() if argv[1] == "lock" else sys.stdin.read()
+    line = read_line() if argv[1] == "lock" else sys.stdin.read()
     req = json.loads(line)
     FAULT.update(req.get("fault") or {})
     try:
