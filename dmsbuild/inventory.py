@@ -213,10 +213,13 @@ def resolve_path(value: str, base: Path) -> Path:
 
 def load_inventory(path: Path, project_root: Path, _seen: tuple[Path, ...] = ()) -> Inventory:
     """Read an inventory file and the files it includes; board names must be unique."""
-    path = path.resolve() if path.exists() else path
+    try:
+        path = path.resolve() if path.exists() else path
+    except OSError as exc:  # e.g. a name too long, a loop of symlinks
+        raise UserError(f"{path}: cannot open the inventory: {exc.strerror or exc}", hint="check the path (or 'include')") from None
     if path in _seen:
         raise UserError(f"{path}: included twice (include loop)", hint="remove the circular 'include'")
-    if not path.is_file():
+    if not _is_file(path):
         generated = "artifacts/boards/inventory.toml"
         raise UserError(
             f"{path}: inventory file not found",
@@ -247,6 +250,13 @@ def load_inventory(path: Path, project_root: Path, _seen: tuple[Path, ...] = ())
         own[board.name] = board
     _merge(boards, own, src)
     return Inventory(path=path, boards=boards)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _merge(into: dict[str, Board], new: dict[str, Board], src: str) -> None:
