@@ -108,7 +108,7 @@ def test_two_processes_deploy_to_one_board(fault_boards, project_dir, tmp_path):
     lost, corrupted, cur, problems = check_board(str(root), {rel_a})
     ok = (a_out["ok"] and not b_out.ok and "another deploy holds the lock" in b_out.message and f"pid {a.pid}" in b_out.message
           and cur == rel_a and not lost and not corrupted)
-    ledger.record("concurrent-deploy", "paused holder", ok, lost, corrupted, 0.0)
+    ledger.record("concurrent-deploy", "paused holder", ok, lost, corrupted)
     assert ok, (a_out, b_out.message, problems)
 
     # racing without a pause: each ends ok or refused naming the holder; the board holds one whole release
@@ -121,7 +121,7 @@ def test_two_processes_deploy_to_one_board(fault_boards, project_dir, tmp_path):
         lost, corrupted, cur, problems = check_board(str(root), ids)
         fine = all(o["ok"] or "another deploy holds the lock" in o["message"] for o in outs) and ids and cur in ids
         ok = bool(fine) and not lost and not corrupted
-        ledger.record("concurrent-deploy", "race", ok, lost, corrupted, 0.0)
+        ledger.record("concurrent-deploy", "race", ok, lost, corrupted)
         assert ok, (outs, problems)
 
 
