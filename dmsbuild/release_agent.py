@@ -77,7 +77,8 @@ def fault_point(name):
 
     mode ``kill``: the session and this process die (a crash at this point);
     ``drop``: only the session dies and the agent carries on (a lost
-    connection); ``sshd``: the board's sshd listener dies too."""
+    connection); ``dropslow``: the same, then 2 s of work; ``sshd``: the
+    board's sshd listener dies too."""
     if FAULT.get("point") != name:
         return
     mode = FAULT.get("mode", "kill")
@@ -96,6 +97,9 @@ def fault_point(name):
             pass
     if mode in ("kill", "sshd"):
         os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "dropslow":  # a lost connection while the board is busy (hashing a big object)
+        import time
+        time.sleep(2)
 
 
 def _lexists_not(path, kind):

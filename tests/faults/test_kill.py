@@ -149,3 +149,38 @@ def _wait_unlocked(root: str, timeout: float = 30.0) -> None:
                 time.sleep(0.05)
     finally:
         os.close(fd)
+
+
+def test_dropped_commit_never_interleaves_with_the_next_deploy(fault_boards, project_dir, tmp_path, monkeypatch):
+    """The connection of deploy A drops while its board agent is still busy; deploy B starts at once.
+
+    B must be refused naming the lock holder until A's commit has finished, so
+    the board ends at B's release, whole (before the fix A's orphaned commit
+    ran outside the lock and switched `current` back to A after B)."""
+    name = "emu-01"
+    prof = load_target(project_dir, "rpi5")
+    prof.arch = "any"
+    prof.deploy.keep_releases = 2
+    board = _board(fault_boards, project_dir, name, tmp_path / "root")
+    fabricate(project_dir, "rpi5", {"model": (0.3, 1)})
+    assert deploy_target(load_project(project_dir), prof, [board])[0].ok
+    fabricate(project_dir, "rpi5", {"model": (0.3, 2)})
+    monkeypatch.setenv(FAULT_ENV, "commit.verify:dropslow")
+    a = deploy_target(load_project(project_dir), prof, [board])[0]
+    monkeypatch.delenv(FAULT_ENV)
+    fabricate(project_dir, "rpi5", {"model": (0.3, 3)})
+    project_b = load_project(project_dir)
+    rel_b = make_release(project_b, prof)
+    refused = 0
+    t0 = time.monotonic()
+    while True:
+        b = deploy_target(project_b, prof, [board], release=rel_b)[0]
+        if b.ok or "holds the lock" not in b.message or time.monotonic() - t0 > 60:
+            break
+        refused += 1
+        time.sleep(0.1)
+    _wait_unlocked(board.root)
+    lost, corrupted, cur, problems = check_board(board.root, {rel_b.release_id})
+    ok = not a.ok and b.ok and refused >= 1 and cur == rel_b.release_id and not lost and not corrupted
+    ledger.record("kill-drop", "interleave", ok, lost, corrupted, time.monotonic() - t0)
+    assert ok, (a.message, b.message, refused, cur, problems)
