@@ -44,7 +44,8 @@ class NetnsBoard:
         self.addr = f"10.213.{index}.2"
         ip_host = f"10.213.{index}.1/30"
         _ip("netns", "add", self.ns)
-        self.made = True
+        #: the namespace's identity: every process inside it was started by this test (sshd and its sessions)
+        self.net = f"net:[{os.stat(f'/run/netns/{self.ns}').st_ino}]"
         _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.board_if)
         _ip("link", "set", self.board_if, "netns", self.ns)
         _ip("addr", "add", ip_host, "dev", self.host_if)
@@ -72,10 +73,15 @@ class NetnsBoard:
         _ip("link", "set", self.host_if, "up" if up else "down")
 
     def close(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGTERM)  # our sshd, by pid
-        except (ProcessLookupError, AttributeError):
-            pass
+        # our sshd and its sessions: the processes inside our namespace (a session of a dead link would
+        # otherwise outlive the test, keeping the namespace alive)
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    if os.readlink(d / "ns" / "net") == self.net:
+                        os.kill(int(d.name), signal.SIGKILL)
+                except OSError:
+                    continue
         _ip("link", "del", self.host_if, check=False)
         _ip("netns", "del", self.ns, check=False)
 
