@@ -167,6 +167,9 @@ def up(count: int, where: Path, port: int = DEFAULT_PORT, first: int = DEFAULT_F
                 "AllowTcpForwarding yes",
                 "MaxStartups 64",
                 "MaxSessions 64",
+                # a client that vanished without FIN (dead link) is dropped after ~60 s, not TCP's 2 h keepalive
+                "ClientAliveInterval 15",
+                "ClientAliveCountMax 4",
                 "Subsystem sftp internal-sftp",
                 # SHLVL=1: bash then skips ~/.bashrc for ssh commands (a slow rc would distort timings)
                 # DMSBUILD_EMULATED_BOARD: board facts say "emulated" (arch checks then warn, not refuse)

@@ -147,8 +147,10 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: malformed TOML: {exc}", hint="fix the syntax of that file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: malformed TOML: {exc}", hint="fix the syntax of that file (UTF-8 TOML)") from None
+    except OSError as exc:  # a folder, no permission, a name too long
+        raise UserError(f"{path}: cannot read: {exc.strerror or exc}", hint="check that path") from None
 
 
 def _check_name(value: str, where: str, source: str) -> None:

@@ -52,9 +52,12 @@ def providers(root):
         return None
     if os.path.isdir(root):
         try:
-            with open(cache + ".tmp", "w") as fh:
+            # a fresh name opened O_EXCL|O_NOFOLLOW: a planted symlink cannot redirect the write outside the root
+            tmp = "%s.tmp.%d" % (cache, os.getpid())
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with os.fdopen(fd, "w") as fh:
                 json.dump({"key": key, "providers": found}, fh)
-            os.replace(cache + ".tmp", cache)
+            os.replace(tmp, cache)
         except OSError:
             pass
     return found

@@ -79,6 +79,7 @@ class BoardDefaults:
     proxy_jump: str | None = None
     connect_timeout: float | None = None
     connect_retries: int | None = None
+    io_timeout: float | None = None
 
 
 @dataclass
@@ -105,6 +106,8 @@ class Board:
     proxy_jump: str | None = None
     connect_timeout: float = 10.0
     connect_retries: int = 3
+    #: seconds an open connection may make no progress (a dead link, a hung board) before the board fails
+    io_timeout: float = 60.0
     #: "ssh" for inventory boards; "local" only for the embedded default target
     transport: str = field(default="ssh", init=False)
     source: str = field(default="", init=False)
@@ -146,8 +149,9 @@ class Board:
             )
         if self.proxy_jump is not None and not JUMP_RE.match(self.proxy_jump):
             raise UserError(f"{source}: {label}: field 'proxy_jump' is {self.proxy_jump!r}; expected [user@]host[:port][,...]")
-        if self.connect_retries < 1 or self.connect_timeout <= 0:
-            raise UserError(f"{source}: {label}: connect_retries must be >= 1 and connect_timeout > 0")
+        if self.connect_retries < 1 or self.connect_timeout <= 0 or self.io_timeout <= 0:
+            raise UserError(f"{source}: {label}: connect_retries must be >= 1, connect_timeout and io_timeout > 0",
+                            hint=f"fix {label} in {source}")
 
     @property
     def address(self) -> str:
@@ -219,10 +223,13 @@ def resolve_path(value: str, base: Path) -> Path:
 
 def load_inventory(path: Path, project_root: Path, _seen: tuple[Path, ...] = ()) -> Inventory:
     """Read an inventory file and the files it includes; board names must be unique."""
-    path = path.resolve() if path.exists() else path
+    try:
+        path = path.resolve() if path.exists() else path
+    except OSError as exc:  # e.g. a name too long, a loop of symlinks
+        raise UserError(f"{path}: cannot open the inventory: {exc.strerror or exc}", hint="check the path (or 'include')") from None
     if path in _seen:
         raise UserError(f"{path}: included twice (include loop)", hint="remove the circular 'include'")
-    if not path.is_file():
+    if not _is_file(path):
         generated = "artifacts/boards/inventory.toml"
         raise UserError(
             f"{path}: inventory file not found",
@@ -289,6 +296,13 @@ def ansible_boards(path: Path, project_root: Path, defaults: dict[str, Any] | No
             board.known_hosts = str(resolve_path(board.known_hosts, project_root))
         out[board.name] = board
     return out
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _merge(into: dict[str, Board], new: dict[str, Board], src: str) -> None:

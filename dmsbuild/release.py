@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +36,43 @@ from .transport.base import Transport
 
 AGENT_SOURCE = (Path(__file__).resolve().parent / "release_agent.py").read_text()
 AGENT_EXIT_LOCKED = 3
+#: ENV (tests only): named fault points, "POINT[:MODE],..." — host.* points act here (MODE kill|pause=SECONDS),
+#: the others ride along in the agent's requests (MODE kill|drop|sshd; see release_agent.fault_point).
+#: Unset in production: no request carries a fault and every hook is a no-op.
+FAULT_ENV = "DMSBUILD_FAULT_AT"
+#: seconds a commit (verify + stage + switch + collect) may take before the board counts as hung
+COMMIT_TIMEOUT_S = 600.0
+
+
+def _faults() -> dict[str, str]:
+    spec = os.environ.get(FAULT_ENV, "")
+    out = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        point, _, mode = item.partition(":")
+        out[point] = mode or "kill"
+    return out
+
+
+def fault_point(name: str) -> None:
+    """Test hook on the controller: SIGKILL (or pause) this process at a named step; no-op unless FAULT_ENV names it."""
+    mode = _faults().get(name) if FAULT_ENV in os.environ else None
+    if mode is None:
+        return
+    if mode.startswith("pause="):
+        time.sleep(float(mode[6:]))
+    else:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _with_fault(request: dict[str, Any]) -> dict[str, Any]:
+    """Attach the board-side fault named in FAULT_ENV (if any) to an agent request."""
+    if FAULT_ENV in os.environ:
+        board_faults = [(p, m) for p, m in _faults().items() if not p.startswith("host.")]
+        if board_faults:
+            return {**request, "fault": {"point": board_faults[0][0], "mode": board_faults[0][1]}}
+    return request
 
 
 @dataclass
@@ -43,7 +81,7 @@ class BoardOutcome:
 
     board: str
     ok: bool
-    action: str  # deployed | unchanged | rolled back | failed
+    action: str  # deployed | unchanged | repaired | rolled back | failed
     release_id: str | None = None
     previous: str | None = None
     bytes_sent: int = 0
@@ -104,7 +142,7 @@ def resolve_root(transport: Transport, board: Board, profile: TargetProfile) -> 
 
 def agent(transport: Transport, python: str, op: str, request: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
     """Run one release-agent op on the board; a failure is a UserError naming the board."""
-    res = transport.run([python, "-c", AGENT_SOURCE, op], stdin=json.dumps(request).encode(), timeout=timeout)
+    res = transport.run([python, "-c", AGENT_SOURCE, op], stdin=json.dumps(_with_fault(request)).encode(), timeout=timeout)
     if not res.ok:
         raise UserError(f"board '{transport.name}': {op} failed: {res.stderr_tail(2) or f'exit {res.exit_status}'}")
     try:
@@ -114,12 +152,22 @@ def agent(transport: Transport, python: str, op: str, request: dict[str, Any], t
 
 
 class BoardLock:
-    """The board's deploy lock, held by a board process for as long as our connection lives."""
+    """The board's deploy lock, held by a board process for as long as our connection lives.
 
-    def __init__(self, transport: Transport, python: str, root: str, objects: list[str] | None = None) -> None:
+    That process also runs the commit / rollback (``call``): they run under the
+    lock and, once started, finish under it even if the connection drops, so a
+    second deploy can never interleave with a half-done one."""
+
+    def __init__(self, transport: Transport, python: str, root: str, objects: list[str] | None = None,
+                 heartbeat_s: float = 20.0) -> None:
         self.transport, self.python, self.root = transport, python, root
         self.objects = objects
         self.proc = None
+        #: an empty line this often keeps the board's lock; after 3 silent periods the board drops it
+        self.heartbeat_s = heartbeat_s
+        self._send_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
         #: the board's state (what ``prepare`` reports), when ``objects`` were given
         self.state: dict[str, Any] = {}
 
@@ -129,13 +177,16 @@ class BoardLock:
     def acquire(self) -> "BoardLock":
         self.proc = self.transport.spawn([self.python, "-c", AGENT_SOURCE, "lock"])
         # the request is one line; stdin stays open (that is the lock)
-        request: dict[str, Any] = {"root": self.root, "holder": holder()}
+        request: dict[str, Any] = {"root": self.root, "holder": holder(), "idle_timeout": 3 * self.heartbeat_s}
         if self.objects is not None:
             request["objects"] = self.objects
-        self.proc.send((json.dumps(request) + "\n").encode())
+        self.proc.send((json.dumps(_with_fault(request)) + "\n").encode())
         answer = self.proc.readline(timeout=60).strip()
         if answer.startswith("locked"):
             self.state = json.loads(answer[len("locked"):] or "{}")
+            self._stop.clear()
+            self._beat = threading.Thread(target=self._heartbeat, name=f"lock-heartbeat-{self.transport.name}", daemon=True)
+            self._beat.start()
             return self
         res = self.proc.finish()
         self.proc = None
@@ -154,7 +205,41 @@ class BoardLock:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
+    def call(self, op: str, request: dict[str, Any], timeout: float = COMMIT_TIMEOUT_S) -> dict[str, Any]:
+        """Run ``op`` (commit | rollback) in the lock-holding board process; a failure is a UserError."""
+        if self.proc is None:
+            raise UserError(f"board '{self.transport.name}': {op} without the board lock")
+        self._send((json.dumps(_with_fault({**request, "op": op})) + "\n").encode())
+        answer = self.proc.readline(timeout=timeout).rstrip("\n")
+        if answer.startswith("ok "):
+            return json.loads(answer[3:])
+        if answer.startswith("err "):
+            raise UserError(f"board '{self.transport.name}': {op} failed: {answer[4:].partition(' ')[2]}")
+        self._stop.set()
+        with self._send_lock:
+            res = self.proc.finish(timeout=5)
+            self.proc = None
+        why = res.stderr_tail(2) or (f"no answer within {timeout:.0f} s" if not answer else repr(answer[-200:]))
+        raise UserError(f"board '{self.transport.name}': {op} failed: connection lost or agent died: {why}",
+                        hint="deploy again: the board keeps its previous release until a verified one is switched in")
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                self._send(b"\n")
+            except UserError:
+                return  # the connection is gone; the deploy's own calls report it
+
+    def _send(self, data: bytes) -> None:
+        with self._send_lock:
+            if self.proc is not None:
+                self.proc.send(data)
+
     def release(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5)
+            self._beat = None
         if self.proc is not None:
             self.proc.finish(timeout=10)
             self.proc = None
@@ -162,38 +247,102 @@ class BoardLock:
 
 def push(transport: Transport, board: Board, root: str, release: Release, *, keep: int, project_name: str,
          progress: Callable[[str, int, int], None] | None = None, prepared: dict[str, Any] | None = None,
-         full_verify: bool = False, on_state: StateCallback | None = None) -> tuple[dict[str, Any], int, int]:
-    """Send what the board lacks, verify, stage, switch. Returns (commit answer, bytes sent, objects sent)."""
+         full_verify: bool = False, lock: BoardLock | None = None,
+         on_state: StateCallback | None = None) -> tuple[dict[str, Any], int, int]:
+    """Send what the board lacks, verify, stage, switch. Returns (commit answer, bytes sent, objects sent).
+
+    When the board's verification finds objects missing or corrupt (a flipped
+    byte, a bad resume), it removes them and asks for them again: they are
+    re-sent once, whole, in the same deploy."""
     py = board.python
     objects = {f.sha256: f for f in release.files}
     state = prepared or agent(transport, py, "prepare", {"root": root, "objects": sorted(objects)})
     need = [f for sha, f in objects.items() if sha not in set(state["have"])]
-    need_bytes = sum(f.size - state["partial"].get(f.sha256, 0) for f in need)
-    if need_bytes > state["free_bytes"]:
-        raise UserError(f"board '{board.name}': {need_bytes / 1e6:.1f} MB to send but only {state['free_bytes'] / 1e6:.1f} MB free under {root}")
     if on_state is not None:
-        on_state("sending", {"objects": len(need), "bytes": sum(f.size for f in need), "to_send": need_bytes})
+        on_state("sending", {"objects": len(need), "bytes": sum(f.size for f in need),
+                             "to_send": sum(f.size - min(state["partial"].get(f.sha256, 0), f.size) for f in need)})
+    sent, nsent = _upload(transport, board, root, need, state["partial"], state["free_bytes"], progress)
+    board_files = {"dms.service": service_unit(project_name, release.target, board.name, root, py)}
+    request = {"root": root, "release_id": release.release_id, "files": release.file_list(),
+               "keep": keep, "board_files": board_files, "full_verify": full_verify}
+    if on_state is not None:
+        on_state("verifying", {})
+    for attempt in range(2):
+        fault_point("host.commit")
+        answer = lock.call("commit", request) if lock is not None else agent(transport, py, "commit", request)
+        if "resend" not in answer:
+            fault_point("host.committed")
+            return answer, sent, nsent
+        if attempt:
+            break
+        again = [objects[sha] for sha in answer["resend"] if sha in objects]
+        s2, n2 = _upload(transport, board, root, again, {}, None, progress)
+        sent, nsent = sent + s2, nsent + n2
+    raise UserError(f"board '{board.name}': verification failed after re-sending: {'; '.join(answer['problems'])}",
+                    hint="the board's storage may be failing; check it (dmesg) and deploy again")
+
+
+def _upload(transport: Transport, board: Board, root: str, need: list[Any], partial: dict[str, int],
+            free_bytes: int | None, progress: Callable[[str, int, int], None] | None) -> tuple[int, int]:
+    need_bytes = sum(f.size - min(partial.get(f.sha256, 0), f.size) for f in need)
+    if free_bytes is not None and need_bytes + FREE_MARGIN > free_bytes:
+        raise UserError(f"board '{board.name}': disk full: {need_bytes / 1e6:.1f} MB to send but only "
+                        f"{free_bytes / 1e6:.1f} MB free under {root} (keeping {FREE_MARGIN / 1e6:.1f} MB spare); nothing was sent",
+                        hint="free space on the board or lower deploy.keep_releases; the current release is untouched")
     sent = 0
-    for f in need:
-        offset = state["partial"].get(f.sha256, 0)
+    for i, f in enumerate(need):
+        offset = partial.get(f.sha256, 0)
         if offset > f.size:
             offset = 0
         remote = f"{root}/objects/.tmp/{f.sha256}.part"
         if offset < f.size:
-            before = sent
-
-            def cb(done: int, total: int, _f: Any = f, _base: int = before, _off: int = offset) -> None:
+            def cb(done: int, total: int, _f: Any = f) -> None:
                 if progress is not None:
                     progress(_f.path, done, total)
 
-            transport.put(f.local, remote, offset=offset, progress=cb)
+            try:
+                transport.put(f.local, remote, offset=offset, progress=cb)
+            except UserError as exc:
+                raise _upload_error(transport, board, root, remote, exc) from None
         sent += f.size - offset
-    if on_state is not None:
-        on_state("verifying", {})
-    board_files = {"dms.service": service_unit(project_name, release.target, board.name, root, py)}
-    answer = agent(transport, py, "commit", {"root": root, "release_id": release.release_id, "files": release.file_list(),
-                                              "keep": keep, "board_files": board_files, "full_verify": full_verify})
-    return answer, sent, len(need)
+        fault_point(f"host.uploaded.{i}")
+    return sent, len(need)
+
+
+def _upload_error(transport: Transport, board: Board, root: str, remote: str, exc: UserError) -> UserError:
+    """An upload that failed: when the board's disk is full, say so and remove the partial upload.
+
+    SFTP reports ENOSPC as a bare 'Failure'; the board is asked how much room
+    is left. A partial upload on a full disk is removed (it would keep the disk
+    full); after a lost connection it stays, and the next deploy resumes it."""
+    try:
+        res = transport.run([board.python, "-c", _SPACE_SCRIPT, root, remote], timeout=30)
+    except UserError:
+        return exc  # the connection is gone: keep the partial upload for the resume
+    if res.ok and res.stdout.strip().startswith("full"):
+        return UserError(f"board '{board.name}': disk full under {root} while uploading {remote.rsplit('/', 1)[-1]}; "
+                         "the partial upload was removed, the current release is untouched",
+                         hint="free space on the board or lower deploy.keep_releases, then deploy again")
+    return exc
+
+
+#: bytes left free on the board after the upload (history, manifest, service unit, directory blocks)
+FREE_MARGIN = 1 << 20
+#: board side: "full" (and the partial upload removed) when less than 64 KiB is left under the root
+_SPACE_SCRIPT = r"""
+import os, sys
+root, part = sys.argv[1], sys.argv[2]
+st = os.statvfs(root)
+if st.f_bavail * st.f_frsize < 65536:
+    if part.startswith(root + "/objects/.tmp/") and part.endswith(".part") and os.path.islink(part) is False:
+        try:
+            os.unlink(part)
+        except OSError:
+            pass
+    print("full")
+else:
+    print("room")
+"""
 
 
 def deploy_board(board: Board, profile: TargetProfile, release: Release, *, project_name: str,
@@ -213,11 +362,13 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
             on_state("connecting", {})
         transport = transport_factory(board)
         transport.connect()
+        fault_point("host.connected")
         root = resolve_root(transport, board, profile)
         # facts on a second channel while the lock is taken (independent; saves a round trip)
         with ThreadPoolExecutor(1) as pool:
             facts_job = pool.submit(facts_mod.gather, transport, board.python, root)
-            lock = BoardLock(transport, board.python, root, objects=sorted({f.sha256 for f in release.files}))
+            lock = BoardLock(transport, board.python, root, objects=sorted({f.sha256 for f in release.files}),
+                             heartbeat_s=board.io_timeout / 3)
             try:
                 lock.acquire()
             finally:
@@ -227,12 +378,16 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
                     lock.release()
                     raise
         try:
+            fault_point("host.locked")
             out.warnings += facts_mod.check_arch(board.name, profile.arch, out.facts, release.manifest["artifacts"])
             answer, out.bytes_sent, out.objects_sent = push(
                 transport, board, root, release, keep=profile.deploy.keep_releases, project_name=project_name, progress=progress,
-                prepared=lock.state, full_verify=full_verify, on_state=on_state)
+                prepared=lock.state, full_verify=full_verify, lock=lock, on_state=on_state)
             out.previous = answer.get("previous")
-            out.action = "unchanged" if out.previous == release.release_id else "deployed"
+            if out.previous != release.release_id:
+                out.action = "deployed"
+            else:  # the same release: untouched, or objects found corrupt and re-sent
+                out.action = "repaired" if out.objects_sent else "unchanged"
             out.ok = True
             if after_switch is not None:
                 if on_state is not None:
@@ -260,8 +415,8 @@ def rollback_board(board: Board, profile: TargetProfile, *, transport_factory: C
     try:
         transport = transport_factory(board)
         root = resolve_root(transport, board, profile)
-        with BoardLock(transport, board.python, root):
-            answer = agent(transport, board.python, "rollback", {"root": root})
+        with BoardLock(transport, board.python, root, heartbeat_s=board.io_timeout / 3) as lock:
+            answer = lock.call("rollback", {"root": root})
         out.ok, out.action = True, "rolled back"
         out.release_id, out.previous = answer["current"], answer["previous"]
     except UserError as exc:

@@ -10,11 +10,24 @@ stderr. Every path it touches is below the deploy root it is given::
     <root>/current -> releases/<id>    switched by one rename(2)
     <root>/history.json                release ids in deploy order (rollback pops)
     <root>/.lock                       flock'ed by the deploy in progress; names its holder
+    <root>/seal.json                   stat identity of the current release's objects (verified then)
 
 Ops: ``prepare`` (create the layout, check it is writable, report what the
 board has), ``lock`` (hold the board lock until stdin closes; also prepares
-when the request lists objects), ``commit``
-(verify, stage the release, sync, switch, collect), ``rollback``, ``state``.
+when the request lists objects; then runs the ``commit``/``rollback``
+requests sent to it as JSON lines, so they run under the lock and finish
+under it even when the connection drops), ``commit`` (verify, stage the
+release, sync, switch, collect), ``rollback``, ``state``. ``commit`` and
+``rollback`` run on their own take the lock themselves.
+
+Nothing is written outside the root: the root's folders and files must not
+be symlinks (refused), and symlinks inside a release folder or in place of an
+object or an upload are removed, never followed.
+
+Fault hooks (tests only): a request may carry ``"fault": {"point", "mode"}``;
+at that named point the agent kills its SSH session (and itself, or the
+board's sshd). The controller sends it only when ``DMSBUILD_FAULT_AT`` is set
+in its environment, so production requests never carry one.
 """
 import errno
 import fcntl
@@ -22,14 +35,130 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import stat
 import sys
 
 EXIT_USAGE, EXIT_LOCKED, EXIT_NOT_WRITABLE, EXIT_BAD = 2, 3, 4, 5
+#: the faults hook (see fault_point); set from each request
+FAULT = {}
+
+
+class AgentFail(Exception):
+    """A refusal with a one-line message: exit status ``code`` (or an ``err`` line under the lock)."""
+
+    def __init__(self, code, msg):
+        Exception.__init__(self, msg)
+        self.code, self.msg = code, msg.replace("\n", " ")
 
 
 def fail(code, msg):
-    sys.stderr.write(msg.replace("\n", " ") + "\n")
-    sys.exit(code)
+    raise AgentFail(code, msg)
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def fault_point(name):
+    """Test hook, inert unless the request named this point: kill the SSH session here.
+
+    mode ``kill``: the session and this process die (a crash at this point);
+    ``drop``: only the session dies and the agent carries on (a lost
+    connection); ``dropslow``: the same, then 2 s of work; ``sshd``: the
+    board's sshd listener dies too."""
+    if FAULT.get("point") != name:
+        return
+    mode = FAULT.get("mode", "kill")
+    FAULT.clear()  # once
+    chain, pid = [], os.getppid()
+    while pid > 1 and len(chain) < 64:
+        chain.append((pid, _cmdline(pid)))
+        pid = _ppid(pid)
+    sshds = [(p, c) for p, c in chain if c.startswith(b"sshd")]
+    listener = next((p for p, c in sshds if b"[listener]" in c), sshds[-1][0] if sshds else None)
+    victims = [p for p, _ in sshds if p != listener] + ([listener] if mode == "sshd" and listener else [])
+    for v in victims:
+        try:
+            os.kill(v, signal.SIGKILL)
+        except OSError:
+            pass
+    if mode in ("kill", "sshd"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "dropslow":  # a lost connection while the board is busy (hashing a big object)
+        import time
+        time.sleep(2)
+
+
+def _lexists_not(path, kind):
+    """Refuse a symlink (or wrong kind) where the layout needs a real folder/file."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        fail(EXIT_BAD, "cannot inspect %s: %s" % (path, exc.strerror or exc))
+    if stat.S_ISLNK(st.st_mode):
+        fail(EXIT_BAD, "refusing to deploy: %s is a symlink (to %s); the deploy root must hold real folders and files, "
+             "remove it" % (path, os.readlink(path)))
+    if kind == "dir" and not stat.S_ISDIR(st.st_mode) or kind == "file" and not stat.S_ISREG(st.st_mode):
+        fail(EXIT_BAD, "refusing to deploy: %s is not a %s; remove it" % (path, "folder" if kind == "dir" else "file"))
+
+
+def check_layout(root):
+    """The root's own folders and files are real (never symlinks leading outside the root)."""
+    for rel, kind in (("objects", "dir"), ("objects/.tmp", "dir"), ("releases", "dir"), (".lock", "file"),
+                      ("history.json", "file"), ("seal.json", "file"), ("dms.service", "file")):
+        _lexists_not(os.path.join(root, rel), kind)
+    cur = os.path.join(root, "current")
+    if os.path.lexists(cur):
+        target = os.readlink(cur) if os.path.islink(cur) else None
+        parts = (target or "").split("/")
+        if target is None or len(parts) != 2 or parts[0] != "releases" or parts[1] in ("", ".", ".."):
+            fail(EXIT_BAD, "refusing to deploy: %s is not a symlink to releases/<id> (%s); remove it" % (cur, target or "not a symlink"))
+
+
+def regular(path):
+    """True for a regular file; a symlink or other thing in its place is removed (never followed)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISREG(st.st_mode):
+        return True
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        os.unlink(path)
+    return False
+
+
+def safe_dirs(base, rel_dir):
+    """mkdir -p ``base/rel_dir`` without following symlinks below ``base`` (they are replaced)."""
+    path = base
+    for part in [p for p in rel_dir.split("/") if p]:
+        path = os.path.join(path, part)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            os.mkdir(path)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(path)
+            os.mkdir(path)
+    return path
 
 
 def sha256_of(path):
@@ -92,11 +221,12 @@ def fsync_dir(path):
 
 
 def op_prepare(req):
-    json.dump(prepare(req), sys.stdout)
+    return prepare(req)
 
 
 def prepare(req):
     root = req["root"]
+    check_layout(root)
     try:
         for sub in ("objects/.tmp", "releases"):
             os.makedirs(os.path.join(root, sub), exist_ok=True)
@@ -108,72 +238,171 @@ def prepare(req):
         fail(EXIT_NOT_WRITABLE, "deploy root %s is not writable: %s" % (root, exc.strerror or exc))
     have, partial = [], {}
     for sha in req.get("objects", []):
-        if os.path.isfile(inside(root, "objects/" + sha)):
+        if regular(inside(root, "objects/" + sha)):
             have.append(sha)
-        else:
-            try:
-                partial[sha] = os.path.getsize(inside(root, "objects/.tmp/" + sha + ".part"))
-            except OSError:
-                pass
+        elif regular(inside(root, "objects/.tmp/" + sha + ".part")):
+            partial[sha] = os.path.getsize(inside(root, "objects/.tmp/" + sha + ".part"))
     st = os.statvfs(root)
     return {"have": have, "partial": partial, "current": current_id(root),
             "history": read_history(root), "free_bytes": st.f_bavail * st.f_frsize}
 
 
-def op_lock(req):
-    root = req["root"]
+def open_lock(root):
     try:
         os.makedirs(root, exist_ok=True)
-        fd = os.open(os.path.join(root, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        _lexists_not(os.path.join(root, ".lock"), "file")
+        return os.open(os.path.join(root, ".lock"), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as exc:
         fail(EXIT_NOT_WRITABLE, "deploy root %s is not writable: %s" % (root, exc.strerror or exc))
+
+
+def try_lock(fd):
+    """flock the lock file; None when taken, else the holder's JSON text."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         if exc.errno not in (errno.EAGAIN, errno.EACCES):
             raise
-        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "{}"
-        sys.stdout.write("held " + holder + "\n")
+        return os.pread(fd, 4096, 0).decode(errors="replace").strip() or "{}"
+    return None
+
+
+#: bytes of stdin read past the request line (the lock op reads stdin unbuffered)
+STDIN_REST = [b""]
+
+
+def read_line(fd=0):
+    buf = STDIN_REST[0]
+    while b"\n" not in buf:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+    line, _, STDIN_REST[0] = buf.partition(b"\n")
+    return line.decode()
+
+
+def stdin_lines(idle, fd=0):
+    """Lines from stdin until EOF, or until nothing (not even a heartbeat) arrived for ``idle`` seconds."""
+    import select
+
+    buf = STDIN_REST[0]
+    while True:
+        while b"\n" in buf:
+            line, _, buf = buf.partition(b"\n")
+            yield line.decode()
+        ready, _, _ = select.select([fd], [], [], idle if idle > 0 else None)
+        if not ready:
+            return
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        buf += chunk
+
+
+def say(line):
+    """One answer line to the controller; False when the connection is gone."""
+    try:
+        sys.stdout.write(line + "\n")
         sys.stdout.flush()
+        return True
+    except OSError:  # the session died (BrokenPipeError, EIO): the work itself was finished under the lock
+        return False
+
+
+def op_lock(req):
+    root = req["root"]
+    fd = open_lock(root)
+    held = try_lock(fd)
+    if held is not None:
+        say("held " + held)
         sys.exit(EXIT_LOCKED)
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(req["holder"]).encode(), 0)
+    fault_point("lock.locked")
     # with "objects" in the request, the prepare answer rides along (one process less per deploy)
     state = prepare(req) if "objects" in req else {}
-    sys.stdout.write("locked " + json.dumps(state) + "\n")
-    sys.stdout.flush()
-    sys.stdin.read()  # held until the deploy closes stdin or its connection dies
+    say("locked " + json.dumps(state))
+    # held until the deploy closes stdin, its connection dies, or it stays silent longer than idle_timeout
+    # (the controller sends an empty line as a heartbeat: a connection that died without a FIN must not
+    # hold the board's lock forever); meanwhile it runs the ops sent to it, so a commit finishes under
+    # the lock even when the connection drops half-way
+    for line in stdin_lines(float(req.get("idle_timeout") or 0)):
+        if not line.strip():
+            continue
+        cmd = json.loads(line)
+        FAULT.clear()
+        FAULT.update(cmd.get("fault") or {})
+        try:
+            answer = "ok " + json.dumps(LOCKED_OPS[cmd["op"]](cmd))
+        except AgentFail as exc:
+            answer = "err %d %s" % (exc.code, exc.msg)
+        except OSError as exc:  # the board's file system refused (ENOSPC, EROFS, EIO): say which file
+            answer = "err %d %s failed under %s: %s%s" % (EXIT_BAD, cmd["op"], root, exc.strerror or exc,
+                                                       " (%s)" % exc.filename if exc.filename else "")
+        if not say(answer):
+            break
     os.ftruncate(fd, 0)
 
 
+def locked(fn):
+    """Run ``fn`` standalone under the board lock (refused while another deploy holds it)."""
+    def run(req):
+        fd = open_lock(req["root"])
+        held = try_lock(fd)
+        if held is not None:
+            fail(EXIT_LOCKED, "another deploy holds the lock %s: %s" % (os.path.join(req["root"], ".lock"), held))
+        try:
+            return fn(req)
+        finally:
+            os.close(fd)
+    return run
+
+
 def verify_objects(root, files):
-    """Every object the release needs exists with its sha256 (uploads are promoted here)."""
+    """Every object the release needs exists with its sha256 (uploads are promoted here).
+
+    Returns what must be sent (again): missing objects, and corrupt ones or
+    corrupt uploads, which are removed here (``problems`` says which)."""
+    resend, problems, first = [], [], True
     for f in files:
         sha = f["sha256"]
+        if sha in resend:
+            continue
         obj = inside(root, "objects/" + sha)
         part = inside(root, "objects/.tmp/" + sha + ".part")
-        if not os.path.isfile(obj) and os.path.isfile(part):
+        if not regular(obj) and regular(part):
             got = sha256_of(part)
             if got != sha:
-                os.unlink(part)  # a corrupt or overlong resume: the next deploy sends it again
-                fail(EXIT_BAD, "upload of %s arrived corrupted (sha256 %s); it was removed, deploy again" % (f["file"], got))
+                os.unlink(part)  # a corrupt or overlong resume: sent again
+                resend.append(sha)
+                problems.append("upload of %s arrived corrupted (sha256 %s)" % (f["file"], got))
+                continue
             os.chmod(part, 0o444)
             fsync_file(part)
             os.replace(part, obj)
+        elif not os.path.isfile(obj):
+            resend.append(sha)
+            problems.append("object %s (%s) is missing" % (sha[:12], f["file"]))
             continue
-        if not os.path.isfile(obj):
-            fail(EXIT_BAD, "object %s (%s) is missing on the board" % (sha, f["file"]))
-        if os.path.getsize(obj) != f["size"] or sha256_of(obj) != sha:
-            os.unlink(obj)
-            fail(EXIT_BAD, "object %s (%s) on the board does not match its sha256; removed, deploy again" % (sha, f["file"]))
+        elif os.path.getsize(obj) != f["size"] or sha256_of(obj) != sha:
+            os.unlink(obj)  # releases that link the bad inode are re-linked to the good copy by stage()
+            resend.append(sha)
+            problems.append("object %s (%s) did not match its sha256" % (sha[:12], f["file"]))
+            continue
+        if first:
+            first = False
+            fault_point("commit.verify")
+    return resend, problems
 
 
 def release_ok(root, rid, files):
+    """Every file of the release is a hardlink of its object (lstat: a symlink is never 'ok')."""
     rdir = os.path.join(root, "releases", rid)
     for f in files:
         try:
-            a = os.stat(inside(rdir, f["file"]))
-            b = os.stat(inside(root, "objects/" + f["sha256"]))
+            a = os.lstat(inside(rdir, f["file"]))
+            b = os.lstat(inside(root, "objects/" + f["sha256"]))
         except OSError:
             return False
         if (a.st_ino, a.st_dev) != (b.st_ino, b.st_dev):
@@ -181,26 +410,45 @@ def release_ok(root, rid, files):
     return True
 
 
+def link_into(root, rdir, f):
+    """``rdir/<file>`` -> the object, replacing whatever is there by one rename (no symlink followed)."""
+    rel = f["file"]
+    inside(rdir, rel)
+    parent = safe_dirs(rdir, os.path.dirname(rel))
+    dst = os.path.join(parent, os.path.basename(rel))
+    tmp = dst + ".dms-link.%d" % os.getpid()
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.link(inside(root, "objects/" + f["sha256"]), tmp)
+    os.replace(tmp, dst)
+
+
 def stage(root, rid, files):
-    """releases/<id>: hardlinks into objects, built under a temporary name then renamed."""
+    """releases/<id>: hardlinks into objects, built under a temporary name then renamed.
+
+    An existing folder of that id (the current release being repaired, or a
+    damaged leftover) is repaired in place, file by file, each by one rename:
+    ``current`` may point to it, so it must never disappear, even for a moment."""
     rdir = os.path.join(root, "releases", rid)
-    if os.path.isdir(rdir) and release_ok(root, rid, files):
+    try:
+        st = os.lstat(rdir)
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(rdir)  # a symlink (or file) in place of a release: never followed
+    except FileNotFoundError:
+        pass
+    if os.path.isdir(rdir):
+        for f in files:
+            if not release_ok(root, rid, [f]):
+                link_into(root, rdir, f)
         return
     tmp = os.path.join(root, "releases", ".tmp-%s-%d" % (rid, os.getpid()))
     shutil.rmtree(tmp, ignore_errors=True)
-    for f in files:
-        dst = inside(tmp, f["file"])
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        os.link(inside(root, "objects/" + f["sha256"]), dst)
-        if f.get("mode"):
-            pass  # objects are 0444; executables are run via their interpreter
-    if os.path.isdir(rdir):
-        trash = os.path.join(root, "releases", ".trash-%s-%d" % (rid, os.getpid()))
-        os.rename(rdir, trash)
-        os.rename(tmp, rdir)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.rename(tmp, rdir)
+    os.mkdir(tmp)
+    for i, f in enumerate(files):
+        link_into(root, tmp, f)
+        if i == 0:
+            fault_point("commit.stage")
+    os.rename(tmp, rdir)
 
 
 def sync(root, rid):
@@ -222,23 +470,32 @@ def switch(root, rid):
     if os.path.lexists(tmp):
         os.unlink(tmp)
     os.symlink(os.path.join("releases", rid), tmp)
+    fault_point("commit.switch")
     os.replace(tmp, link)
     fsync_dir(root)
+    fault_point("commit.switched")
 
 
 def collect(root, keep):
     """Keep the last ``keep`` releases of the history (and current); drop the rest and unreferenced objects."""
     hist = read_history(root)
     kept = set(hist[-keep:]) | {current_id(root)}
+    # history first: a collection cut short leaves folders nobody lists (removed next time),
+    # never a history entry pointing to a half-removed release
+    write_atomic(os.path.join(root, "history.json"), json.dumps([h for h in hist if h in kept]))
     removed = []
     rel = os.path.join(root, "releases")
     for name in os.listdir(rel):
         if name not in kept and not name.startswith("."):
-            shutil.rmtree(os.path.join(rel, name), ignore_errors=True)
+            remove_tree(os.path.join(rel, name))
             removed.append(name)
+            if len(removed) == 1:
+                fault_point("gc.releases")
         elif name.startswith((".tmp-", ".trash-")):
-            shutil.rmtree(os.path.join(rel, name), ignore_errors=True)
-    write_atomic(os.path.join(root, "history.json"), json.dumps([h for h in hist if h in kept]))
+            remove_tree(os.path.join(rel, name))
+    for name in os.listdir(root):  # leftovers of a switch or a write cut short
+        if name.startswith(".current.tmp.") or name.startswith(("history.json.tmp.", "seal.json.tmp.", "dms.service.tmp.")):
+            os.unlink(os.path.join(root, name))
     objects = os.path.join(root, "objects")
     freed = 0
     for name in os.listdir(objects):
@@ -249,6 +506,7 @@ def collect(root, keep):
         if st.st_nlink <= 1:  # no release links it any more
             os.unlink(p)
             freed += st.st_size
+            fault_point("gc.objects")
     tmpdir = os.path.join(objects, ".tmp")
     for name in os.listdir(tmpdir):  # parts whose object arrived some other way
         if name.endswith(".part") and os.path.isfile(os.path.join(objects, name[:-5])):
@@ -256,38 +514,95 @@ def collect(root, keep):
     return removed, freed
 
 
-def unchanged(root, rid, files):
-    """The release is already current and intact (same inodes and sizes as its objects).
+def remove_tree(path):
+    """rm -r without following symlinks (a symlinked release is unlinked, not its target's contents)."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
-    Its sha256 were verified when it became current and objects are read-only,
-    so an unchanged redeploy skips re-hashing (``full_verify`` forces it)."""
+
+def heal_kept(root, rid, files):
+    """Re-link the kept releases' files that share an object just verified but link another inode.
+
+    A corrupt object is removed and re-sent; older kept releases still linked the
+    corrupt inode, and a rollback would then refuse them: point them at the good copy."""
+    shas = set(f["sha256"] for f in files)
+    rel = os.path.join(root, "releases")
+    for name in os.listdir(rel):
+        rdir = os.path.join(rel, name)
+        if name == rid or name.startswith(".") or os.path.islink(rdir) or not os.path.isdir(rdir):
+            continue
+        try:
+            with open(os.path.join(rdir, "manifest.json")) as fh:
+                manifest = json.load(fh)
+            entries = [e for e in manifest["artifacts"] + manifest["files"] if e["sha256"] in shas]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for e in entries:
+            if not release_ok(root, name, [e]):
+                link_into(root, rdir, e)
+
+
+def seal_of(root, files):
+    """Stat identity of the objects: any write to one (even same size) changes its ctime."""
+    out = {}
+    for f in files:
+        st = os.lstat(inside(root, "objects/" + f["sha256"]))
+        out[f["sha256"]] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    return out
+
+
+def write_seal(root, rid, files):
+    write_atomic(os.path.join(root, "seal.json"), json.dumps({"release_id": rid, "objects": seal_of(root, files)}))
+
+
+def unchanged(root, rid, files):
+    """The release is already current and intact: same inodes as its objects, untouched since verified.
+
+    Its sha256 were verified when it became current; ``seal.json`` recorded
+    each object's size, mtime, ctime and inode then. A write to an object
+    changes its ctime, so a redeploy re-hashes (and repairs) it; with an
+    intact seal it skips re-hashing (``full_verify`` forces it)."""
     if current_id(root) != rid or not release_ok(root, rid, files):
         return False
-    return all(os.path.getsize(inside(root, "objects/" + f["sha256"])) == f["size"] for f in files)
+    try:
+        with open(os.path.join(root, "seal.json")) as fh:
+            seal = json.load(fh)
+        return seal.get("release_id") == rid and seal.get("objects") == seal_of(root, files)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
-def op_commit(req):
+def commit(req):
     root, rid, files = req["root"], req["release_id"], req["files"]
+    check_layout(root)
     if not req.get("full_verify") and unchanged(root, rid, files):
         for name, text in (req.get("board_files") or {}).items():
             write_atomic(inside(root, name), text)
-        json.dump({"previous": rid, "current": rid, "removed_releases": [], "freed_bytes": 0}, sys.stdout)
-        return
-    verify_objects(root, files)
+        return {"previous": rid, "current": rid, "removed_releases": [], "freed_bytes": 0}
+    resend, problems = verify_objects(root, files)
+    if resend:
+        return {"resend": resend, "problems": problems}
     stage(root, rid, files)
     previous = current_id(root)
     sync(root, rid)
+    fault_point("commit.synced")
     switch(root, rid)
+    write_seal(root, rid, files)
     hist = [h for h in read_history(root) if h != rid] + [rid]
     write_atomic(os.path.join(root, "history.json"), json.dumps(hist))
+    fault_point("commit.history")
     for name, text in (req.get("board_files") or {}).items():
         write_atomic(inside(root, name), text)
     removed, freed = collect(root, max(1, int(req.get("keep", 3))))
-    json.dump({"previous": previous, "current": rid, "removed_releases": removed, "freed_bytes": freed}, sys.stdout)
+    heal_kept(root, rid, files)
+    return {"previous": previous, "current": rid, "removed_releases": removed, "freed_bytes": freed}
 
 
-def op_rollback(req):
+def rollback(req):
     root = req["root"]
+    check_layout(root)
     hist = read_history(root)
     cur = current_id(root)
     if cur is None:
@@ -300,26 +615,48 @@ def op_rollback(req):
     prev = hist[-1]
     with open(os.path.join(root, "releases", prev, "manifest.json")) as fh:
         manifest = json.load(fh)
+    files = []
     for f in manifest["artifacts"] + manifest["files"]:
-        for rel in [f["file"]]:
-            p = inside(os.path.join(root, "releases", prev), rel)
-            if not os.path.isfile(p) or sha256_of(p) != f["sha256"]:
-                fail(EXIT_BAD, "previous release %s is damaged (%s); not switching" % (prev, rel))
+        rel = f["file"]
+        p = inside(os.path.join(root, "releases", prev), rel)
+        if not regular(p) or sha256_of(p) != f["sha256"]:
+            fail(EXIT_BAD, "previous release %s is damaged (%s); not switching" % (prev, rel))
+        files.append({"file": rel, "sha256": f["sha256"]})
     sync(root, prev)
     switch(root, prev)
+    write_seal(root, prev, [f for f in files if release_ok(root, prev, [f])])
     write_atomic(os.path.join(root, "history.json"), json.dumps(hist))
-    json.dump({"previous": cur, "current": prev}, sys.stdout)
+    fault_point("rollback.switched")
+    return {"previous": cur, "current": prev}
 
 
 def op_state(req):
     root = req["root"]
-    json.dump({"current": current_id(root), "history": read_history(root)}, sys.stdout)
+    return {"current": current_id(root), "history": read_history(root)}
 
 
-OPS = {"prepare": op_prepare, "lock": op_lock, "commit": op_commit, "rollback": op_rollback, "state": op_state}
+#: ops the lock process runs for its controller (already under the lock)
+LOCKED_OPS = {"commit": commit, "rollback": rollback}
+OPS = {"prepare": op_prepare, "commit": locked(commit), "rollback": locked(rollback), "state": op_state}
+
+
+def main(argv):
+    if len(argv) != 2 or argv[1] not in OPS and argv[1] != "lock":
+        sys.stderr.write("usage: release_agent.py {%s} < request.json\n" % ",".join(list(OPS) + ["lock"]))
+        return EXIT_USAGE
+    line = read_line() if argv[1] == "lock" else sys.stdin.read()
+    req = json.loads(line)
+    FAULT.update(req.get("fault") or {})
+    try:
+        if argv[1] == "lock":
+            op_lock(req)
+        else:
+            json.dump(OPS[argv[1]](req), sys.stdout)
+    except AgentFail as exc:
+        sys.stderr.write(exc.msg + "\n")
+        return exc.code
+    return 0
+
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or sys.argv[1] not in OPS:
-        fail(EXIT_USAGE, "usage: release_agent.py {%s} < request.json" % ",".join(OPS))
-    line = sys.stdin.readline() if sys.argv[1] == "lock" else sys.stdin.read()
-    OPS[sys.argv[1]](json.loads(line))
+    sys.exit(main(sys.argv))

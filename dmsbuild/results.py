@@ -232,6 +232,9 @@ def load_json(text: str, *, board: str, what: str = "result JSON") -> Any:
         ) from None
     except ValueError as exc:
         raise ResultError(f"board {board}: {what} is malformed ({exc}); nothing was stored") from None
+    except RecursionError:  # '[[[[…' within the size limit: a hostile or broken board
+        raise ResultError(f"board {board}: {what} is nested too deeply to be a result document; nothing was stored",
+                          hint="check what the board's runner prints") from None
 
 
 def parse_document(text: str, *, board: str) -> dict:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -162,11 +163,21 @@ def trt_version_from_tag(tag: str) -> str:
     return f"{n // 1000}.{n // 100 % 10}.{n % 100}"
 
 
+def _num(text: str) -> float | None:
+    """A finite number from trtexec's text, else None (a garbled line counts as missing, never a crash)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _stats_from_pairs(text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, pct, value in _PAIR.findall(text):
         name = f"p{pct.rstrip('0').rstrip('.') if '.' in pct else pct}" if pct else key
-        out[name] = float(value)
+        if (v := _num(value)) is not None:
+            out[name] = v
     return out
 
 
@@ -204,13 +215,13 @@ def parse_trtexec_output(text: str) -> dict[str, Any]:
         elif line == "=== Performance summary ===":
             in_summary = True
         elif in_summary and (m := re.match(r"^Throughput:\s*([\d.eE+-]+)\s*qps", line)):
-            res["throughput_qps"] = float(m.group(1))
+            res["throughput_qps"] = _num(m.group(1))
         elif (m := _METRIC.match(line)):
             res["metrics"][_METRIC_KEYS[m.group(1)]] = _stats_from_pairs(m.group(2))
         elif (m := re.match(r"^Total Host Walltime:\s*([\d.eE+-]+)\s*s", line)):
-            res["host_walltime_s"] = float(m.group(1))
+            res["host_walltime_s"] = _num(m.group(1))
         elif (m := re.match(r"^Total GPU Compute Time:\s*([\d.eE+-]+)\s*s", line)):
-            res["gpu_compute_total_s"] = float(m.group(1))
+            res["gpu_compute_total_s"] = _num(m.group(1))
         elif is_warning and line.startswith("* "):
             res["warnings"].append(line.lstrip("* ").strip())
     return res
@@ -224,8 +235,8 @@ def parse_export_times(text: str, warmup_ms: float | None = None) -> dict[str, l
     """
     try:
         trace = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"trtexec --exportTimes output is not JSON ({exc})", hint="check the trtexec log on the board") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UserError(f"trtexec --exportTimes output is not JSON ({str(exc)[:200]})", hint="check the trtexec log on the board") from None
     if not isinstance(trace, list):
         raise UserError("trtexec --exportTimes output is not a JSON list", hint="check the trtexec version on the board")
     keys = {"latency": "latencyMs", "compute": "computeMs", "h2d": "h2dMs", "d2h": "d2hMs", "end_to_end": "endToEndMs"}
@@ -234,16 +245,25 @@ def parse_export_times(text: str, warmup_ms: float | None = None) -> dict[str, l
     for entry in trace:
         if not isinstance(entry, dict) or "computeMs" not in entry:
             continue  # newer trtexec versions may add header records
-        if warmup_ms is not None and float(entry.get("startComputeMs", warmup_ms)) < warmup_ms:
+        if warmup_ms is not None and _time(entry, "startComputeMs", warmup_ms) < warmup_ms:
             warm += 1
             continue
         for k, j in keys.items():
             if j in entry:
-                out[k].append(float(entry[j]))
+                out[k].append(_time(entry, j))
         if "startEnqMs" in entry and "endEnqMs" in entry:
-            out["enqueue"].append(float(entry["endEnqMs"]) - float(entry["startEnqMs"]))
+            out["enqueue"].append(_time(entry, "endEnqMs") - _time(entry, "startEnqMs"))
     out["warmup_dropped"] = [float(warm)]
     return out
+
+
+def _time(entry: Mapping[str, Any], key: str, default: float | None = None) -> float:
+    """One time of an --exportTimes record: a finite number >= 0, else a UserError naming the field."""
+    value = entry.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise UserError(f"trtexec --exportTimes: field '{key}' is {str(value)[:40]!r}, not a time in ms",
+                        hint="check the trtexec version and its log on the board")
+    return float(value)
 
 
 def _summary_stats(metric: Mapping[str, float] | None) -> dict[str, float | None] | None:

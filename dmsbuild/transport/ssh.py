@@ -275,6 +275,7 @@ class SSHTransport(Transport):
                 transport = client.get_transport()
                 if transport is not None:
                     transport.set_keepalive(KEEPALIVE_S)
+                    _bound_unacked(transport.sock, self.board.io_timeout)
                 return client
             if sock is not None:  # a jump channel cannot be reused for another attempt
                 break
@@ -297,6 +298,8 @@ class SSHTransport(Transport):
                 raise TransportError(f"board '{self.name}': cannot open SFTP: {exc}") from None
             if self._sftp_client is None:
                 raise TransportError(f"board '{self.name}': the board refused the SFTP subsystem")
+            # a dead link would block a write forever (TCP retries for ~15 min): give up after io_timeout without progress
+            self._sftp_client.get_channel().settimeout(self.board.io_timeout)
         return self._sftp_client
 
     # -- Transport -------------------------------------------------------
@@ -329,8 +332,14 @@ class SSHTransport(Transport):
                     sent += len(chunk)
                     if progress is not None:
                         progress(sent, total)
+            # pipelined writes: a write the board refused (ENOSPC, EIO) is only saved on the file object
+            # and lost at close, so the size that arrived is checked instead
+            arrived = sftp.stat(remote).st_size
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise TransportError(f"board '{self.name}': upload of {Path(local).name} to {remote} failed: {exc}") from None
+        if arrived != total:
+            raise TransportError(f"board '{self.name}': upload of {Path(local).name} to {remote} incomplete: "
+                                 f"{arrived} of {total} bytes arrived (the board refused writes: disk full?)")
 
     def get(self, remote: str, local: Path) -> None:
         Path(local).parent.mkdir(parents=True, exist_ok=True)
@@ -358,6 +367,21 @@ class SSHTransport(Transport):
         self._sftp_client = None
         self._client = None
         self._jumps = []
+
+
+def _bound_unacked(sock: Any, seconds: float) -> None:
+    """Let the kernel drop the connection when sent data stays unacknowledged for ``seconds``.
+
+    paramiko retries a blocked socket write forever, so a dead link (a pulled
+    cable: no RST, no FIN) would hang the deploy for TCP's ~15 minutes of
+    retransmissions; TCP_USER_TIMEOUT (Linux) turns that into an error. The
+    keepalive sends data too, so an idle dead connection is caught as well."""
+    opt = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if opt is not None and isinstance(sock, socket.socket):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, opt, int(seconds * 1000))
+        except OSError:
+            pass  # not TCP (a unix socket): nothing to bound
 
 
 def _drain(chan: paramiko.Channel, timeout: float | None) -> tuple[bytes, bytes, int]:
