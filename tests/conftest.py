@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -48,6 +49,18 @@ def boards(tmp_path_factory: pytest.TempPathFactory) -> dict:
                    capture_output=True)
 
 
+def write_reference(path: Path, rng: "random.Random") -> None:
+    """A real (small) reference.npz: 4 inputs and one head's FP32 outputs."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, inputs=np.frombuffer(rng.randbytes(4 * 4 * 3 * 4 * 4), dtype=np.float32).reshape(4, 3, 4, 4),
+             eye_state=np.zeros((4, 2), dtype=np.float32))
+    path.write_bytes(buf.getvalue())
+
+
 def write_build(root: Path, target: str, sizes_mb: dict[str, float], seed: int = 0, portable: bool = True) -> Path:
     """A fabricated artifacts/<target>/build.json (CONTRACTS §1) with random-content artifact files."""
     import hashlib
@@ -67,14 +80,7 @@ def write_build(root: Path, target: str, sizes_mb: dict[str, float], seed: int =
                      "providers": ["CPUExecutionProvider"], "provider_options": [{}], "portable": portable, "eval": {}})
     common = root / "artifacts" / "common"
     common.mkdir(parents=True, exist_ok=True)
-    import io
-
-    import numpy as np
-
-    buf = io.BytesIO()  # a real (small) reference: inputs and one head's outputs
-    np.savez(buf, inputs=np.frombuffer(rng.randbytes(4 * 4 * 3 * 4 * 4), dtype=np.float32).reshape(4, 3, 4, 4),
-             eye_state=np.zeros((4, 2), dtype=np.float32))
-    (common / "reference.npz").write_bytes(buf.getvalue())
+    write_reference(common / "reference.npz", rng)
     build = {"schema": 1, "project": "dms", "target": target,
              "input": {"name": "image", "shape": [1, 3, 224, 224], "dtype": "float32", "layout": "NCHW"},
              "outputs": {"names": ["eye_state"], "classification": ["eye_state"]},

@@ -120,8 +120,13 @@ def test_deploy_orin_builds_each_engine_once_and_the_second_board_installs_it(bo
     build = json.loads((root / "artifacts" / "o" / "build.json").read_text())
     assert {a["kind"] for a in build["artifacts"]} == {"trt-onnx"}
 
-    # a redeploy of the same release finds the engines on the boards: no build, no install
+    # a plain redeploy leaves boards already on the release alone (fleet resume check); verify=full
+    # deploys and benchmarks again and finds the engines on the boards: no build, no install
     run = run_doit(root, "deploy", "target=o", f"hosts={','.join(hosts)}", f"inventory={boards['inventory']}")
+    assert run.rc == 0, run.output[-3000:]
+    assert "engine" not in run.output and len(_builds(boards, hosts)[before:]) == 2
+    run = run_doit(root, "deploy", "target=o", f"hosts={','.join(hosts)}", f"inventory={boards['inventory']}",
+                   "verify=full")
     assert run.rc == 0, run.output[-3000:]
     assert len(_builds(boards, hosts)[before:]) == 2
     assert run.output.count("engine already on the board") == 4

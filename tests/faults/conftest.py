@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, _free_port
+from tests.conftest import REPO, _free_port, write_reference
 from tests.faults import ledger
 
 ROUNDS = max(1, int(os.environ.get("FAULT_ROUNDS", "1")))
@@ -113,7 +113,7 @@ def fabricate(root: Path, target: str, artifacts: dict[str, tuple[float, int]]) 
                      "portable": True, "eval": {}})
     common = root / "artifacts" / "common"
     common.mkdir(parents=True, exist_ok=True)
-    (common / "reference.npz").write_bytes(b"PK-fake-npz-" + random.Random("ref").randbytes(1000))
+    write_reference(common / "reference.npz", random.Random("ref"))
     build = {"schema": 1, "project": "dms", "target": target,
              "input": {"name": "image", "shape": [1, 3, 224, 224], "dtype": "float32", "layout": "NCHW"},
              "outputs": {"names": ["eye_state"], "classification": ["eye_state"]},
