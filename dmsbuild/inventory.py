@@ -235,7 +235,7 @@ def load_inventory(path: Path, project_root: Path, _seen: tuple[Path, ...] = ())
             f"{path}: inventory file not found",
             hint=(
                 "start the emulated boards (python -m dmsbuild.boards up) if this is their generated inventory, "
-                f"or write an inventory (see README.md, "Deploying to boards"); included files like {generated} are created by `boards up`"
+                f"or write an inventory (see README.md, 'Deploying to boards'); included files like {generated} are created by `boards up`"
             ),
         )
     src = str(path)

@@ -49,6 +49,20 @@ def boards(tmp_path_factory: pytest.TempPathFactory) -> dict:
                    capture_output=True)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc): the sshd session processes a test kills."""
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                kids.append(int(d.name))
+    return kids + [g for k in kids for g in descendants(k)]
+
+
 def write_reference(path: Path, rng: "random.Random") -> None:
     """A real (small) reference.npz: 4 inputs and one head's FP32 outputs."""
     import io

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_build
+from tests.conftest import descendants, write_build
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
 from dmsbuild.inventory import Board, load_inventory, local_board
@@ -187,17 +187,6 @@ def test_concurrent_deploy_blocked_naming_holder(boards, project_dir, tmp_path):
     assert deploy_target(project, prof, [b])[0].ok
 
 
-def _descendants(pid: int) -> list[int]:
-    kids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                kids.append(int(d.name))
-    return kids + [g for k in kids for g in _descendants(k)]
 
 
 def test_connection_killed_mid_upload_then_resume(boards, project_dir, tmp_path):
@@ -212,7 +201,7 @@ def test_connection_killed_mid_upload_then_resume(boards, project_dir, tmp_path)
 
     def kill_sessions(path: str, done: int, total: int) -> None:
         if "big-b" in path and done >= 1_000_000 and not killed:
-            for pid in _descendants(listener):  # the board's sshd session processes: the connection dies
+            for pid in descendants(listener):  # the board's sshd session processes: the connection dies
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, _free_port, write_reference
+from tests.conftest import REPO, _free_port, descendants, write_reference
 from tests.faults import ledger
 
 ROUNDS = max(1, int(os.environ.get("FAULT_ROUNDS", "1")))
@@ -74,17 +74,6 @@ def restart_sshd(state: dict, name: str) -> None:
     (Path(state["dir"]) / "boards.json").write_text(json.dumps({k: v for k, v in state.items() if k != "dir"}, indent=2))
 
 
-def descendants(pid: int) -> list[int]:
-    kids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                kids.append(int(d.name))
-    return kids + [g for k in kids for g in descendants(k)]
 
 
 def kill_sessions(state: dict, name: str) -> int:
