@@ -205,7 +205,10 @@ def make_release(project: ProjectConfig, profile: TargetProfile, *, package_dir:
             extra_entries.append(ef)
         artifacts.append({
             "name": name, "precision": a.get("precision"), "kind": a.get("kind"), "file": main.path,
-            "extra_files": extras, "sha256": main.sha256, "size": main.size, "runtime": a.get("runtime", profile.runtime),
+            "extra_files": extras, "sha256": main.sha256, "size": main.size,
+            # what the artifact weighs on the board: a QNN context model is a small .onnx plus its .bin
+            "total_size": main.size + sum(f.size for f in files if f.path in extras),
+            "runtime": a.get("runtime", profile.runtime),
             "providers": a.get("providers", []), "provider_options": a.get("provider_options", []),
             "portable": bool(a.get("portable", True)),
         })

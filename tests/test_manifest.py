@@ -76,3 +76,17 @@ def test_verify_subset_ships_only_the_samples_the_board_checks(tmp_path):
         assert np.array_equal(got["eye_state"], full["eye_state"][:16])
     assert verify_subset(ref, 16, stage).read_bytes() == first
     assert verify_subset(ref, 64, stage) == ref  # nothing to cut: ship the build's file itself
+
+
+def test_total_size_counts_an_artifacts_extra_files(project_dir):
+    """A QNN context model is a small .onnx plus its .bin: the report's size column needs both."""
+    path = write_build(project_dir, "rpi5", {"int8-qdq": 0.01})
+    build = json.loads(path.read_text())
+    extra = project_dir / "artifacts" / "rpi5" / "int8-qdq_qnn.bin"
+    extra.write_bytes(b"\0" * 12345)
+    build["artifacts"][0]["extra_files"] = ["artifacts/rpi5/int8-qdq_qnn.bin"]
+    path.write_text(json.dumps(build))
+    rel = manifest.make_release(load_project(project_dir), load_target(project_dir, "rpi5"))
+    [art] = rel.manifest["artifacts"]
+    assert art["extra_files"] == ["models/int8-qdq_qnn.bin"]
+    assert art["total_size"] == art["size"] + 12345

@@ -345,7 +345,7 @@ def empty_result(entry: dict, plan: dict) -> dict:
     return {
         "artifact": str(entry.get("name")), "precision": str(entry.get("precision", "")),
         "runtime": str(entry.get("runtime", "onnxruntime")), "provider": str(providers[0]) if providers else None,
-        "sha256": entry.get("sha256"), "size": entry.get("size"),
+        "sha256": entry.get("sha256"), "size": entry.get("total_size", entry.get("size")),
         "warmup": plan["warmup"], "iterations": plan["iterations"], "threads": plan["threads"],
         "latency_ms": None, "samples_ms": None, "throughput_ips": None, "load_ms": None,
         "first_inference_ms": None, "peak_rss_mb": None, "gpu": None, "verify": None, "error": None,
