@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (if needed), then the main job end to end on the embedded default and on emulated boards:
 # build every artifact, deploy to this machine (target `local`) and to three emulated boards
-# (real sshd on 127.0.0.x, target `rpi5`), benchmark and verify on each, then write the report.
+# (real sshd on 127.0.0.x; targets rpi5, qcs8255 and orin), benchmark and verify on each, then write the report.
 # The boards keep running afterwards so you can try more (`doit rollback target=rpi5`, ...);
 # `.venv/bin/python -m dmsbuild.boards down` stops them.
 set -euo pipefail
@@ -19,6 +19,10 @@ step "doit deploy target=rpi5 (push to every rpi5 board over SSH, switch atomica
 doit deploy target=rpi5
 step "doit deploy target=rpi5 again (nothing changed: same release id, nothing sent)"
 doit deploy target=rpi5 bench=no
+step "doit deploy target=qcs8255 (QNN context binary built on the host; run on onnxruntime-qnn's HTP simulator)"
+doit deploy target=qcs8255
+step "doit deploy target=orin (engines built on the board by trtexec: a TEST DOUBLE on emulated boards, see README)"
+doit deploy target=orin
 step "doit report"
 doit report
 printf '\nReport: %s\n' "$PWD/artifacts/report/index.html"
