@@ -81,14 +81,20 @@ def latency_table(latest: list[dict]) -> Table:
         verdict = ""
         if speedup is not None and r["precision"] != "fp32":
             verdict = f"{speedup:.2f}x" + (" (SLOWER than FP32)" if speedup < 1.0 else "")
-        rows.append([r["board"], r["target"], r["release_id"], r["artifact"], r["precision"], r["provider"],
-                     _fmt(r["median_ms"], 3), _fmt(r["p95_ms"], 3), _fmt(r["p99_ms"], 3), _fmt(r["std_ms"], 3),
+        emulated = bool((r.get("facts") or {}).get("emulated"))
+        provider = r["provider"]
+        if emulated and r["runtime"] == "tensorrt":
+            provider = f"{provider} (test double: replayed, not measured)"
+        rows.append([r["board"] + (" (emulated)" if emulated else ""), r["target"], r["release_id"], r["artifact"],
+                     r["precision"], provider, _fmt(r["median_ms"], 3), _fmt(r["p95_ms"], 3), _fmt(r["p99_ms"], 3), _fmt(r["std_ms"], 3),
                      _fmt(r["throughput_ips"], 1), verdict or "–", _fmt(r["load_ms"], 1),
                      _fmt(r["first_inference_ms"], 2), _fmt(r["peak_rss_mb"], 1)])
     return Table(
         "Latency and throughput per board, model and precision",
         "Latest run per board and artifact; batch 1; ms from perf_counter_ns around session.run after a separate "
-        "warm-up. Speed-up is against FP32 on the same board: INT8 is not always faster — read the column.",
+        "warm-up. Speed-up is against FP32 on the same board: INT8 is not always faster — read the column. "
+        "Boards marked (emulated) are sshd processes on the dev machine: their latencies are that machine's CPU "
+        "(or onnxruntime-qnn's HTP simulator), and their TensorRT figures are replayed by the trtexec test double.",
         ["board", "target", "release", "artifact", "precision", "provider", "median ms", "p95 ms", "p99 ms",
          "std ms", "FPS", "vs FP32", "load ms", "first run ms", "peak RSS MB"],
         rows,

@@ -79,3 +79,21 @@ def test_markdown_escapes_board_strings(store, tmp_path):
     _, md_path = write_report(store, tmp_path / "report")
     md = md_path.read_text()
     assert "<script>" not in md and "<img" not in md and "&lt;script&gt;" in md
+
+
+def test_emulated_boards_and_replayed_trtexec_figures_are_labelled(tmp_path):
+    """A reader must not mistake the trtexec test double's replayed latencies for a Jetson's."""
+    s = ResultStore(tmp_path / "results.sqlite")
+    trt = result("fp16", 7.15)
+    trt["runtime"] = "tensorrt"
+    doc = document("1a2b3c4d5e6f7081", [trt], target="orin")
+    doc["facts"]["emulated"] = "sshd on 127.0.0.11"
+    s.add(doc, board="emu-01", target="orin")
+    s.add(document("1a2b3c4d5e6f7081", [result("fp32", 9.0)], target="rpi5"), board="pi-real", target="rpi5")
+    write_report(s, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    latency = [line for line in md.splitlines() if "| 1a2b3c4d5e6f7081 |" in line]  # the latency table's rows
+    [emu_row] = [line for line in latency if line.startswith("| emu-01")]
+    assert "emu-01 (emulated)" in emu_row and "test double: replayed, not measured" in emu_row
+    [real_row] = [line for line in latency if line.startswith("| pi-real")]
+    assert "(emulated)" not in real_row and "test double" not in real_row
