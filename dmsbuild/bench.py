@@ -112,7 +112,8 @@ def _run_runner(transport: Transport, release_dir: str, python: str, artifact: s
 
 #: runtimes whose artifacts the host drives on the board with the vendor's own tool (not runner/dms_bench.py):
 #: runtime -> "module:function(transport, release_dir, manifest, entries, *, python, plan, cache_root, progress)"
-HOST_DRIVEN: dict[str, str] = {"tensorrt": "dmsbuild.backends.trt_board:bench_artifacts"}
+HOST_DRIVEN: dict[str, str] = {"tensorrt": "dmsbuild.backends.trt_board:bench_artifacts",
+                               "snpe": "dmsbuild.backends.snpe_board:bench_artifacts"}
 
 
 def _remote_manifest(transport: Transport, release_dir: str) -> dict:
@@ -192,7 +193,11 @@ def _summary(doc: dict) -> str:
     for r in doc["results"]:
         if r["error"] is None:
             note = f" ({r['verify_note']})" if r.get("verify_note") else ""  # e.g. no TensorRT Python on the board
-            parts.append(f"{r['artifact']} {r['latency_ms']['median']:.2f} ms{note}")
+            lat = r["latency_ms"]
+            if lat["median"] is None:  # average-only runtimes (snpe-net-run): say so (stats_source)
+                parts.append(f"{r['artifact']} mean {lat['mean']:.2f} ms{note}")
+            else:
+                parts.append(f"{r['artifact']} {lat['median']:.2f} ms{note}")
         else:
             parts.append(f"{r['artifact']} ERROR")
     return ", ".join(parts)

@@ -91,11 +91,14 @@ def board_python() -> str:
 
 DOUBLES = Path(__file__).resolve().parents[1] / "tests" / "doubles"
 #: test doubles an emulated board of these groups carries on its PATH (labelled EMULATED in the wrapper)
-EMULATED_TOOLS = {"orin": ("trtexec", "nvidia-smi")}
+EMULATED_TOOLS = {"orin": ("trtexec", "nvidia-smi"), "qcs8255": ("snpe-net-run", "snpe-diagview")}
+#: the environment variable each double appends its argv to
+_ARGV_LOG_VARS = {"snpe-net-run": "SNPE_DOUBLE_ARGV_LOG", "snpe-diagview": "SNPE_DOUBLE_ARGV_LOG"}
 
 
 def _emulated_tools(bdir: Path, python: str, groups: tuple[str, ...]) -> Path | None:
-    """``<board>/bin`` with wrappers running the repository's test doubles of vendor tools (trtexec for orin)."""
+    """``<board>/bin`` with wrappers running the repository's test doubles of vendor tools (trtexec for orin,
+    snpe-net-run for qcs8255)."""
     tools = [t for g in groups for t in EMULATED_TOOLS.get(g, ())]
     if not tools:
         return None
@@ -107,12 +110,13 @@ def _emulated_tools(bdir: Path, python: str, groups: tuple[str, ...]) -> Path | 
             raise UserError(f"{double}: test double missing; emulated {tool} needs the repository's tests/doubles/",
                             hint="run `boards up` from a source checkout of dmsbuild")
         wrapper = bin_dir / tool
+        var = _ARGV_LOG_VARS.get(tool, "TRTEXEC_DOUBLE_ARGV_LOG")
         wrapper.write_text(
             "#!/bin/sh\n"
-            f"# EMULATED {tool}: the test double {double} (no GPU, no TensorRT on this machine).\n"
+            f"# EMULATED {tool}: the test double {double} (no vendor accelerator or SDK on this machine).\n"
             f"# Every call's argv is appended to {bdir / (tool + '-argv.log')} (count builds there).\n"
-            f"TRTEXEC_DOUBLE_ARGV_LOG=\"${{TRTEXEC_DOUBLE_ARGV_LOG:-{bdir / (tool + '-argv.log')}}}\"\n"
-            "export TRTEXEC_DOUBLE_ARGV_LOG\n"
+            f"{var}=\"${{{var}:-{bdir / (tool + '-argv.log')}}}\"\n"
+            f"export {var}\n"
             f"exec {shlex.quote(python)} {shlex.quote(str(double))} \"$@\"\n")
         wrapper.chmod(0o755)
     (bin_dir / "README").write_text(

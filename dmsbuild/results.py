@@ -92,12 +92,15 @@ class _Check:
             raise self.fail(where, value, "a string" + (f" matching {pattern.pattern}" if pattern else f" of at most {MAX_STRING} characters"))
         return value
 
-    def stats(self, value: Any, where: str) -> None:
+    def stats(self, value: Any, where: str, *, mean_only: bool = False) -> None:
+        """Every statistic a number; ``mean_only`` (a runtime that reports averages): mean a number, the rest may be null."""
         if value is None:
             return
         self.obj(value, where, STAT_KEYS)
         for k in STAT_KEYS:
-            self.num(value[k], f"{where}.{k}", lo=0)
+            self.num(value[k], f"{where}.{k}", lo=0, null=mean_only and k != "mean")
+        if any(value[k] is None for k in ("min", "median", "max")):
+            return
         if not value["min"] <= value["median"] <= value["max"]:
             raise self.fail(where, value, "min <= median <= max")
 
@@ -141,14 +144,22 @@ def validate_result(result: Any, *, board: str, where: str = "result") -> dict:
     c.str_(result["error"], f"{where}.error", null=True)
     for k in ("throughput_ips", "load_ms", "first_inference_ms", "peak_rss_mb"):
         c.num(result.get(k), f"{where}.{k}", null=True, lo=0)
-    c.stats(result["latency_ms"], f"{where}.latency_ms")
+    # stats_source: the runtime reports averages only (snpe-diagview); then samples_ms is [] and only
+    # latency_ms.mean must be a number (CONTRACTS §3)
+    averaged = c.str_(result.get("stats_source"), f"{where}.stats_source", null=True) is not None
+    c.stats(result["latency_ms"], f"{where}.latency_ms", mean_only=averaged)
     samples = result["samples_ms"]
     if samples is not None:
         if not isinstance(samples, list) or len(samples) > MAX_SAMPLES:
             raise c.fail(f"{where}.samples_ms", f"<{type(samples).__name__}>", f"a list of at most {MAX_SAMPLES} numbers")
         for i, s in enumerate(samples):
             c.num(s, f"{where}.samples_ms[{i}]", lo=0)
-    if result["error"] is None:
+    if averaged and samples:
+        raise c.fail(f"{where}.samples_ms", f"<{len(samples)} samples>", "[] when 'stats_source' is set (samples give full statistics)")
+    if result["error"] is None and averaged:
+        if result["latency_ms"] is None or samples is None:
+            raise c.fail(f"{where}.latency_ms", result["latency_ms"], "a mean and samples_ms [] when 'stats_source' is set")
+    elif result["error"] is None:
         if result["latency_ms"] is None or not samples:
             raise c.fail(f"{where}.latency_ms", None, "statistics and samples when 'error' is null")
         if result.get("iterations") and len(samples) != result["iterations"]:

@@ -191,7 +191,8 @@ def test_with_the_sdk_the_qnn_target_also_ships_a_dlc(tmp_path):
         if f.name.startswith("snpe"):
             shutil.copy2(f, bin_dir / f.name)
     log = tmp_path / "snpe-argv.jsonl"
-    target = 'transport = "local"\n' + QNN_TARGET.replace('group = "rpi5"', 'root = "artifacts/boards/q"')
+    target = 'transport = "local"\n' + QNN_TARGET.replace('group = "rpi5"', 'root = "artifacts/boards/q"').replace(
+        'arch = "aarch64"', 'arch = "x86_64"')  # this machine is the (local) board of the deploy below
     root = make_project(tmp_path / "p", {"q": target})
     run = run_doit(root, "build", "target=q", env={"SNPE_ROOT": str(sdk), "SNPE_DOUBLE_ARGV_LOG": str(log)})
     assert run.rc == 0, run.output[-3000:]
@@ -202,6 +203,23 @@ def test_with_the_sdk_the_qnn_target_also_ships_a_dlc(tmp_path):
     assert tools == ["snpe-onnx-to-dlc", "snpe-dlc-quantize", "snpe-dlc-graph-prepare"]
     calib = sorted((root / "artifacts" / "q" / "int8-qdq.work" / "calibration").glob("*.raw"))
     assert len(calib) == 4  # one unique raw file per calibration image of the tiny project
+
+    # deployed to the (local) board, whose PATH carries the snpe-net-run / snpe-diagview doubles,
+    # the DLC is benchmarked with snpe-net-run next to the QNN artifact (run by the ORT runner)
+    import os
+
+    env = {"SNPE_ROOT": str(sdk), "SNPE_DOUBLE_ARGV_LOG": str(log),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run = run_doit(root, "deploy", "target=q", env=env)
+    assert run.rc == 0, run.output[-3000:]
+    rows = {r["artifact"]: r for r in _rows(root, "q")}
+    assert (rows["int8-qdq"]["runtime"], rows["int8-qdq"]["error"]) == ("qnn", None)
+    dlc = rows["int8-qdq-dlc"]
+    assert (dlc["runtime"], dlc["provider"], dlc["error"], dlc["median_ms"]) == ("snpe", "snpe-net-run", None, None)
+    assert dlc["mean_ms"] > 0 and dlc["iterations"] == 2 and json.loads(dlc["samples_json"]) == []
+    calls = [c for c in map(json.loads, log.read_text().splitlines()[3:]) if c[1:] != ["--version"]]  # facts probe
+    assert [c[0] for c in calls] == ["snpe-net-run", "snpe-diagview"]
+    assert calls[0][calls[0].index("--container") + 1].endswith("/models/int8-qdq.dlc") and "--use_dsp" in calls[0]
 
 
 def _trt_release(tmp_path: Path) -> tuple[Path, dict, list[dict]]:

@@ -58,6 +58,8 @@ class SnpeOptions:
     #: ``--perf_profile`` on the board
     perf_profile: Literal["burst", "high_performance", "balanced", "default", "power_saver",
                           "sustained_high_performance", "low_balanced"] = "burst"
+    #: folder of snpe-net-run / snpe-diagview on the board (empty: PATH, then $SNPE_ROOT/bin/<arch> there)
+    board_bin: str = ""
     #: seconds ``snpe-throughput-net-run`` runs
     throughput_seconds: int = 10
 

@@ -1,0 +1,221 @@
+"""SNPE DLC artifacts on the board: run them with snpe-net-run, time them with snpe-diagview, check outputs.
+
+Driven from the host over the board's transport (argument lists only), for
+the ``dlc`` artifacts of a release (runtime ``snpe``):
+
+1. one probe (the board's Python): where ``snpe-net-run`` and ``snpe-diagview``
+   are (``backend.snpe.board_bin``, else PATH, else ``$SNPE_ROOT/bin/<arch>``);
+   no snpe-net-run fails each DLC artifact with one line saying what to install
+   (the release's other artifacts run as usual);
+2. per artifact a work folder ``<deploy root>/snpe/<artifact>/`` (outside the
+   releases, emptied first): ``iterations`` raw float32 inputs, ONE UNIQUE
+   FILE PER INPUT-LIST LINE (sample ``i % n`` of ``verify/reference.npz``,
+   NHWC as the DLC expects), and the input list naming each once;
+3. ``snpe-net-run`` runs every line once on the profile's runtime; ``snpe-diagview``
+   turns its ``SNPEDiag_0.log`` into CSV. SNPE reports the *average* inference
+   time and the init time, not per-inference times, so the result holds
+   ``latency_ms.mean`` only, ``samples_ms`` is empty and ``stats_source`` says
+   where the number came from (CONTRACTS §3) - no statistic is invented;
+4. the output check reads ``Result_<i>/<head>.raw`` (float32) of the first
+   ``verify_samples`` lines back and compares them with the FP32 reference,
+   the same metrics as the board runner; unreadable outputs leave ``verify``
+   null with a ``verify_note``.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from ..results import new_result
+from ..transport.base import Transport
+from . import snpe
+from .trt_board import engines_dir
+
+PROBE_SCRIPT = r'''
+import glob, json, os, shutil, sys
+def find(name, folder):
+    if folder:
+        p = os.path.join(folder, name)
+        return p if os.path.isfile(p) and os.access(p, os.X_OK) else None
+    p = shutil.which(name)
+    if p:
+        return p
+    root = os.environ.get("SNPE_ROOT") or os.environ.get("QAIRT_SDK_ROOT")
+    for p in sorted(glob.glob(os.path.join(root, "bin", "*", name))) if root else []:
+        if os.access(p, os.X_OK) and "x86_64" not in p:
+            return p
+    return None
+net_run = find("snpe-net-run", sys.argv[1])
+diag = find("snpe-diagview", os.path.dirname(net_run) if net_run else sys.argv[1]) or shutil.which("snpe-diagview")
+print(json.dumps({"snpe_net_run": net_run, "snpe_diagview": diag}))
+'''
+
+#: one snpe-net-run over the input list may take this long on a board (s)
+NET_RUN_TIMEOUT = 3600.0
+BOARD_HINT = ("install the Qualcomm AI Runtime (SNPE) for the board's arch and put its bin/<arch> folder on the "
+              "board's PATH, or set SNPE_ROOT there, or set backend.snpe.board_bin in the target profile")
+
+
+def work_dir(release_dir: str, artifact: str) -> str:
+    """``<root>/snpe/<artifact>`` for ``<root>/releases/<id>`` (or ``<root>/current``): never inside a release."""
+    return posixpath.join(posixpath.dirname(engines_dir(release_dir)), "snpe", artifact)
+
+
+def probe(transport: Transport, python: str, options: snpe.SnpeOptions) -> dict[str, Any]:
+    res = transport.run([python, "-c", PROBE_SCRIPT, options.board_bin], timeout=120)
+    try:
+        info = json.loads(res.stdout.strip().splitlines()[-1]) if res.ok else None
+    except (json.JSONDecodeError, IndexError):
+        info = None
+    if not isinstance(info, dict):
+        return {"error": f"probing for snpe-net-run with {python} failed (exit {res.exit_status}): {res.stderr_tail(1)}"}
+    return info
+
+
+def _fail(entry: dict, plan: dict, message: str) -> dict:
+    res = new_result(entry, warmup=0, iterations=plan["iterations"])
+    res["provider"] = "snpe-net-run"
+    res["error"] = " ".join(message.split())[:500]
+    return res
+
+
+def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entries: list[dict], *, python: str,
+                    plan: dict, cache_root: Path, progress: Callable[[str], None] = print) -> list[dict]:
+    """Benchmark and verify each DLC artifact on one board with snpe-net-run; one result per entry."""
+    import numpy as np
+
+    board = transport.name
+    backend = (manifest.get("runtime_settings") or {}).get("backend") or {}
+    options = snpe.load_options(backend.get("snpe") or {}, f"{release_dir}/manifest.json")
+    info = probe(transport, python, options)
+    if info.get("error"):
+        return [_fail(e, plan, info["error"]) for e in entries]
+    if not info.get("snpe_net_run"):
+        where = f"not in {options.board_bin}" if options.board_bin else "not on PATH, not under $SNPE_ROOT/bin"
+        return [_fail(e, plan, f"snpe-net-run not found on the board ({where}); {BOARD_HINT}") for e in entries]
+    if not info.get("snpe_diagview"):
+        return [_fail(e, plan, f"snpe-diagview not found next to {info['snpe_net_run']} nor on PATH; "
+                               "it reads snpe-net-run's timings: " + BOARD_HINT) for e in entries]
+    input_name = str((manifest.get("input") or {}).get("name") or "image")
+    classification = list((manifest.get("outputs") or {}).get("classification") or [])
+    with tempfile.TemporaryDirectory(prefix="dmsbuild-snpe-") as td:
+        ref_path = Path(td) / "reference.npz"
+        remote_ref = posixpath.join(release_dir, "verify", "reference.npz")
+        if not transport.run(["test", "-f", remote_ref], timeout=60).ok:
+            return [_fail(e, plan, f"{remote_ref} is missing: no inputs to feed snpe-net-run; redeploy the release")
+                    for e in entries]
+        transport.get(remote_ref, ref_path)
+        with np.load(ref_path, allow_pickle=False) as z:
+            ref = {k: z[k] for k in z.files}
+        results = []
+        for entry in entries:
+            progress(f"  [snpe] {board}: {entry['name']}: snpe-net-run, {plan['iterations']} inferences "
+                     f"({options.runtime}, {options.perf_profile})")
+            results.append(_bench_one(transport, release_dir, entry, plan, options, info, ref, input_name,
+                                      classification, Path(td) / entry["name"]))
+    return results
+
+
+def _write_inputs(ref: dict, iterations: int, local: Path, remote: str, input_name: str) -> tuple[Path, list[str]]:
+    """``iterations`` raw files (sample i % n, NHWC) and the input list naming each remote file once."""
+    import numpy as np
+
+    x = np.asarray(ref["inputs"], dtype=np.float32)
+    (local / "inputs").mkdir(parents=True, exist_ok=True)
+    width = max(5, len(str(iterations - 1)))
+    names, lines = [], []
+    for i in range(iterations):
+        a = x[i % len(x)]
+        if a.ndim == 3:  # CHW -> HWC: SNPE's image inputs are NHWC
+            a = a.transpose(1, 2, 0)
+        name = f"input_{i:0{width}d}.raw"
+        np.ascontiguousarray(a).tofile(local / "inputs" / name)
+        names.append(name)
+        lines.append(f"{input_name}:={posixpath.join(remote, 'inputs', name)}")
+    (local / "input_list.txt").write_text("\n".join(lines) + "\n")
+    return local / "input_list.txt", names
+
+
+def _bench_one(transport: Transport, release_dir: str, entry: dict, plan: dict, options: snpe.SnpeOptions,
+               info: dict, ref: dict, input_name: str, classification: list[str], local: Path) -> dict:
+    iterations = int(plan["iterations"])
+    if "inputs" not in ref or len(ref["inputs"]) == 0:
+        return _fail(entry, plan, "verify/reference.npz holds no inputs to feed snpe-net-run")
+    work = work_dir(release_dir, entry["name"])
+    out = posixpath.join(work, "output")
+    transport.run(["rm", "-rf", work], timeout=120)
+    made = transport.run(["mkdir", "-p", posixpath.join(work, "inputs")], timeout=60)
+    if not made.ok:
+        return _fail(entry, plan, f"cannot create {work} on the board: {made.stderr_tail(1)}")
+    input_list, names = _write_inputs(ref, iterations, local, work, input_name)
+    for name in names:
+        transport.put(local / "inputs" / name, posixpath.join(work, "inputs", name))
+    remote_list = posixpath.join(work, "input_list.txt")
+    transport.put(input_list, remote_list)
+    dlc = posixpath.join(release_dir, entry["file"])
+    res = transport.run(snpe.net_run_argv(dlc, remote_list, out, options, tool=info["snpe_net_run"]),
+                        timeout=NET_RUN_TIMEOUT)
+    if not res.ok:
+        return _fail(entry, plan, f"snpe-net-run failed (exit {res.exit_status}): {res.stderr_tail(1) or res.stdout[-200:]}")
+    csv_path = posixpath.join(out, "SNPEDiag_0.csv")
+    diag = transport.run(snpe.diagview_argv(posixpath.join(out, "SNPEDiag_0.log"), csv_path,
+                                            tool=info["snpe_diagview"]), timeout=600)
+    csv_text = transport.run(["cat", csv_path], timeout=60) if diag.ok else diag
+    if not csv_text.ok:
+        return _fail(entry, plan, f"snpe-diagview failed (exit {diag.exit_status}): {diag.stderr_tail(1)}")
+    raw = snpe.result_from_snpe(artifact=entry["name"], precision=entry.get("precision", ""),
+                                diag_csv=csv_text.stdout, iterations=iterations)
+    result = new_result(entry, warmup=0, iterations=iterations)
+    result["provider"] = "snpe-net-run"
+    if raw["error"] is not None or raw["latency_ms"] is None:
+        result["error"] = raw["error"] or "snpe-diagview reported no Avg_Total_Inference_Time"
+        return result
+    mean = raw["latency_ms"]["mean"]
+    result["latency_ms"] = raw["latency_ms"]
+    result["samples_ms"] = []
+    result["stats_source"] = (f"snpe-diagview Avg_Total_Inference_Time over {iterations} inferences "
+                              "(SNPE reports no per-inference times)")
+    result["load_ms"] = raw["load_ms"]
+    result["throughput_ips"] = 1000.0 / mean if mean > 0 else None
+    result["verify"], note = _verify(transport, out, ref, plan, classification, local / "outputs")
+    if note:
+        result["verify_note"] = note
+    return result
+
+
+def _verify(transport: Transport, out: str, ref: dict, plan: dict, classification: list[str],
+            local: Path) -> tuple[dict | None, str | None]:
+    """snpe-net-run's float32 outputs of the first samples vs the FP32 reference, or (None, why not)."""
+    import numpy as np
+
+    from ..runner.dms_bench import verify_outputs
+
+    n = min(int(plan.get("verify_samples", 0)), len(ref["inputs"]), int(plan["iterations"]))
+    if n <= 0:
+        return None, None
+    heads = [k for k in sorted(ref) if k != "inputs"]
+    outputs: list[list[np.ndarray]] = []
+    for i in range(n):
+        row = []
+        for head in heads:
+            got = None
+            for fname in (f"{head}.raw", f"{head}:0.raw"):
+                remote = posixpath.join(out, f"Result_{i}", fname)
+                if transport.run(["test", "-f", remote], timeout=60).ok:
+                    dest = local / f"{i}" / fname.replace(":", "_")
+                    transport.get(remote, dest)
+                    got = np.fromfile(dest, dtype=np.float32)
+                    break
+            want = ref[head][i:i + 1]
+            if got is None:
+                return None, f"output check not available: snpe-net-run wrote no Result_{i}/{head}.raw"
+            if got.size != want.size:
+                return None, f"output check not available: Result_{i}/{head}.raw has {got.size} floats, the reference {want.size}"
+            row.append(got.reshape(want.shape))
+        outputs.append(row)
+    feed = iter(outputs)
+    verify = verify_outputs(np, lambda names, _feed: next(feed), "input", np.float32, heads, ref, n, 1, classification)
+    return verify, None
