@@ -18,7 +18,7 @@ CHECKPOINT = ROOT / "models" / "dms_reference.pt"
 SIDECAR = ROOT / "models" / "dms_reference.json"
 CALIBRATION = ROOT / "data" / "calibration"
 VALIDATION = ROOT / "data" / "validation"
-FLOORS = {"eye_state": 0.9, "yawn": 0.85, "activity": 0.6}
+FLOORS = {"eye_state": 0.9, "yawn": 0.85, "activity": 0.8}
 
 
 def _check_labels(labels: dict) -> None:
