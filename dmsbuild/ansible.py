@@ -29,6 +29,7 @@ from typing import Any
 
 from .config import NAME_RE
 from .errors import UserError
+from .fleet import BoardRef
 
 #: the variables dmsbuild understands, mapped to record fields (first spelling wins when both are set)
 KNOWN_VARS = {
@@ -49,15 +50,9 @@ MAX_RANGE_HOSTS = 10_000
 
 
 @dataclass(frozen=True)
-class ImportedBoard:
-    """One board from an Ansible inventory."""
+class ImportedBoard(BoardRef):
+    """One board from an Ansible inventory: what the fleet layer knows, plus the board's Python and deploy root."""
 
-    name: str
-    host: str
-    port: int = 22
-    user: str | None = None
-    identity_file: str | None = None
-    groups: tuple[str, ...] = ()
     python: str | None = None
     root: str | None = None
 

@@ -128,16 +128,21 @@ def _int_var(name: str) -> int | None:
     return int(value)
 
 
+def _selection(target: str) -> tuple[Any, Any, list[Any], str | None, str | None]:
+    """Project, profile and the boards that hosts=/groups=/inventory= select for ``target`` (UserError if bad)."""
+    prof = profile(target)
+    proj = project()
+    hosts, groups = doit_var("hosts"), doit_var("groups")
+    return proj, prof, boards_for(proj, prof, hosts, doit_var("inventory"), groups), hosts, groups
+
+
 def _deploy(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
     from ..fleet_deploy import deploy_fleet
 
     try:
-        prof = profile(target)
-        proj = project()
-        hosts, groups = doit_var("hosts"), doit_var("groups")
-        boards = boards_for(proj, prof, hosts, doit_var("inventory"), groups)
+        proj, prof, boards, hosts, groups = _selection(target)
         verify = doit_var("verify", "changed")
         if verify not in ("changed", "full"):
             raise UserError(f"verify={verify}: expected verify=changed (default) or verify=full (re-hash everything on the boards)")
@@ -177,10 +182,7 @@ def _rollback(target: str) -> Any:
     from ..fleet_deploy import rollback_fleet
 
     try:
-        prof = profile(target)
-        proj = project()
-        hosts, groups = doit_var("hosts"), doit_var("groups")
-        boards = boards_for(proj, prof, hosts, doit_var("inventory"), groups)
+        proj, prof, boards, hosts, groups = _selection(target)
         result = rollback_fleet(prof, proj.artifacts, boards, hosts=hosts, groups=groups, parallel=_int_var("parallel"))
     except UserError as exc:
         return TaskFailed(str(exc))
