@@ -338,6 +338,9 @@ class DeployConfig:
     waves: list[int | str] = field(default_factory=lambda: ["100%"])
     #: failed boards tolerated (a count, or percent "10%"); one more halts the rollout (0: first failure halts)
     max_fail: int | str = 0
+    #: a board whose new release fails its health gate (output check, latency): "rollback" switches it back
+    #: to its previous release (no transfer); "keep" leaves the new release installed for inspection
+    on_unhealthy: Literal["rollback", "keep"] = "rollback"
 
     def validate(self, source: str, prefix: str) -> None:
         from .fleet import check_max_fail, check_waves  # standard library only, like this module

@@ -404,8 +404,14 @@ def rollout(
     rollouts_dir: Path | None = None,
     check_release: bool = True,
     clock: Callable[[], float] = time.monotonic,
+    revert: DeployOne | None = None,
 ) -> RolloutResult:
     """Roll ``release_id`` out to ``boards`` in waves; return (and write) the rollout report.
+
+    ``revert(board, sink)``, when given, is called for a board that fails
+    its health gate (a rollback to its previous release, no transfer); the
+    board stays ``unhealthy`` in the report, with the outcome in its reason
+    and ``details["rolled_back_to"]``.
 
     ``current_release(board)`` is a cheap check of the release a board runs
     (run in the pool before planning; an error there just means "unknown", so
@@ -493,6 +499,8 @@ def rollout(
                     rep.status = "unhealthy"
                     rep.reason = f"health gate: {verdict.reason or 'failed'}"
                     state["failures"] += 1
+                    if revert is not None:
+                        rep.reason += _revert(revert, b, rep, sink, board_errors)
                     sink.update(b.name, "unhealthy", rep.reason)
                     if not halted:
                         halted = True
@@ -556,6 +564,21 @@ def _timed(deploy_one: DeployOne, board: BoardRef, sink: ProgressSink, clock: Ca
     t = clock()
     outcome = deploy_one(board, sink)
     return outcome, clock() - t
+
+
+def _revert(revert: DeployOne, board: BoardRef, rep: BoardReport, sink: ProgressSink,
+            errors: tuple[type[BaseException], ...]) -> str:
+    """Roll an unhealthy board back (main thread; the rollout halts anyway); the text to add to its reason."""
+    sink.update(board.name, "unhealthy", "failed its health gate; rolling back")
+    try:
+        back = revert(board, sink)
+    except errors as exc:
+        back = BoardOutcome(board.name, False, reason=first_line(exc))
+    if back.ok:
+        rep.details["rolled_back_to"] = back.release_id
+        return f"; rolled back to {back.release_id}"
+    rep.details["rollback_failed"] = back.reason or "no reason given"
+    return f"; rollback failed ({back.reason or 'no reason given'}): the new release stays installed"
 
 
 def _safe_current(fn: CurrentRelease, board: BoardRef, errors: tuple[type[BaseException], ...]) -> str | None:
@@ -624,6 +647,7 @@ def rollout_target(
     board_errors: tuple[type[BaseException], ...] = (UserError, OSError),
     stream: Any = None,
     health_gate: HealthGate | None = None,
+    revert: DeployOne | None = None,
 ) -> RolloutResult:
     """A target's rollout as ``doit deploy target=T hosts=... groups=... parallel=N`` runs it.
 
@@ -632,7 +656,9 @@ def rollout_target(
     gate built from it), shows live progress on ``stream``
     (stderr by default), writes the report under
     ``artifacts/<target>/rollouts/`` and prints the final table. The caller
-    turns ``exit_code`` into the task's failure.
+    turns ``exit_code`` into the task's failure. ``revert`` is used on a board
+    that fails its health gate when the profile's ``deploy.on_unhealthy`` is
+    ``"rollback"`` (the default).
     """
     import sys
 
@@ -653,6 +679,7 @@ def rollout_target(
         health_gate=health_gate if health_gate is not None else standard_gate(profile.gates.max_latency_regression),
         current_release=current_release, progress=progress, board_errors=board_errors,
         rollouts_dir=rollouts_dir(artifacts, profile.name),
+        revert=revert if getattr(profile.deploy, "on_unhealthy", "rollback") == "rollback" else None,
     )
     progress.finish()
     out.write(result.table() + f"\nrollout report: {result.report_path}\n")

@@ -275,7 +275,7 @@ def deploy_fleet(project: "ProjectConfig", profile: "TargetProfile", boards: Seq
     return fleet.rollout_target(
         profile, project.artifacts, fd.refs(), release.release_id, fd.deploy_one, hosts=hosts, groups=groups,
         parallel=parallel, current_release=None if full_verify else current,
-        health_gate=health_gate(profile, bench is not None), stream=stream)
+        health_gate=health_gate(profile, bench is not None), stream=stream, revert=fd.rollback_one)
 
 
 def rollback_fleet(profile: "TargetProfile", artifacts: Any, boards: Sequence["Board"], *, hosts: str | None = None,

@@ -94,10 +94,13 @@ def test_doit_deploy_fails_when_a_board_fails(boards, project_dir, tmp_path):
 
 
 def test_deploy_fails_a_board_whose_benchmark_fails(boards, project_dir):
-    """The on-board benchmark runs after the switch; an artifact that cannot run fails that board's deploy,
-    names the board and artifact, and the release stays installed (rollback is offered)."""
+    """The on-board benchmark runs after the switch; an artifact that cannot run fails that board's deploy
+    and names the board and artifact. With on_unhealthy = "keep" the release stays installed and rollback
+    is offered (the default, "rollback", is tested in test_fleet_ssh.py)."""
     (project_dir / "dodo.py").write_text(DODO)
     (project_dir / "artifacts").mkdir(exist_ok=True)
+    prof = project_dir / "targets" / "rpi5.toml"
+    prof.write_text(prof.read_text().replace("[deploy]\n", '[deploy]\non_unhealthy = "keep"\n'))
     write_build(project_dir, "rpi5", {"fp32": 0.3}, seed=7)
     env = {**os.environ, "DMSBUILD_ROOT": str(project_dir)}
     res = subprocess.run([sys.executable, "-m", "doit", "deploy", "target=rpi5", "hosts=emu-01",

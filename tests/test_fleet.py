@@ -479,3 +479,38 @@ def test_progress_tty_final_frame_after_rollout() -> None:
     assert last.startswith("rpi5 r wave 2/2 (4 boards): 4 done, 1 failed")
     assert "rpi5-04" in last and "connection refused" in last
     assert last.count("\n") == 6  # header + 5 boards, drawn over the previous frame
+
+
+def test_unhealthy_canary_is_reverted_to_its_previous_release(tmp_path: Path) -> None:
+    boards = make_boards(4)
+    fake = FakeFleet(boards, bad_output={"rpi5-01"})
+    reverted: list[str] = []
+
+    def revert(board: BoardRef, sink) -> BoardOutcome:
+        reverted.append(board.name)
+        fake.installed[board.name] = "old0000000000000"
+        return BoardOutcome(board.name, True, "old0000000000000")
+
+    res = fleet.rollout(boards, RELEASE, fake.deploy_one, target="rpi5", waves=[1, "100%"], parallel=2,
+                        health_gate=fleet.standard_gate(1.25), revert=revert, rollouts_dir=tmp_path)
+    assert reverted == ["rpi5-01"] and fake.calls == ["rpi5-01"]
+    canary = res.boards[0]
+    assert canary.status == "unhealthy" and canary.reason.endswith("; rolled back to old0000000000000")
+    assert canary.details["rolled_back_to"] == "old0000000000000"
+    assert fake.installed["rpi5-01"] == "old0000000000000" and res.halted and res.exit_code == 2
+    assert json.loads(res.report_path.read_text())["boards"][0]["details"]["rolled_back_to"] == "old0000000000000"
+
+
+def test_a_failed_revert_is_reported_and_leaves_the_new_release(tmp_path: Path) -> None:
+    boards = make_boards(2)
+    fake = FakeFleet(boards, bad_output={"rpi5-01"})
+
+    def revert(board: BoardRef, sink) -> BoardOutcome:
+        raise ConnectionResetError(104, "connection reset by peer")
+
+    res = fleet.rollout(boards, RELEASE, fake.deploy_one, target="rpi5", waves=[1, "100%"], parallel=1,
+                        health_gate=fleet.standard_gate(1.25), revert=revert)
+    canary = res.boards[0]
+    assert canary.status == "unhealthy" and "rollback failed" in canary.reason and "connection reset" in canary.reason
+    assert "rolled_back_to" not in canary.details and fake.installed["rpi5-01"] == RELEASE
+    assert res.boards[1].status == "skipped"

@@ -209,7 +209,8 @@ def test_two_boards_down_then_rerun_updates_only_the_rest(fleet_boards, project_
 
 def test_canary_failing_its_output_check_halts_before_wave_two(fleet_boards, project_dir, tmp_path):
     """The canary's on-board benchmark fails (the fabricated fp32 artifact cannot run): the rollout
-    halts after wave one; every other board keeps its previous release, untouched."""
+    halts after wave one and the canary is rolled back to its previous release; every other board keeps
+    its previous release, untouched. With on_unhealthy = "keep" the canary stays on the new release."""
     roots = tmp_path / "roots"
     ini = _ansible_inventory(fleet_boards, roots, tmp_path / "hosts.ini")
     # a TOML inventory including the Ansible one: its [defaults] give the imported boards their known_hosts
@@ -234,21 +235,32 @@ def test_canary_failing_its_output_check_halts_before_wave_two(fleet_boards, pro
     canary = boards["emu-01"]
     assert canary["status"] == "unhealthy" and "artifact fp32 did not run" in canary["reason"], canary
     assert canary["verified"] is True and canary["output_check"] is False
-    assert _current(roots, "emu-01") == bad  # installed; rollback is offered
-    assert "doit rollback target=rpi5 hosts=emu-01" in out
+    assert canary["details"]["rolled_back_to"] == good and f"rolled back to {good}" in canary["reason"]
+    assert _current(roots, "emu-01") == good  # back on its last good release
+    assert "emu-01: the new release failed its checks and was rolled back" in out, out
     for b in fleet_boards["boards"][1:]:
         name = b["name"]
         assert boards[name]["status"] == "skipped" and boards[name]["wave"] is None, boards[name]
         assert _stamp(roots, name) == before[name] and _current(roots, name) == good
 
-    # a rerun of the same release does not take the unhealthy canary as "current": it is judged again
+    # a rerun of the same release judges the canary again: nothing to send, unhealthy, rolled back again
     res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}")
     assert res.returncode != 0
     rep = _report(project_dir)
     canary = _by_name(rep)["emu-01"]
     assert rep["halted"] and canary["status"] == "unhealthy" and canary["bytes_sent"] == 0, canary
+    assert _current(roots, "emu-01") == good
     assert all(_stamp(roots, b["name"]) == before[b["name"]] for b in fleet_boards["boards"][1:])
 
+    # on_unhealthy = "keep": the canary stays on the new release for inspection; rollback is offered
+    _project(project_dir, on_unhealthy="keep")
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}")
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out
+    canary = _by_name(_report(project_dir))["emu-01"]
+    assert canary["status"] == "unhealthy" and "rolled_back_to" not in canary["details"], canary
+    assert _current(roots, "emu-01") == bad
+    assert "doit rollback target=rpi5 hosts=emu-01" in out
     res = _doit(project_dir, "rollback", "target=rpi5", "hosts=emu-01", f"inventory={inv}")
     assert res.returncode == 0, res.stdout + res.stderr
     assert _current(roots, "emu-01") == good

@@ -169,10 +169,15 @@ def _verdict(what: str, result: Any) -> Any:
     if result.halted:
         text += f"; rollout halted ({result.halt_reason}), {s['skipped']} board(s) left on their previous release"
     text += f"; report {result.report_path}"
-    unhealthy = [b.name for b in result.boards if b.status == "unhealthy"]
-    if unhealthy:
-        text += (f"\n{', '.join(unhealthy)}: the new release is installed but failed its checks; "
-                 f"fix the artifact or the gate, or `doit rollback target={result.target} hosts={','.join(unhealthy)}`")
+    unhealthy = [b for b in result.boards if b.status == "unhealthy"]
+    back = [b.name for b in unhealthy if "rolled_back_to" in b.details]
+    kept = [b.name for b in unhealthy if "rolled_back_to" not in b.details]
+    if back:
+        text += (f"\n{', '.join(back)}: the new release failed its checks and was rolled back "
+                 f"to the previous one; fix the artifact or the gate and deploy again")
+    if kept:
+        text += (f"\n{', '.join(kept)}: the new release is installed but failed its checks; "
+                 f"fix the artifact or the gate, or `doit rollback target={result.target} hosts={','.join(kept)}`")
     return TaskError(text) if result.halted else TaskFailed(text)
 
 
