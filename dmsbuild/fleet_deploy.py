@@ -19,6 +19,7 @@ reached; ``release`` puts one release on one board. This module joins them:
 """
 from __future__ import annotations
 
+import copy
 import posixpath
 import sys
 import time
@@ -138,7 +139,11 @@ class FleetDeploy:
 
         board = self.boards[ref.name]
         root = board.deploy_root(self.profile)
-        transport = self.transport_factory(board)
+        # one connection attempt: a failure here only means "unknown, deploy it", and the deploy itself
+        # retries with backoff, so an unreachable board does not pay the retries twice
+        once = copy.copy(board)  # (dataclasses.replace would reset the init=False fields: transport, source)
+        once.connect_retries = 1
+        transport = self.transport_factory(once)
         try:
             if root == "~" or (root.startswith("~") and not root.startswith("~/")):
                 root = resolve_root(transport, board, self.profile)

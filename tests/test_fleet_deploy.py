@@ -206,3 +206,25 @@ def test_profile_inventory_may_be_an_ansible_yaml_file(project_dir):
     proj, prof = load_project(project_dir), load_target(project_dir, "rpi5")
     boards = boards_for(proj, prof, hosts="rpi5-[2:3]")
     assert [(b.name, b.user, b.known_hosts) for b in boards] == [("rpi5-2", "pi", None), ("rpi5-3", "pi", None)]
+
+
+def test_resume_check_tries_once_and_the_deploy_keeps_the_boards_retries(project_dir):
+    """An unreachable board must not pay its connect retries twice: the resume check (a failure there only
+    means "unknown, deploy it") connects once; the deploy uses the board's own connect_retries."""
+    from dmsbuild.manifest import make_release
+    from dmsbuild.release import open_transport
+
+    write_build(project_dir, "local", {"fp32": 0.1}, seed=4)
+    proj, prof, board = _local(project_dir)
+    board.connect_retries = 4
+    seen: list[tuple[int, str]] = []
+
+    def factory(b):
+        seen.append((b.connect_retries, b.transport))
+        return open_transport(b)
+
+    fd = FleetDeploy(prof, [board], make_release(proj, prof), project_name="dms", transport_factory=factory)
+    [ref] = fd.refs()
+    fd.current_release(ref)
+    assert fd.deploy_one(ref, RecordingSink()).ok
+    assert seen == [(1, "local"), (4, "local")] and board.connect_retries == 4
