@@ -111,7 +111,10 @@ def size_table(latest: list[dict]) -> Table:
     for (target, artifact), r in sorted(seen.items(), key=lambda kv: (kv[0][0], PRECISION_ORDER.get(kv[1]["precision"], 9))):
         ratio = fp32[target] / r["size"] if target in fp32 and r["size"] else None
         rows.append([target, artifact, r["precision"], _fmt(r["size"] / 1e6, 2), _fmt(ratio, 2, "x")])
-    return Table("Model size per precision", "Compression ratio: FP32 size / this artifact's size (same target).",
+    return Table("Model size per precision",
+                 "Size shipped to the board (with a QNN context's .bin). Compression ratio: FP32 size / this artifact's "
+                 "size, same target; – where the target ships no FP32 artifact. TensorRT targets ship ONNX (FP32 for "
+                 "fp16, QDQ for int8) and build the engine on the board, so their sizes are the ONNX's, not the engine's.",
                  ["target", "artifact", "precision", "size MB", "compression"], rows)
 
 
