@@ -231,6 +231,8 @@ def make_plots(rows: list[dict], latest: list[dict]) -> list[Plot]:
         _log_if_wide(ax, [r["median_ms"] for r in acc], "x")
         ax.set_xlabel("median latency (ms) — lower is better")
         ax.set_ylabel("top-1 agreement with FP32 (%) — higher is better")
+        low = min(100 * r["min_top1_agreement"] for r in acc)
+        ax.set_ylim(max(0.0, min(low, 99.0) - 1.0), 100.5)  # agreement never exceeds 100 %
         ax.set_title("Latency against accuracy (latest run per board and artifact)", fontsize=10)
         ax.grid(alpha=0.3, which="both")
         plots.append(Plot("Latency against accuracy", "latency_vs_accuracy", _png(fig)))
