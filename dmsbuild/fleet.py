@@ -577,8 +577,8 @@ def _revert(revert: DeployOne, board: BoardRef, rep: BoardReport, sink: Progress
     if back.ok:
         rep.details["rolled_back_to"] = back.release_id
         return f"; rolled back to {back.release_id}"
-    rep.details["rollback_failed"] = back.reason or "no reason given"
-    return f"; rollback failed ({back.reason or 'no reason given'}): the new release stays installed"
+    why = rep.details["rollback_failed"] = back.reason or "no reason given"
+    return f"; rollback failed ({why}): the new release stays installed"
 
 
 def _safe_current(fn: CurrentRelease, board: BoardRef, errors: tuple[type[BaseException], ...]) -> str | None:
@@ -679,7 +679,7 @@ def rollout_target(
         health_gate=health_gate if health_gate is not None else standard_gate(profile.gates.max_latency_regression),
         current_release=current_release, progress=progress, board_errors=board_errors,
         rollouts_dir=rollouts_dir(artifacts, profile.name),
-        revert=revert if getattr(profile.deploy, "on_unhealthy", "rollback") == "rollback" else None,
+        revert=revert if profile.deploy.on_unhealthy == "rollback" else None,
     )
     progress.finish()
     out.write(result.table() + f"\nrollout report: {result.report_path}\n")
