@@ -148,7 +148,7 @@ class FleetDeploy:
             if root == "~" or (root.startswith("~") and not root.startswith("~/")):
                 root = resolve_root(transport, board, self.profile)
             link = posixpath.join(root[2:] if root.startswith("~/") else root, "current")
-            res = transport.run(["readlink", "--", link], timeout=board.connect_timeout * 3)
+            res = transport.run(["readlink", "--", link], timeout=(board.connect_timeout or 10.0) * 3)
         finally:
             transport.close()
         if not res.ok:

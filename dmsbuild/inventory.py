@@ -77,6 +77,7 @@ class BoardDefaults:
     root: str | None = None
     python: str | None = None
     proxy_jump: str | None = None
+    ssh_args: list[str] | None = None
     connect_timeout: float | None = None
     connect_retries: int | None = None
     io_timeout: float | None = None
@@ -104,7 +105,10 @@ class Board:
     #: the board's Python (runs board facts, the release agent and the benchmark)
     python: str = "python3"
     proxy_jump: str | None = None
-    connect_timeout: float = 10.0
+    #: more ssh command-line options for ``ssh -G`` (``-o Key=Value``, ``-J``, ``-p``, ``-l``, ``-i``; see docs/ssh.md)
+    ssh_args: list[str] = field(default_factory=list)
+    #: seconds per connection attempt (TCP connect, then SSH banner); unset: ~/.ssh/config ConnectTimeout, else 10
+    connect_timeout: float | None = None
     connect_retries: int = 3
     #: seconds an open connection may make no progress (a dead link, a hung board) before the board fails
     io_timeout: float = 60.0
@@ -149,7 +153,14 @@ class Board:
             )
         if self.proxy_jump is not None and not JUMP_RE.match(self.proxy_jump):
             raise UserError(f"{source}: {label}: field 'proxy_jump' is {self.proxy_jump!r}; expected [user@]host[:port][,...]")
-        if self.connect_retries < 1 or self.connect_timeout <= 0 or self.io_timeout <= 0:
+        if self.ssh_args:
+            from .transport.sshconfig import parse_ssh_args
+
+            where = f"{source}: {label}: field 'ssh_args'"
+            self.ssh_args, ignored = parse_ssh_args(self.ssh_args, where)
+            if ignored:
+                raise UserError(f"{where}: {ignored[0][0]} would be ignored ({ignored[0][1]})", hint=f"remove it from {source}")
+        if self.connect_retries < 1 or (self.connect_timeout is not None and self.connect_timeout <= 0) or self.io_timeout <= 0:
             raise UserError(f"{source}: {label}: connect_retries must be >= 1, connect_timeout and io_timeout > 0",
                             hint=f"fix {label} in {source}")
 
