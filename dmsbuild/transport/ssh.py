@@ -310,6 +310,8 @@ class SSHTransport(Transport):
                 "a key with a passphrase must be in ssh-agent: `ssh-add -l` lists the agent's keys, `ssh-add KEYFILE` adds one",
             ) from None
         except paramiko.SSHException as exc:
+            handshake = client.get_transport()
+            banner = bool(handshake is not None and handshake.remote_version)
             client.close()
             if policy.offered is not None and ep.tofu_file is None:
                 files = ", ".join([*ep.known_hosts, *ep.global_known_hosts])
@@ -320,13 +322,17 @@ class SSHTransport(Transport):
                     "(or pin it as host_key in the inventory)",
                 ) from None
             text = str(exc)
-            if "protocol banner" in text:
+            if not banner or "protocol banner" in text:
                 proxy = f" (through {ep.via.where})" if ep.via is not None else \
                     (" (through ProxyCommand)" if ep.proxy_command else "")
                 raise _Retry(f"no SSH banner from {ep.hostname}:{ep.port}{proxy} within {ep.timeout:g} s") from None
             raise _Retry(text.splitlines()[0] if text else type(exc).__name__) from None
         except (OSError, EOFError) as exc:  # reset, timeout (socket.timeout is an OSError)
+            handshake = client.get_transport()
+            banner = bool(handshake is not None and handshake.remote_version)
             client.close()
+            if not banner:
+                raise _Retry(f"no SSH banner from {ep.hostname}:{ep.port} within {ep.timeout:g} s ({exc or type(exc).__name__})") from None
             raise _Retry(f"{ep.hostname}:{ep.port}: {exc or type(exc).__name__}") from None
         transport = client.get_transport()
         if transport is not None:
