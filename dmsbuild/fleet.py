@@ -63,7 +63,8 @@ class BoardRef:
 
     name: str
     host: str
-    port: int = 22
+    #: None: the inventory sets no port (ssh config's Port, else 22, decides when connecting)
+    port: int | None = 22
     user: str | None = None
     identity_file: str | None = None
     groups: tuple[str, ...] = ()
@@ -277,7 +278,7 @@ class BoardReport:
 
     name: str
     host: str
-    port: int
+    port: int | None
     groups: list[str]
     status: str = "waiting"
     wave: int | None = None
@@ -628,7 +629,7 @@ def boards_done_in_reports(directory: Path, release_id: str) -> set[str]:
 def boards_from_records(records: Iterable[Any]) -> list[BoardRef]:
     """BoardRefs from any records with name/host/port/user/identity_file/groups attributes (e.g. ansible.ImportedBoard)."""
     return [
-        BoardRef(r.name, r.host, int(r.port), getattr(r, "user", None), getattr(r, "identity_file", None), tuple(getattr(r, "groups", ()) or ()))
+        BoardRef(r.name, r.host, None if r.port is None else int(r.port), getattr(r, "user", None), getattr(r, "identity_file", None), tuple(getattr(r, "groups", ()) or ()))
         for r in records
     ]
 
