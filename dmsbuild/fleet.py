@@ -683,7 +683,8 @@ def rollout_target(
         revert=revert if profile.deploy.on_unhealthy == "rollback" else None,
     )
     progress.finish()
-    out.write(result.table() + f"\nrollout report: {result.report_path}\n")
+    warnings = [f"warning: {b.name}: {w}" for b in result.boards for w in b.details.get("warnings", [])]
+    out.write("\n".join([result.table(), *warnings]) + f"\nrollout report: {result.report_path}\n")
     out.flush()
     return result
 

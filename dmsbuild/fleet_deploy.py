@@ -206,6 +206,8 @@ class FleetDeploy:
             details["previous_release"] = out.previous
         if out.warnings:
             details["warnings"] = list(out.warnings)
+        if out.route is not None:
+            details["route"] = out.route
         result = fleet.BoardOutcome(board.name, out.ok, release_id=out.release_id, reason=out.message or None,
                                     bytes_sent=out.bytes_sent, timings=timings, verified=out.ok, details=details)
         if checks:

@@ -90,6 +90,8 @@ class BoardOutcome:
     message: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: the route actually used (address, port, user, jump chain), as OpenSSH resolved it; None for a local folder
+    route: dict[str, Any] | None = None
 
     def line(self) -> str:
         if not self.ok:
@@ -362,6 +364,8 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
             on_state("connecting", {})
         transport = transport_factory(board)
         transport.connect()
+        endpoint = getattr(transport, "endpoint", None)
+        out.route = endpoint.as_json() if endpoint is not None else None
         fault_point("host.connected")
         root = resolve_root(transport, board, profile)
         # facts on a second channel while the lock is taken (independent; saves a round trip)

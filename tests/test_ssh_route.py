@@ -198,3 +198,40 @@ def test_non_root_board_user(lab):
                  f"  IdentityFile {lab['identity_file']}\n  UserKnownHostsFile {lab['known_hosts']}\n")
     user, t = _who(Board(name="pi", host="lab-pi5"))
     assert user == name and t.endpoint.user == name
+
+
+@pytest.mark.parametrize("fmt", ["ini", "yaml"])
+def test_ansible_inventory_with_group_vars_deploys_through_the_bastion(lab, project_dir, tmp_path, fmt):
+    """The issue's silent bypass: `ansible_ssh_common_args='-o ProxyJump=...'` (here from group_vars/) is honoured,
+    the port comes from the inventory, and the deploy's outcome records the route it used."""
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.inventory import load_inventory
+    from dmsbuild.release import deploy_target
+    from tests.conftest import write_build
+
+    b, bast = lab["boards"][2], lab["boards"][0]
+    _config(lab, "")
+    inv_dir = tmp_path / "ansible"
+    (inv_dir / "group_vars").mkdir(parents=True)
+    (inv_dir / "group_vars" / "rpi5.yml").write_text(
+        f"ansible_user: {lab['user']}\nansible_ssh_private_key_file: {lab['identity_file']}\n"
+        f"ansible_ssh_common_args: -o ProxyJump=bastA -o StrictHostKeyChecking=no\n"
+        f"dmsbuild_root: {tmp_path / 'root'}\nansible_python_interpreter: {lab['python']}\n")
+    if fmt == "ini":
+        (inv_dir / "hosts").write_text(f"[rpi5]\npi-1 ansible_host={b['host']} ansible_port={b['port']}\n")
+    else:
+        (inv_dir / "hosts").write_text(f"all:\n  children:\n    rpi5:\n      hosts:\n        pi-1:\n"
+                                       f"          ansible_host: {b['host']}\n          ansible_port: {b['port']}\n")
+    inv = load_inventory(inv_dir / "hosts", project_dir)
+    board = inv.boards["pi-1"]
+    board.known_hosts = lab["known_hosts"]
+    assert any("StrictHostKeyChecking=no ignored" in n for n in inv.notes)
+    write_build(project_dir, "rpi5", {"fp32": 0.1})
+    prof = load_target(project_dir, "rpi5")
+    prof.arch = "any"
+    before = _forwarded_to(lab, 0, 2)
+    [out] = deploy_target(load_project(project_dir), prof, [board])
+    assert out.ok, out.message
+    assert _forwarded_to(lab, 0, 2) == before + 1
+    assert out.route == {"address": b["host"], "port": b["port"], "user": lab["user"],
+                         "jump": [f"{lab['user']}@{bast['host']}:{bast['port']}"], "proxy_command": None, "resolver": "ssh -G"}
