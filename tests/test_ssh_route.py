@@ -235,3 +235,39 @@ def test_ansible_inventory_with_group_vars_deploys_through_the_bastion(lab, proj
     assert _forwarded_to(lab, 0, 2) == before + 1
     assert out.route == {"address": b["host"], "port": b["port"], "user": lab["user"],
                          "jump": [f"{lab['user']}@{bast['host']}:{bast['port']}"], "proxy_command": None, "resolver": "ssh -G"}
+
+
+def test_bench_over_ssh_benchmarks_the_current_release_without_sending(lab, tmp_path):
+    """`doit bench target=rpi5` on SSH boards: the release current on the board runs again, results stored;
+    an unreachable board fails alone."""
+    from dmsbuild.bench import run_benchmarks
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.results import ResultStore
+    from dmsbuild.tasks.bench import ssh_boards
+    from tests.bench_release import make_release
+    from tests.conftest import REPO
+
+    b = lab["boards"][2]
+    _config(lab, "")
+    make_release(tmp_path / "pi-root" / "rpi5", n_ref=2)
+    inv = tmp_path / "inventory.toml"
+    inv.write_text(
+        f'[defaults]\ngroups = ["rpi5"]\nuser = "{lab["user"]}"\nidentity_file = "{lab["identity_file"]}"\n'
+        f'known_hosts = "{lab["known_hosts"]}"\npython = "{lab["python"]}"\nroot = "{tmp_path}/pi-root/{{target}}"\n'
+        f'[[boards]]\nname = "pi-1"\nhost = "{b["host"]}"\nport = {b["port"]}\n'
+        f'[[boards]]\nname = "gone"\nhost = "127.0.4.99"\nport = 9\nconnect_retries = 1\nconnect_timeout = 2.0\n')
+    project, prof = load_project(REPO), load_target(REPO, "rpi5")
+    prof.arch = "any"
+    before = sorted(p.name for p in (tmp_path / "pi-root").rglob("*"))
+    ready, failed, transports = ssh_boards(project, prof, inventory=str(inv))
+    try:
+        assert [r.board for r in ready] == ["pi-1"] and ready[0].release_dir.endswith("/releases/0123456789abcdef")
+        assert [f.board for f in failed] == ["gone"] and "unreachable at" in failed[0].error
+        store = ResultStore(tmp_path / "results.sqlite")
+        outcomes = run_benchmarks(project, prof, ready, store=store, progress=lambda line: None)
+    finally:
+        for t in transports:
+            t.close()
+    assert outcomes[0].ok, outcomes[0].messages()
+    assert {(r["board"], r["release_id"]) for r in store.rows()} == {("pi-1", "0123456789abcdef")}
+    assert sorted(p.name for p in (tmp_path / "pi-root").rglob("*")) == before  # nothing sent, nothing changed
