@@ -271,3 +271,105 @@ def test_bench_over_ssh_benchmarks_the_current_release_without_sending(lab, tmp_
     assert outcomes[0].ok, outcomes[0].messages()
     assert {(r["board"], r["release_id"]) for r in store.rows()} == {("pi-1", "0123456789abcdef")}
     assert sorted(p.name for p in (tmp_path / "pi-root").rglob("*")) == before  # nothing sent, nothing changed
+
+
+def _dmsb15(lab: dict) -> str:
+    """The non-root board user (see test_non_root_board_user), created once."""
+    name = "dmsb15"
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a user")
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-p", "*", name], check=True, capture_output=True)
+    home = Path(pwd.getpwnam(name).pw_dir, ".ssh")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "authorized_keys").write_text(Path(lab["identity_file"] + ".pub").read_text())
+    subprocess.run(["chown", "-R", f"{name}:", str(home)], check=True)
+    return name
+
+
+def test_doctor_checks_every_board_one_line_each(lab, tmp_path):
+    """Route (via the bastion), runtimes, writability, unreachable: one summarized line per board with the fix."""
+    import tempfile
+
+    from dmsbuild import doctor
+    from dmsbuild.config import load_target
+    from tests.conftest import REPO
+
+    b = lab["boards"][2]
+    user = _dmsb15(lab)
+    _config(lab, f"Host lab-pi5\n  HostName {b['host']}\n  Port {b['port']}\n  ProxyJump bastA\n{{COMMON}}")
+    prof = load_target(REPO, "rpi5")
+    prof.arch = "any"
+    shared = tempfile.mkdtemp(prefix="dmsb15-", dir="/tmp")  # reachable by the non-root user (pytest's tmp is 0700)
+    try:
+        os.chmod(shared, 0o755)
+        os.makedirs(os.path.join(shared, "top"), mode=0o555)
+        os.chmod(os.path.join(shared, "top"), 0o555)
+        common = dict(host="lab-pi5", known_hosts=lab["known_hosts"], identity_file=lab["identity_file"])
+        boards = [
+            Board(name="good", python=lab["python"], root=str(tmp_path / "good"), **common),
+            Board(name="no-ort", python="/usr/bin/python3", root=str(tmp_path / "no-ort"), **common),
+            Board(name="ro", user=user, python="/usr/bin/python3", root=os.path.join(shared, "top", "rpi5"), **common),
+            Board(name="gone", host="127.0.4.99", port=9, connect_retries=1, connect_timeout=2.0),
+        ]
+        good, no_ort, ro, gone = doctor.check_boards(boards, prof)
+    finally:
+        subprocess.run(["rm", "-rf", shared], check=True)
+    assert good.level == "ok" and f"via {lab['user']}@{lab['boards'][0]['host']}" in good.found, good.line()
+    assert no_ort.level == "missing" and "onnxruntime not found" in no_ort.found and "pip install onnxruntime" in no_ort.fix
+    assert ro.level == "missing" and f"not writable: {shared}/top" in ro.found and "chown" in ro.fix, ro.line()
+    assert gone.level == "missing" and "unreachable at" in gone.found and len(gone.line().splitlines()) == 2
+
+
+def test_deploy_preflight_refuses_a_board_without_onnxruntime_before_sending(lab, project_dir, tmp_path):
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.release import deploy_target
+    from tests.conftest import write_build
+
+    b = lab["boards"][2]
+    _config(lab, f"Host lab-pi5\n  HostName {b['host']}\n  Port {b['port']}\n{{COMMON}}")
+    board = Board(name="pi", host="lab-pi5", python=lab["python"], root=str(tmp_path / "root"))
+    project = load_project(project_dir)
+    write_build(project_dir, "rpi5", {"fp32": 0.1}, seed=1)
+    prof = load_target(project_dir, "rpi5")
+    prof.arch = "any"
+    [first] = deploy_target(project, prof, [board])
+    assert first.ok, first.message
+    objects = sorted(os.listdir(tmp_path / "root" / "objects"))
+    write_build(project_dir, "rpi5", {"fp32": 0.1}, seed=2)
+    board.python = "/usr/bin/python3"  # no numpy, no onnxruntime
+    [out] = deploy_target(project, prof, [board], after_switch=lambda session: None)
+    assert not out.ok and "pre-flight" in out.message and "onnxruntime not installed" in out.message
+    assert "pip install onnxruntime" in out.message and "keeps its current release" in out.message
+    assert os.path.basename(os.readlink(tmp_path / "root" / "current")) == first.release_id
+    assert sorted(os.listdir(tmp_path / "root" / "objects")) == objects and out.bytes_sent == 0
+
+
+def test_permission_error_names_the_folder_that_refused(lab, project_dir, tmp_path):
+    """chmod 555 on the deploy root's parent: the error names that folder, for a non-root board user."""
+    import tempfile
+
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.release import deploy_target
+    from tests.conftest import write_build
+
+    user = _dmsb15(lab)
+    b = lab["boards"][2]
+    _config(lab, f"Host lab-pi5\n  HostName {b['host']}\n  Port {b['port']}\n  User {user}\n"
+                 f"  IdentityFile {lab['identity_file']}\n  UserKnownHostsFile {lab['known_hosts']}\n")
+    shared = tempfile.mkdtemp(prefix="dmsb15-", dir="/tmp")
+    try:
+        os.chmod(shared, 0o755)
+        top = os.path.join(shared, "top")
+        os.makedirs(top)
+        os.chmod(top, 0o555)
+        write_build(project_dir, "rpi5", {"fp32": 0.1})
+        prof = load_target(project_dir, "rpi5")
+        prof.arch = "any"
+        board = Board(name="pi", host="lab-pi5", python="/usr/bin/python3", root=os.path.join(top, "rpi5"))
+        [out] = deploy_target(load_project(project_dir), prof, [board])
+    finally:
+        subprocess.run(["rm", "-rf", shared], check=True)
+    assert not out.ok and f"folder {top} refused user {user}" in out.message, out.message
