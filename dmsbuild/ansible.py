@@ -155,6 +155,8 @@ class _Builder:
         #: INI groups named in [x:children] / [x:vars] that must be defined somewhere (Ansible refuses them otherwise)
         self.pending: dict[str, str] = {}
         self.defined: set[str] = {"all", "ungrouped"}
+        #: False when the variables came merged from ansible-inventory (which read group_vars/ itself)
+        self.read_vars_folders = True
 
     def group(self, name: str, where: str) -> None:
         if not _GROUP_RE.match(name) or ".." in name:
@@ -191,7 +193,8 @@ class _Builder:
             if g not in self.defined:
                 raise UserError(f"{where}: group '{g}' is not defined (no [{g}] section); Ansible refuses this inventory",
                                 hint=f"define [{g}] or fix the group name's spelling in {self.source}")
-        self._vars_folders()
+        if self.read_vars_folders:
+            self._vars_folders()
         # every group's depth below 'all' (cycles are an error, as in Ansible)
         parents: dict[str, set[str]] = {}
         for p, kids in self.children.items():
@@ -523,15 +526,87 @@ def looks_like_ansible(path: Path) -> bool:
     return not (set(data) & {"boards", "include", "defaults"})
 
 
+#: ENV: read Ansible inventories through this ``ansible-inventory`` program (exact semantics: dynamic inventory
+#: scripts and plugins, vaulted files); ``auto``: the one on PATH, when there is one
+ANSIBLE_INVENTORY_ENV = "DMSBUILD_ANSIBLE_INVENTORY"
+
+
+def ansible_inventory_program() -> str | None:
+    """The ``ansible-inventory`` to use, or None (the built-in parser, which gives the same boards on static files)."""
+    import os
+    import shutil
+
+    value = os.environ.get(ANSIBLE_INVENTORY_ENV, "")
+    if value in ("", "no", "0"):
+        return None
+    if value == "auto":
+        return shutil.which("ansible-inventory")
+    return value
+
+
+def from_ansible_inventory(path: Path, program: str) -> AnsibleInventory:
+    """``ansible-inventory -i PATH --list``: Ansible's own reading, turned into the same records and checks."""
+    import json
+    import os
+    import subprocess
+
+    env = {**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "1", "ANSIBLE_NOCOLOR": "1"}
+    try:
+        proc = subprocess.run([program, "-i", str(path), "--list"], capture_output=True, text=True, env=env,
+                              stdin=subprocess.DEVNULL, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UserError(f"{path}: cannot run {program}: {exc}", hint=f"install ansible-core, or unset {ANSIBLE_INVENTORY_ENV}") from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip() and "caused by" not in ln]
+        why = next((ln for ln in lines if "Failed to parse" in ln or ln.startswith(("ERROR", "[ERROR]"))), lines[0] if lines else "")
+        raise UserError(f"{path}: ansible-inventory refused it: {why[:300]}", hint="fix the inventory (ansible-inventory -i FILE --list)")
+    try:
+        data = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: ansible-inventory printed no JSON") from None
+    b = _Builder(path)
+    b.read_vars_folders = False
+    where = f"{path} (ansible-inventory)"
+    hostvars = data.get("_meta", {}).get("hostvars", {})
+    for group, body in data.items():
+        if group == "_meta" or not isinstance(body, dict):
+            continue
+        b.group(group, where)
+        b.defined.add(group)
+        for host in body.get("hosts", []):
+            b.host(str(host), group, {}, f"{where}: {group}.hosts.{host}")
+        for child in body.get("children", []):
+            b.child(group, child, where)
+    for host, hvars in hostvars.items():
+        if host in b.host_vars:
+            b.host_vars[host].update({str(k): (v, f"{where}: hostvars.{host}.{k}") for k, v in hvars.items()})
+    return b.build()
+
+
+def _dynamic(path: Path, text: str) -> bool:
+    """An inventory script (executable) or an inventory plugin's config (YAML with a top-level 'plugin:')."""
+    import os
+
+    return os.access(path, os.X_OK) or re.search(r"^plugin:\s*\S", text, re.M) is not None
+
+
 def load_ansible_inventory(path: Path | str) -> AnsibleInventory:
-    """Read an Ansible inventory file; YAML for .yml/.yaml (or a ``key:`` first line), INI otherwise."""
+    """Read an Ansible inventory file; YAML for .yml/.yaml (or a ``key:`` first line), INI otherwise.
+
+    With ``$DMSBUILD_ANSIBLE_INVENTORY`` set, ``ansible-inventory`` reads it (see ``from_ansible_inventory``)."""
     path = Path(path)
+    program = ansible_inventory_program()
+    if program is not None and path.exists():
+        return from_ansible_inventory(path, program)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: Ansible inventory not found", hint="check deploy.ansible_inventory or the path given") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read the Ansible inventory: {exc}") from None
+    if _dynamic(path, text):
+        raise UserError(f"{path}: a dynamic inventory (script or plugin); only ansible-inventory can read it",
+                        hint=f"install ansible-core and set {ANSIBLE_INVENTORY_ENV}=auto")
     if path.suffix in (".yml", ".yaml"):
         return parse_yaml(text, path)
     if path.suffix in (".ini", ".cfg", ".hosts"):

@@ -69,6 +69,38 @@ def test_same_boards_as_ansible_inventory(path: Path) -> None:
     assert ours == theirs
 
 
+@pytest.mark.skipif(not os.access(ANSIBLE_INVENTORY, os.X_OK), reason="ansible-core is not installed (pip install ansible-core)")
+@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(CORPUS)) for p in FILES])
+def test_reading_through_ansible_inventory_gives_the_same_boards(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DMSBUILD_ANSIBLE_INVENTORY: Ansible reads the file, dmsbuild applies the same checks to its answer."""
+    name = str(path.relative_to(CORPUS))
+    try:
+        builtin = {b.name: (b.groups, b.host, b.port, b.user) for b in load_ansible_inventory(path).boards.values()}
+    except UserError:
+        builtin = None
+    monkeypatch.setenv("DMSBUILD_ANSIBLE_INVENTORY", ANSIBLE_INVENTORY)
+    if builtin is None:
+        with pytest.raises(UserError, match=REFUSED_BY_DESIGN.get(name)):
+            load_ansible_inventory(path)
+        return
+    via = {b.name: (b.groups, b.host, b.port, b.user) for b in load_ansible_inventory(path).boards.values()}
+    assert via == builtin
+
+
+@pytest.mark.skipif(not os.access(ANSIBLE_INVENTORY, os.X_OK), reason="ansible-core is not installed (pip install ansible-core)")
+def test_a_dynamic_inventory_script_needs_and_uses_ansible_inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = tmp_path / "lab.py"
+    script.write_text("#!/usr/bin/env python3\nimport json, sys\n"
+                      "print(json.dumps({'rpi5': {'hosts': ['pi-1'], 'vars': {'ansible_user': 'pi'}},"
+                      " '_meta': {'hostvars': {'pi-1': {'ansible_host': '10.1.1.1'}}}}))\n")
+    script.chmod(0o755)
+    with pytest.raises(UserError, match="dynamic inventory .*only ansible-inventory can read it"):
+        load_ansible_inventory(script)
+    monkeypatch.setenv("DMSBUILD_ANSIBLE_INVENTORY", ANSIBLE_INVENTORY)
+    b = load_ansible_inventory(script).boards["pi-1"]
+    assert (b.groups, b.host, b.port, b.user) == (("rpi5",), "10.1.1.1", None, "pi")
+
+
 def test_the_corpus_exercises_what_it_claims() -> None:
     names = {str(p.relative_to(CORPUS)) for p in FILES}
     assert {"withvars/hosts", "priority.ini", "ssh_spelling.ini", "undefined_child.ini", "numeric_names.yml"} <= names
