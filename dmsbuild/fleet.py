@@ -598,6 +598,9 @@ def _fill(rep: BoardReport, o: BoardOutcome, wall: float | None) -> None:
     rep.latency_ms = o.latency_ms
     rep.previous_latency_ms = o.previous_latency_ms
     rep.details = dict(o.details)
+    route = o.details.get("route")
+    if route:  # the address and port actually used (an alias resolved by ssh -G), not the inventory's words
+        rep.host, rep.port = route["address"], route["port"]
 
 
 def rollouts_dir(artifacts: Path, target: str) -> Path:

@@ -373,3 +373,29 @@ def test_permission_error_names_the_folder_that_refused(lab, project_dir, tmp_pa
     finally:
         subprocess.run(["rm", "-rf", shared], check=True)
     assert not out.ok and f"folder {top} refused user {user}" in out.message, out.message
+
+
+def test_rollout_report_records_the_route_actually_used(lab, project_dir, tmp_path):
+    """An alias board behind a bastion: the report says the address, port, user and jump chain used, not 'lab-pi5:22'."""
+    import io
+    import json
+
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.fleet_deploy import deploy_fleet
+    from tests.conftest import write_build
+
+    b, bast = lab["boards"][2], lab["boards"][0]
+    _config(lab, f"Host lab-pi5\n  HostName {b['host']}\n  Port {b['port']}\n  ProxyJump bastA\n{{COMMON}}")
+    write_build(project_dir, "rpi5", {"fp32": 0.1}, seed=3)
+    prof = load_target(project_dir, "rpi5")
+    prof.arch = "x86_64-but-not-this"  # portable ONNX: a warning, which must reach the console
+    board = Board(name="pi", groups=["rpi5"], host="lab-pi5", python=lab["python"], root=str(tmp_path / "root"))
+    out = io.StringIO()
+    result = deploy_fleet(load_project(project_dir), prof, [board], stream=out)
+    rep = result.boards[0]
+    assert rep.status == "done", rep.reason
+    assert (rep.host, rep.port) == (b["host"], b["port"])
+    data = json.loads(result.report_path.read_text())["boards"][0]
+    assert data["details"]["route"]["jump"] == [f"{lab['user']}@{bast['host']}:{bast['port']}"]
+    assert data["host"] == b["host"]
+    assert "warning: pi:" in out.getvalue() and "x86_64-but-not-this" in out.getvalue()

@@ -297,7 +297,7 @@ def endpoint(alias: str, cli: list[str], *, label: str, lookup: Lookup, timeout:
         if len(hops) > 1:
             hop_cli += ["-J", ",".join(hops[:-1])]  # as `ssh -J a,b` runs `ssh -J a -W %h:%p b`
         ep.via = endpoint(host, hop_cli, label=f"{label.split(' (')[0]} (jump host {host})", lookup=lookup, timeout=timeout,
-                          retries=1, tofu=tofu, extra_cli=extra_cli, depth=depth + 1)
+                          retries=retries, tofu=tofu, extra_cli=extra_cli, depth=depth + 1)
     elif command and command != "none":
         ep.proxy_command = _expand_tokens(command, ep, where)
     return ep
