@@ -42,7 +42,7 @@ import paramiko
 from ..errors import UserError
 from ..inventory import Board
 from .base import CommandResult, Progress, RemoteProcess, Transport, join_argv
-from .sshconfig import SSH_CONFIG_ENV, Endpoint, config_args, endpoint, ssh_client, ssh_g
+from .sshconfig import SSH_CONFIG_ENV, Endpoint, config_args, endpoint, ssh_client, ssh_g  # noqa: F401 (SSH_CONFIG_ENV: re-exported)
 
 #: ENV: a file that receives paramiko's log (debugging a connection)
 SSH_LOG_ENV = "DMSBUILD_SSH_LOG"
@@ -91,13 +91,15 @@ _FALLBACK_REFUSED = re.compile(r"^\s*(include|match|canonicalizehostname|bindint
 
 def paramiko_lookup(alias: str, cli: list[str]) -> tuple[dict[str, list[str]], str | None]:
     """``ssh -G`` stand-in where OpenSSH is absent: paramiko's parser, refusing what it cannot honour."""
-    _, cfg_file = config_args()
-    if cfg_file is None and os.environ.get(SSH_CONFIG_ENV) is None:
-        cfg_file = None
+    _, cfg_file = config_args()  # the user's file only: paramiko's parser does not read /etc/ssh/ssh_config
     opts: dict[str, list[str]] = {}
     words = list(cli)
     i = 0
     while i < len(words):  # the command-line options first: the first value wins, as in ssh
+        if words[i] in ("-4", "-6"):
+            opts.setdefault("addressfamily", ["inet" if words[i] == "-4" else "inet6"])
+            i += 1
+            continue
         flag, value = words[i], words[i + 1]
         i += 2
         key = {"-p": "port", "-l": "user", "-i": "identityfile", "-J": "proxyjump"}.get(flag)
