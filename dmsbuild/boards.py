@@ -264,12 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, default=None, help="state folder (default: artifacts/boards)")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT)
     ap.add_argument("--first", type=int, default=DEFAULT_FIRST, help="last octet of the first board's 127.0.0.x")
+    ap.add_argument("--net", default="127.0.0", help="the first three octets of the boards' loopback addresses")
     ap.add_argument("--groups", default=",".join(DEFAULT_GROUPS), help="inventory groups (targets) of the boards")
     args = ap.parse_args(argv)
     try:
         where = args.dir or default_dir()
         if args.command == "up":
-            state = up(args.count, where, port=args.port, first=args.first,
+            state = up(args.count, where, port=args.port, first=args.first, net=args.net,
                        groups=tuple(g for g in args.groups.split(",") if g))
             for b in state["boards"]:
                 print(f"{b['name']}: {state['user']}@{b['host']}:{b['port']} pid {b['pid']} root {b['root']}")
