@@ -127,7 +127,7 @@ def _emulated_tools(bdir: Path, python: str, groups: tuple[str, ...]) -> Path | 
 
 
 def up(count: int, where: Path, port: int = DEFAULT_PORT, first: int = DEFAULT_FIRST,
-       groups: tuple[str, ...] = DEFAULT_GROUPS, name_prefix: str = "emu") -> dict:
+       groups: tuple[str, ...] = DEFAULT_GROUPS, name_prefix: str = "emu", net: str = "127.0.0") -> dict:
     """Start ``count`` boards (restarting any of ours still running) and write inventory + known_hosts."""
     if not 1 <= count <= 200 or first + count > 255:
         raise UserError(f"boards up: --count {count} out of range (1..{255 - first})")
@@ -147,7 +147,7 @@ def up(count: int, where: Path, port: int = DEFAULT_PORT, first: int = DEFAULT_F
     try:
         for i in range(count):
             name = f"{name_prefix}-{i + 1:02d}"
-            addr = f"127.0.0.{first + i}"
+            addr = f"{net}.{first + i}"
             bdir = where / name
             (bdir / "root").mkdir(parents=True, exist_ok=True)
             hostkey = bdir / "ssh_host_ed25519_key"
@@ -264,12 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, default=None, help="state folder (default: artifacts/boards)")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT)
     ap.add_argument("--first", type=int, default=DEFAULT_FIRST, help="last octet of the first board's 127.0.0.x")
+    ap.add_argument("--net", default="127.0.0", help="the first three octets of the boards' loopback addresses")
     ap.add_argument("--groups", default=",".join(DEFAULT_GROUPS), help="inventory groups (targets) of the boards")
     args = ap.parse_args(argv)
     try:
         where = args.dir or default_dir()
         if args.command == "up":
-            state = up(args.count, where, port=args.port, first=args.first,
+            state = up(args.count, where, port=args.port, first=args.first, net=args.net,
                        groups=tuple(g for g in args.groups.split(",") if g))
             for b in state["boards"]:
                 print(f"{b['name']}: {state['user']}@{b['host']}:{b['port']} pid {b['pid']} root {b['root']}")

@@ -235,7 +235,8 @@ def report(checks: Sequence[Check]) -> tuple[str, bool]:
 
 
 def run(root: Path, target: str | None = None,
-        board_facts: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None) -> tuple[str, bool]:
+        board_facts: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
+        board_checks: Sequence[Check] = ()) -> tuple[str, bool]:
     """Check the host for ``target`` (or every target) and each board's facts.
 
     ``board_facts`` maps a board name to (target name, facts dict); the deploy
@@ -248,4 +249,90 @@ def run(root: Path, target: str | None = None,
     for board, (tname, facts) in sorted((board_facts or {}).items()):
         prof = by_name.get(tname) or load_target(root, tname)
         checks += check_board(board, facts, prof)
-    return report(checks)
+    return report([*checks, *board_checks])
+
+
+# --------------------------------------------------------------------------
+# boards over SSH (`doit doctor target=X`) and the deploy's pre-flight
+# --------------------------------------------------------------------------
+#: what a release cannot run without: `doit deploy` refuses such a board before uploading anything
+PREFLIGHT = ("python3", "numpy", "onnxruntime", "trtexec")
+
+#: run on the board with the deploy root: the folders a deploy writes that this user cannot (standard library only)
+WRITABLE_SCRIPT = r"""
+import json, os, sys
+root = sys.argv[1]
+bad = []
+for f in (root, os.path.join(root, "objects"), os.path.join(root, "objects", ".tmp"), os.path.join(root, "releases")):
+    d = f
+    while d and d != "/" and not os.path.isdir(d):
+        d = os.path.dirname(d)
+    if not os.access(d, os.W_OK | os.X_OK) and d not in bad:
+        bad.append(d)
+print(json.dumps(bad))
+"""
+
+
+def preflight(board: str, facts: Mapping[str, Any], profile: TargetProfile) -> list[Check]:
+    """The missing pieces that stop ``profile``'s release from running on this board (from its facts)."""
+    return [c for c in check_board(board, facts, profile) if c.level == "missing" and c.what in PREFLIGHT]
+
+
+def summarize(board: str, checks: Sequence[Check]) -> Check:
+    """One line for a board: the worst level, what was found, and every fix needed."""
+    level: Level = "missing" if any(c.level == "missing" for c in checks) else \
+        "warning" if any(c.level == "warning" for c in checks) else "ok"
+    found = "; ".join(f"{c.what} {c.found if c.found is not None else 'not found'}" for c in checks)
+    fixes = "; ".join(dict.fromkeys(c.fix for c in checks if c.level != "ok" and c.fix))
+    return Check(board, "board", level, found, "", fixes)
+
+
+def check_remote_board(board: Any, profile: TargetProfile) -> Check:
+    """Connect to one inventory board and check it: route, authentication and host key (the connection),
+    Python and runtimes, arch, free disk and the writability of the exact folders a deploy writes."""
+    import json
+
+    from . import facts as facts_mod
+    from .release import open_transport, resolve_root
+
+    transport = open_transport(board)
+    try:
+        try:
+            transport.connect()
+        except UserError as exc:  # unreachable, host key, authentication: the message says which, the hint what to do
+            text = str(exc).splitlines()
+            hint = next((ln.strip()[len("hint:"):].strip() for ln in text[1:] if ln.strip().startswith("hint:")), "")
+            return Check(board.name, "board", "missing", text[0], "", hint)
+        endpoint = getattr(transport, "endpoint", None)
+        checks = [Check(board.name, "reached", "ok", endpoint.describe() if endpoint is not None else "this machine")]
+        try:
+            root = resolve_root(transport, board, profile)
+            facts = facts_mod.gather(transport, board.python, root)
+        except UserError as exc:
+            return Check(board.name, "board", "missing", str(exc).splitlines()[0], "",
+                         f"{FIX['board-python']}, or set the board's python in the inventory")
+        checks += check_board(board.name, facts, profile)
+        res = transport.run([board.python, "-c", WRITABLE_SCRIPT, root], timeout=60)
+        try:
+            bad = json.loads(res.stdout.strip().splitlines()[-1]) if res.ok else None
+        except (ValueError, IndexError):
+            bad = None
+        if bad is None:
+            checks.append(Check(board.name, f"writable {root}", "warning", None, "", "could not check (see the board's python)"))
+        else:
+            checks.append(Check(board.name, f"writable {root}", "missing" if bad else "ok",
+                                ("not writable: " + ", ".join(bad)) if bad else "yes", "",
+                                f"let the board user write {', '.join(bad)} (chown/chmod), or set the board's root"))
+        return summarize(board.name, checks)
+    finally:
+        transport.close()
+
+
+def check_boards(boards: Sequence[Any], profile: TargetProfile, parallel: int = 16) -> list[Check]:
+    """Every board at once (one connection each), one summarized Check per board, in inventory order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not boards:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(boards)))) as pool:
+        return list(pool.map(lambda b: check_remote_board(b, profile), boards))

@@ -63,7 +63,8 @@ class BoardRef:
 
     name: str
     host: str
-    port: int = 22
+    #: None: the inventory sets no port (ssh config's Port, else 22, decides when connecting)
+    port: int | None = 22
     user: str | None = None
     identity_file: str | None = None
     groups: tuple[str, ...] = ()
@@ -277,7 +278,7 @@ class BoardReport:
 
     name: str
     host: str
-    port: int
+    port: int | None
     groups: list[str]
     status: str = "waiting"
     wave: int | None = None
@@ -597,6 +598,9 @@ def _fill(rep: BoardReport, o: BoardOutcome, wall: float | None) -> None:
     rep.latency_ms = o.latency_ms
     rep.previous_latency_ms = o.previous_latency_ms
     rep.details = dict(o.details)
+    route = o.details.get("route")
+    if route:  # the address and port actually used (an alias resolved by ssh -G), not the inventory's words
+        rep.host, rep.port = route["address"], route["port"]
 
 
 def rollouts_dir(artifacts: Path, target: str) -> Path:
@@ -628,7 +632,7 @@ def boards_done_in_reports(directory: Path, release_id: str) -> set[str]:
 def boards_from_records(records: Iterable[Any]) -> list[BoardRef]:
     """BoardRefs from any records with name/host/port/user/identity_file/groups attributes (e.g. ansible.ImportedBoard)."""
     return [
-        BoardRef(r.name, r.host, int(r.port), getattr(r, "user", None), getattr(r, "identity_file", None), tuple(getattr(r, "groups", ()) or ()))
+        BoardRef(r.name, r.host, None if r.port is None else int(r.port), getattr(r, "user", None), getattr(r, "identity_file", None), tuple(getattr(r, "groups", ()) or ()))
         for r in records
     ]
 
@@ -682,7 +686,8 @@ def rollout_target(
         revert=revert if profile.deploy.on_unhealthy == "rollback" else None,
     )
     progress.finish()
-    out.write(result.table() + f"\nrollout report: {result.report_path}\n")
+    warnings = [f"warning: {b.name}: {w}" for b in result.boards for w in b.details.get("warnings", [])]
+    out.write("\n".join([result.table(), *warnings]) + f"\nrollout report: {result.report_path}\n")
     out.flush()
     return result
 

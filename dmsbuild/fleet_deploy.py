@@ -148,7 +148,7 @@ class FleetDeploy:
             if root == "~" or (root.startswith("~") and not root.startswith("~/")):
                 root = resolve_root(transport, board, self.profile)
             link = posixpath.join(root[2:] if root.startswith("~/") else root, "current")
-            res = transport.run(["readlink", "--", link], timeout=board.connect_timeout * 3)
+            res = transport.run(["readlink", "--", link], timeout=(board.connect_timeout or 10.0) * 3)
         finally:
             transport.close()
         if not res.ok:
@@ -206,6 +206,8 @@ class FleetDeploy:
             details["previous_release"] = out.previous
         if out.warnings:
             details["warnings"] = list(out.warnings)
+        if out.route is not None:
+            details["route"] = out.route
         result = fleet.BoardOutcome(board.name, out.ok, release_id=out.release_id, reason=out.message or None,
                                     bytes_sent=out.bytes_sent, timings=timings, verified=out.ok, details=details)
         if checks:

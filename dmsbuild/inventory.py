@@ -77,6 +77,7 @@ class BoardDefaults:
     root: str | None = None
     python: str | None = None
     proxy_jump: str | None = None
+    ssh_args: list[str] | None = None
     connect_timeout: float | None = None
     connect_retries: int | None = None
     io_timeout: float | None = None
@@ -104,7 +105,10 @@ class Board:
     #: the board's Python (runs board facts, the release agent and the benchmark)
     python: str = "python3"
     proxy_jump: str | None = None
-    connect_timeout: float = 10.0
+    #: more ssh command-line options for ``ssh -G`` (``-o Key=Value``, ``-J``, ``-p``, ``-l``, ``-i``; see docs/ssh.md)
+    ssh_args: list[str] = field(default_factory=list)
+    #: seconds per connection attempt (TCP connect, then SSH banner); unset: ~/.ssh/config ConnectTimeout, else 10
+    connect_timeout: float | None = None
     connect_retries: int = 3
     #: seconds an open connection may make no progress (a dead link, a hung board) before the board fails
     io_timeout: float = 60.0
@@ -149,7 +153,14 @@ class Board:
             )
         if self.proxy_jump is not None and not JUMP_RE.match(self.proxy_jump):
             raise UserError(f"{source}: {label}: field 'proxy_jump' is {self.proxy_jump!r}; expected [user@]host[:port][,...]")
-        if self.connect_retries < 1 or self.connect_timeout <= 0 or self.io_timeout <= 0:
+        if self.ssh_args:
+            from .transport.sshconfig import parse_ssh_args
+
+            where = f"{source}: {label}: field 'ssh_args'"
+            self.ssh_args, ignored = parse_ssh_args(self.ssh_args, where)
+            if ignored:
+                raise UserError(f"{where}: {ignored[0][0]} would be ignored ({ignored[0][1]})", hint=f"remove it from {source}")
+        if self.connect_retries < 1 or (self.connect_timeout is not None and self.connect_timeout <= 0) or self.io_timeout <= 0:
             raise UserError(f"{source}: {label}: connect_retries must be >= 1, connect_timeout and io_timeout > 0",
                             hint=f"fix {label} in {source}")
 
@@ -184,6 +195,8 @@ class InventoryFile:
 class Inventory:
     path: Path
     boards: dict[str, Board]
+    #: what was read but ignored, one line each with why (an Ansible inventory's variables): printed once per deploy
+    notes: list[str] = field(default_factory=list)
 
     def for_group(self, group: str) -> list[Board]:
         return [b for b in self.boards.values() if group in b.groups]
@@ -239,20 +252,25 @@ def load_inventory(path: Path, project_root: Path, _seen: tuple[Path, ...] = ())
             ),
         )
     src = str(path)
-    if path.suffix.lower() in ANSIBLE_SUFFIXES:
-        return Inventory(path=path, boards=ansible_boards(path, project_root))
+    from .ansible import looks_like_ansible
+
+    if looks_like_ansible(path):
+        notes: list[str] = []
+        return Inventory(path=path, boards=ansible_boards(path, project_root, notes=notes), notes=notes)
     data = load_dataclass(InventoryFile, read_toml(path), src)
     boards: dict[str, Board] = {}
+    notes = []
     defaults = {k: v for k, v in vars(data.defaults).items() if v is not None}
     for inc in data.include:
         check_path(inc, "field 'include'", src)
         inc_path = resolve_path(inc, project_root)
-        if inc_path.suffix.lower() in ANSIBLE_SUFFIXES:
+        if inc_path.suffix.lower() in ANSIBLE_SUFFIXES or (_is_file(inc_path) and looks_like_ansible(inc_path)):
             if not inc_path.is_file():
                 raise UserError(f"{src}: included Ansible inventory {inc_path} not found", hint=f"fix 'include' in {src}")
-            _merge(boards, ansible_boards(inc_path.resolve(), project_root, defaults), src)
+            _merge(boards, ansible_boards(inc_path.resolve(), project_root, defaults, notes), src)
             continue
         sub = load_inventory(inc_path, project_root, (*_seen, path))
+        notes += sub.notes
         _merge(boards, sub.boards, src)
     own: dict[str, Board] = {}
     for i, raw in enumerate(data.boards):
@@ -267,10 +285,11 @@ def load_inventory(path: Path, project_root: Path, _seen: tuple[Path, ...] = ())
             raise UserError(f"{src}: board '{board.name}' is listed twice", hint="give every board a unique name")
         own[board.name] = board
     _merge(boards, own, src)
-    return Inventory(path=path, boards=boards)
+    return Inventory(path=path, boards=boards, notes=notes)
 
 
-def ansible_boards(path: Path, project_root: Path, defaults: dict[str, Any] | None = None) -> dict[str, Board]:
+def ansible_boards(path: Path, project_root: Path, defaults: dict[str, Any] | None = None,
+                   notes: list[str] | None = None) -> dict[str, Board]:
     """Boards of an Ansible INI/YAML inventory, validated like TOML boards.
 
     Its groups, ``ansible_host``/``port``/``user``/``ssh_private_key_file``,
@@ -281,10 +300,13 @@ def ansible_boards(path: Path, project_root: Path, defaults: dict[str, Any] | No
 
     src = str(path)
     inv = load_ansible_inventory(path)
+    if notes is not None:
+        notes += [f"{src}: {n}" for n in inv.notes]
     out: dict[str, Board] = {}
     for rec in inv.boards.values():
         own = {"name": rec.name, "host": rec.host, "port": rec.port, "groups": list(rec.groups), "user": rec.user,
-               "identity_file": rec.identity_file, "python": rec.python, "root": rec.root}
+               "identity_file": rec.identity_file, "python": rec.python, "root": rec.root,
+               "ssh_args": [*(defaults or {}).get("ssh_args", []), *rec.ssh_args] or None}
         merged = {**(defaults or {}), **{k: v for k, v in own.items() if v is not None}}
         if not rec.groups and defaults and defaults.get("groups"):
             merged["groups"] = list(defaults["groups"])  # an ungrouped Ansible host takes the default groups

@@ -90,6 +90,8 @@ class BoardOutcome:
     message: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: the route actually used (address, port, user, jump chain), as OpenSSH resolved it; None for a local folder
+    route: dict[str, Any] | None = None
 
     def line(self) -> str:
         if not self.ok:
@@ -362,6 +364,8 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
             on_state("connecting", {})
         transport = transport_factory(board)
         transport.connect()
+        endpoint = getattr(transport, "endpoint", None)
+        out.route = endpoint.as_json() if endpoint is not None else None
         fault_point("host.connected")
         root = resolve_root(transport, board, profile)
         # facts on a second channel while the lock is taken (independent; saves a round trip)
@@ -380,6 +384,8 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
         try:
             fault_point("host.locked")
             out.warnings += facts_mod.check_arch(board.name, profile.arch, out.facts, release.manifest["artifacts"])
+            if after_switch is not None:  # the release will run: refuse, before sending anything, a board that cannot run it
+                _preflight(board, profile, out.facts)
             answer, out.bytes_sent, out.objects_sent = push(
                 transport, board, root, release, keep=profile.deploy.keep_releases, project_name=project_name, progress=progress,
                 prepared=lock.state, full_verify=full_verify, lock=lock, on_state=on_state)
@@ -426,6 +432,18 @@ def rollback_board(board: Board, profile: TargetProfile, *, transport_factory: C
             transport.close()
         out.seconds = time.perf_counter() - t0
     return out
+
+
+def _preflight(board: Board, profile: TargetProfile, facts: dict[str, Any]) -> None:
+    """`doit doctor`'s checks of what the release needs on the board (python, numpy, onnxruntime, trtexec)."""
+    from .doctor import preflight
+
+    blocking = preflight(board.name, facts, profile)
+    if blocking:
+        what = ", ".join(f"{c.what} {c.found if c.found is not None else 'not installed'}" for c in blocking)
+        raise UserError(f"board {board.name}: pre-flight: {what} for {board.python}; the release cannot run there, "
+                        "so nothing was sent and the board keeps its current release",
+                        hint="; ".join(dict.fromkeys(c.fix for c in blocking)) + f" (check with `doit doctor target={profile.name}`)")
 
 
 def open_transport(board: Board) -> Transport:

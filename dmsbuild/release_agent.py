@@ -230,12 +230,16 @@ def prepare(req):
     try:
         for sub in ("objects/.tmp", "releases"):
             os.makedirs(os.path.join(root, sub), exist_ok=True)
+        # every folder a deploy writes: the root (current, history.json, .lock), objects/, objects/.tmp/, releases/
+        for folder in (root, os.path.join(root, "objects"), os.path.join(root, "objects", ".tmp"), os.path.join(root, "releases")):
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "Permission denied", folder)
         probe = os.path.join(root, "objects", ".tmp", ".probe.%d" % os.getpid())
         with open(probe, "w") as fh:
             fh.write("x")
         os.unlink(probe)
     except OSError as exc:
-        fail(EXIT_NOT_WRITABLE, "deploy root %s is not writable: %s" % (root, exc.strerror or exc))
+        fail(EXIT_NOT_WRITABLE, not_writable(root, exc))
     have, partial = [], {}
     for sha in req.get("objects", []):
         if regular(inside(root, "objects/" + sha)):
@@ -253,7 +257,20 @@ def open_lock(root):
         _lexists_not(os.path.join(root, ".lock"), "file")
         return os.open(os.path.join(root, ".lock"), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as exc:
-        fail(EXIT_NOT_WRITABLE, "deploy root %s is not writable: %s" % (root, exc.strerror or exc))
+        fail(EXIT_NOT_WRITABLE, not_writable(root, exc))
+
+
+def not_writable(root, exc):
+    """Name the folder that refused (the deepest one that exists), not just the deploy root."""
+    folder = exc.filename or root
+    while folder and folder != "/" and not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    try:
+        import pwd
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        user = str(os.geteuid())
+    return "deploy root %s is not writable: folder %s refused user %s (%s)" % (root, folder, user, exc.strerror or exc)
 
 
 def try_lock(fd):

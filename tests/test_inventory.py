@@ -100,7 +100,7 @@ def test_ansible_ini_inventory_loads_as_boards(tmp_path):
     inv = load_inventory(p, tmp_path)
     assert list(inv.boards) == ["rpi5-01", "rpi5-02", "rpi5-03", "rpi5-lab"]
     b = inv.boards["rpi5-02"]
-    assert (b.groups, b.host, b.port, b.user, b.python, b.root) == (["rpi5"], "rpi5-02", 22, "pi", "python3", None)
+    assert (b.groups, b.host, b.port, b.user, b.python, b.root) == (["rpi5"], "rpi5-02", None, "pi", "python3", None)
     assert b.identity_file == str(tmp_path / "keys" / "rpi5_ed25519")
     assert b.known_hosts is None and b.trust_on_first_use is False  # strict: ~/.ssh/config, then ~/.ssh/known_hosts
     lab = inv.boards["rpi5-lab"]

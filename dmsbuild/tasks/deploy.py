@@ -43,6 +43,8 @@ def boards_for(proj: ProjectConfig, prof: TargetProfile, hosts: str | None = Non
                             hint="drop hosts=, or pick a target whose boards are in the inventory")
         return [local_board(proj.root, prof, sys.executable)]
     inv = load_inventory(inventory_path(proj.root, prof, inventory), proj.root)
+    for note in inv.notes:  # once per deploy: what the inventory said that dmsbuild does not do, and why
+        print(f"warning: {note}", file=sys.stderr)
     group = prof.deploy.group or prof.name
     names = _plain_names(hosts)
     if names:

@@ -29,15 +29,36 @@ def _doctor(target: str) -> Any:
     try:
         root = find_root()
         facts = _facts_provider(target or None) if _facts_provider else None
-        text, ok = doctor.run(root, target or None, facts)
+        text, ok = doctor.run(root, target or None, facts, _board_checks(target) if target else ())
     except UserError as exc:
         return TaskFailed(first_line(exc))
     print(text)
     return True if ok else TaskFailed("doctor: required pieces are missing (see above)")
 
 
+def _board_checks(target: str) -> list[Any]:
+    """Every board of an SSH target, checked in parallel over the route ssh would take (one line each)."""
+    from doit import get_var
+
+    from .. import doctor
+    from ..errors import UserError
+    from . import profile, project
+    from .deploy import boards_for
+
+    prof = profile(target)
+    if prof.transport != "ssh":
+        return []
+    try:
+        boards = boards_for(project(), prof, get_var("hosts"), get_var("inventory"), get_var("groups"))
+    except UserError as exc:
+        lines = str(exc).splitlines()
+        hint = next((ln.strip()[5:].strip() for ln in lines[1:] if ln.strip().startswith("hint:")), "")
+        return [doctor.Check("boards", "inventory", "missing", lines[0], "", hint)]
+    return doctor.check_boards(boards, prof, prof.deploy.parallel)
+
+
 def task_doctor() -> dict[str, Any]:
-    """Check host toolchains and boards for what each target needs; say what to install."""
+    """Check host toolchains and (target=X [hosts=...]) every board for what the target needs; say what to install."""
     from doit import get_var
 
     return {

@@ -1,32 +1,39 @@
 """SSH to a board with paramiko: the only module of dmsbuild that imports it.
 
-What a user of OpenSSH expects, applied explicitly because paramiko parses
-``~/.ssh/config`` but does not apply it: ``HostName``, ``User``, ``Port``,
-``IdentityFile``, ``UserKnownHostsFile`` and ``ProxyJump`` of the matching
-``Host`` blocks are used unless the inventory sets the field (the inventory
-is like the ``ssh`` command line: it wins). Keys: the inventory's
-``identity_file``, the config's IdentityFile entries, ssh-agent (when
-``SSH_AUTH_SOCK`` is set), then the default ``~/.ssh/id_*`` files. Never a
-password.
+Where to connect is OpenSSH's answer, not ours: ``sshconfig.endpoint`` runs
+``ssh -G`` for the board and every jump host (see ``docs/ssh.md`` and
+``sshconfig.py`` for what is honoured and the resolution order). This module
+opens that route: a direct TCP socket (AddressFamily, BindAddress,
+ConnectTimeout), a ProxyCommand process (``paramiko.ProxyCommand``), or a
+``direct-tcpip`` channel through each ProxyJump host in turn. Where no
+``ssh`` client is installed, paramiko's own ``SSHConfig`` parser stands in and
+a config using what it cannot honour (``Include``, ``Match``) is refused.
 
-Host keys: known_hosts files (the inventory's, else the config's
-UserKnownHostsFile, else ``~/.ssh/known_hosts``; plus ``/etc/ssh/ssh_known_hosts``)
-and the inventory's pinned ``host_key``. An unknown key is refused (paramiko
+Keys: the resolved IdentityFile list (the inventory's ``identity_file`` first),
+plus ssh-agent (``SSH_AUTH_SOCK``) unless IdentitiesOnly/IdentityAgent none.
+Never a password. Host keys: the resolved UserKnownHostsFile and
+GlobalKnownHostsFile (looked up under HostKeyAlias when set) and the
+inventory's pinned ``host_key``. An unknown key is refused (paramiko
 ``RejectPolicy`` semantics) unless the board says ``trust_on_first_use = true``,
-in which case it is recorded in the board's known_hosts file. A changed key is
+in which case it is recorded in the first UserKnownHostsFile. A changed key is
 always refused, with both fingerprints and the file to fix.
-``StrictHostKeyChecking`` from ~/.ssh/config is deliberately not honoured:
-trust-on-first-use is decided by the inventory only.
+``StrictHostKeyChecking`` is deliberately not honoured.
+
+paramiko's own log (tracebacks of failed handshakes included) never reaches
+the console: it goes to ``$DMSBUILD_SSH_LOG`` when set, else nowhere; every
+failure is raised as one ``TransportError`` line.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
+import re
 import select
+import shlex
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,17 +42,37 @@ import paramiko
 from ..errors import UserError
 from ..inventory import Board
 from .base import CommandResult, Progress, RemoteProcess, Transport, join_argv
+from .sshconfig import SSH_CONFIG_ENV, Endpoint, config_args, endpoint, ssh_client, ssh_g  # noqa: F401 (SSH_CONFIG_ENV: re-exported)
 
-#: ENV: another ssh config file instead of ~/.ssh/config (tests, CI)
-SSH_CONFIG_ENV = "DMSBUILD_SSH_CONFIG"
+#: ENV: a file that receives paramiko's log (debugging a connection)
+SSH_LOG_ENV = "DMSBUILD_SSH_LOG"
 KEEPALIVE_S = 15
 #: SFTP channel window: large, so pipelined writes are not throttled by acks
 SFTP_WINDOW = 1 << 27
 CHUNK = 1 << 20
 
 
+def _route_paramiko_log() -> None:
+    """paramiko logs handshake failures with tracebacks at ERROR; Python's last-resort handler would print
+    them on stderr. They go to $DMSBUILD_SSH_LOG (or nowhere): dmsbuild raises one line instead."""
+    log = logging.getLogger("paramiko")
+    log.propagate = False
+    if not log.handlers:
+        path = os.environ.get(SSH_LOG_ENV)
+        handler: logging.Handler = logging.FileHandler(path) if path else logging.NullHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+
+
+_route_paramiko_log()
+
+
 class TransportError(UserError):
     """The board could not be reached or the connection broke (the deploy of THAT board fails)."""
+
+
+class _Retry(Exception):
+    """One connection attempt failed in a way another attempt may not (its text is the one-line reason)."""
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -58,76 +85,80 @@ def known_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
-@dataclass
-class Endpoint:
-    """Where and how to connect, after ~/.ssh/config was applied."""
-
-    label: str
-    hostname: str
-    port: int
-    user: str
-    key_files: list[str]
-    known_hosts: list[str]
-    pinned: str | None
-    tofu_file: str | None
-    proxy_jump: str | None
-    timeout: float
-    retries: int
-    config_file: str | None = None
-    notes: list[str] = field(default_factory=list)
+#: what paramiko's SSHConfig cannot honour (used only where no ssh client is installed)
+_FALLBACK_REFUSED = re.compile(r"^\s*(include|match|canonicalizehostname|bindinterface|proxyusefdpass)\b", re.I | re.M)
 
 
-def ssh_config_path() -> Path:
-    return Path(os.environ.get(SSH_CONFIG_ENV) or os.path.expanduser("~/.ssh/config"))
+def paramiko_lookup(alias: str, cli: list[str]) -> tuple[dict[str, list[str]], str | None]:
+    """``ssh -G`` stand-in where OpenSSH is absent: paramiko's parser, refusing what it cannot honour."""
+    _, cfg_file = config_args()  # the user's file only: paramiko's parser does not read /etc/ssh/ssh_config
+    opts: dict[str, list[str]] = {}
+    words = list(cli)
+    i = 0
+    while i < len(words):  # the command-line options first: the first value wins, as in ssh
+        if words[i] in ("-4", "-6"):
+            opts.setdefault("addressfamily", ["inet" if words[i] == "-4" else "inet6"])
+            i += 1
+            continue
+        flag, value = words[i], words[i + 1]
+        i += 2
+        key = {"-p": "port", "-l": "user", "-i": "identityfile", "-J": "proxyjump"}.get(flag)
+        if flag == "-o":
+            k, _, value = value.partition("=")
+            key = k.lower()
+        if key:
+            opts.setdefault(key, []).append(value)
+    if cfg_file and os.path.isfile(cfg_file):
+        text = Path(cfg_file).read_text(errors="replace")
+        bad = _FALLBACK_REFUSED.search(text)
+        if bad:
+            raise UserError(f"{cfg_file}: '{bad.group(1)}' cannot be honoured without the OpenSSH client "
+                            "(paramiko's parser does not implement it)",
+                            hint="install openssh-client (dmsbuild then asks `ssh -G`) or remove that line")
+        try:
+            found = paramiko.SSHConfig.from_text(text).lookup(alias)
+        except (paramiko.SSHException, ValueError) as exc:
+            raise UserError(f"{cfg_file}: cannot parse the ssh config: {exc}", hint="fix that file") from None
+        for key, value in found.items():
+            if key == "identityfile":
+                opts.setdefault(key, []).extend(value)
+            elif key not in opts:
+                opts[key] = [value] if isinstance(value, str) else list(value)
+    opts.setdefault("hostname", [alias])
+    if "identityfile" not in opts:
+        opts["identityfile"] = [f"~/.ssh/id_{t}" for t in ("rsa", "ecdsa", "ed25519")]
+    return opts, cfg_file
 
 
-def lookup_ssh_config(alias: str) -> tuple[dict[str, Any], str | None]:
-    path = ssh_config_path()
-    if not path.is_file():
-        return {"hostname": alias}, None
-    try:
-        cfg = paramiko.SSHConfig.from_path(str(path))
-    except (OSError, paramiko.SSHException) as exc:
-        raise UserError(f"{path}: cannot parse the ssh config: {exc}", hint="fix that file or set DMSBUILD_SSH_CONFIG") from None
-    return dict(cfg.lookup(alias)), str(path)
-
-
-def resolve(board: Board, alias: str | None = None, port: int | None = None, user: str | None = None) -> Endpoint:
-    """Apply the inventory, then ~/.ssh/config, then OpenSSH defaults."""
-    alias = alias or board.address
-    opts, cfg_file = lookup_ssh_config(alias)
-    hostname = opts.get("hostname", alias)
-    the_port = port or (board.port if alias == board.address else None) or int(opts.get("port", 22))
-    the_user = user or (board.user if alias == board.address else None) or opts.get("user") or _local_user()
-    keys: list[str] = []
+def board_cli(board: Board) -> tuple[list[str], list[str]]:
+    """The board's inventory fields as ssh command-line options: (board only, board and its jump hosts)."""
+    own: list[str] = []
+    if board.port:
+        own += ["-p", str(board.port)]
+    if board.user:
+        own += ["-l", board.user]
+    if board.proxy_jump:
+        own += ["-J", board.proxy_jump]
+    own += list(board.ssh_args)
+    shared: list[str] = []
     if board.identity_file:
-        keys.append(os.path.expanduser(board.identity_file))
-    keys += [os.path.expanduser(k) for k in opts.get("identityfile", [])]
+        shared += ["-i", os.path.expanduser(board.identity_file)]
     if board.known_hosts:
-        known = [board.known_hosts]
-    elif "userknownhostsfile" in opts:
-        known = [os.path.expanduser(p) for p in opts["userknownhostsfile"].split()]
-    else:
-        known = [os.path.expanduser("~/.ssh/known_hosts")]
-    known.append("/etc/ssh/ssh_known_hosts")
-    jump = board.proxy_jump if alias == board.address else None
-    if jump is None:
-        jump = opts.get("proxyjump")
-        if jump and jump.lower() == "none":
-            jump = None
-    return Endpoint(
-        label=f"board '{board.name}'" if alias == board.address else f"board '{board.name}' (jump host {alias})",
-        hostname=hostname, port=int(the_port), user=the_user, key_files=keys, known_hosts=known,
-        pinned=board.host_key if alias == board.address else None,
-        tofu_file=known[0] if board.trust_on_first_use else None,
-        proxy_jump=jump, timeout=board.connect_timeout, retries=board.connect_retries, config_file=cfg_file,
-    )
+        shared += ["-o", f"UserKnownHostsFile={board.known_hosts}"]
+    return own, shared
 
 
-def _local_user() -> str:
-    import getpass
+def resolve(board: Board) -> Endpoint:
+    """The board's route as the user's ``ssh`` would take it (``ssh -G``; paramiko's parser where ssh is absent)."""
+    own, shared = board_cli(board)
+    return endpoint(board.address, own, label=f"board '{board.name}'", lookup=ssh_g if ssh_client() else paramiko_lookup,
+                    timeout=board.connect_timeout, retries=board.connect_retries, pinned=board.host_key,
+                    tofu=board.trust_on_first_use, extra_cli=shared)
 
-    return getpass.getuser()
+
+def host_key_name(ep: Endpoint) -> str:
+    """The known_hosts name ssh looks the key up under: HostKeyAlias, else [HostName]:Port."""
+    return ep.host_key_alias if ep.host_key_alias else known_name(ep.hostname, ep.port)
 
 
 class _CheckPolicy(paramiko.MissingHostKeyPolicy):
@@ -141,23 +172,12 @@ class _CheckPolicy(paramiko.MissingHostKeyPolicy):
         self.offered = key
         if self.ep.tofu_file is None:
             raise paramiko.SSHException(f"unknown host key {fingerprint(key)}")
-        name = known_name(self.ep.hostname, self.ep.port)
+        name = host_key_name(self.ep)
         client.get_host_keys().add(name, key.get_name(), key)
         path = Path(self.ep.tofu_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as fh:
             fh.write(f"{name} {key.get_name()} {key.get_base64()}\n")
-
-
-def _split_jump(spec: str) -> tuple[str | None, str, int | None]:
-    user = None
-    if "@" in spec:
-        user, spec = spec.split("@", 1)
-    port = None
-    if ":" in spec:
-        spec, p = spec.rsplit(":", 1)
-        port = int(p)
-    return user, spec, port
 
 
 class SSHTransport(Transport):
@@ -177,112 +197,153 @@ class SSHTransport(Transport):
             return self._client
         ep = resolve(self.board)
         self.endpoint = ep
-        sock = None
-        if ep.proxy_jump:
-            sock = self._open_jumps(ep)
-        self._client = self._connect_endpoint(ep, sock)
+        self._client = self._connect(ep)
         return self._client
 
-    def _open_jumps(self, ep: Endpoint) -> paramiko.Channel:
-        """ProxyJump: connect hop by hop, each through a direct-tcpip channel of the previous one."""
-        sock = None
-        hops = ep.proxy_jump.split(",") if ep.proxy_jump else []
-        for i, hop in enumerate(hops):
-            user, host, port = _split_jump(hop)
-            hop_ep = resolve(self.board, alias=host, port=port, user=user)
-            hop_ep.proxy_jump = None
-            client = self._connect_endpoint(hop_ep, sock)
-            self._jumps.append(client)
-            nxt_host, nxt_port = (ep.hostname, ep.port)
-            if i + 1 < len(hops):
-                _, h, p = _split_jump(hops[i + 1])
-                nxt = resolve(self.board, alias=h, port=p)
-                nxt_host, nxt_port = nxt.hostname, nxt.port
-            transport = client.get_transport()
-            if transport is None:
-                raise TransportError(f"{hop_ep.label}: connection closed")
-            try:
-                sock = transport.open_channel("direct-tcpip", (nxt_host, nxt_port), ("127.0.0.1", 0), timeout=ep.timeout)
-            except (paramiko.SSHException, OSError) as exc:
-                raise TransportError(
-                    f"{ep.label}: jump host {host} could not reach {nxt_host}:{nxt_port}: {exc}",
-                    hint="check ProxyJump and that the jump host allows TCP forwarding",
-                ) from None
-        assert sock is not None  # hops is non-empty when called
-        return sock
-
-    def _connect_endpoint(self, ep: Endpoint, sock: Any) -> paramiko.SSHClient:
-        where = f"{ep.user}@{ep.hostname}:{ep.port}"
-        last: BaseException | None = None
+    def _connect(self, ep: Endpoint) -> paramiko.SSHClient:
+        """Connect to ``ep``: first its jump host (recursively), then ``ep`` through it; retried per attempt."""
+        jump = self._connect(ep.via) if ep.via is not None else None
+        if jump is not None:
+            self._jumps.append(jump)
+        last = "no answer"
         for attempt in range(ep.retries):
             if attempt:
                 time.sleep(min(0.25 * 2 ** attempt, 4.0))
-            client = paramiko.SSHClient()
-            keys = client.get_host_keys()
-            for f in ep.known_hosts:
-                if os.path.isfile(f):
-                    try:
-                        keys.load(f)
-                    except (OSError, paramiko.SSHException) as exc:
-                        raise UserError(f"{f}: unreadable known_hosts file: {exc}", hint="fix or remove that file") from None
-            name = known_name(ep.hostname, ep.port)
-            if ep.pinned:
-                ktype, data = ep.pinned.split()[:2]
-                keys.add(name, ktype, paramiko.PKey.from_type_string(ktype, base64.b64decode(data)))
-            policy = _CheckPolicy(ep)
-            client.set_missing_host_key_policy(policy)
             try:
-                client.connect(
-                    ep.hostname, port=ep.port, username=ep.user, key_filename=[k for k in ep.key_files if os.path.isfile(k)] or None,
-                    allow_agent=True, look_for_keys=not ep.key_files, timeout=ep.timeout, banner_timeout=ep.timeout,
-                    auth_timeout=ep.timeout, sock=sock, password=None, passphrase=None,
-                )
-            except paramiko.BadHostKeyException as exc:
-                client.close()
-                file_hint = (
-                    f"the pinned host_key of board '{self.board.name}' in {self.board.source}" if ep.pinned
-                    else " or ".join(f for f in ep.known_hosts if os.path.isfile(f))
-                )
-                raise TransportError(
-                    f"{ep.label}: HOST KEY MISMATCH for {name}: the board offered {exc.key.get_name()} {fingerprint(exc.key)}, "
-                    f"but {file_hint} expects {fingerprint(exc.expected_key)}; refusing to connect",
-                    hint=f"if the board was re-installed, verify the new fingerprint out of band, then fix the entry for {name} "
-                    f"in {file_hint} (e.g. ssh-keygen -R '{name}' -f FILE)",
-                ) from None
-            except paramiko.AuthenticationException as exc:
-                client.close()
-                tried = [k for k in ep.key_files if os.path.isfile(k)] or ["~/.ssh/id_*"]
-                agent = "ssh-agent" if os.environ.get("SSH_AUTH_SOCK") else "no ssh-agent"
-                raise TransportError(
-                    f"{ep.label}: authentication refused for {where} ({exc}); tried keys: {', '.join(tried)}; {agent}",
-                    hint="check the board's user and identity_file in the inventory and the board's authorized_keys",
-                ) from None
-            except paramiko.SSHException as exc:
-                client.close()
-                if policy.offered is not None and ep.tofu_file is None:
-                    files = ", ".join(f for f in ep.known_hosts[:-1])
-                    raise TransportError(
-                        f"{ep.label}: unknown host key for {name} ({policy.offered.get_name()} {fingerprint(policy.offered)}); "
-                        f"not in {files} and trust_on_first_use is off",
-                        hint=f"verify the fingerprint, then add it: ssh-keyscan -p {ep.port} {ep.hostname} >> {ep.known_hosts[0]} "
-                        "(or pin it as host_key in the inventory)",
-                    ) from None
-                last = exc
-            except (OSError, EOFError) as exc:  # refused, unreachable, timeout (socket.timeout is an OSError)
-                client.close()
-                last = exc
-            else:
-                transport = client.get_transport()
-                if transport is not None:
-                    transport.set_keepalive(KEEPALIVE_S)
-                    _bound_unacked(transport.sock, self.board.io_timeout)
-                return client
-            if sock is not None:  # a jump channel cannot be reused for another attempt
-                break
+                sock = self._open_socket(ep, jump)
+            except _Retry as exc:
+                last = str(exc)
+                continue
+            try:
+                return self._handshake(ep, sock)
+            except _Retry as exc:
+                last = str(exc)
+        via = f" via {ep.via.where}" if ep.via is not None else ""
         raise TransportError(
-            f"{ep.label}: unreachable at {where} after {attempt + 1} attempt(s): {last or 'no answer'}",
-            hint="check that the board is up and the host/port in the inventory (or ~/.ssh/config)",
+            f"{ep.label}: unreachable at {ep.where}{via} after {ep.retries} attempt(s): {last}",
+            hint="check that the board is up and the host/port in the inventory (or ~/.ssh/config; try ssh -G "
+            f"{shlex.quote(ep.alias)})",
         )
+
+    def _open_socket(self, ep: Endpoint, jump: paramiko.SSHClient | None) -> Any:
+        """A fresh byte stream to ep's SSH server: a jump host's direct-tcpip channel, a ProxyCommand, or TCP."""
+        if jump is not None:
+            transport = jump.get_transport()
+            if transport is None or not transport.is_active():
+                raise TransportError(f"{ep.label}: the connection to jump host {ep.via.where if ep.via else '?'} closed")
+            try:
+                return transport.open_channel("direct-tcpip", (ep.hostname, ep.port), ("127.0.0.1", 0), timeout=ep.timeout)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise _Retry(f"jump host {ep.via.where if ep.via else '?'} could not open a channel to "
+                             f"{ep.hostname}:{ep.port}: {exc or 'timed out'} (does it allow TCP forwarding?)") from None
+        if ep.proxy_command:
+            shell = os.environ.get("SHELL") or "/bin/sh"
+            try:  # like ssh: `exec $SHELL -c "exec CMD"`; paramiko.ProxyCommand splits its string with shlex
+                return paramiko.ProxyCommand(shlex.join([shell, "-c", "exec " + ep.proxy_command]))
+            except (paramiko.SSHException, OSError) as exc:
+                raise TransportError(f"{ep.label}: ProxyCommand {ep.proxy_command!r} failed to start: {exc}",
+                                     hint="fix ProxyCommand in the ssh config") from None
+        try:
+            addrs = socket.getaddrinfo(ep.hostname, ep.port, ep.address_family, socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise TransportError(f"{ep.label}: cannot resolve {ep.hostname!r}: {exc.strerror}",
+                                 hint="check the host name (HostName in ~/.ssh/config, host in the inventory)") from None
+        err: OSError | None = None
+        for family, kind, proto, _, addr in addrs:
+            sock = socket.socket(family, kind, proto)
+            sock.settimeout(ep.timeout)
+            try:
+                if ep.bind_address:
+                    sock.bind((ep.bind_address, 0))
+                sock.connect(addr)
+                return sock
+            except OSError as exc:
+                sock.close()
+                err = exc
+        if isinstance(err, socket.timeout):
+            raise _Retry(f"no TCP connection to {ep.hostname}:{ep.port} within {ep.timeout:g} s")
+        raise _Retry(f"{ep.hostname}:{ep.port}: {err.strerror if err and err.strerror else err}")
+
+    def _handshake(self, ep: Endpoint, sock: Any) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        keys = client.get_host_keys()
+        for f in [*ep.known_hosts, *ep.global_known_hosts]:
+            if os.path.isfile(f):
+                try:
+                    keys.load(f)
+                except (OSError, paramiko.SSHException, ValueError) as exc:
+                    raise UserError(f"{f}: unreadable known_hosts file: {exc}", hint="fix or remove that file") from None
+        name = host_key_name(ep)
+        if ep.pinned:
+            ktype, data = ep.pinned.split()[:2]
+            keys.add(name, ktype, paramiko.PKey.from_type_string(ktype, base64.b64decode(data)))
+        policy = _CheckPolicy(ep)
+        client.set_missing_host_key_policy(policy)
+        key_files = [k for k in ep.key_files if os.path.isfile(k)]
+        agent = ep.use_agent and not ep.identities_only
+        lookup_host, lookup_port = (ep.host_key_alias, 22) if ep.host_key_alias else (ep.hostname, ep.port)
+        try:
+            client.connect(
+                lookup_host, port=lookup_port, username=ep.user, key_filename=key_files or None,
+                allow_agent=agent, look_for_keys=False, timeout=ep.timeout, banner_timeout=ep.timeout,
+                auth_timeout=ep.timeout, channel_timeout=ep.timeout, sock=sock, password=None, passphrase=None,
+            )
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            file_hint = (
+                f"the pinned host_key of board '{self.board.name}' in {self.board.source}" if ep.pinned
+                else " or ".join(f for f in [*ep.known_hosts, *ep.global_known_hosts] if os.path.isfile(f))
+            )
+            raise TransportError(
+                f"{ep.label}: HOST KEY MISMATCH for {name}: the board offered {exc.key.get_name()} {fingerprint(exc.key)}, "
+                f"but {file_hint} expects {fingerprint(exc.expected_key)}; refusing to connect",
+                hint=f"if the board was re-installed, verify the new fingerprint out of band, then fix the entry for {name} "
+                f"in {file_hint} (e.g. ssh-keygen -R '{name}' -f FILE)",
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            tried = key_files or ["no key file found"]
+            sock_env = os.environ.get("SSH_AUTH_SOCK")
+            agent_says = ("ssh-agent (SSH_AUTH_SOCK)" if sock_env else "no ssh-agent (SSH_AUTH_SOCK unset)") if agent \
+                else "ssh-agent not asked (IdentitiesOnly/IdentityAgent none)"
+            raise TransportError(
+                f"{ep.label}: authentication refused for {ep.where} ({exc}); tried keys: {', '.join(tried)}; {agent_says}",
+                hint="check the user and identity_file (inventory or ~/.ssh/config) and the board's authorized_keys; "
+                "a key with a passphrase must be in ssh-agent: `ssh-add -l` lists the agent's keys, `ssh-add KEYFILE` adds one",
+            ) from None
+        except paramiko.SSHException as exc:
+            handshake = client.get_transport()
+            banner = bool(handshake is not None and handshake.remote_version)
+            client.close()
+            if policy.offered is not None and ep.tofu_file is None:
+                files = ", ".join([*ep.known_hosts, *ep.global_known_hosts])
+                raise TransportError(
+                    f"{ep.label}: unknown host key for {name} ({policy.offered.get_name()} {fingerprint(policy.offered)}); "
+                    f"not in {files} and trust_on_first_use is off",
+                    hint=f"verify the fingerprint, then add it: ssh-keyscan -p {ep.port} {ep.hostname} >> {ep.known_hosts[0]} "
+                    "(or pin it as host_key in the inventory)",
+                ) from None
+            text = str(exc)
+            if not banner or "protocol banner" in text:
+                proxy = f" (through {ep.via.where})" if ep.via is not None else \
+                    (" (through ProxyCommand)" if ep.proxy_command else "")
+                raise _Retry(f"no SSH banner from {ep.hostname}:{ep.port}{proxy} within {ep.timeout:g} s") from None
+            raise _Retry(text.splitlines()[0] if text else type(exc).__name__) from None
+        except (OSError, EOFError) as exc:  # reset, timeout (socket.timeout is an OSError)
+            handshake = client.get_transport()
+            banner = bool(handshake is not None and handshake.remote_version)
+            client.close()
+            if not banner:
+                raise _Retry(f"no SSH banner from {ep.hostname}:{ep.port} within {ep.timeout:g} s ({exc or type(exc).__name__})") from None
+            raise _Retry(f"{ep.hostname}:{ep.port}: {exc or type(exc).__name__}") from None
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(ep.keepalive or KEEPALIVE_S)
+            _bound_unacked(transport.sock, self.board.io_timeout)
+        return client
+
+    def _timeout(self) -> float:
+        return self.endpoint.timeout if self.endpoint is not None else (self.board.connect_timeout or 10.0)
 
     def _transport(self) -> paramiko.Transport:
         t = self.connect().get_transport()
@@ -306,7 +367,7 @@ class SSHTransport(Transport):
     def run(self, argv: Sequence[str], *, timeout: float | None = None, stdin: bytes | None = None) -> CommandResult:
         argv = [str(a) for a in argv]
         try:
-            chan = self._transport().open_session(timeout=self.board.connect_timeout)
+            chan = self._transport().open_session(timeout=self._timeout())
             chan.exec_command(join_argv(argv))
             if stdin:
                 chan.sendall(stdin)
@@ -351,7 +412,7 @@ class SSHTransport(Transport):
     def spawn(self, argv: Sequence[str]) -> RemoteProcess:
         argv = [str(a) for a in argv]
         try:
-            chan = self._transport().open_session(timeout=self.board.connect_timeout)
+            chan = self._transport().open_session(timeout=self._timeout())
             chan.exec_command(join_argv(argv))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise TransportError(f"board '{self.name}': connection failed while starting {argv[0]}: {exc}") from None
