@@ -121,8 +121,9 @@ def _emulated_tools(bdir: Path, python: str, groups: tuple[str, ...]) -> Path | 
         wrapper.chmod(0o755)
     (bin_dir / "README").write_text(
         "EMULATED vendor tools of this emulated board (written by `python -m dmsbuild.boards up`).\n"
-        "They are the repository's test doubles: they check their arguments and replay the real tools' output\n"
-        "formats; nothing here runs on a GPU and their timings are replayed fixtures, not measurements.\n")
+        "They are the repository's test doubles: they check their arguments and print the real tools' output\n"
+        "formats; nothing here runs on a GPU or DSP and every timing they print is GENERATED, not measured\n"
+        "(they print a DMSBUILD TEST DOUBLE line, so dmsbuild labels their figures 'test double (generated)').\n")
     return bin_dir
 
 

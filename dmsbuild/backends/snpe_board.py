@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from ..provenance import DOUBLE_MARKER
 from ..results import new_result
 from ..transport.base import Transport
 from . import snpe
@@ -170,6 +171,8 @@ def _bench_one(transport: Transport, release_dir: str, entry: dict, plan: dict, 
                                 diag_csv=csv_text.stdout, iterations=iterations)
     result = new_result(entry, warmup=0, iterations=iterations)
     result["provider"] = "snpe-net-run"
+    if DOUBLE_MARKER in res.stdout:  # the SNPE test double says its figures are generated
+        result["source"] = "double"
     if raw["error"] is not None or raw["latency_ms"] is None:
         result["error"] = raw["error"] or "snpe-diagview reported no Avg_Total_Inference_Time"
         return result

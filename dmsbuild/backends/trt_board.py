@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
+from ..provenance import DOUBLE_MARKER
 from ..results import ResultParser, new_result
 from ..transport.base import Transport
 from . import tensorrt as trt
@@ -94,6 +95,8 @@ class TrtexecResultParser(ResultParser):
                                       iterations=iterations)
         res = new_result(artifact, warmup=warmup, iterations=iterations)
         res["provider"] = "trtexec"
+        if DOUBLE_MARKER in data["stdout"]:  # the trtexec test double says its per-query times are generated
+            res["source"] = "double"
         if raw["error"] is not None:
             res["error"] = raw["error"]
             return res
