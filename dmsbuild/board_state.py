@@ -114,7 +114,8 @@ def parse_jetson_clocks(text: str | None) -> dict[str, Any] | None:
                                         text, re.M):
         hz = 1000 if name.startswith("cpu") else 1  # cpu lines are kHz, GPU/EMC lines Hz
         out[f"{name.lower()}_mhz"] = int(cur) * hz / 1e6
-        locked.append(mn == mx == cur)
+        if name != "EMC":  # jetson_clocks pins EMC by FreqOverride, leaving its MinFreq low
+            locked.append(mn == mx == cur)
     if not locked:
         return None
     out["locked"] = all(locked)
@@ -122,7 +123,7 @@ def parse_jetson_clocks(text: str | None) -> dict[str, Any] | None:
 
 
 _TEMP = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*)@(-?\d+(?:\.\d+)?)C\b")
-_RAIL = re.compile(r"\b((?:VDD|VIN)_[A-Z0-9_]+)\s+(\d+)(?:mW)?/(\d+)(?:mW)?")
+_RAIL = re.compile(r"\b((?:VDD|VIN)[A-Z0-9]*_[A-Z0-9_]+)\s+(\d+)(?:mW)?/(\d+)(?:mW)?")
 
 
 def parse_tegrastats_line(line: str) -> dict[str, Any] | None:
