@@ -128,8 +128,11 @@ def _emulated_tools(bdir: Path, python: str, groups: tuple[str, ...]) -> Path | 
 
 
 def up(count: int, where: Path, port: int = DEFAULT_PORT, first: int = DEFAULT_FIRST,
-       groups: tuple[str, ...] = DEFAULT_GROUPS, name_prefix: str = "emu") -> dict:
-    """Start ``count`` boards (restarting any of ours still running) and write inventory + known_hosts."""
+       groups: tuple[str, ...] = DEFAULT_GROUPS, name_prefix: str = "emu", subnet: str = "127.0.0") -> dict:
+    """Start ``count`` boards (restarting any of ours still running) and write inventory + known_hosts.
+
+    ``subnet``: the first three octets of the boards' loopback addresses (``<subnet>.<first + i>``), so
+    parallel users of one machine (tests, benches) keep apart."""
     if not 1 <= count <= 200 or first + count > 255:
         raise UserError(f"boards up: --count {count} out of range (1..{255 - first})")
     sshd = _sshd()
@@ -148,7 +151,7 @@ def up(count: int, where: Path, port: int = DEFAULT_PORT, first: int = DEFAULT_F
     try:
         for i in range(count):
             name = f"{name_prefix}-{i + 1:02d}"
-            addr = f"127.0.0.{first + i}"
+            addr = f"{subnet}.{first + i}"
             bdir = where / name
             (bdir / "root").mkdir(parents=True, exist_ok=True)
             hostkey = bdir / "ssh_host_ed25519_key"
