@@ -100,7 +100,7 @@ def latency_table(latest: list[dict]) -> Table:
         rows.append([_board(r), r["target"], _model(r), r["release_id"], r["artifact"], r["precision"], r["provider"],
                      _source(r), _fmt(r["median_ms"], 3), _fmt(r["p95_ms"], 3), _fmt(r["p99_ms"], 3),
                      _fmt(r["std_ms"], 3), _fmt(r["throughput_ips"], 1), verdict or "–", _fmt(r["load_ms"], 1),
-                     _fmt(r["first_inference_ms"], 2), _fmt(r["peak_rss_mb"], 1), _fmt(r.get("energy_mj"), 2),
+                     _fmt(r["first_inference_ms"], 2), _fmt(r["peak_rss_mb"], 1), _energy(r),
                      conditions(r.get("state"))])
     return Table(
         "Latency and throughput per board, model and precision",
@@ -115,6 +115,34 @@ def latency_table(latest: list[dict]) -> Table:
          "p99 ms", "std ms", "FPS", "vs FP32", "load ms", "first run ms", "peak RSS MB", "energy mJ", "conditions"],
         rows,
     )
+
+
+def _energy(r: dict) -> str:
+    """Energy per inference, marked when the power figure came from a test double of tegrastats."""
+    during = (r.get("state") or {}).get("during") or {}
+    return _fmt(r.get("energy_mj"), 2) + (" (generated)" if r.get("energy_mj") and "tegrastats" in
+                                           (during.get("generated") or []) else "")
+
+
+def profile_table(latest: list[dict]) -> Table:
+    """The vendors' own profilers: trtexec per-layer times, throughput and warnings; SNPE throughput."""
+    rows = []
+    for r in latest:
+        p = r.get("profile")
+        if r["error"] is not None or not p:
+            continue
+        layers = p.get("layers") or []
+        top = "; ".join(f"{l['name']} {l['average_ms']:.3f} ms ({l['percentage']:.0f}%)" for l in layers[:3])
+        tp = p.get("throughput_qps") if p.get("throughput_qps") is not None else p.get("throughput_ips")
+        rows.append([_board(r), r["target"], r["artifact"], _source(r), p.get("throughput_tool") or p.get("tool"),
+                     _fmt(tp, 1), "; ".join(p.get("warnings") or []) or p.get("throughput_note") or "–",
+                     top or p.get("note") or "–"])
+    return Table("Vendor profilers: per-layer times, throughput and warnings",
+                 "trtexec's own throughput and stability warnings and its --exportProfile top layers (average ms, "
+                 "share of the run); SNPE throughput from snpe-throughput-net-run (snpe-diagview keeps per-layer "
+                 "detail; DSP/HTP layer times are in cycles). Figures from test doubles are generated.",
+                 ["board", "target", "artifact", "source", "tool", "vendor throughput /s", "warnings",
+                  "top layers"], rows)
 
 
 def size_table(latest: list[dict]) -> Table:
@@ -396,8 +424,8 @@ def write_report(store: ResultStore, out_dir: Path) -> tuple[Path, Path]:
         releases = {r["release_id"] for r in rows}
         summary = (f"{len(rows)} stored measurements from {len({r['run_id'] for r in rows})} runs on "
                    f"{len(boards)} board(s) ({', '.join(boards)}), {len(releases)} release(s).")
-        tables = [latency_table(latest), size_table(latest), accuracy_table(latest), error_table(latest),
-                  boards_table(latest)]
+        tables = [latency_table(latest), profile_table(latest), size_table(latest), accuracy_table(latest),
+                  error_table(latest), boards_table(latest)]
         plots = make_plots(rows, latest)
     else:
         summary, tables, plots = "The results store is empty.", [], []

@@ -168,6 +168,7 @@ def validate_result(result: Any, *, board: str, where: str = "result") -> dict:
             raise c.fail(f"{where}.latency_ms", None, "statistics and samples when 'error' is null")
         if result.get("iterations") and len(samples) != result["iterations"]:
             raise c.fail(f"{where}.samples_ms", f"<{len(samples)} samples>", f"{result['iterations']} samples (= iterations)")
+    c.plain(result.get("profile") or {}, f"{where}.profile")
     gpu = result.get("gpu")
     if gpu is not None:
         c.obj(gpu, f"{where}.gpu")

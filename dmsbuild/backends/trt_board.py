@@ -110,7 +110,28 @@ class TrtexecResultParser(ResultParser):
         res["iterations"] = len(samples)
         res["warmup"] = raw["warmup"] if isinstance(raw.get("warmup"), int) else warmup
         res["gpu"] = raw["gpu"]
+        # trtexec's own view, kept: its throughput, its stability warnings, the per-layer profile
+        info = raw.get("trtexec") or {}
+        profile = {"tool": "trtexec", "throughput_qps": raw.get("throughput_ips"),
+                   "warnings": [str(w)[:300] for w in (info.get("warnings") or [])][:20],
+                   "layers": parse_export_profile(data.get("profile"))}
+        res["profile"] = profile
         return res
+
+
+def parse_export_profile(text: str | None, top: int = 10) -> list[dict] | None:
+    """``--exportProfile`` JSON (``[{"count": N}, {"name", "timeMs", "averageMs", "medianMs", "percentage"}...]``,
+    the layout of exportJSONProfile in TensorRT's samples/common/sampleReporting.cpp) -> the ``top`` layers by time."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    layers = [d for d in data if isinstance(d, dict) and "name" in d] if isinstance(data, list) else []
+    layers.sort(key=lambda d: -float(d.get("averageMs") or d.get("timeMs") or 0))
+    return [{"name": str(d["name"])[:200], "average_ms": float(d.get("averageMs") or 0.0),
+             "percentage": float(d.get("percentage") or 0.0)} for d in layers[:top]]
 
 
 def engines_dir(release_dir: str) -> str:
@@ -209,7 +230,8 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
             tail = [l for l in res.stdout.splitlines() if "[E]" in l][-1:] or [res.stderr_tail(1)]
             results.append(_fail(entry, plan, f"trtexec benchmark failed (exit {res.exit_status}): {tail[0]}"))
             continue
-        output = json.dumps({"stdout": res.stdout, "times": _read(transport, times), "warmup_ms": options.warmup_ms})
+        output = json.dumps({"stdout": res.stdout, "times": _read(transport, times), "warmup_ms": options.warmup_ms,
+                             "profile": _read(transport, prof) if options.export_profile else None})
         result = TrtexecResultParser().parse(output, board=board, artifact=entry, warmup=plan["warmup"],
                                              iterations=plan["iterations"])
         result["verify"], note = _verify(transport, release_dir, engine, python, info, plan, classification)
