@@ -113,7 +113,10 @@ def health_gate(profile: "TargetProfile", bench: bool) -> fleet.HealthGate:
     Without the benchmark (``bench=no``) only the sha256 verification is
     judged: there is no output check or latency to gate on.
     """
-    standard = fleet.standard_gate(profile.gates.max_latency_regression, require_output_check=False)
+    # an output check is required wherever one can run: the release ships verification inputs (every runtime
+    # has one now: the runner, trtexec --loadInputs/--exportOutput, snpe-net-run's outputs)
+    standard = fleet.standard_gate(profile.gates.max_latency_regression,
+                                   require_output_check=bench and profile.bench.verify_samples > 0)
 
     def gate(board: fleet.BoardRef, outcome: fleet.BoardOutcome) -> fleet.GateResult:
         if not outcome.verified:
