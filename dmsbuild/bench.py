@@ -108,8 +108,9 @@ def _state_log(release_dir: str) -> str:
     """Where tegrastats logs during a run: the deploy root (beside releases/), never outside it."""
     import uuid
 
-    parent = posixpath.dirname(release_dir.rstrip("/"))
-    root = posixpath.dirname(parent) if posixpath.basename(parent) == "releases" else parent
+    from .backends.trt_board import engines_dir  # <root>/engines: the same root computation
+
+    root = posixpath.dirname(engines_dir(release_dir))
     return posixpath.join(root, f".tegrastats-{uuid.uuid4().hex[:12]}.log")
 
 

@@ -110,9 +110,9 @@ def decide(samples: dict, *, allowed: float, confidence: float, resamples: int, 
 
 def previous_release_dir(release_dir: str, previous_release: str) -> str:
     """``<root>/releases/<previous>`` for ``<root>/releases/<id>`` or ``<root>/current``."""
-    parent = posixpath.dirname(release_dir.rstrip("/"))
-    releases = parent if posixpath.basename(parent) == "releases" else posixpath.join(parent, "releases")
-    return posixpath.join(releases, previous_release)
+    from .backends.trt_board import engines_dir  # <root>/engines: the same root computation
+
+    return posixpath.join(posixpath.dirname(engines_dir(release_dir)), "releases", previous_release)
 
 
 def confirm(transport: "Transport", *, release_dir: str, previous_release: str, artifact: str, python: str,

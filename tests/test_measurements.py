@@ -388,3 +388,17 @@ def test_trtexec_output_check_with_load_inputs_and_export_output(tmp_path):
     assert calls[0][1].startswith("--loadInputs='image':") and calls[0][2].startswith("--exportOutput=")
     out = trt.output_argv("e.engine", trt.TensorRTOptions(), inputs={"in:0": "/x.raw"}, output_json="/o.json")
     assert out[1:3] == ["--loadEngine=e.engine", "--loadInputs='in:0':/x.raw"]
+
+
+def test_rollout_output_says_where_figures_came_from_and_what_the_gate_decided():
+    from types import SimpleNamespace
+
+    from dmsbuild.fleet_deploy import measurement_lines
+
+    details = {"sources": {"fp16": "double"},
+               "latency_notes": ["board emu-01: artifact fp16 (fp16) of m.onnx @aaaa: new baseline (lineage x)"],
+               "latency_decisions": [{"artifact": "int8", "sentence": "within noise: 1.08x (95% CI 0.91-1.31)"}]}
+    lines = measurement_lines(SimpleNamespace(boards=[SimpleNamespace(name="emu-01", details=details)]))
+    assert lines == ["emu-01: figures from fp16: test double (generated, not measured)",
+                     "emu-01: artifact fp16 (fp16) of m.onnx @aaaa: new baseline (lineage x)",
+                     "emu-01: int8: within noise: 1.08x (95% CI 0.91-1.31)"]

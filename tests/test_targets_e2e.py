@@ -221,7 +221,9 @@ def test_with_the_sdk_the_qnn_target_also_ships_a_dlc(tmp_path):
     assert (dlc["runtime"], dlc["provider"], dlc["error"], dlc["median_ms"]) == ("snpe", "snpe-net-run", None, None)
     assert dlc["mean_ms"] > 0 and dlc["iterations"] == 2 and json.loads(dlc["samples_json"]) == []
     calls = [c for c in map(json.loads, log.read_text().splitlines()[3:]) if c[1:] != ["--version"]]  # facts probe
-    assert [c[0] for c in calls] == ["snpe-net-run", "snpe-diagview"]
+    assert [c[0] for c in calls] == ["snpe-net-run", "snpe-diagview", "snpe-throughput-net-run"]
+    assert calls[2][calls[2].index("--container") + 1].endswith("/models/int8-qdq.dlc") and "--duration" in calls[2]
+    assert dlc["source"] == "double" and json.loads(dlc["profile_json"])["throughput_tool"] == "snpe-throughput-net-run"
     assert calls[0][calls[0].index("--container") + 1].endswith("/models/int8-qdq.dlc") and "--use_dsp" in calls[0]
 
 
