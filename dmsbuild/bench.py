@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from . import board_state
 from .errors import UserError, first_line
 from .gates import GateFailure, check_gates
+from .provenance import label, stamp_sources
 from .results import ResultError, ResultStore, load_json, parse_document
 from .transport.base import Transport
 
 if TYPE_CHECKING:
-    from .config import ProjectConfig, TargetProfile
+    from .config import ConfirmConfig, ProjectConfig, TargetProfile
 
 RUNNER = "runner/dms_bench.py"
 #: one board's whole benchmark (every artifact) must finish within this (s)
@@ -82,10 +84,34 @@ def benchmark_release(transport: Transport, release_dir: str, python: str = "pyt
     entries = [a for a in manifest.get("artifacts", []) if isinstance(a, dict)
                and (artifact is None or a.get("name") == artifact)]
     driven = [a for a in entries if a.get("runtime") in HOST_DRIVEN]
-    if driven:
-        return _bench_host_driven(transport, release_dir, manifest, entries, driven, python=python,
-                                  artifact=artifact, timeout=timeout, facts=facts)
-    return _run_runner(transport, release_dir, python, artifact, timeout, facts)
+    state: dict = {"before": board_state.snapshot(transport, python)}
+    sampler = board_state.Sampler(transport, python, _state_log(release_dir))
+    sampler.start()
+    try:
+        if driven:
+            doc = _bench_host_driven(transport, release_dir, manifest, entries, driven, python=python,
+                                     artifact=artifact, timeout=timeout, facts=facts)
+        else:
+            doc = _run_runner(transport, release_dir, python, artifact, timeout, facts)
+    finally:
+        state["during"] = sampler.stop()
+    state["after"] = board_state.snapshot(transport, python)
+    doc["state"] = {k: v for k, v in state.items() if v is not None}
+    for r in doc["results"]:  # energy per inference where the board reports its power rails (tegrastats)
+        mean = (r.get("latency_ms") or {}).get("mean")
+        if r["error"] is None and board_state.energy_mj(doc["state"], mean) is not None:
+            r["energy_mj"] = board_state.energy_mj(doc["state"], mean)
+    return stamp_sources(doc)  # every figure says where it came from (provenance.SOURCES)
+
+
+def _state_log(release_dir: str) -> str:
+    """Where tegrastats logs during a run: the deploy root (beside releases/), never outside it."""
+    import uuid
+
+    from .backends.trt_board import engines_dir  # <root>/engines: the same root computation
+
+    root = posixpath.dirname(engines_dir(release_dir))
+    return posixpath.join(root, f".tegrastats-{uuid.uuid4().hex[:12]}.log")
 
 
 def _run_runner(transport: Transport, release_dir: str, python: str, artifact: str | None, timeout: float,
@@ -156,6 +182,7 @@ def _bench_host_driven(transport: Transport, release_dir: str, manifest: dict, e
         release_id = posixpath.basename(res.stdout.strip().rstrip("/")) or release_id
     doc = make_document(release_id=release_id, facts=facts, target=manifest.get("target"),
                         project=manifest.get("project"), toolchain=manifest.get("toolchain"), bench=plan,
+                        model=manifest.get("model"),
                         results=[by_name[a["name"]] for a in entries if a["name"] in by_name])
     return validate_document(json.loads(json.dumps(doc, allow_nan=False)), board=transport.name)
 
@@ -183,6 +210,13 @@ class BoardOutcome:
     run_id: str | None = None
     error: str | None = None  # the benchmark did not run or its output was refused
     failures: list[GateFailure] = field(default_factory=list)
+    #: what the latency gate did not compare and why (new baseline, power mode changed, throttled)
+    notes: list[str] = field(default_factory=list)
+    #: re-measured suspected regressions (``regression.Decision.as_dict()``), confirmed or not
+    decisions: list[dict] = field(default_factory=list)
+    #: artifact -> the latency comparison with its lineage's previous release (``gates.check_latency``);
+    #: None: the gates did not run
+    compared: dict[str, dict] | None = None
 
     def messages(self) -> list[str]:
         return ([self.error] if self.error else []) + [f.message for f in self.failures]
@@ -194,24 +228,73 @@ def _summary(doc: dict) -> str:
         if r["error"] is None:
             note = f" ({r['verify_note']})" if r.get("verify_note") else ""  # e.g. no TensorRT Python on the board
             lat = r["latency_ms"]
+            src = label(r.get("source"), short=True)  # every figure says where it came from
             if lat["median"] is None:  # average-only runtimes (snpe-net-run): say so (stats_source)
-                parts.append(f"{r['artifact']} mean {lat['mean']:.2f} ms{note}")
+                parts.append(f"{r['artifact']} mean {lat['mean']:.2f} ms [{src}]{note}")
             else:
-                parts.append(f"{r['artifact']} {lat['median']:.2f} ms{note}")
+                parts.append(f"{r['artifact']} {lat['median']:.2f} ms [{src}]{note}")
         else:
             parts.append(f"{r['artifact']} ERROR")
     return ", ".join(parts)
 
 
+def _confirm_latency(item: "BoardBench", doc: dict, out: BoardOutcome, *, cfg: "ConfirmConfig",
+                     max_latency_regression: float, threads: int, progress: Callable[[str], None], tag: str) -> None:
+    """Re-measure each suspected latency regression (``regression.confirm``); drop the ones within noise.
+
+    Where no re-measure can run (a host-driven runtime, the previous release
+    gone from the board, the runner failed) the first run's verdict stands
+    and the failure message says why it was not re-measured.
+    """
+    from .regression import confirm
+
+    runtimes = {r["artifact"]: r["runtime"] for r in doc["results"]}
+    kept = []
+    for f in out.failures:
+        if f.gate != "latency":
+            kept.append(f)
+            continue
+        if runtimes.get(f.artifact) in HOST_DRIVEN:
+            f.message += f"; not re-measured: interleaved re-measuring runs the dms_bench runner's artifacts only, " \
+                         f"not {runtimes[f.artifact]}"
+            kept.append(f)
+            continue
+        progress(f"{tag}: {f.artifact} looks {f.detail.get('ratio', 0):.2f}x slower: re-measuring it against release "
+                 f"{f.detail.get('previous_release')} in interleaved blocks")
+        try:
+            decision = confirm(item.transport, release_dir=item.release_dir,
+                               previous_release=f.detail["previous_release"], artifact=f.artifact, python=item.python,
+                               cfg=cfg, allowed=max_latency_regression, threads=threads)
+        except UserError as exc:
+            f.message += f"; not re-measured: {first_line(exc)}"
+            kept.append(f)
+            continue
+        d = decision.as_dict()
+        d["source"] = f.detail.get("source")
+        out.decisions.append(d)
+        progress(f"{tag}: {f.artifact}: {decision.sentence}")
+        if decision.confirmed:
+            f.message += f"; {decision.sentence}"
+            f.detail["decision"] = d
+            kept.append(f)
+        else:
+            out.notes.append(f"board {item.board}: artifact {f.artifact}: {decision.sentence}")
+    out.failures = kept
+    out.ok = not kept
+
+
 def bench_boards(boards: Sequence[BoardBench | tuple], *, target: str, store: ResultStore,
                  max_accuracy_drop: float, max_latency_regression: float, artifact: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, progress: Callable[[str], None] = print) -> list[BoardOutcome]:
+                 timeout: float = DEFAULT_TIMEOUT, progress: Callable[[str], None] = print,
+                 confirm: "ConfirmConfig | None" = None) -> list[BoardOutcome]:
     """Benchmark each board in turn, store what came back, apply the gates; one board's failure stops nothing.
 
     Boards run one after the other: emulated boards share this machine's CPU,
     and parallel runs would measure each other. Accepts ``BoardBench`` or
     ``(board name, transport, release dir[, python[, facts]])`` tuples (the deploy step's view;
     emulated boards need the host venv's python, which has onnxruntime).
+    ``confirm`` (``gates.confirm``): re-measure a suspected latency regression
+    before failing the board; None: the first run decides alone.
     """
     items = [b if isinstance(b, BoardBench) else BoardBench(*b) for b in boards]
     outcomes = []
@@ -227,10 +310,19 @@ def bench_boards(boards: Sequence[BoardBench | tuple], *, target: str, store: Re
             progress(f"{tag}: FAILED after {out.seconds:.1f} s: {first_line(exc)}")
             outcomes.append(out)
             continue
-        failures = check_gates(doc, board=item.board, target=target, store=store,
-                               max_accuracy_drop=max_accuracy_drop, max_latency_regression=max_latency_regression)
-        out = BoardOutcome(item.board, not failures, time.monotonic() - t0, doc=doc, run_id=run_id, failures=failures)
-        verdict = "done" if out.ok else f"GATE FAILED ({len(failures)})"
+        notes: list[str] = []
+        compared: dict[str, dict] = {}
+        failures = check_gates(doc, board=item.board, target=target, store=store, max_accuracy_drop=max_accuracy_drop,
+                               max_latency_regression=max_latency_regression, notes=notes, compared=compared)
+        out = BoardOutcome(item.board, not failures, time.monotonic() - t0, doc=doc, run_id=run_id, failures=failures,
+                           notes=notes, compared=compared)
+        if confirm is not None and confirm.enabled and any(f.gate == "latency" for f in failures):
+            _confirm_latency(item, doc, out, cfg=confirm, max_latency_regression=max_latency_regression,
+                             threads=int((doc.get("bench") or {}).get("threads") or 0), progress=progress, tag=tag)
+            out.seconds = time.monotonic() - t0
+        for note in out.notes:
+            progress(f"{tag}: {note}")
+        verdict = "done" if out.ok else f"GATE FAILED ({len(out.failures)})"
         progress(f"{tag}: {verdict} in {out.seconds:.1f} s, release {doc['release_id']}: {_summary(doc)}")
         outcomes.append(out)
     return outcomes
@@ -287,4 +379,4 @@ def run_benchmarks(project: "ProjectConfig", profile: "TargetProfile",
     return bench_boards(boards, target=profile.name, store=store or ResultStore(store_path(project)),
                         max_accuracy_drop=accuracy_threshold(project, profile),
                         max_latency_regression=profile.gates.max_latency_regression,
-                        artifact=artifact, progress=progress)
+                        artifact=artifact, progress=progress, confirm=profile.gates.confirm)

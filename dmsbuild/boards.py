@@ -91,9 +91,11 @@ def board_python() -> str:
 
 DOUBLES = Path(__file__).resolve().parents[1] / "tests" / "doubles"
 #: test doubles an emulated board of these groups carries on its PATH (labelled EMULATED in the wrapper)
-EMULATED_TOOLS = {"orin": ("trtexec", "nvidia-smi"), "qcs8255": ("snpe-net-run", "snpe-diagview")}
+EMULATED_TOOLS = {"orin": ("trtexec", "nvidia-smi", "nvpmodel", "jetson_clocks", "tegrastats"),
+                  "qcs8255": ("snpe-net-run", "snpe-diagview", "snpe-throughput-net-run")}
 #: the environment variable each double appends its argv to
-_ARGV_LOG_VARS = {"snpe-net-run": "SNPE_DOUBLE_ARGV_LOG", "snpe-diagview": "SNPE_DOUBLE_ARGV_LOG"}
+_ARGV_LOG_VARS = {"snpe-net-run": "SNPE_DOUBLE_ARGV_LOG", "snpe-diagview": "SNPE_DOUBLE_ARGV_LOG",
+                  "snpe-throughput-net-run": "SNPE_DOUBLE_ARGV_LOG"}
 
 
 def _emulated_tools(bdir: Path, python: str, groups: tuple[str, ...]) -> Path | None:
@@ -121,14 +123,18 @@ def _emulated_tools(bdir: Path, python: str, groups: tuple[str, ...]) -> Path | 
         wrapper.chmod(0o755)
     (bin_dir / "README").write_text(
         "EMULATED vendor tools of this emulated board (written by `python -m dmsbuild.boards up`).\n"
-        "They are the repository's test doubles: they check their arguments and replay the real tools' output\n"
-        "formats; nothing here runs on a GPU and their timings are replayed fixtures, not measurements.\n")
+        "They are the repository's test doubles: they check their arguments and print the real tools' output\n"
+        "formats; nothing here runs on a GPU or DSP and every timing they print is GENERATED, not measured\n"
+        "(they print a DMSBUILD TEST DOUBLE line, so dmsbuild labels their figures 'test double (generated)').\n")
     return bin_dir
 
 
 def up(count: int, where: Path, port: int = DEFAULT_PORT, first: int = DEFAULT_FIRST,
        groups: tuple[str, ...] = DEFAULT_GROUPS, name_prefix: str = "emu", net: str = "127.0.0") -> dict:
-    """Start ``count`` boards (restarting any of ours still running) and write inventory + known_hosts."""
+    """Start ``count`` boards (restarting any of ours still running) and write inventory + known_hosts.
+
+    ``net``: the first three octets of the boards' loopback addresses (``<net>.<first + i>``), so
+    parallel users of one machine (tests, benches) keep apart."""
     if not 1 <= count <= 200 or first + count > 255:
         raise UserError(f"boards up: --count {count} out of range (1..{255 - first})")
     sshd = _sshd()

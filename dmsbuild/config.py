@@ -362,11 +362,43 @@ class BenchConfig:
 
 
 @dataclass
+class ConfirmConfig:
+    """[gates.confirm]: how a latency regression is re-measured before a release is rolled back.
+
+    The defaults suit boards: 8 block pairs of 25 inferences after 5 warm-ups
+    (400 inferences, under a minute for models up to ~50 ms), a 95 %
+    bootstrap CI from 2000 resamples, at most 120 s of re-measuring.
+    """
+    #: false: the first run's ratio decides alone (not recommended on shared or thermally limited boards)
+    enabled: bool = True
+    #: block pairs (old, new) measured alternately
+    blocks: int = 8
+    #: inferences per block
+    iterations: int = 25
+    warmup: int = 5
+    #: the bootstrap confidence interval's level
+    confidence: float = 0.95
+    resamples: int = 2000
+    #: stop re-measuring after the block pair that crosses this (s)
+    max_seconds: float = 120.0
+
+    def validate(self, source: str, prefix: str) -> None:
+        if self.blocks < 2 or self.iterations < 1 or self.warmup < 0 or self.resamples < 100:
+            raise UserError(f"{source}: [{prefix}] needs blocks >= 2, iterations >= 1, warmup >= 0, resamples >= 100",
+                            hint="for example blocks = 8, iterations = 25")
+        if not 0.5 <= self.confidence < 1.0 or self.max_seconds <= 0:
+            raise UserError(f"{source}: field '{prefix}.confidence' must be in [0.5, 1) and max_seconds > 0",
+                            hint="for example confidence = 0.95, max_seconds = 120")
+
+
+@dataclass
 class GatesConfig:
     #: fail a board when its output check drops top-1 agreement by more than this
     max_accuracy_drop: float | None = None
     #: fail a board when median latency exceeds the previous release's by this ratio
     max_latency_regression: float = 1.25
+    #: re-measure a suspected regression (old and new interleaved on the board) before failing
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
 
 
 @dataclass

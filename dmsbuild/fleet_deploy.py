@@ -52,6 +52,11 @@ class BenchCheck:
     latency_ms: float | None = None
     previous_latency_ms: float | None = None
     run_id: str | None = None
+    #: what the latency gate did not compare (new baseline, power mode...) and the re-measure verdicts
+    notes: list[str] = field(default_factory=list)
+    decisions: list[dict] = field(default_factory=list)
+    #: artifact -> its figures' source (provenance.SOURCES): the rollout JSON says where each came from
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 #: the bench check the deploy task builds: benchmark the release on the open connection, store, judge
@@ -59,7 +64,14 @@ BenchFn = Callable[["BoardSession"], BenchCheck]
 
 
 def bench_check(outcome: "BenchOutcome", previous: Callable[[str], float | None]) -> BenchCheck:
-    """A ``bench.BoardOutcome`` as the health gate sees it; ``previous(artifact)`` is the last release's median."""
+    """A ``bench.BoardOutcome`` as the health gate sees it.
+
+    The latency pair is the worst of the gates' own comparisons
+    (``outcome.compared``: same lineage, comparable board state), leaving out
+    artifacts the interleaved re-measure judged within noise; only an outcome
+    without them (built by hand) falls back to ``previous(artifact)``, the
+    last release's median.
+    """
     messages = [m.splitlines()[0] for m in outcome.messages()]
     if outcome.doc is None:  # the benchmark did not run (or its output was refused)
         return BenchCheck(False, messages or ["the benchmark did not run"], output_check=False)
@@ -67,12 +79,21 @@ def bench_check(outcome: "BenchOutcome", previous: Callable[[str], float | None]
     output_failed = any(r["error"] is not None for r in results) or any(f.gate in ("run", "accuracy") for f in outcome.failures)
     verified = [r for r in results if r.get("verify")]
     output_check: bool | None = False if output_failed else (True if verified else None)
-    check = BenchCheck(outcome.ok, messages, output_check=output_check, run_id=outcome.run_id)
+    check = BenchCheck(outcome.ok, messages, output_check=output_check, run_id=outcome.run_id,
+                       notes=list(getattr(outcome, "notes", [])), decisions=list(getattr(outcome, "decisions", [])),
+                       sources={r["artifact"]: r["source"] for r in results if r.get("source")})
+    compared = getattr(outcome, "compared", None)
+    noise = {d["artifact"] for d in check.decisions if not d["confirmed"]}
     worst = None
     for r in results:
-        if r["error"] is not None or r["latency_ms"] is None:
+        if r["error"] is not None or r["latency_ms"] is None or r["artifact"] in noise:
             continue
-        new, old = r["latency_ms"]["median"], previous(r["artifact"])
+        if compared is not None:
+            if r["artifact"] not in compared:
+                continue  # a new baseline, or not comparable (power mode, throttling): see check.notes
+            new, old = compared[r["artifact"]]["median_ms"], compared[r["artifact"]]["previous_ms"]
+        else:
+            new, old = r["latency_ms"]["median"], previous(r["artifact"])
         ratio = new / old if old else 0.0
         if worst is None or ratio > worst[0]:
             worst = (ratio, r["artifact"], new, old)
@@ -92,7 +113,10 @@ def health_gate(profile: "TargetProfile", bench: bool) -> fleet.HealthGate:
     Without the benchmark (``bench=no``) only the sha256 verification is
     judged: there is no output check or latency to gate on.
     """
-    standard = fleet.standard_gate(profile.gates.max_latency_regression, require_output_check=False)
+    # an output check is required wherever one can run: the release ships verification inputs (every runtime
+    # has one now: the runner, trtexec --loadInputs/--exportOutput, snpe-net-run's outputs)
+    standard = fleet.standard_gate(profile.gates.max_latency_regression,
+                                   require_output_check=bench and profile.bench.verify_samples > 0)
 
     def gate(board: fleet.BoardRef, outcome: fleet.BoardOutcome) -> fleet.GateResult:
         if not outcome.verified:
@@ -214,8 +238,15 @@ class FleetDeploy:
             c = checks[0]
             result.output_check, result.latency_ms, result.previous_latency_ms = c.output_check, c.latency_ms, c.previous_latency_ms
             details["checks"] = c.messages
+            if c.sources:
+                details["sources"] = c.sources  # where each artifact's figures came from (provenance.SOURCES)
+            if c.notes:
+                details["latency_notes"] = c.notes
+            if c.decisions:
+                details["latency_decisions"] = c.decisions
             if c.latency_artifact:
                 details["latency_artifact"] = c.latency_artifact
+                details["latency_source"] = c.sources.get(c.latency_artifact)
             if c.run_id:
                 details["bench_run_id"] = c.run_id
         return result
@@ -279,10 +310,32 @@ def deploy_fleet(project: "ProjectConfig", profile: "TargetProfile", boards: Seq
     def current(ref: fleet.BoardRef) -> str | None:
         return None if ref.name in regate else fd.current_release(ref)
 
-    return fleet.rollout_target(
+    result = fleet.rollout_target(
         profile, project.artifacts, fd.refs(), release.release_id, fd.deploy_one, hosts=hosts, groups=groups,
         parallel=parallel, current_release=None if full_verify else current,
         health_gate=health_gate(profile, bench is not None), stream=stream, revert=fd.rollback_one)
+    lines = measurement_lines(result)
+    if lines:
+        out = stream if stream is not None else sys.stderr
+        out.write("\n".join(lines) + "\n")
+        out.flush()
+    return result
+
+
+def measurement_lines(result: fleet.RolloutResult) -> list[str]:
+    """What the latency gate decided per board, and where each figure came from (after the rollout table)."""
+    from .provenance import label
+
+    lines = []
+    for b in result.boards:
+        d = b.details
+        if d.get("sources"):
+            lines.append(f"{b.name}: figures from " + ", ".join(
+                f"{artifact}: {label(src)}" for artifact, src in sorted(d["sources"].items())))
+        lines += [f"{b.name}: {n.removeprefix(f'board {b.name}: ')}" for n in d.get("latency_notes", [])
+                  if "new baseline" in n or "not compared" in n]
+        lines += [f"{b.name}: {x['artifact']}: {x['sentence']}" for x in d.get("latency_decisions", [])]
+    return lines
 
 
 def rollback_fleet(profile: "TargetProfile", artifacts: Any, boards: Sequence["Board"], *, hosts: str | None = None,

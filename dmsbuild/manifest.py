@@ -234,7 +234,7 @@ def make_release(project: ProjectConfig, profile: TargetProfile, *, package_dir:
 
     manifest_text = render(
         "manifest.json.j2",
-        project=context["project"], target=profile.name,
+        project=context["project"], target=profile.name, model=build.get("model"),
         input=build.get("input", as_dict(project.input)),
         outputs=build.get("outputs", as_dict(project.outputs)),
         artifacts=artifacts,

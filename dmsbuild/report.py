@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from .board_state import conditions
+from .provenance import label, model_label
 from .results import ResultStore
 
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8-qdq": 2, "int8-dynamic": 3}
@@ -70,6 +72,19 @@ def _baseline(latest: list[dict]) -> dict[tuple, dict]:
     return {(r["board"], r["target"]): r for r in latest if r["precision"] == "fp32" and r["error"] is None}
 
 
+def _board(r: dict) -> str:
+    return r["board"] + (" (emulated)" if (r.get("facts") or {}).get("emulated") else "")
+
+
+def _model(r: dict) -> str:
+    """The model a row measured: file and content hash (``provenance.model_label``)."""
+    return model_label({"file": r.get("model_file"), "sha256": r.get("model_sha256")})
+
+
+def _source(r: dict) -> str:
+    return label(r.get("source"))
+
+
 def latency_table(latest: list[dict]) -> Table:
     base = _baseline(latest)
     rows = []
@@ -77,28 +92,57 @@ def latency_table(latest: list[dict]) -> Table:
         if r["error"] is not None:
             continue
         fp32 = base.get((r["board"], r["target"]))
-        speedup = fp32["median_ms"] / r["median_ms"] if fp32 and r["median_ms"] else None
+        same_model = fp32 is not None and fp32.get("model_sha256") == r.get("model_sha256")
+        speedup = fp32["median_ms"] / r["median_ms"] if same_model and fp32["median_ms"] and r["median_ms"] else None
         verdict = ""
         if speedup is not None and r["precision"] != "fp32":
             verdict = f"{speedup:.2f}x" + (" (SLOWER than FP32)" if speedup < 1.0 else "")
-        emulated = bool((r.get("facts") or {}).get("emulated"))
-        provider = r["provider"]
-        if emulated and r["runtime"] == "tensorrt":
-            provider = f"{provider} (test double: replayed, not measured)"
-        rows.append([r["board"] + (" (emulated)" if emulated else ""), r["target"], r["release_id"], r["artifact"],
-                     r["precision"], provider, _fmt(r["median_ms"], 3), _fmt(r["p95_ms"], 3), _fmt(r["p99_ms"], 3), _fmt(r["std_ms"], 3),
-                     _fmt(r["throughput_ips"], 1), verdict or "–", _fmt(r["load_ms"], 1),
-                     _fmt(r["first_inference_ms"], 2), _fmt(r["peak_rss_mb"], 1)])
+        rows.append([_board(r), r["target"], _model(r), r["release_id"], r["artifact"], r["precision"], r["provider"],
+                     _source(r), _fmt(r["median_ms"], 3), _fmt(r["p95_ms"], 3), _fmt(r["p99_ms"], 3),
+                     _fmt(r["std_ms"], 3), _fmt(r["throughput_ips"], 1), verdict or "–", _fmt(r["load_ms"], 1),
+                     _fmt(r["first_inference_ms"], 2), _fmt(r["peak_rss_mb"], 1), _energy(r),
+                     conditions(r.get("state"))])
     return Table(
         "Latency and throughput per board, model and precision",
         "Latest run per board and artifact; batch 1; ms from perf_counter_ns around session.run after a separate "
-        "warm-up. Speed-up is against FP32 on the same board: INT8 is not always faster — read the column. "
-        "Boards marked (emulated) are sshd processes on the dev machine: their latencies are that machine's CPU "
-        "(or onnxruntime-qnn's HTP simulator), and their TensorRT figures are replayed by the trtexec test double.",
-        ["board", "target", "release", "artifact", "precision", "provider", "median ms", "p95 ms", "p99 ms",
-         "std ms", "FPS", "vs FP32", "load ms", "first run ms", "peak RSS MB"],
+        "warm-up. Speed-up is against FP32 of the same model on the same board: INT8 is not always faster — read "
+        "the column. The source column says where each figure came from: a board (measured by the runner, trtexec "
+        "or the SNPE tools), onnxruntime-qnn's HTP simulator, an emulated board (an sshd on the dev machine: its "
+        "CPU, not the board's), or a test double (generated, not measured). Conditions: the board's state during "
+        "the run (power mode, clocks, temperature, throttling, load, power); energy per inference is the board's "
+        "mean power during the run x the mean latency, where the board reports its rails.",
+        ["board", "target", "model", "release", "artifact", "precision", "provider", "source", "median ms", "p95 ms",
+         "p99 ms", "std ms", "FPS", "vs FP32", "load ms", "first run ms", "peak RSS MB", "energy mJ", "conditions"],
         rows,
     )
+
+
+def _energy(r: dict) -> str:
+    """Energy per inference, marked when the power figure came from a test double of tegrastats."""
+    during = (r.get("state") or {}).get("during") or {}
+    return _fmt(r.get("energy_mj"), 2) + (" (generated)" if r.get("energy_mj") and "tegrastats" in
+                                           (during.get("generated") or []) else "")
+
+
+def profile_table(latest: list[dict]) -> Table:
+    """The vendors' own profilers: trtexec per-layer times, throughput and warnings; SNPE throughput."""
+    rows = []
+    for r in latest:
+        p = r.get("profile")
+        if r["error"] is not None or not p:
+            continue
+        layers = p.get("layers") or []
+        top = "; ".join(f"{l['name']} {l['average_ms']:.3f} ms ({l['percentage']:.0f}%)" for l in layers[:3])
+        tp = p.get("throughput_qps") if p.get("throughput_qps") is not None else p.get("throughput_ips")
+        rows.append([_board(r), r["target"], r["artifact"], _source(r), p.get("throughput_tool") or p.get("tool"),
+                     _fmt(tp, 1), "; ".join(p.get("warnings") or []) or p.get("throughput_note") or "–",
+                     top or p.get("note") or "–"])
+    return Table("Vendor profilers: per-layer times, throughput and warnings",
+                 "trtexec's own throughput and stability warnings and its --exportProfile top layers (average ms, "
+                 "share of the run); SNPE throughput from snpe-throughput-net-run (snpe-diagview keeps per-layer "
+                 "detail; DSP/HTP layer times are in cycles). Figures from test doubles are generated.",
+                 ["board", "target", "artifact", "source", "tool", "vendor throughput /s", "warnings",
+                  "top layers"], rows)
 
 
 def size_table(latest: list[dict]) -> Table:
@@ -110,12 +154,12 @@ def size_table(latest: list[dict]) -> Table:
     rows = []
     for (target, artifact), r in sorted(seen.items(), key=lambda kv: (kv[0][0], PRECISION_ORDER.get(kv[1]["precision"], 9))):
         ratio = fp32[target] / r["size"] if target in fp32 and r["size"] else None
-        rows.append([target, artifact, r["precision"], _fmt(r["size"] / 1e6, 2), _fmt(ratio, 2, "x")])
+        rows.append([target, _model(r), artifact, r["precision"], _fmt(r["size"] / 1e6, 2), _fmt(ratio, 2, "x")])
     return Table("Model size per precision",
                  "Size shipped to the board (with a QNN context's .bin). Compression ratio: FP32 size / this artifact's "
                  "size, same target; – where the target ships no FP32 artifact. TensorRT targets ship ONNX (FP32 for "
                  "fp16, QDQ for int8) and build the engine on the board, so their sizes are the ONNX's, not the engine's.",
-                 ["target", "artifact", "precision", "size MB", "compression"], rows)
+                 ["target", "model", "artifact", "precision", "size MB", "compression"], rows)
 
 
 def accuracy_table(latest: list[dict]) -> Table:
@@ -128,7 +172,7 @@ def accuracy_table(latest: list[dict]) -> Table:
         agr = v.get("min_top1_agreement")
         psnrs = [h["psnr_db"] for h in heads if h.get("psnr_db") is not None]
         exact = all(h.get("psnr_db") is None for h in heads)
-        rows.append([r["board"], r["target"], r["artifact"], r["precision"], v["samples"],
+        rows.append([_board(r), r["target"], _model(r), r["artifact"], r["precision"], _source(r), v["samples"],
                      _fmt(agr * 100 if agr is not None else None, 1, "%"),
                      _fmt((1 - agr) * 100 if agr is not None else None, 1, " pts"),
                      _fmt(r["min_cosine"], 5),
@@ -138,16 +182,17 @@ def accuracy_table(latest: list[dict]) -> Table:
         "Accuracy loss per precision (output check on the board)",
         "Board outputs vs the host's FP32 reference on the shipped validation inputs; worst head shown. "
         "Loss = 100% - top-1 agreement on classification heads.",
-        ["board", "target", "artifact", "precision", "samples", "top-1 agreement", "loss", "min cosine",
+        ["board", "target", "model", "artifact", "precision", "source", "samples", "top-1 agreement", "loss", "min cosine",
          "max abs diff", "min PSNR"],
         rows,
     )
 
 
 def error_table(latest: list[dict]) -> Table:
-    rows = [[r["board"], r["target"], r["release_id"], r["artifact"], r["error"]] for r in latest if r["error"] is not None]
+    rows = [[_board(r), r["target"], _model(r), r["release_id"], r["artifact"], r["error"]]
+            for r in latest if r["error"] is not None]
     return Table("Artifacts that did not run", "The latest run of these artifacts failed on the board.",
-                 ["board", "target", "release", "artifact", "error"], rows)
+                 ["board", "target", "model", "release", "artifact", "error"], rows)
 
 
 def boards_table(latest: list[dict]) -> Table:
@@ -200,49 +245,59 @@ def make_plots(rows: list[dict], latest: list[dict]) -> list[Plot]:
     for r in ok:
         by_board[r["board"]].append(r)
     for i, (board, rs) in enumerate(sorted(by_board.items())):
-        fig, ax = plt.subplots(figsize=(7.5, 0.6 + 0.55 * len(rs)))
+        fig, ax = plt.subplots(figsize=(7.5, 0.8 + 0.7 * len(rs)))
         ax.boxplot([r["samples"] for r in rs], orientation="horizontal", whis=(1, 99), showfliers=True,
                    flierprops={"markersize": 2, "alpha": 0.4})
-        labels = [r["artifact"] if r["artifact"] == r["precision"] else f"{r['artifact']}\n({r['precision']})" for r in rs]
-        ax.set_yticks(range(1, len(rs) + 1), [_plot_text(t) for t in labels], fontsize=8)
+        # never two artifacts under one label: target, artifact, precision, model and source on every row
+        labels = [f"{r['target']} · {r['artifact']}" + ("" if r["artifact"] == r["precision"] else f" ({r['precision']})")
+                  + f"\n{_model(r)} · {label(r.get('source'), short=True)}" for r in rs]
+        ax.set_yticks(range(1, len(rs) + 1), [_plot_text(t) for t in labels], fontsize=7)
         _log_if_wide(ax, [s for r in rs for s in r["samples"]], "x")
         ax.set_xlabel("latency per inference (ms); box: quartiles, whiskers: p1–p99")
-        ax.set_title(_plot_text(f"{board}: latency distribution (release {rs[0]['release_id']})"), fontsize=10)
+        ax.set_title(_plot_text(f"{_board(rs[0])}: latency distribution, latest run per target and artifact"),
+                     fontsize=10)
         ax.grid(axis="x", alpha=0.3, which="both")
-        plots.append(Plot(f"Latency distribution — {board}", f"latency_{i}", _png(fig)))
+        plots.append(Plot(f"Latency distribution — {board} (every target, model and source named per row)",
+                          f"latency_{i}", _png(fig)))
         plt.close(fig)
 
     acc = [r for r in ok if r.get("min_top1_agreement") is not None]
     if acc:
         fig, ax = plt.subplots(figsize=(7.5, 4.2))
         markers = "osD^v<>pP*X"
-        boards = sorted({r["board"] for r in acc})
+        def where(r: dict) -> str:  # board, target and source: the same precision on two targets is two points
+            return f"{r['board']} · {r['target']} ({label(r.get('source'), short=True)})"
+
+        boards = sorted({where(r) for r in acc})
         precisions = sorted({r["precision"] for r in acc}, key=lambda p: (PRECISION_ORDER.get(p, 9), p))
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         for r in acc:
             ax.scatter(r["median_ms"], 100 * r["min_top1_agreement"], s=55, alpha=0.85,
-                       marker=markers[boards.index(r["board"]) % len(markers)],
+                       marker=markers[boards.index(where(r)) % len(markers)],
                        color=colors[precisions.index(r["precision"]) % len(colors)])
         handles = [plt.Line2D([], [], ls="", marker="o", color=colors[i % len(colors)], label=_plot_text(p))
                    for i, p in enumerate(precisions)]
         handles += [plt.Line2D([], [], ls="", marker=markers[i % len(markers)], color="#555", label=_plot_text(b))
                     for i, b in enumerate(boards)]
-        ax.legend(handles=handles, fontsize=7, loc="best", title="precision / board", title_fontsize=7)
+        ax.legend(handles=handles, fontsize=7, loc="best", title="precision / board · target (source)", title_fontsize=7)
         _log_if_wide(ax, [r["median_ms"] for r in acc], "x")
         ax.set_xlabel("median latency (ms) — lower is better")
         ax.set_ylabel("top-1 agreement with FP32 (%) — higher is better")
         low = min(100 * r["min_top1_agreement"] for r in acc)
         ax.set_ylim(max(0.0, min(low, 99.0) - 1.0), 100.5)  # agreement never exceeds 100 %
-        ax.set_title("Latency against accuracy (latest run per board and artifact)", fontsize=10)
+        models = sorted({_model(r) for r in acc})
+        ax.set_title(_plot_text("Latency against accuracy (latest run per board and artifact)\nmodel: "
+                                + "; ".join(models)), fontsize=9)
         ax.grid(alpha=0.3, which="both")
         plots.append(Plot("Latency against accuracy", "latency_vs_accuracy", _png(fig)))
         plt.close(fig)
 
-    hist: dict[str, list[dict]] = defaultdict(list)
+    # one history plot per (board, target, model): a line never joins two models, targets or boards
+    hist: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         if r["error"] is None and r["median_ms"] is not None:
-            hist[r["board"]].append(r)
-    for i, (board, rs) in enumerate(sorted(hist.items())):
+            hist[(r["board"], r["target"], r.get("model_sha256") or "")].append(r)
+    for i, ((board, target, _sha), rs) in enumerate(sorted(hist.items())):
         releases: list[str] = []
         for r in rs:
             if r["release_id"] not in releases:
@@ -251,8 +306,8 @@ def make_plots(rows: list[dict], latest: list[dict]) -> list[Plot]:
             continue
         fig, ax = plt.subplots(figsize=(7.5, 3.6))
         series: dict[str, dict[int, float]] = defaultdict(dict)
-        for r in rs:  # the latest run of each release
-            series[r["artifact"]][releases.index(r["release_id"])] = r["median_ms"]
+        for r in rs:  # the latest run of each release; a line per artifact and source
+            series[f"{r['artifact']} ({label(r.get('source'), short=True)})"][releases.index(r["release_id"])] = r["median_ms"]
         for artifact, points in sorted(series.items()):
             xs = sorted(points)
             ax.plot(xs, [points[x] for x in xs], marker="o", label=_plot_text(artifact))
@@ -260,10 +315,11 @@ def make_plots(rows: list[dict], latest: list[dict]) -> list[Plot]:
         ax.set_xticks(range(len(releases)), [_plot_text(rid[:8]) for rid in releases], rotation=30, fontsize=7)
         ax.set_xlabel("release (oldest → newest)")
         ax.set_ylabel("median latency (ms)")
-        ax.set_title(_plot_text(f"{board}: median latency across releases"), fontsize=10)
+        ax.set_title(_plot_text(f"{_board(rs[0])} · target {target}: median latency across releases\n"
+                                f"model {_model(rs[0])}"), fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        plots.append(Plot(f"History — {board}", f"history_{i}", _png(fig)))
+        plots.append(Plot(f"History — {board} · {target} · {_model(rs[0])}", f"history_{i}", _png(fig)))
         plt.close(fig)
     return plots
 
@@ -307,6 +363,7 @@ td.err{white-space:normal;color:#a3261b}.slow{color:#a3261b;font-weight:600}
 figure{margin:0;border:1px solid #e8ebf1;border-radius:6px;padding:.5rem;background:#fff}
 figure img{width:100%}figcaption{font-size:.8rem;color:#5a6478}
 .empty{padding:2rem;background:#f3f5f9;border-radius:6px;font-size:1.05rem}
+.scroll{overflow-x:auto;max-width:100%;margin-bottom:.5rem}.scroll table{width:auto;min-width:100%;margin:0}
 """
 
 
@@ -332,7 +389,7 @@ def render_html(tables: list[Table], plots: list[Plot], generated: str, summary:
         if not t.rows:
             continue
         numeric = [all(_is_num(str(row[i])) or str(row[i]) == "–" for row in t.rows) for i in range(len(t.header))]
-        parts += [f"<h2>{e(t.title)}</h2><p class=note>{e(t.note)}</p><table><thead><tr>",
+        parts += [f"<h2>{e(t.title)}</h2><p class=note>{e(t.note)}</p><div class=scroll><table><thead><tr>",
                   "".join(f"<th class=num>{e(h)}</th>" if n else f"<th>{e(h)}</th>" for h, n in zip(t.header, numeric)),
                   "</tr></thead><tbody>"]
         for row in t.rows:
@@ -342,7 +399,7 @@ def render_html(tables: list[Table], plots: list[Plot], generated: str, summary:
                 cls = "err" if h == "error" else ("slow" if "SLOWER" in text else ("num" if _is_num(text) else ""))
                 cells.append(f"<td class='{cls}'>{e(text)}</td>" if cls else f"<td>{e(text)}</td>")
             parts.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append("</tbody></table>")
+        parts.append("</tbody></table></div>")
     if plots:
         parts.append("<h2>Plots</h2><div class=plots>")
         for p in plots:
@@ -367,8 +424,8 @@ def write_report(store: ResultStore, out_dir: Path) -> tuple[Path, Path]:
         releases = {r["release_id"] for r in rows}
         summary = (f"{len(rows)} stored measurements from {len({r['run_id'] for r in rows})} runs on "
                    f"{len(boards)} board(s) ({', '.join(boards)}), {len(releases)} release(s).")
-        tables = [latency_table(latest), size_table(latest), accuracy_table(latest), error_table(latest),
-                  boards_table(latest)]
+        tables = [latency_table(latest), profile_table(latest), size_table(latest), accuracy_table(latest),
+                  error_table(latest), boards_table(latest)]
         plots = make_plots(rows, latest)
     else:
         summary, tables, plots = "The results store is empty.", [], []

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable
 
 from .errors import UserError
+from .provenance import SOURCES, classify, lineage
 from .runner.dms_bench import latency_stats
 
 SCHEMA = 1
@@ -142,7 +143,10 @@ def validate_result(result: Any, *, board: str, where: str = "result") -> dict:
     c.int_(result.get("iterations", 0), f"{where}.iterations")
     c.int_(result.get("threads", 0), f"{where}.threads", null=True)
     c.str_(result["error"], f"{where}.error", null=True)
-    for k in ("throughput_ips", "load_ms", "first_inference_ms", "peak_rss_mb"):
+    source = c.str_(result.get("source"), f"{where}.source", null=True)
+    if source is not None and source not in SOURCES:
+        raise c.fail(f"{where}.source", source, "one of " + ", ".join(SOURCES))
+    for k in ("throughput_ips", "load_ms", "first_inference_ms", "peak_rss_mb", "energy_mj"):
         c.num(result.get(k), f"{where}.{k}", null=True, lo=0)
     # stats_source: the runtime reports averages only (snpe-diagview); then samples_ms is [] and only
     # latency_ms.mean must be a number (CONTRACTS §3)
@@ -164,6 +168,7 @@ def validate_result(result: Any, *, board: str, where: str = "result") -> dict:
             raise c.fail(f"{where}.latency_ms", None, "statistics and samples when 'error' is null")
         if result.get("iterations") and len(samples) != result["iterations"]:
             raise c.fail(f"{where}.samples_ms", f"<{len(samples)} samples>", f"{result['iterations']} samples (= iterations)")
+    c.plain(result.get("profile") or {}, f"{where}.profile")
     gpu = result.get("gpu")
     if gpu is not None:
         c.obj(gpu, f"{where}.gpu")
@@ -200,6 +205,12 @@ def validate_document(doc: Any, *, board: str) -> dict:
     c.plain(doc["facts"], "facts")
     c.plain(doc.get("toolchain") or {}, "toolchain")
     c.plain(doc.get("bench") or {}, "bench")
+    c.plain(doc.get("state") or {}, "state")
+    model = doc.get("model")
+    if model is not None:
+        c.obj(model, "model", ("file", "sha256"))
+        c.str_(model["file"], "model.file", null=True)
+        c.str_(model["sha256"], "model.sha256", null=True, pattern=_SHA256)
     results = doc["results"]
     if not isinstance(results, list) or not results or len(results) > MAX_RESULTS:
         raise c.fail("results", f"<{type(results).__name__}>", f"a list of 1 to {MAX_RESULTS} results")
@@ -317,10 +328,13 @@ def fill_latency(result: dict, samples_ms: list[float], batch: int = 1) -> dict:
 
 def make_document(*, release_id: str, facts: dict, results: list[dict], target: str | None = None,
                   project: str | None = None, toolchain: dict | None = None, bench: dict | None = None,
-                  runner: str = "host") -> dict:
+                  runner: str = "host", model: dict | None = None) -> dict:
     """A §3 document assembled on the host (for runtimes whose runner is a vendor tool)."""
-    return {"schema": SCHEMA, "runner": runner, "project": project, "target": target, "release_id": release_id,
-            "facts": facts, "toolchain": toolchain or {}, "bench": bench or {}, "results": results}
+    doc = {"schema": SCHEMA, "runner": runner, "project": project, "target": target, "release_id": release_id,
+           "facts": facts, "toolchain": toolchain or {}, "bench": bench or {}, "results": results}
+    if model is not None:
+        doc["model"] = model
+    return doc
 
 
 # --------------------------------------------------------------------------
@@ -337,7 +351,12 @@ _COLUMNS = (
     ("min_top1_agreement", "REAL"), ("min_cosine", "REAL"), ("error", "TEXT"),
     ("samples_json", "TEXT"), ("verify_json", "TEXT"), ("gpu_json", "TEXT"),
     ("facts_json", "TEXT NOT NULL"), ("toolchain_json", "TEXT NOT NULL"), ("bench_json", "TEXT NOT NULL"),
+    # provenance and lineage (docs/measurements.md); stores from before have NULL here (added by ALTER TABLE)
+    ("source", "TEXT"), ("lineage", "TEXT"), ("model_file", "TEXT"), ("model_sha256", "TEXT"), ("state_json", "TEXT"),
+    ("energy_mj", "REAL"), ("profile_json", "TEXT"),
 )
+#: columns added after the first schema: an older store gets them with ALTER TABLE ADD COLUMN
+_ADDED_COLUMNS = {n: t for n, t in _COLUMNS[_COLUMNS.index(("source", "TEXT")):]}
 COLUMNS = tuple(name for name, _ in _COLUMNS)
 _SCHEMA_SQL = f"""
 CREATE TABLE IF NOT EXISTS results (
@@ -351,7 +370,8 @@ CREATE TRIGGER IF NOT EXISTS results_no_update BEFORE UPDATE ON results
 CREATE TRIGGER IF NOT EXISTS results_no_delete BEFORE DELETE ON results
     BEGIN SELECT RAISE(ABORT, 'results are append-only'); END;
 """
-_JSON_COLUMNS = {"samples_json", "verify_json", "gpu_json", "facts_json", "toolchain_json", "bench_json"}
+_JSON_COLUMNS = {"samples_json", "verify_json", "gpu_json", "facts_json", "toolchain_json", "bench_json", "state_json",
+                 "profile_json"}
 
 
 class ResultStore:
@@ -366,6 +386,11 @@ class ResultStore:
             con = sqlite3.connect(self.path, timeout=30)
             con.row_factory = sqlite3.Row
             con.executescript(_SCHEMA_SQL)
+            have = {row[1] for row in con.execute("PRAGMA table_info(results)")}
+            for col, kind in _ADDED_COLUMNS.items():
+                if col not in have:
+                    con.execute(f"ALTER TABLE results ADD COLUMN {col} {kind}")
+            con.execute("CREATE INDEX IF NOT EXISTS results_lineage ON results (lineage, id)")
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path}: not a usable results store ({exc})",
                             hint="move the file aside; dmsbuild creates a new store") from None
@@ -377,6 +402,7 @@ class ResultStore:
         run_id = run_id or uuid.uuid4().hex
         target = target or doc.get("target") or ""
         now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        model = doc.get("model") or {}
         rows = []
         for r in doc["results"]:
             stats = r["latency_ms"] or {}
@@ -396,6 +422,12 @@ class ResultStore:
                 "samples_json": json.dumps(r["samples_ms"]), "verify_json": json.dumps(verify),
                 "gpu_json": json.dumps(r.get("gpu")), "facts_json": json.dumps(doc["facts"]),
                 "toolchain_json": json.dumps(doc.get("toolchain") or {}), "bench_json": json.dumps(doc.get("bench") or {}),
+                "source": r.get("source") or classify(r, doc["facts"]),
+                "lineage": lineage(board=board, target=target, model_sha256=model.get("sha256"), result=r),
+                "model_file": model.get("file"), "model_sha256": model.get("sha256"),
+                "state_json": json.dumps(doc.get("state")) if doc.get("state") is not None else None,
+                "energy_mj": r.get("energy_mj"),
+                "profile_json": json.dumps(r["profile"]) if r.get("profile") is not None else None,
             })
         sql = f"INSERT INTO results ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})"
         con = self._connect()
@@ -427,20 +459,35 @@ class ResultStore:
                     row[col[: -len("_json")]] = json.loads(row.pop(col)) if row[col] is not None else None
         return out
 
-    def previous(self, *, board: str, target: str, artifact: str, release_id: str) -> dict | None:
-        """The latest successful row of another release for this board and artifact (the regression baseline)."""
+    def previous(self, *, board: str, target: str, artifact: str, release_id: str,
+                 lineage: str | None = None) -> dict | None:
+        """The latest successful row of another release for this board and artifact (the regression baseline).
+
+        With ``lineage`` only rows of that lineage count (same board, target,
+        model content, precision and recipe: ``provenance.lineage``); None when
+        the lineage has no earlier release (a new baseline).
+        """
         if not self.path.exists():
             return None
+        sql = ("SELECT release_id, median_ms, created_at, source, lineage, model_file, model_sha256, facts_json,"
+               " state_json FROM results WHERE board = ? AND target = ? AND artifact = ?"
+               " AND release_id != ? AND error IS NULL AND median_ms IS NOT NULL")
+        args: list[Any] = [board, target, artifact, release_id]
+        if lineage is not None:
+            sql += " AND lineage = ?"
+            args.append(lineage)
         con = self._connect()
         try:
-            row = con.execute(
-                "SELECT release_id, median_ms, created_at FROM results WHERE board = ? AND target = ? AND artifact = ?"
-                " AND release_id != ? AND error IS NULL AND median_ms IS NOT NULL ORDER BY id DESC LIMIT 1",
-                (board, target, artifact, release_id),
-            ).fetchone()
+            row = con.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
         finally:
             con.close()
-        return dict(row) if row else None
+        if not row:
+            return None
+        out = dict(row)
+        out["facts"] = json.loads(out.pop("facts_json") or "{}")
+        state = out.pop("state_json")
+        out["state"] = json.loads(state) if state else None
+        return out
 
     def export(self, fmt: str) -> str:
         """All rows as JSON (decoded) or CSV (flat columns, JSON columns as text)."""

@@ -50,11 +50,12 @@ def test_report_tables_hold_the_measured_numbers(store, tmp_path):
     rows = store.rows()
     latest_fp32 = [r for r in rows if r["board"] == "rpi5-01" and r["artifact"] == "fp32"][-1]
     assert latest_fp32["release_id"] == "9f8e7d6c5b4a3921"
-    line = next(l for l in md.splitlines() if l.startswith("| rpi5-01 | rpi5 | 9f8e7d6c5b4a3921 | fp32 |"))
+    line = next(l for l in md.splitlines() if l.startswith("| rpi5-01 | rpi5 | model unknown | 9f8e7d6c5b4a3921 | fp32 |"))
     assert f"{latest_fp32['median_ms']:,.3f}" in line and f"{latest_fp32['throughput_ips']:,.1f}" in line
     assert re.search(r"\| int8-dynamic \| int8-dynamic \| .*SLOWER than FP32", md)  # measured, not assumed
-    assert "| rpi5 | int8-qdq | int8-qdq | 6.00 | 3.65x |" in md  # 21.9 MB / 6.0 MB
-    assert re.search(r"\| rpi5-01 \| rpi5 \| int8-qdq \| int8-qdq \| 16 \| 94\.0% \| 6\.0 pts \|", md)
+    assert "| rpi5 | model unknown | int8-qdq | int8-qdq | 6.00 | 3.65x |" in md  # 21.9 MB / 6.0 MB
+    assert re.search(r"\| rpi5-01 \| rpi5 \| model unknown \| int8-qdq \| int8-qdq \| board \(measured by the "
+                     r"dms_bench runner\) \| 16 \| 94\.0% \| 6\.0 pts \|", md)
     assert "QNN missing" in md  # the artifact that did not run is listed
     for name in ("latency_0", "latency_1", "latency_vs_accuracy", "history_0", "history_1"):
         assert (tmp_path / "report" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -94,6 +95,6 @@ def test_emulated_boards_and_replayed_trtexec_figures_are_labelled(tmp_path):
     md = (tmp_path / "report" / "report.md").read_text()
     latency = [line for line in md.splitlines() if "| 1a2b3c4d5e6f7081 |" in line]  # the latency table's rows
     [emu_row] = [line for line in latency if line.startswith("| emu-01")]
-    assert "emu-01 (emulated)" in emu_row and "test double: replayed, not measured" in emu_row
+    assert "emu-01 (emulated)" in emu_row and "| test double (generated, not measured) |" in emu_row
     [real_row] = [line for line in latency if line.startswith("| pi-real")]
     assert "(emulated)" not in real_row and "test double" not in real_row

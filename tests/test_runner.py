@@ -149,6 +149,9 @@ def test_bench_boards_stores_rows_and_reports_progress(release, tmp_path):
         artifact="fp32", progress=lines.append)
     a, b = outcomes
     assert a.ok and a.run_id and not b.ok and "board board-b" in b.error
+    baseline = [l for l in lines if "new baseline" in l]  # the first result of a lineage says so
+    assert len(baseline) == 1 and baseline[0].startswith("[bench 1/2] board-a: board board-a: artifact fp32")
+    lines = [l for l in lines if l not in baseline]
     assert [l.split(":")[0] for l in lines] == ["[bench 1/2] board-a"] * 2 + ["[bench 2/2] board-b"] * 2
     assert "started" in lines[0] and "done" in lines[1] and "fp32" in lines[1] and "FAILED" in lines[3]
     rows = store.rows()
@@ -170,7 +173,8 @@ def test_local_target_is_wired_end_to_end(tmp_path):
     lines: list[str] = []
     outcomes = run_benchmarks(project, profile, store=store, progress=lines.append)
     assert [o.board for o in outcomes] == ["local"] and outcomes[0].ok, outcomes[0].messages()
-    assert {r["artifact"] for r in store.rows()} == {"fp32"} and len(lines) == 2
+    assert {r["artifact"] for r in store.rows()} == {"fp32"} and len(lines) == 3
+    assert "new baseline" in lines[1]  # the first run of the lineage
     profile.transport = "ssh"
     with pytest.raises(UserError, match="target local: no board connections for transport 'ssh'"):
         run_benchmarks(project, profile, store=store)

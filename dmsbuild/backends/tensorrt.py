@@ -469,6 +469,34 @@ def runner_script() -> Path:
     return Path(__file__).with_name("trt_runner.py")
 
 
+def output_argv(engine: str | PurePosixPath, options: TensorRTOptions, *, inputs: dict[str, str],
+                output_json: str | PurePosixPath) -> list[str]:
+    """trtexec command running ONE inference on given inputs and writing its outputs (the output check
+    without Python TensorRT).
+
+    ``--loadInputs=spec`` with spec ``'name':file[,'name':file]`` (raw tensor bytes; names in single quotes,
+    as trtexec's help allows, so names with ':' work) and ``--exportOutput=<file>`` (JSON written by
+    exportJSONOutput in samples/common/sampleReporting.cpp: ``[{"name", "dimensions": "1x5", "values": [...]}]``).
+    """
+    spec = ",".join(f"'{name}':{path}" for name, path in inputs.items())
+    return [options.trtexec, f"--loadEngine={engine}", f"--loadInputs={spec}", f"--exportOutput={output_json}",
+            "--iterations=1", "--warmUp=0", "--duration=0"]
+
+
+def parse_export_output(text: str) -> dict[str, Any]:
+    """``--exportOutput`` JSON -> {output name: numpy array shaped by its "dimensions"}."""
+    import numpy as np
+
+    data = json.loads(text)
+    if not isinstance(data, list):
+        raise ValueError("exportOutput JSON is not a list")
+    out = {}
+    for d in data:
+        dims = [int(x) for x in str(d["dimensions"]).split("x") if x]
+        out[str(d["name"])] = np.asarray(d["values"], dtype=np.float64).reshape(dims)
+    return out
+
+
 def runner_argv(python: str, script: str | PurePosixPath, engine: str | PurePosixPath, reference: str | PurePosixPath,
                 *, samples: int, classification: Sequence[str]) -> list[str]:
     """Board command running the output check; prints the CONTRACTS §3 ``verify`` JSON."""

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
+from ..provenance import DOUBLE_MARKER
 from ..results import ResultParser, new_result
 from ..transport.base import Transport
 from . import tensorrt as trt
@@ -94,6 +95,8 @@ class TrtexecResultParser(ResultParser):
                                       iterations=iterations)
         res = new_result(artifact, warmup=warmup, iterations=iterations)
         res["provider"] = "trtexec"
+        if DOUBLE_MARKER in data["stdout"]:  # the trtexec test double says its per-query times are generated
+            res["source"] = "double"
         if raw["error"] is not None:
             res["error"] = raw["error"]
             return res
@@ -107,7 +110,28 @@ class TrtexecResultParser(ResultParser):
         res["iterations"] = len(samples)
         res["warmup"] = raw["warmup"] if isinstance(raw.get("warmup"), int) else warmup
         res["gpu"] = raw["gpu"]
+        # trtexec's own view, kept: its throughput, its stability warnings, the per-layer profile
+        info = raw.get("trtexec") or {}
+        profile = {"tool": "trtexec", "throughput_qps": raw.get("throughput_ips"),
+                   "warnings": [str(w)[:300] for w in (info.get("warnings") or [])][:20],
+                   "layers": parse_export_profile(data.get("profile"))}
+        res["profile"] = profile
         return res
+
+
+def parse_export_profile(text: str | None, top: int = 10) -> list[dict] | None:
+    """``--exportProfile`` JSON (``[{"count": N}, {"name", "timeMs", "averageMs", "medianMs", "percentage"}...]``,
+    the layout of exportJSONProfile in TensorRT's samples/common/sampleReporting.cpp) -> the ``top`` layers by time."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    layers = [d for d in data if isinstance(d, dict) and "name" in d] if isinstance(data, list) else []
+    layers.sort(key=lambda d: -float(d.get("averageMs") or d.get("timeMs") or 0))
+    return [{"name": str(d["name"])[:200], "average_ms": float(d.get("averageMs") or 0.0),
+             "percentage": float(d.get("percentage") or 0.0)} for d in layers[:top]]
 
 
 def engines_dir(release_dir: str) -> str:
@@ -206,10 +230,12 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
             tail = [l for l in res.stdout.splitlines() if "[E]" in l][-1:] or [res.stderr_tail(1)]
             results.append(_fail(entry, plan, f"trtexec benchmark failed (exit {res.exit_status}): {tail[0]}"))
             continue
-        output = json.dumps({"stdout": res.stdout, "times": _read(transport, times), "warmup_ms": options.warmup_ms})
+        output = json.dumps({"stdout": res.stdout, "times": _read(transport, times), "warmup_ms": options.warmup_ms,
+                             "profile": _read(transport, prof) if options.export_profile else None})
         result = TrtexecResultParser().parse(output, board=board, artifact=entry, warmup=plan["warmup"],
                                              iterations=plan["iterations"])
-        result["verify"], note = _verify(transport, release_dir, engine, python, info, plan, classification)
+        result["verify"], note = _verify(transport, release_dir, engine, python, info, plan, classification,
+                                         manifest=manifest, options=exe, work=posixpath.join(engines, f"{key.digest}.verify"))
         result["engine"] = {"key": key.digest, "source": how, "trt_version": version,
                             "compute_capability": key.compute_capability}
         if note:
@@ -218,13 +244,78 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
     return results
 
 
+def _verify_trtexec(transport: Transport, release_dir: str, engine: str, plan: dict, classification: list[str], *,
+                    manifest: dict, options: trt.TensorRTOptions, work: str) -> tuple[dict | None, str | None]:
+    """The output check without Python TensorRT: each verification input through the engine with
+    ``trtexec --loadInputs … --exportOutput …``, compared with the host FP32 reference by the runner's own
+    ``verify_outputs`` (one implementation of the metrics on host and board)."""
+    import numpy as np
+
+    from ..runner.dms_bench import verify_outputs
+
+    remote_ref = posixpath.join(release_dir, "verify", "reference.npz")
+    inp = manifest.get("input") or {}
+    name, shape = str(inp.get("name") or "image"), list(inp.get("shape") or [1])
+    dtype = {"float32": "float32", "float16": "float16", "uint8": "uint8"}.get(str(inp.get("dtype")), "float32")
+    batch = int(shape[0]) if shape and int(shape[0]) > 0 else 1
+    with tempfile.TemporaryDirectory(prefix="dmsbuild-trt-verify-") as td:
+        local = Path(td)
+        if not transport.run(["test", "-f", remote_ref], timeout=60).ok:
+            return None, f"output check not available: {remote_ref} is missing"
+        transport.get(remote_ref, local / "reference.npz")
+        with np.load(local / "reference.npz", allow_pickle=False) as z:
+            ref = {k: z[k] for k in z.files}
+        if "inputs" not in ref or len(ref["inputs"]) == 0:
+            return None, "output check not available: the reference holds no inputs"
+        n = min(int(plan.get("verify_samples", 0)), len(ref["inputs"]))
+        transport.run(["rm", "-rf", work], timeout=60)
+        transport.run(["mkdir", "-p", work], timeout=60)
+        outputs: list[dict] = []
+        generated = False
+        for i in range(n):
+            x = np.repeat(ref["inputs"][i:i + 1], batch, axis=0).astype(dtype)
+            raw = local / f"in_{i}.raw"
+            raw.write_bytes(np.ascontiguousarray(x).tobytes())
+            remote_in, remote_out = posixpath.join(work, f"in_{i}.raw"), posixpath.join(work, f"out_{i}.json")
+            transport.put(raw, remote_in)
+            res = transport.run(trt.output_argv(engine, options, inputs={name: remote_in}, output_json=remote_out),
+                                timeout=TRTEXEC_TIMEOUT)
+            text = _read(transport, remote_out) if res.ok else None
+            if text is None:
+                tail = [l for l in res.stdout.splitlines() if "[E]" in l][-1:] or [res.stderr_tail(1)]
+                return None, f"output check failed: trtexec --loadInputs/--exportOutput (exit {res.exit_status}): {tail[0]}"[:500]
+            generated = generated or DOUBLE_MARKER in res.stdout
+            try:
+                outputs.append(trt.parse_export_output(text))
+            except (ValueError, KeyError, TypeError) as exc:
+                return None, f"output check failed: trtexec's --exportOutput JSON is unreadable ({exc})"[:500]
+    names = [h for h in (manifest.get("outputs") or {}).get("names") or outputs[0].keys()]
+    it = iter(outputs)
+
+    def run(output_names: list[str], feed: dict) -> list:  # the engine's outputs, sample by sample
+        got = next(it)
+        return [got[o][:1] for o in output_names]
+
+    verify = verify_outputs(np, run, name, dtype, [o for o in names if o in outputs[0]], ref, n, 1, classification)
+    note = "output check: trtexec --loadInputs/--exportOutput on the board (no Python TensorRT)"
+    if generated:
+        note += "; its outputs were generated by the trtexec test double (onnxruntime on the ONNX), not by TensorRT"
+    verify["method"] = note  # stored with the check (results.sqlite verify_json), not only printed
+    return verify, note
+
+
 def _verify(transport: Transport, release_dir: str, engine: str, python: str, info: dict, plan: dict,
-            classification: list[str]) -> tuple[dict | None, str | None]:
-    """The output check with the TensorRT Python API on the board, or (None, why not)."""
+            classification: list[str], *, manifest: dict | None = None, options: trt.TensorRTOptions | None = None,
+            work: str | None = None) -> tuple[dict | None, str | None]:
+    """The output check with the TensorRT Python API on the board; without it, with trtexec's
+    --loadInputs/--exportOutput; (None, why not) when neither can run."""
     n = plan.get("verify_samples", 0)
     if n <= 0:
         return None, None
     if not info.get("tensorrt_python"):
+        if manifest is not None and options is not None and work is not None:
+            return _verify_trtexec(transport, release_dir, engine, plan, classification, manifest=manifest,
+                                   options=options, work=work)
         return None, "output check not available: the board's Python has no tensorrt package (TensorRT 10 + cuda-python)"
     script = posixpath.join(release_dir, "runner", "trt_runner.py")
     ref = posixpath.join(release_dir, "verify", "reference.npz")

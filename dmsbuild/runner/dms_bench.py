@@ -352,19 +352,17 @@ def empty_result(entry: dict, plan: dict) -> dict:
     }
 
 
-def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dict:
-    """Measure one artifact in this process; raises on failure (the caller records it)."""
-    np, ort = _import_runtime()
-    result = empty_result(entry, plan)
-    if result["runtime"] not in ORT_RUNTIMES:
-        raise RuntimeError(f"runtime {result['runtime']!r} is not run by dms_bench.py (its backend has its own runner)")
+def open_artifact(np, ort, release: str, manifest: dict, entry: dict, threads: int) -> dict:
+    """An artifact's session and the feed the timing loop uses (the benchmark and the interleaved re-measure)."""
+    if str(entry.get("runtime", "onnxruntime")) not in ORT_RUNTIMES:
+        raise RuntimeError(f"runtime {entry.get('runtime')!r} is not run by dms_bench.py (its backend has its own runner)")
     path = os.path.join(release, str(entry.get("file", "")))
     if not os.path.isfile(path):
         raise RuntimeError(f"model file {entry.get('file')!r} missing from the release")
     providers = list(entry.get("providers") or ["CPUExecutionProvider"])
 
     t0 = time.perf_counter_ns()
-    sess = create_session(ort, path, providers, entry.get("provider_options") or [], plan["threads"])
+    sess = create_session(ort, path, providers, entry.get("provider_options") or [], threads)
     load_ns = time.perf_counter_ns() - t0
     used = sess.get_providers()
     if used and used[0] != providers[0]:
@@ -386,6 +384,17 @@ def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dic
         shape = [batch if not isinstance(d, int) or d <= 0 else d for d in inp.shape]
         x = np.random.default_rng(0).standard_normal(shape)
     feed = {inp.name: np.ascontiguousarray(x.astype(dtype))}
+    return {"sess": sess, "used": used, "providers": providers, "inp": inp, "dtype": dtype, "batch": batch,
+            "output_names": output_names, "ref": ref, "feed": feed, "load_ns": load_ns}
+
+
+def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dict:
+    """Measure one artifact in this process; raises on failure (the caller records it)."""
+    np, ort = _import_runtime()
+    result = empty_result(entry, plan)
+    a = open_artifact(np, ort, release, manifest, entry, plan["threads"])
+    sess, used, providers, inp, dtype, batch = a["sess"], a["used"], a["providers"], a["inp"], a["dtype"], a["batch"]
+    output_names, ref, feed, load_ns = a["output_names"], a["ref"], a["feed"], a["load_ns"]
 
     run = sess.run
     t0 = time.perf_counter_ns()
@@ -411,6 +420,41 @@ def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dic
                                           plan["verify_samples"], batch, classification)
     result["peak_rss_mb"] = peak_rss_mb()
     return result
+
+
+def interleave(release: str, previous: str, name: str, *, blocks: int, iterations: int, warmup: int,
+               threads: int, max_seconds: float) -> dict:
+    """Time artifact ``name`` of the previous release and of this one in alternating blocks, in one process.
+
+    Both sessions stay loaded; block pair i runs old-then-new when i is even
+    and new-then-old when odd, so a load that rises or falls during the
+    re-measure hits both alike. Stops after the pair that crosses
+    ``max_seconds`` (at least 2 pairs). The host decides from the samples
+    (``dmsbuild.regression``).
+    """
+    np, ort = _import_runtime()
+    sides = {}
+    for side, folder in (("old", previous), ("new", release)):
+        manifest = load_manifest(folder)
+        entry = next((a for a in manifest["artifacts"] if isinstance(a, dict) and a.get("name") == name), None)
+        if entry is None:
+            raise ReleaseError(f"{folder}/manifest.json: no artifact named {name!r}")
+        a = open_artifact(np, ort, folder, manifest, entry, threads)
+        run, names, feed = a["sess"].run, a["output_names"], a["feed"]
+        for _ in range(warmup):
+            run(names, feed)
+        sides[side] = (run, names, feed)
+    out = {"artifact": name, "old": [], "new": [], "stopped_early": False}
+    start = time.monotonic()
+    for i in range(blocks):
+        for side in (("old", "new") if i % 2 == 0 else ("new", "old")):
+            run, names, feed = sides[side]
+            out[side].append([round(s / 1e6, 6) for s in timing_loop(run, names, feed, iterations)])
+        if i >= 1 and time.monotonic() - start > max_seconds and i < blocks - 1:
+            out["stopped_early"] = True
+            break
+    out["seconds"] = time.monotonic() - start
+    return out
 
 
 def _one_line(text: str) -> str:
@@ -476,6 +520,7 @@ def run_release(args: argparse.Namespace) -> tuple[dict, int]:
         "project": manifest.get("project"),
         "target": manifest.get("target"),
         "release_id": release_id(release),
+        "model": manifest.get("model"),
         "facts": gather_facts(),
         "toolchain": manifest.get("toolchain") or {},
         "bench": plan,
@@ -516,7 +561,41 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="override bench.threads")
     p.add_argument("--verify-samples", dest="verify_samples", type=int, help="override bench.verify_samples")
     p.add_argument("--in-process", action="store_true", help="measure in this process (no child per artifact)")
+    p.add_argument("--interleave", metavar="PREVIOUS_RELEASE",
+                   help="re-measure --artifact of PREVIOUS_RELEASE and of --release in alternating blocks")
+    p.add_argument("--blocks", type=int, default=8, help="with --interleave: block pairs")
+    p.add_argument("--max-seconds", dest="max_seconds", type=float, default=120.0,
+                   help="with --interleave: stop after the block pair that crosses this")
     return p
+
+
+def _main_interleave(args: argparse.Namespace) -> int:
+    if not args.artifact or args.blocks < 2 or (args.iterations or 0) < 1:
+        sys.stderr.write("dms_bench.py: --interleave needs --artifact, --blocks >= 2 and --iterations >= 1\n")
+        return EXIT_BAD_RELEASE
+    sys.stdout.flush()
+    doc_fd = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        out = interleave(os.path.abspath(args.release), os.path.abspath(args.interleave), args.artifact,
+                         blocks=args.blocks, iterations=args.iterations, warmup=args.warmup or 0,
+                         threads=args.threads or 0, max_seconds=args.max_seconds)
+    except ReleaseError as exc:
+        sys.stderr.write(f"dms_bench.py: {exc}\n")
+        return EXIT_BAD_RELEASE
+    except MissingDependency as exc:
+        sys.stderr.write(f"dms_bench.py: {exc}\n")
+        return EXIT_MISSING_DEPENDENCY
+    except RuntimeError as exc:  # an artifact that cannot run: one line, the host keeps the gate's first verdict
+        sys.stderr.write(f"dms_bench.py: {_one_line(str(exc))}\n")
+        return EXIT_ALL_FAILED
+    finally:
+        sys.stdout.flush()
+        _flush_c_stdio()
+        os.dup2(doc_fd, 1)
+        os.close(doc_fd)
+    sys.stdout.write(json.dumps(out) + "\n")
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -527,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.release:
         sys.stderr.write("dms_bench.py: --release <dir> is required\n")
         return EXIT_BAD_RELEASE
+    if args.interleave:
+        return _main_interleave(args)
     # native libraries (the QNN SDK among them) print to fd 1; keep stdout for the one JSON document
     sys.stdout.flush()
     doc_fd = os.dup(1)

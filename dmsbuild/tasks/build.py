@@ -389,6 +389,9 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
         } for plan in plans],
         "reference": _rel(proj, p.reference),
         "toolchain": toolchain,
+        # the model's identity (the latency gate's lineage, named in every report table): content = the FP32 ONNX
+        "model": {"file": Path(proj.model.onnx or proj.model.checkpoint or proj.model.factory or "model").name,
+                  "sha256": _sha256(p.fp32)},
     }
     tmp = build_json.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")

@@ -73,7 +73,7 @@ def _bench_runner(proj: ProjectConfig, prof: TargetProfile, quiet: bool = False)
             [outcome] = bench_boards(
                 [BoardBench(board.name, session.transport, session.release_dir, board.python, session.facts)],
                 target=prof.name, store=store, max_accuracy_drop=accuracy_threshold(proj, prof),
-                max_latency_regression=prof.gates.max_latency_regression,
+                max_latency_regression=prof.gates.max_latency_regression, confirm=prof.gates.confirm,
                 **({"progress": lambda _msg: None} if quiet else {}))
         return outcome
 

@@ -5,7 +5,9 @@ Each double parses its flags strictly with argparse (as the SDK's Python tools d
 usage error, exit status 2), records its argv as a JSON line in $SNPE_DOUBLE_ARGV_LOG, checks its inputs
 (the model file is a DLC written by the previous step; every input-list entry exists, is unique and has
 the size of the DLC's input) and writes its outputs. Output formats follow what the real tools write
-and what public parsers of them read (see tests/fixtures/snpe/README.md). Nothing is quantized or run.
+and what public parsers of them read (see tests/fixtures/snpe/README.md). Nothing is quantized or run:
+every figure they print (diagview's times, the throughput) is a GENERATED constant, and snpe-net-run and
+snpe-throughput-net-run print a `DMSBUILD TEST DOUBLE` line so dmsbuild labels those figures generated.
 """
 import argparse
 import hashlib
@@ -159,6 +161,7 @@ def net_run():
     print("-------------------------------------------------------------------------------")
     print("Model String: N/A")
     print("SNPE vX.Y.Z (test double)")
+    print("DMSBUILD TEST DOUBLE: nothing ran; outputs and the diag log's timings are generated")
     print("-------------------------------------------------------------------------------")
     print("Processing DNN input(s):")
     for f in files:
@@ -196,6 +199,7 @@ def throughput():
         _read_dlc(c, ap)
     if not Path(a.input_raw).is_file():
         ap.error(f"raw input {a.input_raw} does not exist")
+    print("DMSBUILD TEST DOUBLE: nothing ran; the throughput below is generated (SNPE_DOUBLE_THROUGHPUT)")
     print(f"Total throughput: {float(os.environ.get('SNPE_DOUBLE_THROUGHPUT', '231.5'))} infs/sec")
 
 
