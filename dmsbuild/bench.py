@@ -20,6 +20,7 @@ from .results import ResultError, ResultStore, load_json, parse_document
 from .transport.base import Transport
 
 if TYPE_CHECKING:
+    from .accuracy import AccuracyFloors
     from .config import ProjectConfig, TargetProfile
 
 RUNNER = "runner/dms_bench.py"
@@ -204,7 +205,7 @@ def _summary(doc: dict) -> str:
 
 
 def bench_boards(boards: Sequence[BoardBench | tuple], *, target: str, store: ResultStore,
-                 max_accuracy_drop: float, max_latency_regression: float, artifact: str | None = None,
+                 accuracy: AccuracyFloors, max_latency_regression: float, artifact: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, progress: Callable[[str], None] = print) -> list[BoardOutcome]:
     """Benchmark each board in turn, store what came back, apply the gates; one board's failure stops nothing.
 
@@ -228,7 +229,7 @@ def bench_boards(boards: Sequence[BoardBench | tuple], *, target: str, store: Re
             outcomes.append(out)
             continue
         failures = check_gates(doc, board=item.board, target=target, store=store,
-                               max_accuracy_drop=max_accuracy_drop, max_latency_regression=max_latency_regression)
+                               accuracy=accuracy, max_latency_regression=max_latency_regression)
         out = BoardOutcome(item.board, not failures, time.monotonic() - t0, doc=doc, run_id=run_id, failures=failures)
         verdict = "done" if out.ok else f"GATE FAILED ({len(failures)})"
         progress(f"{tag}: {verdict} in {out.seconds:.1f} s, release {doc['release_id']}: {_summary(doc)}")
@@ -274,7 +275,7 @@ def run_benchmarks(project: "ProjectConfig", profile: "TargetProfile",
                    store: ResultStore | None = None, artifact: str | None = None,
                    progress: Callable[[str], None] = print) -> list[BoardOutcome]:
     """Benchmark a target's boards (default: from its transport's connector) with the target's gates."""
-    from .gates import accuracy_threshold
+    from .gates import accuracy_floors
 
     if boards is None:
         connector = BOARD_CONNECTORS.get(profile.transport)
@@ -285,6 +286,6 @@ def run_benchmarks(project: "ProjectConfig", profile: "TargetProfile",
             )
         boards = connector(project, profile)
     return bench_boards(boards, target=profile.name, store=store or ResultStore(store_path(project)),
-                        max_accuracy_drop=accuracy_threshold(project, profile),
+                        accuracy=accuracy_floors(project, profile),
                         max_latency_regression=profile.gates.max_latency_regression,
                         artifact=artifact, progress=progress)
