@@ -314,7 +314,7 @@ class AccuracyConfig:
     #: largest allowed drop of top-1 agreement with FP32 (0.02 = 2 points), any classification head
     max_accuracy_drop: float = 0.05
     #: smallest allowed mean per-sample cosine similarity with FP32, any head
-    min_cosine: float = 0.98
+    min_cosine: float = 0.95
     #: smallest allowed SQNR (signal-to-quantization-noise ratio) vs FP32 in dB, any head
     min_sqnr_db: float = 12.0
     #: per-head overrides, e.g. [accuracy.heads.head_pose] min_sqnr_db = 10

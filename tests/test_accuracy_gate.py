@@ -1,0 +1,156 @@
+"""The accuracy gate for real: `doit build` of the tiny project fails a broken INT8 artifact with a line naming the
+head and the metric, passes the good one, refuses a validation set that does not exercise the model; the board's
+output check (the runner, through `doit bench`) rejects the same broken artifact."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.tinyproject import make_project, run_doit
+
+TARGET = """\
+runtime = "onnxruntime"
+precisions = ["fp32", "int8-qdq"]
+transport = "local"
+[deploy]
+root = "artifacts/boards/a"
+[bench]
+warmup = 1
+iterations = 3
+threads = 1
+verify_samples = 6
+"""
+
+
+def break_outputs(src: Path, dst: Path, *, scale: float, shift: float = 0.0) -> None:
+    """Every output becomes ``output * scale + shift`` (0 and 0.5: constant; NaN: NaN; -1: sign-flipped)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    g = model.graph
+    for out in g.output:
+        raw = out.name + "__raw"
+        for node in g.node:
+            node.output[:] = [raw if o == out.name else o for o in node.output]
+        g.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), out.name + "__scale"),
+                              numpy_helper.from_array(np.array(shift, np.float32), out.name + "__shift")])
+        g.node.extend([helper.make_node("Mul", [raw, out.name + "__scale"], [out.name + "__mul"]),
+                       helper.make_node("Add", [out.name + "__mul", out.name + "__shift"], [out.name])])
+    onnx.save(model, str(dst))
+
+
+def zero_weights(src: Path, dst: Path) -> None:
+    """Every quantized weight and bias (the inputs of DequantizeLinear held as initializers) set to 0."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    dq_inputs = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    count = 0
+    for init in model.graph.initializer:
+        if init.name in dq_inputs and len(init.dims) >= 1:
+            init.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(init)), init.name))
+            count += 1
+    assert count > 10  # the tiny net's convolutions and heads
+    onnx.save(model, str(dst))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    root = make_project(tmp_path_factory.mktemp("acc") / "proj", targets={"a": TARGET})
+    first = run_doit(root, "build", "target=a")
+    assert first.rc == 0, first.output[-3000:]
+    return root
+
+
+def _qdq(root: Path) -> Path:
+    [path] = (root / "artifacts" / "common").glob("int8-qdq-*.onnx")
+    return path
+
+
+def test_the_good_int8_artifact_passes_real_floors(tiny):
+    summary = json.loads((tiny / "artifacts" / "a" / "summary.json").read_text())
+    assert summary["floors"]["default"] == {"max_accuracy_drop": 0.34, "min_cosine": 0.5, "min_sqnr_db": 2.0}
+    rows = {r["artifact"]: r for r in summary["rows"]}
+    assert rows["int8-qdq"]["gate_failures"] == [] and rows["fp32"]["gate_failures"] == []
+    assert 0.5 < rows["int8-qdq"]["min_cosine"] < 1.0 and rows["int8-qdq"]["min_sqnr_db"] > 2.0  # really compared
+    assert (tiny / "artifacts" / "a" / "build.json").is_file()
+
+
+@pytest.mark.parametrize(("breaker", "head_metric"), [
+    (zero_weights, "degenerate outputs: "),  # every output exactly 0 or one constant: caught before any metric
+    (lambda s, d: break_outputs(s, d, scale=0.0, shift=0.5), "degenerate outputs: the same output for every one of 6 samples"),
+    (lambda s, d: break_outputs(s, d, scale=0.0), "degenerate outputs: every output is exactly 0 (6 samples)"),
+    (lambda s, d: break_outputs(s, d, scale=float("nan")), "degenerate outputs: NaN or Inf in 6 of 6 samples"),
+    (lambda s, d: break_outputs(s, d, scale=-1.0), "head 'eye_state': cosine -0.99"),
+    # same direction and class, a tenth of the size: only SQNR sees it (top-1 and cosine pass)
+    (lambda s, d: break_outputs(s, d, scale=0.1), "head 'activity': SQNR 0."),
+], ids=["weights-zeroed", "constant", "all-zero", "nan", "sign-flipped", "scaled-0.1"])
+def test_a_broken_int8_artifact_fails_doit_build_naming_head_and_metric(tiny, tmp_path, breaker, head_metric):
+    qdq = _qdq(tiny)
+    good = tmp_path / "good.onnx"
+    shutil.copyfile(qdq, good)
+    try:
+        breaker(good, qdq)
+        run = run_doit(tiny, "build", "target=a")
+        assert run.rc != 0
+        message = run.failure("build:a")
+        first = message.splitlines()[0]
+        assert first.startswith("target 'a': artifact 'int8-qdq' fails the accuracy gate: head '"), first
+        assert head_metric in message, message  # one line per failing head and metric, the first one first
+        assert "< floor 2 dB (dmsbuild.toml: accuracy.min_sqnr_db)" in message or "SQNR" not in head_metric
+        assert "Traceback" not in run.output
+        assert not (tiny / "artifacts" / "a" / "build.json").exists()  # nothing to deploy
+    finally:
+        shutil.copyfile(good, qdq)
+    assert run_doit(tiny, "build", "target=a").rc == 0  # the good artifact passes again
+
+
+def test_the_board_output_check_rejects_the_same_broken_artifact(tiny, tmp_path):
+    """Deploy the good release to the local 'board', swap its INT8 model for the weight-zeroed one, `doit bench`."""
+    deploy = run_doit(tiny, "deploy", "target=a")
+    assert deploy.rc == 0, deploy.output[-3000:]
+    current = tiny / "artifacts" / "boards" / "a" / "current"
+    shipped = current / "models" / "int8-qdq.onnx"
+    assert (current / "runner" / "metrics.py").is_file()  # shipped with the runner in every release
+    good = tmp_path / "shipped.onnx"
+    shutil.copyfile(shipped, good)
+    broken = tmp_path / "broken.onnx"
+    zero_weights(good, broken)
+    shipped.unlink()  # a hardlink into objects/: replace the name, leave the object alone
+    shutil.copyfile(broken, shipped)
+    try:
+        run = run_doit(tiny, "bench", "target=a")
+        assert run.rc != 0
+        assert "board a: artifact int8-qdq (int8-qdq) fails the accuracy gate on the board's output check vs the host " \
+               "FP32 reference: head '" in run.output
+        assert "degenerate outputs: " in run.output
+        assert "artifact fp32 (fp32) fails" not in run.output  # the good artifact in the same release passes
+    finally:
+        shipped.unlink()
+        shutil.copyfile(good, shipped)
+
+
+def test_validation_data_that_does_not_exercise_the_model_is_an_error(tmp_path):
+    root = make_project(tmp_path / "proj", targets={"a": TARGET})
+    folder = root / "data" / "validation"
+    images = sorted(folder.glob("*.png"))
+    for img in images[1:]:
+        shutil.copyfile(images[0], img)  # six copies of one image: the FP32 outputs are identical
+    run = run_doit(root, "build", "target=a")
+    assert run.rc != 0
+    first = run.failure("evaluate:reference").splitlines()[0]
+    assert first.startswith("dmsbuild.toml: data.validation (6 samples): the FP32 outputs are identical on all 6 "
+                            "validation samples on every head"), first
+    assert first.endswith("the validation data does not exercise the model")
+    assert "Traceback" not in run.output
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
