@@ -12,7 +12,6 @@ the standard library.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import tomllib
@@ -286,7 +285,7 @@ def _check_floor_fields(obj: Any, source: str, where: str) -> None:
     limits = {"max_accuracy_drop": (0.0, 1.0), "min_cosine": (-1.0, 1.0), "min_sqnr_db": (-200.0, 200.0)}
     for name, (lo, hi) in limits.items():
         value = getattr(obj, name, None)
-        if value is not None and not (math.isfinite(value) and lo <= value <= hi):
+        if value is not None and not lo <= value <= hi:  # NaN compares False: refused too
             field_name = f"{where}.{name}" if where else name
             raise UserError(f"{source}: field '{field_name}' is {value!r}; expected a number in [{lo:g}, {hi:g}]",
                             hint=f"fix '{field_name}' in {source} (docs/accuracy.md)")

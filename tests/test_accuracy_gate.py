@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -78,29 +82,63 @@ def test_a_broken_int8_artifact_fails_doit_build_naming_head_and_metric(tiny, tm
     assert run_doit(tiny, "build", "target=a").rc == 0  # the good artifact passes again
 
 
-def test_the_board_output_check_rejects_the_same_broken_artifact(tiny, tmp_path):
-    """Deploy the good release to the local 'board', swap its INT8 model for the weight-zeroed one, `doit bench`."""
+@pytest.fixture(scope="module")
+def deployed(tiny) -> Path:
+    """The good release on the local 'board' (deploy runs the runner's output check: it passes)."""
     deploy = run_doit(tiny, "deploy", "target=a")
     assert deploy.rc == 0, deploy.output[-3000:]
     current = tiny / "artifacts" / "boards" / "a" / "current"
-    shipped = current / "models" / "int8-qdq.onnx"
     assert (current / "runner" / "metrics.py").is_file()  # shipped with the runner in every release
-    good = tmp_path / "shipped.onnx"
-    shutil.copyfile(shipped, good)
-    broken = tmp_path / "broken.onnx"
-    zero_weights(good, broken)
-    shipped.unlink()  # a hardlink into objects/: replace the name, leave the object alone
-    shutil.copyfile(broken, shipped)
-    try:
+    return current
+
+
+@contextmanager
+def swapped_int8(current: Path, breaker) -> Iterator[None]:
+    """The deployed release's INT8 model replaced by a broken copy (as if the board computed it), then restored."""
+    shipped = current / "models" / "int8-qdq.onnx"
+    with tempfile.TemporaryDirectory() as tmp:
+        good, broken = Path(tmp) / "good.onnx", Path(tmp) / "broken.onnx"
+        shutil.copyfile(shipped, good)
+        breaker(good, broken)
+        shipped.unlink()  # a hardlink into objects/: replace the name, leave the object alone
+        shutil.copyfile(broken, shipped)
+        try:
+            yield
+        finally:
+            shipped.unlink()
+            shutil.copyfile(good, shipped)
+
+
+@pytest.mark.parametrize(("breaker", "head_metric"), [
+    (zero_weights, "degenerate outputs: "),
+    (lambda s, d: break_outputs(s, d, scale=0.1), "SQNR 0."),  # a floor from dmsbuild.toml, not only degeneracy
+], ids=["weights-zeroed", "scaled-0.1"])
+def test_the_board_output_check_rejects_the_same_broken_artifact(tiny, deployed, breaker, head_metric):
+    """`doit bench` runs the shipped runner on the local board: the same broken INT8 fails the same floors."""
+    with swapped_int8(deployed, breaker):
         run = run_doit(tiny, "bench", "target=a")
-        assert run.rc != 0
-        assert "board a: artifact int8-qdq (int8-qdq) fails the accuracy gate on the board's output check vs the host " \
-               "FP32 reference: head '" in run.output
-        assert "degenerate outputs: " in run.output
-        assert "artifact fp32 (fp32) fails" not in run.output  # the good artifact in the same release passes
-    finally:
-        shipped.unlink()
-        shutil.copyfile(good, shipped)
+    assert run.rc != 0
+    lines = [line.strip() for line in run.output.splitlines() if "fails the accuracy gate" in line]
+    assert lines and all(line.startswith("board a: artifact int8-qdq (int8-qdq) fails the accuracy gate on the "
+                                         "board's output check vs the host FP32 reference: head '") for line in lines)
+    assert any(head_metric in line for line in lines), lines
+    assert "< floor 2 dB (dmsbuild.toml: accuracy.min_sqnr_db)" in run.output or "SQNR" not in head_metric
+
+
+def test_the_fleet_health_gate_gets_the_same_verdict(tiny, deployed):
+    """The deploy's bench step (what the rollout's health gate reads) applies the target's floors."""
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.tasks.deploy import bench_check
+    from dmsbuild.transport.local import LocalTransport
+
+    project, profile = load_project(tiny), load_target(tiny, "a")
+    board = SimpleNamespace(name="a", python=sys.executable, transport="local", host=None)
+    session = SimpleNamespace(board=board, transport=LocalTransport("a"),
+                              release_dir=str(deployed), facts=None, release=SimpleNamespace(release_id="swapped"))
+    with swapped_int8(deployed, lambda s, d: break_outputs(s, d, scale=0.1)):
+        check = bench_check(project, profile)(session)
+    assert not check.ok and check.output_check is False
+    assert any("fails the accuracy gate" in m and "SQNR 0." in m and "accuracy.min_sqnr_db" in m for m in check.messages)
 
 
 def test_validation_data_that_does_not_exercise_the_model_is_an_error(tmp_path):

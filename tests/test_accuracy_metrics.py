@@ -93,6 +93,24 @@ def test_sqnr_catches_a_scaled_output_that_cosine_cannot():
 
 
 # ---------------------------------------------------------------- definitions
+def test_zero_vectors_count_as_agreeing_only_when_both_are_zero():
+    ref = np.array([[0.0, 0.0], [1.0, 2.0], [0.0, 0.0]])  # e.g. a ReLU head silent on some samples
+    got = np.array([[0.0, 0.0], [1.0, 2.0], [0.5, 0.0]])
+    assert metrics.cosines(ref, got).tolist() == [1.0, pytest.approx(1.0), 0.0]
+
+
+def test_top1_drop_beyond_the_floor_fails_naming_head_and_floor():
+    ref = _logits(10)
+    got = ref.copy()
+    got[:2, 1] = ref[:2, 0] + 1.0  # two of ten samples change class: a 20-point drop
+    m = metrics.head_metrics(ref, got, classification=True)
+    assert m["top1_agreement"] == pytest.approx(0.8)
+    assert failures({"activity": m}, FLOORS, 10)[0] == (
+        "head 'activity': top-1 agreement with FP32 is 80.0% over 10 samples, a drop of 20.0% > allowed 5.0% "
+        "(test max_accuracy_drop)")
+    assert failures({"activity": m}, AccuracyFloors.uniform(0.2, -1.0, -200.0), 10) == []  # at the floor: passes
+
+
 def test_cosine_is_per_sample_not_over_the_flattened_head():
     ref = np.array([[100.0, 0.0], [0.0, 1.0]])
     got = np.array([[100.0, 0.0], [1.0, 0.0]])  # sample 2 is orthogonal; sample 1 dominates the flattened norm
@@ -103,12 +121,12 @@ def test_cosine_is_per_sample_not_over_the_flattened_head():
 
 
 def test_psnr_peak_is_the_reference_range_and_sqnr_is_energy_over_noise():
-    ref = np.array([[0.0, 4.0], [2.0, 2.0]])
+    ref = np.array([[-2.0, 4.0], [1.0, 1.0]])
     got = ref + np.array([[1.0, 0.0], [0.0, -1.0]])
     m = metrics.head_metrics(ref, got, classification=False)
     mse = 2.0 / 4
-    assert m["psnr_db"] == pytest.approx(10 * math.log10(4.0 ** 2 / mse))  # peak = max - min = 4
-    assert m["sqnr_db"] == pytest.approx(10 * math.log10((16 + 4 + 4) / 2.0))
+    assert m["psnr_db"] == pytest.approx(10 * math.log10(6.0 ** 2 / mse))  # peak = max - min = 6, not max|ref| = 4
+    assert m["sqnr_db"] == pytest.approx(10 * math.log10((4 + 16 + 1 + 1) / 2.0))
     same = metrics.head_metrics(ref, ref.copy(), classification=False)
     assert same["psnr_db"] is None and same["sqnr_db"] is None and same["cosine"] == pytest.approx(1.0)  # identical
 
@@ -120,12 +138,14 @@ def test_host_and_board_compute_the_same_verify():
 
     rng = np.random.default_rng(3)
     ref = {"inputs": rng.standard_normal((6, 3, 4, 4)).astype(np.float32), "eye_state": _logits(6, 2), "head_pose": rng.standard_normal((6, 3))}
-    got = {"eye_state": ref["eye_state"] * 0.9 + 0.05, "head_pose": ref["head_pose"] + 0.1}
+    got = {"eye_state": ref["eye_state"] * 0.9 + 0.05, "head_pose": np.zeros_like(ref["head_pose"])}  # one degenerate head
     outs = iter([[got["eye_state"][i:i + 1], got["head_pose"][i:i + 1]] for i in range(6)])
     board = dms_bench.verify_outputs(np, lambda names, feed: next(outs), "image", np.float32,
                                      ["eye_state", "head_pose"], ref, 6, 1, ["eye_state"])
     host = {h: evaluate.head_metrics(ref[h], got[h], h == "eye_state") for h in got}
     assert board["heads"] == host == trt_runner.verify_summary(ref, got, ["eye_state"])["heads"]
+    assert board["heads"]["head_pose"]["degenerate"] == "every output is exactly 0 (6 samples)"
+    assert board["min_top1_agreement"] == host["eye_state"]["top1_agreement"] == 1.0
     assert set(board["heads"]["eye_state"]) == set(metrics.HEAD_KEYS) == set(results.VERIFY_KEYS)
 
 
