@@ -248,3 +248,35 @@ def test_result_validation_checks_the_new_fields():
     del heads["yawn"]["sqnr_db"]
     with pytest.raises(results.ResultError, match="sqnr_db"):
         results.validate_document(doc, board="b")
+
+
+def test_board_scripts_find_the_shared_metrics_beside_them(tmp_path):
+    """On the board runner/ holds dms_bench.py, trt_runner.py and metrics.py; without metrics.py they say so."""
+    import shutil
+    import subprocess
+    import sys
+
+    runner = tmp_path / "runner"
+    runner.mkdir()
+    pkg = ROOT / "dmsbuild"
+    shutil.copyfile(pkg / "backends" / "trt_runner.py", runner / "trt_runner.py")
+    shutil.copyfile(pkg / "runner" / "metrics.py", runner / "metrics.py")
+    ok = subprocess.run([sys.executable, str(runner / "trt_runner.py"), "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "--engine" in ok.stdout
+    (runner / "metrics.py").unlink()
+    bad = subprocess.run([sys.executable, str(runner / "trt_runner.py"), "--help"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "runner/metrics.py is missing beside trt_runner.py; redeploy the release" in bad.stderr
+
+
+def test_board_runner_without_the_metrics_file_reports_why_the_check_failed(tmp_path):
+    import sys
+
+    from dmsbuild.bench import benchmark_release
+    from dmsbuild.transport.local import LocalTransport
+    from tests.bench_release import make_release
+
+    rel = make_release(tmp_path, bench={"warmup": 0, "iterations": 1, "threads": 1, "verify_samples": 4})
+    (rel / "runner" / "metrics.py").unlink()
+    doc = benchmark_release(LocalTransport("b"), str(tmp_path / "current"), python=sys.executable)
+    [r] = doc["results"]
+    assert "runner/metrics.py is missing beside dms_bench.py" in r["error"]

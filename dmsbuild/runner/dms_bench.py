@@ -328,7 +328,11 @@ def _metrics():
     try:
         from . import metrics  # imported as dmsbuild.runner.dms_bench (the host)
     except ImportError:
-        import metrics  # run as runner/dms_bench.py on the board: runner/ is sys.path[0]
+        try:
+            import metrics  # run as runner/dms_bench.py on the board: runner/ is sys.path[0]
+        except ImportError:
+            raise RuntimeError("runner/metrics.py is missing beside dms_bench.py: the output check cannot run; "
+                               "redeploy the release") from None
     return metrics
 
 
