@@ -280,3 +280,20 @@ def test_board_runner_without_the_metrics_file_reports_why_the_check_failed(tmp_
     doc = benchmark_release(LocalTransport("b"), str(tmp_path / "current"), python=sys.executable)
     [r] = doc["results"]
     assert "runner/metrics.py is missing beside dms_bench.py" in r["error"]
+
+
+def test_build_summary_shows_the_floors_the_verdict_and_every_failure():
+    from dmsbuild.tasks.build import format_summary
+
+    floors = {"default": {"max_accuracy_drop": 0.05, "min_cosine": 0.95, "min_sqnr_db": 12.0}, "heads": {},
+              "overridden": ["head_pose"]}
+    row = {"artifact": "int8-qdq", "precision": "int8-qdq", "size": 4_700_000, "compression": 3.57,
+           "min_top1_agreement": 0.992, "min_cosine": 0.98, "min_sqnr_db": 5.7, "labelled_accuracy": None,
+           "accuracy_loss": None, "max_drop": 0.008,
+           "gate_failures": ["head 'eye_state': SQNR 5.7 dB over 128 samples < floor 12 dB (dmsbuild.toml: accuracy.min_sqnr_db)"]}
+    good = dict(row, artifact="fp32", precision="fp32", min_sqnr_db=None, gate_failures=[])
+    text = format_summary("rpi5", [good, row], floors, 128)
+    assert "floors: top-1 drop <= 5.0%, cosine >= 0.95, SQNR >= 12 dB; own floors for head_pose" in text
+    assert "| fp32 | fp32 |" in text and "| identical |" in text and text.count("| pass |") == 1
+    assert "| 5.7 |" in text and "| FAIL (1) |" in text
+    assert "- int8-qdq: head 'eye_state': SQNR 5.7 dB over 128 samples < floor 12 dB" in text

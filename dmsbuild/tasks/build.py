@@ -348,7 +348,7 @@ def format_summary(target: str, rows: list[dict[str, Any]], floors: dict[str, An
         return none if v is None else format(v, fmt)
 
     d = floors["default"]
-    per_head = f"; per-head overrides for {', '.join(floors['heads'])}" if floors.get("overridden") else ""
+    per_head = f"; own floors for {', '.join(floors['overridden'])}: see summary.json" if floors.get("overridden") else ""
     lines = [f"### {target}: artifacts vs FP32 ({samples} validation samples; floors: top-1 drop <= {pct(d['max_accuracy_drop'])}, "
              f"cosine >= {d['min_cosine']:g}, SQNR >= {d['min_sqnr_db']:g} dB{per_head})", "",
              "| artifact | precision | size MB | FP32 size / size | top-1 agreement (min head) | cosine (min head) | SQNR dB (min head) | labelled acc (mean) | acc loss | max drop | gate |",
@@ -385,7 +385,7 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
         evals[plan.name] = json.loads(p.eval_json(plan.source).read_text())
     fp32_size = p.fp32.stat().st_size
     floors = floors_for(proj, prof).as_dict()
-    floors["overridden"] = bool(proj.accuracy.heads or prof.gates.heads)
+    floors["overridden"] = sorted(set(proj.accuracy.heads) | set(prof.gates.heads))  # heads with their own floors
     samples = next(iter(evals.values()))["samples"] if evals else 0
     rows = summary_rows(proj, prof, plans, evals, fp32_size)
     table = format_summary(prof.name, rows, floors, samples)
