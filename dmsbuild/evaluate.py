@@ -20,6 +20,8 @@ import numpy as np
 
 from .config import ProjectConfig, TargetProfile
 from .errors import UserError
+# the metric definitions the board's output check uses too (one implementation; docs/accuracy.md)
+from .runner.metrics import head_metrics, reference_problem, verify_summary  # noqa: F401 (head_metrics: public API)
 
 #: samples kept in reference.npz (docs/CONTRACTS.md §1)
 REFERENCE_SAMPLES = 64
@@ -44,13 +46,6 @@ def run_onnx(path: Path, input_name: str, inputs: np.ndarray, output_names: list
     return {n: np.concatenate(v, axis=0) for n, v in results.items()}
 
 
-def head_metrics(ref: np.ndarray, out: np.ndarray, classification: bool) -> dict[str, Any]:
-    """Closeness of one head's outputs to the reference: the shared definitions of ``runner/metrics.py``."""
-    from .runner.metrics import head_metrics as shared
-
-    return shared(ref, out, classification)
-
-
 def check_reference(outputs: dict[str, np.ndarray], source: str) -> None:
     """FP32 reference outputs that cannot judge an artifact are an error before any artifact is scored.
 
@@ -59,8 +54,6 @@ def check_reference(outputs: dict[str, np.ndarray], source: str) -> None:
     constant one - would look like it agrees. A single head that does not vary
     while others do (a fixed anchor grid, say) is only reported.
     """
-    from .runner.metrics import reference_problem
-
     problems = {h: reference_problem(v) for h, v in outputs.items()}
     for head, why in problems.items():
         if why is not None and why.startswith("NaN"):
@@ -119,8 +112,6 @@ def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Pa
     inputs = ref["inputs"]
     names = project.outputs.names
     outs = run_onnx(artifact, project.input.name, inputs, names)
-    from .runner.metrics import verify_summary
-
     summary = verify_summary({n: ref[n] for n in names}, outs, project.outputs.classification)
     heads: dict[str, Any] = summary["heads"]
     for n in names:
