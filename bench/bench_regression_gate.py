@@ -103,6 +103,7 @@ def main() -> int:
 
     os.environ["HOME"] = tempfile.mkdtemp(prefix="bench-home-")  # never the user's ~/.ssh
     os.environ.pop("SSH_AUTH_SOCK", None)
+    from dmsbuild.accuracy import AccuracyFloors
     from dmsbuild.bench import BoardBench, bench_boards
     from dmsbuild.boards import down, up
     from dmsbuild.config import ConfirmConfig
@@ -128,7 +129,7 @@ def main() -> int:
         release_with_depth(root, rid, depth, iterations=args.iterations)
         t0 = time.monotonic()
         [out] = bench_boards([BoardBench(board.name, transport, str(root / "current"), board.python or "python3")],
-                             target="bench", store=store, max_accuracy_drop=1.0, max_latency_regression=allowed,
+                             target="bench", store=store, accuracy=AccuracyFloors.uniform(1.0, -1.0, -1e9), max_latency_regression=allowed,
                              progress=lambda _m: None, confirm=cfg)
         # the one-run gate's verdict, from the same first run: the ratio bench_boards compared
         first = (out.compared or {}).get("fp32") or {}

@@ -81,7 +81,7 @@ def main() -> None:
     for act, _, _, _, vs_q, vs_f, cvf in rows:
         for h in names:
             a, b, c = vs_q[h], vs_f[h], cvf[h]
-            t1 = lambda m: f"{m['top1_agreement']:.2f}" if "top1_agreement" in m else "-"  # noqa: E731
+            t1 = lambda m: f"{m['top1_agreement']:.2f}" if m.get("top1_agreement") is not None else "-"  # noqa: E731
             print(f"| {act} | {h} | {a['cosine']:.6f} | {a['max_abs_diff']:.3g} ({a['max_rel_to_range']:.2%}) | {t1(a)} "
                   f"| {b['cosine']:.6f} | {b['max_abs_diff']:.3g} ({b['max_rel_to_range']:.2%}) | {t1(b)} | {c['cosine']:.6f} | {t1(c)} |")
 

@@ -22,6 +22,7 @@ from .results import ResultError, ResultStore, load_json, parse_document
 from .transport.base import Transport
 
 if TYPE_CHECKING:
+    from .accuracy import AccuracyFloors
     from .config import ConfirmConfig, ProjectConfig, TargetProfile
 
 RUNNER = "runner/dms_bench.py"
@@ -284,7 +285,7 @@ def _confirm_latency(item: "BoardBench", doc: dict, out: BoardOutcome, *, cfg: "
 
 
 def bench_boards(boards: Sequence[BoardBench | tuple], *, target: str, store: ResultStore,
-                 max_accuracy_drop: float, max_latency_regression: float, artifact: str | None = None,
+                 accuracy: "AccuracyFloors", max_latency_regression: float, artifact: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, progress: Callable[[str], None] = print,
                  confirm: "ConfirmConfig | None" = None) -> list[BoardOutcome]:
     """Benchmark each board in turn, store what came back, apply the gates; one board's failure stops nothing.
@@ -312,7 +313,7 @@ def bench_boards(boards: Sequence[BoardBench | tuple], *, target: str, store: Re
             continue
         notes: list[str] = []
         compared: dict[str, dict] = {}
-        failures = check_gates(doc, board=item.board, target=target, store=store, max_accuracy_drop=max_accuracy_drop,
+        failures = check_gates(doc, board=item.board, target=target, store=store, accuracy=accuracy,
                                max_latency_regression=max_latency_regression, notes=notes, compared=compared)
         out = BoardOutcome(item.board, not failures, time.monotonic() - t0, doc=doc, run_id=run_id, failures=failures,
                            notes=notes, compared=compared)
@@ -366,7 +367,7 @@ def run_benchmarks(project: "ProjectConfig", profile: "TargetProfile",
                    store: ResultStore | None = None, artifact: str | None = None,
                    progress: Callable[[str], None] = print) -> list[BoardOutcome]:
     """Benchmark a target's boards (default: from its transport's connector) with the target's gates."""
-    from .gates import accuracy_threshold
+    from .gates import accuracy_floors
 
     if boards is None:
         connector = BOARD_CONNECTORS.get(profile.transport)
@@ -377,6 +378,6 @@ def run_benchmarks(project: "ProjectConfig", profile: "TargetProfile",
             )
         boards = connector(project, profile)
     return bench_boards(boards, target=profile.name, store=store or ResultStore(store_path(project)),
-                        max_accuracy_drop=accuracy_threshold(project, profile),
+                        accuracy=accuracy_floors(project, profile),
                         max_latency_regression=profile.gates.max_latency_regression,
                         artifact=artifact, progress=progress, confirm=profile.gates.confirm)

@@ -280,10 +280,47 @@ class QuantizationConfig:
     static: StaticQuantConfig = field(default_factory=StaticQuantConfig)
 
 
+def _check_floor_fields(obj: Any, source: str, where: str) -> None:
+    """Accuracy floors in range: a drop in [0, 1], a cosine in [-1, 1], an SQNR finite (dB)."""
+    limits = {"max_accuracy_drop": (0.0, 1.0), "min_cosine": (-1.0, 1.0), "min_sqnr_db": (-200.0, 200.0)}
+    for name, (lo, hi) in limits.items():
+        value = getattr(obj, name, None)
+        if value is not None and not lo <= value <= hi:  # NaN compares False: refused too
+            field_name = f"{where}.{name}" if where else name
+            raise UserError(f"{source}: field '{field_name}' is {value!r}; expected a number in [{lo:g}, {hi:g}]",
+                            hint=f"fix '{field_name}' in {source} (docs/accuracy.md)")
+
+
+@dataclass
+class HeadFloorsConfig:
+    """Per-head overrides of the accuracy floors (``[accuracy.heads.<head>]``, ``[gates.heads.<head>]``)."""
+
+    #: largest allowed drop of top-1 agreement / labelled accuracy vs FP32 (classification heads only)
+    max_accuracy_drop: float | None = None
+    #: smallest allowed mean per-sample cosine similarity with FP32
+    min_cosine: float | None = None
+    #: smallest allowed signal-to-quantization-noise ratio vs FP32, dB
+    min_sqnr_db: float | None = None
+
+    def validate(self, source: str, prefix: str) -> None:
+        _check_floor_fields(self, source, prefix)
+
+
 @dataclass
 class AccuracyConfig:
-    #: largest allowed drop of top-1 agreement with FP32 (0.02 = 2 points), any head
+    """The project-wide accuracy floors every artifact must meet on every head (docs/accuracy.md)."""
+
+    #: largest allowed drop of top-1 agreement with FP32 (0.02 = 2 points), any classification head
     max_accuracy_drop: float = 0.05
+    #: smallest allowed mean per-sample cosine similarity with FP32, any head
+    min_cosine: float = 0.95
+    #: smallest allowed SQNR (signal-to-quantization-noise ratio) vs FP32 in dB, any head
+    min_sqnr_db: float = 12.0
+    #: per-head overrides, e.g. [accuracy.heads.head_pose] min_sqnr_db = 10
+    heads: dict[str, HeadFloorsConfig] = field(default_factory=dict)
+
+    def validate(self, source: str, prefix: str) -> None:
+        _check_floor_fields(self, source, prefix)
 
 
 @dataclass
@@ -303,6 +340,7 @@ class ProjectConfig:
 
     def validate(self, source: str, prefix: str) -> None:
         _check_name(self.name, "name", source)
+        check_head_floors(self.accuracy.heads, self.outputs, source, "accuracy.heads")
 
     def path(self, rel: str | None) -> Path | None:
         """Resolve a path from the config against the project root."""
@@ -393,12 +431,22 @@ class ConfirmConfig:
 
 @dataclass
 class GatesConfig:
-    #: fail a board when its output check drops top-1 agreement by more than this
+    #: this target's accuracy floors (None: the project's [accuracy]); build-time and on-board gates alike
+    #: fail when top-1 agreement with FP32 drops by more than this
     max_accuracy_drop: float | None = None
+    #: fail below this mean per-sample cosine with FP32, any head
+    min_cosine: float | None = None
+    #: fail below this SQNR vs FP32 (dB), any head
+    min_sqnr_db: float | None = None
+    #: per-head overrides for this target, e.g. [gates.heads.yawn] max_accuracy_drop = 0.1
+    heads: dict[str, HeadFloorsConfig] = field(default_factory=dict)
     #: fail a board when median latency exceeds the previous release's by this ratio
     max_latency_regression: float = 1.25
     #: re-measure a suspected regression (old and new interleaved on the board) before failing
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
+
+    def validate(self, source: str, prefix: str) -> None:
+        _check_floor_fields(self, source, prefix)
 
 
 @dataclass
@@ -437,6 +485,18 @@ class TargetProfile:
                 f"{source}: field 'deploy.root' is {root!r}; expected an absolute path (relative only for transport = \"local\") of letters, digits, '._-/' without '..'",
                 hint=f"fix 'deploy.root' in {source}",
             )
+
+
+def check_head_floors(heads: dict[str, HeadFloorsConfig], outputs: OutputsConfig, source: str | Path, where: str) -> None:
+    """Per-head floors name real heads; a top-1 drop only for a classification head."""
+    for head, floors in heads.items():
+        if head not in outputs.names:
+            raise UserError(f"{source}: field '{where}.{head}' names a head that is not in outputs.names {outputs.names}",
+                            hint=f"use one of {outputs.names}, or remove [{where}.{head}]")
+        if floors.max_accuracy_drop is not None and head not in outputs.classification:
+            raise UserError(f"{source}: field '{where}.{head}.max_accuracy_drop' is set, but '{head}' is not a "
+                            f"classification head (outputs.classification {outputs.classification}): it has no top-1",
+                            hint=f"remove it, or set min_cosine / min_sqnr_db for '{head}'")
 
 
 def find_root(start: Path | None = None) -> Path:

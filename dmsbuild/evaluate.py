@@ -1,9 +1,11 @@
 """How far each artifact's outputs are from the FP32 reference, on the validation set.
 
-Per output head: max/mean absolute difference, cosine similarity, PSNR, and
-for classification heads top-1 agreement with FP32 and (where labels exist)
-labelled accuracy. ``gate`` turns a target's ``max_accuracy_drop`` into a
-pass/fail with a message naming the artifact, the head and the numbers.
+Per output head, with the definitions shared with the board
+(``runner/metrics.py``): max/mean absolute difference, per-sample cosine,
+SQNR, PSNR, a degenerate-output check and, for classification heads, top-1
+agreement with FP32 and (where labels exist) labelled accuracy. ``gate``
+applies the target's floors (``accuracy.py``) and fails the build with a line
+naming the artifact, the head and the metric (docs/accuracy.md).
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import numpy as np
 
 from .config import ProjectConfig, TargetProfile
 from .errors import UserError
+# the metric definitions the board's output check uses too (one implementation; docs/accuracy.md)
+from .runner.metrics import head_metrics, reference_problem, verify_summary  # noqa: F401 (head_metrics: public API)
 
 #: samples kept in reference.npz (docs/CONTRACTS.md §1)
 REFERENCE_SAMPLES = 64
@@ -42,28 +46,37 @@ def run_onnx(path: Path, input_name: str, inputs: np.ndarray, output_names: list
     return {n: np.concatenate(v, axis=0) for n, v in results.items()}
 
 
-def head_metrics(ref: np.ndarray, out: np.ndarray, classification: bool) -> dict[str, Any]:
-    """Closeness of one head's outputs to the reference."""
-    ref = ref.astype(np.float64)
-    out = out.astype(np.float64)
-    diff = np.abs(ref - out)
-    a, b = ref.ravel(), out.ravel()
-    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
-    cosine = float(a @ b / denom) if denom > 0 else (1.0 if np.array_equal(a, b) else 0.0)
-    mse = float(np.mean((ref - out) ** 2))
-    peak = float(np.max(ref) - np.min(ref)) or float(np.max(np.abs(ref))) or 1.0
-    psnr = math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
-    m: dict[str, Any] = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-                         "cosine": cosine, "psnr_db": psnr if math.isfinite(psnr) else None}
-    if classification:
-        m["top1_agreement"] = float(np.mean(ref.reshape(len(ref), -1).argmax(-1) == out.reshape(len(out), -1).argmax(-1)))
-    return m
+def check_reference(outputs: dict[str, np.ndarray], source: str) -> None:
+    """FP32 reference outputs that cannot judge an artifact are an error before any artifact is scored.
+
+    NaN/Inf in any head, or every head (nearly) identical on every validation
+    sample: the data does not exercise the model, and any artifact - even a
+    constant one - would look like it agrees. A single head that does not vary
+    while others do (a fixed anchor grid, say) is only reported.
+    """
+    problems = {h: reference_problem(v) for h, v in outputs.items()}
+    for head, why in problems.items():
+        if why is not None and why.startswith("NaN"):
+            raise UserError(f"{source}: the FP32 model's output '{head}' has {why} on the validation set",
+                            hint="check the model and the preprocessing ([preprocess] mean/std/scale); "
+                                 "the reference must be finite to judge any artifact")
+    constant = [h for h, why in problems.items() if why is not None]
+    if constant and len(constant) == len(problems):
+        head = constant[0]
+        raise UserError(f"{source}: the FP32 outputs are {problems[head]} on every head ({', '.join(constant)}): "
+                        "the validation data does not exercise the model",
+                        hint="use real, varied validation inputs (data.validation) and check the preprocessing; "
+                             "an accuracy gate on such data passes anything")
+    for head in constant:
+        print(f"  reference: warning: FP32 output '{head}' is {problems[head]}; its cosine/SQNR floors still apply, "
+              "its constant-output check does not", flush=True)
 
 
 def labelled_metrics(out: np.ndarray, labels: np.ndarray, classification: bool) -> dict[str, float]:
     if classification:
         return {"accuracy": float(np.mean(out.reshape(len(out), -1).argmax(-1) == labels.reshape(len(labels)).astype(int)))}
-    return {"mae": float(np.mean(np.abs(out.reshape(labels.shape) - labels.astype(np.float64))))}
+    mae = float(np.mean(np.abs(out.reshape(labels.shape) - labels.astype(np.float64))))
+    return {"mae": mae if math.isfinite(mae) else None}
 
 
 def write_reference(project: ProjectConfig, fp32: Path, validation: list[Path], npz: Path, full: Path) -> None:
@@ -74,6 +87,10 @@ def write_reference(project: ProjectConfig, fp32: Path, validation: list[Path], 
     names, inputs = load_samples(validation, project, project.data.max_validation_samples)
     labels = load_labels(project, names)
     outs = run_onnx(fp32, project.input.name, inputs, project.outputs.names)
+    if len(inputs) < 2:
+        print(f"  reference: warning: {len(inputs)} validation sample; the accuracy gate cannot tell a constant "
+              "artifact from a good one - use at least 2 (better 100+)", flush=True)
+    check_reference(outs, f"{project.source.name}: data.validation ({len(inputs)} samples)")
     npz.parent.mkdir(parents=True, exist_ok=True)
     keep = min(len(inputs), REFERENCE_SAMPLES)
     _savez(npz, {"inputs": inputs[:keep], **{n: v[:keep] for n, v in outs.items()}})
@@ -95,19 +112,17 @@ def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Pa
     inputs = ref["inputs"]
     names = project.outputs.names
     outs = run_onnx(artifact, project.input.name, inputs, names)
-    heads: dict[str, Any] = {}
+    summary = verify_summary({n: ref[n] for n in names}, outs, project.outputs.classification)
+    heads: dict[str, Any] = summary["heads"]
     for n in names:
-        cls = n in project.outputs.classification
-        m = head_metrics(ref[n], outs[n], cls)
         key = f"label:{n}"
         if key in ref.files:
-            m["labelled"] = labelled_metrics(outs[n], ref[key], cls)
-            m["labelled_fp32"] = labelled_metrics(ref[n], ref[key], cls)
-        heads[n] = m
-    agreements = [h["top1_agreement"] for h in heads.values() if "top1_agreement" in h]
+            cls = n in project.outputs.classification
+            heads[n]["labelled"] = labelled_metrics(outs[n], ref[key], cls)
+            heads[n]["labelled_fp32"] = labelled_metrics(ref[n], ref[key], cls)
     result = {"artifact": str(artifact.relative_to(project.root)) if artifact.is_relative_to(project.root) else str(artifact),
               "samples": int(len(inputs)), "heads": heads,
-              "min_top1_agreement": min(agreements) if agreements else None,
+              "min_top1_agreement": summary["min_top1_agreement"],
               "seconds": round(time.perf_counter() - started, 3)}
     out_json.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_json.with_suffix(".tmp")
@@ -115,22 +130,19 @@ def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Pa
     os.replace(tmp, out_json)
     low = result["min_top1_agreement"]
     shown = "n/a" if low is None else f"{low:.3f}"
-    print(f"  evaluate: {artifact.name}: min top-1 agreement {shown} on {len(inputs)} samples", flush=True)
+    cosines = [h["cosine"] for h in heads.values() if h["cosine"] is not None]
+    broken = [f"{h} ({m['degenerate']})" for h, m in heads.items() if m["degenerate"]]
+    print(f"  evaluate: {artifact.name}: min top-1 agreement {shown}, min cosine "
+          f"{'n/a' if not cosines else format(min(cosines), '.4f')} on {len(inputs)} samples"
+          + (f"; DEGENERATE: {', '.join(broken)}" if broken else ""), flush=True)
     return result
-
-
-def max_drop_for(project: ProjectConfig, profile: TargetProfile) -> tuple[float, str]:
-    """The target's allowed accuracy drop and where it was set."""
-    if profile.gates.max_accuracy_drop is not None:
-        return profile.gates.max_accuracy_drop, f"{profile.source}: gates.max_accuracy_drop"
-    return project.accuracy.max_accuracy_drop, f"{project.source}: accuracy.max_accuracy_drop"
 
 
 def accuracy_drops(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Per classification head: drop of top-1 agreement (1 - agreement) and of labelled accuracy vs FP32."""
     drops: dict[str, dict[str, float]] = {}
     for head, m in result["heads"].items():
-        if "top1_agreement" not in m:
+        if m.get("top1_agreement") is None:
             continue
         d = {"agreement": 1.0 - m["top1_agreement"]}
         if "labelled" in m and "accuracy" in m["labelled"]:
@@ -139,16 +151,22 @@ def accuracy_drops(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     return drops
 
 
-def gate(project: ProjectConfig, profile: TargetProfile, artifact_name: str, result: dict[str, Any]) -> None:
-    """Fail the target's build when an artifact drops accuracy by more than allowed."""
-    limit, where = max_drop_for(project, profile)
-    for head, d in accuracy_drops(result).items():
-        for kind, value in d.items():
-            if value > limit + 1e-9:
-                what = "top-1 agreement with FP32" if kind == "agreement" else "labelled accuracy vs FP32"
-                raise UserError(
-                    f"target '{profile.name}': artifact '{artifact_name}' head '{head}' drops {what} by "
-                    f"{value:.3f} ({result['samples']} validation samples), more than {where} = {limit}",
-                    hint="calibrate with more representative data, change the quantization settings, drop that precision, "
-                         "or raise the limit if the loss is acceptable",
-                )
+def gate_failures(project: ProjectConfig, profile: TargetProfile, result: dict[str, Any]) -> list[str]:
+    """Every floor one artifact's host evaluation misses (empty: it passes); see dmsbuild/accuracy.py."""
+    from .accuracy import failures, floors_for
+
+    return failures(result["heads"], floors_for(project, profile), result["samples"])
+
+
+def gate(project: ProjectConfig, profile: TargetProfile, results: dict[str, dict[str, Any]]) -> None:
+    """Fail the target's build when any artifact misses an accuracy floor on any head.
+
+    The first line names the artifact, the head and the metric; every other
+    failure follows, one per line.
+    """
+    lines = [f"target '{profile.name}': artifact '{name}' fails the accuracy gate: {problem}"
+             for name, result in results.items() for problem in gate_failures(project, profile, result)]
+    if lines:
+        raise UserError("\n".join(lines),
+                        hint="calibrate with more representative data, change the quantization settings, drop that "
+                             "precision, or - if the loss is acceptable - lower that floor (docs/accuracy.md)")

@@ -37,6 +37,8 @@ class SupportFile:
 #: extend here to ship another file in every release
 SUPPORT_FILES: tuple[SupportFile, ...] = (
     SupportFile("runner/dms_bench.py", "package:runner/dms_bench.py", required=False),
+    # the accuracy metrics shared by the board's output checks and the host's build-time gate
+    SupportFile("runner/metrics.py", "package:runner/metrics.py", required=False),
     # TensorRT output check on the board (TensorRT 10 Python API); run only for trt-onnx artifacts
     SupportFile("runner/trt_runner.py", "package:backends/trt_runner.py", required=False),
     SupportFile("verify/reference.npz", "build:reference", required=False),

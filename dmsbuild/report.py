@@ -171,19 +171,24 @@ def accuracy_table(latest: list[dict]) -> Table:
         heads = v["heads"].values()
         agr = v.get("min_top1_agreement")
         psnrs = [h["psnr_db"] for h in heads if h.get("psnr_db") is not None]
+        sqnrs = [h["sqnr_db"] for h in heads if h.get("sqnr_db") is not None]
         exact = all(h.get("psnr_db") is None for h in heads)
+        broken = [f"{name}: {h['degenerate']}" for name, h in v["heads"].items() if h.get("degenerate")]
         rows.append([_board(r), r["target"], _model(r), r["artifact"], r["precision"], _source(r), v["samples"],
                      _fmt(agr * 100 if agr is not None else None, 1, "%"),
                      _fmt((1 - agr) * 100 if agr is not None else None, 1, " pts"),
                      _fmt(r["min_cosine"], 5),
+                     "identical" if exact else _fmt(min(sqnrs) if sqnrs else None, 1, " dB"),
                      _sig(max((h["max_abs_diff"] for h in heads if h.get("max_abs_diff") is not None), default=None)),
-                     "identical" if exact else _fmt(min(psnrs) if psnrs else None, 1, " dB")])
+                     "identical" if exact else _fmt(min(psnrs) if psnrs else None, 1, " dB"),
+                     "; ".join(broken) or "–"])
     return Table(
         "Accuracy loss per precision (output check on the board)",
         "Board outputs vs the host's FP32 reference on the shipped validation inputs; worst head shown. "
-        "Loss = 100% - top-1 agreement on classification heads.",
-        ["board", "target", "model", "artifact", "precision", "source", "samples", "top-1 agreement", "loss", "min cosine",
-         "max abs diff", "min PSNR"],
+        "Loss = 100% - top-1 agreement on classification heads; cosine is the mean per-sample cosine; "
+        "degenerate: outputs that are NaN/Inf, all zero or the same for every sample (docs/accuracy.md).",
+        ["board", "target", "model", "artifact", "precision", "source", "samples", "top-1 agreement", "loss",
+         "min cosine", "min SQNR", "max abs diff", "min PSNR", "degenerate"],
         rows,
     )
 

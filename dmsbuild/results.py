@@ -34,7 +34,8 @@ MAX_RESULTS = 256
 MAX_SAMPLES = 100_000
 MAX_STRING = 2000
 STAT_KEYS = ("min", "mean", "median", "p90", "p95", "p99", "max", "std")
-VERIFY_KEYS = ("max_abs_diff", "mean_abs_diff", "cosine", "psnr_db", "top1_agreement")
+#: a verify head's metrics (runner/metrics.py HEAD_KEYS; that module needs numpy, this one must not)
+VERIFY_KEYS = ("max_abs_diff", "mean_abs_diff", "cosine", "cosine_min", "sqnr_db", "psnr_db", "top1_agreement", "degenerate")
 GPU_KEYS = ("compute_ms", "h2d_ms", "d2h_ms")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -185,9 +186,14 @@ def validate_result(result: Any, *, board: str, where: str = "result") -> dict:
             c.obj(m, w, VERIFY_KEYS)
             c.num(m["max_abs_diff"], f"{w}.max_abs_diff", null=True, lo=0)
             c.num(m["mean_abs_diff"], f"{w}.mean_abs_diff", null=True, lo=0)
-            c.num(m["cosine"], f"{w}.cosine", null=True, lo=-1.0001, hi=1.0001)
+            for k in ("cosine", "cosine_min"):
+                c.num(m[k], f"{w}.{k}", null=True, lo=-1.0001, hi=1.0001)
+            c.num(m["sqnr_db"], f"{w}.sqnr_db", null=True)
             c.num(m["psnr_db"], f"{w}.psnr_db", null=True)
             c.num(m["top1_agreement"], f"{w}.top1_agreement", null=True, lo=0, hi=1)
+            if m["degenerate"] is None and m["cosine"] is None:  # only non-finite outputs have no cosine
+                raise c.fail(f"{w}.cosine", None, "a number (null only with 'degenerate' set)")
+            c.str_(m["degenerate"], f"{w}.degenerate", null=True)
         c.num(verify["min_top1_agreement"], f"{where}.verify.min_top1_agreement", null=True, lo=0, hi=1)
     return result
 

@@ -23,10 +23,11 @@ def result(name: str, median: float, *, agreement: float = 1.0, n: int = 30, see
     rng = np.random.default_rng(seed)
     fill_latency(r, [float(median * (1 + 0.05 * abs(x))) for x in rng.standard_normal(n)])
     r["load_ms"], r["first_inference_ms"], r["peak_rss_mb"] = 40.0, median * 3, 120.0
-    heads = {h: {"max_abs_diff": 0.01, "mean_abs_diff": 0.001, "cosine": 0.999, "psnr_db": 45.0,
-                 "top1_agreement": agreement if h != "yawn" else 1.0} for h in ("eye_state", "yawn", "activity")}
-    heads["head_pose"] = {"max_abs_diff": 0.02, "mean_abs_diff": 0.002, "cosine": 0.998, "psnr_db": None,
-                          "top1_agreement": None}
+    heads = {h: {"max_abs_diff": 0.01, "mean_abs_diff": 0.001, "cosine": 0.999, "cosine_min": 0.995, "sqnr_db": 30.0,
+                 "psnr_db": 45.0, "top1_agreement": agreement if h != "yawn" else 1.0, "degenerate": None}
+             for h in ("eye_state", "yawn", "activity")}
+    heads["head_pose"] = {"max_abs_diff": 0.02, "mean_abs_diff": 0.002, "cosine": 0.998, "cosine_min": 0.99,
+                          "sqnr_db": None, "psnr_db": None, "top1_agreement": None, "degenerate": None}
     r["verify"] = {"samples": 16, "heads": heads, "min_top1_agreement": agreement}
     return r
 

@@ -6,33 +6,40 @@ from pathlib import Path
 import pytest
 
 from dmsbuild.config import load_project, load_target
-from dmsbuild.gates import accuracy_threshold, check_accuracy, check_gates, check_latency
+from dmsbuild.accuracy import AccuracyFloors
+from dmsbuild.gates import accuracy_floors, check_accuracy, check_gates, check_latency
 from dmsbuild.results import ResultStore
 from tests.bench_docs import document, result
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+FLOORS = AccuracyFloors.uniform(0.05, 0.98, 12.0, source="test")
+
+
 def test_accuracy_gate_fires_above_the_threshold_and_names_the_numbers():
     doc = document("r2", [result("fp32", 6.7), result("int8-qdq", 3.5, agreement=0.90)])
-    failures = check_accuracy(doc, board="rpi5-04", max_drop=0.05)
-    assert [(f.board, f.artifact, f.gate) for f in failures] == [("rpi5-04", "int8-qdq", "accuracy")]
+    failures = check_accuracy(doc, board="rpi5-04", floors=FLOORS)
+    assert [(f.board, f.artifact, f.gate) for f in failures] == [("rpi5-04", "int8-qdq", "accuracy")] * 2
     msg = failures[0].message
     assert msg.startswith("board rpi5-04: artifact int8-qdq (int8-qdq) fails the accuracy gate")
-    assert "90.0%" in msg and "drop of 10.0% > allowed 5.0%" in msg and "'eye_state'" in msg
+    assert "90.0%" in msg and "drop of 10.0% > allowed 5.0%" in msg and "head 'eye_state'" in msg
+    assert "head 'activity'" in failures[1].message  # every failing head, not only the worst
 
 
 def test_accuracy_gate_passes_at_and_below_the_threshold():
     doc = document("r2", [result("int8-qdq", 3.5, agreement=0.95), result("fp16", 4.0, agreement=1.0)])
-    assert check_accuracy(doc, board="b", max_drop=0.05) == []
+    assert check_accuracy(doc, board="b", floors=FLOORS) == []
 
 
-def test_accuracy_threshold_profile_overrides_project():
+def test_accuracy_floors_profile_overrides_project():
     project = load_project(ROOT)
     profile = load_target(ROOT, "local")
-    assert accuracy_threshold(project, profile) == project.accuracy.max_accuracy_drop
+    floors = accuracy_floors(project, profile).for_head("activity")
+    assert floors.max_accuracy_drop.value == project.accuracy.max_accuracy_drop
+    assert floors.max_accuracy_drop.source == "dmsbuild.toml: accuracy.max_accuracy_drop"
     profile.gates.max_accuracy_drop = 0.01
-    assert accuracy_threshold(project, profile) == 0.01
+    assert accuracy_floors(project, profile).for_head("activity").max_accuracy_drop.value == 0.01
 
 
 def test_latency_gate_compares_with_the_previous_release_on_the_same_board(tmp_path):
@@ -63,6 +70,6 @@ def test_latency_gate_ignores_reruns_of_the_same_release(tmp_path):
 def test_check_gates_includes_artifacts_that_did_not_run(tmp_path):
     doc = document("r1", [result("fp32", 5.0), result("qnn-ctx", 0, error="QNNExecutionProvider not available")])
     failures = check_gates(doc, board="qcs-01", target="qcs8255", store=ResultStore(tmp_path / "s.sqlite"),
-                           max_accuracy_drop=0.05, max_latency_regression=1.25)
+                           accuracy=FLOORS, max_latency_regression=1.25)
     assert [(f.artifact, f.gate) for f in failures] == [("qnn-ctx", "run")]
     assert "board qcs-01: artifact qnn-ctx did not run: QNNExecutionProvider" in failures[0].message

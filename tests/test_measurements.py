@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from dmsbuild import board_state
+from dmsbuild.accuracy import AccuracyFloors
 from dmsbuild.bench import BoardBench, bench_boards
 from dmsbuild.config import ConfirmConfig
 from dmsbuild.fleet_deploy import bench_check
@@ -220,7 +221,7 @@ def test_bench_boards_drops_a_first_run_regression_that_is_noise(tmp_path):
     store = ResultStore(tmp_path / "r.sqlite")
     release_with_depth(tmp_path, "aaaaaaaaaaaaaaaa", 2)
     [first] = bench_boards([BoardBench("b", LocalTransport("b"), str(tmp_path / "current"), PY)], target="t",
-                           store=store, max_accuracy_drop=1, max_latency_regression=1.25, progress=lambda m: None)
+                           store=store, accuracy=AccuracyFloors.uniform(1.0, -1.0, -1e9), max_latency_regression=1.25, progress=lambda m: None)
     fast = copy.deepcopy(first.doc)
     for r in fast["results"]:  # the stored baseline claims a third of the time
         r["samples_ms"] = [s / 3 for s in r["samples_ms"]]
@@ -229,7 +230,7 @@ def test_bench_boards_drops_a_first_run_regression_that_is_noise(tmp_path):
     release_with_depth(tmp_path, "bbbbbbbbbbbbbbbb", 2)  # the same model again
     lines: list[str] = []
     [out] = bench_boards([BoardBench("b", LocalTransport("b"), str(tmp_path / "current"), PY)], target="t",
-                         store=store, max_accuracy_drop=1, max_latency_regression=1.25, progress=lines.append,
+                         store=store, accuracy=AccuracyFloors.uniform(1.0, -1.0, -1e9), max_latency_regression=1.25, progress=lines.append,
                          confirm=FAST)
     assert out.ok, out.messages()
     [d] = out.decisions
@@ -239,7 +240,7 @@ def test_bench_boards_drops_a_first_run_regression_that_is_noise(tmp_path):
     assert check.ok and check.previous_latency_ms is None and check.decisions == [d]  # the health gate agrees
     # without the re-measure the first run's ratio would have failed the board
     [plain] = bench_boards([BoardBench("b", LocalTransport("b"), str(tmp_path / "current"), PY)], target="t",
-                           store=ResultStore(tmp_path / "r2.sqlite"), max_accuracy_drop=1,
+                           store=ResultStore(tmp_path / "r2.sqlite"), accuracy=AccuracyFloors.uniform(1.0, -1.0, -1e9),
                            max_latency_regression=1.25, progress=lambda m: None)
     assert plain.ok  # (a new store: new baseline)
 
@@ -248,10 +249,10 @@ def test_bench_boards_keeps_a_confirmed_regression(tmp_path):
     store = ResultStore(tmp_path / "r.sqlite")
     release_with_depth(tmp_path, "aaaaaaaaaaaaaaaa", 1)
     board = [BoardBench("b", LocalTransport("b"), str(tmp_path / "current"), PY)]
-    bench_boards(board, target="t", store=store, max_accuracy_drop=1, max_latency_regression=1.25,
+    bench_boards(board, target="t", store=store, accuracy=AccuracyFloors.uniform(1.0, -1.0, -1e9), max_latency_regression=1.25,
                  progress=lambda m: None)
     release_with_depth(tmp_path, "bbbbbbbbbbbbbbbb", 8)  # same source model, a build with 8x the convolutions
-    [out] = bench_boards(board, target="t", store=store, max_accuracy_drop=1, max_latency_regression=1.25,
+    [out] = bench_boards(board, target="t", store=store, accuracy=AccuracyFloors.uniform(1.0, -1.0, -1e9), max_latency_regression=1.25,
                          progress=lambda m: None, confirm=FAST)
     assert not out.ok
     [f] = out.failures

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dmsbuild.accuracy import AccuracyFloors
 from dmsbuild.bench import BenchError, BoardBench, bench_boards, benchmark_release, probe_facts
 from dmsbuild.errors import UserError
 from dmsbuild.results import ResultStore, validate_document
@@ -16,6 +17,8 @@ from dmsbuild.transport.local import LocalTransport
 from tests.bench_release import make_release, tree_digest
 
 PY = sys.executable
+#: the project's default floors (dmsbuild.toml [accuracy])
+FLOORS = AccuracyFloors.uniform(0.05, 0.98, 12.0)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +148,7 @@ def test_bench_boards_stores_rows_and_reports_progress(release, tmp_path):
     outcomes = bench_boards(
         [BoardBench("board-a", LocalTransport("board-a"), str(release), python=PY),
          ("board-b", LocalTransport("board-b"), str(tmp_path / "missing"))],  # the deploy step's tuple form
-        target="local", store=store, max_accuracy_drop=0.05, max_latency_regression=100.0,
+        target="local", store=store, accuracy=FLOORS, max_latency_regression=100.0,
         artifact="fp32", progress=lines.append)
     a, b = outcomes
     assert a.ok and a.run_id and not b.ok and "board board-b" in b.error
@@ -194,7 +197,7 @@ def test_bad_output_from_the_board_is_refused_and_nothing_stored(tmp_path, mangl
     store = ResultStore(tmp_path / "results.sqlite")
     lines: list[str] = []
     [out] = bench_boards([BoardBench("rpi5-09", LocalTransport("rpi5-09"), str(rel), python=PY)], target="rpi5",
-                         store=store, max_accuracy_drop=0.05, max_latency_regression=1.25, progress=lines.append)
+                         store=store, accuracy=FLOORS, max_latency_regression=1.25, progress=lines.append)
     assert not out.ok and out.error.startswith("board rpi5-09: result JSON is") and kind in out.error.splitlines()[0]
     assert "nothing was stored" in out.error and store.rows() == []
     assert "FAILED" in lines[-1]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dmsbuild.accuracy import AccuracyFloors
 from dmsbuild.bench import BoardBench, bench_boards
 from dmsbuild.results import ResultStore, validate_result
 from dmsbuild.transport.local import LocalTransport
@@ -59,7 +60,7 @@ def _board(tmp_path: Path, tools: tuple[str, ...], **env: str) -> LocalTransport
 def _bench(tmp_path: Path, board: LocalTransport, rel: Path) -> tuple[list, ResultStore]:
     store = ResultStore(tmp_path / "results.sqlite")
     outcomes = bench_boards([BoardBench("qboard", board, str(rel), python=sys.executable, facts={"arch": "x"})],
-                           target="q", store=store, max_accuracy_drop=1.0, max_latency_regression=2.0,
+                           target="q", store=store, accuracy=AccuracyFloors.uniform(1.0, -1.0, -200.0), max_latency_regression=2.0,
                            progress=lambda _: None)
     return outcomes, store
 

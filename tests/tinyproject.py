@@ -37,8 +37,14 @@ calibration = "data/calibration"
 validation = "data/validation"
 labels = "data/validation/labels.json"
 
+# Real floors, low enough for the tiny model: it is random-init (DESIGN.md §5: such logits barely depend on the
+# input) and calibrated on 4 noise images, so its good static INT8 reaches only cosine ~0.68 and SQNR ~3.7 dB on
+# its weakest head (head_pose; target a, 6 samples) and one of 6 samples may change class. These floors still fail
+# every broken artifact of tests/test_accuracy_gate.py (zero, constant, NaN, sign-flipped, 0.1x outputs).
 [accuracy]
-max_accuracy_drop = 1.0
+max_accuracy_drop = 0.34
+min_cosine = 0.5
+min_sqnr_db = 2.0
 """
 
 # "a": every precision, the project's static settings (ORT CPU)

@@ -421,22 +421,18 @@ def run_on_simulator(context_model: Path, inputs: Sequence["np.ndarray"], option
 
 def compare_outputs(ref: Sequence[Sequence["np.ndarray"]], got: Sequence[Sequence["np.ndarray"]],
                     names: Sequence[str], classification: Sequence[str] = ()) -> dict[str, dict[str, float]]:
-    """Per head: max/mean abs diff, max abs diff relative to the reference's range, cosine, top-1 agreement."""
+    """Per head: the shared output-check metrics (``runner/metrics.py``) plus max abs diff relative to the reference's range."""
     import numpy as np
+
+    from ..runner.metrics import head_metrics
 
     heads: dict[str, dict[str, float]] = {}
     for i, name in enumerate(names):
         r = np.stack([np.asarray(s[i], dtype=np.float64) for s in ref])
         g = np.stack([np.asarray(s[i], dtype=np.float64) for s in got])
-        diff = np.abs(r - g)
+        m = head_metrics(r, g, name in classification)
         span = float(r.max() - r.min()) or 1.0
-        denom = float(np.linalg.norm(r) * np.linalg.norm(g))
-        m = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-             "max_rel_to_range": float(diff.max()) / span,
-             "cosine": float((r.ravel() @ g.ravel()) / denom) if denom else 1.0}
-        if name in classification:
-            m["top1_agreement"] = float(np.mean(r.reshape(len(r), -1, r.shape[-1]).argmax(-1)
-                                                == g.reshape(len(g), -1, g.shape[-1]).argmax(-1)))
+        m["max_rel_to_range"] = (m["max_abs_diff"] or 0.0) / span
         heads[name] = m
     return heads
 

@@ -7,9 +7,10 @@
 Deserializes the engine ONCE, runs each reference input through it with the
 TensorRT 10 API (tensor-name IO: ``num_io_tensors``, ``get_tensor_name``,
 ``set_tensor_address``, ``execute_async_v3``) and prints the CONTRACTS §3
-``verify`` JSON comparing the outputs with the host FP32 reference. Needs
-numpy, tensorrt >= 10 and cuda-python (or pycuda). Standard library + numpy at
-import time, so ``--help`` and the metric functions work anywhere.
+``verify`` JSON comparing the outputs with the host FP32 reference, by the
+definitions every output check uses (runner/metrics.py, shipped beside it).
+Needs numpy, tensorrt >= 10 and cuda-python (or pycuda). Standard library +
+numpy at import time, so ``--help`` and the metric functions work anywhere.
 """
 from __future__ import annotations
 
@@ -26,27 +27,29 @@ if __name__ == "__main__":
 import numpy as np
 
 
-def head_metrics(ref: np.ndarray, got: np.ndarray, classification: bool) -> dict[str, float]:
-    """max/mean abs diff, cosine, PSNR (dB, peak = reference range) and top-1 agreement (classification heads)."""
-    r = np.asarray(ref, dtype=np.float64).reshape(len(ref), -1)
-    g = np.asarray(got, dtype=np.float64).reshape(len(got), -1)
-    diff = np.abs(r - g)
-    mse = float(np.mean((r - g) ** 2))
-    peak = float(r.max() - r.min()) or 1.0
-    denom = float(np.linalg.norm(r) * np.linalg.norm(g))
-    out = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-           "cosine": float((r.ravel() @ g.ravel()) / denom) if denom else 1.0,
-           "psnr_db": float("inf") if mse == 0 else float(10 * np.log10(peak * peak / mse))}
-    if classification:
-        out["top1_agreement"] = float(np.mean(r.argmax(-1) == g.argmax(-1)))
-    return out
+
+def _shared_metrics() -> Any:
+    """runner/metrics.py: the one implementation of the output-check metrics (host and board alike)."""
+    try:
+        from ..runner import metrics  # imported as dmsbuild.backends.trt_runner (the host, tests)
+        return metrics
+    except ImportError:  # a script: runner/trt_runner.py on the board, or dmsbuild/backends/ in a checkout
+        import importlib.util
+        import os
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        for path in (os.path.join(here, "metrics.py"), os.path.join(here, os.pardir, "runner", "metrics.py")):
+            if os.path.isfile(path):
+                spec = importlib.util.spec_from_file_location("dms_runner_metrics", path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                return module
+        raise SystemExit(f"{here}: runner/metrics.py is missing beside trt_runner.py; redeploy the release") from None
 
 
-def verify_summary(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], classification: Sequence[str]) -> dict[str, Any]:
-    heads = {name: head_metrics(ref[name], got[name], name in classification) for name in got}
-    tops = [m["top1_agreement"] for m in heads.values() if "top1_agreement" in m]
-    n = len(next(iter(got.values()))) if got else 0
-    return {"samples": n, "heads": heads, "min_top1_agreement": min(tops) if tops else None}
+verify_summary = _shared_metrics().verify_summary
+
+__all__ = ["verify_summary", "run_engine", "main"]
 
 
 class _Cuda:

@@ -2,12 +2,13 @@
 """dmsbuild benchmark runner, shipped inside every release as runner/dms_bench.py.
 
 It runs ON THE BOARD, alone: it needs only the Python standard library, numpy
-and onnxruntime (plus onnxruntime-qnn for QNN artifacts), and never imports
-dmsbuild. For each ONNX Runtime artifact of the release's manifest.json it
+and onnxruntime (plus onnxruntime-qnn for QNN artifacts) and its sibling
+runner/metrics.py, and never imports dmsbuild. For each ONNX Runtime artifact of the release's manifest.json it
 measures model load time, first-inference time, a separate warm-up, then
 ``bench.iterations`` runs timed with ``time.perf_counter_ns`` (raw samples
 kept), peak resident memory, and checks the outputs on the host's FP32
-reference (verify/reference.npz) per head.
+reference (verify/reference.npz) per head with ``runner/metrics.py`` (shipped
+beside it; the host's build-time gate uses the same file).
 
     python3 runner/dms_bench.py --release <release dir> [--artifact NAME]
 
@@ -297,7 +298,7 @@ def timing_loop(run, output_names, feed, iterations: int) -> list[int]:
 
 def verify_outputs(np, run, input_name: str, input_dtype, output_names: list[str], ref, n: int,
                    batch: int, classification: list[str]) -> dict:
-    """Board outputs vs the host FP32 reference, per head."""
+    """Board outputs vs the host FP32 reference, per head, by the shared definitions of runner/metrics.py."""
     x = ref["inputs"][:n]
     n = int(x.shape[0])
     if n == 0:
@@ -314,30 +315,25 @@ def verify_outputs(np, run, input_name: str, input_dtype, output_names: list[str
             outs = run(output_names, {input_name: part.astype(input_dtype)})
         for name, o in zip(output_names, outs):
             chunks[name].append(np.asarray(o, dtype=np.float64))
-    heads = {}
-    for name in output_names:
-        if name not in ref:
-            continue
-        got = np.concatenate(chunks[name]).reshape(n, -1)
-        want = np.asarray(ref[name][:n], dtype=np.float64).reshape(n, -1)
-        if got.shape != want.shape:
-            raise RuntimeError(f"output {name!r} has shape {got.shape}, the reference {want.shape}")
-        diff = np.abs(got - want)
-        mse = float(np.mean((got - want) ** 2))
-        peak = float(np.max(np.abs(want)))
-        num = float(np.dot(got.ravel(), want.ravel()))
-        den = float(np.linalg.norm(got) * np.linalg.norm(want))
-        cosine = num / den if den > 0 else (1.0 if float(np.linalg.norm(got - want)) == 0 else 0.0)
-        heads[name] = {
-            "max_abs_diff": float(diff.max()),
-            "mean_abs_diff": float(diff.mean()),
-            "cosine": cosine,
-            # null: identical outputs (infinite PSNR)
-            "psnr_db": None if mse == 0 else (10.0 * math.log10(peak * peak / mse) if peak > 0 else 0.0),
-            "top1_agreement": float(np.mean(got.argmax(axis=1) == want.argmax(axis=1))) if name in classification else None,
-        }
-    agreements = [h["top1_agreement"] for h in heads.values() if h["top1_agreement"] is not None]
-    return {"samples": n, "heads": heads, "min_top1_agreement": min(agreements) if agreements else None}
+    got = {name: np.concatenate(chunks[name]) for name in output_names if name in ref}
+    want = {name: ref[name][:n] for name in got}
+    for name in got:
+        if got[name].size != want[name].size:
+            raise RuntimeError(f"output {name!r} has shape {got[name].shape}, the reference {want[name].shape}")
+    return _metrics().verify_summary(want, got, classification)
+
+
+def _metrics():
+    """runner/metrics.py: the metric definitions the host uses too (a sibling file in the release)."""
+    try:
+        from . import metrics  # imported as dmsbuild.runner.dms_bench (the host)
+    except ImportError:
+        try:
+            import metrics  # run as runner/dms_bench.py on the board: runner/ is sys.path[0]
+        except ImportError:
+            raise RuntimeError("runner/metrics.py is missing beside dms_bench.py: the output check cannot run; "
+                               "redeploy the release") from None
+    return metrics
 
 
 def empty_result(entry: dict, plan: dict) -> dict:

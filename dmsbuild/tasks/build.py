@@ -23,6 +23,7 @@ from typing import Any
 
 from doit.tools import config_changed
 
+from ..accuracy import floors_for
 from ..config import PRECISIONS, ProjectConfig, TargetProfile, as_dict, static_quant_for, target_names
 from ..errors import UserError
 from . import profile, project, selected_targets, user_error_task
@@ -303,9 +304,10 @@ def _copy_if_changed(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def summary_rows(proj: ProjectConfig, plans: list[Any], evals: dict[str, dict], fp32_size: int) -> list[dict[str, Any]]:
-    """One row per artifact: size, compression vs FP32, closeness to FP32 and labelled accuracy loss."""
-    from ..evaluate import accuracy_drops
+def summary_rows(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], evals: dict[str, dict],
+                 fp32_size: int) -> list[dict[str, Any]]:
+    """One row per artifact: size, compression vs FP32, closeness to FP32, labelled accuracy loss, gate verdict."""
+    from ..evaluate import accuracy_drops, gate_failures
 
     rows = []
     for plan in plans:
@@ -319,30 +321,49 @@ def summary_rows(proj: ProjectConfig, plans: list[Any], evals: dict[str, dict], 
             "artifact": plan.name, "precision": plan.precision, "kind": plan.kind, "size": size,
             "compression": fp32_size / size if size else None,
             "min_top1_agreement": ev["min_top1_agreement"],
-            "min_cosine": min(h["cosine"] for h in heads.values()),
-            "max_abs_diff": max(h["max_abs_diff"] for h in heads.values()),
+            "min_cosine": min((h["cosine"] for h in heads.values()), key=lambda c: -2.0 if c is None else c),
+            "min_sqnr_db": _min_sqnr(heads.values()),
+            "max_abs_diff": max((h["max_abs_diff"] for h in heads.values()), key=lambda d: float("inf") if d is None else d),
             "labelled_accuracy": sum(labelled) / len(labelled) if labelled else None,
             "accuracy_loss": (sum(labelled_fp32) - sum(labelled)) / len(labelled) if labelled else None,
             "max_drop": max((v for d in drops.values() for v in d.values()), default=0.0),
+            "gate_failures": gate_failures(proj, prof, ev),
         })
     return rows
 
 
-def format_summary(target: str, rows: list[dict[str, Any]], limit: float, samples: int) -> str:
-    """The source article's tables in one: size per precision with compression ratio, accuracy loss per precision."""
+def _min_sqnr(heads: Any) -> float | None:
+    """The worst head's SQNR in dB; None when every head is identical to FP32 (infinite SQNR)."""
+    values = [h["sqnr_db"] for h in heads if h.get("sqnr_db") is not None]
+    return min(values) if values else None
+
+
+def format_summary(target: str, rows: list[dict[str, Any]], floors: dict[str, Any], samples: int) -> str:
+    """The source article's tables in one: size per precision with compression ratio, accuracy loss per precision,
+    and the accuracy gate's verdict (floors: ``AccuracyFloors.as_dict()``)."""
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.1f}%"
 
-    lines = [f"### {target}: artifacts vs FP32 ({samples} validation samples, max drop allowed {pct(limit)})", "",
-             "| artifact | precision | size MB | FP32 size / size | top-1 agreement (min head) | cosine (min) | labelled acc (mean) | acc loss | max drop | gate |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    def num(v: float | None, fmt: str, none: str = "n/a") -> str:
+        return none if v is None else format(v, fmt)
+
+    d = floors["default"]
+    per_head = f"; own floors for {', '.join(floors['overridden'])}: see summary.json" if floors.get("overridden") else ""
+    lines = [f"### {target}: artifacts vs FP32 ({samples} validation samples; floors: top-1 drop <= {pct(d['max_accuracy_drop'])}, "
+             f"cosine >= {d['min_cosine']:g}, SQNR >= {d['min_sqnr_db']:g} dB{per_head})", "",
+             "| artifact | precision | size MB | FP32 size / size | top-1 agreement (min head) | cosine (min head) | SQNR dB (min head) | labelled acc (mean) | acc loss | max drop | gate |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        ok = r["max_drop"] <= limit + 1e-9
+        failed = r["gate_failures"]
+        verdict = "pass" if not failed else f"FAIL ({len(failed)})"
         lines.append(
             f"| {r['artifact']} | {r['precision']} | {r['size'] / 1e6:.2f} | "
             f"{'n/a' if r['compression'] is None else format(r['compression'], '.2f') + 'x'} | "
-            f"{pct(r['min_top1_agreement'])} | {r['min_cosine']:.5f} | {pct(r['labelled_accuracy'])} | {pct(r['accuracy_loss'])} | "
-            f"{pct(r['max_drop'])} | {'pass' if ok else 'FAIL'} |")
+            f"{pct(r['min_top1_agreement'])} | {num(r['min_cosine'], '.5f')} | {num(r['min_sqnr_db'], '.1f', 'identical')} | "
+            f"{pct(r['labelled_accuracy'])} | {pct(r['accuracy_loss'])} | {pct(r['max_drop'])} | {verdict} |")
+    failed = [f"- {r['artifact']}: {line}" for r in rows for line in r["gate_failures"]]
+    if failed:
+        lines += ["", "Accuracy gate failures:", *failed]
     if any(r["precision"] == "int8-dynamic" for r in rows):
         lines += ["", "Note: dynamic INT8 quantizes activations at run time; on x86 CPUs it measured several times "
                   "slower than FP32 (bench/bench_build.py). Measure it on the board before choosing it."]
@@ -351,7 +372,7 @@ def format_summary(target: str, rows: list[dict[str, Any]], limit: float, sample
 
 def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_dir: Path) -> None:
     """Ship the target's artifacts, gate them on accuracy, write summary.md/json and build.json (docs/CONTRACTS.md §1)."""
-    from ..evaluate import gate, max_drop_for
+    from ..evaluate import gate
 
     p = Paths.of(proj)
     build_json = out_dir / "build.json"
@@ -363,16 +384,16 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
             _copy_if_changed(plan.source, plan.path)
         evals[plan.name] = json.loads(p.eval_json(plan.source).read_text())
     fp32_size = p.fp32.stat().st_size
-    limit, _ = max_drop_for(proj, prof)
+    floors = floors_for(proj, prof).as_dict()
+    floors["overridden"] = sorted(set(proj.accuracy.heads) | set(prof.gates.heads))  # heads with their own floors
     samples = next(iter(evals.values()))["samples"] if evals else 0
-    rows = summary_rows(proj, plans, evals, fp32_size)
-    table = format_summary(prof.name, rows, limit, samples)
+    rows = summary_rows(proj, prof, plans, evals, fp32_size)
+    table = format_summary(prof.name, rows, floors, samples)
     (out_dir / "summary.md").write_text(table)
-    (out_dir / "summary.json").write_text(json.dumps({"target": prof.name, "max_accuracy_drop": limit,
-                                                       "fp32_size": fp32_size, "rows": rows}, indent=2) + "\n")
+    (out_dir / "summary.json").write_text(json.dumps({"target": prof.name, "max_accuracy_drop": floors["default"]["max_accuracy_drop"],
+                                                       "floors": floors, "fp32_size": fp32_size, "rows": rows}, indent=2) + "\n")
     print(table, flush=True)
-    for plan in plans:
-        gate(proj, prof, plan.name, evals[plan.name])
+    gate(proj, prof, {plan.name: evals[plan.name] for plan in plans})
     info = json.loads(p.fp32_info.read_text())
     versions = info.get("versions", {})
     toolchain = {"torch": versions.get("torch"), "onnx": versions.get("onnx"), "onnxruntime": versions.get("onnxruntime"),
@@ -424,7 +445,8 @@ def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
             if plan.path != plan.source:
                 targets.append(str(plan.path))
     settings = {k: v for k, v in as_dict(prof).items() if k not in ("deploy", "bench", "description", "transport")}
-    settings["gate_limit"] = (prof.gates.max_accuracy_drop, proj.accuracy.max_accuracy_drop)
+    settings["accuracy"] = as_dict(proj.accuracy)  # the project's floors (the target's are in settings["gates"])
+    floors_for(proj, prof)  # a [gates.heads.<head>] naming no head of the model fails here, before any build step
     settings["project"] = {"name": proj.name, "input": as_dict(proj.input), "outputs": as_dict(proj.outputs)}
     yield {"basename": "build", "name": prof.name, "doc": f"artifacts + build.json for target {prof.name}",
            "actions": [guarded("dmsbuild.tasks.build:write_build", proj, prof, plans, out_dir)],

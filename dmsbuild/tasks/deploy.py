@@ -61,7 +61,7 @@ def _shares_this_machine(board: Board) -> bool:
 def _bench_runner(proj: ProjectConfig, prof: TargetProfile, quiet: bool = False) -> tuple[Callable[[Any], Any], Any]:
     """(run the benchmark on a deploy session -> bench.BoardOutcome, the result store)."""
     from ..bench import BoardBench, bench_boards, store_path
-    from ..gates import accuracy_threshold
+    from ..gates import accuracy_floors
     from ..results import ResultStore
 
     one_at_a_time = threading.Lock()
@@ -72,7 +72,7 @@ def _bench_runner(proj: ProjectConfig, prof: TargetProfile, quiet: bool = False)
         with one_at_a_time if _shares_this_machine(board) else nullcontext():
             [outcome] = bench_boards(
                 [BoardBench(board.name, session.transport, session.release_dir, board.python, session.facts)],
-                target=prof.name, store=store, max_accuracy_drop=accuracy_threshold(proj, prof),
+                target=prof.name, store=store, accuracy=accuracy_floors(proj, prof),
                 max_latency_regression=prof.gates.max_latency_regression, confirm=prof.gates.confirm,
                 **({"progress": lambda _msg: None} if quiet else {}))
         return outcome

@@ -251,8 +251,9 @@ def test_runner_metrics():
     got = {"eye_state": np.array([[1.0, 2.0], [0.0, 1.0]]), "head_pose": ref["head_pose"].copy()}
     v = trt_runner.verify_summary(ref, got, ["eye_state"])
     assert v["samples"] == 2 and v["min_top1_agreement"] == 0.5
-    assert v["heads"]["head_pose"]["max_abs_diff"] == 0.0 and v["heads"]["head_pose"]["psnr_db"] == float("inf")
-    assert "top1_agreement" not in v["heads"]["head_pose"]
+    # identical: no noise, so SQNR/PSNR are null (infinite); a regression head has no top-1 (runner/metrics.py)
+    assert v["heads"]["head_pose"]["max_abs_diff"] == 0.0 and v["heads"]["head_pose"]["psnr_db"] is None
+    assert v["heads"]["head_pose"]["sqnr_db"] is None and v["heads"]["head_pose"]["top1_agreement"] is None
     assert trt_backend.runner_argv("python3", "runner/trt_runner.py", "models/fp16.engine", "verify/reference.npz",
                                    samples=4, classification=["eye_state", "yawn"]) == [
         "python3", "runner/trt_runner.py", "--engine", "models/fp16.engine", "--reference", "verify/reference.npz",
