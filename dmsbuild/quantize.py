@@ -21,7 +21,11 @@ from .errors import UserError
 
 def settings_key(cfg: StaticQuantConfig, max_samples: int) -> str:
     """Short stable hash of the static quantization settings (names the shared QDQ file)."""
-    blob = json.dumps({"static": as_dict(cfg), "max_samples": max_samples}, sort_keys=True)
+    static = as_dict(cfg)
+    if cfg.method == "ptq":  # QAT/pruning settings do not change a PTQ artifact (and PTQ keys stay as they were)
+        for name in ("method", "qat", "prune"):
+            static.pop(name)
+    blob = json.dumps({"static": static, "max_samples": max_samples}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
