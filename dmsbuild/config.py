@@ -71,6 +71,8 @@ def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
                 return _convert(value, a, where, source)
             except UserError as exc:
                 errors.append(exc)
+        if len(errors) == 1 and any(dataclasses.is_dataclass(a) for a in args):
+            raise errors[0]  # an optional table: its own error names the inner field
         raise bad()
     if origin is Literal:
         if value not in args:
@@ -320,6 +322,9 @@ class StaticQuantConfig:
     symmetric_activations: bool = False
     #: fix the batch axis (QNN needs fixed shapes)
     fixed_shape: bool = False
+    #: false: keep Conv/Gemm biases float (TensorRT's ONNX parser rejects ONNX Runtime's int32 bias
+    #: DequantizeLinear: onnx/onnx-tensorrt#850, microsoft/onnxruntime#14229); true: int32 biases
+    quantize_bias: bool = True
     #: "ptq": calibrate the FP32 model; "qat": fine-tune with fake quantization first (dmsbuild/qat.py)
     method: Literal["ptq", "qat"] = "ptq"
     qat: QATConfig = field(default_factory=QATConfig)

@@ -488,3 +488,71 @@ def run_qat(project: ProjectConfig, fp32_onnx: Path, out: Path, cfg: StaticQuant
         os.replace(qdq, out)  # last: the doit target appears only when everything else is in place
     print(f"  qat: {out} ({out.stat().st_size / 1e6:.1f} MB, {report['seconds']:.0f} s in all)", flush=True)
     return report
+
+
+# --------------------------------------------------------------------------
+# TensorRT's documented Q/DQ rules, checked on the ONNX file (TensorRT itself cannot run here)
+# --------------------------------------------------------------------------
+#: ops TensorRT runs in INT8 when both their data and weight inputs come from DequantizeLinear
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def tensorrt_qdq_problems(path: Path) -> list[str]:
+    """What in a QDQ ONNX breaks TensorRT's explicit-quantization rules; empty when it complies.
+
+    From TensorRT's "Working with Quantized Types / Explicit Quantization" docs: INT8 only (signed), symmetric
+    (zero point 0; the ONNX parser asserts "TRT only supports symmetric quantization - zeroPt must be all zeros",
+    seen in onnx/tensorflow-onnx#1713), INT8 weights in [-127, 127], activations per-tensor and weights
+    per-channel along the output-channel axis; and the placement advice "quantize all inputs of weighted
+    operations" (Conv, Gemm, MatMul), without which a layer silently stays in floating point.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    g = model.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    problems: list[str] = []
+    for n in g.node:
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        if len(n.input) < 3 or n.input[2] not in inits:
+            continue  # no zero point: 0, uint8 by ONNX default only for QuantizeLinear without one
+        zp = inits[n.input[2]]
+        if zp.dtype != np.int8:
+            problems.append(f"{n.name}: {zp.dtype} zero point (TensorRT takes INT8 Q/DQ only)")
+        elif np.any(zp != 0):
+            problems.append(f"{n.name}: zero point {zp.ravel()[:4].tolist()} (TensorRT needs 0: symmetric quantization)")
+        scale = inits.get(n.input[1])
+        if scale is not None and np.any(scale <= 0):
+            problems.append(f"{n.name}: non-positive scale")
+        data = n.input[0]
+        is_weight = data in inits
+        if n.op_type == "DequantizeLinear" and is_weight:
+            w = inits[data]
+            if w.dtype == np.int8 and w.size and int(w.min()) < -127:
+                problems.append(f"{n.name}: INT8 weight value -128 (TensorRT's weight range is [-127, 127])")
+        if scale is not None and scale.size > 1:
+            axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+            if not is_weight:
+                problems.append(f"{n.name}: per-channel scales on an activation (TensorRT: activations per-tensor)")
+            else:
+                consumer = next((c for c in g.node if n.output[0] in c.input), None)
+                want = 0
+                if consumer is not None and consumer.op_type == "Gemm" and not any(
+                        a.name == "transB" and a.i for a in consumer.attribute):
+                    want = 1
+                if consumer is not None and consumer.op_type in ("MatMul", "ConvTranspose"):
+                    want = 1
+                if axis != want:
+                    problems.append(f"{n.name}: per-channel axis {axis}, TensorRT wants the output-channel axis {want}")
+    for n in g.node:
+        if n.op_type not in WEIGHTED_OPS:
+            continue
+        ins = [i for i in n.input[:2] if i]
+        if not all(i in producer and producer[i].op_type == "DequantizeLinear" for i in ins):
+            problems.append(f"{n.name} ({n.op_type}): not every input comes from DequantizeLinear "
+                            "(TensorRT runs it in floating point)")
+    return problems
