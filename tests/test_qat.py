@@ -187,6 +187,17 @@ def test_qat_builds_and_is_incremental(qat_project: Path) -> None:
     assert f"quantize:int8-qdq-{new_key}" in changed.executed
 
 
+def test_qat_artifact_deploys_and_passes_the_output_check(qat_project: Path) -> None:
+    """The QAT artifact takes the ordinary deploy path: pushed, verified, benchmarked, output-checked (local board)."""
+    root = qat_project
+    run = run_doit(root, "deploy", "target=q")
+    assert run.rc == 0, run.output
+    [report] = sorted((root / "artifacts" / "q" / "rollouts").glob("*.json"))[-1:]
+    board = json.loads(report.read_text())["boards"][0]
+    assert board["status"] == "done" and board["verified"] and board["output_check"] is True
+    assert board["details"]["latency_artifact"] == "int8-qdq"
+
+
 def test_qat_is_seeded(qat_project: Path, tmp_path: Path) -> None:
     """Same settings, same data, same seed: the same trained weights (so the same artifact)."""
     from dmsbuild.config import load_project, static_quant_for
