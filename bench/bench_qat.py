@@ -55,6 +55,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=256, help="synthetic training images")
     ap.add_argument("--prune", type=float, default=0.25)
     ap.add_argument("--prune-steps", type=int, default=150)
+    ap.add_argument("--workdir", help="keep the models here (default: a temporary folder)")
+    ap.add_argument("--evaluate-only", action="store_true", help="skip training: print the table for a kept --workdir")
     args = ap.parse_args()
 
     import numpy as np
@@ -68,33 +70,37 @@ def main() -> None:
 
     proj = load_project(REPO)
     with tempfile.TemporaryDirectory(prefix="bench-qat-") as tmpdir:
-        work = Path(tmpdir)
+        work = Path(args.workdir) if args.workdir else Path(tmpdir)
+        work.mkdir(parents=True, exist_ok=True)
         fp32 = work / "fp32.onnx"
-        export_model(proj, fp32, work / "fp32.json")
         val = list_samples(proj, "validation", proj.data.max_validation_samples)
         cal = list_samples(proj, "calibration", proj.data.max_calibration_samples)
         full = work / "validation.npz"
-        write_reference(proj, fp32, val, work / "reference.npz", full)
         scheme = StaticQuantConfig(**SCHEMES[args.scheme])
         qat_cfg = QATConfig(steps=args.steps, batch=args.batch, lr=args.lr, data="synthetic", max_samples=args.samples)
-
-        rows: dict[str, Path] = {"FP32": fp32}
-        t0 = time.perf_counter()
-        ptq = work / "ptq.onnx"
-        quantize_static_qdq(proj, fp32, ptq, scheme, cal)
-        ptq_s = time.perf_counter() - t0
-        rows["PTQ"] = ptq
-        qat = work / "qat.onnx"
-        rep_qat = run_qat(proj, fp32, qat, dataclasses.replace(scheme, method="qat", qat=qat_cfg), cal)
-        rows["QAT"] = qat
-        reports = {"QAT": rep_qat}
-        if args.prune > 0:
-            pq = work / "prune-qat.onnx"
-            cfg = dataclasses.replace(scheme, method="qat", qat=qat_cfg,
-                                      prune=PruneConfig(fraction=args.prune, steps=args.prune_steps))
-            reports["pruned+QAT"] = run_qat(proj, fp32, pq, cfg, cal)
+        rows: dict[str, Path] = {"FP32": fp32, "PTQ": work / "ptq.onnx", "QAT": work / "qat.onnx"}
+        pq = work / "prune-qat.onnx"
+        ptq_s = None
+        if not args.evaluate_only:  # train; else re-evaluate a kept --workdir (what exists of it)
+            export_model(proj, fp32, work / "fp32.json")
+            write_reference(proj, fp32, val, work / "reference.npz", full)
+            t0 = time.perf_counter()
+            quantize_static_qdq(proj, fp32, rows["PTQ"], scheme, cal)
+            ptq_s = time.perf_counter() - t0
+            run_qat(proj, fp32, rows["QAT"], dataclasses.replace(scheme, method="qat", qat=qat_cfg), cal)
+            if args.prune > 0:
+                cfg = dataclasses.replace(scheme, method="qat", qat=qat_cfg,
+                                          prune=PruneConfig(fraction=args.prune, steps=args.prune_steps))
+                run_qat(proj, fp32, pq, cfg, cal)
+        elif not full.is_file():
+            write_reference(proj, fp32, val, work / "reference.npz", full)
+        if pq.is_file():
             rows[f"pruned {args.prune:.0%} FP32"] = tuned_fp32_path(pq)
             rows[f"pruned {args.prune:.0%} + QAT"] = pq
+        rows = {k: v for k, v in rows.items() if v.is_file()}
+        reports = {k: json.loads(report_path(p).read_text()) for k, p in rows.items() if report_path(p).is_file()}
+        if "pruned+QAT" not in reports and pq.is_file():
+            reports["pruned+QAT"] = reports.pop(f"pruned {args.prune:.0%} + QAT")
 
         evals = {k: evaluate_artifact(proj, p, full, work / "eval" / f"{p.stem}.json") for k, p in rows.items()}
         _, x = load_samples(val[:1], proj, 1)
@@ -118,7 +124,7 @@ def main() -> None:
             worst = max((v for d in accuracy_drops(ev).values() for v in d.values()), default=0.0)
             gate = "—" if k == "FP32" else ("pass" if worst <= args.gate + 1e-9 else f"FAIL ({100 * worst:.1f} pts)")
             print(f"| {k} | " + " | ".join(cells) + f" | {rows[k].stat().st_size / 1e6:.2f} | {lat[k]:.2f} | {gate} |")
-        print(f"\nPTQ took {ptq_s:.0f} s. QAT training: " + "; ".join(
+        print(("" if ptq_s is None else f"\nPTQ took {ptq_s:.0f} s. ") + "QAT training: " + "; ".join(
             f"{k}: {r['qat']['seconds']:.0f} s for {r['qat']['steps']} steps ({r['seconds']:.0f} s with export and QDQ)"
             for k, r in reports.items()))
         pr = reports.get("pruned+QAT", {}).get("prune")
@@ -132,7 +138,6 @@ def main() -> None:
                   f"latency {lat['FP32'] / lat[f'pruned {args.prune:.0%} + QAT']:.2f}x (ORT CPU here, 2 threads, "
                   "median of 5 interleaved rounds of 20)")
         print("Source: measured on this machine (x86_64 host CPU, ONNX Runtime CPU); not a board.")
-        _ = report_path  # the per-run JSON reports are printed above
 
 
 if __name__ == "__main__":
