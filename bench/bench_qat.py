@@ -81,14 +81,18 @@ def main() -> None:
         rows: dict[str, Path] = {"FP32": fp32, "PTQ": work / "ptq.onnx", "QAT": work / "qat.onnx"}
         pq = work / "prune-qat.onnx"
         ptq_s = None
-        if not args.evaluate_only:  # train; else re-evaluate a kept --workdir (what exists of it)
-            export_model(proj, fp32, work / "fp32.json")
-            write_reference(proj, fp32, val, work / "reference.npz", full)
-            t0 = time.perf_counter()
-            quantize_static_qdq(proj, fp32, rows["PTQ"], scheme, cal)
-            ptq_s = time.perf_counter() - t0
-            run_qat(proj, fp32, rows["QAT"], dataclasses.replace(scheme, method="qat", qat=qat_cfg), cal)
-            if args.prune > 0:
+        if not args.evaluate_only:  # train (what a kept --workdir lacks); else only re-evaluate it
+            if not fp32.is_file():
+                export_model(proj, fp32, work / "fp32.json")
+            if not full.is_file():
+                write_reference(proj, fp32, val, work / "reference.npz", full)
+            if not rows["PTQ"].is_file():
+                t0 = time.perf_counter()
+                quantize_static_qdq(proj, fp32, rows["PTQ"], scheme, cal)
+                ptq_s = time.perf_counter() - t0
+            if not rows["QAT"].is_file():
+                run_qat(proj, fp32, rows["QAT"], dataclasses.replace(scheme, method="qat", qat=qat_cfg), cal)
+            if args.prune > 0 and not pq.is_file():
                 cfg = dataclasses.replace(scheme, method="qat", qat=qat_cfg,
                                           prune=PruneConfig(fraction=args.prune, steps=args.prune_steps))
                 run_qat(proj, fp32, pq, cfg, cal)

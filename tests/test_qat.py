@@ -195,7 +195,10 @@ def test_qat_artifact_deploys_and_passes_the_output_check(qat_project: Path) -> 
     [report] = sorted((root / "artifacts" / "q" / "rollouts").glob("*.json"))[-1:]
     board = json.loads(report.read_text())["boards"][0]
     assert board["status"] == "done" and board["verified"] and board["output_check"] is True
-    assert board["details"]["latency_artifact"] == "int8-qdq"
+    build = json.loads((root / "artifacts" / "q" / "build.json").read_text())
+    qdq = next(a for a in build["artifacts"] if a["precision"] == "int8-qdq")
+    shipped = root / "artifacts" / "boards" / "q" / "current" / "models" / Path(qdq["path"]).name
+    assert shipped.is_file() and shipped.stat().st_size == qdq["size"]
 
 
 def test_qat_is_seeded(qat_project: Path, tmp_path: Path) -> None:
@@ -220,6 +223,21 @@ def test_qat_is_seeded(qat_project: Path, tmp_path: Path) -> None:
     wa = [numpy_helper.to_array(i) for i in onnx.load(str(tuned_fp32_path(a))).graph.initializer]
     wb = [numpy_helper.to_array(i) for i in onnx.load(str(tuned_fp32_path(b))).graph.initializer]
     assert all((x == y).all() for x, y in zip(wa, wb))
+
+
+def test_failure_late_in_the_stage_leaves_no_artifact(qat_project: Path, tmp_path: Path) -> None:
+    """An error (or Ctrl-C) after training leaves no target and no temporary folder: doit runs it again."""
+    from dmsbuild.config import load_project, static_quant_for
+    from dmsbuild.qat import report_path, run_qat, tuned_fp32_path
+
+    root = qat_project
+    proj = load_project(root)
+    cfg = static_quant_for(proj, load_target(root, "q"))
+    out = tmp_path / "x.onnx"
+    with pytest.raises(UserError, match="unreadable image"):
+        run_qat(proj, root / "artifacts" / "common" / "fp32.onnx", out, cfg, [tmp_path / "missing.png"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert not out.exists() and not report_path(out).exists() and not tuned_fp32_path(out).exists()
 
 
 def test_pruning_reduces_macs_and_flows_through(tmp_path: Path) -> None:
