@@ -71,6 +71,8 @@ def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
                 return _convert(value, a, where, source)
             except UserError as exc:
                 errors.append(exc)
+        if len(errors) == 1 and any(dataclasses.is_dataclass(a) for a in args):
+            raise errors[0]  # an optional table: its own error names the inner field
         raise bad()
     if origin is Literal:
         if value not in args:
@@ -264,6 +266,54 @@ class DynamicQuantConfig:
 
 
 @dataclass
+class QATConfig:
+    """Quantization-aware fine-tuning (``method = "qat"``): distillation from the FP32 model (docs/qat.md)."""
+
+    steps: int = 200
+    lr: float = 1e-4
+    batch: int = 16
+    seed: int = 0
+    #: training images: "calibration" or "validation" (the [data] folders), "synthetic" (the reference
+    #: project's generator, dmsbuild.model.synthetic), or a folder of images / .npy arrays
+    data: str = "calibration"
+    #: images read from a folder, or rendered by the synthetic generator
+    max_samples: int = 512
+    #: softmax temperature of the distillation loss on classification heads
+    temperature: float = 2.0
+    #: weight of the labelled loss (0: distillation only); labels come from ``labels`` or the generator
+    label_weight: float = 0.0
+    #: optional JSON {file name: {head: value}} for the training images (like data.labels)
+    labels: str | None = None
+
+    def validate(self, source: str, prefix: str) -> None:
+        for name, ok in (("steps", self.steps >= 1), ("lr", self.lr > 0), ("batch", self.batch >= 1),
+                         ("max_samples", self.max_samples >= 1), ("temperature", self.temperature > 0),
+                         ("label_weight", 0 <= self.label_weight <= 1)):
+            if not ok:
+                raise UserError(f"{source}: field '{prefix}.{name}' is {getattr(self, name)!r}; expected "
+                                + ("a value in [0, 1]" if name == "label_weight" else "a positive value"),
+                                hint=f"fix '{prefix}.{name}' in {source}")
+
+
+@dataclass
+class PruneConfig:
+    """Structured channel pruning before QAT (torch-pruning), fine-tuned with the same distillation."""
+
+    #: fraction of prunable channels removed (0: no pruning)
+    fraction: float = 0.0
+    #: distillation fine-tuning steps after pruning (before QAT)
+    steps: int = 200
+
+    def validate(self, source: str, prefix: str) -> None:
+        if not 0 <= self.fraction < 0.95:
+            raise UserError(f"{source}: field '{prefix}.fraction' is {self.fraction!r}; expected 0 <= fraction < 0.95",
+                            hint=f"fix '{prefix}.fraction' in {source}")
+        if self.steps < 0:
+            raise UserError(f"{source}: field '{prefix}.steps' is {self.steps!r}; expected 0 or more",
+                            hint=f"fix '{prefix}.steps' in {source}")
+
+
+@dataclass
 class StaticQuantConfig:
     calibration_method: Literal["MinMax", "Entropy", "Percentile"] = "MinMax"
     per_channel: bool = True
@@ -272,6 +322,20 @@ class StaticQuantConfig:
     symmetric_activations: bool = False
     #: fix the batch axis (QNN needs fixed shapes)
     fixed_shape: bool = False
+    #: false: keep Conv/Gemm biases float (TensorRT's ONNX parser rejects ONNX Runtime's int32 bias
+    #: DequantizeLinear: onnx/onnx-tensorrt#850, microsoft/onnxruntime#14229); true: int32 biases
+    quantize_bias: bool = True
+    #: "ptq": calibrate the FP32 model; "qat": fine-tune with fake quantization first (dmsbuild/qat.py)
+    method: Literal["ptq", "qat"] = "ptq"
+    qat: QATConfig = field(default_factory=QATConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+
+    def validate(self, source: str, prefix: str) -> None:
+        where = f"{prefix}." if prefix else ""
+        if self.method == "ptq" and self.prune.fraction > 0:
+            raise UserError(f"{source}: field '{where}prune.fraction' is {self.prune.fraction}, but pruning runs "
+                            f"in the QAT stage only ('{where}method' is \"ptq\")",
+                            hint=f"set {where}method = \"qat\", or remove {where}prune")
 
 
 @dataclass

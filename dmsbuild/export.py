@@ -147,14 +147,17 @@ def _check_io(project: ProjectConfig, proto: Any, path: Path) -> None:
                         hint="set outputs.names to the model's outputs")
 
 
-def export_model(project: ProjectConfig, out: Path, sidecar: Path) -> dict[str, Any]:
-    """Write the FP32 ONNX (exported or brought by the user), validated, with a JSON sidecar saying how it was made."""
+def export_model(project: ProjectConfig, out: Path, sidecar: Path, module: Any = None) -> dict[str, Any]:
+    """Write the FP32 ONNX (exported or brought by the user), validated, with a JSON sidecar saying how it was made.
+
+    ``module``: export this torch module instead of the factory's (the QAT stage's fine-tuned or pruned model).
+    """
     import onnx
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.onnx")
     started = time.perf_counter()
-    if project.model.onnx is not None:
+    if project.model.onnx is not None and module is None:
         src = project.path(project.model.onnx)
         if src is None or not src.is_file():
             raise UserError(f"{project.source}: field 'model.onnx' is {project.model.onnx!r}, which does not exist",
@@ -165,7 +168,7 @@ def export_model(project: ProjectConfig, out: Path, sidecar: Path) -> dict[str, 
         info: dict[str, Any] = {"exporter": "user-onnx", "source": str(src),
                                 "opset": next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)}
     else:
-        info = _export_torch(project, tmp)
+        info = _export_torch(project, tmp, module)
     proto = onnx.load(str(tmp))
     proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
     onnx.checker.check_model(proto, full_check=True)
@@ -177,9 +180,8 @@ def export_model(project: ProjectConfig, out: Path, sidecar: Path) -> dict[str, 
     return info
 
 
-def _export_torch(project: ProjectConfig, out: Path) -> dict[str, Any]:
-    import warnings
-
+def load_torch_model(project: ProjectConfig) -> Any:
+    """The factory's module with the checkpoint loaded (float32, eval mode)."""
     import torch
 
     factory = _import_factory(project)
@@ -187,6 +189,15 @@ def _export_torch(project: ProjectConfig, out: Path) -> dict[str, Any]:
     if not isinstance(model, torch.nn.Module):
         raise UserError(f"{project.source}: field 'model.factory' ({project.model.factory}) returned {type(model).__name__}, not a torch.nn.Module")
     _load_checkpoint(project, model)
+    return model.float().eval()
+
+
+def _export_torch(project: ProjectConfig, out: Path, module: Any = None) -> dict[str, Any]:
+    import warnings
+
+    import torch
+
+    model = load_torch_model(project) if module is None else module
     model = model.float().eval()
     inp = project.input
     if inp.dtype == "float16":

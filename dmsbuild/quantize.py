@@ -21,7 +21,13 @@ from .errors import UserError
 
 def settings_key(cfg: StaticQuantConfig, max_samples: int) -> str:
     """Short stable hash of the static quantization settings (names the shared QDQ file)."""
-    blob = json.dumps({"static": as_dict(cfg), "max_samples": max_samples}, sort_keys=True)
+    static = as_dict(cfg)
+    if cfg.method == "ptq":  # QAT/pruning settings do not change a PTQ artifact (and PTQ keys stay as they were)
+        for name in ("method", "qat", "prune"):
+            static.pop(name)
+    if cfg.quantize_bias:  # the default: keys of existing variants stay as they were
+        static.pop("quantize_bias")
+    blob = json.dumps({"static": static, "max_samples": max_samples}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -142,7 +148,7 @@ def quantize_static_qdq(project: ProjectConfig, src: Path, out: Path, cfg: Stati
         print(f"  int8-qdq: calibrating with {reader.total} samples, {cfg.calibration_method}, "
               f"activations {cfg.activation_type}{' symmetric' if cfg.symmetric_activations else ''}, "
               f"weights {cfg.weight_type}{' per-channel' if cfg.per_channel else ''}", flush=True)
-        extra: dict[str, Any] = {"ActivationSymmetric": cfg.symmetric_activations}
+        extra: dict[str, Any] = {"ActivationSymmetric": cfg.symmetric_activations, "QuantizeBias": cfg.quantize_bias}
         if cfg.calibration_method == "Percentile":
             extra["CalibPercentile"] = 99.999
         tmp_out = Path(tmpdir) / "qdq.onnx"

@@ -226,12 +226,37 @@ def task_quantize() -> Iterator[dict]:
     for key, cfg in sorted(variants.items()):
         settings = {"static": as_dict(cfg), "files": names, "preprocess": as_dict(proj.preprocess),
                     "input": as_dict(proj.input)}
+        if cfg.method == "qat":
+            yield _qat_task(proj, p, key, cfg, calibration, settings)
+            continue
         yield {"name": f"int8-qdq-{key}",
                "doc": f"static QDQ: {cfg.activation_type} activations, {cfg.calibration_method}",
                "actions": [guarded(quantize_static_qdq, proj, p.fp32, p.qdq(key), cfg, calibration)],
                "file_dep": [str(p.fp32), *map(str, calibration)],
                "targets": [str(p.qdq(key))], "clean": True,
                "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}
+
+
+def _qat_task(proj: ProjectConfig, p: Paths, key: str, cfg: Any, calibration: list[Path], settings: dict) -> dict:
+    """QAT (and pruning) for one variant: cached by the FP32 model, the training data and every setting (docs/qat.md)."""
+    from ..qat import report_path, training_files, tuned_fp32_path
+
+    out = p.qdq(key)
+    try:
+        train = training_files(proj, cfg.qat)
+    except UserError as exc:
+        task = user_error_task("quantize", f"int8-qdq-{key}", exc)
+        task["targets"] = [str(out)]
+        return task
+    settings = {**settings, "qat_files": [f.name for f in train], "outputs": as_dict(proj.outputs),
+                "export": as_dict(proj.export)}
+    what = f"prune {cfg.prune.fraction:.0%} + " if cfg.prune.fraction > 0 else ""
+    return {"name": f"int8-qdq-{key}",
+            "doc": f"{what}QAT ({cfg.qat.steps} steps, distillation) then QDQ: {cfg.activation_type} activations",
+            "actions": [guarded("dmsbuild.qat:run_qat", proj, p.fp32, out, cfg, calibration)],
+            "file_dep": [str(p.fp32), *map(str, calibration), *map(str, train)],
+            "targets": [str(out), str(report_path(out)), str(tuned_fp32_path(out))], "clean": True,
+            "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,305 @@
+"""QAT with distillation and structured pruning (dmsbuild/qat.py, issue 12), on the tiny model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dmsbuild.config import QATConfig, StaticQuantConfig, load_dataclass, load_target
+from dmsbuild.errors import UserError
+from dmsbuild.quantize import settings_key
+from tests.tinyproject import TARGET_B, make_project, run_doit
+
+QAT_TARGET = """\
+runtime = "onnxruntime"
+precisions = ["fp32", "int8-qdq"]
+transport = "local"
+[deploy]
+root = "artifacts/boards/q"
+[quantization]
+method = "qat"
+activation_type = "QInt8"
+symmetric_activations = true
+quantize_bias = false
+[quantization.qat]
+steps = {steps}
+batch = 2
+seed = 3
+{prune}
+"""
+
+PRUNE = """[quantization.prune]
+fraction = 0.25
+steps = 1
+"""
+
+
+# --------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------
+def test_profile_fields_are_validated(tmp_path: Path) -> None:
+    (tmp_path / "targets").mkdir()
+    f = tmp_path / "targets" / "t.toml"
+    f.write_text('[quantization]\nmethod = "qat"\n[quantization.qat]\nsteps = 0\n')
+    with pytest.raises(UserError, match=r"t.toml: field 'quantization.qat.steps' is 0"):
+        load_target(tmp_path, "t")
+    f.write_text('[quantization]\nmethod = "qat"\n[quantization.qat]\nstep = 5\n')
+    with pytest.raises(UserError, match=r"unknown field 'quantization.qat.step'"):
+        load_target(tmp_path, "t")
+    f.write_text('[quantization]\nmethod = "qta"\n')
+    with pytest.raises(UserError, match=r"field 'quantization.method' is 'qta'; allowed values: 'ptq', 'qat'"):
+        load_target(tmp_path, "t")
+    f.write_text('[quantization.prune]\nfraction = 0.3\n')
+    with pytest.raises(UserError, match=r"pruning runs in the QAT stage only"):
+        load_target(tmp_path, "t")
+    f.write_text('[quantization]\nmethod = "qat"\n[quantization.prune]\nfraction = 1.0\n')
+    with pytest.raises(UserError, match=r"'quantization.prune.fraction' is 1.0"):
+        load_target(tmp_path, "t")
+    f.write_text('[quantization]\nmethod = "qat"\n[quantization.qat]\nsteps = 7\nlr = 0.001\n[quantization.prune]\nfraction = 0.5\n')
+    prof = load_target(tmp_path, "t")
+    assert prof.quantization.method == "qat" and prof.quantization.qat.steps == 7 and prof.quantization.prune.fraction == 0.5
+
+
+def test_settings_key_ptq_ignores_qat_fields_qat_includes_them() -> None:
+    ptq = StaticQuantConfig()
+    # a PTQ variant's key is what it was before QAT existed (existing artifacts keep their names)
+    assert settings_key(ptq, 128) == settings_key(StaticQuantConfig(qat=QATConfig(steps=9)), 128)
+    qat = StaticQuantConfig(method="qat")
+    assert settings_key(qat, 128) != settings_key(ptq, 128)
+    assert settings_key(qat, 128) != settings_key(StaticQuantConfig(method="qat", qat=QATConfig(steps=9)), 128)
+    assert settings_key(qat, 128) != settings_key(StaticQuantConfig(method="qat", qat=QATConfig(seed=1)), 128)
+
+
+# --------------------------------------------------------------------------
+# the pieces
+# --------------------------------------------------------------------------
+def test_weight_fake_quant_matches_scheme() -> None:
+    torch = pytest.importorskip("torch")
+    from dmsbuild.qat import fake_quantize_weight
+
+    torch.manual_seed(0)
+    w = torch.randn(4, 3, 3, 3) * torch.tensor([1.0, 10.0, 0.1, 2.0]).view(4, 1, 1, 1)
+    sym = fake_quantize_weight(w, StaticQuantConfig(weight_type="QInt8", per_channel=True))
+    for c in range(4):
+        step = w[c].abs().max() / 127
+        levels = torch.round(sym[c] / step)
+        assert torch.allclose(levels * step, sym[c], atol=1e-6)  # on the channel's own symmetric grid
+        assert levels.abs().max() <= 127
+        assert (sym[c] - w[c]).abs().max() <= step / 2 + 1e-6
+    per_tensor = fake_quantize_weight(w, StaticQuantConfig(weight_type="QInt8", per_channel=False))
+    # one scale for all: the small channel collapses, which is why per-tensor schemes lose accuracy
+    assert len(torch.unique(per_tensor[2])) < len(torch.unique(sym[2]))
+    u8 = fake_quantize_weight(w, StaticQuantConfig(weight_type="QUInt8", per_channel=True))
+    assert (u8 - w).abs().max() < (sym - w).abs().max() * 1.01
+
+
+def test_distillation_loss_heads() -> None:
+    torch = pytest.importorskip("torch")
+    from dmsbuild.qat import distillation_loss
+
+    heads, cls = ["a", "pose"], {"a"}
+    t = (torch.tensor([[2.0, -1.0], [0.0, 3.0]]), torch.tensor([[0.5], [-0.2]]))
+    assert float(distillation_loss(t, t, heads, cls, 2.0)) == pytest.approx(0.0, abs=1e-7)
+    off_cls = (t[0].flip(1), t[1])
+    off_reg = (t[0], t[1] + 1.0)
+    assert float(distillation_loss(off_cls, t, heads, cls, 2.0)) > 0.1
+    assert float(distillation_loss(off_reg, t, heads, cls, 2.0)) == pytest.approx(1.0)
+    # with labels: the teacher agrees with the student, but the labels disagree -> loss grows with label_weight
+    labels = {"a": torch.tensor([1, 0]), "pose": torch.tensor([[0.5], [-0.2]])}
+    mixed = float(distillation_loss(t, t, heads, cls, 2.0, labels, 0.5))
+    assert mixed > 0.5
+    assert float(distillation_loss(t, t, heads, cls, 2.0, labels, 0.0)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_fake_quant_insert_and_strip_roundtrip() -> None:
+    torch = pytest.importorskip("torch")
+    from dmsbuild.model.dms_net import build_tiny
+    from dmsbuild.qat import fold_batchnorm, insert_fake_quant, strip_fake_quant
+
+    torch.manual_seed(0)
+    model = build_tiny().eval()
+    x = torch.randn(2, 3, 64, 64)
+    ref = model(x)
+    assert fold_batchnorm(model) > 10
+    folded = model(x)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(ref, folded))  # folding keeps the function
+    n = insert_fake_quant(model, StaticQuantConfig(activation_type="QUInt16"))
+    assert n == sum(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in build_tiny().modules())
+    model(x)
+    strip_fake_quant(model)
+    assert not any(type(m).__name__ == "FakeQuantized" for m in model.modules())
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(ref, model(x)))
+
+
+# --------------------------------------------------------------------------
+# the build stage, incremental, on the tiny project
+# --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def qat_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("qat")
+    make_project(root, {"q": QAT_TARGET.format(steps=3, prune=""), "b": TARGET_B})
+    return root
+
+
+def _qat_key(root: Path, name: str = "q") -> str:
+    from dmsbuild.config import load_project, static_quant_for
+
+    proj = load_project(root)
+    return settings_key(static_quant_for(proj, load_target(root, name)), proj.data.max_calibration_samples)
+
+
+def test_qat_builds_and_is_incremental(qat_project: Path) -> None:
+    root = qat_project
+    key = _qat_key(root)
+    first = run_doit(root, "build", "target=q,b")
+    assert first.rc == 0, first.output
+    assert f"quantize:int8-qdq-{key}" in first.executed
+    assert "qat: step 3/3 loss" in first.output and "s left)" in first.output  # progress lines
+    artifact = root / "artifacts" / "common" / f"int8-qdq-{key}.onnx"
+    report = json.loads((root / "artifacts" / "common" / f"int8-qdq-{key}.qat.json").read_text())
+    assert report["qat"]["steps"] == 3 and report["settings"]["method"] == "qat"
+    build = json.loads((root / "artifacts" / "q" / "build.json").read_text())
+    shipped = next(a for a in build["artifacts"] if a["precision"] == "int8-qdq")
+    assert shipped["sha256"] and shipped["eval"]["samples"] == 6
+    # the PTQ target beside it is a different artifact
+    assert _qat_key(root, "b") != key
+    assert not list(root.glob("artifacts/common/dmsbuild-qat-*"))  # no temporary folder left behind
+
+    again = run_doit(root, "build", "target=q")
+    assert again.rc == 0, again.output
+    assert f"quantize:int8-qdq-{key}" not in again.executed, "a second build retrained"
+
+    # a backend option changes what ships, not the trained model
+    prof = root / "targets" / "q.toml"
+    prof.write_text(prof.read_text() + '[backend]\nproviders = ["CPUExecutionProvider"]\n')
+    backend = run_doit(root, "build", "target=q")
+    assert backend.rc == 0, backend.output
+    assert "build:q" in backend.executed
+    assert not any(t.startswith("quantize:") for t in backend.executed), "a backend option retrained"
+
+    # a QAT setting is part of the artifact: it trains again (a new variant)
+    prof.write_text(prof.read_text().replace("steps = 3", "steps = 2"))
+    new_key = _qat_key(root)
+    assert new_key != key
+    changed = run_doit(root, "build", "target=q")
+    assert changed.rc == 0, changed.output
+    assert f"quantize:int8-qdq-{new_key}" in changed.executed
+
+
+def test_qat_artifact_deploys_and_passes_the_output_check(qat_project: Path) -> None:
+    """The QAT artifact takes the ordinary deploy path: pushed, verified, benchmarked, output-checked (local board)."""
+    root = qat_project
+    run = run_doit(root, "deploy", "target=q")
+    assert run.rc == 0, run.output
+    [report] = sorted((root / "artifacts" / "q" / "rollouts").glob("*.json"))[-1:]
+    board = json.loads(report.read_text())["boards"][0]
+    assert board["status"] == "done" and board["verified"] and board["output_check"] is True
+    build = json.loads((root / "artifacts" / "q" / "build.json").read_text())
+    qdq = next(a for a in build["artifacts"] if a["precision"] == "int8-qdq")
+    shipped = root / "artifacts" / "boards" / "q" / "current" / "models" / Path(qdq["path"]).name
+    assert shipped.is_file() and shipped.stat().st_size == qdq["size"]
+
+
+def test_qat_is_seeded(qat_project: Path, tmp_path: Path) -> None:
+    """Same settings, same data, same seed: the same trained weights (so the same artifact)."""
+    from dmsbuild.config import load_project, static_quant_for
+    from dmsbuild.data import list_samples
+    from dmsbuild.qat import tuned_fp32_path, run_qat
+
+    root = qat_project
+    proj = load_project(root)
+    cfg = static_quant_for(proj, load_target(root, "q"))
+    fp32 = root / "artifacts" / "common" / "fp32.onnx"
+    assert fp32.is_file()
+    cal = list_samples(proj, "calibration")
+    a, b = tmp_path / "a" / "x.onnx", tmp_path / "b" / "x.onnx"
+    ra = run_qat(proj, fp32, a, cfg, cal)
+    rb = run_qat(proj, fp32, b, cfg, cal)
+    assert ra["qat"]["loss_curve"] == rb["qat"]["loss_curve"]
+    import onnx
+    from onnx import numpy_helper
+
+    wa = [numpy_helper.to_array(i) for i in onnx.load(str(tuned_fp32_path(a))).graph.initializer]
+    wb = [numpy_helper.to_array(i) for i in onnx.load(str(tuned_fp32_path(b))).graph.initializer]
+    assert all((x == y).all() for x, y in zip(wa, wb))
+
+
+def test_failure_late_in_the_stage_leaves_no_artifact(qat_project: Path, tmp_path: Path) -> None:
+    """An error (or Ctrl-C) after training leaves no target and no temporary folder: doit runs it again."""
+    from dmsbuild.config import load_project, static_quant_for
+    from dmsbuild.qat import report_path, run_qat, tuned_fp32_path
+
+    root = qat_project
+    proj = load_project(root)
+    cfg = static_quant_for(proj, load_target(root, "q"))
+    out = tmp_path / "x.onnx"
+    with pytest.raises(UserError, match="unreadable image"):
+        run_qat(proj, root / "artifacts" / "common" / "fp32.onnx", out, cfg, [tmp_path / "missing.png"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert not out.exists() and not report_path(out).exists() and not tuned_fp32_path(out).exists()
+
+
+def test_pruning_reduces_macs_and_flows_through(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", {"q": QAT_TARGET.format(steps=1, prune=PRUNE)})
+    run = run_doit(root, "build", "target=q")
+    assert run.rc == 0, run.output
+    key = _qat_key(root)
+    report = json.loads((root / "artifacts" / "common" / f"int8-qdq-{key}.qat.json").read_text())
+    pr = report["prune"]
+    assert pr["macs_after"] < 0.85 * pr["macs_before"]
+    assert pr["params_after"] < pr["params_before"]
+    assert pr["fp32_onnx_bytes_after"] < pr["fp32_onnx_bytes_before"]
+    assert pr["fp32_latency_ms_before"] > 0 and pr["fp32_latency_ms_after"] > 0
+    assert set(pr["agreement_pruned_fp32_vs_fp32"]) == {"eye_state", "yawn", "activity", "head_pose"}
+    assert "prune: 25% of channels" in run.output
+
+
+def test_qat_needs_a_pytorch_model(tmp_path: Path) -> None:
+    from dmsbuild.config import load_project
+    from dmsbuild.qat import run_qat
+
+    root = make_project(tmp_path / "o", {"q": QAT_TARGET.format(steps=1, prune="")})
+    proj = load_project(root)
+    proj.model.factory, proj.model.onnx = None, "models/x.onnx"
+    with pytest.raises(UserError, match=r"method \"qat\" needs the PyTorch model"):
+        run_qat(proj, root / "x.onnx", root / "y.onnx", load_target(root, "q").quantization, [])
+
+
+# --------------------------------------------------------------------------
+# the consumers: ORT (session check in the stage), TensorRT rules, QNN context binary
+# --------------------------------------------------------------------------
+def test_tensorrt_rules_accept_qat_artifact_and_reject_asymmetric(qat_project: Path, tmp_path: Path) -> None:
+    from dmsbuild.config import load_project
+    from dmsbuild.data import list_samples
+    from dmsbuild.qat import tensorrt_qdq_problems
+    from dmsbuild.quantize import quantize_static_qdq
+
+    root = qat_project
+    key = _qat_key(root)
+    artifact = root / "artifacts" / "common" / f"int8-qdq-{key}.onnx"
+    if not artifact.is_file():
+        assert run_doit(root, "build", "target=q").rc == 0
+    assert tensorrt_qdq_problems(artifact) == []
+    proj = load_project(root)
+    u8 = tmp_path / "u8.onnx"
+    quantize_static_qdq(proj, root / "artifacts" / "common" / "fp32.onnx", u8, StaticQuantConfig(), list_samples(proj, "calibration"))
+    problems = tensorrt_qdq_problems(u8)
+    assert any("uint8 zero point" in p for p in problems)
+    assert any("int32 zero point" in p for p in problems)  # int32 bias DequantizeLinear
+
+
+def test_qnn_context_binary_from_qat_artifact(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime_qnn", reason="onnxruntime-qnn is not installed")
+    from dmsbuild.backends import qnn
+
+    target = QAT_TARGET.format(steps=1, prune="").replace('activation_type = "QInt8"\nsymmetric_activations = true\nquantize_bias = false',
+                                                            'activation_type = "QUInt16"\nweight_type = "QUInt8"\nfixed_shape = true')
+    root = make_project(tmp_path / "n", {"n": target})
+    run = run_doit(root, "quantize")
+    assert run.rc == 0, run.output
+    artifact = root / "artifacts" / "common" / f"int8-qdq-{_qat_key(root, 'n')}.onnx"
+    report = qnn.build_context_binary(artifact, tmp_path / "ctx.onnx", qnn.load_options({}, "targets/n.toml"))
+    assert report.partitions == 1 and report.fallback_nodes == []
+    assert report.activations == "uint16"
+    assert (tmp_path / report.files[1]).stat().st_size > 10_000
