@@ -150,6 +150,9 @@ M = [
              ("tests/test_gate_boundaries.py", "tests/test_fleet.py"), "the rollout health gate's latency limit"),
     Mutation("health-gate-unverified-ok", "dmsbuild/fleet.py", "        if not outcome.verified:\n",
              "        if False:\n", ("tests/test_fleet.py",), "an unverified release is unhealthy"),
+    Mutation("ctrl-c-flag-ignored", "dmsbuild/fleet.py", "                    if ctrl_c.is_set():\n                        raise KeyboardInterrupt\n",
+             "                    if False:\n                        raise KeyboardInterrupt\n",
+             ("tests/test_fleet_interrupt.py",), "Ctrl-C stops a rollout even when it lands in a finalizer"),
     # ---------------------------------------------------------------- percentiles and warm-up
     Mutation("percentile-rank", "dmsbuild/runner/dms_bench.py", "    rank = (len(sorted_values) - 1) * q / 100.0\n",
              "    rank = len(sorted_values) * q / 100.0 - 1\n", ("tests/test_results.py", "tests/test_runner.py"),
