@@ -51,6 +51,7 @@ class Mutation:
 
 
 A = "dmsbuild/release_agent.py"
+STATS_TESTS = ("tests/test_invariants.py::test_latency_stats_match_numpy",)
 GUARD_TESTS = ("tests/test_invariants.py::test_agent_refuses_paths_that_leave_the_deploy_root",
                "tests/test_invariants.py::test_a_manifest_entry_with_dotdot_is_never_staged")
 M = [
@@ -155,14 +156,14 @@ M = [
              ("tests/test_fleet_interrupt.py",), "Ctrl-C stops a rollout even when it lands in a finalizer"),
     # ---------------------------------------------------------------- percentiles and warm-up
     Mutation("percentile-rank", "dmsbuild/runner/dms_bench.py", "    rank = (len(sorted_values) - 1) * q / 100.0\n",
-             "    rank = len(sorted_values) * q / 100.0 - 1\n", ("tests/test_results.py", "tests/test_runner.py"),
+             "    rank = len(sorted_values) * q / 100.0 - 1\n", STATS_TESTS,
              "percentiles interpolate like numpy"),
     Mutation("median-is-mean", "dmsbuild/runner/dms_bench.py", '        "median": percentile(s, 50),\n',
-             '        "median": statistics.fmean(s),\n', ("tests/test_results.py", "tests/test_runner.py"),
+             '        "median": statistics.fmean(s),\n', STATS_TESTS,
              "the median is the median"),
     Mutation("std-sample-not-population", "dmsbuild/runner/dms_bench.py",
              '"std": statistics.pstdev(s) if len(s) > 1 else 0.0', '"std": statistics.stdev(s) if len(s) > 1 else 0.0',
-             ("tests/test_results.py", "tests/test_runner.py"), "std is the population std the docs state"),
+             STATS_TESTS, "std is the population std the docs state"),
     Mutation("warmup-skipped", "dmsbuild/runner/dms_bench.py", '    for _ in range(plan["warmup"]):\n',
              "    for _ in range(0):\n", ("tests/test_invariants.py::test_runner_runs_the_warmup_before_the_timed_loop",),
              "the warm-up runs before the timed loop"),
@@ -186,8 +187,8 @@ M = [
              '               "targets": [str(p.qdq(key))], "clean": True,\n'
              '               "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}\n',
              '               "targets": [str(p.qdq(key))], "clean": True}\n',
-             ("tests/test_incremental.py::test_one_profile_setting_rebuilds_only_that_target",),
-             "a changed quantization setting rebuilds that variant"),
+             ("tests/test_incremental.py::test_preprocess_change_requantizes_static_int8",),
+             "a changed setting the variant's name does not show (preprocessing) re-quantizes"),
     # ---------------------------------------------------------------- HTML escaping
     Mutation("html-cell-unescaped", "dmsbuild/report.py",
              "if cls else f\"<td>{e(text)}</td>\")", "if cls else f\"<td>{text}</td>\")",
@@ -196,6 +197,11 @@ M = [
              '    return html.escape(text).replace("|", "\\\\|").replace("\\n", " ")\n',
              '    return text.replace("|", "\\\\|").replace("\\n", " ")\n',
              ("tests/test_report.py",), "board strings are escaped in report.md"),
+    # ---------------------------------------------------------------- input errors name the file
+    Mutation("toml-error-without-file", "dmsbuild/config.py", 'raise UserError(f"{path}: malformed TOML: {exc}"',
+             'raise UserError(f"malformed TOML: {exc}"',
+             ("tests/faults/test_hostile_input.py::test_fuzz_target_profiles",),
+             "a malformed file's error names the file (the fuzzer checks every refusal)"),
     # ---------------------------------------------------------------- result validation
     Mutation("parse-document-unvalidated", "dmsbuild/results.py",
              "    return validate_document(load_json(text, board=board), board=board)\n",
@@ -209,7 +215,8 @@ M = [
     Mutation("result-nonfinite-accepted", "dmsbuild/results.py",
              "if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):",
              "if isinstance(value, bool) or not isinstance(value, (int, float)):",
-             ("tests/test_results.py", "tests/test_invariants.py"), "no NaN/inf measurement is stored"),
+             ("tests/test_invariants.py::test_an_overflowing_or_nan_measurement_is_refused",),
+             "no NaN/inf measurement is stored"),
     Mutation("result-samples-count", "dmsbuild/results.py",
              'if result.get("iterations") and len(samples) != result["iterations"]:', "if False:",
              ("tests/test_results.py",), "samples_ms holds one sample per iteration"),

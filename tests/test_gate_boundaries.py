@@ -52,6 +52,7 @@ def gated():
     project = load_project(ROOT)
     profile = load_target(ROOT, "local")
     profile.gates.max_accuracy_drop = 0.05
+    project.accuracy.max_accuracy_drop = 0.5  # the target's own limit must win over the project's
     return project, profile
 
 

@@ -147,3 +147,35 @@ def test_trtexec_without_a_summary_is_an_error_result_never_numbers():
                               artifact="trt-fp16", precision="fp16", sha256="0" * 64)
     assert res["error"] == "trtexec printed no performance summary" and res["latency_ms"] is None
     assert json.dumps(res)  # plain JSON, storable as an error row
+
+
+# ---------------------------------------------------------------- latency statistics
+@pytest.mark.parametrize("samples", [[5.0, 1.0, 2.0, 100.0], [3.0], [1.0, 2.0], [float(x % 17) ** 1.5 for x in range(101)]])
+def test_latency_stats_match_numpy(samples):
+    """Median, percentiles (linear interpolation, numpy's default) and the population std, as documented."""
+    import numpy as np
+
+    from dmsbuild.runner.dms_bench import latency_stats
+
+    got = latency_stats(samples)
+    a = np.array(samples)
+    want = {"min": a.min(), "max": a.max(), "mean": a.mean(), "median": np.median(a), "std": a.std(),
+            **{f"p{q}": np.percentile(a, q) for q in (90, 95, 99)}}
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+# ---------------------------------------------------------------- non-finite numbers from a board
+def test_an_overflowing_or_nan_measurement_is_refused():
+    """JSON has no NaN, but 1e999 parses to infinity: neither may reach the store."""
+    from dmsbuild.results import ResultError, parse_document, validate_result
+    from tests.bench_docs import document, result
+
+    doc = document("aaaa000000000001", [result("fp32", 6.7)])
+    doc["results"][0]["latency_ms"]["p99"] = 12345.5
+    text = json.dumps(doc).replace("12345.5", "1e999")
+    with pytest.raises(ResultError, match=r"'results\[0\]\.latency_ms\.p99' is inf"):
+        parse_document(text, board="b")
+    r = result("fp32", 6.7)
+    r["load_ms"] = float("nan")
+    with pytest.raises(ResultError, match="load_ms"):
+        validate_result(r, board="b")
