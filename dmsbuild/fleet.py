@@ -560,11 +560,9 @@ def rollout(
                     done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
                     for fut in done:
                         record(fut)
-                    if ctrl_c.is_set():
-                        raise KeyboardInterrupt
                 if halted:
                     break
-            if ctrl_c.is_set():  # pressed after the last board started
+            if ctrl_c.is_set():  # no board started after it; the ones in flight have finished
                 raise KeyboardInterrupt
         except KeyboardInterrupt as exc:  # Ctrl-C: start nothing new, let boards in flight finish
             bug = bug or exc

@@ -151,9 +151,15 @@ M = [
              ("tests/test_gate_boundaries.py", "tests/test_fleet.py"), "the rollout health gate's latency limit"),
     Mutation("health-gate-unverified-ok", "dmsbuild/fleet.py", "        if not outcome.verified:\n",
              "        if False:\n", ("tests/test_fleet.py",), "an unverified release is unhealthy"),
-    Mutation("ctrl-c-flag-ignored", "dmsbuild/fleet.py", "                    if ctrl_c.is_set():\n                        raise KeyboardInterrupt\n",
-             "                    if False:\n                        raise KeyboardInterrupt\n",
-             ("tests/test_fleet_interrupt.py",), "Ctrl-C stops a rollout even when it lands in a finalizer"),
+    Mutation("ctrl-c-keeps-starting-boards", "dmsbuild/fleet.py",
+             "while pending and not halted and not ctrl_c.is_set() and len(running) < parallel:",
+             "while pending and not halted and len(running) < parallel:",
+             ("tests/test_fleet_interrupt.py",), "after Ctrl-C no new board starts, even when it lands in a finalizer"),
+    Mutation("ctrl-c-never-raised", "dmsbuild/fleet.py",
+             "            if ctrl_c.is_set():  # no board started after it; the ones in flight have finished\n"
+             "                raise KeyboardInterrupt\n",
+             "            if False:\n                raise KeyboardInterrupt\n",
+             ("tests/test_fleet_interrupt.py",), "an interrupted rollout ends in KeyboardInterrupt"),
     # ---------------------------------------------------------------- percentiles and warm-up
     Mutation("percentile-rank", "dmsbuild/runner/dms_bench.py", "    rank = (len(sorted_values) - 1) * q / 100.0\n",
              "    rank = len(sorted_values) * q / 100.0 - 1\n", STATS_TESTS,
