@@ -214,3 +214,14 @@ def test_found_by_fuzzing_unreadable_files_are_user_errors(project_dir):
     with pytest.raises(UserError) as exc:
         load_target(project_dir, "latin1")
     assert "latin1.toml: malformed TOML" in str(exc.value).splitlines()[0]
+
+
+def test_found_by_fuzzing_a_missing_include_names_the_including_file(project_dir):
+    """An include of a file that is not there named only the missing path, not the file and field to fix."""
+    inv = project_dir / "inv.toml"
+    for inc in ("/", "rpi5", "missing.toml"):
+        inv.write_text(f'include = ["{inc}"]\n')
+        with pytest.raises(UserError) as exc:
+            load_inventory(inv, project_dir)
+        first = str(exc.value).splitlines()[0]
+        assert first.startswith(f"{inv}: field 'include' names {inc!r}") and "not found" in first, first
