@@ -38,11 +38,14 @@ import fnmatch
 import json
 import math
 import re
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from .errors import UserError, first_line
 
@@ -389,6 +392,33 @@ class _NullSink:
         pass
 
 
+@contextmanager
+def _ctrl_c_flag() -> Iterator[threading.Event]:
+    """Ctrl-C during a rollout sets a flag the rollout loop acts on; a second Ctrl-C raises at once.
+
+    The default handler raises KeyboardInterrupt wherever the main thread is, and Python ignores an
+    exception raised inside a finalizer ("Exception ignored in ... __del__"): a Ctrl-C that landed
+    while the garbage collector ran, say, a paramiko client's __del__ was lost and the rollout went
+    on. A flag cannot be lost. Installed only from the main thread over the default handler (an
+    application's own SIGINT handler is left alone)."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield flag
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if flag.is_set():
+            raise KeyboardInterrupt
+        flag.set()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def rollout(
     boards: Sequence[BoardRef],
     release_id: str,
@@ -441,7 +471,7 @@ def rollout(
     halt_reason: str | None = None
     bug: BaseException | None = None
 
-    with cf.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="board") as pool:
+    with _ctrl_c_flag() as ctrl_c, cf.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="board") as pool:
         # 1. which boards already run the release (resume)
         todo: list[BoardRef] = list(boards)
         if current_release is not None:
@@ -519,7 +549,7 @@ def rollout(
                     sink.wave(wi, len(sizes), len(wave))
                 pending = list(wave)
                 while pending or running:
-                    while pending and not halted and len(running) < parallel:
+                    while pending and not halted and not ctrl_c.is_set() and len(running) < parallel:
                         b = pending.pop(0)
                         rep = reports[b.name]
                         rep.wave, rep.status = wi, "connecting"
@@ -533,6 +563,8 @@ def rollout(
                         record(fut)
                 if halted:
                     break
+            if ctrl_c.is_set():  # no board started after it; the ones in flight have finished
+                raise KeyboardInterrupt
         except KeyboardInterrupt as exc:  # Ctrl-C: start nothing new, let boards in flight finish
             bug = bug or exc
             halted, halt_reason = True, "interrupted (Ctrl-C): boards in flight finished, the rest untouched"

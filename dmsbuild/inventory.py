@@ -269,6 +269,10 @@ def load_inventory(path: Path, project_root: Path, _seen: tuple[Path, ...] = ())
                 raise UserError(f"{src}: included Ansible inventory {inc_path} not found", hint=f"fix 'include' in {src}")
             _merge(boards, ansible_boards(inc_path.resolve(), project_root, defaults, notes), src)
             continue
+        if not _is_file(inc_path):  # found by fuzzing: the error named only the missing file, not who included it
+            raise UserError(f"{src}: field 'include' names {inc!r} ({inc_path}): inventory file not found",
+                            hint=f"fix 'include' in {src}; included files like artifacts/boards/inventory.toml "
+                                 "are created by `python -m dmsbuild.boards up`")
         sub = load_inventory(inc_path, project_root, (*_seen, path))
         notes += sub.notes
         _merge(boards, sub.boards, src)

@@ -180,11 +180,21 @@ def inside(root, rel):
 
 
 def read_history(root):
+    """The release ids in deploy order; none yet: []. One that cannot be read is corruption, refused:
+    treated as empty it would drop every rollback target and let gc remove their folders."""
+    path = os.path.join(root, "history.json")
     try:
-        with open(os.path.join(root, "history.json")) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
+        with open(path) as fh:
+            hist = json.load(fh)
+    except FileNotFoundError:
         return []
+    except (OSError, ValueError) as exc:
+        hist = exc
+    if not isinstance(hist, list) or not all(isinstance(h, str) and h and "/" not in h and h != ".." for h in hist):
+        why = hist.strerror if isinstance(hist, OSError) and hist.strerror else str(hist)[:80]
+        fail(EXIT_BAD, "%s is corrupt (%s); refusing to deploy or roll back: repair it (a JSON list of release ids, "
+                       "oldest first) or remove it (the next deploy starts a new history)" % (path, why))
+    return hist
 
 
 def write_atomic(path, data):

@@ -25,7 +25,8 @@ def task_build():
 
 
 def _doit(project: Path, *args: str) -> subprocess.CompletedProcess:
-    # the fabricated artifacts are random bytes: skip the on-board benchmark here (tests/test_e2e.py runs it)
+    # the fabricated artifacts are random bytes: skip the on-board benchmark here (`doit deploy` with the
+    # benchmark runs in tests/test_targets_e2e.py and tests/test_targets_qnn_e2e.py)
     if args and args[0] == "deploy":
         args = (*args, "bench=no")
     env = {**os.environ, "DMSBUILD_ROOT": str(project)}

@@ -134,3 +134,14 @@ def test_dodo_and_doit_list_do_not_import_frameworks(built: Path) -> None:
                           env={**os.environ, "DMSBUILD_ROOT": str(built)}, timeout=120)
     assert "HEAVY [] RC 0" in proc.stdout, proc.stdout + proc.stderr
     assert "build:a" in proc.stdout and "quantize:int8-dynamic" in proc.stdout
+
+
+def test_preprocess_change_requantizes_static_int8(built: Path) -> None:
+    """Same calibration files and quantization settings, other pixels fed to calibration: only
+    config_changed on the static-quantization task sees it (its task name does not change)."""
+    cfg = built / "dmsbuild.toml"
+    cfg.write_text(cfg.read_text() + "\n[preprocess]\nscale = 200.0\n")
+    run = run_doit(built, "build")
+    assert run.rc == 0, run.output
+    assert len([t for t in run.executed if t.startswith("quantize:int8-qdq-")]) == 2, run.executed
+    assert "export" not in run.executed

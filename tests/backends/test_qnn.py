@@ -6,14 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime_qnn", reason="onnxruntime-qnn is not installed (pip install 'dmsbuild[qnn]')")
+import onnx
+from onnx import TensorProto, helper
 
-import onnx  # noqa: E402
-from onnx import TensorProto, helper  # noqa: E402
+from dmsbuild.backends import qnn
+from dmsbuild.errors import UserError
 
-from dmsbuild.backends import qnn  # noqa: E402
-from dmsbuild.errors import UserError  # noqa: E402
-from tests.backends.models import calibration_inputs  # noqa: E402
+from tests.backends.models import calibration_inputs
+
+pytestmark = pytest.mark.usefixtures("onnxruntime_qnn")  # tests/conftest.py: fails where it could be installed
 
 
 def opts(**kw) -> qnn.QnnOptions:

@@ -152,8 +152,10 @@ def check_board(root: str, expect_current: set[str] | None = None) -> tuple[int,
         problems += bad
     try:
         hist = json.loads((rootp / "history.json").read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         hist = []
+    except (OSError, ValueError) as exc:  # an unreadable history is corruption, never "empty"
+        return lost, corrupted + 1, cur, problems + [f"history.json unreadable: {exc}"]
     for rid in hist:
         if rid == cur:
             continue

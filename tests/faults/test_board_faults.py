@@ -73,7 +73,8 @@ def test_controller_killed_between_steps_then_rerun_converges(fault_boards, proj
         recovery = time.monotonic() - injected
         l2, c2, _, p2 = check_board(str(root), {release.release_id})
         survived = (proc.returncode == -signal.SIGKILL and again.ok and again.bytes_sent == need and not (lost or corrupted or l2 or c2))
-        ledger.record("controller-sigkill", point.removeprefix("host."), survived, lost + l2, corrupted + c2, recovery)
+        ledger.record("controller-sigkill", point.removeprefix("host."), survived, lost + l2, corrupted + c2, recovery,
+            checked="rerun converges; sends exactly the missing bytes; board complete")
         if not survived:
             failures.append(f"{point}: rc={proc.returncode} current={cur} {problems + p2} again={again.ok}/{again.message!r} "
                             f"sent={again.bytes_sent} need={need}")
@@ -108,7 +109,8 @@ def test_two_processes_deploy_to_one_board(fault_boards, project_dir, tmp_path):
     lost, corrupted, cur, problems = check_board(str(root), {rel_a})
     ok = (a_out["ok"] and not b_out.ok and "another deploy holds the lock" in b_out.message and f"pid {a.pid}" in b_out.message
           and cur == rel_a and not lost and not corrupted)
-    ledger.record("concurrent-deploy", "paused holder", ok, lost, corrupted)
+    ledger.record("concurrent-deploy", "paused holder", ok, lost, corrupted,
+        checked="second deploy refused naming the holder; one whole release")
     assert ok, (a_out, b_out.message, problems)
 
     # racing without a pause: each ends ok or refused naming the holder; the board holds one whole release
@@ -121,7 +123,8 @@ def test_two_processes_deploy_to_one_board(fault_boards, project_dir, tmp_path):
         lost, corrupted, cur, problems = check_board(str(root), ids)
         fine = all(o["ok"] or "another deploy holds the lock" in o["message"] for o in outs) and ids and cur in ids
         ok = bool(fine) and not lost and not corrupted
-        ledger.record("concurrent-deploy", "race", ok, lost, corrupted)
+        ledger.record("concurrent-deploy", "race", ok, lost, corrupted,
+            checked="exactly one wins; the other names the holder; one whole release")
         assert ok, (outs, problems)
 
 
@@ -149,7 +152,8 @@ def test_changed_host_key_refused_others_continue(fault_boards, project_dir, tmp
         out = deploy_target(load_project(project_dir), prof, [b2, b3])
         ok = (not out[0].ok and "HOST KEY MISMATCH" in out[0].message and out[1].ok
               and not Path(b2.root, "current").exists())
-        ledger.record("host-key-changed", "", ok)
+        ledger.record("host-key-changed", "", ok,
+            checked="HOST KEY MISMATCH with both fingerprints; other board deployed")
         assert ok, [o.message for o in out]
     finally:
         os.kill(int(board_entry(fault_boards, "emu-02")["pid"]), signal.SIGTERM)
@@ -209,7 +213,8 @@ def test_corrupted_objects_detected_and_repaired(fault_boards, project_dir, tmp_
     cases.append(("corrupt partial upload", out.ok and out.bytes_sent == need + model3.size and not (lost or bad),
                   lost, bad, time.monotonic() - t, out.message, probs))
     for name, ok, lost, bad, rec, msg, probs in cases:
-        ledger.record("corrupted-object", name, ok, lost, bad, rec)
+        ledger.record("corrupted-object", name, ok, lost, bad, rec,
+            checked="detected and re-sent in the same deploy; board complete")
     assert all(c[1] for c in cases), [(c[0], c[1], c[5], c[6]) for c in cases]
 
 
@@ -246,7 +251,8 @@ def test_disk_full(fault_boards, project_dir, small_disk):
     out = deploy_target(load_project(project_dir), prof, [board])[0]
     lost, bad, probs = intact(v1.release_id)
     ok1 = not out.ok and "disk full" in out.message and out.bytes_sent == 0 and not probs
-    ledger.record("disk-full", "checked before upload", ok1, lost, bad)
+    ledger.record("disk-full", "checked before upload", ok1, lost, bad,
+        checked="'disk full' naming board and root; nothing sent; old release intact")
     # 2. it fits, but something else fills the disk during the upload: ENOSPC mid-transfer
     fabricate(project_dir, "rpi5", {"model": (1.5, 3)})
     filler = small_disk / "filler"
@@ -263,7 +269,8 @@ def test_disk_full(fault_boards, project_dir, small_disk):
     out2 = deploy_target(load_project(project_dir), prof, [board], progress=fill)[0]
     lost, bad, probs = intact(v1.release_id)
     ok2 = filler.exists() and not out2.ok and "disk full" in out2.message and not probs
-    ledger.record("disk-full", "during upload", ok2, lost, bad)
+    ledger.record("disk-full", "during upload", ok2, lost, bad,
+        checked="'disk full'; partial upload removed; old release intact")
     filler.unlink()
     again = deploy_target(load_project(project_dir), prof, [board])[0]
     lost3, bad3, probs3 = intact(again.release_id)

@@ -18,7 +18,7 @@ from dmsbuild.errors import UserError
 from dmsbuild.inventory import load_inventory
 from dmsbuild.manifest import make_release
 from dmsbuild.release import deploy_target
-from dmsbuild.results import parse_document, validate_result
+from dmsbuild.results import ResultError, parse_document, validate_result
 from tests.faults import ledger
 from tests.faults.conftest import check_board, fabricate
 
@@ -88,28 +88,105 @@ def test_symlinks_in_the_deploy_root_never_lead_outside(fault_boards, project_di
     else:  # inside the layout: the symlink is removed (never followed) and the deploy goes on
         lost, bad, cur, probs = check_board(str(root), {release.release_id})
         expect = out.ok and not lost and not bad
-    ledger.record("hostile-board", f"symlink {plant}", untouched and expect)
+    ledger.record("hostile-board", f"symlink {plant}", untouched and expect,
+        checked="nothing outside the root changed; refused naming the symlink / removed and deployed")
     assert untouched, (plant, before, after)
     assert expect, (plant, out.ok, out.message)
 
 
+def _valid_doc() -> dict:
+    from tests.bench_docs import document, result
+
+    return document("aaaa000000000001", [result("fp32", 6.7), result("int8-qdq", 3.5, agreement=0.94, seed=1)])
+
+
+#: (JSON path in the valid document, values that are wrong there): each must be refused naming that field
+BAD_FIELDS = [
+    (("schema",), [2, "1", None]),
+    (("release_id",), ["../../x", "", 7, "a b"]),
+    (("facts",), [[], "x", None]),
+    (("results",), [[], {}, "x", None]),
+    (("results", 0, "artifact"), ["a b;rm", "", None, "../x"]),
+    (("results", 0, "runtime"), ["", 3, "x y"]),
+    (("results", 0, "sha256"), ["xyz", "A" * 64, 5]),
+    (("results", 0, "latency_ms", "median"), ["fast", True, -1.0, None, 1e999]),
+    (("results", 0, "latency_ms", "p99"), [True, "1", -0.5]),
+    (("results", 0, "latency_ms", "min"), [1e6]),  # min above the median
+    (("results", 0, "samples_ms"), [[1.0, 2.0], "x", [-1.0] * 30, [None] * 30]),
+    (("results", 0, "iterations"), [-1, 1.5, "30"]),
+    (("results", 0, "error"), [5, ["x"]]),
+    (("results", 1, "verify", "heads", "eye_state", "top1_agreement"), [1.5, -0.1, "x"]),
+    (("results", 1, "verify", "heads", "eye_state", "cosine"), [2.0, "x"]),
+    (("results", 1, "verify", "samples"), [0, -3, "16"]),
+    (("facts", "hostname"), ["x" * 5000]),
+]
+
+
+@st.composite
+def broken_document(draw) -> tuple[str, str]:
+    """(text, the field the error must name): one field of a valid document made wrong, a required key
+    removed, or the valid text cut short."""
+    doc = _valid_doc()
+    how = draw(st.sampled_from(["field", "delete", "truncate"]))
+    if how == "truncate":
+        text = json.dumps(doc)
+        return text[:draw(st.integers(0, len(text) - 1))], ""
+    if how == "delete":
+        path = draw(st.sampled_from([("schema",), ("release_id",), ("facts",), ("results",), ("results", 0, "artifact"),
+                                     ("results", 0, "latency_ms"), ("results", 0, "samples_ms"), ("results", 1, "error"),
+                                     ("results", 0, "latency_ms", "p95"), ("results", 1, "verify", "heads")]))
+        value = None
+    else:
+        path, values = draw(st.sampled_from(BAD_FIELDS))
+        value = draw(st.sampled_from(values))
+    node = doc
+    for k in path[:-1]:
+        node = node[k]
+    if how == "delete":
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    # json.dumps writes 1e999 as Infinity: then the text itself is malformed (no field to name)
+    return json.dumps(doc), "" if isinstance(value, float) and value == float("inf") else str(path[-1])
+
+
+RESULT_CHECKED = "refused (ResultError) naming the board and the broken field; the valid document accepted"
+
+
 @FUZZ
-@given(text=st.one_of(st.text(max_size=300), st.sampled_from([
-    "[" * 5000 + "]" * 5000, '{"a":' * 5000 + "1" + "}" * 5000, "NaN", '{"schema": 1, "results": "x"}', "\0",
-    '{"schema": 1, "runner": "1", "release_id": "../../x", "facts": {}, "toolchain": {}, "bench": {}, "results": []}'])))
-def test_malformed_result_json_is_refused_cleanly(text):
-    try:
-        parse_document(text, board="emu-01")
-    except UserError:
-        pass
-    ledger.record("hostile-board", "malformed result JSON", True)
+@given(case=st.one_of(
+    broken_document(),
+    st.tuples(st.one_of(st.text(max_size=300), st.sampled_from([
+        "[" * 5000 + "]" * 5000, '{"a":' * 5000 + "1" + "}" * 5000, "NaN", '{"schema": 1, "results": "x"}', "\0",
+        '{"schema": 1, "runner": "1", "release_id": "../../x", "facts": {}, "toolchain": {}, "bench": {}, "results": []}'])),
+        st.just(""))))
+def test_malformed_result_json_is_refused_cleanly(case):
+    """No text here is a valid results document: each must be refused, by the board's name and the field."""
+    text, field = case
+    with ledger.example("hostile-board", "malformed result JSON", RESULT_CHECKED):
+        with pytest.raises(ResultError) as exc:
+            parse_document(text, board="emu-01")
+        first = str(exc.value).splitlines()[0]
+        assert first.startswith("board emu-01: ") and "nothing was stored" in first, first
+        if field:
+            assert f"{field}'" in first or f".{field}" in first, (field, first)
+
+
+def test_the_valid_document_of_the_fuzzer_is_accepted():
+    """The other side of the fuzzer's oracle: the unbroken document parses to itself."""
+    doc = _valid_doc()
+    assert parse_document(json.dumps(doc), board="emu-01") == doc
 
 
 def test_huge_result_json_refused_unread():
-    with pytest.raises(UserError) as exc:
+    try:
         parse_document('{"x": "' + "a" * (9 << 20) + '"}', board="emu-01")
-    assert "limit" in str(exc.value).splitlines()[0]
-    ledger.record("hostile-board", "huge result JSON", True)
+        first = "accepted"
+    except UserError as exc:
+        first = str(exc).splitlines()[0]
+    ok = "limit" in first and first.startswith("board emu-01: ")
+    ledger.record("hostile-board", "huge result JSON", ok, checked="refused unread naming the board and the size limit")
+    assert ok, first
 
 
 TRT_LINES = st.sampled_from([
@@ -123,22 +200,53 @@ TIMES = st.one_of(st.none(), st.text(max_size=100), st.sampled_from([
     '[{"computeMs": 1, "latencyMs": 1e400, "startComputeMs": "x"}]']))
 
 
+def _latencies(times: str | None) -> list | None:
+    """The oracle, independent of the parser: the latencyMs values an --exportTimes text really holds
+    (None: not a JSON list of records)."""
+    try:
+        trace = json.loads(times) if times is not None else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(trace, list):
+        return None
+    return [e["latencyMs"] for e in trace if isinstance(e, dict) and "computeMs" in e and "latencyMs" in e]
+
+
+TRT_CHECKED = ("UserError, or an error result, or a valid result whose samples are the exportTimes "
+               "latencies; no summary and no times -> an error")
+TRT_ARTIFACT = {"name": "trt-fp16", "precision": "fp16", "runtime": "tensorrt", "sha256": "0" * 64, "size": 10,
+                "providers": []}
+
+
 @FUZZ
 @given(lines=st.lists(st.one_of(TRT_LINES, st.text(max_size=60)), max_size=12), times=TIMES)
 def test_trtexec_printing_garbage(lines, times):
-    """Whatever trtexec prints: a UserError, or a result that is an error or passes the contract's validation."""
-    try:
-        res = result_from_trtexec("\n".join(lines), times, artifact="trt-fp16", precision="fp16", sha256="0" * 64,
-                                  iterations=None)
-    except UserError:
-        ledger.record("hostile-board", "trtexec garbage", True)
-        return
-    if res.get("error") is None:
+    """Whatever trtexec prints: a UserError, an error result, or a result backed by real numbers."""
+    from dmsbuild.backends.trt_board import TrtexecResultParser
+
+    stdout = "\n".join(lines)
+    measured = _latencies(times)
+    with ledger.example("hostile-board", "trtexec garbage", TRT_CHECKED):
         try:
-            validate_result(res, board="emu-01")
+            res = result_from_trtexec(stdout, times, artifact="trt-fp16", precision="fp16", sha256="0" * 64,
+                                      iterations=None)
         except UserError:
-            pass
-    ledger.record("hostile-board", "trtexec garbage", True)
+            res = None
+        if res is not None and res["error"] is None:
+            # accepted: there must have been something to measure (a latency line or per-inference times)
+            assert measured or any("Latency:" in ln for ln in lines), ("garbage accepted", stdout, times, res)
+            assert res["latency_ms"] is not None
+        # the board's real path: the parser the results store uses (size check + CONTRACTS §3 validation)
+        output = json.dumps({"stdout": stdout, "times": times, "warmup_ms": None})
+        try:
+            parsed = TrtexecResultParser().parse(output, board="emu-01", artifact=TRT_ARTIFACT, warmup=1, iterations=0)
+        except UserError as exc:
+            assert str(exc).splitlines()[0].strip()
+            return
+        if parsed["error"] is None:
+            assert measured, ("a result without per-inference times", stdout, times, parsed)
+            assert parsed["samples_ms"] == [float(x) for x in measured]
+            validate_result(parsed, board="emu-01")
 
 
 def test_shell_metacharacters_in_host_paths_end_to_end(fault_boards, project_dir, tmp_path):
@@ -156,7 +264,8 @@ def test_shell_metacharacters_in_host_paths_end_to_end(fault_boards, project_dir
         evil.validate("inventory.toml", "boards[0]")
     bad = deploy_target(load_project(weird), prof, [replace(board, root=f"{tmp_path}/r$(touch {canary})")])[0]
     ok = out.ok and not canary.exists() and not bad.ok and "paths may hold" in bad.message
-    ledger.record("hostile-input", "shell metacharacters", ok)
+    ledger.record("hostile-input", "shell metacharacters", ok,
+        checked="deploy ok; canary file never created; bad root refused")
     assert ok, (out.message, bad.message, canary.exists())
 
 
@@ -187,5 +296,6 @@ def test_secrets_never_reach_board_files_or_reports(fault_boards, project_dir, t
             texts.append(p.read_bytes().decode(errors="replace"))
     leaked = [k for k, v in {**secrets, "passphrase": "pass-phrase-xyz"}.items() if any(v in t for t in texts)]
     ok = out[0].ok and not locked[0].ok and not leaked
-    ledger.record("secrets", "env tokens + key passphrase", ok)
+    ledger.record("secrets", "env tokens + key passphrase", ok,
+        checked="no secret in board files, artifacts, report; locked key refused")
     assert ok, (out[0].message, locked[0].message, leaked)

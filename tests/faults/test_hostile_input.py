@@ -7,6 +7,7 @@ import math
 import os
 import tomllib
 from pathlib import Path
+from typing import Iterable
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -47,17 +48,50 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _outcome(kind: str, fn) -> str:
+def _outcome(kind: str, fn, path: Path | None = None, fields: Iterable[str] = ()) -> str:
+    """'accepted' or 'refused'; a refusal's first line must name ``path`` and, for parseable input, a field.
+
+    ``fields``: the names an error about this input may point at (every key of the parsed text, the
+    keys a mutation removed, the file's known fields); malformed syntax must say so instead."""
     try:
         fn()
     except UserError as exc:
         first = str(exc).splitlines()[0]
         assert first.strip(), "a UserError without a message"
+        if path is not None:
+            assert path.name in first, f"{kind}: the error does not name the file {path.name}: {first!r}"
+            names = set(fields)
+            if names:
+                assert any(n in first for n in names) or "malformed" in first or "cannot read" in first, (
+                    f"{kind}: the error names no field of the input ({sorted(names)[:12]}...): {first!r}")
         return "refused"
     return "accepted"
 
 
+def keys_of(text: str) -> set[str]:
+    """Every key (and table name) of a TOML text; empty when it does not parse."""
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, UnicodeError, ValueError):
+        return set()
+    out: set[str] = set()
+
+    def walk(v) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                out.add(str(k))
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+    walk(data)
+    return out
+
+
 PROFILE = tomllib.loads((REPO / "targets" / "rpi5.toml").read_text())
+#: every field and table name of the real profile (a mutation may remove one: the error names it)
+PROFILE_KEYS = keys_of((REPO / "targets" / "rpi5.toml").read_text())
+CHECKED = "only UserError; 1st line names file + a field (or malformed syntax); nothing written"
 
 
 @st.composite
@@ -86,13 +120,12 @@ def mutated_profile(draw) -> str:
 @FUZZ
 @given(text=st.one_of(mutated_profile(), st.text(max_size=200)))
 def test_fuzz_target_profiles(project_dir, text):
-    path = project_dir / "targets" / "fuzz.toml"
-    path.write_text(text)
-    before = snapshot(project_dir)
-    result = _outcome("profile", lambda: load_target(project_dir, "fuzz"))
-    assert snapshot(project_dir) == before  # loading never writes
-    ledger.record("malformed-input", "target profile", True)
-    del result
+    with ledger.example("malformed-input", "target profile", CHECKED):
+        path = project_dir / "targets" / "fuzz.toml"
+        path.write_text(text)
+        before = snapshot(project_dir)
+        _outcome("profile", lambda: load_target(project_dir, "fuzz"), path, keys_of(text) | PROFILE_KEYS)
+        assert snapshot(project_dir) == before  # loading never writes
 
 
 @st.composite
@@ -118,15 +151,21 @@ def inventory_text(draw) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: what an inventory error may point at: its sections and every board field
+INVENTORY_FIELDS = {"include", "defaults", "boards", "name", "groups", "host", "port", "user", "identity_file", "host_key",
+                    "root", "python", "proxy_jump", "connect_timeout", "io_timeout", "connect_retries", "known_hosts",
+                    "trust_on_first_use", "transport", "source", "password", "bogus"}
+
+
 @FUZZ
 @given(text=inventory_text())
 def test_fuzz_inventories(project_dir, text):
-    path = project_dir / "targets" / "fuzz-inventory.toml"
-    path.write_text(text)
-    before = snapshot(project_dir)
-    _outcome("inventory", lambda: load_inventory(path, project_dir))
-    assert snapshot(project_dir) == before
-    ledger.record("malformed-input", "inventory", True)
+    with ledger.example("malformed-input", "inventory", CHECKED):
+        path = project_dir / "targets" / "fuzz-inventory.toml"
+        path.write_text(text)
+        before = snapshot(project_dir)
+        _outcome("inventory", lambda: load_inventory(path, project_dir), path, keys_of(text) | INVENTORY_FIELDS)
+        assert snapshot(project_dir) == before
 
 
 INI_LINE = st.one_of(
@@ -147,12 +186,12 @@ YAML_DOC = st.one_of(
 @FUZZ
 @given(lines=st.lists(INI_LINE, max_size=8), yaml_doc=YAML_DOC, suffix=st.sampled_from([".ini", ".yml", ""]))
 def test_fuzz_ansible_inventories(tmp_path, lines, yaml_doc, suffix):
-    path = tmp_path / f"hosts{suffix}"
-    path.write_text(yaml_doc if suffix == ".yml" else "\n".join(lines) + "\n")
-    before = snapshot(tmp_path)
-    _outcome("ansible", lambda: load_ansible_inventory(path))
-    assert snapshot(tmp_path) == before
-    ledger.record("malformed-input", "ansible inventory", True)
+    with ledger.example("malformed-input", "ansible inventory", "only UserError; 1st line names the file; nothing written"):
+        path = tmp_path / f"hosts{suffix}"
+        path.write_text(yaml_doc if suffix == ".yml" else "\n".join(lines) + "\n")
+        before = snapshot(tmp_path)
+        _outcome("ansible", lambda: load_ansible_inventory(path), path)
+        assert snapshot(tmp_path) == before
 
 
 def test_fuzzers_reach_both_outcomes(project_dir):
@@ -175,3 +214,14 @@ def test_found_by_fuzzing_unreadable_files_are_user_errors(project_dir):
     with pytest.raises(UserError) as exc:
         load_target(project_dir, "latin1")
     assert "latin1.toml: malformed TOML" in str(exc.value).splitlines()[0]
+
+
+def test_found_by_fuzzing_a_missing_include_names_the_including_file(project_dir):
+    """An include of a file that is not there named only the missing path, not the file and field to fix."""
+    inv = project_dir / "inv.toml"
+    for inc in ("/", "rpi5", "missing.toml"):
+        inv.write_text(f'include = ["{inc}"]\n')
+        with pytest.raises(UserError) as exc:
+            load_inventory(inv, project_dir)
+        first = str(exc.value).splitlines()[0]
+        assert first.startswith(f"{inv}: field 'include' names {inc!r}") and "not found" in first, first

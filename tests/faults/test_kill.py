@@ -109,7 +109,8 @@ def test_kill_at_every_phase(fault_boards, project_dir, tmp_path, monkeypatch, s
         fired = not out.ok
         finished = cur == release.release_id if mode == "drop" and point != "lock.locked" else True
         survived = fired and finished and not lost and not corrupted and ok_after and not l2 and not c2
-        ledger.record("kill-" + mode, PHASE[point], survived, lost + l2, corrupted + c2, recovery)
+        ledger.record("kill-" + mode, PHASE[point], survived, lost + l2, corrupted + c2, recovery,
+            checked="deploy cut; current old or new and complete; redeploy sends exactly the missing bytes")
         if not survived:
             failures.append(f"round {rnd} {point}:{mode}: first={out.ok}/{out.message[:120]!r} current={cur} "
                             f"problems={problems + p2} again={again.ok}/{again.message[:200]!r} sent={again.bytes_sent} need={need}")
@@ -182,5 +183,6 @@ def test_dropped_commit_never_interleaves_with_the_next_deploy(fault_boards, pro
     _wait_unlocked(board.root)
     lost, corrupted, cur, problems = check_board(board.root, {rel_b.release_id})
     ok = not a.ok and b.ok and refused >= 1 and cur == rel_b.release_id and not lost and not corrupted
-    ledger.record("kill-drop", "interleave", ok, lost, corrupted, time.monotonic() - t0)
+    ledger.record("kill-drop", "interleave", ok, lost, corrupted, time.monotonic() - t0,
+        checked="B refused naming the holder until A commits; B lands")
     assert ok, (a.message, b.message, refused, cur, problems)

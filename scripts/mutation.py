@@ -1,0 +1,396 @@
+#!/usr/bin/env python3
+"""Mutation testing of the lines that carry dmsbuild's promises: every mutation must be killed.
+
+Each mutation is located by a code snippet that must occur exactly once in its file (never by a
+line number: the files change under parallel development), replaced by a broken variant, and the
+tests named for it are run against a temporary copy of the repository (the working tree is never
+edited). A mutation the tests do not notice *survived*: the promise is not really tested.
+
+    .venv/bin/python scripts/mutation.py                 # all, one at a time
+    .venv/bin/python scripts/mutation.py -j 2            # two copies of the repo, two at a time
+    .venv/bin/python scripts/mutation.py rollback-sha256 path-guard-dotdot   # a subset by name
+    .venv/bin/python scripts/mutation.py --list          # names, files and tests
+    .venv/bin/python scripts/mutation.py --markdown      # the table as Markdown (docs/testing.md)
+
+Exit status: 0 every mutation killed; 1 one survived (or its tests errored, ran nothing, timed
+out); 2 a snippet was not found (or not unique) or a mutation does not compile: the list needs
+updating after a change to the code. Before mutating, the selected tests are run once unmutated
+(``--no-baseline`` skips it): a test failing on the real code would make every mutation look killed.
+
+A small driver of our own rather than mutmut or cosmic-ray: those mutate every operator of whole
+modules (thousands of mutants, hours on 2 cores) and pick the tests by coverage; here each
+mutation is the one line a promise rests on, with the tests that are meant to defend it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+#: one mutation's tests may take this long before it counts as a hang (reported, not killed)
+TIMEOUT_S = int(os.environ.get("MUTATION_TIMEOUT_S", "600"))
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    find: str  # must occur exactly once in ``file``
+    replace: str
+    tests: tuple[str, ...]  # pytest node ids / files run against the mutant
+    promise: str  # what breaks when the line does
+
+
+A = "dmsbuild/release_agent.py"
+STATS_TESTS = ("tests/test_invariants.py::test_latency_stats_match_numpy",)
+GUARD_TESTS = ("tests/test_invariants.py::test_agent_refuses_paths_that_leave_the_deploy_root",
+               "tests/test_invariants.py::test_a_manifest_entry_with_dotdot_is_never_staged")
+M = [
+    # ---------------------------------------------------------------- sha256 on upload, verify, rollback
+    Mutation("upload-sha256", A, "            if got != sha:\n", "            if False:\n",
+             ("tests/faults/test_board_faults.py::test_corrupted_objects_detected_and_repaired",),
+             "a corrupt upload (.part) is never promoted to an object"),
+    Mutation("verify-object-sha256", A, 'elif os.path.getsize(obj) != f["size"] or sha256_of(obj) != sha:',
+             'elif os.path.getsize(obj) != f["size"]:',
+             ("tests/test_deploy.py::test_tampered_object_is_caught_and_repaired",),
+             "a same-size tampered object is re-hashed and re-sent"),
+    Mutation("verify-seal-objects", A, 'return seal.get("release_id") == rid and seal.get("objects") == seal_of(root, files)',
+             'return seal.get("release_id") == rid',
+             ("tests/test_deploy.py::test_tampered_object_is_caught_and_repaired",),
+             "a redeploy skips re-hashing only when no object changed since it was verified"),
+    Mutation("rollback-sha256", A, 'if not regular(p) or sha256_of(p) != f["sha256"]:', "if not regular(p):",
+             ("tests/test_invariants.py::test_rollback_refuses_a_previous_release_whose_file_no_longer_matches",),
+             "rollback checks the previous release's files against its manifest"),
+    Mutation("manifest-sha256-vs-build-json", "dmsbuild/manifest.py", "if sha is not None and sha != digest:",
+             "if False:", ("tests/test_manifest.py",),
+             "a release is never made from artifacts that differ from build.json"),
+    # ---------------------------------------------------------------- the atomic switch and history
+    Mutation("switch-not-atomic", A, '    fault_point("commit.switch")\n    os.replace(tmp, link)\n',
+             '    if os.path.lexists(link):\n        os.unlink(link)\n    fault_point("commit.switch")\n'
+             '    os.replace(tmp, link)\n',
+             ("tests/faults/test_kill.py::test_kill_at_every_phase",),
+             "current always points to a complete release (one rename, never unlink + create)"),
+    Mutation("switch-before-sync-verify", A, "    resend, problems = verify_objects(root, files)\n    if resend:\n",
+             "    resend, problems = verify_objects(root, files)\n    if False:\n",
+             ("tests/test_deploy.py::test_tampered_object_is_caught_and_repaired",),
+             "a release with a missing/bad object is never switched to"),
+    Mutation("history-unreadable-is-empty", A, "    except (OSError, ValueError) as exc:\n        hist = exc\n",
+             "    except (OSError, ValueError) as exc:\n        return []\n",
+             ("tests/test_invariants.py::test_an_unreadable_history_is_corruption_not_an_empty_history",),
+             "an unreadable history.json is detected corruption, not an empty history"),
+    # ---------------------------------------------------------------- the lock
+    Mutation("lock-flock", A, "        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n", "        pass\n",
+             ("tests/test_deploy.py::test_concurrent_deploy_blocked_naming_holder",),
+             "one deploy at a time per board"),
+    Mutation("lock-held-ignored", A, "    held = try_lock(fd)\n    if held is not None:\n",
+             "    held = try_lock(fd)\n    if False:\n",
+             ("tests/test_deploy.py::test_concurrent_deploy_blocked_naming_holder",),
+             "a second deploy is refused naming the holder"),
+    # ---------------------------------------------------------------- host keys
+    Mutation("host-key-unknown-accepted", "dmsbuild/transport/ssh.py",
+             '            raise paramiko.SSHException(f"unknown host key {fingerprint(key)}")\n',
+             "            return\n",
+             ("tests/test_deploy.py::test_unknown_host_key_refused_unless_trust_on_first_use",),
+             "an unknown host key is refused unless trust_on_first_use"),
+    Mutation("host-key-pin-ignored", "dmsbuild/transport/ssh.py",
+             "                keys.add(name, ktype, paramiko.PKey.from_type_string(ktype, base64.b64decode(data)))\n",
+             "                pass\n",
+             ("tests/faults/test_network.py", "tests/test_deploy.py::test_host_key_mismatch_refused_with_fingerprint_and_file"),
+             "a pinned host_key is what the board is checked against"),
+    Mutation("host-key-tofu-not-recorded", "dmsbuild/transport/ssh.py",
+             '            fh.write(f"{name} {key.get_name()} {key.get_base64()}\\n")\n', "            pass\n",
+             ("tests/test_deploy.py::test_unknown_host_key_refused_unless_trust_on_first_use",),
+             "trust on first use records the key (a later change is then a mismatch)"),
+    # ---------------------------------------------------------------- the agent's path guard
+    Mutation("path-guard-off", A, '    if rel.startswith("/") or ".." in rel.split("/") or "\\0" in rel:\n',
+             '    if "\\0" in rel:\n', GUARD_TESTS,
+             "the board agent never touches a path outside the deploy root"),
+    Mutation("path-guard-dotdot", A, '    if rel.startswith("/") or ".." in rel.split("/") or "\\0" in rel:\n',
+             '    if rel.startswith("/") or "\\0" in rel:\n', GUARD_TESTS,
+             "'..' never climbs out of the deploy root"),
+    # ---------------------------------------------------------------- accuracy gates and thresholds
+    Mutation("board-accuracy-slack", "dmsbuild/gates.py", "        if drop > max_drop + 1e-9:\n",
+             "        if drop > max_drop + 0.04:\n", ("tests/test_gate_boundaries.py",),
+             "the on-board accuracy gate fails at the limit, not 4 points later"),
+    Mutation("board-accuracy-best-head", "dmsbuild/gates.py", "        worst = min(heads, key=heads.get)\n",
+             "        worst = max(heads, key=heads.get)\n", ("tests/test_gate_boundaries.py",),
+             "the on-board gate judges the worst head"),
+    Mutation("board-accuracy-threshold-source", "dmsbuild/gates.py",
+             "    if profile.gates.max_accuracy_drop is not None:\n        return profile.gates.max_accuracy_drop\n",
+             "    if False:\n        return profile.gates.max_accuracy_drop\n", ("tests/test_gates.py",),
+             "a target's own gates.max_accuracy_drop wins over the project's"),
+    Mutation("build-accuracy-gate-off", "dmsbuild/evaluate.py", "            if value > limit + 1e-9:\n",
+             "            if False:\n", ("tests/test_gate_boundaries.py",),
+             "a build fails when an artifact drops accuracy by more than allowed"),
+    Mutation("build-accuracy-slack", "dmsbuild/evaluate.py", "            if value > limit + 1e-9:\n",
+             "            if value > limit + 0.04:\n", ("tests/test_gate_boundaries.py",),
+             "the build-time gate fails at the limit"),
+    Mutation("build-accuracy-threshold-source", "dmsbuild/evaluate.py",
+             '        return profile.gates.max_accuracy_drop, f"{profile.source}: gates.max_accuracy_drop"\n',
+             '        return project.accuracy.max_accuracy_drop, f"{profile.source}: gates.max_accuracy_drop"\n',
+             ("tests/test_gate_boundaries.py",), "the build gate uses the target's own limit"),
+    # ---------------------------------------------------------------- latency gate
+    Mutation("latency-gate-slack", "dmsbuild/gates.py", "        if ratio > max_ratio:\n",
+             "        if ratio > max_ratio * 1.1:\n", ("tests/test_gate_boundaries.py", "tests/test_gates.py"),
+             "a release slower than the allowed ratio fails the gate"),
+    Mutation("latency-baseline-same-release", "dmsbuild/results.py", " AND release_id != ? AND error IS NULL",
+             " AND (release_id != ? OR 1) AND error IS NULL", ("tests/test_gates.py",),
+             "the baseline is the previous release, never a rerun of the same one"),
+    Mutation("health-gate-latency-slack", "dmsbuild/fleet.py",
+             "and outcome.latency_ms > outcome.previous_latency_ms * max_latency_regression",
+             "and outcome.latency_ms > outcome.previous_latency_ms * (max_latency_regression + 0.1)",
+             ("tests/test_gate_boundaries.py", "tests/test_fleet.py"), "the rollout health gate's latency limit"),
+    Mutation("health-gate-unverified-ok", "dmsbuild/fleet.py", "        if not outcome.verified:\n",
+             "        if False:\n", ("tests/test_fleet.py",), "an unverified release is unhealthy"),
+    Mutation("ctrl-c-keeps-starting-boards", "dmsbuild/fleet.py",
+             "while pending and not halted and not ctrl_c.is_set() and len(running) < parallel:",
+             "while pending and not halted and len(running) < parallel:",
+             ("tests/test_fleet_interrupt.py",), "after Ctrl-C no new board starts, even when it lands in a finalizer"),
+    Mutation("ctrl-c-never-raised", "dmsbuild/fleet.py",
+             "            if ctrl_c.is_set():  # no board started after it; the ones in flight have finished\n"
+             "                raise KeyboardInterrupt\n",
+             "            if False:\n                raise KeyboardInterrupt\n",
+             ("tests/test_fleet_interrupt.py",), "an interrupted rollout ends in KeyboardInterrupt"),
+    # ---------------------------------------------------------------- percentiles and warm-up
+    Mutation("percentile-rank", "dmsbuild/runner/dms_bench.py", "    rank = (len(sorted_values) - 1) * q / 100.0\n",
+             "    rank = len(sorted_values) * q / 100.0 - 1\n", STATS_TESTS,
+             "percentiles interpolate like numpy"),
+    Mutation("median-is-mean", "dmsbuild/runner/dms_bench.py", '        "median": percentile(s, 50),\n',
+             '        "median": statistics.fmean(s),\n', STATS_TESTS,
+             "the median is the median"),
+    Mutation("std-sample-not-population", "dmsbuild/runner/dms_bench.py",
+             '"std": statistics.pstdev(s) if len(s) > 1 else 0.0', '"std": statistics.stdev(s) if len(s) > 1 else 0.0',
+             STATS_TESTS, "std is the population std the docs state"),
+    Mutation("warmup-skipped", "dmsbuild/runner/dms_bench.py", '    for _ in range(plan["warmup"]):\n',
+             "    for _ in range(0):\n", ("tests/test_invariants.py::test_runner_runs_the_warmup_before_the_timed_loop",),
+             "the warm-up runs before the timed loop"),
+    # ---------------------------------------------------------------- incremental builds
+    Mutation("file-dep-calibration", "dmsbuild/tasks/build.py", '"file_dep": [str(p.fp32), *map(str, calibration)],',
+             '"file_dep": [str(p.fp32)],',
+             ("tests/test_incremental.py::test_calibration_change_rebuilds_only_static_quantization",),
+             "a changed calibration image rebuilds static quantization"),
+    Mutation("file-dep-export", "dmsbuild/tasks/build.py",
+             '        "file_dep": [str(d) for d in deps],\n        "targets": [str(p.fp32), str(p.fp32_info)],\n',
+             '        "file_dep": [],\n        "targets": [str(p.fp32), str(p.fp32_info)],\n',
+             ("tests/test_incremental.py::test_checkpoint_change_rebuilds_export_and_downstream",),
+             "a changed checkpoint re-exports"),
+    Mutation("config-changed-build", "dmsbuild/tasks/build.py",
+             '           "file_dep": sorted(deps), "targets": targets, "clean": True,\n'
+             '           "uptodate": [config_changed(json.dumps(settings, sort_keys=True, default=str))]}\n',
+             '           "file_dep": sorted(deps), "targets": targets, "clean": True}\n',
+             ("tests/test_incremental.py::test_one_profile_setting_rebuilds_only_that_target",),
+             "a changed profile setting (the gate limit too) rebuilds that target"),
+    Mutation("config-changed-static-quant", "dmsbuild/tasks/build.py",
+             '               "targets": [str(p.qdq(key))], "clean": True,\n'
+             '               "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}\n',
+             '               "targets": [str(p.qdq(key))], "clean": True}\n',
+             ("tests/test_incremental.py::test_preprocess_change_requantizes_static_int8",),
+             "a changed setting the variant's name does not show (preprocessing) re-quantizes"),
+    # ---------------------------------------------------------------- HTML escaping
+    Mutation("html-cell-unescaped", "dmsbuild/report.py",
+             "if cls else f\"<td>{e(text)}</td>\")", "if cls else f\"<td>{text}</td>\")",
+             ("tests/test_report.py",), "board strings are escaped in the HTML report"),
+    Mutation("markdown-cell-unescaped", "dmsbuild/report.py",
+             '    return html.escape(text).replace("|", "\\\\|").replace("\\n", " ")\n',
+             '    return text.replace("|", "\\\\|").replace("\\n", " ")\n',
+             ("tests/test_report.py",), "board strings are escaped in report.md"),
+    # ---------------------------------------------------------------- input errors name the file
+    Mutation("toml-error-without-file", "dmsbuild/config.py", 'raise UserError(f"{path}: malformed TOML: {exc}"',
+             'raise UserError(f"malformed TOML: {exc}"',
+             ("tests/faults/test_hostile_input.py::test_fuzz_target_profiles",),
+             "a malformed file's error names the file (the fuzzer checks every refusal)"),
+    # ---------------------------------------------------------------- result validation
+    Mutation("parse-document-unvalidated", "dmsbuild/results.py",
+             "    return validate_document(load_json(text, board=board), board=board)\n",
+             "    return load_json(text, board=board)\n",
+             ("tests/faults/test_hostile_board.py::test_malformed_result_json_is_refused_cleanly",),
+             "a board's results are validated before anything is stored"),
+    Mutation("parse-document-empty", "dmsbuild/results.py",
+             "    return validate_document(load_json(text, board=board), board=board)\n", "    return {}\n",
+             ("tests/faults/test_hostile_board.py::test_malformed_result_json_is_refused_cleanly",),
+             "malformed JSON is refused, not turned into an empty document"),
+    Mutation("result-nonfinite-accepted", "dmsbuild/results.py",
+             "if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):",
+             "if isinstance(value, bool) or not isinstance(value, (int, float)):",
+             ("tests/test_invariants.py::test_an_overflowing_or_nan_measurement_is_refused",),
+             "no NaN/inf measurement is stored"),
+    Mutation("result-samples-count", "dmsbuild/results.py",
+             'if result.get("iterations") and len(samples) != result["iterations"]:', "if False:",
+             ("tests/test_results.py",), "samples_ms holds one sample per iteration"),
+    Mutation("result-size-limit", "dmsbuild/results.py",
+             "    size = len(text.encode(\"utf-8\", errors=\"replace\"))\n    if size > MAX_DOCUMENT_BYTES:\n",
+             "    size = len(text.encode(\"utf-8\", errors=\"replace\"))\n    if False:\n",
+             ("tests/test_results.py",), "an oversized document is refused unread"),
+    Mutation("trtexec-no-summary", "dmsbuild/backends/tensorrt.py",
+             '        res["error"] = "trtexec printed no performance summary"\n', "        pass\n",
+             ("tests/test_invariants.py::test_trtexec_without_a_summary_is_an_error_result_never_numbers",
+              "tests/faults/test_hostile_board.py::test_trtexec_printing_garbage"),
+             "trtexec output without a summary is an error result, never an empty measurement"),
+    Mutation("trtexec-no-summary-fuzz", "dmsbuild/backends/tensorrt.py",
+             '        res["error"] = "trtexec printed no performance summary"\n', "        pass\n",
+             ("tests/faults/test_hostile_board.py::test_trtexec_printing_garbage",),
+             "the trtexec fuzzer alone fails when garbage is accepted"),
+]
+
+
+@dataclass
+class Row:
+    mutation: Mutation
+    status: str  # killed | SURVIVED | snippet not found | ...
+    seconds: float = 0.0
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status.startswith("killed")
+
+
+def copy_repo(dest: Path) -> Path:
+    """The working tree's tracked and untracked-but-not-ignored files (uncommitted edits included)."""
+    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           check=True, capture_output=True).stdout.decode().split("\0")
+    for n in filter(None, names):
+        src = REPO / n
+        if src.is_file() and not src.is_symlink():
+            (dest / n).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / n)
+    venv = REPO / ".venv"
+    if venv.exists():
+        (dest / ".venv").symlink_to(venv.resolve())
+    return dest
+
+
+def run_tests(copy: Path, tests: tuple[str, ...], timeout: int) -> tuple[int | None, str]:
+    """pytest on ``tests`` in ``copy`` (its dmsbuild first on the path); (rc or None on timeout, output tail)."""
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
+    proc = subprocess.Popen(cmd, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)  # the group we started (start_new_session): pytest and its children
+        out, _ = proc.communicate()
+        return None, out.decode(errors="replace")[-2000:]
+    return proc.returncode, out.decode(errors="replace")[-2000:]
+
+
+def apply(copy: Path, m: Mutation) -> tuple[str | None, str]:
+    """Mutate ``copy``'s file; (error status or None, original text)."""
+    path = copy / m.file
+    if not path.is_file():
+        return "snippet not found", ""
+    text = path.read_text()
+    n = text.count(m.find)
+    if n != 1:
+        return ("snippet not found" if n == 0 else f"snippet not unique ({n}x)"), text
+    mutated = text.replace(m.find, m.replace)
+    if m.file.endswith(".py"):
+        try:
+            compile(mutated, m.file, "exec")
+        except SyntaxError as exc:
+            return f"mutation does not compile ({exc.msg})", text
+    path.write_text(mutated)
+    return None, text
+
+
+def mutate_and_test(copy: Path, m: Mutation, timeout: int) -> Row:
+    t0 = time.monotonic()
+    err, original = apply(copy, m)
+    if err:
+        return Row(m, err)
+    try:
+        rc, out = run_tests(copy, m.tests, timeout)
+    finally:
+        (copy / m.file).write_text(original)
+    secs = time.monotonic() - t0
+    if rc is None:
+        return Row(m, "timeout", secs, out)
+    status = {0: "SURVIVED", 1: "killed", 5: "no tests ran"}.get(rc, f"test error (rc {rc})")
+    return Row(m, status, secs, out)
+
+
+def table(rows: list[Row], markdown: bool = False) -> str:
+    head = ("mutation", "file", "tests run", "result", "s")
+    body = [(r.mutation.name, r.mutation.file.removeprefix("dmsbuild/"),
+             " ".join(t.removeprefix("tests/") for t in r.mutation.tests), r.status, f"{r.seconds:.0f}") for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
+        return "\n".join(lines)
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
+    fmt = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
+    return "\n".join([fmt(head), fmt(tuple("-" * w for w in widths)), *map(fmt, body)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("names", nargs="*", help="run only these mutations (default: all)")
+    ap.add_argument("-j", "--jobs", type=int, default=1, help="mutations tested at a time (one repo copy each)")
+    ap.add_argument("--list", action="store_true", help="print the mutations and exit")
+    ap.add_argument("--markdown", action="store_true", help="print the result table as Markdown")
+    ap.add_argument("--no-baseline", action="store_true", help="skip running the tests once unmutated first")
+    ap.add_argument("--timeout", type=int, default=TIMEOUT_S, help="seconds per mutation's tests")
+    args = ap.parse_args(argv)
+    names = [m.name for m in M]
+    assert len(set(names)) == len(names), "duplicate mutation names"
+    unknown = [n for n in args.names if n not in names]
+    if unknown:
+        print(f"unknown mutation(s): {', '.join(unknown)}; --list shows them", file=sys.stderr)
+        return 2
+    chosen = [m for m in M if not args.names or m.name in args.names]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:34} {m.file:32} {' '.join(m.tests)}\n{'':34} {m.promise}")
+        return 0
+
+    t_start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dms-mutation-") as tmp:
+        copies = [copy_repo(Path(tmp) / f"w{i}") for i in range(max(1, min(args.jobs, len(chosen))))]
+        if not args.no_baseline:
+            tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+            print(f"baseline: {len(tests)} test selections on the unmutated code ...", flush=True)
+            rc, out = run_tests(copies[0], tests, args.timeout * 3)
+            if rc != 0:
+                print(out, "\nbaseline FAILED: the tests fail without any mutation; fix that first", file=sys.stderr)
+                return 1
+        free = list(copies)
+        lock = threading.Lock()
+
+        def work(m: Mutation) -> Row:
+            with lock:
+                copy = free.pop()
+            try:
+                row = mutate_and_test(copy, m, args.timeout)
+            finally:
+                with lock:
+                    free.append(copy)
+            print(f"  {row.status:18} {m.name} ({row.seconds:.0f} s)", flush=True)
+            return row
+
+        with ThreadPoolExecutor(max_workers=len(copies)) as pool:
+            rows = list(pool.map(work, chosen))
+    total = time.monotonic() - t_start
+    print()
+    print(table(rows, markdown=args.markdown))
+    killed = sum(r.ok for r in rows)
+    print(f"\n{killed} of {len(rows)} mutations killed in {total:.0f} s (-j {len(copies)})")
+    for r in rows:
+        if r.status in ("SURVIVED", "timeout") or r.status.startswith(("test error", "no tests")):
+            print(f"\n--- {r.mutation.name}: {r.status} ({r.mutation.promise})\n{r.detail[-1200:]}")
+    if any(r.status.startswith(("snippet", "mutation does not compile")) for r in rows):
+        return 2
+    return 0 if killed == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The gates at their thresholds: just inside passes, just outside fails.
+
+Kept apart from tests/test_gates.py so the gate rework (per-head floors, latency baselines) can
+re-target them in one place. Each test here kills a mutation in scripts/mutation.py: slack added to a
+threshold, a comparison turned around, a gate switched off.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dmsbuild.config import load_project, load_target
+from dmsbuild.errors import UserError
+from dmsbuild.evaluate import gate
+from dmsbuild.fleet import BoardOutcome, standard_gate
+from dmsbuild.gates import check_accuracy, check_latency
+from dmsbuild.results import ResultStore
+from tests.bench_docs import document, result
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- on the board (dmsbuild/gates.py)
+@pytest.mark.parametrize("max_drop", [0.0, 0.01, 0.05, 0.2])
+def test_board_accuracy_gate_fails_one_tenth_of_a_point_past_the_limit(max_drop):
+    at = document("r2", [result("int8-qdq", 3.5, agreement=round(1.0 - max_drop, 6))])
+    past = document("r2", [result("int8-qdq", 3.5, agreement=round(1.0 - max_drop - 0.001, 6))])
+    assert check_accuracy(at, board="b", max_drop=max_drop) == []
+    failures = check_accuracy(past, board="b", max_drop=max_drop)
+    assert [(f.artifact, f.gate) for f in failures] == [("int8-qdq", "accuracy")]
+
+
+def test_board_accuracy_gate_looks_at_the_worst_head():
+    doc = document("r2", [result("int8-qdq", 3.5, agreement=1.0)])
+    doc["results"][0]["verify"]["heads"]["activity"]["top1_agreement"] = 0.9  # one head of four
+    failures = check_accuracy(doc, board="b", max_drop=0.05)
+    assert len(failures) == 1 and "'activity'" in failures[0].message
+
+
+# ---------------------------------------------------------------- at build time (dmsbuild/evaluate.py)
+def _eval(agreement: float, labelled_drop: float = 0.0) -> dict:
+    heads = {"eye_state": {"top1_agreement": 1.0}, "activity": {"top1_agreement": agreement},
+             "head_pose": {"cosine": 0.99}}
+    heads["yawn"] = {"top1_agreement": 1.0, "labelled": {"accuracy": 0.9 - labelled_drop},
+                     "labelled_fp32": {"accuracy": 0.9}}
+    return {"samples": 200, "heads": heads, "min_top1_agreement": min(agreement, 1.0)}
+
+
+@pytest.fixture()
+def gated():
+    project = load_project(ROOT)
+    profile = load_target(ROOT, "local")
+    profile.gates.max_accuracy_drop = 0.05
+    project.accuracy.max_accuracy_drop = 0.5  # the target's own limit must win over the project's
+    return project, profile
+
+
+def test_build_gate_passes_at_the_limit_and_fails_past_it(gated):
+    project, profile = gated
+    gate(project, profile, "int8-qdq", _eval(0.95))
+    with pytest.raises(UserError) as exc:
+        gate(project, profile, "int8-qdq", _eval(0.949))
+    first = str(exc.value).splitlines()[0]
+    assert "artifact 'int8-qdq' head 'activity' drops top-1 agreement" in first and "gates.max_accuracy_drop = 0.05" in first
+
+
+def test_build_gate_checks_labelled_accuracy_too(gated):
+    project, profile = gated
+    gate(project, profile, "int8-qdq", _eval(1.0, labelled_drop=0.05))
+    with pytest.raises(UserError, match="head 'yawn' drops labelled accuracy vs FP32"):
+        gate(project, profile, "int8-qdq", _eval(1.0, labelled_drop=0.051))
+
+
+def test_build_gate_uses_the_project_limit_when_the_target_sets_none(gated):
+    project, profile = gated
+    profile.gates.max_accuracy_drop = None
+    project.accuracy.max_accuracy_drop = 0.02
+    with pytest.raises(UserError, match="accuracy.max_accuracy_drop = 0.02"):
+        gate(project, profile, "int8-qdq", _eval(0.97))
+
+
+# ---------------------------------------------------------------- latency (dmsbuild/gates.py, dmsbuild/fleet.py)
+def test_board_latency_gate_at_and_past_the_ratio(tmp_path):
+    store = ResultStore(tmp_path / "results.sqlite")
+    base = document("r1", [result("fp32", 4.0)])
+    store.add(base, board="b", target="t")
+    old = base["results"][0]["latency_ms"]["median"]
+    for ratio, fails in ((1.25, False), (1.26, True)):
+        doc = document("r2", [result("fp32", 4.0)])
+        doc["results"][0]["latency_ms"]["median"] = old * ratio
+        got = check_latency(doc, board="b", target="t", store=store, max_ratio=1.25)
+        assert bool(got) == fails, (ratio, got)
+
+
+def test_health_gate_latency_at_and_past_the_ratio():
+    g = standard_gate(1.25)
+
+    def outcome(ms: float) -> BoardOutcome:
+        return BoardOutcome("x", True, verified=True, output_check=True, latency_ms=ms, previous_latency_ms=4.0)
+
+    assert g(None, outcome(5.0)).ok
+    assert not g(None, outcome(5.01)).ok
