@@ -389,6 +389,8 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
         } for plan in plans],
         "reference": _rel(proj, p.reference),
         "toolchain": toolchain,
+        # what the import changed in the model (dmsbuild.model_import.normalise), one record per change
+        "import": info.get("import", []),
     }
     tmp = build_json.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
