@@ -18,6 +18,7 @@ import numpy as np
 
 from .config import ProjectConfig, TargetProfile
 from .errors import UserError
+from .names import head_keys
 
 #: samples kept in reference.npz (docs/CONTRACTS.md §1)
 REFERENCE_SAMPLES = 64
@@ -74,10 +75,13 @@ def write_reference(project: ProjectConfig, fp32: Path, validation: list[Path], 
     names, inputs = load_samples(validation, project, project.data.max_validation_samples)
     labels = load_labels(project, names)
     outs = run_onnx(fp32, project.input.name, inputs, project.outputs.names)
+    # tensor names may hold '/', ':' or non-ASCII; npz member names are file names: store by safe id
+    keys = head_keys(project.outputs.names)
+    outs = {keys[n]: v for n, v in outs.items()}
     npz.parent.mkdir(parents=True, exist_ok=True)
     keep = min(len(inputs), REFERENCE_SAMPLES)
     _savez(npz, {"inputs": inputs[:keep], **{n: v[:keep] for n, v in outs.items()}})
-    label_arrays = {f"label:{h}": v for h, v in (labels or {}).items()}
+    label_arrays = {f"label:{keys[h]}": v for h, v in (labels or {}).items()}
     _savez(full, {"inputs": inputs, "files": np.asarray([p.name for p in names]), **outs, **label_arrays})
     print(f"  reference: FP32 outputs on {len(inputs)} validation samples ({time.perf_counter() - started:.1f} s)", flush=True)
 
@@ -94,12 +98,13 @@ def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Pa
     ref = np.load(full_reference, allow_pickle=False)
     inputs = ref["inputs"]
     names = project.outputs.names
+    keys = head_keys(names)
     outs = run_onnx(artifact, project.input.name, inputs, names)
     heads: dict[str, Any] = {}
     for n in names:
         cls = n in project.outputs.classification
-        m = head_metrics(ref[n], outs[n], cls)
-        key = f"label:{n}"
+        m = head_metrics(ref[keys[n]], outs[n], cls)
+        key = f"label:{keys[n]}"
         if key in ref.files:
             m["labelled"] = labelled_metrics(outs[n], ref[key], cls)
             m["labelled_fp32"] = labelled_metrics(ref[n], ref[key], cls)

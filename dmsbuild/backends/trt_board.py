@@ -209,7 +209,8 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
         output = json.dumps({"stdout": res.stdout, "times": _read(transport, times), "warmup_ms": options.warmup_ms})
         result = TrtexecResultParser().parse(output, board=board, artifact=entry, warmup=plan["warmup"],
                                              iterations=plan["iterations"])
-        result["verify"], note = _verify(transport, release_dir, engine, python, info, plan, classification)
+        result["verify"], note = _verify(transport, release_dir, engine, python, info, plan, classification,
+                                         (manifest.get("outputs") or {}).get("keys"))
         result["engine"] = {"key": key.digest, "source": how, "trt_version": version,
                             "compute_capability": key.compute_capability}
         if note:
@@ -219,7 +220,7 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
 
 
 def _verify(transport: Transport, release_dir: str, engine: str, python: str, info: dict, plan: dict,
-            classification: list[str]) -> tuple[dict | None, str | None]:
+            classification: list[str], keys: dict[str, str] | None = None) -> tuple[dict | None, str | None]:
     """The output check with the TensorRT Python API on the board, or (None, why not)."""
     n = plan.get("verify_samples", 0)
     if n <= 0:
@@ -228,7 +229,7 @@ def _verify(transport: Transport, release_dir: str, engine: str, python: str, in
         return None, "output check not available: the board's Python has no tensorrt package (TensorRT 10 + cuda-python)"
     script = posixpath.join(release_dir, "runner", "trt_runner.py")
     ref = posixpath.join(release_dir, "verify", "reference.npz")
-    res = transport.run(trt.runner_argv(python, script, engine, ref, samples=n, classification=classification),
+    res = transport.run(trt.runner_argv(python, script, engine, ref, samples=n, classification=classification, keys=keys),
                         timeout=TRTEXEC_TIMEOUT)
     if not res.ok:
         return None, f"output check failed (exit {res.exit_status}): {res.stderr_tail(1)}"[:500]

@@ -42,8 +42,12 @@ def head_metrics(ref: np.ndarray, got: np.ndarray, classification: bool) -> dict
     return out
 
 
-def verify_summary(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], classification: Sequence[str]) -> dict[str, Any]:
-    heads = {name: head_metrics(ref[name], got[name], name in classification) for name in got}
+def verify_summary(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], classification: Sequence[str],
+                   keys: dict[str, str] | None = None) -> dict[str, Any]:
+    """Per head metrics; ``ref`` and the returned heads are keyed by safe id (``keys``: tensor name -> id)."""
+    keys = keys or {}
+    heads = {keys.get(name, name): head_metrics(ref[keys.get(name, name)], got[name], name in classification)
+             for name in got}
     tops = [m["top1_agreement"] for m in heads.values() if "top1_agreement" in m]
     n = len(next(iter(got.values()))) if got else 0
     return {"samples": n, "heads": heads, "min_top1_agreement": min(tops) if tops else None}
@@ -146,15 +150,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--reference", required=True, help="npz with 'inputs' and one array per output name")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--classification", action="append", default=[])
+    ap.add_argument("--keys", default="{}", help="JSON {tensor name: safe id the reference stores it under}")
     args = ap.parse_args(argv)
+    keys = json.loads(args.keys)
     ref = np.load(args.reference)
     inputs = ref["inputs"][: args.samples].astype(np.float32)
     got = run_engine(args.engine, inputs)
-    missing = [n for n in got if n not in ref.files]
+    missing = [n for n in got if keys.get(n, n) not in ref.files]
     if missing:
         print(json.dumps({"error": f"reference has no arrays for outputs {missing}"}))
         return 1
-    summary = verify_summary({n: ref[n][: len(inputs)] for n in got}, got, args.classification)
+    summary = verify_summary({keys.get(n, n): ref[keys.get(n, n)][: len(inputs)] for n in got}, got,
+                             args.classification, keys)
     print(json.dumps(summary))
     return 0
 

@@ -296,8 +296,12 @@ def timing_loop(run, output_names, feed, iterations: int) -> list[int]:
 
 
 def verify_outputs(np, run, input_name: str, input_dtype, output_names: list[str], ref, n: int,
-                   batch: int, classification: list[str]) -> dict:
-    """Board outputs vs the host FP32 reference, per head."""
+                   batch: int, classification: list[str], keys: dict | None = None) -> dict:
+    """Board outputs vs the host FP32 reference, per head.
+
+    ``keys`` maps a tensor name to the safe id the host stored its reference under (manifest
+    ``outputs.keys``); heads are reported under that id, which the result validation accepts."""
+    keys = keys or {}
     x = ref["inputs"][:n]
     n = int(x.shape[0])
     if n == 0:
@@ -316,10 +320,11 @@ def verify_outputs(np, run, input_name: str, input_dtype, output_names: list[str
             chunks[name].append(np.asarray(o, dtype=np.float64))
     heads = {}
     for name in output_names:
-        if name not in ref:
+        key = keys.get(name, name)
+        if key not in ref:
             continue
         got = np.concatenate(chunks[name]).reshape(n, -1)
-        want = np.asarray(ref[name][:n], dtype=np.float64).reshape(n, -1)
+        want = np.asarray(ref[key][:n], dtype=np.float64).reshape(n, -1)
         if got.shape != want.shape:
             raise RuntimeError(f"output {name!r} has shape {got.shape}, the reference {want.shape}")
         diff = np.abs(got - want)
@@ -328,7 +333,7 @@ def verify_outputs(np, run, input_name: str, input_dtype, output_names: list[str
         num = float(np.dot(got.ravel(), want.ravel()))
         den = float(np.linalg.norm(got) * np.linalg.norm(want))
         cosine = num / den if den > 0 else (1.0 if float(np.linalg.norm(got - want)) == 0 else 0.0)
-        heads[name] = {
+        heads[key] = {
             "max_abs_diff": float(diff.max()),
             "mean_abs_diff": float(diff.mean()),
             "cosine": cosine,
@@ -406,9 +411,10 @@ def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dic
         "first_inference_ms": first_ns / 1e6,
     })
     if ref is not None and plan["verify_samples"] > 0:
-        classification = list((manifest.get("outputs") or {}).get("classification") or [])
+        outputs = manifest.get("outputs") or {}
+        classification = list(outputs.get("classification") or [])
         result["verify"] = verify_outputs(np, run, inp.name, dtype, output_names, ref,
-                                          plan["verify_samples"], batch, classification)
+                                          plan["verify_samples"], batch, classification, outputs.get("keys"))
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 

@@ -352,6 +352,7 @@ def format_summary(target: str, rows: list[dict[str, Any]], limit: float, sample
 def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_dir: Path) -> None:
     """Ship the target's artifacts, gate them on accuracy, write summary.md/json and build.json (docs/CONTRACTS.md §1)."""
     from ..evaluate import gate, max_drop_for
+    from ..names import head_keys
 
     p = Paths.of(proj)
     build_json = out_dir / "build.json"
@@ -379,7 +380,9 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
                  "exporter": info.get("exporter"), "opset": info.get("opset")}
     doc = {
         "schema": 1, "project": proj.name, "target": prof.name,
-        "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
+        "input": as_dict(proj.input),
+        # keys: original tensor name -> safe id used in reference.npz and the board's verify JSON
+        "outputs": {**as_dict(proj.outputs), "keys": head_keys(proj.outputs.names)},
         "artifacts": [{
             "name": plan.name, "precision": plan.precision, "kind": plan.kind, "path": _rel(proj, plan.path),
             "extra_files": [_rel(proj, f) for f in plan.extra_files],
