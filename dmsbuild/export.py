@@ -19,9 +19,14 @@ from .errors import UserError
 
 def factory_source(project: ProjectConfig) -> Path | None:
     """The file defining ``model.factory``'s module, found without importing it (cheap, for file_dep)."""
-    if project.model.factory is None:
+    return module_source(project, project.model.factory)
+
+
+def module_source(project: ProjectConfig, spec: str | None) -> Path | None:
+    """The file defining the module of a ``module:callable`` setting, found without importing it."""
+    if spec is None:
         return None
-    module = project.model.factory.split(":", 1)[0]
+    module = spec.split(":", 1)[0]
     rel = Path(*module.split("."))
     for base in (project.root, *map(Path, filter(None, sys.path))):
         for cand in (base / rel.with_suffix(".py"), base / rel / "__init__.py"):
@@ -31,9 +36,13 @@ def factory_source(project: ProjectConfig) -> Path | None:
 
 
 def _import_factory(project: ProjectConfig):
-    spec = project.model.factory or ""
+    return import_callable(project, project.model.factory or "", "model.factory", "name a function returning a torch.nn.Module")
+
+
+def import_callable(project: ProjectConfig, spec: str, field: str, what: str) -> Any:
+    """Import ``module:callable`` named by config ``field`` (module path relative to the project root)."""
     module_name, _, attr = spec.partition(":")
-    where = f"{project.source}: field 'model.factory' is {spec!r}"
+    where = f"{project.source}: field '{field}' is {spec!r}"
     root = str(project.root)
     if root not in sys.path:
         sys.path.insert(0, root)
@@ -48,7 +57,7 @@ def _import_factory(project: ProjectConfig):
         raise UserError(f"{where}: module '{module_name}' has a syntax error ({exc.filename}:{exc.lineno})") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise UserError(f"{where}: module '{module_name}' has no callable '{attr}'", hint="name a function returning a torch.nn.Module")
+        raise UserError(f"{where}: module '{module_name}' has no callable '{attr}'", hint=what)
     return factory
 
 

@@ -139,7 +139,7 @@ def quantize_static_qdq(project: ProjectConfig, src: Path, out: Path, cfg: Stati
         print(f"  int8-qdq: pre-processing {src.name} (shape inference, fusions)", flush=True)
         quant_pre_process(str(model_in), str(pre), skip_symbolic_shape=True)
         reader = make_calibration_reader(calibration, project, project.input.name, limit=project.data.max_calibration_samples)
-        print(f"  int8-qdq: calibrating with {reader.total} samples, {cfg.calibration_method}, "
+        print(f"  int8-qdq: calibrating with {reader.described}, {cfg.calibration_method}, "
               f"activations {cfg.activation_type}{' symmetric' if cfg.symmetric_activations else ''}, "
               f"weights {cfg.weight_type}{' per-channel' if cfg.per_channel else ''}", flush=True)
         extra: dict[str, Any] = {"ActivationSymmetric": cfg.symmetric_activations}
@@ -165,7 +165,7 @@ def quantize_static_qdq(project: ProjectConfig, src: Path, out: Path, cfg: Stati
                 f"on {src.name} ({exc}); some activation is constant over the calibration set",
                 hint="use calibration_method = \"MinMax\" or a more varied calibration set (data.calibration)",
             ) from None
-        if reader.seen == 0 and reader.total == 0:
+        if reader.seen == 0 and (reader.total == 0 or project.data.loader is not None):
             raise UserError(f"{project.source}: field 'data.calibration': no calibration samples were read")
         _save_checked(onnx.load(str(tmp_out)), out)
     _session_check(out)

@@ -224,7 +224,7 @@ def task_quantize() -> Iterator[dict]:
     names = [f.name for f in calibration]
     for key, cfg in sorted(variants.items()):
         settings = {"static": as_dict(cfg), "files": names, "preprocess": as_dict(proj.preprocess),
-                    "input": as_dict(proj.input)}
+                    "input": as_dict(proj.input), "loader": proj.data.loader}
         yield {"name": f"int8-qdq-{key}",
                "doc": f"static QDQ: {cfg.activation_type} activations, {cfg.calibration_method}",
                "actions": [guarded(quantize_static_qdq, proj, p.fp32, p.qdq(key), cfg, calibration)],
@@ -261,7 +261,7 @@ def task_evaluate() -> Iterator[dict]:
     else:
         settings = {"files": [f.name for f in validation], "preprocess": as_dict(proj.preprocess),
                     "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
-                    "max": proj.data.max_validation_samples}
+                    "max": proj.data.max_validation_samples, "loader": proj.data.loader}
         yield {"name": "reference", "actions": [guarded("dmsbuild.evaluate:write_reference", proj, p.fp32, validation, p.reference, p.validation)],
                "file_dep": [str(d) for d in deps], "targets": [str(p.reference), str(p.validation)], "clean": True,
                "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}
