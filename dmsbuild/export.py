@@ -97,12 +97,9 @@ def _versions() -> dict[str, str]:
     import onnx
 
     out = {"onnx": onnx.__version__}
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # recorded when torch exported the model; a brought ONNX never pays its import
+    if torch is not None:
         out["torch"] = torch.__version__.split("+")[0]
-    except ImportError:
-        pass
     try:
         import onnxruntime
 
