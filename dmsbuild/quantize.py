@@ -44,7 +44,7 @@ ort.InferenceSession(sys.argv[1], opts, providers=["CPUExecutionProvider"])
 """
 
 
-def _session_check(path: Path) -> None:
+def _session_check(path: Path, script: str = _LOAD_CHECK) -> None:
     """Make sure ONNX Runtime's CPU provider loads the artifact (catches graphs only the checker likes).
 
     Loaded in a child process at ORT's default optimisation level, as the board loads it: ONNX Runtime
@@ -53,7 +53,7 @@ def _session_check(path: Path) -> None:
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", _LOAD_CHECK, str(path)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=600)
     if proc.returncode == 0:
         return
     path.unlink(missing_ok=True)  # never leave an artifact behind that the runtime cannot load
