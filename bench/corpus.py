@@ -57,17 +57,21 @@ def row(entry, root: Path, run, iterations: int) -> dict:
 
     outcome = build_outcome(root, run)
     built = [t for t, v in outcome.items() if v == "ok"]
-    stops = {t: v for t, v in outcome.items() if v != "ok"}
+    stops = {t: v.replace(str(root) + "/", "") for t, v in outcome.items() if v != "ok"}
     r = {"model": entry.name, "opset": entry.opset, "note": entry.note, "built": built, "stops": stops,
          "traceback": "Traceback" in run.output}
-    local = root / "artifacts" / "local" / "build.json"
-    if local.is_file():
-        doc = json.loads(local.read_text())
+    # the local target's INT8 artifact; rpi5's (same static settings) when local stopped
+    for build in (root / "artifacts" / "local" / "build.json", root / "artifacts" / "rpi5" / "build.json"):
+        if not build.is_file():
+            continue
+        doc = json.loads(build.read_text())
         qdq = next((a for a in doc["artifacts"] if a["precision"] == "int8-qdq"), None)
         if qdq:
+            r["agreement_from"] = doc["target"]
             heads = qdq["eval"]["heads"]
             r["agreement"] = qdq["eval"]["min_top1_agreement"]
             r["cosine"] = min(h["cosine"] for h in heads.values())
+            break
     placements = sorted((root / "artifacts").glob("qcs8255/**/*.placement.json"))
     if placements:
         p = json.loads(placements[0].read_text())
@@ -98,7 +102,8 @@ def fmt(rows: list[dict]) -> str:
         fp32, int8 = r.get("fp32_ms"), r.get("int8_ms")
         agree = r.get("agreement")
         lines.append(
-            f"| {r['model']} | {r['opset']} | {built} | {'–' if agree is None else f'{100 * agree:.0f}%'} | "
+            f"| {r['model']} | {r['opset']} | {built} | {'–' if agree is None else f'{100 * agree:.0f}%'}"
+            f"{' (rpi5)' if r.get('agreement_from') == 'rpi5' else ''} | "
             f"{num(r.get('cosine'), '.4f')} | {r.get('htp', '–')} | {num(fp32, '.3f')} | {num(int8, '.3f')} | "
             f"{'–' if not fp32 or not int8 else f'{fp32 / int8:.2f}x'} |")
     notes = []

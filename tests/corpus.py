@@ -347,20 +347,18 @@ def make_project(entry: Entry, folder: Path) -> Path:
 
 
 def build_outcome(root: Path, run: Any) -> dict[str, str]:
-    """Per target: "ok", or the first line of why it stopped (the export's line when the import refused)."""
-    out: dict[str, str] = {}
-    export_fail = run.failure("export")
-    for t in TARGETS:
-        msg = run.failure(f"build:{t}")
-        if (root / "artifacts" / t / "build.json").is_file() and not msg:
-            out[t] = "ok"
-        else:
-            out[t] = (export_fail or msg or _first_failure(run)).splitlines()[0] if (export_fail or msg or _first_failure(run)) else "not built"
-    return out
-
-
-def _first_failure(run: Any) -> str:
+    """Per target: "ok", or the first line of why it stopped: the import's refusal, else the target's own
+    compile or build step, else the shared step (quantize/evaluate) it waited for."""
     import re
 
-    m = re.search(r"^Task(?:Failed|Error) - taskid:(\S+)\n(.*?)$", run.output, re.M)
-    return f"{m.group(1)}: {m.group(2)}" if m else ""
+    failures = re.findall(r"^Task(?:Failed|Error) - taskid:(\S+)\n(.*)$", run.output, re.M)
+    out: dict[str, str] = {}
+    for t in TARGETS:
+        if (root / "artifacts" / t / "build.json").is_file() and not run.failure(f"build:{t}"):
+            out[t] = "ok"
+            continue
+        own = [f"{task}: {line}" for task, line in failures
+               if task == "export" or task.startswith(f"compile:{t}.") or task == f"build:{t}"]
+        shared = [f"{task}: {line}" for task, line in failures if task.startswith(("quantize:", "evaluate:"))]
+        out[t] = (own or shared or ["not built"])[0]
+    return out
