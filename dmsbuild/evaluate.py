@@ -107,7 +107,7 @@ def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Pa
         key = f"label:{keys[n]}"
         if key in ref.files:
             m["labelled"] = labelled_metrics(outs[n], ref[key], cls)
-            m["labelled_fp32"] = labelled_metrics(ref[n], ref[key], cls)
+            m["labelled_fp32"] = labelled_metrics(ref[keys[n]], ref[key], cls)
         heads[n] = m
     agreements = [h["top1_agreement"] for h in heads.values() if "top1_agreement" in h]
     result = {"artifact": str(artifact.relative_to(project.root)) if artifact.is_relative_to(project.root) else str(artifact),
