@@ -66,8 +66,10 @@ def test_trt_runner_keys_travel_as_one_quoted_word() -> None:
 
 def test_odd_names_build_deploy_and_pass_board_validation(tmp_path: Path) -> None:
     out_name, in_name = "gpu_0/softmax_1", "data:0 ä"
-    root = make_byom_project(tmp_path / "p", project_toml(inp=in_name, outputs=[out_name]))
+    root = make_byom_project(tmp_path / "p", project_toml(inp=in_name, outputs=[out_name], labels="data/labels.json"))
     classifier(root / "models" / "model.onnx", inp=in_name, out=out_name)
+    files = sorted(p.name for p in (root / "data" / "validation").iterdir())
+    (root / "data" / "labels.json").write_text(json.dumps({f: {out_name: i % 10} for i, f in enumerate(files)}))
     run = run_doit(root, "deploy", "target=a")
     assert run.rc == 0 and "Traceback" not in run.output, run.output
     assert re.search(r"^a\s+done\b", run.output, re.M), run.output
@@ -77,6 +79,8 @@ def test_odd_names_build_deploy_and_pass_board_validation(tmp_path: Path) -> Non
     build = json.loads((root / "artifacts" / "a" / "build.json").read_text())
     assert build["outputs"]["keys"] == {out_name: key}
     assert build["outputs"]["names"] == [out_name]  # the user's name is kept for display
+    qdq = next(a for a in build["artifacts"] if a["precision"] == "int8-qdq")
+    assert "accuracy" in qdq["eval"]["heads"][out_name]["labelled_fp32"]  # labels found under the safe id
 
 
 def test_stale_build_without_keys_is_refused_before_upload(tmp_path: Path) -> None:
