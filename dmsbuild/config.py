@@ -238,6 +238,11 @@ class PreprocessConfig:
     #: pixel values are divided by this before mean/std
     scale: float = 255.0
 
+    def validate(self, source: str, prefix: str) -> None:
+        if self.resize is not None and (len(self.resize) != 2 or any(d <= 0 for d in self.resize)):
+            raise UserError(f"{source}: field 'preprocess.resize' is {self.resize}; expected [H, W], both positive",
+                            hint="images are resized to [H, W], then centre-cropped to the input's H, W")
+
 
 @dataclass
 class ExportConfig:
@@ -254,8 +259,16 @@ class DataConfig:
     validation: str = "data/validation"
     #: optional JSON {file name: {head: class index}} for labelled accuracy
     labels: str | None = None
+    #: ``package.module:callable`` called as ``fn(split)`` (split: "calibration" or "validation") and yielding
+    #: input dicts ``{input name: array}`` (batch axis optional); replaces the calibration/validation folders
+    loader: str | None = None
     max_calibration_samples: int = 128
     max_validation_samples: int = 256
+
+    def validate(self, source: str, prefix: str) -> None:
+        if self.loader is not None and not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", self.loader):
+            raise UserError(f"{source}: field 'data.loader' is {self.loader!r}; expected 'package.module:callable'",
+                            hint="for example loader = \"mydata:samples\" (a function of the split name yielding {input: array})")
 
 
 @dataclass

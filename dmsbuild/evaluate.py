@@ -22,6 +22,7 @@ from .config import ProjectConfig, TargetProfile
 from .errors import UserError
 # the metric definitions the board's output check uses too (one implementation; docs/accuracy.md)
 from .runner.metrics import head_metrics, reference_problem, verify_summary  # noqa: F401 (head_metrics: public API)
+from .names import head_keys
 
 #: samples kept in reference.npz (docs/CONTRACTS.md §1)
 REFERENCE_SAMPLES = 64
@@ -91,10 +92,13 @@ def write_reference(project: ProjectConfig, fp32: Path, validation: list[Path], 
         print(f"  reference: warning: {len(inputs)} validation sample; the accuracy gate cannot tell a constant "
               "artifact from a good one - use at least 2 (better 100+)", flush=True)
     check_reference(outs, f"{project.source.name}: data.validation ({len(inputs)} samples)")
+    # tensor names may hold '/', ':' or non-ASCII; npz member names are file names: store by safe id
+    keys = head_keys(project.outputs.names)
+    outs = {keys[n]: v for n, v in outs.items()}
     npz.parent.mkdir(parents=True, exist_ok=True)
     keep = min(len(inputs), REFERENCE_SAMPLES)
     _savez(npz, {"inputs": inputs[:keep], **{n: v[:keep] for n, v in outs.items()}})
-    label_arrays = {f"label:{h}": v for h, v in (labels or {}).items()}
+    label_arrays = {f"label:{keys[h]}": v for h, v in (labels or {}).items()}
     _savez(full, {"inputs": inputs, "files": np.asarray([p.name for p in names]), **outs, **label_arrays})
     print(f"  reference: FP32 outputs on {len(inputs)} validation samples ({time.perf_counter() - started:.1f} s)", flush=True)
 
@@ -111,15 +115,16 @@ def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Pa
     ref = np.load(full_reference, allow_pickle=False)
     inputs = ref["inputs"]
     names = project.outputs.names
+    keys = head_keys(names)
     outs = run_onnx(artifact, project.input.name, inputs, names)
-    summary = verify_summary({n: ref[n] for n in names}, outs, project.outputs.classification)
+    summary = verify_summary({n: ref[keys[n]] for n in names}, outs, project.outputs.classification)
     heads: dict[str, Any] = summary["heads"]
     for n in names:
-        key = f"label:{n}"
+        key = f"label:{keys[n]}"
         if key in ref.files:
             cls = n in project.outputs.classification
             heads[n]["labelled"] = labelled_metrics(outs[n], ref[key], cls)
-            heads[n]["labelled_fp32"] = labelled_metrics(ref[n], ref[key], cls)
+            heads[n]["labelled_fp32"] = labelled_metrics(ref[keys[n]], ref[key], cls)
     result = {"artifact": str(artifact.relative_to(project.root)) if artifact.is_relative_to(project.root) else str(artifact),
               "samples": int(len(inputs)), "heads": heads,
               "min_top1_agreement": summary["min_top1_agreement"],

@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,9 +19,14 @@ from .errors import UserError
 
 def factory_source(project: ProjectConfig) -> Path | None:
     """The file defining ``model.factory``'s module, found without importing it (cheap, for file_dep)."""
-    if project.model.factory is None:
+    return module_source(project, project.model.factory)
+
+
+def module_source(project: ProjectConfig, spec: str | None) -> Path | None:
+    """The file defining the module of a ``module:callable`` setting, found without importing it."""
+    if spec is None:
         return None
-    module = project.model.factory.split(":", 1)[0]
+    module = spec.split(":", 1)[0]
     rel = Path(*module.split("."))
     for base in (project.root, *map(Path, filter(None, sys.path))):
         for cand in (base / rel.with_suffix(".py"), base / rel / "__init__.py"):
@@ -32,9 +36,13 @@ def factory_source(project: ProjectConfig) -> Path | None:
 
 
 def _import_factory(project: ProjectConfig):
-    spec = project.model.factory or ""
+    return import_callable(project, project.model.factory or "", "model.factory", "name a function returning a torch.nn.Module")
+
+
+def import_callable(project: ProjectConfig, spec: str, field: str, what: str) -> Any:
+    """Import ``module:callable`` named by config ``field`` (module path relative to the project root)."""
     module_name, _, attr = spec.partition(":")
-    where = f"{project.source}: field 'model.factory' is {spec!r}"
+    where = f"{project.source}: field '{field}' is {spec!r}"
     root = str(project.root)
     if root not in sys.path:
         sys.path.insert(0, root)
@@ -49,7 +57,7 @@ def _import_factory(project: ProjectConfig):
         raise UserError(f"{where}: module '{module_name}' has a syntax error ({exc.filename}:{exc.lineno})") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise UserError(f"{where}: module '{module_name}' has no callable '{attr}'", hint="name a function returning a torch.nn.Module")
+        raise UserError(f"{where}: module '{module_name}' has no callable '{attr}'", hint=what)
     return factory
 
 
@@ -85,46 +93,13 @@ def _load_checkpoint(project: ProjectConfig, model: Any) -> None:
         ) from None
 
 
-def _io_spec(model_proto: Any) -> dict[str, list[dict[str, Any]]]:
-    def dims(vi: Any) -> list[int | str]:
-        return [d.dim_param if d.dim_param else d.dim_value for d in vi.type.tensor_type.shape.dim]
-
-    import onnx
-
-    def entry(vi: Any) -> dict[str, Any]:
-        return {"name": vi.name, "shape": dims(vi),
-                "dtype": onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name}
-
-    inits = {i.name for i in model_proto.graph.initializer}
-    return {"inputs": [entry(v) for v in model_proto.graph.input if v.name not in inits],
-            "outputs": [entry(v) for v in model_proto.graph.output]}
-
-
-def check_onnx(path: Path, what: str) -> Any:
-    """Load and validate an ONNX file; ``what`` names the config field it came from."""
-    import onnx
-
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: fails onnx.checker ({what}): {first}",
-                        hint="re-export the model or fix the file; `python -m onnx.checker` shows the details") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read it as ONNX ({what}): {exc}", hint="fix the file") from None
-    return onnx.load(str(path))
-
-
 def _versions() -> dict[str, str]:
     import onnx
 
     out = {"onnx": onnx.__version__}
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # recorded when torch exported the model; a brought ONNX never pays its import
+    if torch is not None:
         out["torch"] = torch.__version__.split("+")[0]
-    except ImportError:
-        pass
     try:
         import onnxruntime
 
@@ -134,25 +109,15 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _check_io(project: ProjectConfig, proto: Any, path: Path) -> None:
-    spec = _io_spec(proto)
-    in_names = [i["name"] for i in spec["inputs"]]
-    out_names = [o["name"] for o in spec["outputs"]]
-    if project.input.name not in in_names:
-        raise UserError(f"{project.source}: field 'input.name' is {project.input.name!r} but {path.name} has inputs {in_names}",
-                        hint="set input.name to the model's input")
-    missing = [n for n in project.outputs.names if n not in out_names]
-    if missing:
-        raise UserError(f"{project.source}: field 'outputs.names' lists {missing}, which {path.name} does not produce (it has {out_names})",
-                        hint="set outputs.names to the model's outputs")
-
-
 def export_model(project: ProjectConfig, out: Path, sidecar: Path, module: Any = None) -> dict[str, Any]:
-    """Write the FP32 ONNX (exported or brought by the user), validated, with a JSON sidecar saying how it was made.
+    """Write the FP32 ONNX (exported or brought by the user), normalised and checked against the config,
+    with a JSON sidecar saying how it was made and what the import changed.
 
     ``module``: export this torch module instead of the factory's (the QAT stage's fine-tuned or pruned model).
     """
     import onnx
+
+    from .model_import import check_signature, normalise, opset_of, signature
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.onnx")
@@ -162,19 +127,27 @@ def export_model(project: ProjectConfig, out: Path, sidecar: Path, module: Any =
         if src is None or not src.is_file():
             raise UserError(f"{project.source}: field 'model.onnx' is {project.model.onnx!r}, which does not exist",
                             hint="put your ONNX file there or fix model.onnx")
-        proto = check_onnx(src, "model.onnx")
-        _check_io(project, proto, src)
-        shutil.copyfile(src, tmp)
-        info: dict[str, Any] = {"exporter": "user-onnx", "source": str(src),
-                                "opset": next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)}
+        what = "model.onnx"
+        info: dict[str, Any] = {"exporter": "user-onnx", "source": str(src)}
     else:
-        info = _export_torch(project, tmp, module)
-    proto = onnx.load(str(tmp))
-    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
-    onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(tmp))
+        src = out.with_suffix(".export.onnx")
+        what = "model.factory"
+        info = _export_torch(project, src, module)
+    try:
+        changes = normalise(src, tmp, what)
+        proto = onnx.load(str(tmp))
+        check_signature(project, proto, src)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        if project.model.onnx is None:
+            src.unlink(missing_ok=True)
     os.replace(tmp, out)
-    info.update({"seconds": round(time.perf_counter() - started, 3), "versions": _versions(), **_io_spec(proto)})
+    if "opset" in info:
+        info["exported_opset"] = info["opset"]
+    info.update({"opset": opset_of(proto), "import": changes, "seconds": round(time.perf_counter() - started, 3),
+                 "versions": _versions(), **signature(proto)})
     sidecar.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     print(f"  export: {info['exporter']} opset {info['opset']} -> {out} ({out.stat().st_size / 1e6:.1f} MB, {info['seconds']} s)", flush=True)
     return info
@@ -216,7 +189,15 @@ def _export_torch(project: ProjectConfig, out: Path, module: Any = None) -> dict
             kwargs["dynamic_axes"] = {n: {0: "batch"} for n in [inp.name, *outputs]}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (example,), str(out), dynamo=False, do_constant_folding=True, **kwargs)
+            try:
+                torch.onnx.export(model, (example,), str(out), dynamo=False, do_constant_folding=True, **kwargs)
+            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                # the model itself fails on the configured example (a 128x128 input for a fixed 224x224 head, ...)
+                detail = " ".join(str(exc).split())[:300]
+                raise UserError(
+                    f"{project.source}: the model of 'model.factory' ({project.model.factory}) cannot be exported "
+                    f"with an example input of input.shape {inp.shape} ({inp.dtype}): {detail}",
+                    hint="set input.shape (and dtype) to what the model's forward() accepts") from None
     else:
         if cfg.dynamic_batch:
             kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=1024)},)

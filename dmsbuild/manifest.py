@@ -126,7 +126,26 @@ def read_build(project: ProjectConfig, target: str) -> tuple[Path, dict[str, Any
         raise UserError(f"{path}: malformed JSON ({exc})", hint=f"rebuild: doit build target={target}") from None
     if data.get("schema") != 1 or not isinstance(data.get("artifacts"), list) or not data["artifacts"]:
         raise UserError(f"{path}: expected schema 1 with a non-empty 'artifacts' list", hint=f"rebuild: doit build target={target}")
+    check_board_names(data, path)
     return path, data
+
+
+def check_board_names(build: dict[str, Any], source: Path) -> None:
+    """Before anything is uploaded: every name the board's result validation checks (dmsbuild.results,
+    CONTRACTS §3) must pass here, so a tensor name like ``gpu_0/softmax_1`` cannot cost a rollback.
+
+    Heads are reported by the safe id in ``outputs.keys`` (dmsbuild.names); artifact names, target and
+    project names are validated at config load."""
+    from .names import SAFE_RE
+
+    outputs = build.get("outputs") or {}
+    keys = outputs.get("keys") or {}
+    for name in outputs.get("names") or []:
+        key = keys.get(name, name)
+        if not isinstance(key, str) or not SAFE_RE.match(key):
+            raise UserError(f"{source}: output '{name}' would be reported by the board under the key {key!r}, which its "
+                            "result validation rejects (letters, digits, '_', '.', '-', at most 64)",
+                            hint="rebuild with this dmsbuild (it maps tensor names to safe ids): doit build")
 
 
 def _local(project: ProjectConfig, rel: str, where: str, source: Path) -> Path:

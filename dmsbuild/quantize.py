@@ -41,13 +41,36 @@ def _save_checked(proto: Any, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def _session_check(path: Path) -> None:
-    """Make sure ONNX Runtime's CPU provider loads the artifact (catches graphs only the checker likes)."""
-    import onnxruntime as ort
+_LOAD_CHECK = """
+import sys
+import onnxruntime as ort
+opts = ort.SessionOptions()
+opts.log_severity_level = 3
+ort.InferenceSession(sys.argv[1], opts, providers=["CPUExecutionProvider"])
+"""
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+def _session_check(path: Path, script: str = _LOAD_CHECK) -> None:
+    """Make sure ONNX Runtime's CPU provider loads the artifact (catches graphs only the checker likes).
+
+    Loaded in a child process at ORT's default optimisation level, as the board loads it: ONNX Runtime
+    1.32 crashes (SIGSEGV) creating a session for some fp16 graphs (seen: a small ViT's fp16 variant, only
+    at ORT_ENABLE_ALL), and a crash must become a line naming the artifact, not a dead build."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=600)
+    if proc.returncode == 0:
+        return
+    path.unlink(missing_ok=True)  # never leave an artifact behind that the runtime cannot load
+    precision = next((p for p in ("int8-dynamic", "int8-qdq", "fp16", "fp32") if path.stem.startswith(p)), path.stem)
+    if proc.returncode < 0:
+        raise UserError(f"{path}: ONNX Runtime's CPU provider crashed (signal {-proc.returncode}) loading this artifact; "
+                        "boards running ONNX Runtime would crash the same way",
+                        hint=f"drop '{precision}' from the precisions of the targets that build this model")
+    tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+    raise UserError(f"{path}: ONNX Runtime's CPU provider cannot load this artifact: {tail[:300]}",
+                    hint=f"drop '{precision}' from the targets' precisions for this model, or change the model")
 
 
 def _toposort(graph: Any) -> None:
@@ -102,21 +125,27 @@ def quantize_dynamic_int8(src: Path, out: Path, cfg: DynamicQuantConfig) -> None
           "warning: dynamic INT8 runs slower than FP32 on many x86 CPUs - check the benchmark", flush=True)
 
 
-def fix_batch(proto: Any, batch: int = 1) -> Any:
-    """Replace a symbolic batch axis by ``batch`` (QNN takes no nodes of a graph with dynamic shapes)."""
+def fix_batch(proto: Any, batch: int = 1, input_shape: list[int] | None = None) -> Any:
+    """Replace a symbolic batch axis by ``batch`` (QNN takes no nodes of a graph with dynamic shapes).
+
+    With ``input_shape`` (the configured ``input.shape``), every dynamic dim of the input takes its
+    configured value too, so a model with dynamic H/W compiles for QNN at the size it runs at."""
     from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
-    def dims(vi: Any) -> list[int | str]:
+    def dims(vi: Any, fixed: list[int] | None = None) -> list[int | str]:
         out: list[int | str] = []
         for i, d in enumerate(vi.type.tensor_type.shape.dim):
-            if i == 0 and (d.dim_param or d.dim_value <= 0):
+            dynamic = bool(d.dim_param) or d.dim_value <= 0
+            if i == 0 and dynamic:
                 out.append(batch)
+            elif dynamic and fixed is not None and i < len(fixed):
+                out.append(fixed[i])
             else:
                 out.append(d.dim_param if d.dim_param else d.dim_value)
         return out
 
     inits = {i.name for i in proto.graph.initializer}
-    ins = {v.name: dims(v) for v in proto.graph.input if v.name not in inits}
+    ins = {v.name: dims(v, input_shape) for v in proto.graph.input if v.name not in inits}
     outs = {v.name: dims(v) for v in proto.graph.output}
     proto = update_inputs_outputs_dims(proto, ins, outs)
     # drop stale intermediate shapes so inference recomputes them with the fixed batch
@@ -139,13 +168,13 @@ def quantize_static_qdq(project: ProjectConfig, src: Path, out: Path, cfg: Stati
         model_in = Path(tmpdir) / "input.onnx"
         proto = onnx.load(str(src))
         if cfg.fixed_shape:
-            proto = fix_batch(proto, 1)
+            proto = fix_batch(proto, 1, list(project.input.shape))
         onnx.save(proto, str(model_in))
         pre = Path(tmpdir) / "pre.onnx"
         print(f"  int8-qdq: pre-processing {src.name} (shape inference, fusions)", flush=True)
         quant_pre_process(str(model_in), str(pre), skip_symbolic_shape=True)
         reader = make_calibration_reader(calibration, project, project.input.name, limit=project.data.max_calibration_samples)
-        print(f"  int8-qdq: calibrating with {reader.total} samples, {cfg.calibration_method}, "
+        print(f"  int8-qdq: calibrating with {reader.described}, {cfg.calibration_method}, "
               f"activations {cfg.activation_type}{' symmetric' if cfg.symmetric_activations else ''}, "
               f"weights {cfg.weight_type}{' per-channel' if cfg.per_channel else ''}", flush=True)
         extra: dict[str, Any] = {"ActivationSymmetric": cfg.symmetric_activations, "QuantizeBias": cfg.quantize_bias}
@@ -171,7 +200,7 @@ def quantize_static_qdq(project: ProjectConfig, src: Path, out: Path, cfg: Stati
                 f"on {src.name} ({exc}); some activation is constant over the calibration set",
                 hint="use calibration_method = \"MinMax\" or a more varied calibration set (data.calibration)",
             ) from None
-        if reader.seen == 0 and reader.total == 0:
+        if reader.seen == 0 and (reader.total == 0 or project.data.loader is not None):
             raise UserError(f"{project.source}: field 'data.calibration': no calibration samples were read")
         _save_checked(onnx.load(str(tmp_out)), out)
     _session_check(out)

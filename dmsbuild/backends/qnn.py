@@ -491,7 +491,7 @@ def compile_dlc(project: Any, fp32_onnx: Path, out: Path, options: QnnOptions, t
 
     sdk = find_sdk()  # no SDK: one UserError line saying what to install and how to point the build at it
     files = list_samples(project, "calibration", project.data.max_calibration_samples)
-    _, batch = load_samples(files, project)
+    _, batch = load_samples(files, project, split="calibration")
     samples = [batch[i:i + 1] for i in range(len(batch))]
     build_dlc(fp32_onnx, samples, out, options.snpe, input_name=project.input.name, shape=list(project.input.shape),
               log_dir=project.artifacts / target / "logs", sdk=sdk)

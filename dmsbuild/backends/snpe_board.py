@@ -101,7 +101,9 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
         return [_fail(e, plan, f"snpe-diagview not found next to {info['snpe_net_run']} nor on PATH; "
                                "it reads snpe-net-run's timings: " + BOARD_HINT) for e in entries]
     input_name = str((manifest.get("input") or {}).get("name") or "image")
-    classification = list((manifest.get("outputs") or {}).get("classification") or [])
+    keys = dict((manifest.get("outputs") or {}).get("keys") or {})
+    classification = [keys.get(c, c) for c in (manifest.get("outputs") or {}).get("classification") or []]
+    tensor_of = {k: name for name, k in keys.items()}  # safe id -> tensor name (snpe-net-run's file names)
     with tempfile.TemporaryDirectory(prefix="dmsbuild-snpe-") as td:
         ref_path = Path(td) / "reference.npz"
         remote_ref = posixpath.join(release_dir, "verify", "reference.npz")
@@ -116,7 +118,7 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
             progress(f"  [snpe] {board}: {entry['name']}: snpe-net-run, {plan['iterations']} inferences "
                      f"({options.runtime}, {options.perf_profile})")
             results.append(_bench_one(transport, release_dir, entry, plan, options, info, ref, input_name,
-                                      classification, Path(td) / entry["name"]))
+                                      classification, Path(td) / entry["name"], tensor_of))
     return results
 
 
@@ -141,7 +143,8 @@ def _write_inputs(ref: dict, iterations: int, local: Path, remote: str, input_na
 
 
 def _bench_one(transport: Transport, release_dir: str, entry: dict, plan: dict, options: snpe.SnpeOptions,
-               info: dict, ref: dict, input_name: str, classification: list[str], local: Path) -> dict:
+               info: dict, ref: dict, input_name: str, classification: list[str], local: Path,
+               tensor_of: dict[str, str] | None = None) -> dict:
     iterations = int(plan["iterations"])
     if "inputs" not in ref or len(ref["inputs"]) == 0:
         return _fail(entry, plan, "verify/reference.npz holds no inputs to feed snpe-net-run")
@@ -198,14 +201,14 @@ def _bench_one(transport: Transport, release_dir: str, entry: dict, plan: dict, 
         profile["throughput_note"] = (f"snpe-throughput-net-run did not run (exit {tp.exit_status}): "
                                       f"{tp.stderr_tail(1)}; throughput is 1000 / the diagview mean")[:300]
     result["profile"] = profile
-    result["verify"], note = _verify(transport, out, ref, plan, classification, local / "outputs")
+    result["verify"], note = _verify(transport, out, ref, plan, classification, local / "outputs", tensor_of or {})
     if note:
         result["verify_note"] = note
     return result
 
 
 def _verify(transport: Transport, out: str, ref: dict, plan: dict, classification: list[str],
-            local: Path) -> tuple[dict | None, str | None]:
+            local: Path, tensor_of: dict[str, str] | None = None) -> tuple[dict | None, str | None]:
     """snpe-net-run's float32 outputs of the first samples vs the FP32 reference, or (None, why not)."""
     import numpy as np
 
@@ -220,10 +223,11 @@ def _verify(transport: Transport, out: str, ref: dict, plan: dict, classificatio
         row = []
         for head in heads:
             got = None
-            for fname in (f"{head}.raw", f"{head}:0.raw"):
+            tensor = (tensor_of or {}).get(head, head)
+            for fname in (f"{tensor}.raw", f"{tensor}:0.raw"):
                 remote = posixpath.join(out, f"Result_{i}", fname)
                 if transport.run(["test", "-f", remote], timeout=60).ok:
-                    dest = local / f"{i}" / fname.replace(":", "_")
+                    dest = local / f"{i}" / f"{head}.raw"  # a local file name: the safe id
                     transport.get(remote, dest)
                     got = np.fromfile(dest, dtype=np.float32)
                     break

@@ -498,11 +498,16 @@ def parse_export_output(text: str) -> dict[str, Any]:
 
 
 def runner_argv(python: str, script: str | PurePosixPath, engine: str | PurePosixPath, reference: str | PurePosixPath,
-                *, samples: int, classification: Sequence[str]) -> list[str]:
-    """Board command running the output check; prints the CONTRACTS §3 ``verify`` JSON."""
+                *, samples: int, classification: Sequence[str], keys: dict[str, str] | None = None) -> list[str]:
+    """Board command running the output check; prints the CONTRACTS §3 ``verify`` JSON.
+
+    ``keys`` (tensor name -> safe id, manifest ``outputs.keys``) travels as one JSON word; the
+    transport shlex-quotes every word, so any tensor name is a safe argument."""
     argv = [python, str(script), "--engine", str(engine), "--reference", str(reference), "--samples", str(samples)]
     for name in classification:
         argv += ["--classification", name]
+    if keys:
+        argv += ["--keys", json.dumps(keys, sort_keys=True)]
     return argv
 
 

@@ -149,15 +149,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--reference", required=True, help="npz with 'inputs' and one array per output name")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--classification", action="append", default=[])
+    ap.add_argument("--keys", default="{}", help="JSON {tensor name: safe id the reference stores it under}")
     args = ap.parse_args(argv)
+    keys = json.loads(args.keys)
     ref = np.load(args.reference)
     inputs = ref["inputs"][: args.samples].astype(np.float32)
     got = run_engine(args.engine, inputs)
-    missing = [n for n in got if n not in ref.files]
+    missing = [n for n in got if keys.get(n, n) not in ref.files]
     if missing:
         print(json.dumps({"error": f"reference has no arrays for outputs {missing}"}))
         return 1
-    summary = verify_summary({n: ref[n][: len(inputs)] for n in got}, got, args.classification)
+    summary = verify_summary({keys.get(n, n): ref[keys.get(n, n)][: len(inputs)] for n in got}, got,
+                             args.classification, keys)
     print(json.dumps(summary))
     return 0
 

@@ -297,8 +297,12 @@ def timing_loop(run, output_names, feed, iterations: int) -> list[int]:
 
 
 def verify_outputs(np, run, input_name: str, input_dtype, output_names: list[str], ref, n: int,
-                   batch: int, classification: list[str]) -> dict:
-    """Board outputs vs the host FP32 reference, per head, by the shared definitions of runner/metrics.py."""
+                   batch: int, classification: list[str], keys: dict | None = None) -> dict:
+    """Board outputs vs the host FP32 reference, per head, by the shared definitions of runner/metrics.py.
+
+    ``keys`` maps a tensor name to the safe id the host stored its reference under (manifest
+    ``outputs.keys``); heads are reported under that id, which the result validation accepts."""
+    keys = keys or {}
     x = ref["inputs"][:n]
     n = int(x.shape[0])
     if n == 0:
@@ -315,12 +319,13 @@ def verify_outputs(np, run, input_name: str, input_dtype, output_names: list[str
             outs = run(output_names, {input_name: part.astype(input_dtype)})
         for name, o in zip(output_names, outs):
             chunks[name].append(np.asarray(o, dtype=np.float64))
-    got = {name: np.concatenate(chunks[name]) for name in output_names if name in ref}
-    want = {name: ref[name][:n] for name in got}
+    got = {name: np.concatenate(chunks[name]) for name in output_names if keys.get(name, name) in ref}
+    want = {keys.get(name, name): ref[keys.get(name, name)][:n] for name in got}
     for name in got:
-        if got[name].size != want[name].size:
-            raise RuntimeError(f"output {name!r} has shape {got[name].shape}, the reference {want[name].shape}")
-    return _metrics().verify_summary(want, got, classification)
+        if got[name].size != want[keys.get(name, name)].size:
+            raise RuntimeError(f"output {name!r} has shape {got[name].shape}, the reference "
+                               f"{want[keys.get(name, name)].shape}")
+    return _metrics().verify_summary(want, got, classification, keys)
 
 
 def _metrics():
@@ -411,9 +416,10 @@ def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dic
         "first_inference_ms": first_ns / 1e6,
     })
     if ref is not None and plan["verify_samples"] > 0:
-        classification = list((manifest.get("outputs") or {}).get("classification") or [])
+        outputs = manifest.get("outputs") or {}
+        classification = list(outputs.get("classification") or [])
         result["verify"] = verify_outputs(np, run, inp.name, dtype, output_names, ref,
-                                          plan["verify_samples"], batch, classification)
+                                          plan["verify_samples"], batch, classification, outputs.get("keys"))
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 

@@ -131,9 +131,15 @@ def head_metrics(ref: Any, got: Any, classification: bool) -> dict[str, Any]:
         }
 
 
-def verify_summary(ref: Mapping[str, Any], got: Mapping[str, Any], classification: Sequence[str]) -> dict[str, Any]:
-    """The CONTRACTS §3 ``verify`` object: per head metrics of ``got`` vs ``ref`` (same head names, same samples)."""
-    heads = {name: head_metrics(ref[name], got[name], name in classification) for name in got}
+def verify_summary(ref: Mapping[str, Any], got: Mapping[str, Any], classification: Sequence[str],
+                   keys: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The CONTRACTS §3 ``verify`` object: per head metrics of ``got`` vs ``ref`` (same samples).
+
+    ``got`` is keyed by tensor name; ``ref`` and the returned heads by safe id (``keys``: tensor name -> id,
+    names without an entry are their own id)."""
+    keys = keys or {}
+    heads = {keys.get(name, name): head_metrics(ref[keys.get(name, name)], got[name], name in classification)
+             for name in got}
     tops = [m["top1_agreement"] for m in heads.values() if m["top1_agreement"] is not None]
     n = len(as_samples(next(iter(got.values())))) if got else 0
     return {"samples": n, "heads": heads, "min_top1_agreement": min(tops) if tops else None}

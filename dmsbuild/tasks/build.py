@@ -225,7 +225,7 @@ def task_quantize() -> Iterator[dict]:
     names = [f.name for f in calibration]
     for key, cfg in sorted(variants.items()):
         settings = {"static": as_dict(cfg), "files": names, "preprocess": as_dict(proj.preprocess),
-                    "input": as_dict(proj.input)}
+                    "input": as_dict(proj.input), "loader": proj.data.loader}
         if cfg.method == "qat":
             yield _qat_task(proj, p, key, cfg, calibration, settings)
             continue
@@ -287,7 +287,7 @@ def task_evaluate() -> Iterator[dict]:
     else:
         settings = {"files": [f.name for f in validation], "preprocess": as_dict(proj.preprocess),
                     "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
-                    "max": proj.data.max_validation_samples}
+                    "max": proj.data.max_validation_samples, "loader": proj.data.loader}
         yield {"name": "reference", "actions": [guarded("dmsbuild.evaluate:write_reference", proj, p.fp32, validation, p.reference, p.validation)],
                "file_dep": [str(d) for d in deps], "targets": [str(p.reference), str(p.validation)], "clean": True,
                "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}
@@ -398,6 +398,7 @@ def format_summary(target: str, rows: list[dict[str, Any]], floors: dict[str, An
 def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_dir: Path) -> None:
     """Ship the target's artifacts, gate them on accuracy, write summary.md/json and build.json (docs/CONTRACTS.md §1)."""
     from ..evaluate import gate
+    from ..names import head_keys
 
     p = Paths.of(proj)
     build_json = out_dir / "build.json"
@@ -425,7 +426,9 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
                  "exporter": info.get("exporter"), "opset": info.get("opset")}
     doc = {
         "schema": 1, "project": proj.name, "target": prof.name,
-        "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
+        "input": as_dict(proj.input),
+        # keys: original tensor name -> safe id used in reference.npz and the board's verify JSON
+        "outputs": {**as_dict(proj.outputs), "keys": head_keys(proj.outputs.names)},
         "artifacts": [{
             "name": plan.name, "precision": plan.precision, "kind": plan.kind, "path": _rel(proj, plan.path),
             "extra_files": [_rel(proj, f) for f in plan.extra_files],
@@ -438,6 +441,8 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
         # the model's identity (the latency gate's lineage, named in every report table): content = the FP32 ONNX
         "model": {"file": Path(proj.model.onnx or proj.model.checkpoint or proj.model.factory or "model").name,
                   "sha256": _sha256(p.fp32)},
+        # what the import changed in the model (dmsbuild.model_import.normalise), one record per change
+        "import": info.get("import", []),
     }
     tmp = build_json.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")

@@ -1,0 +1,39 @@
+"""The `init` doit task: `doit init onnx=PATH [data=DIR]` or
+`doit init factory=module:callable checkpoint=PATH shape=1,3,H,W [data=DIR]`.
+
+Writes dmsbuild.toml from the model's signature (dmsbuild.scaffold). The project
+folder is DMSBUILD_ROOT, else the current folder (there may be no dmsbuild.toml yet).
+Nothing heavy is imported until the action runs.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _init(**kwargs: str | None) -> Any:
+    from doit.exceptions import TaskFailed
+
+    from ..errors import UserError
+    from ..scaffold import init_project
+
+    root = Path(os.environ.get("DMSBUILD_ROOT") or Path.cwd())
+    try:
+        init_project(root, onnx_path=kwargs["onnx"], factory=kwargs["factory"], checkpoint=kwargs["checkpoint"],
+                     shape=kwargs["shape"], data=kwargs["data"])
+    except UserError as exc:
+        return TaskFailed(str(exc))
+    return True
+
+
+def task_init() -> dict[str, Any]:
+    """Write dmsbuild.toml from a model: onnx=PATH [data=DIR], or factory=mod:fn checkpoint=PATH shape=1,3,H,W."""
+    from doit import get_var
+
+    names = ("onnx", "factory", "checkpoint", "shape", "data")
+    return {
+        "actions": [(_init, [], {n: get_var(n, None) for n in names})],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
