@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dmsbuild.accuracy import AccuracyFloors
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
 from dmsbuild.evaluate import gate
@@ -22,28 +23,35 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------- on the board (dmsbuild/gates.py)
+def _top1_only(max_drop: float) -> AccuracyFloors:
+    """Floors where only top-1 agreement can fail (cosine and SQNR floors out of reach)."""
+    return AccuracyFloors.uniform(max_drop, -1.0, -1e9)
+
+
 @pytest.mark.parametrize("max_drop", [0.0, 0.01, 0.05, 0.2])
 def test_board_accuracy_gate_fails_one_tenth_of_a_point_past_the_limit(max_drop):
     at = document("r2", [result("int8-qdq", 3.5, agreement=round(1.0 - max_drop, 6))])
     past = document("r2", [result("int8-qdq", 3.5, agreement=round(1.0 - max_drop - 0.001, 6))])
-    assert check_accuracy(at, board="b", max_drop=max_drop) == []
-    failures = check_accuracy(past, board="b", max_drop=max_drop)
-    assert [(f.artifact, f.gate) for f in failures] == [("int8-qdq", "accuracy")]
+    assert check_accuracy(at, board="b", floors=_top1_only(max_drop)) == []
+    failures = check_accuracy(past, board="b", floors=_top1_only(max_drop))
+    assert failures and {(f.artifact, f.gate) for f in failures} == {("int8-qdq", "accuracy")}
+    assert all("top-1 agreement" in f.message for f in failures)
 
 
 def test_board_accuracy_gate_looks_at_the_worst_head():
     doc = document("r2", [result("int8-qdq", 3.5, agreement=1.0)])
     doc["results"][0]["verify"]["heads"]["activity"]["top1_agreement"] = 0.9  # one head of four
-    failures = check_accuracy(doc, board="b", max_drop=0.05)
+    failures = check_accuracy(doc, board="b", floors=_top1_only(0.05))
     assert len(failures) == 1 and "'activity'" in failures[0].message
 
 
 # ---------------------------------------------------------------- at build time (dmsbuild/evaluate.py)
 def _eval(agreement: float, labelled_drop: float = 0.0) -> dict:
-    heads = {"eye_state": {"top1_agreement": 1.0}, "activity": {"top1_agreement": agreement},
-             "head_pose": {"cosine": 0.99}}
+    ok = {"cosine": 0.99, "sqnr_db": 30.0}  # cosine and SQNR well above their floors: only top-1 can fail
+    heads = {"eye_state": {"top1_agreement": 1.0, **ok}, "activity": {"top1_agreement": agreement, **ok},
+             "head_pose": {"top1_agreement": None, **ok}}
     heads["yawn"] = {"top1_agreement": 1.0, "labelled": {"accuracy": 0.9 - labelled_drop},
-                     "labelled_fp32": {"accuracy": 0.9}}
+                     "labelled_fp32": {"accuracy": 0.9}, **ok}
     return {"samples": 200, "heads": heads, "min_top1_agreement": min(agreement, 1.0)}
 
 
@@ -58,26 +66,27 @@ def gated():
 
 def test_build_gate_passes_at_the_limit_and_fails_past_it(gated):
     project, profile = gated
-    gate(project, profile, "int8-qdq", _eval(0.95))
+    gate(project, profile, {"int8-qdq": _eval(0.95)})
     with pytest.raises(UserError) as exc:
-        gate(project, profile, "int8-qdq", _eval(0.949))
+        gate(project, profile, {"int8-qdq": _eval(0.949)})
     first = str(exc.value).splitlines()[0]
-    assert "artifact 'int8-qdq' head 'activity' drops top-1 agreement" in first and "gates.max_accuracy_drop = 0.05" in first
+    assert "artifact 'int8-qdq' fails the accuracy gate: head 'activity': top-1 agreement" in first
+    assert "allowed 5.0% (targets/local.toml: gates.max_accuracy_drop)" in first
 
 
 def test_build_gate_checks_labelled_accuracy_too(gated):
     project, profile = gated
-    gate(project, profile, "int8-qdq", _eval(1.0, labelled_drop=0.05))
-    with pytest.raises(UserError, match="head 'yawn' drops labelled accuracy vs FP32"):
-        gate(project, profile, "int8-qdq", _eval(1.0, labelled_drop=0.051))
+    gate(project, profile, {"int8-qdq": _eval(1.0, labelled_drop=0.05)})
+    with pytest.raises(UserError, match="head 'yawn': labelled accuracy is 84.9% against FP32's 90.0%"):
+        gate(project, profile, {"int8-qdq": _eval(1.0, labelled_drop=0.051)})
 
 
 def test_build_gate_uses_the_project_limit_when_the_target_sets_none(gated):
     project, profile = gated
     profile.gates.max_accuracy_drop = None
     project.accuracy.max_accuracy_drop = 0.02
-    with pytest.raises(UserError, match="accuracy.max_accuracy_drop = 0.02"):
-        gate(project, profile, "int8-qdq", _eval(0.97))
+    with pytest.raises(UserError, match=r"allowed 2.0% \(dmsbuild.toml: accuracy.max_accuracy_drop\)"):
+        gate(project, profile, {"int8-qdq": _eval(0.97)})
 
 
 # ---------------------------------------------------------------- latency (dmsbuild/gates.py, dmsbuild/fleet.py)
