@@ -140,7 +140,7 @@ def test_preprocess_change_requantizes_static_int8(built: Path) -> None:
     """Same calibration files and quantization settings, other pixels fed to calibration: only
     config_changed on the static-quantization task sees it (its task name does not change)."""
     cfg = built / "dmsbuild.toml"
-    cfg.write_text(cfg.read_text() + "\n[preprocess]\nscale = 200.0\n")
+    cfg.write_text(cfg.read_text() + "\n[preprocess]\nscale = 250.0\n")  # a small change: the accuracy gate still passes
     run = run_doit(built, "build")
     assert run.rc == 0, run.output
     assert len([t for t in run.executed if t.startswith("quantize:int8-qdq-")]) == 2, run.executed

@@ -20,6 +20,7 @@ import sys
 from typing import Any, Sequence
 
 if __name__ == "__main__":
+    sys.dont_write_bytecode = True  # no __pycache__ in the board's release folder (runner/metrics.py is imported)
     # run as a script from dmsbuild/backends/, whose tensorrt.py would shadow NVIDIA's package
     _here = __import__("os").path.dirname(__import__("os").path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if __import__("os").path.abspath(p or ".") != _here]

@@ -38,6 +38,10 @@ import subprocess
 import sys
 import time
 
+# the release folder on the board holds exactly the manifest's files: importing runner/metrics.py must
+# not leave a runner/__pycache__ there (it would change the folder a redeploy verifies and a bench reads)
+sys.dont_write_bytecode = True
+
 SCHEMA = 1
 RUNNER_VERSION = "1"
 #: 1 is left to Python itself (an uncaught exception: a crash)
