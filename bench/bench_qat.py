@@ -121,7 +121,7 @@ def main() -> None:
             for h in heads:
                 m = ev["heads"][h]
                 lab = m.get("labelled", {})
-                if "top1_agreement" in m:
+                if m.get("top1_agreement") is not None:  # None on regression heads (runner/metrics.py)
                     cells.append(f"{100 * m['top1_agreement']:.1f}% ({100 * lab.get('accuracy', float('nan')):.1f}%)")
                 else:
                     cells.append(f"{m['cosine']:.5f} ({lab.get('mae', float('nan')):.4f})")

@@ -133,8 +133,12 @@ def _activation_fake_quant(cfg: StaticQuantConfig) -> Any:
 
     lo, hi, dtype = _act_range(cfg)
     scheme = torch.per_tensor_symmetric if cfg.symmetric_activations else torch.per_tensor_affine
+    # torch's observers floor the scale at float32 eps (1.2e-7), ONNX Runtime's quantizer at float32 tiny
+    # (onnxruntime/quantization/quant_utils.py compute_scale_zp): with torch's floor a tensor whose range is
+    # below ~1.5e-5 fake-quantizes to 0 here but keeps its values in the ORT artifact, so training would
+    # correct an error the artifact does not have. Use ORT's floor.
     return FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=lo, quant_max=hi, dtype=dtype,
-                        qscheme=scheme, averaging_constant=0.01)
+                        qscheme=scheme, averaging_constant=0.01, eps=torch.finfo(torch.float32).tiny)
 
 
 def fake_quantize_weight(w: Any, cfg: StaticQuantConfig) -> Any:
@@ -347,8 +351,12 @@ def onnx_latency_ms(path: Path, input_name: str, sample: Any, runs: int = 30) ->
     return float(np.median(times))
 
 
-def _agreement(project: ProjectConfig, ref: Path, other: Path) -> dict[str, float]:
-    """Min top-1 agreement / cosine of ``other`` vs ``ref`` on the validation set, per head (ORT CPU)."""
+#: the metrics of ``runner.metrics.head_metrics`` kept in the pruning report (top1_agreement is None for regression heads)
+AGREEMENT_KEYS = ("top1_agreement", "cosine", "sqnr_db", "degenerate")
+
+
+def _agreement(project: ProjectConfig, ref: Path, other: Path) -> dict[str, dict[str, Any]]:
+    """Per head, the shared accuracy metrics of ``other`` vs ``ref`` on the validation set (ORT CPU), rounded."""
     from .data import list_samples, load_samples
     from .evaluate import head_metrics, run_onnx
 
@@ -360,7 +368,7 @@ def _agreement(project: ProjectConfig, ref: Path, other: Path) -> dict[str, floa
     out = {}
     for n in names:
         m = head_metrics(a[n], b[n], n in project.outputs.classification)
-        out[n] = round(m.get("top1_agreement", m["cosine"]), 5)
+        out[n] = {k: round(m[k], 5) if isinstance(m[k], float) else m[k] for k in AGREEMENT_KEYS}
     return out
 
 
