@@ -148,6 +148,14 @@ def _run_fleet_scp(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------
 # emulated boards: real sshd on loopback
+def board_addr(first: str, i: int) -> str:
+    """The i-th loopback address from ``first`` (127.0.7.250 + 10 -> 127.0.8.4: hosts .1-.254 of each /24)."""
+    a, b, c, d = (int(x) for x in first.split("."))
+    n = (c * 254 + (d - 1)) + i
+    return f"{a}.{b}.{n // 254}.{n % 254 + 1}"
+
+
+
 # --------------------------------------------------------------------------
 @dataclass
 class Board:
@@ -161,6 +169,8 @@ class Board:
 class SshdFleet:
     work: Path
     n: int
+    #: the first loopback address (a.b.c.d); board i gets the i-th address after it, across /24s
+    first: str = "127.0.7.10"
     user: str = field(default_factory=lambda: os.environ.get("USER") or "root")
     boards: list[Board] = field(default_factory=list)
 
@@ -182,7 +192,7 @@ class SshdFleet:
         os.chmod(auth, 0o600)
         kh = []
         for i in range(self.n):
-            name, addr = f"board-{i + 1:02d}", f"127.0.0.{i + 2}"
+            name, addr = f"board-{i + 1:02d}", board_addr(self.first, i)
             d = self.work / "sshd" / name
             d.mkdir(parents=True)
             hk = d / "host_ed25519"
@@ -419,6 +429,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="1,5,20")
     ap.add_argument("--ansible-venv", default=str(ROOT / "artifacts" / "bench-venv"))
     ap.add_argument("--skip-ansible", action="store_true")
+    ap.add_argument("--first", default="127.0.7.10", help="first board address (default 127.0.7.10; 200 boards reach 127.0.8.x)")
     ap.add_argument("--json", help="also write the rows as JSON here")
     args = args_global = ap.parse_args()
     if args.mode == "_run-dmsbuild":
@@ -433,7 +444,7 @@ def main() -> int:
         work = Path(tmp)
         release = work / "release"
         size = make_release(release)
-        sshd = SshdFleet(work, max(sizes)).start()
+        sshd = SshdFleet(work, max(sizes), first=args.first).start()
         try:
             for n in sizes:
                 boards = sshd.boards[:n]
