@@ -341,6 +341,12 @@ class DeployConfig:
     #: a board whose new release fails its health gate (output check, latency): "rollback" switches it back
     #: to its previous release (no transfer); "keep" leaves the new release installed for inspection
     on_unhealthy: Literal["rollback", "keep"] = "rollback"
+    #: "boards": boards that finished (verified) serve the release's objects to the boards of later waves over a
+    #: short-lived HTTP server on their own address; fetched objects are checked by sha256, a failed fetch is
+    #: sent by the controller (docs/fleet-scale.md). Needs more than one wave to help: the first wave is pushed
+    relay: Literal["off", "boards"] = "off"
+    #: boards serving as relays at once (the first ones to finish)
+    relay_boards: int = 4
 
     def validate(self, source: str, prefix: str) -> None:
         from .fleet import check_max_fail, check_waves  # standard library only, like this module
@@ -350,6 +356,8 @@ class DeployConfig:
         check_max_fail(self.max_fail, f"{where}max_fail'")
         if self.parallel < 1:
             raise UserError(f"{where}parallel' is {self.parallel}; expected at least 1", hint=f"fix it in {source}")
+        if self.relay_boards < 1:
+            raise UserError(f"{where}relay_boards' is {self.relay_boards}; expected at least 1", hint=f"fix it in {source}")
 
 
 @dataclass

@@ -20,6 +20,7 @@ reached; ``release`` puts one release on one board. This module joins them:
 from __future__ import annotations
 
 import copy
+import json
 import posixpath
 import sys
 import threading
@@ -113,6 +114,8 @@ def health_gate(profile: "TargetProfile", bench: bool) -> fleet.HealthGate:
 #: at most this many resume-check connections are kept open for the deploys (each holds a socket and a thread);
 #: boards beyond it connect again for their deploy
 MAX_KEPT = 512
+#: a relay stops serving after this long even if the rollout never told it to (a controller killed mid-rollout)
+RELAY_LIFETIME_S = 3600
 
 
 class FleetDeploy:
@@ -133,6 +136,9 @@ class FleetDeploy:
         #: connections the resume check opened to boards that need the release, handed to their deploy
         self._kept: dict[str, "Transport"] = {}
         self._kept_lock = threading.Lock()
+        #: relay boards serving the release's objects: base URLs, and (transport, serving process) to stop them
+        self.relays: list[str] = []
+        self._servers: list[tuple["Transport", Any]] = []
 
     def refs(self) -> list[fleet.BoardRef]:
         return [board_ref(b) for b in self.boards.values()]
@@ -183,12 +189,55 @@ class FleetDeploy:
             kept.close()
         return self.transport_factory(board)
 
+    def _start_relay(self, board: "Board") -> None:
+        """Make ``board`` (its release just verified) serve its objects to later boards, up to ``relay_boards`` relays.
+
+        The server listens on the board's own address (the one we reach it by),
+        serves ``objects/<sha256>`` only and stops when this rollout ends (its
+        stdin closes) or after RELAY_LIFETIME_S. A board that cannot serve is
+        just not a relay: the rollout carries on."""
+        from .release import AGENT_SOURCE, resolve_root
+
+        with self._kept_lock:
+            if len(self._servers) >= self.profile.deploy.relay_boards:
+                return
+            self._servers.append((None, None))  # reserve the slot
+        transport = None
+        try:
+            transport = self.transport_factory(board)
+            transport.connect()
+            host = getattr(getattr(transport, "endpoint", None), "host", None) or board.host
+            root = resolve_root(transport, board, self.profile)
+            proc = transport.spawn([board.python, "-c", AGENT_SOURCE, "serve"])
+            proc.send((json.dumps({"root": root, "bind": host, "lifetime": RELAY_LIFETIME_S}) + "\n").encode())
+            answer = proc.readline(timeout=30).strip()
+            if not answer.startswith("serving "):
+                raise UserError(f"board '{board.name}': relay did not start: {answer or proc.finish(timeout=5).stderr_tail(2)}")
+            url = f"http://{'[' + host + ']' if ':' in host else host}:{int(answer.split()[1])}/"
+        except UserError:
+            with self._kept_lock:
+                self._servers.remove((None, None))
+            if transport is not None:
+                transport.close()
+            return
+        with self._kept_lock:
+            self._servers.remove((None, None))
+            self._servers.append((transport, proc))
+            self.relays.append(url)
+
     def close(self) -> None:
-        """Close the kept connections no deploy used (a halted rollout, a board skipped)."""
+        """Close the kept connections no deploy used (a halted rollout, a board skipped) and stop the relays."""
         with self._kept_lock:
             kept, self._kept = list(self._kept.values()), {}
+            servers, self._servers, self.relays = self._servers, [], []
         for t in kept:
             t.close()
+        for transport, proc in servers:
+            try:
+                proc.finish(timeout=10)
+            except UserError:
+                pass  # the relay board went away; its server stopped with the connection
+            transport.close()
 
     # -- one board's deploy ---------------------------------------------------------
     def deploy_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
@@ -225,10 +274,17 @@ class FleetDeploy:
                 checks.append(self.bench(session))
 
         t0 = time.perf_counter()
+        with self._kept_lock:
+            sources = list(self.relays)
+        if sources:  # spread the boards over the relays: each starts at a different one, the rest are fall-backs
+            k = sum(map(ord, board.name)) % len(sources)
+            sources = sources[k:] + sources[:k]
         out = deploy_board(board, self.profile, self.release, project_name=self.project_name,
                            transport_factory=self._transport_for,
                            after_switch=after_switch if self.bench is not None else None,
-                           progress=on_bytes, full_verify=self.full_verify, on_state=on_state)
+                           progress=on_bytes, full_verify=self.full_verify, on_state=on_state, sources=sources)
+        if out.ok and self.profile.deploy.relay == "boards":
+            self._start_relay(board)
         end = t0 + out.seconds
         order = [("connect", "connecting"), ("send", "sending"), ("verify", "verifying"), ("bench", "benchmarking")]
         timings: dict[str, float] = {}
@@ -237,6 +293,8 @@ class FleetDeploy:
                 nxt = next((marks[s] for _, s in order[i + 1:] if s in marks), end)
                 timings[name] = max(0.0, nxt - marks[state])
         details: dict[str, Any] = {"action": out.action, "objects_sent": out.objects_sent}
+        if out.objects_fetched:
+            details.update(objects_fetched=out.objects_fetched, bytes_fetched=out.bytes_fetched, fetched_from=sources)
         if out.previous is not None:
             details["previous_release"] = out.previous
         if out.warnings:

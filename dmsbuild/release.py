@@ -86,6 +86,9 @@ class BoardOutcome:
     previous: str | None = None
     bytes_sent: int = 0
     objects_sent: int = 0
+    #: objects (and their bytes) the board fetched from relay boards or a mirror instead
+    objects_fetched: int = 0
+    bytes_fetched: int = 0
     seconds: float = 0.0
     message: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
@@ -172,6 +175,9 @@ class BoardLock:
         self._beat: threading.Thread | None = None
         #: the board's state (what ``prepare`` reports), when ``objects`` were given
         self.state: dict[str, Any] = {}
+        #: objects the board fetched from relays / a mirror in this deploy, and why others could not be fetched
+        self.fetched: list[Any] = []
+        self.fetch_failures: dict[str, str] = {}
 
     def __enter__(self) -> "BoardLock":
         return self.acquire()
@@ -250,7 +256,7 @@ class BoardLock:
 def push(transport: Transport, board: Board, root: str, release: Release, *, keep: int, project_name: str,
          progress: Callable[[str, int, int], None] | None = None, prepared: dict[str, Any] | None = None,
          full_verify: bool = False, lock: BoardLock | None = None,
-         on_state: StateCallback | None = None) -> tuple[dict[str, Any], int, int]:
+         on_state: StateCallback | None = None, sources: list[str] | None = None) -> tuple[dict[str, Any], int, int]:
     """Send what the board lacks, verify, stage, switch. Returns (commit answer, bytes sent, objects sent).
 
     When the board's verification finds objects missing or corrupt (a flipped
@@ -260,6 +266,9 @@ def push(transport: Transport, board: Board, root: str, release: Release, *, kee
     objects = {f.sha256: f for f in release.files}
     state = prepared or agent(transport, py, "prepare", {"root": root, "objects": sorted(objects)})
     need = [f for sha, f in objects.items() if sha not in set(state["have"])]
+    if sources and need and lock is not None:
+        need = _fetch(lock, root, need, sources, on_state)
+        state = {**state, "partial": {}}  # the fetch truncated or removed every partial upload it tried
     if on_state is not None:
         on_state("sending", {"objects": len(need), "bytes": sum(f.size for f in need),
                              "to_send": sum(f.size - min(state["partial"].get(f.sha256, 0), f.size) for f in need)})
@@ -282,6 +291,25 @@ def push(transport: Transport, board: Board, root: str, release: Release, *, kee
         sent, nsent = sent + s2, nsent + n2
     raise UserError(f"board '{board.name}': verification failed after re-sending: {'; '.join(answer['problems'])}",
                     hint="the board's storage may be failing; check it (dmesg) and deploy again")
+
+
+#: seconds a board waits on a relay or mirror for each read before it tries the next source
+FETCH_TIMEOUT_S = 30.0
+
+
+def _fetch(lock: BoardLock, root: str, need: list[Any], sources: list[str], on_state: StateCallback | None) -> list[Any]:
+    """The board fetches ``need`` from ``sources`` (relay boards, a mirror) itself; returns what it could not get.
+
+    The board checks each object's size and sha256 as it arrives and ``commit``
+    checks it again before use, so a bad source costs time, never a wrong
+    object; whatever failed is uploaded by the controller as usual."""
+    if on_state is not None:
+        on_state("fetching", {"objects": len(need), "bytes": sum(f.size for f in need), "sources": list(sources)})
+    answer = lock.call("fetch", {"root": root, "sources": sources, "timeout": FETCH_TIMEOUT_S,
+                                 "objects": [{"sha256": f.sha256, "size": f.size} for f in need]})
+    lock.fetched = [f for f in need if f.sha256 in set(answer["fetched"])]
+    lock.fetch_failures = answer["failed"]
+    return [f for f in need if f.sha256 not in set(answer["fetched"])]
 
 
 def _upload(transport: Transport, board: Board, root: str, need: list[Any], partial: dict[str, int],
@@ -350,8 +378,10 @@ else:
 def deploy_board(board: Board, profile: TargetProfile, release: Release, *, project_name: str,
                  transport_factory: Callable[[Board], Transport], after_switch: AfterSwitch | None = None,
                  progress: Callable[[str, int, int], None] | None = None, full_verify: bool = False,
-                 on_state: StateCallback | None = None) -> BoardOutcome:
+                 on_state: StateCallback | None = None, sources: list[str] | None = None) -> BoardOutcome:
     """Deploy ``release`` to one board; never raises for a board problem (the outcome says it).
+
+    ``sources``: base URLs (relay boards, a mirror) the board fetches missing objects from first.
 
     ``on_state`` is told each phase as it starts (connecting, sending, verifying, benchmarking)."""
     from . import facts as facts_mod
@@ -388,12 +418,14 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
                 _preflight(board, profile, out.facts)
             answer, out.bytes_sent, out.objects_sent = push(
                 transport, board, root, release, keep=profile.deploy.keep_releases, project_name=project_name, progress=progress,
-                prepared=lock.state, full_verify=full_verify, lock=lock, on_state=on_state)
+                prepared=lock.state, full_verify=full_verify, lock=lock, on_state=on_state, sources=sources)
+            out.objects_fetched, out.bytes_fetched = len(lock.fetched), sum(f.size for f in lock.fetched)
+            out.warnings += [f"fetch of {sha[:12]} failed, sent by the controller: {why}" for sha, why in lock.fetch_failures.items()]
             out.previous = answer.get("previous")
             if out.previous != release.release_id:
                 out.action = "deployed"
             else:  # the same release: untouched, or objects found corrupt and re-sent
-                out.action = "repaired" if out.objects_sent else "unchanged"
+                out.action = "repaired" if out.objects_sent or out.objects_fetched else "unchanged"
             out.ok = True
             if after_switch is not None:
                 if on_state is not None:
