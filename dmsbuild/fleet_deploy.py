@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
 import posixpath
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
 from . import fleet
@@ -189,6 +192,32 @@ class FleetDeploy:
             kept.close()
         return self.transport_factory(board)
 
+    def publish(self, folder: str | Path) -> int:
+        """Copy the release's objects into the mirror's folder as ``<sha256>`` (once; present ones are kept).
+
+        Written to a temporary name and renamed, so a board never fetches a
+        half-written object (it would refuse it by its sha256 anyway). Returns
+        the bytes written."""
+        if self.release is None:
+            raise ValueError("FleetDeploy.publish needs a release")
+        dest = Path(folder)
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            written = 0
+            for f in {f.sha256: f for f in self.release.files}.values():
+                target = dest / f.sha256
+                if target.is_file() and target.stat().st_size == f.size:
+                    continue
+                tmp = dest / f".{f.sha256}.{os.getpid()}.tmp"
+                shutil.copyfile(f.local, tmp)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, target)
+                written += f.size
+        except OSError as exc:
+            raise UserError(f"deploy.mirror_publish: cannot publish into {dest}: {exc.strerror or exc}",
+                            hint="check that the folder exists and is writable (or unset mirror_publish and fill the mirror yourself)") from None
+        return written
+
     def _start_relay(self, board: "Board") -> None:
         """Make ``board`` (its release just verified) serve its objects to later boards, up to ``relay_boards`` relays.
 
@@ -279,6 +308,8 @@ class FleetDeploy:
         if sources:  # spread the boards over the relays: each starts at a different one, the rest are fall-backs
             k = sum(map(ord, board.name)) % len(sources)
             sources = sources[k:] + sources[:k]
+        if self.profile.deploy.mirror:  # the mirror first: it is what the user runs to take the load
+            sources.insert(0, self.profile.deploy.mirror.rstrip("/") + "/")
         out = deploy_board(board, self.profile, self.release, project_name=self.project_name,
                            transport_factory=self._transport_for,
                            after_switch=after_switch if self.bench is not None else None,
@@ -373,6 +404,8 @@ def deploy_fleet(project: "ProjectConfig", profile: "TargetProfile", boards: Seq
         return None if ref.name in regate else fd.current_release(ref)
 
     try:
+        if profile.deploy.mirror and profile.deploy.mirror_publish:
+            fd.publish(project.root / profile.deploy.mirror_publish)
         return fleet.rollout_target(
             profile, project.artifacts, fd.refs(), release.release_id, fd.deploy_one, hosts=hosts, groups=groups,
             parallel=parallel, current_release=None if full_verify else current,
