@@ -317,7 +317,7 @@ class FleetDeploy:
         if out.ok and self.profile.deploy.relay == "boards":
             self._start_relay(board)
         end = t0 + out.seconds
-        order = [("connect", "connecting"), ("send", "sending"), ("verify", "verifying"), ("bench", "benchmarking")]
+        order = [("connect", "connecting"), ("fetch", "fetching"), ("send", "sending"), ("verify", "verifying"), ("bench", "benchmarking")]
         timings: dict[str, float] = {}
         for i, (name, state) in enumerate(order):
             if state in marks:
