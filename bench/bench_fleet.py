@@ -69,7 +69,8 @@ RELEASE_FILES = {
 # --------------------------------------------------------------------------
 def make_dmsbuild_deploy(release_dir: Path, work: Path, key: Path, known_hosts: Path,
                          boards: list[fleet.BoardRef] | None = None, release_id: str = "bench000000000000",
-                         relay: bool = False) -> tuple[fleet.DeployOne, fleet.CurrentRelease]:
+                         relay: bool = False, mirror: str | None = None, publish: str | None = None,
+                         ) -> tuple[fleet.DeployOne, fleet.CurrentRelease]:
     """dmsbuild's real per-board deploy of ``release_dir`` over SSH, for ``fleet.rollout``.
 
     Returns ``(deploy_one, current_release)`` of ``fleet_deploy.FleetDeploy``:
@@ -97,7 +98,10 @@ def make_dmsbuild_deploy(release_dir: Path, work: Path, key: Path, known_hosts: 
                  known_hosts=str(known_hosts), root=str(work / "boards" / b.name / "dmsbuild"),
                  python="/usr/bin/python3")  # the board's system Python, as Ansible's interpreter_python
            for b in boards or []]
+    profile.deploy.mirror = mirror
     fd = FleetDeploy(profile, inv, release, project_name="bench")
+    if mirror and publish:
+        fd.publish(publish)  # once, before any board starts (as `doit deploy` does with deploy.mirror_publish)
     _DEPLOYERS.append(fd)
     return fd.deploy_one, fd.current_release
 
@@ -116,7 +120,8 @@ def _run_dmsbuild(args: argparse.Namespace) -> int:
     boards = [fleet.BoardRef(**{**b, "groups": tuple(b["groups"])}) for b in spec["boards"]]
     relay = spec.get("relay", False)
     deploy, current = make_dmsbuild_deploy(Path(spec["release"]), Path(spec["work"]), Path(spec["key"]),
-                                           Path(spec["known_hosts"]), boards, spec["release_id"], relay=relay)
+                                           Path(spec["known_hosts"]), boards, spec["release_id"], relay=relay,
+                                           mirror=spec.get("mirror"), publish=spec.get("publish"))
     # relay: the first wave (as many boards as serve as relays) is pushed, the rest fetch from them
     waves = [4, "100%"] if relay and len(boards) > 4 else ["100%"]
     try:
@@ -185,6 +190,8 @@ class SshdFleet:
     n: int
     #: the first loopback address (a.b.c.d); board i gets the i-th address after it, across /24s
     first: str = "127.0.7.10"
+    #: run sshd under this (e.g. ``ip netns exec NS``)
+    prefix: list[str] = field(default_factory=list)
     user: str = field(default_factory=lambda: os.environ.get("USER") or "root")
     boards: list[Board] = field(default_factory=list)
 
@@ -227,7 +234,7 @@ class SshdFleet:
             ]))
             root = self.work / "boards" / name
             root.mkdir(parents=True)
-            proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=open(d / "log", "wb"))
+            proc = subprocess.Popen([*self.prefix, "/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=open(d / "log", "wb"))
             self.boards.append(Board(name, addr, root, proc))
         self.known_hosts.write_text("\n".join(kh) + "\n")
         deadline = time.monotonic() + 30
@@ -410,12 +417,13 @@ def ansible_setup(sshd: SshdFleet, boards: list[Board], release: Path, work: Pat
     return [str(Path(args_global.ansible_venv) / "bin" / "ansible-playbook"), "-i", str(d / "hosts.ini"), str(d / "play.yml")], env, str(cp)
 
 
-def dmsbuild_argv(sshd: SshdFleet, boards: list[Board], release: Path, work: Path, tag: str, relay: bool = False) -> list[str]:
+def dmsbuild_argv(sshd: SshdFleet, boards: list[Board], release: Path, work: Path, tag: str, relay: bool = False,
+                  mirror: str | None = None, publish: str | None = None) -> list[str]:
     spec = work / f"dmsbuild-{tag}.json"
     spec.write_text(json.dumps({
         "boards": [{"name": b.name, "host": b.addr, "port": PORT, "user": sshd.user, "identity_file": str(sshd.key), "groups": ["bench"]} for b in boards],
         "release": str(release), "release_id": "bench000000000000", "work": str(work), "key": str(sshd.key),
-        "known_hosts": str(sshd.known_hosts), "relay": relay,
+        "known_hosts": str(sshd.known_hosts), "relay": relay, "mirror": mirror, "publish": publish,
     }))
     return [sys.executable, __file__, "_run-dmsbuild", "--spec", str(spec)]
 
