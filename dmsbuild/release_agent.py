@@ -342,6 +342,8 @@ def op_lock(req):
     fault_point("lock.locked")
     # with "objects" in the request, the prepare answer rides along (one process less per deploy)
     state = prepare(req) if "objects" in req else {}
+    if req.get("facts_script"):  # and the board's facts (one more process less per deploy)
+        state["facts"] = run_facts(req["facts_script"], root)
     say("locked " + json.dumps(state))
     # held until the deploy closes stdin, its connection dies, or it stays silent longer than idle_timeout
     # (the controller sends an empty line as a heartbeat: a connection that died without a FIN must not
@@ -363,6 +365,26 @@ def op_lock(req):
         if not say(answer):
             break
     os.ftruncate(fd, 0)
+
+
+def run_facts(script, root):
+    """The facts script (dmsbuild/facts.py, sent by the controller) run in this process; its JSON, or None if it failed.
+
+    None makes the controller gather the facts the usual way, which reports
+    the failure with its own message."""
+    import contextlib
+    import io
+
+    buf, argv = io.StringIO(), sys.argv
+    try:
+        sys.argv = ["facts", root]
+        with contextlib.redirect_stdout(buf):
+            exec(compile(script, "<facts>", "exec"), {"__name__": "__facts__"})
+        return json.loads(buf.getvalue().strip().splitlines()[-1])
+    except Exception:
+        return None
+    finally:
+        sys.argv = argv
 
 
 def locked(fn):

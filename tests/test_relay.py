@@ -157,3 +157,55 @@ def test_deploy_killed_during_fetch_keeps_the_old_release_then_resumes(relay_boa
     assert again.ok, again.reason
     _check_current(tmp_path, "relay-04", new)
     assert again.details["objects_fetched"] == len(FILES)
+
+
+def test_the_resume_checks_connection_is_the_deploys(relay_boards, tmp_path):
+    """One SSH connection per board for check + deploy (the second handshake was a quarter of the controller's CPU)."""
+    release = _release(tmp_path, "once")
+    fd = _deployer(relay_boards, tmp_path, release, relay="off")
+    opened: list[str] = []
+    factory = fd.transport_factory
+
+    def counting(board):
+        opened.append(board.name)
+        return factory(board)
+
+    fd.transport_factory = counting
+    refs = fd.refs()[:2]
+    try:
+        res = fleet.rollout(refs, release.release_id, fd.deploy_one, target="rpi5", parallel=2, current_release=fd.current_release)
+    finally:
+        fd.close()
+    assert res.exit_code == 0, res.table()
+    assert sorted(opened) == sorted(r.name for r in refs)
+
+
+def test_one_sftp_write_per_ssh_packet(relay_boards, tmp_path):
+    """paramiko's default 32 KiB write plus header took two SSH packets; the upload now sends one per write."""
+    import paramiko
+
+    from dmsbuild.transport.ssh import SSHTransport
+
+    release = _release(tmp_path, "pk")
+    board = _deployer(relay_boards, tmp_path, release).boards["relay-01"]
+    src = tmp_path / "blob"
+    src.write_bytes(os.urandom(1 << 20))
+    sends: list[int] = []
+    real = paramiko.Channel.send
+
+    def send(self, data):
+        n = real(self, data)
+        sends.append(n)
+        return n
+
+    t = SSHTransport(board)
+    try:
+        t.connect()
+        (tmp_path / "roots" / "relay-01").mkdir(parents=True, exist_ok=True)
+        paramiko.Channel.send = send
+        t.put(src, str(tmp_path / "roots" / "relay-01" / "blob"))
+    finally:
+        paramiko.Channel.send = real
+        t.close()
+    assert sum(sends) > 1 << 20
+    assert len(sends) <= (1 << 20) // 32000 + 8, f"{len(sends)} packets for 1 MiB"  # 2 per write were ~70
