@@ -408,7 +408,7 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
                          heartbeat_s=board.io_timeout / 3, facts_script=facts_mod.FACTS_SCRIPT)
         try:
             lock.acquire()
-        except UserError:
+        except (UserError, OSError):  # (a local board's spawn of a missing Python is an OSError)
             facts_mod.gather(transport, board.python, root)  # a facts error wins: it says more than the lock's
             raise
         facts = lock.state.pop("facts", None)
