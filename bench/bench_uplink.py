@@ -68,31 +68,6 @@ def outer(args: argparse.Namespace) -> int:
         _ip("netns", "del", LAB, check=False)
 
 
-class Nginx:
-    def __init__(self, work: Path) -> None:
-        self.work, self.root = work, work / "www" / "objects"
-        self.root.mkdir(parents=True)
-        (work / "nginx.conf").write_text(
-            f"user root;\ndaemon off;\npid {work / 'nginx.pid'};\nerror_log {work / 'error.log'};\nworker_processes 2;\n"
-            "events { worker_connections 1024; }\nhttp {\n  access_log off;\n  sendfile on;\n"
-            + "".join(f"  {k}_temp_path {work / k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-            + f"  server {{ listen {MIRROR}:8080; root {work / 'www'}; }}\n}}\n")
-        self.proc = subprocess.Popen(["nginx", "-p", str(work), "-c", str(work / "nginx.conf")])
-        import socket
-        import time
-        for _ in range(400):
-            try:
-                socket.create_connection((MIRROR, 8080), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.025)
-        raise RuntimeError("nginx did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 def inner(args: argparse.Namespace) -> int:
     ctl = ["ip", "netns", "exec", os.environ["BENCH_UPLINK_CTL"]]
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -109,7 +84,9 @@ def inner(args: argparse.Namespace) -> int:
                                  "manifest.json": 4_000})
         size = bf.make_release(release)
         sshd = bf.SshdFleet(work, n_max, first="10.217.1.10").start()
-        nginx = Nginx(work / "nginx")
+        from tests.test_mirror import Nginx  # the mirror tests' nginx (config, logs, temp dirs in work; stopped by pid)
+
+        nginx = Nginx(work / "nginx", addr=MIRROR)
         env = {**os.environ, "PYTHONPATH": str(ROOT.parent)}
         try:
             for n in sizes:
@@ -127,7 +104,7 @@ def inner(args: argparse.Namespace) -> int:
                     for p in nginx.root.glob("*"):
                         p.unlink()
                     argv = bf.dmsbuild_argv(sshd, boards, release, work, f"{kind}{n}", relay=kind == "relay",
-                                            mirror=f"http://{MIRROR}:8080/objects/" if kind == "mirror" else None,
+                                            mirror=nginx.url if kind == "mirror" else None,
                                             publish=str(nginx.root) if kind == "mirror" else None)
                     add(f"dmsbuild {kind}", bf.measure([*ctl, *argv], env=env))
         finally:

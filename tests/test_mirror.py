@@ -23,47 +23,45 @@ from dmsbuild.boards import down, up
 from dmsbuild.errors import UserError
 from dmsbuild.config import DeployConfig
 from dmsbuild.release import FAULT_ENV
+from tests.conftest import _free_port
 from tests.test_relay import FILES, _check_current, _deployer, _ref, _release
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 ADDR = "127.0.8.11"
 
 
-def _port(addr: str) -> int:
-    with socket.socket() as s:
-        s.bind((addr, 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mirror_boards(tmp_path_factory: pytest.TempPathFactory):
     where = tmp_path_factory.mktemp("mirror-boards")
-    state = up(2, where, port=_port("127.0.8.21"), first=21, groups=("rpi5",), name_prefix="mirror", net="127.0.8")
+    state = up(2, where, port=_free_port("127.0.8.21"), first=21, groups=("rpi5",), name_prefix="mirror", net="127.0.8")
     yield state
     down(where, quiet=True)
 
 
 class Nginx:
-    """nginx serving ``root`` on 127.0.8.11 (config, pid, logs, temp dirs all in ``work``), stopped by its pid."""
+    """nginx serving ``work/www/objects`` on ``addr`` (config, pid, logs, temp dirs all in ``work``), stopped by its pid.
 
-    def __init__(self, work: Path) -> None:
+    Also the mirror of bench/bench_uplink.py."""
+
+    def __init__(self, work: Path, addr: str = ADDR) -> None:
         if not os.path.exists(NGINX):
             pytest.skip("nginx is not installed (scripts/setup.sh installs nginx-light)")
-        self.work, self.root, self.port = work, work / "www" / "objects", _port(ADDR)
+        self.addr = addr
+        self.work, self.root, self.port = work, work / "www" / "objects", _free_port(addr)
         self.root.mkdir(parents=True)
         user = "user root;\n" if os.geteuid() == 0 else ""
         (work / "nginx.conf").write_text(
             f"{user}daemon off;\npid {work / 'nginx.pid'};\nerror_log {work / 'error.log'};\nworker_processes 1;\n"
-            "events { worker_connections 64; }\n"
+            "events { worker_connections 1024; }\n"
             "http {\n"
             f"  access_log {work / 'access.log'};\n"
             + "".join(f"  {k}_temp_path {work / k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-            + f"  server {{ listen {ADDR}:{self.port}; root {work / 'www'}; autoindex off; }}\n}}\n")
+            + f"  server {{ listen {addr}:{self.port}; root {work / 'www'}; autoindex off; }}\n}}\n")
         self.proc = subprocess.Popen([NGINX, "-p", str(work), "-c", str(work / "nginx.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for _ in range(200):
             try:
-                socket.create_connection((ADDR, self.port), timeout=0.2).close()
+                socket.create_connection((addr, self.port), timeout=0.2).close()
                 return
             except OSError:
                 time.sleep(0.025)
@@ -71,7 +69,7 @@ class Nginx:
 
     @property
     def url(self) -> str:
-        return f"http://{ADDR}:{self.port}/objects/"
+        return f"http://{self.addr}:{self.port}/objects/"
 
     def gets(self) -> list[str]:
         """The object names fetched with status 200 (from the access log)."""

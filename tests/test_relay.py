@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 from pathlib import Path
 
 import pytest
@@ -23,21 +22,15 @@ from dmsbuild.fleet_deploy import FleetDeploy
 from dmsbuild.inventory import Board
 from dmsbuild.manifest import Release, ReleaseFile, sha256_file
 from dmsbuild.release import FAULT_ENV
-from tests.conftest import descendants
+from tests.conftest import _free_port, descendants
 
 FILES = {"models/a.onnx": 3_000_000, "models/b.onnx": 1_000_000, "runner/r.py": 5_000}
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.7.11", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def relay_boards(tmp_path_factory: pytest.TempPathFactory):
     where = tmp_path_factory.mktemp("relay-boards")
-    state = up(4, where, port=_port(), first=11, groups=("rpi5",), name_prefix="relay", net="127.0.7")
+    state = up(4, where, port=_free_port("127.0.7.11"), first=11, groups=("rpi5",), name_prefix="relay", net="127.0.7")
     yield state
     down(where, quiet=True)
 
