@@ -2,7 +2,7 @@
 """Fleet rollout benchmark (issue 6): dmsbuild vs Ansible's copy module vs parallel scp.
 
 All in one run on this machine, against real OpenSSH ``sshd`` boards that this
-script starts on loopback addresses 127.0.0.2... (each its own address, host
+script starts on loopback addresses 127.0.7.10... (``--first``; each its own address, host
 key and folder; started as non-daemon processes, stopped by pid):
 
 * cold rollout of the same ~25 MB release to 20 boards (1 / 5 / 20 for scaling);
@@ -69,6 +69,7 @@ RELEASE_FILES = {
 # --------------------------------------------------------------------------
 def make_dmsbuild_deploy(release_dir: Path, work: Path, key: Path, known_hosts: Path,
                          boards: list[fleet.BoardRef] | None = None, release_id: str = "bench000000000000",
+                         relay: bool = False, mirror: str | None = None, publish: str | None = None,
                          ) -> tuple[fleet.DeployOne, fleet.CurrentRelease]:
     """dmsbuild's real per-board deploy of ``release_dir`` over SSH, for ``fleet.rollout``.
 
@@ -91,12 +92,22 @@ def make_dmsbuild_deploy(release_dir: Path, work: Path, key: Path, known_hosts: 
     release = Release(target="bench", release_id=release_id, manifest={"project": "bench", "artifacts": []},
                       manifest_bytes=b"", files=files, staging=release_dir)
     profile = TargetProfile(name="bench")
+    if relay:  # boards that finished serve the objects to the later waves (docs/fleet-scale.md)
+        profile.deploy.relay = "boards"
     inv = [Board(name=b.name, groups=list(b.groups), host=b.host, port=b.port, user=b.user, identity_file=str(key),
                  known_hosts=str(known_hosts), root=str(work / "boards" / b.name / "dmsbuild"),
                  python="/usr/bin/python3")  # the board's system Python, as Ansible's interpreter_python
            for b in boards or []]
+    profile.deploy.mirror = mirror
     fd = FleetDeploy(profile, inv, release, project_name="bench")
+    if mirror and publish:
+        fd.publish(publish)  # once, before any board starts (as `doit deploy` does with deploy.mirror_publish)
+    _DEPLOYERS.append(fd)
     return fd.deploy_one, fd.current_release
+
+
+#: the FleetDeploys made here: closed (kept connections, relay servers) when the rollout ends
+_DEPLOYERS: list = []
 
 
 def _run_dmsbuild(args: argparse.Namespace) -> int:
@@ -107,10 +118,18 @@ def _run_dmsbuild(args: argparse.Namespace) -> int:
     os.environ["DMSBUILD_SSH_CONFIG"] = "/dev/null"  # like the others' -F /dev/null
     spec = json.loads(Path(args.spec).read_text())
     boards = [fleet.BoardRef(**{**b, "groups": tuple(b["groups"])}) for b in spec["boards"]]
+    relay = spec.get("relay", False)
     deploy, current = make_dmsbuild_deploy(Path(spec["release"]), Path(spec["work"]), Path(spec["key"]),
-                                           Path(spec["known_hosts"]), boards, spec["release_id"])
-    res = fleet.rollout(boards, spec["release_id"], deploy, target="bench", parallel=len(boards), max_fail=len(boards),
-                        current_release=current, progress=FleetProgress(sys.stderr, tty=False))
+                                           Path(spec["known_hosts"]), boards, spec["release_id"], relay=relay,
+                                           mirror=spec.get("mirror"), publish=spec.get("publish"))
+    # relay: the first wave (as many boards as serve as relays) is pushed, the rest fetch from them
+    waves = [4, "100%"] if relay and len(boards) > 4 else ["100%"]
+    try:
+        res = fleet.rollout(boards, spec["release_id"], deploy, target="bench", parallel=len(boards), max_fail=len(boards),
+                            current_release=current, progress=FleetProgress(sys.stderr, tty=False), waves=waves)
+    finally:
+        for fd in _DEPLOYERS:
+            fd.close()
     print(res.table())
     print(json.dumps(res.summary()))
     return res.exit_code
@@ -148,6 +167,14 @@ def _run_fleet_scp(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------
 # emulated boards: real sshd on loopback
+def board_addr(first: str, i: int) -> str:
+    """The i-th loopback address from ``first`` (127.0.7.250 + 10 -> 127.0.8.4: hosts .1-.254 of each /24)."""
+    a, b, c, d = (int(x) for x in first.split("."))
+    n = (c * 254 + (d - 1)) + i
+    return f"{a}.{b}.{n // 254}.{n % 254 + 1}"
+
+
+
 # --------------------------------------------------------------------------
 @dataclass
 class Board:
@@ -161,6 +188,10 @@ class Board:
 class SshdFleet:
     work: Path
     n: int
+    #: the first loopback address (a.b.c.d); board i gets the i-th address after it, across /24s
+    first: str = "127.0.7.10"
+    #: run sshd under this (e.g. ``ip netns exec NS``)
+    prefix: list[str] = field(default_factory=list)
     user: str = field(default_factory=lambda: os.environ.get("USER") or "root")
     boards: list[Board] = field(default_factory=list)
 
@@ -182,7 +213,7 @@ class SshdFleet:
         os.chmod(auth, 0o600)
         kh = []
         for i in range(self.n):
-            name, addr = f"board-{i + 1:02d}", f"127.0.0.{i + 2}"
+            name, addr = f"board-{i + 1:02d}", board_addr(self.first, i)
             d = self.work / "sshd" / name
             d.mkdir(parents=True)
             hk = d / "host_ed25519"
@@ -203,7 +234,7 @@ class SshdFleet:
             ]))
             root = self.work / "boards" / name
             root.mkdir(parents=True)
-            proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=open(d / "log", "wb"))
+            proc = subprocess.Popen([*self.prefix, "/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=open(d / "log", "wb"))
             self.boards.append(Board(name, addr, root, proc))
         self.known_hosts.write_text("\n".join(kh) + "\n")
         deadline = time.monotonic() + 30
@@ -386,12 +417,13 @@ def ansible_setup(sshd: SshdFleet, boards: list[Board], release: Path, work: Pat
     return [str(Path(args_global.ansible_venv) / "bin" / "ansible-playbook"), "-i", str(d / "hosts.ini"), str(d / "play.yml")], env, str(cp)
 
 
-def dmsbuild_argv(sshd: SshdFleet, boards: list[Board], release: Path, work: Path, tag: str) -> list[str]:
+def dmsbuild_argv(sshd: SshdFleet, boards: list[Board], release: Path, work: Path, tag: str, relay: bool = False,
+                  mirror: str | None = None, publish: str | None = None) -> list[str]:
     spec = work / f"dmsbuild-{tag}.json"
     spec.write_text(json.dumps({
         "boards": [{"name": b.name, "host": b.addr, "port": PORT, "user": sshd.user, "identity_file": str(sshd.key), "groups": ["bench"]} for b in boards],
         "release": str(release), "release_id": "bench000000000000", "work": str(work), "key": str(sshd.key),
-        "known_hosts": str(sshd.known_hosts),
+        "known_hosts": str(sshd.known_hosts), "relay": relay, "mirror": mirror, "publish": publish,
     }))
     return [sys.executable, __file__, "_run-dmsbuild", "--spec", str(spec)]
 
@@ -419,6 +451,9 @@ def main() -> int:
     ap.add_argument("--sizes", default="1,5,20")
     ap.add_argument("--ansible-venv", default=str(ROOT / "artifacts" / "bench-venv"))
     ap.add_argument("--skip-ansible", action="store_true")
+    ap.add_argument("--ansible-max", type=int, default=20, help="run Ansible only up to this many boards (default 20)")
+    ap.add_argument("--relay", action="store_true", help="also a relay rollout (deploy.relay = \"boards\")")
+    ap.add_argument("--first", default="127.0.7.10", help="first board address (default 127.0.7.10; 200 boards reach 127.0.8.x)")
     ap.add_argument("--json", help="also write the rows as JSON here")
     args = args_global = ap.parse_args()
     if args.mode == "_run-dmsbuild":
@@ -433,7 +468,7 @@ def main() -> int:
         work = Path(tmp)
         release = work / "release"
         size = make_release(release)
-        sshd = SshdFleet(work, max(sizes)).start()
+        sshd = SshdFleet(work, max(sizes), first=args.first).start()
         try:
             for n in sizes:
                 boards = sshd.boards[:n]
@@ -452,22 +487,26 @@ def main() -> int:
                 clean(boards, "fleetscp")
                 add("fleet.rollout + scp", "cold", measure(fleet_scp_argv(sshd, boards, release, work, f"n{n}")),
                     "rollout layer driving scp (overhead check, not dmsbuild's deploy)")
-                if have_ansible:
+                if have_ansible and n <= args.ansible_max:
                     argv, env, cp = ansible_setup(sshd, boards, release, work, f"n{n}")
                     clean(boards, "ansible")
                     add("ansible copy", "cold", measure(argv, env, marker=cp))
                     add("ansible copy", "no change", measure(argv, env, marker=cp))
-                else:
+                elif n <= args.ansible_max:
                     add("ansible copy", "cold", None, "ansible-core not installed")
                 clean(boards, "dmsbuild")
                 argv = dmsbuild_argv(sshd, boards, release, work, f"n{n}")
                 add("dmsbuild", "cold", measure(argv))
                 add("dmsbuild", "no change", measure(argv))
+                if args.relay and n > 4:
+                    clean(boards, "dmsbuild")
+                    add("dmsbuild relay", "cold", measure(dmsbuild_argv(sshd, boards, release, work, f"r{n}", relay=True)),
+                        "4 boards pushed, the rest fetch from them over HTTP (sha256-checked)")
         finally:
             sshd.stop()
 
     print(f"\nfleet rollout benchmark: {size / 1e6:.1f} MB release, {os.cpu_count()} CPU cores, "
-          f"cipher {CIPHER}, compression off; sshd boards on 127.0.0.x\n")
+          f"cipher {CIPHER}, compression off; sshd boards from {args.first}\n")
     print(f"| boards | contender | case | wall s | controller CPU s | peak MB | ok | vs scp cold (wall) |")
     print("|---:|---|---|---:|---:|---:|---|---:|")
     scp = {r["boards"]: r["wall_s"] for r in rows if r["contender"] == "parallel scp"}
@@ -487,6 +526,10 @@ def main() -> int:
         elif a_cold and s_cold:
             goals.append(f"n={n}: ansible cold / scp cold = {a_cold / s_cold:.2f}x; ansible no-change = {a_nc:.2f} s "
                          f"(the dmsbuild rows are missing: see the errors above)")
+        elif d_cold and s_cold:
+            r_cold = get.get(("dmsbuild relay", "cold"))
+            goals.append(f"n={n}: dmsbuild cold / scp = {d_cold / s_cold:.2f}x (goal <= 1.3x at 100)"
+                         + (f"; dmsbuild relay cold / scp = {r_cold / s_cold:.2f}x" if r_cold else ""))
     print("\n" + "\n".join(goals))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

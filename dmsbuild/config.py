@@ -456,6 +456,18 @@ class DeployConfig:
     #: a board whose new release fails its health gate (output check, latency): "rollback" switches it back
     #: to its previous release (no transfer); "keep" leaves the new release installed for inspection
     on_unhealthy: Literal["rollback", "keep"] = "rollback"
+    #: "boards": boards that finished (verified) serve the release's objects to the boards of later waves over a
+    #: short-lived HTTP server on their own address; fetched objects are checked by sha256, a failed fetch is
+    #: sent by the controller (docs/fleet-scale.md). Needs more than one wave to help: the first wave is pushed
+    relay: Literal["off", "boards"] = "off"
+    #: boards serving as relays at once (the first ones to finish)
+    relay_boards: int = 4
+    #: base URL of a mirror the boards fetch ``<sha256>`` objects from (http(s), e.g. a static file server or an
+    #: S3-compatible bucket's website endpoint); fetched objects are checked by sha256, what fails is pushed
+    mirror: str | None = None
+    #: a folder the controller publishes the release's objects into (``<sha256>`` files, written atomically)
+    #: before the rollout: the mirror's document root, or a folder synced to it; unset: the mirror is filled by you
+    mirror_publish: str | None = None
 
     def validate(self, source: str, prefix: str) -> None:
         from .fleet import check_max_fail, check_waves  # standard library only, like this module
@@ -465,6 +477,11 @@ class DeployConfig:
         check_max_fail(self.max_fail, f"{where}max_fail'")
         if self.parallel < 1:
             raise UserError(f"{where}parallel' is {self.parallel}; expected at least 1", hint=f"fix it in {source}")
+        if self.mirror is not None and not re.match(r"https?://[^/\s]+(/\S*)?$", self.mirror):
+            raise UserError(f"{where}mirror' is {self.mirror!r}; expected an http:// or https:// URL of the objects folder",
+                            hint=f"fix it in {source}, e.g. mirror = \"https://mirror.lab/dms/objects/\"")
+        if self.relay_boards < 1:
+            raise UserError(f"{where}relay_boards' is {self.relay_boards}; expected at least 1", hint=f"fix it in {source}")
 
 
 @dataclass

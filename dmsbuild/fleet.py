@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 from .errors import UserError, first_line
 
 #: board states, in the order a board normally goes through them
-STATES = ("waiting", "connecting", "sending", "verifying", "benchmarking", "done", "failed", "unhealthy", "skipped", "current")
+STATES = ("waiting", "connecting", "fetching", "sending", "verifying", "benchmarking", "done", "failed", "unhealthy", "skipped", "current")
 #: final states that count as a failed board
 FAILED_STATES = ("failed", "unhealthy")
 

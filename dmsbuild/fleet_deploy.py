@@ -20,10 +20,15 @@ reached; ``release`` puts one release on one board. This module joins them:
 from __future__ import annotations
 
 import copy
+import json
+import os
+import shutil
 import posixpath
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
 from . import fleet
@@ -133,6 +138,13 @@ def health_gate(profile: "TargetProfile", bench: bool) -> fleet.HealthGate:
     return gate
 
 
+#: at most this many resume-check connections are kept open for the deploys (each holds a socket and a thread);
+#: boards beyond it connect again for their deploy
+MAX_KEPT = 512
+#: a relay stops serving after this long even if the rollout never told it to (a controller killed mid-rollout)
+RELAY_LIFETIME_S = 3600
+
+
 class FleetDeploy:
     """One target's boards and release, as ``fleet.rollout`` callbacks (each call opens its own connection)."""
 
@@ -148,6 +160,12 @@ class FleetDeploy:
         self.transport_factory = transport_factory or open_transport
         self.bench = bench
         self.full_verify = full_verify
+        #: connections the resume check opened to boards that need the release, handed to their deploy
+        self._kept: dict[str, "Transport"] = {}
+        self._kept_lock = threading.Lock()
+        #: relay boards serving the release's objects: base URLs, and (transport, serving process) to stop them
+        self.relays: list[str] = []
+        self._servers: list[tuple["Transport", Any]] = []
 
     def refs(self) -> list[fleet.BoardRef]:
         return [board_ref(b) for b in self.boards.values()]
@@ -168,16 +186,111 @@ class FleetDeploy:
         once = copy.copy(board)  # (dataclasses.replace would reset the init=False fields: transport, source)
         once.connect_retries = 1
         transport = self.transport_factory(once)
+        keep = False
         try:
             if root == "~" or (root.startswith("~") and not root.startswith("~/")):
                 root = resolve_root(transport, board, self.profile)
             link = posixpath.join(root[2:] if root.startswith("~/") else root, "current")
             res = transport.run(["readlink", "--", link], timeout=(board.connect_timeout or 10.0) * 3)
+            current = (posixpath.basename(res.stdout.strip().rstrip("/")) or None) if res.ok else None
+            # the board will be deployed: its deploy reuses this connection (one SSH handshake per board, not
+            # two; at 100 boards the second handshakes were ~1/4 of the controller's CPU)
+            keep = self.release is not None and current != self.release.release_id and transport.is_open()
+            if keep:
+                with self._kept_lock:
+                    keep = len(self._kept) < MAX_KEPT
+                    if keep:
+                        self._kept[ref.name] = transport
         finally:
+            if not keep:
+                transport.close()
+        return current  # None: no `current` yet
+
+    def _transport_for(self, board: "Board") -> "Transport":
+        """The resume check's connection to ``board`` when it is still up, else a new one (for ``deploy_board``)."""
+        with self._kept_lock:
+            kept = self._kept.pop(board.name, None)
+        if kept is not None:
+            if kept.is_open():
+                return kept
+            kept.close()
+        return self.transport_factory(board)
+
+    def publish(self, folder: str | Path) -> int:
+        """Copy the release's objects into the mirror's folder as ``<sha256>`` (once; present ones are kept).
+
+        Written to a temporary name and renamed, so a board never fetches a
+        half-written object (it would refuse it by its sha256 anyway). Returns
+        the bytes written."""
+        if self.release is None:
+            raise ValueError("FleetDeploy.publish needs a release")
+        dest = Path(folder)
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            written = 0
+            for f in {f.sha256: f for f in self.release.files}.values():
+                target = dest / f.sha256
+                if target.is_file() and target.stat().st_size == f.size:
+                    continue
+                tmp = dest / f".{f.sha256}.{os.getpid()}.tmp"
+                shutil.copyfile(f.local, tmp)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, target)
+                written += f.size
+        except OSError as exc:
+            raise UserError(f"deploy.mirror_publish: cannot publish into {dest}: {exc.strerror or exc}",
+                            hint="check that the folder exists and is writable (or unset mirror_publish and fill the mirror yourself)") from None
+        return written
+
+    def _start_relay(self, board: "Board") -> None:
+        """Make ``board`` (its release just verified) serve its objects to later boards, up to ``relay_boards`` relays.
+
+        The server listens on the board's own address (the one we reach it by),
+        serves ``objects/<sha256>`` only and stops when this rollout ends (its
+        stdin closes) or after RELAY_LIFETIME_S. A board that cannot serve is
+        just not a relay: the rollout carries on."""
+        from .release import AGENT_SOURCE, resolve_root
+
+        with self._kept_lock:
+            if len(self._servers) >= self.profile.deploy.relay_boards:
+                return
+            self._servers.append((None, None))  # reserve the slot
+        transport = None
+        try:
+            transport = self.transport_factory(board)
+            transport.connect()
+            host = getattr(getattr(transport, "endpoint", None), "host", None) or board.host
+            root = resolve_root(transport, board, self.profile)
+            proc = transport.spawn([board.python, "-c", AGENT_SOURCE, "serve"])
+            proc.send((json.dumps({"root": root, "bind": host, "lifetime": RELAY_LIFETIME_S}) + "\n").encode())
+            answer = proc.readline(timeout=30).strip()
+            if not answer.startswith("serving "):
+                raise UserError(f"board '{board.name}': relay did not start: {answer or proc.finish(timeout=5).stderr_tail(2)}")
+            url = f"http://{'[' + host + ']' if ':' in host else host}:{int(answer.split()[1])}/"
+        except UserError:
+            with self._kept_lock:
+                self._servers.remove((None, None))
+            if transport is not None:
+                transport.close()
+            return
+        with self._kept_lock:
+            self._servers.remove((None, None))
+            self._servers.append((transport, proc))
+            self.relays.append(url)
+
+    def close(self) -> None:
+        """Close the kept connections no deploy used (a halted rollout, a board skipped) and stop the relays."""
+        with self._kept_lock:
+            kept, self._kept = list(self._kept.values()), {}
+            servers, self._servers, self.relays = self._servers, [], []
+        for t in kept:
+            t.close()
+        for transport, proc in servers:
+            try:
+                proc.finish(timeout=10)
+            except UserError:
+                pass  # the relay board went away; its server stopped with the connection
             transport.close()
-        if not res.ok:
-            return None  # no `current` yet
-        return posixpath.basename(res.stdout.strip().rstrip("/")) or None
 
     # -- one board's deploy ---------------------------------------------------------
     def deploy_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
@@ -214,18 +327,29 @@ class FleetDeploy:
                 checks.append(self.bench(session))
 
         t0 = time.perf_counter()
+        with self._kept_lock:
+            sources = list(self.relays)
+        if sources:  # spread the boards over the relays: each starts at a different one, the rest are fall-backs
+            k = sum(map(ord, board.name)) % len(sources)
+            sources = sources[k:] + sources[:k]
+        if self.profile.deploy.mirror:  # the mirror first: it is what the user runs to take the load
+            sources.insert(0, self.profile.deploy.mirror.rstrip("/") + "/")
         out = deploy_board(board, self.profile, self.release, project_name=self.project_name,
-                           transport_factory=self.transport_factory,
+                           transport_factory=self._transport_for,
                            after_switch=after_switch if self.bench is not None else None,
-                           progress=on_bytes, full_verify=self.full_verify, on_state=on_state)
+                           progress=on_bytes, full_verify=self.full_verify, on_state=on_state, sources=sources)
+        if out.ok and self.profile.deploy.relay == "boards":
+            self._start_relay(board)
         end = t0 + out.seconds
-        order = [("connect", "connecting"), ("send", "sending"), ("verify", "verifying"), ("bench", "benchmarking")]
+        order = [("connect", "connecting"), ("fetch", "fetching"), ("send", "sending"), ("verify", "verifying"), ("bench", "benchmarking")]
         timings: dict[str, float] = {}
         for i, (name, state) in enumerate(order):
             if state in marks:
                 nxt = next((marks[s] for _, s in order[i + 1:] if s in marks), end)
                 timings[name] = max(0.0, nxt - marks[state])
         details: dict[str, Any] = {"action": out.action, "objects_sent": out.objects_sent}
+        if out.objects_fetched:
+            details.update(objects_fetched=out.objects_fetched, bytes_fetched=out.bytes_fetched, fetched_from=sources)
         if out.previous is not None:
             details["previous_release"] = out.previous
         if out.warnings:
@@ -310,10 +434,15 @@ def deploy_fleet(project: "ProjectConfig", profile: "TargetProfile", boards: Seq
     def current(ref: fleet.BoardRef) -> str | None:
         return None if ref.name in regate else fd.current_release(ref)
 
-    result = fleet.rollout_target(
-        profile, project.artifacts, fd.refs(), release.release_id, fd.deploy_one, hosts=hosts, groups=groups,
-        parallel=parallel, current_release=None if full_verify else current,
-        health_gate=health_gate(profile, bench is not None), stream=stream, revert=fd.rollback_one)
+    try:
+        if profile.deploy.mirror and profile.deploy.mirror_publish:
+            fd.publish(project.root / profile.deploy.mirror_publish)
+        result = fleet.rollout_target(
+            profile, project.artifacts, fd.refs(), release.release_id, fd.deploy_one, hosts=hosts, groups=groups,
+            parallel=parallel, current_release=None if full_verify else current,
+            health_gate=health_gate(profile, bench is not None), stream=stream, revert=fd.rollback_one)
+    finally:
+        fd.close()
     lines = measurement_lines(result)
     if lines:
         out = stream if stream is not None else sys.stderr

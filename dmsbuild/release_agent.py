@@ -17,7 +17,10 @@ board has), ``lock`` (hold the board lock until stdin closes; also prepares
 when the request lists objects; then runs the ``commit``/``rollback``
 requests sent to it as JSON lines, so they run under the lock and finish
 under it even when the connection drops), ``commit`` (verify, stage the
-release, sync, switch, collect), ``rollback``, ``state``. ``commit`` and
+release, sync, switch, collect), ``rollback``, ``state``, ``fetch`` (under the
+lock: objects from relay boards or a mirror over HTTP, verified by sha256
+while they arrive, left as uploads for ``commit`` to verify again) and
+``serve`` (a relay: ``objects/<sha256>`` over HTTP until stdin closes). ``commit`` and
 ``rollback`` run on their own take the lock themselves.
 
 Nothing is written outside the root: the root's folders and files must not
@@ -349,6 +352,8 @@ def op_lock(req):
     fault_point("lock.locked")
     # with "objects" in the request, the prepare answer rides along (one process less per deploy)
     state = prepare(req) if "objects" in req else {}
+    if req.get("facts_script"):  # and the board's facts (one more process less per deploy)
+        state["facts"] = run_facts(req["facts_script"], root)
     say("locked " + json.dumps(state))
     # held until the deploy closes stdin, its connection dies, or it stays silent longer than idle_timeout
     # (the controller sends an empty line as a heartbeat: a connection that died without a FIN must not
@@ -370,6 +375,26 @@ def op_lock(req):
         if not say(answer):
             break
     os.ftruncate(fd, 0)
+
+
+def run_facts(script, root):
+    """The facts script (dmsbuild/facts.py, sent by the controller) run in this process; its JSON, or None if it failed.
+
+    None makes the controller gather the facts the usual way, which reports
+    the failure with its own message."""
+    import contextlib
+    import io
+
+    buf, argv = io.StringIO(), sys.argv
+    try:
+        sys.argv = ["facts", root]
+        with contextlib.redirect_stdout(buf):
+            exec(compile(script, "<facts>", "exec"), {"__name__": "__facts__"})
+        return json.loads(buf.getvalue().strip().splitlines()[-1])
+    except Exception:
+        return None
+    finally:
+        sys.argv = argv
 
 
 def locked(fn):
@@ -662,21 +687,151 @@ def op_state(req):
     return {"current": current_id(root), "history": read_history(root)}
 
 
+# -- relay and mirror: objects fetched from another board or a mirror, verified before use ----------------
+def _is_sha(name):
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+def fetch_one(root, sha, size, base, timeout):
+    """Download ``base + sha`` to ``objects/.tmp/<sha>.part``, hashing as it arrives; None when it is the object.
+
+    Anything else (unreachable, HTTP error, too long, too short, another sha256)
+    is the reason, and the partial file is removed: the controller then tries
+    the next source or sends the object itself. ``commit`` verifies the part
+    again before it is promoted, like an upload."""
+    import urllib.request
+
+    part = inside(root, "objects/.tmp/" + sha + ".part")
+    _lexists_not(part, "file")
+    h, got = hashlib.sha256(), 0
+    try:
+        with urllib.request.urlopen(base + sha, timeout=timeout) as resp:
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with os.fdopen(fd, "wb") as out:
+                first = True
+                while True:
+                    b = resp.read(1 << 20)
+                    if not b:
+                        break
+                    got += len(b)
+                    if got > size:
+                        raise ValueError("more than the %d bytes expected" % size)
+                    h.update(b)
+                    out.write(b)
+                    if first:
+                        first = False
+                        fault_point("fetch.read")
+    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+        _drop(part)
+        return "%s: %s" % (base, getattr(exc, "reason", None) or exc)
+    if got != size or h.hexdigest() != sha:
+        _drop(part)
+        return "%s: got %d bytes with sha256 %s, expected %d bytes with %s" % (base, got, h.hexdigest()[:12], size, sha[:12])
+    return None
+
+
+def _drop(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def fetch(req):
+    """Fetch the listed objects from ``sources`` (base URLs, tried in order); what failed is sent by the controller."""
+    root = req["root"]
+    fetched, failed = [], {}
+    for obj in req["objects"]:
+        sha = obj["sha256"]
+        if not _is_sha(sha):
+            fail(EXIT_BAD, "fetch: not a sha256: %r" % sha)
+        why = []
+        for base in req["sources"]:
+            reason = fetch_one(root, sha, int(obj["size"]), base, float(req.get("timeout") or 30))
+            if reason is None:
+                fetched.append(sha)
+                break
+            why.append(reason)
+        else:
+            failed[sha] = "; ".join(why)
+    return {"fetched": fetched, "failed": failed}
+
+
+def op_serve(req):
+    """Serve ``<root>/objects/<sha256>`` (nothing else) over HTTP on ``bind`` until stdin closes or ``lifetime`` ends.
+
+    A relay for the boards of later waves: read-only, content-addressed names
+    only, no directory listing, symlinks refused; the fetching board checks
+    every byte against the sha256 it was told by the controller, so a relay
+    can make a fetch fail but never make a board use a wrong object."""
+    import http.server
+    import select
+    import threading
+    import time
+
+    objects = os.path.join(req["root"], "objects")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            name = self.path.lstrip("/")
+            try:
+                if not _is_sha(name):
+                    raise FileNotFoundError(name)
+                fd = os.open(os.path.join(objects, name), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            except OSError:
+                self.send_error(404)
+                return
+            with os.fdopen(fd, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(st.st_size))
+                self.end_headers()
+                shutil.copyfileobj(fh, self.wfile, 1 << 20)
+
+        def log_message(self, *args):
+            pass  # stdout is the controller's channel
+
+    class Server(http.server.ThreadingHTTPServer):
+        address_family = __import__("socket").AF_INET6 if ":" in req["bind"] else __import__("socket").AF_INET
+        daemon_threads = True
+
+    try:
+        server = Server((req["bind"], int(req.get("port") or 0)), Handler)
+    except OSError as exc:
+        fail(EXIT_BAD, "serve: cannot listen on %s: %s" % (req["bind"], exc.strerror or exc))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    say("serving %d" % server.server_address[1])
+    end = time.monotonic() + float(req.get("lifetime") or 600)
+    while time.monotonic() < end:  # until the controller closes stdin (or its connection dies)
+        ready, _, _ = select.select([0], [], [], max(0.0, min(5.0, end - time.monotonic())))
+        if ready and not os.read(0, 65536):
+            break
+    server.shutdown()
+    server.server_close()
+    return {"served": True}
+
+
 #: ops the lock process runs for its controller (already under the lock)
-LOCKED_OPS = {"commit": commit, "rollback": rollback}
+LOCKED_OPS = {"commit": commit, "rollback": rollback, "fetch": fetch}
 OPS = {"prepare": op_prepare, "commit": locked(commit), "rollback": locked(rollback), "state": op_state}
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1] not in OPS and argv[1] != "lock":
-        sys.stderr.write("usage: release_agent.py {%s} < request.json\n" % ",".join(list(OPS) + ["lock"]))
+    if len(argv) != 2 or argv[1] not in OPS and argv[1] not in ("lock", "serve"):
+        sys.stderr.write("usage: release_agent.py {%s} < request.json\n" % ",".join(list(OPS) + ["lock", "serve"]))
         return EXIT_USAGE
-    line = read_line() if argv[1] == "lock" else sys.stdin.read()
+    line = read_line() if argv[1] in ("lock", "serve") else sys.stdin.read()
     req = json.loads(line)
     FAULT.update(req.get("fault") or {})
     try:
         if argv[1] == "lock":
             op_lock(req)
+        elif argv[1] == "serve":
+            op_serve(req)
         else:
             json.dump(OPS[argv[1]](req), sys.stdout)
     except AgentFail as exc:

@@ -10,6 +10,8 @@ command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v scp >/dev/null 2>&1 || need_apt+=(openssh-client)
 # headless browser for the report layout test (tests/test_report_browser.py); ~5 s per check
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# nginx: the mirror-rollout tests serve objects from a real web server on loopback (tests/test_mirror.py)
+[ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

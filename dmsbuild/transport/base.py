@@ -83,6 +83,10 @@ class Transport(abc.ABC):
     def get(self, remote: str, local: Path) -> None:
         """Copy a board file to this machine."""
 
+    def is_open(self) -> bool:
+        """True when a connection is up and can be reused (a transport without connections says False)."""
+        return False
+
     @abc.abstractmethod
     def close(self) -> None: ...
 

@@ -50,6 +50,8 @@ KEEPALIVE_S = 15
 #: SFTP channel window: large, so pipelined writes are not throttled by acks
 SFTP_WINDOW = 1 << 27
 CHUNK = 1 << 20
+#: bytes of an SSH packet left for the SFTP write header (length, type, id, handle, offset) and channel framing
+WRITE_HEADROOM = 192
 
 
 def _route_paramiko_log() -> None:
@@ -363,6 +365,11 @@ class SSHTransport(Transport):
             self._sftp_client.get_channel().settimeout(self.board.io_timeout)
         return self._sftp_client
 
+    def is_open(self) -> bool:
+        """True while the connection is up (a kept connection is reused only then)."""
+        t = self._client.get_transport() if self._client is not None else None
+        return t is not None and t.is_active()
+
     # -- Transport -------------------------------------------------------
     def run(self, argv: Sequence[str], *, timeout: float | None = None, stdin: bytes | None = None) -> CommandResult:
         argv = [str(a) for a in argv]
@@ -383,6 +390,10 @@ class SSHTransport(Transport):
             sftp = self._sftp()
             with open(local, "rb") as src, sftp.open(remote, "r+b" if offset else "wb") as dst:
                 dst.set_pipelined(True)
+                # one SFTP write per SSH packet: paramiko's default 32 KiB write plus its header overflows the
+                # server's 32 KiB channel packet, so every write went out as two packets (a full one and a
+                # ~100-byte one), doubling the per-packet work (Python framing, HMAC, send) of a transfer
+                dst.MAX_REQUEST_SIZE = max(4096, sftp.get_channel().out_max_packet_size - WRITE_HEADROOM)
                 if offset:
                     dst.truncate(offset)
                     dst.seek(offset)
