@@ -22,6 +22,12 @@ KNOWN_STOPS = {
     # ONNX Runtime 1.32 segfaults creating a session for this ViT's fp16 graph (only at ORT_ENABLE_ALL)
     ("vit-tiny", "local"): "ONNX Runtime's CPU provider crashed",
     ("vit-tiny", "orin"): "ONNX Runtime's CPU provider crashed",
+    # the accuracy gate (docs/accuracy.md) on seeded random weights calibrated with 4 images: real verdicts.
+    # squeezenet's FP32 logits barely vary across inputs and its INT8 loses that variation altogether;
+    # the ViT's INT8 misses the default cosine/SQNR floors (0.94, 9 dB). A trained model, or floors set
+    # for the model as the tiny test project does, builds.
+    ("squeezenet", "rpi5"): "head 'logits': degenerate outputs: the same output for every one",
+    ("vit-tiny", "rpi5"): "head 'logits': cosine",
 }
 
 
@@ -51,7 +57,7 @@ def test_corpus_builds_for_rpi5(entry: Entry, corpus_dir: Path) -> None:
     root = make_project(entry, corpus_dir / entry.name)
     run = run_doit(root, "--continue", "build", "target=rpi5")
     outcome = _assert_clean(entry, root, ("rpi5",), run)
-    if entry.expect == "build":
+    if entry.expect == "build" and (entry.name, "rpi5") not in KNOWN_STOPS:
         assert outcome["rpi5"] == "ok", run.output[-3000:]
 
 
