@@ -25,6 +25,7 @@ hint); ``--facts`` prints the board facts (CONTRACTS §4) and exits 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -575,17 +576,31 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _main_interleave(args: argparse.Namespace) -> int:
-    if not args.artifact or args.blocks < 2 or (args.iterations or 0) < 1:
-        sys.stderr.write("dms_bench.py: --interleave needs --artifact, --blocks >= 2 and --iterations >= 1\n")
-        return EXIT_BAD_RELEASE
+@contextlib.contextmanager
+def _stdout_kept_for_the_document():
+    """Native libraries (the QNN SDK among them) print to fd 1: send fd 1 to stderr meanwhile, so stdout
+    carries only the one JSON document written after this block."""
     sys.stdout.flush()
     doc_fd = os.dup(1)
     os.dup2(2, 1)
     try:
-        out = interleave(os.path.abspath(args.release), os.path.abspath(args.interleave), args.artifact,
-                         blocks=args.blocks, iterations=args.iterations, warmup=args.warmup or 0,
-                         threads=args.threads or 0, max_seconds=args.max_seconds)
+        yield
+    finally:
+        sys.stdout.flush()
+        _flush_c_stdio()  # native libraries' buffered printf output goes to stderr too, not after the document
+        os.dup2(doc_fd, 1)
+        os.close(doc_fd)
+
+
+def _main_interleave(args: argparse.Namespace) -> int:
+    if not args.artifact or args.blocks < 2 or (args.iterations or 0) < 1:
+        sys.stderr.write("dms_bench.py: --interleave needs --artifact, --blocks >= 2 and --iterations >= 1\n")
+        return EXIT_BAD_RELEASE
+    try:
+        with _stdout_kept_for_the_document():
+            out = interleave(os.path.abspath(args.release), os.path.abspath(args.interleave), args.artifact,
+                             blocks=args.blocks, iterations=args.iterations, warmup=args.warmup or 0,
+                             threads=args.threads or 0, max_seconds=args.max_seconds)
     except ReleaseError as exc:
         sys.stderr.write(f"dms_bench.py: {exc}\n")
         return EXIT_BAD_RELEASE
@@ -595,11 +610,6 @@ def _main_interleave(args: argparse.Namespace) -> int:
     except RuntimeError as exc:  # an artifact that cannot run: one line, the host keeps the gate's first verdict
         sys.stderr.write(f"dms_bench.py: {_one_line(str(exc))}\n")
         return EXIT_ALL_FAILED
-    finally:
-        sys.stdout.flush()
-        _flush_c_stdio()
-        os.dup2(doc_fd, 1)
-        os.close(doc_fd)
     sys.stdout.write(json.dumps(out) + "\n")
     return EXIT_OK
 
@@ -614,23 +624,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_RELEASE
     if args.interleave:
         return _main_interleave(args)
-    # native libraries (the QNN SDK among them) print to fd 1; keep stdout for the one JSON document
-    sys.stdout.flush()
-    doc_fd = os.dup(1)
-    os.dup2(2, 1)
     try:
-        doc, code = run_release(args)
+        with _stdout_kept_for_the_document():
+            doc, code = run_release(args)
     except ReleaseError as exc:
         sys.stderr.write(f"dms_bench.py: {exc}\n")
         return EXIT_BAD_RELEASE
     except MissingDependency as exc:
         sys.stderr.write(f"dms_bench.py: {exc}\n")
         return EXIT_MISSING_DEPENDENCY
-    finally:
-        sys.stdout.flush()
-        _flush_c_stdio()  # native libraries' buffered printf output goes to stderr too, not after the document
-        os.dup2(doc_fd, 1)
-        os.close(doc_fd)
     sys.stdout.write(json.dumps(_finite(doc), allow_nan=False) + "\n")
     sys.stdout.flush()
     return code
