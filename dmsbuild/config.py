@@ -169,11 +169,13 @@ def _check_name(value: str, where: str, source: str) -> None:
 # --------------------------------------------------------------------------
 @dataclass
 class ModelConfig:
-    #: ``module:callable`` returning a torch.nn.Module (mutually exclusive with ``onnx``)
+    #: ``package.module:callable`` returning a torch.nn.Module (exactly one of ``factory`` and ``onnx``); module
+    #: paths resolve from the project root first
     factory: str | None = None
-    #: state dict loaded into the factory's module
+    #: state dict for the factory's module (``torch.save(model.state_dict())``; fp16 tensors are cast back);
+    #: loaded with ``weights_only=True`` and strict keys
     checkpoint: str | None = None
-    #: an existing ONNX model the user brings instead of a PyTorch factory
+    #: your own ONNX model instead of ``factory``/``checkpoint``; normalised on import (docs/byom.md)
     onnx: str | None = None
     #: extra files whose change must re-export (the factory's module file is always tracked)
     sources: list[str] = field(default_factory=list)
@@ -193,9 +195,13 @@ class ModelConfig:
 
 @dataclass
 class InputConfig:
+    #: the model's input tensor name (the exported graph's input; a brought ONNX must have it)
     name: str = "image"
+    #: 4-D input shape in ``layout`` order; its batch is the export example's (a dynamic batch axis stays symbolic)
     shape: list[int] = field(default_factory=lambda: [1, 3, 224, 224])
+    #: input element type; "uint8" models take raw pixels (no scale, mean or std applied)
     dtype: Literal["float32", "float16", "uint8"] = "float32"
+    #: axis order of ``shape``: channels first (NCHW) or last (NHWC)
     layout: Literal["NCHW", "NHWC"] = "NCHW"
 
     def validate(self, source: str, prefix: str) -> None:
@@ -217,6 +223,7 @@ class InputConfig:
 
 @dataclass
 class OutputsConfig:
+    #: the model's output (head) names, in the model's order
     names: list[str] = field(default_factory=list)
     #: heads scored by top-1 agreement / labelled accuracy (argmax over the last axis)
     classification: list[str] = field(default_factory=list)
@@ -231,9 +238,13 @@ class OutputsConfig:
 
 @dataclass
 class PreprocessConfig:
-    resize: list[int] | None = None  # [H, W]; defaults to the input's H, W
+    #: [H, W] images are resized to (bilinear) before a centre crop to the input's H, W; unset: the input's H, W
+    resize: list[int] | None = None
+    #: channel order the model expects; mean and std are given in this order
     channel_order: Literal["RGB", "BGR", "GRAY"] = "RGB"
+    #: per-channel mean subtracted after scaling: ``(pixel / scale - mean) / std`` (default: ImageNet)
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    #: per-channel standard deviation divided by after the mean (default: ImageNet)
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     #: pixel values are divided by this before mean/std
     scale: float = 255.0
@@ -246,23 +257,31 @@ class PreprocessConfig:
 
 @dataclass
 class ExportConfig:
+    #: torch.onnx exporter: "torchscript" (legacy, ~0.5 s, opset <= 17 here) or "dynamo" (~9 s, opset 18);
+    #: the fp32.json sidecar records which ran and the opset actually written
     exporter: Literal["torchscript", "dynamo"] = "torchscript"
+    #: requested ONNX opset
     opset: int = 17
+    #: export a symbolic batch axis ``batch`` on the input and every output
     dynamic_batch: bool = True
 
 
 @dataclass
 class DataConfig:
-    #: folder of images (.png/.jpg) or .npy arrays for static INT8 calibration
+    #: folder for static INT8 calibration: .png/.jpg/.jpeg/.bmp/.webp images, or .npy/.npz arrays already
+    #: preprocessed (one sample shaped like the input without batch, or a stack ``N, ...``)
     calibration: str = "data/calibration"
-    #: folder of validation images or .npy arrays
+    #: folder of validation samples (same formats as ``calibration``): the FP32 reference and the accuracy gate
     validation: str = "data/validation"
-    #: optional JSON {file name: {head: class index}} for labelled accuracy
+    #: optional JSON ``{file name: {head: label}}`` for labelled accuracy: class indices for classification
+    #: heads, arrays for regression heads (MAE reported); a head is labelled for all samples or none
     labels: str | None = None
     #: ``package.module:callable`` called as ``fn(split)`` (split: "calibration" or "validation") and yielding
     #: input dicts ``{input name: array}`` (batch axis optional); replaces the calibration/validation folders
     loader: str | None = None
+    #: calibration samples used (the first N by file name)
     max_calibration_samples: int = 128
+    #: validation samples used (the first N by file name)
     max_validation_samples: int = 256
 
     def validate(self, source: str, prefix: str) -> None:
@@ -273,8 +292,11 @@ class DataConfig:
 
 @dataclass
 class DynamicQuantConfig:
+    #: per-channel weight scales (ONNX Runtime ``quantize_dynamic``)
     per_channel: bool = True
+    #: 7-bit weights (ONNX Runtime: may improve accuracy on CPUs without VNNI)
     reduce_range: bool = False
+    #: weight element type
     weight_type: Literal["QInt8", "QUInt8"] = "QInt8"
 
 
@@ -282,9 +304,13 @@ class DynamicQuantConfig:
 class QATConfig:
     """Quantization-aware fine-tuning (``method = "qat"``): distillation from the FP32 model (docs/qat.md)."""
 
+    #: fine-tuning steps with fake quantization
     steps: int = 200
+    #: learning rate of the fine-tuning
     lr: float = 1e-4
+    #: images per step
     batch: int = 16
+    #: seed of the batch order (and of the synthetic images), so a run can be repeated
     seed: int = 0
     #: training images: "calibration" or "validation" (the [data] folders), "synthetic" (the reference
     #: project's generator, dmsbuild.model.synthetic), or a folder of images / .npy arrays
@@ -328,10 +354,15 @@ class PruneConfig:
 
 @dataclass
 class StaticQuantConfig:
+    #: how activation ranges are calibrated (Percentile: 99.999th percentile)
     calibration_method: Literal["MinMax", "Entropy", "Percentile"] = "MinMax"
+    #: per-channel weight scales
     per_channel: bool = True
+    #: weight element type
     weight_type: Literal["QInt8", "QUInt8"] = "QInt8"
+    #: activation element type; the 16-bit types raise the model to opset 21
     activation_type: Literal["QUInt8", "QInt8", "QUInt16", "QInt16"] = "QUInt8"
+    #: symmetric activation ranges (``ActivationSymmetric``; TensorRT wants symmetric int8)
     symmetric_activations: bool = False
     #: fix the batch axis (QNN needs fixed shapes)
     fixed_shape: bool = False
@@ -340,7 +371,9 @@ class StaticQuantConfig:
     quantize_bias: bool = True
     #: "ptq": calibrate the FP32 model; "qat": fine-tune with fake quantization first (dmsbuild/qat.py)
     method: Literal["ptq", "qat"] = "ptq"
+    #: quantization-aware fine-tuning settings (used when ``method = "qat"``; docs/qat.md)
     qat: QATConfig = field(default_factory=QATConfig)
+    #: structured channel pruning before QAT (``method = "qat"`` only)
     prune: PruneConfig = field(default_factory=PruneConfig)
 
     def validate(self, source: str, prefix: str) -> None:
@@ -353,7 +386,9 @@ class StaticQuantConfig:
 
 @dataclass
 class QuantizationConfig:
+    #: dynamic INT8 (weights only, activations quantized at run time): the ``int8-dynamic`` precision
     dynamic: DynamicQuantConfig = field(default_factory=DynamicQuantConfig)
+    #: static calibrated QDQ INT8: the ``int8-qdq`` precision (a target's ``[quantization]`` replaces it)
     static: StaticQuantConfig = field(default_factory=StaticQuantConfig)
 
 
@@ -402,14 +437,23 @@ class AccuracyConfig:
 
 @dataclass
 class ProjectConfig:
+    #: project name (letters, digits, '._-'); shown in manifests and the report
     name: str = "dms"
+    #: the model: a PyTorch factory and checkpoint, or your own ONNX
     model: ModelConfig = field(default_factory=ModelConfig)
+    #: the model's single input
     input: InputConfig = field(default_factory=InputConfig)
+    #: the model's outputs (heads)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    #: how calibration and validation images become input tensors
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    #: PyTorch -> ONNX export
     export: ExportConfig = field(default_factory=ExportConfig)
+    #: calibration and validation data
     data: DataConfig = field(default_factory=DataConfig)
+    #: INT8 quantization settings shared by every target unless a target overrides them
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+    #: accuracy floors of the build-time and on-board gates (docs/accuracy.md)
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
     #: set by the loader
     root: Path = field(default=Path("."), init=False)
@@ -443,11 +487,12 @@ class DeployConfig:
     root: str = "/opt/dmsbuild"
     #: releases kept on a board (older ones and their unreferenced objects are collected)
     keep_releases: int = 3
-    #: inventory file (relative to the project root); its boards of group ``group`` are this target's
+    #: inventory file (relative to the project root; TOML, or Ansible INI/YAML); its boards of group ``group``
+    #: are this target's. ``doit deploy inventory=FILE`` and the environment variable DMSBUILD_INVENTORY win over it
     inventory: str = "targets/inventory.toml"
     #: inventory group; defaults to the target name
     group: str | None = None
-    #: boards deployed at once
+    #: boards deployed at once (``doit deploy parallel=N`` overrides)
     parallel: int = 8
     #: rollout waves: cumulative board counts or percentages of the fleet, e.g. [1, "10%", "50%", "100%"]
     waves: list[int | str] = field(default_factory=lambda: ["100%"])
@@ -486,9 +531,12 @@ class DeployConfig:
 
 @dataclass
 class BenchConfig:
+    #: untimed inferences before the timed ones
     warmup: int = 10
+    #: timed inferences per artifact (every sample is stored)
     iterations: int = 100
-    threads: int = 0  # 0: runtime default
+    #: intra-op threads of the on-board session (0: the runtime's default)
+    threads: int = 0
     #: validation samples carried to the board for the output check
     verify_samples: int = 16
 
@@ -507,9 +555,11 @@ class ConfirmConfig:
     blocks: int = 8
     #: inferences per block
     iterations: int = 25
+    #: untimed inferences per release before the blocks
     warmup: int = 5
     #: the bootstrap confidence interval's level
     confidence: float = 0.95
+    #: bootstrap resamples of the ratio's confidence interval
     resamples: int = 2000
     #: stop re-measuring after the block pair that crosses this (s)
     max_seconds: float = 120.0
@@ -525,16 +575,17 @@ class ConfirmConfig:
 
 @dataclass
 class GatesConfig:
-    #: this target's accuracy floors (None: the project's [accuracy]); build-time and on-board gates alike
-    #: fail when top-1 agreement with FP32 drops by more than this
+    #: fail when top-1 agreement with FP32 drops by more than this, any classification head (unset: the
+    #: project's accuracy.max_accuracy_drop); these floors hold for the build-time and on-board gates alike
     max_accuracy_drop: float | None = None
-    #: fail below this mean per-sample cosine with FP32, any head
+    #: fail below this mean per-sample cosine with FP32, any head (unset: the project's accuracy.min_cosine)
     min_cosine: float | None = None
-    #: fail below this SQNR vs FP32 (dB), any head
+    #: fail below this SQNR vs FP32 (dB), any head (unset: the project's accuracy.min_sqnr_db)
     min_sqnr_db: float | None = None
     #: per-head overrides for this target, e.g. [gates.heads.yawn] max_accuracy_drop = 0.1
     heads: dict[str, HeadFloorsConfig] = field(default_factory=dict)
-    #: fail a board when median latency exceeds the previous release's by this ratio
+    #: fail a board when its median latency exceeds its previous release's by more than this ratio (confirmed
+    #: by ``confirm`` first; docs/measurements.md)
     max_latency_regression: float = 1.25
     #: re-measure a suspected regression (old and new interleaved on the board) before failing
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
@@ -545,20 +596,28 @@ class GatesConfig:
 
 @dataclass
 class TargetProfile:
+    #: the target's name; defaults to the file name (``targets/<name>.toml``), and must equal it when set
     name: str
+    #: one line shown in ``doit list`` and the report
     description: str = ""
-    #: the board CPU architecture expected (uname -m), e.g. aarch64, x86_64; "any" for the host
+    #: the boards' CPU architecture (``uname -m``), e.g. aarch64, x86_64; "any" for the host. A non-portable
+    #: artifact (a TensorRT engine) on a board of another arch is refused, a portable one (ONNX) is a warning
     arch: str = "any"
-    #: backend that builds and runs this target's artifacts
+    #: backend that builds and runs this target's artifacts (docs/targets.md); "snpe" has no backend of its
+    #: own yet (refused naming the available ones): SNPE DLCs are built beside QNN ones, ``[backend.snpe]``
     runtime: Literal["onnxruntime", "tensorrt", "qnn", "snpe"] = "onnxruntime"
-    #: precisions to build and ship
+    #: precisions to build and ship: any of fp32, fp16, int8-dynamic, int8-qdq
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
-    #: overrides of the project's static quantization for this target's consumer
+    #: a whole static-quantization table replacing the project's [quantization.static] for this target's
+    #: consumer (e.g. symmetric int8 for TensorRT, QUInt16 and a fixed shape for QNN); unset: the project's
     quantization: StaticQuantConfig | None = None
-    #: backend-specific options (validated by the backend module)
+    #: the runtime's options, validated by its backend (tables below, by runtime)
     backend: dict[str, Any] = field(default_factory=dict)
+    #: where and how releases reach the boards (rollout waves, failures tolerated, relay, mirror)
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    #: the on-board benchmark and output check
     bench: BenchConfig = field(default_factory=BenchConfig)
+    #: what fails a build or a board: accuracy floors and the latency regression limit
     gates: GatesConfig = field(default_factory=GatesConfig)
     #: "local": no SSH, deploy into a folder on this machine; "ssh": the inventory's boards
     transport: Literal["local", "ssh"] = "ssh"

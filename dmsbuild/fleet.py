@@ -5,7 +5,7 @@ reached. The per-board deploy is passed in as ``deploy_one(board, sink) ->
 BoardOutcome`` and opens its own connection inside the worker thread that
 calls it, so no connection (or any other object) is shared across threads.
 
-Semantics (documented in README.md, "Fleet rollouts"):
+Semantics (documented in docs/fleet.md):
 
 * **Waves** are *cumulative* shares of the selected fleet: ``[1, "10%",
   "50%", "100%"]`` on 20 boards means "1 board, then up to 2, then up to 10,

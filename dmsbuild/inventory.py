@@ -87,12 +87,17 @@ class BoardDefaults:
 class Board:
     """One board. Unset SSH fields fall back to ~/.ssh/config, then OpenSSH defaults."""
 
+    #: unique board name: letters, digits, '._-' (no shell characters, no '..')
     name: str
+    #: groups (targets) the board serves; a target deploys to the boards of its ``deploy.group``
     groups: list[str] = field(default_factory=list)
     #: address or ~/.ssh/config alias; defaults to the board name
     host: str | None = None
+    #: SSH port; unset: ~/.ssh/config, else 22
     port: int | None = None
+    #: SSH user; unset: ~/.ssh/config, else your login name
     user: str | None = None
+    #: private key file; unset: ~/.ssh/config IdentityFile, else OpenSSH's default keys (never a password)
     identity_file: str | None = None
     #: known_hosts file checked for the board's host key (default: ~/.ssh/config UserKnownHostsFile, then ~/.ssh/known_hosts)
     known_hosts: str | None = None
@@ -104,11 +109,13 @@ class Board:
     root: str | None = None
     #: the board's Python (runs board facts, the release agent and the benchmark)
     python: str = "python3"
+    #: jump hosts like ``ssh -J``: ``[user@]host[:port]``, comma-separated hops
     proxy_jump: str | None = None
     #: more ssh command-line options for ``ssh -G`` (``-o Key=Value``, ``-J``, ``-p``, ``-l``, ``-i``; see docs/ssh.md)
     ssh_args: list[str] = field(default_factory=list)
     #: seconds per connection attempt (TCP connect, then SSH banner); unset: ~/.ssh/config ConnectTimeout, else 10
     connect_timeout: float | None = None
+    #: connection attempts, with backoff 0.5 s, 1 s, 2 s ... (not retried on authentication or host-key errors)
     connect_retries: int = 3
     #: seconds an open connection may make no progress (a dead link, a hung board) before the board fails
     io_timeout: float = 60.0
@@ -186,8 +193,11 @@ def check_path(value: str, where: str, source: str) -> None:
 
 @dataclass
 class InventoryFile:
+    #: more inventory files merged into this one (TOML, or Ansible ``.ini``/``.yml``/``.yaml``); board names must be unique
     include: list[str] = field(default_factory=list)
+    #: fields every board of this file (and of the Ansible files it includes) inherits unless it sets them
     defaults: BoardDefaults = field(default_factory=BoardDefaults)
+    #: the boards, one ``[[boards]]`` table each
     boards: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -248,7 +258,7 @@ def load_inventory(path: Path, project_root: Path, _seen: tuple[Path, ...] = ())
             f"{path}: inventory file not found",
             hint=(
                 "start the emulated boards (python -m dmsbuild.boards up) if this is their generated inventory, "
-                f"or write an inventory (see README.md, 'Deploying to boards'); included files like {generated} are created by `boards up`"
+                f"or write an inventory (see docs/boards.md, 'The inventory'); included files like {generated} are created by `boards up`"
             ),
         )
     src = str(path)

@@ -1,0 +1,135 @@
+"""The documentation stays navigable and true to the code.
+
+- every relative link in README.md and docs/*.md names an existing file (and, for a ``#anchor`` into a
+  Markdown file, an existing heading);
+- every configuration field has a ``#:`` description, and docs/configuration.md is exactly what
+  scripts/gen_config_reference.py generates from the config classes.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+_spec = importlib.util.spec_from_file_location("gen_config_reference", ROOT / "scripts" / "gen_config_reference.py")
+gen = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = gen  # its dataclasses look their module up
+_spec.loader.exec_module(gen)
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|!\[[^\]]*\]\(([^)\s]+)\)")
+FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    seen: dict[str, int] = {}
+    out: set[str] = set()
+    in_code = False
+    for line in path.read_text().splitlines():
+        if FENCE.match(line):
+            in_code = not in_code
+            continue
+        m = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if m and not in_code:
+            base = slug(m.group(1))
+            n = seen.get(base, 0)
+            seen[base] = n + 1
+            out.add(base if n == 0 else f"{base}-{n}")
+    return out
+
+
+def links(path: Path) -> list[tuple[int, str]]:
+    """(line number, target) of every Markdown link outside fenced code blocks."""
+    found: list[tuple[int, str]] = []
+    in_code = False
+    for no, line in enumerate(path.read_text().splitlines(), 1):
+        if FENCE.match(line):
+            in_code = not in_code
+            continue
+        if in_code:
+            continue
+        line = re.sub(r"`[^`]*`", "", line)  # code spans are not links
+        for m in LINK.finditer(line):
+            found.append((no, m.group(1) or m.group(2)))
+    return found
+
+
+def broken_links(path: Path, root: Path = ROOT) -> list[str]:
+    """Relative links of ``path`` whose file (or heading anchor) does not exist."""
+    bad = []
+    for no, target in links(path):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+            continue
+        file_part, _, anchor = target.partition("#")
+        dest = (path.parent / file_part).resolve() if file_part else path
+        if not dest.exists():
+            bad.append(f"{path.relative_to(root)}:{no}: {target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            bad.append(f"{path.relative_to(root)}:{no}: {target}: no heading '#{anchor}' in {dest.name}")
+    return bad
+
+
+def test_every_relative_link_resolves():
+    bad = [b for p in DOCS for b in broken_links(p)]
+    assert not bad, "broken links:\n" + "\n".join(bad)
+
+
+def test_the_link_check_catches_a_missing_file_and_a_missing_anchor(tmp_path):
+    (tmp_path / "other.md").write_text("# Other\n\n## A section\n")
+    page = tmp_path / "page.md"
+    page.write_text("[ok](other.md#a-section) [gone](missing.md) [bad anchor](other.md#nope) [self](#top)\n"
+                    "```\n[in code](nowhere.md)\n```\n# Top\n")
+    bad = broken_links(page, root=tmp_path)
+    assert bad == ["page.md:1: missing.md: no such file",
+                   "page.md:1: other.md#nope: no heading '#nope' in other.md"]
+
+
+def test_readme_is_short_and_points_into_docs():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    assert "docs/README.md" in readme
+
+
+def test_every_doc_is_listed_in_the_docs_index():
+    index = (ROOT / "docs" / "README.md").read_text()
+    unlisted = [p.name for p in DOCS if p.parent.name == "docs" and p.name != "README.md" and f"({p.name}" not in index]
+    assert not unlisted, f"docs/README.md does not link {unlisted}"
+
+
+def test_every_config_field_has_a_description():
+    missing = gen.missing_descriptions()
+    assert not missing, ("configuration fields without a '#:' comment above them (add one; it becomes their line in "
+                         "docs/configuration.md):\n  " + "\n  ".join(missing))
+
+
+@dataclass
+class _Example:
+    #: described
+    documented: int = 1
+    undocumented: int = 2
+
+
+def test_an_undocumented_field_is_reported():
+    assert gen.missing_descriptions(gen.sections_of(_Example)) == [f"{__name__}:_Example.undocumented"]
+
+
+def test_configuration_reference_is_current():
+    committed = (ROOT / "docs" / "configuration.md").read_text()
+    assert committed == gen.render(), f"docs/configuration.md is stale; regenerate it with: {gen.COMMAND}"
+
+
+def test_the_reference_names_every_field_with_its_default():
+    text = gen.render()
+    assert "| `deploy.waves` | list of int or str | `[\"100%\"]` |" in text
+    assert "| `boards[].io_timeout` | float | `60.0` |" in text
+    assert "| `backend.snpe.act_bitwidth` | 8 \\| 16 | `8` |" in text
