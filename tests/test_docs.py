@@ -98,6 +98,8 @@ def test_readme_is_short_and_points_into_docs():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 200
     assert "docs/README.md" in readme
+    for command in ("./scripts/demo.sh", "./scripts/test.sh"):  # the two commands, as CI and users run them
+        assert command in readme and (ROOT / command).is_file()
 
 
 def test_every_doc_is_listed_in_the_docs_index():
