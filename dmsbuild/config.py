@@ -274,7 +274,8 @@ class DataConfig:
     #: folder of validation samples (same formats as ``calibration``): the FP32 reference and the accuracy gate
     validation: str = "data/validation"
     #: optional JSON ``{file name: {head: label}}`` for labelled accuracy: class indices for classification
-    #: heads, arrays for regression heads (MAE reported); a head is labelled for all samples or none
+    #: heads, arrays for regression heads (MAE reported); a head is labelled for all samples or none, and a
+    #: head the model does not have (or no head at all) is an error
     labels: str | None = None
     #: ``package.module:callable`` called as ``fn(split)`` (split: "calibration" or "validation") and yielding
     #: input dicts ``{input name: array}`` (batch axis optional); replaces the calibration/validation folders
@@ -364,7 +365,7 @@ class StaticQuantConfig:
     activation_type: Literal["QUInt8", "QInt8", "QUInt16", "QInt16"] = "QUInt8"
     #: symmetric activation ranges (``ActivationSymmetric``; TensorRT wants symmetric int8)
     symmetric_activations: bool = False
-    #: fix the batch axis (QNN needs fixed shapes)
+    #: fix the batch axis to 1 before quantizing (the QNN EP takes no nodes of a dynamic-shape graph)
     fixed_shape: bool = False
     #: false: keep Conv/Gemm biases float (TensorRT's ONNX parser rejects ONNX Runtime's int32 bias
     #: DequantizeLinear: onnx/onnx-tensorrt#850, microsoft/onnxruntime#14229); true: int32 biases
