@@ -453,7 +453,7 @@ def main() -> int:
     ap.add_argument("--skip-ansible", action="store_true")
     ap.add_argument("--ansible-max", type=int, default=20, help="run Ansible only up to this many boards (default 20)")
     ap.add_argument("--relay", action="store_true", help="also a relay rollout (deploy.relay = \"boards\")")
-    ap.add_argument("--first", default="127.0.7.10", help="first board address (default 127.0.7.10; 200 boards reach 127.0.8.x)")
+    ap.add_argument("--first", default="127.0.170.1", help="first board address (default 127.0.170.1, clear of the tests' ranges; 200 boards reach 127.0.170.200, 300 reach 127.0.171.x)")
     ap.add_argument("--json", help="also write the rows as JSON here")
     args = args_global = ap.parse_args()
     if args.mode == "_run-dmsbuild":
