@@ -1,4 +1,5 @@
-"""known_hosts is parsed once per version of the file (issue 17), and a changed file is read again.
+"""Controller-side SSH scale fixes (issue 17): known_hosts parsed once per version of the file (a changed file
+is read again); uploads at once capped per process.
 
 Real sshd boards (the session ``boards`` fixture); each test writes its own
 known_hosts file."""
@@ -59,3 +60,43 @@ def test_hashed_known_hosts_and_other_hosts_lines(boards, project_dir, tmp_path)
     kh.write_text(f"[127.0.0.250]:{b.port} {_pub(boards, 'emu-01')}\n")
     with pytest.raises(TransportError, match="unknown host key"):
         _connect(replace(b, known_hosts=str(kh)))
+
+
+def test_uploads_at_once_are_capped_per_process(monkeypatch, tmp_path):
+    """However many boards are connected, at most $DMSBUILD_UPLOAD_SLOTS files are in flight (issue 17)."""
+    import threading
+    import time
+
+    from dmsbuild.transport import ssh
+
+    monkeypatch.setenv(ssh.UPLOAD_SLOTS_ENV, "2")
+    monkeypatch.setattr(ssh, "_slots", None)
+    live, peak, lock = [0], [0], threading.Lock()
+
+    def fake_put(self, local, remote, *, offset, progress):
+        with lock:
+            live[0] += 1
+            peak[0] = max(peak[0], live[0])
+        time.sleep(0.2)
+        with lock:
+            live[0] -= 1
+
+    monkeypatch.setattr(ssh.SSHTransport, "_put", fake_put)
+    ts = [ssh.SSHTransport(Board(name=f"b{i}", host="127.0.0.1")) for i in range(6)]
+    threads = [threading.Thread(target=t.put, args=(tmp_path / "x", "/r")) for t in ts]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert peak[0] == 2
+
+
+@pytest.mark.parametrize("raw", ["0", "many", "-3"])
+def test_bad_upload_slots_setting_is_refused(monkeypatch, raw):
+    from dmsbuild.errors import UserError
+    from dmsbuild.transport import ssh
+
+    monkeypatch.setenv(ssh.UPLOAD_SLOTS_ENV, raw)
+    monkeypatch.setattr(ssh, "_slots", None)
+    with pytest.raises(UserError, match=ssh.UPLOAD_SLOTS_ENV):
+        ssh.upload_slot()

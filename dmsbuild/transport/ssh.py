@@ -53,6 +53,13 @@ SFTP_WINDOW = 1 << 27
 CHUNK = 1 << 20
 #: bytes of an SSH packet left for the SFTP write header (length, type, id, handle, offset) and channel framing
 WRITE_HEADROOM = 192
+#: ENV: how many uploads this process runs at once (default UPLOAD_SLOTS), whatever deploy.parallel is
+UPLOAD_SLOTS_ENV = "DMSBUILD_UPLOAD_SLOTS"
+#: uploads at once per controller process. paramiko moves every 32 KiB packet in Python under the GIL; with
+#: 100 uploads pumping at once the threads mostly hand the GIL to each other (futex waits, context switches):
+#: measured at 100 boards (docs/fleet-scale.md) the controller spent ~3x the CPU per MB of 16 at once. 16
+#: connections keep a LAN (or a 50 ms WAN: 16 x 2 MiB window / RTT) fuller than one GIL can feed.
+UPLOAD_SLOTS = 16
 
 
 def _route_paramiko_log() -> None:
@@ -68,6 +75,29 @@ def _route_paramiko_log() -> None:
 
 
 _route_paramiko_log()
+
+
+def _upload_slots() -> threading.BoundedSemaphore:
+    raw = os.environ.get(UPLOAD_SLOTS_ENV, "")
+    if not raw:
+        return threading.BoundedSemaphore(UPLOAD_SLOTS)
+    if not raw.isdigit() or int(raw) < 1:
+        raise UserError(f"${UPLOAD_SLOTS_ENV} is {raw!r}; expected a whole number of uploads at once, at least 1",
+                        hint=f"unset it (default {UPLOAD_SLOTS}) or set e.g. {UPLOAD_SLOTS_ENV}=32")
+    return threading.BoundedSemaphore(int(raw))
+
+
+_slots: threading.BoundedSemaphore | None = None
+_slots_lock = threading.Lock()
+
+
+def upload_slot() -> threading.BoundedSemaphore:
+    """The process-wide gate every upload holds for one file (sized once, from UPLOAD_SLOTS or its ENV)."""
+    global _slots
+    with _slots_lock:
+        if _slots is None:
+            _slots = _upload_slots()
+        return _slots
 
 
 class TransportError(UserError):
@@ -416,6 +446,12 @@ class SSHTransport(Transport):
         return CommandResult(argv, status, out.decode(errors="replace"), err.decode(errors="replace"))
 
     def put(self, local: Path, remote: str, *, offset: int = 0, progress: Progress | None = None) -> None:
+        """Upload ``local`` to ``remote`` (from ``offset``: a resume), holding one of the process's upload slots:
+        at most UPLOAD_SLOTS files are in flight at once, however many boards are connected."""
+        with upload_slot():
+            self._put(local, remote, offset=offset, progress=progress)
+
+    def _put(self, local: Path, remote: str, *, offset: int, progress: Progress | None) -> None:
         total = os.path.getsize(local)
         try:
             sftp = self._sftp()
