@@ -127,6 +127,22 @@ def board_cpu(pids: set[int]) -> float:
     return total
 
 
+def sample_boards(pids: set[int], stop: threading.Event, seen: dict[int, tuple[str, float]]) -> None:
+    """Every 50 ms: each board-side process's own CPU (utime+stime) and name, kept at its last value."""
+    while not stop.is_set():
+        procs = bench_fleet._procs()
+        tree: set[int] = set()
+        for pid in pids:
+            tree |= bench_fleet._tree(procs, pid, None)
+        for p in tree - pids:
+            if p in procs:
+                cmd = procs[p][3]
+                kind = ("agent (python)" if "python" in cmd else "sftp-server" if "sftp-server" in cmd
+                        else "sshd session" if cmd.startswith("sshd") else cmd.split(" ")[0][:30] or "?")
+                seen[p] = (kind, procs[p][1])
+        stop.wait(0.05)
+
+
 def swap_in(rev: str | None) -> None:
     """SSHTransport's methods as of git revision ``rev`` (None: this worktree's), for a before/after in one run."""
     import importlib.util
@@ -160,6 +176,7 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=35)
     ap.add_argument("--compare", metavar="REV", help="also run with SSHTransport as of git REV (before/after, one run)")
     ap.add_argument("--rounds", type=int, default=1, help="with --compare: REV, now, now, REV, ... (2 = ABBA)")
+    ap.add_argument("--by-process", action="store_true", help="board-side CPU by process kind (sampled)")
     args = ap.parse_args()
     os.environ["DMSBUILD_SSH_CONFIG"] = "/dev/null"
     plan: list[str | None] = [None]
@@ -191,6 +208,11 @@ def main() -> int:
                 _bytes.clear()
                 run_work = work / f"run{i}"
                 cpu_b0 = board_cpu(sshd_pids)
+                seen: dict[int, tuple[str, float]] = {}
+                stop = threading.Event()
+                sampler = threading.Thread(target=sample_boards, args=(sshd_pids, stop, seen), daemon=True)
+                if args.by_process:
+                    sampler.start()
                 ru0 = resource.getrusage(resource.RUSAGE_SELF)
                 t0 = time.perf_counter()
                 if main_prof:
@@ -208,6 +230,7 @@ def main() -> int:
                     main_prof.disable()
                 wall = time.perf_counter() - t0
                 ru1 = resource.getrusage(resource.RUSAGE_SELF)
+                stop.set()
                 time.sleep(1.0)  # the boards' sessions end and are reaped into their sshd's cutime
                 cpu_b = board_cpu(sshd_pids) - cpu_b0
                 cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
@@ -223,6 +246,14 @@ def main() -> int:
                 for lab, v in _stats.items():
                     rate = f"{_bytes[lab] / sum(v) / 1e6:.1f}" if _bytes.get(lab) else "-"
                     print(f"| {lab} | {len(v)} | {sum(v):.2f} | {sum(v) / len(v):.3f} | {max(v):.3f} | {rate} |")
+                if args.by_process:
+                    kinds: dict[str, list[float]] = defaultdict(list)
+                    for kind, c in seen.values():
+                        kinds[kind].append(c)
+                    print("\nboard-side CPU by process (sampled every 50 ms; a process's last 50 ms and short-lived "
+                          "ones are missed):\n| process | count | CPU s |\n|---|---:|---:|")
+                    for kind, cs in sorted(kinds.items(), key=lambda kv: -sum(kv[1])):
+                        print(f"| {kind} | {len(cs)} | {sum(cs):.2f} |")
                 results.append((label, wall, cpu, cpu_b, ok))
                 sys.stdout.flush()
         finally:
