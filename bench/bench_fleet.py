@@ -330,12 +330,15 @@ class Measurement:
     peak_mb: float
     rc: int
     tail: str = ""
+    #: the machine's 1-minute load average: (at the start, highest seen while it ran)
+    load: tuple[float, float] = (0.0, 0.0)
 
 
 def measure(argv: list[str], env: dict[str, str] | None = None, marker: str | None = None, timeout: float = 600) -> Measurement:
     """Run ``argv``; wall time, CPU of it and its children (+ detached processes whose cmdline has ``marker``), peak RSS."""
     before = sum(cpu for _, cpu, _, cmd in _procs().values() if marker and marker in cmd)
     peak = 0
+    load0 = load_max = os.getloadavg()[0]
     stop = threading.Event()
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -344,8 +347,9 @@ def measure(argv: list[str], env: dict[str, str] | None = None, marker: str | No
     reader.start()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, load_max
         while not stop.is_set():
+            load_max = max(load_max, os.getloadavg()[0])
             ps = _procs()
             peak = max(peak, sum(_pss(p, ps[p][2]) for p in _tree(ps, proc.pid, marker) if p in ps))
             stop.wait(0.1)
@@ -367,7 +371,8 @@ def measure(argv: list[str], env: dict[str, str] | None = None, marker: str | No
     proc.returncode = os.waitstatus_to_exitcode(status)
     after = sum(cpu for _, cpu, _, cmd in _procs().values() if marker and marker in cmd)
     text = b"".join(out).decode(errors="replace")
-    return Measurement(wall, ru.ru_utime + ru.ru_stime + max(0.0, after - before), peak / 1e6, proc.returncode, text[-1500:])
+    return Measurement(wall, ru.ru_utime + ru.ru_stime + max(0.0, after - before), peak / 1e6, proc.returncode, text[-1500:],
+                       (load0, load_max))
 
 
 # --------------------------------------------------------------------------
@@ -453,7 +458,7 @@ def main() -> int:
     ap.add_argument("--skip-ansible", action="store_true")
     ap.add_argument("--ansible-max", type=int, default=20, help="run Ansible only up to this many boards (default 20)")
     ap.add_argument("--relay", action="store_true", help="also a relay rollout (deploy.relay = \"boards\")")
-    ap.add_argument("--first", default="127.0.7.10", help="first board address (default 127.0.7.10; 200 boards reach 127.0.8.x)")
+    ap.add_argument("--first", default="127.0.170.1", help="first board address (default 127.0.170.1, clear of the tests' ranges; 200 boards reach 127.0.170.200, 300 reach 127.0.171.x)")
     ap.add_argument("--json", help="also write the rows as JSON here")
     args = args_global = ap.parse_args()
     if args.mode == "_run-dmsbuild":
@@ -462,6 +467,7 @@ def main() -> int:
         return _run_fleet_scp(args)
 
     sizes = [int(s) for s in args.sizes.split(",")]
+    load_before = os.getloadavg()
     have_ansible = not args.skip_ansible and (Path(args.ansible_venv) / "bin" / "ansible-playbook").exists()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="dms-fleet-bench-") as tmp:
@@ -478,7 +484,8 @@ def main() -> int:
                                  "wall_s": None if m is None else round(m.wall_s, 2),
                                  "cpu_s": None if m is None else round(m.cpu_s, 2),
                                  "peak_mb": None if m is None else round(m.peak_mb, 1),
-                                 "ok": None if m is None else m.rc == 0, "note": note})
+                                 "ok": None if m is None else m.rc == 0, "note": note,
+                                 "load": None if m is None else f"{m.load[0]:.0f}-{m.load[1]:.0f}"})
                     if m is not None and m.rc != 0:
                         print(f"--- {contender} {case} n={n} rc={m.rc}\n{m.tail}", file=sys.stderr)
 
@@ -506,14 +513,17 @@ def main() -> int:
             sshd.stop()
 
     print(f"\nfleet rollout benchmark: {size / 1e6:.1f} MB release, {os.cpu_count()} CPU cores, "
-          f"cipher {CIPHER}, compression off; sshd boards from {args.first}\n")
-    print(f"| boards | contender | case | wall s | controller CPU s | peak MB | ok | vs scp cold (wall) |")
-    print("|---:|---|---|---:|---:|---:|---|---:|")
+          f"cipher {CIPHER}, compression off; sshd boards from {args.first}; load average before the run "
+          f"{load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f} (the load column is the 1-minute load at the "
+          f"start and the highest during each row, the row's own processes included)\n")
+    print(f"| boards | contender | case | wall s | controller CPU s | peak MB | ok | vs scp cold (wall) | load avg |")
+    print("|---:|---|---|---:|---:|---:|---|---:|---:|")
     scp = {r["boards"]: r["wall_s"] for r in rows if r["contender"] == "parallel scp"}
     for r in rows:
         ratio = f"{r['wall_s'] / scp[r['boards']]:.2f}x" if r["wall_s"] and scp.get(r["boards"]) else "-"
         cells = ["-" if r[k] is None else str(r[k]) for k in ("wall_s", "cpu_s", "peak_mb", "ok")]
-        print(f"| {r['boards']} | {r['contender']} | {r['case']} | " + " | ".join(cells) + f" | {ratio} |" + (f" {r['note']}" if r["note"] else ""))
+        print(f"| {r['boards']} | {r['contender']} | {r['case']} | " + " | ".join(cells) + f" | {ratio} | {r['load'] or '-'} |"
+              + (f" {r['note']}" if r["note"] else ""))
     goals = []
     for n in sizes:
         get = {(r["contender"], r["case"]): r["wall_s"] for r in rows if r["boards"] == n}
