@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 from .config import NAME_RE
 from .errors import UserError
 from .fleet import BoardRef
+from .rollout_spec import MAX_RANGE_HOSTS, _RANGE_RE, expand_host_pattern  # noqa: F401 (re-exported: the inventory's ranges)
 
 #: the variables dmsbuild understands, mapped to record fields; where both spellings are set the
 #: ``ansible_ssh_*`` one wins, as in Ansible's ssh connection plugin (its later-listed variable wins)
@@ -61,9 +61,7 @@ SSH_CONNECTIONS = ("ssh", "paramiko", "smart", "paramiko_ssh")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:%-]*$")  # DNS name, IPv4, or IPv6 (with zone)
 _USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$")
 _GROUP_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-_RANGE_RE = re.compile(r"\[([^\[\]]*)\]")
 _IPV6_RE = re.compile(r"^\[([0-9A-Fa-f]*:[0-9A-Fa-f:.]*(?:%\w+)?)\](?::(\d+))?$")
-MAX_RANGE_HOSTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -100,45 +98,6 @@ class AnsibleInventory:
 # --------------------------------------------------------------------------
 # host ranges
 # --------------------------------------------------------------------------
-def expand_host_pattern(pattern: str, where: str = "host") -> list[str]:
-    """``rpi5-[01:03]`` -> ``rpi5-01, rpi5-02, rpi5-03`` (Ansible's range syntax; several ranges multiply)."""
-    m = _RANGE_RE.search(pattern)
-    if not m:
-        if "[" in pattern or "]" in pattern:
-            raise UserError(f"{where}: {pattern!r} has an unbalanced '[' or ']'; a range looks like name-[01:20]")
-        return [pattern]
-    head, body, tail = pattern[: m.start()], m.group(1), pattern[m.end():]
-    parts = body.split(":")
-    if len(parts) not in (2, 3):
-        raise UserError(f"{where}: range [{body}] in {pattern!r} is malformed; expected [start:end] or [start:end:step]")
-    start, end = parts[0], parts[1]
-    step_s = parts[2] if len(parts) == 3 else "1"
-    if not step_s.isdigit() or int(step_s) < 1:
-        raise UserError(f"{where}: range [{body}] in {pattern!r} has step {step_s!r}; expected a positive integer")
-    step = int(step_s)
-    if start.isdigit() and end.isdigit():
-        lo, hi = int(start), int(end)
-        width = len(start) if start.startswith("0") and len(start) > 1 else 0
-        if lo > hi:
-            raise UserError(f"{where}: range [{body}] in {pattern!r} runs backwards; write [{end}:{start}]")
-        if (hi - lo) // step + 1 > MAX_RANGE_HOSTS:
-            raise UserError(f"{where}: range [{body}] in {pattern!r} names more than {MAX_RANGE_HOSTS} hosts")
-        items = [str(i).zfill(width) for i in range(lo, hi + 1, step)]
-    elif len(start) == 1 and len(end) == 1 and start in string.ascii_letters and end in string.ascii_letters:
-        if start > end:
-            raise UserError(f"{where}: range [{body}] in {pattern!r} runs backwards; write [{end}:{start}]")
-        items = [chr(c) for c in range(ord(start), ord(end) + 1, step)]
-    else:
-        raise UserError(f"{where}: range [{body}] in {pattern!r} is malformed; use numbers ([01:20]) or single letters ([a:f])")
-    out: list[str] = []
-    for item in items:
-        for rest in expand_host_pattern(tail, where):
-            out.append(head + item + rest)
-            if len(out) > MAX_RANGE_HOSTS:
-                raise UserError(f"{where}: {pattern!r} names more than {MAX_RANGE_HOSTS} hosts")
-    return out
-
-
 # --------------------------------------------------------------------------
 # the common model both formats fill
 # --------------------------------------------------------------------------

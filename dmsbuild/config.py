@@ -470,7 +470,7 @@ class DeployConfig:
     mirror_publish: str | None = None
 
     def validate(self, source: str, prefix: str) -> None:
-        from .fleet import check_max_fail, check_waves  # standard library only, like this module
+        from .rollout_spec import check_max_fail, check_waves  # standard library only, like this module
 
         where = f"{source}: field '{prefix + '.' if prefix else ''}"
         check_waves(self.waves, f"{where}waves'")

@@ -37,7 +37,6 @@ import concurrent.futures as cf
 import fnmatch
 import json
 import math
-import re
 import signal
 import threading
 import time
@@ -48,13 +47,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from .errors import UserError, first_line
+from .rollout_spec import (FAILED_STATES, STATES, check_max_fail, check_waves, expand_host_pattern,  # noqa: F401 (re-exported)
+                           parse_share, split_hosts)
 
-#: board states, in the order a board normally goes through them
-STATES = ("waiting", "connecting", "fetching", "sending", "verifying", "benchmarking", "done", "failed", "unhealthy", "skipped", "current")
-#: final states that count as a failed board
-FAILED_STATES = ("failed", "unhealthy")
-
-_PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
 # --------------------------------------------------------------------------
@@ -153,38 +148,6 @@ def standard_gate(max_latency_regression: float | None = 1.25, require_output_ch
 # --------------------------------------------------------------------------
 # wave and max_fail specs
 # --------------------------------------------------------------------------
-def _parse_share(value: int | str, where: str) -> tuple[str, float]:
-    """('count', n) or ('percent', p) from 3 or "10%"; UserError naming ``where`` otherwise."""
-    if isinstance(value, bool):
-        raise UserError(f"{where} is {value!r}; expected a board count (1) or a percentage (\"10%\")")
-    if isinstance(value, int):
-        if value < 0:
-            raise UserError(f"{where} is {value}; expected a count >= 0 or a percentage (\"10%\")")
-        return ("count", float(value))
-    if isinstance(value, str):
-        m = _PERCENT_RE.match(value)
-        if m:
-            p = float(m.group(1))
-            if p > 100:
-                raise UserError(f"{where} is {value!r}; a percentage must be between 0% and 100%")
-            return ("percent", p)
-    raise UserError(f"{where} is {value!r}; expected a board count (1) or a percentage (\"10%\")")
-
-
-def check_waves(waves: Sequence[int | str], where: str = "deploy.waves") -> None:
-    """Validate a waves spec without knowing the fleet size (config load time)."""
-    if not waves:
-        raise UserError(f"{where} is empty; expected e.g. [1, \"10%\", \"100%\"]")
-    for i, w in enumerate(waves):
-        kind, v = _parse_share(w, f"{where}[{i}]")
-        if v <= 0:
-            raise UserError(f"{where}[{i}] is {w!r}; a wave must add at least one board (count >= 1 or > 0%)")
-
-
-def check_max_fail(max_fail: int | str, where: str = "deploy.max_fail") -> None:
-    _parse_share(max_fail, where)
-
-
 def wave_sizes(waves: Sequence[int | str], n: int, already: int = 0) -> list[int]:
     """Sizes of the waves that deploy ``n - already`` boards out of a fleet of ``n``.
 
@@ -198,7 +161,7 @@ def wave_sizes(waves: Sequence[int | str], n: int, already: int = 0) -> list[int
     sizes: list[int] = []
     reached = already
     for i, w in enumerate(waves):
-        kind, v = _parse_share(w, f"deploy.waves[{i}]")
+        kind, v = parse_share(w, f"deploy.waves[{i}]")
         target = min(n, int(v)) if kind == "count" else min(n, max(1, math.ceil(v * n / 100 - 1e-9)))
         if target > reached:
             sizes.append(target - reached)
@@ -210,7 +173,7 @@ def wave_sizes(waves: Sequence[int | str], n: int, already: int = 0) -> list[int
 
 def max_fail_count(max_fail: int | str, n: int) -> int:
     """How many failed boards a rollout of ``n`` boards tolerates (percent rounds down)."""
-    kind, v = _parse_share(max_fail, "deploy.max_fail")
+    kind, v = parse_share(max_fail, "deploy.max_fail")
     if kind == "count":
         return int(v)
     return math.floor(v * n / 100 + 1e-9)
@@ -226,8 +189,6 @@ def select_boards(boards: Sequence[BoardRef], hosts: str | None = None, groups: 
     A name or group that matches nothing is a user error (a typo must not
     silently deploy to fewer boards than intended). Inventory order is kept.
     """
-    from .ansible import expand_host_pattern  # ranges share one implementation
-
     selected = list(boards)
     if groups:
         wanted = [g.strip() for g in groups.split(",") if g.strip()]
@@ -241,7 +202,7 @@ def select_boards(boards: Sequence[BoardRef], hosts: str | None = None, groups: 
         selected = [b for b in selected if set(b.groups) & set(wanted)]
     if hosts:
         patterns: list[str] = []
-        for part in _split_hosts(hosts):
+        for part in split_hosts(hosts):
             patterns.extend(expand_host_pattern(part, where=f"hosts={hosts}"))
         names = {b.name for b in selected}
         missing = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
@@ -253,23 +214,6 @@ def select_boards(boards: Sequence[BoardRef], hosts: str | None = None, groups: 
             )
         selected = [b for b in selected if any(fnmatch.fnmatchcase(b.name, p) for p in patterns)]
     return selected
-
-
-def _split_hosts(hosts: str) -> list[str]:
-    """Split on commas outside brackets, so ``a-[1:3],b`` is two parts."""
-    parts, depth, cur = [], 0, ""
-    for ch in hosts:
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    parts.append(cur.strip())
-    return [p for p in parts if p]
 
 
 # --------------------------------------------------------------------------
@@ -698,7 +642,7 @@ def rollout_target(
     """
     import sys
 
-    from .progress import FleetProgress  # progress imports this module
+    from .progress import FleetProgress
 
     selected = select_boards(boards, hosts, groups)
     if not selected:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, TextIO
 
-from .fleet import FAILED_STATES, STATES
+from .rollout_spec import FAILED_STATES, STATES
 
 _FINAL = ("done", "failed", "unhealthy", "skipped", "current")
 _COLOURS = {"done": "32", "current": "32", "failed": "31", "unhealthy": "31", "skipped": "33"}

@@ -32,6 +32,7 @@ from .config import ProjectConfig, TargetProfile
 from .errors import UserError
 from .inventory import Board
 from .manifest import Release, service_unit
+from .transport import open_transport, resolve_root  # noqa: F401 (re-exported)
 from .transport.base import Transport
 
 AGENT_SOURCE = (Path(__file__).resolve().parent / "release_agent.py").read_text()
@@ -130,19 +131,6 @@ def holder() -> dict[str, Any]:
     """Who holds a board lock: shown to a second deploy that is blocked."""
     return {"host": socket.gethostname(), "pid": os.getpid(), "user": os.environ.get("USER", ""),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
-
-def resolve_root(transport: Transport, board: Board, profile: TargetProfile) -> str:
-    """The board's deploy root as an absolute path ('~' is the board user's home, asked of the board)."""
-    root = board.deploy_root(profile)
-    if not root.startswith("~"):
-        return root
-    res = transport.run([board.python, "-c", "import os, sys; print(os.path.expanduser(sys.argv[1]))", root], timeout=60)
-    expanded = res.stdout.strip()
-    if not res.ok or not expanded.startswith("/"):
-        raise UserError(f"board '{board.name}': cannot expand the deploy root {root}: {res.stderr_tail(2)}",
-                        hint="use an absolute deploy root")
-    return expanded
 
 
 def agent(transport: Transport, python: str, op: str, request: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
@@ -482,17 +470,6 @@ def _preflight(board: Board, profile: TargetProfile, facts: dict[str, Any]) -> N
         raise UserError(f"board {board.name}: pre-flight: {what} for {board.python}; the release cannot run there, "
                         "so nothing was sent and the board keeps its current release",
                         hint="; ".join(dict.fromkeys(c.fix for c in blocking)) + f" (check with `doit doctor target={profile.name}`)")
-
-
-def open_transport(board: Board) -> Transport:
-    """The transport for a board: SSH for inventory boards, a folder for the local target."""
-    if board.transport == "local":
-        from .transport.local import LocalTransport
-
-        return LocalTransport(board.name)
-    from .transport.ssh import SSHTransport  # paramiko is imported only when a board is reached
-
-    return SSHTransport(board)
 
 
 def _parallel(boards: list[Board], work: Callable[[Board], BoardOutcome], parallel: int) -> list[BoardOutcome]:

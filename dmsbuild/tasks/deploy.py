@@ -24,9 +24,9 @@ from . import doit_var, profile, project, selected_targets, user_error_task
 
 def _plain_names(hosts: str | None) -> list[str]:
     """The entries of ``hosts=`` that are plain board names (no glob or range)."""
-    from ..fleet import _split_hosts
+    from ..rollout_spec import split_hosts
 
-    return [h for h in _split_hosts(hosts or "") if not any(c in h for c in "*?[]")]
+    return [h for h in split_hosts(hosts or "") if not any(c in h for c in "*?[]")]
 
 
 def boards_for(proj: ProjectConfig, prof: TargetProfile, hosts: str | None = None, inventory: str | None = None,
