@@ -29,7 +29,7 @@ from dmsbuild import boards as boards_mod  # noqa: E402
 from dmsbuild.config import load_project, load_target  # noqa: E402
 from dmsbuild.inventory import load_inventory  # noqa: E402
 from dmsbuild.manifest import make_release  # noqa: E402
-from dmsbuild.release import deploy_target, rollback_target  # noqa: E402
+from dmsbuild.fleet_deploy import deploy_target, rollback_target  # noqa: E402
 
 
 def free_port(addr: str) -> int:

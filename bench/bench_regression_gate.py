@@ -108,7 +108,7 @@ def main() -> int:
     from dmsbuild.boards import down, up
     from dmsbuild.config import ConfirmConfig
     from dmsbuild.inventory import load_inventory
-    from dmsbuild.release import open_transport
+    from dmsbuild.transport import open_transport
     from dmsbuild.results import ResultStore
     from tests.slow_models import release_with_depth
 

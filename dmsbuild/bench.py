@@ -203,7 +203,10 @@ class BoardBench:
 
 
 @dataclass
-class BoardOutcome:
+class BenchResult:
+    """What one board's benchmark measured and what the gates said (the rollout's bench step turns it into
+    the health gate's input, ``fleet_deploy.bench_check``)."""
+
     board: str
     ok: bool
     seconds: float
@@ -239,7 +242,7 @@ def _summary(doc: dict) -> str:
     return ", ".join(parts)
 
 
-def _confirm_latency(item: "BoardBench", doc: dict, out: BoardOutcome, *, cfg: "ConfirmConfig",
+def _confirm_latency(item: "BoardBench", doc: dict, out: BenchResult, *, cfg: "ConfirmConfig",
                      max_latency_regression: float, threads: int, progress: Callable[[str], None], tag: str) -> None:
     """Re-measure each suspected latency regression (``regression.confirm``); drop the ones within noise.
 
@@ -287,7 +290,7 @@ def _confirm_latency(item: "BoardBench", doc: dict, out: BoardOutcome, *, cfg: "
 def bench_boards(boards: Sequence[BoardBench | tuple], *, target: str, store: ResultStore,
                  accuracy: "AccuracyFloors", max_latency_regression: float, artifact: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, progress: Callable[[str], None] = print,
-                 confirm: "ConfirmConfig | None" = None) -> list[BoardOutcome]:
+                 confirm: "ConfirmConfig | None" = None) -> list[BenchResult]:
     """Benchmark each board in turn, store what came back, apply the gates; one board's failure stops nothing.
 
     Boards run one after the other: emulated boards share this machine's CPU,
@@ -307,7 +310,7 @@ def bench_boards(boards: Sequence[BoardBench | tuple], *, target: str, store: Re
             doc = benchmark_release(item.transport, item.release_dir, item.python, artifact, timeout, item.facts)
             run_id = store.add(doc, board=item.board, target=target)
         except UserError as exc:
-            out = BoardOutcome(item.board, False, time.monotonic() - t0, error=str(exc))
+            out = BenchResult(item.board, False, time.monotonic() - t0, error=str(exc))
             progress(f"{tag}: FAILED after {out.seconds:.1f} s: {first_line(exc)}")
             outcomes.append(out)
             continue
@@ -315,7 +318,7 @@ def bench_boards(boards: Sequence[BoardBench | tuple], *, target: str, store: Re
         compared: dict[str, dict] = {}
         failures = check_gates(doc, board=item.board, target=target, store=store, accuracy=accuracy,
                                max_latency_regression=max_latency_regression, notes=notes, compared=compared)
-        out = BoardOutcome(item.board, not failures, time.monotonic() - t0, doc=doc, run_id=run_id, failures=failures,
+        out = BenchResult(item.board, not failures, time.monotonic() - t0, doc=doc, run_id=run_id, failures=failures,
                            notes=notes, compared=compared)
         if confirm is not None and confirm.enabled and any(f.gate == "latency" for f in failures):
             _confirm_latency(item, doc, out, cfg=confirm, max_latency_regression=max_latency_regression,
@@ -330,54 +333,7 @@ def bench_boards(boards: Sequence[BoardBench | tuple], *, target: str, store: Re
 
 
 # --------------------------------------------------------------------------
-# a target's boards (the doit `bench` task and the deploy step call this)
+# where results go (the rollout's bench step, fleet_deploy.bench_hook, runs bench_boards per board)
 # --------------------------------------------------------------------------
-#: profile.transport -> function listing the target's boards to benchmark; the SSH deploy step registers "ssh"
-BoardConnector = Callable[["ProjectConfig", "TargetProfile"], list[BoardBench]]
-BOARD_CONNECTORS: dict[str, BoardConnector] = {}
-
-
-def register_board_connector(transport: str, connector: BoardConnector) -> None:
-    """Let a transport (ssh: the deploy step's inventory and connections) supply a target's boards."""
-    BOARD_CONNECTORS[transport] = connector
-
-
-def local_boards(project: "ProjectConfig", profile: "TargetProfile") -> list[BoardBench]:
-    """The embedded `local` target: this machine, release under the profile's deploy root, this Python."""
-    import sys
-
-    from .transport.local import LocalTransport
-
-    current = project.path(profile.deploy.root) / "current"
-    if not (current / "manifest.json").is_file():
-        raise UserError(f"target {profile.name}: no release deployed at {current}",
-                        hint=f"run `doit deploy target={profile.name}` first")
-    return [BoardBench(profile.name, LocalTransport(profile.name), str(current), python=sys.executable)]
-
-
-register_board_connector("local", local_boards)
-
-
 def store_path(project: "ProjectConfig") -> Path:
     return project.artifacts / "results.sqlite"
-
-
-def run_benchmarks(project: "ProjectConfig", profile: "TargetProfile",
-                   boards: Sequence[BoardBench | tuple[str, Transport, str]] | None = None, *,
-                   store: ResultStore | None = None, artifact: str | None = None,
-                   progress: Callable[[str], None] = print) -> list[BoardOutcome]:
-    """Benchmark a target's boards (default: from its transport's connector) with the target's gates."""
-    from .gates import accuracy_floors
-
-    if boards is None:
-        connector = BOARD_CONNECTORS.get(profile.transport)
-        if connector is None:
-            raise UserError(
-                f"target {profile.name}: no board connections for transport '{profile.transport}' yet",
-                hint="benchmark these boards through `doit deploy`, which connects to them",
-            )
-        boards = connector(project, profile)
-    return bench_boards(boards, target=profile.name, store=store or ResultStore(store_path(project)),
-                        accuracy=accuracy_floors(project, profile),
-                        max_latency_regression=profile.gates.max_latency_regression,
-                        artifact=artifact, progress=progress, confirm=profile.gates.confirm)

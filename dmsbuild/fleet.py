@@ -76,11 +76,14 @@ class ProgressSink(Protocol):
 
 @dataclass
 class BoardOutcome:
-    """What ``deploy_one`` returns for one board.
+    """What happened on one board in a deploy, rollback or bench: the one outcome type of every rollout.
 
-    ``ok`` means the release is installed, verified (sha256) and ``current``
-    points to it. A deploy that could not finish returns ``ok=False`` with a
-    one-line ``reason`` (or raises ``UserError`` / ``OSError``).
+    ``deploy_one`` (``fleet_deploy.FleetDeploy.deploy_one`` around
+    ``release.deploy_board``; a test's fake) returns it. ``ok`` means the
+    release is installed, verified (sha256) and ``current`` points to it (a
+    rollback: ``current`` points to the previous release; a bench: it ran). A
+    step that could not finish returns ``ok=False`` with a one-line
+    ``reason`` (or raises ``UserError`` / ``OSError``).
     """
 
     board: str
@@ -101,6 +104,37 @@ class BoardOutcome:
     previous_latency_ms: float | None = None
     #: free-form, JSON-able facts the deploy wants in the rollout report
     details: dict[str, Any] = field(default_factory=dict)
+    #: deployed | unchanged | repaired | rolled back | benchmarked | failed
+    action: str = ""
+    #: the release ``current`` pointed to before (a rollback: the release it left)
+    previous: str | None = None
+    objects_sent: int = 0
+    #: objects (and their bytes) the board fetched from relay boards or a mirror instead
+    objects_fetched: int = 0
+    bytes_fetched: int = 0
+    #: the whole step's wall time on this board
+    seconds: float = 0.0
+    #: the board's facts (arch, OS, runtimes) as the deploy gathered them
+    facts: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    #: the route actually used (address, port, user, jump chain), as OpenSSH resolved it; None for a local folder
+    route: dict[str, Any] | None = None
+
+    @property
+    def message(self) -> str:
+        """The reason as text ('' when the board succeeded)."""
+        return self.reason or ""
+
+    def line(self) -> str:
+        """One line for a person: what happened on the board."""
+        if not self.ok:
+            return f"FAIL {self.board}: {self.message}"
+        if self.action == "rolled back":
+            return f"ok   {self.board}: rolled back {self.previous} -> {self.release_id} ({self.seconds:.2f} s)"
+        if self.action == "benchmarked":
+            return f"ok   {self.board}: benchmarked {self.release_id} ({self.seconds:.2f} s)"
+        sent = f"{self.objects_sent} object(s), {self.bytes_sent / 1e6:.1f} MB sent" if self.objects_sent else "nothing sent"
+        return f"ok   {self.board}: {self.action} {self.release_id} ({sent}, {self.seconds:.2f} s)"
 
 
 @dataclass(frozen=True)
@@ -256,6 +290,8 @@ class RolloutResult:
     halt_reason: str | None
     boards: list[BoardReport]
     report_path: Path | None = None
+    #: board -> what its step returned (the API's answer; the JSON report has the BoardReports)
+    outcomes: dict[str, BoardOutcome] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(1 for b in self.boards if b.status == status)
@@ -414,6 +450,7 @@ def rollout(
     halted = False
     halt_reason: str | None = None
     bug: BaseException | None = None
+    outcomes: dict[str, BoardOutcome] = {}
 
     with _ctrl_c_flag() as ctrl_c, cf.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="board") as pool:
         # 1. which boards already run the release (resume)
@@ -453,6 +490,7 @@ def rollout(
                 sink.update(b.name, "failed", rep.reason)
                 del running[fut]
                 return
+            outcomes[b.name] = outcome
             _fill(rep, outcome, wall)
             if check_release and outcome.ok and outcome.release_id not in (None, release_id):
                 outcome.ok = False
@@ -528,7 +566,7 @@ def rollout(
     result = RolloutResult(
         target=target, release_id=release_id, started_at=started_at, wall_s=clock() - t0,
         parallel=parallel, waves_spec=list(waves), wave_sizes=sizes, max_fail=tolerated,
-        halted=halted, halt_reason=halt_reason, boards=[reports[b.name] for b in boards],
+        halted=halted, halt_reason=halt_reason, boards=[reports[b.name] for b in boards], outcomes=outcomes,
     )
     if rollouts_dir is not None:
         result.write(rollouts_dir)

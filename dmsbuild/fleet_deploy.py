@@ -1,4 +1,5 @@
-"""The fleet rollout (``fleet.rollout``) driving the real per-board deploy (``release.deploy_board``).
+"""The one orchestration: every deploy, rollback and bench, one board or a fleet, is a ``fleet.rollout``
+driving the real per-board step (``release.deploy_board`` / ``rollback_board``, the bench hook).
 
 ``fleet`` plans waves, gates and resume without knowing how a board is
 reached; ``release`` puts one release on one board. This module joins them:
@@ -15,10 +16,16 @@ reached; ``release`` puts one release on one board. This module joins them:
 * ``FleetDeploy.current_release`` is the cheap resume check: one connection
   and one ``readlink <root>/current`` per board.
 * ``deploy_fleet`` / ``rollback_fleet`` are what ``doit deploy`` and
-  ``doit rollback`` run.
+  ``doit rollback`` run (waves, gate, live progress, rollout report);
+  ``bench_target`` is what ``doit bench`` runs.
+* ``deploy_target`` / ``rollback_target`` are the same rollout for scripts,
+  benchmarks and tests: every given board in one wave, no gate, no halt, no
+  display or report file; they return each board's ``fleet.BoardOutcome``
+  (the one outcome type), and ``report`` prints them one line each.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -35,11 +42,12 @@ from . import fleet
 from .errors import UserError
 
 if TYPE_CHECKING:
-    from .bench import BoardOutcome as BenchOutcome
+    from .bench import BenchResult
     from .config import ProjectConfig, TargetProfile
     from .inventory import Board
     from .manifest import Release
     from .release import BoardSession
+    from .results import ResultStore
     from .transport.base import Transport
 
 
@@ -65,11 +73,12 @@ class BenchCheck:
 
 
 #: the bench check the deploy task builds: benchmark the release on the open connection, store, judge
-BenchFn = Callable[["BoardSession"], BenchCheck]
+#: (a script's own ``after_switch`` hook may return None: nothing for the gate)
+BenchFn = Callable[["BoardSession"], "BenchCheck | None"]
 
 
-def bench_check(outcome: "BenchOutcome", previous: Callable[[str], float | None]) -> BenchCheck:
-    """A ``bench.BoardOutcome`` as the health gate sees it.
+def bench_check(outcome: "BenchResult", previous: Callable[[str], float | None]) -> BenchCheck:
+    """A ``bench.BenchResult`` as the health gate sees it.
 
     The latency pair is the worst of the gates' own comparisons
     (``outcome.compared``: same lineage, comparable board state), leaving out
@@ -150,8 +159,9 @@ class FleetDeploy:
 
     def __init__(self, profile: "TargetProfile", boards: Sequence["Board"], release: "Release | None" = None, *,
                  project_name: str = "dms", transport_factory: Callable[["Board"], "Transport"] | None = None,
-                 bench: BenchFn | None = None, full_verify: bool = False) -> None:
-        from .release import open_transport
+                 bench: BenchFn | None = None, full_verify: bool = False,
+                 progress: Callable[[str, int, int], None] | None = None) -> None:
+        from .transport import open_transport
 
         self.profile = profile
         self.boards = {b.name: b for b in boards}
@@ -160,6 +170,8 @@ class FleetDeploy:
         self.transport_factory = transport_factory or open_transport
         self.bench = bench
         self.full_verify = full_verify
+        #: ``progress(path, bytes done, total)`` per object sent, besides the rollout's display (scripts, tests)
+        self.progress = progress
         #: connections the resume check opened to boards that need the release, handed to their deploy
         self._kept: dict[str, "Transport"] = {}
         self._kept_lock = threading.Lock()
@@ -177,7 +189,7 @@ class FleetDeploy:
         A root under ``~/`` is read relative to the login directory (sshd runs
         commands there), so no board-side Python has to start for the check.
         """
-        from .release import resolve_root
+        from .transport import resolve_root
 
         board = self.boards[ref.name]
         root = board.deploy_root(self.profile)
@@ -249,7 +261,8 @@ class FleetDeploy:
         serves ``objects/<sha256>`` only and stops when this rollout ends (its
         stdin closes) or after RELAY_LIFETIME_S. A board that cannot serve is
         just not a relay: the rollout carries on."""
-        from .release import AGENT_SOURCE, resolve_root
+        from .release import AGENT_SOURCE
+        from .transport import resolve_root
 
         with self._kept_lock:
             if len(self._servers) >= self.profile.deploy.relay_boards:
@@ -313,6 +326,8 @@ class FleetDeploy:
                 sink.update(board.name, state)
 
         def on_bytes(path: str, done: int, total: int) -> None:
+            if self.progress is not None:
+                self.progress(path, done, total)
             sending["done"][path] = done
             now = time.perf_counter()
             if now - last_draw[0] < 0.1 and done < total:  # the sink throttles too; this saves the lock
@@ -324,7 +339,9 @@ class FleetDeploy:
 
         def after_switch(session: "BoardSession") -> None:
             if self.bench is not None:
-                checks.append(self.bench(session))
+                check = self.bench(session)
+                if check is not None:
+                    checks.append(check)
 
         t0 = time.perf_counter()
         with self._kept_lock:
@@ -356,33 +373,70 @@ class FleetDeploy:
             details["warnings"] = list(out.warnings)
         if out.route is not None:
             details["route"] = out.route
-        result = fleet.BoardOutcome(board.name, out.ok, release_id=out.release_id, reason=out.message or None,
-                                    bytes_sent=out.bytes_sent, timings=timings, verified=out.ok, details=details)
+        out.timings, out.verified, out.details = timings, out.ok, details
         if checks:
-            c = checks[0]
-            result.output_check, result.latency_ms, result.previous_latency_ms = c.output_check, c.latency_ms, c.previous_latency_ms
-            details["checks"] = c.messages
-            if c.sources:
-                details["sources"] = c.sources  # where each artifact's figures came from (provenance.SOURCES)
-            if c.notes:
-                details["latency_notes"] = c.notes
-            if c.decisions:
-                details["latency_decisions"] = c.decisions
-            if c.latency_artifact:
-                details["latency_artifact"] = c.latency_artifact
-                details["latency_source"] = c.sources.get(c.latency_artifact)
-            if c.run_id:
-                details["bench_run_id"] = c.run_id
-        return result
+            _apply_check(out, checks[0])
+        return out
 
     # -- one board's rollback ----------------------------------------------------------
     def rollback_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
         from .release import rollback_board
 
         out = rollback_board(self.boards[ref.name], self.profile, transport_factory=self.transport_factory)
-        return fleet.BoardOutcome(ref.name, out.ok, release_id=out.release_id, reason=out.message or None,
-                                  timings={"rollback": out.seconds}, verified=out.ok,
-                                  details={"action": out.action, "from_release": out.previous, "to_release": out.release_id} if out.ok else {})
+        out.timings, out.verified = {"rollback": out.seconds}, out.ok
+        out.details = {"action": out.action, "from_release": out.previous, "to_release": out.release_id} if out.ok else {}
+        return out
+
+    # -- one board's benchmark of the release it runs ---------------------------------------
+    def bench_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
+        """Run the bench hook on the release ``current`` on the board (``doit bench``); nothing is sent."""
+        from .release import BoardSession, BoardStep
+        from .transport import resolve_root
+
+        if self.bench is None:
+            raise ValueError("FleetDeploy.bench_one needs a bench hook")  # a bug in the caller
+        board = self.boards[ref.name]
+        out = fleet.BoardOutcome(board.name, False, action="failed")
+        with BoardStep(out, board, self.transport_factory) as step:
+            sink.update(board.name, "connecting")
+            transport = step.open()
+            transport.connect()
+            root = resolve_root(transport, board, self.profile)
+            current = posixpath.join(root, "current")
+            res = transport.run(["readlink", "-e", "--", current], timeout=60)
+            if not res.ok or not res.stdout.strip():
+                raise UserError(f"board {board.name}: no release deployed at {current}",
+                                hint=f"run `doit deploy target={self.profile.name} hosts={board.name}` first")
+            release_dir = res.stdout.strip()
+            out.release_id = posixpath.basename(release_dir.rstrip("/"))
+            sink.update(board.name, "benchmarking")
+            check = self.bench(BoardSession(board, transport, root, None, None, release_id=out.release_id,
+                                            release_dir=release_dir))
+            out.action, out.details = "benchmarked", {"action": "benchmarked"}
+            out.ok = True if check is None else check.ok
+            if check is not None:
+                _apply_check(out, check)
+                out.reason = None if check.ok else "; ".join(check.messages) or "the benchmark failed"
+        out.timings = {"bench": out.seconds}
+        return out
+
+
+def _apply_check(out: fleet.BoardOutcome, c: BenchCheck) -> None:
+    """The bench check's verdict and figures into the board's outcome (health gate input, rollout report)."""
+    details = out.details
+    out.output_check, out.latency_ms, out.previous_latency_ms = c.output_check, c.latency_ms, c.previous_latency_ms
+    details["checks"] = c.messages
+    if c.sources:
+        details["sources"] = c.sources  # where each artifact's figures came from (provenance.SOURCES)
+    if c.notes:
+        details["latency_notes"] = c.notes
+    if c.decisions:
+        details["latency_decisions"] = c.decisions
+    if c.latency_artifact:
+        details["latency_artifact"] = c.latency_artifact
+        details["latency_source"] = c.sources.get(c.latency_artifact)
+    if c.run_id:
+        details["bench_run_id"] = c.run_id
 
 
 def unhealthy_in_reports(directory: Any, release_id: str) -> set[str]:
@@ -488,4 +542,111 @@ def rollback_fleet(profile: "TargetProfile", artifacts: Any, boards: Sequence["B
     out.flush()
     return result
 
-__all__ = ["BenchCheck", "FleetDeploy", "bench_check", "board_ref", "deploy_fleet", "health_gate", "rollback_fleet"]
+# --------------------------------------------------------------------------
+# the bench step (the deploy's health-gate input, and `doit bench`)
+# --------------------------------------------------------------------------
+def _shares_this_machine(board: "Board") -> bool:
+    return board.transport == "local" or board.host in ("localhost", "::1") or (board.host or "").startswith("127.")
+
+
+def bench_hook(project: "ProjectConfig", profile: "TargetProfile", *, quiet: bool = True,
+               artifact: str | None = None, store: "ResultStore | None" = None) -> BenchFn:
+    """The on-board benchmark as a rollout step: run it on the session's release, store the results, apply
+    the target's gates, and return the health gate's input (``BenchCheck``) instead of failing the board:
+    a board whose release is installed but fails its checks is ``unhealthy`` and halts the rollout.
+
+    Boards on this machine (the local target, emulated boards on loopback) are benchmarked one at a
+    time: run together they would share its cores and measure each other. Real boards run in parallel.
+    ``quiet=False`` prints the benchmark's progress lines (``doit bench``); ``store`` defaults to the
+    project's ``artifacts/results.sqlite``."""
+    from .bench import BoardBench, bench_boards, store_path
+    from .gates import accuracy_floors
+    from .results import ResultStore
+
+    one_at_a_time = threading.Lock()
+    store = store or ResultStore(store_path(project))
+
+    def check(session: "BoardSession") -> BenchCheck:
+        board = session.board
+        with one_at_a_time if _shares_this_machine(board) else contextlib.nullcontext():
+            [result] = bench_boards(
+                [BoardBench(board.name, session.transport, session.release_dir, board.python, session.facts)],
+                target=profile.name, store=store, accuracy=accuracy_floors(project, profile), artifact=artifact,
+                max_latency_regression=profile.gates.max_latency_regression, confirm=profile.gates.confirm,
+                **({"progress": lambda _msg: None} if quiet else {}))
+
+        def previous(name: str) -> float | None:
+            prev = store.previous(board=board.name, target=profile.name, artifact=name, release_id=session.release_id)
+            return prev["median_ms"] if prev else None
+
+        return bench_check(result, previous)
+
+    return check
+
+
+# --------------------------------------------------------------------------
+# the API for scripts, benchmarks and tests: the same rollout, every board in one wave
+# --------------------------------------------------------------------------
+def _all_at_once(fd: FleetDeploy, release_id: str, step: fleet.DeployOne, parallel: int,
+                 check_release: bool = True) -> list[fleet.BoardOutcome]:
+    """``fleet.rollout`` with one wave, no gate, no halt, no display and no report file; outcomes in board order."""
+    refs = fd.refs()
+    try:
+        result = fleet.rollout(refs, release_id, step, target=fd.profile.name, waves=["100%"], max_fail="100%",
+                               parallel=parallel, health_gate=None, check_release=check_release)
+    finally:
+        fd.close()
+    return [result.outcomes[r.name] for r in refs]
+
+
+def deploy_target(project: "ProjectConfig", profile: "TargetProfile", boards: Sequence["Board"], *,
+                  release: "Release | None" = None, after_switch: BenchFn | None = None,
+                  transport_factory: Callable[["Board"], "Transport"] | None = None,
+                  progress: Callable[[str, int, int], None] | None = None,
+                  full_verify: bool = False) -> list[fleet.BoardOutcome]:
+    """Render the target's release (unless given) and deploy it to ``boards`` (``profile.deploy.parallel`` at a time).
+
+    One board failing never stops the others; each board's outcome says what
+    happened. ``after_switch`` runs on each board right after its switch (a
+    ``UserError`` from it fails that board); ``progress(path, done, total)``
+    sees every object sent; ``full_verify`` re-hashes every object even when
+    the release is already current and intact."""
+    from .manifest import make_release
+
+    release = release or make_release(project, profile)
+    fd = FleetDeploy(profile, boards, release, project_name=release.manifest["project"], transport_factory=transport_factory,
+                     bench=after_switch, full_verify=full_verify, progress=progress)
+    return _all_at_once(fd, release.release_id, fd.deploy_one, profile.deploy.parallel)
+
+
+def rollback_target(profile: "TargetProfile", boards: Sequence["Board"], *,
+                    transport_factory: Callable[["Board"], "Transport"] | None = None) -> list[fleet.BoardOutcome]:
+    """Switch each board back to its previous kept release (no transfer)."""
+    fd = FleetDeploy(profile, boards, transport_factory=transport_factory)
+    return _all_at_once(fd, "rollback", fd.rollback_one, profile.deploy.parallel, check_release=False)
+
+
+def bench_target(project: "ProjectConfig", profile: "TargetProfile", boards: Sequence["Board"], *,
+                 artifact: str | None = None, store: "ResultStore | None" = None,
+                 transport_factory: Callable[["Board"], "Transport"] | None = None) -> list[fleet.BoardOutcome]:
+    """``doit bench``: benchmark the release current on each board, store the results, apply the gates.
+
+    Nothing is sent and no board's release changes; the step per board is
+    the deploy's own bench step (``bench_hook``), printing its progress."""
+    fd = FleetDeploy(profile, boards, transport_factory=transport_factory,
+                     bench=bench_hook(project, profile, quiet=False, artifact=artifact, store=store))
+    return _all_at_once(fd, "bench", fd.bench_one, profile.deploy.parallel, check_release=False)
+
+
+def report(outcomes: Sequence[fleet.BoardOutcome], stream: TextIO | None = None) -> bool:
+    """Print one line per board (and its warnings); True when every board succeeded."""
+    stream = stream or sys.stdout
+    for o in outcomes:
+        print(o.line(), file=stream)
+        for w in o.warnings:
+            print(f"     warning: {w}", file=stream)
+    return all(o.ok for o in outcomes)
+
+
+__all__ = ["BenchCheck", "FleetDeploy", "bench_check", "bench_hook", "bench_target", "board_ref", "deploy_fleet",
+           "deploy_target", "health_gate", "report", "rollback_fleet", "rollback_target"]

@@ -11,28 +11,30 @@ and objects no release links are collected. All board-side work is done by
 ``release_agent.py`` run with the board's Python; every command is an
 argument list (``join_argv``), every path stays below the deploy root.
 
-``deploy_target`` deploys to many boards in parallel (one connection per
-board); one board failing never stops the others. ``after_switch`` is the hook
-where the on-board benchmark runs, with the board's open transport.
+This module is the per-board step only: ``deploy_board`` / ``rollback_board``
+put a release on (or take it off) one board and return the rollout's one
+outcome type (``fleet.BoardOutcome``). Many boards, waves, gates, progress and
+reports are ``fleet_deploy`` (``deploy_target``, ``deploy_fleet``, ...) over
+``fleet.rollout``: the one orchestration. ``after_switch`` is the hook where
+the on-board benchmark runs, with the board's open transport.
 """
 from __future__ import annotations
 
 import json
 import os
 import socket
-import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import ProjectConfig, TargetProfile
+from .config import TargetProfile
 from .errors import UserError
+from .fleet import BoardOutcome
 from .inventory import Board
 from .manifest import Release, service_unit
-from .transport import open_transport, resolve_root  # noqa: F401 (re-exported)
+from .transport import resolve_root
 from .transport.base import Transport
 
 AGENT_SOURCE = (Path(__file__).resolve().parent / "release_agent.py").read_text()
@@ -77,51 +79,31 @@ def _with_fault(request: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class BoardOutcome:
-    """What happened on one board (one line of the deploy's output)."""
-
-    board: str
-    ok: bool
-    action: str  # deployed | unchanged | repaired | rolled back | failed
-    release_id: str | None = None
-    previous: str | None = None
-    bytes_sent: int = 0
-    objects_sent: int = 0
-    #: objects (and their bytes) the board fetched from relay boards or a mirror instead
-    objects_fetched: int = 0
-    bytes_fetched: int = 0
-    seconds: float = 0.0
-    message: str = ""
-    facts: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    #: the route actually used (address, port, user, jump chain), as OpenSSH resolved it; None for a local folder
-    route: dict[str, Any] | None = None
-
-    def line(self) -> str:
-        if not self.ok:
-            return f"FAIL {self.board}: {self.message}"
-        if self.action == "rolled back":
-            return f"ok   {self.board}: rolled back {self.previous} -> {self.release_id} ({self.seconds:.2f} s)"
-        sent = f"{self.objects_sent} object(s), {self.bytes_sent / 1e6:.1f} MB sent" if self.objects_sent else "nothing sent"
-        return f"ok   {self.board}: {self.action} {self.release_id} ({sent}, {self.seconds:.2f} s)"
-
-
-@dataclass
 class BoardSession:
-    """Handed to the ``after_switch`` hook: the board, its open transport and what was deployed."""
+    """Handed to the ``after_switch`` hook (the on-board benchmark): the board, its open transport and the release.
+
+    After a deploy ``release`` is what was deployed; for ``doit bench`` (the
+    release already ``current`` on the board) it is None and ``release_id`` /
+    ``release_dir`` say which release runs."""
 
     board: Board
     transport: Transport
     root: str
-    release: Release
-    facts: dict[str, Any]
+    release: Release | None
+    facts: dict[str, Any] | None
+    release_id: str = ""
+    #: the release folder on the board (default ``<root>/releases/<release id>``)
+    release_dir: str = ""
 
-    @property
-    def release_dir(self) -> str:
-        return f"{self.root}/releases/{self.release.release_id}"
+    def __post_init__(self) -> None:
+        if not self.release_id and self.release is not None:
+            self.release_id = self.release.release_id
+        if not self.release_dir:
+            self.release_dir = f"{self.root}/releases/{self.release_id}"
 
 
-AfterSwitch = Callable[[BoardSession], None]
+#: the hook run on the board right after the switch (a benchmark); what it returns is the health gate's input (or None)
+AfterSwitch = Callable[[BoardSession], Any]
 #: ``state(name, info)``: the deploy entered a phase ("connecting", "sending" with info {"objects", "bytes",
 #: "to_send"}, "verifying", "benchmarking"); the fleet rollout shows it per board
 StateCallback = Callable[[str, dict[str, Any]], None]
@@ -367,6 +349,36 @@ else:
 """
 
 
+class BoardStep:
+    """The frame of every per-board step (deploy, rollback, bench): the board's own connection (opened by
+    ``open``, always closed), its wall time, and a ``UserError`` turned into a failed outcome with a one-line
+    reason, so one board's problem never stops the others."""
+
+    def __init__(self, out: BoardOutcome, board: Board, transport_factory: Callable[[Board], Transport]) -> None:
+        self.out, self.board, self.transport_factory = out, board, transport_factory
+        self.transport: Transport | None = None
+        self._t0 = 0.0
+
+    def __enter__(self) -> "BoardStep":
+        self._t0 = time.perf_counter()
+        return self
+
+    def open(self) -> Transport:
+        self.transport = self.transport_factory(self.board)
+        return self.transport
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        try:
+            if isinstance(exc, UserError):
+                self.out.ok, self.out.action = False, "failed"
+                self.out.reason = str(exc).replace("\n", " ")
+        finally:
+            if self.transport is not None:
+                self.transport.close()
+            self.out.seconds = time.perf_counter() - self._t0
+        return isinstance(exc, UserError)
+
+
 def deploy_board(board: Board, profile: TargetProfile, release: Release, *, project_name: str,
                  transport_factory: Callable[[Board], Transport], after_switch: AfterSwitch | None = None,
                  progress: Callable[[str, int, int], None] | None = None, full_verify: bool = False,
@@ -378,13 +390,11 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
     ``on_state`` is told each phase as it starts (connecting, sending, verifying, benchmarking)."""
     from . import facts as facts_mod
 
-    t0 = time.perf_counter()
     out = BoardOutcome(board=board.name, ok=False, action="failed", release_id=release.release_id)
-    transport = None
-    try:
+    with BoardStep(out, board, transport_factory) as step:
         if on_state is not None:
             on_state("connecting", {})
-        transport = transport_factory(board)
+        transport = step.open()
         transport.connect()
         endpoint = getattr(transport, "endpoint", None)
         out.route = endpoint.as_json() if endpoint is not None else None
@@ -428,35 +438,19 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
                 after_switch(BoardSession(board, transport, root, release, out.facts))
         finally:
             lock.release()
-    except UserError as exc:
-        out.ok = False
-        out.action = "failed"
-        out.message = str(exc).replace("\n", " ")
-    finally:
-        if transport is not None:
-            transport.close()
-        out.seconds = time.perf_counter() - t0
     return out
 
 
 def rollback_board(board: Board, profile: TargetProfile, *, transport_factory: Callable[[Board], Transport]) -> BoardOutcome:
     """Switch the board's ``current`` back to the previous kept release (no transfer)."""
-    t0 = time.perf_counter()
     out = BoardOutcome(board=board.name, ok=False, action="failed")
-    transport = None
-    try:
-        transport = transport_factory(board)
+    with BoardStep(out, board, transport_factory) as step:
+        transport = step.open()
         root = resolve_root(transport, board, profile)
         with BoardLock(transport, board.python, root, heartbeat_s=board.io_timeout / 3) as lock:
             answer = lock.call("rollback", {"root": root})
         out.ok, out.action = True, "rolled back"
         out.release_id, out.previous = answer["current"], answer["previous"]
-    except UserError as exc:
-        out.message = str(exc).replace("\n", " ")
-    finally:
-        if transport is not None:
-            transport.close()
-        out.seconds = time.perf_counter() - t0
     return out
 
 
@@ -472,43 +466,4 @@ def _preflight(board: Board, profile: TargetProfile, facts: dict[str, Any]) -> N
                         hint="; ".join(dict.fromkeys(c.fix for c in blocking)) + f" (check with `doit doctor target={profile.name}`)")
 
 
-def _parallel(boards: list[Board], work: Callable[[Board], BoardOutcome], parallel: int) -> list[BoardOutcome]:
-    if len(boards) <= 1 or parallel <= 1:
-        return [work(b) for b in boards]
-    with ThreadPoolExecutor(max_workers=min(parallel, len(boards))) as pool:
-        return list(pool.map(work, boards))
-
-
-def deploy_target(project: ProjectConfig, profile: TargetProfile, boards: list[Board], *, release: Release | None = None,
-                  after_switch: AfterSwitch | None = None,
-                  transport_factory: Callable[[Board], Transport] = open_transport,
-                  progress: Callable[[str, int, int], None] | None = None,
-                  full_verify: bool = False) -> list[BoardOutcome]:
-    """Render the target's release (unless given) and deploy it to ``boards`` in parallel.
-
-    ``full_verify``: re-hash every object even when the release is already current and intact."""
-    from .manifest import make_release
-
-    release = release or make_release(project, profile)
-    return _parallel(boards, lambda b: deploy_board(
-        b, profile, release, project_name=release.manifest["project"], transport_factory=transport_factory,
-        after_switch=after_switch, progress=progress, full_verify=full_verify), profile.deploy.parallel)
-
-
-def rollback_target(profile: TargetProfile, boards: list[Board], *,
-                    transport_factory: Callable[[Board], Transport] = open_transport) -> list[BoardOutcome]:
-    return _parallel(boards, lambda b: rollback_board(b, profile, transport_factory=transport_factory), profile.deploy.parallel)
-
-
-def report(outcomes: list[BoardOutcome], stream: Any = None) -> bool:
-    """Print one line per board (and its warnings); True when every board succeeded."""
-    stream = stream or sys.stdout
-    for o in outcomes:
-        print(o.line(), file=stream)
-        for w in o.warnings:
-            print(f"     warning: {w}", file=stream)
-    return all(o.ok for o in outcomes)
-
-
-__all__ = ["BoardOutcome", "BoardSession", "deploy_target", "rollback_target", "deploy_board", "rollback_board",
-           "open_transport", "report"]
+__all__ = ["AfterSwitch", "BoardLock", "BoardSession", "deploy_board", "rollback_board", "BoardStep", "push"]

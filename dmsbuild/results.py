@@ -323,6 +323,16 @@ def new_result(artifact: dict, *, warmup: int, iterations: int, threads: int | N
     }
 
 
+def tool_result(artifact: dict, provider: str, *, warmup: int, iterations: int, error: str | None = None) -> dict:
+    """``new_result`` for a vendor tool the host drives on the board (trtexec, snpe-net-run): the tool is the
+    provider; an ``error`` is kept as one line of at most 500 characters (tool output can be long)."""
+    res = new_result(artifact, warmup=warmup, iterations=iterations)
+    res["provider"] = provider
+    if error is not None:
+        res["error"] = " ".join(error.split())[:500]
+    return res
+
+
 def fill_latency(result: dict, samples_ms: list[float], batch: int = 1) -> dict:
     """Statistics and throughput from raw samples (the same formulas as the board runner)."""
     stats = latency_stats(samples_ms)

@@ -15,7 +15,8 @@ from tests.conftest import descendants, write_build
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
 from dmsbuild.inventory import Board, load_inventory, local_board
-from dmsbuild.release import BoardLock, deploy_target, rollback_target
+from dmsbuild.fleet_deploy import deploy_target, rollback_target
+from dmsbuild.release import BoardLock
 from dmsbuild.transport.base import join_argv
 from dmsbuild.transport.ssh import SSHTransport, fingerprint
 

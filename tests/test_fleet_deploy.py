@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dmsbuild import fleet
-from dmsbuild.bench import BoardOutcome as BenchOutcome
+from dmsbuild.bench import BenchResult as BenchOutcome
 from dmsbuild.errors import UserError
 from dmsbuild.fleet_deploy import BenchCheck, FleetDeploy, bench_check, health_gate
 from dmsbuild.gates import GateFailure
@@ -212,7 +212,7 @@ def test_resume_check_tries_once_and_the_deploy_keeps_the_boards_retries(project
     """An unreachable board must not pay its connect retries twice: the resume check (a failure there only
     means "unknown, deploy it") connects once; the deploy uses the board's own connect_retries."""
     from dmsbuild.manifest import make_release
-    from dmsbuild.release import open_transport
+    from dmsbuild.transport import open_transport
 
     write_build(project_dir, "local", {"fp32": 0.1}, seed=4)
     proj, prof, board = _local(project_dir)

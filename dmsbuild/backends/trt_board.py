@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from ..errors import UserError
 from ..provenance import DOUBLE_MARKER
-from ..results import ResultParser, new_result
+from ..results import ResultParser, tool_result
 from ..transport.base import Transport
 from . import tensorrt as trt
 
@@ -93,8 +93,7 @@ class TrtexecResultParser(ResultParser):
         raw = trt.result_from_trtexec(data["stdout"], data.get("times"), artifact=artifact["name"],
                                       precision=artifact.get("precision", ""), warmup_ms=data.get("warmup_ms"),
                                       iterations=iterations)
-        res = new_result(artifact, warmup=warmup, iterations=iterations)
-        res["provider"] = "trtexec"
+        res = tool_result(artifact, "trtexec", warmup=warmup, iterations=iterations)
         if DOUBLE_MARKER in data["stdout"]:  # the trtexec test double says its per-query times are generated
             res["source"] = "double"
         if raw["error"] is not None:
@@ -162,10 +161,7 @@ def _read(transport: Transport, path: str) -> str | None:
 
 
 def _fail(entry: dict, plan: dict, message: str) -> dict:
-    res = new_result(entry, warmup=plan["warmup"], iterations=plan["iterations"])
-    res["provider"] = "trtexec"
-    res["error"] = " ".join(message.split())[:500]
-    return res
+    return tool_result(entry, "trtexec", warmup=plan["warmup"], iterations=plan["iterations"], error=message)
 
 
 def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entries: list[dict], *, python: str,

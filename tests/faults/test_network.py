@@ -24,7 +24,7 @@ import pytest
 
 from dmsbuild.config import load_project, load_target
 from dmsbuild.inventory import load_inventory
-from dmsbuild.release import deploy_target
+from dmsbuild.fleet_deploy import deploy_target
 from tests.faults import ledger
 from tests.faults.conftest import board_entry, check_board, fabricate, missing_bytes
 
