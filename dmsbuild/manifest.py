@@ -11,6 +11,7 @@ line there to ship another one.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any
 from .config import NAME_RE, ProjectConfig, TargetProfile, as_dict
 from .errors import UserError
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+#: the dmsbuild package folder: "package:" support files are paths below it (wherever this module lives)
+PACKAGE_DIR = Path(importlib.util.find_spec("dmsbuild").origin).resolve().parent
 TEMPLATES = PACKAGE_DIR.parent / "templates"
 ID_LEN = 16
 

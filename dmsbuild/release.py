@@ -20,6 +20,7 @@ the on-board benchmark runs, with the board's open transport.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -37,7 +38,8 @@ from .manifest import Release, service_unit
 from .transport import resolve_root
 from .transport.base import Transport
 
-AGENT_SOURCE = (Path(__file__).resolve().parent / "release_agent.py").read_text()
+#: the board side of a deploy, sent as ``python3 -c <source>`` (found by module name, wherever it lives)
+AGENT_SOURCE = Path(importlib.util.find_spec("dmsbuild.release_agent").origin).read_text()
 AGENT_EXIT_LOCKED = 3
 #: ENV (tests only): named fault points, "POINT[:MODE],..." — host.* points act here (MODE kill|pause=SECONDS),
 #: the others ride along in the agent's requests (MODE kill|drop|sshd; see release_agent.fault_point).

@@ -258,9 +258,8 @@ def test_board_scripts_find_the_shared_metrics_beside_them(tmp_path):
 
     runner = tmp_path / "runner"
     runner.mkdir()
-    pkg = ROOT / "dmsbuild"
-    shutil.copyfile(pkg / "backends" / "trt_runner.py", runner / "trt_runner.py")
-    shutil.copyfile(pkg / "runner" / "metrics.py", runner / "metrics.py")
+    shutil.copyfile(ROOT / "dmsbuild/backends/trt_runner.py", runner / "trt_runner.py")
+    shutil.copyfile(ROOT / "dmsbuild/runner/metrics.py", runner / "metrics.py")
     ok = subprocess.run([sys.executable, str(runner / "trt_runner.py"), "--help"], capture_output=True, text=True)
     assert ok.returncode == 0 and "--engine" in ok.stdout
     (runner / "metrics.py").unlink()
