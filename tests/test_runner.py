@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild.accuracy import AccuracyFloors
-from dmsbuild.bench import BenchError, BoardBench, bench_boards, benchmark_release, probe_facts
+from dmsbuild.measure.accuracy import AccuracyFloors
+from dmsbuild.measure.bench import BenchError, BoardBench, bench_boards, benchmark_release, probe_facts
 from dmsbuild.errors import UserError
-from dmsbuild.results import ResultStore, validate_document
-from dmsbuild.transport.local import LocalTransport
+from dmsbuild.measure.results import ResultStore, validate_document
+from dmsbuild.ship.transport.local import LocalTransport
 from tests.bench_release import make_release, tree_digest
 
 PY = sys.executable
@@ -165,7 +165,7 @@ def test_bench_boards_stores_rows_and_reports_progress(release, tmp_path):
 def test_local_target_is_wired_end_to_end(tmp_path, capsys):
     """`doit bench` on the embedded local target: the rollout's bench step on this machine's folder."""
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.fleet_deploy import bench_target
+    from dmsbuild.ship.fleet_deploy import bench_target
     from dmsbuild.tasks.deploy import boards_for
 
     root = Path(__file__).resolve().parents[1]

@@ -19,9 +19,9 @@ import pytest
 
 from dmsbuild import boards as emu
 from dmsbuild.errors import UserError
-from dmsbuild.inventory import Board
-from dmsbuild.transport.ssh import SSHTransport, TransportError, resolve
-from dmsbuild.transport.sshconfig import parse_ssh_args
+from dmsbuild.ship.inventory import Board
+from dmsbuild.ship.transport.ssh import SSHTransport, TransportError, resolve
+from dmsbuild.ship.transport.sshconfig import parse_ssh_args
 
 NET = "127.0.4"
 
@@ -205,8 +205,8 @@ def test_ansible_inventory_with_group_vars_deploys_through_the_bastion(lab, proj
     """The issue's silent bypass: `ansible_ssh_common_args='-o ProxyJump=...'` (here from group_vars/) is honoured,
     the port comes from the inventory, and the deploy's outcome records the route it used."""
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.inventory import load_inventory
-    from dmsbuild.fleet_deploy import deploy_target
+    from dmsbuild.ship.inventory import load_inventory
+    from dmsbuild.ship.fleet_deploy import deploy_target
     from tests.conftest import write_build
 
     b, bast = lab["boards"][2], lab["boards"][0]
@@ -241,8 +241,8 @@ def test_bench_over_ssh_benchmarks_the_current_release_without_sending(lab, tmp_
     """`doit bench target=rpi5` on SSH boards: the release current on the board runs again, results stored;
     an unreachable board fails alone."""
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.fleet_deploy import bench_target
-    from dmsbuild.results import ResultStore
+    from dmsbuild.ship.fleet_deploy import bench_target
+    from dmsbuild.measure.results import ResultStore
     from dmsbuild.tasks.deploy import boards_for
     from tests.bench_release import make_release
     from tests.conftest import REPO
@@ -288,7 +288,7 @@ def test_doctor_checks_every_board_one_line_each(lab, tmp_path):
     """Route (via the bastion), runtimes, writability, unreachable: one summarized line per board with the fix."""
     import tempfile
 
-    from dmsbuild import doctor
+    from dmsbuild.ship import doctor
     from dmsbuild.config import load_target
     from tests.conftest import REPO
 
@@ -320,7 +320,7 @@ def test_doctor_checks_every_board_one_line_each(lab, tmp_path):
 
 def test_deploy_preflight_refuses_a_board_without_onnxruntime_before_sending(lab, project_dir, tmp_path):
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.fleet_deploy import deploy_target
+    from dmsbuild.ship.fleet_deploy import deploy_target
     from tests.conftest import write_build
 
     b = lab["boards"][2]
@@ -347,7 +347,7 @@ def test_permission_error_names_the_folder_that_refused(lab, project_dir, tmp_pa
     import tempfile
 
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.fleet_deploy import deploy_target
+    from dmsbuild.ship.fleet_deploy import deploy_target
     from tests.conftest import write_build
 
     user = _dmsb15(lab)
@@ -376,7 +376,7 @@ def test_rollout_report_records_the_route_actually_used(lab, project_dir, tmp_pa
     import json
 
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.fleet_deploy import deploy_fleet
+    from dmsbuild.ship.fleet_deploy import deploy_fleet
     from tests.conftest import write_build
 
     b, bast = lab["boards"][2], lab["boards"][0]

@@ -29,9 +29,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from ..provenance import DOUBLE_MARKER
-from ..results import tool_result
-from ..transport.base import Transport
+from ..measure.provenance import DOUBLE_MARKER
+from ..measure.results import tool_result
+from ..ship.transport.base import Transport
 from . import snpe
 from .trt_board import engines_dir
 
@@ -208,7 +208,7 @@ def _verify(transport: Transport, out: str, ref: dict, plan: dict, classificatio
     """snpe-net-run's float32 outputs of the first samples vs the FP32 reference, or (None, why not)."""
     import numpy as np
 
-    from ..runner.dms_bench import verify_outputs
+    from ..board.runner.dms_bench import verify_outputs
 
     n = min(int(plan.get("verify_samples", 0)), len(ref["inputs"]), int(plan["iterations"]))
     if n <= 0:

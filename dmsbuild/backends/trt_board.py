@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from ..provenance import DOUBLE_MARKER
-from ..results import ResultParser, tool_result
-from ..transport.base import Transport
+from ..measure.provenance import DOUBLE_MARKER
+from ..measure.results import ResultParser, tool_result
+from ..ship.transport.base import Transport
 from . import tensorrt as trt
 
 PROBE_SCRIPT = r'''
@@ -103,7 +103,7 @@ class TrtexecResultParser(ResultParser):
         if not samples:
             res["error"] = "trtexec wrote no per-inference times (--exportTimes)"
             return res
-        from ..results import fill_latency
+        from ..measure.results import fill_latency
 
         fill_latency(res, samples)
         res["iterations"] = len(samples)
@@ -249,7 +249,7 @@ def _verify_trtexec(transport: Transport, release_dir: str, engine: str, plan: d
     ``verify_outputs`` (one implementation of the metrics on host and board)."""
     import numpy as np
 
-    from ..runner.dms_bench import verify_outputs
+    from ..board.runner.dms_bench import verify_outputs
 
     remote_ref = posixpath.join(release_dir, "verify", "reference.npz")
     inp = manifest.get("input") or {}

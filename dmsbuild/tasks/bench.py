@@ -16,7 +16,7 @@ from ..errors import UserError
 def _bench(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
-    from ..fleet_deploy import bench_target, report
+    from ..ship.fleet_deploy import bench_target, report
     from .deploy import boards_for
 
     try:

@@ -16,13 +16,13 @@ from typing import Any, Iterator
 
 from ..config import ProjectConfig, TargetProfile
 from ..errors import UserError
-from ..inventory import Board, inventory_path, load_inventory, local_board
+from ..ship.inventory import Board, inventory_path, load_inventory, local_board
 from . import doit_var, per_target, profile, project
 
 
 def _plain_names(hosts: str | None) -> list[str]:
     """The entries of ``hosts=`` that are plain board names (no glob or range)."""
-    from ..rollout_spec import split_hosts
+    from ..ship.rollout_spec import split_hosts
 
     return [h for h in split_hosts(hosts or "") if not any(c in h for c in "*?[]")]
 
@@ -31,8 +31,8 @@ def boards_for(proj: ProjectConfig, prof: TargetProfile, hosts: str | None = Non
                groups: str | None = None) -> list[Board]:
     """The boards a deploy of ``prof`` reaches: the local folder, or the inventory's group narrowed by
     ``hosts`` (names, globs ``emu-0*``, ranges ``emu-[01:05]``) and ``groups``."""
-    from ..fleet import select_boards
-    from ..fleet_deploy import board_ref
+    from ..ship.fleet import select_boards
+    from ..ship.fleet_deploy import board_ref
 
     if prof.transport == "local":
         names = _plain_names(hosts)
@@ -72,7 +72,7 @@ def _selection(target: str) -> tuple[Any, Any, list[Any], str | None, str | None
 def _deploy(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
-    from ..fleet_deploy import bench_hook, deploy_fleet
+    from ..ship.fleet_deploy import bench_hook, deploy_fleet
 
     try:
         proj, prof, boards, hosts, groups = _selection(target)
@@ -117,7 +117,7 @@ def _verdict(what: str, result: Any) -> Any:
 def _rollback(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
-    from ..fleet_deploy import rollback_fleet
+    from ..ship.fleet_deploy import rollback_fleet
 
     try:
         proj, prof, boards, hosts, groups = _selection(target)
