@@ -84,12 +84,32 @@ def _relative(target: str, package: str) -> str:
 _FROM_RE = re.compile(r"^(?P<indent>[ \t]*)from[ \t]+(?P<dots>\.*)(?P<mod>[\w.]*)[ \t]+import[ \t]+(?P<names>.+)$")
 
 
+def _resolve(package: str, dots: str, mod: str) -> str | None:
+    """The absolute module a relative ``from <dots><mod>`` in ``package`` names; None if it climbs out of it."""
+    base = package.split(".")
+    up = len(dots) - 1
+    if up >= len(base):
+        return None
+    return ".".join(base[: len(base) - up] + ([mod] if mod else []))
+
+
 def _from_imports(text: str, old_module: str | None, new_module: str | None, is_package: bool,
-                  mapping: dict[str, str], modules: set[str]) -> str:
+                  mapping: dict[str, str], modules: set[str], tree: set[str] | None = None) -> str:
     """``from X import a, b`` lines: X mapped, and each of a, b that is a moved module sent to its new package.
 
     Relative forms (only when the file's module is known) are resolved against ``old_module`` and written
-    relative to ``new_module``; absolute forms stay absolute."""
+    relative to ``new_module``; absolute forms stay absolute. In a file that moved, a relative import that
+    names no module of the old layout but one of ``tree`` (the new layout's modules) from the new place is
+    already rewritten and kept, so running the script twice changes nothing. Lines whose target did not
+    move are kept as they are."""
+    tree = tree or set()
+    moved_file = old_module != new_module
+
+    def old_exists(name: str) -> bool:
+        if any(name == k or name.startswith(k + ".") for k in mapping):
+            return True
+        return name in tree and not any(name == v or name.startswith(v + ".") for v in mapping.values())
+
     old_pkg = new_pkg = ""
     if old_module is not None and new_module is not None:
         old_pkg = old_module if is_package else old_module.rpartition(".")[0]
@@ -103,9 +123,16 @@ def _from_imports(text: str, old_module: str | None, new_module: str | None, is_
             out.append(line)  # not ours
             continue
         if relative:
-            base = old_pkg.split(".")
-            base = base[: len(base) - (len(m["dots"]) - 1)]
-            absolute = ".".join(base + ([m["mod"]] if m["mod"] else []))
+            absolute = _resolve(old_pkg, m["dots"], m["mod"])
+            # `from . import x` names the module x when there is one
+            first = "" if m["mod"] else "." + code.strip("() \t").split(",")[0].split(" as ")[0].strip()
+            now = _resolve(new_pkg, m["dots"], m["mod"])
+            if moved_file and (absolute is None or not old_exists(absolute + first)) and now is not None and now + first in tree:
+                out.append(line)  # already written for the new place
+                continue
+            if absolute is None:
+                out.append(line)
+                continue
         else:
             absolute = m["mod"]
 
@@ -132,6 +159,9 @@ def _from_imports(text: str, old_module: str | None, new_module: str | None, is_
                 groups.setdefault(parent, []).append(leaf + item[len(name):])
             else:
                 groups.setdefault(map_module(absolute, mapping), []).append(item)
+        if len(groups) == 1 and spell(next(iter(groups))) == m["dots"] + m["mod"]:
+            out.append(line)  # nothing in it moved
+            continue
         lines = [f"{m['indent']}from {spell(parent)} import {', '.join(items)}" for parent, items in groups.items()]
         out.append("\n".join(lines) + comment + end)
     return "".join(out)
@@ -162,7 +192,8 @@ def rewrite(text: str, path: Path, mapping: dict[str, str], root: Path = REPO) -
         inverse = {v: k for k, v in mapping.items()}
         old_module = next((old + new_module[len(new):] for new, old in sorted(inverse.items(), key=lambda kv: -len(kv[0]))
                            if new_module == new or new_module.startswith(new + ".")), new_module)
-    text = _from_imports(text, old_module, new_module, is_package, mapping, modules)
+    tree = {module_of(f, root)[0] for f in (root / PACKAGE).rglob("*.py")} if (root / PACKAGE).is_dir() else set()
+    text = _from_imports(text, old_module, new_module, is_package, mapping, modules, tree)
     return _paths(_dotted(text, mapping), mapping)
 
 
