@@ -50,7 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dmsbuild import fleet  # noqa: E402  (standard library only)
+from dmsbuild.ship import fleet  # noqa: E402  (standard library only)
 
 PORT = 2222
 CIPHER, MAC = "aes128-ctr", "hmac-sha2-256"
@@ -83,9 +83,9 @@ def make_dmsbuild_deploy(release_dir: Path, work: Path, key: Path, known_hosts: 
     other contenders do not benchmark either).
     """
     from dmsbuild.config import TargetProfile
-    from dmsbuild.fleet_deploy import FleetDeploy
-    from dmsbuild.inventory import Board
-    from dmsbuild.manifest import Release, ReleaseFile, sha256_file
+    from dmsbuild.ship.fleet_deploy import FleetDeploy
+    from dmsbuild.ship.inventory import Board
+    from dmsbuild.ship.manifest import Release, ReleaseFile, sha256_file
 
     files = [ReleaseFile(p.relative_to(release_dir).as_posix(), p, sha256_file(p), p.stat().st_size)
              for p in sorted(release_dir.rglob("*")) if p.is_file()]
@@ -113,7 +113,7 @@ _DEPLOYERS: list = []
 def _run_dmsbuild(args: argparse.Namespace) -> int:
     """Child process: one dmsbuild rollout (progress as plain lines, like `doit deploy` in a log), measured
     like the other contenders."""
-    from dmsbuild.progress import FleetProgress
+    from dmsbuild.ship.progress import FleetProgress
 
     os.environ["DMSBUILD_SSH_CONFIG"] = "/dev/null"  # like the others' -F /dev/null
     spec = json.loads(Path(args.spec).read_text())
@@ -142,7 +142,7 @@ def _run_fleet_scp(args: argparse.Namespace) -> int:
     the cost of the rollout layer itself (thread pool, progress, report)
     against the bash-driven parallel scp row.
     """
-    from dmsbuild.progress import FleetProgress
+    from dmsbuild.ship.progress import FleetProgress
 
     spec = json.loads(Path(args.spec).read_text())
     boards = [fleet.BoardRef(**{**b, "groups": tuple(b["groups"])}) for b in spec["boards"]]

@@ -27,9 +27,9 @@ sys.path.insert(0, str(REPO / "tests"))
 from conftest import write_build  # noqa: E402  (fabricated build.json with random artifacts)
 from dmsbuild import boards as boards_mod  # noqa: E402
 from dmsbuild.config import load_project, load_target  # noqa: E402
-from dmsbuild.inventory import load_inventory  # noqa: E402
-from dmsbuild.manifest import make_release  # noqa: E402
-from dmsbuild.release import deploy_target, rollback_target  # noqa: E402
+from dmsbuild.ship.inventory import load_inventory  # noqa: E402
+from dmsbuild.ship.manifest import make_release  # noqa: E402
+from dmsbuild.ship.fleet_deploy import deploy_target, rollback_target  # noqa: E402
 
 
 def free_port(addr: str) -> int:

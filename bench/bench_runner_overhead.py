@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-from dmsbuild.runner.dms_bench import create_session, timing_loop  # noqa: E402
+from dmsbuild.board.runner.dms_bench import create_session, timing_loop  # noqa: E402
 
 
 def export_reference(path: Path) -> None:

@@ -370,7 +370,7 @@ class StaticQuantConfig:
     #: false: keep Conv/Gemm biases float (TensorRT's ONNX parser rejects ONNX Runtime's int32 bias
     #: DequantizeLinear: onnx/onnx-tensorrt#850, microsoft/onnxruntime#14229); true: int32 biases
     quantize_bias: bool = True
-    #: "ptq": calibrate the FP32 model; "qat": fine-tune with fake quantization first (dmsbuild/qat.py)
+    #: "ptq": calibrate the FP32 model; "qat": fine-tune with fake quantization first (dmsbuild/build/qat.py)
     method: Literal["ptq", "qat"] = "ptq"
     #: quantization-aware fine-tuning settings (used when ``method = "qat"``; docs/qat.md)
     qat: QATConfig = field(default_factory=QATConfig)
@@ -516,7 +516,7 @@ class DeployConfig:
     mirror_publish: str | None = None
 
     def validate(self, source: str, prefix: str) -> None:
-        from .fleet import check_max_fail, check_waves  # standard library only, like this module
+        from .ship.rollout_spec import check_max_fail, check_waves  # standard library only, like this module
 
         where = f"{source}: field '{prefix + '.' if prefix else ''}"
         check_waves(self.waves, f"{where}waves'")

@@ -41,7 +41,7 @@ FILES: list[tuple[str, str, str]] = [
     ("Inventory: `targets/inventory.toml` (or the file `deploy.inventory` names)",
      "The boards ([boards.md](boards.md)). Ansible INI/YAML inventories map onto the same board fields "
      "([fleet.md](fleet.md#importing-an-ansible-inventory)).",
-     "dmsbuild.inventory:InventoryFile"),
+     "dmsbuild.ship.inventory:InventoryFile"),
 ]
 
 #: tables typed loosely in the loader (``dict[str, Any]``, ``list[dict]``) and validated elsewhere:
@@ -53,11 +53,11 @@ LOOSE: dict[tuple[str, str], list[tuple[str, str]]] = {
         ('runtime = "qnn"', "dmsbuild.backends.qnn:QnnOptions"),
         ('runtime = "tensorrt"', "dmsbuild.backends.tensorrt:TensorRTOptions"),
     ],
-    ("dmsbuild.inventory:InventoryFile", "boards"): [("", "dmsbuild.inventory:Board")],
+    ("dmsbuild.ship.inventory:InventoryFile", "boards"): [("", "dmsbuild.ship.inventory:Board")],
 }
 
 #: classes whose fields take their descriptions from another class's fields of the same name
-DESCRIBED_BY: dict[str, str] = {"dmsbuild.inventory:BoardDefaults": "dmsbuild.inventory:Board"}
+DESCRIBED_BY: dict[str, str] = {"dmsbuild.ship.inventory:BoardDefaults": "dmsbuild.ship.inventory:Board"}
 
 
 def load(ref: str) -> type:

@@ -16,7 +16,7 @@ OUTPUTS = ["eye_state", "yawn", "activity", "head_pose"]
 CLASSIFICATION = ["eye_state", "yawn", "activity"]
 HEAD_DIMS = {"eye_state": 2, "yawn": 2, "activity": 5, "head_pose": 3}
 SHAPE = [1, 3, 16, 16]
-RUNNER = Path(__file__).resolve().parents[1] / "dmsbuild" / "runner" / "dms_bench.py"
+RUNNER = Path(__file__).resolve().parents[1] / "dmsbuild/board/runner/dms_bench.py"
 
 
 def tiny_model(path: Path, seed: int = 0, perturb: float = 0.0) -> None:

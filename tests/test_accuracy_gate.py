@@ -128,15 +128,15 @@ def test_the_board_output_check_rejects_the_same_broken_artifact(tiny, deployed,
 def test_the_fleet_health_gate_gets_the_same_verdict(tiny, deployed):
     """The deploy's bench step (what the rollout's health gate reads) applies the target's floors."""
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.tasks.deploy import bench_check
-    from dmsbuild.transport.local import LocalTransport
+    from dmsbuild.ship.fleet_deploy import bench_hook
+    from dmsbuild.ship.transport.local import LocalTransport
 
     project, profile = load_project(tiny), load_target(tiny, "a")
     board = SimpleNamespace(name="a", python=sys.executable, transport="local", host=None)
     session = SimpleNamespace(board=board, transport=LocalTransport("a"),
-                              release_dir=str(deployed), facts=None, release=SimpleNamespace(release_id="swapped"))
+                              release_dir=str(deployed), facts=None, release=None, release_id="swapped")
     with swapped_int8(deployed, lambda s, d: break_outputs(s, d, scale=0.1)):
-        check = bench_check(project, profile)(session)
+        check = bench_hook(project, profile)(session)
     assert not check.ok and check.output_check is False
     assert any("fails the accuracy gate" in m and "SQNR 0." in m and "accuracy.min_sqnr_db" in m for m in check.messages)
 

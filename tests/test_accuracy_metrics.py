@@ -1,4 +1,4 @@
-"""The shared accuracy metrics (dmsbuild/runner/metrics.py), the floors (dmsbuild/accuracy.py) and the gates that use them.
+"""The shared accuracy metrics (dmsbuild/board/runner/metrics.py), the floors (dmsbuild/measure/accuracy.py) and the gates that use them.
 
 Fast unit tests; the doit build and board runner cases are in test_accuracy_gate.py.
 """
@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmsbuild import results
-from dmsbuild.accuracy import AccuracyFloors, failures, floors_for
+from dmsbuild.measure import results
+from dmsbuild.measure.accuracy import AccuracyFloors, failures, floors_for
 from dmsbuild.config import HeadFloorsConfig, load_project, load_target
 from dmsbuild.errors import UserError
-from dmsbuild.gates import check_accuracy
-from dmsbuild.runner import dms_bench, metrics
+from dmsbuild.measure.gates import check_accuracy
+from dmsbuild.board.runner import dms_bench, metrics
 from tests.bench_docs import document, result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,8 +133,8 @@ def test_psnr_peak_is_the_reference_range_and_sqnr_is_energy_over_noise():
 
 def test_host_and_board_compute_the_same_verify():
     """evaluate (host), dms_bench.verify_outputs (board, ORT) and trt_runner (board, TensorRT) share one implementation."""
-    from dmsbuild import evaluate
-    from dmsbuild.backends import trt_runner
+    from dmsbuild.build import evaluate
+    from dmsbuild.board.runner import trt_runner
 
     rng = np.random.default_rng(3)
     ref = {"inputs": rng.standard_normal((6, 3, 4, 4)).astype(np.float32), "eye_state": _logits(6, 2), "head_pose": rng.standard_normal((6, 3))}
@@ -161,7 +161,7 @@ def test_reference_that_does_not_vary_is_named():
 
 
 def test_check_reference_errors_only_when_no_head_varies(capsys):
-    from dmsbuild.evaluate import check_reference
+    from dmsbuild.build.evaluate import check_reference
 
     with pytest.raises(UserError, match=r"^dmsbuild.toml: data.validation \(8 samples\): the FP32 outputs are identical "
                                         r"on all 8 validation samples on every head \(a, b\): the validation data does "
@@ -258,9 +258,8 @@ def test_board_scripts_find_the_shared_metrics_beside_them(tmp_path):
 
     runner = tmp_path / "runner"
     runner.mkdir()
-    pkg = ROOT / "dmsbuild"
-    shutil.copyfile(pkg / "backends" / "trt_runner.py", runner / "trt_runner.py")
-    shutil.copyfile(pkg / "runner" / "metrics.py", runner / "metrics.py")
+    shutil.copyfile(ROOT / "dmsbuild/board/runner/trt_runner.py", runner / "trt_runner.py")
+    shutil.copyfile(ROOT / "dmsbuild/board/runner/metrics.py", runner / "metrics.py")
     ok = subprocess.run([sys.executable, str(runner / "trt_runner.py"), "--help"], capture_output=True, text=True)
     assert ok.returncode == 0 and "--engine" in ok.stdout
     (runner / "metrics.py").unlink()
@@ -271,8 +270,8 @@ def test_board_scripts_find_the_shared_metrics_beside_them(tmp_path):
 def test_board_runner_without_the_metrics_file_reports_why_the_check_failed(tmp_path):
     import sys
 
-    from dmsbuild.bench import benchmark_release
-    from dmsbuild.transport.local import LocalTransport
+    from dmsbuild.measure.bench import benchmark_release
+    from dmsbuild.ship.transport.local import LocalTransport
     from tests.bench_release import make_release
 
     rel = make_release(tmp_path, bench={"warmup": 0, "iterations": 1, "threads": 1, "verify_samples": 4})

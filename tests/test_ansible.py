@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dmsbuild import fleet
-from dmsbuild.ansible import expand_host_pattern, load_ansible_inventory, parse_ini, parse_yaml
+from dmsbuild.ship import fleet
+from dmsbuild.ship.ansible import expand_host_pattern, load_ansible_inventory, parse_ini, parse_yaml
 from dmsbuild.errors import UserError
 
 INI = """\

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild.ansible import load_ansible_inventory
+from dmsbuild.ship.ansible import load_ansible_inventory
 from dmsbuild.errors import UserError
 
 CORPUS = Path(__file__).parent / "fixtures" / "ansible_corpus"

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild.ansible import load_ansible_inventory, parse_ini, parse_yaml
+from dmsbuild.ship.ansible import load_ansible_inventory, parse_ini, parse_yaml
 from dmsbuild.errors import UserError
-from dmsbuild.inventory import load_inventory
+from dmsbuild.ship.inventory import load_inventory
 
 
 def test_undefined_group_in_children_or_vars_is_refused():

@@ -14,10 +14,11 @@ import pytest
 from tests.conftest import descendants, write_build
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
-from dmsbuild.inventory import Board, load_inventory, local_board
-from dmsbuild.release import BoardLock, deploy_target, rollback_target
-from dmsbuild.transport.base import join_argv
-from dmsbuild.transport.ssh import SSHTransport, fingerprint
+from dmsbuild.ship.inventory import Board, load_inventory, local_board
+from dmsbuild.ship.fleet_deploy import deploy_target, rollback_target
+from dmsbuild.ship.release import BoardLock
+from dmsbuild.ship.transport.base import join_argv
+from dmsbuild.ship.transport.ssh import SSHTransport, fingerprint
 
 
 def _boards(state: dict, project: Path, tmp: Path, names: list[str]) -> list[Board]:
@@ -58,7 +59,7 @@ def test_deploy_redeploy_rollback(boards, project_dir, tmp_path):
     first = deploy_target(project, prof, bs)
     assert [o.ok for o in first] == [True, True], [o.message for o in first]
     v1 = first[0].release_id
-    from dmsbuild.manifest import make_release
+    from dmsbuild.ship.manifest import make_release
 
     assert first[0].bytes_sent == make_release(project, prof).total_bytes > 3_000_000
     for b in bs:
@@ -213,7 +214,7 @@ def test_connection_killed_mid_upload_then_resume(boards, project_dir, tmp_path)
     present = sum(p.stat().st_size for p in parts)
     assert present > 0
 
-    from dmsbuild.manifest import make_release
+    from dmsbuild.ship.manifest import make_release
 
     release = make_release(project, prof)
     objects, tmpdir = Path(b.root, "objects"), Path(b.root, "objects", ".tmp")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild import doctor
+from dmsbuild.ship import doctor
 from dmsbuild.config import load_target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +125,7 @@ def test_doctor_module_is_light():
     import subprocess
     import sys
 
-    code = ("import sys; import dmsbuild.doctor; "
+    code = ("import sys; import dmsbuild.ship.doctor; "
             "print(sorted(m for m in ('torch','onnx','onnxruntime','tensorrt','paramiko','numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dmsbuild import fleet
+from dmsbuild.ship import fleet
 from dmsbuild.errors import UserError
-from dmsbuild.fleet import BoardOutcome, BoardRef
-from dmsbuild.progress import FleetProgress
+from dmsbuild.ship.fleet import BoardOutcome, BoardRef
+from dmsbuild.ship.progress import FleetProgress
 
 RELEASE = "a1b2c3d4e5f60718"
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild import fleet
-from dmsbuild.bench import BoardOutcome as BenchOutcome
+from dmsbuild.ship import fleet
+from dmsbuild.measure.bench import BenchResult as BenchOutcome
 from dmsbuild.errors import UserError
-from dmsbuild.fleet_deploy import BenchCheck, FleetDeploy, bench_check, health_gate
-from dmsbuild.gates import GateFailure
+from dmsbuild.ship.fleet_deploy import BenchCheck, FleetDeploy, bench_check, health_gate
+from dmsbuild.measure.gates import GateFailure
 from tests.conftest import write_build
 
 
@@ -44,7 +44,7 @@ def _result(artifact: str, median: float | None, error: str | None = None, verif
 
 def _local(project_dir: Path):
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.inventory import local_board
+    from dmsbuild.ship.inventory import local_board
 
     proj = load_project(project_dir)
     prof = load_target(project_dir, "local")
@@ -117,7 +117,7 @@ def test_health_gate_without_the_benchmark_judges_the_verification_only(profile)
 # the real deploy through the adapter, on the local target's folder
 # ---------------------------------------------------------------------------------------------------------
 def test_deploy_one_reports_each_phase_and_the_resume_check_sees_the_release(project_dir):
-    from dmsbuild.manifest import make_release
+    from dmsbuild.ship.manifest import make_release
 
     write_build(project_dir, "local", {"fp32": 1.5}, seed=3)
     proj, prof, board = _local(project_dir)
@@ -152,8 +152,8 @@ def test_deploy_one_reports_each_phase_and_the_resume_check_sees_the_release(pro
 
 
 def test_deploy_one_failure_is_an_outcome_not_an_exception(project_dir):
-    from dmsbuild.inventory import Board
-    from dmsbuild.manifest import make_release
+    from dmsbuild.ship.inventory import Board
+    from dmsbuild.ship.manifest import make_release
 
     write_build(project_dir, "local", {"fp32": 0.1}, seed=4)
     proj, prof, board = _local(project_dir)
@@ -211,8 +211,8 @@ def test_profile_inventory_may_be_an_ansible_yaml_file(project_dir):
 def test_resume_check_tries_once_and_the_deploy_keeps_the_boards_retries(project_dir):
     """An unreachable board must not pay its connect retries twice: the resume check (a failure there only
     means "unknown, deploy it") connects once; the deploy uses the board's own connect_retries."""
-    from dmsbuild.manifest import make_release
-    from dmsbuild.release import open_transport
+    from dmsbuild.ship.manifest import make_release
+    from dmsbuild.ship.transport import open_transport
 
     write_build(project_dir, "local", {"fp32": 0.1}, seed=4)
     proj, prof, board = _local(project_dir)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild import fleet
-from dmsbuild.fleet import BoardOutcome, GateResult
+from dmsbuild.ship import fleet
+from dmsbuild.ship.fleet import BoardOutcome, GateResult
 from tests.test_fleet import RELEASE, make_boards
 
 

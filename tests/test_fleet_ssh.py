@@ -269,10 +269,10 @@ def test_canary_failing_its_output_check_halts_before_wave_two(fleet_boards, pro
 def test_max_fail_reached_mid_wave_stops_starting_boards(fleet_boards, project, tmp_path):
     """Python API: two boards on a closed port at the head of a ten-board wave, max_fail=1, two at a time:
     the second failure halts the wave; the boards not yet started stay untouched."""
-    from dmsbuild import fleet
-    from dmsbuild.fleet_deploy import FleetDeploy
-    from dmsbuild.inventory import load_inventory
-    from dmsbuild.manifest import make_release
+    from dmsbuild.ship import fleet
+    from dmsbuild.ship.fleet_deploy import FleetDeploy
+    from dmsbuild.ship.inventory import load_inventory
+    from dmsbuild.ship.manifest import make_release
 
     proj, prof = project
     roots = tmp_path / "roots"

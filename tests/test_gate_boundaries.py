@@ -10,19 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild.accuracy import AccuracyFloors
+from dmsbuild.measure.accuracy import AccuracyFloors
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
-from dmsbuild.evaluate import gate
-from dmsbuild.fleet import BoardOutcome, standard_gate
-from dmsbuild.gates import check_accuracy, check_latency
-from dmsbuild.results import ResultStore
+from dmsbuild.build.evaluate import gate
+from dmsbuild.ship.fleet import BoardOutcome, standard_gate
+from dmsbuild.measure.gates import check_accuracy, check_latency
+from dmsbuild.measure.results import ResultStore
 from tests.bench_docs import document, result
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# ---------------------------------------------------------------- on the board (dmsbuild/gates.py)
+# ---------------------------------------------------------------- on the board (dmsbuild/measure/gates.py)
 def _top1_only(max_drop: float) -> AccuracyFloors:
     """Floors where only top-1 agreement can fail (cosine and SQNR floors out of reach)."""
     return AccuracyFloors.uniform(max_drop, -1.0, -1e9)
@@ -45,7 +45,7 @@ def test_board_accuracy_gate_looks_at_the_worst_head():
     assert len(failures) == 1 and "'activity'" in failures[0].message
 
 
-# ---------------------------------------------------------------- at build time (dmsbuild/evaluate.py)
+# ---------------------------------------------------------------- at build time (dmsbuild/build/evaluate.py)
 def _eval(agreement: float, labelled_drop: float = 0.0) -> dict:
     ok = {"cosine": 0.99, "sqnr_db": 30.0}  # cosine and SQNR well above their floors: only top-1 can fail
     heads = {"eye_state": {"top1_agreement": 1.0, **ok}, "activity": {"top1_agreement": agreement, **ok},
@@ -89,7 +89,7 @@ def test_build_gate_uses_the_project_limit_when_the_target_sets_none(gated):
         gate(project, profile, {"int8-qdq": _eval(0.97)})
 
 
-# ---------------------------------------------------------------- latency (dmsbuild/gates.py, dmsbuild/fleet.py)
+# ---------------------------------------------------------------- latency (dmsbuild/measure/gates.py, dmsbuild/ship/fleet.py)
 def test_board_latency_gate_at_and_past_the_ratio(tmp_path):
     store = ResultStore(tmp_path / "results.sqlite")
     base = document("r1", [result("fp32", 4.0)])

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from dmsbuild.config import load_project, load_target
-from dmsbuild.accuracy import AccuracyFloors
-from dmsbuild.gates import accuracy_floors, check_accuracy, check_gates, check_latency
-from dmsbuild.results import ResultStore
+from dmsbuild.measure.accuracy import AccuracyFloors
+from dmsbuild.measure.gates import accuracy_floors, check_accuracy, check_gates, check_latency
+from dmsbuild.measure.results import ResultStore
 from tests.bench_docs import document, result
 
 ROOT = Path(__file__).resolve().parents[1]

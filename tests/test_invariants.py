@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild import release_agent as agent
+from dmsbuild.board import release_agent as agent
 from dmsbuild.config import load_project, load_target
-from dmsbuild.inventory import local_board
-from dmsbuild.release import deploy_target, rollback_target
+from dmsbuild.ship.inventory import local_board
+from dmsbuild.ship.fleet_deploy import deploy_target, rollback_target
 from tests.conftest import write_build
 
 
@@ -106,7 +106,7 @@ def test_a_manifest_entry_with_dotdot_is_never_staged(tmp_path):
 
 # ---------------------------------------------------------------- the runner's warm-up
 def test_runner_runs_the_warmup_before_the_timed_loop(tmp_path, monkeypatch):
-    from dmsbuild.runner import dms_bench
+    from dmsbuild.board.runner import dms_bench
     from tests.bench_release import make_release
 
     make_release(tmp_path, [{"name": "fp32"}])
@@ -155,7 +155,7 @@ def test_latency_stats_match_numpy(samples):
     """Median, percentiles (linear interpolation, numpy's default) and the population std, as documented."""
     import numpy as np
 
-    from dmsbuild.runner.dms_bench import latency_stats
+    from dmsbuild.board.runner.dms_bench import latency_stats
 
     got = latency_stats(samples)
     a = np.array(samples)
@@ -167,7 +167,7 @@ def test_latency_stats_match_numpy(samples):
 # ---------------------------------------------------------------- non-finite numbers from a board
 def test_an_overflowing_or_nan_measurement_is_refused():
     """JSON has no NaN, but 1e999 parses to infinity: neither may reach the store."""
-    from dmsbuild.results import ResultError, parse_document, validate_result
+    from dmsbuild.measure.results import ResultError, parse_document, validate_result
     from tests.bench_docs import document, result
 
     doc = document("aaaa000000000001", [result("fp32", 6.7)])

@@ -7,7 +7,7 @@ import pytest
 
 from dmsbuild.config import load_target
 from dmsbuild.errors import UserError
-from dmsbuild.inventory import inventory_path, load_inventory
+from dmsbuild.ship.inventory import inventory_path, load_inventory
 
 GOOD = '[[boards]]\nname = "rpi5-01"\ngroups = ["rpi5"]\nhost = "10.0.0.5"\n'
 

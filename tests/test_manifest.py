@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.conftest import write_build
-from dmsbuild import manifest
+from dmsbuild.ship import manifest
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
 
@@ -49,8 +49,8 @@ def test_templates_are_strict(tmp_path):
 def test_support_files_include_the_runner_when_present(project_dir, tmp_path):
     write_build(project_dir, "rpi5", {"fp32": 0.01})
     pkg = tmp_path / "pkg"
-    (pkg / "runner").mkdir(parents=True)
-    (pkg / "runner" / "dms_bench.py").write_text("print('bench')\n")
+    (pkg / "board" / "runner").mkdir(parents=True)
+    (pkg / "board" / "runner" / "dms_bench.py").write_text("print('bench')\n")
     rel = manifest.make_release(load_project(project_dir), load_target(project_dir, "rpi5"), package_dir=pkg)
     assert "runner/dms_bench.py" in {f.path for f in rel.files}
     rel2 = manifest.make_release(load_project(project_dir), load_target(project_dir, "rpi5"), package_dir=tmp_path / "none")
@@ -62,7 +62,7 @@ def test_verify_subset_ships_only_the_samples_the_board_checks(tmp_path):
     and the same input gives the same bytes (so an unchanged build keeps its release id)."""
     import numpy as np
 
-    from dmsbuild.manifest import verify_subset
+    from dmsbuild.ship.manifest import verify_subset
 
     ref = tmp_path / "reference.npz"
     rng = np.random.default_rng(0)

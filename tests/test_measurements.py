@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild import board_state
-from dmsbuild.accuracy import AccuracyFloors
-from dmsbuild.bench import BoardBench, bench_boards
+from dmsbuild.measure import board_state
+from dmsbuild.measure.accuracy import AccuracyFloors
+from dmsbuild.measure.bench import BoardBench, bench_boards
 from dmsbuild.config import ConfirmConfig
-from dmsbuild.fleet_deploy import bench_check
-from dmsbuild.gates import check_latency
-from dmsbuild.provenance import DOUBLE_MARKER, classify, label, lineage, stamp_sources
-from dmsbuild.regression import bootstrap_ratio, confirm, previous_release_dir
-from dmsbuild.report import write_report
-from dmsbuild.results import ResultError, ResultStore, validate_result
-from dmsbuild.transport.local import LocalTransport
+from dmsbuild.ship.fleet_deploy import bench_check
+from dmsbuild.measure.gates import check_latency
+from dmsbuild.measure.provenance import DOUBLE_MARKER, classify, label, lineage, stamp_sources
+from dmsbuild.measure.regression import bootstrap_ratio, confirm, previous_release_dir
+from dmsbuild.measure.report import write_report
+from dmsbuild.measure.results import ResultError, ResultStore, validate_result
+from dmsbuild.ship.transport.local import LocalTransport
 from tests.slow_models import release_with_depth
 
 PY = sys.executable
@@ -120,7 +120,7 @@ def test_store_keeps_the_source_and_exports_it_and_upgrades_an_old_store(tmp_pat
 
 
 def test_old_store_gets_the_new_columns(tmp_path):
-    from dmsbuild.results import _COLUMNS
+    from dmsbuild.measure.results import _COLUMNS
 
     path = tmp_path / "old.sqlite"
     old = [c for c in _COLUMNS if c[0] not in ("source", "lineage", "model_file", "model_sha256", "state_json",
@@ -295,7 +295,7 @@ def test_nvpmodel_jetson_clocks_and_vcgencmd():
 
 
 def test_state_is_collected_around_a_real_benchmark(tmp_path):
-    from dmsbuild.bench import benchmark_release
+    from dmsbuild.measure.bench import benchmark_release
 
     release_with_depth(tmp_path, "aaaaaaaaaaaaaaaa", 1, iterations=5)
     doc = benchmark_release(LocalTransport("b"), str(tmp_path / "current"), python=PY)
@@ -394,7 +394,7 @@ def test_trtexec_output_check_with_load_inputs_and_export_output(tmp_path):
 def test_rollout_output_says_where_figures_came_from_and_what_the_gate_decided():
     from types import SimpleNamespace
 
-    from dmsbuild.fleet_deploy import measurement_lines
+    from dmsbuild.ship.fleet_deploy import measurement_lines
 
     details = {"sources": {"fp16": "double"},
                "latency_notes": ["board emu-01: artifact fp16 (fp16) of m.onnx @aaaa: new baseline (lineage x)"],

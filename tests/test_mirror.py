@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild import fleet
+from dmsbuild.ship import fleet
 from dmsbuild.boards import down, up
 from dmsbuild.errors import UserError
 from dmsbuild.config import DeployConfig
-from dmsbuild.release import FAULT_ENV
+from dmsbuild.ship.release import FAULT_ENV
 from tests.conftest import _free_port
 from tests.test_relay import FILES, _check_current, _deployer, _ref, _release
 

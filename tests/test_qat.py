@@ -1,4 +1,4 @@
-"""QAT with distillation and structured pruning (dmsbuild/qat.py, issue 12), on the tiny model."""
+"""QAT with distillation and structured pruning (dmsbuild/build/qat.py, issue 12), on the tiny model."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import pytest
 
 from dmsbuild.config import QATConfig, StaticQuantConfig, load_dataclass, load_target
 from dmsbuild.errors import UserError
-from dmsbuild.quantize import settings_key
+from dmsbuild.build.quantize import settings_key
 from tests.tinyproject import TARGET_B, make_project, run_doit
 
 # lr: the tiny project's random-init model has vanishing activations (its BatchNorm running statistics, mean 0 and
@@ -87,7 +87,7 @@ def test_settings_key_ptq_ignores_qat_fields_qat_includes_them() -> None:
 # --------------------------------------------------------------------------
 def test_weight_fake_quant_matches_scheme() -> None:
     torch = pytest.importorskip("torch")
-    from dmsbuild.qat import fake_quantize_weight
+    from dmsbuild.build.qat import fake_quantize_weight
 
     torch.manual_seed(0)
     w = torch.randn(4, 3, 3, 3) * torch.tensor([1.0, 10.0, 0.1, 2.0]).view(4, 1, 1, 1)
@@ -108,7 +108,7 @@ def test_weight_fake_quant_matches_scheme() -> None:
 def test_activation_fake_quant_keeps_tiny_ranges_like_ort() -> None:
     """A tensor of range 1e-6 keeps its values (ORT's scale floor is float32 tiny), not torch's default 1.2e-7 floor."""
     torch = pytest.importorskip("torch")
-    from dmsbuild.qat import _activation_fake_quant
+    from dmsbuild.build.qat import _activation_fake_quant
 
     fq = _activation_fake_quant(StaticQuantConfig(activation_type="QInt8", symmetric_activations=True))
     x = torch.linspace(-1e-6, 1e-6, 101)
@@ -119,7 +119,7 @@ def test_activation_fake_quant_keeps_tiny_ranges_like_ort() -> None:
 
 def test_distillation_loss_heads() -> None:
     torch = pytest.importorskip("torch")
-    from dmsbuild.qat import distillation_loss
+    from dmsbuild.build.qat import distillation_loss
 
     heads, cls = ["a", "pose"], {"a"}
     t = (torch.tensor([[2.0, -1.0], [0.0, 3.0]]), torch.tensor([[0.5], [-0.2]]))
@@ -138,7 +138,7 @@ def test_distillation_loss_heads() -> None:
 def test_fake_quant_insert_and_strip_roundtrip() -> None:
     torch = pytest.importorskip("torch")
     from dmsbuild.model.dms_net import build_tiny
-    from dmsbuild.qat import fold_batchnorm, insert_fake_quant, strip_fake_quant
+    from dmsbuild.build.qat import fold_batchnorm, insert_fake_quant, strip_fake_quant
 
     torch.manual_seed(0)
     model = build_tiny().eval()
@@ -227,8 +227,8 @@ def test_qat_artifact_deploys_and_passes_the_output_check(qat_project: Path) -> 
 def test_qat_is_seeded(qat_project: Path, tmp_path: Path) -> None:
     """Same settings, same data, same seed: the same trained weights (so the same artifact)."""
     from dmsbuild.config import load_project, static_quant_for
-    from dmsbuild.data import list_samples
-    from dmsbuild.qat import tuned_fp32_path, run_qat
+    from dmsbuild.build.data import list_samples
+    from dmsbuild.build.qat import tuned_fp32_path, run_qat
 
     root = qat_project
     proj = load_project(root)
@@ -251,7 +251,7 @@ def test_qat_is_seeded(qat_project: Path, tmp_path: Path) -> None:
 def test_failure_late_in_the_stage_leaves_no_artifact(qat_project: Path, tmp_path: Path) -> None:
     """An error (or Ctrl-C) after training leaves no target and no temporary folder: doit runs it again."""
     from dmsbuild.config import load_project, static_quant_for
-    from dmsbuild.qat import report_path, run_qat, tuned_fp32_path
+    from dmsbuild.build.qat import report_path, run_qat, tuned_fp32_path
 
     root = qat_project
     proj = load_project(root)
@@ -289,7 +289,7 @@ def test_pruning_reduces_macs_and_flows_through(tmp_path: Path) -> None:
 
 def test_qat_needs_a_pytorch_model(tmp_path: Path) -> None:
     from dmsbuild.config import load_project
-    from dmsbuild.qat import run_qat
+    from dmsbuild.build.qat import run_qat
 
     root = make_project(tmp_path / "o", {"q": QAT_TARGET.format(steps=1, prune="")})
     proj = load_project(root)
@@ -303,9 +303,9 @@ def test_qat_needs_a_pytorch_model(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------
 def test_tensorrt_rules_accept_qat_artifact_and_reject_asymmetric(qat_project: Path, tmp_path: Path) -> None:
     from dmsbuild.config import load_project
-    from dmsbuild.data import list_samples
-    from dmsbuild.qat import tensorrt_qdq_problems
-    from dmsbuild.quantize import quantize_static_qdq
+    from dmsbuild.build.data import list_samples
+    from dmsbuild.build.qat import tensorrt_qdq_problems
+    from dmsbuild.build.quantize import quantize_static_qdq
 
     root = qat_project
     key = _qat_key(root)

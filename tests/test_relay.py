@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild import fleet
+from dmsbuild.ship import fleet
 from dmsbuild.boards import down, up
 from dmsbuild.config import TargetProfile
-from dmsbuild.fleet_deploy import FleetDeploy
-from dmsbuild.inventory import Board
-from dmsbuild.manifest import Release, ReleaseFile, sha256_file
-from dmsbuild.release import FAULT_ENV
+from dmsbuild.ship.fleet_deploy import FleetDeploy
+from dmsbuild.ship.inventory import Board
+from dmsbuild.ship.manifest import Release, ReleaseFile, sha256_file
+from dmsbuild.ship.release import FAULT_ENV
 from tests.conftest import _free_port, descendants
 
 FILES = {"models/a.onnx": 3_000_000, "models/b.onnx": 1_000_000, "runner/r.py": 5_000}
@@ -177,7 +177,7 @@ def test_one_sftp_write_per_ssh_packet(relay_boards, tmp_path):
     """paramiko's default 32 KiB write plus header took two SSH packets; the upload now sends one per write."""
     import paramiko
 
-    from dmsbuild.transport.ssh import SSHTransport
+    from dmsbuild.ship.transport.ssh import SSHTransport
 
     release = _release(tmp_path, "pk")
     board = _deployer(relay_boards, tmp_path, release).boards["relay-01"]

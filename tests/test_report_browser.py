@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild.report import write_report
-from dmsbuild.results import ResultStore
+from dmsbuild.measure.report import write_report
+from dmsbuild.measure.results import ResultStore
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; "

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild.accuracy import AccuracyFloors
-from dmsbuild.bench import BenchError, BoardBench, bench_boards, benchmark_release, probe_facts
+from dmsbuild.measure.accuracy import AccuracyFloors
+from dmsbuild.measure.bench import BenchError, BoardBench, bench_boards, benchmark_release, probe_facts
 from dmsbuild.errors import UserError
-from dmsbuild.results import ResultStore, validate_document
-from dmsbuild.transport.local import LocalTransport
+from dmsbuild.measure.results import ResultStore, validate_document
+from dmsbuild.ship.transport.local import LocalTransport
 from tests.bench_release import make_release, tree_digest
 
 PY = sys.executable
@@ -162,25 +162,26 @@ def test_bench_boards_stores_rows_and_reports_progress(release, tmp_path):
     assert len(rows[0]["samples"]) == 20 and rows[0]["facts"]["onnxruntime"]
 
 
-def test_local_target_is_wired_end_to_end(tmp_path):
-    from dmsbuild.bench import run_benchmarks
+def test_local_target_is_wired_end_to_end(tmp_path, capsys):
+    """`doit bench` on the embedded local target: the rollout's bench step on this machine's folder."""
     from dmsbuild.config import load_project, load_target
+    from dmsbuild.ship.fleet_deploy import bench_target
+    from dmsbuild.tasks.deploy import boards_for
 
     root = Path(__file__).resolve().parents[1]
     project, profile = load_project(root), load_target(root, "local")
-    profile.deploy.root = str(tmp_path / "boards" / "local")
     store = ResultStore(tmp_path / "results.sqlite")
-    with pytest.raises(UserError, match=r"target local: no release deployed at [\s\S]*doit deploy target=local"):
-        run_benchmarks(project, profile, store=store, progress=lambda line: None)
+    profile.deploy.root = str(tmp_path / "boards" / "local")
+    [missing] = bench_target(project, profile, boards_for(project, profile), store=store)
+    assert not missing.ok and "no release deployed at" in missing.reason and "doit deploy target=local" in missing.reason
     make_release(tmp_path / "boards" / "local")
-    lines: list[str] = []
-    outcomes = run_benchmarks(project, profile, store=store, progress=lines.append)
-    assert [o.board for o in outcomes] == ["local"] and outcomes[0].ok, outcomes[0].messages()
+    capsys.readouterr()
+    outcomes = bench_target(project, profile, boards_for(project, profile), store=store)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[bench")]
+    assert [o.board for o in outcomes] == ["local"] and outcomes[0].ok, outcomes[0].line()
+    assert outcomes[0].action == "benchmarked" and outcomes[0].release_id == "0123456789abcdef"
     assert {r["artifact"] for r in store.rows()} == {"fp32"} and len(lines) == 3
     assert "new baseline" in lines[1]  # the first run of the lineage
-    profile.transport = "ssh"
-    with pytest.raises(UserError, match="target local: no board connections for transport 'ssh'"):
-        run_benchmarks(project, profile, store=store)
 
 
 @pytest.mark.parametrize("mangle, kind", [

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmsbuild.accuracy import AccuracyFloors
-from dmsbuild.bench import BoardBench, bench_boards
-from dmsbuild.results import ResultStore, validate_result
-from dmsbuild.transport.local import LocalTransport
+from dmsbuild.measure.accuracy import AccuracyFloors
+from dmsbuild.measure.bench import BoardBench, bench_boards
+from dmsbuild.measure.results import ResultStore, validate_result
+from dmsbuild.ship.transport.local import LocalTransport
 
 DOUBLES = Path(__file__).parent / "doubles"
 N_REF, ITERATIONS, VERIFY = 3, 5, 2

@@ -19,9 +19,9 @@ import pytest
 
 from dmsbuild import boards as emu
 from dmsbuild.errors import UserError
-from dmsbuild.inventory import Board
-from dmsbuild.transport.ssh import SSHTransport, TransportError, resolve
-from dmsbuild.transport.sshconfig import parse_ssh_args
+from dmsbuild.ship.inventory import Board
+from dmsbuild.ship.transport.ssh import SSHTransport, TransportError, resolve
+from dmsbuild.ship.transport.sshconfig import parse_ssh_args
 
 NET = "127.0.4"
 
@@ -205,8 +205,8 @@ def test_ansible_inventory_with_group_vars_deploys_through_the_bastion(lab, proj
     """The issue's silent bypass: `ansible_ssh_common_args='-o ProxyJump=...'` (here from group_vars/) is honoured,
     the port comes from the inventory, and the deploy's outcome records the route it used."""
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.inventory import load_inventory
-    from dmsbuild.release import deploy_target
+    from dmsbuild.ship.inventory import load_inventory
+    from dmsbuild.ship.fleet_deploy import deploy_target
     from tests.conftest import write_build
 
     b, bast = lab["boards"][2], lab["boards"][0]
@@ -240,10 +240,10 @@ def test_ansible_inventory_with_group_vars_deploys_through_the_bastion(lab, proj
 def test_bench_over_ssh_benchmarks_the_current_release_without_sending(lab, tmp_path):
     """`doit bench target=rpi5` on SSH boards: the release current on the board runs again, results stored;
     an unreachable board fails alone."""
-    from dmsbuild.bench import run_benchmarks
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.results import ResultStore
-    from dmsbuild.tasks.bench import ssh_boards
+    from dmsbuild.ship.fleet_deploy import bench_target
+    from dmsbuild.measure.results import ResultStore
+    from dmsbuild.tasks.deploy import boards_for
     from tests.bench_release import make_release
     from tests.conftest import REPO
 
@@ -259,16 +259,11 @@ def test_bench_over_ssh_benchmarks_the_current_release_without_sending(lab, tmp_
     project, prof = load_project(REPO), load_target(REPO, "rpi5")
     prof.arch = "any"
     before = sorted(p.name for p in (tmp_path / "pi-root").rglob("*"))
-    ready, failed, transports = ssh_boards(project, prof, inventory=str(inv))
-    try:
-        assert [r.board for r in ready] == ["pi-1"] and ready[0].release_dir.endswith("/releases/0123456789abcdef")
-        assert [f.board for f in failed] == ["gone"] and "unreachable at" in failed[0].error
-        store = ResultStore(tmp_path / "results.sqlite")
-        outcomes = run_benchmarks(project, prof, ready, store=store, progress=lambda line: None)
-    finally:
-        for t in transports:
-            t.close()
-    assert outcomes[0].ok, outcomes[0].messages()
+    store = ResultStore(tmp_path / "results.sqlite")
+    outcomes = bench_target(project, prof, boards_for(project, prof, inventory=str(inv)), store=store)
+    by = {o.board: o for o in outcomes}
+    assert by["pi-1"].ok and by["pi-1"].release_id == "0123456789abcdef", by["pi-1"].line()
+    assert not by["gone"].ok and "unreachable at" in by["gone"].reason
     assert {(r["board"], r["release_id"]) for r in store.rows()} == {("pi-1", "0123456789abcdef")}
     assert sorted(p.name for p in (tmp_path / "pi-root").rglob("*")) == before  # nothing sent, nothing changed
 
@@ -293,7 +288,7 @@ def test_doctor_checks_every_board_one_line_each(lab, tmp_path):
     """Route (via the bastion), runtimes, writability, unreachable: one summarized line per board with the fix."""
     import tempfile
 
-    from dmsbuild import doctor
+    from dmsbuild.ship import doctor
     from dmsbuild.config import load_target
     from tests.conftest import REPO
 
@@ -325,7 +320,7 @@ def test_doctor_checks_every_board_one_line_each(lab, tmp_path):
 
 def test_deploy_preflight_refuses_a_board_without_onnxruntime_before_sending(lab, project_dir, tmp_path):
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.release import deploy_target
+    from dmsbuild.ship.fleet_deploy import deploy_target
     from tests.conftest import write_build
 
     b = lab["boards"][2]
@@ -352,7 +347,7 @@ def test_permission_error_names_the_folder_that_refused(lab, project_dir, tmp_pa
     import tempfile
 
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.release import deploy_target
+    from dmsbuild.ship.fleet_deploy import deploy_target
     from tests.conftest import write_build
 
     user = _dmsb15(lab)
@@ -381,7 +376,7 @@ def test_rollout_report_records_the_route_actually_used(lab, project_dir, tmp_pa
     import json
 
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.fleet_deploy import deploy_fleet
+    from dmsbuild.ship.fleet_deploy import deploy_fleet
     from tests.conftest import write_build
 
     b, bast = lab["boards"][2], lab["boards"][0]

@@ -101,7 +101,7 @@ def test_deploy_orin_builds_each_engine_once_and_the_second_board_installs_it(bo
 
 def test_emulated_board_runs_qnn_contexts_but_not_other_tied_artifacts():
     from dmsbuild.errors import UserError
-    from dmsbuild.facts import check_arch
+    from dmsbuild.ship.facts import check_arch
 
     facts = {"arch": "x86_64", "emulated": "sshd-on-loopback"}
     qnn = [{"name": "int8-qdq", "kind": "qnn-context", "portable": False}]
@@ -115,7 +115,7 @@ def test_emulated_board_runs_qnn_contexts_but_not_other_tied_artifacts():
 
 def test_trtexec_results_parse_into_the_common_schema():
     from dmsbuild.backends import trt_board  # noqa: F401 - registers the parser
-    from dmsbuild.results import parser_for
+    from dmsbuild.measure.results import parser_for
 
     fixtures = Path(__file__).parent / "fixtures" / "trtexec"
     log = (fixtures / "tensorrt-4177-summary.log").read_text()
@@ -148,7 +148,7 @@ def test_board_without_trtexec_reports_it_per_artifact(tmp_path):
     import sys
 
     from dmsbuild.backends.trt_board import bench_artifacts
-    from dmsbuild.transport.local import LocalTransport
+    from dmsbuild.ship.transport.local import LocalTransport
 
     rel, manifest, entries = _trt_release(tmp_path)
     board = LocalTransport("bare", env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"})
@@ -163,7 +163,7 @@ def test_trtexec_engine_cache_changes_with_the_boards_gpu(tmp_path):
     import sys
 
     from dmsbuild.backends.trt_board import bench_artifacts
-    from dmsbuild.transport.local import LocalTransport
+    from dmsbuild.ship.transport.local import LocalTransport
 
     doubles = Path(__file__).parent / "doubles"
     log = tmp_path / "argv.jsonl"

@@ -34,7 +34,7 @@ def test_safe_id_passes_the_boards_validation(name: str) -> None:
 
 
 def test_safe_pattern_is_the_result_validations() -> None:
-    from dmsbuild import results
+    from dmsbuild.measure import results
 
     assert SAFE_RE.pattern == results._NAME.pattern  # the host checks what the board's validation checks
 
@@ -54,7 +54,7 @@ def test_collision_is_an_error_naming_both() -> None:
 
 def test_trt_runner_keys_travel_as_one_quoted_word() -> None:
     from dmsbuild.backends.tensorrt import runner_argv
-    from dmsbuild.backends.trt_runner import verify_summary
+    from dmsbuild.board.runner.trt_runner import verify_summary
 
     keys = head_keys(["gpu_0/softmax_1"])
     argv = runner_argv("python3", "r.py", "e.engine", "ref.npz", samples=2, classification=["gpu_0/softmax_1"], keys=keys)
@@ -84,7 +84,7 @@ def test_odd_names_build_deploy_and_pass_board_validation(tmp_path: Path) -> Non
 
 
 def test_stale_build_without_keys_is_refused_before_upload(tmp_path: Path) -> None:
-    from dmsbuild.manifest import check_board_names
+    from dmsbuild.ship.manifest import check_board_names
 
     build = {"outputs": {"names": ["gpu_0/softmax_1"]}}
     with pytest.raises(UserError) as info:

@@ -424,7 +424,7 @@ def compare_outputs(ref: Sequence[Sequence["np.ndarray"]], got: Sequence[Sequenc
     """Per head: the shared output-check metrics (``runner/metrics.py``) plus max abs diff relative to the reference's range."""
     import numpy as np
 
-    from ..runner.metrics import head_metrics
+    from ..board.runner.metrics import head_metrics
 
     heads: dict[str, dict[str, float]] = {}
     for i, name in enumerate(names):
@@ -486,7 +486,7 @@ def _sdk_present() -> bool:
 
 def compile_dlc(project: Any, fp32_onnx: Path, out: Path, options: QnnOptions, target: str) -> None:
     """doit action: the SNPE DLC of the target (convert, quantize with unique calibration files, HTP prepare)."""
-    from ..data import list_samples, load_samples
+    from ..build.data import list_samples, load_samples
     from .snpe import build_dlc, find_sdk
 
     sdk = find_sdk()  # no SDK: one UserError line saying what to install and how to point the build at it

@@ -29,9 +29,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from ..provenance import DOUBLE_MARKER
-from ..results import new_result
-from ..transport.base import Transport
+from ..measure.provenance import DOUBLE_MARKER
+from ..measure.results import tool_result
+from ..ship.transport.base import Transport
 from . import snpe
 from .trt_board import engines_dir
 
@@ -77,10 +77,7 @@ def probe(transport: Transport, python: str, options: snpe.SnpeOptions) -> dict[
 
 
 def _fail(entry: dict, plan: dict, message: str) -> dict:
-    res = new_result(entry, warmup=0, iterations=plan["iterations"])
-    res["provider"] = "snpe-net-run"
-    res["error"] = " ".join(message.split())[:500]
-    return res
+    return tool_result(entry, "snpe-net-run", warmup=0, iterations=plan["iterations"], error=message)
 
 
 def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entries: list[dict], *, python: str,
@@ -172,8 +169,7 @@ def _bench_one(transport: Transport, release_dir: str, entry: dict, plan: dict, 
         return _fail(entry, plan, f"snpe-diagview failed (exit {diag.exit_status}): {diag.stderr_tail(1)}")
     raw = snpe.result_from_snpe(artifact=entry["name"], precision=entry.get("precision", ""),
                                 diag_csv=csv_text.stdout, iterations=iterations)
-    result = new_result(entry, warmup=0, iterations=iterations)
-    result["provider"] = "snpe-net-run"
+    result = tool_result(entry, "snpe-net-run", warmup=0, iterations=iterations)
     if DOUBLE_MARKER in res.stdout:  # the SNPE test double says its figures are generated
         result["source"] = "double"
     if raw["error"] is not None or raw["latency_ms"] is None:
@@ -212,7 +208,7 @@ def _verify(transport: Transport, out: str, ref: dict, plan: dict, classificatio
     """snpe-net-run's float32 outputs of the first samples vs the FP32 reference, or (None, why not)."""
     import numpy as np
 
-    from ..runner.dms_bench import verify_outputs
+    from ..board.runner.dms_bench import verify_outputs
 
     n = min(int(plan.get("verify_samples", 0)), len(ref["inputs"]), int(plan["iterations"]))
     if n <= 0:

@@ -21,6 +21,7 @@ applies. ``tensorrt`` is imported only there.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -466,7 +467,7 @@ def build_engine_on_host(onnx: Path, engine_out: Path, precision: str, options: 
 
 def runner_script() -> Path:
     """The board-side output-check script (TensorRT 10 API + cuda-python or pycuda)."""
-    return Path(__file__).with_name("trt_runner.py")
+    return Path(importlib.util.find_spec("dmsbuild.board.runner.trt_runner").origin)
 
 
 def output_argv(engine: str | PurePosixPath, options: TensorRTOptions, *, inputs: dict[str, str],

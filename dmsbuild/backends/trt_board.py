@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from ..provenance import DOUBLE_MARKER
-from ..results import ResultParser, new_result
-from ..transport.base import Transport
+from ..measure.provenance import DOUBLE_MARKER
+from ..measure.results import ResultParser, tool_result
+from ..ship.transport.base import Transport
 from . import tensorrt as trt
 
 PROBE_SCRIPT = r'''
@@ -93,8 +93,7 @@ class TrtexecResultParser(ResultParser):
         raw = trt.result_from_trtexec(data["stdout"], data.get("times"), artifact=artifact["name"],
                                       precision=artifact.get("precision", ""), warmup_ms=data.get("warmup_ms"),
                                       iterations=iterations)
-        res = new_result(artifact, warmup=warmup, iterations=iterations)
-        res["provider"] = "trtexec"
+        res = tool_result(artifact, "trtexec", warmup=warmup, iterations=iterations)
         if DOUBLE_MARKER in data["stdout"]:  # the trtexec test double says its per-query times are generated
             res["source"] = "double"
         if raw["error"] is not None:
@@ -104,7 +103,7 @@ class TrtexecResultParser(ResultParser):
         if not samples:
             res["error"] = "trtexec wrote no per-inference times (--exportTimes)"
             return res
-        from ..results import fill_latency
+        from ..measure.results import fill_latency
 
         fill_latency(res, samples)
         res["iterations"] = len(samples)
@@ -162,10 +161,7 @@ def _read(transport: Transport, path: str) -> str | None:
 
 
 def _fail(entry: dict, plan: dict, message: str) -> dict:
-    res = new_result(entry, warmup=plan["warmup"], iterations=plan["iterations"])
-    res["provider"] = "trtexec"
-    res["error"] = " ".join(message.split())[:500]
-    return res
+    return tool_result(entry, "trtexec", warmup=plan["warmup"], iterations=plan["iterations"], error=message)
 
 
 def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entries: list[dict], *, python: str,
@@ -253,7 +249,7 @@ def _verify_trtexec(transport: Transport, release_dir: str, engine: str, plan: d
     ``verify_outputs`` (one implementation of the metrics on host and board)."""
     import numpy as np
 
-    from ..runner.dms_bench import verify_outputs
+    from ..board.runner.dms_bench import verify_outputs
 
     remote_ref = posixpath.join(release_dir, "verify", "reference.npz")
     inp = manifest.get("input") or {}

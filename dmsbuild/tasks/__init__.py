@@ -7,6 +7,7 @@ actions.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..config import ProjectConfig, TargetProfile, find_root, load_project, load_target, target_names
@@ -54,6 +55,20 @@ def user_error_task(basename: str, name: str, exc: UserError) -> dict:
         return TaskFailed(str(exc))
 
     return {"basename": basename, "name": name, "actions": [fail], "uptodate": [False], "verbosity": 2}
+
+
+def per_target(basename: str, make: Callable[[str], dict]) -> Iterator[dict]:
+    """One sub-task ``basename:<target>`` per target named by ``target=`` (default: the embedded ``local``).
+
+    A target whose profile does not load becomes a task that fails with the
+    user error (so other targets still run under --continue)."""
+    for target in selected_targets(default_all=False):
+        try:
+            profile(target)
+        except UserError as exc:
+            yield user_error_task(basename, target, exc)
+            continue
+        yield {"basename": basename, "name": target, **make(target)}
 
 
 def artifacts_dir() -> Path:

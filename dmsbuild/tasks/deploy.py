@@ -6,35 +6,33 @@ the release and rolls it out to the target's boards through the fleet layer
 (``fleet_deploy.deploy_fleet``: waves, max_fail, health gate from the on-board
 benchmark, resume, live progress, final table, rollout report JSON); it fails
 when any board failed or the rollout halted. With no target it deploys the
-embedded default target ``local`` into its folder (no SSH). The single-board
-Python API (``dmsbuild.release.deploy_target``) stays for scripts and benchmarks.
+embedded default target ``local`` into its folder (no SSH). Scripts and
+benchmarks use the same rollout through ``fleet_deploy.deploy_target``.
 """
 from __future__ import annotations
 
 import sys
-import threading
-from contextlib import nullcontext
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from ..config import ProjectConfig, TargetProfile
 from ..errors import UserError
-from ..inventory import Board, inventory_path, load_inventory, local_board
-from . import doit_var, profile, project, selected_targets, user_error_task
+from ..ship.inventory import Board, inventory_path, load_inventory, local_board
+from . import doit_var, per_target, profile, project
 
 
 def _plain_names(hosts: str | None) -> list[str]:
     """The entries of ``hosts=`` that are plain board names (no glob or range)."""
-    from ..fleet import _split_hosts
+    from ..ship.rollout_spec import split_hosts
 
-    return [h for h in _split_hosts(hosts or "") if not any(c in h for c in "*?[]")]
+    return [h for h in split_hosts(hosts or "") if not any(c in h for c in "*?[]")]
 
 
 def boards_for(proj: ProjectConfig, prof: TargetProfile, hosts: str | None = None, inventory: str | None = None,
                groups: str | None = None) -> list[Board]:
     """The boards a deploy of ``prof`` reaches: the local folder, or the inventory's group narrowed by
     ``hosts`` (names, globs ``emu-0*``, ranges ``emu-[01:05]``) and ``groups``."""
-    from ..fleet import select_boards
-    from ..fleet_deploy import board_ref
+    from ..ship.fleet import select_boards
+    from ..ship.fleet_deploy import board_ref
 
     if prof.transport == "local":
         names = _plain_names(hosts)
@@ -52,73 +50,6 @@ def boards_for(proj: ProjectConfig, prof: TargetProfile, hosts: str | None = Non
     boards = inv.select(group)
     chosen = {r.name for r in select_boards([board_ref(b) for b in boards], hosts, groups)}
     return [b for b in boards if b.name in chosen]
-
-
-def _shares_this_machine(board: Board) -> bool:
-    return board.transport == "local" or board.host in ("localhost", "::1") or (board.host or "").startswith("127.")
-
-
-def _bench_runner(proj: ProjectConfig, prof: TargetProfile, quiet: bool = False) -> tuple[Callable[[Any], Any], Any]:
-    """(run the benchmark on a deploy session -> bench.BoardOutcome, the result store)."""
-    from ..bench import BoardBench, bench_boards, store_path
-    from ..gates import accuracy_floors
-    from ..results import ResultStore
-
-    one_at_a_time = threading.Lock()
-    store = ResultStore(store_path(proj))
-
-    def run(session: Any) -> Any:
-        board = session.board
-        with one_at_a_time if _shares_this_machine(board) else nullcontext():
-            [outcome] = bench_boards(
-                [BoardBench(board.name, session.transport, session.release_dir, board.python, session.facts)],
-                target=prof.name, store=store, accuracy=accuracy_floors(proj, prof),
-                max_latency_regression=prof.gates.max_latency_regression, confirm=prof.gates.confirm,
-                **({"progress": lambda _msg: None} if quiet else {}))
-        return outcome
-
-    return run, store
-
-
-def bench_after_switch(proj: ProjectConfig, prof: TargetProfile) -> Callable[[Any], None]:
-    """The deploy hook that benchmarks and verifies the new release on each board, stores the
-    results and applies the target's gates; a failed gate fails that board's deploy.
-
-    Boards on this machine (the local target, emulated boards on loopback) are benchmarked one at a
-    time: run together they would share two cores and measure each other. Real boards run in parallel.
-    """
-    run, _store = _bench_runner(proj, prof)
-
-    def after_switch(session: Any) -> None:
-        outcome = run(session)
-        if not outcome.ok:
-            board = session.board
-            raise UserError(f"board {board.name}: release {session.release.release_id} is installed but failed its checks: "
-                            + "; ".join(m.splitlines()[0] for m in outcome.messages()),
-                            hint=f"fix the artifact or the gate, or `doit rollback target={prof.name} hosts={board.name}`")
-
-    return after_switch
-
-
-def bench_check(proj: ProjectConfig, prof: TargetProfile) -> Callable[[Any], Any]:
-    """The fleet rollout's bench step: the same benchmark, stored, returned as the health gate's input
-    (``fleet_deploy.BenchCheck``) instead of failing the board: a board whose release is installed but
-    fails its checks is ``unhealthy`` and halts the rollout."""
-    from ..fleet_deploy import bench_check as to_check
-
-    run, store = _bench_runner(proj, prof, quiet=True)
-
-    def check(session: Any) -> Any:
-        outcome = run(session)
-
-        def previous(artifact: str) -> float | None:
-            prev = store.previous(board=session.board.name, target=prof.name, artifact=artifact,
-                                  release_id=session.release.release_id)
-            return prev["median_ms"] if prev else None
-
-        return to_check(outcome, previous)
-
-    return check
 
 
 def _int_var(name: str) -> int | None:
@@ -141,7 +72,7 @@ def _selection(target: str) -> tuple[Any, Any, list[Any], str | None, str | None
 def _deploy(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
-    from ..fleet_deploy import deploy_fleet
+    from ..ship.fleet_deploy import bench_hook, deploy_fleet
 
     try:
         proj, prof, boards, hosts, groups = _selection(target)
@@ -152,7 +83,7 @@ def _deploy(target: str) -> Any:
         if bench not in ("yes", "no"):
             raise UserError(f"bench={bench}: expected bench=yes (default: benchmark and verify on each board) or bench=no")
         result = deploy_fleet(proj, prof, boards, hosts=hosts, groups=groups, parallel=_int_var("parallel"),
-                              bench=bench_check(proj, prof) if bench == "yes" else None, full_verify=verify == "full")
+                              bench=bench_hook(proj, prof) if bench == "yes" else None, full_verify=verify == "full")
     except UserError as exc:
         return TaskFailed(str(exc))
     return _verdict(f"deploy {target}", result)
@@ -186,7 +117,7 @@ def _verdict(what: str, result: Any) -> Any:
 def _rollback(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
-    from ..fleet_deploy import rollback_fleet
+    from ..ship.fleet_deploy import rollback_fleet
 
     try:
         proj, prof, boards, hosts, groups = _selection(target)
@@ -200,28 +131,15 @@ def task_deploy() -> Iterator[dict]:
     """Roll the target's release out to its boards: doit deploy target=rpi5 [hosts=..] [groups=..] [parallel=N]."""
     yield {"basename": "deploy", "name": None,
            "doc": "deploy target=<name> [hosts=a,b] [groups=g] [parallel=N]: build, roll out in waves, verify, switch"}
-    for target in selected_targets(default_all=False):
-        try:
-            profile(target)
-        except UserError as exc:
-            yield user_error_task("deploy", target, exc)
-            continue
-        yield {
-            "basename": "deploy", "name": target,
-            "task_dep": [f"build:{target}"],
-            "actions": [(_deploy, [target])],
-            "uptodate": [False],  # always ask the boards; an unchanged release costs no transfer
-            "verbosity": 2,
-        }
+    yield from per_target("deploy", lambda target: {
+        "task_dep": [f"build:{target}"],
+        "actions": [(_deploy, [target])],
+        "uptodate": [False],  # always ask the boards; an unchanged release costs no transfer
+        "verbosity": 2,
+    })
 
 
 def task_rollback() -> Iterator[dict]:
     """Switch the target's boards back to their previous release (no transfer)."""
     yield {"basename": "rollback", "name": None, "doc": "rollback target=<name> [hosts=a,b] [groups=g]: previous release, no transfer"}
-    for target in selected_targets(default_all=False):
-        try:
-            profile(target)
-        except UserError as exc:
-            yield user_error_task("rollback", target, exc)
-            continue
-        yield {"basename": "rollback", "name": target, "actions": [(_rollback, [target])], "uptodate": [False], "verbosity": 2}
+    yield from per_target("rollback", lambda target: {"actions": [(_rollback, [target])], "uptodate": [False], "verbosity": 2})

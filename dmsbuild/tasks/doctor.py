@@ -22,7 +22,7 @@ def set_facts_provider(provider: FactsProvider | None) -> None:
 def _doctor(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
-    from .. import doctor
+    from ..ship import doctor
     from ..config import find_root
     from ..errors import UserError, first_line
 
@@ -40,7 +40,7 @@ def _board_checks(target: str) -> list[Any]:
     """Every board of an SSH target, checked in parallel over the route ssh would take (one line each)."""
     from doit import get_var
 
-    from .. import doctor
+    from ..ship import doctor
     from ..errors import UserError
     from . import profile, project
     from .deploy import boards_for

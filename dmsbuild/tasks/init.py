@@ -1,7 +1,7 @@
 """The `init` doit task: `doit init onnx=PATH [data=DIR]` or
 `doit init factory=module:callable checkpoint=PATH shape=1,3,H,W [data=DIR]`.
 
-Writes dmsbuild.toml from the model's signature (dmsbuild.scaffold). The project
+Writes dmsbuild.toml from the model's signature (dmsbuild.build.scaffold). The project
 folder is DMSBUILD_ROOT, else the current folder (there may be no dmsbuild.toml yet).
 Nothing heavy is imported until the action runs.
 """
@@ -16,7 +16,7 @@ def _init(**kwargs: str | None) -> Any:
     from doit.exceptions import TaskFailed
 
     from ..errors import UserError
-    from ..scaffold import init_project
+    from ..build.scaffold import init_project
 
     root = Path(os.environ.get("DMSBUILD_ROOT") or Path.cwd())
     try:

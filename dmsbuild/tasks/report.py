@@ -5,8 +5,8 @@ from . import artifacts_dir, doit_var
 
 
 def _report() -> None:
-    from ..report import write_report
-    from ..results import ResultStore
+    from ..measure.report import write_report
+    from ..measure.results import ResultStore
 
     html_path, md_path = write_report(ResultStore(artifacts_dir() / "results.sqlite"), artifacts_dir() / "report")
     print(f"report: {html_path}\nreport: {md_path}")
@@ -21,7 +21,7 @@ def _export() -> object:
     from doit.exceptions import TaskFailed
 
     from ..errors import UserError
-    from ..results import ResultStore
+    from ..measure.results import ResultStore
 
     fmt = doit_var("format", "json")
     out = artifacts_dir() / "report" / f"results.{fmt}"

@@ -245,7 +245,7 @@ def test_double_rejects_bad_arguments(bad, message, tmp_path):
 
 # ---------------------------------------------------------------- board runner and host API
 def test_runner_metrics():
-    from dmsbuild.backends import trt_runner
+    from dmsbuild.board.runner import trt_runner
 
     ref = {"eye_state": np.array([[2.0, 1.0], [0.0, 1.0]]), "head_pose": np.array([[0.1, 0.2, 0.3], [0.0, 0.0, 0.0]])}
     got = {"eye_state": np.array([[1.0, 2.0], [0.0, 1.0]]), "head_pose": ref["head_pose"].copy()}
@@ -280,7 +280,7 @@ def test_host_build_with_tensorrt(tmp_path):
                                             timing_cache=tmp_path / "timing.cache")
     assert (tmp_path / "tiny.engine").stat().st_size > 0 and (tmp_path / "timing.cache").is_file()
     assert info["trt_version"] == trt.__version__
-    from dmsbuild.backends import trt_runner
+    from dmsbuild.board.runner import trt_runner
 
     x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
     out = trt_runner.run_engine(str(tmp_path / "tiny.engine"), x)

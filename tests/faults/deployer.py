@@ -11,8 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from dmsbuild.config import load_project, load_target
-from dmsbuild.inventory import load_inventory
-from dmsbuild.release import deploy_target
+from dmsbuild.ship.inventory import load_inventory
+from dmsbuild.ship.fleet_deploy import deploy_target
 
 
 def main(argv: list[str]) -> int:
@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     board = load_inventory(Path(inventory), Path(project_dir)).boards[name]
     board.root = root
     out = deploy_target(load_project(Path(project_dir)), prof, [board])[0]
-    print(json.dumps({k: v for k, v in asdict(out).items() if k != "facts"}))
+    print(json.dumps({**{k: v for k, v in asdict(out).items() if k != "facts"}, "message": out.message}))
     return 0 if out.ok else 1
 
 

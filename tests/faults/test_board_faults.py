@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from dmsbuild.config import load_project, load_target
-from dmsbuild.inventory import load_inventory
-from dmsbuild.manifest import make_release
-from dmsbuild.release import FAULT_ENV, deploy_target
+from dmsbuild.ship.inventory import load_inventory
+from dmsbuild.ship.manifest import make_release
+from dmsbuild.ship.fleet_deploy import deploy_target
+from dmsbuild.ship.release import FAULT_ENV
 from tests.conftest import REPO
 from tests.faults import ledger
 from tests.faults.conftest import (board_entry, check_board, fabricate, missing_bytes, restart_sshd)

@@ -7,10 +7,10 @@ import pytest
 
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
-from dmsbuild.inventory import load_inventory
-from dmsbuild.manifest import make_release
-from dmsbuild.release import FAULT_ENV, BoardLock, _with_fault, agent, fault_point
-from dmsbuild.transport.ssh import SSHTransport
+from dmsbuild.ship.inventory import load_inventory
+from dmsbuild.ship.manifest import make_release
+from dmsbuild.ship.release import FAULT_ENV, BoardLock, _with_fault, agent, fault_point
+from dmsbuild.ship.transport.ssh import SSHTransport
 from tests.faults.conftest import fabricate
 
 

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from dmsbuild.backends.tensorrt import result_from_trtexec
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
-from dmsbuild.inventory import load_inventory
-from dmsbuild.manifest import make_release
-from dmsbuild.release import deploy_target
-from dmsbuild.results import ResultError, parse_document, validate_result
+from dmsbuild.ship.inventory import load_inventory
+from dmsbuild.ship.manifest import make_release
+from dmsbuild.ship.fleet_deploy import deploy_target
+from dmsbuild.measure.results import ResultError, parse_document, validate_result
 from tests.faults import ledger
 from tests.faults.conftest import check_board, fabricate
 
@@ -280,7 +280,7 @@ def test_secrets_never_reach_board_files_or_reports(fault_boards, project_dir, t
     board = _board(fault_boards, project_dir, "emu-03", root)
     import io
 
-    from dmsbuild.release import report
+    from dmsbuild.ship.fleet_deploy import report
 
     out = deploy_target(load_project(project_dir), prof, [board])
     buf = io.StringIO()

@@ -12,10 +12,10 @@ from typing import Iterable
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dmsbuild.ansible import load_ansible_inventory
+from dmsbuild.ship.ansible import load_ansible_inventory
 from dmsbuild.config import load_target
 from dmsbuild.errors import UserError
-from dmsbuild.inventory import load_inventory
+from dmsbuild.ship.inventory import load_inventory
 from tests.conftest import REPO
 from tests.faults import ledger
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from dmsbuild.config import load_project, load_target
-from dmsbuild.inventory import load_inventory
-from dmsbuild.release import deploy_target
+from dmsbuild.ship.inventory import load_inventory
+from dmsbuild.ship.fleet_deploy import deploy_target
 from tests.faults import ledger
 from tests.faults.conftest import board_entry, check_board, fabricate, missing_bytes
 
@@ -230,7 +230,7 @@ def test_link_dies_mid_upload_times_out_then_resumes(fault_boards, netns_boards,
         c.link(True)
     lost, bad, cur, probs = check_board(str(root), {v1.release_id})
     ok = bool(cut) and not out.ok and not lost and not bad
-    from dmsbuild.manifest import make_release
+    from dmsbuild.ship.manifest import make_release
 
     release = make_release(project, prof)
     need = -1

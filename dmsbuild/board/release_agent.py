@@ -1,0 +1,844 @@
+"""The board side of a deploy: run ON the board as ``python3 -c <this file> OP``.
+
+Standard library only (it runs with the board's Python). The request is JSON
+on stdin, the answer JSON on stdout; a failure exits non-zero with one line on
+stderr. Every path it touches is below the deploy root it is given::
+
+    <root>/objects/<sha256>            content-addressed, read-only files
+    <root>/objects/.tmp/<sha256>.part  uploads in progress (resumed by offset)
+    <root>/releases/<id>/...           hardlinks into objects + manifest.json
+    <root>/current -> releases/<id>    switched by one rename(2)
+    <root>/history.json                release ids in deploy order (rollback pops)
+    <root>/.lock                       flock'ed by the deploy in progress; names its holder
+    <root>/seal.json                   stat identity of the current release's objects (verified then)
+
+Ops: ``prepare`` (create the layout, check it is writable, report what the
+board has), ``lock`` (hold the board lock until stdin closes; also prepares
+when the request lists objects; then runs the ``commit``/``rollback``
+requests sent to it as JSON lines, so they run under the lock and finish
+under it even when the connection drops), ``commit`` (verify, stage the
+release, sync, switch, collect), ``rollback``, ``state``, ``fetch`` (under the
+lock: objects from relay boards or a mirror over HTTP, verified by sha256
+while they arrive, left as uploads for ``commit`` to verify again) and
+``serve`` (a relay: ``objects/<sha256>`` over HTTP until stdin closes). ``commit`` and
+``rollback`` run on their own take the lock themselves.
+
+Nothing is written outside the root: the root's folders and files must not
+be symlinks (refused), and symlinks inside a release folder or in place of an
+object or an upload are removed, never followed.
+
+Fault hooks (tests only): a request may carry ``"fault": {"point", "mode"}``;
+at that named point the agent kills its SSH session (and itself, or the
+board's sshd). The controller sends it only when ``DMSBUILD_FAULT_AT`` is set
+in its environment, so production requests never carry one.
+"""
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import stat
+import sys
+
+EXIT_USAGE, EXIT_LOCKED, EXIT_NOT_WRITABLE, EXIT_BAD = 2, 3, 4, 5
+#: the faults hook (see fault_point); set from each request
+FAULT = {}
+
+
+class AgentFail(Exception):
+    """A refusal with a one-line message: exit status ``code`` (or an ``err`` line under the lock)."""
+
+    def __init__(self, code, msg):
+        Exception.__init__(self, msg)
+        self.code, self.msg = code, msg.replace("\n", " ")
+
+
+def fail(code, msg):
+    raise AgentFail(code, msg)
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def fault_point(name):
+    """Test hook, inert unless the request named this point: kill the SSH session here.
+
+    mode ``kill``: the session and this process die (a crash at this point);
+    ``drop``: only the session dies and the agent carries on (a lost
+    connection); ``dropslow``: the same, then 2 s of work; ``sshd``: the
+    board's sshd listener dies too."""
+    if FAULT.get("point") != name:
+        return
+    mode = FAULT.get("mode", "kill")
+    FAULT.clear()  # once
+    chain, pid = [], os.getppid()
+    while pid > 1 and len(chain) < 64:
+        chain.append((pid, _cmdline(pid)))
+        pid = _ppid(pid)
+    sshds = [(p, c) for p, c in chain if c.startswith(b"sshd")]
+    listener = next((p for p, c in sshds if b"[listener]" in c), sshds[-1][0] if sshds else None)
+    victims = [p for p, _ in sshds if p != listener] + ([listener] if mode == "sshd" and listener else [])
+    for v in victims:
+        try:
+            os.kill(v, signal.SIGKILL)
+        except OSError:
+            pass
+    if mode in ("kill", "sshd"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "dropslow":  # a lost connection while the board is busy (hashing a big object)
+        import time
+        time.sleep(2)
+
+
+def _lexists_not(path, kind):
+    """Refuse a symlink (or wrong kind) where the layout needs a real folder/file."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        fail(EXIT_BAD, "cannot inspect %s: %s" % (path, exc.strerror or exc))
+    if stat.S_ISLNK(st.st_mode):
+        fail(EXIT_BAD, "refusing to deploy: %s is a symlink (to %s); the deploy root must hold real folders and files, "
+             "remove it" % (path, os.readlink(path)))
+    if kind == "dir" and not stat.S_ISDIR(st.st_mode) or kind == "file" and not stat.S_ISREG(st.st_mode):
+        fail(EXIT_BAD, "refusing to deploy: %s is not a %s; remove it" % (path, "folder" if kind == "dir" else "file"))
+
+
+def check_layout(root):
+    """The root's own folders and files are real (never symlinks leading outside the root)."""
+    for rel, kind in (("objects", "dir"), ("objects/.tmp", "dir"), ("releases", "dir"), (".lock", "file"),
+                      ("history.json", "file"), ("seal.json", "file"), ("dms.service", "file")):
+        _lexists_not(os.path.join(root, rel), kind)
+    cur = os.path.join(root, "current")
+    if os.path.lexists(cur):
+        target = os.readlink(cur) if os.path.islink(cur) else None
+        parts = (target or "").split("/")
+        if target is None or len(parts) != 2 or parts[0] != "releases" or parts[1] in ("", ".", ".."):
+            fail(EXIT_BAD, "refusing to deploy: %s is not a symlink to releases/<id> (%s); remove it" % (cur, target or "not a symlink"))
+
+
+def regular(path):
+    """True for a regular file; a symlink or other thing in its place is removed (never followed)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISREG(st.st_mode):
+        return True
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        os.unlink(path)
+    return False
+
+
+def safe_dirs(base, rel_dir):
+    """mkdir -p ``base/rel_dir`` without following symlinks below ``base`` (they are replaced)."""
+    path = base
+    for part in [p for p in rel_dir.split("/") if p]:
+        path = os.path.join(path, part)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            os.mkdir(path)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(path)
+            os.mkdir(path)
+    return path
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            b = fh.read(1 << 20)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def inside(root, rel):
+    """``root/rel``, refusing anything that would leave the root."""
+    if rel.startswith("/") or ".." in rel.split("/") or "\0" in rel:
+        fail(EXIT_BAD, "refusing path outside the deploy root: %r" % rel)
+    return os.path.join(root, rel)
+
+
+def read_history(root):
+    """The release ids in deploy order; none yet: []. One that cannot be read is corruption, refused:
+    treated as empty it would drop every rollback target and let gc remove their folders."""
+    path = os.path.join(root, "history.json")
+    try:
+        with open(path) as fh:
+            hist = json.load(fh)
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        hist = exc
+    if not isinstance(hist, list) or not all(isinstance(h, str) and h and "/" not in h and h != ".." for h in hist):
+        why = hist.strerror if isinstance(hist, OSError) and hist.strerror else str(hist)[:80]
+        fail(EXIT_BAD, "%s is corrupt (%s); refusing to deploy or roll back: repair it (a JSON list of release ids, "
+                       "oldest first) or remove it (the next deploy starts a new history)" % (path, why))
+    return hist
+
+
+def write_atomic(path, data):
+    tmp = path + ".tmp.%d" % os.getpid()
+    with open(tmp, "w") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def current_id(root):
+    try:
+        target = os.readlink(os.path.join(root, "current"))
+    except OSError:
+        return None
+    return os.path.basename(target.rstrip("/"))
+
+
+def fsync_file(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def op_prepare(req):
+    return prepare(req)
+
+
+def prepare(req):
+    root = req["root"]
+    check_layout(root)
+    try:
+        for sub in ("objects/.tmp", "releases"):
+            os.makedirs(os.path.join(root, sub), exist_ok=True)
+        # every folder a deploy writes: the root (current, history.json, .lock), objects/, objects/.tmp/, releases/
+        for folder in (root, os.path.join(root, "objects"), os.path.join(root, "objects", ".tmp"), os.path.join(root, "releases")):
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "Permission denied", folder)
+        probe = os.path.join(root, "objects", ".tmp", ".probe.%d" % os.getpid())
+        with open(probe, "w") as fh:
+            fh.write("x")
+        os.unlink(probe)
+    except OSError as exc:
+        fail(EXIT_NOT_WRITABLE, not_writable(root, exc))
+    have, partial = [], {}
+    for sha in req.get("objects", []):
+        if regular(inside(root, "objects/" + sha)):
+            have.append(sha)
+        elif regular(inside(root, "objects/.tmp/" + sha + ".part")):
+            partial[sha] = os.path.getsize(inside(root, "objects/.tmp/" + sha + ".part"))
+    st = os.statvfs(root)
+    return {"have": have, "partial": partial, "current": current_id(root),
+            "history": read_history(root), "free_bytes": st.f_bavail * st.f_frsize}
+
+
+def open_lock(root):
+    try:
+        os.makedirs(root, exist_ok=True)
+        _lexists_not(os.path.join(root, ".lock"), "file")
+        return os.open(os.path.join(root, ".lock"), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as exc:
+        fail(EXIT_NOT_WRITABLE, not_writable(root, exc))
+
+
+def not_writable(root, exc):
+    """Name the folder that refused (the deepest one that exists), not just the deploy root."""
+    folder = exc.filename or root
+    while folder and folder != "/" and not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    try:
+        import pwd
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        user = str(os.geteuid())
+    return "deploy root %s is not writable: folder %s refused user %s (%s)" % (root, folder, user, exc.strerror or exc)
+
+
+def try_lock(fd):
+    """flock the lock file; None when taken, else the holder's JSON text."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        return os.pread(fd, 4096, 0).decode(errors="replace").strip() or "{}"
+    return None
+
+
+#: bytes of stdin read past the request line (the lock op reads stdin unbuffered)
+STDIN_REST = [b""]
+
+
+def read_line(fd=0):
+    buf = STDIN_REST[0]
+    while b"\n" not in buf:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+    line, _, STDIN_REST[0] = buf.partition(b"\n")
+    return line.decode()
+
+
+def stdin_lines(idle, fd=0):
+    """Lines from stdin until EOF, or until nothing (not even a heartbeat) arrived for ``idle`` seconds."""
+    import select
+
+    buf = STDIN_REST[0]
+    while True:
+        while b"\n" in buf:
+            line, _, buf = buf.partition(b"\n")
+            yield line.decode()
+        ready, _, _ = select.select([fd], [], [], idle if idle > 0 else None)
+        if not ready:
+            return
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        buf += chunk
+
+
+def say(line):
+    """One answer line to the controller; False when the connection is gone."""
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        return True
+    except OSError:  # the session died (BrokenPipeError, EIO): the work itself was finished under the lock
+        return False
+
+
+def op_lock(req):
+    root = req["root"]
+    fd = open_lock(root)
+    held = try_lock(fd)
+    if held is not None:
+        say("held " + held)
+        sys.exit(EXIT_LOCKED)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(req["holder"]).encode(), 0)
+    fault_point("lock.locked")
+    # with "objects" in the request, the prepare answer rides along (one process less per deploy)
+    state = prepare(req) if "objects" in req else {}
+    if req.get("facts_script"):  # and the board's facts (one more process less per deploy)
+        state["facts"] = run_facts(req["facts_script"], root)
+    say("locked " + json.dumps(state))
+    # held until the deploy closes stdin, its connection dies, or it stays silent longer than idle_timeout
+    # (the controller sends an empty line as a heartbeat: a connection that died without a FIN must not
+    # hold the board's lock forever); meanwhile it runs the ops sent to it, so a commit finishes under
+    # the lock even when the connection drops half-way
+    for line in stdin_lines(float(req.get("idle_timeout") or 0)):
+        if not line.strip():
+            continue
+        cmd = json.loads(line)
+        FAULT.clear()
+        FAULT.update(cmd.get("fault") or {})
+        try:
+            answer = "ok " + json.dumps(LOCKED_OPS[cmd["op"]](cmd))
+        except AgentFail as exc:
+            answer = "err %d %s" % (exc.code, exc.msg)
+        except OSError as exc:  # the board's file system refused (ENOSPC, EROFS, EIO): say which file
+            answer = "err %d %s failed under %s: %s%s" % (EXIT_BAD, cmd["op"], root, exc.strerror or exc,
+                                                       " (%s)" % exc.filename if exc.filename else "")
+        if not say(answer):
+            break
+    os.ftruncate(fd, 0)
+
+
+def run_facts(script, root):
+    """The facts script (dmsbuild/ship/facts.py, sent by the controller) run in this process; its JSON, or None if it failed.
+
+    None makes the controller gather the facts the usual way, which reports
+    the failure with its own message."""
+    import contextlib
+    import io
+
+    buf, argv = io.StringIO(), sys.argv
+    try:
+        sys.argv = ["facts", root]
+        with contextlib.redirect_stdout(buf):
+            exec(compile(script, "<facts>", "exec"), {"__name__": "__facts__"})
+        return json.loads(buf.getvalue().strip().splitlines()[-1])
+    except Exception:
+        return None
+    finally:
+        sys.argv = argv
+
+
+def locked(fn):
+    """Run ``fn`` standalone under the board lock (refused while another deploy holds it)."""
+    def run(req):
+        fd = open_lock(req["root"])
+        held = try_lock(fd)
+        if held is not None:
+            fail(EXIT_LOCKED, "another deploy holds the lock %s: %s" % (os.path.join(req["root"], ".lock"), held))
+        try:
+            return fn(req)
+        finally:
+            os.close(fd)
+    return run
+
+
+def verify_objects(root, files):
+    """Every object the release needs exists with its sha256 (uploads are promoted here).
+
+    Returns what must be sent (again): missing objects, and corrupt ones or
+    corrupt uploads, which are removed here (``problems`` says which)."""
+    resend, problems, first = [], [], True
+    for f in files:
+        sha = f["sha256"]
+        if sha in resend:
+            continue
+        obj = inside(root, "objects/" + sha)
+        part = inside(root, "objects/.tmp/" + sha + ".part")
+        if not regular(obj) and regular(part):
+            got = sha256_of(part)
+            if got != sha:
+                os.unlink(part)  # a corrupt or overlong resume: sent again
+                resend.append(sha)
+                problems.append("upload of %s arrived corrupted (sha256 %s)" % (f["file"], got))
+                continue
+            os.chmod(part, 0o444)
+            fsync_file(part)
+            os.replace(part, obj)
+        elif not os.path.isfile(obj):
+            resend.append(sha)
+            problems.append("object %s (%s) is missing" % (sha[:12], f["file"]))
+            continue
+        elif os.path.getsize(obj) != f["size"] or sha256_of(obj) != sha:
+            os.unlink(obj)  # releases that link the bad inode are re-linked to the good copy by stage()
+            resend.append(sha)
+            problems.append("object %s (%s) did not match its sha256" % (sha[:12], f["file"]))
+            continue
+        if first:
+            first = False
+            fault_point("commit.verify")
+    return resend, problems
+
+
+def release_ok(root, rid, files):
+    """Every file of the release is a hardlink of its object (lstat: a symlink is never 'ok')."""
+    rdir = os.path.join(root, "releases", rid)
+    for f in files:
+        try:
+            a = os.lstat(inside(rdir, f["file"]))
+            b = os.lstat(inside(root, "objects/" + f["sha256"]))
+        except OSError:
+            return False
+        if (a.st_ino, a.st_dev) != (b.st_ino, b.st_dev):
+            return False
+    return True
+
+
+def link_into(root, rdir, f):
+    """``rdir/<file>`` -> the object, replacing whatever is there by one rename (no symlink followed)."""
+    rel = f["file"]
+    inside(rdir, rel)
+    parent = safe_dirs(rdir, os.path.dirname(rel))
+    dst = os.path.join(parent, os.path.basename(rel))
+    tmp = dst + ".dms-link.%d" % os.getpid()
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.link(inside(root, "objects/" + f["sha256"]), tmp)
+    os.replace(tmp, dst)
+
+
+def stage(root, rid, files):
+    """releases/<id>: hardlinks into objects, built under a temporary name then renamed.
+
+    An existing folder of that id (the current release being repaired, or a
+    damaged leftover) is repaired in place, file by file, each by one rename:
+    ``current`` may point to it, so it must never disappear, even for a moment."""
+    rdir = os.path.join(root, "releases", rid)
+    try:
+        st = os.lstat(rdir)
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(rdir)  # a symlink (or file) in place of a release: never followed
+    except FileNotFoundError:
+        pass
+    if os.path.isdir(rdir):
+        for f in files:
+            if not release_ok(root, rid, [f]):
+                link_into(root, rdir, f)
+        return
+    tmp = os.path.join(root, "releases", ".tmp-%s-%d" % (rid, os.getpid()))
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.mkdir(tmp)
+    for i, f in enumerate(files):
+        link_into(root, tmp, f)
+        if i == 0:
+            fault_point("commit.stage")
+    os.rename(tmp, rdir)
+
+
+def sync(root, rid):
+    """Make the release durable before the switch: fsync its folders and the objects folder.
+
+    New objects were fsync'ed when promoted; this is a targeted ``sync`` (a
+    global sync(2) waits for every other writer on the machine too)."""
+    rdir = os.path.join(root, "releases", rid)
+    for dirpath, _dirs, _files in os.walk(rdir):
+        fsync_dir(dirpath)
+    fsync_dir(os.path.join(root, "releases"))
+    fsync_dir(os.path.join(root, "objects"))
+
+
+def switch(root, rid):
+    """current -> releases/<id> by one rename(2)."""
+    link = os.path.join(root, "current")
+    tmp = os.path.join(root, ".current.tmp.%d" % os.getpid())
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(os.path.join("releases", rid), tmp)
+    fault_point("commit.switch")
+    os.replace(tmp, link)
+    fsync_dir(root)
+    fault_point("commit.switched")
+
+
+def collect(root, keep):
+    """Keep the last ``keep`` releases of the history (and current); drop the rest and unreferenced objects."""
+    hist = read_history(root)
+    kept = set(hist[-keep:]) | {current_id(root)}
+    # history first: a collection cut short leaves folders nobody lists (removed next time),
+    # never a history entry pointing to a half-removed release
+    write_atomic(os.path.join(root, "history.json"), json.dumps([h for h in hist if h in kept]))
+    removed = []
+    rel = os.path.join(root, "releases")
+    for name in os.listdir(rel):
+        if name not in kept and not name.startswith("."):
+            remove_tree(os.path.join(rel, name))
+            removed.append(name)
+            if len(removed) == 1:
+                fault_point("gc.releases")
+        elif name.startswith((".tmp-", ".trash-")):
+            remove_tree(os.path.join(rel, name))
+    for name in os.listdir(root):  # leftovers of a switch or a write cut short
+        if name.startswith(".current.tmp.") or name.startswith(("history.json.tmp.", "seal.json.tmp.", "dms.service.tmp.")):
+            os.unlink(os.path.join(root, name))
+    objects = os.path.join(root, "objects")
+    freed = 0
+    for name in os.listdir(objects):
+        p = os.path.join(objects, name)
+        if name.startswith(".") or not os.path.isfile(p):
+            continue
+        st = os.stat(p)
+        if st.st_nlink <= 1:  # no release links it any more
+            os.unlink(p)
+            freed += st.st_size
+            fault_point("gc.objects")
+    tmpdir = os.path.join(objects, ".tmp")
+    for name in os.listdir(tmpdir):  # parts whose object arrived some other way
+        if name.endswith(".part") and os.path.isfile(os.path.join(objects, name[:-5])):
+            os.unlink(os.path.join(tmpdir, name))
+    return removed, freed
+
+
+def remove_tree(path):
+    """rm -r without following symlinks (a symlinked release is unlinked, not its target's contents)."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def heal_kept(root, rid, files):
+    """Re-link the kept releases' files that share an object just verified but link another inode.
+
+    A corrupt object is removed and re-sent; older kept releases still linked the
+    corrupt inode, and a rollback would then refuse them: point them at the good copy."""
+    shas = set(f["sha256"] for f in files)
+    rel = os.path.join(root, "releases")
+    for name in os.listdir(rel):
+        rdir = os.path.join(rel, name)
+        if name == rid or name.startswith(".") or os.path.islink(rdir) or not os.path.isdir(rdir):
+            continue
+        try:
+            with open(os.path.join(rdir, "manifest.json")) as fh:
+                manifest = json.load(fh)
+            entries = [e for e in manifest["artifacts"] + manifest["files"] if e["sha256"] in shas]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for e in entries:
+            if not release_ok(root, name, [e]):
+                link_into(root, rdir, e)
+
+
+def seal_of(root, files):
+    """Stat identity of the objects: any write to one (even same size) changes its ctime."""
+    out = {}
+    for f in files:
+        st = os.lstat(inside(root, "objects/" + f["sha256"]))
+        out[f["sha256"]] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    return out
+
+
+def write_seal(root, rid, files):
+    write_atomic(os.path.join(root, "seal.json"), json.dumps({"release_id": rid, "objects": seal_of(root, files)}))
+
+
+def unchanged(root, rid, files):
+    """The release is already current and intact: same inodes as its objects, untouched since verified.
+
+    Its sha256 were verified when it became current; ``seal.json`` recorded
+    each object's size, mtime, ctime and inode then. A write to an object
+    changes its ctime, so a redeploy re-hashes (and repairs) it; with an
+    intact seal it skips re-hashing (``full_verify`` forces it)."""
+    if current_id(root) != rid or not release_ok(root, rid, files):
+        return False
+    try:
+        with open(os.path.join(root, "seal.json")) as fh:
+            seal = json.load(fh)
+        return seal.get("release_id") == rid and seal.get("objects") == seal_of(root, files)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def commit(req):
+    root, rid, files = req["root"], req["release_id"], req["files"]
+    check_layout(root)
+    if not req.get("full_verify") and unchanged(root, rid, files):
+        for name, text in (req.get("board_files") or {}).items():
+            write_atomic(inside(root, name), text)
+        return {"previous": rid, "current": rid, "removed_releases": [], "freed_bytes": 0}
+    resend, problems = verify_objects(root, files)
+    if resend:
+        return {"resend": resend, "problems": problems}
+    stage(root, rid, files)
+    previous = current_id(root)
+    sync(root, rid)
+    fault_point("commit.synced")
+    switch(root, rid)
+    write_seal(root, rid, files)
+    hist = [h for h in read_history(root) if h != rid] + [rid]
+    write_atomic(os.path.join(root, "history.json"), json.dumps(hist))
+    fault_point("commit.history")
+    for name, text in (req.get("board_files") or {}).items():
+        write_atomic(inside(root, name), text)
+    removed, freed = collect(root, max(1, int(req.get("keep", 3))))
+    heal_kept(root, rid, files)
+    return {"previous": previous, "current": rid, "removed_releases": removed, "freed_bytes": freed}
+
+
+def rollback(req):
+    root = req["root"]
+    check_layout(root)
+    hist = read_history(root)
+    cur = current_id(root)
+    if cur is None:
+        fail(EXIT_BAD, "no release is deployed under %s; nothing to roll back" % root)
+    if hist and hist[-1] == cur:
+        hist = hist[:-1]
+    hist = [h for h in hist if os.path.isfile(os.path.join(root, "releases", h, "manifest.json"))]
+    if not hist:
+        fail(EXIT_BAD, "no previous release kept under %s (only %s); nothing to roll back to" % (root, cur))
+    prev = hist[-1]
+    with open(os.path.join(root, "releases", prev, "manifest.json")) as fh:
+        manifest = json.load(fh)
+    files = []
+    for f in manifest["artifacts"] + manifest["files"]:
+        rel = f["file"]
+        p = inside(os.path.join(root, "releases", prev), rel)
+        if not regular(p) or sha256_of(p) != f["sha256"]:
+            fail(EXIT_BAD, "previous release %s is damaged (%s); not switching" % (prev, rel))
+        files.append({"file": rel, "sha256": f["sha256"]})
+    sync(root, prev)
+    switch(root, prev)
+    write_seal(root, prev, [f for f in files if release_ok(root, prev, [f])])
+    write_atomic(os.path.join(root, "history.json"), json.dumps(hist))
+    fault_point("rollback.switched")
+    return {"previous": cur, "current": prev}
+
+
+def op_state(req):
+    root = req["root"]
+    return {"current": current_id(root), "history": read_history(root)}
+
+
+# -- relay and mirror: objects fetched from another board or a mirror, verified before use ----------------
+def _is_sha(name):
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+def fetch_one(root, sha, size, base, timeout):
+    """Download ``base + sha`` to ``objects/.tmp/<sha>.part``, hashing as it arrives; None when it is the object.
+
+    Anything else (unreachable, HTTP error, too long, too short, another sha256)
+    is the reason, and the partial file is removed: the controller then tries
+    the next source or sends the object itself. ``commit`` verifies the part
+    again before it is promoted, like an upload."""
+    import urllib.request
+
+    part = inside(root, "objects/.tmp/" + sha + ".part")
+    _lexists_not(part, "file")
+    h, got = hashlib.sha256(), 0
+    try:
+        with urllib.request.urlopen(base + sha, timeout=timeout) as resp:
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with os.fdopen(fd, "wb") as out:
+                first = True
+                while True:
+                    b = resp.read(1 << 20)
+                    if not b:
+                        break
+                    got += len(b)
+                    if got > size:
+                        raise ValueError("more than the %d bytes expected" % size)
+                    h.update(b)
+                    out.write(b)
+                    if first:
+                        first = False
+                        fault_point("fetch.read")
+    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+        _drop(part)
+        return "%s: %s" % (base, getattr(exc, "reason", None) or exc)
+    if got != size or h.hexdigest() != sha:
+        _drop(part)
+        return "%s: got %d bytes with sha256 %s, expected %d bytes with %s" % (base, got, h.hexdigest()[:12], size, sha[:12])
+    return None
+
+
+def _drop(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def fetch(req):
+    """Fetch the listed objects from ``sources`` (base URLs, tried in order); what failed is sent by the controller."""
+    root = req["root"]
+    fetched, failed = [], {}
+    for obj in req["objects"]:
+        sha = obj["sha256"]
+        if not _is_sha(sha):
+            fail(EXIT_BAD, "fetch: not a sha256: %r" % sha)
+        why = []
+        for base in req["sources"]:
+            reason = fetch_one(root, sha, int(obj["size"]), base, float(req.get("timeout") or 30))
+            if reason is None:
+                fetched.append(sha)
+                break
+            why.append(reason)
+        else:
+            failed[sha] = "; ".join(why)
+    return {"fetched": fetched, "failed": failed}
+
+
+def op_serve(req):
+    """Serve ``<root>/objects/<sha256>`` (nothing else) over HTTP on ``bind`` until stdin closes or ``lifetime`` ends.
+
+    A relay for the boards of later waves: read-only, content-addressed names
+    only, no directory listing, symlinks refused; the fetching board checks
+    every byte against the sha256 it was told by the controller, so a relay
+    can make a fetch fail but never make a board use a wrong object."""
+    import http.server
+    import select
+    import threading
+    import time
+
+    objects = os.path.join(req["root"], "objects")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            name = self.path.lstrip("/")
+            try:
+                if not _is_sha(name):
+                    raise FileNotFoundError(name)
+                fd = os.open(os.path.join(objects, name), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            except OSError:
+                self.send_error(404)
+                return
+            with os.fdopen(fd, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(st.st_size))
+                self.end_headers()
+                shutil.copyfileobj(fh, self.wfile, 1 << 20)
+
+        def log_message(self, *args):
+            pass  # stdout is the controller's channel
+
+    class Server(http.server.ThreadingHTTPServer):
+        address_family = __import__("socket").AF_INET6 if ":" in req["bind"] else __import__("socket").AF_INET
+        daemon_threads = True
+
+    try:
+        server = Server((req["bind"], int(req.get("port") or 0)), Handler)
+    except OSError as exc:
+        fail(EXIT_BAD, "serve: cannot listen on %s: %s" % (req["bind"], exc.strerror or exc))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    say("serving %d" % server.server_address[1])
+    end = time.monotonic() + float(req.get("lifetime") or 600)
+    while time.monotonic() < end:  # until the controller closes stdin (or its connection dies)
+        ready, _, _ = select.select([0], [], [], max(0.0, min(5.0, end - time.monotonic())))
+        if ready and not os.read(0, 65536):
+            break
+    server.shutdown()
+    server.server_close()
+    return {"served": True}
+
+
+#: ops the lock process runs for its controller (already under the lock)
+LOCKED_OPS = {"commit": commit, "rollback": rollback, "fetch": fetch}
+OPS = {"prepare": op_prepare, "commit": locked(commit), "rollback": locked(rollback), "state": op_state}
+
+
+def main(argv):
+    if len(argv) != 2 or argv[1] not in OPS and argv[1] not in ("lock", "serve"):
+        sys.stderr.write("usage: release_agent.py {%s} < request.json\n" % ",".join(list(OPS) + ["lock", "serve"]))
+        return EXIT_USAGE
+    line = read_line() if argv[1] in ("lock", "serve") else sys.stdin.read()
+    req = json.loads(line)
+    FAULT.update(req.get("fault") or {})
+    try:
+        if argv[1] == "lock":
+            op_lock(req)
+        elif argv[1] == "serve":
+            op_serve(req)
+        else:
+            json.dump(OPS[argv[1]](req), sys.stdout)
+    except AgentFail as exc:
+        sys.stderr.write(exc.msg + "\n")
+        return exc.code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

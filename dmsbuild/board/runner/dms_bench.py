@@ -1,0 +1,642 @@
+#!/usr/bin/env python3
+"""dmsbuild benchmark runner, shipped inside every release as runner/dms_bench.py.
+
+It runs ON THE BOARD, alone: it needs only the Python standard library, numpy
+and onnxruntime (plus onnxruntime-qnn for QNN artifacts) and its sibling
+runner/metrics.py, and never imports dmsbuild. For each ONNX Runtime artifact of the release's manifest.json it
+measures model load time, first-inference time, a separate warm-up, then
+``bench.iterations`` runs timed with ``time.perf_counter_ns`` (raw samples
+kept), peak resident memory, and checks the outputs on the host's FP32
+reference (verify/reference.npz) per head with ``runner/metrics.py`` (shipped
+beside it; the host's build-time gate uses the same file).
+
+    python3 runner/dms_bench.py --release <release dir> [--artifact NAME]
+
+prints ONE JSON document on stdout (docs/CONTRACTS.md §3). Each artifact is
+measured in its own child process, so its peak RSS is its own and a crash of
+one execution provider (even a segfault) becomes that artifact's ``error``
+while the others still run.
+
+Exit codes: 0 document printed, at least one artifact measured; 5 document
+printed, every artifact failed; 2 unusable release or arguments (stderr says
+what); 3 numpy or onnxruntime missing on the board (stderr has the install
+hint); ``--facts`` prints the board facts (CONTRACTS §4) and exits 0.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+# the release folder on the board holds exactly the manifest's files: importing runner/metrics.py must
+# not leave a runner/__pycache__ there (it would change the folder a redeploy verifies and a bench reads)
+sys.dont_write_bytecode = True
+
+SCHEMA = 1
+RUNNER_VERSION = "1"
+#: 1 is left to Python itself (an uncaught exception: a crash)
+EXIT_OK, EXIT_ALL_FAILED, EXIT_BAD_RELEASE, EXIT_MISSING_DEPENDENCY = 0, 5, 2, 3
+ORT_HINT = "pip install onnxruntime"
+QNN_HINT = "pip install onnxruntime-qnn"
+#: an artifact's child process gets this long (s) before it is reported as hung
+CHILD_TIMEOUT = float(os.environ.get("DMS_BENCH_CHILD_TIMEOUT", "3600"))
+MAX_ERROR_CHARS = 500
+#: manifest runtimes this runner runs through ONNX Runtime ("qnn": a QNN EPContext model on the QNN EP)
+ORT_RUNTIMES = ("onnxruntime", "qnn")
+
+
+class ReleaseError(Exception):
+    """The release folder or its manifest cannot be used (exit 2)."""
+
+
+class MissingDependency(Exception):
+    """numpy or onnxruntime is not importable on this board (exit 3)."""
+
+
+# --------------------------------------------------------------------------
+# statistics (pure Python: dmsbuild.measure.results imports these for other runtimes)
+# --------------------------------------------------------------------------
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolation percentile (numpy's default method) of sorted values."""
+    if not sorted_values:
+        raise ValueError("no samples")
+    rank = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(rank)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (rank - lo)
+
+
+def latency_stats(samples_ms: list[float]) -> dict[str, float]:
+    """min/mean/median/p90/p95/p99/max/std (population) of latency samples in ms."""
+    s = sorted(samples_ms)
+    return {
+        "min": s[0],
+        "mean": statistics.fmean(s),
+        "median": percentile(s, 50),
+        "p90": percentile(s, 90),
+        "p95": percentile(s, 95),
+        "p99": percentile(s, 99),
+        "max": s[-1],
+        "std": statistics.pstdev(s) if len(s) > 1 else 0.0,
+    }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (VmHWM where /proc has it, else getrusage)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / (1024.0 * 1024.0) if sys.platform == "darwin" else kb / 1024.0
+
+
+# --------------------------------------------------------------------------
+# board facts (CONTRACTS §4)
+# --------------------------------------------------------------------------
+def _version(module: str) -> str | None:
+    try:
+        mod = __import__(module)
+    except ImportError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - a broken install is a fact to report, not a crash
+        return f"broken: {type(exc).__name__}: {exc}"[:200]
+    return str(getattr(mod, "__version__", "unknown"))
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def _os_name() -> str:
+    text = _read("/etc/os-release") or ""
+    for line in text.splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return platform.system()
+
+
+def gather_facts() -> dict:
+    """What this board has: versions, memory, disk, CPU clocks where readable."""
+    providers = None
+    ort_version = _version("onnxruntime")
+    if ort_version is not None and not ort_version.startswith("broken"):
+        import onnxruntime as ort
+
+        providers = list(ort.get_available_providers())
+    mem_total = None
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemTotal:"):
+            mem_total = int(line.split()[1]) // 1024
+    try:
+        disk_free = shutil.disk_usage(os.getcwd()).free // (1024 * 1024)
+    except OSError:
+        disk_free = None
+    cpu0 = "/sys/devices/system/cpu/cpu0/cpufreq/"
+    max_khz = _read(cpu0 + "scaling_max_freq")
+    return {
+        "hostname": socket.gethostname(),
+        "arch": platform.machine(),
+        "os": _os_name(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "numpy": _version("numpy"),
+        "onnxruntime": ort_version,
+        "onnxruntime_providers": providers,
+        "onnxruntime_qnn": _version("onnxruntime_qnn"),
+        "tensorrt": _version("tensorrt"),
+        "trtexec": shutil.which("trtexec"),
+        "snpe": shutil.which("snpe-net-run"),
+        "disk_free_mb": disk_free,
+        "mem_total_mb": mem_total,
+        "emulated": os.environ.get("DMSBUILD_EMULATED_BOARD") or None,  # set by `python -m dmsbuild.boards up`
+        "cpu_count": os.cpu_count(),
+        "cpu_governor": _read(cpu0 + "scaling_governor"),
+        "cpu_max_mhz": int(max_khz) // 1000 if max_khz and max_khz.isdigit() else None,
+    }
+
+
+# --------------------------------------------------------------------------
+# release
+# --------------------------------------------------------------------------
+def load_manifest(release: str) -> dict:
+    path = os.path.join(release, "manifest.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except FileNotFoundError:
+        raise ReleaseError(f"{path}: not found; is {release} a dmsbuild release folder?") from None
+    except (OSError, ValueError) as exc:
+        raise ReleaseError(f"{path}: unreadable or not JSON ({exc}); redeploy the release") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA or not isinstance(manifest.get("artifacts"), list):
+        raise ReleaseError(f"{path}: not a schema-{SCHEMA} dmsbuild manifest; redeploy with a matching dmsbuild")
+    return manifest
+
+
+def release_id(release: str) -> str:
+    """The release's id: its folder name under releases/ (``current`` resolved), else the manifest hash."""
+    real = os.path.realpath(release)
+    if os.path.basename(os.path.dirname(real)) == "releases":
+        return os.path.basename(real)
+    with open(os.path.join(release, "manifest.json"), "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()[:16]
+
+
+def _bench_plan(manifest: dict, args: argparse.Namespace) -> dict:
+    plan = {"warmup": 10, "iterations": 100, "threads": 0, "verify_samples": 16}
+    plan.update({k: v for k, v in (manifest.get("bench") or {}).items() if k in plan})
+    for key in plan:
+        override = getattr(args, key, None)
+        if override is not None:
+            plan[key] = override
+    for key, value in plan.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (key == "iterations" and value < 1):
+            raise ReleaseError(f"manifest.json: bench.{key} is {value!r}; expected a whole number (iterations >= 1)")
+    return plan
+
+
+# --------------------------------------------------------------------------
+# one artifact (runs in a child process)
+# --------------------------------------------------------------------------
+def _import_runtime():
+    try:
+        import numpy as np
+    except ImportError:
+        raise MissingDependency("numpy is not installed for " + sys.executable + "; install it: pip install numpy") from None
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingDependency(
+            "onnxruntime is not installed for " + sys.executable + f"; install it on the board: {ORT_HINT}"
+        ) from None
+    return np, ort
+
+
+#: plugin EPs this process registered from a library (selected with add_provider_for_devices)
+_PLUGINS_REGISTERED: set[str] = set()
+
+
+def _session_options(ort, threads: int):
+    so = ort.SessionOptions()
+    if threads > 0:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3  # errors only: EP warnings would bury the runner's own stderr
+    return so
+
+
+def _register_qnn(ort) -> None:
+    """onnxruntime-qnn 2.x is a plugin EP: register its library once per process.
+
+    An onnxruntime build with QNN compiled in (onnxruntime-qnn 1.x) already
+    lists the provider; it is then selected the classic way, by name.
+    """
+    if "QNNExecutionProvider" in _PLUGINS_REGISTERED or "QNNExecutionProvider" in ort.get_available_providers():
+        return
+    try:
+        import onnxruntime_qnn
+    except ImportError:
+        raise RuntimeError(f"QNNExecutionProvider is not available: onnxruntime-qnn is not installed; {QNN_HINT}") from None
+    if not hasattr(ort, "register_execution_provider_library"):
+        raise RuntimeError(f"QNNExecutionProvider: onnxruntime {ort.__version__} cannot load plugin EPs; upgrade onnxruntime (>= 1.22)")
+    ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
+    _PLUGINS_REGISTERED.add("QNNExecutionProvider")
+
+
+def create_session(ort, path: str, providers: list[str], provider_options: list[dict], threads: int):
+    """An InferenceSession on the manifest's providers; raises RuntimeError naming a missing EP."""
+    if "QNNExecutionProvider" in providers:
+        _register_qnn(ort)
+    available = ort.get_available_providers()
+    missing = [p for p in providers if p not in available]
+    if missing:
+        raise RuntimeError(f"execution provider(s) {', '.join(missing)} not available on this board (have: {', '.join(available)})")
+    options = list(provider_options or [])
+    options += [{}] * (len(providers) - len(options))
+    options = [{str(k): str(v) for k, v in o.items()} for o in options]
+    so = _session_options(ort, threads)
+    plugin = [i for i, p in enumerate(providers) if p in _PLUGINS_REGISTERED]
+    if not plugin:
+        return ort.InferenceSession(path, sess_options=so, providers=providers, provider_options=options)
+    # plugin EPs are ignored by providers=[...] (ORT silently runs on CPU): select them by device
+    for i in plugin:
+        devices = [d for d in ort.get_ep_devices() if d.ep_name == providers[i]]
+        if not devices:
+            raise RuntimeError(f"{providers[i]} is registered but offers no device on this board")
+        so.add_provider_for_devices(devices, options[i])
+    return ort.InferenceSession(path, sess_options=so)
+
+
+_NP_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
+             "tensor(int8)": "int8", "tensor(double)": "float64"}
+
+
+def timing_loop(run, output_names, feed, iterations: int) -> list[int]:
+    """The measured loop: nothing but session.run between two perf_counter_ns reads."""
+    clock = time.perf_counter_ns
+    samples = [0] * iterations
+    for i in range(iterations):
+        t0 = clock()
+        run(output_names, feed)
+        samples[i] = clock() - t0
+    return samples
+
+
+def verify_outputs(np, run, input_name: str, input_dtype, output_names: list[str], ref, n: int,
+                   batch: int, classification: list[str], keys: dict | None = None) -> dict:
+    """Board outputs vs the host FP32 reference, per head, by the shared definitions of runner/metrics.py.
+
+    ``keys`` maps a tensor name to the safe id the host stored its reference under (manifest
+    ``outputs.keys``); heads are reported under that id, which the result validation accepts."""
+    keys = keys or {}
+    x = ref["inputs"][:n]
+    n = int(x.shape[0])
+    if n == 0:
+        raise RuntimeError("verify/reference.npz holds no inputs")
+    chunks: dict[str, list] = {name: [] for name in output_names}
+    step = max(batch, 1)
+    for start in range(0, n, step):
+        part = x[start:start + step]
+        if part.shape[0] < step:  # a fixed-batch model: pad the last chunk
+            pad = np.repeat(part[-1:], step - part.shape[0], axis=0)
+            outs = run(output_names, {input_name: np.concatenate([part, pad]).astype(input_dtype)})
+            outs = [o[: part.shape[0]] for o in outs]
+        else:
+            outs = run(output_names, {input_name: part.astype(input_dtype)})
+        for name, o in zip(output_names, outs):
+            chunks[name].append(np.asarray(o, dtype=np.float64))
+    got = {name: np.concatenate(chunks[name]) for name in output_names if keys.get(name, name) in ref}
+    want = {keys.get(name, name): ref[keys.get(name, name)][:n] for name in got}
+    for name in got:
+        if got[name].size != want[keys.get(name, name)].size:
+            raise RuntimeError(f"output {name!r} has shape {got[name].shape}, the reference "
+                               f"{want[keys.get(name, name)].shape}")
+    return _metrics().verify_summary(want, got, classification, keys)
+
+
+def _metrics():
+    """runner/metrics.py: the metric definitions the host uses too (a sibling file in the release)."""
+    try:
+        from . import metrics  # imported as dmsbuild.board.runner.dms_bench (the host)
+    except ImportError:
+        try:
+            import metrics  # run as runner/dms_bench.py on the board: runner/ is sys.path[0]
+        except ImportError:
+            raise RuntimeError("runner/metrics.py is missing beside dms_bench.py: the output check cannot run; "
+                               "redeploy the release") from None
+    return metrics
+
+
+def empty_result(entry: dict, plan: dict) -> dict:
+    providers = entry.get("providers") or []
+    return {
+        "artifact": str(entry.get("name")), "precision": str(entry.get("precision", "")),
+        "runtime": str(entry.get("runtime", "onnxruntime")), "provider": str(providers[0]) if providers else None,
+        "sha256": entry.get("sha256"), "size": entry.get("total_size", entry.get("size")),
+        "warmup": plan["warmup"], "iterations": plan["iterations"], "threads": plan["threads"],
+        "latency_ms": None, "samples_ms": None, "throughput_ips": None, "load_ms": None,
+        "first_inference_ms": None, "peak_rss_mb": None, "gpu": None, "verify": None, "error": None,
+    }
+
+
+def open_artifact(np, ort, release: str, manifest: dict, entry: dict, threads: int) -> dict:
+    """An artifact's session and the feed the timing loop uses (the benchmark and the interleaved re-measure)."""
+    if str(entry.get("runtime", "onnxruntime")) not in ORT_RUNTIMES:
+        raise RuntimeError(f"runtime {entry.get('runtime')!r} is not run by dms_bench.py (its backend has its own runner)")
+    path = os.path.join(release, str(entry.get("file", "")))
+    if not os.path.isfile(path):
+        raise RuntimeError(f"model file {entry.get('file')!r} missing from the release")
+    providers = list(entry.get("providers") or ["CPUExecutionProvider"])
+
+    t0 = time.perf_counter_ns()
+    sess = create_session(ort, path, providers, entry.get("provider_options") or [], threads)
+    load_ns = time.perf_counter_ns() - t0
+    used = sess.get_providers()
+    if used and used[0] != providers[0]:
+        raise RuntimeError(f"ONNX Runtime fell back to {used[0]} instead of {providers[0]}")
+
+    inp = sess.get_inputs()[0]
+    dtype = _NP_TYPES.get(inp.type)
+    if dtype is None:
+        raise RuntimeError(f"input {inp.name!r} has type {inp.type}, which dms_bench.py cannot feed")
+    man_shape = list((manifest.get("input") or {}).get("shape") or [1])
+    batch = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else int(man_shape[0])
+    output_names = [o.name for o in sess.get_outputs()]
+    ref_path = os.path.join(release, "verify", "reference.npz")
+    ref = dict(np.load(ref_path)) if os.path.isfile(ref_path) else None
+    if ref is not None and "inputs" in ref and len(ref["inputs"]) > 0:
+        x = ref["inputs"][:1]
+        x = np.repeat(x, batch, axis=0) if batch > 1 else x
+    else:
+        shape = [batch if not isinstance(d, int) or d <= 0 else d for d in inp.shape]
+        x = np.random.default_rng(0).standard_normal(shape)
+    feed = {inp.name: np.ascontiguousarray(x.astype(dtype))}
+    return {"sess": sess, "used": used, "providers": providers, "inp": inp, "dtype": dtype, "batch": batch,
+            "output_names": output_names, "ref": ref, "feed": feed, "load_ns": load_ns}
+
+
+def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dict:
+    """Measure one artifact in this process; raises on failure (the caller records it)."""
+    np, ort = _import_runtime()
+    result = empty_result(entry, plan)
+    a = open_artifact(np, ort, release, manifest, entry, plan["threads"])
+    sess, used, providers, inp, dtype, batch = a["sess"], a["used"], a["providers"], a["inp"], a["dtype"], a["batch"]
+    output_names, ref, feed, load_ns = a["output_names"], a["ref"], a["feed"], a["load_ns"]
+
+    run = sess.run
+    t0 = time.perf_counter_ns()
+    run(output_names, feed)
+    first_ns = time.perf_counter_ns() - t0
+    for _ in range(plan["warmup"]):
+        run(output_names, feed)
+    samples = timing_loop(run, output_names, feed, plan["iterations"])
+
+    samples_ms = [s / 1e6 for s in samples]
+    stats = latency_stats(samples_ms)
+    result.update({
+        "provider": used[0] if used else providers[0],
+        "latency_ms": stats,
+        "samples_ms": [round(s, 6) for s in samples_ms],
+        "throughput_ips": batch * 1000.0 / stats["mean"] if stats["mean"] > 0 else None,
+        "load_ms": load_ns / 1e6,
+        "first_inference_ms": first_ns / 1e6,
+    })
+    if ref is not None and plan["verify_samples"] > 0:
+        outputs = manifest.get("outputs") or {}
+        classification = list(outputs.get("classification") or [])
+        result["verify"] = verify_outputs(np, run, inp.name, dtype, output_names, ref,
+                                          plan["verify_samples"], batch, classification, outputs.get("keys"))
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def interleave(release: str, previous: str, name: str, *, blocks: int, iterations: int, warmup: int,
+               threads: int, max_seconds: float) -> dict:
+    """Time artifact ``name`` of the previous release and of this one in alternating blocks, in one process.
+
+    Both sessions stay loaded; block pair i runs old-then-new when i is even
+    and new-then-old when odd, so a load that rises or falls during the
+    re-measure hits both alike. Stops after the pair that crosses
+    ``max_seconds`` (at least 2 pairs). The host decides from the samples
+    (``dmsbuild.measure.regression``).
+    """
+    np, ort = _import_runtime()
+    sides = {}
+    for side, folder in (("old", previous), ("new", release)):
+        manifest = load_manifest(folder)
+        entry = next((a for a in manifest["artifacts"] if isinstance(a, dict) and a.get("name") == name), None)
+        if entry is None:
+            raise ReleaseError(f"{folder}/manifest.json: no artifact named {name!r}")
+        a = open_artifact(np, ort, folder, manifest, entry, threads)
+        run, names, feed = a["sess"].run, a["output_names"], a["feed"]
+        for _ in range(warmup):
+            run(names, feed)
+        sides[side] = (run, names, feed)
+    out = {"artifact": name, "old": [], "new": [], "stopped_early": False}
+    start = time.monotonic()
+    for i in range(blocks):
+        for side in (("old", "new") if i % 2 == 0 else ("new", "old")):
+            run, names, feed = sides[side]
+            out[side].append([round(s / 1e6, 6) for s in timing_loop(run, names, feed, iterations)])
+        if i >= 1 and time.monotonic() - start > max_seconds and i < blocks - 1:
+            out["stopped_early"] = True
+            break
+    out["seconds"] = time.monotonic() - start
+    return out
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line[:MAX_ERROR_CHARS]
+
+
+def run_child(release: str, name: str, args: argparse.Namespace) -> dict | None:
+    """Measure artifact ``name`` in a fresh interpreter; None if the child crashed (error set by caller)."""
+    argv = [sys.executable, os.path.abspath(__file__), "--release", release, "--artifact", name, "--in-process"]
+    for key in ("warmup", "iterations", "threads", "verify_samples"):
+        value = getattr(args, key)
+        if value is not None:
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"artifact {name!r} hung: no result after {CHILD_TIMEOUT:.0f} s") from None
+    if proc.returncode in (EXIT_OK, EXIT_ALL_FAILED):
+        try:
+            doc = json.loads(proc.stdout)
+            return doc["results"][0]
+        except (ValueError, KeyError, IndexError):
+            pass
+    tail = proc.stderr.strip().splitlines()[-3:]
+    sys.stderr.write(proc.stderr[-4000:])
+    how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+    raise RuntimeError(f"runner child for {name!r} crashed ({how}): " + " | ".join(tail))
+
+
+def run_release(args: argparse.Namespace) -> tuple[dict, int]:
+    release = os.path.abspath(args.release)
+    manifest = load_manifest(release)
+    plan = _bench_plan(manifest, args)
+    entries = [a for a in manifest["artifacts"] if isinstance(a, dict)]
+    if args.artifact is not None:
+        entries = [a for a in entries if a.get("name") == args.artifact]
+        if not entries:
+            names = ", ".join(str(a.get("name")) for a in manifest["artifacts"] if isinstance(a, dict))
+            raise ReleaseError(f"manifest.json: no artifact named {args.artifact!r}; have: {names}")
+    if not args.in_process:
+        _import_runtime()  # fail fast (exit 3) before any child starts
+    results = []
+    for entry in entries:
+        result = empty_result(entry, plan)
+        try:
+            if args.in_process:
+                result = bench_artifact(release, manifest, entry, plan)
+            else:
+                result = run_child(release, str(entry.get("name")), args) or result
+        except MissingDependency:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one artifact's failure is reported, the others still run
+            result["error"] = _one_line(f"{type(exc).__name__}: {exc}")
+            if args.in_process:
+                import traceback
+
+                traceback.print_exc(file=sys.stderr)
+        results.append(result)
+    doc = {
+        "schema": SCHEMA,
+        "runner": RUNNER_VERSION,
+        "project": manifest.get("project"),
+        "target": manifest.get("target"),
+        "release_id": release_id(release),
+        "model": manifest.get("model"),
+        "facts": gather_facts(),
+        "toolchain": manifest.get("toolchain") or {},
+        "bench": plan,
+        "results": results,
+    }
+    ok = any(r["error"] is None for r in results)
+    return doc, EXIT_OK if ok else EXIT_ALL_FAILED
+
+
+def _finite(value):
+    """NaN/inf (a broken EP's outputs) become null: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _flush_c_stdio() -> None:
+    """fflush(NULL): the QNN libraries printf() into C's stdout buffer, which exit() would flush into fd 1."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Benchmark and verify a dmsbuild release on this board.")
+    p.add_argument("--release", help="the release folder (holds manifest.json)")
+    p.add_argument("--artifact", help="only this artifact")
+    p.add_argument("--facts", action="store_true", help="print this board's facts as JSON and exit")
+    p.add_argument("--warmup", type=int, help="override bench.warmup")
+    p.add_argument("--iterations", type=int, help="override bench.iterations")
+    p.add_argument("--threads", type=int, help="override bench.threads")
+    p.add_argument("--verify-samples", dest="verify_samples", type=int, help="override bench.verify_samples")
+    p.add_argument("--in-process", action="store_true", help="measure in this process (no child per artifact)")
+    p.add_argument("--interleave", metavar="PREVIOUS_RELEASE",
+                   help="re-measure --artifact of PREVIOUS_RELEASE and of --release in alternating blocks")
+    p.add_argument("--blocks", type=int, default=8, help="with --interleave: block pairs")
+    p.add_argument("--max-seconds", dest="max_seconds", type=float, default=120.0,
+                   help="with --interleave: stop after the block pair that crosses this")
+    return p
+
+
+@contextlib.contextmanager
+def _stdout_kept_for_the_document():
+    """Native libraries (the QNN SDK among them) print to fd 1: send fd 1 to stderr meanwhile, so stdout
+    carries only the one JSON document written after this block."""
+    sys.stdout.flush()
+    doc_fd = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        _flush_c_stdio()  # native libraries' buffered printf output goes to stderr too, not after the document
+        os.dup2(doc_fd, 1)
+        os.close(doc_fd)
+
+
+def _main_interleave(args: argparse.Namespace) -> int:
+    if not args.artifact or args.blocks < 2 or (args.iterations or 0) < 1:
+        sys.stderr.write("dms_bench.py: --interleave needs --artifact, --blocks >= 2 and --iterations >= 1\n")
+        return EXIT_BAD_RELEASE
+    try:
+        with _stdout_kept_for_the_document():
+            out = interleave(os.path.abspath(args.release), os.path.abspath(args.interleave), args.artifact,
+                             blocks=args.blocks, iterations=args.iterations, warmup=args.warmup or 0,
+                             threads=args.threads or 0, max_seconds=args.max_seconds)
+    except ReleaseError as exc:
+        sys.stderr.write(f"dms_bench.py: {exc}\n")
+        return EXIT_BAD_RELEASE
+    except MissingDependency as exc:
+        sys.stderr.write(f"dms_bench.py: {exc}\n")
+        return EXIT_MISSING_DEPENDENCY
+    except RuntimeError as exc:  # an artifact that cannot run: one line, the host keeps the gate's first verdict
+        sys.stderr.write(f"dms_bench.py: {_one_line(str(exc))}\n")
+        return EXIT_ALL_FAILED
+    sys.stdout.write(json.dumps(out) + "\n")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.facts:
+        print(json.dumps(gather_facts()))
+        return EXIT_OK
+    if not args.release:
+        sys.stderr.write("dms_bench.py: --release <dir> is required\n")
+        return EXIT_BAD_RELEASE
+    if args.interleave:
+        return _main_interleave(args)
+    try:
+        with _stdout_kept_for_the_document():
+            doc, code = run_release(args)
+    except ReleaseError as exc:
+        sys.stderr.write(f"dms_bench.py: {exc}\n")
+        return EXIT_BAD_RELEASE
+    except MissingDependency as exc:
+        sys.stderr.write(f"dms_bench.py: {exc}\n")
+        return EXIT_MISSING_DEPENDENCY
+    sys.stdout.write(json.dumps(_finite(doc), allow_nan=False) + "\n")
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""How far each artifact's outputs are from the FP32 reference, on the validation set.
+
+Per output head, with the definitions shared with the board
+(``runner/metrics.py``): max/mean absolute difference, per-sample cosine,
+SQNR, PSNR, a degenerate-output check and, for classification heads, top-1
+agreement with FP32 and (where labels exist) labelled accuracy. ``gate``
+applies the target's floors (``accuracy.py``) and fails the build with a line
+naming the artifact, the head and the metric (docs/accuracy.md).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import ProjectConfig, TargetProfile
+from ..errors import UserError
+# the metric definitions the board's output check uses too (one implementation; docs/accuracy.md)
+from ..board.runner.metrics import head_metrics, reference_problem, verify_summary  # noqa: F401 (head_metrics: public API)
+from ..names import head_keys
+
+#: samples kept in reference.npz (docs/CONTRACTS.md §1)
+REFERENCE_SAMPLES = 64
+
+
+def run_onnx(path: Path, input_name: str, inputs: np.ndarray, output_names: list[str], threads: int = 0) -> dict[str, np.ndarray]:
+    """Run an ONNX file on ORT CPU one sample at a time (works for fixed and dynamic batch alike)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    results: dict[str, list[np.ndarray]] = {n: [] for n in output_names}
+    for i in range(len(inputs)):
+        if i and i % 64 == 0:
+            print(f"  {path.name}: {i}/{len(inputs)} samples", flush=True)
+        outs = sess.run(output_names, {input_name: inputs[i:i + 1]})
+        for n, o in zip(output_names, outs):
+            results[n].append(np.asarray(o, dtype=np.float32))
+    return {n: np.concatenate(v, axis=0) for n, v in results.items()}
+
+
+def check_reference(outputs: dict[str, np.ndarray], source: str) -> None:
+    """FP32 reference outputs that cannot judge an artifact are an error before any artifact is scored.
+
+    NaN/Inf in any head, or every head (nearly) identical on every validation
+    sample: the data does not exercise the model, and any artifact - even a
+    constant one - would look like it agrees. A single head that does not vary
+    while others do (a fixed anchor grid, say) is only reported.
+    """
+    problems = {h: reference_problem(v) for h, v in outputs.items()}
+    for head, why in problems.items():
+        if why is not None and why.startswith("NaN"):
+            raise UserError(f"{source}: the FP32 model's output '{head}' has {why} on the validation set",
+                            hint="check the model and the preprocessing ([preprocess] mean/std/scale); "
+                                 "the reference must be finite to judge any artifact")
+    constant = [h for h, why in problems.items() if why is not None]
+    if constant and len(constant) == len(problems):
+        head = constant[0]
+        raise UserError(f"{source}: the FP32 outputs are {problems[head]} on every head ({', '.join(constant)}): "
+                        "the validation data does not exercise the model",
+                        hint="use real, varied validation inputs (data.validation) and check the preprocessing; "
+                             "an accuracy gate on such data passes anything")
+    for head in constant:
+        print(f"  reference: warning: FP32 output '{head}' is {problems[head]}; its cosine/SQNR floors still apply, "
+              "its constant-output check does not", flush=True)
+
+
+def labelled_metrics(out: np.ndarray, labels: np.ndarray, classification: bool) -> dict[str, float]:
+    if classification:
+        return {"accuracy": float(np.mean(out.reshape(len(out), -1).argmax(-1) == labels.reshape(len(labels)).astype(int)))}
+    mae = float(np.mean(np.abs(out.reshape(labels.shape) - labels.astype(np.float64))))
+    return {"mae": mae if math.isfinite(mae) else None}
+
+
+def write_reference(project: ProjectConfig, fp32: Path, validation: list[Path], npz: Path, full: Path) -> None:
+    """FP32 outputs on the validation set: ``full`` for host evaluation, ``npz`` (first 64) for the board check."""
+    from .data import load_labels, load_samples
+
+    started = time.perf_counter()
+    names, inputs = load_samples(validation, project, project.data.max_validation_samples)
+    labels = load_labels(project, names)
+    outs = run_onnx(fp32, project.input.name, inputs, project.outputs.names)
+    if len(inputs) < 2:
+        print(f"  reference: warning: {len(inputs)} validation sample; the accuracy gate cannot tell a constant "
+              "artifact from a good one - use at least 2 (better 100+)", flush=True)
+    check_reference(outs, f"{project.source.name}: data.validation ({len(inputs)} samples)")
+    # tensor names may hold '/', ':' or non-ASCII; npz member names are file names: store by safe id
+    keys = head_keys(project.outputs.names)
+    outs = {keys[n]: v for n, v in outs.items()}
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    keep = min(len(inputs), REFERENCE_SAMPLES)
+    _savez(npz, {"inputs": inputs[:keep], **{n: v[:keep] for n, v in outs.items()}})
+    label_arrays = {f"label:{keys[h]}": v for h, v in (labels or {}).items()}
+    _savez(full, {"inputs": inputs, "files": np.asarray([p.name for p in names]), **outs, **label_arrays})
+    print(f"  reference: FP32 outputs on {len(inputs)} validation samples ({time.perf_counter() - started:.1f} s)", flush=True)
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Path, out_json: Path) -> dict[str, Any]:
+    """Metrics of one ONNX artifact vs FP32 (and vs labels), written as JSON."""
+    started = time.perf_counter()
+    ref = np.load(full_reference, allow_pickle=False)
+    inputs = ref["inputs"]
+    names = project.outputs.names
+    keys = head_keys(names)
+    outs = run_onnx(artifact, project.input.name, inputs, names)
+    summary = verify_summary({n: ref[keys[n]] for n in names}, outs, project.outputs.classification)
+    heads: dict[str, Any] = summary["heads"]
+    for n in names:
+        key = f"label:{keys[n]}"
+        if key in ref.files:
+            cls = n in project.outputs.classification
+            heads[n]["labelled"] = labelled_metrics(outs[n], ref[key], cls)
+            heads[n]["labelled_fp32"] = labelled_metrics(ref[keys[n]], ref[key], cls)
+    result = {"artifact": str(artifact.relative_to(project.root)) if artifact.is_relative_to(project.root) else str(artifact),
+              "samples": int(len(inputs)), "heads": heads,
+              "min_top1_agreement": summary["min_top1_agreement"],
+              "seconds": round(time.perf_counter() - started, 3)}
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_json.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out_json)
+    low = result["min_top1_agreement"]
+    shown = "n/a" if low is None else f"{low:.3f}"
+    cosines = [h["cosine"] for h in heads.values() if h["cosine"] is not None]
+    broken = [f"{h} ({m['degenerate']})" for h, m in heads.items() if m["degenerate"]]
+    print(f"  evaluate: {artifact.name}: min top-1 agreement {shown}, min cosine "
+          f"{'n/a' if not cosines else format(min(cosines), '.4f')} on {len(inputs)} samples"
+          + (f"; DEGENERATE: {', '.join(broken)}" if broken else ""), flush=True)
+    return result
+
+
+def accuracy_drops(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per classification head: drop of top-1 agreement (1 - agreement) and of labelled accuracy vs FP32."""
+    drops: dict[str, dict[str, float]] = {}
+    for head, m in result["heads"].items():
+        if m.get("top1_agreement") is None:
+            continue
+        d = {"agreement": 1.0 - m["top1_agreement"]}
+        if "labelled" in m and "accuracy" in m["labelled"]:
+            d["labelled"] = m["labelled_fp32"]["accuracy"] - m["labelled"]["accuracy"]
+        drops[head] = d
+    return drops
+
+
+def gate_failures(project: ProjectConfig, profile: TargetProfile, result: dict[str, Any]) -> list[str]:
+    """Every floor one artifact's host evaluation misses (empty: it passes); see dmsbuild/measure/accuracy.py."""
+    from ..measure.accuracy import failures, floors_for
+
+    return failures(result["heads"], floors_for(project, profile), result["samples"])
+
+
+def gate(project: ProjectConfig, profile: TargetProfile, results: dict[str, dict[str, Any]]) -> None:
+    """Fail the target's build when any artifact misses an accuracy floor on any head.
+
+    The first line names the artifact, the head and the metric; every other
+    failure follows, one per line.
+    """
+    lines = [f"target '{profile.name}': artifact '{name}' fails the accuracy gate: {problem}"
+             for name, result in results.items() for problem in gate_failures(project, profile, result)]
+    if lines:
+        raise UserError("\n".join(lines),
+                        hint="calibrate with more representative data, change the quantization settings, drop that "
+                             "precision, or - if the loss is acceptable - lower that floor (docs/accuracy.md)")

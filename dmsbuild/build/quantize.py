@@ -1,0 +1,207 @@
+"""FP16 and INT8 (dynamic, static QDQ) variants of the FP32 ONNX model, with ONNX Runtime's tooling.
+
+Static QDQ settings differ per consumer: ORT CPU takes the defaults, TensorRT
+wants symmetric int8 activations, QNN wants unsigned 8/16-bit activations and
+fixed input shapes. ``settings_key`` names a variant by a hash of its settings
+so targets with identical settings share one file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import DynamicQuantConfig, ProjectConfig, StaticQuantConfig, as_dict
+from ..errors import UserError
+
+
+def settings_key(cfg: StaticQuantConfig, max_samples: int) -> str:
+    """Short stable hash of the static quantization settings (names the shared QDQ file)."""
+    static = as_dict(cfg)
+    if cfg.method == "ptq":  # QAT/pruning settings do not change a PTQ artifact (and PTQ keys stay as they were)
+        for name in ("method", "qat", "prune"):
+            static.pop(name)
+    if cfg.quantize_bias:  # the default: keys of existing variants stay as they were
+        static.pop("quantize_bias")
+    blob = json.dumps({"static": static, "max_samples": max_samples}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def _save_checked(proto: Any, out: Path) -> None:
+    import onnx
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.onnx")
+    onnx.save(proto, str(tmp))
+    onnx.checker.check_model(str(tmp))
+    os.replace(tmp, out)
+
+
+_LOAD_CHECK = """
+import sys
+import onnxruntime as ort
+opts = ort.SessionOptions()
+opts.log_severity_level = 3
+ort.InferenceSession(sys.argv[1], opts, providers=["CPUExecutionProvider"])
+"""
+
+
+def _session_check(path: Path, script: str = _LOAD_CHECK) -> None:
+    """Make sure ONNX Runtime's CPU provider loads the artifact (catches graphs only the checker likes).
+
+    Loaded in a child process at ORT's default optimisation level, as the board loads it: ONNX Runtime
+    1.32 crashes (SIGSEGV) creating a session for some fp16 graphs (seen: a small ViT's fp16 variant, only
+    at ORT_ENABLE_ALL), and a crash must become a line naming the artifact, not a dead build."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=600)
+    if proc.returncode == 0:
+        return
+    path.unlink(missing_ok=True)  # never leave an artifact behind that the runtime cannot load
+    precision = next((p for p in ("int8-dynamic", "int8-qdq", "fp16", "fp32") if path.stem.startswith(p)), path.stem)
+    if proc.returncode < 0:
+        raise UserError(f"{path}: ONNX Runtime's CPU provider crashed (signal {-proc.returncode}) loading this artifact; "
+                        "boards running ONNX Runtime would crash the same way",
+                        hint=f"drop '{precision}' from the precisions of the targets that build this model")
+    tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+    raise UserError(f"{path}: ONNX Runtime's CPU provider cannot load this artifact: {tail[:300]}",
+                    hint=f"drop '{precision}' from the targets' precisions for this model, or change the model")
+
+
+def _toposort(graph: Any) -> None:
+    """Reorder a graph's nodes topologically, in place (stable: keeps the original order where possible)."""
+    known = {v.name for v in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in known for i in node.input):
+                ordered.append(node)
+                known.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise RuntimeError(f"graph has a cycle or dangling inputs at node {rest[0].name}")  # a converter bug
+        pending = rest
+    copies = [type(n)() for n in ordered]
+    for c, n in zip(copies, ordered):
+        c.CopyFrom(n)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def convert_fp16(src: Path, out: Path) -> None:
+    """FP16 weights and compute, float32 inputs/outputs (a Cast at each graph edge), so callers feed the same arrays."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    started = time.perf_counter()
+    proto = onnx.load(str(src))
+    half = convert_float_to_float16(proto, keep_io_types=True, disable_shape_infer=False)
+    _toposort(half.graph)  # the converter appends its IO Casts at the end; the checker wants topological order
+    _save_checked(half, out)
+    _session_check(out)
+    print(f"  fp16: {out} ({out.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - started:.1f} s)", flush=True)
+
+
+def quantize_dynamic_int8(src: Path, out: Path, cfg: DynamicQuantConfig) -> None:
+    """Weights int8, activations quantized at run time (ORT CPU only; often slower than FP32 on x86 - measured)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    started = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.onnx")
+    quantize_dynamic(str(src), str(tmp), per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
+                     weight_type=getattr(QuantType, cfg.weight_type))
+    os.replace(tmp, out)
+    _session_check(out)
+    print(f"  int8-dynamic: {out} ({out.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - started:.1f} s); "
+          "warning: dynamic INT8 runs slower than FP32 on many x86 CPUs - check the benchmark", flush=True)
+
+
+def fix_batch(proto: Any, batch: int = 1, input_shape: list[int] | None = None) -> Any:
+    """Replace a symbolic batch axis by ``batch`` (QNN takes no nodes of a graph with dynamic shapes).
+
+    With ``input_shape`` (the configured ``input.shape``), every dynamic dim of the input takes its
+    configured value too, so a model with dynamic H/W compiles for QNN at the size it runs at."""
+    from onnx.tools.update_model_dims import update_inputs_outputs_dims
+
+    def dims(vi: Any, fixed: list[int] | None = None) -> list[int | str]:
+        out: list[int | str] = []
+        for i, d in enumerate(vi.type.tensor_type.shape.dim):
+            dynamic = bool(d.dim_param) or d.dim_value <= 0
+            if i == 0 and dynamic:
+                out.append(batch)
+            elif dynamic and fixed is not None and i < len(fixed):
+                out.append(fixed[i])
+            else:
+                out.append(d.dim_param if d.dim_param else d.dim_value)
+        return out
+
+    inits = {i.name for i in proto.graph.initializer}
+    ins = {v.name: dims(v, input_shape) for v in proto.graph.input if v.name not in inits}
+    outs = {v.name: dims(v) for v in proto.graph.output}
+    proto = update_inputs_outputs_dims(proto, ins, outs)
+    # drop stale intermediate shapes so inference recomputes them with the fixed batch
+    del proto.graph.value_info[:]
+    import onnx
+
+    return onnx.shape_inference.infer_shapes(proto)
+
+
+def quantize_static_qdq(project: ProjectConfig, src: Path, out: Path, cfg: StaticQuantConfig, calibration: list[Path]) -> None:
+    """Calibrated INT8/16 QDQ model: pre-process, stream the calibration folder, quantize with the consumer's settings."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    from .data import make_calibration_reader
+
+    started = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dmsbuild-qdq-", dir=out.parent) as tmpdir:
+        model_in = Path(tmpdir) / "input.onnx"
+        proto = onnx.load(str(src))
+        if cfg.fixed_shape:
+            proto = fix_batch(proto, 1, list(project.input.shape))
+        onnx.save(proto, str(model_in))
+        pre = Path(tmpdir) / "pre.onnx"
+        print(f"  int8-qdq: pre-processing {src.name} (shape inference, fusions)", flush=True)
+        quant_pre_process(str(model_in), str(pre), skip_symbolic_shape=True)
+        reader = make_calibration_reader(calibration, project, project.input.name, limit=project.data.max_calibration_samples)
+        print(f"  int8-qdq: calibrating with {reader.described}, {cfg.calibration_method}, "
+              f"activations {cfg.activation_type}{' symmetric' if cfg.symmetric_activations else ''}, "
+              f"weights {cfg.weight_type}{' per-channel' if cfg.per_channel else ''}", flush=True)
+        extra: dict[str, Any] = {"ActivationSymmetric": cfg.symmetric_activations, "QuantizeBias": cfg.quantize_bias}
+        if cfg.calibration_method == "Percentile":
+            extra["CalibPercentile"] = 99.999
+        tmp_out = Path(tmpdir) / "qdq.onnx"
+        try:
+            quantize_static(
+                str(pre), str(tmp_out), reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=cfg.per_channel,
+                activation_type=getattr(QuantType, cfg.activation_type),
+                weight_type=getattr(QuantType, cfg.weight_type),
+                calibrate_method=getattr(CalibrationMethod, cfg.calibration_method),
+                extra_options=extra,
+            )
+        except ValueError as exc:
+            if "bins" not in str(exc):
+                raise
+            # ORT's histogram calibrators cannot bin a tensor whose values are all equal
+            raise UserError(
+                f"calibration_method = {cfg.calibration_method!r}: ONNX Runtime's histogram calibration failed "
+                f"on {src.name} ({exc}); some activation is constant over the calibration set",
+                hint="use calibration_method = \"MinMax\" or a more varied calibration set (data.calibration)",
+            ) from None
+        if reader.seen == 0 and (reader.total == 0 or project.data.loader is not None):
+            raise UserError(f"{project.source}: field 'data.calibration': no calibration samples were read")
+        _save_checked(onnx.load(str(tmp_out)), out)
+    _session_check(out)
+    print(f"  int8-qdq: {out} ({out.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - started:.1f} s)", flush=True)

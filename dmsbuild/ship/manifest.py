@@ -1,0 +1,283 @@
+"""A release: the files a target's boards get, and the manifest naming them.
+
+Read from ``artifacts/<target>/build.json`` (docs/CONTRACTS.md §1), rendered
+with Jinja (``templates/``, StrictUndefined) into ``manifest.json`` (§2). The
+release id is the first 16 hex digits of the rendered manifest's sha256; the
+manifest has no timestamps, so an unchanged build gets the same id.
+
+Files shipped besides the artifacts are listed in ``SUPPORT_FILES``: add a
+line there to ship another one.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import NAME_RE, ProjectConfig, TargetProfile, as_dict
+from ..errors import UserError
+
+#: the dmsbuild package folder: "package:" support files are paths below it (wherever this module lives)
+PACKAGE_DIR = Path(importlib.util.find_spec("dmsbuild").origin).resolve().parent
+TEMPLATES = PACKAGE_DIR.parent / "templates"
+ID_LEN = 16
+
+
+@dataclass(frozen=True)
+class SupportFile:
+    """A file every release carries: where it lands in the release, where it comes from."""
+
+    release_path: str
+    #: "package:<path below dmsbuild/>", "build:<build.json key>" or "template:<name.j2>"
+    source: str
+    required: bool = True
+
+
+#: extend here to ship another file in every release
+SUPPORT_FILES: tuple[SupportFile, ...] = (
+    SupportFile("runner/dms_bench.py", "package:board/runner/dms_bench.py", required=False),
+    # the accuracy metrics shared by the board's output checks and the host's build-time gate
+    SupportFile("runner/metrics.py", "package:board/runner/metrics.py", required=False),
+    # TensorRT output check on the board (TensorRT 10 Python API); run only for trt-onnx artifacts
+    SupportFile("runner/trt_runner.py", "package:board/runner/trt_runner.py", required=False),
+    SupportFile("verify/reference.npz", "build:reference", required=False),
+    SupportFile("run.sh", "template:run.sh.j2"),
+)
+
+
+@dataclass
+class ReleaseFile:
+    path: str  # relative to the release folder
+    local: Path
+    sha256: str
+    size: int
+
+
+@dataclass
+class Release:
+    """What one deploy puts on every board of a target."""
+
+    target: str
+    release_id: str
+    manifest: dict[str, Any]
+    manifest_bytes: bytes
+    files: list[ReleaseFile]  # every file, manifest.json included
+    staging: Path
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def file_list(self) -> list[dict[str, Any]]:
+        return [{"file": f.path, "sha256": f.sha256, "size": f.size} for f in self.files]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _stage_bytes(staging: Path, data: bytes) -> Path:
+    """Rendered files are kept under their sha256, so a Release never sees a later render's bytes."""
+    path = staging / "objects" / hashlib.sha256(data).hexdigest()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+def environment(templates: Path | None = None) -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates or TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def render(template: str, *, templates: Path | None = None, **context: Any) -> str:
+    """Render one template; a missing variable is an error (StrictUndefined), never an empty string."""
+    import jinja2
+
+    try:
+        return environment(templates).get_template(template).render(**context)
+    except jinja2.UndefinedError as exc:
+        raise UserError(f"{(templates or TEMPLATES) / template}: {exc.message}", hint="the template uses a variable dmsbuild does not provide") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise UserError(f"{exc.filename}:{exc.lineno}: template syntax error: {exc.message}") from None
+
+
+def read_build(project: ProjectConfig, target: str) -> tuple[Path, dict[str, Any]]:
+    path = project.artifacts / target / "build.json"
+    if not path.is_file():
+        raise UserError(f"{path}: not found; target '{target}' has not been built", hint=f"run: doit build target={target}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: malformed JSON ({exc})", hint=f"rebuild: doit build target={target}") from None
+    if data.get("schema") != 1 or not isinstance(data.get("artifacts"), list) or not data["artifacts"]:
+        raise UserError(f"{path}: expected schema 1 with a non-empty 'artifacts' list", hint=f"rebuild: doit build target={target}")
+    check_board_names(data, path)
+    return path, data
+
+
+def check_board_names(build: dict[str, Any], source: Path) -> None:
+    """Before anything is uploaded: every name the board's result validation checks (dmsbuild.measure.results,
+    CONTRACTS §3) must pass here, so a tensor name like ``gpu_0/softmax_1`` cannot cost a rollback.
+
+    Heads are reported by the safe id in ``outputs.keys`` (dmsbuild.names); artifact names, target and
+    project names are validated at config load."""
+    from ..names import SAFE_RE
+
+    outputs = build.get("outputs") or {}
+    keys = outputs.get("keys") or {}
+    for name in outputs.get("names") or []:
+        key = keys.get(name, name)
+        if not isinstance(key, str) or not SAFE_RE.match(key):
+            raise UserError(f"{source}: output '{name}' would be reported by the board under the key {key!r}, which its "
+                            "result validation rejects (letters, digits, '_', '.', '-', at most 64)",
+                            hint="rebuild with this dmsbuild (it maps tensor names to safe ids): doit build")
+
+
+def _local(project: ProjectConfig, rel: str, where: str, source: Path) -> Path:
+    p = project.path(rel)
+    if p is None or not p.is_file():
+        raise UserError(f"{source}: {where} names {rel!r}, which does not exist", hint="rebuild the target")
+    return p
+
+
+def verify_subset(reference: Path, samples: int, staging: Path) -> Path:
+    """The first ``samples`` validation inputs and FP32 outputs: all the board's output check reads.
+
+    The build keeps up to 64 samples (12 MB at 128x128); a board verifying 16 needs a quarter of
+    that. Written with fixed zip timestamps so an unchanged build gives the same bytes (and release id)."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(reference, allow_pickle=False) as ref:
+            arrays = {k: ref[k] for k in ref.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{reference}: not a readable reference .npz ({exc})",
+                        hint="rebuild it: doit forget evaluate:reference && doit build") from None
+    if all(len(a) <= samples for a in arrays.values()):
+        return reference
+    out = staging / f"reference-{samples}.npz"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name][:samples]), allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
+    data = buf.getvalue()
+    if not out.is_file() or out.read_bytes() != data:
+        out.write_bytes(data)
+    return out
+
+
+def make_release(project: ProjectConfig, profile: TargetProfile, *, package_dir: Path | None = None) -> Release:
+    """Read build.json, render the support files and the manifest into artifacts/<target>/release/.
+
+    ``package_dir``: where "package:" support files are looked up (default: the dmsbuild package)."""
+    source, build = read_build(project, profile.name)
+    staging = project.artifacts / profile.name / "release"
+    staging.mkdir(parents=True, exist_ok=True)
+    files: list[ReleaseFile] = []
+    taken: dict[str, str] = {}
+
+    def add(rel: str, local: Path, origin: str, sha: str | None = None) -> ReleaseFile:
+        if rel in taken:
+            raise UserError(f"{source}: {origin} and {taken[rel]} would both be {rel} in the release", hint="give them distinct file names")
+        taken[rel] = origin
+        digest = sha256_file(local)
+        if sha is not None and sha != digest:
+            raise UserError(
+                f"{source}: {origin}: sha256 in build.json is {sha[:12]}… but {local} has {digest[:12]}…; build.json is stale",
+                hint=f"rebuild: doit build target={profile.name}",
+            )
+        f = ReleaseFile(rel, local, digest, local.stat().st_size)
+        files.append(f)
+        return f
+
+    artifacts, extra_entries = [], []
+    for i, a in enumerate(build["artifacts"]):
+        where = f"artifacts[{i}]"
+        name = a.get("name", "")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise UserError(f"{source}: {where}.name is {name!r}; expected a plain name", hint="rebuild the target")
+        local = _local(project, a["path"], f"{where}.path", source)
+        main = add(f"models/{local.name}", local, f"artifact '{name}'", a.get("sha256"))
+        extras = []
+        for j, extra in enumerate(a.get("extra_files", [])):
+            p = _local(project, extra, f"{where}.extra_files[{j}]", source)
+            ef = add(f"models/{p.name}", p, f"artifact '{name}' extra file")
+            extras.append(ef.path)
+            extra_entries.append(ef)
+        artifacts.append({
+            "name": name, "precision": a.get("precision"), "kind": a.get("kind"), "file": main.path,
+            "extra_files": extras, "sha256": main.sha256, "size": main.size,
+            # what the artifact weighs on the board: a QNN context model is a small .onnx plus its .bin
+            "total_size": main.size + sum(f.size for f in files if f.path in extras),
+            "runtime": a.get("runtime", profile.runtime),
+            "providers": a.get("providers", []), "provider_options": a.get("provider_options", []),
+            "portable": bool(a.get("portable", True)),
+        })
+
+    context = {"project": build.get("project", project.name), "target": profile.name,
+               "default_artifact": artifacts[0]["name"]}
+    for sf in SUPPORT_FILES:
+        kind, _, ref = sf.source.partition(":")
+        if kind == "package":
+            local = (package_dir or PACKAGE_DIR) / ref
+        elif kind == "build":
+            value = build.get(ref)
+            local = project.path(value) if isinstance(value, str) else None
+            if ref == "reference" and local is not None and local.is_file():
+                local = verify_subset(local, profile.bench.verify_samples, staging)
+        else:
+            local = _stage_bytes(staging, render(ref, **context).encode())
+        if local is None or not local.is_file():
+            if sf.required:
+                raise UserError(f"{sf.release_path}: needed in every release but {sf.source} is missing")
+            continue
+        add(sf.release_path, local, sf.source)
+
+    manifest_text = render(
+        "manifest.json.j2",
+        project=context["project"], target=profile.name, model=build.get("model"),
+        input=build.get("input", as_dict(project.input)),
+        outputs=build.get("outputs", as_dict(project.outputs)),
+        artifacts=artifacts,
+        files=[{"file": f.path, "sha256": f.sha256, "size": f.size} for f in files if not f.path.startswith("models/") or f in extra_entries],
+        bench=as_dict(profile.bench),
+        runtime_settings={"runtime": profile.runtime, "arch": profile.arch, "backend": profile.backend},
+        toolchain=build.get("toolchain", {}),
+    )
+    try:
+        manifest = json.loads(manifest_text)
+    except json.JSONDecodeError as exc:  # a template bug, not a user error
+        raise RuntimeError(f"templates/manifest.json.j2 rendered invalid JSON: {exc}") from exc
+    data = manifest_text.encode()
+    digest = hashlib.sha256(data).hexdigest()
+    mpath = _stage_bytes(staging, data)
+    (staging / "manifest.json").write_bytes(data)  # the latest, for people to read
+    files.append(ReleaseFile("manifest.json", mpath, digest, len(data)))
+    return Release(profile.name, digest[:ID_LEN], manifest, data, files, staging)
+
+
+def service_unit(project: str, target: str, board: str, root: str, python: str) -> str:
+    """The systemd unit for one board (its paths are the board's, so it lives outside the release)."""
+    return render("dms.service.j2", project=project, target=target, board=board, root=root, python=python)

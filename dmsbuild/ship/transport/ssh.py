@@ -1,0 +1,580 @@
+"""SSH to a board with paramiko: the only module of dmsbuild that imports it.
+
+Where to connect is OpenSSH's answer, not ours: ``sshconfig.endpoint`` runs
+``ssh -G`` for the board and every jump host (see ``docs/ssh.md`` and
+``sshconfig.py`` for what is honoured and the resolution order). This module
+opens that route: a direct TCP socket (AddressFamily, BindAddress,
+ConnectTimeout), a ProxyCommand process (``paramiko.ProxyCommand``), or a
+``direct-tcpip`` channel through each ProxyJump host in turn. Where no
+``ssh`` client is installed, paramiko's own ``SSHConfig`` parser stands in and
+a config using what it cannot honour (``Include``, ``Match``) is refused.
+
+Keys: the resolved IdentityFile list (the inventory's ``identity_file`` first),
+plus ssh-agent (``SSH_AUTH_SOCK``) unless IdentitiesOnly/IdentityAgent none.
+Never a password. Host keys: the resolved UserKnownHostsFile and
+GlobalKnownHostsFile (looked up under HostKeyAlias when set) and the
+inventory's pinned ``host_key``. An unknown key is refused (paramiko
+``RejectPolicy`` semantics) unless the board says ``trust_on_first_use = true``,
+in which case it is recorded in the first UserKnownHostsFile. A changed key is
+always refused, with both fingerprints and the file to fix.
+``StrictHostKeyChecking`` is deliberately not honoured.
+
+paramiko's own log (tracebacks of failed handshakes included) never reaches
+the console: it goes to ``$DMSBUILD_SSH_LOG`` when set, else nowhere; every
+failure is raised as one ``TransportError`` line.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import re
+import select
+import shlex
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import paramiko
+
+from ...errors import UserError
+from ..inventory import Board
+from .base import CommandResult, Progress, RemoteProcess, Transport, join_argv
+from .sshconfig import SSH_CONFIG_ENV, Endpoint, config_args, endpoint, ssh_client, ssh_g  # noqa: F401 (SSH_CONFIG_ENV: re-exported)
+
+#: ENV: a file that receives paramiko's log (debugging a connection)
+SSH_LOG_ENV = "DMSBUILD_SSH_LOG"
+KEEPALIVE_S = 15
+#: SFTP channel window: large, so pipelined writes are not throttled by acks
+SFTP_WINDOW = 1 << 27
+CHUNK = 1 << 20
+#: bytes of an SSH packet left for the SFTP write header (length, type, id, handle, offset) and channel framing
+WRITE_HEADROOM = 192
+#: ENV: how many uploads this process runs at once (default UPLOAD_SLOTS), whatever deploy.parallel is
+UPLOAD_SLOTS_ENV = "DMSBUILD_UPLOAD_SLOTS"
+#: uploads at once per controller process. paramiko moves every 32 KiB packet in Python under the GIL; with
+#: 100 uploads pumping at once the threads mostly hand the GIL to each other (futex waits, context switches):
+#: measured at 100 boards (docs/fleet-scale.md) the controller spent ~3x the CPU per MB of 16 at once. 16
+#: connections keep a LAN (or a 50 ms WAN: 16 x 2 MiB window / RTT) fuller than one GIL can feed.
+UPLOAD_SLOTS = 16
+
+
+def _route_paramiko_log() -> None:
+    """paramiko logs handshake failures with tracebacks at ERROR; Python's last-resort handler would print
+    them on stderr. They go to $DMSBUILD_SSH_LOG (or nowhere): dmsbuild raises one line instead."""
+    log = logging.getLogger("paramiko")
+    log.propagate = False
+    if not log.handlers:
+        path = os.environ.get(SSH_LOG_ENV)
+        handler: logging.Handler = logging.FileHandler(path) if path else logging.NullHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+
+
+_route_paramiko_log()
+
+
+def _upload_slots() -> threading.BoundedSemaphore:
+    raw = os.environ.get(UPLOAD_SLOTS_ENV, "")
+    if not raw:
+        return threading.BoundedSemaphore(UPLOAD_SLOTS)
+    if not raw.isdigit() or int(raw) < 1:
+        raise UserError(f"${UPLOAD_SLOTS_ENV} is {raw!r}; expected a whole number of uploads at once, at least 1",
+                        hint=f"unset it (default {UPLOAD_SLOTS}) or set e.g. {UPLOAD_SLOTS_ENV}=32")
+    return threading.BoundedSemaphore(int(raw))
+
+
+_slots: threading.BoundedSemaphore | None = None
+_slots_lock = threading.Lock()
+
+
+def upload_slot() -> threading.BoundedSemaphore:
+    """The process-wide gate every upload holds for one file (sized once, from UPLOAD_SLOTS or its ENV)."""
+    global _slots
+    with _slots_lock:
+        if _slots is None:
+            _slots = _upload_slots()
+        return _slots
+
+
+class TransportError(UserError):
+    """The board could not be reached or the connection broke (the deploy of THAT board fails)."""
+
+
+class _Retry(Exception):
+    """One connection attempt failed in a way another attempt may not (its text is the one-line reason)."""
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style SHA256 fingerprint."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_name(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+#: what paramiko's SSHConfig cannot honour (used only where no ssh client is installed)
+_FALLBACK_REFUSED = re.compile(r"^\s*(include|match|canonicalizehostname|bindinterface|proxyusefdpass)\b", re.I | re.M)
+
+
+def paramiko_lookup(alias: str, cli: list[str]) -> tuple[dict[str, list[str]], str | None]:
+    """``ssh -G`` stand-in where OpenSSH is absent: paramiko's parser, refusing what it cannot honour."""
+    _, cfg_file = config_args()  # the user's file only: paramiko's parser does not read /etc/ssh/ssh_config
+    opts: dict[str, list[str]] = {}
+    words = list(cli)
+    i = 0
+    while i < len(words):  # the command-line options first: the first value wins, as in ssh
+        if words[i] in ("-4", "-6"):
+            opts.setdefault("addressfamily", ["inet" if words[i] == "-4" else "inet6"])
+            i += 1
+            continue
+        flag, value = words[i], words[i + 1]
+        i += 2
+        key = {"-p": "port", "-l": "user", "-i": "identityfile", "-J": "proxyjump"}.get(flag)
+        if flag == "-o":
+            k, _, value = value.partition("=")
+            key = k.lower()
+        if key:
+            opts.setdefault(key, []).append(value)
+    if cfg_file and os.path.isfile(cfg_file):
+        text = Path(cfg_file).read_text(errors="replace")
+        bad = _FALLBACK_REFUSED.search(text)
+        if bad:
+            raise UserError(f"{cfg_file}: '{bad.group(1)}' cannot be honoured without the OpenSSH client "
+                            "(paramiko's parser does not implement it)",
+                            hint="install openssh-client (dmsbuild then asks `ssh -G`) or remove that line")
+        try:
+            found = paramiko.SSHConfig.from_text(text).lookup(alias)
+        except (paramiko.SSHException, ValueError) as exc:
+            raise UserError(f"{cfg_file}: cannot parse the ssh config: {exc}", hint="fix that file") from None
+        for key, value in found.items():
+            if key == "identityfile":
+                opts.setdefault(key, []).extend(value)
+            elif key not in opts:
+                opts[key] = [value] if isinstance(value, str) else list(value)
+    opts.setdefault("hostname", [alias])
+    if "identityfile" not in opts:
+        opts["identityfile"] = [f"~/.ssh/id_{t}" for t in ("rsa", "ecdsa", "ed25519")]
+    return opts, cfg_file
+
+
+def board_cli(board: Board) -> tuple[list[str], list[str]]:
+    """The board's inventory fields as ssh command-line options: (board only, board and its jump hosts)."""
+    own: list[str] = []
+    if board.port:
+        own += ["-p", str(board.port)]
+    if board.user:
+        own += ["-l", board.user]
+    if board.proxy_jump:
+        own += ["-J", board.proxy_jump]
+    own += list(board.ssh_args)
+    shared: list[str] = []
+    if board.identity_file:
+        shared += ["-i", os.path.expanduser(board.identity_file)]
+    if board.known_hosts:
+        shared += ["-o", f"UserKnownHostsFile={board.known_hosts}"]
+    return own, shared
+
+
+def resolve(board: Board) -> Endpoint:
+    """The board's route as the user's ``ssh`` would take it (``ssh -G``; paramiko's parser where ssh is absent)."""
+    own, shared = board_cli(board)
+    return endpoint(board.address, own, label=f"board '{board.name}'", lookup=ssh_g if ssh_client() else paramiko_lookup,
+                    timeout=board.connect_timeout, retries=board.connect_retries, pinned=board.host_key,
+                    tofu=board.trust_on_first_use, extra_cli=shared)
+
+
+def host_key_name(ep: Endpoint) -> str:
+    """The known_hosts name ssh looks the key up under: HostKeyAlias, else [HostName]:Port."""
+    return ep.host_key_alias if ep.host_key_alias else known_name(ep.hostname, ep.port)
+
+
+_known_hosts_cache: dict[str, tuple[tuple[int, int, int], paramiko.HostKeys]] = {}
+_known_hosts_lock = threading.Lock()
+
+
+def known_hosts(path: str) -> paramiko.HostKeys:
+    """``path`` parsed by paramiko, once per version of the file (inode, size, mtime), shared by all connections.
+
+    paramiko's ``HostKeys.load`` parses every line into a key object and checks
+    each against all earlier ones: with one line per board, loading the file
+    for every connection made a rollout's host-key work grow with boards
+    squared (measured: 11 ms per load at 100 lines, 27 ms at 200, i.e. 1.1 and
+    5.3 CPU-s per rollout). The connection then takes only the entries for the
+    name it checks (``HostKeys.lookup``, paramiko's own matching, hashed names
+    included); a changed file (a TOFU append, an edit) is parsed again."""
+    try:
+        st = os.stat(path)
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        with _known_hosts_lock:
+            hit = _known_hosts_cache.get(path)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        keys = paramiko.HostKeys()
+        keys.load(path)
+    except (OSError, paramiko.SSHException, ValueError) as exc:
+        raise UserError(f"{path}: unreadable known_hosts file: {exc}", hint="fix or remove that file") from None
+    with _known_hosts_lock:
+        _known_hosts_cache[path] = (stamp, keys)
+    return keys
+
+
+class _CheckPolicy(paramiko.MissingHostKeyPolicy):
+    """Refuse an unknown key (recording its fingerprint for the message), or trust it on first use."""
+
+    def __init__(self, ep: Endpoint) -> None:
+        self.ep = ep
+        self.offered: paramiko.PKey | None = None
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        self.offered = key
+        if self.ep.tofu_file is None:
+            raise paramiko.SSHException(f"unknown host key {fingerprint(key)}")
+        name = host_key_name(self.ep)
+        client.get_host_keys().add(name, key.get_name(), key)
+        path = Path(self.ep.tofu_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            fh.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+
+
+class SSHTransport(Transport):
+    """A lazily opened SSH connection to one board (one per board; not shared across threads)."""
+
+    def __init__(self, board: Board) -> None:
+        self.board = board
+        self.name = board.name
+        self._client: paramiko.SSHClient | None = None
+        self._jumps: list[paramiko.SSHClient] = []
+        self._sftp_client: paramiko.SFTPClient | None = None
+        self.endpoint: Endpoint | None = None
+
+    # -- connection ------------------------------------------------------
+    def connect(self) -> paramiko.SSHClient:
+        if self._client is not None:
+            return self._client
+        ep = resolve(self.board)
+        self.endpoint = ep
+        self._client = self._connect(ep)
+        return self._client
+
+    def _connect(self, ep: Endpoint) -> paramiko.SSHClient:
+        """Connect to ``ep``: first its jump host (recursively), then ``ep`` through it; retried per attempt."""
+        jump = self._connect(ep.via) if ep.via is not None else None
+        if jump is not None:
+            self._jumps.append(jump)
+        last = "no answer"
+        for attempt in range(ep.retries):
+            if attempt:
+                time.sleep(min(0.25 * 2 ** attempt, 4.0))
+            try:
+                sock = self._open_socket(ep, jump)
+            except _Retry as exc:
+                last = str(exc)
+                continue
+            try:
+                return self._handshake(ep, sock)
+            except _Retry as exc:
+                last = str(exc)
+        via = f" via {ep.via.where}" if ep.via is not None else ""
+        raise TransportError(
+            f"{ep.label}: unreachable at {ep.where}{via} after {ep.retries} attempt(s): {last}",
+            hint="check that the board is up and the host/port in the inventory (or ~/.ssh/config; try ssh -G "
+            f"{shlex.quote(ep.alias)})",
+        )
+
+    def _open_socket(self, ep: Endpoint, jump: paramiko.SSHClient | None) -> Any:
+        """A fresh byte stream to ep's SSH server: a jump host's direct-tcpip channel, a ProxyCommand, or TCP."""
+        if jump is not None:
+            transport = jump.get_transport()
+            if transport is None or not transport.is_active():
+                raise TransportError(f"{ep.label}: the connection to jump host {ep.via.where if ep.via else '?'} closed")
+            try:
+                return transport.open_channel("direct-tcpip", (ep.hostname, ep.port), ("127.0.0.1", 0), timeout=ep.timeout)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise _Retry(f"jump host {ep.via.where if ep.via else '?'} could not open a channel to "
+                             f"{ep.hostname}:{ep.port}: {exc or 'timed out'} (does it allow TCP forwarding?)") from None
+        if ep.proxy_command:
+            shell = os.environ.get("SHELL") or "/bin/sh"
+            try:  # like ssh: `exec $SHELL -c "exec CMD"`; paramiko.ProxyCommand splits its string with shlex
+                return paramiko.ProxyCommand(shlex.join([shell, "-c", "exec " + ep.proxy_command]))
+            except (paramiko.SSHException, OSError) as exc:
+                raise TransportError(f"{ep.label}: ProxyCommand {ep.proxy_command!r} failed to start: {exc}",
+                                     hint="fix ProxyCommand in the ssh config") from None
+        try:
+            addrs = socket.getaddrinfo(ep.hostname, ep.port, ep.address_family, socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise TransportError(f"{ep.label}: cannot resolve {ep.hostname!r}: {exc.strerror}",
+                                 hint="check the host name (HostName in ~/.ssh/config, host in the inventory)") from None
+        err: OSError | None = None
+        for family, kind, proto, _, addr in addrs:
+            sock = socket.socket(family, kind, proto)
+            sock.settimeout(ep.timeout)
+            try:
+                if ep.bind_address:
+                    sock.bind((ep.bind_address, 0))
+                sock.connect(addr)
+                return sock
+            except OSError as exc:
+                sock.close()
+                err = exc
+        if isinstance(err, socket.timeout):
+            raise _Retry(f"no TCP connection to {ep.hostname}:{ep.port} within {ep.timeout:g} s")
+        raise _Retry(f"{ep.hostname}:{ep.port}: {err.strerror if err and err.strerror else err}")
+
+    def _handshake(self, ep: Endpoint, sock: Any) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        keys = client.get_host_keys()
+        name = host_key_name(ep)
+        for f in [*ep.known_hosts, *ep.global_known_hosts]:
+            if os.path.isfile(f):
+                found = known_hosts(f).lookup(name)
+                for ktype in found.keys() if found is not None else []:
+                    if keys.lookup(name) is None or ktype not in keys.lookup(name):  # the first file's key wins
+                        keys.add(name, ktype, found[ktype])
+        if ep.pinned:
+            ktype, data = ep.pinned.split()[:2]
+            keys.add(name, ktype, paramiko.PKey.from_type_string(ktype, base64.b64decode(data)))
+        policy = _CheckPolicy(ep)
+        client.set_missing_host_key_policy(policy)
+        key_files = [k for k in ep.key_files if os.path.isfile(k)]
+        agent = ep.use_agent and not ep.identities_only
+        lookup_host, lookup_port = (ep.host_key_alias, 22) if ep.host_key_alias else (ep.hostname, ep.port)
+        try:
+            client.connect(
+                lookup_host, port=lookup_port, username=ep.user, key_filename=key_files or None,
+                allow_agent=agent, look_for_keys=False, timeout=ep.timeout, banner_timeout=ep.timeout,
+                auth_timeout=ep.timeout, channel_timeout=ep.timeout, sock=sock, password=None, passphrase=None,
+            )
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            file_hint = (
+                f"the pinned host_key of board '{self.board.name}' in {self.board.source}" if ep.pinned
+                else " or ".join(f for f in [*ep.known_hosts, *ep.global_known_hosts] if os.path.isfile(f))
+            )
+            raise TransportError(
+                f"{ep.label}: HOST KEY MISMATCH for {name}: the board offered {exc.key.get_name()} {fingerprint(exc.key)}, "
+                f"but {file_hint} expects {fingerprint(exc.expected_key)}; refusing to connect",
+                hint=f"if the board was re-installed, verify the new fingerprint out of band, then fix the entry for {name} "
+                f"in {file_hint} (e.g. ssh-keygen -R '{name}' -f FILE)",
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            tried = key_files or ["no key file found"]
+            sock_env = os.environ.get("SSH_AUTH_SOCK")
+            agent_says = ("ssh-agent (SSH_AUTH_SOCK)" if sock_env else "no ssh-agent (SSH_AUTH_SOCK unset)") if agent \
+                else "ssh-agent not asked (IdentitiesOnly/IdentityAgent none)"
+            raise TransportError(
+                f"{ep.label}: authentication refused for {ep.where} ({exc}); tried keys: {', '.join(tried)}; {agent_says}",
+                hint="check the user and identity_file (inventory or ~/.ssh/config) and the board's authorized_keys; "
+                "a key with a passphrase must be in ssh-agent: `ssh-add -l` lists the agent's keys, `ssh-add KEYFILE` adds one",
+            ) from None
+        except paramiko.SSHException as exc:
+            handshake = client.get_transport()
+            banner = bool(handshake is not None and handshake.remote_version)
+            client.close()
+            if policy.offered is not None and ep.tofu_file is None:
+                files = ", ".join([*ep.known_hosts, *ep.global_known_hosts])
+                raise TransportError(
+                    f"{ep.label}: unknown host key for {name} ({policy.offered.get_name()} {fingerprint(policy.offered)}); "
+                    f"not in {files} and trust_on_first_use is off",
+                    hint=f"verify the fingerprint, then add it: ssh-keyscan -p {ep.port} {ep.hostname} >> {ep.known_hosts[0]} "
+                    "(or pin it as host_key in the inventory)",
+                ) from None
+            text = str(exc)
+            if not banner or "protocol banner" in text:
+                proxy = f" (through {ep.via.where})" if ep.via is not None else \
+                    (" (through ProxyCommand)" if ep.proxy_command else "")
+                raise _Retry(f"no SSH banner from {ep.hostname}:{ep.port}{proxy} within {ep.timeout:g} s") from None
+            raise _Retry(text.splitlines()[0] if text else type(exc).__name__) from None
+        except (OSError, EOFError) as exc:  # reset, timeout (socket.timeout is an OSError)
+            handshake = client.get_transport()
+            banner = bool(handshake is not None and handshake.remote_version)
+            client.close()
+            if not banner:
+                raise _Retry(f"no SSH banner from {ep.hostname}:{ep.port} within {ep.timeout:g} s ({exc or type(exc).__name__})") from None
+            raise _Retry(f"{ep.hostname}:{ep.port}: {exc or type(exc).__name__}") from None
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(ep.keepalive or KEEPALIVE_S)
+            _bound_unacked(transport.sock, self.board.io_timeout)
+        return client
+
+    def _timeout(self) -> float:
+        return self.endpoint.timeout if self.endpoint is not None else (self.board.connect_timeout or 10.0)
+
+    def _transport(self) -> paramiko.Transport:
+        t = self.connect().get_transport()
+        if t is None or not t.is_active():
+            raise TransportError(f"board '{self.name}': connection lost")
+        return t
+
+    def _sftp(self) -> paramiko.SFTPClient:
+        if self._sftp_client is None:
+            try:
+                self._sftp_client = paramiko.SFTPClient.from_transport(self._transport(), window_size=SFTP_WINDOW)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise TransportError(f"board '{self.name}': cannot open SFTP: {exc}") from None
+            if self._sftp_client is None:
+                raise TransportError(f"board '{self.name}': the board refused the SFTP subsystem")
+            # a dead link would block a write forever (TCP retries for ~15 min): give up after io_timeout without progress
+            self._sftp_client.get_channel().settimeout(self.board.io_timeout)
+        return self._sftp_client
+
+    def is_open(self) -> bool:
+        """True while the connection is up (a kept connection is reused only then)."""
+        t = self._client.get_transport() if self._client is not None else None
+        return t is not None and t.is_active()
+
+    # -- Transport -------------------------------------------------------
+    def run(self, argv: Sequence[str], *, timeout: float | None = None, stdin: bytes | None = None) -> CommandResult:
+        argv = [str(a) for a in argv]
+        try:
+            chan = self._transport().open_session(timeout=self._timeout())
+            chan.exec_command(join_argv(argv))
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            out, err, status = _drain(chan, timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError(f"board '{self.name}': connection failed while running {argv[0]}: {exc}") from None
+        return CommandResult(argv, status, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def put(self, local: Path, remote: str, *, offset: int = 0, progress: Progress | None = None) -> None:
+        """Upload ``local`` to ``remote`` (from ``offset``: a resume), holding one of the process's upload slots:
+        at most UPLOAD_SLOTS files are in flight at once, however many boards are connected."""
+        with upload_slot():
+            self._put(local, remote, offset=offset, progress=progress)
+
+    def _put(self, local: Path, remote: str, *, offset: int, progress: Progress | None) -> None:
+        total = os.path.getsize(local)
+        try:
+            sftp = self._sftp()
+            with open(local, "rb") as src, sftp.open(remote, "r+b" if offset else "wb") as dst:
+                dst.set_pipelined(True)
+                # one SFTP write per SSH packet: paramiko's default 32 KiB write plus its header overflows the
+                # server's 32 KiB channel packet, so every write went out as two packets (a full one and a
+                # ~100-byte one), doubling the per-packet work (Python framing, HMAC, send) of a transfer
+                dst.MAX_REQUEST_SIZE = max(4096, sftp.get_channel().out_max_packet_size - WRITE_HEADROOM)
+                if offset:
+                    dst.truncate(offset)
+                    dst.seek(offset)
+                    src.seek(offset)
+                sent = offset
+                while chunk := src.read(CHUNK):
+                    dst.write(chunk)
+                    sent += len(chunk)
+                    if progress is not None:
+                        progress(sent, total)
+            # pipelined writes: a write the board refused (ENOSPC, EIO) is only saved on the file object
+            # and lost at close, so the size that arrived is checked instead
+            arrived = sftp.stat(remote).st_size
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError(f"board '{self.name}': upload of {Path(local).name} to {remote} failed: {exc}") from None
+        if arrived != total:
+            raise TransportError(f"board '{self.name}': upload of {Path(local).name} to {remote} incomplete: "
+                                 f"{arrived} of {total} bytes arrived (the board refused writes: disk full?)")
+
+    def get(self, remote: str, local: Path) -> None:
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._sftp().get(remote, str(local))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError(f"board '{self.name}': download of {remote} failed: {exc}") from None
+
+    def spawn(self, argv: Sequence[str]) -> RemoteProcess:
+        argv = [str(a) for a in argv]
+        try:
+            chan = self._transport().open_session(timeout=self._timeout())
+            chan.exec_command(join_argv(argv))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError(f"board '{self.name}': connection failed while starting {argv[0]}: {exc}") from None
+        return _SSHProcess(self.name, chan, argv)
+
+    def close(self) -> None:
+        for obj in (self._sftp_client, self._client, *reversed(self._jumps)):
+            if obj is not None:
+                try:
+                    obj.close()
+                except (paramiko.SSHException, OSError, EOFError):
+                    pass  # the connection is already gone (a killed deploy): nothing left to close
+        self._sftp_client = None
+        self._client = None
+        self._jumps = []
+
+
+def _bound_unacked(sock: Any, seconds: float) -> None:
+    """Let the kernel drop the connection when sent data stays unacknowledged for ``seconds``.
+
+    paramiko retries a blocked socket write forever, so a dead link (a pulled
+    cable: no RST, no FIN) would hang the deploy for TCP's ~15 minutes of
+    retransmissions; TCP_USER_TIMEOUT (Linux) turns that into an error. The
+    keepalive sends data too, so an idle dead connection is caught as well."""
+    opt = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if opt is not None and isinstance(sock, socket.socket):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, opt, int(seconds * 1000))
+        except OSError:
+            pass  # not TCP (a unix socket): nothing to bound
+
+
+def _drain(chan: paramiko.Channel, timeout: float | None) -> tuple[bytes, bytes, int]:
+    out, err = bytearray(), bytearray()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if chan.recv_ready():
+            out += chan.recv(1 << 16)
+            continue
+        if chan.recv_stderr_ready():
+            err += chan.recv_stderr(1 << 16)
+            continue
+        if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+            if chan.closed or chan.eof_received:
+                break
+        if deadline is not None and time.monotonic() > deadline:
+            chan.close()
+            return bytes(out), bytes(err) + f"\ntimed out after {timeout} s".encode(), 124
+        if chan.closed and not chan.recv_ready() and not chan.recv_stderr_ready():
+            break
+        select.select([chan], [], [], 0.2)
+    return bytes(out), bytes(err), chan.recv_exit_status()
+
+
+class _SSHProcess(RemoteProcess):
+    def __init__(self, board: str, chan: paramiko.Channel, argv: list[str]) -> None:
+        self.board = board
+        self.chan = chan
+        self.argv = argv
+        self._buf = bytearray()
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.chan.sendall(data)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError(f"board '{self.board}': connection lost: {exc}") from None
+
+    def readline(self, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            if self.chan.recv_ready():
+                self._buf += self.chan.recv(4096)
+                continue
+            if self.chan.closed or self.chan.eof_received or time.monotonic() > deadline:
+                break
+            select.select([self.chan], [], [], 0.2)
+        line, sep, rest = bytes(self._buf).partition(b"\n")
+        self._buf = bytearray(rest)
+        return (line + sep).decode(errors="replace")
+
+    def finish(self, timeout: float = 30.0) -> CommandResult:
+        try:
+            self.chan.shutdown_write()
+            out, err, status = _drain(self.chan, timeout)
+        except (paramiko.SSHException, OSError, EOFError, socket.error) as exc:
+            return CommandResult(self.argv, 255, "", f"connection lost: {exc}")
+        return CommandResult(self.argv, status, bytes(self._buf + out).decode(errors="replace"), err.decode(errors="replace"))
