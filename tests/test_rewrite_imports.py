@@ -61,7 +61,9 @@ def test_the_tree_is_already_rewritten() -> None:
     """Running it again over the repository changes nothing (it is idempotent, and nothing was missed)."""
     files = subprocess.run(["git", "ls-files", "*.py", "*.md", "*.sh", "*.toml"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.split()
-    skip = {"scripts/rewrite_imports.py", "tests/test_architecture.py", "tests/test_rewrite_imports.py"}
+    # architecture.md names an old module on purpose (it explains the mapping)
+    skip = {"scripts/rewrite_imports.py", "tests/test_architecture.py", "tests/test_rewrite_imports.py",
+            "docs/architecture.md"}
     res = subprocess.run([sys.executable, str(SCRIPT), "--check", *[f for f in files if f not in skip]], cwd=ROOT,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
