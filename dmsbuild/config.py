@@ -543,6 +543,106 @@ class GatesConfig:
         _check_floor_fields(self, source, prefix)
 
 
+#: `doit tune` precisions of ONNX Runtime CPU targets (int8-qoperator: static INT8 in ONNX Runtime's QOperator format)
+TUNE_PRECISIONS = ("fp32", "fp16", "int8-qdq", "int8-qoperator", "int8-dynamic")
+
+
+def _check_dims(obj: Any, source: str, prefix: str) -> None:
+    """Every search dimension of a [tune] table names at least one value (an empty list would search nothing)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, list) and not value and f.name not in ("intra_op_threads",):
+            where = f"{prefix}.{f.name}" if prefix else f.name
+            raise UserError(f"{source}: field '{where}' is empty; list at least one value to search",
+                            hint=f"remove '{where}' to search its default values, or list some")
+
+
+@dataclass
+class TuneQNNConfig:
+    """[tune.qnn]: the search space of QNN (HTP) targets."""
+
+    #: activation width of the static quantization: 8 (QUInt8) or 16 (QUInt16) bit
+    activation_bits: list[Literal[8, 16]] = field(default_factory=lambda: [8, 16])
+    per_channel: list[bool] = field(default_factory=lambda: [True, False])
+    #: the QNN EP's htp_performance_mode (provider option) the context runs with
+    htp_performance_mode: list[Literal["burst", "sustained_high_performance", "high_performance", "balanced",
+                                       "default"]] = field(default_factory=lambda: ["burst"])
+
+    def validate(self, source: str, prefix: str) -> None:
+        _check_dims(self, source, prefix)
+
+
+@dataclass
+class TuneTensorRTConfig:
+    """[tune.tensorrt]: the search space of TensorRT targets (engines built on the Jetson by trtexec)."""
+
+    #: trtexec precision flags: --fp16, --int8 (with the QDQ model), --best
+    precision: list[Literal["fp16", "int8", "best"]] = field(default_factory=lambda: ["fp16", "int8", "best"])
+    #: trtexec --builderOptimizationLevel (0-5; TensorRT's default is 3)
+    builder_optimization_level: list[int] = field(default_factory=lambda: [3])
+    #: trtexec --sparsity=enable (only layers whose weights are 2:4 sparse benefit)
+    sparsity: list[bool] = field(default_factory=lambda: [False])
+
+    def validate(self, source: str, prefix: str) -> None:
+        _check_dims(self, source, prefix)
+        bad = [v for v in self.builder_optimization_level if not 0 <= v <= 5]
+        if bad:
+            raise UserError(f"{source}: field '{prefix}.builder_optimization_level' has {bad}; allowed: 0 to 5",
+                            hint=f"fix '{prefix}.builder_optimization_level' in {source}")
+
+
+@dataclass
+class TuneConfig:
+    """[tune]: what `doit tune` searches for this target and how long it may measure (docs/tune.md).
+
+    Each list is one dimension of the search space; narrow it to search less."""
+
+    #: ONNX Runtime CPU: artifact precision / quantization format
+    precision: list[Literal["fp32", "fp16", "int8-qdq", "int8-qoperator", "int8-dynamic"]] = field(
+        default_factory=lambda: ["fp32", "fp16", "int8-qdq"])
+    #: static/dynamic INT8: per-channel (true) or per-tensor (false) weights
+    per_channel: list[bool] = field(default_factory=lambda: [True, False])
+    activation_type: list[Literal["QUInt8", "QInt8"]] = field(default_factory=lambda: ["QUInt8"])
+    weight_type: list[Literal["QInt8", "QUInt8"]] = field(default_factory=lambda: ["QInt8"])
+    calibration_method: list[Literal["MinMax", "Entropy", "Percentile"]] = field(default_factory=lambda: ["MinMax"])
+    #: static INT8: also try candidates that keep the nodes costing most accuracy in float
+    #: (dmsbuild.mixed_precision); false only: no mixed-precision candidates
+    mixed_precision: list[bool] = field(default_factory=lambda: [False])
+    #: intra-op threads; empty: 1 .. the board's cores (from its facts)
+    intra_op_threads: list[int] = field(default_factory=list)
+    graph_optimization_level: list[Literal["disable", "basic", "extended", "all"]] = field(default_factory=lambda: ["all"])
+    execution_mode: list[Literal["sequential", "parallel"]] = field(default_factory=lambda: ["sequential"])
+    #: "staged": every recipe at full threads, then the runtime settings of the best two; "exhaustive": all
+    strategy: Literal["staged", "exhaustive"] = "staged"
+    #: wall-clock budget of one `doit tune` (minutes; `budget=` on the command line overrides it)
+    budget_minutes: float = 10.0
+    #: interleaved measurement of each candidate against the default artifact (like [gates.confirm])
+    blocks: int = 6
+    iterations: int = 20
+    warmup: int = 5
+    confidence: float = 0.95
+    resamples: int = 1000
+    #: stop one candidate's measurement after the block pair that crosses this (s)
+    max_seconds: float = 60.0
+    qnn: TuneQNNConfig = field(default_factory=TuneQNNConfig)
+    tensorrt: TuneTensorRTConfig = field(default_factory=TuneTensorRTConfig)
+
+    def validate(self, source: str, prefix: str) -> None:
+        _check_dims(self, source, prefix)
+        where = f"{prefix}." if prefix else ""
+        bad = [t for t in self.intra_op_threads if t < 1]
+        if bad:
+            raise UserError(f"{source}: field '{where}intra_op_threads' has {bad}; expected whole numbers >= 1",
+                            hint=f"fix '{where}intra_op_threads' in {source} (empty: 1 .. the board's cores)")
+        for name, ok, expected in (("budget_minutes", self.budget_minutes > 0, "> 0"), ("blocks", self.blocks >= 2, ">= 2"),
+                                   ("iterations", self.iterations >= 1, ">= 1"), ("warmup", self.warmup >= 0, ">= 0"),
+                                   ("confidence", 0.5 <= self.confidence < 1, "in [0.5, 1)"),
+                                   ("resamples", self.resamples >= 100, ">= 100"), ("max_seconds", self.max_seconds > 0, "> 0")):
+            if not ok:
+                raise UserError(f"{source}: field '{where}{name}' is {getattr(self, name)!r}; expected {expected}",
+                                hint=f"fix '{where}{name}' in {source}")
+
+
 @dataclass
 class TargetProfile:
     name: str
@@ -560,6 +660,8 @@ class TargetProfile:
     deploy: DeployConfig = field(default_factory=DeployConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
+    #: what `doit tune` searches (docs/tune.md)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     #: "local": no SSH, deploy into a folder on this machine; "ssh": the inventory's boards
     transport: Literal["local", "ssh"] = "ssh"
     source: Path = field(default=Path("."), init=False)

@@ -404,6 +404,10 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
     build_json = out_dir / "build.json"
     if build_json.exists():
         build_json.unlink()  # never leave a stale build.json behind a failing gate
+    if any(plan.session for plan in plans):  # a tuned choice: only for the model it was tuned on
+        from ..tune import check_model, read_tuned, tuned_path
+
+        check_model(read_tuned(proj, prof) or {}, tuned_path(proj, prof.name), _sha256(p.fp32), prof.name)
     evals: dict[str, dict] = {}
     for plan in plans:
         if plan.build is None and plan.path != plan.source:
@@ -435,6 +439,7 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
             "sha256": _sha256(plan.path), "size": plan.path.stat().st_size,
             "runtime": plan.runtime, "providers": plan.providers, "provider_options": plan.provider_options,
             "portable": plan.portable, "eval": evals[plan.name],
+            **({"session": plan.session} if plan.session else {}),
         } for plan in plans],
         "reference": _rel(proj, p.reference),
         "toolchain": toolchain,
@@ -458,6 +463,7 @@ def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
     plans = backend.plan(proj, prof, sources_for(proj, prof))
     p = Paths.of(proj)
     out_dir = proj.artifacts / prof.name
+    tuned_deps = list(_tuned_tasks(proj, prof, plans, out_dir))  # `doit tune`'s choice leads the release
     deps = {str(p.reference), str(p.fp32), str(p.fp32_info)}
     targets = [str(out_dir / "summary.md"), str(out_dir / "summary.json"), str(out_dir / "build.json")]
     for plan in plans:
@@ -474,14 +480,49 @@ def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
             deps.add(str(plan.source))
             if plan.path != plan.source:
                 targets.append(str(plan.path))
-    settings = {k: v for k, v in as_dict(prof).items() if k not in ("deploy", "bench", "description", "transport")}
+    settings = {k: v for k, v in as_dict(prof).items() if k not in ("deploy", "bench", "description", "transport", "tune")}
     settings["accuracy"] = as_dict(proj.accuracy)  # the project's floors (the target's are in settings["gates"])
     floors_for(proj, prof)  # a [gates.heads.<head>] naming no head of the model fails here, before any build step
     settings["project"] = {"name": proj.name, "input": as_dict(proj.input), "outputs": as_dict(proj.outputs)}
+    yield from tuned_deps
+    if tuned_deps:
+        deps.add(str(_tuned_file(proj, prof)))
     yield {"basename": "build", "name": prof.name, "doc": f"artifacts + build.json for target {prof.name}",
            "actions": [guarded("dmsbuild.tasks.build:write_build", proj, prof, plans, out_dir)],
+           "task_dep": [f"tuned:{prof.name}"] if tuned_deps else [],
            "file_dep": sorted(deps), "targets": targets, "clean": True,
            "uptodate": [config_changed(json.dumps(settings, sort_keys=True, default=str))]}
+
+
+def _tuned_file(proj: ProjectConfig, prof: TargetProfile) -> Path:
+    from ..tune import tuned_path
+
+    return tuned_path(proj, prof.name)
+
+
+def _tuned_tasks(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_dir: Path) -> Iterator[dict]:
+    """With a targets/<name>.tuned.toml: put the chosen artifact first in ``plans`` (the release's default, with
+    its session settings) and yield the ``tuned:<name>`` task that rebuilds its file if missing (no tuning)."""
+    from ..backends import ArtifactPlan
+    from ..tune import TUNED_NAME, read_tuned, recipe_path, shipped_choice, tuned_recipe
+
+    data = read_tuned(proj, prof)
+    choice = shipped_choice(data) if data else None
+    if choice is None or prof.runtime != "onnxruntime":
+        return
+    recipe, settings = tuned_recipe(choice)
+    p = Paths.of(proj)
+    source = recipe_path(proj, recipe, str(data["model_sha256"]))  # type: ignore[index]
+    first = plans[0]
+    plans.insert(0, ArtifactPlan(name=TUNED_NAME, precision=recipe.precision, kind="onnx", path=out_dir / f"{TUNED_NAME}.onnx",
+                                 source=source, runtime=first.runtime, providers=list(first.providers),
+                                 provider_options=list(first.provider_options), portable=True,
+                                 session=settings.as_dict()))
+    made = [] if source == p.fp32 else [str(source), str(p.eval_json(source))]
+    yield {"basename": "tuned", "name": prof.name, "doc": f"the artifact `doit tune` chose for {prof.name} (no tuning)",
+           "actions": [guarded("dmsbuild.tune:build_tuned", proj, prof)],
+           "file_dep": [str(p.fp32), str(p.validation), str(_tuned_file(proj, prof))], "targets": made,
+           "uptodate": [config_changed(json.dumps(choice, sort_keys=True, default=str))]}
 
 
 def task_build() -> Iterator[dict]:
