@@ -342,9 +342,22 @@ class StaticQuantConfig:
     method: Literal["ptq", "qat"] = "ptq"
     qat: QATConfig = field(default_factory=QATConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
+    #: "QDQ": QuantizeLinear/DequantizeLinear pairs around float ops (what TensorRT, QNN and SNPE consume);
+    #: "QOperator": fused integer operators (QLinearConv, QLinearMatMul...), ONNX Runtime CPU only; on some
+    #: models and CPUs faster than QDQ - measure it (issue 16). The artifact keeps its name (int8-qdq);
+    #: build.json records the format of every quantized artifact
+    quant_format: Literal["QDQ", "QOperator"] = "QDQ"
+    #: node names kept in float (mixed precision): the nodes whose quantization costs most accuracy;
+    #: names are those of the pre-processed FP32 graph, as ranked by
+    #: ``python -m dmsbuild.mixed_precision target=<name>`` (docs/mixed-precision.md)
+    nodes_to_exclude: list[str] = field(default_factory=list)
 
     def validate(self, source: str, prefix: str) -> None:
         where = f"{prefix}." if prefix else ""
+        bad = [n for n in self.nodes_to_exclude if not n or n != n.strip()]
+        if bad:
+            raise UserError(f"{source}: field '{where}nodes_to_exclude' has {bad!r}; expected node names of the model",
+                            hint="copy the names the sensitivity table prints (python -m dmsbuild.mixed_precision target=<name>)")
         if self.method == "ptq" and self.prune.fraction > 0:
             raise UserError(f"{source}: field '{where}prune.fraction' is {self.prune.fraction}, but pruning runs "
                             f"in the QAT stage only ('{where}method' is \"ptq\")",
@@ -543,8 +556,6 @@ class GatesConfig:
         _check_floor_fields(self, source, prefix)
 
 
-#: `doit tune` precisions of ONNX Runtime CPU targets (int8-qoperator: static INT8 in ONNX Runtime's QOperator format)
-TUNE_PRECISIONS = ("fp32", "fp16", "int8-qdq", "int8-qoperator", "int8-dynamic")
 
 
 def _check_dims(obj: Any, source: str, prefix: str) -> None:
@@ -740,9 +751,26 @@ def load_target(root: Path, name: str) -> TargetProfile:
     return prof
 
 
+def static_quant_field(project: ProjectConfig, profile: TargetProfile, name: str) -> str:
+    """Where a target's static quantization field ``name`` is set, for error lines: "<file>: field '<path>'"."""
+    if profile.quantization is not None:
+        return f"{profile.source}: field 'quantization.{name}'"
+    return f"{project.source}: field 'quantization.static.{name}' (used by target '{profile.name}')"
+
+
+#: runtimes whose consumer parses QDQ graphs only (TensorRT explicit quantization, the QNN/SNPE converters)
+QDQ_ONLY_RUNTIMES = ("tensorrt", "qnn", "snpe")
+
+
 def static_quant_for(project: ProjectConfig, profile: TargetProfile) -> StaticQuantConfig:
-    """The static quantization settings a target's consumer wants."""
-    return profile.quantization or project.quantization.static
+    """The static quantization settings a target's consumer wants; QOperator for a QDQ-only consumer is a UserError."""
+    cfg = profile.quantization or project.quantization.static
+    if cfg.quant_format != "QDQ" and profile.runtime in QDQ_ONLY_RUNTIMES and "int8-qdq" in profile.precisions:
+        raise UserError(f"{static_quant_field(project, profile, 'quant_format')} is {cfg.quant_format!r}, but runtime '{profile.runtime}' of target "
+                        f"'{profile.name}' consumes QDQ graphs only",
+                        hint=f"set quant_format = \"QDQ\" for target '{profile.name}' (a [quantization] table in "
+                             f"{profile.source.name} overrides the project's)")
+    return cfg
 
 
 def as_dict(obj: Any) -> Any:

@@ -239,6 +239,16 @@ M = [
              '        res["error"] = "trtexec printed no performance summary"\n', "        pass\n",
              ("tests/faults/test_hostile_board.py::test_trtexec_printing_garbage",),
              "the trtexec fuzzer alone fails when garbage is accepted"),
+    Mutation("tune-choice-ci-and-gate", "dmsbuild/tune.py",
+             'ok = [r for r in rows if r.measurement and r.measurement["ci_high"] < 1.0 and not r.gate_failures]',
+             'ok = [r for r in rows if r.measurement]',
+             ("tests/test_tune.py::test_choice_needs_a_whole_ci_below_one_and_a_passed_gate",),
+             "`doit tune` chooses only a candidate whose CI says it is faster and that passes the accuracy gate"),
+    Mutation("tune-cache", "dmsbuild/tune.py",
+             "        if cached.is_file():\n            row.measurement, row.cached = json.loads(cached.read_text()), True\n",
+             "        if False:\n            row.measurement, row.cached = json.loads(cached.read_text()), True\n",
+             ("tests/test_tune.py::test_second_tune_measures_nothing_new",),
+             "a second `doit tune` measures only what is new"),
 ]
 
 
