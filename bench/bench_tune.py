@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 NET, FIRST = "127.0.16", 21
 SPACE = """\
 [tune]
-precision = ["fp32", "fp16", "int8-qdq"]
+precision = ["fp32", "fp16", "int8-qdq", "int8-qoperator"]
 per_channel = [true, false]
 blocks = 6
 iterations = 20
@@ -169,7 +169,7 @@ def main() -> int:
     import onnxruntime
 
     print(f"doit tune on one emulated rpi5 board ({rows[0]['provenance'] if rows else ''}; {rows[0]['kind'] if rows else ''}); "
-          f"ONNX Runtime {onnxruntime.__version__}; space: precision fp32/fp16/int8 QDQ x per-channel/per-tensor x "
+          f"ONNX Runtime {onnxruntime.__version__}; space: precision fp32/fp16/int8 QDQ/int8 QOperator x per-channel/per-tensor x "
           f"1..cores threads; every ratio interleaved with the default FP32 artifact (6 block pairs x 20, 95% "
           f"bootstrap CI); load average at the end: {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f} / "
           f"{os.getloadavg()[2]:.2f} on {os.cpu_count()} CPUs\n")

@@ -610,7 +610,7 @@ class TuneConfig:
 
     #: ONNX Runtime CPU: artifact precision / quantization format
     precision: list[Literal["fp32", "fp16", "int8-qdq", "int8-qoperator", "int8-dynamic"]] = field(
-        default_factory=lambda: ["fp32", "fp16", "int8-qdq"])
+        default_factory=lambda: ["fp32", "fp16", "int8-qdq", "int8-qoperator"])
     #: static/dynamic INT8: per-channel (true) or per-tensor (false) weights
     per_channel: list[bool] = field(default_factory=lambda: [True, False])
     activation_type: list[Literal["QUInt8", "QInt8"]] = field(default_factory=lambda: ["QUInt8"])
