@@ -90,6 +90,9 @@ def test_second_tune_measures_nothing_new(tuned):
     assert not re.search(r"^  \[\s*\d+ s\]", run.output, re.M), run.output[-2000:]
     rows = json.loads((root / "artifacts" / "tune" / "t" / "tune.json").read_text())["results"][0]["rows"]
     assert {r["cached"] for r in rows if r["measurement"]} == {True}
+    run = run_doit(root, "report")  # `doit report` links the tune report
+    assert run.rc == 0, run.output[-2000:]
+    assert "artifacts/tune/t/report.md" in (root / "artifacts" / "report" / "report.md").read_text()
 
 
 def _force_choice(root: Path) -> None:
