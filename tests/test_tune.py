@@ -220,3 +220,34 @@ def test_search_space_dimensions():
     assert [s.intra_op_threads for s in settings_space(cfg, 4)] == [4, 3, 2, 1]  # 1..cores, full first
     a = Candidate(Recipe("fp32"), Settings(1)).id("m")
     assert a != Candidate(Recipe("fp32"), Settings(2)).id("m") != Candidate(Recipe("fp32"), Settings(1)).id("n")
+
+
+def test_runner_applies_the_tuned_session_settings():
+    import onnxruntime as ort
+
+    from dmsbuild.runner.dms_bench import _session_options, session_threads
+
+    so = _session_options(ort, 2, {"graph_optimization_level": "basic", "execution_mode": "parallel"})
+    assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert so.execution_mode == ort.ExecutionMode.ORT_PARALLEL and so.intra_op_num_threads == 2
+    assert session_threads({"session": {"intra_op_threads": 3}}, 4) == 3 and session_threads({}, 4) == 4
+    with pytest.raises(RuntimeError, match="not understood"):
+        _session_options(ort, 1, {"graph_optimization_level": "max"})
+
+
+@pytest.mark.parametrize("runtime, table", [("qnn", "[tune.qnn]\nactivation_bits = [16]\n"),
+                                            ("tensorrt", "[tune.tensorrt]\nbuilder_optimization_level = [3, 5]\n")])
+def test_qnn_and_tensorrt_spaces_are_defined_but_refused_in_one_line(tmp_path, runtime, table):
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.errors import UserError
+    from dmsbuild.tune import check_space, space_description
+
+    make_project(tmp_path / "p", {"x": f'runtime = "{runtime}"\nprecisions = ["fp16"]\n{table}'})
+    proj, prof = load_project(tmp_path / "p"), load_target(tmp_path / "p", "x")
+    assert space_description(prof)["activation_bits" if runtime == "qnn" else "builder_optimization_level"] in ([16], [3, 5])
+    with pytest.raises(UserError) as exc:
+        check_space(proj, prof)
+    assert str(exc.value).splitlines()[0].endswith("is not measured yet")
+    (tmp_path / "p" / "targets" / "x.toml").write_text(f'runtime = "{runtime}"\n[tune.tensorrt]\nbuilder_optimization_level = [7]\n')
+    with pytest.raises(UserError, match=r"field 'tune.tensorrt.builder_optimization_level' has \[7\]; allowed: 0 to 5"):
+        load_target(tmp_path / "p", "x")
