@@ -196,12 +196,13 @@ def check_space(proj: "ProjectConfig", prof: TargetProfile) -> None:
                         "dmsbuild.mixed_precision module", hint="set tune.mixed_precision = [false]")
 
 
-def _mixed_precision_api() -> Callable[..., Any] | None:
+def _mixed_precision_api() -> Any | None:
+    """dmsbuild.mixed_precision (issue 16 item 3) when this dmsbuild has it: rank_nodes, fallback_candidates."""
     try:
         from . import mixed_precision  # type: ignore[attr-defined]
     except ImportError:
         return None
-    return getattr(mixed_precision, "sensitive_nodes", None)
+    return mixed_precision if hasattr(mixed_precision, "rank_nodes") and hasattr(mixed_precision, "fallback_candidates") else None
 
 
 # --------------------------------------------------------------------------
@@ -241,20 +242,41 @@ def build_recipe(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, mod
         names = {f.name for f in dataclasses.fields(base)}
         if "quant_format" in names:
             changes["quant_format"] = "QOperator" if recipe.precision == "int8-qoperator" else "QDQ"
-        if recipe.mixed_precision and "nodes_to_exclude" in names:
-            changes["nodes_to_exclude"] = _float_nodes(proj, prof, base, model_sha)
         cfg = dataclasses.replace(base, **changes)
         calibration = list_samples(proj, "calibration", proj.data.max_calibration_samples)
-        quantize_static_qdq(proj, fp32, out, cfg, calibration)
+        if recipe.mixed_precision:
+            _build_mixed(proj, prof, recipe, model_sha, cfg, calibration, out)
+        else:
+            quantize_static_qdq(proj, fp32, out, cfg, calibration)
     return out
 
 
-def _float_nodes(proj: "ProjectConfig", prof: TargetProfile, base: Any, model_sha: str) -> list[str]:
-    """The nodes dmsbuild.mixed_precision finds costing most accuracy (kept in float by mixed candidates)."""
+def _build_mixed(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, model_sha: str, cfg: Any,
+                 calibration: list[Path], out: Path) -> None:
+    """The recipe with the fewest nodes kept in float that passes the host gate (dmsbuild.mixed_precision ranks
+    the nodes by the accuracy their quantization costs; node sets of the top 1, 2, 4, 8 are tried smallest
+    first). None passing: the largest set is kept, and the gate reports it. The nodes go to ``<out>.nodes.json``."""
+    from .quantize import quantize_static_qdq
+    from .tasks.build import Paths
+
     api = _mixed_precision_api()
     if api is None:
-        raise UserError(f"{prof.source}: field 'tune.mixed_precision' lists true, but dmsbuild.mixed_precision is missing")
-    return list(api(proj, prof, base))
+        raise UserError(f"{prof.source}: field 'tune.mixed_precision' lists true, but this dmsbuild has no "
+                        "dmsbuild.mixed_precision", hint="set tune.mixed_precision = [false]")
+    fp32 = Paths.of(proj).fp32
+    plain = build_recipe(proj, prof, dataclasses.replace(recipe, mixed_precision=False, precision="int8-qdq"), model_sha)
+    sets = api.fallback_candidates(api.rank_nodes(proj, prof, fp32, plain))
+    if not sets:
+        raise UserError(f"{plain}: no quantized node to keep in float; the mixed-precision candidate is the plain one")
+    tmp = out.with_name(f".{out.stem}.mixed.onnx")
+    for nodes in sorted(sets, key=len):
+        quantize_static_qdq(proj, fp32, tmp, dataclasses.replace(cfg, nodes_to_exclude=sorted(set(nodes))), calibration)
+        _, failed = host_gate(proj, prof, tmp)
+        if not failed:
+            break
+    write_atomic(out.with_suffix(".nodes.json"), json.dumps({"nodes_to_exclude": sorted(set(nodes))}) + "\n")
+    Paths.of(proj).eval_json(tmp).unlink(missing_ok=True)  # the kept file is evaluated under its own name
+    os.replace(tmp, out)
 
 
 def host_gate(proj: "ProjectConfig", prof: TargetProfile, path: Path) -> tuple[dict[str, Any], list[str]]:
