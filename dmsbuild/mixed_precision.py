@@ -63,6 +63,12 @@ _DATA_MOVEMENT = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Ga
                   "Expand", "Identity", "Shape", "Cast", "Resize", "MaxPool", "Pad", "DepthToSpace", "SpaceToDepth"}
 
 
+#: ORT's name for a graph output's tensor before its QuantizeLinear (quant_utils.QUANT_INPUT_SUFFIX)
+_QUANT_INPUT = "_QuantizeLinear_Input"
+#: the SQNR given to a tensor equal to FP32 (the graph input), so a node fed by it has a finite loss
+_IDENTICAL_DB = 200.0
+
+
 @dataclass
 class GateEffect:
     """A real candidate's host evaluation against the target's gate."""
@@ -199,15 +205,15 @@ def rank_nodes(project: ProjectConfig, profile: TargetProfile, fp32_path: Path, 
             weights = {}
         finally:
             logging.disable(logging.NOTSET)
-        float_graph = onnx.load(str(pre), load_external_data=False).graph
     qdq_graph = onnx.load(str(qdq_path), load_external_data=False).graph
-    # SQNR of each float tensor in the QDQ run vs the FP32 run; activation before its own Q/DQ (error so far)
+    # SQNR of each float tensor in the QDQ run vs the FP32 run, as its consumers see it (after its Q/DQ pair,
+    # ORT's "xmodel" error): before the pair is no float value when the quantizer fused an activation into it
     acc: dict[str, float | None] = {}
     for name, values in float_acts.items():
-        got = matching.get(name, {}).get("pre_qdq", qdq_acts.get(name))
+        got = matching.get(name, {}).get("post_qdq", qdq_acts.get(name))
         if got is not None and len(got) == len(values):
             acc[name] = _sqnr_db(list(values), list(got))
-    scores = _score_nodes(float_graph, qdq_graph, acc, weights)
+    scores = _score_nodes(qdq_graph, acc, weights)
     print(f"  mixed precision: ranked {len(scores)} quantized nodes ({time.perf_counter() - started:.1f} s)", flush=True)
     return scores
 
@@ -217,30 +223,49 @@ def _weight_sqnr(a: Any, b: Any) -> float:
     return math.inf if v is None else v
 
 
-def _score_nodes(float_graph: Any, qdq_graph: Any, acc: dict[str, float | None], weights: dict[str, float]) -> list[NodeScore]:
-    """One NodeScore per node that the QDQ graph quantized (an input fed by a DequantizeLinear), worst first."""
+def _score_nodes(qdq_graph: Any, acc: dict[str, float | None], weights: dict[str, float]) -> list[NodeScore]:
+    """One NodeScore per node the QDQ graph quantized (an input fed by a DequantizeLinear), worst first.
+
+    Walks the QDQ graph itself: the quantizer may fuse nodes of the float graph (Conv+Relu: the Relu goes, the
+    QuantizeLinear clamps), and ``nodes_to_exclude`` takes the names of the nodes that remain."""
+    producer = {o: n for n in qdq_graph.node for o in n.output}
+    inits = {i.name for i in qdq_graph.initializer}
+
+    def float_name(tensor: str) -> str:
+        """The float tensor a QDQ-graph tensor stands for (through DequantizeLinear <- QuantizeLinear)."""
+        node = producer.get(tensor)
+        if node is not None and node.op_type == "DequantizeLinear":
+            q = producer.get(node.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                return float_name(q.input[0])
+        return tensor[:-len(_QUANT_INPUT)] if tensor.endswith(_QUANT_INPUT) else tensor
+
+    def source(tensor: str) -> Any:
+        """The original node computing a tensor (skipping its Q/DQ pair)."""
+        node = producer.get(tensor)
+        while node is not None and node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            node = producer.get(node.input[0])
+        return node
+
     dq_outputs = {n.output[0] for n in qdq_graph.node if n.op_type == "DequantizeLinear"}
-    quantized = {n.name for n in qdq_graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
-                 and any(i in dq_outputs for i in n.input)}
-    inits = {i.name for i in float_graph.initializer}
-    producer = {o: n for n in float_graph.node for o in n.output}
     out = []
-    for node in float_graph.node:
-        if node.name not in quantized or node.op_type in _DATA_MOVEMENT:
+    for node in qdq_graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or node.op_type in _DATA_MOVEMENT:
             continue
-        activations = [i for i in node.input if i and i not in inits and i in acc]
-        in_sqnr = [acc[i] for i in activations]
-        out_sqnr = [acc[o] for o in node.output if o in acc]
+        fed = [i for i in node.input if i in dq_outputs]
+        if not fed:
+            continue  # not quantized (already float)
+        activations = [i for i in fed if producer[i].input[0] not in inits]
+        in_sqnr = [acc.get(float_name(i)) for i in activations]
+        out_sqnr = [acc.get(float_name(o)) for o in node.output]
         sqnr = min((v for v in out_sqnr if v is not None), default=None)
-        worst_in = min((v for v in in_sqnr if v is not None), default=math.inf)
-        loss = None if sqnr is None else (worst_in - sqnr if math.isfinite(worst_in) else None)
-        if loss is None and sqnr is not None:
-            loss = 200.0 - sqnr  # inputs identical to FP32 (the graph input): all the loss is this node's
-        wts = [weights[i] for i in node.input if i in weights and math.isfinite(weights[i])]
+        worst_in = min((v for v in in_sqnr if v is not None), default=_IDENTICAL_DB)
+        loss = None if sqnr is None else worst_in - sqnr
+        wts = [weights[float_name(i)] for i in fed if float_name(i) in weights and math.isfinite(weights[float_name(i)])]
         group = [node.name]
         for i in activations:
-            p = producer.get(i)
-            if p is not None and p.name not in group and p.name in quantized:
+            p = source(i)
+            if p is not None and p.name and p.name not in group:
                 group.append(p.name)
         out.append(NodeScore(node.name, node.op_type, sqnr, loss, min(wts) if wts else None, group))
     out.sort(key=lambda s: -(s.loss_db if s.loss_db is not None else -math.inf))
