@@ -57,6 +57,7 @@ from typing import Any
 
 from .config import ProjectConfig, StaticQuantConfig, TargetProfile, static_quant_for
 from .errors import UserError
+from .runner.metrics import _db as sqnr_from_powers
 
 #: op types that only move or reshape data: quantizing them adds no error of their own, keeping them float gains nothing
 _DATA_MOVEMENT = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Gather", "Slice", "Split", "Concat",
@@ -150,10 +151,7 @@ def _sqnr_db(ref: Any, got: Any) -> float | None:
     g = np.concatenate([np.atleast_1d(np.asarray(a, dtype=np.float64)).ravel() for a in (got if isinstance(got, list) else [got])])
     if r.shape != g.shape:
         return None
-    noise = float(np.sum((r - g) ** 2))
-    if noise == 0.0:
-        return None
-    return 10.0 * math.log10(max(float(np.sum(r ** 2)), 1e-30) / noise)
+    return sqnr_from_powers(float(np.sum(r ** 2)), float(np.sum((r - g) ** 2)))  # the gate's own definition
 
 
 def _validation_inputs(project: ProjectConfig, samples: int) -> Any:
