@@ -66,6 +66,8 @@ _DATA_MOVEMENT = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Ga
 
 #: ORT's name for a graph output's tensor before its QuantizeLinear (quant_utils.QUANT_INPUT_SUFFIX)
 _QUANT_INPUT = "_QuantizeLinear_Input"
+#: ORT's suffix of a quantized initializer (quant_utils.TENSOR_NAME_QUANT_SUFFIX), as create_weight_matching strips it
+_QUANTIZED = "_quantized"
 #: the SQNR given to a tensor equal to FP32 (the graph input), so a node fed by it has a finite loss
 _IDENTICAL_DB = 200.0
 
@@ -236,6 +238,8 @@ def _score_nodes(qdq_graph: Any, acc: dict[str, float | None], weights: dict[str
             q = producer.get(node.input[0])
             if q is not None and q.op_type == "QuantizeLinear":
                 return float_name(q.input[0])
+            if node.input[0] in inits and node.input[0].endswith(_QUANTIZED):  # a weight: <name>_quantized
+                return node.input[0][:-len(_QUANTIZED)]
         return tensor[:-len(_QUANT_INPUT)] if tensor.endswith(_QUANT_INPUT) else tensor
 
     def source(tensor: str) -> Any:

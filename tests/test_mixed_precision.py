@@ -93,6 +93,8 @@ def test_ranking_puts_the_outlier_consumer_first(failing: Path) -> None:
     assert ranked[0].group == ["conv2", "conv1"]
     assert ranked[0].loss_db is not None and ranked[0].loss_db > 10.0
     assert ranked[0].sqnr_db is not None and ranked[0].sqnr_db < 12.0
+    # weights are per-channel: conv2's (scaled 1/2000 on one input channel) keep a usable SQNR, named per node
+    assert ranked[0].weight_sqnr_db is not None and ranked[0].weight_sqnr_db > 20.0
     # the ranking is worst first
     losses = [s.loss_db for s in ranked if s.loss_db is not None]
     assert losses == sorted(losses, reverse=True)
