@@ -192,6 +192,24 @@ def check_excluded_nodes(names: list[str], pre_processed: Path, fp32: Path,
                          "target=<name>` (its table's first column), or open the model in Netron")
 
 
+def pre_process(project: ProjectConfig, src: Path, cfg: StaticQuantConfig, folder: Path) -> Path:
+    """The graph ORT quantizes: ``src`` (batch fixed when the consumer needs it) after ORT's quantization
+    pre-processing (shape inference, fusions), written to ``folder/pre.onnx``. Its node names are the names
+    ``nodes_to_exclude`` takes; deterministic, so the mixed-precision search sees the same graph."""
+    import onnx
+    from onnxruntime.quantization import quant_pre_process
+
+    model_in = folder / "input.onnx"
+    proto = onnx.load(str(src))
+    if cfg.fixed_shape:
+        proto = fix_batch(proto, 1, list(project.input.shape))
+    onnx.save(proto, str(model_in))
+    pre = folder / "pre.onnx"
+    print(f"  int8-qdq: pre-processing {src.name} (shape inference, fusions)", flush=True)
+    quant_pre_process(str(model_in), str(pre), skip_symbolic_shape=True)
+    return pre
+
+
 def quantize_static_qdq(project: ProjectConfig, src: Path, out: Path, cfg: StaticQuantConfig, calibration: list[Path],
                         where: str = "field 'quantization.nodes_to_exclude'") -> None:
     """Calibrated INT8/16 model: pre-process, stream the calibration folder, quantize with the consumer's settings.
@@ -199,21 +217,14 @@ def quantize_static_qdq(project: ProjectConfig, src: Path, out: Path, cfg: Stati
     QDQ by default; ``quant_format = "QOperator"`` writes fused integer operators under the same file naming
     (ORT CPU only); ``nodes_to_exclude`` keeps those nodes in float (mixed precision)."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from .data import make_calibration_reader
 
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dmsbuild-qdq-", dir=out.parent) as tmpdir:
-        model_in = Path(tmpdir) / "input.onnx"
-        proto = onnx.load(str(src))
-        if cfg.fixed_shape:
-            proto = fix_batch(proto, 1, list(project.input.shape))
-        onnx.save(proto, str(model_in))
-        pre = Path(tmpdir) / "pre.onnx"
-        print(f"  int8-qdq: pre-processing {src.name} (shape inference, fusions)", flush=True)
-        quant_pre_process(str(model_in), str(pre), skip_symbolic_shape=True)
+        pre = pre_process(project, src, cfg, Path(tmpdir))
         check_excluded_nodes(cfg.nodes_to_exclude, pre, src, where)
         reader = make_calibration_reader(calibration, project, project.input.name, limit=project.data.max_calibration_samples)
         floats = f", {len(cfg.nodes_to_exclude)} node(s) kept in float" if cfg.nodes_to_exclude else ""

@@ -249,6 +249,17 @@ M = [
              "        if False:\n            row.measurement, row.cached = json.loads(cached.read_text()), True\n",
              ("tests/test_tune.py::test_second_tune_measures_nothing_new",),
              "a second `doit tune` measures only what is new"),
+    # ---------------------------------------------------------------- mixed precision (issue 16)
+    Mutation("mixed-precision-rank-order", "dmsbuild/mixed_precision.py",
+             "    out.sort(key=lambda s: -(s.loss_db if s.loss_db is not None else -math.inf))\n",
+             "    out.sort(key=lambda s: (s.loss_db if s.loss_db is not None else -math.inf))\n",
+             ("tests/test_mixed_precision.py::test_ranking_puts_the_outlier_consumer_first",),
+             "nodes are ranked worst first: the node whose quantization loses most SQNR is the first kept in float"),
+    Mutation("mixed-precision-exclusion-applied", "dmsbuild/quantize.py",
+             "                nodes_to_exclude=list(cfg.nodes_to_exclude),\n", "                nodes_to_exclude=[],\n",
+             ("tests/test_mixed_precision.py::test_excluding_the_ranked_nodes_passes_the_gate",
+              "tests/test_quant_recipe.py::test_build_records_format_and_rebuilds_only_on_change"),
+             "nodes_to_exclude reaches ONNX Runtime's quantizer: the excluded nodes are float in the artifact"),
 ]
 
 
