@@ -251,3 +251,30 @@ def test_qnn_and_tensorrt_spaces_are_defined_but_refused_in_one_line(tmp_path, r
     (tmp_path / "p" / "targets" / "x.toml").write_text(f'runtime = "{runtime}"\n[tune.tensorrt]\nbuilder_optimization_level = [7]\n')
     with pytest.raises(UserError, match=r"field 'tune.tensorrt.builder_optimization_level' has \[7\]; allowed: 0 to 5"):
         load_target(tmp_path / "p", "x")
+
+
+def test_mixed_precision_candidate_keeps_the_ranked_nodes_in_float(tuned):
+    """tune.mixed_precision = [true]: dmsbuild.mixed_precision ranks the nodes; the candidate keeps the fewest
+    that pass the host gate in float (recorded beside the artifact)."""
+    import dataclasses
+
+    import onnx
+
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.manifest import sha256_file
+    from dmsbuild.tune import Recipe, build_recipe, check_space, host_gate
+
+    root = tuned["root"]
+    proj, prof = load_project(root), load_target(root, "t")
+    prof.tune.mixed_precision = [False, True]
+    check_space(proj, prof)  # the module is there: no refusal
+    sha = sha256_file(root / "artifacts" / "common" / "fp32.onnx")
+    mixed = Recipe("int8-qdq", False, "QUInt8", "QInt8", "MinMax", True)
+    path = build_recipe(proj, prof, mixed, sha)
+    nodes = json.loads(path.with_suffix(".nodes.json").read_text())["nodes_to_exclude"]
+    plain = build_recipe(proj, prof, dataclasses.replace(mixed, mixed_precision=False), sha)
+    assert nodes and path != plain and not host_gate(proj, prof, path)[1]
+    quantized = lambda p: sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(p)).graph.node)  # noqa: E731
+    assert quantized(path) < quantized(plain)
+    graph = {n.name: n for n in onnx.load(str(path)).graph.node}
+    assert all(n in graph for n in nodes)  # the excluded nodes are there, unquantized
