@@ -417,10 +417,16 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
     build_json = out_dir / "build.json"
     if build_json.exists():
         build_json.unlink()  # never leave a stale build.json behind a failing gate
-    if any(plan.session for plan in plans):  # a tuned choice: only for the model it was tuned on
-        from ..tune import check_model, read_tuned, tuned_path
+    from ..tune import check_model, read_tuned, tuned_path
 
-        check_model(read_tuned(proj, prof) or {}, tuned_path(proj, prof.name), _sha256(p.fp32), prof.name)
+    tuned = read_tuned(proj, prof)
+    if tuned is not None:  # a tuned choice holds only for the model it was tuned on
+        try:
+            check_model(tuned, tuned_path(proj, prof.name), _sha256(p.fp32), prof.name)
+        except UserError as exc:
+            if any(plan.session for plan in plans):
+                raise
+            print(f"warning: {exc.message} (it kept the default, which ships now)", flush=True)
     evals: dict[str, dict] = {}
     for plan in plans:
         if plan.build is None and plan.path != plan.source:
