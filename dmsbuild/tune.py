@@ -178,6 +178,43 @@ def space_description(prof: TargetProfile) -> dict[str, list[Any]]:
             "graph_optimization_level": t.graph_optimization_level, "execution_mode": t.execution_mode}
 
 
+#: [tune.tensorrt] precision -> (the backend precision whose ONNX and flags it builds from, extra trtexec flags)
+TRT_PRECISIONS = {"fp16": ("fp16", []), "int8": ("int8-qdq", []), "best": ("int8-qdq", ["--best"])}
+
+
+@dataclass(frozen=True)
+class TensorRTCandidate:
+    """One point of [tune.tensorrt]: engines built on the Jetson by trtexec (candidates share the engine cache,
+    which keys engines by their trtexec flags)."""
+
+    precision: str
+    builder_optimization_level: int
+    sparsity: bool
+
+    @property
+    def label(self) -> str:
+        return (f"TensorRT {self.precision}, builder level {self.builder_optimization_level}"
+                + (", sparsity" if self.sparsity else ""))
+
+    def build_argv(self, onnx: str, engine: str, options: Any, timing_cache: str | None = None) -> list[str]:
+        """The trtexec build command, through the backend's own ``build_argv`` (its workspace, timing cache,
+        trtexec path); ``--best`` and ``--sparsity=enable`` (trtexec --help: spec ::= disable|enable|force) added."""
+        from .backends.tensorrt import build_argv
+
+        base, extra = TRT_PRECISIONS[self.precision]
+        opts = dataclasses.replace(options, builder_optimization_level=self.builder_optimization_level)
+        argv = build_argv(onnx, engine, base, opts, timing_cache=timing_cache)
+        at = argv.index("--skipInference")
+        return argv[:at] + extra + (["--sparsity=enable"] if self.sparsity else []) + argv[at:]
+
+
+def tensorrt_candidates(prof: TargetProfile) -> list[TensorRTCandidate]:
+    """Every point of the profile's [tune.tensorrt] space (defined and checked here; not yet measured)."""
+    t = prof.tune.tensorrt
+    return [TensorRTCandidate(p, lvl, sp) for p, lvl, sp in itertools.product(t.precision, t.builder_optimization_level,
+                                                                              t.sparsity)]
+
+
 def check_space(proj: "ProjectConfig", prof: TargetProfile) -> None:
     """Refuse, in one line naming the field, a [tune] the runtime or this dmsbuild cannot search."""
     from .config import StaticQuantConfig

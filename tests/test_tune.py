@@ -278,3 +278,36 @@ def test_mixed_precision_candidate_keeps_the_ranked_nodes_in_float(tuned):
     assert quantized(path) < quantized(plain)
     graph = {n.name: n for n in onnx.load(str(path)).graph.node}
     assert all(n in graph for n in nodes)  # the excluded nodes are there, unquantized
+
+
+def test_tensorrt_candidates_build_through_the_backend_and_the_trtexec_double_accepts_them(tmp_path):
+    """[tune.tensorrt] points become trtexec build commands through backends.tensorrt.build_argv; the trtexec
+    double (which checks every argument as trtexec 10 does) builds each, and refuses a sparsity spec trtexec has not."""
+    import os
+
+    from dmsbuild.backends.tensorrt import TensorRTOptions
+    from dmsbuild.config import load_target
+    from tests.byom import classifier
+
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "targets" / "o.toml").write_text('runtime = "tensorrt"\nprecisions = ["fp16"]\n[tune.tensorrt]\n'
+                                                 'precision = ["fp16", "int8", "best"]\nbuilder_optimization_level = [0, 5]\n'
+                                                 'sparsity = [false, true]\n')
+    from dmsbuild.tune import tensorrt_candidates
+
+    cands = tensorrt_candidates(load_target(tmp_path, "o"))
+    assert len(cands) == 12
+    onnx_path = classifier(tmp_path / "m.onnx")
+    double = str(REPO / "tests" / "doubles" / "trtexec")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    for i, c in enumerate(cands):
+        argv = c.build_argv(str(onnx_path), str(tmp_path / f"e{i}.engine"), TensorRTOptions(trtexec=double))
+        assert f"--builderOptimizationLevel={c.builder_optimization_level}" in argv
+        assert ("--sparsity=enable" in argv) == c.sparsity and ("--best" in argv) == (c.precision == "best")
+        assert ("--int8" in argv) == (c.precision in ("int8", "best"))
+        proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, (argv, proc.stdout[-500:])
+        assert (tmp_path / f"e{i}.engine").is_file()
+    bad = [sys.executable, double, f"--onnx={onnx_path}", f"--saveEngine={tmp_path / 'x.engine'}", "--sparsity=maybe"]
+    proc = subprocess.run(bad, capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "Invalid value for --sparsity: 'maybe'" in proc.stdout
