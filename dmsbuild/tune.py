@@ -215,6 +215,42 @@ def tensorrt_candidates(prof: TargetProfile) -> list[TensorRTCandidate]:
                                                                               t.sparsity)]
 
 
+@dataclass(frozen=True)
+class QNNCandidate:
+    """One point of [tune.qnn]: the static quantization the context binary is built from, and the HTP
+    performance mode it runs with (through the QNN backend's own options and provider options)."""
+
+    activation_bits: int
+    per_channel: bool
+    htp_performance_mode: str
+
+    @property
+    def label(self) -> str:
+        return (f"QNN {self.activation_bits}-bit activations {'per-channel' if self.per_channel else 'per-tensor'}, "
+                f"HTP {self.htp_performance_mode}")
+
+    def static(self, proj: "ProjectConfig", prof: TargetProfile) -> Any:
+        """The target's static quantization with this width and per-channel (its own key: a shared file per point)."""
+        from .config import static_quant_for
+
+        return dataclasses.replace(static_quant_for(proj, prof), per_channel=self.per_channel,
+                                   activation_type="QUInt16" if self.activation_bits == 16 else "QUInt8")
+
+    def board_provider_options(self, prof: TargetProfile) -> dict[str, str]:
+        """The manifest's QNN EP options (backends.qnn.board_provider_options) with this performance mode."""
+        from .backends.qnn import board_provider_options, load_options
+
+        options = load_options(prof.backend, str(prof.source))
+        return board_provider_options(dataclasses.replace(options, performance_mode=self.htp_performance_mode))
+
+
+def qnn_candidates(prof: TargetProfile) -> list[QNNCandidate]:
+    """Every point of the profile's [tune.qnn] space (defined and checked here; not yet measured)."""
+    q = prof.tune.qnn
+    return [QNNCandidate(b, pc, m) for b, pc, m in itertools.product(q.activation_bits, q.per_channel,
+                                                                     q.htp_performance_mode)]
+
+
 def check_space(proj: "ProjectConfig", prof: TargetProfile) -> None:
     """Refuse, in one line naming the field, a [tune] the runtime or this dmsbuild cannot search."""
     from .config import StaticQuantConfig

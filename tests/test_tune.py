@@ -311,3 +311,20 @@ def test_tensorrt_candidates_build_through_the_backend_and_the_trtexec_double_ac
     bad = [sys.executable, double, f"--onnx={onnx_path}", f"--saveEngine={tmp_path / 'x.engine'}", "--sparsity=maybe"]
     proc = subprocess.run(bad, capture_output=True, text=True, env=env)
     assert proc.returncode != 0 and "Invalid value for --sparsity: 'maybe'" in proc.stdout
+
+
+def test_qnn_candidates_go_through_the_qnn_backend_options(tmp_path):
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.quantize import settings_key
+    from dmsbuild.tune import qnn_candidates
+
+    root = make_project(tmp_path / "p", {"q": 'runtime = "qnn"\nprecisions = ["int8-qdq"]\n[quantization]\nfixed_shape = true\n'
+                                              '[tune.qnn]\nhtp_performance_mode = ["burst", "balanced"]\n'})
+    proj, prof = load_project(root), load_target(root, "q")
+    cands = qnn_candidates(prof)
+    assert len(cands) == 2 * 2 * 2
+    keys = {settings_key(c.static(proj, prof), 4) for c in cands}
+    assert len(keys) == 4  # 8/16-bit x per-channel/tensor: four distinct quantized files, shared by the modes
+    c16 = next(c for c in cands if c.activation_bits == 16 and c.htp_performance_mode == "balanced")
+    assert c16.static(proj, prof).activation_type == "QUInt16" and c16.static(proj, prof).fixed_shape
+    assert c16.board_provider_options(prof)["htp_performance_mode"] == "balanced"
