@@ -27,3 +27,4 @@ from dmsbuild.tasks.bench import task_bench  # noqa: E402,F401
 from dmsbuild.tasks.report import task_report, task_results_export  # noqa: E402,F401
 from dmsbuild.tasks.doctor import task_doctor  # noqa: E402,F401
 from dmsbuild.tasks.init import task_init  # noqa: E402,F401
+from dmsbuild.tasks.tune import task_tune  # noqa: E402,F401

@@ -376,9 +376,22 @@ class StaticQuantConfig:
     qat: QATConfig = field(default_factory=QATConfig)
     #: structured channel pruning before QAT (``method = "qat"`` only)
     prune: PruneConfig = field(default_factory=PruneConfig)
+    #: "QDQ": QuantizeLinear/DequantizeLinear pairs around float ops (what TensorRT, QNN and SNPE consume);
+    #: "QOperator": fused integer operators (QLinearConv, QLinearMatMul...), ONNX Runtime CPU only; on some
+    #: models and CPUs faster than QDQ - measure it (issue 16). The artifact keeps its name (int8-qdq);
+    #: build.json records the format of every quantized artifact
+    quant_format: Literal["QDQ", "QOperator"] = "QDQ"
+    #: node names kept in float (mixed precision): the nodes whose quantization costs most accuracy;
+    #: names are those of the pre-processed FP32 graph, as ranked by
+    #: ``python -m dmsbuild.build.mixed_precision target=<name>`` (docs/mixed-precision.md)
+    nodes_to_exclude: list[str] = field(default_factory=list)
 
     def validate(self, source: str, prefix: str) -> None:
         where = f"{prefix}." if prefix else ""
+        bad = [n for n in self.nodes_to_exclude if not n or n != n.strip()]
+        if bad:
+            raise UserError(f"{source}: field '{where}nodes_to_exclude' has {bad!r}; expected node names of the model",
+                            hint="copy the names the sensitivity table prints (python -m dmsbuild.build.mixed_precision target=<name>)")
         if self.method == "ptq" and self.prune.fraction > 0:
             raise UserError(f"{source}: field '{where}prune.fraction' is {self.prune.fraction}, but pruning runs "
                             f"in the QAT stage only ('{where}method' is \"ptq\")",
@@ -595,6 +608,116 @@ class GatesConfig:
         _check_floor_fields(self, source, prefix)
 
 
+
+
+def _check_dims(obj: Any, source: str, prefix: str) -> None:
+    """Every search dimension of a [tune] table names at least one value (an empty list would search nothing)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, list) and not value and f.name not in ("intra_op_threads",):
+            where = f"{prefix}.{f.name}" if prefix else f.name
+            raise UserError(f"{source}: field '{where}' is empty; list at least one value to search",
+                            hint=f"remove '{where}' to search its default values, or list some")
+
+
+@dataclass
+class TuneQNNConfig:
+    """[tune.qnn]: the search space of QNN (HTP) targets."""
+
+    #: activation width of the static quantization: 8 (QUInt8) or 16 (QUInt16) bit
+    activation_bits: list[Literal[8, 16]] = field(default_factory=lambda: [8, 16])
+    #: per-channel (true) or per-tensor (false) weights of the static quantization
+    per_channel: list[bool] = field(default_factory=lambda: [True, False])
+    #: the QNN EP's htp_performance_mode (provider option) the context runs with
+    htp_performance_mode: list[Literal["burst", "sustained_high_performance", "high_performance", "balanced",
+                                       "default"]] = field(default_factory=lambda: ["burst"])
+
+    def validate(self, source: str, prefix: str) -> None:
+        _check_dims(self, source, prefix)
+
+
+@dataclass
+class TuneTensorRTConfig:
+    """[tune.tensorrt]: the search space of TensorRT targets (engines built on the Jetson by trtexec)."""
+
+    #: trtexec precision flags: --fp16, --int8 (with the QDQ model), --best
+    precision: list[Literal["fp16", "int8", "best"]] = field(default_factory=lambda: ["fp16", "int8", "best"])
+    #: trtexec --builderOptimizationLevel (0-5; TensorRT's default is 3)
+    builder_optimization_level: list[int] = field(default_factory=lambda: [3])
+    #: trtexec --sparsity=enable (only layers whose weights are 2:4 sparse benefit)
+    sparsity: list[bool] = field(default_factory=lambda: [False])
+
+    def validate(self, source: str, prefix: str) -> None:
+        _check_dims(self, source, prefix)
+        bad = [v for v in self.builder_optimization_level if not 0 <= v <= 5]
+        if bad:
+            raise UserError(f"{source}: field '{prefix}.builder_optimization_level' has {bad}; allowed: 0 to 5",
+                            hint=f"fix '{prefix}.builder_optimization_level' in {source}")
+
+
+@dataclass
+class TuneConfig:
+    """[tune]: what `doit tune` searches for this target and how long it may measure (docs/tune.md).
+
+    Each list is one dimension of the search space; narrow it to search less."""
+
+    #: ONNX Runtime CPU: artifact precision / quantization format
+    precision: list[Literal["fp32", "fp16", "int8-qdq", "int8-qoperator", "int8-dynamic"]] = field(
+        default_factory=lambda: ["fp32", "fp16", "int8-qdq", "int8-qoperator"])
+    #: static/dynamic INT8: per-channel (true) or per-tensor (false) weights
+    per_channel: list[bool] = field(default_factory=lambda: [True, False])
+    #: static INT8: activation type (unsigned or signed 8 bit)
+    activation_type: list[Literal["QUInt8", "QInt8"]] = field(default_factory=lambda: ["QUInt8"])
+    #: INT8 weight type (signed or unsigned 8 bit)
+    weight_type: list[Literal["QInt8", "QUInt8"]] = field(default_factory=lambda: ["QInt8"])
+    #: static INT8: how activation ranges are calibrated
+    calibration_method: list[Literal["MinMax", "Entropy", "Percentile"]] = field(default_factory=lambda: ["MinMax"])
+    #: static INT8: also try candidates that keep the nodes costing most accuracy in float
+    #: (dmsbuild.build.mixed_precision); false only: no mixed-precision candidates
+    mixed_precision: list[bool] = field(default_factory=lambda: [False])
+    #: intra-op threads; empty: 1 .. the board's cores (from its facts)
+    intra_op_threads: list[int] = field(default_factory=list)
+    #: ONNX Runtime graph optimisation level of the board's session
+    graph_optimization_level: list[Literal["disable", "basic", "extended", "all"]] = field(default_factory=lambda: ["all"])
+    #: ONNX Runtime execution mode of the board's session (parallel runs independent branches at once)
+    execution_mode: list[Literal["sequential", "parallel"]] = field(default_factory=lambda: ["sequential"])
+    #: "staged": every recipe at full threads, then the runtime settings of the best two; "exhaustive": all
+    strategy: Literal["staged", "exhaustive"] = "staged"
+    #: wall-clock budget of one `doit tune` (minutes; `budget=` on the command line overrides it)
+    budget_minutes: float = 10.0
+    #: interleaved measurement of each candidate against the default artifact (like [gates.confirm])
+    blocks: int = 6
+    #: timed runs per artifact in each block
+    iterations: int = 20
+    #: untimed runs per artifact before each block
+    warmup: int = 5
+    #: confidence of the bootstrap interval of the speed-up a choice must clear
+    confidence: float = 0.95
+    #: bootstrap resamples of that interval
+    resamples: int = 1000
+    #: stop one candidate's measurement after the block pair that crosses this (s)
+    max_seconds: float = 60.0
+    #: the search space of QNN (HTP) targets
+    qnn: TuneQNNConfig = field(default_factory=TuneQNNConfig)
+    #: the search space of TensorRT targets
+    tensorrt: TuneTensorRTConfig = field(default_factory=TuneTensorRTConfig)
+
+    def validate(self, source: str, prefix: str) -> None:
+        _check_dims(self, source, prefix)
+        where = f"{prefix}." if prefix else ""
+        bad = [t for t in self.intra_op_threads if t < 1]
+        if bad:
+            raise UserError(f"{source}: field '{where}intra_op_threads' has {bad}; expected whole numbers >= 1",
+                            hint=f"fix '{where}intra_op_threads' in {source} (empty: 1 .. the board's cores)")
+        for name, ok, expected in (("budget_minutes", self.budget_minutes > 0, "> 0"), ("blocks", self.blocks >= 2, ">= 2"),
+                                   ("iterations", self.iterations >= 1, ">= 1"), ("warmup", self.warmup >= 0, ">= 0"),
+                                   ("confidence", 0.5 <= self.confidence < 1, "in [0.5, 1)"),
+                                   ("resamples", self.resamples >= 100, ">= 100"), ("max_seconds", self.max_seconds > 0, "> 0")):
+            if not ok:
+                raise UserError(f"{source}: field '{where}{name}' is {getattr(self, name)!r}; expected {expected}",
+                                hint=f"fix '{where}{name}' in {source}")
+
+
 @dataclass
 class TargetProfile:
     #: the target's name; defaults to the file name (``targets/<name>.toml``), and must equal it when set
@@ -620,6 +743,8 @@ class TargetProfile:
     bench: BenchConfig = field(default_factory=BenchConfig)
     #: what fails a build or a board: accuracy floors and the latency regression limit
     gates: GatesConfig = field(default_factory=GatesConfig)
+    #: what `doit tune` searches (docs/tune.md)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     #: "local": no SSH, deploy into a folder on this machine; "ssh": the inventory's boards
     transport: Literal["local", "ssh"] = "ssh"
     source: Path = field(default=Path("."), init=False)
@@ -698,9 +823,26 @@ def load_target(root: Path, name: str) -> TargetProfile:
     return prof
 
 
+def static_quant_field(project: ProjectConfig, profile: TargetProfile, name: str) -> str:
+    """Where a target's static quantization field ``name`` is set, for error lines: "<file>: field '<path>'"."""
+    if profile.quantization is not None:
+        return f"{profile.source}: field 'quantization.{name}'"
+    return f"{project.source}: field 'quantization.static.{name}' (used by target '{profile.name}')"
+
+
+#: runtimes whose consumer parses QDQ graphs only (TensorRT explicit quantization, the QNN/SNPE converters)
+QDQ_ONLY_RUNTIMES = ("tensorrt", "qnn", "snpe")
+
+
 def static_quant_for(project: ProjectConfig, profile: TargetProfile) -> StaticQuantConfig:
-    """The static quantization settings a target's consumer wants."""
-    return profile.quantization or project.quantization.static
+    """The static quantization settings a target's consumer wants; QOperator for a QDQ-only consumer is a UserError."""
+    cfg = profile.quantization or project.quantization.static
+    if cfg.quant_format != "QDQ" and profile.runtime in QDQ_ONLY_RUNTIMES and "int8-qdq" in profile.precisions:
+        raise UserError(f"{static_quant_field(project, profile, 'quant_format')} is {cfg.quant_format!r}, but runtime '{profile.runtime}' of target "
+                        f"'{profile.name}' consumes QDQ graphs only",
+                        hint=f"set quant_format = \"QDQ\" for target '{profile.name}' (a [quantization] table in "
+                             f"{profile.source.name} overrides the project's)")
+    return cfg
 
 
 def as_dict(obj: Any) -> Any:

@@ -248,6 +248,27 @@ M = [
              '        res["error"] = "trtexec printed no performance summary"\n', "        pass\n",
              ("tests/faults/test_hostile_board.py::test_trtexec_printing_garbage",),
              "the trtexec fuzzer alone fails when garbage is accepted"),
+    Mutation("tune-choice-ci-and-gate", "dmsbuild/measure/tune.py",
+             'ok = [r for r in rows if r.measurement and r.measurement["ci_high"] < 1.0 and not r.gate_failures]',
+             'ok = [r for r in rows if r.measurement]',
+             ("tests/test_tune.py::test_choice_needs_a_whole_ci_below_one_and_a_passed_gate",),
+             "`doit tune` chooses only a candidate whose CI says it is faster and that passes the accuracy gate"),
+    Mutation("tune-cache", "dmsbuild/measure/tune.py",
+             "        if cached.is_file():\n            row.measurement, row.cached = json.loads(cached.read_text()), True\n",
+             "        if False:\n            row.measurement, row.cached = json.loads(cached.read_text()), True\n",
+             ("tests/test_tune.py::test_second_tune_measures_nothing_new",),
+             "a second `doit tune` measures only what is new"),
+    # ---------------------------------------------------------------- mixed precision (issue 16)
+    Mutation("mixed-precision-rank-order", "dmsbuild/build/mixed_precision.py",
+             "    out.sort(key=lambda s: -(s.loss_db if s.loss_db is not None else -math.inf))\n",
+             "    out.sort(key=lambda s: (s.loss_db if s.loss_db is not None else -math.inf))\n",
+             ("tests/test_mixed_precision.py::test_ranking_puts_the_outlier_consumer_first",),
+             "nodes are ranked worst first: the node whose quantization loses most SQNR is the first kept in float"),
+    Mutation("mixed-precision-exclusion-applied", "dmsbuild/build/quantize.py",
+             "                nodes_to_exclude=list(cfg.nodes_to_exclude),\n", "                nodes_to_exclude=[],\n",
+             ("tests/test_mixed_precision.py::test_excluding_the_ranked_nodes_passes_the_gate",
+              "tests/test_quant_recipe.py::test_build_records_format_and_rebuilds_only_on_change"),
+             "nodes_to_exclude reaches ONNX Runtime's quantizer: the excluded nodes are float in the artifact"),
 ]
 
 

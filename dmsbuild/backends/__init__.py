@@ -56,6 +56,8 @@ class ArtifactPlan:
     settings: dict[str, Any] = field(default_factory=dict)
     #: more input files of ``build`` (besides ``source``)
     file_dep: list[Path] = field(default_factory=list)
+    #: ONNX Runtime session settings the board runs it with (manifest ``session``; chosen by `doit tune`)
+    session: dict[str, Any] = field(default_factory=dict)
 
 
 def get_backend(name: str, source: str = "target profile") -> ModuleType:

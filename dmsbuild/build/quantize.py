@@ -19,15 +19,30 @@ from ..config import DynamicQuantConfig, ProjectConfig, StaticQuantConfig, as_di
 from ..errors import UserError
 
 
-def settings_key(cfg: StaticQuantConfig, max_samples: int) -> str:
-    """Short stable hash of the static quantization settings (names the shared QDQ file)."""
+def static_settings(cfg: StaticQuantConfig, for_key: bool = True) -> dict[str, Any]:
+    """The settings of a static artifact as JSON-able data: hashed into its key (``for_key``), or fed to doit's
+    config_changed (``for_key=False``: every field, as version one recorded them).
+
+    Settings added later (quant_format, nodes_to_exclude) are left out while they hold their default, so the keys
+    (file names) and the recorded settings of existing variants stay as they were: nothing rebuilds after an upgrade."""
     static = as_dict(cfg)
-    if cfg.method == "ptq":  # QAT/pruning settings do not change a PTQ artifact (and PTQ keys stay as they were)
+    if for_key and cfg.method == "ptq":  # QAT/pruning settings do not change a PTQ artifact (PTQ keys stay as they were)
         for name in ("method", "qat", "prune"):
             static.pop(name)
-    if cfg.quantize_bias:  # the default: keys of existing variants stay as they were
+    if for_key and cfg.quantize_bias:
         static.pop("quantize_bias")
-    blob = json.dumps({"static": static, "max_samples": max_samples}, sort_keys=True)
+    if cfg.quant_format == "QDQ":
+        static.pop("quant_format")
+    if not cfg.nodes_to_exclude:
+        static.pop("nodes_to_exclude")
+    else:  # the set matters, not the order it was written in
+        static["nodes_to_exclude"] = sorted(set(cfg.nodes_to_exclude))
+    return static
+
+
+def settings_key(cfg: StaticQuantConfig, max_samples: int) -> str:
+    """Short stable hash of the static quantization settings (names the shared QDQ file)."""
+    blob = json.dumps({"static": static_settings(cfg), "max_samples": max_samples}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -155,28 +170,67 @@ def fix_batch(proto: Any, batch: int = 1, input_shape: list[int] | None = None) 
     return onnx.shape_inference.infer_shapes(proto)
 
 
-def quantize_static_qdq(project: ProjectConfig, src: Path, out: Path, cfg: StaticQuantConfig, calibration: list[Path]) -> None:
-    """Calibrated INT8/16 QDQ model: pre-process, stream the calibration folder, quantize with the consumer's settings."""
+def check_excluded_nodes(names: list[str], pre_processed: Path, fp32: Path,
+                         where: str = "field 'quantization.nodes_to_exclude'") -> None:
+    """Every name in ``nodes_to_exclude`` is a node of the graph ORT quantizes; ORT itself ignores unknown names,
+    so a typo (or a name fused away by pre-processing) would silently quantize the node."""
+    if not names:
+        return
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    known = {n.name for n in onnx.load(str(pre_processed), load_external_data=False).graph.node}
+    unknown = sorted(set(names) - known)
+    if not unknown:
+        return
+    original = {n.name for n in onnx.load(str(fp32), load_external_data=False).graph.node}
+    fused = [n for n in unknown if n in original]
+    detail = f" ({', '.join(fused)} fused away by ONNX Runtime's pre-processing)" if fused else ""
+    raise UserError(f"{where} names {len(unknown)} node(s) not in the graph being "
+                    f"quantized ({fp32.name} after pre-processing): {', '.join(unknown[:8])}"
+                    f"{' ...' if len(unknown) > 8 else ''}{detail}",
+                    hint="list the quantizable nodes and their names with `python -m dmsbuild.build.mixed_precision "
+                         "target=<name>` (its table's first column), or open the model in Netron")
+
+
+def pre_process(project: ProjectConfig, src: Path, cfg: StaticQuantConfig, folder: Path) -> Path:
+    """The graph ORT quantizes: ``src`` (batch fixed when the consumer needs it) after ORT's quantization
+    pre-processing (shape inference, fusions), written to ``folder/pre.onnx``. Its node names are the names
+    ``nodes_to_exclude`` takes; deterministic, so the mixed-precision search sees the same graph."""
+    import onnx
+    from onnxruntime.quantization import quant_pre_process
+
+    model_in = folder / "input.onnx"
+    proto = onnx.load(str(src))
+    if cfg.fixed_shape:
+        proto = fix_batch(proto, 1, list(project.input.shape))
+    onnx.save(proto, str(model_in))
+    pre = folder / "pre.onnx"
+    print(f"  int8-qdq: pre-processing {src.name} (shape inference, fusions)", flush=True)
+    quant_pre_process(str(model_in), str(pre), skip_symbolic_shape=True)
+    return pre
+
+
+def quantize_static_qdq(project: ProjectConfig, src: Path, out: Path, cfg: StaticQuantConfig, calibration: list[Path],
+                        where: str = "field 'quantization.nodes_to_exclude'") -> None:
+    """Calibrated INT8/16 model: pre-process, stream the calibration folder, quantize with the consumer's settings.
+
+    QDQ by default; ``quant_format = "QOperator"`` writes fused integer operators under the same file naming
+    (ORT CPU only); ``nodes_to_exclude`` keeps those nodes in float (mixed precision)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from .data import make_calibration_reader
 
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dmsbuild-qdq-", dir=out.parent) as tmpdir:
-        model_in = Path(tmpdir) / "input.onnx"
-        proto = onnx.load(str(src))
-        if cfg.fixed_shape:
-            proto = fix_batch(proto, 1, list(project.input.shape))
-        onnx.save(proto, str(model_in))
-        pre = Path(tmpdir) / "pre.onnx"
-        print(f"  int8-qdq: pre-processing {src.name} (shape inference, fusions)", flush=True)
-        quant_pre_process(str(model_in), str(pre), skip_symbolic_shape=True)
+        pre = pre_process(project, src, cfg, Path(tmpdir))
+        check_excluded_nodes(cfg.nodes_to_exclude, pre, src, where)
         reader = make_calibration_reader(calibration, project, project.input.name, limit=project.data.max_calibration_samples)
-        print(f"  int8-qdq: calibrating with {reader.described}, {cfg.calibration_method}, "
+        floats = f", {len(cfg.nodes_to_exclude)} node(s) kept in float" if cfg.nodes_to_exclude else ""
+        print(f"  int8-qdq: calibrating with {reader.described}, {cfg.calibration_method}, {cfg.quant_format}, "
               f"activations {cfg.activation_type}{' symmetric' if cfg.symmetric_activations else ''}, "
-              f"weights {cfg.weight_type}{' per-channel' if cfg.per_channel else ''}", flush=True)
+              f"weights {cfg.weight_type}{' per-channel' if cfg.per_channel else ''}{floats}", flush=True)
         extra: dict[str, Any] = {"ActivationSymmetric": cfg.symmetric_activations, "QuantizeBias": cfg.quantize_bias}
         if cfg.calibration_method == "Percentile":
             extra["CalibPercentile"] = 99.999
@@ -184,8 +238,9 @@ def quantize_static_qdq(project: ProjectConfig, src: Path, out: Path, cfg: Stati
         try:
             quantize_static(
                 str(pre), str(tmp_out), reader,
-                quant_format=QuantFormat.QDQ,
+                quant_format=getattr(QuantFormat, cfg.quant_format),
                 per_channel=cfg.per_channel,
+                nodes_to_exclude=list(cfg.nodes_to_exclude),
                 activation_type=getattr(QuantType, cfg.activation_type),
                 weight_type=getattr(QuantType, cfg.weight_type),
                 calibrate_method=getattr(CalibrationMethod, cfg.calibration_method),

@@ -434,6 +434,9 @@ def write_report(store: ResultStore, out_dir: Path) -> tuple[Path, Path]:
         plots = make_plots(rows, latest)
     else:
         summary, tables, plots = "The results store is empty.", [], []
+    tuned = sorted(t.parent.name for t in (out_dir.parent / "tune").glob("*/report.md"))
+    if tuned:  # `doit tune` keeps its own report (Pareto plot, candidates with CIs) beside this one
+        summary += " `doit tune` reports: " + ", ".join(f"artifacts/tune/{t}/report.md" for t in tuned) + "."
     for p in plots:
         (out_dir / f"{p.name}.png").write_bytes(p.png)
     html_path, md_path = out_dir / "index.html", out_dir / "report.md"

@@ -234,6 +234,10 @@ def make_release(project: ProjectConfig, profile: TargetProfile, *, package_dir:
             "runtime": a.get("runtime", profile.runtime),
             "providers": a.get("providers", []), "provider_options": a.get("provider_options", []),
             "portable": bool(a.get("portable", True)),
+            # ONNX Runtime session settings `doit tune` chose (runner/dms_bench.py applies them)
+            **({"session": a["session"]} if a.get("session") else {}),
+            # a quantized artifact's format (QDQ / QOperator) and nodes kept in float: shipped with it
+            **({"quantization": a["quantization"]} if isinstance(a.get("quantization"), dict) else {}),
         })
 
     context = {"project": build.get("project", project.name), "target": profile.name,

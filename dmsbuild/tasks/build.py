@@ -24,7 +24,8 @@ from typing import Any
 from doit.tools import config_changed
 
 from ..measure.accuracy import floors_for
-from ..config import PRECISIONS, ProjectConfig, TargetProfile, as_dict, static_quant_for, target_names
+from ..config import (PRECISIONS, ProjectConfig, TargetProfile, as_dict, static_quant_field, static_quant_for,
+                      target_names)
 from ..errors import UserError
 from . import profile, project, selected_targets, user_error_task
 
@@ -197,7 +198,7 @@ def task_quantize() -> Iterator[dict]:
     if proj is None:
         yield user_error_task("quantize", "config", err)  # type: ignore[arg-type]
         return
-    from ..build.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq
+    from ..build.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq, static_settings
 
     p = Paths.of(proj)
     yield {"name": "fp16", "actions": [guarded(convert_fp16, p.fp32, p.fp16)],
@@ -207,9 +208,17 @@ def task_quantize() -> Iterator[dict]:
            "uptodate": [config_changed(json.dumps(as_dict(proj.quantization.dynamic), sort_keys=True))]}
 
     variants: dict[str, Any] = {}
+    fields: dict[str, list[str]] = {}  # key -> where its nodes_to_exclude is set (named in a bad-name error)
     for prof in _loadable_profiles(proj):
         if "int8-qdq" in prof.precisions:
-            variants.setdefault(_qdq_key(proj, prof), static_quant_for(proj, prof))
+            try:
+                key = _qdq_key(proj, prof)
+                variants.setdefault(key, static_quant_for(proj, prof))
+            except UserError:
+                continue  # a format the target's consumer cannot take: reported by its build:<name> task
+            where = static_quant_field(proj, prof, "nodes_to_exclude")
+            if where not in fields.setdefault(key, []):
+                fields[key].append(where)
     if not variants:
         return
     from ..build.data import list_samples
@@ -224,14 +233,14 @@ def task_quantize() -> Iterator[dict]:
         return
     names = [f.name for f in calibration]
     for key, cfg in sorted(variants.items()):
-        settings = {"static": as_dict(cfg), "files": names, "preprocess": as_dict(proj.preprocess),
+        settings = {"static": static_settings(cfg, for_key=False), "files": names, "preprocess": as_dict(proj.preprocess),
                     "input": as_dict(proj.input), "loader": proj.data.loader}
         if cfg.method == "qat":
             yield _qat_task(proj, p, key, cfg, calibration, settings)
             continue
         yield {"name": f"int8-qdq-{key}",
                "doc": f"static QDQ: {cfg.activation_type} activations, {cfg.calibration_method}",
-               "actions": [guarded(quantize_static_qdq, proj, p.fp32, p.qdq(key), cfg, calibration)],
+               "actions": [guarded(quantize_static_qdq, proj, p.fp32, p.qdq(key), cfg, calibration, "; ".join(fields[key]))],
                "file_dep": [str(p.fp32), *map(str, calibration)],
                "targets": [str(p.qdq(key))], "clean": True,
                "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}
@@ -294,7 +303,11 @@ def task_evaluate() -> Iterator[dict]:
 
     onnx_files: dict[Path, None] = {}
     for prof in _loadable_profiles(proj):
-        for src in sources_for(proj, prof).values():
+        try:
+            sources = sources_for(proj, prof)
+        except UserError:
+            continue  # reported by its build:<name> task
+        for src in sources.values():
             onnx_files[src] = None
     for src in onnx_files:
         out = p.eval_json(src)
@@ -404,6 +417,16 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
     build_json = out_dir / "build.json"
     if build_json.exists():
         build_json.unlink()  # never leave a stale build.json behind a failing gate
+    from ..measure.tune import check_model, read_tuned, tuned_path
+
+    tuned = read_tuned(proj, prof)
+    if tuned is not None:  # a tuned choice holds only for the model it was tuned on
+        try:
+            check_model(tuned, tuned_path(proj, prof.name), _sha256(p.fp32), prof.name)
+        except UserError as exc:
+            if any(plan.session for plan in plans):
+                raise
+            print(f"warning: {exc.message} (it kept the default, which ships now)", flush=True)
     evals: dict[str, dict] = {}
     for plan in plans:
         if plan.build is None and plan.path != plan.source:
@@ -421,6 +444,11 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
     print(table, flush=True)
     gate(proj, prof, {plan.name: evals[plan.name] for plan in plans})
     info = json.loads(p.fp32_info.read_text())
+    static = static_quant_for(proj, prof)
+    # the artifact keeps the name int8-qdq whatever its format; this says what is inside (docs/CONTRACTS.md §1)
+    quantization = {"format": static.quant_format, "nodes_to_exclude": sorted(set(static.nodes_to_exclude)),
+                    "activation_type": static.activation_type, "weight_type": static.weight_type,
+                    "per_channel": static.per_channel, "method": static.method}
     versions = info.get("versions", {})
     toolchain = {"torch": versions.get("torch"), "onnx": versions.get("onnx"), "onnxruntime": versions.get("onnxruntime"),
                  "exporter": info.get("exporter"), "opset": info.get("opset")}
@@ -435,6 +463,9 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
             "sha256": _sha256(plan.path), "size": plan.path.stat().st_size,
             "runtime": plan.runtime, "providers": plan.providers, "provider_options": plan.provider_options,
             "portable": plan.portable, "eval": evals[plan.name],
+            **({"session": plan.session} if plan.session else {}),
+            **({"quantization": plan.settings["quantization"]} if "quantization" in plan.settings else
+               {"quantization": quantization} if plan.precision == "int8-qdq" else {}),
         } for plan in plans],
         "reference": _rel(proj, p.reference),
         "toolchain": toolchain,
@@ -458,6 +489,7 @@ def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
     plans = backend.plan(proj, prof, sources_for(proj, prof))
     p = Paths.of(proj)
     out_dir = proj.artifacts / prof.name
+    tuned_deps = list(_tuned_tasks(proj, prof, plans, out_dir))  # `doit tune`'s choice leads the release
     deps = {str(p.reference), str(p.fp32), str(p.fp32_info)}
     targets = [str(out_dir / "summary.md"), str(out_dir / "summary.json"), str(out_dir / "build.json")]
     for plan in plans:
@@ -474,14 +506,63 @@ def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
             deps.add(str(plan.source))
             if plan.path != plan.source:
                 targets.append(str(plan.path))
-    settings = {k: v for k, v in as_dict(prof).items() if k not in ("deploy", "bench", "description", "transport")}
+    settings = {k: v for k, v in as_dict(prof).items() if k not in ("deploy", "bench", "description", "transport", "tune")}
+    if prof.quantization is not None:  # new fields at their defaults leave the recorded settings as they were
+        from ..build.quantize import static_settings
+
+        settings["quantization"] = static_settings(prof.quantization, for_key=False)
     settings["accuracy"] = as_dict(proj.accuracy)  # the project's floors (the target's are in settings["gates"])
     floors_for(proj, prof)  # a [gates.heads.<head>] naming no head of the model fails here, before any build step
     settings["project"] = {"name": proj.name, "input": as_dict(proj.input), "outputs": as_dict(proj.outputs)}
+    yield from tuned_deps
+    if tuned_deps:
+        deps.add(str(_tuned_file(proj, prof)))
     yield {"basename": "build", "name": prof.name, "doc": f"artifacts + build.json for target {prof.name}",
            "actions": [guarded("dmsbuild.tasks.build:write_build", proj, prof, plans, out_dir)],
+           "task_dep": [f"tuned:{prof.name}"] if tuned_deps else [],
            "file_dep": sorted(deps), "targets": targets, "clean": True,
            "uptodate": [config_changed(json.dumps(settings, sort_keys=True, default=str))]}
+
+
+def _tuned_file(proj: ProjectConfig, prof: TargetProfile) -> Path:
+    from ..measure.tune import tuned_path
+
+    return tuned_path(proj, prof.name)
+
+
+def _tuned_tasks(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_dir: Path) -> Iterator[dict]:
+    """With a targets/<name>.tuned.toml: put the chosen artifact first in ``plans`` (the release's default, with
+    its session settings) and yield the ``tuned:<name>`` task that rebuilds its file if missing (no tuning)."""
+    from ..backends import ArtifactPlan
+    from ..measure.tune import TUNED_NAME, read_tuned, recipe_path, shipped_choice, tuned_recipe
+
+    data = read_tuned(proj, prof)
+    choice = shipped_choice(data) if data else None
+    if choice is None or prof.runtime != "onnxruntime":
+        return
+    recipe, settings = tuned_recipe(choice)
+    p = Paths.of(proj)
+    source = recipe_path(proj, recipe, str(data["model_sha256"]))  # type: ignore[index]
+    first = plans[0]
+    plans.insert(0, ArtifactPlan(name=TUNED_NAME, precision=recipe.precision, kind="onnx", path=out_dir / f"{TUNED_NAME}.onnx",
+                                 source=source, runtime=first.runtime, providers=list(first.providers),
+                                 provider_options=list(first.provider_options), portable=True,
+                                 session=settings.as_dict(), settings=_tuned_quantization(recipe)))
+    made = [] if source == p.fp32 else [str(source), str(p.eval_json(source))]
+    yield {"basename": "tuned", "name": prof.name, "doc": f"the artifact `doit tune` chose for {prof.name} (no tuning)",
+           "actions": [guarded("dmsbuild.measure.tune:build_tuned", proj, prof)],
+           "file_dep": [str(p.fp32), str(p.validation), str(_tuned_file(proj, prof))], "targets": made,
+           "uptodate": [config_changed(json.dumps(choice, sort_keys=True, default=str))]}
+
+
+def _tuned_quantization(recipe: Any) -> dict[str, Any]:
+    """What the tuned INT8 artifact is (build.json's ``quantization``): its own recipe, not the target's settings."""
+    if recipe.precision not in ("int8-qdq", "int8-qoperator"):
+        return {}
+    return {"quantization": {"format": "QOperator" if recipe.precision == "int8-qoperator" else "QDQ",
+                             "mixed_precision": recipe.mixed_precision, "activation_type": recipe.activation_type,
+                             "weight_type": recipe.weight_type, "per_channel": recipe.per_channel, "method": "ptq",
+                             "calibration_method": recipe.calibration_method}}
 
 
 def task_build() -> Iterator[dict]:

@@ -134,6 +134,19 @@ def _os_name() -> str:
     return platform.system()
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name (/proc/cpuinfo; ARM boards say "Model" or only the part number): `doit tune` keys
+    its measurements by it, so a result is reused only on the same kind of CPU."""
+    fields = {}
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    for key in ("model name", "Model", "Hardware", "CPU part"):
+        if fields.get(key):
+            return fields[key][:120]
+    return platform.processor() or None
+
+
 def gather_facts() -> dict:
     """What this board has: versions, memory, disk, CPU clocks where readable."""
     providers = None
@@ -169,6 +182,7 @@ def gather_facts() -> dict:
         "mem_total_mb": mem_total,
         "emulated": os.environ.get("DMSBUILD_EMULATED_BOARD") or None,  # set by `python -m dmsbuild.boards up`
         "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
         "cpu_governor": _read(cpu0 + "scaling_governor"),
         "cpu_max_mhz": int(max_khz) // 1000 if max_khz and max_khz.isdigit() else None,
     }
@@ -234,12 +248,34 @@ def _import_runtime():
 _PLUGINS_REGISTERED: set[str] = set()
 
 
-def _session_options(ort, threads: int):
+#: manifest ``session`` values (written by `doit tune`, dmsbuild/measure/tune.py) -> ONNX Runtime enum member names
+GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                "all": "ORT_ENABLE_ALL"}
+EXECUTION_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
+
+
+def session_threads(entry: dict, threads: int) -> int:
+    """An artifact's intra-op threads: its manifest ``session.intra_op_threads`` (the tuned setting), else ``threads``."""
+    value = (entry.get("session") or {}).get("intra_op_threads")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else threads
+
+
+def _session_options(ort, threads: int, session: dict | None = None):
+    """Session options; ``session`` (a manifest entry's tuned settings) picks the graph optimisation level
+    and the execution mode, otherwise ONNX Runtime's default level and sequential execution."""
+    session = session or {}
     so = ort.SessionOptions()
     if threads > 0:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    mode = EXECUTION_MODES.get(str(session.get("execution_mode", "sequential")))
+    level = session.get("graph_optimization_level")
+    if mode is None or (level is not None and level not in GRAPH_LEVELS):
+        raise RuntimeError(f"manifest session settings {session!r} are not understood by this runner; "
+                           f"graph_optimization_level: {', '.join(GRAPH_LEVELS)}; execution_mode: {', '.join(EXECUTION_MODES)}")
+    so.execution_mode = getattr(ort.ExecutionMode, mode)
+    if level is not None:
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[level])
     so.log_severity_level = 3  # errors only: EP warnings would bury the runner's own stderr
     return so
 
@@ -262,7 +298,8 @@ def _register_qnn(ort) -> None:
     _PLUGINS_REGISTERED.add("QNNExecutionProvider")
 
 
-def create_session(ort, path: str, providers: list[str], provider_options: list[dict], threads: int):
+def create_session(ort, path: str, providers: list[str], provider_options: list[dict], threads: int,
+                   session: dict | None = None):
     """An InferenceSession on the manifest's providers; raises RuntimeError naming a missing EP."""
     if "QNNExecutionProvider" in providers:
         _register_qnn(ort)
@@ -273,7 +310,7 @@ def create_session(ort, path: str, providers: list[str], provider_options: list[
     options = list(provider_options or [])
     options += [{}] * (len(providers) - len(options))
     options = [{str(k): str(v) for k, v in o.items()} for o in options]
-    so = _session_options(ort, threads)
+    so = _session_options(ort, threads, session)
     plugin = [i for i, p in enumerate(providers) if p in _PLUGINS_REGISTERED]
     if not plugin:
         return ort.InferenceSession(path, sess_options=so, providers=providers, provider_options=options)
@@ -368,7 +405,8 @@ def open_artifact(np, ort, release: str, manifest: dict, entry: dict, threads: i
     providers = list(entry.get("providers") or ["CPUExecutionProvider"])
 
     t0 = time.perf_counter_ns()
-    sess = create_session(ort, path, providers, entry.get("provider_options") or [], threads)
+    sess = create_session(ort, path, providers, entry.get("provider_options") or [], session_threads(entry, threads),
+                          entry.get("session") or None)
     load_ns = time.perf_counter_ns() - t0
     used = sess.get_providers()
     if used and used[0] != providers[0]:
@@ -417,6 +455,7 @@ def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dic
         "latency_ms": stats,
         "samples_ms": [round(s, 6) for s in samples_ms],
         "throughput_ips": batch * 1000.0 / stats["mean"] if stats["mean"] > 0 else None,
+        "threads": session_threads(entry, plan["threads"]),  # what this artifact ran with (a tuned setting wins)
         "load_ms": load_ns / 1e6,
         "first_inference_ms": first_ns / 1e6,
     })
@@ -430,28 +469,30 @@ def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dic
 
 
 def interleave(release: str, previous: str, name: str, *, blocks: int, iterations: int, warmup: int,
-               threads: int, max_seconds: float) -> dict:
+               threads: int, max_seconds: float, baseline: str | None = None) -> dict:
     """Time artifact ``name`` of the previous release and of this one in alternating blocks, in one process.
 
     Both sessions stay loaded; block pair i runs old-then-new when i is even
     and new-then-old when odd, so a load that rises or falls during the
     re-measure hits both alike. Stops after the pair that crosses
     ``max_seconds`` (at least 2 pairs). The host decides from the samples
-    (``dmsbuild.measure.regression``).
+    (``dmsbuild.measure.regression``). ``baseline``: the artifact of ``previous`` to compare with (default: the
+    same name); `doit tune` times a candidate against the default artifact of one folder this way, each
+    with the session settings of its manifest entry.
     """
     np, ort = _import_runtime()
     sides = {}
-    for side, folder in (("old", previous), ("new", release)):
+    for side, folder, wanted in (("old", previous, baseline or name), ("new", release, name)):
         manifest = load_manifest(folder)
-        entry = next((a for a in manifest["artifacts"] if isinstance(a, dict) and a.get("name") == name), None)
+        entry = next((a for a in manifest["artifacts"] if isinstance(a, dict) and a.get("name") == wanted), None)
         if entry is None:
-            raise ReleaseError(f"{folder}/manifest.json: no artifact named {name!r}")
+            raise ReleaseError(f"{folder}/manifest.json: no artifact named {wanted!r}")
         a = open_artifact(np, ort, folder, manifest, entry, threads)
         run, names, feed = a["sess"].run, a["output_names"], a["feed"]
         for _ in range(warmup):
             run(names, feed)
         sides[side] = (run, names, feed)
-    out = {"artifact": name, "old": [], "new": [], "stopped_early": False}
+    out = {"artifact": name, "baseline": baseline or name, "old": [], "new": [], "stopped_early": False}
     start = time.monotonic()
     for i in range(blocks):
         for side in (("old", "new") if i % 2 == 0 else ("new", "old")):
@@ -570,6 +611,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true", help="measure in this process (no child per artifact)")
     p.add_argument("--interleave", metavar="PREVIOUS_RELEASE",
                    help="re-measure --artifact of PREVIOUS_RELEASE and of --release in alternating blocks")
+    p.add_argument("--baseline", help="with --interleave: the artifact of PREVIOUS_RELEASE to compare with "
+                   "(default: --artifact)")
     p.add_argument("--blocks", type=int, default=8, help="with --interleave: block pairs")
     p.add_argument("--max-seconds", dest="max_seconds", type=float, default=120.0,
                    help="with --interleave: stop after the block pair that crosses this")
@@ -600,7 +643,7 @@ def _main_interleave(args: argparse.Namespace) -> int:
         with _stdout_kept_for_the_document():
             out = interleave(os.path.abspath(args.release), os.path.abspath(args.interleave), args.artifact,
                              blocks=args.blocks, iterations=args.iterations, warmup=args.warmup or 0,
-                             threads=args.threads or 0, max_seconds=args.max_seconds)
+                             threads=args.threads or 0, max_seconds=args.max_seconds, baseline=args.baseline)
     except ReleaseError as exc:
         sys.stderr.write(f"dms_bench.py: {exc}\n")
         return EXIT_BAD_RELEASE

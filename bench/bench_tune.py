@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""`doit tune` on an emulated rpi5 board: tuned speed-up over the default FP32 artifact, distance to the best
+candidate of an exhaustive sweep of the same space, and the tuning time (issue 16 item 6).
+
+One real OpenSSH sshd board on 127.0.16.21 (``dmsbuild.boards up``), reached over SSH like any board. For each
+model (the reference DMS model at its 128x128 input, and two corpus models, tests/corpus.py, at 96x96):
+
+1. ``doit build target=rpi5e`` (the rpi5 profile's precisions, ONNX Runtime CPU, arch any: the board is this
+   machine's CPU);
+2. ``doit tune`` with the default staged strategy (every recipe at full threads, then the threads of the two
+   fastest recipes), timed;
+3. the same space with ``strategy = "exhaustive"``: every recipe x every thread count. It reuses the staged
+   run's cached measurements (same candidates, same board kind) and measures the rest, so both choices come
+   from the same numbers where they overlap; its time column is the staged time plus the extra measuring.
+
+Every ratio is interleaved with the default FP32 artifact on the board (alternating block pairs, rotated
+order, bootstrap CI), which keeps ratios usable on this shared, loaded machine; the load average is printed.
+
+    PYTHONPATH=$PWD nice .venv/bin/python bench/bench_tune.py [--only reference mobilenetv2] [--budget 15]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+NET, FIRST = "127.0.16", 21
+SPACE = """\
+[tune]
+precision = ["fp32", "fp16", "int8-qdq", "int8-qoperator"]
+per_channel = [true, false]
+blocks = 6
+iterations = 20
+warmup = 5
+"""
+TARGET = """\
+description = "emulated Raspberry Pi 5: the rpi5 profile's precisions on this machine's CPU"
+runtime = "onnxruntime"
+precisions = ["fp32", "int8-qdq"]
+[deploy]
+group = "rpi5e"
+[bench]
+warmup = 5
+iterations = 50
+threads = 0
+verify_samples = 8
+"""
+
+
+def reference_project(folder: Path) -> Path:
+    """The repository's reference project (model, checkpoint, data), with the emulated target only."""
+    folder.mkdir(parents=True)
+    shutil.copy(ROOT / "dmsbuild.toml", folder / "dmsbuild.toml")
+    shutil.copytree(ROOT / "models", folder / "models")
+    shutil.copytree(ROOT / "data", folder / "data")
+    (folder / "targets").mkdir()
+    return folder
+
+
+def corpus_project(name: str, folder: Path) -> Path:
+    from tests import corpus
+
+    base = next(e for e in corpus.ENTRIES if e.name == name)
+    arch = {"mobilenetv2": "mobilenetv2", "resnet18-like": "resnet"}[name]
+    entry = corpus._torch_entry(name, arch, base.opset, shape=[1, 3, 96, 96])
+    root = corpus.make_project(entry, folder)
+    for t in corpus.TARGETS:
+        (root / "targets" / f"{t}.toml").unlink()
+    return root
+
+
+def one(name: str, root: Path, inventory: str, budget: float) -> dict:
+    from tests.tinyproject import run_doit
+
+    target = root / "targets" / "rpi5e.toml"
+    target.write_text(TARGET + SPACE)
+    run = run_doit(root, "build", "target=rpi5e")
+    if run.rc != 0:
+        raise SystemExit(f"{name}: build failed:\n{run.output[-2000:]}")
+    t0 = time.perf_counter()
+    run = run_doit(root, "tune", "target=rpi5e", f"inventory={inventory}", f"budget={budget}")
+    staged_s = time.perf_counter() - t0
+    if run.rc != 0:
+        raise SystemExit(f"{name}: tune failed:\n{run.output[-3000:]}")
+    staged = tomllib.loads((root / "targets" / "rpi5e.tuned.toml").read_text())["choice"][0]
+    staged_n = len(re.findall(r"^  \[\s*\d+ s\]", run.output, re.M))
+    tune_json = json.loads((root / "artifacts" / "tune" / "rpi5e" / "tune.json").read_text())
+    target.write_text(TARGET + SPACE + 'strategy = "exhaustive"\n')
+    t0 = time.perf_counter()
+    run = run_doit(root, "tune", "target=rpi5e", f"inventory={inventory}", f"budget={budget}")
+    extra_s = time.perf_counter() - t0
+    if run.rc != 0:
+        raise SystemExit(f"{name}: exhaustive tune failed:\n{run.output[-3000:]}")
+    exhaustive = tomllib.loads((root / "targets" / "rpi5e.tuned.toml").read_text())["choice"][0]
+    rows = json.loads((root / "artifacts" / "tune" / "rpi5e" / "tune.json").read_text())["results"][0]["rows"]
+    measured = [r for r in rows if r["measurement"]]
+    passing = [r for r in measured if not r["gate_failures"]]
+    point = min(passing, key=lambda r: r["measurement"]["ratio"], default=None)
+    gated = [r for r in rows if r["gate_failures"]]
+    return {"model": name, "staged": staged, "exhaustive": exhaustive, "staged_s": staged_s,
+            "exhaustive_s": staged_s + extra_s, "staged_n": staged_n, "exhaustive_n": len(measured),
+            "point": point, "gated": len({json.dumps(r["recipe"], sort_keys=True) for r in gated}),
+            "provenance": staged["provenance"], "kind": staged["board_kind"],
+            "load": tune_json["load"]}
+
+
+def _speed(choice: dict) -> tuple[float, str]:
+    if choice.get("keep_default"):
+        return 1.0, "default fp32 kept"
+    lo, hi = choice["speedup_ci"]
+    return choice["speedup"], f"{choice['speedup']:.2f}x ({lo:.2f}-{hi:.2f})"
+
+
+def _what(choice: dict) -> str:
+    if choice.get("keep_default"):
+        return "default (fp32)"
+    return choice["sentence"].split(":")[0]
+
+
+def _point(row: dict | None) -> str:
+    if row is None:
+        return "-"
+    m = row["measurement"]
+    return f"{row['label']}: {1 / m['ratio']:.2f}x ({1 / m['ci_high']:.2f}-{1 / m['ci_low']:.2f})"
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | tuned choice (staged) | tuned speed-up vs FP32 (CI) | exhaustive best | exhaustive speed-up "
+             "(CI) | tuned / exhaustive best | measured staged / exhaustive | recipes failing the host gate "
+             "| fastest point estimate of the sweep (CI; not chosen unless its CI is above 1) "
+             "| tuning time staged | exhaustive |",
+             "|---|---|---:|---|---:|---:|---:|---:|---|---:|---:|"]
+    for r in rows:
+        s, s_txt = _speed(r["staged"])
+        e, e_txt = _speed(r["exhaustive"])
+        lines.append(f"| {r['model']} | {_what(r['staged'])} | {s_txt} | {_what(r['exhaustive'])} | {e_txt} | "
+                     f"{100 * s / e:.0f}% | {r['staged_n']} / {r['exhaustive_n']} | {r['gated']} | {_point(r['point'])} | "
+                     f"{r['staged_s']:.0f} s | {r['exhaustive_s']:.0f} s |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", default=[])
+    ap.add_argument("--budget", type=float, default=15.0, help="minutes per tune")
+    args = ap.parse_args()
+    from tests.conftest import _free_port
+
+    models = [m for m in ("reference", "mobilenetv2", "resnet18-like") if not args.only or m in args.only]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dmsbuild-bench-tune-") as tmp:
+        where = Path(tmp) / "boards"
+        port = _free_port(f"{NET}.{FIRST}")
+        subprocess.run([sys.executable, "-m", "dmsbuild.boards", "up", "--count", "1", "--dir", str(where), "--port",
+                        str(port), "--first", str(FIRST), "--net", NET, "--groups", "rpi5e"], check=True, cwd=ROOT,
+                       capture_output=True)
+        inventory = str(where / "inventory.toml")
+        try:
+            for m in models:
+                started = time.perf_counter()
+                folder = Path(tmp) / m
+                root = reference_project(folder) if m == "reference" else corpus_project(m, folder)
+                rows.append(one(m, root, inventory, args.budget))
+                print(f"{m}: {time.perf_counter() - started:.0f} s (load {rows[-1]['load']})", file=sys.stderr, flush=True)
+        finally:
+            subprocess.run([sys.executable, "-m", "dmsbuild.boards", "down", "--dir", str(where)], cwd=ROOT,
+                           capture_output=True)
+    import onnxruntime
+
+    print(f"doit tune on one emulated rpi5 board ({rows[0]['provenance'] if rows else ''}; {rows[0]['kind'] if rows else ''}); "
+          f"ONNX Runtime {onnxruntime.__version__}; space: precision fp32/fp16/int8 QDQ/int8 QOperator x per-channel/per-tensor x "
+          f"1..cores threads; every ratio interleaved with the default FP32 artifact (6 block pairs x 20, 95% "
+          f"bootstrap CI); load average at the end: {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f} / "
+          f"{os.getloadavg()[2]:.2f} on {os.cpu_count()} CPUs\n")
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,330 @@
+"""`doit tune` end to end on the tiny project with a real sshd board (127.0.16.x), and its choice logic.
+
+The search space is tiny (fp32 and per-tensor int8 QDQ at 1 thread, 2 block pairs of 3 inferences) so the
+whole module runs in about a minute. Timing is never asserted: only what is measured, cached, written and shipped.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, _free_port
+from tests.tinyproject import make_project, run_doit
+
+NET, FIRST = "127.0.16", 11
+
+TARGET = """\
+runtime = "onnxruntime"
+precisions = ["fp32", "int8-qdq"]
+[deploy]
+group = "t"
+[bench]
+warmup = 1
+iterations = 5
+threads = 1
+verify_samples = 4
+[tune]
+precision = ["fp32", "int8-qdq"]
+per_channel = [false]
+intra_op_threads = [1]
+blocks = 2
+iterations = 3
+warmup = 1
+max_seconds = 5
+budget_minutes = 5
+"""
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One emulated board on this module's loopback range, the tiny project, and a first `doit tune`."""
+    where = tmp_path_factory.mktemp("tune-boards")
+    port = _free_port(f"{NET}.{FIRST}")
+    subprocess.run([sys.executable, "-m", "dmsbuild.boards", "up", "--count", "1", "--dir", str(where), "--port",
+                    str(port), "--first", str(FIRST), "--net", NET, "--groups", "t"], check=True, cwd=REPO,
+                   capture_output=True)
+    state = json.loads((where / "boards.json").read_text())
+    root = make_project(tmp_path_factory.mktemp("tune") / "p", {"t": TARGET})
+    run = run_doit(root, "tune", "target=t", f"inventory={state['inventory']}")
+    yield {"root": root, "inventory": state["inventory"], "run": run}
+    subprocess.run([sys.executable, "-m", "dmsbuild.boards", "down", "--dir", str(where)], cwd=REPO, check=True,
+                   capture_output=True)
+
+
+def _measurements(root: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in (root / "artifacts" / "tune" / "t" / "measurements").rglob("*.json")}
+
+
+def test_tune_measures_within_budget_and_writes_the_choice(tuned):
+    root, run = tuned["root"], tuned["run"]
+    assert run.rc == 0, run.output[-3000:]
+    measured = re.findall(r"^  \[\s*\d+ s\] (.*): [\d.]+x vs fp32 \(CI [\d.]+-[\d.]+\) \[emulated board", run.output, re.M)
+    assert sorted(measured) == ["fp32, 1 thread", "int8 QDQ per-tensor u8s8 MinMax, 1 thread"], run.output[-2000:]
+    assert len(_measurements(root)) == 2
+    import tomllib
+
+    choice = tomllib.loads((root / "targets" / "t.tuned.toml").read_text())
+    from dmsbuild.ship.manifest import sha256_file
+
+    assert choice["model_sha256"] == sha256_file(root / "artifacts" / "common" / "fp32.onnx")
+    [kind] = choice["choice"]
+    assert "emulated board (this machine's CPU)" in kind["provenance"] and kind["boards"] == ["emu-01"]
+    assert kind["keep_default"] or kind["speedup_ci"][0] > 1.0  # a choice only with a CI above 1
+    report = (root / "artifacts" / "tune" / "t" / "report.md").read_text()
+    assert "**Choice:**" in report and "emulated board (this machine's CPU)" in report
+    assert list((root / "artifacts" / "tune" / "t").glob("pareto-*.png"))
+    assert not list(root.rglob("*.tmp"))  # no partial files
+
+
+def test_second_tune_measures_nothing_new(tuned):
+    root = tuned["root"]
+    before = _measurements(root)
+    run = run_doit(root, "tune", "target=t", f"inventory={tuned['inventory']}")
+    assert run.rc == 0, run.output[-3000:]
+    assert _measurements(root) == before
+    assert not re.search(r"^  \[\s*\d+ s\]", run.output, re.M), run.output[-2000:]
+    rows = json.loads((root / "artifacts" / "tune" / "t" / "tune.json").read_text())["results"][0]["rows"]
+    assert {r["cached"] for r in rows if r["measurement"]} == {True}
+    run = run_doit(root, "report")  # `doit report` links the tune report
+    assert run.rc == 0, run.output[-2000:]
+    assert "artifacts/tune/t/report.md" in (root / "artifacts" / "report" / "report.md").read_text()
+
+
+def _force_choice(root: Path) -> None:
+    """Write the choice file as `doit tune` would for the measured int8 candidate (the test needs a non-default
+    choice; whether the tiny model's int8 is faster on this machine is not deterministic)."""
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.measure.tune import KindResult, Row, _baseline, tuned_path, write_choice
+    from dmsbuild.ship.manifest import read_build, sha256_file
+
+    proj = load_project(root)
+    prof = load_target(root, "t")
+    doc = json.loads((root / "artifacts" / "tune" / "t" / "tune.json").read_text())["results"][0]
+    [raw] = [r for r in doc["rows"] if r["recipe"]["precision"] == "int8-qdq"]
+    from dmsbuild.measure.tune import Candidate, Recipe, Settings
+
+    row = Row(Candidate(Recipe(**raw["recipe"]), Settings(**raw["runtime"])), raw["id"], [], raw["accuracy"],
+              raw["measurement"], True, None, "pass")
+    res = KindResult(doc["kind_key"], doc["kind"], doc["board"], [doc["board"]], doc["provenance"], {}, [row], row,
+                     "forced by the test", [])
+    _, build = read_build(proj, "t")
+    write_choice(proj, prof, [res], _baseline(proj, prof, build), sha256_file(root / "artifacts/common/fp32.onnx"),
+                 "tiny.pt")
+    assert tuned_path(proj, "t").is_file()
+
+
+def test_deploy_ships_the_choice_without_tuning(tuned):
+    root = tuned["root"]
+    _force_choice(root)
+    before = _measurements(root)
+    run = run_doit(root, "deploy", "target=t", f"inventory={tuned['inventory']}")
+    assert run.rc == 0, run.output[-3000:]
+    assert _measurements(root) == before and "tune t:" not in run.output
+    build = json.loads((root / "artifacts" / "t" / "build.json").read_text())
+    first = build["artifacts"][0]
+    assert (first["name"], first["precision"], first["session"]["intra_op_threads"]) == ("tuned", "int8-qdq", 1)
+    manifest = json.loads((root / "artifacts" / "t" / "release" / "manifest.json").read_text())
+    assert manifest["artifacts"][0]["name"] == "tuned" and manifest["artifacts"][0]["session"]["intra_op_threads"] == 1
+    board_root = Path(json.loads(Path(tuned["inventory"]).with_name("boards.json").read_text())["boards"][0]["root"])
+    run_sh = (board_root / "t" / "current" / "run.sh").read_text()
+    assert 'DMS_ARTIFACT:-tuned}' in run_sh
+    # the board ran the shipped artifact with its tuned session settings
+    assert json.loads((board_root / "t" / "current" / "manifest.json").read_text())["artifacts"][0]["name"] == "tuned"
+
+
+def test_stale_model_hash_is_refused_in_one_line(tuned):
+    root = tuned["root"]
+    path = root / "targets" / "t.tuned.toml"
+    if "keep_default = false" not in path.read_text():
+        _force_choice(root)
+    text = path.read_text()
+    stale = re.sub(r'^model_sha256 = "[0-9a-f]+"', 'model_sha256 = "' + "0" * 64 + '"', text, flags=re.M)
+    path.write_text(stale)
+    try:
+        run = run_doit(root, "build", "target=t")
+        assert run.rc != 0
+        assert re.search(r"t\.tuned\.toml: tuned for model sha256 000000000000, but the model is now [0-9a-f]{12}; "
+                         r"re-run `doit tune target=t`", run.output), run.output[-2000:]
+        assert "Traceback" not in run.output
+    finally:
+        path.write_text(text)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("precision = [\"fp8\"]", "field 'tune.precision[0]' is 'fp8'; allowed values"),
+    ("intra_op_threads = [0]", "field 'tune.intra_op_threads' has [0]; expected whole numbers >= 1"),
+    ("per_channel = []", "field 'tune.per_channel' is empty"),
+    ("budget_minutes = 0", "field 'tune.budget_minutes' is 0.0; expected > 0"),
+    ("speed = 1", "unknown field 'tune.speed'"),
+])
+def test_bad_tune_fields_fail_in_one_line(tmp_path, line, message):
+    from dmsbuild.config import load_target
+    from dmsbuild.errors import UserError
+
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "targets" / "x.toml").write_text(f"[tune]\n{line}\n")
+    with pytest.raises(UserError) as exc:
+        load_target(tmp_path, "x")
+    assert message in str(exc.value).splitlines()[0] and "x.toml" in str(exc.value).splitlines()[0]
+
+
+def test_budget_on_the_command_line_is_checked(tmp_path):
+    root = make_project(tmp_path / "p", {"t": TARGET})
+    run = run_doit(root, "tune", "target=t", "budget=soon")  # refused before the build it would wait for
+    assert run.rc != 0 and "budget=soon: expected a number of minutes > 0" in run.output
+
+
+# --------------------------------------------------------------------------
+# the choice (the key line: a CI wholly below 1 and a passed gate)
+# --------------------------------------------------------------------------
+def _row(ratio: float, ci_high: float, failures: list[str] | None = None, threads: int = 1):
+    from dmsbuild.measure.tune import Candidate, Recipe, Row, Settings
+
+    cand = Candidate(Recipe("int8-qdq", False, "QUInt8", "QInt8", "MinMax"), Settings(threads))
+    return Row(cand, f"id{ratio}{threads}", failures or [], {"min_top1_agreement": 0.99},
+               {"ratio": ratio, "ci_low": ratio * 0.9, "ci_high": ci_high, "measured_at": "now", "confidence": 0.95})
+
+
+def test_choice_needs_a_whole_ci_below_one_and_a_passed_gate():
+    from dmsbuild.measure.tune import faster_and_passing
+
+    noisy = _row(0.70, 1.05)  # fastest point, but its CI reaches past 1: not shown to be faster
+    failing = _row(0.60, 0.80, ["head yawn: top-1 drop 0.4 > 0.05"])  # fast, fails the gate
+    good, better = _row(0.90, 0.97, threads=2), _row(0.85, 0.95, threads=3)
+    assert faster_and_passing([noisy, failing, good, better]) == [better, good]
+    assert faster_and_passing([noisy, failing]) == []
+
+
+def test_no_faster_candidate_keeps_the_default_and_says_so():
+    from dmsbuild.measure.tune import Baseline, explain
+
+    base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    assert "the default stays" in explain(None, base, 0.95)
+    sentence = explain(_row(0.8, 0.9), base, 0.95)
+    assert re.fullmatch(r"int8 QDQ per-tensor u8s8 MinMax, 1 thread: 1\.25x faster than fp32 \(CI 1\.11-1\.39\), "
+                        r"agreement 99\.0%", sentence), sentence
+
+
+def test_search_space_dimensions():
+    from dmsbuild.config import TuneConfig
+    from dmsbuild.measure.tune import Candidate, Recipe, Settings, recipes, settings_space
+
+    cfg = TuneConfig(precision=["fp32", "int8-qdq", "int8-dynamic"], per_channel=[True, False])
+    got = recipes(cfg)
+    assert [r.precision for r in got].count("fp32") == 1 and len(got) == 1 + 2 + 2
+    assert [s.intra_op_threads for s in settings_space(cfg, 4)] == [4, 3, 2, 1]  # 1..cores, full first
+    a = Candidate(Recipe("fp32"), Settings(1)).id("m")
+    assert a != Candidate(Recipe("fp32"), Settings(2)).id("m") != Candidate(Recipe("fp32"), Settings(1)).id("n")
+
+
+def test_runner_applies_the_tuned_session_settings():
+    import onnxruntime as ort
+
+    from dmsbuild.board.runner.dms_bench import _session_options, session_threads
+
+    so = _session_options(ort, 2, {"graph_optimization_level": "basic", "execution_mode": "parallel"})
+    assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert so.execution_mode == ort.ExecutionMode.ORT_PARALLEL and so.intra_op_num_threads == 2
+    assert session_threads({"session": {"intra_op_threads": 3}}, 4) == 3 and session_threads({}, 4) == 4
+    with pytest.raises(RuntimeError, match="not understood"):
+        _session_options(ort, 1, {"graph_optimization_level": "max"})
+
+
+@pytest.mark.parametrize("runtime, table", [("qnn", "[tune.qnn]\nactivation_bits = [16]\n"),
+                                            ("tensorrt", "[tune.tensorrt]\nbuilder_optimization_level = [3, 5]\n")])
+def test_qnn_and_tensorrt_spaces_are_defined_but_refused_in_one_line(tmp_path, runtime, table):
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.errors import UserError
+    from dmsbuild.measure.tune import check_space, space_description
+
+    make_project(tmp_path / "p", {"x": f'runtime = "{runtime}"\nprecisions = ["fp16"]\n{table}'})
+    proj, prof = load_project(tmp_path / "p"), load_target(tmp_path / "p", "x")
+    assert space_description(prof)["activation_bits" if runtime == "qnn" else "builder_optimization_level"] in ([16], [3, 5])
+    with pytest.raises(UserError) as exc:
+        check_space(proj, prof)
+    assert str(exc.value).splitlines()[0].endswith("is not measured yet")
+    (tmp_path / "p" / "targets" / "x.toml").write_text(f'runtime = "{runtime}"\n[tune.tensorrt]\nbuilder_optimization_level = [7]\n')
+    with pytest.raises(UserError, match=r"field 'tune.tensorrt.builder_optimization_level' has \[7\]; allowed: 0 to 5"):
+        load_target(tmp_path / "p", "x")
+
+
+def test_mixed_precision_candidate_keeps_the_ranked_nodes_in_float(tuned):
+    """tune.mixed_precision = [true]: dmsbuild.build.mixed_precision ranks the nodes; the candidate keeps the fewest
+    that pass the host gate in float (recorded beside the artifact)."""
+    import dataclasses
+
+    import onnx
+
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.ship.manifest import sha256_file
+    from dmsbuild.measure.tune import Recipe, build_recipe, check_space, host_gate
+
+    root = tuned["root"]
+    proj, prof = load_project(root), load_target(root, "t")
+    prof.tune.mixed_precision = [False, True]
+    check_space(proj, prof)  # the module is there: no refusal
+    sha = sha256_file(root / "artifacts" / "common" / "fp32.onnx")
+    mixed = Recipe("int8-qdq", False, "QUInt8", "QInt8", "MinMax", True)
+    path = build_recipe(proj, prof, mixed, sha)
+    nodes = json.loads(path.with_suffix(".nodes.json").read_text())["nodes_to_exclude"]
+    plain = build_recipe(proj, prof, dataclasses.replace(mixed, mixed_precision=False), sha)
+    assert nodes and path != plain and not host_gate(proj, prof, path)[1]
+    quantized = lambda p: sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(p)).graph.node)  # noqa: E731
+    assert quantized(path) < quantized(plain)
+    graph = {n.name: n for n in onnx.load(str(path)).graph.node}
+    assert all(n in graph for n in nodes)  # the excluded nodes are there, unquantized
+
+
+def test_tensorrt_candidates_build_through_the_backend_and_the_trtexec_double_accepts_them(tmp_path):
+    """[tune.tensorrt] points become trtexec build commands through backends.tensorrt.build_argv; the trtexec
+    double (which checks every argument as trtexec 10 does) builds each, and refuses a sparsity spec trtexec has not."""
+    import os
+
+    from dmsbuild.backends.tensorrt import TensorRTOptions
+    from dmsbuild.config import load_target
+    from tests.byom import classifier
+
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "targets" / "o.toml").write_text('runtime = "tensorrt"\nprecisions = ["fp16"]\n[tune.tensorrt]\n'
+                                                 'precision = ["fp16", "int8", "best"]\nbuilder_optimization_level = [0, 5]\n'
+                                                 'sparsity = [false, true]\n')
+    from dmsbuild.measure.tune import tensorrt_candidates
+
+    cands = tensorrt_candidates(load_target(tmp_path, "o"))
+    assert len(cands) == 12
+    onnx_path = classifier(tmp_path / "m.onnx")
+    double = str(REPO / "tests" / "doubles" / "trtexec")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    for i, c in enumerate(cands):
+        argv = c.build_argv(str(onnx_path), str(tmp_path / f"e{i}.engine"), TensorRTOptions(trtexec=double))
+        assert f"--builderOptimizationLevel={c.builder_optimization_level}" in argv
+        assert ("--sparsity=enable" in argv) == c.sparsity and ("--best" in argv) == (c.precision == "best")
+        assert ("--int8" in argv) == (c.precision in ("int8", "best"))
+        proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, (argv, proc.stdout[-500:])
+        assert (tmp_path / f"e{i}.engine").is_file()
+    bad = [sys.executable, double, f"--onnx={onnx_path}", f"--saveEngine={tmp_path / 'x.engine'}", "--sparsity=maybe"]
+    proc = subprocess.run(bad, capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "Invalid value for --sparsity: 'maybe'" in proc.stdout
+
+
+def test_qnn_candidates_go_through_the_qnn_backend_options(tmp_path):
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.build.quantize import settings_key
+    from dmsbuild.measure.tune import qnn_candidates
+
+    root = make_project(tmp_path / "p", {"q": 'runtime = "qnn"\nprecisions = ["int8-qdq"]\n[quantization]\nfixed_shape = true\n'
+                                              '[tune.qnn]\nhtp_performance_mode = ["burst", "balanced"]\n'})
+    proj, prof = load_project(root), load_target(root, "q")
+    cands = qnn_candidates(prof)
+    assert len(cands) == 2 * 2 * 2
+    keys = {settings_key(c.static(proj, prof), 4) for c in cands}
+    assert len(keys) == 4  # 8/16-bit x per-channel/tensor: four distinct quantized files, shared by the modes
+    c16 = next(c for c in cands if c.activation_bits == 16 and c.htp_performance_mode == "balanced")
+    assert c16.static(proj, prof).activation_type == "QUInt16" and c16.static(proj, prof).fixed_shape
+    assert c16.board_provider_options(prof)["htp_performance_mode"] == "balanced"
