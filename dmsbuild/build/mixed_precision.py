@@ -157,7 +157,7 @@ def _sqnr_db(ref: Any, got: Any) -> float | None:
 
 
 def _validation_inputs(project: ProjectConfig, samples: int) -> Any:
-    from ..tasks.build import Paths
+    from .paths import Paths
 
     import numpy as np
 
@@ -290,7 +290,7 @@ def build_candidate(project: ProjectConfig, profile: TargetProfile, fp32_path: P
     """The real artifact with ``nodes`` kept in float (the target's own static settings), evaluated and gated."""
     from .evaluate import evaluate_artifact
     from .quantize import quantize_static_qdq
-    from ..tasks.build import Paths
+    from .paths import Paths
 
     started = time.perf_counter()
     cfg = dataclasses.replace(static_quant_for(project, profile), nodes_to_exclude=sorted(set(nodes)))
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     """Rank, measure, search and print; 0 when a passing set was found (or the artifact passes already), 1 otherwise."""
     from ..config import load_project, load_target
     from .data import list_samples
-    from ..tasks.build import Paths, _qdq_key
+    from .paths import Paths, qdq_key as _qdq_key
 
     args = _parse(sys.argv[1:] if argv is None else argv)
     try:

@@ -283,7 +283,7 @@ def _mixed_precision_api() -> Any | None:
 # --------------------------------------------------------------------------
 def recipe_path(proj: "ProjectConfig", recipe: Recipe, model_sha: str) -> Path:
     """``artifacts/common/tune-<key>.onnx`` (FP32 is the exported model itself)."""
-    from ..tasks.build import Paths
+    from ..build.paths import Paths
 
     if recipe.precision == "fp32":
         return Paths.of(proj).fp32
@@ -294,7 +294,7 @@ def build_recipe(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, mod
     """The recipe's ONNX file, built once (each quantizer writes to a temporary name and renames)."""
     from ..config import DynamicQuantConfig, static_quant_for
     from ..build.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq
-    from ..tasks.build import Paths
+    from ..build.paths import Paths
 
     out = recipe_path(proj, recipe, model_sha)
     if out.is_file():
@@ -330,7 +330,7 @@ def _build_mixed(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, mod
     the nodes by the accuracy their quantization costs; node sets of the top 1, 2, 4, 8 are tried smallest
     first). None passing: the largest set is kept, and the gate reports it. The nodes go to ``<out>.nodes.json``."""
     from ..build.quantize import quantize_static_qdq
-    from ..tasks.build import Paths
+    from ..build.paths import Paths
 
     api = _mixed_precision_api()
     if api is None:
@@ -355,7 +355,7 @@ def _build_mixed(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, mod
 def host_gate(proj: "ProjectConfig", prof: TargetProfile, path: Path) -> tuple[dict[str, Any], list[str]]:
     """(host evaluation vs FP32, the accuracy gate's failures): cached beside the shared artifacts' evaluations."""
     from ..build.evaluate import evaluate_artifact, gate_failures
-    from ..tasks.build import Paths
+    from ..build.paths import Paths
 
     p = Paths.of(proj)
     out = p.eval_json(path)
@@ -461,7 +461,7 @@ class BoardBench:
         """Upload the runner and the reference; return the board's facts (from the runner: cores, CPU model)."""
         from .bench import probe_facts
         from ..ship.manifest import PACKAGE_DIR, verify_subset
-        from ..tasks.build import Paths
+        from ..build.paths import Paths
 
         self._put(PACKAGE_DIR / "runner" / "dms_bench.py", "runner/dms_bench.py")
         self._put(PACKAGE_DIR / "runner" / "metrics.py", "runner/metrics.py")
@@ -803,7 +803,7 @@ def tuned_recipe(choice: dict[str, Any]) -> tuple[Recipe, Settings]:
 def build_tuned(proj: "ProjectConfig", prof: TargetProfile) -> None:
     """The `tuned:<target>` action: (re)build the chosen recipe's file and its host evaluation; no tuning."""
     from ..ship.manifest import sha256_file
-    from ..tasks.build import Paths
+    from ..build.paths import Paths
 
     data = read_tuned(proj, prof)
     choice = shipped_choice(data) if data else None
@@ -903,7 +903,7 @@ def run_tune(proj: "ProjectConfig", prof: TargetProfile, boards: list["Board"], 
     """Tune ``prof`` on ``boards`` (one board per kind measures); write the choice file and the report."""
     from ..ship.manifest import read_build, sha256_file
     from ..ship.release import open_transport
-    from ..tasks.build import Paths
+    from ..build.paths import Paths
 
     check_space(proj, prof)
     _, build = read_build(proj, prof.name)

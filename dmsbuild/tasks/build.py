@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from doit.tools import config_changed
 from ..measure.accuracy import floors_for
 from ..config import (PRECISIONS, ProjectConfig, TargetProfile, as_dict, static_quant_field, static_quant_for,
                       target_names)
+from ..build.paths import Paths, qdq_key as _qdq_key  # re-exported: bench/ and tests use them from here
 from ..errors import UserError
 from . import profile, project, selected_targets, user_error_task
 
@@ -65,54 +65,6 @@ def _fail_task(basename: str, exc: UserError, targets: list[Path] | None = None)
     if targets:
         task["targets"] = [str(t) for t in targets]
     return task
-
-
-@dataclass
-class Paths:
-    """Where the shared artifacts live."""
-
-    common: Path
-
-    @classmethod
-    def of(cls, proj: ProjectConfig) -> Paths:
-        return cls(proj.artifacts / "common")
-
-    @property
-    def fp32(self) -> Path:
-        return self.common / "fp32.onnx"
-
-    @property
-    def fp32_info(self) -> Path:
-        return self.common / "fp32.json"
-
-    @property
-    def fp16(self) -> Path:
-        return self.common / "fp16.onnx"
-
-    @property
-    def dynamic(self) -> Path:
-        return self.common / "int8-dynamic.onnx"
-
-    def qdq(self, key: str) -> Path:
-        return self.common / f"int8-qdq-{key}.onnx"
-
-    @property
-    def reference(self) -> Path:
-        return self.common / "reference.npz"
-
-    @property
-    def validation(self) -> Path:
-        return self.common / "validation.npz"
-
-    def eval_json(self, onnx_file: Path) -> Path:
-        return self.common / "eval" / f"{onnx_file.stem}.json"
-
-
-def _qdq_key(proj: ProjectConfig, prof: TargetProfile | None) -> str:
-    from ..build.quantize import settings_key
-
-    cfg = static_quant_for(proj, prof) if prof is not None else proj.quantization.static
-    return settings_key(cfg, proj.data.max_calibration_samples)
 
 
 def sources_for(proj: ProjectConfig, prof: TargetProfile) -> dict[str, Path]:
