@@ -285,6 +285,8 @@ def endpoint(alias: str, cli: list[str], *, label: str, lookup: Lookup, timeout:
         elif agent != "SSH_AUTH_SOCK" and _home_path(agent) != os.environ.get("SSH_AUTH_SOCK"):
             raise UserError(f"{where}: IdentityAgent {agent} differs from $SSH_AUTH_SOCK, which is the agent dmsbuild uses",
                             hint=f"export SSH_AUTH_SOCK={agent} or drop IdentityAgent")
+    if "pubkeyacceptedkeytypes" in opts:  # the name before OpenSSH 8.5
+        opts.setdefault("pubkeyacceptedalgorithms", opts["pubkeyacceptedkeytypes"])
     ct = _one(opts, "connecttimeout", "none")
     fam = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}.get(_one(opts, "addressfamily", "any") or "any", socket.AF_UNSPEC)
     ep = Endpoint(
@@ -296,7 +298,7 @@ def endpoint(alias: str, cli: list[str], *, label: str, lookup: Lookup, timeout:
         host_key_alias=_one(opts, "hostkeyalias"), keepalive=int(_one(opts, "serveraliveinterval", "0") or 0),
         address_family=fam, bind_address=_one(opts, "bindaddress"), config_file=cfg_file,
         resolver="ssh -G" if lookup is ssh_g else "paramiko SSHConfig",
-        algorithms={k: _one(opts, k, "").split(",") for k in ALGORITHM_OPTIONS if _one(opts, k)},
+        algorithms={k: (_one(opts, k) or "").split(",") for k in ALGORITHM_OPTIONS if _one(opts, k)},
     )
     jump = _one(opts, "proxyjump")
     command = _one(opts, "proxycommand")
