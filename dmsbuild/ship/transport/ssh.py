@@ -19,6 +19,11 @@ in which case it is recorded in the first UserKnownHostsFile. A changed key is
 always refused, with both fingerprints and the file to fix.
 ``StrictHostKeyChecking`` is deliberately not honoured.
 
+Algorithms: paramiko offers only what the resolved Ciphers, MACs,
+KexAlgorithms, HostKeyAlgorithms and PubkeyAcceptedAlgorithms allow (see
+``algorithms``); where none of a list is implemented by paramiko the board
+fails before anything is sent.
+
 paramiko's own log (tracebacks of failed handshakes included) never reaches
 the console: it goes to ``$DMSBUILD_SSH_LOG`` when set, else nowhere; every
 failure is raised as one ``TransportError`` line.
@@ -189,6 +194,49 @@ def resolve(board: Board) -> Endpoint:
                     tofu=board.trust_on_first_use, extra_cli=shared)
 
 
+#: ssh_config option -> (paramiko's category: ``Transport._preferred_<category>``, SecurityOptions field or None)
+_ALGORITHMS = {
+    "ciphers": ("Ciphers", "ciphers", "ciphers"), "macs": ("MACs", "macs", "digests"),
+    "kexalgorithms": ("KexAlgorithms", "kex", "kex"), "hostkeyalgorithms": ("HostKeyAlgorithms", "keys", "key_types"),
+    "pubkeyacceptedalgorithms": ("PubkeyAcceptedAlgorithms", "pubkeys", None),
+}
+#: OpenSSH names paramiko knows under another name (the same algorithm: RFC 8731 renamed the libssh.org one)
+_ALIASES = {"curve25519-sha256": "curve25519-sha256@libssh.org"}
+
+
+def algorithms(ep: Endpoint) -> tuple[dict[str, list[str]], dict[str, tuple[str, ...]]]:
+    """What paramiko may offer ``ep``: (``disabled_algorithms``, SecurityOptions field -> preference order).
+
+    ``disabled_algorithms`` (paramiko's documented way to restrict a Transport:
+    its docstring and the note above ``Transport._preferred_ciphers``) removes
+    every algorithm of paramiko's that the user's list lacks; the order puts the
+    allowed ones in the user's order first (SecurityOptions setters through
+    ``SSHClient.connect(transport_factory=...)``, as a paramiko maintainer shows
+    in paramiko/paramiko#2310). Host key certificates follow their key type
+    (paramiko derives ``X-cert-v01@openssh.com`` from ``X``). An empty
+    intersection is the user's ``ssh`` connecting where dmsbuild cannot: refused.
+    """
+    disabled: dict[str, list[str]] = {}
+    order: dict[str, tuple[str, ...]] = {}
+    for option, wanted in ep.algorithms.items():
+        name, kind, field_ = _ALGORITHMS[option]
+        if any(w[:1] in "+-^" for w in wanted):  # only paramiko's parser leaves these (ssh -G resolves them)
+            raise UserError(f"{ep.label}: {name} {','.join(wanted)}: a +/-/^ list needs the OpenSSH client to resolve",
+                            hint=f"install openssh-client, or list the {name} in full")
+        ours = getattr(paramiko.Transport, f"_preferred_{kind}")
+        allowed = list(dict.fromkeys(_ALIASES.get(w, w) for w in wanted if _ALIASES.get(w, w) in ours))
+        if not allowed:
+            raise UserError(
+                f"{ep.label} ({ep.config_file or 'no ssh config'}): {name} allows only {','.join(wanted)}; "
+                f"paramiko {paramiko.__version__} implements none of them (it has {','.join(ours)})",
+                hint=f"add one of paramiko's to {name} for this host (see ssh -G {shlex.quote(ep.alias)}), "
+                "or deploy to this board with another tool")
+        disabled[kind] = [a for a in ours if a not in allowed]
+        if field_:
+            order[field_] = (*allowed, *disabled[kind])
+    return disabled, order
+
+
 def host_key_name(ep: Endpoint) -> str:
     """The known_hosts name ssh looks the key up under: HostKeyAlias, else [HostName]:Port."""
     return ep.host_key_alias if ep.host_key_alias else known_name(ep.hostname, ep.port)
@@ -259,6 +307,8 @@ class SSHTransport(Transport):
         if self._client is not None:
             return self._client
         ep = resolve(self.board)
+        for hop in [*ep.chain(), ep]:
+            algorithms(hop)  # a list paramiko cannot follow fails here, before any hop is connected
         self.endpoint = ep
         self._client = self._connect(ep)
         return self._client
@@ -328,6 +378,15 @@ class SSHTransport(Transport):
         raise _Retry(f"{ep.hostname}:{ep.port}: {err.strerror if err and err.strerror else err}")
 
     def _handshake(self, ep: Endpoint, sock: Any) -> paramiko.SSHClient:
+        disabled, order = algorithms(ep)
+
+        def transport(*args: Any, **kwargs: Any) -> paramiko.Transport:
+            t = paramiko.Transport(*args, **kwargs)
+            opts = t.get_security_options()
+            for field_, names in order.items():
+                setattr(opts, field_, names)
+            return t
+
         client = paramiko.SSHClient()
         keys = client.get_host_keys()
         name = host_key_name(ep)
@@ -350,6 +409,7 @@ class SSHTransport(Transport):
                 lookup_host, port=lookup_port, username=ep.user, key_filename=key_files or None,
                 allow_agent=agent, look_for_keys=False, timeout=ep.timeout, banner_timeout=ep.timeout,
                 auth_timeout=ep.timeout, channel_timeout=ep.timeout, sock=sock, password=None, passphrase=None,
+                disabled_algorithms=disabled, transport_factory=transport,
             )
         except paramiko.BadHostKeyException as exc:
             client.close()
@@ -373,6 +433,13 @@ class SSHTransport(Transport):
                 f"{ep.label}: authentication refused for {ep.where} ({exc}); tried keys: {', '.join(tried)}; {agent_says}",
                 hint="check the user and identity_file (inventory or ~/.ssh/config) and the board's authorized_keys; "
                 "a key with a passphrase must be in ssh-agent: `ssh-add -l` lists the agent's keys, `ssh-add KEYFILE` adds one",
+            ) from None
+        except paramiko.IncompatiblePeer as exc:  # as `ssh`: "no matching cipher found" fails at once, no retry
+            client.close()
+            raise TransportError(
+                f"{ep.label}: {ep.where} accepts none of the algorithms the ssh config allows ({exc})",
+                hint=f"compare `ssh -G {shlex.quote(ep.alias)}` (Ciphers, MACs, KexAlgorithms, HostKeyAlgorithms) with the "
+                "board's sshd_config; `ssh -v` shows the board's offer",
             ) from None
         except paramiko.SSHException as exc:
             handshake = client.get_transport()

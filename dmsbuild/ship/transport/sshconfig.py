@@ -27,7 +27,11 @@ IdentityAgent (``none`` or ``$SSH_AUTH_SOCK``), UserKnownHostsFile,
 GlobalKnownHostsFile, HostKeyAlias, ProxyJump (any number of hops, each hop
 resolved by ``ssh -G`` too, as ``ssh -J`` does), ProxyCommand (run by the
 shell, ``%h %p %r %n %u %d %k %%`` expanded), ConnectTimeout,
-ServerAliveInterval, AddressFamily, BindAddress. What would change the route
+ServerAliveInterval, AddressFamily, BindAddress, and the algorithm lists
+Ciphers, MACs, KexAlgorithms, HostKeyAlgorithms, PubkeyAcceptedAlgorithms
+(``ssh -G`` always prints them: OpenSSH's defaults when the user set none;
+``transport/ssh.py`` lets paramiko offer only their intersection with what it
+implements, and refuses an empty one). What would change the route
 or the authentication and cannot be honoured (BindInterface, ProxyUseFdpass,
 CertificateFile other than ``KEY-cert.pub``, IdentityAgent elsewhere) is an
 error, never a silently different connection. Host keys stay strict whatever
@@ -62,7 +66,10 @@ ROUTE_OPTIONS = {
     "hostname", "port", "user", "identityfile", "identitiesonly", "userknownhostsfile", "globalknownhostsfile",
     "hostkeyalias", "proxyjump", "proxycommand", "connecttimeout", "serveraliveinterval", "serveralivecountmax",
     "addressfamily", "bindaddress", "certificatefile", "identityagent",
+    "ciphers", "macs", "kexalgorithms", "hostkeyalgorithms", "pubkeyacceptedalgorithms",
 }
+#: the algorithm lists ``ssh -G`` prints, each a comma-separated list in the user's order of preference
+ALGORITHM_OPTIONS = ("ciphers", "macs", "kexalgorithms", "hostkeyalgorithms", "pubkeyacceptedalgorithms")
 #: ``ssh_args`` options that do not change where or as whom dmsbuild connects: accepted, reported as ignored
 IGNORED_OPTIONS = {
     "stricthostkeychecking": "host keys stay strict (use the inventory's trust_on_first_use)",
@@ -111,6 +118,8 @@ class Endpoint:
     bind_address: str | None = None
     config_file: str | None = None
     resolver: str = "ssh -G"
+    #: ALGORITHM_OPTIONS -> the algorithms the user's ssh would offer, in its order (absent: not set, paramiko fallback)
+    algorithms: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -276,6 +285,8 @@ def endpoint(alias: str, cli: list[str], *, label: str, lookup: Lookup, timeout:
         elif agent != "SSH_AUTH_SOCK" and _home_path(agent) != os.environ.get("SSH_AUTH_SOCK"):
             raise UserError(f"{where}: IdentityAgent {agent} differs from $SSH_AUTH_SOCK, which is the agent dmsbuild uses",
                             hint=f"export SSH_AUTH_SOCK={agent} or drop IdentityAgent")
+    if "pubkeyacceptedkeytypes" in opts:  # the name before OpenSSH 8.5
+        opts.setdefault("pubkeyacceptedalgorithms", opts["pubkeyacceptedkeytypes"])
     ct = _one(opts, "connecttimeout", "none")
     fam = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}.get(_one(opts, "addressfamily", "any") or "any", socket.AF_UNSPEC)
     ep = Endpoint(
@@ -287,6 +298,7 @@ def endpoint(alias: str, cli: list[str], *, label: str, lookup: Lookup, timeout:
         host_key_alias=_one(opts, "hostkeyalias"), keepalive=int(_one(opts, "serveraliveinterval", "0") or 0),
         address_family=fam, bind_address=_one(opts, "bindaddress"), config_file=cfg_file,
         resolver="ssh -G" if lookup is ssh_g else "paramiko SSHConfig",
+        algorithms={k: (_one(opts, k) or "").split(",") for k in ALGORITHM_OPTIONS if _one(opts, k)},
     )
     jump = _one(opts, "proxyjump")
     command = _one(opts, "proxycommand")
