@@ -67,6 +67,12 @@ def test_profile_fields_are_validated(tmp_path: Path) -> None:
     f.write_text('[quantization]\nmethod = "qat"\n[quantization.prune]\nfraction = 1.0\n')
     with pytest.raises(UserError, match=r"'quantization.prune.fraction' is 1.0"):
         load_target(tmp_path, "t")
+    f.write_text('[quantization]\nmethod = "qat"\n[quantization.prune]\nfraction = 0.3\nlr = 0.0\n')
+    with pytest.raises(UserError, match=r"field 'quantization.prune.lr' is 0.0; expected a positive value"):
+        load_target(tmp_path, "t")
+    f.write_text('[quantization]\nmethod = "qat"\n[quantization.qat]\nthreads = 0\n')
+    with pytest.raises(UserError, match=r"field 'quantization.qat.threads' is 0"):
+        load_target(tmp_path, "t")
     f.write_text('[quantization]\nmethod = "qat"\n[quantization.qat]\nsteps = 7\nlr = 0.001\n[quantization.prune]\nfraction = 0.5\n')
     prof = load_target(tmp_path, "t")
     assert prof.quantization.method == "qat" and prof.quantization.qat.steps == 7 and prof.quantization.prune.fraction == 0.5
@@ -103,6 +109,30 @@ def test_weight_fake_quant_matches_scheme() -> None:
     assert len(torch.unique(per_tensor[2])) < len(torch.unique(sym[2]))
     u8 = fake_quantize_weight(w, StaticQuantConfig(weight_type="QUInt8", per_channel=True))
     assert (u8 - w).abs().max() < (sym - w).abs().max() * 1.01
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
+    from dmsbuild.qat import lr_factor
+
+    f = [lr_factor(i, 100) for i in range(100)]
+    assert f[0] == pytest.approx(0.2) and f[4] == pytest.approx(1.0)  # 5 warm-up steps: 0.2, 0.4, ... 1.0
+    assert all(a < b for a, b in zip(f[:5], f[1:5]))
+    assert all(a >= b for a, b in zip(f[5:], f[6:]))  # then only down
+    assert f[-1] < 0.001 and f[52] == pytest.approx(0.5, abs=0.02)  # cosine: half way down in the middle
+    assert lr_factor(0, 1) == 1.0  # a one-step run trains at the peak rate
+
+
+def test_training_cpu_sets_threads_and_puts_them_back() -> None:
+    torch = pytest.importorskip("torch")
+    from dmsbuild.qat import training_cpu
+
+    before = torch.get_num_threads()
+    with training_cpu(1):
+        assert torch.get_num_threads() == 1
+        tiny = torch.tensor([1e-40], dtype=torch.float32)  # a float32 denormal
+        assert float(tiny * 1.0) == 0.0  # flushed while training
+    assert torch.get_num_threads() == before
+    assert float(torch.tensor([1e-40], dtype=torch.float32) * 1.0) > 0.0  # and not after
 
 
 def test_activation_fake_quant_keeps_tiny_ranges_like_ort() -> None:
