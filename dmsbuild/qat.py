@@ -289,7 +289,9 @@ def fine_tune(student: Any, teacher_outputs: tuple[Any, ...], images: Any, label
 
     heads = list(project.outputs.names)
     classification = set(project.outputs.classification)
-    opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=cfg.lr if lr is None else lr)
+    peak = cfg.lr if lr is None else lr
+    opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=peak)
+    print(f"  {what}: {steps} steps, batch {min(cfg.batch, len(images))}, peak lr {peak:g} (warm-up, cosine)", flush=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i, steps))
     rng = np.random.default_rng(cfg.seed)
     n = len(images)

@@ -315,6 +315,8 @@ def test_pruning_reduces_macs_and_flows_through(tmp_path: Path) -> None:
     assert agreement["head_pose"]["top1_agreement"] is None and 0.0 <= agreement["eye_state"]["top1_agreement"] <= 1.0
     assert all(-1.0 <= m["cosine"] <= 1.0 and isinstance(m["sqnr_db"], float) for m in agreement.values())
     assert "prune: 25% of channels" in run.output
+    # the pruning fine-tune runs at prune.lr (default 1e-3), QAT at qat.lr
+    assert "prune fine-tune: 1 steps, batch 2, peak lr 0.001 (" in run.output and "qat: 1 steps, batch 2, peak lr 1e-12 (" in run.output
 
 
 def test_qat_needs_a_pytorch_model(tmp_path: Path) -> None:
