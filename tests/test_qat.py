@@ -78,6 +78,17 @@ def test_profile_fields_are_validated(tmp_path: Path) -> None:
     assert prof.quantization.method == "qat" and prof.quantization.qat.steps == 7 and prof.quantization.prune.fraction == 0.5
 
 
+def test_missing_qat_labels_file_is_one_line(tmp_path: Path) -> None:
+    from dmsbuild.config import load_project
+    from dmsbuild.qat import training_files
+
+    root = make_project(tmp_path / "l", {"q": QAT_TARGET.format(steps=1, prune="")})
+    with pytest.raises(UserError) as exc:
+        training_files(load_project(root), QATConfig(labels="nope.json"))
+    assert exc.value.message == "QAT: field 'quantization.qat.labels' is 'nope.json', which does not exist"
+    assert "remove qat.labels" in exc.value.hint
+
+
 def test_settings_key_ptq_ignores_qat_fields_qat_includes_them() -> None:
     ptq = StaticQuantConfig()
     # a PTQ variant's key is what it was before QAT existed (existing artifacts keep their names)
