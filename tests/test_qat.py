@@ -49,33 +49,34 @@ steps = 1
 # --------------------------------------------------------------------------
 # configuration
 # --------------------------------------------------------------------------
-def test_profile_fields_are_validated(tmp_path: Path) -> None:
+QAT = '[quantization]\nmethod = "qat"\n'
+
+#: (target profile text, the error it must give)
+BAD_PROFILES = [
+    (QAT + "[quantization.qat]\nsteps = 0\n", r"t.toml: field 'quantization.qat.steps' is 0"),
+    (QAT + "[quantization.qat]\nstep = 5\n", r"unknown field 'quantization.qat.step'"),
+    ('[quantization]\nmethod = "qta"\n', r"field 'quantization.method' is 'qta'; allowed values: 'ptq', 'qat'"),
+    ("[quantization.prune]\nfraction = 0.3\n", r"pruning runs in the QAT stage only"),
+    (QAT + "[quantization.prune]\nfraction = 1.0\n", r"'quantization.prune.fraction' is 1.0"),
+    (QAT + "[quantization.prune]\nfraction = 0.3\nlr = 0.0\n", r"field 'quantization.prune.lr' is 0.0; expected a positive value"),
+    (QAT + "[quantization.qat]\nthreads = 0\n", r"field 'quantization.qat.threads' is 0"),
+]
+
+
+@pytest.mark.parametrize("text,error", BAD_PROFILES)
+def test_bad_profile_fields_are_errors(tmp_path: Path, text: str, error: str) -> None:
     (tmp_path / "targets").mkdir()
-    f = tmp_path / "targets" / "t.toml"
-    f.write_text('[quantization]\nmethod = "qat"\n[quantization.qat]\nsteps = 0\n')
-    with pytest.raises(UserError, match=r"t.toml: field 'quantization.qat.steps' is 0"):
+    (tmp_path / "targets" / "t.toml").write_text(text)
+    with pytest.raises(UserError, match=error):
         load_target(tmp_path, "t")
-    f.write_text('[quantization]\nmethod = "qat"\n[quantization.qat]\nstep = 5\n')
-    with pytest.raises(UserError, match=r"unknown field 'quantization.qat.step'"):
-        load_target(tmp_path, "t")
-    f.write_text('[quantization]\nmethod = "qta"\n')
-    with pytest.raises(UserError, match=r"field 'quantization.method' is 'qta'; allowed values: 'ptq', 'qat'"):
-        load_target(tmp_path, "t")
-    f.write_text('[quantization.prune]\nfraction = 0.3\n')
-    with pytest.raises(UserError, match=r"pruning runs in the QAT stage only"):
-        load_target(tmp_path, "t")
-    f.write_text('[quantization]\nmethod = "qat"\n[quantization.prune]\nfraction = 1.0\n')
-    with pytest.raises(UserError, match=r"'quantization.prune.fraction' is 1.0"):
-        load_target(tmp_path, "t")
-    f.write_text('[quantization]\nmethod = "qat"\n[quantization.prune]\nfraction = 0.3\nlr = 0.0\n')
-    with pytest.raises(UserError, match=r"field 'quantization.prune.lr' is 0.0; expected a positive value"):
-        load_target(tmp_path, "t")
-    f.write_text('[quantization]\nmethod = "qat"\n[quantization.qat]\nthreads = 0\n')
-    with pytest.raises(UserError, match=r"field 'quantization.qat.threads' is 0"):
-        load_target(tmp_path, "t")
-    f.write_text('[quantization]\nmethod = "qat"\n[quantization.qat]\nsteps = 7\nlr = 0.001\n[quantization.prune]\nfraction = 0.5\n')
-    prof = load_target(tmp_path, "t")
-    assert prof.quantization.method == "qat" and prof.quantization.qat.steps == 7 and prof.quantization.prune.fraction == 0.5
+
+
+def test_profile_fields_are_read(tmp_path: Path) -> None:
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "targets" / "t.toml").write_text(QAT + "[quantization.qat]\nsteps = 7\nlr = 0.001\nthreads = 2\n"
+                                                 "[quantization.prune]\nfraction = 0.5\nlr = 0.01\n")
+    q = load_target(tmp_path, "t").quantization
+    assert (q.method, q.qat.steps, q.qat.threads, q.prune.fraction, q.prune.lr) == ("qat", 7, 2, 0.5, 0.01)
 
 
 def test_missing_qat_labels_file_is_one_line(tmp_path: Path) -> None:
