@@ -324,9 +324,14 @@ class QATConfig:
     label_weight: float = 0.0
     #: optional JSON {file name: {head: value}} for the training images (like data.labels)
     labels: str | None = None
+    #: torch CPU threads while training. 1 by default: torch's OpenMP threads spin-wait for each other, and on a
+    #: CPU shared with other work a 2-thread step ran 5-30x slower than a 1-thread one (docs/qat.md, "Speed");
+    #: the thread count also fixes the float summation order, so it is part of what makes a run reproducible
+    threads: int = 1
 
     def validate(self, source: str, prefix: str) -> None:
         for name, ok in (("steps", self.steps >= 1), ("lr", self.lr > 0), ("batch", self.batch >= 1),
+                         ("threads", self.threads >= 1),
                          ("max_samples", self.max_samples >= 1), ("temperature", self.temperature > 0),
                          ("label_weight", 0 <= self.label_weight <= 1)):
             if not ok:
@@ -343,8 +348,14 @@ class PruneConfig:
     fraction: float = 0.0
     #: distillation fine-tuning steps after pruning (before QAT)
     steps: int = 200
+    #: peak learning rate of that fine-tune (warm-up then cosine decay); recovering removed channels needs a far
+    #: larger step than QAT's nudge of the weights onto the quantization grid (``qat.lr``)
+    lr: float = 1e-3
 
     def validate(self, source: str, prefix: str) -> None:
+        if not self.lr > 0:
+            raise UserError(f"{source}: field '{prefix}.lr' is {self.lr!r}; expected a positive value",
+                            hint=f"fix '{prefix}.lr' in {source}")
         if not 0 <= self.fraction < 0.95:
             raise UserError(f"{source}: field '{prefix}.fraction' is {self.fraction!r}; expected 0 <= fraction < 0.95",
                             hint=f"fix '{prefix}.fraction' in {source}")
@@ -483,6 +494,14 @@ class ProjectConfig:
             return None
         p = Path(os.path.expanduser(rel))
         return p if p.is_absolute() else self.root / p
+
+    def existing_file(self, rel: str, source: object, field_name: str, hint: str, show_path: bool = False) -> Path:
+        """``path(rel)``, which must be a file: else the one-line error naming ``source``'s field (one wording everywhere)."""
+        p = self.path(rel)
+        if p is None or not p.is_file():
+            where = f" ({p})" if show_path else ""
+            raise UserError(f"{source}: field '{field_name}' is {rel!r}, which does not exist{where}", hint=hint)
+        return p
 
     @property
     def artifacts(self) -> Path:

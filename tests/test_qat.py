@@ -49,27 +49,45 @@ steps = 1
 # --------------------------------------------------------------------------
 # configuration
 # --------------------------------------------------------------------------
-def test_profile_fields_are_validated(tmp_path: Path) -> None:
+QAT = '[quantization]\nmethod = "qat"\n'
+
+#: (target profile text, the error it must give)
+BAD_PROFILES = [
+    (QAT + "[quantization.qat]\nsteps = 0\n", r"t.toml: field 'quantization.qat.steps' is 0"),
+    (QAT + "[quantization.qat]\nstep = 5\n", r"unknown field 'quantization.qat.step'"),
+    ('[quantization]\nmethod = "qta"\n', r"field 'quantization.method' is 'qta'; allowed values: 'ptq', 'qat'"),
+    ("[quantization.prune]\nfraction = 0.3\n", r"pruning runs in the QAT stage only"),
+    (QAT + "[quantization.prune]\nfraction = 1.0\n", r"'quantization.prune.fraction' is 1.0"),
+    (QAT + "[quantization.prune]\nfraction = 0.3\nlr = 0.0\n", r"field 'quantization.prune.lr' is 0.0; expected a positive value"),
+    (QAT + "[quantization.qat]\nthreads = 0\n", r"field 'quantization.qat.threads' is 0"),
+]
+
+
+@pytest.mark.parametrize("text,error", BAD_PROFILES)
+def test_bad_profile_fields_are_errors(tmp_path: Path, text: str, error: str) -> None:
     (tmp_path / "targets").mkdir()
-    f = tmp_path / "targets" / "t.toml"
-    f.write_text('[quantization]\nmethod = "qat"\n[quantization.qat]\nsteps = 0\n')
-    with pytest.raises(UserError, match=r"t.toml: field 'quantization.qat.steps' is 0"):
+    (tmp_path / "targets" / "t.toml").write_text(text)
+    with pytest.raises(UserError, match=error):
         load_target(tmp_path, "t")
-    f.write_text('[quantization]\nmethod = "qat"\n[quantization.qat]\nstep = 5\n')
-    with pytest.raises(UserError, match=r"unknown field 'quantization.qat.step'"):
-        load_target(tmp_path, "t")
-    f.write_text('[quantization]\nmethod = "qta"\n')
-    with pytest.raises(UserError, match=r"field 'quantization.method' is 'qta'; allowed values: 'ptq', 'qat'"):
-        load_target(tmp_path, "t")
-    f.write_text('[quantization.prune]\nfraction = 0.3\n')
-    with pytest.raises(UserError, match=r"pruning runs in the QAT stage only"):
-        load_target(tmp_path, "t")
-    f.write_text('[quantization]\nmethod = "qat"\n[quantization.prune]\nfraction = 1.0\n')
-    with pytest.raises(UserError, match=r"'quantization.prune.fraction' is 1.0"):
-        load_target(tmp_path, "t")
-    f.write_text('[quantization]\nmethod = "qat"\n[quantization.qat]\nsteps = 7\nlr = 0.001\n[quantization.prune]\nfraction = 0.5\n')
-    prof = load_target(tmp_path, "t")
-    assert prof.quantization.method == "qat" and prof.quantization.qat.steps == 7 and prof.quantization.prune.fraction == 0.5
+
+
+def test_profile_fields_are_read(tmp_path: Path) -> None:
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "targets" / "t.toml").write_text(QAT + "[quantization.qat]\nsteps = 7\nlr = 0.001\nthreads = 2\n"
+                                                 "[quantization.prune]\nfraction = 0.5\nlr = 0.01\n")
+    q = load_target(tmp_path, "t").quantization
+    assert (q.method, q.qat.steps, q.qat.threads, q.prune.fraction, q.prune.lr) == ("qat", 7, 2, 0.5, 0.01)
+
+
+def test_missing_qat_labels_file_is_one_line(tmp_path: Path) -> None:
+    from dmsbuild.config import load_project
+    from dmsbuild.build.qat import training_files
+
+    root = make_project(tmp_path / "l", {"q": QAT_TARGET.format(steps=1, prune="")})
+    with pytest.raises(UserError) as exc:
+        training_files(load_project(root), QATConfig(labels="nope.json"))
+    assert exc.value.message == "QAT: field 'quantization.qat.labels' is 'nope.json', which does not exist"
+    assert "remove qat.labels" in exc.value.hint
 
 
 def test_settings_key_ptq_ignores_qat_fields_qat_includes_them() -> None:
@@ -103,6 +121,30 @@ def test_weight_fake_quant_matches_scheme() -> None:
     assert len(torch.unique(per_tensor[2])) < len(torch.unique(sym[2]))
     u8 = fake_quantize_weight(w, StaticQuantConfig(weight_type="QUInt8", per_channel=True))
     assert (u8 - w).abs().max() < (sym - w).abs().max() * 1.01
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
+    from dmsbuild.build.qat import lr_factor
+
+    f = [lr_factor(i, 100) for i in range(100)]
+    assert f[0] == pytest.approx(0.2) and f[4] == pytest.approx(1.0)  # 5 warm-up steps: 0.2, 0.4, ... 1.0
+    assert all(a < b for a, b in zip(f[:5], f[1:5]))
+    assert all(a >= b for a, b in zip(f[5:], f[6:]))  # then only down
+    assert f[-1] < 0.001 and f[52] == pytest.approx(0.5, abs=0.02)  # cosine: half way down in the middle
+    assert lr_factor(0, 1) == 1.0  # a one-step run trains at the peak rate
+
+
+def test_training_cpu_sets_threads_and_puts_them_back() -> None:
+    torch = pytest.importorskip("torch")
+    from dmsbuild.build.qat import training_cpu
+
+    before = torch.get_num_threads()
+    with training_cpu(1):
+        assert torch.get_num_threads() == 1
+        tiny = torch.tensor([1e-40], dtype=torch.float32)  # a float32 denormal
+        assert float(tiny * 1.0) == 0.0  # flushed while training
+    assert torch.get_num_threads() == before
+    assert float(torch.tensor([1e-40], dtype=torch.float32) * 1.0) > 0.0  # and not after
 
 
 def test_activation_fake_quant_keeps_tiny_ranges_like_ort() -> None:
@@ -285,6 +327,8 @@ def test_pruning_reduces_macs_and_flows_through(tmp_path: Path) -> None:
     assert agreement["head_pose"]["top1_agreement"] is None and 0.0 <= agreement["eye_state"]["top1_agreement"] <= 1.0
     assert all(-1.0 <= m["cosine"] <= 1.0 and isinstance(m["sqnr_db"], float) for m in agreement.values())
     assert "prune: 25% of channels" in run.output
+    # the pruning fine-tune runs at prune.lr (default 1e-3), QAT at qat.lr
+    assert "prune fine-tune: 1 steps, batch 2, peak lr 0.001 (" in run.output and "qat: 1 steps, batch 2, peak lr 1e-12 (" in run.output
 
 
 def test_qat_needs_a_pytorch_model(tmp_path: Path) -> None:

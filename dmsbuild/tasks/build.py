@@ -106,21 +106,14 @@ def task_export() -> dict:
     deps: list[Path] = []
     try:
         if m.onnx is not None:
-            src = proj.path(m.onnx)
-            if src is None or not src.is_file():
-                raise UserError(f"{proj.source}: field 'model.onnx' is {m.onnx!r}, which does not exist",
-                                hint="put your ONNX file there or fix model.onnx")
-            deps.append(src)
+            deps.append(proj.existing_file(m.onnx, proj.source, "model.onnx", hint="put your ONNX file there or fix model.onnx"))
         else:
             mod = factory_source(proj)
             if mod is not None:
                 deps.append(mod)
             if m.checkpoint is not None:
-                ckpt = proj.path(m.checkpoint)
-                if ckpt is None or not ckpt.is_file():
-                    raise UserError(f"{proj.source}: field 'model.checkpoint' is {m.checkpoint!r}, which does not exist ({ckpt})",
-                                    hint="train or copy the checkpoint there, or fix model.checkpoint")
-                deps.append(ckpt)
+                deps.append(proj.existing_file(m.checkpoint, proj.source, "model.checkpoint", show_path=True,
+                                               hint="train or copy the checkpoint there, or fix model.checkpoint"))
         for extra in m.sources:
             f = proj.path(extra)
             if f is None or not f.is_file():
