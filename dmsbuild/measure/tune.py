@@ -435,7 +435,7 @@ class BoardBench:
 
     def __init__(self, transport: "Transport", board: "Board", prof: TargetProfile, proj: "ProjectConfig",
                  build: dict[str, Any]) -> None:
-        from ..ship.release import resolve_root
+        from ..ship.transport import resolve_root
 
         self.transport, self.board, self.prof, self.proj, self.build = transport, board, prof, proj, build
         self.python = board.python
@@ -460,11 +460,12 @@ class BoardBench:
     def setup(self) -> dict[str, Any]:
         """Upload the runner and the reference; return the board's facts (from the runner: cores, CPU model)."""
         from .bench import probe_facts
-        from ..ship.manifest import PACKAGE_DIR, verify_subset
+        from ..ship.manifest import PACKAGE_DIR, SUPPORT_FILES, verify_subset
         from ..build.paths import Paths
 
-        self._put(PACKAGE_DIR / "runner" / "dms_bench.py", "runner/dms_bench.py")
-        self._put(PACKAGE_DIR / "runner" / "metrics.py", "runner/metrics.py")
+        for sf in SUPPORT_FILES:  # the release's own runner files, from where the manifest takes them
+            if sf.release_path in ("runner/dms_bench.py", "runner/metrics.py"):
+                self._put(PACKAGE_DIR / sf.source.removeprefix("package:"), sf.release_path)
         staging = tune_dir(self.proj, self.prof.name) / "staging"
         staging.mkdir(parents=True, exist_ok=True)
         self._put(verify_subset(Paths.of(self.proj).reference, self.prof.bench.verify_samples, staging),
@@ -902,7 +903,7 @@ def run_tune(proj: "ProjectConfig", prof: TargetProfile, boards: list["Board"], 
              log: Callable[[str], None] = print) -> tuple[Path, list[KindResult]]:
     """Tune ``prof`` on ``boards`` (one board per kind measures); write the choice file and the report."""
     from ..ship.manifest import read_build, sha256_file
-    from ..ship.release import open_transport
+    from ..ship.transport import open_transport
     from ..build.paths import Paths
 
     check_space(proj, prof)
