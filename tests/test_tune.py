@@ -206,7 +206,8 @@ def test_no_faster_candidate_keeps_the_default_and_says_so():
     base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
     assert "the default stays" in explain(None, base, 0.95)
     sentence = explain(_row(0.8, 0.9), base, 0.95)
-    assert re.fullmatch(r"int8 QDQ per-tensor u8s8 MinMax, 1 thread: 1\.25x faster than fp32 \(CI 1\.11-1\.39\), "
+    assert re.fullmatch(r"int8 QDQ per-tensor u8s8 MinMax, 1 thread: 1\.25x faster than the default \(fp32, 1 thread\) "
+                        r"\(CI 1\.11-1\.39\), "
                         r"agreement 99\.0%", sentence), sentence
 
 
