@@ -217,15 +217,8 @@ def current_id(root):
     return os.path.basename(target.rstrip("/"))
 
 
-def fsync_file(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path):
+def fsync_path(path):
+    """Flush a file's data, or a directory's entries, to the disk (both open read-only on Linux)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -431,7 +424,7 @@ def verify_objects(root, files):
                 problems.append("upload of %s arrived corrupted (sha256 %s)" % (f["file"], got))
                 continue
             os.chmod(part, 0o444)
-            fsync_file(part)
+            fsync_path(part)
             os.replace(part, obj)
         elif not os.path.isfile(obj):
             resend.append(sha)
@@ -510,9 +503,9 @@ def sync(root, rid):
     global sync(2) waits for every other writer on the machine too)."""
     rdir = os.path.join(root, "releases", rid)
     for dirpath, _dirs, _files in os.walk(rdir):
-        fsync_dir(dirpath)
-    fsync_dir(os.path.join(root, "releases"))
-    fsync_dir(os.path.join(root, "objects"))
+        fsync_path(dirpath)
+    fsync_path(os.path.join(root, "releases"))
+    fsync_path(os.path.join(root, "objects"))
 
 
 def switch(root, rid):
@@ -524,7 +517,7 @@ def switch(root, rid):
     os.symlink(os.path.join("releases", rid), tmp)
     fault_point("commit.switch")
     os.replace(tmp, link)
-    fsync_dir(root)
+    fsync_path(root)
     fault_point("commit.switched")
 
 

@@ -253,29 +253,10 @@ def qnn_candidates(prof: TargetProfile) -> list[QNNCandidate]:
 
 def check_space(proj: "ProjectConfig", prof: TargetProfile) -> None:
     """Refuse, in one line naming the field, a [tune] the runtime or this dmsbuild cannot search."""
-    from ..config import StaticQuantConfig
-
     if prof.runtime not in MEASURED_RUNTIMES:
         raise UserError(f"{prof.source}: `doit tune` measures runtime {', '.join(MEASURED_RUNTIMES)} targets; "
                         f"runtime {prof.runtime!r} has its search space defined ([tune.{prof.runtime}]) but is not measured yet",
                         hint="tune an ONNX Runtime CPU target (docs/tune.md, 'Runtimes')")
-    names = {f.name for f in dataclasses.fields(StaticQuantConfig)}
-    if "int8-qoperator" in prof.tune.precision and "quant_format" not in names:
-        raise UserError(f"{prof.source}: field 'tune.precision' lists \"int8-qoperator\", which this dmsbuild cannot "
-                        "build (its static quantization has no quant_format setting)",
-                        hint="remove \"int8-qoperator\" from tune.precision")
-    if True in prof.tune.mixed_precision and _mixed_precision_api() is None:
-        raise UserError(f"{prof.source}: field 'tune.mixed_precision' lists true, but this dmsbuild has no "
-                        "dmsbuild.build.mixed_precision module", hint="set tune.mixed_precision = [false]")
-
-
-def _mixed_precision_api() -> Any | None:
-    """dmsbuild.build.mixed_precision (issue 16 item 3) when this dmsbuild has it: rank_nodes, fallback_candidates."""
-    try:
-        from ..build import mixed_precision  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return mixed_precision if hasattr(mixed_precision, "rank_nodes") and hasattr(mixed_precision, "fallback_candidates") else None
 
 
 # --------------------------------------------------------------------------
@@ -332,10 +313,8 @@ def _build_mixed(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, mod
     from ..build.quantize import quantize_static_qdq
     from ..build.paths import Paths
 
-    api = _mixed_precision_api()
-    if api is None:
-        raise UserError(f"{prof.source}: field 'tune.mixed_precision' lists true, but this dmsbuild has no "
-                        "dmsbuild.build.mixed_precision", hint="set tune.mixed_precision = [false]")
+    from ..build import mixed_precision as api
+
     fp32 = Paths.of(proj).fp32
     plain = build_recipe(proj, prof, dataclasses.replace(recipe, mixed_precision=False, precision="int8-qdq"), model_sha)
     sets = api.fallback_candidates(api.rank_nodes(proj, prof, fp32, plain))
