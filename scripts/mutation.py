@@ -283,6 +283,28 @@ M = [
              ("tests/test_mixed_precision.py::test_excluding_the_ranked_nodes_passes_the_gate",
               "tests/test_quant_recipe.py::test_build_records_format_and_rebuilds_only_on_change"),
              "nodes_to_exclude reaches ONNX Runtime's quantizer: the excluded nodes are float in the artifact"),
+    # ---------------------------------------------------------------- pruning (issue 12)
+    Mutation("prune-round-to-applied", "dmsbuild/build/qat.py",
+             "round_to=round_to if round_to > 1 else None)", "round_to=None)",
+             ("tests/test_qat.py::test_pruning_keeps_channel_multiples_and_never_empties_a_layer",),
+             "pruning keeps channel counts in multiples of prune.round_to (the runtime's fast kernels)"),
+    Mutation("prune-never-unpruned-by-rounding", "dmsbuild/build/qat.py",
+             "pruner = _block_pruner(tp)(model,", "pruner = tp.pruner.MetaPruner(model,",
+             ("tests/test_qat.py::test_pruning_keeps_channel_multiples_and_never_empties_a_layer",),
+             "a layer that rounding would empty keeps one block (torch-pruning's own rounding leaves it unpruned)"),
+    Mutation("prune-round-to-by-runtime", "dmsbuild/config.py",
+             "round_to=PRUNE_CHANNEL_BLOCK[profile.runtime]))", "round_to=16))",
+             ("tests/test_qat.py::test_prune_round_to_resolves_to_the_target_runtimes_block",),
+             "prune.round_to = 0 resolves to the target runtime's channel block (16 ONNX Runtime, 32 TensorRT/QNN/SNPE)"),
+    Mutation("prune-round-to-key", "dmsbuild/build/quantize.py",
+             'if "prune" in static and (cfg.prune.fraction == 0 or cfg.prune.round_to == 1):',
+             'if "prune" in static:',
+             ("tests/test_qat.py::test_round_to_keeps_old_keys_where_it_changes_nothing",),
+             "a different channel alignment is a different model (retrains); where it changes nothing, keys stay"),
+    Mutation("prune-batchnorm-recalibrated", "dmsbuild/build/qat.py",
+             "        m.momentum = None  # cumulative average", "        pass  # cumulative average",
+             ("tests/test_qat.py::test_batchnorm_recalibration_matches_the_data_and_restores_modes",),
+             "after pruning, BatchNorm statistics are re-estimated on the training images before the fine-tune"),
 ]
 
 

@@ -60,6 +60,7 @@ BAD_PROFILES = [
     (QAT + "[quantization.prune]\nfraction = 1.0\n", r"'quantization.prune.fraction' is 1.0"),
     (QAT + "[quantization.prune]\nfraction = 0.3\nlr = 0.0\n", r"field 'quantization.prune.lr' is 0.0; expected a positive value"),
     (QAT + "[quantization.qat]\nthreads = 0\n", r"field 'quantization.qat.threads' is 0"),
+    (QAT + "[quantization.prune]\nfraction = 0.3\nround_to = -8\n", r"field 'quantization.prune.round_to' is -8; expected 0"),
 ]
 
 
@@ -98,6 +99,83 @@ def test_settings_key_ptq_ignores_qat_fields_qat_includes_them() -> None:
     assert settings_key(qat, 128) != settings_key(ptq, 128)
     assert settings_key(qat, 128) != settings_key(StaticQuantConfig(method="qat", qat=QATConfig(steps=9)), 128)
     assert settings_key(qat, 128) != settings_key(StaticQuantConfig(method="qat", qat=QATConfig(seed=1)), 128)
+
+
+def test_prune_round_to_resolves_to_the_target_runtimes_block() -> None:
+    from dmsbuild.config import TargetProfile, load_project, static_quant_for
+
+    def resolved(runtime: str, **prune: object) -> int:
+        prof = load_dataclass(TargetProfile, {"name": "t", "runtime": runtime, "precisions": ["int8-qdq"],
+                                              "quantization": {"method": "qat", "prune": prune}}, "targets/t.toml")
+        return static_quant_for(proj, prof).prune.round_to
+
+    proj = load_project(Path(__file__).resolve().parents[1])
+    assert [resolved(r, fraction=0.25) for r in ("onnxruntime", "tensorrt", "qnn", "snpe")] == [16, 32, 32, 32]
+    assert resolved("tensorrt", fraction=0.25, round_to=8) == 8  # a value the user wrote is kept
+    assert resolved("tensorrt", fraction=0.25, round_to=1) == 1
+    assert resolved("qnn") == 0  # nothing pruned: nothing resolved, nothing in the key
+
+
+def test_round_to_keeps_old_keys_where_it_changes_nothing() -> None:
+    from dmsbuild.config import PruneConfig
+
+    # keys main computed before prune.round_to existed (QAT without pruning; pruning without rounding)
+    assert settings_key(StaticQuantConfig(method="qat"), 100) == "bcaac08635"
+    assert settings_key(StaticQuantConfig(method="qat", prune=PruneConfig(fraction=0.25, round_to=1)), 100) == "c3452eec67"
+    assert settings_key(StaticQuantConfig(method="qat", prune=PruneConfig(round_to=32)), 100) == "bcaac08635"
+    keys = {settings_key(StaticQuantConfig(method="qat", prune=PruneConfig(fraction=0.25, round_to=r)), 100)
+            for r in (1, 16, 32)}
+    assert len(keys) == 3  # a different alignment is a different model: it retrains
+
+
+def test_kept_channels_rounds_down_but_never_empties_a_layer() -> None:
+    from dmsbuild.build.qat import kept_channels
+
+    assert kept_channels(48, 12, 32) == 32 and kept_channels(96, 24, 16) == 64 and kept_channels(40, 10, 1) == 30
+    assert kept_channels(16, 4, 32) == 16  # narrower than a block: kept whole (torch-pruning would keep 0)
+    assert kept_channels(48, 40, 32) == 32  # rounding leaves nothing: one block is kept
+
+
+def test_pruning_keeps_channel_multiples_and_never_empties_a_layer() -> None:
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from dmsbuild.build.qat import channel_alignment, prune_channels
+
+    def net() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 48, 3), nn.BatchNorm2d(48),
+                             nn.ReLU(), nn.Conv2d(48, 96, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(96, 4))
+
+    def widths(fraction: float, round_to: int = 1) -> list[int]:
+        m = prune_channels(net(), x, fraction, {4}, round_to)
+        assert m(x).shape == (1, 4)
+        return [c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d)]
+
+    x = torch.randn(1, 3, 16, 16)
+    assert widths(0.25, 32) == [16, 32, 64]  # 16 -> 12 rounds to 0: kept whole; 48 -> 36 -> 32; 96 -> 72 -> 64
+    # 48 -> 24 rounds to 0: one block of 32 is kept (torch-pruning's own rounding leaves such a layer unpruned, 48)
+    assert widths(0.5, 32) == [16, 32, 32]
+    assert widths(0.25) == [12, 36, 72]  # round_to 1: no rounding
+    assert channel_alignment(prune_channels(net(), x, 0.25, {4}, 16), 16) == (2, 3)  # the stem's input is the image
+
+
+def test_batchnorm_recalibration_matches_the_data_and_restores_modes() -> None:
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from dmsbuild.build.qat import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.Dropout(0.5)).eval()
+    x = 3.0 + 2.0 * torch.randn(64, 3, 8, 8)
+    assert recalibrate_batchnorm(m, x, 16) == 1
+    with torch.no_grad():
+        y = m[0](x)
+    bn = m[1]
+    assert torch.allclose(bn.running_mean, y.mean(dim=(0, 2, 3)), atol=1e-4)
+    assert torch.allclose(bn.running_var, y.var(dim=(0, 2, 3)), rtol=0.05)
+    assert not m.training and not bn.training and bn.momentum == 0.1
 
 
 # --------------------------------------------------------------------------
@@ -327,6 +405,9 @@ def test_pruning_reduces_macs_and_flows_through(tmp_path: Path) -> None:
     assert agreement["head_pose"]["top1_agreement"] is None and 0.0 <= agreement["eye_state"]["top1_agreement"] <= 1.0
     assert all(-1.0 <= m["cosine"] <= 1.0 and isinstance(m["sqnr_db"], float) for m in agreement.values())
     assert "prune: 25% of channels" in run.output
+    # the target's runtime (onnxruntime) sets the channel block; BatchNorm statistics are re-estimated after pruning
+    assert pr["round_to"] == 16 and pr["batchnorm_recalibrated"] > 0, pr
+    assert f"channels kept in multiples of 16 ({pr['convs_aligned']} of {pr['convs']} convolutions aligned)" in run.output
     # the pruning fine-tune runs at prune.lr (default 1e-3), QAT at qat.lr
     assert "prune fine-tune: 1 steps, batch 2, peak lr 0.001 (" in run.output and "qat: 1 steps, batch 2, peak lr 1e-12 (" in run.output
 

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..config import ProjectConfig, QATConfig, StaticQuantConfig, as_dict
+from ..config import PRUNE_CHANNEL_BLOCK, ProjectConfig, QATConfig, StaticQuantConfig, as_dict
 from ..errors import UserError
 
 #: seed offset of the generator stream used for QAT images (the reference model trained on seed 20240)
@@ -325,19 +325,88 @@ def fine_tune(student: Any, teacher_outputs: tuple[Any, ...], images: Any, label
 # --------------------------------------------------------------------------
 # pruning
 # --------------------------------------------------------------------------
-def prune_channels(model: Any, example: Any, fraction: float, head_sizes: set[int]) -> Any:
+def prune_channels(model: Any, example: Any, fraction: float, head_sizes: set[int], round_to: int = 1) -> Any:
     """Remove ``fraction`` of the prunable channels by L2 magnitude (torch-pruning keeps coupled layers consistent).
 
-    Linear layers whose width is a model output's (the heads) keep their outputs.
+    Linear layers whose width is a model output's (the heads) keep their outputs. ``round_to`` > 1 keeps a multiple
+    of that many channels in every pruned layer (``_BlockPruner``); a layer left with no channels is a UserError
+    naming it.
     """
     import torch_pruning as tp
     from torch import nn
 
     ignored = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features in head_sizes]
-    pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.MagnitudeImportance(p=2),
-                                  pruning_ratio=fraction, ignored_layers=ignored, global_pruning=False)
+    pruner = _block_pruner(tp)(model, example, importance=tp.importance.MagnitudeImportance(p=2),
+                               pruning_ratio=fraction, ignored_layers=ignored, global_pruning=False,
+                               round_to=round_to if round_to > 1 else None)
     pruner.step()
+    empty = [name for name, m in model.named_modules()
+             if (isinstance(m, nn.Conv2d) and 0 in (m.in_channels, m.out_channels))
+             or (isinstance(m, nn.Linear) and 0 in (m.in_features, m.out_features))]
+    if empty:
+        raise UserError(f"pruning {fraction:.0%} with round_to = {round_to} left no channels in {', '.join(empty[:5])}",
+                        hint="lower quantization.prune.fraction or quantization.prune.round_to")
     return model
+
+
+def kept_channels(current: int, pruned: int, block: int) -> int:
+    """Channels a layer keeps when ``pruned`` of its ``current`` would go and counts must be multiples of ``block``.
+
+    Rounded down to a multiple, as torch-pruning's ``round_to`` does, except where rounding down leaves nothing:
+    then the layer keeps one block (or all its channels, when it has no more than one). torch-pruning 1.6.1 there
+    asks to remove every channel, its dependency graph refuses to empty a layer, and the layer stays *unpruned*:
+    at fraction 0.5 and round_to 32 a 48-channel layer kept all 48 channels instead of 32 (measured)."""
+    kept = current - pruned
+    kept -= kept % block
+    return kept if kept > 0 else min(current, block)
+
+
+def _block_pruner(tp: Any) -> Any:
+    """torch-pruning's MetaPruner with ``kept_channels`` as its rounding (its ``_round_to`` hook, torch-pruning==1.6.1)."""
+    class BlockPruner(tp.pruner.MetaPruner):
+        def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
+            return current_channels - kept_channels(current_channels, n_pruned, round_to)
+
+    return BlockPruner
+
+
+def channel_alignment(model: Any, block: int) -> tuple[int, int]:
+    """(convolutions whose input and output channel counts are multiples of ``block``, all convolutions)."""
+    from torch import nn
+
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    aligned = sum(1 for m in convs if m.in_channels % block == 0 and m.out_channels % block == 0)
+    return aligned, len(convs)
+
+
+def recalibrate_batchnorm(model: Any, images: Any, batch: int) -> int:
+    """Re-estimate every BatchNorm's running mean and variance on ``images`` (a train-mode pass, no gradients).
+
+    After pruning, the channels that feed a BatchNorm are fewer, so the statistics it stored for the full model
+    no longer describe its input; re-estimating them on a few hundred images is the cheap first step of
+    accuracy recovery ("adaptive BN", Li et al., EagleEye, ECCV 2020). Returns the number of BatchNorm layers.
+    """
+    import torch
+    from torch import nn
+
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return 0
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over every batch, not an exponential one
+    was_training = model.training
+    model.eval()  # dropout stays off: only the BatchNorm layers collect statistics
+    for m in bns:
+        m.train()
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            model(images[i:i + batch])
+    model.train(was_training)
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    return len(bns)
 
 
 def count_macs_params(model: Any, example: Any) -> tuple[int, int]:
@@ -480,19 +549,24 @@ def _run_qat(project: ProjectConfig, fp32_onnx: Path, out: Path, cfg: StaticQuan
         if cfg.prune.fraction > 0:
             macs0, params0 = count_macs_params(student, example)
             head_sizes = {int(t.shape[-1]) for t in teacher_outputs}
-            prune_channels(student, example, cfg.prune.fraction, head_sizes)
+            round_to = cfg.prune.round_to or PRUNE_CHANNEL_BLOCK["onnxruntime"]  # 0 outside a target: ORT's block
+            prune_channels(student, example, cfg.prune.fraction, head_sizes, round_to)
+            bns = recalibrate_batchnorm(student, images, max(q.batch, 32))
             macs1, params1 = count_macs_params(student, example)
+            aligned, convs = channel_alignment(student, round_to)
             with torch.no_grad():
                 shapes = [tuple(t.shape[1:]) for t in _as_tuple(student(example))]
             if shapes != [tuple(t.shape[1:]) for t in teacher_outputs]:
                 raise UserError(f"pruning changed the model's output shapes to {shapes}",
                                 hint="lower quantization.prune.fraction or report the model structure")  # pragma: no cover
             print(f"  prune: {cfg.prune.fraction:.0%} of channels: MACs {macs0 / 1e6:.1f} M -> {macs1 / 1e6:.1f} M, "
-                  f"params {params0 / 1e6:.2f} M -> {params1 / 1e6:.2f} M", flush=True)
+                  f"params {params0 / 1e6:.2f} M -> {params1 / 1e6:.2f} M; channels kept in multiples of {round_to} "
+                  f"({aligned} of {convs} convolutions aligned); {bns} BatchNorm statistics re-estimated", flush=True)
             t0 = time.perf_counter()
             prune_losses = fine_tune(student, teacher_outputs, images, labels, project, q, cfg.prune.steps,
                                      "prune fine-tune", lr=cfg.prune.lr)
-            report["prune"] = {"fraction": cfg.prune.fraction, "macs_before": macs0, "macs_after": macs1,
+            report["prune"] = {"fraction": cfg.prune.fraction, "round_to": round_to, "convs_aligned": aligned,
+                               "convs": convs, "batchnorm_recalibrated": bns, "macs_before": macs0, "macs_after": macs1,
                                "params_before": params0, "params_after": params1, "fine_tune_steps": cfg.prune.steps,
                                "fine_tune_seconds": round(time.perf_counter() - t0, 1),
                                "final_loss": prune_losses[-1] if prune_losses else None}

@@ -23,12 +23,14 @@ def static_settings(cfg: StaticQuantConfig, for_key: bool = True) -> dict[str, A
     """The settings of a static artifact as JSON-able data: hashed into its key (``for_key``), or fed to doit's
     config_changed (``for_key=False``: every field, as version one recorded them).
 
-    Settings added later (quant_format, nodes_to_exclude) are left out while they hold their default, so the keys
+    Settings added later (quant_format, nodes_to_exclude, prune.round_to) are left out while they hold their default, so the keys
     (file names) and the recorded settings of existing variants stay as they were: nothing rebuilds after an upgrade."""
     static = as_dict(cfg)
     if for_key and cfg.method == "ptq":  # QAT/pruning settings do not change a PTQ artifact (PTQ keys stay as they were)
         for name in ("method", "qat", "prune"):
             static.pop(name)
+    if "prune" in static and (cfg.prune.fraction == 0 or cfg.prune.round_to == 1):
+        static["prune"].pop("round_to")  # no pruning, or pruning as before round_to existed: nothing retrains
     if for_key and cfg.quantize_bias:
         static.pop("quantize_bias")
     if cfg.quant_format == "QDQ":
