@@ -69,8 +69,11 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--samples", type=int, default=128, help="synthetic training images")
     ap.add_argument("--prune", type=float, default=0.25)
-    ap.add_argument("--prune-steps", type=int, default=600)
+    ap.add_argument("--prune-steps", type=int, default=3000)
     ap.add_argument("--prune-lr", type=float, default=1e-3)
+    ap.add_argument("--prune-samples", type=int, default=2048,
+                    help="synthetic training images of the pruned model's fine-tune and QAT; "
+                         "recovering removed channels needs more than QAT's nudge (docs/qat.md)")
     ap.add_argument("--round-to", type=int, default=16,
                     help="channel multiple kept by pruning (16: ONNX Runtime's block, what a target with runtime "
                          "onnxruntime resolves prune.round_to = 0 to; 1: no rounding)")
@@ -118,7 +121,8 @@ def main() -> None:
             if not rows["QAT"].is_file():
                 run_qat(proj, fp32, rows["QAT"], dataclasses.replace(scheme, method="qat", qat=qat_cfg), cal)
             if args.prune > 0 and not pq.is_file():
-                cfg = dataclasses.replace(scheme, method="qat", qat=qat_cfg,
+                prune_qat = dataclasses.replace(qat_cfg, max_samples=args.prune_samples or args.samples)
+                cfg = dataclasses.replace(scheme, method="qat", qat=prune_qat,
                                           prune=PruneConfig(fraction=args.prune, steps=args.prune_steps, lr=args.prune_lr,
                                                            round_to=args.round_to))
                 run_qat(proj, fp32, pq, cfg, cal)
@@ -163,7 +167,7 @@ def main() -> None:
             for k, r in reports.items()))
         pr = reports.get("pruned+QAT", {}).get("prune")
         if pr:
-            print(f"Pruning {pr['fraction']:.0%} (channels in multiples of {pr['round_to']}: {pr['convs_aligned']} of "
+            print(f"Pruning {pr['fraction']:.0%} ({reports['pruned+QAT']['data']}; channels in multiples of {pr['round_to']}: {pr['convs_aligned']} of "
                   f"{pr['convs']} convolutions aligned; {pr['batchnorm_recalibrated']} BatchNorm layers re-estimated): MACs {pr['macs_before'] / 1e6:.1f} M -> {pr['macs_after'] / 1e6:.1f} M "
                   f"({pr['macs_after'] / pr['macs_before']:.2f}x), params {pr['params_before'] / 1e6:.2f} M -> "
                   f"{pr['params_after'] / 1e6:.2f} M, fine-tune {pr['fine_tune_seconds']:.0f} s for {pr['fine_tune_steps']} steps")
