@@ -132,7 +132,7 @@ def test_kept_channels_rounds_down_but_never_empties_a_layer() -> None:
     from dmsbuild.build.qat import kept_channels
 
     assert kept_channels(48, 12, 32) == 32 and kept_channels(96, 24, 16) == 64 and kept_channels(40, 10, 1) == 30
-    assert kept_channels(16, 4, 32) == 16  # narrower than a block: kept whole (torch-pruning would keep 0)
+    assert kept_channels(16, 4, 32) == 16  # narrower than a block: kept whole
     assert kept_channels(48, 40, 32) == 32  # rounding leaves nothing: one block is kept
 
 

@@ -329,8 +329,8 @@ def prune_channels(model: Any, example: Any, fraction: float, head_sizes: set[in
     """Remove ``fraction`` of the prunable channels by L2 magnitude (torch-pruning keeps coupled layers consistent).
 
     Linear layers whose width is a model output's (the heads) keep their outputs. ``round_to`` > 1 keeps a multiple
-    of that many channels in every pruned layer (``_BlockPruner``); a layer left with no channels is a UserError
-    naming it.
+    of that many channels in every pruned layer (``kept_channels``; no layer is ever emptied: torch-pruning's
+    dependency graph refuses to, and ``kept_channels`` never asks it to).
     """
     import torch_pruning as tp
     from torch import nn
@@ -340,12 +340,6 @@ def prune_channels(model: Any, example: Any, fraction: float, head_sizes: set[in
                                pruning_ratio=fraction, ignored_layers=ignored, global_pruning=False,
                                round_to=round_to if round_to > 1 else None)
     pruner.step()
-    empty = [name for name, m in model.named_modules()
-             if (isinstance(m, nn.Conv2d) and 0 in (m.in_channels, m.out_channels))
-             or (isinstance(m, nn.Linear) and 0 in (m.in_features, m.out_features))]
-    if empty:
-        raise UserError(f"pruning {fraction:.0%} with round_to = {round_to} left no channels in {', '.join(empty[:5])}",
-                        hint="lower quantization.prune.fraction or quantization.prune.round_to")
     return model
 
 
