@@ -15,6 +15,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: no leaks: what a session starts (sshd, nginx, namespaces, users) is stopped at its end, or by the next session
+pytest_plugins = ["tests.reaper"]
+
 
 @pytest.fixture(autouse=True)
 def _no_real_ssh(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from dmsbuild.errors import UserError
 from dmsbuild.ship.inventory import Board
 from dmsbuild.ship.transport.ssh import SSHTransport, TransportError, resolve
 from dmsbuild.ship.transport.sshconfig import parse_ssh_args
+from tests import reaper
 
 NET = "127.0.4"
 
@@ -189,6 +190,7 @@ def test_non_root_board_user(lab):
         pwd.getpwnam(name)
     except KeyError:
         subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-p", "*", name], check=True, capture_output=True)
+        reaper.created_user(name)
     home = Path(pwd.getpwnam(name).pw_dir, ".ssh")
     home.mkdir(parents=True, exist_ok=True)
     (home / "authorized_keys").write_text(Path(lab["identity_file"] + ".pub").read_text())
@@ -277,6 +279,7 @@ def _dmsb15(lab: dict) -> str:
         pwd.getpwnam(name)
     except KeyError:
         subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-p", "*", name], check=True, capture_output=True)
+        reaper.created_user(name)
     home = Path(pwd.getpwnam(name).pw_dir, ".ssh")
     home.mkdir(parents=True, exist_ok=True)
     (home / "authorized_keys").write_text(Path(lab["identity_file"] + ".pub").read_text())
