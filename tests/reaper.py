@@ -238,8 +238,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:  # n
     removed = remove_users(rec.users)
     rec.path.unlink(missing_ok=True)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.ensure_newline()
+    if reporter is not None and getattr(reporter._tw, "width_of_current_line", 0):  # noqa: SLF001
+        reporter._tw.line()  # noqa: SLF001 - end pytest's progress line first
     if leaked:
         msg = (f"reaper: the test session left {len(leaked)} thing(s) running after its last test (stopped now): "
                + "; ".join(leaked))
