@@ -308,3 +308,48 @@ def project(project_dir: Path):
     write_build(project_dir, "rpi5", {"fp32": 0.2}, seed=31)
     proj = load_project(project_dir)
     return proj, load_target(project_dir, "rpi5")
+
+
+def test_problem_hosts_outside_the_deploy_are_warnings_inside_it_one_line(fleet_boards, project_dir, tmp_path):
+    """Issue 27: a `connection=local` host and templated hosts the deploy does not select never stop it (one warning
+    each, with file and line); the same problem on a selected host stops it in one line, before any board is touched;
+    a selected host's template is evaluated by Ansible (it names a real board's address here)."""
+    roots = tmp_path / "roots"
+    inv = _ansible_inventory(fleet_boards, roots, tmp_path / "hosts.ini")
+    b3 = fleet_boards["boards"][2]
+    text = inv.read_text().replace(f"ansible_host={b3['host']} ", 'ansible_host="{{ lab_net }}.%s" ' % b3["host"].rsplit(".", 1)[1])
+    text += ("\n[tools]\nlocalhost ansible_connection=local\ngw ansible_user=\"{{ nobody_defined_this }}\"\n"
+             "\n[all:vars]\nlab_net=%s\n" % b3["host"].rsplit(".", 1)[0])
+    inv.write_text(text)
+    lines = text.splitlines()
+    ssh_dir = Path(os.environ["HOME"]) / ".ssh"
+    ssh_dir.mkdir(exist_ok=True)
+    (ssh_dir / "known_hosts").write_text(Path(fleet_boards["known_hosts"]).read_text())
+    _project(project_dir)
+    write_build(project_dir, "rpi5", {"fp32": 0.05}, seed=27)
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}", "bench=no", "hosts=emu-0[1:2]")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    skipped = [ln for ln in out.splitlines() if "is not in this deploy: skipped" in ln]
+    assert len(skipped) == 3, out
+    for name, needle in (("emu-03", "lab_net"), ("localhost", "ansible_connection=local"), ("gw", "nobody_defined_this")):
+        line_no = next(i for i, ln in enumerate(lines, 1) if ln.startswith(name + " "))
+        assert any(f"{inv}:{line_no}: " in ln and needle in ln and f"board '{name}'" in ln for ln in skipped), (name, out)
+    release = _report(project_dir)["release_id"]
+    assert _current(roots, "emu-01") == _current(roots, "emu-02") == release
+
+    # the templated board selected: Ansible evaluates its address, and it deploys
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}", "bench=no", "hosts=emu-03")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert "templated values of emu-03 evaluated by Ansible" in out and _current(roots, "emu-03") == release
+
+    # localhost selected (in the target's group): one line naming the file and line; no board touched
+    inv.write_text(text.replace("[tools]\nlocalhost", "[tools]\n[rpi5:children]\ntools\n[tools]\nlocalhost"))
+    before = _stamp(roots, "emu-01")
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}", "bench=no", "hosts=emu-01,localhost")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "Traceback" not in out
+    line_no = next(i for i, ln in enumerate(inv.read_text().splitlines(), 1) if ln.startswith("localhost "))
+    assert f"{inv}:{line_no}: host 'localhost' has ansible_connection=local" in out, out
+    assert _stamp(roots, "emu-01") == before
