@@ -353,3 +353,56 @@ def test_problem_hosts_outside_the_deploy_are_warnings_inside_it_one_line(fleet_
     line_no = next(i for i, ln in enumerate(inv.read_text().splitlines(), 1) if ln.startswith("localhost "))
     assert f"{inv}:{line_no}: host 'localhost' has ansible_connection=local" in out, out
     assert _stamp(roots, "emu-01") == before
+
+
+RELAY = '''#!{python}
+"""ProxyCommand stand-in for `nc %h %p`: marks that it ran, then relays stdin/stdout to the board's sshd."""
+import os, socket, sys, threading
+open({mark!r}, "a").write("ran\\n")
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+def up():
+    while data := os.read(0, 65536):
+        s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+threading.Thread(target=up, daemon=True).start()
+while data := s.recv(65536):
+    os.write(1, data)
+'''
+
+
+@pytest.mark.parametrize("policy", ["warn", "refuse"])
+def test_an_inventory_proxycommand_is_shown_once_or_refused(fleet_boards, project_dir, tmp_path, policy):
+    """Issue 30 item 7: a ProxyCommand from an inventory (ansible_ssh_common_args) runs a command on this machine.
+    "warn" (the default) shows it once per deploy, naming the inventory and the board, and the board deploys
+    through it; deploy.inventory_commands = "refuse" stops the deploy in one line before the command ever runs."""
+    roots = tmp_path / "roots"
+    mark = tmp_path / "relay.ran"
+    relay = tmp_path / "relay.py"
+    relay.write_text(RELAY.format(python=sys.executable, mark=str(mark)))
+    relay.chmod(0o755)
+    inv = _ansible_inventory(fleet_boards, roots, tmp_path / "hosts.ini")
+    b = fleet_boards["boards"][4]
+    text = inv.read_text().replace(f"{b['name']} ansible_host={b['host']} ",
+                                   f"{b['name']} ansible_host={b['host']} ansible_ssh_common_args='-o \"ProxyCommand={relay} %h %p\"' ")
+    inv.write_text(text)
+    ssh_dir = Path(os.environ["HOME"]) / ".ssh"
+    ssh_dir.mkdir(exist_ok=True)
+    (ssh_dir / "known_hosts").write_text(Path(fleet_boards["known_hosts"]).read_text())
+    if policy == "refuse":
+        _project(project_dir, inventory_commands="refuse")
+    else:
+        _project(project_dir)
+    write_build(project_dir, "rpi5", {"fp32": 0.05}, seed=30)
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}", "bench=no", f"hosts=emu-04,{b['name']}")
+    out = res.stdout + res.stderr
+    notice = f"inventory {inv} runs a local command for board '{b['name']}'"
+    assert out.count(notice) == 1, out
+    assert f"ProxyCommand={relay} %h %p" in out
+    if policy == "warn":
+        assert res.returncode == 0, out
+        assert mark.read_text() == "ran\n"  # the board was reached through it, once
+        assert _current(roots, b["name"]) == _report(project_dir)["release_id"]
+    else:
+        assert res.returncode != 0 and "Traceback" not in out
+        assert 'deploy.inventory_commands = "refuse"' in out
+        assert not mark.exists() and _current(roots, b["name"]) is None and _current(roots, "emu-04") is None

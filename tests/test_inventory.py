@@ -239,3 +239,21 @@ def test_a_templated_python_is_not_needed_when_defaults_give_the_boards_python(t
     toml.write_text('include = ["hosts.yml"]\n[defaults]\ngroups = ["rpi5"]\n')
     with pytest.raises(UserError, match="'ansible_python_interpreter' of host 'pi-1' is templated"):
         load_inventory(toml, tmp_path).choose("rpi5")
+
+
+@pytest.mark.parametrize("option", ["LocalCommand=touch /tmp/x", "KnownHostsCommand=/bin/cat %H", "PermitLocalCommand=yes"])
+def test_inventory_ssh_options_that_run_other_local_commands_are_refused(tmp_path, option):
+    inv = _load(tmp_path, GOOD + f'ssh_args = ["-o", "{option}"]\n' + ORIN)
+    with pytest.raises(UserError, match=r"inv.toml:1: board 'rpi5-01': field 'ssh_args': ssh option -o .* runs a command on this machine"):
+        inv.choose("rpi5")
+    assert [b.name for b in inv.choose("orin")[0]] == ["orin-01"]
+
+
+def test_inventory_proxycommand_is_one_line_per_board_or_refused(tmp_path):
+    inv = _load(tmp_path, GOOD + 'ssh_args = ["-o", "ProxyCommand=ssh -W %h:%p gw"]\n' + ORIN)
+    boards, lines = inv.choose("rpi5")
+    assert lines == [f"inventory {tmp_path / 'inv.toml'} runs a local command for board 'rpi5-01': ProxyCommand=ssh -W %h:%p gw"]
+    with pytest.raises(UserError) as exc:
+        inv.choose("rpi5", commands="refuse")
+    assert str(exc.value).splitlines()[0].startswith(f"inventory {tmp_path / 'inv.toml'} runs a local command for board 'rpi5-01'")
+    assert inv.choose("orin", commands="refuse")[1] == []  # a board the deploy does not select is not judged

@@ -231,10 +231,13 @@ class Inventory:
     #: boards that cannot be deployed to as written (name -> problem): judged only when a deploy selects them
     problems: dict[str, Problem] = field(default_factory=dict)
 
-    def choose(self, group: str, hosts: str | None = None, groups: str | None = None) -> tuple[list[Board], list[str]]:
+    def choose(self, group: str, hosts: str | None = None, groups: str | None = None,
+               commands: str = "warn") -> tuple[list[Board], list[str]]:
         """The boards a deploy of ``group`` narrowed by ``hosts=``/``groups=`` reaches, and one line for each board
         it leaves out that has a problem (or whose templates Ansible evaluated). A problem of a selected board
-        stops the deploy with that board's error and where it is."""
+        stops the deploy with that board's error and where it is. A selected board whose inventory ssh options run
+        a command here (ProxyCommand) is one line each (``commands="warn"``) or stops the deploy (``"refuse"``:
+        the profile's ``deploy.inventory_commands``)."""
         from .fleet import BoardRef, select_boards
         from .rollout_spec import split_hosts
 
@@ -285,6 +288,15 @@ class Inventory:
                                 f"fix it there, or leave it out (hosts=, groups=)" + (f"; {err.hint}" if err.hint else ""))
         order = {n: i for i, n in enumerate([*self.boards, *self.problems])}
         boards = sorted([*(b for b in members if b.name in chosen), *fixed.values()], key=lambda b: order[b.name])
+        from .transport.sshconfig import local_commands
+
+        for b in boards:
+            for cmd in local_commands(b.ssh_args):
+                if commands == "refuse":
+                    raise UserError(f"inventory {b.source} runs a local command for board '{b.name}' ({cmd}); refused: "
+                                    "the profile sets deploy.inventory_commands = \"refuse\"",
+                                    hint=f"remove it from {b.source}, or allow it: deploy.inventory_commands = \"warn\"")
+                lines.append(f"inventory {b.source} runs a local command for board '{b.name}': {cmd}")
         return boards, lines
 
     def for_group(self, group: str) -> list[Board]:

@@ -41,7 +41,7 @@ def boards_for(proj: ProjectConfig, prof: TargetProfile, hosts: str | None = Non
     for note in inv.notes:  # once per deploy: what the inventory said that dmsbuild does not do, and why
         print(f"warning: {note}", file=sys.stderr)
     # boards outside the selection are not judged: their problems are one line each (a selected one's stops here)
-    boards, skipped = inv.choose(prof.deploy.group or prof.name, hosts, groups)
+    boards, skipped = inv.choose(prof.deploy.group or prof.name, hosts, groups, commands=prof.deploy.inventory_commands)
     for line in skipped:
         print(f"warning: {line}", file=sys.stderr)
     return boards

@@ -82,6 +82,12 @@ IGNORED_OPTIONS = {
     "updatehostkeys": "known_hosts is only read", "checkhostip": "not used", "sendenv": "no environment is sent",
     "setenv": "no environment is sent",
 }
+#: ssh_config options that run a command on this machine: ProxyCommand is honoured (and shown at each deploy when an
+#: inventory sets it: ``inventory.Inventory.choose``); the others are refused in an inventory's ssh options
+LOCAL_COMMAND_OPTIONS = {"proxycommand": "", "localcommand": "dmsbuild never runs LocalCommand",
+                         "permitlocalcommand": "dmsbuild never runs LocalCommand",
+                         "knownhostscommand": "dmsbuild reads known_hosts files only",
+                         "match": "Match blocks (Match exec runs a command) belong in the ssh config"}
 #: options whose non-default value changes the route or the authentication in a way paramiko cannot follow
 _CANNOT = {
     "bindinterface": ("", "bind the connection to an interface"),
@@ -326,6 +332,12 @@ def endpoint(alias: str, cli: list[str], *, label: str, lookup: Lookup, timeout:
     return ep
 
 
+def local_commands(ssh_args: list[str]) -> list[str]:
+    """The options of (parsed) ssh arguments that run a command on this machine, as ``Key=Value``."""
+    return [v for flag, v in zip(ssh_args, ssh_args[1:]) if flag == "-o"
+            and v.partition("=")[0].strip().lower() in LOCAL_COMMAND_OPTIONS]
+
+
 def parse_ssh_args(text: str | list[str], where: str) -> tuple[list[str], list[tuple[str, str]]]:
     """Split ssh command-line options (an Ansible ``ansible_ssh_common_args``) into the ones that
     decide the route, given to ``ssh -G`` as they are, and the ones dmsbuild ignores, with why.
@@ -356,6 +368,9 @@ def parse_ssh_args(text: str | list[str], where: str) -> tuple[list[str], list[t
             if not sep:
                 key, _, val = value.partition(" ")
             lkey = key.strip().lower()
+            if LOCAL_COMMAND_OPTIONS.get(lkey):
+                raise UserError(f"{where}: ssh option -o {value} runs a command on this machine; "
+                                f"{LOCAL_COMMAND_OPTIONS[lkey]}", hint="remove it from the inventory")
             if lkey in ROUTE_OPTIONS:
                 if lkey == "userknownhostsfile" and val.strip() == "/dev/null":
                     ignored.append((value, "host keys stay strict: the board's key must be in a known_hosts file"))
