@@ -406,3 +406,33 @@ def test_an_inventory_proxycommand_is_shown_once_or_refused(fleet_boards, projec
         assert res.returncode != 0 and "Traceback" not in out
         assert 'deploy.inventory_commands = "refuse"' in out
         assert not mark.exists() and _current(roots, b["name"]) is None and _current(roots, "emu-04") is None
+
+
+@pytest.mark.parametrize("retries", [1, 2])
+def test_a_frozen_board_costs_connect_retries_attempts_resume_check_included(fleet_boards, project_dir, tmp_path, retries):
+    """Issue 27: the resume check's connection attempt is the deploy's first, not an extra one. The board's sshd is
+    frozen (SIGSTOP: TCP connects, no banner); every attempt runs the inventory's ProxyCommand once, which counts."""
+    b = fleet_boards["boards"][5]
+    mark = tmp_path / "relay.ran"
+    relay = tmp_path / "relay.py"
+    relay.write_text(RELAY.format(python=sys.executable, mark=str(mark)))
+    relay.chmod(0o755)
+    inv = tmp_path / "inv.toml"
+    inv.write_text(
+        f'[[boards]]\nname = "{b["name"]}"\ngroups = ["rpi5"]\nhost = "{b["host"]}"\nport = {b["port"]}\n'
+        f'user = "{fleet_boards["user"]}"\nidentity_file = "{fleet_boards["identity_file"]}"\n'
+        f'known_hosts = "{fleet_boards["known_hosts"]}"\npython = "{fleet_boards["python"]}"\n'
+        f'root = "{tmp_path / "roots" / b["name"]}/{{target}}"\nconnect_timeout = 1\nconnect_retries = {retries}\n'
+        f'ssh_args = ["-o", "ProxyCommand={relay} %h %p"]\n')
+    _project(project_dir)
+    write_build(project_dir, "rpi5", {"fp32": 0.05}, seed=31)
+    os.kill(b["pid"], signal.SIGSTOP)
+    try:
+        res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}", "bench=no")
+    finally:
+        os.kill(b["pid"], signal.SIGCONT)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out  # the one board failed: max_fail=0 halts
+    assert mark.read_text().count("ran") == retries, out
+    reason = _by_name(_report(project_dir))[b["name"]]["reason"]
+    assert f"after {retries} attempt(s)" in reason and "no SSH banner" in reason, reason

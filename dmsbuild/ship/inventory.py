@@ -130,6 +130,9 @@ class Board:
     #: "ssh" for inventory boards; "local" only for the embedded default target
     transport: str = field(default="ssh", init=False)
     source: str = field(default="", init=False)
+    #: connection attempts this deploy already made to the board and found no server (its resume check's): they
+    #: count in ``connect_retries`` and in the failure's message, so a frozen board costs connect_retries attempts
+    prior_attempts: int = field(default=0, init=False)
 
     def validate(self, source: str, prefix: str) -> None:
         where = f"{prefix}.name" if prefix else "name"

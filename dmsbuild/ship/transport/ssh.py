@@ -486,8 +486,10 @@ class SSHTransport(Transport):
             except _Retry as exc:
                 last = str(exc)
         via = f" via {ep.via.where}" if ep.via is not None else ""
+        # a deploy's resume check may have made the first attempts (Board.prior_attempts): counted, not repeated
+        self.unreached_attempts = ep.retries + self.board.prior_attempts
         raise TransportError(
-            f"{ep.label}: unreachable at {ep.where}{via} after {ep.retries} attempt(s): {last}",
+            f"{ep.label}: unreachable at {ep.where}{via} after {self.unreached_attempts} attempt(s): {last}",
             hint="check that the board is up and the host/port in the inventory (or ~/.ssh/config; try ssh -G "
             f"{shlex.quote(ep.alias)})",
         )
