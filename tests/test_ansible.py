@@ -165,7 +165,7 @@ def _first_error(parse, text: str, path: Path) -> str:
     ("all:\n  hosts:\n    - a\n", r"hosts.yml: all.hosts is a list; expected a mapping of host names"),
     ("all:\n  hostz: {}\n", r"hosts.yml: all.hostz: unknown key"),
     ("all:\n  children:\n    g:\n      hosts:\n        h1:\n          ansible_port: [22]\n",
-     r"hosts.yml: all.children.g.hosts.h1.ansible_port: 'ansible_port' of host 'h1' is \[22\]"),
+     r"hosts.yml:6: all.children.g.hosts.h1.ansible_port: 'ansible_port' of host 'h1' is \[22\]"),
     ("all:\n  hosts:\n    h1:\n      ansible_port: true\n", r"'ansible_port' of host 'h1' is True"),
     ("all:\n  hosts:\n    h1: [1]\n", r"all.hosts.h1 is \[1\]; expected a mapping"),
     ("all:\n  hosts:\n    'a b':\n", r"host name 'a b' is not allowed"),

@@ -257,3 +257,14 @@ def test_inventory_proxycommand_is_one_line_per_board_or_refused(tmp_path):
         inv.choose("rpi5", commands="refuse")
     assert str(exc.value).splitlines()[0].startswith(f"inventory {tmp_path / 'inv.toml'} runs a local command for board 'rpi5-01'")
     assert inv.choose("orin", commands="refuse")[1] == []  # a board the deploy does not select is not judged
+
+
+def test_a_yaml_problem_host_is_named_with_file_and_line(tmp_path):
+    p = tmp_path / "hosts.yml"
+    p.write_text("all:\n  children:\n    tools:\n      hosts:\n        localhost:\n          ansible_connection: local\n"
+                 "    rpi5:\n      hosts:\n        pi-1: {ansible_host: 10.0.0.9}\n")
+    boards, lines = load_inventory(p, tmp_path).choose("rpi5")
+    assert [b.name for b in boards] == ["pi-1"]
+    assert lines == [f"{p}:6: all.children.tools.hosts.localhost.ansible_connection: host 'localhost' has "
+                     "ansible_connection=local; dmsbuild reaches boards over SSH only (board 'localhost' is not in this "
+                     "deploy: skipped)"]

@@ -443,8 +443,14 @@ def parse_yaml(text: str, source: Path) -> AnsibleInventory:
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping of group names at the top (e.g. 'all:'), got {type(data).__name__}")
     b = _Builder(source)
+    lines = _key_lines(yaml, text)
 
-    def walk(group: str, body: Any, path: str) -> None:
+    def at(*keys: Any) -> str:
+        """``FILE:LINE`` of the mapping key at ``keys`` (FILE alone where YAML's own reading renamed the key)."""
+        line = lines.get(tuple(str(k) for k in keys))
+        return f"{source}:{line}" if line else str(source)
+
+    def walk(group: str, body: Any, path: str, keys: tuple[str, ...]) -> None:
         where = f"{source}: {path}"
         b.group(str(group), where)
         if body is None:
@@ -461,30 +467,51 @@ def parse_yaml(text: str, source: Path) -> AnsibleInventory:
         if not isinstance(hosts, dict):
             raise UserError(f"{where}.hosts is a {type(hosts).__name__}; expected a mapping of host names (host: or host: {{vars}})")
         for hname, hvars in hosts.items():
-            hwhere = f"{where}.hosts.{hname}"
+            hwhere = f"{at(*keys, 'hosts', hname)}: {path}.hosts.{hname}"
             if not isinstance(hname, str):  # `010:` is the integer 8 to YAML; Ansible refuses it rather than rename it
                 raise UserError(f"{hwhere}: host pattern {hname!r} must be a string (YAML read it as a {type(hname).__name__})",
                                 hint="enclose numeric host names in quotation marks, as Ansible requires")
             hvars = hvars or {}
             if not isinstance(hvars, dict):
                 raise UserError(f"{hwhere} is {hvars!r}; expected a mapping of variables or nothing")
-            variables = {str(k): (v, f"{hwhere}.{k}") for k, v in hvars.items()}
+            variables = {str(k): (v, f"{at(*keys, 'hosts', hname, k)}: {path}.hosts.{hname}.{k}") for k, v in hvars.items()}
             for host in expand_host_pattern(str(hname), hwhere):
                 b.host(host, str(group), dict(variables), hwhere)
         gvars = body.get("vars") or {}
         if not isinstance(gvars, dict):
             raise UserError(f"{where}.vars is a {type(gvars).__name__}; expected a mapping of variables")
-        b.group_vars.setdefault(str(group), {}).update({str(k): (v, f"{where}.vars.{k}") for k, v in gvars.items()})
+        b.group_vars.setdefault(str(group), {}).update(
+            {str(k): (v, f"{at(*keys, 'vars', k)}: {path}.vars.{k}") for k, v in gvars.items()})
         kids = body.get("children") or {}
         if not isinstance(kids, dict):
             raise UserError(f"{where}.children is a {type(kids).__name__}; expected a mapping of group names")
         for kname, kbody in kids.items():
             b.child(str(group), str(kname), f"{where}.children.{kname}")
-            walk(str(kname), kbody, f"{path}.children.{kname}")
+            walk(str(kname), kbody, f"{path}.children.{kname}", (*keys, "children", str(kname)))
 
     for gname, body in data.items():
-        walk(str(gname), body, str(gname))
+        walk(str(gname), body, str(gname), (str(gname),))
     return b.build()
+
+
+def _key_lines(yaml: Any, text: str) -> dict[tuple[str, ...], int]:
+    """The line of every mapping key of a YAML document, by its path of keys (for messages: FILE:LINE)."""
+    out: dict[tuple[str, ...], int] = {}
+
+    def visit(node: Any, keys: tuple[str, ...], depth: int) -> None:
+        if depth > 64 or not isinstance(node, yaml.MappingNode):
+            return
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                here = (*keys, str(k.value))
+                out.setdefault(here, k.start_mark.line + 1)
+                visit(v, here, depth + 1)
+
+    try:
+        visit(yaml.compose(text, Loader=yaml.SafeLoader), (), 0)
+    except yaml.YAMLError:
+        pass  # safe_load read it; lines are only for messages
+    return out
 
 
 _VARS_SUFFIXES = ("", ".yml", ".yaml", ".json")
