@@ -560,7 +560,8 @@ def looks_like_ansible(path: Path) -> bool:
 
 
 #: ENV: read Ansible inventories through this ``ansible-inventory`` program (exact semantics: dynamic inventory
-#: scripts and plugins, vaulted files); ``auto``: the one on PATH, when there is one
+#: scripts and plugins, vaulted files); ``auto``: the one on PATH, when there is one; ``no``: never run Ansible
+#: (not even to evaluate a selected host's templated values: such a host is then refused)
 ANSIBLE_INVENTORY_ENV = "DMSBUILD_ANSIBLE_INVENTORY"
 
 
