@@ -318,6 +318,10 @@ class Inventory:
         chosen = []
         for name in hosts:
             board = self.boards.get(name)
+            if board is None and name in self.problems:  # named, so judged: its own error
+                prob = self.problems[name]
+                raise UserError(first_line(prob.error), hint=f"board '{name}' is in group(s) {', '.join(prob.groups)} of "
+                                f"{prob.source}; fix it there" + (f"; {prob.error.hint}" if prob.error.hint else ""))
             if board is None:
                 known = ", ".join(sorted(b.name for b in self.for_group(group))) or "none"
                 raise UserError(
