@@ -556,6 +556,10 @@ class DeployConfig:
     #: a folder the controller publishes the release's objects into (``<sha256>`` files, written atomically)
     #: before the rollout: the mirror's document root, or a folder synced to it; unset: the mirror is filled by you
     mirror_publish: str | None = None
+    #: an inventory's ssh options that run a command on this machine (``ProxyCommand`` in ``ssh_args`` or
+    #: ``ansible_ssh_common_args``): "warn" shows each once per deploy ("inventory X runs a local command for board
+    #: Y: ..."); "refuse" stops a deploy that selects such a board, before the command runs (docs/ssh.md)
+    inventory_commands: Literal["warn", "refuse"] = "warn"
 
     def validate(self, source: str, prefix: str) -> None:
         from .ship.rollout_spec import check_max_fail, check_waves  # standard library only, like this module

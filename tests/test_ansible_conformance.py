@@ -1,9 +1,14 @@
 """dmsbuild's Ansible import against `ansible-inventory --list` itself, over tests/fixtures/ansible_corpus.
 
-For every inventory both read, the same hosts, the same groups (children followed) and the same
-effective address, port and user (``ansible_ssh_*`` over ``ansible_*``, as the ssh connection
-plugin takes them). An inventory Ansible refuses, dmsbuild refuses too. Needs ansible-core
-(a dev dependency); skipped where ``ansible-inventory`` is not installed.
+The corpus: inventories written after Ansible's documentation, and (``integration/``) every static
+inventory of Ansible's own integration tests that a user could hand us (``integration/README.md``
+says how they were chosen; ``integration/expected.json`` is the expected outcome of each, the table
+in docs/fleet.md). For every inventory both read, the same hosts, the same groups (children
+followed) and the same effective address, port and user (``ansible_ssh_*`` over ``ansible_*``, as
+the ssh connection plugin takes them); a host dmsbuild cannot deploy to as written (e.g.
+``ansible_connection=local``) is a problem of that host, never a reason to refuse the file. An
+inventory Ansible refuses, dmsbuild refuses too. Needs ansible-core (a dev dependency); skipped
+where ``ansible-inventory`` is not installed.
 """
 from __future__ import annotations
 
@@ -20,9 +25,17 @@ from dmsbuild.ship.ansible import load_ansible_inventory
 from dmsbuild.errors import UserError
 
 CORPUS = Path(__file__).parent / "fixtures" / "ansible_corpus"
-FILES = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix != ".md" and "_vars" not in str(p.relative_to(CORPUS)))
-#: accepted by Ansible, refused by dmsbuild on purpose (docs/ssh.md says why)
-REFUSED_BY_DESIGN = {"connection_local.ini": "ansible_connection=local"}
+FILES = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix not in (".md", ".json")
+               and not {"group_vars", "host_vars"} & set(p.relative_to(CORPUS).parts))
+INTEGRATION = CORPUS / "integration"
+EXPECTED = json.loads((INTEGRATION / "expected.json").read_text())
+#: hosts Ansible lists that dmsbuild keeps as problems (deployed to only after a fix): file -> reason in the error
+PROBLEMS_BY_DESIGN = {"connection_local.ini": "ansible_connection=local"}
+#: where `ansible-inventory -i FILE` is not what a user handing us FILE means
+NOT_COMPARABLE = {"integration/path_with_comma_in_inventory/this,path,has,commas/hosts":
+                  "ansible-inventory splits an -i argument at its commas"}
+#: ``ansible_connection`` values that reach a host over SSH (Ansible's ssh and paramiko connection plugins)
+SSH = (None, "ssh", "paramiko", "smart", "paramiko_ssh")
 ANSIBLE_INVENTORY = shutil.which("ansible-inventory") or str(Path(sys.executable).parent / "ansible-inventory")
 
 
@@ -53,38 +66,118 @@ def ansible_view(path: Path) -> dict | None:
                    v.get("ansible_ssh_host", v.get("ansible_host", h)),
                    None if port is None else int(port),
                    v.get("ansible_ssh_user", v.get("ansible_user")))
+    _CONNECTIONS[str(path)] = {h: hostvars.get(h, {}).get("ansible_connection") for h in hosts}
     return view
 
 
+_CONNECTIONS: dict[str, dict[str, str | None]] = {}
+
+
+COMPARED = [p for p in FILES if str(p.relative_to(CORPUS)) not in NOT_COMPARABLE]
+
+
 @pytest.mark.skipif(not os.access(ANSIBLE_INVENTORY, os.X_OK), reason="ansible-core is not installed (pip install ansible-core)")
-@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(CORPUS)) for p in FILES])
+@pytest.mark.parametrize("path", COMPARED, ids=[str(p.relative_to(CORPUS)) for p in COMPARED])
 def test_same_boards_as_ansible_inventory(path: Path) -> None:
-    theirs = ansible_view(path)
     name = str(path.relative_to(CORPUS))
-    if theirs is None or name in REFUSED_BY_DESIGN:
-        with pytest.raises(UserError, match=REFUSED_BY_DESIGN.get(name)):
+    theirs = ansible_view(path)
+    if theirs is None:
+        with pytest.raises(UserError):
             load_ansible_inventory(path)
         return
-    ours = {b.name: (b.groups, b.host, b.port, b.user) for b in load_ansible_inventory(path).boards.values()}
-    assert ours == theirs
+    inv = load_ansible_inventory(path)
+    ours = {b.name: (b.groups, b.host, b.port, b.user) for b in inv.boards.values()}
+    assert set(ours) | set(inv.problems) == set(theirs) and not set(ours) & set(inv.problems)
+    assert ours == {h: v for h, v in theirs.items() if h in ours}
+    assert {n: p.groups for n, p in inv.problems.items()} == {h: theirs[h][0] for h in inv.problems}
+    ssh_hosts = [h for h, c in _CONNECTIONS[str(path)].items() if c in SSH]
+    # issue 27's promise: a file with an SSH host is never refused whole, and its SSH hosts are boards
+    # (or need only a templated value evaluated) -- a problem host is one Ansible would not reach over SSH
+    # (or have a name dmsbuild does not take: board names are ASCII letters, digits, '._-': they name files)
+    for h in ssh_hosts:
+        assert h in ours or inv.problems[h].templated or "is not allowed" in str(inv.problems[h].error), \
+            (h, str(inv.problems[h].error))
+    if name in PROBLEMS_BY_DESIGN:
+        assert inv.problems and all(PROBLEMS_BY_DESIGN[name] in str(p.error) for p in inv.problems.values())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_integration_inventories_have_the_expected_outcome(name: str) -> None:
+    """What a user handing us each of Ansible's own test inventories gets (docs/fleet.md's table): boards, or hosts
+    left out unless fixed (with why), or a refusal where Ansible refuses the file too. No Ansible needed."""
+    want = EXPECTED[name]
+    path = INTEGRATION / name
+    if want.get("dmsbuild") == "refuses":
+        with pytest.raises(UserError):
+            load_ansible_inventory(path)
+        return
+    inv = load_ansible_inventory(path)
+    assert len(inv.boards) == want["boards"]
+    assert _reasons(inv) == want["problem_hosts"]
+
+
+def _reasons(inv) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for p in inv.problems.values():
+        text = str(p.error)
+        if p.templated:
+            key = "templated " + next(iter(p.templated))
+        elif "has ansible_connection=local;" in text:
+            key = "ansible_connection=local"
+        elif "has ansible_connection=" in text:
+            key = "another ansible_connection"
+        elif "host name " in text and "is not allowed" in text:
+            key = "host name not allowed"
+        else:
+            key = "other"
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def test_the_outcome_table_in_the_docs_is_the_expected_one() -> None:
+    """docs/fleet.md lists every integration inventory with the outcome the test above holds."""
+    doc = (Path(__file__).parent.parent / "docs" / "fleet.md").read_text()
+    for name, want in EXPECTED.items():
+        row = next((ln for ln in doc.splitlines() if ln.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"docs/fleet.md has no row for {name}"
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if want.get("dmsbuild") == "refuses":
+            assert cells[2] == "refused (Ansible too)", row
+        else:
+            assert cells[2] == str(want["boards"]), row
+            assert cells[3] == (", ".join(f"{n} x {k}" for k, n in want["problem_hosts"].items()) or "-"), row
+
+
+def test_no_inventory_with_an_ssh_host_is_refused_whole() -> None:
+    """Issue 27's done-when, read off the expected outcomes: every refused file is one Ansible refuses too."""
+    refused = {n for n, w in EXPECTED.items() if w.get("dmsbuild") == "refuses"}
+    assert all(EXPECTED[n]["ansible"] == "refuses" for n in refused)
+    assert len(EXPECTED) - len(refused) >= 60
+
+
+#: the through-ansible-inventory comparison runs on the hand-written corpus (each file costs one more Ansible start)
+HANDWRITTEN = [p for p in FILES if INTEGRATION not in p.parents]
 
 
 @pytest.mark.skipif(not os.access(ANSIBLE_INVENTORY, os.X_OK), reason="ansible-core is not installed (pip install ansible-core)")
-@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(CORPUS)) for p in FILES])
+@pytest.mark.parametrize("path", HANDWRITTEN, ids=[str(p.relative_to(CORPUS)) for p in HANDWRITTEN])
 def test_reading_through_ansible_inventory_gives_the_same_boards(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """DMSBUILD_ANSIBLE_INVENTORY: Ansible reads the file, dmsbuild applies the same checks to its answer."""
-    name = str(path.relative_to(CORPUS))
-    try:
-        builtin = {b.name: (b.groups, b.host, b.port, b.user) for b in load_ansible_inventory(path).boards.values()}
-    except UserError:
-        builtin = None
+    def view() -> tuple[dict, dict] | None:
+        try:
+            inv = load_ansible_inventory(path)
+        except UserError:
+            return None
+        return ({b.name: (b.groups, b.host, b.port, b.user) for b in inv.boards.values()},
+                {n: p.groups for n, p in inv.problems.items()})
+
+    builtin = view()
     monkeypatch.setenv("DMSBUILD_ANSIBLE_INVENTORY", ANSIBLE_INVENTORY)
     if builtin is None:
-        with pytest.raises(UserError, match=REFUSED_BY_DESIGN.get(name)):
+        with pytest.raises(UserError):
             load_ansible_inventory(path)
         return
-    via = {b.name: (b.groups, b.host, b.port, b.user) for b in load_ansible_inventory(path).boards.values()}
-    assert via == builtin
+    assert view() == builtin
 
 
 @pytest.mark.skipif(not os.access(ANSIBLE_INVENTORY, os.X_OK), reason="ansible-core is not installed (pip install ansible-core)")
@@ -104,3 +197,5 @@ def test_a_dynamic_inventory_script_needs_and_uses_ansible_inventory(tmp_path: P
 def test_the_corpus_exercises_what_it_claims() -> None:
     names = {str(p.relative_to(CORPUS)) for p in FILES}
     assert {"withvars/hosts", "priority.ini", "ssh_spelling.ini", "undefined_child.ini", "numeric_names.yml"} <= names
+    assert {f"integration/{n}" for n in EXPECTED} == {n for n in names if n.startswith("integration/")}
+    assert len(EXPECTED) == 66

@@ -48,9 +48,11 @@ def test_ipv6_host_is_a_clear_error_not_a_section_header():
     assert parse_ini("[g]\nb1 ansible_host=2001:db8::1\n", Path("x.ini")).boards["b1"].host == "2001:db8::1"
 
 
-def test_connection_local_is_refused_explicitly():
-    with pytest.raises(UserError, match="ansible_connection=local; dmsbuild reaches boards over SSH only"):
-        parse_ini("[g]\nlocalhost ansible_connection=local\n", Path("x.ini"))
+def test_connection_local_is_a_problem_of_that_host_only():
+    inv = parse_ini("[g]\nlocalhost ansible_connection=local\nb0\n", Path("x.ini"))
+    assert "x.ini:2: host 'localhost' has ansible_connection=local; dmsbuild reaches boards over SSH only" in \
+        str(inv.problems["localhost"].error)
+    assert list(inv.boards) == ["b0"] and inv.problems["localhost"].groups == ("g",)
     assert parse_ini("[g]\nb1 ansible_connection=ssh\n", Path("x.ini")).boards["b1"].name == "b1"
 
 

@@ -308,3 +308,131 @@ def project(project_dir: Path):
     write_build(project_dir, "rpi5", {"fp32": 0.2}, seed=31)
     proj = load_project(project_dir)
     return proj, load_target(project_dir, "rpi5")
+
+
+def test_problem_hosts_outside_the_deploy_are_warnings_inside_it_one_line(fleet_boards, project_dir, tmp_path):
+    """Issue 27: a `connection=local` host and templated hosts the deploy does not select never stop it (one warning
+    each, with file and line); the same problem on a selected host stops it in one line, before any board is touched;
+    a selected host's template is evaluated by Ansible (it names a real board's address here)."""
+    roots = tmp_path / "roots"
+    inv = _ansible_inventory(fleet_boards, roots, tmp_path / "hosts.ini")
+    b3 = fleet_boards["boards"][2]
+    text = inv.read_text().replace(f"ansible_host={b3['host']} ", 'ansible_host="{{ lab_net }}.%s" ' % b3["host"].rsplit(".", 1)[1])
+    text += ("\n[tools]\nlocalhost ansible_connection=local\ngw ansible_user=\"{{ nobody_defined_this }}\"\n"
+             "\n[all:vars]\nlab_net=%s\n" % b3["host"].rsplit(".", 1)[0])
+    inv.write_text(text)
+    lines = text.splitlines()
+    ssh_dir = Path(os.environ["HOME"]) / ".ssh"
+    ssh_dir.mkdir(exist_ok=True)
+    (ssh_dir / "known_hosts").write_text(Path(fleet_boards["known_hosts"]).read_text())
+    _project(project_dir)
+    write_build(project_dir, "rpi5", {"fp32": 0.05}, seed=27)
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}", "bench=no", "hosts=emu-0[1:2]")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    skipped = [ln for ln in out.splitlines() if "is not in this deploy: skipped" in ln]
+    assert len(skipped) == 3, out
+    for name, needle in (("emu-03", "lab_net"), ("localhost", "ansible_connection=local"), ("gw", "nobody_defined_this")):
+        line_no = next(i for i, ln in enumerate(lines, 1) if ln.startswith(name + " "))
+        assert any(f"{inv}:{line_no}: " in ln and needle in ln and f"board '{name}'" in ln for ln in skipped), (name, out)
+    release = _report(project_dir)["release_id"]
+    assert _current(roots, "emu-01") == _current(roots, "emu-02") == release
+
+    # the templated board selected: Ansible evaluates its address, and it deploys
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}", "bench=no", "hosts=emu-03")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert "templated values of emu-03 evaluated by Ansible" in out and _current(roots, "emu-03") == release
+
+    # localhost selected (in the target's group): one line naming the file and line; no board touched
+    inv.write_text(text.replace("[tools]\nlocalhost", "[tools]\n[rpi5:children]\ntools\n[tools]\nlocalhost"))
+    before = _stamp(roots, "emu-01")
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}", "bench=no", "hosts=emu-01,localhost")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "Traceback" not in out
+    line_no = next(i for i, ln in enumerate(inv.read_text().splitlines(), 1) if ln.startswith("localhost "))
+    assert f"{inv}:{line_no}: host 'localhost' has ansible_connection=local" in out, out
+    assert _stamp(roots, "emu-01") == before
+
+
+RELAY = '''#!{python}
+"""ProxyCommand stand-in for `nc %h %p`: marks that it ran, then relays stdin/stdout to the board's sshd."""
+import os, socket, sys, threading
+open({mark!r}, "a").write("ran\\n")
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+def up():
+    while data := os.read(0, 65536):
+        s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+threading.Thread(target=up, daemon=True).start()
+while data := s.recv(65536):
+    os.write(1, data)
+'''
+
+
+@pytest.mark.parametrize("policy", ["warn", "refuse"])
+def test_an_inventory_proxycommand_is_shown_once_or_refused(fleet_boards, project_dir, tmp_path, policy):
+    """Issue 30 item 7: a ProxyCommand from an inventory (ansible_ssh_common_args) runs a command on this machine.
+    "warn" (the default) shows it once per deploy, naming the inventory and the board, and the board deploys
+    through it; deploy.inventory_commands = "refuse" stops the deploy in one line before the command ever runs."""
+    roots = tmp_path / "roots"
+    mark = tmp_path / "relay.ran"
+    relay = tmp_path / "relay.py"
+    relay.write_text(RELAY.format(python=sys.executable, mark=str(mark)))
+    relay.chmod(0o755)
+    inv = _ansible_inventory(fleet_boards, roots, tmp_path / "hosts.ini")
+    b = fleet_boards["boards"][4]
+    text = inv.read_text().replace(f"{b['name']} ansible_host={b['host']} ",
+                                   f"{b['name']} ansible_host={b['host']} ansible_ssh_common_args='-o \"ProxyCommand={relay} %h %p\"' ")
+    inv.write_text(text)
+    ssh_dir = Path(os.environ["HOME"]) / ".ssh"
+    ssh_dir.mkdir(exist_ok=True)
+    (ssh_dir / "known_hosts").write_text(Path(fleet_boards["known_hosts"]).read_text())
+    if policy == "refuse":
+        _project(project_dir, inventory_commands="refuse")
+    else:
+        _project(project_dir)
+    write_build(project_dir, "rpi5", {"fp32": 0.05}, seed=30)
+    res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}", "bench=no", f"hosts=emu-04,{b['name']}")
+    out = res.stdout + res.stderr
+    notice = f"inventory {inv} runs a local command for board '{b['name']}'"
+    assert out.count(notice) == 1, out
+    assert f"ProxyCommand={relay} %h %p" in out
+    if policy == "warn":
+        assert res.returncode == 0, out
+        assert mark.read_text() == "ran\n"  # the board was reached through it, once
+        assert _current(roots, b["name"]) == _report(project_dir)["release_id"]
+    else:
+        assert res.returncode != 0 and "Traceback" not in out
+        assert 'deploy.inventory_commands = "refuse"' in out
+        assert not mark.exists() and _current(roots, b["name"]) is None and _current(roots, "emu-04") is None
+
+
+@pytest.mark.parametrize("retries", [1, 2])
+def test_a_frozen_board_costs_connect_retries_attempts_resume_check_included(fleet_boards, project_dir, tmp_path, retries):
+    """Issue 27: the resume check's connection attempt is the deploy's first, not an extra one. The board's sshd is
+    frozen (SIGSTOP: TCP connects, no banner); every attempt runs the inventory's ProxyCommand once, which counts."""
+    b = fleet_boards["boards"][5]
+    mark = tmp_path / "relay.ran"
+    relay = tmp_path / "relay.py"
+    relay.write_text(RELAY.format(python=sys.executable, mark=str(mark)))
+    relay.chmod(0o755)
+    inv = tmp_path / "inv.toml"
+    inv.write_text(
+        f'[[boards]]\nname = "{b["name"]}"\ngroups = ["rpi5"]\nhost = "{b["host"]}"\nport = {b["port"]}\n'
+        f'user = "{fleet_boards["user"]}"\nidentity_file = "{fleet_boards["identity_file"]}"\n'
+        f'known_hosts = "{fleet_boards["known_hosts"]}"\npython = "{fleet_boards["python"]}"\n'
+        f'root = "{tmp_path / "roots" / b["name"]}/{{target}}"\nconnect_timeout = 1\nconnect_retries = {retries}\n'
+        f'ssh_args = ["-o", "ProxyCommand={relay} %h %p"]\n')
+    _project(project_dir)
+    write_build(project_dir, "rpi5", {"fp32": 0.05}, seed=31)
+    os.kill(b["pid"], signal.SIGSTOP)
+    try:
+        res = _doit(project_dir, "deploy", "target=rpi5", f"inventory={inv}", "bench=no")
+    finally:
+        os.kill(b["pid"], signal.SIGCONT)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out  # the one board failed: max_fail=0 halts
+    assert mark.read_text().count("ran") == retries, out
+    reason = _by_name(_report(project_dir))[b["name"]]["reason"]
+    assert f"after {retries} attempt(s)" in reason and "no SSH banner" in reason, reason

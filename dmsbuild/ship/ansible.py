@@ -11,8 +11,13 @@ turns the records into ``Board`` objects. Other variables are ignored and listed
 
 Variable precedence follows Ansible's: the ``all`` group, then parent groups
 before their children (deeper wins, ties by name), then host variables.
-Templated values (``{{ ... }}``) cannot be evaluated here and are a user
-error naming the field. Host ranges (``rpi5-[01:20]``, ``node-[a:f]``,
+A host dmsbuild cannot deploy to as written (``ansible_connection=local``, a
+bad value, a templated ``{{ ... }}`` value) does not make the file unusable: it
+becomes a ``HostProblem``, refused only when a deploy selects that host
+(``inventory.Inventory.choose``). Templated values are evaluated by Ansible
+itself (``resolve_templates``: ``ansible HOSTS -m debug``, which connects to
+nothing; ``ansible-inventory --list`` prints templates unevaluated), and only
+for the hosts a deploy selects. Host ranges (``rpi5-[01:20]``, ``node-[a:f]``,
 ``x[0:10:2]``) are expanded like Ansible does.
 
 Only the standard library is needed for INI; YAML needs PyYAML, imported when
@@ -74,6 +79,30 @@ class ImportedBoard(BoardRef):
     ssh_args: tuple[str, ...] = ()
 
 
+class TemplatedValue(UserError):
+    """A host's variables hold templates (``{{ }}``) that only Ansible can evaluate; ``templated``: var -> where."""
+
+    def __init__(self, message: str, templated: dict[str, str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.templated = templated
+
+
+@dataclass
+class HostProblem:
+    """A host of the inventory that cannot be deployed to as written: refused only when a deploy selects it."""
+
+    name: str
+    groups: tuple[str, ...]
+    error: UserError
+    #: the host's variables after Ansible's precedence (var -> (value, where)): to record it again once resolved
+    merged: dict[str, tuple[Any, str]] = field(default_factory=dict, repr=False)
+
+    @property
+    def templated(self) -> dict[str, str]:
+        """The templated variables the deploy needs (var -> where); empty when the problem is something else."""
+        return self.error.templated if isinstance(self.error, TemplatedValue) else {}
+
+
 @dataclass
 class AnsibleInventory:
     source: Path
@@ -84,6 +113,8 @@ class AnsibleInventory:
     ignored_vars: dict[str, int] = field(default_factory=dict)
     #: one line per ignored variable or ssh option, saying why (printed once per deploy)
     notes: list[str] = field(default_factory=list)
+    #: hosts that cannot be deployed to as written (name -> problem); they are in ``groups`` but not in ``boards``
+    problems: dict[str, HostProblem] = field(default_factory=dict)
 
     def group(self, name: str) -> list[ImportedBoard]:
         """The boards of ``name`` (a dmsbuild target's group); a UserError listing the groups otherwise."""
@@ -116,6 +147,8 @@ class _Builder:
         self.defined: set[str] = {"all", "ungrouped"}
         #: False when the variables came merged from ansible-inventory (which read group_vars/ itself)
         self.read_vars_folders = True
+        #: hosts whose name cannot be a board name (name -> the error): problems, not a refusal of the file
+        self.bad_names: dict[str, UserError] = {}
 
     def group(self, name: str, where: str) -> None:
         if not _GROUP_RE.match(name) or ".." in name:
@@ -126,8 +159,8 @@ class _Builder:
         self.group_hosts.setdefault(name, [])
 
     def host(self, name: str, group: str, variables: dict[str, tuple[Any, str]], where: str) -> None:
-        if not NAME_RE.match(name) or ".." in name:
-            raise UserError(
+        if (not NAME_RE.match(name) or ".." in name) and name not in self.bad_names:
+            self.bad_names[name] = UserError(
                 f"{where}: host name {name!r} is not allowed; use letters, digits, '.', '_' or '-' "
                 "(no spaces, slashes, '..' or shell characters), at most 64 characters",
                 hint=f"rename it in {self.source} and set ansible_host to its address",
@@ -194,17 +227,24 @@ class _Builder:
                     groups_of[h].append(g)
 
         boards: dict[str, ImportedBoard] = {}
+        problems: dict[str, HostProblem] = {}
         for h in self.host_order:
             merged: dict[str, tuple[Any, str]] = {}
             mine = (g for g in groups if h in groups[g] or g == "all")
             for g in sorted(mine, key=lambda g: (depths[g], self._priority(g), g)):  # Ansible's sort_groups
                 merged.update(self.group_vars.get(g, {}))
             merged.update(self.host_vars[h])
-            boards[h] = self._record(h, merged, tuple(sorted(groups_of[h])))
+            host_groups = tuple(sorted(groups_of[h]))
+            try:
+                if h in self.bad_names:
+                    raise self.bad_names[h]
+                boards[h] = self._record(h, merged, host_groups)
+            except UserError as exc:  # this host only: judged when a deploy selects it
+                problems[h] = HostProblem(h, host_groups, exc, merged)
         notes = [f"{var} ignored ({IGNORED_WHY.get(var) or 'not used by dmsbuild'}) on {n} host(s)"
                  for var, n in sorted(self.ignored.items()) if IGNORED_WHY.get(var, "x")]
         notes += [f"ssh option {opt} ignored: {why}" for opt, why in sorted(self.ignored_opts.items())]
-        return AnsibleInventory(self.source, boards, groups, dict(sorted(self.ignored.items())), notes)
+        return AnsibleInventory(self.source, boards, groups, dict(sorted(self.ignored.items())), notes, problems)
 
     def _priority(self, group: str) -> int:
         value = self.group_vars.get(group, {}).get("ansible_group_priority", (1, ""))[0]
@@ -224,6 +264,7 @@ class _Builder:
                     table.setdefault(name, {}).update({str(k): (v, f"{f}: {k}") for k, v in data.items()})
     def _record(self, name: str, merged: dict[str, tuple[Any, str]], groups: tuple[str, ...]) -> ImportedBoard:
         fields: dict[str, Any] = {}
+        templated: dict[str, str] = {}
         for var, (value, where) in merged.items():
             target = KNOWN_VARS.get(var)
             if target is None:
@@ -232,12 +273,20 @@ class _Builder:
             if _SSH_SPELLING.get(var) is None and var in _SSH_SPELLING.values() and \
                     any(merged.get(k) for k, v in _SSH_SPELLING.items() if v == var):
                 continue  # the ansible_ssh_* spelling of this variable is set: it wins
+            if isinstance(value, str) and ("{{" in value or "{%" in value):
+                templated[var] = where
+                continue
             fields[target] = self._check(var, value, where, name)
         conn = fields.get("connection")
         if conn is not None and conn not in SSH_CONNECTIONS:
             where = merged["ansible_connection"][1]
             raise UserError(f"{where}: host '{name}' has ansible_connection={conn}; dmsbuild reaches boards over SSH only",
                             hint="remove that host from the group deploy uses (target=local deploys to this machine)")
+        if templated:
+            var, where = next(iter(templated.items()))
+            raise TemplatedValue(
+                f"{where}: '{var}' of host '{name}' is templated ({merged[var][0]!r}); Ansible evaluates it when a deploy "
+                "selects this host", templated, hint=f"install ansible-core, or write the value in {self.source}")
         ssh_args: list[str] = []
         for key in ("ssh_args", "ssh_extra_args"):
             if fields.get(key):
@@ -266,8 +315,6 @@ class _Builder:
                 hint=f"fix it in {self.source}",
             )
 
-        if isinstance(value, str) and ("{{" in value or "{%" in value):
-            raise bad("a literal value (templated values are not evaluated by dmsbuild)")
         field_name = KNOWN_VARS[var]
         if field_name == "port":
             if isinstance(value, bool):
@@ -396,8 +443,14 @@ def parse_yaml(text: str, source: Path) -> AnsibleInventory:
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping of group names at the top (e.g. 'all:'), got {type(data).__name__}")
     b = _Builder(source)
+    lines = _key_lines(yaml, text)
 
-    def walk(group: str, body: Any, path: str) -> None:
+    def at(*keys: Any) -> str:
+        """``FILE:LINE`` of the mapping key at ``keys`` (FILE alone where YAML's own reading renamed the key)."""
+        line = lines.get(tuple(str(k) for k in keys))
+        return f"{source}:{line}" if line else str(source)
+
+    def walk(group: str, body: Any, path: str, keys: tuple[str, ...]) -> None:
         where = f"{source}: {path}"
         b.group(str(group), where)
         if body is None:
@@ -414,30 +467,51 @@ def parse_yaml(text: str, source: Path) -> AnsibleInventory:
         if not isinstance(hosts, dict):
             raise UserError(f"{where}.hosts is a {type(hosts).__name__}; expected a mapping of host names (host: or host: {{vars}})")
         for hname, hvars in hosts.items():
-            hwhere = f"{where}.hosts.{hname}"
+            hwhere = f"{at(*keys, 'hosts', hname)}: {path}.hosts.{hname}"
             if not isinstance(hname, str):  # `010:` is the integer 8 to YAML; Ansible refuses it rather than rename it
                 raise UserError(f"{hwhere}: host pattern {hname!r} must be a string (YAML read it as a {type(hname).__name__})",
                                 hint="enclose numeric host names in quotation marks, as Ansible requires")
             hvars = hvars or {}
             if not isinstance(hvars, dict):
                 raise UserError(f"{hwhere} is {hvars!r}; expected a mapping of variables or nothing")
-            variables = {str(k): (v, f"{hwhere}.{k}") for k, v in hvars.items()}
+            variables = {str(k): (v, f"{at(*keys, 'hosts', hname, k)}: {path}.hosts.{hname}.{k}") for k, v in hvars.items()}
             for host in expand_host_pattern(str(hname), hwhere):
                 b.host(host, str(group), dict(variables), hwhere)
         gvars = body.get("vars") or {}
         if not isinstance(gvars, dict):
             raise UserError(f"{where}.vars is a {type(gvars).__name__}; expected a mapping of variables")
-        b.group_vars.setdefault(str(group), {}).update({str(k): (v, f"{where}.vars.{k}") for k, v in gvars.items()})
+        b.group_vars.setdefault(str(group), {}).update(
+            {str(k): (v, f"{at(*keys, 'vars', k)}: {path}.vars.{k}") for k, v in gvars.items()})
         kids = body.get("children") or {}
         if not isinstance(kids, dict):
             raise UserError(f"{where}.children is a {type(kids).__name__}; expected a mapping of group names")
         for kname, kbody in kids.items():
             b.child(str(group), str(kname), f"{where}.children.{kname}")
-            walk(str(kname), kbody, f"{path}.children.{kname}")
+            walk(str(kname), kbody, f"{path}.children.{kname}", (*keys, "children", str(kname)))
 
     for gname, body in data.items():
-        walk(str(gname), body, str(gname))
+        walk(str(gname), body, str(gname), (str(gname),))
     return b.build()
+
+
+def _key_lines(yaml: Any, text: str) -> dict[tuple[str, ...], int]:
+    """The line of every mapping key of a YAML document, by its path of keys (for messages: FILE:LINE)."""
+    out: dict[tuple[str, ...], int] = {}
+
+    def visit(node: Any, keys: tuple[str, ...], depth: int) -> None:
+        if depth > 64 or not isinstance(node, yaml.MappingNode):
+            return
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                here = (*keys, str(k.value))
+                out.setdefault(here, k.start_mark.line + 1)
+                visit(v, here, depth + 1)
+
+    try:
+        visit(yaml.compose(text, Loader=yaml.SafeLoader), (), 0)
+    except yaml.YAMLError:
+        pass  # safe_load read it; lines are only for messages
+    return out
 
 
 _VARS_SUFFIXES = ("", ".yml", ".yaml", ".json")
@@ -486,7 +560,8 @@ def looks_like_ansible(path: Path) -> bool:
 
 
 #: ENV: read Ansible inventories through this ``ansible-inventory`` program (exact semantics: dynamic inventory
-#: scripts and plugins, vaulted files); ``auto``: the one on PATH, when there is one
+#: scripts and plugins, vaulted files); ``auto``: the one on PATH, when there is one; ``no``: never run Ansible
+#: (not even to evaluate a selected host's templated values: such a host is then refused)
 ANSIBLE_INVENTORY_ENV = "DMSBUILD_ANSIBLE_INVENTORY"
 
 
@@ -574,3 +649,106 @@ def load_ansible_inventory(path: Path | str) -> AnsibleInventory:
     if first.startswith("---") or re.match(r"^[\w.-]+:\s*$", first):
         return parse_yaml(text, path)
     return parse_ini(text, path)
+
+
+def ansible_program(name: str = "ansible") -> str | None:
+    """Ansible's ``name`` command: beside the program $DMSBUILD_ANSIBLE_INVENTORY names, else on PATH, else beside
+    this Python (a virtual environment's bin/); None where ansible-core is not installed or
+    $DMSBUILD_ANSIBLE_INVENTORY is ``no``."""
+    import os
+    import shutil
+    import sys
+
+    value = os.environ.get(ANSIBLE_INVENTORY_ENV, "")
+    if value in ("no", "0"):
+        return None
+    if value not in ("", "auto"):
+        beside = Path(value).parent / name
+        if os.access(beside, os.X_OK):
+            return str(beside)
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / name
+    return str(beside) if os.access(beside, os.X_OK) else None
+
+
+#: what Ansible's `minimal` callback prints first for each host of an ad-hoc run
+_ADHOC_RESULT_RE = re.compile(r"^(\S+) \| (SUCCESS|FAILED!|UNREACHABLE!|SKIPPED)(?: => )?", re.M)
+
+
+def resolve_templates(inv: AnsibleInventory, names: list[str]) -> dict[str, "ImportedBoard | UserError"]:
+    """The hosts ``names`` (each a problem with templated variables) with their templates evaluated by Ansible.
+
+    ``ansible-inventory --list`` prints templated variables as written (checked with ansible-core 2.19: an
+    ``ansible_host="{{ addr }}"`` stays ``{{ addr }}``), so Ansible's own templating is asked instead:
+    ``ansible -i FILE HOSTS -m ansible.builtin.debug``, an action that runs on this machine and connects to no
+    host, printing each needed variable through ``lookup('vars', ...)``. The values then go through the same
+    checks as literal ones. A host Ansible cannot evaluate (an undefined variable) is that host's error."""
+    import json
+    import os
+    import subprocess
+
+    problems = [inv.problems[n] for n in names]
+    program = ansible_program()
+    if program is None or not problems:
+        return {p.name: UserError(
+            f"{str(p.error).splitlines()[0].split('; Ansible evaluates')[0]}; only Ansible evaluates templates, and "
+            f"ansible-core is not installed (or ${ANSIBLE_INVENTORY_ENV}=no)",
+            hint=f"pip install ansible-core, or write the value of {next(iter(p.templated))} in {inv.source}")
+            for p in problems}
+    wanted = sorted({v for p in problems for v in p.templated})
+    expr = "{{ {" + ", ".join(f"{v!r}: lookup('vars', {v!r}, default='')" for v in wanted) + "} }}"
+    env = {**os.environ, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "minimal", "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_DEPRECATION_WARNINGS": "0", "ANSIBLE_INVENTORY_UNPARSED_FAILED": "1", "PYTHONWARNINGS": "ignore"}
+    argv = [program, "-i", str(inv.source), ":".join(names), "-m", "ansible.builtin.debug", "-a", f"msg={expr}"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=300,
+                              cwd=inv.source.parent)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {p.name: UserError(f"{inv.source}: cannot run {program} to evaluate templated values: {exc}",
+                                  hint="check the ansible-core installation") for p in problems}
+    results: dict[str, tuple[str, Any]] = {}
+    decoder = json.JSONDecoder()
+    for m in _ADHOC_RESULT_RE.finditer(proc.stdout):
+        try:
+            body, _ = decoder.raw_decode(proc.stdout, m.end())
+        except json.JSONDecodeError:
+            body = {}
+        results[m.group(1)] = (m.group(2), body)
+    out: dict[str, ImportedBoard | UserError] = {}
+    for p in problems:
+        var, where = next(iter(p.templated.items()))
+        status, body = results.get(p.name, ("", {}))
+        msg = body.get("msg") if isinstance(body, dict) else None
+        if status != "SUCCESS" or not isinstance(msg, dict):
+            why = msg if isinstance(msg, str) else (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+            out[p.name] = UserError(f"{where}: Ansible could not evaluate '{var}' of host '{p.name}': {str(why)[:300]}",
+                                    hint=f"fix the template in {inv.source} (check: {program} -i {inv.source} {p.name} "
+                                    f"-m debug -a var={var})")
+            continue
+        merged = dict(p.merged)
+        for v in p.templated:
+            merged[v] = (msg.get(v), f"{merged[v][1]} (evaluated by Ansible)")
+            if merged[v][0] in ("", None):  # Ansible's value is empty: as if the variable were not set
+                del merged[v]
+        try:
+            out[p.name] = _Builder(inv.source)._record(p.name, merged, p.groups)
+        except UserError as exc:
+            out[p.name] = exc
+    return out
+
+
+def without(inv: AnsibleInventory, name: str, var: str) -> "ImportedBoard | HostProblem":
+    """Problem host ``name`` recorded again without variable ``var`` (one the deploy does not need); it stays a
+    problem (``inv.problems`` updated) when something else is wrong or still templated."""
+    prob = inv.problems[name]
+    merged = {k: v for k, v in prob.merged.items() if k != var}
+    try:
+        rec = _Builder(inv.source)._record(name, merged, prob.groups)
+    except UserError as exc:
+        inv.problems[name] = HostProblem(name, prob.groups, exc, merged)
+        return inv.problems[name]
+    del inv.problems[name]
+    inv.boards[name] = rec
+    return rec

@@ -175,6 +175,8 @@ class FleetDeploy:
         #: connections the resume check opened to boards that need the release, handed to their deploy
         self._kept: dict[str, "Transport"] = {}
         self._kept_lock = threading.Lock()
+        #: boards the resume check found no server for: (attempts it made, its error), for their deploy
+        self._unreached: dict[str, tuple[int, UserError]] = {}
         #: relay boards serving the release's objects: base URLs, and (transport, serving process) to stop them
         self.relays: list[str] = []
         self._servers: list[tuple["Transport", Any]] = []
@@ -213,15 +215,31 @@ class FleetDeploy:
                     keep = len(self._kept) < MAX_KEPT
                     if keep:
                         self._kept[ref.name] = transport
+        except UserError as exc:
+            if getattr(transport, "unreached_attempts", 0):  # the deploy's connect goes on from here instead of starting over
+                with self._kept_lock:
+                    self._unreached[ref.name] = (transport.unreached_attempts, exc)
+            raise
         finally:
             if not keep:
                 transport.close()
         return current  # None: no `current` yet
 
     def _transport_for(self, board: "Board") -> "Transport":
-        """The resume check's connection to ``board`` when it is still up, else a new one (for ``deploy_board``)."""
+        """The resume check's connection to ``board`` when it is still up, else a new one (for ``deploy_board``).
+
+        Where the resume check found no server, its attempt counts: the deploy makes only the attempts left of
+        ``connect_retries`` (none left: the check's error is the board's), so a frozen board costs what
+        docs/ssh.md says, connect_retries x connect_timeout, not one attempt more."""
         with self._kept_lock:
             kept = self._kept.pop(board.name, None)
+            spent, error = self._unreached.pop(board.name, (0, None))
+        if spent:
+            if board.connect_retries <= spent and error is not None:
+                raise error
+            board = copy.copy(board)
+            board.connect_retries -= spent
+            board.prior_attempts = spent
         if kept is not None:
             if kept.is_open():
                 return kept

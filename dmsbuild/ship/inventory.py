@@ -34,6 +34,14 @@ The committed ``targets/inventory.toml`` includes the file that
 ``python -m dmsbuild.boards up`` writes, so the targets rpi5, orin and qcs8255
 deploy to the emulated boards unchanged.
 
+A board the inventory describes but dmsbuild cannot deploy to as written (a
+bad field, an Ansible host with ``ansible_connection=local`` or a templated
+value) is a ``Problem``, not a refusal of the file: a deploy that does not
+select it prints one warning line (file and line) and goes on; a deploy that
+selects it stops with that board's error (``Inventory.choose``). Templated
+values of the selected Ansible hosts are evaluated by Ansible itself when
+ansible-core is installed (``ansible.resolve_templates``).
+
 No password is ever read from here (there is no field for one): keys come
 from ``identity_file``, ``~/.ssh/config`` IdentityFile, the default key files
 and ssh-agent. This module is imported by doit task generators, so it uses the
@@ -48,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import NAME_RE, TargetProfile, load_dataclass, read_toml
-from ..errors import UserError
+from ..errors import UserError, first_line
 
 ENV_VAR = "DMSBUILD_INVENTORY"
 #: file endings read as Ansible inventories (INI or YAML)
@@ -122,6 +130,9 @@ class Board:
     #: "ssh" for inventory boards; "local" only for the embedded default target
     transport: str = field(default="ssh", init=False)
     source: str = field(default="", init=False)
+    #: connection attempts this deploy already made to the board and found no server (its resume check's): they
+    #: count in ``connect_retries`` and in the failure's message, so a frozen board costs connect_retries attempts
+    prior_attempts: int = field(default=0, init=False)
 
     def validate(self, source: str, prefix: str) -> None:
         where = f"{prefix}.name" if prefix else "name"
@@ -202,11 +213,94 @@ class InventoryFile:
 
 
 @dataclass
+class Problem:
+    """A board of the inventory that cannot be deployed to as written: refused only when a deploy selects it."""
+
+    name: str
+    groups: tuple[str, ...]
+    #: the error, its first line starting with the file (and line) to fix
+    error: UserError
+    source: str
+    #: an Ansible host with templated values: (its AnsibleInventory, the including file's [defaults], project root)
+    ansible: tuple[Any, dict[str, Any], Path] | None = None
+
+
+@dataclass
 class Inventory:
     path: Path
     boards: dict[str, Board]
     #: what was read but ignored, one line each with why (an Ansible inventory's variables): printed once per deploy
     notes: list[str] = field(default_factory=list)
+    #: boards that cannot be deployed to as written (name -> problem): judged only when a deploy selects them
+    problems: dict[str, Problem] = field(default_factory=dict)
+
+    def choose(self, group: str, hosts: str | None = None, groups: str | None = None,
+               commands: str = "warn") -> tuple[list[Board], list[str]]:
+        """The boards a deploy of ``group`` narrowed by ``hosts=``/``groups=`` reaches, and one line for each board
+        it leaves out that has a problem (or whose templates Ansible evaluated). A problem of a selected board
+        stops the deploy with that board's error and where it is. A selected board whose inventory ssh options run
+        a command here (ProxyCommand) is one line each (``commands="warn"``) or stops the deploy (``"refuse"``:
+        the profile's ``deploy.inventory_commands``)."""
+        from .fleet import BoardRef, select_boards
+        from .rollout_spec import split_hosts
+
+        members = self.for_group(group)
+        broken = [p for p in self.problems.values() if group in p.groups]
+        for name in (h for h in split_hosts(hosts or "") if not any(c in h for c in "*?[]")):
+            if name in self.problems and name not in self.boards:
+                if group not in self.problems[name].groups:
+                    raise UserError(f"board '{name}': not in group '{group}' (its groups: "
+                                    f"{', '.join(self.problems[name].groups) or 'none'}) in {self.problems[name].source}",
+                                    hint=f"add '{group}' to its groups or pick a board of that group")
+            else:
+                self.select(group, [name])  # a name that is not a board of the target: the inventory's own message
+        if not members and not broken:
+            self.select(group)
+        refs = [BoardRef(b.name, b.address, b.port, b.user, None, tuple(b.groups)) for b in members]
+        refs += [BoardRef(p.name, p.name, None, None, None, p.groups) for p in broken]
+        chosen = {r.name for r in select_boards(refs, hosts, groups)}
+        lines: list[str] = []
+        fixed: dict[str, Board] = {}
+        errors: dict[str, UserError] = {}
+        pending: dict[int, tuple[Any, dict[str, Any], Path, str, list[str]]] = {}
+        for p in broken:
+            if p.name in chosen and p.ansible is not None:
+                inv, defaults, root = p.ansible
+                pending.setdefault(id(inv), (inv, defaults, root, p.source, []))[4].append(p.name)
+        if pending:
+            from .ansible import ansible_program, resolve_templates
+
+            program = ansible_program()
+            for inv, defaults, root, src, names in pending.values():
+                if program is not None:
+                    lines.append(f"{src}: templated values of {', '.join(names)} evaluated by Ansible "
+                                 f"({program} -m debug: runs here, contacts no board)")
+                for name, rec in resolve_templates(inv, names).items():
+                    try:
+                        if isinstance(rec, UserError):
+                            raise rec
+                        fixed[name] = imported_board(rec, defaults, src, root)
+                    except UserError as exc:
+                        errors[name] = exc
+        for p in self.problems.values():
+            if p.name not in chosen:
+                lines.append(f"{first_line(p.error)} (board '{p.name}' is not in this deploy: skipped)")
+            elif p.name not in fixed:
+                err = errors.get(p.name, p.error)
+                raise UserError(first_line(err), hint=f"board '{p.name}' is in group(s) {', '.join(p.groups)} of {p.source}; "
+                                f"fix it there, or leave it out (hosts=, groups=)" + (f"; {err.hint}" if err.hint else ""))
+        order = {n: i for i, n in enumerate([*self.boards, *self.problems])}
+        boards = sorted([*(b for b in members if b.name in chosen), *fixed.values()], key=lambda b: order[b.name])
+        from .transport.sshconfig import local_commands
+
+        for b in boards:
+            for cmd in local_commands(b.ssh_args):
+                if commands == "refuse":
+                    raise UserError(f"inventory {b.source} runs a local command for board '{b.name}' ({cmd}); refused: "
+                                    "the profile sets deploy.inventory_commands = \"refuse\"",
+                                    hint=f"remove it from {b.source}, or allow it: deploy.inventory_commands = \"warn\"")
+                lines.append(f"inventory {b.source} runs a local command for board '{b.name}': {cmd}")
+        return boards, lines
 
     def for_group(self, group: str) -> list[Board]:
         return [b for b in self.boards.values() if group in b.groups]
@@ -224,6 +318,10 @@ class Inventory:
         chosen = []
         for name in hosts:
             board = self.boards.get(name)
+            if board is None and name in self.problems:  # named, so judged: its own error
+                prob = self.problems[name]
+                raise UserError(first_line(prob.error), hint=f"board '{name}' is in group(s) {', '.join(prob.groups)} of "
+                                f"{prob.source}; fix it there" + (f"; {prob.error.hint}" if prob.error.hint else ""))
             if board is None:
                 known = ", ".join(sorted(b.name for b in self.for_group(group))) or "none"
                 raise UserError(
@@ -266,10 +364,13 @@ def load_inventory(path: Path, project_root: Path, _seen: tuple[Path, ...] = ())
 
     if looks_like_ansible(path):
         notes: list[str] = []
-        return Inventory(path=path, boards=ansible_boards(path, project_root, notes=notes), notes=notes)
+        problems: dict[str, Problem] = {}
+        return Inventory(path=path, boards=ansible_boards(path, project_root, notes=notes, problems=problems), notes=notes,
+                         problems=problems)
     data = load_dataclass(InventoryFile, read_toml(path), src)
     boards: dict[str, Board] = {}
     notes = []
+    problems = {}
     defaults = {k: v for k, v in vars(data.defaults).items() if v is not None}
     for inc in data.include:
         check_path(inc, "field 'include'", src)
@@ -277,7 +378,7 @@ def load_inventory(path: Path, project_root: Path, _seen: tuple[Path, ...] = ())
         if inc_path.suffix.lower() in ANSIBLE_SUFFIXES or (_is_file(inc_path) and looks_like_ansible(inc_path)):
             if not inc_path.is_file():
                 raise UserError(f"{src}: included Ansible inventory {inc_path} not found", hint=f"fix 'include' in {src}")
-            _merge(boards, ansible_boards(inc_path.resolve(), project_root, defaults, notes), src)
+            _merge(boards, ansible_boards(inc_path.resolve(), project_root, defaults, notes, problems), src, problems)
             continue
         if not _is_file(inc_path):  # found by fuzzing: the error named only the missing file, not who included it
             raise UserError(f"{src}: field 'include' names {inc!r} ({inc_path}): inventory file not found",
@@ -285,53 +386,103 @@ def load_inventory(path: Path, project_root: Path, _seen: tuple[Path, ...] = ())
                                  "are created by `python -m dmsbuild.boards up`")
         sub = load_inventory(inc_path, project_root, (*_seen, path))
         notes += sub.notes
-        _merge(boards, sub.boards, src)
+        for name, prob in sub.problems.items():
+            if name in boards or name in problems:
+                raise UserError(f"{src}: board '{name}' is defined twice (in {prob.source})",
+                                hint="board names must be unique across the inventory and its includes")
+            problems[name] = prob
+        _merge(boards, sub.boards, src, problems)
     own: dict[str, Board] = {}
+    lines = _board_lines(path)
     for i, raw in enumerate(data.boards):
         merged = {**defaults, **raw}
-        board = load_dataclass(Board, merged, src, prefix=f"boards[{i}]")
+        try:
+            board = load_dataclass(Board, merged, src, prefix=f"boards[{i}]")
+        except UserError as exc:  # this board only, when it has a name and groups to judge it by
+            name, grp = merged.get("name"), merged.get("groups", [])
+            if not isinstance(name, str) or not isinstance(grp, list) or not all(isinstance(g, str) for g in grp):
+                raise
+            if name in own or name in problems:
+                raise UserError(f"{src}: board '{name}' is listed twice", hint="give every board a unique name") from None
+            at = f"{src}:{lines[i]}" if i < len(lines) else src
+            text = first_line(exc)
+            problems[name] = Problem(name, tuple(grp), UserError(f"{at}: {text.removeprefix(src + ': ')}", hint=exc.hint), src)
+            continue
         board.source = src
         if board.identity_file:
             board.identity_file = str(resolve_path(board.identity_file, project_root))
         if board.known_hosts:
             board.known_hosts = str(resolve_path(board.known_hosts, project_root))
-        if board.name in own:
+        if board.name in own or board.name in problems:
             raise UserError(f"{src}: board '{board.name}' is listed twice", hint="give every board a unique name")
         own[board.name] = board
-    _merge(boards, own, src)
-    return Inventory(path=path, boards=boards, notes=notes)
+    _merge(boards, own, src, problems)
+    return Inventory(path=path, boards=boards, notes=notes, problems=problems)
+
+
+def _board_lines(path: Path) -> list[int]:
+    """The line of each ``[[boards]]`` header of a TOML inventory, in order (for messages)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [i for i, line in enumerate(text.splitlines(), start=1) if re.match(r"^\s*\[\[\s*boards\s*\]\]", line)]
 
 
 def ansible_boards(path: Path, project_root: Path, defaults: dict[str, Any] | None = None,
-                   notes: list[str] | None = None) -> dict[str, Board]:
+                   notes: list[str] | None = None, problems: dict[str, Problem] | None = None) -> dict[str, Board]:
     """Boards of an Ansible INI/YAML inventory, validated like TOML boards.
 
     Its groups, ``ansible_host``/``port``/``user``/``ssh_private_key_file``,
     ``ansible_python_interpreter`` and ``dmsbuild_root`` fill the board;
     ``defaults`` (the including TOML file's ``[defaults]``) fill the rest.
+    A host that cannot be a board as written goes to ``problems``; a templated
+    ``ansible_python_interpreter`` is not needed where ``defaults`` set ``python``.
     """
-    from .ansible import load_ansible_inventory
+    from .ansible import load_ansible_inventory, without
 
     src = str(path)
+    defaults = defaults or {}
     inv = load_ansible_inventory(path)
     if notes is not None:
         notes += [f"{src}: {n}" for n in inv.notes]
+    if defaults.get("python"):
+        unneeded = [n for n, p in inv.problems.items() if "ansible_python_interpreter" in p.templated]
+        for name in unneeded:
+            without(inv, name, "ansible_python_interpreter")
+        if unneeded and notes is not None:
+            notes.append(f"{src}: templated ansible_python_interpreter of {', '.join(unneeded)} not used: "
+                         f"the board's Python is [defaults] python = {defaults['python']}")
     out: dict[str, Board] = {}
+    sink: dict[str, Problem] = problems if problems is not None else {}
+    for name, prob in inv.problems.items():  # an ungrouped host takes the default groups, as a board would
+        groups = prob.groups or tuple(defaults.get("groups") or ())
+        sink[name] = Problem(name, groups, prob.error, src, (inv, defaults, project_root) if prob.templated else None)
     for rec in inv.boards.values():
-        own = {"name": rec.name, "host": rec.host, "port": rec.port, "groups": list(rec.groups), "user": rec.user,
-               "identity_file": rec.identity_file, "python": rec.python, "root": rec.root,
-               "ssh_args": [*(defaults or {}).get("ssh_args", []), *rec.ssh_args] or None}
-        merged = {**(defaults or {}), **{k: v for k, v in own.items() if v is not None}}
-        if not rec.groups and defaults and defaults.get("groups"):
-            merged["groups"] = list(defaults["groups"])  # an ungrouped Ansible host takes the default groups
-        board = load_dataclass(Board, merged, src, prefix=f"host {rec.name}")
-        board.source = src
-        if board.identity_file:
-            board.identity_file = str(resolve_path(board.identity_file, project_root))
-        if board.known_hosts:
-            board.known_hosts = str(resolve_path(board.known_hosts, project_root))
-        out[board.name] = board
+        try:
+            out[rec.name] = imported_board(rec, defaults, src, project_root)
+        except UserError as exc:
+            sink[rec.name] = Problem(rec.name, tuple(rec.groups), exc, src)
+    if problems is None and sink:  # a caller that cannot judge per board: the first problem refuses the file
+        raise next(iter(sink.values())).error
     return out
+
+
+def imported_board(rec: Any, defaults: dict[str, Any], src: str, project_root: Path) -> Board:
+    """One Ansible host record as a Board (``defaults``: the including TOML file's [defaults])."""
+    own = {"name": rec.name, "host": rec.host, "port": rec.port, "groups": list(rec.groups), "user": rec.user,
+           "identity_file": rec.identity_file, "python": rec.python, "root": rec.root,
+           "ssh_args": [*defaults.get("ssh_args", []), *rec.ssh_args] or None}
+    merged = {**defaults, **{k: v for k, v in own.items() if v is not None}}
+    if not rec.groups and defaults.get("groups"):
+        merged["groups"] = list(defaults["groups"])  # an ungrouped Ansible host takes the default groups
+    board = load_dataclass(Board, merged, src, prefix=f"host {rec.name}")
+    board.source = src
+    if board.identity_file:
+        board.identity_file = str(resolve_path(board.identity_file, project_root))
+    if board.known_hosts:
+        board.known_hosts = str(resolve_path(board.known_hosts, project_root))
+    return board
 
 
 def _is_file(path: Path) -> bool:
@@ -341,8 +492,11 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def _merge(into: dict[str, Board], new: dict[str, Board], src: str) -> None:
+def _merge(into: dict[str, Board], new: dict[str, Board], src: str, problems: dict[str, Problem] | None = None) -> None:
     for name, board in new.items():
+        if name in (problems or {}) and problems is not None and problems[name].source != board.source:
+            raise UserError(f"{src}: board '{name}' is defined in both {problems[name].source} and {board.source}",
+                            hint="board names must be unique across the inventory and its includes")
         if name in into:
             raise UserError(
                 f"{src}: board '{name}' is defined in both {into[name].source} and {board.source}",

@@ -31,9 +31,6 @@ def boards_for(proj: ProjectConfig, prof: TargetProfile, hosts: str | None = Non
                groups: str | None = None) -> list[Board]:
     """The boards a deploy of ``prof`` reaches: the local folder, or the inventory's group narrowed by
     ``hosts`` (names, globs ``emu-0*``, ranges ``emu-[01:05]``) and ``groups``."""
-    from ..ship.fleet import select_boards
-    from ..ship.fleet_deploy import board_ref
-
     if prof.transport == "local":
         names = _plain_names(hosts)
         if (hosts and names != [prof.name]) or groups:
@@ -43,13 +40,11 @@ def boards_for(proj: ProjectConfig, prof: TargetProfile, hosts: str | None = Non
     inv = load_inventory(inventory_path(proj.root, prof, inventory), proj.root)
     for note in inv.notes:  # once per deploy: what the inventory said that dmsbuild does not do, and why
         print(f"warning: {note}", file=sys.stderr)
-    group = prof.deploy.group or prof.name
-    names = _plain_names(hosts)
-    if names:
-        inv.select(group, names)  # a plain name that is not a board of the target: the inventory's own message
-    boards = inv.select(group)
-    chosen = {r.name for r in select_boards([board_ref(b) for b in boards], hosts, groups)}
-    return [b for b in boards if b.name in chosen]
+    # boards outside the selection are not judged: their problems are one line each (a selected one's stops here)
+    boards, skipped = inv.choose(prof.deploy.group or prof.name, hosts, groups, commands=prof.deploy.inventory_commands)
+    for line in skipped:
+        print(f"warning: {line}", file=sys.stderr)
+    return boards
 
 
 def _int_var(name: str) -> int | None:

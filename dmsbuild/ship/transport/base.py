@@ -57,6 +57,8 @@ class Transport(abc.ABC):
     """A connection to one board. Not shared across threads."""
 
     name: str  # the board's name, for messages
+    #: connection attempts that found no server, when the last connect gave up on them (0: none, or connected)
+    unreached_attempts: int = 0
 
     def connect(self) -> object:
         """Open the connection now (otherwise the first command opens it)."""

@@ -9,9 +9,13 @@ ConnectTimeout), a ProxyCommand process (``paramiko.ProxyCommand``), or a
 ``ssh`` client is installed, paramiko's own ``SSHConfig`` parser stands in and
 a config using what it cannot honour (``Include``, ``Match``) is refused.
 
-Keys: the resolved IdentityFile list (the inventory's ``identity_file`` first),
-plus ssh-agent (``SSH_AUTH_SOCK``) unless IdentitiesOnly/IdentityAgent none.
-Never a password. Host keys: the resolved UserKnownHostsFile and
+Keys: offered in OpenSSH's order (``pubkey_prepare`` in sshconnect2.c, see
+``identities``): the agent's keys (the socket IdentityAgent names; ``none``: no
+agent), those whose public half matches an IdentityFile first, the others only
+without ``IdentitiesOnly yes``; then the remaining IdentityFiles (the
+inventory's ``identity_file`` first) in the resolved order. A key the agent
+holds is signed by the agent, so a passphrase-protected key works once it is
+in the agent; one that is not gets a hint naming it. Never a password. Host keys: the resolved UserKnownHostsFile and
 GlobalKnownHostsFile (looked up under HostKeyAlias when set) and the
 inventory's pinned ``host_key``. An unknown key is refused (paramiko
 ``RejectPolicy`` semantics) unless the board says ``trust_on_first_use = true``,
@@ -44,6 +48,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import paramiko
+import paramiko.agent
 
 from ...errors import UserError
 from ..inventory import Board
@@ -272,6 +277,155 @@ def known_hosts(path: str) -> paramiko.HostKeys:
     return keys
 
 
+#: the magic of OpenSSH's own private key format ("openssh-key-v1"; PROTOCOL.key in OpenSSH's sources)
+_OPENSSH_KEY_MAGIC = b"openssh-key-v1\x00"
+
+
+def public_blob(path: str) -> bytes | None:
+    """The public half of an identity file, found as ``ssh`` finds it (``sshkey_load_public`` in authfile.c):
+    the file itself read as a public key, then ``FILE.pub``, then the public key in an OpenSSH-format private
+    key's header (stored unencrypted, so a passphrase key needs no passphrase here). None: no public half."""
+    for candidate in (path, path + ".pub"):
+        try:
+            with open(candidate, encoding="ascii", errors="replace") as fh:
+                lines = fh.read(1 << 16).splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("-----BEGIN"):
+                break
+            words = line.split()
+            if len(words) >= 2:
+                try:
+                    return base64.b64decode(words[1], validate=True)
+                except ValueError:
+                    pass
+            break
+    try:
+        text = Path(path).read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    m = re.search(r"-----BEGIN OPENSSH PRIVATE KEY-----(.*?)-----END OPENSSH PRIVATE KEY-----", text, re.S)
+    if not m:
+        return None
+    try:
+        data = base64.b64decode("".join(m.group(1).split()))
+        if not data.startswith(_OPENSSH_KEY_MAGIC):
+            return None
+        msg = paramiko.Message(data[len(_OPENSSH_KEY_MAGIC):])
+        for _ in range(3):  # ciphername, kdfname, kdfoptions
+            msg.get_binary()
+        if msg.get_int() < 1:
+            return None
+        return msg.get_binary() or None
+    except (ValueError, paramiko.SSHException, IndexError):
+        return None
+
+
+class _SocketAgent(paramiko.agent.AgentSSH):
+    """The ssh-agent at one socket (paramiko's ``Agent`` asks only ``$SSH_AUTH_SOCK``; IdentityAgent may name another)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        try:
+            sock.connect(path)
+            self._connect(sock)
+        except (OSError, paramiko.SSHException):
+            sock.close()
+            raise
+
+    def close(self) -> None:
+        self._close()
+
+
+class Identity:
+    """One key ``ssh`` would offer: an agent key (``agent_key``; ``path`` when it matches an IdentityFile) or a file."""
+
+    def __init__(self, path: str | None, agent_key: paramiko.PKey | None = None, comment: str = "") -> None:
+        self.path = path
+        self.agent_key = agent_key
+        self.comment = comment
+
+    def describe(self) -> str:
+        if self.agent_key is None:
+            return str(self.path)
+        return f"agent key {fingerprint(self.agent_key)} ({self.path or self.comment or 'no comment'})"
+
+
+def identities(key_files: Sequence[str], agent_keys: Sequence[paramiko.PKey], identities_only: bool) -> list[Identity]:
+    """The keys in the order OpenSSH offers them (``pubkey_prepare``, sshconnect2.c): each agent key in the
+    agent's order, taken as the IdentityFile whose public half it is when there is one, the others only
+    without IdentitiesOnly; then the IdentityFiles no agent key matched, in the resolved order."""
+    files = [(f, public_blob(f)) for f in dict.fromkeys(key_files)]
+    matched: list[Identity] = []
+    others: list[Identity] = []
+    for key in agent_keys:
+        blob = key.asbytes()
+        hit = next((i for i, (_, pub) in enumerate(files) if pub is not None and pub == blob), None)
+        if hit is not None:
+            matched.append(Identity(files.pop(hit)[0], key))
+        elif not identities_only:
+            others.append(Identity(None, key, getattr(key, "comment", "") or ""))
+    return [*matched, *others, *(Identity(f) for f, _ in files if os.path.isfile(f))]
+
+
+def load_key_file(path: str) -> paramiko.PKey:
+    """A private key file without a passphrase (a passphrase key raises ``PasswordRequiredException``)."""
+    last: Exception | None = None
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            key = cls.from_private_key_file(path, password=None)
+        except paramiko.PasswordRequiredException:
+            raise
+        except (paramiko.SSHException, ValueError, TypeError) as exc:
+            last = exc
+            continue
+        if os.path.isfile(path + "-cert.pub"):  # CertificateFile KEY-cert.pub (sshconfig refuses others)
+            key.load_certificate(path + "-cert.pub")
+        return key
+    raise paramiko.SSHException(f"not a private key paramiko reads ({last})")
+
+
+class _Client(paramiko.SSHClient):
+    """paramiko's client, authenticating with ``offer`` in order (OpenSSH's), keys only; ``tried`` says what happened."""
+
+    def __init__(self, offer: list[Identity]) -> None:
+        super().__init__()
+        self.offer = offer
+        self.tried: list[str] = []
+        self.locked: list[str] = []
+
+    def _auth(self, username: str, *args: Any, **kwargs: Any) -> None:  # noqa: ARG002 - paramiko's signature
+        if self._transport is None:
+            raise paramiko.SSHException("no transport to authenticate on")
+        for ident in self.offer:
+            key = ident.agent_key
+            if key is None:
+                try:
+                    key = load_key_file(str(ident.path))
+                except paramiko.PasswordRequiredException:
+                    self.locked.append(str(ident.path))
+                    self.tried.append(f"{ident.path} (passphrase-protected, not in the agent)")
+                    continue
+                except (paramiko.SSHException, OSError) as exc:
+                    self.tried.append(f"{ident.path} (unreadable: {exc})")
+                    continue
+            try:
+                more = self._transport.auth_publickey(username, key)
+            except paramiko.AuthenticationException:
+                self.tried.append(f"{ident.describe()} (refused)")
+                continue
+            if not more:
+                return
+            self.tried.append(f"{ident.describe()} (accepted, but the board also wants {', '.join(more)})")
+        raise paramiko.AuthenticationException("no key was accepted")
+
+
 class _CheckPolicy(paramiko.MissingHostKeyPolicy):
     """Refuse an unknown key (recording its fingerprint for the message), or trust it on first use."""
 
@@ -332,8 +486,10 @@ class SSHTransport(Transport):
             except _Retry as exc:
                 last = str(exc)
         via = f" via {ep.via.where}" if ep.via is not None else ""
+        # a deploy's resume check may have made the first attempts (Board.prior_attempts): counted, not repeated
+        self.unreached_attempts = ep.retries + self.board.prior_attempts
         raise TransportError(
-            f"{ep.label}: unreachable at {ep.where}{via} after {ep.retries} attempt(s): {last}",
+            f"{ep.label}: unreachable at {ep.where}{via} after {self.unreached_attempts} attempt(s): {last}",
             hint="check that the board is up and the host/port in the inventory (or ~/.ssh/config; try ssh -G "
             f"{shlex.quote(ep.alias)})",
         )
@@ -387,7 +543,16 @@ class SSHTransport(Transport):
                 setattr(opts, field_, names)
             return t
 
-        client = paramiko.SSHClient()
+        agent, agent_note = _open_agent(ep)
+        client = _Client(identities(ep.key_files, agent.get_keys() if agent is not None else (), ep.identities_only))
+        try:
+            return self._authenticated(ep, sock, client, disabled, transport, agent_note)
+        finally:
+            if agent is not None:
+                agent.close()
+
+    def _authenticated(self, ep: Endpoint, sock: Any, client: "_Client", disabled: dict[str, list[str]],
+                       transport: Any, agent_note: str) -> paramiko.SSHClient:
         keys = client.get_host_keys()
         name = host_key_name(ep)
         for f in [*ep.known_hosts, *ep.global_known_hosts]:
@@ -401,13 +566,11 @@ class SSHTransport(Transport):
             keys.add(name, ktype, paramiko.PKey.from_type_string(ktype, base64.b64decode(data)))
         policy = _CheckPolicy(ep)
         client.set_missing_host_key_policy(policy)
-        key_files = [k for k in ep.key_files if os.path.isfile(k)]
-        agent = ep.use_agent and not ep.identities_only
         lookup_host, lookup_port = (ep.host_key_alias, 22) if ep.host_key_alias else (ep.hostname, ep.port)
         try:
             client.connect(
-                lookup_host, port=lookup_port, username=ep.user, key_filename=key_files or None,
-                allow_agent=agent, look_for_keys=False, timeout=ep.timeout, banner_timeout=ep.timeout,
+                lookup_host, port=lookup_port, username=ep.user, key_filename=None,
+                allow_agent=False, look_for_keys=False, timeout=ep.timeout, banner_timeout=ep.timeout,
                 auth_timeout=ep.timeout, channel_timeout=ep.timeout, sock=sock, password=None, passphrase=None,
                 disabled_algorithms=disabled, transport_factory=transport,
             )
@@ -425,14 +588,17 @@ class SSHTransport(Transport):
             ) from None
         except paramiko.AuthenticationException as exc:
             client.close()
-            tried = key_files or ["no key file found"]
-            sock_env = os.environ.get("SSH_AUTH_SOCK")
-            agent_says = ("ssh-agent (SSH_AUTH_SOCK)" if sock_env else "no ssh-agent (SSH_AUTH_SOCK unset)") if agent \
-                else "ssh-agent not asked (IdentitiesOnly/IdentityAgent none)"
+            tried = "; ".join(client.tried) or "no key: no IdentityFile exists and the agent offered none"
+            if client.locked:
+                hint = (f"add the key to the agent: ssh-add {shlex.quote(client.locked[0])}"
+                        + (f" (dmsbuild asks the agent at {ep.agent_socket})" if ep.agent_socket
+                           else "; dmsbuild asks no agent here: " + agent_note))
+            else:
+                hint = ("check the user and identity_file (inventory or ~/.ssh/config) and the board's authorized_keys; "
+                        "`ssh-add -l` lists the agent's keys")
             raise TransportError(
-                f"{ep.label}: authentication refused for {ep.where} ({exc}); tried keys: {', '.join(tried)}; {agent_says}",
-                hint="check the user and identity_file (inventory or ~/.ssh/config) and the board's authorized_keys; "
-                "a key with a passphrase must be in ssh-agent: `ssh-add -l` lists the agent's keys, `ssh-add KEYFILE` adds one",
+                f"{ep.label}: authentication refused for {ep.where} ({exc}); offered: {tried}; {agent_note}",
+                hint=hint,
             ) from None
         except paramiko.IncompatiblePeer as exc:  # as `ssh`: "no matching cipher found" fails at once, no retry
             client.close()
@@ -573,6 +739,19 @@ class SSHTransport(Transport):
         self._sftp_client = None
         self._client = None
         self._jumps = []
+
+
+def _open_agent(ep: Endpoint) -> tuple[_SocketAgent | None, str]:
+    """The agent ``ssh`` would ask for ``ep`` (IdentityAgent, else $SSH_AUTH_SOCK), and one phrase saying which."""
+    if ep.agent_socket is None:
+        return None, "no ssh-agent (IdentityAgent none)" if ep.identity_agent == "none" else \
+            f"no ssh-agent ({ep.identity_agent or 'SSH_AUTH_SOCK'} unset)"
+    try:
+        agent = _SocketAgent(ep.agent_socket)
+    except (OSError, paramiko.SSHException) as exc:
+        return None, f"ssh-agent at {ep.agent_socket} not reachable ({exc})"
+    only = ", IdentitiesOnly: only keys matching an IdentityFile" if ep.identities_only else ""
+    return agent, f"ssh-agent at {ep.agent_socket} holds {len(agent.get_keys())} key(s){only}"
 
 
 def _bound_unacked(sock: Any, seconds: float) -> None:

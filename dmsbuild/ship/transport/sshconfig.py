@@ -23,7 +23,7 @@ Resolution order, the same as ``ssh [options] HOST`` (first wins):
 ``ConnectTimeout``, else 10 s (dmsbuild never waits without a bound).
 
 What is applied: HostName, Port, User, IdentityFile, IdentitiesOnly,
-IdentityAgent (``none`` or ``$SSH_AUTH_SOCK``), UserKnownHostsFile,
+IdentityAgent (``none``, ``SSH_AUTH_SOCK``, ``$VAR`` or a socket path), UserKnownHostsFile,
 GlobalKnownHostsFile, HostKeyAlias, ProxyJump (any number of hops, each hop
 resolved by ``ssh -G`` too, as ``ssh -J`` does), ProxyCommand (run by the
 shell, ``%h %p %r %n %u %d %k %%`` expanded), ConnectTimeout,
@@ -33,7 +33,7 @@ Ciphers, MACs, KexAlgorithms, HostKeyAlgorithms, PubkeyAcceptedAlgorithms
 ``transport/ssh.py`` lets paramiko offer only their intersection with what it
 implements, and refuses an empty one). What would change the route
 or the authentication and cannot be honoured (BindInterface, ProxyUseFdpass,
-CertificateFile other than ``KEY-cert.pub``, IdentityAgent elsewhere) is an
+CertificateFile other than ``KEY-cert.pub``) is an
 error, never a silently different connection. Host keys stay strict whatever
 ``StrictHostKeyChecking`` says (trust-on-first-use is the inventory's
 ``trust_on_first_use``).
@@ -82,6 +82,12 @@ IGNORED_OPTIONS = {
     "updatehostkeys": "known_hosts is only read", "checkhostip": "not used", "sendenv": "no environment is sent",
     "setenv": "no environment is sent",
 }
+#: ssh_config options that run a command on this machine: ProxyCommand is honoured (and shown at each deploy when an
+#: inventory sets it: ``inventory.Inventory.choose``); the others are refused in an inventory's ssh options
+LOCAL_COMMAND_OPTIONS = {"proxycommand": "", "localcommand": "dmsbuild never runs LocalCommand",
+                         "permitlocalcommand": "dmsbuild never runs LocalCommand",
+                         "knownhostscommand": "dmsbuild reads known_hosts files only",
+                         "match": "Match blocks (Match exec runs a command) belong in the ssh config"}
 #: options whose non-default value changes the route or the authentication in a way paramiko cannot follow
 _CANNOT = {
     "bindinterface": ("", "bind the connection to an interface"),
@@ -108,6 +114,10 @@ class Endpoint:
     retries: int
     identities_only: bool = False
     use_agent: bool = True
+    #: the ssh-agent socket asked for keys (IdentityAgent as ``ssh -G`` prints it; None: no agent)
+    agent_socket: str | None = None
+    #: IdentityAgent as ``ssh -G`` printed it (None: not set)
+    identity_agent: str | None = None
     host_key_alias: str | None = None
     #: the jump host this endpoint is reached through (ProxyJump), resolved the same way
     via: "Endpoint | None" = None
@@ -222,6 +232,19 @@ def ssh_g(alias: str, cli: list[str]) -> tuple[dict[str, list[str]], str | None]
     return opts, cfg_file
 
 
+def identity_agent(value: str | None) -> str | None:
+    """The agent socket ``ssh`` would ask (``man ssh_config``, IdentityAgent): unset or ``SSH_AUTH_SOCK``:
+    ``$SSH_AUTH_SOCK``; ``none``: no agent; ``$VAR``: that variable's socket; a path: that socket (``~`` and
+    ``${VAR}`` expanded as ssh does)."""
+    if value is None or value == "SSH_AUTH_SOCK":
+        return os.environ.get("SSH_AUTH_SOCK") or None
+    if value == "none":
+        return None
+    if re.fullmatch(r"\$\w+", value):
+        return os.environ.get(value[1:]) or None
+    return _home_path(os.path.expandvars(value))
+
+
 def split_jump(spec: str, where: str) -> tuple[str | None, str, int | None]:
     """``[user@]host[:port]`` or ``ssh://[user@]host[:port]`` (one ProxyJump hop)."""
     m = _JUMP_RE.match(spec.strip())
@@ -277,14 +300,7 @@ def endpoint(alias: str, cli: list[str], *, label: str, lookup: Lookup, timeout:
             raise UserError(f"{where}: CertificateFile {cert} is not IDENTITY-cert.pub of an IdentityFile; "
                             "dmsbuild (paramiko) only loads certificates named after their key",
                             hint="name the certificate KEY-cert.pub next to its key, or drop CertificateFile")
-    agent = _one(opts, "identityagent")
-    use_agent = True
-    if agent is not None:
-        if agent == "none":
-            use_agent = False
-        elif agent != "SSH_AUTH_SOCK" and _home_path(agent) != os.environ.get("SSH_AUTH_SOCK"):
-            raise UserError(f"{where}: IdentityAgent {agent} differs from $SSH_AUTH_SOCK, which is the agent dmsbuild uses",
-                            hint=f"export SSH_AUTH_SOCK={agent} or drop IdentityAgent")
+    agent_socket = identity_agent(_one(opts, "identityagent"))
     if "pubkeyacceptedkeytypes" in opts:  # the name before OpenSSH 8.5
         opts.setdefault("pubkeyacceptedalgorithms", opts["pubkeyacceptedkeytypes"])
     ct = _one(opts, "connecttimeout", "none")
@@ -294,7 +310,8 @@ def endpoint(alias: str, cli: list[str], *, label: str, lookup: Lookup, timeout:
         user=_one(opts, "user") or pwd.getpwuid(os.getuid()).pw_name, key_files=keys, known_hosts=user_known,
         global_known_hosts=global_known, pinned=pinned, tofu_file=user_known[0] if tofu and user_known else None,
         timeout=timeout if timeout is not None else (float(ct) if ct and ct != "none" else DEFAULT_TIMEOUT),
-        retries=retries, identities_only=_one(opts, "identitiesonly", "no") == "yes", use_agent=use_agent,
+        retries=retries, identities_only=_one(opts, "identitiesonly", "no") == "yes", use_agent=agent_socket is not None,
+        agent_socket=agent_socket, identity_agent=_one(opts, "identityagent"),
         host_key_alias=_one(opts, "hostkeyalias"), keepalive=int(_one(opts, "serveraliveinterval", "0") or 0),
         address_family=fam, bind_address=_one(opts, "bindaddress"), config_file=cfg_file,
         resolver="ssh -G" if lookup is ssh_g else "paramiko SSHConfig",
@@ -313,6 +330,12 @@ def endpoint(alias: str, cli: list[str], *, label: str, lookup: Lookup, timeout:
     elif command and command != "none":
         ep.proxy_command = _expand_tokens(command, ep, where)
     return ep
+
+
+def local_commands(ssh_args: list[str]) -> list[str]:
+    """The options of (parsed) ssh arguments that run a command on this machine, as ``Key=Value``."""
+    return [v for flag, v in zip(ssh_args, ssh_args[1:]) if flag == "-o"
+            and v.partition("=")[0].strip().lower() in LOCAL_COMMAND_OPTIONS]
 
 
 def parse_ssh_args(text: str | list[str], where: str) -> tuple[list[str], list[tuple[str, str]]]:
@@ -345,6 +368,9 @@ def parse_ssh_args(text: str | list[str], where: str) -> tuple[list[str], list[t
             if not sep:
                 key, _, val = value.partition(" ")
             lkey = key.strip().lower()
+            if LOCAL_COMMAND_OPTIONS.get(lkey):
+                raise UserError(f"{where}: ssh option -o {value} runs a command on this machine; "
+                                f"{LOCAL_COMMAND_OPTIONS[lkey]}", hint="remove it from the inventory")
             if lkey in ROUTE_OPTIONS:
                 if lkey == "userknownhostsfile" and val.strip() == "/dev/null":
                     ignored.append((value, "host keys stay strict: the board's key must be in a known_hosts file"))
