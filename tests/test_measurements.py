@@ -315,7 +315,7 @@ def test_report_names_model_source_and_conditions_and_tables_scroll(tmp_path):
     store.add(_doc("r1", [_result("int8-qdq", 3.0, precision="int8-qdq")], emulated=True), board="emu-01", target="rpi5")
     html_path, md_path = write_report(store, tmp_path / "report")
     md = md_path.read_text()
-    rows = [l for l in md.splitlines() if l.startswith("| emu-01 (emulated)") and "| r1 |" in l]
+    rows = [l for l in md.splitlines() if l.startswith("| emu-01 (emulated)") and "| r1 |" in l and "model.onnx" in l]
     assert len(rows) == 3
     assert any("| orin | model.onnx @aaaaaaaaaaaa |" in r and "| test double (generated, not measured) |" in r
                and "nvpmodel MAXN" in r for r in rows)
