@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .board_state import conditions
-from .provenance import label, model_label
+from .provenance import energy_source, label, model_label
 from .results import ResultStore
 
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8-qdq": 2, "int8-dynamic": 3}
@@ -340,9 +340,8 @@ def rolled_back_table(gone: list[dict]) -> Table:
 
 def _energy(r: dict) -> str:
     """Energy per inference, marked when the power figure came from a test double of tegrastats."""
-    during = (r.get("state") or {}).get("during") or {}
-    return _fmt(r.get("energy_mj"), 2) + (" (generated)" if r.get("energy_mj") and "tegrastats" in
-                                           (during.get("generated") or []) else "")
+    source = r.get("energy_source") or energy_source(r, r.get("state"))  # stores from before energy_source
+    return _fmt(r.get("energy_mj"), 2) + (" (generated)" if source == "double" else "")
 
 
 def profile_table(latest: list[dict]) -> Table:
