@@ -541,3 +541,86 @@ def test_energy_carries_its_source_next_to_the_number_in_the_export(tmp_path, ge
     assert "energy_source" in csv_text.splitlines()[0] and want in csv_text.splitlines()[1]
     md = write_report(store, tmp_path / "report")[1].read_text()
     assert ("15.60 (generated)" in md) == (want == "double")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the A/A control and the gate's power (issue 31, items 2 and 7)
+# ---------------------------------------------------------------------------------------------------------
+def _blocks(rng, median: float, spread: float, n: int = 8, k: int = 20, load=None) -> list[list[float]]:
+    load = load if load is not None else [1.0] * n
+    return [list(median * f * (1 + spread * rng.standard_normal(k))) for f in load]
+
+
+def _samples(*, control_spread: float, control_bias: float = 1.0, new: float = 1.0, seed: int = 1,
+             load: float = 3.5) -> dict:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {"artifact": "fp32", "old": _blocks(rng, 10.0, 0.02), "new": _blocks(rng, 10.0 * new, 0.02),
+            "control": _blocks(rng, 10.0 * control_bias, control_spread), "seconds": 5.0,
+            "loadavg_start": load, "loadavg_end": load - 0.5, "isolation": "spin-off"}
+
+
+@pytest.mark.parametrize("spread, bias, why", [(0.6, 1.0, "wide (> 0.20)"), (0.02, 1.3, "excludes 1.00")])
+def test_a_noisy_or_biased_control_refuses_the_verdict_in_one_line(spread, bias, why):
+    from dmsbuild.measure.regression import decide
+
+    d = decide(_samples(control_spread=spread, control_bias=bias, new=1.3), allowed=1.25, confidence=0.95,
+               resamples=500, previous_release="old", iterations=20)
+    assert d.refused and not d.confirmed
+    assert why in d.refused and "load average 3.50" in d.refused and "control width" in d.refused
+    assert "\n" not in d.sentence and d.sentence.startswith("not judged: board too noisy to judge a regression")
+
+
+def test_a_quiet_control_lets_the_gate_judge_and_states_its_power():
+    from dmsbuild.measure.regression import decide
+
+    d = decide(_samples(control_spread=0.02), allowed=1.25, confidence=0.95, resamples=500,
+               previous_release="old", iterations=20)
+    assert d.refused is None and not d.confirmed and d.control["problem"] is None
+    assert d.control["ci_low"] <= 1.0 <= d.control["ci_high"]
+    assert d.detectable == pytest.approx(1.25 * d.ratio / d.ci_low)
+    assert f"this measurement could detect a slowdown of {d.detectable:.2f}x or more" in d.sentence
+    assert 1.25 < d.detectable < 1.4  # 2 % noise: a 1.4x slowdown would not have passed
+
+
+def test_a_slowdown_past_any_noise_is_confirmed_despite_a_noisy_control():
+    from dmsbuild.measure.regression import decide
+
+    d = decide(_samples(control_spread=0.6, new=5.0), allowed=1.25, confidence=0.95, resamples=500,
+               previous_release="old", iterations=20)
+    assert d.confirmed and d.refused is None and d.sentence.startswith("regression confirmed: ") and d.ratio > 4.5
+
+
+class _ReplayTransport:
+    """A board whose runner answers the interleaved re-measure with prepared samples (argv recorded)."""
+
+    name = "b"
+
+    def __init__(self, answers: list[dict]) -> None:
+        self.answers, self.calls = list(answers), []
+
+    def run(self, argv, timeout=None):
+        from dmsbuild.ship.transport.base import CommandResult
+
+        self.calls.append(list(argv))
+        if argv[0] == "test":
+            return CommandResult(list(argv), 0, "", "")
+        return CommandResult(list(argv), 0, json.dumps(self.answers.pop(0)), "")
+
+
+@pytest.mark.parametrize("second_quiet", [True, False])
+def test_a_noisy_control_measures_longer_once_then_refuses(second_quiet):
+    noisy = _samples(control_spread=0.6, new=1.3, seed=2)
+    quiet = _samples(control_spread=0.02, new=1.3, seed=3)
+    t = _ReplayTransport([noisy, quiet if second_quiet else noisy])
+    d = confirm(t, release_dir="/r/releases/new", previous_release="old", artifact="fp32", python=PY, cfg=FAST,
+                allowed=1.25)
+    runs = [c for c in t.calls if c[0] != "test"]
+    assert len(runs) == 2 and all("--control" in c for c in runs)
+    assert runs[1][runs[1].index("--blocks") + 1] == str(2 * FAST.blocks)  # measured longer
+    assert (d.refused is None) == second_quiet
+    if second_quiet:
+        assert d.confirmed and d.sentence.startswith("regression confirmed")
+    else:
+        assert not d.confirmed and "load average" in d.sentence
