@@ -242,7 +242,12 @@ def test_a_failed_aa_control_refuses_to_choose_in_one_line():
     row = _row(0.5, 0.55)
     row.measurement.update(control=m["control"])
     assert faster_and_passing([row]) == [row]
+    from dmsbuild.measure.tune import contenders_of
+
     line = noisy_refusal([row])
+    assert contenders_of([row]) == (line, [])  # refused: nothing may be chosen
+    quiet_row = _row(0.5, 0.55, threads=2)
+    assert contenders_of([quiet_row]) == (None, [quiet_row])
     assert line.startswith("board too noisy to choose: the A/A control") and "load average 4.20" in line
     assert f"control width {m['control']['width']:.2f}" in line and "\n" not in line
     base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])

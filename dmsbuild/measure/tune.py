@@ -565,6 +565,12 @@ def noisy_refusal(rows: list[Row]) -> str | None:
     return None
 
 
+def contenders_of(rows: list[Row]) -> tuple[str | None, list[Row]]:
+    """(the refusal line, []) when an A/A control failed; else (None, the candidates that may be chosen)."""
+    refused = noisy_refusal(rows)
+    return refused, ([] if refused else faster_and_passing(rows))
+
+
 def best_fp32(rows: list[Row]) -> Row | None:
     """The fastest measured FP32 setting (threads, graph level): how much of a speed-up is INT8, how much threads."""
     fp32 = [r for r in rows if r.measurement and r.candidate.recipe.precision == "fp32" and not r.gate_failures]
@@ -728,8 +734,7 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
 
     floors = accuracy_floors(proj, prof)
     chosen = None
-    refused = noisy_refusal(list(rows.values()))
-    contenders = [] if refused else faster_and_passing(list(rows.values()))
+    refused, contenders = contenders_of(list(rows.values()))
     if refused:
         log(f"  {refused}")
     if len(contenders) >= 2 and time.monotonic() < deadline:  # the final: the two best head to head
