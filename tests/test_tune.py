@@ -422,3 +422,17 @@ def test_check_tune_does_not_use_the_tuners_measuring_code():
     text = (REPO / "bench" / "check_tune.py").read_text()
     for name in ("dms_bench", "bootstrap_ratio", "interleave", "dmsbuild.measure"):
         assert name not in text.split('"""', 2)[2], name  # (the docstring may name them; the code must not use them)
+
+
+@pytest.mark.parametrize("h, lead", [({"ratio": 1.2, "ci_low": 1.1, "ci_high": 1.3}, "second"),
+                                     ({"ratio": 0.95, "ci_low": 0.9, "ci_high": 1.02}, "first")])
+def test_the_final_head_to_head_lets_a_clearly_faster_runner_up_lead(h, lead):
+    from dmsbuild.measure.tune import Baseline, explain, head_to_head
+
+    first, second = _row(0.80, 0.9), _row(0.82, 0.9, threads=2)
+    order = head_to_head([first, second], h)
+    assert order[0] is (second if lead == "second" else first)
+    duel = order[0].measurement["head_to_head"]
+    assert duel["against"] == order[1].candidate.label and duel["ci_high"] <= 1.02
+    base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    assert f"; head to head against {order[1].candidate.label}: " in explain(order[0], base, 0.95, order)

@@ -571,6 +571,18 @@ def contenders_of(rows: list[Row]) -> tuple[str | None, list[Row]]:
     return refused, ([] if refused else faster_and_passing(rows))
 
 
+def head_to_head(contenders: list[Row], h: dict[str, Any]) -> list[Row]:
+    """The final: ``h`` is the first contender timed against the second (ratio first / second with its CI).
+    The runner-up leads when it is faster with its whole CI; the leader's measurement keeps the duel."""
+    first, second, rest = contenders[0], contenders[1], contenders[2:]
+    if h["ci_low"] > 1.0:
+        first, second = second, first
+        h = {**h, "ratio": 1 / h["ratio"], "ci_low": 1 / h["ci_high"], "ci_high": 1 / h["ci_low"]}
+    first.measurement = {**(first.measurement or {}), "head_to_head": {
+        "against": second.candidate.label, "ratio": h["ratio"], "ci_low": h["ci_low"], "ci_high": h["ci_high"]}}
+    return [first, second, *rest]
+
+
 def best_fp32(rows: list[Row]) -> Row | None:
     """The fastest measured FP32 setting (threads, graph level): how much of a speed-up is INT8, how much threads."""
     fp32 = [r for r in rows if r.measurement and r.candidate.recipe.precision == "fp32" and not r.gate_failures]
@@ -745,14 +757,10 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
                           baseline.providers, baseline.provider_options, r.candidate.settings.as_dict())
         against = dataclasses.replace(baseline, name=f"c-{second.cand_id}")
         h = measure_ratio(bench.interleave(f"c-{first.cand_id}", against, cfg), cfg)  # first / second
-        if h["ci_low"] > 1.0:  # the runner-up is faster head to head: it leads
-            contenders[0], contenders[1] = second, first
-            h = {**h, "ratio": 1 / h["ratio"], "ci_low": 1 / h["ci_high"], "ci_high": 1 / h["ci_low"]}
-        lead, other = contenders[0], contenders[1]
-        lead.measurement = {**(lead.measurement or {}), "head_to_head": {
-            "against": other.candidate.label, "ratio": h["ratio"], "ci_low": h["ci_low"], "ci_high": h["ci_high"]}}
-        log(f"  head to head: {lead.candidate.label} {1 / h['ratio']:.2f}x {other.candidate.label} "
-            f"(CI {1 / h['ci_high']:.2f}-{1 / h['ci_low']:.2f})")
+        contenders = head_to_head(contenders, h)
+        lead, h2h = contenders[0], (contenders[0].measurement or {})["head_to_head"]
+        log(f"  head to head: {lead.candidate.label} {1 / h2h['ratio']:.2f}x {h2h['against']} "
+            f"(CI {1 / h2h['ci_high']:.2f}-{1 / h2h['ci_low']:.2f})")
     for row in contenders:
         name = f"c-{row.cand_id}"
         if name not in bench.entries:  # measured by an earlier tune (cached): upload it for the output check
