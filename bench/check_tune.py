@@ -95,11 +95,11 @@ def bootstrap_median(values: list[float], resamples: int = 5000, seed: int = 0) 
     return meds[int(0.025 * resamples)], meds[int(0.975 * resamples) - 1]
 
 
-def from_target(target: str) -> dict:
+def from_target(target: str, project: Path = ROOT) -> dict:
     """The tuned artifact, the default FP32 artifact, their threads and the tuner's interval, from the files
-    `doit tune` and `doit build` wrote (no tuner code runs)."""
-    build = json.loads((ROOT / "artifacts" / target / "build.json").read_text())
-    tuned_file = ROOT / "targets" / f"{target}.tuned.toml"
+    `doit tune` and `doit build` wrote in ``project`` (no tuner code runs)."""
+    build = json.loads((project / "artifacts" / target / "build.json").read_text())
+    tuned_file = project / "targets" / f"{target}.tuned.toml"
     choice = tomllib.loads(tuned_file.read_text())
     [kind] = [c for c in choice["choice"] if not c.get("keep_default")][:1] or [None]
     if kind is None:
@@ -108,11 +108,11 @@ def from_target(target: str) -> dict:
     if "tuned" not in arts or choice["default_artifact"] not in arts:
         raise SystemExit(f"artifacts/{target}/build.json: no 'tuned' or '{choice['default_artifact']}' artifact; "
                          f"run `doit build target={target}` first")
-    profile = tomllib.loads((ROOT / "targets" / f"{target}.toml").read_text())
+    profile = tomllib.loads((project / "targets" / f"{target}.toml").read_text())
     runtime = kind.get("runtime") or {}
-    return {"candidate": ROOT / arts["tuned"]["path"], "candidate_threads": int(runtime.get("intra_op_threads", 0)),
+    return {"candidate": project / arts["tuned"]["path"], "candidate_threads": int(runtime.get("intra_op_threads", 0)),
             "level": runtime.get("graph_optimization_level", "all"), "mode": runtime.get("execution_mode", "sequential"),
-            "baseline": ROOT / arts[choice["default_artifact"]]["path"],
+            "baseline": project / arts[choice["default_artifact"]]["path"],
             "baseline_threads": int((profile.get("bench") or {}).get("threads", 0)),
             "tuner_ci": tuple(kind["speedup_ci"]), "tuner_speedup": kind.get("speedup"), "label": kind.get("sentence")}
 
@@ -120,6 +120,9 @@ def from_target(target: str) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--target")
+    ap.add_argument("--project", type=Path, default=ROOT, help="the project folder of --target (default: this repo)")
+    ap.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                    help="wait up to this long for the load average to fall under 1 before deciding")
     ap.add_argument("--candidate", type=Path)
     ap.add_argument("--candidate-threads", type=int, default=0)
     ap.add_argument("--baseline", type=Path)
@@ -133,13 +136,16 @@ def main() -> int:
     args = ap.parse_args()
 
     if args.target:
-        spec = from_target(args.target)
+        spec = from_target(args.target, args.project)
     elif args.candidate and args.baseline:
         spec = {"candidate": args.candidate, "candidate_threads": args.candidate_threads, "level": "all",
                 "mode": "sequential", "baseline": args.baseline, "baseline_threads": args.baseline_threads,
                 "tuner_ci": tuple(args.tuner_ci) if args.tuner_ci else None, "tuner_speedup": None, "label": None}
     else:
         ap.error("--target, or --candidate and --baseline")
+    waited = time.monotonic()
+    while os.getloadavg()[0] > 1.0 and time.monotonic() - waited < args.wait_idle:
+        time.sleep(5)
     load0 = os.getloadavg()[0]
     note = ""
     if load0 > 1.0:

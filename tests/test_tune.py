@@ -135,6 +135,14 @@ def test_deploy_ships_the_choice_without_tuning(tuned):
     assert 'DMS_ARTIFACT:-tuned}' in run_sh
     # the board ran the shipped artifact with its tuned session settings
     assert json.loads((board_root / "t" / "current" / "manifest.json").read_text())["artifacts"][0]["name"] == "tuned"
+    # bench/check_tune.py --target finds what to re-time from the files alone (no tuner code)
+    import tomllib
+
+    spec = _check_tune().from_target("t", root)
+    kind = tomllib.loads((root / "targets" / "t.tuned.toml").read_text())["choice"][0]
+    assert spec["candidate"] == root / first["path"] and spec["candidate"].is_file()
+    assert spec["baseline"].name == "fp32.onnx" and spec["baseline"].is_file()
+    assert spec["tuner_ci"] == tuple(kind["speedup_ci"]) and spec["candidate_threads"] == 1
 
 
 def test_stale_model_hash_is_refused_in_one_line(tuned):
