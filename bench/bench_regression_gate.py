@@ -140,8 +140,11 @@ def main() -> int:
                "source": out.doc["results"][0].get("source")}
         rows.append(row)
         r1 = f"{row['ratio1']:.2f}x" if row["ratio1"] else "baseline"
-        dec = (f"{d['ratio']:.2f}x CI {d['ci_low']:.2f}-{d['ci_high']:.2f} "
-               f"{'CONFIRMED' if d['confirmed'] else 'noise'}" if d else "–")
+        verdict = "CONFIRMED" if d and d["confirmed"] else ("NOT JUDGED" if d and d.get("refused") else "noise")
+        ctrl = (d or {}).get("control") or {}
+        dec = (f"{d['ratio']:.2f}x CI {d['ci_low']:.2f}-{d['ci_high']:.2f} {verdict}; A/A "
+               f"{ctrl.get('ci_low', float('nan')):.2f}-{ctrl.get('ci_high', float('nan')):.2f}; detects >= "
+               f"{d['detectable']:.2f}x; load {ctrl.get('loadavg')}" if d else "–")
         print(f"{row['deploy']:>3} {kind:<9} {row['median']:7.3f} ms  first run {r1:>9} "
               f"{'FAIL' if row['one_run_fails'] else 'pass':<4}  re-measure {dec:<34} "
               f"{'ROLLED BACK' if row['rolled_back'] else 'kept':<11} {row['seconds']:5.1f} s", flush=True)
@@ -186,6 +189,13 @@ def main() -> int:
     print(f"slow build / baseline median (first runs): {min(ratios):.2f}x-{max(ratios):.2f}x; re-measures took "
           f"{min(times, default=0):.1f}-{max(times, default=0):.1f} s per deploy; figures' source: "
           f"{sorted({r['source'] for r in rows})}")
+    judged = [r["decision"] for r in rows if r["decision"]]
+    if judged:  # the gate's power at this noise (issue 31 item 7): the smallest slowdown each re-measure could confirm
+        power = sorted(d["detectable"] for d in judged)
+        print(f"the gate's power: these re-measures could detect a slowdown of {power[0]:.2f}x-{power[-1]:.2f}x or "
+              f"more (median {power[len(power) // 2]:.2f}x); {sum(bool(d.get('refused')) for d in judged)} of "
+              f"{len(judged)} not judged (A/A control too wide or excluding 1.00); load average now "
+              f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     ok = fr == 0 and caught == len(slower)
     print("RESULT:", "PASS" if ok else "FAIL", "(0 false rollbacks, every slow build caught)")
     return 0 if ok else 1

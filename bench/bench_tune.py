@@ -16,7 +16,11 @@ model (the reference DMS model at its 128x128 input, and two corpus models, test
 Every ratio is interleaved with the default FP32 artifact on the board (alternating block pairs, rotated
 order, bootstrap CI), which keeps ratios usable on this shared, loaded machine; the load average is printed.
 
-    PYTHONPATH=$PWD nice .venv/bin/python bench/bench_tune.py [--only reference mobilenetv2] [--budget 15]
+    PYTHONPATH=$PWD nice .venv/bin/python bench/bench_tune.py [--only reference mobilenetv2] [--budget 15] [--check]
+
+``--check`` re-times each staged choice with ``bench/check_tune.py`` (separate processes, alternated rounds,
+no tuner code), once idle and once beside two CPU hogs, and prints whether the tuner's interval contains it
+(issue 31 item 4; it waits up to 5 minutes for the load average to fall under 1, else it refuses).
 """
 from __future__ import annotations
 
@@ -80,7 +84,15 @@ def corpus_project(name: str, folder: Path) -> Path:
     return root
 
 
-def one(name: str, root: Path, inventory: str, budget: float) -> dict:
+def check(root: Path, hogs: int) -> list[str]:
+    """bench/check_tune.py on the staged choice (built as `tuned` first): its output lines, or its refusal."""
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "check_tune.py"), "--project", str(root), "--target",
+                          "rpi5e", "--hogs", str(hogs), "--wait-idle", "300"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=3600)
+    return [line for line in (res.stdout + res.stderr).splitlines() if line.strip()]
+
+
+def one(name: str, root: Path, inventory: str, budget: float, checks: bool = False) -> dict:
     from tests.tinyproject import run_doit
 
     target = root / "targets" / "rpi5e.toml"
@@ -95,6 +107,12 @@ def one(name: str, root: Path, inventory: str, budget: float) -> dict:
         raise SystemExit(f"{name}: tune failed:\n{run.output[-3000:]}")
     staged = tomllib.loads((root / "targets" / "rpi5e.tuned.toml").read_text())["choice"][0]
     staged_n = len(re.findall(r"^  \[\s*\d+ s\]", run.output, re.M))
+    independent: dict[int, list[str]] = {}
+    if checks and not staged.get("keep_default"):  # the independent re-timing, idle and beside two hogs
+        run = run_doit(root, "build", "target=rpi5e")  # builds the choice as `tuned`
+        if run.rc != 0:
+            raise SystemExit(f"{name}: build of the tuned artifact failed:\n{run.output[-2000:]}")
+        independent = {hogs: check(root, hogs) for hogs in (0, 2)}
     tune_json = json.loads((root / "artifacts" / "tune" / "rpi5e" / "tune.json").read_text())
     target.write_text(TARGET + SPACE + 'strategy = "exhaustive"\n')
     t0 = time.perf_counter()
@@ -112,7 +130,7 @@ def one(name: str, root: Path, inventory: str, budget: float) -> dict:
             "exhaustive_s": staged_s + extra_s, "staged_n": staged_n, "exhaustive_n": len(measured),
             "point": point, "gated": len({json.dumps(r["recipe"], sort_keys=True) for r in gated}),
             "provenance": staged["provenance"], "kind": staged["board_kind"],
-            "load": tune_json["load"]}
+            "load": tune_json["load"], "independent": independent}
 
 
 def _speed(choice: dict) -> tuple[float, str]:
@@ -154,6 +172,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", default=[])
     ap.add_argument("--budget", type=float, default=15.0, help="minutes per tune")
+    ap.add_argument("--check", action="store_true",
+                    help="re-time each staged choice with bench/check_tune.py, idle and beside 2 CPU hogs")
     args = ap.parse_args()
     from tests.conftest import _free_port
 
@@ -171,7 +191,7 @@ def main() -> int:
                 started = time.perf_counter()
                 folder = Path(tmp) / m
                 root = reference_project(folder) if m == "reference" else corpus_project(m, folder)
-                rows.append(one(m, root, inventory, args.budget))
+                rows.append(one(m, root, inventory, args.budget, args.check))
                 print(f"{m}: {time.perf_counter() - started:.0f} s (load {rows[-1]['load']})", file=sys.stderr, flush=True)
         finally:
             subprocess.run([sys.executable, "-m", "dmsbuild.boards", "down", "--dir", str(where)], cwd=ROOT,
@@ -184,6 +204,10 @@ def main() -> int:
           f"bootstrap CI); load average at the end: {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f} / "
           f"{os.getloadavg()[2]:.2f} on {os.cpu_count()} CPUs\n")
     print(table(rows))
+    for r in rows:
+        for hogs, lines in (r.get("independent") or {}).items():
+            print(f"\n{r['model']}, independent check ({hogs} CPU hogs):")
+            print("\n".join(f"    {line}" for line in lines))
     return 0
 
 

@@ -91,7 +91,7 @@ def board_python() -> str:
 
 DOUBLES = Path(__file__).resolve().parents[1] / "tests" / "doubles"
 #: test doubles an emulated board of these groups carries on its PATH (labelled EMULATED in the wrapper)
-EMULATED_TOOLS = {"orin": ("trtexec", "nvidia-smi", "nvpmodel", "jetson_clocks", "tegrastats"),
+EMULATED_TOOLS = {"rpi5": ("vcgencmd",), "orin": ("trtexec", "nvidia-smi", "nvpmodel", "jetson_clocks", "tegrastats"),
                   "qcs8255": ("snpe-net-run", "snpe-diagview", "snpe-throughput-net-run")}
 #: the environment variable each double appends its argv to
 _ARGV_LOG_VARS = {"snpe-net-run": "SNPE_DOUBLE_ARGV_LOG", "snpe-diagview": "SNPE_DOUBLE_ARGV_LOG",

@@ -268,7 +268,11 @@ def test_tegrastats_layouts_of_three_jetson_generations():
     tx1 = board_state.summarize_tegrastats((FIX / "tegrastats-tx1-l4t28.txt").read_text())
     assert tx1["samples"] == 2 and tx1["gpu_load_pct"] == 21 and tx1["emc_mhz"] == 1004 and "power_mw" not in tx1
     tx2 = board_state.summarize_tegrastats((FIX / "tegrastats-tx2-2019.txt").read_text())
-    assert tx2["power_mw"] == 3140 and tx2["power_rail"] == "VDD_IN" and tx2["max_temp_c"] == 100.0
+    # PMIC@100C is a fixed placeholder, not a temperature (the same line has Tboard@40C): dropped, with a note
+    assert tx2["power_mw"] == 3140 and tx2["power_rail"] == "VDD_IN" and tx2["max_temp_c"] == 42.5
+    assert tx2["dropped_temps"] == ["PMIC@100C (fixed placeholder)"]
+    assert "max 42 °C" in board_state.conditions({"during": tx2}) and "PMIC@100C (fixed placeholder)" in \
+        board_state.conditions({"during": tx2})
     orin = board_state.summarize_tegrastats((FIX / "tegrastats-agx-orin-2025.txt").read_text())
     assert orin["gpu_load_pct"] == 14 and orin["gpu_mhz"] == 407 and orin["emc_mhz"] == 2133
     assert orin["power_mw"] == 3150 + 14312 + 4968 + 1091 and "VDD_GPU_SOC" in orin["power_rail"]
@@ -303,6 +307,25 @@ def test_state_is_collected_around_a_real_benchmark(tmp_path):
     assert doc["state"]["before"].get("load1") is not None and doc["results"][0]["source"] == "board-runner"
 
 
+def test_an_emulated_rpi5_benchmark_carries_no_jetson_state_and_no_energy(tmp_path):
+    """Every kind's doubles on the board's PATH (as `boards up` gives emulated boards): an ONNX Runtime release
+    gets the vcgencmd double's state, never nvpmodel/jetson_clocks/tegrastats, and so no energy figure."""
+    import os
+
+    from dmsbuild.measure.bench import benchmark_release, probe_facts
+
+    release_with_depth(tmp_path, "aaaaaaaaaaaaaaaa", 1, iterations=5)
+    env = {"PATH": f"{Path(__file__).parent / 'doubles'}:{os.environ['PATH']}", "DMSBUILD_EMULATED_BOARD": "test"}
+    transport = LocalTransport("emu", env=env)
+    facts = probe_facts(transport, str(tmp_path / "current"), PY)
+    assert facts["emulated"] == "test"
+    doc = benchmark_release(transport, str(tmp_path / "current"), python=PY, facts=facts)
+    before = doc["state"]["before"]
+    assert before["generated"] == ["get_throttled", "measure_temp"] and before["soc_temp_c"] == 48.3
+    assert "power_mode" not in before and "jetson_clocks" not in before and "during" not in doc["state"]
+    assert all(r.get("energy_mj") is None for r in doc["results"])
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the report
 # ---------------------------------------------------------------------------------------------------------
@@ -315,7 +338,7 @@ def test_report_names_model_source_and_conditions_and_tables_scroll(tmp_path):
     store.add(_doc("r1", [_result("int8-qdq", 3.0, precision="int8-qdq")], emulated=True), board="emu-01", target="rpi5")
     html_path, md_path = write_report(store, tmp_path / "report")
     md = md_path.read_text()
-    rows = [l for l in md.splitlines() if l.startswith("| emu-01 (emulated)") and "| r1 |" in l]
+    rows = [l for l in md.splitlines() if l.startswith("| emu-01 (emulated)") and "| r1 |" in l and "model.onnx" in l]
     assert len(rows) == 3
     assert any("| orin | model.onnx @aaaaaaaaaaaa |" in r and "| test double (generated, not measured) |" in r
                and "nvpmodel MAXN" in r for r in rows)
@@ -348,6 +371,53 @@ def test_trtexec_profile_throughput_and_warnings_are_kept():
     store = ResultStore(Path(tempfile.mkdtemp()) / "r.sqlite")
     store.add(_doc("r1", [res]), board="b", target="orin")
     assert store.rows()[0]["profile"]["layers"][1]["name"] == "fc"
+    assert "note" not in p  # a whole profile needs no word
+
+
+@pytest.mark.parametrize("cut, want", [
+    (60, "truncated after 60 characters"),   # the board's disk filled or trtexec was killed mid-write
+    (None, None),                            # whole
+    (0, "empty file"),
+])
+def test_a_truncated_trtexec_profile_gives_one_line_not_a_silent_null(tmp_path, cut, want):
+    from dmsbuild.backends.trt_board import TrtexecResultParser
+
+    profile = json.dumps([{"count": 10}, {"name": "conv1", "timeMs": 5.0, "averageMs": 0.5, "medianMs": 0.5,
+                                          "percentage": 62.5}])
+    text = profile if cut is None else profile[:cut]
+    log = (Path(__file__).parent / "fixtures" / "trtexec" / "sdg-pallet-4-tail.log").read_text()
+    times = [{"latencyMs": 1.2, "computeMs": 1.0, "h2dMs": 0.1, "d2hMs": 0.1, "startEnqMs": 0, "endEnqMs": 0.1,
+              "endToEndMs": 1.2, "startH2dMs": 0, "endH2dMs": 0.1, "startComputeMs": 0.1, "endComputeMs": 1.1,
+              "startD2hMs": 1.1, "endD2hMs": 1.2}] * 3
+    out = json.dumps({"stdout": log, "times": json.dumps(times), "warmup_ms": 0, "profile": text})
+    res = TrtexecResultParser().parse(out, board="b", artifact={"name": "fp16", "precision": "fp16",
+                                                                "runtime": "tensorrt"}, warmup=0, iterations=3)
+    note = res["profile"].get("note")
+    if want is None:
+        assert note is None and res["profile"]["layers"]
+        return
+    assert want in note and "\n" not in note and res["error"] is None  # one line; the latency stands
+    store = ResultStore(tmp_path / "r.sqlite")
+    store.add(_doc("r1", [res]), board="b", target="orin")
+    md = write_report(store, tmp_path / "report")[1].read_text()
+    assert want in md.split("## Vendor profilers")[1]
+
+
+@pytest.mark.parametrize("fixture, total_ms, init_ms", [("diagview-text-2.9.txt", 26.458, 48.856),
+                                                         ("diagview-text-2.37.txt", 0.069, 4.009)])
+def test_snpe_diagview_text_output_gives_its_timings(fixture, total_ms, init_ms):
+    """snpe-diagview without --output prints text (SNPE 2.9 and 2.37 layouts): its timings are read, never
+    'SNPE reported neither timings nor throughput'."""
+    from dmsbuild.backends import snpe
+
+    text = (Path(__file__).parent / "fixtures" / "snpe" / fixture).read_text()
+    t = snpe.parse_diagview_text(text)
+    assert t["total inference time"] == pytest.approx(total_ms) and t["init"] == pytest.approx(init_ms)
+    res = snpe.result_from_snpe(artifact="int8-qdq-dlc", precision="int8-qdq", diag_csv=text, iterations=10)
+    assert res["error"] is None and res["latency_ms"]["mean"] == pytest.approx(total_ms)
+    assert res["load_ms"] == pytest.approx(init_ms)
+    assert snpe.result_from_snpe(artifact="a", precision="p", diag_csv="nothing here")["error"] == \
+        "SNPE reported neither timings nor throughput"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -403,3 +473,154 @@ def test_rollout_output_says_where_figures_came_from_and_what_the_gate_decided()
     assert lines == ["emu-01: figures from fp16: test double (generated, not measured)",
                      "emu-01: artifact fp16 (fp16) of m.onnx @aaaa: new baseline (lineage x)",
                      "emu-01: int8: within noise: 1.08x (95% CI 0.91-1.31)"]
+
+
+def test_a_powered_down_orin_sensor_is_no_temperature():
+    """Orin's GPU/CV sensors read -256C at idle (sensor off): never a max temperature, always a note."""
+    orin = board_state.summarize_tegrastats((FIX / "tegrastats-agx-orin-idle-2023.txt").read_text())
+    assert orin["max_temp_c"] == pytest.approx(42.593)
+    assert orin["dropped_temps"] == ["CV0@-256C (sensor off)", "CV1@-256C (sensor off)", "CV2@-256C (sensor off)",
+                                     "GPU@-256C (sensor off)"]
+    line = board_state.conditions({"during": orin})
+    assert "max 43 °C" in line and "-256" in line and "dropped" in line
+    snap = board_state.parse_snapshot({"thermal": {"gpu-thermal": -256.0, "cpu-thermal": 44.5}, "tools": {}})
+    assert snap["thermal_c"] == {"cpu-thermal": 44.5} and snap["dropped_temps"] == ["gpu-thermal@-256C (sensor off)"]
+
+
+@pytest.mark.parametrize("facts, runtimes, want", [
+    ({"emulated": "sshd"}, {"onnxruntime"}, ("vcgencmd",)),
+    ({"emulated": "sshd"}, {"tensorrt"}, ("jetson_clocks", "nvpmodel", "tegrastats")),
+    ({"emulated": "sshd"}, {"qnn", "snpe"}, ()),
+    ({"emulated": "sshd"}, {"something-new"}, ()),
+    ({}, {"onnxruntime"}, None),  # a real board has only its own tools: ask them all
+])
+def test_an_emulated_board_asks_only_the_state_tools_of_its_kind(facts, runtimes, want):
+    assert board_state.state_tools(facts, runtimes) == want
+
+
+@pytest.mark.parametrize("tools, present, absent", [
+    (("vcgencmd",), {"measure_temp", "get_throttled"}, {"nvpmodel", "jetson_clocks"}),
+    (("jetson_clocks", "nvpmodel", "tegrastats"), {"nvpmodel", "jetson_clocks"}, {"measure_temp", "get_throttled"}),
+    ((), set(), {"nvpmodel", "jetson_clocks", "measure_temp", "get_throttled"}),
+    (None, {"nvpmodel", "jetson_clocks", "measure_temp", "get_throttled"}, set()),
+])
+def test_the_state_script_runs_only_the_tools_it_is_given(tmp_path, tools, present, absent):
+    """The real state script with every kind's doubles on PATH (an emulated board): an rpi5 release gets the
+    vcgencmd double's state and no Jetson state; a TensorRT release the Jetson doubles' and no vcgencmd."""
+    import os
+    import subprocess
+    import sys
+
+    doubles = Path(__file__).parent / "doubles"
+    which = "*" if tools is None else ",".join(tools)
+    env = {**os.environ, "PATH": f"{doubles}:{os.environ['PATH']}"}
+    run = subprocess.run([sys.executable, "-c", board_state.STATE_SCRIPT, "snapshot", which], capture_output=True,
+                         text=True, env=env, timeout=60, check=True)
+    raw = json.loads(run.stdout.strip().splitlines()[-1])
+    assert present <= set(raw["tools"]) and not absent & set(raw["tools"])
+    snap = board_state.parse_snapshot(raw)
+    assert set(snap.get("generated", [])) == present
+    if "measure_temp" in present:
+        assert snap["soc_temp_c"] == 48.3 and snap["throttled"]["raw"] == "0x0"
+    if tools is not None and "tegrastats" not in tools:  # no Jetson power sampled on an rpi5 or qcs8255 run
+        assert not board_state.Sampler(None, sys.executable, str(tmp_path / "log"), tools).enabled
+
+
+@pytest.mark.parametrize("generated, want", [(["tegrastats"], "double"), ([], "board-tegrastats")])
+def test_energy_carries_its_source_next_to_the_number_in_the_export(tmp_path, generated, want):
+    store = ResultStore(tmp_path / "r.sqlite")
+    r = _result("int8-qdq", 3.0, precision="int8-qdq")
+    r["energy_mj"] = 15.6
+    state = {"during": {"power_mw": 5200.0, "power_rail": "VDD_IN", "generated": generated}}
+    store.add(_doc("r1", [r], emulated=True, state=state), board="emu-01", target="rpi5")
+    [row] = json.loads(store.export("json"))
+    keys = list(row)
+    assert row["energy_mj"] == 15.6 and row["energy_source"] == want
+    assert keys.index("energy_source") == keys.index("energy_mj") + 1  # next to the number
+    csv_text = store.export("csv")
+    assert "energy_source" in csv_text.splitlines()[0] and want in csv_text.splitlines()[1]
+    md = write_report(store, tmp_path / "report")[1].read_text()
+    assert ("15.60 (generated)" in md) == (want == "double")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the A/A control and the gate's power (issue 31, items 2 and 7)
+# ---------------------------------------------------------------------------------------------------------
+def _blocks(rng, median: float, spread: float, n: int = 8, k: int = 20, load=None) -> list[list[float]]:
+    load = load if load is not None else [1.0] * n
+    return [list(median * f * (1 + spread * rng.standard_normal(k))) for f in load]
+
+
+def _samples(*, control_spread: float, control_bias: float = 1.0, new: float = 1.0, seed: int = 1,
+             load: float = 3.5) -> dict:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {"artifact": "fp32", "old": _blocks(rng, 10.0, 0.02), "new": _blocks(rng, 10.0 * new, 0.02),
+            "control": _blocks(rng, 10.0 * control_bias, control_spread), "seconds": 5.0,
+            "loadavg_start": load, "loadavg_end": load - 0.5, "isolation": "spin-off"}
+
+
+@pytest.mark.parametrize("spread, bias, why", [(0.6, 1.0, "wide (> 0.20)"), (0.02, 1.3, "excludes 1.00")])
+def test_a_noisy_or_biased_control_refuses_the_verdict_in_one_line(spread, bias, why):
+    from dmsbuild.measure.regression import decide
+
+    d = decide(_samples(control_spread=spread, control_bias=bias, new=1.3), allowed=1.25, confidence=0.95,
+               resamples=500, previous_release="old", iterations=20)
+    assert d.refused and not d.confirmed
+    assert why in d.refused and "load average 3.50" in d.refused and "control width" in d.refused
+    assert "\n" not in d.sentence and d.sentence.startswith("not judged: board too noisy to judge a regression")
+
+
+def test_a_quiet_control_lets_the_gate_judge_and_states_its_power():
+    from dmsbuild.measure.regression import decide
+
+    d = decide(_samples(control_spread=0.02), allowed=1.25, confidence=0.95, resamples=500,
+               previous_release="old", iterations=20)
+    assert d.refused is None and not d.confirmed and d.control["problem"] is None
+    assert d.control["ci_low"] <= 1.0 <= d.control["ci_high"]
+    assert d.detectable == pytest.approx(1.25 * d.ratio / d.ci_low)
+    assert f"this measurement could detect a slowdown of {d.detectable:.2f}x or more" in d.sentence
+    assert 1.25 < d.detectable < 1.4  # 2 % noise: a 1.4x slowdown would not have passed
+
+
+def test_a_slowdown_past_any_noise_is_confirmed_despite_a_noisy_control():
+    from dmsbuild.measure.regression import decide
+
+    d = decide(_samples(control_spread=0.6, new=5.0), allowed=1.25, confidence=0.95, resamples=500,
+               previous_release="old", iterations=20)
+    assert d.confirmed and d.refused is None and d.sentence.startswith("regression confirmed: ") and d.ratio > 4.5
+
+
+class _ReplayTransport:
+    """A board whose runner answers the interleaved re-measure with prepared samples (argv recorded)."""
+
+    name = "b"
+
+    def __init__(self, answers: list[dict]) -> None:
+        self.answers, self.calls = list(answers), []
+
+    def run(self, argv, timeout=None):
+        from dmsbuild.ship.transport.base import CommandResult
+
+        self.calls.append(list(argv))
+        if argv[0] == "test":
+            return CommandResult(list(argv), 0, "", "")
+        return CommandResult(list(argv), 0, json.dumps(self.answers.pop(0)), "")
+
+
+@pytest.mark.parametrize("second_quiet", [True, False])
+def test_a_noisy_control_measures_longer_once_then_refuses(second_quiet):
+    noisy = _samples(control_spread=0.6, new=1.3, seed=2)
+    quiet = _samples(control_spread=0.02, new=1.3, seed=3)
+    t = _ReplayTransport([noisy, quiet if second_quiet else noisy])
+    d = confirm(t, release_dir="/r/releases/new", previous_release="old", artifact="fp32", python=PY, cfg=FAST,
+                allowed=1.25)
+    runs = [c for c in t.calls if c[0] != "test"]
+    assert len(runs) == 2 and all("--control" in c for c in runs)
+    assert runs[1][runs[1].index("--blocks") + 1] == str(2 * FAST.blocks)  # measured longer
+    assert (d.refused is None) == second_quiet
+    if second_quiet:
+        assert d.confirmed and d.sentence.startswith("regression confirmed")
+    else:
+        assert not d.confirmed and "load average" in d.sentence

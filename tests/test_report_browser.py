@@ -29,8 +29,18 @@ for (const t of document.querySelectorAll('table')) {
   out.push({title: t.closest('div') ? (box.previousElementSibling?.previousElementSibling?.textContent || '') : '',
             table_right: r.right, fits: r.right <= vw + 1, scrolls: scrolls && box.scrollWidth >= t.scrollWidth});
 }
+// the figures a reader came for: where each header of the summary and latency tables ends, unscrolled
+const columns = {};
+for (const id of ['summary', 'latency']) {
+  const t = document.getElementById(id);
+  if (!t) continue;
+  const right = Math.min(vw, t.parentElement.getBoundingClientRect().right);
+  columns[id] = {};
+  for (const th of t.querySelectorAll('th'))
+    columns[id][th.textContent] = {right: th.getBoundingClientRect().right, visible: th.getBoundingClientRect().right <= right + 1};
+}
 document.getElementById('layout-check').textContent = JSON.stringify(
-  {viewport: vw, page_scroll_width: document.documentElement.scrollWidth, tables: out});
+  {viewport: vw, page_scroll_width: document.documentElement.scrollWidth, tables: out, columns: columns});
 </script>"""
 
 
@@ -72,7 +82,30 @@ def test_every_table_fits_or_scrolls_within_itself_at_1400px(tmp_path):
     assert check["page_scroll_width"] <= check["viewport"], check  # the page itself never scrolls sideways
     cut = [t for t in check["tables"] if not (t["fits"] or t["scrolls"])]
     assert not cut, cut
-    assert any(not t["fits"] and t["scrolls"] for t in check["tables"])  # the wide latency table scrolls in its box
+    assert any(not t["fits"] and t["scrolls"] for t in check["tables"])  # the wide details table scrolls in its box
+
+
+def _layout(tmp_path: Path) -> dict:
+    html, _ = write_report(_store(tmp_path), tmp_path / "report")
+    page = tmp_path / "probe.html"
+    page.write_text(html.read_text().replace("</body>", PROBE + "</body>"))
+    run = _chromium("--virtual-time-budget=3000", "--dump-dom", page.as_uri())
+    m = re.search(r'<pre id="layout-check">(.*?)</pre>', run.stdout, re.S)
+    assert m and m.group(1), run.stderr[-2000:]
+    return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def test_the_figures_are_in_view_at_1400px_without_scrolling(tmp_path):
+    """Issue 31: median, p95 and the speed-up with its baseline are on the first screen of the latency table, and
+    the summary's latency, speed-up, accuracy drop and size too; long identifiers are shortened (full on hover)."""
+    check = _layout(tmp_path)
+    assert check["viewport"] == 1400
+    cols = check["columns"]
+    for table, wanted in (("latency", ("board", "artifact", "median ms", "p95 ms", "speed-up", "vs")),
+                          ("summary", ("target", "fastest", "median ms", "speed-up", "vs", "accuracy drop", "size MB"))):
+        assert table in cols, cols
+        hidden = [h for h in wanted if not cols[table][h]["visible"]]
+        assert not hidden, (table, hidden, cols[table])
 
 
 def test_screenshot_of_the_report_at_1400px(tmp_path):

@@ -135,6 +135,14 @@ def test_deploy_ships_the_choice_without_tuning(tuned):
     assert 'DMS_ARTIFACT:-tuned}' in run_sh
     # the board ran the shipped artifact with its tuned session settings
     assert json.loads((board_root / "t" / "current" / "manifest.json").read_text())["artifacts"][0]["name"] == "tuned"
+    # bench/check_tune.py --target finds what to re-time from the files alone (no tuner code)
+    import tomllib
+
+    spec = _check_tune().from_target("t", root)
+    kind = tomllib.loads((root / "targets" / "t.tuned.toml").read_text())["choice"][0]
+    assert spec["candidate"] == root / first["path"] and spec["candidate"].is_file()
+    assert spec["baseline"].name == "fp32.onnx" and spec["baseline"].is_file()
+    assert spec["tuner_ci"] == tuple(kind["speedup_ci"]) and spec["candidate_threads"] == 1
 
 
 def test_stale_model_hash_is_refused_in_one_line(tuned):
@@ -206,9 +214,54 @@ def test_no_faster_candidate_keeps_the_default_and_says_so():
     base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
     assert "the default stays" in explain(None, base, 0.95)
     sentence = explain(_row(0.8, 0.9), base, 0.95)
-    assert re.fullmatch(r"int8 QDQ per-tensor u8s8 MinMax, 1 thread: 1\.25x faster than the default \(fp32, 1 thread\) "
-                        r"\(CI 1\.11-1\.39\), "
+    # what the interval supports first: its lower bound is the speed-up the choice can promise
+    assert re.fullmatch(r"int8 QDQ per-tensor u8s8 MinMax, 1 thread: at least 1\.11x faster than the default "
+                        r"\(fp32, 1 thread\), 95 % CI 1\.11-1\.39, median 1\.25x, "
                         r"agreement 99\.0%", sentence), sentence
+
+
+def test_the_choice_sentence_separates_int8_from_threads():
+    """Against the best FP32 setting too: on a board where FP32 at more threads is already 1.5x the default,
+    a 2x INT8 choice is 1.33x of what threads alone give."""
+    from dmsbuild.measure.tune import Baseline, Candidate, Recipe, Row, Settings, explain
+
+    base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    int8 = _row(0.5, 0.55, threads=2)
+    fp32 = Row(Candidate(Recipe("fp32"), Settings(2)), "f2", [], {}, {"ratio": 1 / 1.5, "ci_low": 0.6,
+                                                                      "ci_high": 0.7, "confidence": 0.95})
+    sentence = explain(int8, base, 0.95, [fp32, int8])
+    assert "; 1.33x the best FP32 setting (fp32, 2 threads, 1.50x the default)" in sentence, sentence
+
+
+def test_a_failed_aa_control_refuses_to_choose_in_one_line():
+    """Injected noisy samples: the default against itself comes out wide; no candidate is chosen, one line
+    names the load average and the width."""
+    import numpy as np
+
+    from dmsbuild.config import TuneConfig
+    from dmsbuild.measure.tune import Baseline, explain, faster_and_passing, measure_ratio, noisy_refusal
+
+    rng = np.random.default_rng(0)
+    blocks = lambda m, sd: [list(m * (1 + sd * rng.standard_normal(20))) for _ in range(6)]  # noqa: E731
+    samples = {"old": blocks(10.0, 0.02), "new": blocks(5.0, 0.02), "control": blocks(10.0, 0.5),
+               "loadavg_start": 4.2, "loadavg_end": 3.9}
+    m = measure_ratio(samples, TuneConfig(resamples=300))
+    assert m["control"]["problem"] and m["ci_high"] < 1.0  # the candidate alone looks 2x faster
+    row = _row(0.5, 0.55)
+    row.measurement.update(control=m["control"])
+    assert faster_and_passing([row]) == [row]
+    from dmsbuild.measure.tune import contenders_of
+
+    line = noisy_refusal([row])
+    assert contenders_of([row]) == (line, [])  # refused: nothing may be chosen
+    quiet_row = _row(0.5, 0.55, threads=2)
+    assert contenders_of([quiet_row]) == (None, [quiet_row])
+    assert line.startswith("board too noisy to choose: the A/A control") and "load average 4.20" in line
+    assert f"control width {m['control']['width']:.2f}" in line and "\n" not in line
+    base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    assert explain(row, base, 0.95, [row], line).endswith("nothing chosen, the default stays")
+    quiet = {**samples, "control": blocks(10.0, 0.02)}
+    assert measure_ratio(quiet, TuneConfig(resamples=300))["control"]["problem"] is None
 
 
 def test_search_space_dimensions():
@@ -329,3 +382,65 @@ def test_qnn_candidates_go_through_the_qnn_backend_options(tmp_path):
     c16 = next(c for c in cands if c.activation_bits == 16 and c.htp_performance_mode == "balanced")
     assert c16.static(proj, prof).activation_type == "QUInt16" and c16.static(proj, prof).fixed_shape
     assert c16.board_provider_options(prof)["htp_performance_mode"] == "balanced"
+
+
+# --------------------------------------------------------------------------
+# bench/check_tune.py: the independent re-timing (issue 31, item 4)
+# --------------------------------------------------------------------------
+def _check_tune():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_tune", REPO / "bench" / "check_tune.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _two_models(tmp_path: Path) -> tuple[Path, Path]:
+    from tests.bench_release import tiny_model
+
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    tiny_model(a)
+    tiny_model(b, perturb=0.1)
+    return a, b
+
+
+@pytest.mark.parametrize("load, force, code", [(3.7, False, 2), (3.7, True, None), (0.2, False, None)])
+def test_check_tune_refuses_a_ratio_on_a_busy_machine(tmp_path, monkeypatch, capsys, load, force, code):
+    """Above a load average of 1 at the start it prints the load and no ratio; --force labels the ratio."""
+    mod = _check_tune()
+    a, b = _two_models(tmp_path)
+    monkeypatch.setattr(mod.os, "getloadavg", lambda: (load, load, load))
+    argv = ["check_tune.py", "--candidate", str(a), "--baseline", str(b), "--candidate-threads", "1",
+            "--baseline-threads", "1", "--rounds", "4", "--iterations", "2", "--warmup", "1",
+            "--tuner-ci", "0.01", "100"] + (["--force"] if force else [])
+    monkeypatch.setattr(sys, "argv", argv)
+    rc = mod.main()
+    out = capsys.readouterr().out
+    if code == 2:
+        assert rc == 2 and f"load average {load:.2f} > 1.0 at start" in out and "speed-up" not in out
+        return
+    assert rc == 0 and re.search(r"speed-up [\d.]+x \(95 % CI [\d.]+-[\d.]+\)", out)
+    assert "tuner's interval 0.01-100.00: CONTAINS" in out
+    assert ("NOT A PERFORMANCE RESULT" in out) == force
+    assert "4 alternated rounds x 2 runs in separate processes" in out
+
+
+def test_check_tune_does_not_use_the_tuners_measuring_code():
+    text = (REPO / "bench" / "check_tune.py").read_text()
+    for name in ("dms_bench", "bootstrap_ratio", "interleave", "dmsbuild.measure"):
+        assert name not in text.split('"""', 2)[2], name  # (the docstring may name them; the code must not use them)
+
+
+@pytest.mark.parametrize("h, lead", [({"ratio": 1.2, "ci_low": 1.1, "ci_high": 1.3}, "second"),
+                                     ({"ratio": 0.95, "ci_low": 0.9, "ci_high": 1.02}, "first")])
+def test_the_final_head_to_head_lets_a_clearly_faster_runner_up_lead(h, lead):
+    from dmsbuild.measure.tune import Baseline, explain, head_to_head
+
+    first, second = _row(0.80, 0.9), _row(0.82, 0.9, threads=2)
+    order = head_to_head([first, second], h)
+    assert order[0] is (second if lead == "second" else first)
+    duel = order[0].measurement["head_to_head"]
+    assert duel["against"] == order[1].candidate.label and duel["ci_high"] <= 1.02
+    base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    assert f"; head to head against {order[1].candidate.label}: " in explain(order[0], base, 0.95, order)

@@ -257,6 +257,19 @@ def parse_diagview_csv(text: str) -> dict[str, float]:
     return out
 
 
+_DIAG_TEXT = re.compile(r"^\s*([A-Za-z][A-Za-z ()/_-]*?):\s*(\d+(?:\.\d+)?)\s*us\s*$", re.M)
+
+
+def parse_diagview_text(text: str) -> dict[str, float]:
+    """Timings (ms) from ``snpe-diagview``'s text output (no ``--output``): ``Init: 48856 us``,
+    ``Total Inference Time: 26458 us`` (SNPE 2.x, tests/fixtures/snpe/diagview-text-*.txt); names lower-cased,
+    the first of each kept (the averaged statistics come before per-layer lines, which have no ``name: N us``)."""
+    out: dict[str, float] = {}
+    for name, value in _DIAG_TEXT.findall(text or ""):
+        out.setdefault(name.strip().lower(), float(value) / 1000.0)
+    return out
+
+
 def read_outputs(output_dir: Path, output_names: Sequence[str], shapes: Sequence[Sequence[int]]) -> list[list["np.ndarray"]]:
     """snpe-net-run outputs: ``Result_<i>/<name>.raw`` (float32), one folder per input line, in order."""
     import numpy as np
@@ -291,7 +304,7 @@ def result_from_snpe(*, artifact: str, precision: str, sha256: str = "", through
     if throughput_stdout is not None:
         res["throughput_ips"] = parse_throughput(throughput_stdout)
     if diag_csv is not None:
-        t = parse_diagview_csv(diag_csv)
+        t = {**parse_diagview_text(diag_csv), **parse_diagview_csv(diag_csv)}  # text output or --output CSV
         if "init" in t:
             res["load_ms"] = t["init"]
         avg = t.get("avg_total_inference_time", t.get("total inference time"))

@@ -165,10 +165,12 @@ def _bench_one(transport: Transport, release_dir: str, entry: dict, plan: dict, 
     diag = transport.run(snpe.diagview_argv(posixpath.join(out, "SNPEDiag_0.log"), csv_path,
                                             tool=info["snpe_diagview"]), timeout=600)
     csv_text = transport.run(["cat", csv_path], timeout=60) if diag.ok else diag
-    if not csv_text.ok:
+    if not diag.ok:
         return _fail(entry, plan, f"snpe-diagview failed (exit {diag.exit_status}): {diag.stderr_tail(1)}")
+    # the --output CSV where this SDK wrote one, else (or also) the text diagview printed: both carry timings
     raw = snpe.result_from_snpe(artifact=entry["name"], precision=entry.get("precision", ""),
-                                diag_csv=csv_text.stdout, iterations=iterations)
+                                diag_csv=(csv_text.stdout if csv_text.ok else "") + "\n" + diag.stdout,
+                                iterations=iterations)
     result = tool_result(entry, "snpe-net-run", warmup=0, iterations=iterations)
     if DOUBLE_MARKER in res.stdout:  # the SNPE test double says its figures are generated
         result["source"] = "double"

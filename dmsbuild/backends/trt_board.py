@@ -114,6 +114,9 @@ class TrtexecResultParser(ResultParser):
         profile = {"tool": "trtexec", "throughput_qps": raw.get("throughput_ips"),
                    "warnings": [str(w)[:300] for w in (info.get("warnings") or [])][:20],
                    "layers": parse_export_profile(data.get("profile"))}
+        problem = export_profile_problem(data.get("profile"))
+        if problem:  # one line in the profile table instead of a silent null
+            profile["note"] = problem
         res["profile"] = profile
         return res
 
@@ -131,6 +134,25 @@ def parse_export_profile(text: str | None, top: int = 10) -> list[dict] | None:
     layers.sort(key=lambda d: -float(d.get("averageMs") or d.get("timeMs") or 0))
     return [{"name": str(d["name"])[:200], "average_ms": float(d.get("averageMs") or 0.0),
              "percentage": float(d.get("percentage") or 0.0)} for d in layers[:top]]
+
+
+def export_profile_problem(text: str | None) -> str | None:
+    """One line saying why ``--exportProfile`` JSON gave no layers (truncated, malformed, no layer), else None.
+    No profile at all (``export_profile`` off) is no problem."""
+    if text is None:
+        return None
+    if not text.strip():
+        return "trtexec --exportProfile wrote an empty file: no per-layer times"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        stripped = text.strip()
+        cut = exc.pos >= len(stripped) - 1 or "Unterminated" in exc.msg or not stripped.endswith("]")
+        what = f"truncated after {len(stripped)} characters" if cut else f"malformed at line {exc.lineno} ({exc.msg})"
+        return f"trtexec --exportProfile JSON is {what}: per-layer times dropped (rerun the benchmark)"
+    if not isinstance(data, list) or not any(isinstance(d, dict) and "name" in d for d in data):
+        return "trtexec --exportProfile JSON holds no layer: no per-layer times"
+    return None
 
 
 def engines_dir(release_dir: str) -> str:

@@ -85,8 +85,10 @@ def benchmark_release(transport: Transport, release_dir: str, python: str = "pyt
     entries = [a for a in manifest.get("artifacts", []) if isinstance(a, dict)
                and (artifact is None or a.get("name") == artifact)]
     driven = [a for a in entries if a.get("runtime") in HOST_DRIVEN]
-    state: dict = {"before": board_state.snapshot(transport, python)}
-    sampler = board_state.Sampler(transport, python, _state_log(release_dir))
+    # an emulated board asks only the state tools of the kind its release's runtimes make it (board_state.STATE_TOOLS)
+    tools = board_state.state_tools(facts, {str(a.get("runtime")) for a in entries})
+    state: dict = {"before": board_state.snapshot(transport, python, tools)}
+    sampler = board_state.Sampler(transport, python, _state_log(release_dir), tools)
     sampler.start()
     try:
         if driven:
@@ -96,7 +98,7 @@ def benchmark_release(transport: Transport, release_dir: str, python: str = "pyt
             doc = _run_runner(transport, release_dir, python, artifact, timeout, facts)
     finally:
         state["during"] = sampler.stop()
-    state["after"] = board_state.snapshot(transport, python)
+    state["after"] = board_state.snapshot(transport, python, tools)
     doc["state"] = {k: v for k, v in state.items() if v is not None}
     for r in doc["results"]:  # energy per inference where the board reports its power rails (tegrastats)
         mean = (r.get("latency_ms") or {}).get("mean")

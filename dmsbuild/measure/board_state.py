@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .provenance import DOUBLE_MARKER
 
@@ -55,6 +55,8 @@ def tool(argv, timeout=15):
     except (OSError, subprocess.SubprocessError) as e:
         return "error: %s" % e
 mode = sys.argv[1] if len(sys.argv) > 1 else "snapshot"
+# snapshot's second argument: the vendor tools to ask ("*": every one present; "": none), by board kind
+allowed = None if mode != "snapshot" or len(sys.argv) < 3 or sys.argv[2] == "*" else set(sys.argv[2].split(","))
 if mode == "start":  # tegrastats sampled during the run: our own process, stopped by pid
     if not shutil.which("tegrastats"):
         print(json.dumps({"pid": None})); sys.exit(0)
@@ -86,6 +88,8 @@ out = {"loadavg": read("/proc/loadavg"), "cpu_cur_khz": read(cpu + "scaling_cur_
        "thermal": zones, "tools": {}}
 for name, argv in (("nvpmodel", ["nvpmodel", "-q"]), ("jetson_clocks", ["jetson_clocks", "--show"]),
                    ("measure_temp", ["vcgencmd", "measure_temp"]), ("get_throttled", ["vcgencmd", "get_throttled"])):
+    if allowed is not None and argv[0] not in allowed:
+        continue
     text = tool(argv)
     if text is not None:
         out["tools"][name] = text
@@ -93,6 +97,37 @@ print(json.dumps(out))
 '''
 #: tegrastats interval while a benchmark runs (ms)
 TEGRASTATS_INTERVAL_MS = 500
+#: the state tools of each board kind, the kind named by the runtime a release runs on it: TensorRT runs on a
+#: Jetson (orin: nvpmodel, jetson_clocks, tegrastats), QNN/SNPE on a Qualcomm board (qcs8255: thermal zones
+#: only; its SDK's profilers are the runtime's own), ONNX Runtime on CPU boards (rpi5: vcgencmd). A real board
+#: is asked for every tool (it has only its own); an emulated board (an sshd on this machine whose PATH
+#: carries the doubles of every kind) only for its kind's, so no rpi5 or qcs8255 row carries Jetson state.
+STATE_TOOLS: dict[str, tuple[str, ...]] = {"tensorrt": ("nvpmodel", "jetson_clocks", "tegrastats"),
+                                           "qnn": (), "snpe": (), "onnxruntime": ("vcgencmd",)}
+
+
+def state_tools(facts: dict | None, runtimes: "Iterable[str]") -> tuple[str, ...] | None:
+    """The vendor state tools to ask on this board for a release of ``runtimes``: None (all present) on a
+    real board; on an emulated one the tools of its kind (``STATE_TOOLS``), none for an unknown runtime."""
+    if not (facts or {}).get("emulated"):
+        return None
+    return tuple(sorted({t for rt in runtimes for t in STATE_TOOLS.get(rt, ())}))
+
+
+#: tegrastats temperatures that are not temperatures: -256 C is a powered-down sensor (Orin's GPU and CV
+#: zones at idle: rbonghi/jetson_stats#350), and a TX2's PMIC@100C is a fixed placeholder (it reads 100
+#: whatever the board's heat: tests/fixtures/board_state/tegrastats-tx2-2019.txt beside Tboard@40C)
+SENSOR_OFF_C = -256.0
+PLACEHOLDER_TEMPS = {"PMIC": 100.0}
+
+
+def _sentinel(name: str, value: float) -> str | None:
+    """Why a reading is no temperature (``sensor off`` / ``fixed placeholder``), else None."""
+    if value <= SENSOR_OFF_C + 0.5:
+        return "sensor off"
+    if PLACEHOLDER_TEMPS.get(name) == value:
+        return "fixed placeholder"
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -130,8 +165,12 @@ def parse_tegrastats_line(line: str) -> dict[str, Any] | None:
     """One tegrastats line of any Jetson generation -> loads, clocks, temperatures (C) and rails (mW now)."""
     if "RAM " not in line:
         return None
-    out: dict[str, Any] = {"temps": {k: float(v) for k, v in _TEMP.findall(line)},
+    temps = {k: float(v) for k, v in _TEMP.findall(line)}
+    dropped = {k: f"{k}@{v:g}C ({_sentinel(k, v)})" for k, v in temps.items() if _sentinel(k, v)}
+    out: dict[str, Any] = {"temps": {k: v for k, v in temps.items() if k not in dropped},
                            "rails_mw": {k: int(now) for k, now, _avg in _RAIL.findall(line)}}
+    if dropped:
+        out["dropped_temps"] = sorted(dropped.values())
     m = re.search(r"\bGR3D(?:_FREQ)?\s+(\d+)%(?:@\[?(\d+))?", line)
     if m:
         out["gpu_load_pct"] = int(m.group(1))
@@ -159,6 +198,9 @@ def summarize_tegrastats(text: str | None) -> dict[str, Any] | None:
                            "max_temp_c": max((t for s in samples for t in s["temps"].values()), default=None),
                            "rails_mw": {r: statistics.fmean(s["rails_mw"][r] for s in samples if r in s["rails_mw"])
                                         for r in rails}}
+    dropped = sorted({d for s in samples for d in s.get("dropped_temps", ())})
+    if dropped:  # said, not silently lost: conditions() shows them
+        out["dropped_temps"] = dropped
     if "VDD_IN" in out["rails_mw"]:
         out["power_mw"], out["power_rail"] = out["rails_mw"]["VDD_IN"], "VDD_IN"
     elif rails:  # Orin AGX: no VDD_IN line; the module's rails together
@@ -185,7 +227,10 @@ def parse_snapshot(raw: dict) -> dict[str, Any]:
         "cpu_mhz": int(raw["cpu_cur_khz"]) / 1000 if str(raw.get("cpu_cur_khz") or "").isdigit() else None,
         "cpu_max_mhz": int(raw["cpu_max_khz"]) / 1000 if str(raw.get("cpu_max_khz") or "").isdigit() else None,
         "governor": raw.get("governor"),
-        "thermal_c": {k: v for k, v in (raw.get("thermal") or {}).items() if isinstance(v, (int, float))},
+        "thermal_c": {k: v for k, v in (raw.get("thermal") or {}).items()
+                      if isinstance(v, (int, float)) and not _sentinel(k, v)},
+        "dropped_temps": sorted(f"{k}@{v:g}C ({_sentinel(k, v)})" for k, v in (raw.get("thermal") or {}).items()
+                                if isinstance(v, (int, float)) and _sentinel(k, v)),
         "power_mode": parse_nvpmodel(tools.get("nvpmodel")),
         "jetson_clocks": parse_jetson_clocks(tools.get("jetson_clocks")),
         "throttled": parse_throttled(tools.get("get_throttled")),
@@ -249,6 +294,9 @@ def conditions(state: dict | None) -> str:
         parts.append(f"load {b['load1']:.2f}")
     if run.get("power_mw") is not None:
         parts.append(f"{run['power_mw'] / 1000:.1f} W ({run['power_rail']})")
+    dropped = sorted(set(b.get("dropped_temps", [])) | set(run.get("dropped_temps", [])))
+    if dropped:
+        parts.append("not temperatures, dropped: " + ", ".join(dropped))
     gen = sorted(set(b.get("generated", [])) | set(run.get("generated", [])))
     if gen:
         parts.append(f"{', '.join(gen)} generated by test doubles")
@@ -266,9 +314,12 @@ def energy_mj(state: dict | None, mean_latency_ms: float | None) -> float | None
 # --------------------------------------------------------------------------
 # collection over a transport
 # --------------------------------------------------------------------------
-def snapshot(transport: "Transport", python: str) -> dict[str, Any] | None:
-    """The board's state now (None when the board's Python cannot run the script: the run goes on)."""
-    res = transport.run([python, "-c", STATE_SCRIPT, "snapshot"], timeout=120)
+def snapshot(transport: "Transport", python: str, tools: tuple[str, ...] | None = None) -> dict[str, Any] | None:
+    """The board's state now (None when the board's Python cannot run the script: the run goes on).
+
+    ``tools``: the vendor tools to ask (``state_tools``); None asks every one the board has."""
+    which = "*" if tools is None else ",".join(tools)
+    res = transport.run([python, "-c", STATE_SCRIPT, "snapshot", which], timeout=120)
     if not res.ok:
         return None
     try:
@@ -280,11 +331,14 @@ def snapshot(transport: "Transport", python: str) -> dict[str, Any] | None:
 class Sampler:
     """tegrastats sampled during a benchmark (where the board has it): ``start()`` before, ``stop()`` after."""
 
-    def __init__(self, transport: "Transport", python: str, log: str) -> None:
+    def __init__(self, transport: "Transport", python: str, log: str, tools: tuple[str, ...] | None = None) -> None:
         self.transport, self.python, self.log = transport, python, log
         self.pid: int | None = None
+        self.enabled = tools is None or "tegrastats" in tools  # an emulated rpi5 runs no Jetson double
 
     def start(self) -> None:
+        if not self.enabled:
+            return
         res = self.transport.run([self.python, "-c", STATE_SCRIPT, "start", self.log, str(TEGRASTATS_INTERVAL_MS)],
                                  timeout=60)
         try:
@@ -308,4 +362,4 @@ class Sampler:
 
 __all__ = ["STATE_SCRIPT", "Sampler", "conditions", "energy_mj", "incomparable", "parse_jetson_clocks",
            "parse_nvpmodel", "parse_snapshot", "parse_tegrastats_line", "parse_throttled", "snapshot",
-           "summarize_tegrastats", "throttled"]
+           "state_tools", "summarize_tegrastats", "throttled"]

@@ -63,6 +63,22 @@ def classify(result: dict, facts: dict) -> str:
     return "emulated" if emulated else "board-runner"
 
 
+#: where an energy-per-inference figure came from (stored as ``energy_source`` next to ``energy_mj``)
+ENERGY_SOURCES: dict[str, str] = {
+    "board-tegrastats": "board (tegrastats power rails x mean latency)",
+    "double": "test double (generated: a tegrastats double's power x the latency)",
+}
+
+
+def energy_source(result: dict, state: dict | None) -> str | None:
+    """The source of ``result['energy_mj']``: None without a figure; ``double`` when the power came from a
+    tegrastats test double (its state says ``generated``), else the board's own tegrastats."""
+    if result.get("energy_mj") is None:
+        return None
+    during = (state or {}).get("during") or {}
+    return "double" if "tegrastats" in (during.get("generated") or []) else "board-tegrastats"
+
+
 def stamp_sources(doc: dict) -> dict:
     """Set every result's ``source`` (idempotent; a result its tool marked ``double`` stays ``double``)."""
     facts = doc.get("facts") or {}
@@ -87,5 +103,6 @@ def model_label(model: dict | None, short: bool = False) -> str:
     return f"{name} @{model['sha256'][:8 if short else 12]}"
 
 
-__all__ = ["DOUBLE_MARKER", "SOURCES", "classify", "label", "lineage", "model_label", "stamp_sources"]
+__all__ = ["DOUBLE_MARKER", "ENERGY_SOURCES", "SOURCES", "classify", "energy_source", "label", "lineage",
+           "model_label", "stamp_sources"]
 

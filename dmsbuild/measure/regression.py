@@ -5,8 +5,14 @@ same artifact measured 13 to 43 ms in successive deploys, and thermal limits
 or another process do the same on boards. So when the latency gate sees a
 ratio past ``gates.max_latency_regression``, the board runs the previous
 release's artifact (kept under ``releases/``) and the new one in alternating
-blocks in one process (``runner/dms_bench.py --interleave``): a load that
-comes and goes hits both alike. The decision comes from a bootstrap
+blocks (``runner/dms_bench.py --interleave``, intra-op spinning off on every
+session so neither side's thread pool steals the other's cores), with a
+third side, the previous artifact again (the A/A control): a load that comes
+and goes hits all alike, and a control whose interval excludes 1.00 or is
+wider than ``MAX_CONTROL_WIDTH`` says the board is too noisy to judge (the
+re-measure runs once more, twice as long, then refuses and the release
+stays), unless the slowdown clears the allowed ratio even divided by the
+control's upper bound (a 5x regression is not hidden by 20 % of noise). The decision comes from a bootstrap
 confidence interval of the ratio of medians (new / old):
 
 * confirmed when the whole interval lies above the allowed ratio
@@ -36,6 +42,59 @@ if TYPE_CHECKING:
     from ..ship.transport.base import Transport
 
 RUNNER = "runner/dms_bench.py"
+#: the widest A/A control interval (high - low of baseline-vs-itself) a board may show and still be judged;
+#: wider, or excluding 1.00, and the board is too noisy: measure longer once, then refuse (docs/measurements.md)
+MAX_CONTROL_WIDTH = 0.20
+
+
+@dataclass
+class Control:
+    """The A/A control of one interleaved measurement: the baseline timed against a second session of itself.
+    A harness without bias and a quiet board give 1.00x inside a narrow interval."""
+
+    ratio: float
+    ci_low: float
+    ci_high: float
+    loadavg: float | None
+    max_width: float = MAX_CONTROL_WIDTH
+
+    @property
+    def width(self) -> float:
+        return self.ci_high - self.ci_low
+
+    @property
+    def problem(self) -> str | None:
+        """Why this control says the board cannot be judged now, else None."""
+        if not self.ci_low <= 1.0 <= self.ci_high:
+            return f"its interval {self.ci_low:.2f}-{self.ci_high:.2f} excludes 1.00"
+        if self.width > self.max_width:
+            return f"its interval {self.ci_low:.2f}-{self.ci_high:.2f} is {self.width:.2f} wide (> {self.max_width:.2f})"
+        return None
+
+    def refusal(self, what: str) -> str:
+        """The one line a refusal prints: the control, its width and the load average."""
+        load = f"{self.loadavg:.2f}" if self.loadavg is not None else "unknown"
+        return (f"board too noisy to {what}: the A/A control (the baseline against itself) came out "
+                f"{self.ratio:.2f}x and {self.problem} after measuring longer; load average {load}, "
+                f"control width {self.width:.2f}")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "width": self.width, "problem": self.problem}
+
+
+def control_of(samples: dict, *, confidence: float, resamples: int, max_width: float = MAX_CONTROL_WIDTH) -> Control | None:
+    """The A/A control of runner samples that carry a ``control`` side (``--control``), else None."""
+    if not isinstance(samples.get("control"), list) or len(samples["control"]) < 2:
+        return None
+    ratio, low, high = bootstrap_ratio(samples["old"], samples["control"], confidence=confidence, resamples=resamples)
+    loads = [v for v in (samples.get("loadavg_start"), samples.get("loadavg_end")) if isinstance(v, (int, float))]
+    return Control(ratio, low, high, max(loads) if loads else None, max_width)
+
+
+def detectable_slowdown(allowed: float, ratio: float, ci_low: float) -> float:
+    """The smallest slowdown this measurement would have confirmed: the interval's lower side scales with the
+    ratio, so a true ratio r is confirmed when r * (ci_low / ratio) > allowed."""
+    return allowed * ratio / ci_low if ci_low > 0 else float("inf")
 
 
 @dataclass
@@ -56,18 +115,33 @@ class Decision:
     new_median_ms: float
     previous_release: str
     stopped_early: bool = False
+    #: the A/A control (``Control.as_dict``); None for a runner without ``--control``
+    control: dict | None = None
+    #: why no verdict: the control says the board is too noisy even after measuring longer (the release stays)
+    refused: str | None = None
+    isolation: str | None = None
+
+    @property
+    def detectable(self) -> float:
+        """The gate's power at this noise: the smallest slowdown this measurement could have confirmed."""
+        return detectable_slowdown(self.allowed, self.ratio, self.ci_low)
 
     @property
     def sentence(self) -> str:
         ci = f"{self.confidence:.0%} CI {self.ci_low:.2f}-{self.ci_high:.2f}"
         how = (f"{self.blocks} interleaved block pairs x {self.iterations} inferences vs release "
                f"{self.previous_release}, {self.seconds:.0f} s" + (", time limit reached" if self.stopped_early else ""))
+        if self.control:
+            how += f"; A/A control {self.control['ci_low']:.2f}-{self.control['ci_high']:.2f}"
+        power = f"; this measurement could detect a slowdown of {self.detectable:.2f}x or more"
+        if self.refused:
+            return f"not judged: {self.refused}; the release stays ({ci}, {how})"
         if self.confirmed:
             return f"regression confirmed: {self.ratio:.2f}x ({ci}) > allowed {self.allowed:.2f}x ({how})"
-        return f"within noise: {self.ratio:.2f}x ({ci}), not a regression past {self.allowed:.2f}x ({how})"
+        return f"within noise: {self.ratio:.2f}x ({ci}), not a regression past {self.allowed:.2f}x ({how}{power})"
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "sentence": self.sentence}
+        return {**asdict(self), "sentence": self.sentence, "detectable": self.detectable}
 
 
 def bootstrap_ratio(old: list[list[float]], new: list[list[float]], *, confidence: float = 0.95,
@@ -99,8 +173,14 @@ def decide(samples: dict, *, allowed: float, confidence: float, resamples: int, 
     import numpy as np
 
     ratio, low, high = bootstrap_ratio(samples["old"], samples["new"], confidence=confidence, resamples=resamples)
+    control = control_of(samples, confidence=confidence, resamples=resamples)
+    refused = control.refusal("judge a regression") if control is not None and control.problem else None
+    if refused and low / control.ci_high > allowed:  # type: ignore[union-attr]
+        refused = None  # a slowdown past anything the noisy control can explain: confirmed all the same
     return Decision(
-        artifact=str(samples.get("artifact")), confirmed=low > allowed, ratio=ratio, ci_low=low, ci_high=high,
+        artifact=str(samples.get("artifact")), confirmed=low > allowed and refused is None, ratio=ratio, ci_low=low,
+        ci_high=high, control=control.as_dict() if control else None, refused=refused,
+        isolation=samples.get("isolation"),
         confidence=confidence, allowed=allowed, blocks=min(len(samples["old"]), len(samples["new"])),
         iterations=iterations, seconds=float(samples.get("seconds") or 0.0),
         old_median_ms=float(np.median([s for b in samples["old"] for s in b])),
@@ -127,23 +207,30 @@ def confirm(transport: "Transport", *, release_dir: str, previous_release: str, 
     if not transport.run(["test", "-f", posixpath.join(previous, "manifest.json")], timeout=60).ok:
         raise UserError(f"board {transport.name}: release {previous_release} is no longer on the board "
                         f"({previous}); the suspected regression could not be re-measured")
-    argv = [python, posixpath.join(release_dir, RUNNER), "--release", release_dir, "--interleave", previous,
-            "--artifact", artifact, "--blocks", str(cfg.blocks), "--iterations", str(cfg.iterations),
-            "--warmup", str(cfg.warmup), "--threads", str(threads), "--max-seconds", str(cfg.max_seconds)]
-    # bounded: the runner stops after the pair that crosses max_seconds; loading two sessions comes on top
-    res = transport.run(argv, timeout=cfg.max_seconds * 2 + 300)
-    if not res.ok:
-        raise UserError(f"board {transport.name}: re-measuring {artifact} against release {previous_release} failed "
-                        f"(exit {res.exit_status}): {res.stderr_tail(1)}")
-    samples = load_json(res.stdout, board=transport.name, what="interleaved re-measure JSON")
-    if not isinstance(samples, dict) or not isinstance(samples.get("old"), list) or not isinstance(samples.get("new"), list):
-        raise UserError(f"board {transport.name}: the interleaved re-measure printed {json.dumps(samples)[:80]}, "
-                        "not old/new sample blocks")
-    try:
-        return decide(samples, allowed=allowed, confidence=cfg.confidence, resamples=cfg.resamples,
-                      previous_release=previous_release, iterations=cfg.iterations)
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"board {transport.name}: the interleaved re-measure of {artifact} is unusable ({exc})") from None
+    decision = None
+    for longer in (1, 2):  # a control that says "too noisy": measure once more, twice as long, then refuse
+        argv = [python, posixpath.join(release_dir, RUNNER), "--release", release_dir, "--interleave", previous,
+                "--artifact", artifact, "--blocks", str(cfg.blocks * longer), "--iterations", str(cfg.iterations),
+                "--warmup", str(cfg.warmup), "--threads", str(threads), "--max-seconds", str(cfg.max_seconds * longer),
+                "--control"]
+        # bounded: the runner stops after the block that crosses max_seconds; loading the sessions comes on top
+        res = transport.run(argv, timeout=cfg.max_seconds * longer * 2 + 300)
+        if not res.ok:
+            raise UserError(f"board {transport.name}: re-measuring {artifact} against release {previous_release} "
+                            f"failed (exit {res.exit_status}): {res.stderr_tail(1)}")
+        samples = load_json(res.stdout, board=transport.name, what="interleaved re-measure JSON")
+        if not isinstance(samples, dict) or not isinstance(samples.get("old"), list) or not isinstance(samples.get("new"), list):
+            raise UserError(f"board {transport.name}: the interleaved re-measure printed {json.dumps(samples)[:80]}, "
+                            "not old/new sample blocks")
+        try:
+            decision = decide(samples, allowed=allowed, confidence=cfg.confidence, resamples=cfg.resamples,
+                              previous_release=previous_release, iterations=cfg.iterations)
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"board {transport.name}: the interleaved re-measure of {artifact} is unusable ({exc})") from None
+        if decision.refused is None:
+            break
+    return decision
 
 
-__all__ = ["Decision", "bootstrap_ratio", "confirm", "decide", "previous_release_dir"]
+__all__ = ["Control", "Decision", "MAX_CONTROL_WIDTH", "bootstrap_ratio", "confirm", "control_of", "decide",
+           "detectable_slowdown", "previous_release_dir"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .board_state import conditions
-from .provenance import label, model_label
+from .provenance import energy_source, label, model_label
 from .results import ResultStore
 
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8-qdq": 2, "int8-dynamic": 3}
@@ -30,6 +31,26 @@ class Table:
     note: str
     header: list[str]
     rows: list[list[Any]]
+    #: HTML id (the browser test finds the tables by it)
+    id: str = ""
+    #: shown folded (HTML <details>): the details a reader asks for, not the figures they came for
+    collapsed: bool = False
+
+
+class Abbr(str):
+    """A shortened identifier: the short text in the cell, the ``full`` one on hover (HTML title) and in the
+    details table."""
+
+    full: str
+
+    def __new__(cls, text: str, full: str) -> "Abbr":
+        obj = super().__new__(cls, text)
+        obj.full = full
+        return obj
+
+
+def _abbr(text: str, limit: int) -> str:
+    return text if len(text) <= limit else Abbr(text[: limit - 1] + "…", text)
 
 
 @dataclass
@@ -46,12 +67,78 @@ def _key(row: dict) -> tuple:
     return (row["board"], row["target"], PRECISION_ORDER.get(row["precision"], 9), row["artifact"])
 
 
-def latest_rows(rows: Sequence[dict]) -> list[dict]:
-    """The newest stored run of every (board, target, artifact)."""
+@dataclass
+class BoardReleases:
+    """What the rollout reports say about one (board, target): the release ``current`` on it and the releases
+    that were rolled back from it (a release that failed its health gate, or one ``doit rollback`` left)."""
+
+    current: str | None = None
+    rolled_back: set[str] | None = None
+
+
+def board_releases(artifacts: Path) -> dict[tuple[str, str], BoardReleases]:
+    """(board, target) -> ``BoardReleases`` from ``artifacts/<target>/rollouts/*.json``, oldest report first.
+
+    A deploy that left a board ``done``/``current`` (or ``unhealthy`` and kept) makes its release current;
+    an unhealthy board with ``rolled_back_to`` and a ``doit rollback`` (``from_release`` -> ``to_release``)
+    make the older release current and mark the newer one rolled back. An unreadable report is skipped
+    (the report then shows the newest runs, as without reports)."""
+    reports = []
+    for path in sorted(Path(artifacts).glob("*/rollouts/*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("boards"), list):
+            reports.append(data)
+    reports.sort(key=lambda d: str(d.get("started_at") or ""))
+    out: dict[tuple[str, str], BoardReleases] = {}
+    for data in reports:
+        target, release = str(data.get("target") or ""), data.get("release_id")
+        for b in data["boards"]:
+            if not isinstance(b, dict) or not b.get("name"):
+                continue
+            st = out.setdefault((b["name"], target), BoardReleases(rolled_back=set()))
+            details = b.get("details") or {}
+            if release == "rollback":  # fleet.rollback's report: details name both releases
+                if b.get("status") == "done" and details.get("to_release"):
+                    st.rolled_back.add(str(details.get("from_release")))
+                    st.current = str(details["to_release"])
+            elif b.get("status") in ("done", "current"):
+                st.current = release
+                st.rolled_back.discard(release)  # deployed again since
+            elif b.get("status") == "unhealthy":
+                if details.get("rolled_back_to"):
+                    st.rolled_back.add(release)
+                    st.current = str(details["rolled_back_to"])
+                else:
+                    st.current = release
+    return out
+
+
+def latest_rows(rows: Sequence[dict], releases: dict[tuple[str, str], BoardReleases] | None = None) -> list[dict]:
+    """The newest stored run of every (board, target, artifact) of the release current on the board.
+
+    Where the rollout reports name the board's current release, only that release's runs count, so a
+    release that failed its gate and was rolled back never stands as the board's figures; elsewhere (no
+    report: ``doit bench`` on a hand-deployed board) the newest run of each artifact counts."""
+    releases = releases or {}
     latest: dict[tuple, dict] = {}
     for r in rows:  # insertion order: later wins
-        latest[(r["board"], r["target"], r["artifact"])] = r
+        current = (releases.get((r["board"], r["target"])) or BoardReleases()).current
+        if current is None or r["release_id"] == current:
+            latest[(r["board"], r["target"], r["artifact"])] = r
     return sorted(latest.values(), key=_key)
+
+
+def rolled_back_rows(rows: Sequence[dict], releases: dict[tuple[str, str], BoardReleases]) -> list[dict]:
+    """The newest run of every artifact of each release that was rolled back from its board."""
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        st = releases.get((r["board"], r["target"]))
+        if st and st.rolled_back and r["release_id"] in st.rolled_back and r["release_id"] != st.current:
+            out[(r["board"], r["target"], r["release_id"], r["artifact"])] = r
+    return sorted(out.values(), key=_key)
 
 
 def _fmt(value: Any, digits: int = 2, suffix: str = "") -> str:
@@ -67,9 +154,60 @@ def _sig(value: float | None) -> str:
     return "–" if value is None else f"{value:.3g}"
 
 
-def _baseline(latest: list[dict]) -> dict[tuple, dict]:
-    """Per (board, target): the fp32 row, the speed and size reference."""
-    return {(r["board"], r["target"]): r for r in latest if r["precision"] == "fp32" and r["error"] is None}
+@dataclass
+class Baseline:
+    """The row a speed-up is measured against, and the words that name it in every table."""
+
+    row: dict
+    name: str  # short, for the speed-up's column
+    full: str  # long, for the details table and the note
+
+
+def _usable(r: dict) -> bool:
+    return r["error"] is None and bool(r.get("median_ms"))
+
+
+def baseline_for(r: dict, latest: Sequence[dict], rows: Sequence[dict]) -> Baseline | None:
+    """What ``r``'s speed-up is against, in this order (the first that exists; same model content always):
+
+    1. the FP32 artifact (``fp32``) of the same board, target and release — not any fp32-precision
+       artifact: a ``tuned`` fp32 artifact is a candidate, not the baseline;
+    2. the FP32 artifact measured on the same board under another target (newest run): ONNX Runtime FP32
+       on the board's CPU, the baseline of targets that ship no FP32 artifact (orin, qcs8255), so the
+       accelerator's gain shows;
+    3. the FP16 artifact of the same board, target and release (TensorRT FP16 on a Jetson);
+    None where none exists (the report then says how to get one).
+    """
+    same = [b for b in latest if b["board"] == r["board"] and b["target"] == r["target"]
+            and b["release_id"] == r["release_id"] and _usable(b) and b.get("model_sha256") == r.get("model_sha256")]
+    fp32 = [b for b in same if b["artifact"] == "fp32" and b["precision"] == "fp32"]
+    if fp32:
+        return Baseline(fp32[-1], "fp32", f"FP32 artifact, same release {r['release_id']}")
+    other = [b for b in rows if b["board"] == r["board"] and b["target"] != r["target"] and b["artifact"] == "fp32"
+             and b["precision"] == "fp32" and _usable(b) and b.get("model_sha256") == r.get("model_sha256")]
+    if other:
+        b = other[-1]
+        return Baseline(b, f"fp32 CPU ({b['target']})",
+                        f"FP32 artifact on this board's {b.get('provider') or 'CPU'}, target {b['target']}, "
+                        f"release {b['release_id']}")
+    fp16 = [b for b in same if b["artifact"] == "fp16" and b["precision"] == "fp16"]
+    if fp16:
+        return Baseline(fp16[-1], "fp16", f"FP16 artifact ({fp16[-1]['runtime']}), same release {r['release_id']}")
+    return None
+
+
+def speedup(r: dict, base: Baseline | None) -> tuple[float | None, str]:
+    """(ratio, text): baseline median / this median; text marks SLOWER, generated figures and the baseline."""
+    if base is None:
+        return None, "– no baseline"
+    if base.row is r or (base.row["artifact"] == r["artifact"] and base.row["release_id"] == r["release_id"]
+                         and base.row["target"] == r["target"]):
+        return 1.0, "baseline"
+    ratio = base.row["median_ms"] / r["median_ms"]
+    text = f"{ratio:.2f}x" + (" SLOWER" if ratio < 1.0 else "")
+    if "double" in (r.get("source"), base.row.get("source")):
+        text += " (generated)"
+    return ratio, text
 
 
 def _board(r: dict) -> str:
@@ -85,43 +223,125 @@ def _source(r: dict) -> str:
     return label(r.get("source"))
 
 
-def latency_table(latest: list[dict]) -> Table:
-    base = _baseline(latest)
-    rows = []
+BASELINE_NOTE = ("Speed-up = the baseline's median / this median, the baseline named beside it: the FP32 artifact "
+                 "of the same release and board; where the target ships none (orin, qcs8255), ONNX Runtime FP32 "
+                 "measured on the same board's CPU under another target; else the release's FP16 artifact. "
+                 "A ratio involving a test double's figure is marked generated. '– no baseline': the board has none of "
+                 "these; add fp32 to the target's precisions.")
+
+
+def _artifact(r: dict) -> str:
+    return r["artifact"] + ("" if r["artifact"] == r["precision"] else f" ({r['precision']})")
+
+
+def _release(r: dict, releases: dict[tuple[str, str], BoardReleases], short: bool = True) -> str:
+    st = releases.get((r["board"], r["target"])) or BoardReleases()
+    rid = r["release_id"]
+    text = _abbr(rid, 9) if short else rid
+    if st.rolled_back and rid in st.rolled_back and rid != st.current:
+        return Abbr(f"{text} (rolled back)", f"{rid}: rolled back from the board") if short else f"{rid} (rolled back)"
+    return text
+
+
+def summary_table(latest: list[dict], rows: Sequence[dict], releases: dict[tuple[str, str], BoardReleases]) -> Table:
+    """Per board and target, first in the report: what ships, and the fastest shipped artifact's figures."""
+    by: dict[tuple, list[dict]] = defaultdict(list)
+    for r in latest:
+        by[(r["target"], r["board"])].append(r)
+    out = []
+    for (target, board), rs in sorted(by.items()):
+        ok = [r for r in rs if _usable(r)]
+        ships = ", ".join(r["artifact"] for r in rs)
+        if not ok:
+            out.append([target, _abbr(_board(rs[0]), 24), "none ran", "–", "–", "–", "–", "–", _abbr(ships, 32),
+                        _release(rs[0], releases)])
+            continue
+        best = min(ok, key=lambda r: r["median_ms"])
+        base = baseline_for(best, latest, rows)
+        _ratio, text = speedup(best, base)
+        agr = best.get("min_top1_agreement")
+        out.append([target, _abbr(_board(best), 24), _abbr(_artifact(best), 24), _fmt(best["median_ms"], 3), text,
+                    base.name if base else "–", _fmt((1 - agr) * 100 if agr is not None else None, 1, " pts"),
+                    _fmt(best["size"] / 1e6 if best.get("size") else None, 2), _abbr(ships, 32),
+                    _release(best, releases)])
+    return Table("Per target: what ships and how fast",
+                 "The release current on each board (rollout reports; else the newest run), the artifacts it ships, "
+                 "and its fastest artifact: median latency, speed-up against the named baseline, accuracy drop "
+                 "(100% - worst head's top-1 agreement with the host's FP32) and size shipped. " + BASELINE_NOTE,
+                 ["target", "board", "fastest", "median ms", "speed-up", "vs", "accuracy drop", "size MB", "ships",
+                  "release"], out, id="summary")
+
+
+def latency_table(latest: list[dict], rows: Sequence[dict] | None = None,
+                  releases: dict[tuple[str, str], BoardReleases] | None = None) -> Table:
+    """The figures a reader came for, in view at 1400 px: identifiers shortened (full on hover and in
+    ``latency_details_table``), then median, p95, speed-up and what it is against."""
+    rows = latest if rows is None else rows
+    releases = releases or {}
+    out = []
     for r in latest:
         if r["error"] is not None:
             continue
-        fp32 = base.get((r["board"], r["target"]))
-        same_model = fp32 is not None and fp32.get("model_sha256") == r.get("model_sha256")
-        speedup = fp32["median_ms"] / r["median_ms"] if same_model and fp32["median_ms"] and r["median_ms"] else None
-        verdict = ""
-        if speedup is not None and r["precision"] != "fp32":
-            verdict = f"{speedup:.2f}x" + (" (SLOWER than FP32)" if speedup < 1.0 else "")
-        rows.append([_board(r), r["target"], _model(r), r["release_id"], r["artifact"], r["precision"], r["provider"],
-                     _source(r), _fmt(r["median_ms"], 3), _fmt(r["p95_ms"], 3), _fmt(r["p99_ms"], 3),
-                     _fmt(r["std_ms"], 3), _fmt(r["throughput_ips"], 1), verdict or "–", _fmt(r["load_ms"], 1),
-                     _fmt(r["first_inference_ms"], 2), _fmt(r["peak_rss_mb"], 1), _energy(r),
-                     conditions(r.get("state"))])
+        base = baseline_for(r, latest, rows) if r.get("median_ms") else None
+        _ratio, text = speedup(r, base) if r.get("median_ms") else (None, "–")
+        out.append([_abbr(_board(r), 28), r["target"], _abbr(_artifact(r), 28), _fmt(r["median_ms"], 3),
+                    _fmt(r["p95_ms"], 3), text, base.name if base else "–", _fmt(r["throughput_ips"], 1),
+                    _release(r, releases), label(r.get("source"), short=True)])
     return Table(
-        "Latency and throughput per board, model and precision",
-        "Latest run per board and artifact; batch 1; ms from perf_counter_ns around session.run after a separate "
-        "warm-up. Speed-up is against FP32 of the same model on the same board: INT8 is not always faster — read "
-        "the column. The source column says where each figure came from: a board (measured by the runner, trtexec "
-        "or the SNPE tools), onnxruntime-qnn's HTP simulator, an emulated board (an sshd on the dev machine: its "
-        "CPU, not the board's), or a test double (generated, not measured). Conditions: the board's state during "
-        "the run (power mode, clocks, temperature, throttling, load, power); energy per inference is the board's "
-        "mean power during the run x the mean latency, where the board reports its rails.",
+        "Latency per board, target and artifact",
+        "Latest run per board and artifact of the release current on the board; batch 1; ms from perf_counter_ns "
+        "around session.run after a separate warm-up. INT8 is not always faster: read the speed-up. "
+        + BASELINE_NOTE + " Model, provider, p99, load time, memory, energy and the board's conditions: the "
+        "details table below.",
+        ["board", "target", "artifact", "median ms", "p95 ms", "speed-up", "vs", "FPS", "release", "source"],
+        out, id="latency")
+
+
+def latency_details_table(latest: list[dict], rows: Sequence[dict] | None = None,
+                          releases: dict[tuple[str, str], BoardReleases] | None = None) -> Table:
+    """Every identifier in full and every figure of the latest runs (folded in the HTML report)."""
+    rows = latest if rows is None else rows
+    releases = releases or {}
+    out = []
+    for r in latest:
+        if r["error"] is not None:
+            continue
+        base = baseline_for(r, latest, rows) if r.get("median_ms") else None
+        _ratio, text = speedup(r, base) if r.get("median_ms") else (None, "–")
+        out.append([_board(r), r["target"], _model(r), _release(r, releases, short=False), r["artifact"],
+                    r["precision"], r["provider"], _source(r), _fmt(r["median_ms"], 3), _fmt(r["p95_ms"], 3),
+                    _fmt(r["p99_ms"], 3), _fmt(r["std_ms"], 3), _fmt(r["throughput_ips"], 1), text,
+                    base.full if base else "–", _fmt(r["load_ms"], 1), _fmt(r["first_inference_ms"], 2),
+                    _fmt(r["peak_rss_mb"], 1), _energy(r), conditions(r.get("state"))])
+    return Table(
+        "Latency details: identifiers, statistics, memory, energy and conditions",
+        "Every figure of the latency table with its identifiers in full. The source column says where each figure "
+        "came from: a board (measured by the runner, trtexec or the SNPE tools), onnxruntime-qnn's HTP simulator, "
+        "an emulated board (an sshd on the dev machine: its CPU, not the board's), or a test double (generated, "
+        "not measured). Conditions: the board's state during the run (power mode, clocks, temperature, "
+        "throttling, load, power); energy per inference is the board's mean power during the run x the mean "
+        "latency, where the board reports its rails.",
         ["board", "target", "model", "release", "artifact", "precision", "provider", "source", "median ms", "p95 ms",
-         "p99 ms", "std ms", "FPS", "vs FP32", "load ms", "first run ms", "peak RSS MB", "energy mJ", "conditions"],
-        rows,
-    )
+         "p99 ms", "std ms", "FPS", "speed-up", "baseline", "load ms", "first run ms", "peak RSS MB", "energy mJ",
+         "conditions"],
+        out, id="latency-details", collapsed=True)
+
+
+def rolled_back_table(gone: list[dict]) -> Table:
+    """Releases rolled back from their boards: their figures, marked, apart from what the boards run."""
+    out = [[_board(r), r["target"], f"{r['release_id']} (rolled back)", r["artifact"], _source(r),
+            _fmt(r["median_ms"], 3), _fmt(r["p95_ms"], 3), r["error"] or "–"] for r in gone]
+    return Table("Rolled-back releases (not on the board)",
+                 "The newest runs of releases that failed their health gate or were left by `doit rollback`; the "
+                 "boards run the release named in the tables above.",
+                 ["board", "target", "release", "artifact", "source", "median ms", "p95 ms", "error"], out,
+                 id="rolled-back")
 
 
 def _energy(r: dict) -> str:
     """Energy per inference, marked when the power figure came from a test double of tegrastats."""
-    during = (r.get("state") or {}).get("during") or {}
-    return _fmt(r.get("energy_mj"), 2) + (" (generated)" if r.get("energy_mj") and "tegrastats" in
-                                           (during.get("generated") or []) else "")
+    source = r.get("energy_source") or energy_source(r, r.get("state"))  # stores from before energy_source
+    return _fmt(r.get("energy_mj"), 2) + (" (generated)" if source == "double" else "")
 
 
 def profile_table(latest: list[dict]) -> Table:
@@ -150,7 +370,7 @@ def size_table(latest: list[dict]) -> Table:
     for r in latest:
         if r["size"] is not None:
             seen.setdefault((r["target"], r["artifact"]), r)
-    fp32 = {t: r["size"] for (t, _), r in seen.items() if r["precision"] == "fp32"}
+    fp32 = {t: r["size"] for (t, a), r in seen.items() if a == "fp32" and r["precision"] == "fp32"}
     rows = []
     for (target, artifact), r in sorted(seen.items(), key=lambda kv: (kv[0][0], PRECISION_ORDER.get(kv[1]["precision"], 9))):
         ratio = fp32[target] / r["size"] if target in fp32 and r["size"] else None
@@ -369,6 +589,7 @@ figure{margin:0;border:1px solid #e8ebf1;border-radius:6px;padding:.5rem;backgro
 figure img{width:100%}figcaption{font-size:.8rem;color:#5a6478}
 .empty{padding:2rem;background:#f3f5f9;border-radius:6px;font-size:1.05rem}
 .scroll{overflow-x:auto;max-width:100%;margin-bottom:.5rem}.scroll table{width:auto;min-width:100%;margin:0}
+details>summary{cursor:pointer}details>summary h2{display:inline-block;border:0}span[title]{text-decoration:underline dotted}
 """
 
 
@@ -394,7 +615,11 @@ def render_html(tables: list[Table], plots: list[Plot], generated: str, summary:
         if not t.rows:
             continue
         numeric = [all(_is_num(str(row[i])) or str(row[i]) == "–" for row in t.rows) for i in range(len(t.header))]
-        parts += [f"<h2>{e(t.title)}</h2><p class=note>{e(t.note)}</p><div class=scroll><table><thead><tr>",
+        ident = f" id={e(t.id, quote=True)}" if t.id else ""
+        head = f"<h2>{e(t.title)}</h2><p class=note>{e(t.note)}</p>"
+        if t.collapsed:  # details on demand: the heading is the <summary> a reader clicks
+            head = (f"<details><summary><h2>{e(t.title)}</h2></summary><p class=note>{e(t.note)}</p>")
+        parts += [f"{head}<div class=scroll><table{ident}><thead><tr>",
                   "".join(f"<th class=num>{e(h)}</th>" if n else f"<th>{e(h)}</th>" for h, n in zip(t.header, numeric)),
                   "</tr></thead><tbody>"]
         for row in t.rows:
@@ -402,9 +627,10 @@ def render_html(tables: list[Table], plots: list[Plot], generated: str, summary:
             for h, c in zip(t.header, row):
                 text = str(c)
                 cls = "err" if h == "error" else ("slow" if "SLOWER" in text else ("num" if _is_num(text) else ""))
-                cells.append(f"<td class='{cls}'>{e(text)}</td>" if cls else f"<td>{e(text)}</td>")
+                body = (f"<span title='{e(c.full, quote=True)}'>{e(text)}</span>" if isinstance(c, Abbr) else e(text))
+                cells.append(f"<td class='{cls}'>{body}</td>" if cls else f"<td>{body}</td>")
             parts.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append("</tbody></table></div>")
+        parts.append("</tbody></table></div>" + ("</details>" if t.collapsed else ""))
     if plots:
         parts.append("<h2>Plots</h2><div class=plots>")
         for p in plots:
@@ -416,21 +642,27 @@ def render_html(tables: list[Table], plots: list[Plot], generated: str, summary:
     return "".join(parts)
 
 
-def write_report(store: ResultStore, out_dir: Path) -> tuple[Path, Path]:
-    """Write index.html and report.md (+ the PNGs report.md links) under ``out_dir``; an empty store says so."""
+def write_report(store: ResultStore, out_dir: Path, artifacts: Path | None = None) -> tuple[Path, Path]:
+    """Write index.html and report.md (+ the PNGs report.md links) under ``out_dir``; an empty store says so.
+
+    ``artifacts`` (default: ``out_dir``'s parent, i.e. ``artifacts/``) holds the rollout reports that say which
+    release is current on each board (``board_releases``)."""
     rows = store.rows()
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.png"):
         old.unlink()
     if rows:
-        latest = latest_rows(rows)
+        on_board = board_releases(out_dir.parent if artifacts is None else artifacts)
+        latest = latest_rows(rows, on_board)
         boards = sorted({r["board"] for r in rows})
         releases = {r["release_id"] for r in rows}
         summary = (f"{len(rows)} stored measurements from {len({r['run_id'] for r in rows})} runs on "
                    f"{len(boards)} board(s) ({', '.join(boards)}), {len(releases)} release(s).")
-        tables = [latency_table(latest), profile_table(latest), size_table(latest), accuracy_table(latest),
-                  error_table(latest), boards_table(latest)]
+        tables = [summary_table(latest, rows, on_board), latency_table(latest, rows, on_board),
+                  latency_details_table(latest, rows, on_board), rolled_back_table(rolled_back_rows(rows, on_board)),
+                  profile_table(latest), size_table(latest), accuracy_table(latest), error_table(latest),
+                  boards_table(latest)]
         plots = make_plots(rows, latest)
     else:
         summary, tables, plots = "The results store is empty.", [], []

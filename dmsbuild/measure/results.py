@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable
 
 from ..errors import UserError
-from .provenance import SOURCES, classify, lineage
+from .provenance import SOURCES, classify, energy_source, lineage
 from ..board.runner.dms_bench import latency_stats
 
 SCHEMA = 1
@@ -370,6 +370,8 @@ _COLUMNS = (
     # provenance and lineage (docs/measurements.md); stores from before have NULL here (added by ALTER TABLE)
     ("source", "TEXT"), ("lineage", "TEXT"), ("model_file", "TEXT"), ("model_sha256", "TEXT"), ("state_json", "TEXT"),
     ("energy_mj", "REAL"), ("profile_json", "TEXT"),
+    # provenance of energy_mj (provenance.ENERGY_SOURCES): its power may come from a double when its latency did not
+    ("energy_source", "TEXT"),
 )
 #: columns added after the first schema: an older store gets them with ALTER TABLE ADD COLUMN
 _ADDED_COLUMNS = {n: t for n, t in _COLUMNS[_COLUMNS.index(("source", "TEXT")):]}
@@ -442,7 +444,7 @@ class ResultStore:
                 "lineage": lineage(board=board, target=target, model_sha256=model.get("sha256"), result=r),
                 "model_file": model.get("file"), "model_sha256": model.get("sha256"),
                 "state_json": json.dumps(doc.get("state")) if doc.get("state") is not None else None,
-                "energy_mj": r.get("energy_mj"),
+                "energy_mj": r.get("energy_mj"), "energy_source": energy_source(r, doc.get("state")),
                 "profile_json": json.dumps(r["profile"]) if r.get("profile") is not None else None,
             })
         sql = f"INSERT INTO results ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})"
@@ -507,8 +509,8 @@ class ResultStore:
 
     def export(self, fmt: str) -> str:
         """All rows as JSON (decoded) or CSV (flat columns, JSON columns as text)."""
-        if fmt == "json":
-            return json.dumps(self.rows(), indent=1)
+        if fmt == "json":  # energy_source next to energy_mj: the figure and where it came from, together
+            return json.dumps([_energy_next_to_source(r) for r in self.rows()], indent=1)
         if fmt == "csv":
             buf = io.StringIO()
             writer = csv.DictWriter(buf, fieldnames=("id", *COLUMNS), extrasaction="ignore")
@@ -516,6 +518,13 @@ class ResultStore:
             writer.writerows(self.rows(decode=False))
             return buf.getvalue()
         raise UserError(f"export format {fmt!r} is unknown; use json or csv")
+
+
+def _energy_next_to_source(row: dict) -> dict:
+    out = {k: v for k, v in row.items() if k != "energy_source"}
+    items = list(out.items())
+    at = [k for k, _ in items].index("energy_mj") + 1 if "energy_mj" in out else len(items)
+    return dict(items[:at] + [("energy_source", row.get("energy_source"))] + items[at:])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -470,15 +470,17 @@ class BoardBench:
         self.uploaded.discard("manifest.json")
         self._put(staging, "manifest.json")
 
-    def interleave(self, name: str, baseline: Baseline, cfg: TuneConfig) -> dict[str, Any]:
-        """Candidate ``name`` vs the default, alternating blocks in one process on the board (runner --interleave)."""
+    def interleave(self, name: str, baseline: Baseline, cfg: TuneConfig, longer: int = 1) -> dict[str, Any]:
+        """Candidate ``name`` vs the default and the A/A control (the default against a second session of
+        itself), rotating blocks on the board with spinning off on every session (runner --interleave
+        --control); ``longer`` multiplies the blocks and the time limit."""
         from .results import load_json
 
         argv = [self.python, posixpath.join(self.dir, "runner/dms_bench.py"), "--release", self.dir,
                 "--interleave", self.dir, "--artifact", name, "--baseline", baseline.name,
-                "--blocks", str(cfg.blocks), "--iterations", str(cfg.iterations), "--warmup", str(cfg.warmup),
-                "--threads", str(baseline.threads), "--max-seconds", str(cfg.max_seconds)]
-        res = self._run(argv, cfg.max_seconds * 2 + 300, f"timing {name} against {baseline.name}")
+                "--blocks", str(cfg.blocks * longer), "--iterations", str(cfg.iterations), "--warmup", str(cfg.warmup),
+                "--threads", str(baseline.threads), "--max-seconds", str(cfg.max_seconds * longer), "--control"]
+        res = self._run(argv, cfg.max_seconds * longer * 2 + 300, f"timing {name} against {baseline.name}")
         samples = load_json(res.stdout, board=self.board.name, what="interleaved tune JSON")
         if not isinstance(samples, dict) or not isinstance(samples.get("old"), list):
             raise UserError(f"board {self.board.name}: the interleaved timing of {name} printed no sample blocks")
@@ -542,8 +544,57 @@ def faster_and_passing(rows: list[Row]) -> list[Row]:
     return sorted(ok, key=lambda r: r.ratio)
 
 
-def explain(row: Row | None, baseline: Baseline, cfg_conf: float) -> str:
-    """The choice in one sentence ("int8 QDQ per-tensor u8s8 MinMax, 1 thread: 1.21x faster than the default (fp32, 4 threads) (CI ...)")."""
+#: a candidate is measured longer (2x, then 4x, within the budget) until its speed-up interval is at most this
+#: wide relative to its median, and its A/A control holds
+TARGET_WIDTH = 0.10
+
+
+def _needs_more(m: dict[str, Any]) -> bool:
+    control = m.get("control") or {}
+    return bool(control.get("problem")) or (m["ci_high"] - m["ci_low"]) / m["ratio"] > TARGET_WIDTH
+
+
+def noisy_refusal(rows: list[Row]) -> str | None:
+    """The one line that refuses a choice: a measured candidate's A/A control failed even after measuring longer."""
+    from .regression import Control
+
+    for r in rows:
+        c = (r.measurement or {}).get("control")
+        if c and c.get("problem"):
+            return Control(c["ratio"], c["ci_low"], c["ci_high"], c.get("loadavg"), c["max_width"]).refusal("choose")
+    return None
+
+
+def contenders_of(rows: list[Row]) -> tuple[str | None, list[Row]]:
+    """(the refusal line, []) when an A/A control failed; else (None, the candidates that may be chosen)."""
+    refused = noisy_refusal(rows)
+    return refused, ([] if refused else faster_and_passing(rows))
+
+
+def head_to_head(contenders: list[Row], h: dict[str, Any]) -> list[Row]:
+    """The final: ``h`` is the first contender timed against the second (ratio first / second with its CI).
+    The runner-up leads when it is faster with its whole CI; the leader's measurement keeps the duel."""
+    first, second, rest = contenders[0], contenders[1], contenders[2:]
+    if h["ci_low"] > 1.0:
+        first, second = second, first
+        h = {**h, "ratio": 1 / h["ratio"], "ci_low": 1 / h["ci_high"], "ci_high": 1 / h["ci_low"]}
+    first.measurement = {**(first.measurement or {}), "head_to_head": {
+        "against": second.candidate.label, "ratio": h["ratio"], "ci_low": h["ci_low"], "ci_high": h["ci_high"]}}
+    return [first, second, *rest]
+
+
+def best_fp32(rows: list[Row]) -> Row | None:
+    """The fastest measured FP32 setting (threads, graph level): how much of a speed-up is INT8, how much threads."""
+    fp32 = [r for r in rows if r.measurement and r.candidate.recipe.precision == "fp32" and not r.gate_failures]
+    return min(fp32, key=lambda r: r.ratio) if fp32 else None
+
+
+def explain(row: Row | None, baseline: Baseline, cfg_conf: float, rows: list[Row] | None = None,
+            refused: str | None = None) -> str:
+    """The choice in one sentence: what the interval supports ("at least 1.12x faster, 95 % CI 1.12-1.31,
+    median 1.21x") against the default, and against the best FP32 setting."""
+    if refused:
+        return f"{refused}: nothing chosen, the default stays"
     if row is None:
         return f"no candidate was faster than the default {baseline.precision} artifact with {cfg_conf:.0%} confidence " \
                "and passed the accuracy gate: the default stays"
@@ -553,8 +604,18 @@ def explain(row: Row | None, baseline: Baseline, cfg_conf: float) -> str:
         f"cosine {row.accuracy.get('min_cosine') or 0:.4f}"
     # name the default's threads: on an oversubscribed board most of a "speed-up" can be the thread count alone
     threads = f"{baseline.threads} thread{'s' if baseline.threads != 1 else ''}" if baseline.threads else "default threads"
-    return (f"{row.candidate.label}: {1 / m['ratio']:.2f}x faster than the default ({baseline.precision}, {threads}) "
-            f"(CI {1 / m['ci_high']:.2f}-{1 / m['ci_low']:.2f}), {acc}")
+    conf = f"{m.get('confidence', cfg_conf) * 100:.0f} %"
+    text = (f"{row.candidate.label}: at least {1 / m['ci_high']:.2f}x faster than the default ({baseline.precision}, "
+            f"{threads}), {conf} CI {1 / m['ci_high']:.2f}-{1 / m['ci_low']:.2f}, median {1 / m['ratio']:.2f}x")
+    fp32 = best_fp32(rows or [])
+    if fp32 is not None and fp32 is not row:
+        text += (f"; {fp32.ratio / row.ratio:.2f}x the best FP32 setting ({fp32.candidate.label}, "
+                 f"{1 / fp32.ratio:.2f}x the default), median against median")
+    h2h = m.get("head_to_head")
+    if h2h:
+        text += (f"; head to head against {h2h['against']}: {1 / h2h['ratio']:.2f}x "
+                 f"(CI {1 / h2h['ci_high']:.2f}-{1 / h2h['ci_low']:.2f})")
+    return f"{text}, {acc}"
 
 
 @dataclass
@@ -588,10 +649,14 @@ def measure_ratio(samples: dict[str, Any], cfg: TuneConfig) -> dict[str, Any]:
 
     from .regression import bootstrap_ratio
 
+    from .regression import control_of
+
     ratio, low, high = bootstrap_ratio(samples["old"], samples["new"], confidence=cfg.confidence,
                                        resamples=cfg.resamples)
+    control = control_of(samples, confidence=cfg.confidence, resamples=cfg.resamples)
     flat = lambda side: [s for b in samples[side] for s in b]  # noqa: E731
     return {"ratio": ratio, "ci_low": low, "ci_high": high, "confidence": cfg.confidence,
+            "control": control.as_dict() if control else None, "isolation": samples.get("isolation"),
             "blocks": min(len(samples["old"]), len(samples["new"])), "iterations": cfg.iterations,
             "seconds": float(samples.get("seconds") or 0.0), "stopped_early": bool(samples.get("stopped_early")),
             "default_median_ms": statistics.median(flat("old")), "candidate_median_ms": statistics.median(flat("new"))}
@@ -650,6 +715,12 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
         bench.add(name, path, cand.recipe.precision, baseline.providers, baseline.provider_options,
                   cand.settings.as_dict())
         m = measure_ratio(bench.interleave(name, baseline, cfg), cfg)
+        longer = 1
+        # adaptive: longer until the interval is narrow and the A/A control holds, while the budget allows
+        while _needs_more(m) and longer < 4 and time.monotonic() + (time.monotonic() - t0) * 2 * longer < deadline:
+            longer *= 2
+            m = measure_ratio(bench.interleave(name, baseline, cfg, longer), cfg)
+        m["rounds"] = longer
         m.update({"candidate": row.cand_id, "label": cand.label, "recipe": cand.recipe.as_dict(),
                   "runtime": cand.settings.as_dict(), "board": bench.board.name, "board_kind": kind_label,
                   "kind_key": kind_key, "provenance": where, "baseline": dataclasses.asdict(baseline) | {"path": str(baseline.path)},
@@ -675,7 +746,22 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
 
     floors = accuracy_floors(proj, prof)
     chosen = None
-    for row in faster_and_passing(list(rows.values())):
+    refused, contenders = contenders_of(list(rows.values()))
+    if refused:
+        log(f"  {refused}")
+    if len(contenders) >= 2 and time.monotonic() < deadline:  # the final: the two best head to head
+        first, second = contenders[0], contenders[1]
+        for r in (first, second):
+            if f"c-{r.cand_id}" not in bench.entries:
+                bench.add(f"c-{r.cand_id}", gate_cache[r.candidate.recipe][2], r.candidate.recipe.precision,  # type: ignore[arg-type]
+                          baseline.providers, baseline.provider_options, r.candidate.settings.as_dict())
+        against = dataclasses.replace(baseline, name=f"c-{second.cand_id}")
+        h = measure_ratio(bench.interleave(f"c-{first.cand_id}", against, cfg), cfg)  # first / second
+        contenders = head_to_head(contenders, h)
+        lead, h2h = contenders[0], (contenders[0].measurement or {})["head_to_head"]
+        log(f"  head to head: {lead.candidate.label} {1 / h2h['ratio']:.2f}x {h2h['against']} "
+            f"(CI {1 / h2h['ci_high']:.2f}-{1 / h2h['ci_low']:.2f})")
+    for row in contenders:
         name = f"c-{row.cand_id}"
         if name not in bench.entries:  # measured by an earlier tune (cached): upload it for the output check
             bench.add(name, gate_cache[row.candidate.recipe][2], row.candidate.recipe.precision,  # type: ignore[arg-type]
@@ -692,7 +778,7 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
     if skipped:
         log(f"  budget reached: {len(skipped)} candidate(s) not measured: {'; '.join(skipped)}")
     return KindResult(kind_key, kind_label, bench.board.name, boards, where, facts, list(rows.values()), chosen,
-                      explain(chosen, baseline, cfg.confidence), skipped)
+                      explain(chosen, baseline, cfg.confidence, list(rows.values()), refused), skipped)
 
 
 # --------------------------------------------------------------------------

@@ -260,11 +260,25 @@ def session_threads(entry: dict, threads: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else threads
 
 
-def _session_options(ort, threads: int, session: dict | None = None):
+#: how an interleaved comparison keeps two multi-threaded sessions from timing each other (DESIGN §9):
+#: "spin-off": both in one process with intra-op spinning off on every session (ONNX Runtime's
+#: session.intra_op.allow_spinning = 0: a pool sleeps when idle instead of spin-waiting on the cores the
+#: other session is timed on); "processes": each side in its own process (its deployed spinning setting),
+#: the parent alternating them; "none": one process, default spinning (biased: kept for bench/ only)
+ISOLATIONS = ("spin-off", "processes", "none")
+SPIN_OFF = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
+
+
+def _session_options(ort, threads: int, session: dict | None = None, spinning: bool = True):
     """Session options; ``session`` (a manifest entry's tuned settings) picks the graph optimisation level
-    and the execution mode, otherwise ONNX Runtime's default level and sequential execution."""
+    and the execution mode, otherwise ONNX Runtime's default level and sequential execution. ``spinning``
+    False turns the thread pools' spin-waiting off (``SPIN_OFF``): the interleaved re-measure does so on
+    every session it opens."""
     session = session or {}
     so = ort.SessionOptions()
+    if not spinning:
+        for key, value in SPIN_OFF.items():
+            so.add_session_config_entry(key, value)
     if threads > 0:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
@@ -299,7 +313,7 @@ def _register_qnn(ort) -> None:
 
 
 def create_session(ort, path: str, providers: list[str], provider_options: list[dict], threads: int,
-                   session: dict | None = None):
+                   session: dict | None = None, spinning: bool = True):
     """An InferenceSession on the manifest's providers; raises RuntimeError naming a missing EP."""
     if "QNNExecutionProvider" in providers:
         _register_qnn(ort)
@@ -310,7 +324,7 @@ def create_session(ort, path: str, providers: list[str], provider_options: list[
     options = list(provider_options or [])
     options += [{}] * (len(providers) - len(options))
     options = [{str(k): str(v) for k, v in o.items()} for o in options]
-    so = _session_options(ort, threads, session)
+    so = _session_options(ort, threads, session, spinning)
     plugin = [i for i, p in enumerate(providers) if p in _PLUGINS_REGISTERED]
     if not plugin:
         return ort.InferenceSession(path, sess_options=so, providers=providers, provider_options=options)
@@ -395,7 +409,7 @@ def empty_result(entry: dict, plan: dict) -> dict:
     }
 
 
-def open_artifact(np, ort, release: str, manifest: dict, entry: dict, threads: int) -> dict:
+def open_artifact(np, ort, release: str, manifest: dict, entry: dict, threads: int, spinning: bool = True) -> dict:
     """An artifact's session and the feed the timing loop uses (the benchmark and the interleaved re-measure)."""
     if str(entry.get("runtime", "onnxruntime")) not in ORT_RUNTIMES:
         raise RuntimeError(f"runtime {entry.get('runtime')!r} is not run by dms_bench.py (its backend has its own runner)")
@@ -406,7 +420,7 @@ def open_artifact(np, ort, release: str, manifest: dict, entry: dict, threads: i
 
     t0 = time.perf_counter_ns()
     sess = create_session(ort, path, providers, entry.get("provider_options") or [], session_threads(entry, threads),
-                          entry.get("session") or None)
+                          entry.get("session") or None, spinning)
     load_ns = time.perf_counter_ns() - t0
     used = sess.get_providers()
     if used and used[0] != providers[0]:
@@ -468,41 +482,125 @@ def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dic
     return result
 
 
-def interleave(release: str, previous: str, name: str, *, blocks: int, iterations: int, warmup: int,
-               threads: int, max_seconds: float, baseline: str | None = None) -> dict:
-    """Time artifact ``name`` of the previous release and of this one in alternating blocks, in one process.
+#: the order of the sides in block i is ORDERS[i % len]: every side runs first, middle and last equally often and
+#: after each other side equally often (a neighbour's after-effects hit all sides alike)
+ORDERS = {2: (("old", "new"), ("new", "old")),
+          3: (("old", "new", "control"), ("new", "control", "old"), ("control", "old", "new"),
+              ("old", "control", "new"), ("control", "new", "old"), ("new", "old", "control"))}
 
-    Both sessions stay loaded; block pair i runs old-then-new when i is even
-    and new-then-old when odd, so a load that rises or falls during the
-    re-measure hits both alike. Stops after the pair that crosses
-    ``max_seconds`` (at least 2 pairs). The host decides from the samples
-    (``dmsbuild.measure.regression``). ``baseline``: the artifact of ``previous`` to compare with (default: the
-    same name); `doit tune` times a candidate against the default artifact of one folder this way, each
-    with the session settings of its manifest entry.
-    """
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def _open_side(np, ort, folder: str, wanted: str, threads: int, warmup: int, spinning: bool):
+    manifest = load_manifest(folder)
+    entry = next((a for a in manifest["artifacts"] if isinstance(a, dict) and a.get("name") == wanted), None)
+    if entry is None:
+        raise ReleaseError(f"{folder}/manifest.json: no artifact named {wanted!r}")
+    a = open_artifact(np, ort, folder, manifest, entry, threads, spinning)
+    run, names, feed = a["sess"].run, a["output_names"], a["feed"]
+    for _ in range(warmup):
+        run(names, feed)
+    return lambda n: [round(t / 1e6, 6) for t in timing_loop(run, names, feed, n)]
+
+
+class _Worker:
+    """One side in its own process (``--worker``): it loads its artifact once, then times ``n`` runs per
+    request on stdin and answers one JSON line; idle between requests it blocks on the pipe."""
+
+    def __init__(self, folder: str, wanted: str, threads: int, warmup: int) -> None:
+        argv = [sys.executable, os.path.abspath(__file__), "--worker", "--release", folder, "--artifact", wanted,
+                "--threads", str(threads), "--warmup", str(warmup)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        self.what = f"{wanted} of {folder}"
+        self._answer()  # "ready" after load and warm-up
+
+    def _answer(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            err = self.proc.stderr.read()[-2000:] if self.proc.stderr else ""
+            raise RuntimeError(f"worker for {self.what} exited: {_one_line(err) or 'no output'}")
+        return json.loads(line)
+
+    def __call__(self, n: int) -> list[float]:
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        return self._answer()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def worker(release: str, name: str, threads: int, warmup: int) -> int:
+    """``--worker``: serve timing requests for one artifact (see ``_Worker``); deployed spinning setting."""
     np, ort = _import_runtime()
-    sides = {}
-    for side, folder, wanted in (("old", previous, baseline or name), ("new", release, name)):
-        manifest = load_manifest(folder)
-        entry = next((a for a in manifest["artifacts"] if isinstance(a, dict) and a.get("name") == wanted), None)
-        if entry is None:
-            raise ReleaseError(f"{folder}/manifest.json: no artifact named {wanted!r}")
-        a = open_artifact(np, ort, folder, manifest, entry, threads)
-        run, names, feed = a["sess"].run, a["output_names"], a["feed"]
-        for _ in range(warmup):
-            run(names, feed)
-        sides[side] = (run, names, feed)
-    out = {"artifact": name, "baseline": baseline or name, "old": [], "new": [], "stopped_early": False}
-    start = time.monotonic()
-    for i in range(blocks):
-        for side in (("old", "new") if i % 2 == 0 else ("new", "old")):
-            run, names, feed = sides[side]
-            out[side].append([round(s / 1e6, 6) for s in timing_loop(run, names, feed, iterations)])
-        if i >= 1 and time.monotonic() - start > max_seconds and i < blocks - 1:
-            out["stopped_early"] = True
-            break
-    out["seconds"] = time.monotonic() - start
-    return out
+    timed = _open_side(np, ort, release, name, threads, warmup, spinning=True)
+    sys.stdout.write('"ready"\n')
+    sys.stdout.flush()
+    for line in sys.stdin:
+        n = int(line)
+        sys.stdout.write(json.dumps(timed(n)) + "\n")
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def interleave(release: str, previous: str, name: str, *, blocks: int, iterations: int, warmup: int,
+               threads: int, max_seconds: float, baseline: str | None = None, control: bool = False,
+               isolation: str = "spin-off") -> dict:
+    """Time artifact ``name`` of the previous release and of this one in alternating blocks.
+
+    Block i runs the sides in ``ORDERS[i % ...]``, so a load that rises or falls during the re-measure, and
+    whatever one side leaves behind for the next, hits every side alike. Stops after the block that crosses
+    ``max_seconds`` (at least 2 blocks). The host decides from the samples (``dmsbuild.measure.regression``).
+    ``baseline``: the artifact of ``previous`` to compare with (default: the same name); `doit tune` times a
+    candidate against the default artifact of one folder this way, each with the session settings of its
+    manifest entry. ``control``: a third side, a second session of the baseline (the A/A control: it must
+    come out 1.00x against the baseline, or the board is too noisy to judge). ``isolation``: ``ISOLATIONS``.
+    """
+    if isolation not in ISOLATIONS:
+        raise ReleaseError(f"--isolation {isolation!r}: use one of {', '.join(ISOLATIONS)}")
+    wanted = {"old": (previous, baseline or name), "new": (release, name)}
+    if control:
+        wanted["control"] = (previous, baseline or name)
+    sides: dict = {}
+    workers: list[_Worker] = []
+    try:
+        if isolation == "processes":
+            for side, (folder, art) in wanted.items():
+                workers.append(_Worker(folder, art, threads, warmup))
+                sides[side] = workers[-1]
+        else:
+            np, ort = _import_runtime()
+            for side, (folder, art) in wanted.items():
+                sides[side] = _open_side(np, ort, folder, art, threads, warmup, spinning=isolation != "spin-off")
+        out = {"artifact": name, "baseline": baseline or name, "isolation": isolation,
+               "old": [], "new": [], "stopped_early": False, "loadavg_start": _loadavg()}
+        if control:
+            out["control"] = []
+        orders = ORDERS[len(sides)]
+        start = time.monotonic()
+        for i in range(blocks):
+            for side in orders[i % len(orders)]:
+                out[side].append(sides[side](iterations))
+            if i >= 1 and time.monotonic() - start > max_seconds and i < blocks - 1:
+                out["stopped_early"] = True
+                break
+        out["seconds"] = time.monotonic() - start
+        out["loadavg_end"] = _loadavg()
+        return out
+    finally:
+        for w in workers:
+            w.close()
 
 
 def _one_line(text: str) -> str:
@@ -616,6 +714,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--blocks", type=int, default=8, help="with --interleave: block pairs")
     p.add_argument("--max-seconds", dest="max_seconds", type=float, default=120.0,
                    help="with --interleave: stop after the block pair that crosses this")
+    p.add_argument("--control", action="store_true",
+                   help="with --interleave: a third side, a second session of the baseline (A/A control)")
+    p.add_argument("--isolation", choices=ISOLATIONS, default="spin-off",
+                   help="with --interleave: how the sides are kept from timing each other (default spin-off)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one side of --isolation processes
     return p
 
 
@@ -643,7 +746,8 @@ def _main_interleave(args: argparse.Namespace) -> int:
         with _stdout_kept_for_the_document():
             out = interleave(os.path.abspath(args.release), os.path.abspath(args.interleave), args.artifact,
                              blocks=args.blocks, iterations=args.iterations, warmup=args.warmup or 0,
-                             threads=args.threads or 0, max_seconds=args.max_seconds, baseline=args.baseline)
+                             threads=args.threads or 0, max_seconds=args.max_seconds, baseline=args.baseline,
+                             control=args.control, isolation=args.isolation)
     except ReleaseError as exc:
         sys.stderr.write(f"dms_bench.py: {exc}\n")
         return EXIT_BAD_RELEASE
@@ -665,6 +769,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.release:
         sys.stderr.write("dms_bench.py: --release <dir> is required\n")
         return EXIT_BAD_RELEASE
+    if args.worker:
+        try:
+            return worker(os.path.abspath(args.release), args.artifact, args.threads or 0, args.warmup or 0)
+        except (ReleaseError, MissingDependency, RuntimeError) as exc:
+            sys.stderr.write(f"dms_bench.py: {_one_line(str(exc))}\n")
+            return EXIT_ALL_FAILED
     if args.interleave:
         return _main_interleave(args)
     try:
