@@ -86,7 +86,7 @@ class TensorRTOptions:
         if self.warmup_ms < 0 or self.avg_runs <= 0:
             raise UserError(f"{source}: fields '{where}warmup_ms' (>= 0) and '{where}avg_runs' (> 0) are out of range",
                             hint=f"fix them in {source}")
-        if not re.match(r"^[\w./~-]+$", self.trtexec):
+        if not re.fullmatch(r"[\w./~-]+", self.trtexec):
             raise UserError(f"{source}: field '{where}trtexec' is {self.trtexec!r}; expected a plain path",
                             hint=f"fix it in {source}")
 

@@ -309,20 +309,20 @@ def claim_root(root):
     """Make ``root`` dmsbuild's, or refuse it: missing or empty -> created with the marker; the marker
     there -> ours; a layout an older dmsbuild made -> adopted; anything else -> refused in one line."""
     refuse_system_root(root)
-    _lexists_not(os.path.join(root, MARKER), "file")
-    if os.path.lexists(os.path.join(root, MARKER)):
-        return
     try:
         os.makedirs(root, exist_ok=True)
         entries = sorted(os.listdir(root))
     except OSError as exc:
         fail(EXIT_NOT_WRITABLE, not_writable(root, exc))
-    if entries in ([], [".lock"]):
-        write_marker(root, [])
+    _lexists_not(os.path.join(root, MARKER), "file")
+    if MARKER in entries:
         return
-    made = _ours_from_before(root)
+    made = [] if entries in ([], [".lock"]) else _ours_from_before(root)
     if made is not None:
-        write_marker(root, made)
+        try:
+            write_marker(root, made)
+        except OSError as exc:
+            fail(EXIT_NOT_WRITABLE, not_writable(root, exc))
         return
     shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
     fail(EXIT_BAD, "refusing deploy root %s: it already holds files (%s) and no %s marker, so dmsbuild did not "

@@ -154,6 +154,29 @@ def _remote_manifest(transport: Transport, release_dir: str) -> dict:
     return manifest
 
 
+def host_cache_root(project: Path, runtime: str, value: object, *, board: str,
+                    say: Callable[[str], None] = print) -> Path:
+    """The host folder of a runtime's engine cache: always below the project's ``artifacts/``.
+
+    ``value`` comes from the board's copy of the manifest (``runtime_settings.backend.engine_cache``):
+    a board can rewrite it, so nothing it says may choose a host path. A relative path that stays
+    below ``artifacts/`` (symlinks resolved) is used; anything else (absolute, ``..``, through a
+    symlink out) is ignored with one line and the default ``artifacts/cache/<runtime>`` is used."""
+    artifacts = (project / "artifacts").resolve()
+    default = artifacts / "cache" / runtime
+    if value is None:
+        return default
+    text = str(value)
+    candidate = (project / text).resolve() if text and not text.startswith(("/", "~")) and "\0" not in text else None
+    if candidate is None or ".." in Path(text).parts or candidate == artifacts or not candidate.is_relative_to(artifacts):
+        from ..untrusted import shown
+
+        say(f"board {board}: the release's runtime_settings.backend.engine_cache {shown(text, 120)} is not a folder "
+            f"below {artifacts}; ignored, the engine cache is {default}")
+        return default
+    return candidate
+
+
 def _bench_host_driven(transport: Transport, release_dir: str, manifest: dict, entries: list[dict],
                        driven: list[dict], *, python: str, artifact: str | None, timeout: float, facts: dict) -> dict:
     """Artifacts of vendor-tool runtimes (trtexec) run from here; the others through the release's runner."""
@@ -173,7 +196,7 @@ def _bench_host_driven(transport: Transport, release_dir: str, manifest: dict, e
         module, _, fn = HOST_DRIVEN[runtime].partition(":")
         run = getattr(importlib.import_module(module), fn)
         backend = (manifest.get("runtime_settings") or {}).get("backend") or {}
-        cache_root = find_root() / str(backend.get("engine_cache", f"artifacts/cache/{runtime}"))
+        cache_root = host_cache_root(find_root(), runtime, backend.get("engine_cache"), board=transport.name)
         mine = [a for a in driven if a["runtime"] == runtime]
         for r in run(transport, release_dir, manifest, mine, python=python, plan=plan, cache_root=cache_root):
             by_name[r["artifact"]] = r
