@@ -4,8 +4,8 @@ Engines are tied to the GPU architecture and the TensorRT version, so the
 release carries the ONNX model and the engine is built ON the board by
 ``trtexec`` (:func:`build_argv`); the engine comes back to a host cache keyed by
 (ONNX sha256, precision, TensorRT version, GPU compute capability)
-(:class:`EngineCache`) so a second board of the same kind installs it instead of
-rebuilding. INT8 uses explicit quantization: the ONNX is a QDQ model with
+(:class:`EngineCache`), one folder per board: an engine is reinstalled only on
+the board that built it (engines never cross boards, docs/targets.md). INT8 uses explicit quantization: the ONNX is a QDQ model with
 symmetric int8 activations (INT8 calibrators are deprecated since TensorRT 10.1).
 
 Benchmarks run ``trtexec --loadEngine`` (:func:`bench_argv`); its stdout
@@ -348,7 +348,7 @@ class EngineKey:
 
 
 class EngineCache:
-    """Host folder of engines built on boards, keyed by :class:`EngineKey`."""
+    """Host folder of engines built on one board (``<engine_cache>/<board>/``), keyed by :class:`EngineKey`."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -367,6 +367,21 @@ class EngineCache:
         except json.JSONDecodeError:
             return None
         return p if info.get("engine_sha256") == sha256_file(p) else None
+
+    def _meta(self, key: EngineKey) -> dict[str, Any]:
+        try:
+            info = json.loads(self.path(key).with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def built_by(self, key: EngineKey) -> str | None:
+        """The board whose trtexec built the cached engine (None: unknown)."""
+        return self._meta(key).get("board")
+
+    def recorded_sha256(self, key: EngineKey) -> str | None:
+        """The engine's sha256 recorded when it entered the cache."""
+        return self._meta(key).get("engine_sha256")
 
     def put(self, key: EngineKey, engine: Path, **extra: Any) -> Path:
         """Copy ``engine`` into the cache (atomically: temporary file, then rename)."""
