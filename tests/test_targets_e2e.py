@@ -94,11 +94,11 @@ def test_deploy_orin_each_board_builds_its_own_engines(boards, tmp_path):
     # deploys and benchmarks again and finds the engines on the boards: no build, no install
     run = run_doit(root, "deploy", "target=o", f"hosts={','.join(hosts)}", f"inventory={boards['inventory']}")
     assert run.rc == 0, run.output[-3000:]
-    assert "engine" not in run.output and len(_builds(boards, hosts)[before:]) == 2
+    assert "engine" not in run.output and len(_builds(boards, hosts)[before:]) == 4
     run = run_doit(root, "deploy", "target=o", f"hosts={','.join(hosts)}", f"inventory={boards['inventory']}",
                    "verify=full")
     assert run.rc == 0, run.output[-3000:]
-    assert len(_builds(boards, hosts)[before:]) == 2
+    assert len(_builds(boards, hosts)[before:]) == 4
     assert run.output.count("engine already on the board") == 4
 
 
