@@ -159,3 +159,14 @@ def test_a_hostile_manifest_changes_nothing_outside_artifacts_end_to_end(tmp_pat
     assert doc["results"][0]["error"] is None
     assert not evil.exists()
     assert list((project / "artifacts" / "cache" / "tensorrt" / "orin-a").glob("*.engine"))
+
+
+@pytest.mark.parametrize("value", ["/var/cache/trt", "../cache", "artifacts/../x", "cache/trt", "artifacts"])
+def test_the_profiles_engine_cache_must_be_below_artifacts(value):
+    from dmsbuild.backends.tensorrt import load_options
+    from dmsbuild.errors import UserError
+
+    with pytest.raises(UserError) as exc:
+        load_options({"engine_cache": value}, "targets/orin.toml")
+    assert str(exc.value).startswith("targets/orin.toml: field 'backend.engine_cache'")
+    assert load_options({"engine_cache": "artifacts/cache/trt-x"}, "t").engine_cache == "artifacts/cache/trt-x"

@@ -69,7 +69,7 @@ class TensorRTOptions:
     use_cuda_graph: bool = False
     #: ``--useSpinWait``: steadier timings at the cost of a busy CPU core
     use_spin_wait: bool = True
-    #: host engine cache, relative to the project root
+    #: host engine cache, a folder below the project's artifacts/ (one folder per board inside: engines never cross boards)
     engine_cache: str = "artifacts/cache/tensorrt"
 
     def validate(self, source: str, prefix: str) -> None:
@@ -86,6 +86,10 @@ class TensorRTOptions:
         if self.warmup_ms < 0 or self.avg_runs <= 0:
             raise UserError(f"{source}: fields '{where}warmup_ms' (>= 0) and '{where}avg_runs' (> 0) are out of range",
                             hint=f"fix them in {source}")
+        parts = PurePosixPath(self.engine_cache).parts
+        if not parts or parts[0] != "artifacts" or len(parts) < 2 or ".." in parts:
+            raise UserError(f"{source}: field '{where}engine_cache' is {self.engine_cache!r}; expected a folder below "
+                            "artifacts/ (e.g. artifacts/cache/tensorrt)", hint=f"fix it in {source}")
         if not re.fullmatch(r"[\w./~-]+", self.trtexec):
             raise UserError(f"{source}: field '{where}trtexec' is {self.trtexec!r}; expected a plain path",
                             hint=f"fix it in {source}")

@@ -174,8 +174,9 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
                     plan: dict, cache_root: Path, progress: Callable[[str], None] = print) -> list[dict]:
     """Build-or-install, benchmark and verify each TensorRT artifact on one board; one result per entry."""
     board = transport.name
-    options = trt.load_options((manifest.get("runtime_settings") or {}).get("backend") or {},
-                               f"{release_dir}/manifest.json")
+    backend = (manifest.get("runtime_settings") or {}).get("backend") or {}
+    # engine_cache is a host folder: the host decides it (bench.host_cache_root), never the board's copy of the manifest
+    options = trt.load_options({k: v for k, v in backend.items() if k != "engine_cache"}, f"{release_dir}/manifest.json")
     info = probe(transport, python, options)
     if not info.get("trtexec") or not info.get("tag"):
         msg = (f"trtexec not found on the board (not at {options.trtexec}, not on PATH)" if not info.get("trtexec")
