@@ -170,3 +170,20 @@ def test_the_profiles_engine_cache_must_be_below_artifacts(value):
         load_options({"engine_cache": value}, "targets/orin.toml")
     assert str(exc.value).startswith("targets/orin.toml: field 'backend.engine_cache'")
     assert load_options({"engine_cache": "artifacts/cache/trt-x"}, "t").engine_cache == "artifacts/cache/trt-x"
+
+
+def test_an_engine_copied_into_another_boards_folder_is_not_installed(tmp_path):
+    """The metadata names the board that built an engine: a copy in board B's folder (by hand, or a cache from
+    before per-board folders) is rebuilt on B, never installed."""
+    import shutil
+
+    cache, log = tmp_path / "cache", tmp_path / "argv.jsonl"
+    rel_a, manifest, entries = _release(tmp_path, "a")
+    bench_artifacts(_board("orin-a", log), str(rel_a), manifest, entries, python=sys.executable, plan=PLAN,
+                    cache_root=cache, progress=lambda _: None)
+    shutil.copytree(cache / "orin-a", cache / "orin-b")
+    rel_b, manifest, entries = _release(tmp_path, "b")
+    [res] = bench_artifacts(_board("orin-b", log), str(rel_b), manifest, entries, python=sys.executable, plan=PLAN,
+                            cache_root=cache, progress=lambda _: None)
+    assert res["error"] is None and res["engine"]["source"] == "built on the board, stored in its host cache"
+    assert _builds(log) == 2
