@@ -225,7 +225,7 @@ def read_history(root):
     treated as empty it would drop every rollback target and let gc remove their folders."""
     path = os.path.join(root, "history.json")
     try:
-        with open(path) as fh:
+        with open_nofollow(path) as fh:
             hist = json.load(fh)
     except FileNotFoundError:
         return []
@@ -714,9 +714,10 @@ def heal_kept(root, rid, files):
     corrupt inode, and a rollback would then refuse them: point them at the good copy."""
     shas = set(f["sha256"] for f in files)
     rel = os.path.join(root, "releases")
+    made = read_marker(root).get("releases") or []
     for name in os.listdir(rel):
         rdir = os.path.join(rel, name)
-        if name == rid or name.startswith(".") or os.path.islink(rdir) or not os.path.isdir(rdir):
+        if name == rid or name not in made or os.path.islink(rdir) or not os.path.isdir(rdir):
             continue
         try:
             with open_nofollow(os.path.join(rdir, "manifest.json")) as fh:
@@ -752,7 +753,7 @@ def unchanged(root, rid, files):
     if current_id(root) != rid or not release_ok(root, rid, files):
         return False
     try:
-        with open(os.path.join(root, "seal.json")) as fh:
+        with open_nofollow(os.path.join(root, "seal.json")) as fh:
             seal = json.load(fh)
         return seal.get("release_id") == rid and seal.get("objects") == seal_of(root, files)
     except (OSError, ValueError, AttributeError):
