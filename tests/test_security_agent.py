@@ -240,3 +240,14 @@ def test_a_folder_below_home_is_a_fine_root(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     agent.prepare({"root": str(tmp_path / "dms")})
     assert (tmp_path / "dms" / agent.MARKER).is_file()
+
+
+def test_the_state_op_never_reads_a_symlinked_history(deployed):
+    """``state`` runs without the layout check: a history.json symlinked to a file outside is not read."""
+    root, outside, _v1 = deployed
+    (outside / "list.json").write_text(json.dumps(["secret-looking-id"]))
+    (root / "history.json").unlink()
+    (root / "history.json").symlink_to(outside / "list.json")
+    with pytest.raises(agent.AgentFail) as exc:
+        agent.op_state({"root": str(root)})
+    assert "history.json is corrupt" in exc.value.msg and "secret-looking-id" not in exc.value.msg
