@@ -187,3 +187,33 @@ def test_an_engine_copied_into_another_boards_folder_is_not_installed(tmp_path):
                             cache_root=cache, progress=lambda _: None)
     assert res["error"] is None and res["engine"]["source"] == "built on the board, stored in its host cache"
     assert _builds(log) == 2
+
+
+@pytest.mark.parametrize("field, value", [("name", "../../../tmp/evil"), ("name", "/etc/cron.d/x"), ("name", "fp32\n"),
+                                          ("sha256", "xyz"), ("file", "../../outside.onnx"), ("file", "/etc/passwd"),
+                                          ("runtime", "tensorrt; rm -rf /")])
+def test_the_boards_artifact_entries_cannot_name_host_files(tmp_path, field, value):
+    """Artifact names become local scratch folders (snpe_board: ``<tmp>/<name>``) and sha256s engine cache keys:
+    a board's manifest whose entry is not a safe name, sha256 or relative path is refused before anything runs
+    (before: ``Path(td) / '/etc/cron.d/x'`` is ``/etc/cron.d/x``; a bad sha256 raised ValueError, a traceback)."""
+    from dmsbuild.measure.bench import BenchError, _remote_manifest
+
+    rel, manifest, entries = _release(tmp_path, "a")
+    entries[0][field] = value
+    (rel / "manifest.json").write_text(json.dumps({**manifest, "artifacts": entries}))
+    with pytest.raises(BenchError) as exc:
+        _remote_manifest(LocalTransport("orin-a"), str(rel))
+    first = str(exc.value).splitlines()[0]
+    assert first.startswith(f"board orin-a: {rel}/manifest.json: artifacts[0].{field} is ") and "\n" not in first
+
+
+def test_a_reference_head_cannot_name_a_host_file(tmp_path):
+    import numpy as np
+
+    from dmsbuild.backends.snpe_board import _verify
+
+    ref = {"inputs": np.zeros((2, 3), np.float32), "../../escape": np.zeros((2, 4), np.float32)}
+    verify, note = _verify(LocalTransport("q"), str(tmp_path / "out"), ref, {"verify_samples": 2, "iterations": 2}, [],
+                           tmp_path / "local")
+    assert verify is None and note.startswith("output check refused: the board's reference.npz names a head")
+    assert not (tmp_path / "escape.raw").exists() and not (tmp_path / "local").exists()

@@ -151,7 +151,38 @@ def _remote_manifest(transport: Transport, release_dir: str) -> dict:
     manifest = load_json(res.stdout, board=transport.name, what="manifest.json")
     if not isinstance(manifest, dict):
         raise BenchError(f"board {transport.name}: {release_dir}/manifest.json is not an object", hint="redeploy it")
+    check_board_artifacts(manifest, board=transport.name, where=f"{release_dir}/manifest.json")
     return manifest
+
+
+def check_board_artifacts(manifest: dict, *, board: str, where: str) -> None:
+    """The board's copy of the manifest names host files too (local scratch files by artifact name, engine
+    cache keys by sha256): every artifact entry must have a safe name and runtime, a sha256 and a relative
+    file path, or the board's benchmark is refused in one line (the host's own manifest never fails this)."""
+    import re
+
+    from ..names import is_safe
+    from ..untrusted import shown
+
+    artifacts = manifest.get("artifacts", [])
+    if not isinstance(artifacts, list):
+        raise BenchError(f"board {board}: {where}: 'artifacts' is not a list; the benchmark cannot run",
+                         hint="redeploy the release (the board's copy differs from what was sent)")
+    for i, a in enumerate(artifacts):
+        if not isinstance(a, dict):
+            continue  # not an artifact entry (skipped by the callers)
+        file = a.get("file")
+        bad = [k for k, ok in (
+            ("name", is_safe(a.get("name"))),
+            ("runtime", a.get("runtime") is None or is_safe(a.get("runtime"))),
+            ("sha256", a.get("sha256") is None or (isinstance(a.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", a["sha256"]))),
+            ("file", file is None or (isinstance(file, str) and file and not file.startswith("/") and "\0" not in file
+                                      and ".." not in file.split("/"))),
+        ) if not ok]
+        if bad:
+            raise BenchError(f"board {board}: {where}: artifacts[{i}].{bad[0]} is {shown(repr(a.get(bad[0])), 80)}, "
+                             "not a safe name/sha256/relative path; the benchmark cannot run",
+                             hint="redeploy the release (the board's copy differs from what was sent)")
 
 
 def host_cache_root(project: Path, runtime: str, value: object, *, board: str,
