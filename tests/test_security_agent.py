@@ -251,3 +251,16 @@ def test_the_state_op_never_reads_a_symlinked_history(deployed):
     with pytest.raises(agent.AgentFail) as exc:
         agent.op_state({"root": str(root)})
     assert "history.json is corrupt" in exc.value.msg and "secret-looking-id" not in exc.value.msg
+
+
+def test_a_root_with_only_the_tuners_scratch_folder_is_fresh(tmp_path):
+    """`doit tune` runs before the first deploy and leaves <root>/tune/: still a root dmsbuild made."""
+    root = tmp_path / "root"
+    (root / "tune").mkdir(parents=True)
+    agent.prepare({"root": str(root)})
+    assert (root / agent.MARKER).is_file()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "tune").write_text("a file, not the tuner's folder")
+    with pytest.raises(agent.AgentFail):
+        agent.prepare({"root": str(other)})

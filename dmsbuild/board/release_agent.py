@@ -317,7 +317,10 @@ def claim_root(root):
     _lexists_not(os.path.join(root, MARKER), "file")
     if MARKER in entries:
         return
-    made = [] if entries in ([], [".lock"]) else _ours_from_before(root)
+    # before the first deploy dmsbuild may have left only its lock and `doit tune`'s scratch folder (tune/)
+    fresh = set(entries) <= {".lock", "tune"} and (
+        "tune" not in entries or stat.S_ISDIR(os.lstat(os.path.join(root, "tune")).st_mode))
+    made = [] if fresh else _ours_from_before(root)
     if made is not None:
         try:
             write_marker(root, made)
