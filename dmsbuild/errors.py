@@ -6,11 +6,16 @@ exception is a bug in dmsbuild and keeps its traceback.
 """
 from __future__ import annotations
 
+from .untrusted import shown
+
 
 class UserError(Exception):
     """A problem in the user's input or environment, with a fix to suggest."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        # messages quote boards (agent refusals, stderr tails, facts): their escape sequences are shown, never obeyed
+        message = shown(message, lines=True)
+        hint = shown(hint, lines=True) if hint is not None else None
         self.message = message
         self.hint = hint
         super().__init__(message if hint is None else f"{message}\n  hint: {hint}")

@@ -16,14 +16,20 @@ import re
 
 from .errors import UserError
 
-#: the pattern of names the board's result validation accepts (results._NAME, config.NAME_RE)
-SAFE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: the pattern of names the board's result validation accepts (results._NAME, config.NAME_RE); use
+#: ``fullmatch`` (or :func:`is_safe`): with ``match``, ``$`` also matches before a trailing newline
+SAFE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def is_safe(name: object) -> bool:
+    """True for a name safe in a path, a JSON key and a shell word: the whole string matches ``SAFE_RE``."""
+    return isinstance(name, str) and SAFE_RE.fullmatch(name) is not None and ".." not in name
 
 
 def safe_id(name: str) -> str:
     """``name`` itself when it is already safe, else a readable safe form plus a short hash (stays unique)."""
-    if SAFE_RE.match(name) and ".." not in name:
+    if is_safe(name):
         return name
     readable = _UNSAFE.sub("_", name).replace("..", "_").strip("._-") or "t"
     if not readable[0].isalnum():

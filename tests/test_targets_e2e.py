@@ -53,21 +53,24 @@ def _builds(boards: dict, names: list[str]) -> list[list[str]]:
     return out
 
 
-def test_deploy_orin_builds_each_engine_once_and_the_second_board_installs_it(boards, tmp_path):
+def test_deploy_orin_each_board_builds_its_own_engines(boards, tmp_path):
+    """Engines never cross boards (docs/targets.md, "Which engines a board trusts"): before issue 30 the second
+    board installed the first one's engine from the shared host cache."""
     root = make_project(tmp_path / "p", {"o": TRT_TARGET})
     hosts = ["emu-01", "emu-02"]
     before = len(_builds(boards, hosts))
     run = run_doit(root, "deploy", "target=o", f"hosts={','.join(hosts)}", f"inventory={boards['inventory']}")
     assert run.rc == 0, run.output[-3000:]
     builds = _builds(boards, hosts)[before:]
-    assert len(builds) == 2, builds  # fp16 and int8-qdq, built by the first board only
+    assert len(builds) == 4, builds  # fp16 and int8-qdq, built by each board for itself
     assert {"--fp16"} <= set(builds[0]) | set(builds[1]) and any("--int8" in b for b in builds)
-    assert run.output.count("engine built on the board, stored in the host cache") == 2
-    assert run.output.count("engine installed from the host cache") == 2
-    engines = sorted((root / "artifacts" / "cache" / "tensorrt").glob("*.engine"))
-    assert len(engines) == 2
-    meta = json.loads(engines[0].with_suffix(".json").read_text())
-    assert (meta["trt_version"], meta["compute_capability"]) == ("10.3.0", "8.7")
+    assert run.output.count("engine built on the board, stored in its host cache") == 4
+    assert "installed from" not in run.output
+    engines = sorted((root / "artifacts" / "cache" / "tensorrt").glob("*/*.engine"))
+    assert sorted(e.parent.name for e in engines) == ["emu-01", "emu-01", "emu-02", "emu-02"]
+    for e in engines:
+        meta = json.loads(e.with_suffix(".json").read_text())
+        assert (meta["trt_version"], meta["compute_capability"], meta["board"]) == ("10.3.0", "8.7", e.parent.name)
     rows = _rows(root, "o")
     assert sorted((r["board"], r["precision"]) for r in rows) == [(b, p) for b in hosts for p in ("fp16", "int8-qdq")]
     for r in rows:
@@ -91,11 +94,11 @@ def test_deploy_orin_builds_each_engine_once_and_the_second_board_installs_it(bo
     # deploys and benchmarks again and finds the engines on the boards: no build, no install
     run = run_doit(root, "deploy", "target=o", f"hosts={','.join(hosts)}", f"inventory={boards['inventory']}")
     assert run.rc == 0, run.output[-3000:]
-    assert "engine" not in run.output and len(_builds(boards, hosts)[before:]) == 2
+    assert "engine" not in run.output and len(_builds(boards, hosts)[before:]) == 4
     run = run_doit(root, "deploy", "target=o", f"hosts={','.join(hosts)}", f"inventory={boards['inventory']}",
                    "verify=full")
     assert run.rc == 0, run.output[-3000:]
-    assert len(_builds(boards, hosts)[before:]) == 2
+    assert len(_builds(boards, hosts)[before:]) == 4
     assert run.output.count("engine already on the board") == 4
 
 
@@ -179,4 +182,4 @@ def test_trtexec_engine_cache_changes_with_the_boards_gpu(tmp_path):
                                 cache_root=tmp_path / "cache", progress=lambda _: None)
         assert res["error"] is None and res["engine"]["compute_capability"] == cc
     builds = [a for a in map(json.loads, log.read_text().splitlines()) if any(x.startswith("--onnx=") for x in a)]
-    assert len(builds) == 2 and len(list((tmp_path / "cache").glob("*.engine"))) == 2
+    assert len(builds) == 2 and len(list((tmp_path / "cache").glob("*/*.engine"))) == 2

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..measure.provenance import DOUBLE_MARKER
+from ..names import is_safe
+from ..untrusted import shown
 from ..measure.results import tool_result
 from ..ship.transport.base import Transport
 from . import snpe
@@ -216,6 +218,9 @@ def _verify(transport: Transport, out: str, ref: dict, plan: dict, classificatio
     if n <= 0:
         return None, None
     heads = [k for k in sorted(ref) if k != "inputs"]
+    unsafe = [h for h in heads if not is_safe(h)]
+    if unsafe:  # the board's reference.npz names local scratch files: a name like '../x' is refused
+        return None, f"output check refused: the board's reference.npz names a head {shown(repr(unsafe[0]), 60)}"
     outputs: list[list[np.ndarray]] = []
     for i in range(n):
         row = []

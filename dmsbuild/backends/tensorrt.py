@@ -4,8 +4,8 @@ Engines are tied to the GPU architecture and the TensorRT version, so the
 release carries the ONNX model and the engine is built ON the board by
 ``trtexec`` (:func:`build_argv`); the engine comes back to a host cache keyed by
 (ONNX sha256, precision, TensorRT version, GPU compute capability)
-(:class:`EngineCache`) so a second board of the same kind installs it instead of
-rebuilding. INT8 uses explicit quantization: the ONNX is a QDQ model with
+(:class:`EngineCache`), one folder per board: an engine is reinstalled only on
+the board that built it (engines never cross boards, docs/targets.md). INT8 uses explicit quantization: the ONNX is a QDQ model with
 symmetric int8 activations (INT8 calibrators are deprecated since TensorRT 10.1).
 
 Benchmarks run ``trtexec --loadEngine`` (:func:`bench_argv`); its stdout
@@ -69,7 +69,7 @@ class TensorRTOptions:
     use_cuda_graph: bool = False
     #: ``--useSpinWait``: steadier timings at the cost of a busy CPU core
     use_spin_wait: bool = True
-    #: host engine cache, relative to the project root
+    #: host engine cache, a folder below the project's artifacts/ (one folder per board inside: engines never cross boards)
     engine_cache: str = "artifacts/cache/tensorrt"
 
     def validate(self, source: str, prefix: str) -> None:
@@ -86,7 +86,11 @@ class TensorRTOptions:
         if self.warmup_ms < 0 or self.avg_runs <= 0:
             raise UserError(f"{source}: fields '{where}warmup_ms' (>= 0) and '{where}avg_runs' (> 0) are out of range",
                             hint=f"fix them in {source}")
-        if not re.match(r"^[\w./~-]+$", self.trtexec):
+        parts = PurePosixPath(self.engine_cache).parts
+        if not parts or parts[0] != "artifacts" or len(parts) < 2 or ".." in parts:
+            raise UserError(f"{source}: field '{where}engine_cache' is {self.engine_cache!r}; expected a folder below "
+                            "artifacts/ (e.g. artifacts/cache/tensorrt)", hint=f"fix it in {source}")
+        if not re.fullmatch(r"[\w./~-]+", self.trtexec):
             raise UserError(f"{source}: field '{where}trtexec' is {self.trtexec!r}; expected a plain path",
                             hint=f"fix it in {source}")
 
@@ -348,7 +352,7 @@ class EngineKey:
 
 
 class EngineCache:
-    """Host folder of engines built on boards, keyed by :class:`EngineKey`."""
+    """Host folder of engines built on one board (``<engine_cache>/<board>/``), keyed by :class:`EngineKey`."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -367,6 +371,21 @@ class EngineCache:
         except json.JSONDecodeError:
             return None
         return p if info.get("engine_sha256") == sha256_file(p) else None
+
+    def _meta(self, key: EngineKey) -> dict[str, Any]:
+        try:
+            info = json.loads(self.path(key).with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def built_by(self, key: EngineKey) -> str | None:
+        """The board whose trtexec built the cached engine (None: unknown)."""
+        return self._meta(key).get("board")
+
+    def recorded_sha256(self, key: EngineKey) -> str | None:
+        """The engine's sha256 recorded when it entered the cache."""
+        return self._meta(key).get("engine_sha256")
 
     def put(self, key: EngineKey, engine: Path, **extra: Any) -> Path:
         """Copy ``engine`` into the cache (atomically: temporary file, then rename)."""

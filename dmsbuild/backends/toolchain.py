@@ -58,7 +58,7 @@ def run_tool(
     ``lib`` folder on LD_LIBRARY_PATH, for example).
     """
     args = [os.fspath(a) for a in argv]
-    if not re.match(r"^[\w.-]+$", step):
+    if not re.fullmatch(r"[\w.-]+", step):
         raise ValueError(f"log step name {step!r} is not a safe file name")  # a bug in the caller
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{step}.log"

@@ -11,10 +11,15 @@ the ``trt-onnx`` artifacts of a release (runtime ``tensorrt``):
 2. per artifact the engine key (ONNX sha256, precision, TensorRT version,
    compute capability). The board keeps its engines in ``<root>/engines/``
    (outside the releases, so a redeploy of the same ONNX reuses them). An
-   engine missing there is installed from the host cache
-   (``backend.engine_cache``) when the key matches, otherwise built by
-   ``trtexec --onnx … --saveEngine`` on the board and copied back into the
-   host cache, so the next board of the same kind installs instead of building;
+   engine missing there is installed from the board's own folder of the host
+   cache (``<engine_cache>/<board>/``) when the key matches, otherwise built
+   by ``trtexec --onnx … --saveEngine`` on the board and copied back there.
+   **An engine never crosses boards** (docs/targets.md, "Which engines a board
+   trusts"): a TensorRT engine is opaque code for the GPU, and the key's
+   TensorRT version and compute capability are the board's own word, so one
+   board's engine is installed only on that board. Its sha256 is recorded
+   when it comes home and checked twice on the way back: on the host before
+   sending and with ``sha256sum`` on the board after installing;
 3. ``trtexec --loadEngine … --exportTimes`` benchmarks it; the log and the
    exported JSON become the common result (:class:`TrtexecResultParser`);
 4. the output check runs ``runner/trt_runner.py`` (TensorRT 10 Python API)
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
+from ..names import is_safe
 from ..measure.provenance import DOUBLE_MARKER
 from ..measure.results import ResultParser, tool_result
 from ..ship.transport.base import Transport
@@ -190,8 +196,9 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
                     plan: dict, cache_root: Path, progress: Callable[[str], None] = print) -> list[dict]:
     """Build-or-install, benchmark and verify each TensorRT artifact on one board; one result per entry."""
     board = transport.name
-    options = trt.load_options((manifest.get("runtime_settings") or {}).get("backend") or {},
-                               f"{release_dir}/manifest.json")
+    backend = (manifest.get("runtime_settings") or {}).get("backend") or {}
+    # engine_cache is a host folder: the host decides it (bench.host_cache_root), never the board's copy of the manifest
+    options = trt.load_options({k: v for k, v in backend.items() if k != "engine_cache"}, f"{release_dir}/manifest.json")
     info = probe(transport, python, options)
     if not info.get("trtexec") or not info.get("tag"):
         msg = (f"trtexec not found on the board (not at {options.trtexec}, not on PATH)" if not info.get("trtexec")
@@ -201,8 +208,13 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
         return [_fail(e, plan, "GPU compute capability unknown (no nvidia-smi, no Jetson device tree); "
                                "the engine cannot be keyed") for e in entries]
     version = trt.trt_version_from_tag(info["tag"])
-    cache = trt.EngineCache(cache_root)
+    if not is_safe(board):  # the inventory's name: checked again, it names a host folder
+        return [_fail(e, plan, f"board name {board!r} cannot name a cache folder") for e in entries]
+    cache = trt.EngineCache(cache_root / board)  # this board's engines only: they never cross boards
     engines = engines_dir(release_dir)
+    if transport.run(["test", "-L", engines], timeout=60).ok:
+        return [_fail(e, plan, f"refusing: {engines} is a symlink; the engines folder must be a real folder inside "
+                               "the deploy root, remove it") for e in entries]
     transport.run(["mkdir", "-p", engines], timeout=60)
     tool = info["trtexec"]
     exe = trt.TensorRTOptions(**{**options.__dict__, "trtexec": tool})
@@ -217,11 +229,20 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
             how = "already on the board"
         else:
             cached = cache.get(key)
+            if cached is not None and cache.built_by(key) != board:
+                cached = None  # not this board's engine (a cache from before the rule, or a copied file)
             if cached is not None:
                 tmp = f"{engine}.part"
                 transport.put(cached, tmp)
+                want = cache.recorded_sha256(key)
+                got = transport.run(["sha256sum", tmp], timeout=300).stdout.split()[:1]
+                if got != [want]:
+                    transport.run(["rm", "-f", tmp], timeout=60)
+                    results.append(_fail(entry, plan, f"engine from the host cache arrived as sha256 {(got or ['?'])[0][:12]}, "
+                                                      f"recorded {str(want)[:12]} when it was built; not installed"))
+                    continue
                 transport.run(["mv", "-f", tmp, engine], timeout=60)
-                how = "installed from the host cache"
+                how = "installed from this board's host cache"
             else:
                 onnx = posixpath.join(release_dir, entry["file"])
                 argv = trt.build_argv(onnx, f"{engine}.part", entry["precision"], exe,
@@ -238,7 +259,7 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
                     local = Path(td) / "engine"
                     transport.get(engine, local)
                     cache.put(key, local, board=board, built_by="trtexec")
-                how = "built on the board, stored in the host cache"
+                how = "built on the board, stored in its host cache"
         progress(f"  [trt] {board}: {name}: engine {how}")
         times = posixpath.join(engines, f"{key.digest}.times.json")
         prof = posixpath.join(engines, f"{key.digest}.profile.json")

@@ -11,6 +11,8 @@ stderr. Every path it touches is below the deploy root it is given::
     <root>/history.json                release ids in deploy order (rollback pops)
     <root>/.lock                       flock'ed by the deploy in progress; names its holder
     <root>/seal.json                   stat identity of the current release's objects (verified then)
+    <root>/.dmsbuild-root              the marker: this folder is dmsbuild's (written at first deploy) and
+                                       the release folders dmsbuild made here (the only ones gc removes)
 
 Ops: ``prepare`` (create the layout, check it is writable, report what the
 board has), ``lock`` (hold the board lock until stdin closes; also prepares
@@ -23,9 +25,19 @@ while they arrive, left as uploads for ``commit`` to verify again) and
 ``serve`` (a relay: ``objects/<sha256>`` over HTTP until stdin closes). ``commit`` and
 ``rollback`` run on their own take the lock themselves.
 
-Nothing is written outside the root: the root's folders and files must not
-be symlinks (refused), and symlinks inside a release folder or in place of an
-object or an upload are removed, never followed.
+Nothing is read, written or removed outside the root: the root's folders and
+files must not be symlinks (refused); a symlink inside a release folder (at any
+level) or in place of an object or an upload is removed or refused, never
+followed: every path below the root is checked component by component with
+``lstat`` and files are opened with ``O_NOFOLLOW``.
+
+A deploy root is dmsbuild's only when dmsbuild made it: the first deploy into
+a missing or empty folder writes the marker ``.dmsbuild-root``; a folder that
+already holds other files and no marker is refused (a root an older dmsbuild
+made, with its ``history.json`` and ``current``, is adopted); ``/``, the home
+folder, its parents and system folders are refused as roots. Garbage
+collection removes only release folders the marker lists and objects named
+by a sha256.
 
 Fault hooks (tests only): a request may carry ``"fault": {"point", "mode"}``;
 at that named point the agent kills its SSH session (and itself, or the
@@ -122,7 +134,7 @@ def _lexists_not(path, kind):
 
 def check_layout(root):
     """The root's own folders and files are real (never symlinks leading outside the root)."""
-    for rel, kind in (("objects", "dir"), ("objects/.tmp", "dir"), ("releases", "dir"), (".lock", "file"),
+    for rel, kind in (("objects", "dir"), ("objects/.tmp", "dir"), ("releases", "dir"), (".lock", "file"), (MARKER, "file"),
                       ("history.json", "file"), ("seal.json", "file"), ("dms.service", "file")):
         _lexists_not(os.path.join(root, rel), kind)
     cur = os.path.join(root, "current")
@@ -133,8 +145,29 @@ def check_layout(root):
             fail(EXIT_BAD, "refusing to deploy: %s is not a symlink to releases/<id> (%s); remove it" % (cur, target or "not a symlink"))
 
 
-def regular(path):
-    """True for a regular file; a symlink or other thing in its place is removed (never followed)."""
+def real_parents(base, rel):
+    """True when every folder between ``base`` and ``base/rel`` is a real folder (lstat: no symlink).
+
+    A missing folder is fine (nothing below it exists either); a symlink or a
+    file in the way is not: whatever lies below it is outside what we made."""
+    path = base
+    for part in [p for p in rel.split("/") if p][:-1]:
+        path = os.path.join(path, part)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return True
+        if not stat.S_ISDIR(st.st_mode):
+            return False
+    return True
+
+
+def regular(base, rel):
+    """True for a regular file at ``base/rel``; a symlink or other thing in its place is removed (never
+    followed). Below a symlinked folder it is False and nothing is touched: that is not ours to remove."""
+    if not real_parents(base, rel):
+        return False
+    path = inside(base, rel)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -164,9 +197,14 @@ def safe_dirs(base, rel_dir):
     return path
 
 
+def open_nofollow(path):
+    """Open a file for reading without following a symlink in its place (ELOOP instead)."""
+    return os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
+
+
 def sha256_of(path):
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_nofollow(path) as fh:
         while True:
             b = fh.read(1 << 20)
             if not b:
@@ -187,7 +225,7 @@ def read_history(root):
     treated as empty it would drop every rollback target and let gc remove their folders."""
     path = os.path.join(root, "history.json")
     try:
-        with open(path) as fh:
+        with open_nofollow(path) as fh:
             hist = json.load(fh)
     except FileNotFoundError:
         return []
@@ -198,6 +236,100 @@ def read_history(root):
         fail(EXIT_BAD, "%s is corrupt (%s); refusing to deploy or roll back: repair it (a JSON list of release ids, "
                        "oldest first) or remove it (the next deploy starts a new history)" % (path, why))
     return hist
+
+
+MARKER = ".dmsbuild-root"
+#: folders that are never a deploy root (with "/", the home folder and every folder above it)
+SYSTEM_FOLDERS = ("/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt",
+                  "/opt", "/proc", "/root", "/run", "/sbin", "/snap", "/srv", "/sys", "/tmp", "/usr", "/usr/bin",
+                  "/usr/lib", "/usr/local", "/usr/local/bin", "/usr/sbin", "/usr/share", "/var", "/var/lib",
+                  "/var/log", "/var/tmp")
+
+
+def refuse_system_root(root):
+    """``/``, the home folder (and its parents) and system folders are never a deploy root: a deploy
+    writes objects/, releases/, current, history.json and .lock into its root, and gc removes there."""
+    real = os.path.realpath(root)
+    homes = set()
+    for home in (os.path.expanduser("~"), os.environ.get("HOME")):
+        if home and home.startswith("/"):
+            homes.add(os.path.realpath(home))
+    try:
+        import pwd
+        homes.add(os.path.realpath(pwd.getpwuid(os.geteuid()).pw_dir))
+    except (ImportError, KeyError):
+        pass
+    above_home = any(h == real or h.startswith(real.rstrip("/") + "/") for h in homes)
+    if real == "/" or real in SYSTEM_FOLDERS or above_home:
+        what = "the home folder" if real in homes else "a folder above the home folder" if above_home else "a system folder"
+        fail(EXIT_BAD, "refusing deploy root %s: it is %s%s; a deploy root must be a folder of its own "
+                       "(e.g. /opt/dms or ~/dms), set 'root' in the inventory" % (
+                           root, "/" if real == "/" else what, "" if real == root else " (%s)" % real))
+
+
+def read_marker(root):
+    """The marker's JSON ({} when absent or unreadable: then nothing is known to be ours)."""
+    try:
+        with open_nofollow(os.path.join(root, MARKER)) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get("releases", []), list):
+        return {}
+    return data
+
+
+def write_marker(root, releases):
+    write_atomic(os.path.join(root, MARKER), json.dumps(
+        {"made_by": "dmsbuild", "about": "this deploy root was made by dmsbuild; releases lists the release "
+         "folders it made here (the only ones its garbage collection removes)",
+         "releases": sorted(set(r for r in releases if isinstance(r, str)))}))
+
+
+def note_made(root, rid):
+    made = read_marker(root).get("releases") or []
+    if rid not in made:
+        write_marker(root, made + [rid])
+
+
+def _ours_from_before(root):
+    """A root an older dmsbuild (without the marker) made: a valid history and ``current`` -> releases/<id>."""
+    try:
+        target = os.readlink(os.path.join(root, "current"))
+        hist = read_history(root)
+    except (OSError, AgentFail):
+        return None
+    parts = target.split("/")
+    if len(parts) != 2 or parts[0] != "releases" or not os.path.isdir(os.path.join(root, "objects")):
+        return None
+    return hist + [parts[1]]
+
+
+def claim_root(root):
+    """Make ``root`` dmsbuild's, or refuse it: missing or empty -> created with the marker; the marker
+    there -> ours; a layout an older dmsbuild made -> adopted; anything else -> refused in one line."""
+    refuse_system_root(root)
+    try:
+        os.makedirs(root, exist_ok=True)
+        entries = sorted(os.listdir(root))
+    except OSError as exc:
+        fail(EXIT_NOT_WRITABLE, not_writable(root, exc))
+    _lexists_not(os.path.join(root, MARKER), "file")
+    if MARKER in entries:
+        return
+    # before the first deploy dmsbuild may have left only its lock and `doit tune`'s scratch folder (tune/)
+    fresh = set(entries) <= {".lock", "tune"} and (
+        "tune" not in entries or stat.S_ISDIR(os.lstat(os.path.join(root, "tune")).st_mode))
+    made = [] if fresh else _ours_from_before(root)
+    if made is not None:
+        try:
+            write_marker(root, made)
+        except OSError as exc:
+            fail(EXIT_NOT_WRITABLE, not_writable(root, exc))
+        return
+    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    fail(EXIT_BAD, "refusing deploy root %s: it already holds files (%s) and no %s marker, so dmsbuild did not "
+                   "make it; choose a new or empty folder as 'root' in the inventory" % (root, shown, MARKER))
 
 
 def write_atomic(path, data):
@@ -232,6 +364,7 @@ def op_prepare(req):
 
 def prepare(req):
     root = req["root"]
+    claim_root(root)
     check_layout(root)
     try:
         for sub in ("objects/.tmp", "releases"):
@@ -248,9 +381,9 @@ def prepare(req):
         fail(EXIT_NOT_WRITABLE, not_writable(root, exc))
     have, partial = [], {}
     for sha in req.get("objects", []):
-        if regular(inside(root, "objects/" + sha)):
+        if regular(root, "objects/" + sha):
             have.append(sha)
-        elif regular(inside(root, "objects/.tmp/" + sha + ".part")):
+        elif regular(root, "objects/.tmp/" + sha + ".part"):
             partial[sha] = os.path.getsize(inside(root, "objects/.tmp/" + sha + ".part"))
     st = os.statvfs(root)
     return {"have": have, "partial": partial, "current": current_id(root),
@@ -258,8 +391,8 @@ def prepare(req):
 
 
 def open_lock(root):
+    claim_root(root)
     try:
-        os.makedirs(root, exist_ok=True)
         _lexists_not(os.path.join(root, ".lock"), "file")
         return os.open(os.path.join(root, ".lock"), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as exc:
@@ -416,7 +549,7 @@ def verify_objects(root, files):
             continue
         obj = inside(root, "objects/" + sha)
         part = inside(root, "objects/.tmp/" + sha + ".part")
-        if not regular(obj) and regular(part):
+        if not regular(root, "objects/" + sha) and regular(root, "objects/.tmp/" + sha + ".part"):
             got = sha256_of(part)
             if got != sha:
                 os.unlink(part)  # a corrupt or overlong resume: sent again
@@ -426,7 +559,7 @@ def verify_objects(root, files):
             os.chmod(part, 0o444)
             fsync_path(part)
             os.replace(part, obj)
-        elif not os.path.isfile(obj):
+        elif not regular(root, "objects/" + sha):
             resend.append(sha)
             problems.append("object %s (%s) is missing" % (sha[:12], f["file"]))
             continue
@@ -445,6 +578,8 @@ def release_ok(root, rid, files):
     """Every file of the release is a hardlink of its object (lstat: a symlink is never 'ok')."""
     rdir = os.path.join(root, "releases", rid)
     for f in files:
+        if not real_parents(root, "releases/%s/%s" % (rid, f["file"])):
+            return False
         try:
             a = os.lstat(inside(rdir, f["file"]))
             b = os.lstat(inside(root, "objects/" + f["sha256"]))
@@ -464,7 +599,7 @@ def link_into(root, rdir, f):
     tmp = dst + ".dms-link.%d" % os.getpid()
     if os.path.lexists(tmp):
         os.unlink(tmp)
-    os.link(inside(root, "objects/" + f["sha256"]), tmp)
+    os.link(inside(root, "objects/" + f["sha256"]), tmp, follow_symlinks=False)
     os.replace(tmp, dst)
 
 
@@ -474,7 +609,8 @@ def stage(root, rid, files):
     An existing folder of that id (the current release being repaired, or a
     damaged leftover) is repaired in place, file by file, each by one rename:
     ``current`` may point to it, so it must never disappear, even for a moment."""
-    rdir = os.path.join(root, "releases", rid)
+    rdir = inside(root, "releases/" + rid)
+    note_made(root, rid)  # before the folder exists: a stage cut short still leaves it for gc
     try:
         st = os.lstat(rdir)
         if not stat.S_ISDIR(st.st_mode):
@@ -530,8 +666,11 @@ def collect(root, keep):
     write_atomic(os.path.join(root, "history.json"), json.dumps([h for h in hist if h in kept]))
     removed = []
     rel = os.path.join(root, "releases")
+    made = read_marker(root).get("releases") or []
     for name in os.listdir(rel):
         if name not in kept and not name.startswith("."):
+            if name not in made:  # not a release dmsbuild made here: never ours to remove
+                continue
             remove_tree(os.path.join(rel, name))
             removed.append(name)
             if len(removed) == 1:
@@ -545,16 +684,20 @@ def collect(root, keep):
     freed = 0
     for name in os.listdir(objects):
         p = os.path.join(objects, name)
-        if name.startswith(".") or not os.path.isfile(p):
+        if not _is_sha(name):  # objects are named by their sha256; anything else is not ours
             continue
-        st = os.stat(p)
+        st = os.lstat(p)
+        if not stat.S_ISREG(st.st_mode):
+            continue
         if st.st_nlink <= 1:  # no release links it any more
             os.unlink(p)
             freed += st.st_size
             fault_point("gc.objects")
+    if removed:
+        write_marker(root, [m for m in made if m not in removed])
     tmpdir = os.path.join(objects, ".tmp")
     for name in os.listdir(tmpdir):  # parts whose object arrived some other way
-        if name.endswith(".part") and os.path.isfile(os.path.join(objects, name[:-5])):
+        if name.endswith(".part") and _is_sha(name[:-5]) and regular(objects, name[:-5]):
             os.unlink(os.path.join(tmpdir, name))
     return removed, freed
 
@@ -574,12 +717,13 @@ def heal_kept(root, rid, files):
     corrupt inode, and a rollback would then refuse them: point them at the good copy."""
     shas = set(f["sha256"] for f in files)
     rel = os.path.join(root, "releases")
+    made = read_marker(root).get("releases") or []
     for name in os.listdir(rel):
         rdir = os.path.join(rel, name)
-        if name == rid or name.startswith(".") or os.path.islink(rdir) or not os.path.isdir(rdir):
+        if name == rid or name not in made or os.path.islink(rdir) or not os.path.isdir(rdir):
             continue
         try:
-            with open(os.path.join(rdir, "manifest.json")) as fh:
+            with open_nofollow(os.path.join(rdir, "manifest.json")) as fh:
                 manifest = json.load(fh)
             entries = [e for e in manifest["artifacts"] + manifest["files"] if e["sha256"] in shas]
         except (OSError, ValueError, KeyError, TypeError):
@@ -612,7 +756,7 @@ def unchanged(root, rid, files):
     if current_id(root) != rid or not release_ok(root, rid, files):
         return False
     try:
-        with open(os.path.join(root, "seal.json")) as fh:
+        with open_nofollow(os.path.join(root, "seal.json")) as fh:
             seal = json.load(fh)
         return seal.get("release_id") == rid and seal.get("objects") == seal_of(root, files)
     except (OSError, ValueError, AttributeError):
@@ -654,17 +798,22 @@ def rollback(req):
         fail(EXIT_BAD, "no release is deployed under %s; nothing to roll back" % root)
     if hist and hist[-1] == cur:
         hist = hist[:-1]
-    hist = [h for h in hist if os.path.isfile(os.path.join(root, "releases", h, "manifest.json"))]
+    hist = [h for h in hist if os.path.lexists(os.path.join(root, "releases", h, "manifest.json"))]
     if not hist:
         fail(EXIT_BAD, "no previous release kept under %s (only %s); nothing to roll back to" % (root, cur))
     prev = hist[-1]
-    with open(os.path.join(root, "releases", prev, "manifest.json")) as fh:
-        manifest = json.load(fh)
+    if not real_parents(root, "releases/%s/manifest.json" % prev) or os.path.islink(os.path.join(root, "releases", prev)):
+        fail(EXIT_BAD, "previous release %s is damaged (its folder is a symlink); not switching" % prev)
+    try:
+        with open_nofollow(os.path.join(root, "releases", prev, "manifest.json")) as fh:
+            manifest = json.load(fh)
+    except (OSError, ValueError) as exc:
+        fail(EXIT_BAD, "previous release %s is damaged (manifest.json: %s); not switching" % (prev, getattr(exc, "strerror", None) or exc))
     files = []
     for f in manifest["artifacts"] + manifest["files"]:
         rel = f["file"]
         p = inside(os.path.join(root, "releases", prev), rel)
-        if not regular(p) or sha256_of(p) != f["sha256"]:
+        if not regular(root, "releases/%s/%s" % (prev, rel)) or sha256_of(p) != f["sha256"]:
             fail(EXIT_BAD, "previous release %s is damaged (%s); not switching" % (prev, rel))
         files.append({"file": rel, "sha256": f["sha256"]})
     sync(root, prev)

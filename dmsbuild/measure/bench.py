@@ -153,7 +153,61 @@ def _remote_manifest(transport: Transport, release_dir: str) -> dict:
     manifest = load_json(res.stdout, board=transport.name, what="manifest.json")
     if not isinstance(manifest, dict):
         raise BenchError(f"board {transport.name}: {release_dir}/manifest.json is not an object", hint="redeploy it")
+    check_board_artifacts(manifest, board=transport.name, where=f"{release_dir}/manifest.json")
     return manifest
+
+
+def check_board_artifacts(manifest: dict, *, board: str, where: str) -> None:
+    """The board's copy of the manifest names host files too (local scratch files by artifact name, engine
+    cache keys by sha256): every artifact entry must have a safe name and runtime, a sha256 and a relative
+    file path, or the board's benchmark is refused in one line (the host's own manifest never fails this)."""
+    import re
+
+    from ..names import is_safe
+    from ..untrusted import shown
+
+    artifacts = manifest.get("artifacts", [])
+    if not isinstance(artifacts, list):
+        raise BenchError(f"board {board}: {where}: 'artifacts' is not a list; the benchmark cannot run",
+                         hint="redeploy the release (the board's copy differs from what was sent)")
+    for i, a in enumerate(artifacts):
+        if not isinstance(a, dict):
+            continue  # not an artifact entry (skipped by the callers)
+        file = a.get("file")
+        bad = [k for k, ok in (
+            ("name", is_safe(a.get("name"))),
+            ("runtime", a.get("runtime") is None or is_safe(a.get("runtime"))),
+            ("sha256", a.get("sha256") is None or (isinstance(a.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", a["sha256"]))),
+            ("file", file is None or (isinstance(file, str) and file and not file.startswith("/") and "\0" not in file
+                                      and ".." not in file.split("/"))),
+        ) if not ok]
+        if bad:
+            raise BenchError(f"board {board}: {where}: artifacts[{i}].{bad[0]} is {shown(repr(a.get(bad[0])), 80)}, "
+                             "not a safe name/sha256/relative path; the benchmark cannot run",
+                             hint="redeploy the release (the board's copy differs from what was sent)")
+
+
+def host_cache_root(project: Path, runtime: str, value: object, *, board: str,
+                    say: Callable[[str], None] = print) -> Path:
+    """The host folder of a runtime's engine cache: always below the project's ``artifacts/``.
+
+    ``value`` comes from the board's copy of the manifest (``runtime_settings.backend.engine_cache``):
+    a board can rewrite it, so nothing it says may choose a host path. A relative path that stays
+    below ``artifacts/`` (symlinks resolved) is used; anything else (absolute, ``..``, through a
+    symlink out) is ignored with one line and the default ``artifacts/cache/<runtime>`` is used."""
+    artifacts = (project / "artifacts").resolve()
+    default = artifacts / "cache" / runtime
+    if value is None:
+        return default
+    text = str(value)
+    candidate = (project / text).resolve() if text and not text.startswith(("/", "~")) and "\0" not in text else None
+    if candidate is None or ".." in Path(text).parts or candidate == artifacts or not candidate.is_relative_to(artifacts):
+        from ..untrusted import shown
+
+        say(f"board {board}: the release's runtime_settings.backend.engine_cache {shown(text, 120)} is not a folder "
+            f"below {artifacts}; ignored, the engine cache is {default}")
+        return default
+    return candidate
 
 
 def _bench_host_driven(transport: Transport, release_dir: str, manifest: dict, entries: list[dict],
@@ -175,7 +229,7 @@ def _bench_host_driven(transport: Transport, release_dir: str, manifest: dict, e
         module, _, fn = HOST_DRIVEN[runtime].partition(":")
         run = getattr(importlib.import_module(module), fn)
         backend = (manifest.get("runtime_settings") or {}).get("backend") or {}
-        cache_root = find_root() / str(backend.get("engine_cache", f"artifacts/cache/{runtime}"))
+        cache_root = host_cache_root(find_root(), runtime, backend.get("engine_cache"), board=transport.name)
         mine = [a for a in driven if a["runtime"] == runtime]
         for r in run(transport, release_dir, manifest, mine, python=python, plan=plan, cache_root=cache_root):
             by_name[r["artifact"]] = r

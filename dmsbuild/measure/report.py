@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from .board_state import conditions
 from .provenance import energy_source, label, model_label
 from .results import ResultStore
+from ..untrusted import md_text
 
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8-qdq": 2, "int8-dynamic": 3}
 EMPTY_TEXT = "No benchmark results yet. Run `doit deploy target=<name>` or `doit bench target=<name>` first."
@@ -553,8 +554,7 @@ def make_plots(rows: list[dict], latest: list[dict]) -> list[Plot]:
 # rendering
 # --------------------------------------------------------------------------
 def _md_cell(value: Any) -> str:
-    text = str(value)
-    return html.escape(text).replace("|", "\\|").replace("\n", " ")
+    return md_text(value)  # board text is data: no live link, image, HTML or escape sequence (untrusted.md_text)
 
 
 def render_markdown(tables: list[Table], plots: list[Plot], generated: str, summary: str) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable
 
 from ..errors import UserError
+from ..untrusted import neutralise
 from .provenance import SOURCES, classify, energy_source, lineage
 from ..board.runner.dms_bench import latency_stats
 
@@ -33,12 +34,18 @@ MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 MAX_RESULTS = 256
 MAX_SAMPLES = 100_000
 MAX_STRING = 2000
+#: the largest whole number the store holds (sqlite INTEGER is a signed 64-bit value)
+MAX_INT = 2**63 - 1
+#: the largest magnitude of any number a board may send: far above any real measurement, and every
+#: sum, mean or ratio a report forms from such numbers stays finite
+MAX_MAGNITUDE = 1e15
 STAT_KEYS = ("min", "mean", "median", "p90", "p95", "p99", "max", "std")
 #: a verify head's metrics (runner/metrics.py HEAD_KEYS; that module needs numpy, this one must not)
 VERIFY_KEYS = ("max_abs_diff", "mean_abs_diff", "cosine", "cosine_min", "sqnr_db", "psnr_db", "top1_agreement", "degenerate")
 GPU_KEYS = ("compute_ms", "h2d_ms", "d2h_ms")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: checked with fullmatch: ``$`` alone would let a trailing newline through ("fp32\n", a new lineage)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ResultError(UserError):
@@ -74,8 +81,9 @@ class _Check:
     def num(self, value: Any, where: str, *, null: bool = False, lo: float | None = None, hi: float | None = None) -> float | None:
         if value is None and null:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.fail(where, value, "a finite number" + (" or null" if null else ""))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not math.isfinite(value)) or not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+            raise self.fail(where, value, f"a finite number of magnitude at most {MAX_MAGNITUDE:g}" + (" or null" if null else ""))
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise self.fail(where, value, f"a number in [{lo}, {hi}]")
         return float(value)
@@ -83,14 +91,14 @@ class _Check:
     def int_(self, value: Any, where: str, *, null: bool = False, lo: int = 0) -> int | None:
         if value is None and null:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise self.fail(where, value, f"a whole number >= {lo}" + (" or null" if null else ""))
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= MAX_INT:
+            raise self.fail(where, value, f"a whole number in [{lo}, {MAX_INT}]" + (" or null" if null else ""))
         return value
 
     def str_(self, value: Any, where: str, *, null: bool = False, pattern: re.Pattern | None = None) -> str | None:
         if value is None and null:
             return None
-        if not isinstance(value, str) or len(value) > MAX_STRING or (pattern is not None and not pattern.match(value)):
+        if not isinstance(value, str) or len(value) > MAX_STRING or (pattern is not None and not pattern.fullmatch(value)):
             raise self.fail(where, value, "a string" + (f" matching {pattern.pattern}" if pattern else f" of at most {MAX_STRING} characters"))
         return value
 
@@ -110,9 +118,12 @@ class _Check:
         """Facts/toolchain: scalars, short strings, and small lists/objects of them."""
         if depth > 3:
             raise self.fail(where, "...", "at most 3 levels of nesting")
-        if value is None or isinstance(value, (bool, int)):
+        if value is None or isinstance(value, bool):
             return
-        if isinstance(value, float):
+        if isinstance(value, int):
+            if not -MAX_INT - 1 <= value <= MAX_INT:
+                raise self.fail(where, value, "a whole number that fits 64 bits")
+        elif isinstance(value, float):
             self.num(value, where)
         elif isinstance(value, str):
             self.str_(value, where)
@@ -125,6 +136,7 @@ class _Check:
             if len(value) > 256:
                 raise self.fail(where, f"<{len(value)} keys>", "at most 256 keys")
             for k, v in value.items():
+                self.str_(k, f"{where} key")
                 self.plain(v, f"{where}.{k}", depth + 1)
         else:
             raise self.fail(where, value, "JSON scalars, lists and objects")
@@ -195,7 +207,17 @@ def validate_result(result: Any, *, board: str, where: str = "result") -> dict:
                 raise c.fail(f"{w}.cosine", None, "a number (null only with 'degenerate' set)")
             c.str_(m["degenerate"], f"{w}.degenerate", null=True)
         c.num(verify["min_top1_agreement"], f"{where}.verify.min_top1_agreement", null=True, lo=0, hi=1)
+    _neutralise_in_place(result)
     return result
+
+
+def _neutralise_in_place(obj: dict) -> None:
+    """Board strings are data: control characters and ANSI/OSC escapes become visible escapes (``\\x1b``)
+    before anything is stored, printed or reported (``untrusted.neutralise``); a clean document is unchanged."""
+    clean = neutralise(obj, lines=True)
+    if clean != obj:
+        obj.clear()
+        obj.update(clean)
 
 
 def validate_document(doc: Any, *, board: str) -> dict:
@@ -226,6 +248,7 @@ def validate_document(doc: Any, *, board: str) -> dict:
         if r["artifact"] in seen:
             raise c.fail(f"results[{i}].artifact", r["artifact"], "each artifact once")
         seen.add(r["artifact"])
+    _neutralise_in_place(doc)
     return doc
 
 

@@ -39,7 +39,7 @@ def providers(root):
     key = "%s|%s|%s" % (sys.executable, ort, ver("onnxruntime-qnn"))
     cache = os.path.join(root, ".facts-cache.json")
     try:
-        with open(cache) as fh:
+        with os.fdopen(os.open(cache, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))) as fh:
             got = json.load(fh)
         if got.get("key") == key:
             return got["providers"]
@@ -50,7 +50,8 @@ def providers(root):
         found = onnxruntime.get_available_providers()
     except Exception:
         return None
-    if os.path.isdir(root):
+    # only into a deploy root dmsbuild made (its marker, see release_agent.claim_root): never someone else's folder
+    if os.path.isfile(os.path.join(root, ".dmsbuild-root")) and not os.path.islink(os.path.join(root, ".dmsbuild-root")):
         try:
             # a fresh name opened O_EXCL|O_NOFOLLOW: a planted symlink cannot redirect the write outside the root
             tmp = "%s.tmp.%d" % (cache, os.getpid())

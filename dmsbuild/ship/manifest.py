@@ -144,7 +144,7 @@ def check_board_names(build: dict[str, Any], source: Path) -> None:
     keys = outputs.get("keys") or {}
     for name in outputs.get("names") or []:
         key = keys.get(name, name)
-        if not isinstance(key, str) or not SAFE_RE.match(key):
+        if not isinstance(key, str) or not SAFE_RE.fullmatch(key):
             raise UserError(f"{source}: output '{name}' would be reported by the board under the key {key!r}, which its "
                             "result validation rejects (letters, digits, '_', '.', '-', at most 64)",
                             hint="rebuild with this dmsbuild (it maps tensor names to safe ids): doit build")
@@ -216,7 +216,7 @@ def make_release(project: ProjectConfig, profile: TargetProfile, *, package_dir:
     for i, a in enumerate(build["artifacts"]):
         where = f"artifacts[{i}]"
         name = a.get("name", "")
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise UserError(f"{source}: {where}.name is {name!r}; expected a plain name", hint="rebuild the target")
         local = _local(project, a["path"], f"{where}.path", source)
         main = add(f"models/{local.name}", local, f"artifact '{name}'", a.get("sha256"))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, TextIO
 
+from ..untrusted import shown
 from .rollout_spec import FAILED_STATES, STATES
 
 _FINAL = ("done", "failed", "unhealthy", "skipped", "current")
@@ -62,6 +63,7 @@ class FleetProgress:
     def update(self, board: str, state: str, detail: str = "", *, sent: int | None = None, total: int | None = None) -> None:
         if state not in STATES:
             raise ValueError(f"unknown board state {state!r}")  # a bug in the deploy side
+        detail = shown(detail)  # board text (agent messages, release ids): escape sequences shown, never obeyed
         with self._lock:
             b = self._boards.setdefault(board, _Board())
             changed = state != b.state or detail != b.detail

@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 from ..config import TargetProfile
 from ..errors import UserError
+from ..untrusted import neutralise
 from .fleet import BoardOutcome
 from .inventory import Board
 from .manifest import Release, service_unit
@@ -123,7 +124,7 @@ def agent(transport: Transport, python: str, op: str, request: dict[str, Any], t
     if not res.ok:
         raise UserError(f"board '{transport.name}': {op} failed: {res.stderr_tail(2) or f'exit {res.exit_status}'}")
     try:
-        return json.loads(res.stdout)
+        return neutralise(json.loads(res.stdout))  # the board's words (release ids, history) are data
     except json.JSONDecodeError:
         raise UserError(f"board '{transport.name}': {op} printed no JSON: {res.stdout[-200:]!r} {res.stderr_tail(2)}") from None
 
@@ -167,7 +168,7 @@ class BoardLock:
         self.proc.send((json.dumps(_with_fault(request)) + "\n").encode())
         answer = self.proc.readline(timeout=60).strip()
         if answer.startswith("locked"):
-            self.state = json.loads(answer[len("locked"):] or "{}")
+            self.state = neutralise(json.loads(answer[len("locked"):] or "{}"))
             self._stop.clear()
             self._beat = threading.Thread(target=self._heartbeat, name=f"lock-heartbeat-{self.transport.name}", daemon=True)
             self._beat.start()
@@ -196,7 +197,7 @@ class BoardLock:
         self._send((json.dumps(_with_fault({**request, "op": op})) + "\n").encode())
         answer = self.proc.readline(timeout=timeout).rstrip("\n")
         if answer.startswith("ok "):
-            return json.loads(answer[3:])
+            return neutralise(json.loads(answer[3:]))
         if answer.startswith("err "):
             raise UserError(f"board '{self.transport.name}': {op} failed: {answer[4:].partition(' ')[2]}")
         self._stop.set()
