@@ -556,6 +556,9 @@ class DeployConfig:
     #: a folder the controller publishes the release's objects into (``<sha256>`` files, written atomically)
     #: before the rollout: the mirror's document root, or a folder synced to it; unset: the mirror is filled by you
     mirror_publish: str | None = None
+    #: Mender device types a bundle of this target installs on (``doit bundle format=mender``; each board's
+    #: ``device_type``, docs/ota.md); empty: the target's name
+    device_types: list[str] = field(default_factory=list)
 
     def validate(self, source: str, prefix: str) -> None:
         from .ship.rollout_spec import check_max_fail, check_waves  # standard library only, like this module

@@ -141,12 +141,12 @@ M = [
              '    if rel.startswith("/") or "\\0" in rel:\n', GUARD_TESTS,
              "'..' never climbs out of the deploy root"),
     # ---------------------------------------------------------------- accuracy gates and thresholds
-    # one judge (dmsbuild/measure/accuracy.py) for the build-time gate and the board's output check
-    Mutation("accuracy-top1-slack", "dmsbuild/measure/accuracy.py",
+    # one judge (dmsbuild/board/runner/judge.py, re-exported by measure/accuracy.py) for the build-time gate, the board's output check and a Mender install
+    Mutation("accuracy-top1-slack", "dmsbuild/board/runner/judge.py",
              "    if agreement is not None and 1.0 - agreement > limit.value + 1e-9:\n",
              "    if agreement is not None and 1.0 - agreement > limit.value + 0.04:\n", ("tests/test_gate_boundaries.py",),
              "the accuracy gate (build and board) fails at the top-1 limit, not 4 points later"),
-    Mutation("accuracy-first-head-only", "dmsbuild/measure/accuracy.py",
+    Mutation("accuracy-first-head-only", "dmsbuild/board/runner/judge.py",
              "    return [line for head, m in heads.items() for line in head_failures(head, m, floors.for_head(head), samples)]\n",
              "    return [line for head, m in list(heads.items())[:1] for line in head_failures(head, m, floors.for_head(head), samples)]\n",
              ("tests/test_gate_boundaries.py",), "the gate judges every head, not only the first"),
