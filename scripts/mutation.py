@@ -51,6 +51,7 @@ class Mutation:
 
 
 A = "dmsbuild/board/release_agent.py"
+MB, MT = "dmsbuild/board/mender/dmsbuild_release.py", "tests/test_mender.py"
 STATS_TESTS = ("tests/test_invariants.py::test_latency_stats_match_numpy",)
 GUARD_TESTS = ("tests/test_invariants.py::test_agent_refuses_paths_that_leave_the_deploy_root",
                "tests/test_invariants.py::test_a_manifest_entry_with_dotdot_is_never_staged")
@@ -305,6 +306,38 @@ M = [
              "        m.momentum = None  # cumulative average", "        pass  # cumulative average",
              ("tests/test_qat.py::test_batchnorm_recalibration_matches_the_data_and_restores_modes",),
              "after pruning, BatchNorm statistics are re-estimated on the training images before the fine-tune"),
+    # ---------------------------------------------------------------- the Mender route (docs/ota.md)
+    Mutation("mender-check-failure-fails-install", MB,
+             "    if failures:\n        event(conf, \"check_failed\"", "    if False:\n        event(conf, \"check_failed\"",
+             (MT + "::test_failing_output_check_is_rolled_back_by_mender",),
+             "a release failing its output check fails ArtifactInstall, so Mender rolls it back"),
+    Mutation("mender-judge-floors", MB,
+             "        for line in shared.failures(verify[\"heads\"], floors, verify[\"samples\"]):",
+             "        for line in []:", (MT + "::test_failing_output_check_is_rolled_back_by_mender",),
+             "the module judges the board's output check with the shared judge and the target's floors"),
+    Mutation("mender-rollback-switches-back", MB,
+             "        answer = agent(conf, tree, \"rollback\", {\"root\": root})",
+             "        answer = {\"current\": previous}", (MT + "::test_failing_output_check_is_rolled_back_by_mender",),
+             "ArtifactRollback has the agent switch the board back to the release it ran before"),
+    Mutation("mender-commit-checks-running-release", MB,
+             "or pending.get(\"state\") != \"installed\" or cur != rid:", "or pending.get(\"state\") != \"installed\":",
+             (MT + "::test_commit_refuses_a_release_that_is_no_longer_running",),
+             "ArtifactCommit fails unless the checked release is the one running"),
+    Mutation("mender-recover-interrupted", MB,
+             "    back = undo(conf, tree, pending)\n    os.unlink(pending_path(conf))\n    event(conf, \"recovered\"",
+             "    back = current_id(conf[\"root\"])\n    os.unlink(pending_path(conf))\n    event(conf, \"recovered\"",
+             (MT + "::test_interrupted_install_leaves_old_or_new_never_half",),
+             "an install whose client died is undone before the next one, so Mender and the board agree"),
+    Mutation("mender-lineage", MB, "    if have != want:", "    if False:",
+             (MT + "::test_other_device_type_and_other_lineage_are_refused",),
+             "a board refuses another project's or target's release"),
+    Mutation("mender-route-label", "dmsbuild/ship/mender.py",
+             "        r[\"source\"] = with_route(r[\"source\"], ROUTE)", "        pass",
+             (MT + "::test_good_release_installs_checks_commits_on_three_boards",),
+             "figures that came through Mender are stored and reported with their route"),
+    Mutation("mender-pull-once", "dmsbuild/ship/mender.py", "                    if run_id in known:\n                        continue\n", "",
+             (MT + "::test_good_release_installs_checks_commits_on_three_boards",),
+             "each results file a board left is stored once, however often it is pulled"),
 ]
 
 

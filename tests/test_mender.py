@@ -33,17 +33,33 @@ from dmsbuild.ship.transport.base import join_argv
 
 MODULE_DIR = Path("/usr/share/mender/modules/v3")
 ARTIFACT_INFO = Path("/etc/mender/artifact_info")
+MODULE_LOCK = "/tmp/dmsbuild-mender-module.lock"
 TARGET = "rpi5"
 
 
 # ------------------------------------------------------------------------------------------------ set-up
 @pytest.fixture(scope="module")
-def mender_client() -> None:
+def mender_client():
     """mender-client and mender-artifact (scripts/setup.sh installs both), the module where the client looks
-    for it, and the image's artifact_info (the 3.x client reads it before a board's first install)."""
+    for it, and the image's artifact_info (the 3.x client reads it before a board's first install).
+
+    The module's place is one per machine: a lock keeps two test sessions (e.g. `scripts/mutation.py -j 2`,
+    a mutant module against the real one) from installing theirs under each other's boards."""
+    import fcntl
+
     for tool, pkg in (("mender", "mender-client"), ("mender-artifact", "mender-artifact")):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed: run scripts/setup.sh (apt-get install {pkg})", pytrace=False)
+    lock = open(MODULE_LOCK, "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        _install_module()
+        yield
+    finally:
+        lock.close()
+
+
+def _install_module() -> None:
     want = mender.MODULE_SOURCE.read_bytes()
     target = MODULE_DIR / mender.MODULE_TYPE
     try:
@@ -109,14 +125,16 @@ def bundle(project_dir: Path, *, sign: float = 1.0, target: str = TARGET, device
 class MenderBoard:
     """One emulated board with its own Mender client state, reached with OpenSSH like a CI job would."""
 
-    def __init__(self, state: dict, board: dict, where: Path, device_type: str = TARGET) -> None:
+    def __init__(self, state: dict, board: dict, where: Path, device_type: str = TARGET,
+                 verify_key: Path | None = None) -> None:
         self.state, self.name, self.host, self.port = state, board["name"], board["host"], board["port"]
         self.dir = where / self.name
         self.root = str(self.dir / "root" / TARGET)
         self.data = self.dir / "mender" / "data"
         self.data.mkdir(parents=True)
         self.conf = self.dir / "mender" / "mender.conf"
-        self.conf.write_text(json.dumps({"ModuleTimeoutSeconds": 300}))
+        self.conf.write_text(json.dumps({"ModuleTimeoutSeconds": 300,
+                                         **({"ArtifactVerifyKey": str(verify_key)} if verify_key else {})}))
         (self.data / "device_type").write_text(f"device_type={device_type}\n")
         (self.data / "dmsbuild-release.json").write_text(json.dumps({"root": self.root, "python": state["python"]}))
         self.incoming = self.dir / "incoming"
@@ -160,6 +178,17 @@ class MenderBoard:
         folder = Path(self.root) / "mender" / "results"
         return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
 
+    def inventory_file(self, project_dir: Path) -> Path:
+        """An inventory naming this board with its deploy root (what a user's inventory says)."""
+        st = self.state
+        path = project_dir / f"inventory-{self.name}.toml"
+        path.write_text("\n".join([
+            "[defaults]", f"groups = [{json.dumps(TARGET)}]", f"user = {json.dumps(st['user'])}",
+            f"identity_file = {json.dumps(st['identity_file'])}", f"known_hosts = {json.dumps(st['known_hosts'])}",
+            f"python = {json.dumps(st['python'])}", "", "[[boards]]", f"name = {json.dumps(self.name)}",
+            f"host = {json.dumps(self.host)}", f"port = {self.port}", f"root = {json.dumps(self.root)}", ""]))
+        return path
+
     def inventory_board(self, project_dir: Path):
         b = load_inventory(Path(self.state["inventory"]), project_dir).boards[self.name]
         b.root = self.root
@@ -176,8 +205,8 @@ def check_release(root: str, release_id: str) -> None:
 
 @pytest.fixture()
 def lab(boards, mender_client, tmp_path):
-    def make(i: int, device_type: str = TARGET) -> MenderBoard:
-        return MenderBoard(boards, boards["boards"][i], tmp_path / "lab", device_type)
+    def make(i: int, device_type: str = TARGET, verify_key: Path | None = None) -> MenderBoard:
+        return MenderBoard(boards, boards["boards"][i], tmp_path / "lab", device_type, verify_key)
     return make
 
 
@@ -208,6 +237,11 @@ def test_bundle_is_a_checked_mender_artifact_of_the_release(project_dir, mender_
 def test_bundle_refusals(project_dir, mender_client, monkeypatch):
     with pytest.raises(UserError, match="deploy.device_types"):
         bundle(project_dir, device_types=["rpi 5"])
+    build = json.loads((project_dir / "artifacts" / TARGET / "build.json").read_text())
+    build["artifacts"][0]["runtime"] = "tensorrt"  # a TensorRT plan: only trtexec, driven by the host, runs it
+    (project_dir / "artifacts" / TARGET / "build.json").write_text(json.dumps(build))
+    with pytest.raises(UserError, match="cannot check them"):
+        mender.write_bundle(load_project(project_dir), load_target(project_dir, TARGET), out_dir=project_dir / "trt")
     monkeypatch.setattr(mender, "MENDER_ARTIFACT", "mender-artifact-missing")
     with pytest.raises(UserError, match="mender-artifact-missing not found"):
         mender.read_artifact(project_dir / "x.mender")
@@ -282,12 +316,18 @@ def test_failing_output_check_is_rolled_back_by_mender(project_dir, lab):
     assert fresh.install(bad.path).returncode != 0
     assert fresh.current() is None and fresh.show_artifact() == "factory-image"
 
-    # the failed check's figures still reach the store, with the on-board verdict
-    project, prof = load_project(project_dir), load_target(project_dir, TARGET)
-    store = ResultStore(project_dir / "artifacts" / "results.sqlite")
-    runs = mender.pull_results(project, prof, [board.inventory_board(project_dir)], store=store, progress=lambda _l: None)
-    assert [(r.release_id, r.ok) for r in runs] == [(good.release_id, True), (bad.release_id, False)]
-    assert any("accuracy gate" in f for f in runs[1].gate_failures)  # the host's gate agrees with the board's
+    # the failed check's figures still reach the store with the on-board verdict (`doit ota_pull`, as a user runs it),
+    # and the host's gates agree with the board's: the task fails, naming the release
+    from tests.tinyproject import run_doit
+
+    run = run_doit(project_dir, "ota_pull", f"target={TARGET}", f"inventory={board.inventory_file(project_dir)}")
+    assert run.rc != 0, run.output
+    assert f"release {good.release_id}: check passed; host gates: pass" in run.output
+    assert f"release {bad.release_id}: check FAILED (rolled back by Mender)" in run.output
+    assert "accuracy gate" in run.failure(f"ota_pull:{TARGET}")
+    rows = ResultStore(project_dir / "artifacts" / "results.sqlite").rows(target=TARGET)
+    assert sorted(r["release_id"] for r in rows) == sorted([good.release_id, bad.release_id])
+    assert {r["source"] for r in rows} == {"emulated+mender"}
 
 
 def _mender_pids(board: MenderBoard) -> list[int]:
@@ -361,6 +401,8 @@ def test_interrupted_install_leaves_old_or_new_never_half(project_dir, lab, poin
     if point != "staged":  # switched in before the kill: undone first, so Mender's view and the board agree
         assert "recovered" in kinds
     assert kinds[-2:] == ["installed", "committed"]
+    # and the release it replaced is the old one (a rollback of it would go back there, not to a dead install)
+    assert board.events()[-2]["previous"] == old.release_id
 
 
 @pytest.mark.parametrize("how", ["payload-byte", "truncated"])
@@ -412,3 +454,66 @@ def test_other_device_type_and_other_lineage_are_refused(project_dir, lab):
     res = board.install(foreign.path)
     assert res.returncode != 0 and "refused" in res.stderr and "'qcs8255'" in res.stderr
     assert board.current() == good.release_id and board.show_artifact() == good.name
+
+
+def test_commit_refuses_a_release_that_is_no_longer_running(project_dir, lab):
+    """Between `mender install` and `mender commit` the board was switched back (e.g. `doit rollback`): the
+    commit fails, so Mender reports a failure instead of a release the board does not run."""
+    first = bundle(project_dir)
+    prof = load_target(project_dir, TARGET)  # a second release: the same model, another bench plan
+    prof.bench.warmup, prof.bench.iterations, prof.bench.threads = 1, 5, 1
+    second = mender.write_bundle(load_project(project_dir), prof, out_dir=project_dir / "second")
+    board = lab(0)
+    assert board.install(first.path).returncode == 0 and board.ssh(*board.mender("commit")).returncode == 0
+    assert board.install(second.path).returncode == 0 and board.current() == second.release_id
+    # what `doit rollback target=rpi5` does on the board: the agent's rollback (its request on stdin)
+    subprocess.run(board.ssh_argv(board.state["python"], str(mender.PACKAGE_DIR / "board" / "release_agent.py"), "rollback"),
+                   input=json.dumps({"root": board.root}), text=True, check=True, capture_output=True, timeout=60)
+    assert board.current() == first.release_id
+    res = board.ssh(*board.mender("commit"))
+    assert res.returncode == 1 and "not installed and checked here" in res.stderr
+    assert board.current() == first.release_id and board.show_artifact() == first.name
+
+
+def test_signed_artifacts_only_where_the_board_has_a_verify_key(project_dir, lab, tmp_path):
+    key, pub = tmp_path / "signing.pem", tmp_path / "verify.pem"
+    subprocess.run(["openssl", "ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", str(key)], check=True)
+    subprocess.run(["openssl", "ec", "-in", str(key), "-pubout", "-out", str(pub)], check=True, capture_output=True)
+    unsigned = bundle(project_dir)
+    prof = load_target(project_dir, TARGET)
+    prof.bench.warmup, prof.bench.iterations, prof.bench.threads = 1, 3, 1
+    signed = mender.write_bundle(load_project(project_dir), prof, out_dir=project_dir / "signed", key=key)
+    assert "Signature: signed and verified correctly" in mender.read_artifact(signed.path, key=pub)
+    board = lab(0, verify_key=pub)
+    res = board.install(unsigned.path)
+    assert res.returncode != 0 and "signature" in res.stderr.lower()
+    assert board.current() is None
+    assert board.install(signed.path).returncode == 0 and board.ssh(*board.mender("commit")).returncode == 0
+    assert board.current() == signed.release_id
+
+
+@pytest.mark.parametrize("source,known", [("emulated+mender", True), ("board-runner+mender", True), ("double+mender", True),
+                                          ("emulated", True), ("emulated+ftp", False), ("mender", False),
+                                          ("emulated+mender+x", False), ("+mender", False)])
+def test_a_route_is_stored_only_with_a_known_source(source, known):
+    from dmsbuild.measure.provenance import known_source
+    from dmsbuild.measure.results import ResultError, validate_result
+
+    assert known_source(source) is known
+    result = {"artifact": "fp32", "precision": "fp32", "runtime": "onnxruntime", "error": "did not run",
+              "latency_ms": None, "samples_ms": [], "source": source}
+    if known:
+        validate_result(result, board="emu-01")
+    else:
+        with pytest.raises(ResultError, match="source"):
+            validate_result(result, board="emu-01")
+
+
+def test_route_labels():
+    from dmsbuild.measure.provenance import with_route
+
+    assert with_route("emulated", "mender") == with_route("emulated+mender", "mender") == "emulated+mender"
+    assert label("board-runner+mender") == ("board (measured by the dms_bench runner); installed and checked by Mender, "
+                                            "results pulled over SSH")
+    assert label("emulated+mender", short=True) == "emulated CPU via mender"
+    assert label("emulated") == "emulated board (this machine's CPU)"

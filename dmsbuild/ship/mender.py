@@ -161,6 +161,20 @@ def _payload(staging: Path, release: Release, plan: dict[str, Any]) -> list[Path
     return files
 
 
+def _check_runnable(profile: TargetProfile, release: Release) -> None:
+    """The module checks a release with its own runner (ONNX Runtime, QNN EP); artifacts the host drives with a
+    vendor tool on the board (trtexec, the SNPE tools: ``measure.bench.HOST_DRIVEN``) have no board-only check."""
+    from ..measure.bench import HOST_DRIVEN
+
+    driven = [a["name"] for a in release.manifest["artifacts"] if a.get("runtime") in HOST_DRIVEN]
+    if driven:
+        raise UserError(f"target {profile.name}: artifacts {', '.join(driven)} run through a vendor tool the host drives "
+                        f"({', '.join(sorted(HOST_DRIVEN))}); the Mender module checks a release on the board alone, "
+                        "with the release's runner, and cannot check them",
+                        hint="bundle a target whose artifacts run on ONNX Runtime or the QNN EP; for TensorRT/SNPE "
+                             "use doit deploy (docs/ota.md, limitations)")
+
+
 def write_bundle(project: ProjectConfig, profile: TargetProfile, *, out_dir: Path | None = None,
                  key: Path | None = None) -> Bundle:
     """Write ``<out_dir>/<project>-<target>-<release id>.mender`` (default out_dir: artifacts/<target>/mender),
@@ -169,6 +183,7 @@ def write_bundle(project: ProjectConfig, profile: TargetProfile, *, out_dir: Pat
     if key is not None and not Path(key).is_file():
         raise UserError(f"signing key {key} not found", hint="key=<PEM private key> (mender-artifact -k), or leave key= out")
     release = make_release(project, profile)
+    _check_runnable(profile, release)
     plan = plan_for(project, profile, release)
     out_dir = Path(out_dir or project.artifacts / profile.name / "mender")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -236,9 +251,7 @@ def pull_results(project: ProjectConfig, profile: TargetProfile, boards: list[An
                  progress: Callable[[str], None] = print) -> list[PulledRun]:
     """Collect every results file the Update Module left on ``boards`` into ``store``; each file once."""
     from ..errors import first_line
-    from ..measure.gates import accuracy_floors, check_gates
-    from ..measure.provenance import stamp_sources, with_route
-    from ..measure.results import parse_document
+    from ..measure.gates import accuracy_floors
     from .transport import open_transport, resolve_root
 
     factory = transport_factory or open_transport
@@ -260,8 +273,7 @@ def pull_results(project: ProjectConfig, profile: TargetProfile, boards: list[An
                     if run_id in known:
                         continue
                     cat = transport.run(["cat", posixpath.join(folder, n)], timeout=60)
-                    out.append(_store_one(board.name, n, cat.stdout if cat.ok else None, run_id, profile, store, floors,
-                                          parse_document, stamp_sources, with_route, check_gates))
+                    out.append(_store_one(board.name, n, cat.stdout if cat.ok else None, run_id, profile, store, floors))
                     progress(out[-1].line())
         except UserError as exc:
             out.append(PulledRun(board.name, "-", None, False, [], error=first_line(exc)))
@@ -269,8 +281,13 @@ def pull_results(project: ProjectConfig, profile: TargetProfile, boards: list[An
     return out
 
 
-def _store_one(board: str, name: str, text: str | None, run_id: str, profile: TargetProfile, store: Any, floors: Any,
-               parse_document: Any, stamp_sources: Any, with_route: Any, check_gates: Any) -> PulledRun:
+def _store_one(board: str, name: str, text: str | None, run_id: str, profile: TargetProfile, store: Any,
+               floors: Any) -> PulledRun:
+    """One results file: validated like any document, stamped with its source and route, stored, judged."""
+    from ..measure.gates import check_gates
+    from ..measure.provenance import stamp_sources, with_route
+    from ..measure.results import parse_document
+
     try:
         record = json.loads(text) if text is not None else None
     except ValueError:

@@ -108,6 +108,10 @@ def load_plan(tree):
     rid = plan.get("release_id")
     if not isinstance(rid, str) or not rid or not all(c in "0123456789abcdef" for c in rid):
         raise Fail("%s: release_id %r is not a release id" % (PLAN, rid))
+    for f in plan["files"]:  # objects are named by their sha256: nothing else may name a payload file
+        sha = f.get("sha256") if isinstance(f, dict) else None
+        if not isinstance(sha, str) or len(sha) != 64 or not all(c in "0123456789abcdef" for c in sha):
+            raise Fail("%s: file entry %r has no sha256" % (PLAN, f))
     return plan
 
 
@@ -386,6 +390,9 @@ def main(argv):
         steps[state](argv[2])
     except Fail as exc:
         say(str(exc))
+        return 1
+    except OSError as exc:  # the board's file system refused (ENOSPC, EROFS, EACCES): say which file
+        say("%s failed: %s%s" % (state, exc.strerror or exc, " (%s)" % exc.filename if exc.filename else ""))
         return 1
     return 0
 
