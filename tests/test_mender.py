@@ -178,15 +178,17 @@ class MenderBoard:
         folder = Path(self.root) / "mender" / "results"
         return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
 
-    def inventory_file(self, project_dir: Path) -> Path:
-        """An inventory naming this board with its deploy root (what a user's inventory says)."""
+    def inventory_file(self, project_dir: Path, fleet: list["MenderBoard"] | None = None) -> Path:
+        """An inventory naming these boards (default: this one) with their deploy roots, as a user's would."""
         st = self.state
         path = project_dir / f"inventory-{self.name}.toml"
-        path.write_text("\n".join([
-            "[defaults]", f"groups = [{json.dumps(TARGET)}]", f"user = {json.dumps(st['user'])}",
-            f"identity_file = {json.dumps(st['identity_file'])}", f"known_hosts = {json.dumps(st['known_hosts'])}",
-            f"python = {json.dumps(st['python'])}", "", "[[boards]]", f"name = {json.dumps(self.name)}",
-            f"host = {json.dumps(self.host)}", f"port = {self.port}", f"root = {json.dumps(self.root)}", ""]))
+        lines = ["[defaults]", f"groups = [{json.dumps(TARGET)}]", f"user = {json.dumps(st['user'])}",
+                 f"identity_file = {json.dumps(st['identity_file'])}", f"known_hosts = {json.dumps(st['known_hosts'])}",
+                 f"python = {json.dumps(st['python'])}", ""]
+        for b in fleet or [self]:
+            lines += ["[[boards]]", f"name = {json.dumps(b.name)}", f"host = {json.dumps(b.host)}", f"port = {b.port}",
+                      f"root = {json.dumps(b.root)}", ""]
+        path.write_text("\n".join(lines))
         return path
 
     def inventory_board(self, project_dir: Path):
@@ -260,39 +262,70 @@ def test_doit_bundle_task(project_dir, mender_client):
 
 
 # ------------------------------------------------------------------------------------------------ on the boards
-def test_good_release_installs_checks_commits_on_three_boards(project_dir, lab):
-    good = bundle(project_dir)
+#: the tiny project's rpi5 profile (tests/tinyproject.py: a real PyTorch model built in seconds): FP32, FP16 and
+#: static INT8, a short benchmark; its boards come from the inventory the test writes
+TINY_RPI5 = """\
+runtime = "onnxruntime"
+precisions = ["fp32", "fp16", "int8-qdq"]
+[deploy]
+root = "/opt/dmsbuild/rpi5"
+[bench]
+warmup = 1
+iterations = 5
+threads = 1
+"""
+
+
+def test_good_release_installs_checks_commits_on_three_boards(lab, tmp_path):
+    """`doit build` and `doit bundle target=rpi5 format=mender` of a real (tiny) model; Mender installs, checks
+    and commits it on three boards; `doit ota_pull` brings the results home, labelled with their route."""
+    from tests.tinyproject import make_project, run_doit
+
+    project_dir = make_project(tmp_path / "tiny", {TARGET: TINY_RPI5})
+    build = run_doit(project_dir, "build", f"target={TARGET}")
+    assert build.rc == 0, build.output[-3000:]
+    run = run_doit(project_dir, "bundle", f"target={TARGET}", "format=mender")
+    assert run.rc == 0, run.output[-3000:]
+    [path] = (project_dir / "artifacts" / TARGET / "mender").glob("*.mender")
+    release_id = path.stem.rsplit("-", 1)[1]
+    assert f"checked with mender-artifact read" in run.output and mender.read_artifact(path)
     fleet = [lab(i) for i in range(3)]
     for board in fleet:
-        res = board.install(good.path)
+        res = board.install(path)
         assert res.returncode == 0, res.stderr[-2000:]
-        assert board.current() == good.release_id  # switched by the agent, checked before the client returned
+        assert board.current() == release_id  # switched by the agent, checked before the client returned
         assert board.ssh(*board.mender("commit")).returncode == 0
-        assert board.show_artifact() == good.name
+        assert board.show_artifact() == path.stem
         provides = board.ssh(*board.mender("show-provides")).stdout
-        assert f"dmsbuild.rpi5.version={good.release_id}" in provides and "dmsbuild.project=dms" in provides
-        check_release(board.root, good.release_id)
+        assert f"dmsbuild.rpi5.version={release_id}" in provides and "dmsbuild.project=tiny" in provides
+        check_release(board.root, release_id)
         assert [e["event"] for e in board.events()] == ["installed", "committed"]
         [record] = board.results()
-        assert record["verdict"] == {"ok": True, "failures": []} and record["document"]["release_id"] == good.release_id
+        assert record["verdict"] == {"ok": True, "failures": []} and record["document"]["release_id"] == release_id
+        assert {r["artifact"] for r in record["document"]["results"]} == {"fp32", "fp16", "int8-qdq"}
         assert not (Path(board.root) / "mender" / "pending.json").exists()
 
     # results from the fleet: pulled over SSH into results.sqlite, labelled with their route, in the report's tables
-    project, prof = load_project(project_dir), load_target(project_dir, TARGET)
+    inventory = fleet[0].inventory_file(project_dir, fleet)
+    pulled = run_doit(project_dir, "ota_pull", f"target={TARGET}", f"inventory={inventory}")
+    assert pulled.rc == 0, pulled.output[-3000:]
+    assert pulled.output.count(f"release {release_id}: check passed; host gates: pass") == 3
     store = ResultStore(project_dir / "artifacts" / "results.sqlite")
-    runs = mender.pull_results(project, prof, [b.inventory_board(project_dir) for b in fleet], store=store,
-                               progress=lambda _line: None)
-    assert [(r.board, r.ok, r.error, r.gate_failures) for r in runs] == [(b.name, True, None, []) for b in fleet]
     rows = store.rows(target=TARGET)
-    assert len(rows) == 3 and {r["source"] for r in rows} == {"emulated+mender"}
+    assert len(rows) == 9 and {r["source"] for r in rows} == {"emulated+mender"}
     assert "Mender" in label(rows[0]["source"]) and "emulated board" in label(rows[0]["source"])
     from dmsbuild.measure.report import latency_table, latest_rows
 
     table = latency_table(latest_rows(rows))
     assert all(any("installed and checked by Mender" in str(c) for c in row) for row in table.rows)
+    report = run_doit(project_dir, "report")
+    assert report.rc == 0, report.output[-2000:]
+    md = (project_dir / "artifacts" / "report" / "report.md").read_text()
+    assert md.count("CPU); installed and checked by Mender, results pulled over SSH") >= 9  # (the Markdown escapes the ')
+    project, prof = load_project(project_dir), load_target(project_dir, TARGET)
     again = mender.pull_results(project, prof, [b.inventory_board(project_dir) for b in fleet], store=store,
                                 progress=lambda _line: None)
-    assert again == [] and len(store.rows(target=TARGET)) == 3  # each results file is stored once
+    assert again == [] and len(store.rows(target=TARGET)) == 9  # each results file is stored once
 
 
 def test_failing_output_check_is_rolled_back_by_mender(project_dir, lab):
