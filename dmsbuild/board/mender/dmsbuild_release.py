@@ -155,7 +155,10 @@ def agent(conf, tree, op, request):
     res = subprocess.run([conf["python"], script, op], input=json.dumps(request), capture_output=True, text=True)
     if res.returncode != 0:
         raise Fail("board agent %s failed (exit %d): %s" % (op, res.returncode, (res.stderr.strip() or res.stdout.strip())[-400:]))
-    return json.loads(res.stdout)
+    try:
+        return json.loads(res.stdout)
+    except ValueError:
+        raise Fail("board agent %s answered no JSON: %r" % (op, res.stdout[-200:]))
 
 
 def pending_path(conf):
