@@ -3,15 +3,15 @@
 ``bundle`` hands the target's release (the one ``doit deploy`` would push) to a fleet's OTA system:
 a Mender artifact for the Update Module ``dmsbuild-release`` (``ship/mender.py``, docs/ota.md).
 ``ota_pull`` brings what that module left on the boards (output check results, verdicts) into
-results.sqlite, labelled with the route they came by, and applies the gates. Build first
-(``doit build target=X``): bundling packs what was built, it does not build.
+results.sqlite, labelled with the route they came by, and applies the gates. Like ``doit deploy``,
+``bundle`` builds what changed first (``build:<target>``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import doit_var, per_target, profile, project
+from . import doit_var, per_target, profile, project, user_error_task
 from ..errors import UserError
 
 FORMATS = ("mender",)
@@ -22,11 +22,7 @@ def _bundle(target: str) -> Any:
 
     from ..ship.mender import write_bundle
 
-    fmt = doit_var("format") or "mender"
     try:
-        if fmt not in FORMATS:
-            raise UserError(f"format={fmt}: no such bundle format; available: {', '.join(FORMATS)}",
-                            hint="RAUC and SWUpdate are not written yet (docs/fleet-scale.md says what they need)")
         key, out = doit_var("key"), doit_var("out")
         bundle = write_bundle(project(), profile(target), out_dir=Path(out) if out else None,
                               key=Path(key) if key else None)
@@ -62,8 +58,16 @@ def _pull(target: str) -> Any:
 
 
 def task_bundle() -> Iterator[dict]:
-    """Write an OTA bundle of a target's release (target=NAME format=mender [key=PEM] [out=DIR])."""
-    yield from per_target("bundle", lambda target: {"actions": [(_bundle, [target])], "uptodate": [False], "verbosity": 2})
+    """Write an OTA bundle of a target's release (target=NAME format=mender [key=PEM] [out=DIR]); builds what changed."""
+    fmt = doit_var("format") or "mender"
+    if fmt not in FORMATS:  # refused before anything is built
+        exc = UserError(f"format={fmt}: no such bundle format; available: {', '.join(FORMATS)}",
+                        hint="RAUC and SWUpdate are not written yet (docs/fleet-scale.md says what they need)")
+        yield from per_target("bundle", lambda target: user_error_task("bundle", target, exc))
+        return
+    # like deploy: build what changed first, so the bundle is of the current sources
+    yield from per_target("bundle", lambda target: {"task_dep": [f"build:{target}"], "actions": [(_bundle, [target])],
+                                                    "uptodate": [False], "verbosity": 2})
 
 
 def task_ota_pull() -> Iterator[dict]:
