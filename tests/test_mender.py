@@ -545,3 +545,12 @@ def test_route_labels():
                                             "results pulled over SSH")
     assert label("emulated+mender", short=True) == "emulated CPU via mender"
     assert label("emulated") == "emulated board (this machine's CPU)"
+
+
+def test_a_board_without_module_settings_refuses_with_one_line(project_dir, lab):
+    good = bundle(project_dir)
+    board = lab(0)
+    (board.data / "dmsbuild-release.json").unlink()
+    res = board.install(good.path)
+    assert res.returncode != 0 and "dmsbuild-release: no board settings: write " in res.stderr
+    assert str(board.data / "dmsbuild-release.json") in res.stderr and board.current() is None
