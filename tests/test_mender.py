@@ -554,3 +554,21 @@ def test_a_board_without_module_settings_refuses_with_one_line(project_dir, lab)
     res = board.install(good.path)
     assert res.returncode != 0 and "dmsbuild-release: no board settings: write " in res.stderr
     assert str(board.data / "dmsbuild-release.json") in res.stderr and board.current() is None
+
+
+def test_a_board_that_cannot_be_reached_does_not_stop_the_pull(project_dir, lab):
+    from dataclasses import replace
+
+    from tests.conftest import _free_port
+
+    good = bundle(project_dir)
+    board = lab(0)
+    assert board.install(good.path).returncode == 0 and board.ssh(*board.mender("commit")).returncode == 0
+    live = board.inventory_board(project_dir)
+    dead = replace(live, name="emu-gone", port=_free_port(live.host))  # nothing listens there
+    project, prof = load_project(project_dir), load_target(project_dir, TARGET)
+    store = ResultStore(project_dir / "artifacts" / "results.sqlite")
+    lines: list[str] = []
+    runs = mender.pull_results(project, prof, [dead, live], store=store, progress=lines.append)
+    assert [(r.board, r.error is None, r.ok) for r in runs] == [("emu-gone", False, False), (board.name, True, True)]
+    assert lines[0].startswith("emu-gone: -: NOT STORED: ") and len(store.rows(target=TARGET)) == 1
