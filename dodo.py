@@ -28,3 +28,4 @@ from dmsbuild.tasks.report import task_report, task_results_export  # noqa: E402
 from dmsbuild.tasks.doctor import task_doctor  # noqa: E402,F401
 from dmsbuild.tasks.init import task_init  # noqa: E402,F401
 from dmsbuild.tasks.tune import task_tune  # noqa: E402,F401
+from dmsbuild.tasks.bundle import task_bundle, task_ota_pull  # noqa: E402,F401

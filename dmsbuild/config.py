@@ -560,6 +560,9 @@ class DeployConfig:
     #: ``ansible_ssh_common_args``): "warn" shows each once per deploy ("inventory X runs a local command for board
     #: Y: ..."); "refuse" stops a deploy that selects such a board, before the command runs (docs/ssh.md)
     inventory_commands: Literal["warn", "refuse"] = "warn"
+    #: Mender device types a bundle of this target installs on (``doit bundle format=mender``; each board's
+    #: ``device_type``, docs/ota.md); empty: the target's name
+    device_types: list[str] = field(default_factory=list)
 
     def validate(self, source: str, prefix: str) -> None:
         from .ship.rollout_spec import check_max_fail, check_waves  # standard library only, like this module

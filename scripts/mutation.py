@@ -51,6 +51,7 @@ class Mutation:
 
 
 A = "dmsbuild/board/release_agent.py"
+MB, MT = "dmsbuild/board/mender/dmsbuild_release.py", "tests/test_mender.py"
 STATS_TESTS = ("tests/test_invariants.py::test_latency_stats_match_numpy",)
 GUARD_TESTS = ("tests/test_invariants.py::test_agent_refuses_paths_that_leave_the_deploy_root",
                "tests/test_invariants.py::test_a_manifest_entry_with_dotdot_is_never_staged")
@@ -142,12 +143,12 @@ M = [
              '    if rel.startswith("/") or "\\0" in rel:\n', GUARD_TESTS,
              "'..' never climbs out of the deploy root"),
     # ---------------------------------------------------------------- accuracy gates and thresholds
-    # one judge (dmsbuild/measure/accuracy.py) for the build-time gate and the board's output check
-    Mutation("accuracy-top1-slack", "dmsbuild/measure/accuracy.py",
+    # one judge (dmsbuild/board/runner/judge.py, re-exported by measure/accuracy.py) for the build-time gate, the board's output check and a Mender install
+    Mutation("accuracy-top1-slack", "dmsbuild/board/runner/judge.py",
              "    if agreement is not None and 1.0 - agreement > limit.value + 1e-9:\n",
              "    if agreement is not None and 1.0 - agreement > limit.value + 0.04:\n", ("tests/test_gate_boundaries.py",),
              "the accuracy gate (build and board) fails at the top-1 limit, not 4 points later"),
-    Mutation("accuracy-first-head-only", "dmsbuild/measure/accuracy.py",
+    Mutation("accuracy-first-head-only", "dmsbuild/board/runner/judge.py",
              "    return [line for head, m in heads.items() for line in head_failures(head, m, floors.for_head(head), samples)]\n",
              "    return [line for head, m in list(heads.items())[:1] for line in head_failures(head, m, floors.for_head(head), samples)]\n",
              ("tests/test_gate_boundaries.py",), "the gate judges every head, not only the first"),
@@ -443,6 +444,43 @@ M = [
     Mutation("check-tune-load-refusal", "bench/check_tune.py",
              "    if load0 > 1.0:\n", "    if load0 > 100.0:\n",
              ("tests/test_tune.py::test_check_tune_refuses_a_ratio_on_a_busy_machine",), "the independent check prints no ratio above a load average of 1"),
+    # ---------------------------------------------------------------- the Mender route (docs/ota.md)
+    Mutation("mender-check-failure-fails-install", MB,
+             "    if failures:\n        event(conf, \"check_failed\"", "    if False:\n        event(conf, \"check_failed\"",
+             (MT + "::test_failing_output_check_is_rolled_back_by_mender",),
+             "a release failing its output check fails ArtifactInstall, so Mender rolls it back"),
+    Mutation("mender-judge-floors", MB,
+             "        for line in shared.failures(verify[\"heads\"], floors, verify[\"samples\"]):",
+             "        for line in []:", (MT + "::test_failing_output_check_is_rolled_back_by_mender",),
+             "the module judges the board's output check with the shared judge and the target's floors"),
+    Mutation("mender-rollback-switches-back", MB,
+             "        answer = agent(conf, tree, \"rollback\", {\"root\": root})",
+             "        answer = {\"current\": previous}", (MT + "::test_failing_output_check_is_rolled_back_by_mender",),
+             "ArtifactRollback has the agent switch the board back to the release it ran before"),
+    Mutation("mender-rollback-first-install", MB,
+             "    link = os.path.join(root, \"current\")  # the board had no release before this one: it has none again\n    os.unlink(link)\n",
+             "    link = os.path.join(root, \"current\")  # the board had no release before this one: it has none again\n",
+             (MT + "::test_failing_output_check_is_rolled_back_by_mender",),
+             "a board with no release before a failed install has none after it, not the failed one"),
+    Mutation("mender-commit-checks-running-release", MB,
+             "or pending.get(\"state\") != \"installed\" or cur != rid:", "or pending.get(\"state\") != \"installed\":",
+             (MT + "::test_commit_refuses_a_release_that_is_no_longer_running",),
+             "ArtifactCommit fails unless the checked release is the one running"),
+    Mutation("mender-recover-interrupted", MB,
+             "    back = undo(conf, tree, pending)\n    os.unlink(pending_path(conf))\n    event(conf, \"recovered\"",
+             "    back = current_id(conf[\"root\"])\n    os.unlink(pending_path(conf))\n    event(conf, \"recovered\"",
+             (MT + "::test_interrupted_install_leaves_old_or_new_never_half",),
+             "an install whose client died is undone before the next one, so Mender and the board agree"),
+    Mutation("mender-lineage", MB, "    if have != want:", "    if False:",
+             (MT + "::test_other_device_type_and_other_lineage_are_refused",),
+             "a board refuses another project's or target's release"),
+    Mutation("mender-route-label", "dmsbuild/ship/mender.py",
+             "        r[\"source\"] = with_route(r[\"source\"], ROUTE)", "        pass",
+             (MT + "::test_good_release_installs_checks_commits_on_three_boards",),
+             "figures that came through Mender are stored and reported with their route"),
+    Mutation("mender-pull-once", "dmsbuild/ship/mender.py", "                    if run_id in known:\n                        continue\n", "",
+             (MT + "::test_good_release_installs_checks_commits_on_three_boards",),
+             "each results file a board left is stored once, however often it is pulled"),
 ]
 
 

@@ -12,6 +12,8 @@ command -v scp >/dev/null 2>&1 || need_apt+=(openssh-client)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # nginx: the mirror-rollout tests serve objects from a real web server on loopback (tests/test_mirror.py)
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+# the OTA route (docs/ota.md): mender-artifact writes the bundles, mender-client installs them on the emulated boards
+command -v mender-artifact >/dev/null 2>&1 || need_apt+=(mender-artifact); command -v mender >/dev/null 2>&1 || need_apt+=(mender-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -35,13 +35,31 @@ SHORT: dict[str, str] = {"board-runner": "board", "board-trtexec": "board/trtexe
 #: the marker a test double prints (stdout) so that its figures are labelled generated wherever it runs
 DOUBLE_MARKER = "DMSBUILD TEST DOUBLE"
 UNKNOWN = "unknown (stored before sources were recorded)"
+#: how a result reached the store when not by a deploy's own bench over SSH: stored as "<source>+<route>"
+#: (``with_route``), so every label of it says so; the lineage ignores the route (same board, same measurement)
+ROUTES: dict[str, str] = {"mender": "installed and checked by Mender, results pulled over SSH"}
+
+
+def with_route(source: str, route: str) -> str:
+    """``source`` marked with the route its result arrived by (``ROUTES``)."""
+    return f"{source.partition('+')[0]}+{route}"
+
+
+def known_source(source: str) -> bool:
+    """A stored source is one of ``SOURCES``, optionally ``+`` one of ``ROUTES``."""
+    base, plus, route = source.partition("+")
+    return base in SOURCES and (not plus or route in ROUTES)
 
 
 def label(source: str | None, short: bool = False) -> str:
     """The user-facing label of a stored ``source`` (rows stored before sources existed say so)."""
     if source is None:
         return "unknown" if short else UNKNOWN
-    return (SHORT if short else SOURCES).get(source, source)
+    base, _, route = source.partition("+")
+    text = (SHORT if short else SOURCES).get(base, base)
+    if route:
+        text += f" via {route}" if short else f"; {ROUTES.get(route, route)}"
+    return text
 
 
 def classify(result: dict, facts: dict) -> str:
@@ -103,6 +121,6 @@ def model_label(model: dict | None, short: bool = False) -> str:
     return f"{name} @{model['sha256'][:8 if short else 12]}"
 
 
-__all__ = ["DOUBLE_MARKER", "ENERGY_SOURCES", "SOURCES", "classify", "energy_source", "label", "lineage",
-           "model_label", "stamp_sources"]
+__all__ = ["DOUBLE_MARKER", "ENERGY_SOURCES", "ROUTES", "SOURCES", "classify", "energy_source", "known_source", "label",
+           "lineage", "model_label", "stamp_sources", "with_route"]
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Iterable
 
 from ..errors import UserError
 from ..untrusted import neutralise
-from .provenance import SOURCES, classify, energy_source, lineage
+from .provenance import ROUTES, SOURCES, classify, energy_source, known_source, lineage
 from ..board.runner.dms_bench import latency_stats
 
 SCHEMA = 1
@@ -157,8 +157,8 @@ def validate_result(result: Any, *, board: str, where: str = "result") -> dict:
     c.int_(result.get("threads", 0), f"{where}.threads", null=True)
     c.str_(result["error"], f"{where}.error", null=True)
     source = c.str_(result.get("source"), f"{where}.source", null=True)
-    if source is not None and source not in SOURCES:
-        raise c.fail(f"{where}.source", source, "one of " + ", ".join(SOURCES))
+    if source is not None and not known_source(source):
+        raise c.fail(f"{where}.source", source, "one of " + ", ".join(SOURCES) + " (+ a route: " + ", ".join(ROUTES) + ")")
     for k in ("throughput_ips", "load_ms", "first_inference_ms", "peak_rss_mb", "energy_mj"):
         c.num(result.get(k), f"{where}.{k}", null=True, lo=0)
     # stats_source: the runtime reports averages only (snpe-diagview); then samples_ms is [] and only
