@@ -199,3 +199,24 @@ def test_the_corpus_exercises_what_it_claims() -> None:
     assert {"withvars/hosts", "priority.ini", "ssh_spelling.ini", "undefined_child.ini", "numeric_names.yml"} <= names
     assert {f"integration/{n}" for n in EXPECTED} == {n for n in names if n.startswith("integration/")}
     assert len(EXPECTED) == 66
+
+
+def test_ansible_yaml_tags_are_read_as_ansible_reads_them(tmp_path: Path) -> None:
+    """``!unsafe`` and ``!vault`` (ansible-inventory/with_untrusted.yml, files/valid_sample.yml of 2.19.15) do not
+    make the file unreadable: an unsafe ``{{`` is literal text, a vault value is read by Ansible only (as a template)."""
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("all:\n  hosts:\n"
+                   "    pi-1: {ansible_host: !unsafe 10.0.0.1, ansible_user: pi}\n"
+                   "    pi-4: {ansible_user: !unsafe '{{ lit }}'}\n"
+                   "    pi-2:\n      ansible_host: !vault |\n        $ANSIBLE_VAULT;1.1;AES256\n        3332\n")
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "pi-1.yml").write_text("secret: !vault-encrypted |\n  $ANSIBLE_VAULT;1.1;AES256\n  3332\n")
+    got = load_ansible_inventory(inv)
+    assert (got.boards["pi-1"].host, got.boards["pi-1"].user) == ("10.0.0.1", "pi")
+    # never templated: Ansible would use '{{ lit }}' itself as the user name, which is not one
+    assert not got.problems["pi-4"].templated and "expected a user name" in str(got.problems["pi-4"].error)
+    assert got.problems["pi-2"].templated and "ansible_host" in got.problems["pi-2"].templated
+    assert "ANSIBLE_VAULT" not in str(got.problems["pi-2"].error)
+    inv.write_text("all:\n  hosts:\n    pi-3: {ansible_host: !vault [1]}\n")
+    with pytest.raises(UserError, match="!vault' tag requires a string"):
+        load_ansible_inventory(inv)
