@@ -36,3 +36,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q -e '.[dev,qnn]'
   echo "$want" > "$stamp"
 fi
+.venv/bin/python scripts/ansible_corpus.py  # Ansible's test inventories for tests/test_ansible_conformance.py (PyPI sdist, never committed)

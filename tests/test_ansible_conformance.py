@@ -3,7 +3,9 @@
 The corpus: inventories written after Ansible's documentation, and (``integration/``) every static
 inventory of Ansible's own integration tests that a user could hand us (``integration/README.md``
 says how they were chosen; ``integration/expected.json`` is the expected outcome of each, the table
-in docs/fleet.md). For every inventory both read, the same hosts, the same groups (children
+in docs/fleet.md). Those inventories are Ansible's files, never committed here: scripts/setup.sh runs
+scripts/ansible_corpus.py, which extracts them from the pinned ansible-core sdist on PyPI into
+``.venv/share/dmsbuild/ansible-corpus/<version>/``; without that folder their tests fail, saying so. For every inventory both read, the same hosts, the same groups (children
 followed) and the same effective address, port and user (``ansible_ssh_*`` over ``ansible_*``, as
 the ssh connection plugin takes them); a host dmsbuild cannot deploy to as written (e.g.
 ``ansible_connection=local``) is a problem of that host, never a reason to refuse the file. An
@@ -12,6 +14,7 @@ where ``ansible-inventory`` is not installed.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -25,10 +28,28 @@ from dmsbuild.ship.ansible import load_ansible_inventory
 from dmsbuild.errors import UserError
 
 CORPUS = Path(__file__).parent / "fixtures" / "ansible_corpus"
-FILES = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix not in (".md", ".json")
-               and not {"group_vars", "host_vars"} & set(p.relative_to(CORPUS).parts))
-INTEGRATION = CORPUS / "integration"
-EXPECTED = json.loads((INTEGRATION / "expected.json").read_text())
+_spec = importlib.util.spec_from_file_location("ansible_corpus", CORPUS.parents[2] / "scripts" / "ansible_corpus.py")
+ansible_corpus = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ansible_corpus)
+#: Ansible's integration-test inventories, paths relative to ``test/integration/targets/`` (git-ignored, see above)
+INTEGRATION = ansible_corpus.CACHE
+EXPECTED = json.loads((CORPUS / "integration" / "expected.json").read_text())
+#: the hand-written corpus (committed) and, as ``integration/NAME``, every integration inventory expected.json names
+FILES = sorted([str(p.relative_to(CORPUS)) for p in CORPUS.rglob("*")
+                if p.is_file() and p.suffix not in (".md", ".json") and "integration" not in p.relative_to(CORPUS).parts
+                and not {"group_vars", "host_vars"} & set(p.relative_to(CORPUS).parts)]
+               + [f"integration/{n}" for n in EXPECTED])
+
+
+def corpus_file(name: str) -> Path:
+    """The file of a corpus name; an integration inventory missing from the cache fails the test, saying what to run."""
+    if not name.startswith("integration/"):
+        return CORPUS / name
+    if not (INTEGRATION / ansible_corpus.MANIFEST).is_file():
+        pytest.fail(f"Ansible's integration inventories are not in {INTEGRATION}: run scripts/setup.sh "
+                    f"(it runs scripts/ansible_corpus.py, which fetches ansible-core {ansible_corpus.VERSION}'s sdist "
+                    "from PyPI)", pytrace=False)
+    return INTEGRATION / name.removeprefix("integration/")
 #: hosts Ansible lists that dmsbuild keeps as problems (deployed to only after a fix): file -> reason in the error
 PROBLEMS_BY_DESIGN = {"connection_local.ini": "ansible_connection=local"}
 #: where `ansible-inventory -i FILE` is not what a user handing us FILE means
@@ -73,13 +94,13 @@ def ansible_view(path: Path) -> dict | None:
 _CONNECTIONS: dict[str, dict[str, str | None]] = {}
 
 
-COMPARED = [p for p in FILES if str(p.relative_to(CORPUS)) not in NOT_COMPARABLE]
+COMPARED = [n for n in FILES if n not in NOT_COMPARABLE]
 
 
 @pytest.mark.skipif(not os.access(ANSIBLE_INVENTORY, os.X_OK), reason="ansible-core is not installed (pip install ansible-core)")
-@pytest.mark.parametrize("path", COMPARED, ids=[str(p.relative_to(CORPUS)) for p in COMPARED])
-def test_same_boards_as_ansible_inventory(path: Path) -> None:
-    name = str(path.relative_to(CORPUS))
+@pytest.mark.parametrize("name", COMPARED)
+def test_same_boards_as_ansible_inventory(name: str) -> None:
+    path = corpus_file(name)
     theirs = ansible_view(path)
     if theirs is None:
         with pytest.raises(UserError):
@@ -106,7 +127,7 @@ def test_integration_inventories_have_the_expected_outcome(name: str) -> None:
     """What a user handing us each of Ansible's own test inventories gets (docs/fleet.md's table): boards, or hosts
     left out unless fixed (with why), or a refusal where Ansible refuses the file too. No Ansible needed."""
     want = EXPECTED[name]
-    path = INTEGRATION / name
+    path = corpus_file(f"integration/{name}")
     if want.get("dmsbuild") == "refuses":
         with pytest.raises(UserError):
             load_ansible_inventory(path)
@@ -156,13 +177,14 @@ def test_no_inventory_with_an_ssh_host_is_refused_whole() -> None:
 
 
 #: the through-ansible-inventory comparison runs on the hand-written corpus (each file costs one more Ansible start)
-HANDWRITTEN = [p for p in FILES if INTEGRATION not in p.parents]
+HANDWRITTEN = [n for n in FILES if not n.startswith("integration/")]
 
 
 @pytest.mark.skipif(not os.access(ANSIBLE_INVENTORY, os.X_OK), reason="ansible-core is not installed (pip install ansible-core)")
-@pytest.mark.parametrize("path", HANDWRITTEN, ids=[str(p.relative_to(CORPUS)) for p in HANDWRITTEN])
-def test_reading_through_ansible_inventory_gives_the_same_boards(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", HANDWRITTEN)
+def test_reading_through_ansible_inventory_gives_the_same_boards(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """DMSBUILD_ANSIBLE_INVENTORY: Ansible reads the file, dmsbuild applies the same checks to its answer."""
+    path = corpus_file(name)
     def view() -> tuple[dict, dict] | None:
         try:
             inv = load_ansible_inventory(path)
@@ -195,7 +217,32 @@ def test_a_dynamic_inventory_script_needs_and_uses_ansible_inventory(tmp_path: P
 
 
 def test_the_corpus_exercises_what_it_claims() -> None:
-    names = {str(p.relative_to(CORPUS)) for p in FILES}
-    assert {"withvars/hosts", "priority.ini", "ssh_spelling.ini", "undefined_child.ini", "numeric_names.yml"} <= names
-    assert {f"integration/{n}" for n in EXPECTED} == {n for n in names if n.startswith("integration/")}
-    assert len(EXPECTED) == 66
+    assert {"withvars/hosts", "priority.ini", "ssh_spelling.ini", "undefined_child.ini", "numeric_names.yml"} <= set(FILES)
+    corpus_file("integration/")  # fails, saying what to run, when the cache is missing
+    manifest = json.loads((INTEGRATION / ansible_corpus.MANIFEST).read_text())
+    # the sdist's inventories chosen by integration/README.md's rule are exactly those expected.json holds
+    assert (manifest["version"], manifest["sha256"]) == (ansible_corpus.VERSION, ansible_corpus.SHA256)
+    assert sorted(EXPECTED) == manifest["inventories"]
+    assert all((INTEGRATION / f).is_file() for f in manifest["files"])
+    assert len(EXPECTED) == 67
+
+
+def test_ansible_yaml_tags_are_read_as_ansible_reads_them(tmp_path: Path) -> None:
+    """``!unsafe`` and ``!vault`` (ansible-inventory/with_untrusted.yml, files/valid_sample.yml of 2.19.15) do not
+    make the file unreadable: an unsafe ``{{`` is literal text, a vault value is read by Ansible only (as a template)."""
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("all:\n  hosts:\n"
+                   "    pi-1: {ansible_host: !unsafe 10.0.0.1, ansible_user: pi}\n"
+                   "    pi-4: {ansible_user: !unsafe '{{ lit }}'}\n"
+                   "    pi-2:\n      ansible_host: !vault |\n        $ANSIBLE_VAULT;1.1;AES256\n        3332\n")
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "pi-1.yml").write_text("secret: !vault-encrypted |\n  $ANSIBLE_VAULT;1.1;AES256\n  3332\n")
+    got = load_ansible_inventory(inv)
+    assert (got.boards["pi-1"].host, got.boards["pi-1"].user) == ("10.0.0.1", "pi")
+    # never templated: Ansible would use '{{ lit }}' itself as the user name, which is not one
+    assert not got.problems["pi-4"].templated and "expected a user name" in str(got.problems["pi-4"].error)
+    assert got.problems["pi-2"].templated and "ansible_host" in got.problems["pi-2"].templated
+    assert "ANSIBLE_VAULT" not in str(got.problems["pi-2"].error)
+    inv.write_text("all:\n  hosts:\n    pi-3: {ansible_host: !vault [1]}\n")
+    with pytest.raises(UserError, match="!vault' tag requires a string"):
+        load_ansible_inventory(inv)

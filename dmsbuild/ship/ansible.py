@@ -25,6 +25,7 @@ a YAML inventory is read.
 """
 from __future__ import annotations
 
+import copy
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -273,8 +274,9 @@ class _Builder:
             if _SSH_SPELLING.get(var) is None and var in _SSH_SPELLING.values() and \
                     any(merged.get(k) for k, v in _SSH_SPELLING.items() if v == var):
                 continue  # the ansible_ssh_* spelling of this variable is set: it wins
-            if isinstance(value, str) and ("{{" in value or "{%" in value):
-                templated[var] = where
+            if isinstance(value, _Vaulted) or (isinstance(value, str) and not isinstance(value, _Unsafe)
+                                               and ("{{" in value or "{%" in value)):
+                templated[var] = where  # only Ansible reads it (a vault value: with the user's vault password)
                 continue
             fields[target] = self._check(var, value, where, name)
         conn = fields.get("connection")
@@ -426,13 +428,53 @@ def parse_ini(text: str, source: Path) -> AnsibleInventory:
 # --------------------------------------------------------------------------
 # YAML
 # --------------------------------------------------------------------------
+class _Unsafe(str):
+    """A ``!unsafe`` string: Ansible never templates it, so a ``{{`` in it is literal text."""
+
+
+class _Vaulted(str):
+    """A ``!vault`` value: ciphertext that only Ansible, given the user's vault password, decrypts."""
+
+    def __repr__(self) -> str:
+        return "!vault <encrypted>"
+
+
+def _safe_load(yaml: Any, text: str) -> Any:
+    """``yaml.safe_load`` plus Ansible's own tags (``!unsafe``, ``!vault``, ``!vault-encrypted``), read as Ansible's
+    YAML constructor does (ansible/_internal/_yaml/_constructor.py, ansible-core 2.19): the tagged node is built as if
+    untagged; a vault value must be a string."""
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def untagged(loader: Any, node: Any) -> Any:
+        copied = copy.copy(node)
+        copied.tag = loader.resolve(type(node), node.value, (True, False))
+        return loader.construct_object(copied, deep=True)
+
+    def unsafe(loader: Any, node: Any) -> Any:
+        value = untagged(loader, node)
+        return _Unsafe(value) if isinstance(value, str) else value
+
+    def vault(loader: Any, node: Any) -> _Vaulted:
+        value = untagged(loader, node)
+        if not isinstance(value, str):
+            raise yaml.constructor.ConstructorError(None, None, f"the {node.tag!r} tag requires a string value",
+                                                    node.start_mark)
+        return _Vaulted(value)
+
+    Loader.add_constructor("!unsafe", unsafe)
+    Loader.add_constructor("!vault", vault)
+    Loader.add_constructor("!vault-encrypted", vault)
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_yaml(text: str, source: Path) -> AnsibleInventory:
     try:
         import yaml
     except ImportError:  # pragma: no cover - pyyaml is a declared dependency
         raise UserError(f"{source}: reading a YAML inventory needs PyYAML", hint="pip install pyyaml") from None
     try:
-        data = yaml.safe_load(text)
+        data = _safe_load(yaml, text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f":{mark.line + 1}" if mark is not None else ""
@@ -530,7 +572,7 @@ def _read_vars_file(path: Path) -> dict[str, Any]:
     try:
         import yaml
 
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _safe_load(yaml, path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read the vars file: {exc}") from None
     except yaml.YAMLError as exc:
