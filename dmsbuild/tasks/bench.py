@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from . import doit_var, per_target, profile, project
+from . import doit_var, params, per_target, profile, project
 from ..errors import UserError
 
 
@@ -39,6 +39,7 @@ def _bench(target: str) -> Any:
     return None
 
 
+@params("target", "hosts", "groups", "inventory", "artifact")
 def task_bench() -> Iterator[dict]:
-    """Benchmark and verify the current release on a target's boards (target=NAME [hosts=...] [artifact=NAME])."""
+    """Benchmark and check the release current on the target's boards again (nothing is sent)."""
     yield from per_target("bench", lambda target: {"actions": [(_bench, [target])], "uptodate": [False], "verbosity": 2})

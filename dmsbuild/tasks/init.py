@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from . import params
+
 
 def _init(**kwargs: str | None) -> Any:
     from doit.exceptions import TaskFailed
@@ -27,13 +29,14 @@ def _init(**kwargs: str | None) -> Any:
     return True
 
 
+@params("onnx", "factory", "checkpoint", "shape", "data")
 def task_init() -> dict[str, Any]:
-    """Write dmsbuild.toml from a model: onnx=PATH [data=DIR], or factory=mod:fn checkpoint=PATH shape=1,3,H,W."""
-    from doit import get_var
+    """Write dmsbuild.toml from your model's signature (onnx=FILE, or factory= checkpoint= shape=) and data=."""
+    from . import doit_var
 
     names = ("onnx", "factory", "checkpoint", "shape", "data")
     return {
-        "actions": [(_init, [], {n: get_var(n, None) for n in names})],
+        "actions": [(_init, [], {n: doit_var(n) for n in names})],
         "uptodate": [False],
         "verbosity": 2,
     }

@@ -1,0 +1,110 @@
+"""Task parameters and configuration errors at every command (issue 32, item 3).
+
+Runs doit in a subprocess against the repository's dodo.py on a copy of the
+reference project's configuration (nothing is built: every case here is
+decided before a build step would run)."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dmsbuild.tasks import PARAMS
+from tests.tinyproject import REPO, run_doit
+
+#: each task and the parameters `doit help <task>` must list
+TASK_PARAMS = {
+    "build": ["target"],
+    "deploy": ["target", "hosts", "groups", "parallel", "inventory", "verify", "bench"],
+    "rollback": ["target", "hosts", "groups", "parallel", "inventory"],
+    "bench": ["target", "hosts", "groups", "inventory", "artifact"],
+    "tune": ["target", "hosts", "groups", "inventory", "budget"],
+    "doctor": ["target", "hosts", "groups", "inventory"],
+    "results_export": ["format"],
+    "init": ["onnx", "factory", "checkpoint", "shape", "data"],
+}
+
+#: every command that reads dmsbuild.toml: each must name a broken one's file and field
+COMMANDS = [["build"], ["deploy", "target=rpi5"], ["report"], ["tune", "target=rpi5"], ["bench", "target=rpi5"],
+            ["rollback", "target=rpi5"], ["doctor"], ["results_export"], ["deploy", "--target=orin"]]
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("params")
+    shutil.copy(REPO / "dmsbuild.toml", root / "dmsbuild.toml")
+    shutil.copytree(REPO / "targets", root / "targets")
+    return root
+
+
+@pytest.mark.parametrize("task", sorted(TASK_PARAMS))
+def test_help_lists_the_task_parameters(proj: Path, task: str) -> None:
+    run = run_doit(proj, "help", task)
+    assert run.rc == 0, run.output
+    for name in TASK_PARAMS[task]:
+        line = next((ln for ln in run.output.splitlines() if ln.strip().startswith(f"--{name}=")), None)
+        assert line is not None, f"doit help {task} does not list {name}=:\n{run.output}"
+        assert PARAMS[name] in line and f"{name}=VALUE" in line, line
+    listed = set(re.findall(r"^\s+--(\w+)=", run.output, re.M))
+    assert listed == set(TASK_PARAMS[task]), run.output
+
+
+@pytest.mark.parametrize("args", [["deploy", "target=rpi5", "host=emu-01"], ["build", "taget=rpi5"],
+                                  ["report", "formt=csv"], ["list", "hots=a"]])
+def test_unknown_parameter_is_refused_in_one_line(proj: Path, args: list[str]) -> None:
+    run = run_doit(proj, *args)
+    bad = next(a for a in args if "=" in a and a.split("=")[0] not in PARAMS)
+    assert run.rc == 3, run.output
+    lines = [ln for ln in run.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in run.output, run.output
+    assert f"unknown parameter {bad}" in lines[0] and "hosts=" in lines[0] and "target=" in lines[0], lines[0]
+    assert not (proj / "artifacts" / "rpi5").exists()
+
+
+def test_option_form_selects_like_the_variable_form(proj: Path) -> None:
+    """`doit deploy --target=X` reaches the generator exactly like `target=X` (the unknown target is named)."""
+    for form in ("--target=nosuch", "target=nosuch"):
+        args = ["deploy", form] if form.startswith("--") else ["deploy", form]
+        run = run_doit(proj, *args)
+        assert run.rc == 1, run.output
+        assert "target 'nosuch': no profile" in run.failure("deploy:nosuch"), run.output
+
+
+BROKEN = {
+    "unknown key": (("max_accuracy_drop = 0.05", "max_acuracy_drop = 0.05"),
+                    ["unknown field 'accuracy.max_acuracy_drop'", "max_accuracy_drop"]),
+    "bad value": (('dtype = "float32"', 'dtype = "float23"'),
+                  ["field 'input.dtype' is 'float23'", "'float32', 'float16', 'uint8'"]),
+    "malformed": (('name = "dms"', 'name = "dms'), ["malformed TOML"]),
+}
+
+
+@pytest.mark.parametrize("broken", sorted(BROKEN))
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: "-".join(c))
+def test_config_error_is_named_at_every_command(proj: Path, tmp_path: Path, broken: str, command: list[str]) -> None:
+    (old, new), expected = BROKEN[broken]
+    root = tmp_path / "p"
+    shutil.copytree(proj, root, ignore=shutil.ignore_patterns("artifacts"))
+    text = (root / "dmsbuild.toml").read_text()
+    assert old in text
+    (root / "dmsbuild.toml").write_text(text.replace(old, new, 1))
+    run = run_doit(root, *command)
+    assert run.rc == 1, run.output
+    assert "Traceback" not in run.output and "does not exist" not in run.output, run.output
+    failed = re.findall(r"^TaskFailed - taskid:(\S+)\n(.*)$", run.output, re.M)
+    assert failed, run.output
+    for _task, first in failed:
+        assert first.startswith(f"{root / 'dmsbuild.toml'}: "), run.output
+        for part in expected:
+            assert part in first, first
+
+
+def test_list_docs_are_each_tasks_own(proj: Path) -> None:
+    run = run_doit(proj, "list")
+    assert run.rc == 0, run.output
+    docs = dict(re.findall(r"^(\S+)\s+(.+)$", run.output, re.M))
+    assert {"build", "compile", "deploy", "tune", "report", "init"} <= set(docs), run.output
+    assert len(set(docs.values())) == len(docs), docs  # compile once showed build's text
+    assert "host tool" in docs["compile"] and "accuracy gate" in docs["build"]
