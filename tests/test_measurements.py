@@ -375,7 +375,7 @@ def test_trtexec_output_check_with_load_inputs_and_export_output(tmp_path):
                 "outputs": {"names": OUTPUTS, "classification": CLASSIFICATION},
                 "runtime_settings": {"backend": {"workspace_mb": 64}}}
     log = tmp_path / "argv.jsonl"
-    doubles = Path(__file__).parent / "doubles"
+    doubles = Path(__file__).parents[1] / "dmsbuild" / "doubles"
     board = LocalTransport("orin", env={"PATH": f"{doubles}:{Path(PY).parent}:/usr/bin:/bin",
                                         "TRTEXEC_DOUBLE_ARGV_LOG": str(log)})
     plan = {"warmup": 1, "iterations": 5, "verify_samples": 3}

@@ -165,7 +165,7 @@ def test_trtexec_engine_cache_changes_with_the_boards_gpu(tmp_path):
     from dmsbuild.backends.trt_board import bench_artifacts
     from dmsbuild.ship.transport.local import LocalTransport
 
-    doubles = Path(__file__).parent / "doubles"
+    doubles = Path(__file__).parents[1] / "dmsbuild" / "doubles"
     log = tmp_path / "argv.jsonl"
     rel, manifest, entries = _trt_release(tmp_path)
     plan = {"warmup": 1, "iterations": 5, "verify_samples": 0}

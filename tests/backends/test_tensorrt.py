@@ -15,7 +15,7 @@ from dmsbuild.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 FIX = ROOT / "tests" / "fixtures" / "trtexec"
-DOUBLE = ROOT / "tests" / "doubles" / "trtexec"
+DOUBLE = ROOT / "dmsbuild" / "doubles" / "trtexec"
 
 
 def opts(**kw) -> trt_backend.TensorRTOptions:
