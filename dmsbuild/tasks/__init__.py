@@ -118,6 +118,22 @@ def doit_var(name: str, default: str | None = None) -> str | None:
     return get_var(name, default)
 
 
+def doit_config() -> dict[str, Any]:
+    """``DOIT_CONFIG`` for a project's ``dodo.py``: doit's dependency database in the project's ``artifacts/``
+    (created here: doit opens it before any task runs), ``doit`` alone builds.
+
+    The project is the folder holding ``dmsbuild.toml`` from doit's working
+    directory upwards (doit runs in the ``dodo.py``'s folder), or that folder
+    itself when there is none yet (``doit init`` writes it)."""
+    try:
+        project_root = find_root()
+    except UserError:
+        project_root = Path.cwd()
+    (project_root / "artifacts").mkdir(exist_ok=True)
+    return {"default_tasks": ["build"], "verbosity": 2, "backend": "sqlite3",
+            "dep_file": str(project_root / "artifacts" / ".doit.db")}
+
+
 @functools.lru_cache(maxsize=None)
 def root() -> Path:
     """The project folder (found without parsing dmsbuild.toml, so a malformed file fails only the tasks that read it)."""
