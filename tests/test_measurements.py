@@ -400,6 +400,7 @@ def test_rollout_output_says_where_figures_came_from_and_what_the_gate_decided()
                "latency_notes": ["board emu-01: artifact fp16 (fp16) of m.onnx @aaaa: new baseline (lineage x)"],
                "latency_decisions": [{"artifact": "int8", "sentence": "within noise: 1.08x (95% CI 0.91-1.31)"}]}
     lines = measurement_lines(SimpleNamespace(boards=[SimpleNamespace(name="emu-01", details=details)]))
-    assert lines == ["emu-01: figures from fp16: test double (generated, not measured)",
-                     "emu-01: artifact fp16 (fp16) of m.onnx @aaaa: new baseline (lineage x)",
-                     "emu-01: int8: within noise: 1.08x (95% CI 0.91-1.31)"]
+    assert lines == ["emu-01: fp16 no latency [double: generated]",
+                     "emu-01: int8: within noise: 1.08x (95% CI 0.91-1.31)",
+                     "emu-01: new latency baseline for fp16 of m.onnx @aaaa (no earlier release of this model, precision "
+                     "and recipe there; lineages in the rollout report): the gate compares from the next deploy"]

@@ -334,7 +334,8 @@ def make_plots(rows: list[dict], latest: list[dict]) -> list[Plot]:
 # --------------------------------------------------------------------------
 def _md_cell(value: Any) -> str:
     text = str(value)
-    return html.escape(text).replace("|", "\\|").replace("\n", " ")
+    # <, > and & only: Markdown passes raw HTML through, but quotes are plain text there (no &#x27; in "machine's")
+    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def render_markdown(tables: list[Table], plots: list[Plot], generated: str, summary: str) -> str:
