@@ -21,8 +21,11 @@ trap cleanup EXIT
 step() { printf '\n==> installed check (%ss): %s\n' "$(( $(date +%s) - start ))" "$*"; }
 
 step "wheel"
-.venv/bin/python -m pip wheel -q --no-deps --no-build-isolation -w "$WORK/dist" .
-rm -rf build dmsbuild.egg-info
+# from a copy of the tracked (and new, not ignored) files: no stale build/ of an earlier wheel gets in
+mkdir "$WORK/src"
+git ls-files -z --cached --others --exclude-standard -- pyproject.toml README.md CHANGELOG.md dmsbuild \
+  | xargs -0 tar -cf - | tar -xf - -C "$WORK/src"
+.venv/bin/python -m pip wheel -q --no-deps --no-build-isolation -w "$WORK/dist" "$WORK/src"
 step "fresh venv outside the checkout: $VENV"
 "$(.venv/bin/python -c 'import sys; print(sys._base_executable)')" -m venv "$VENV"
 # the CPU build of torch first (as scripts/setup.sh does), then the wheel and its dependencies (pip's cache)

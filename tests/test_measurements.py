@@ -86,7 +86,7 @@ def test_trtexec_double_output_is_labelled_generated(tmp_path):
     times = [{"startEnqMs": 0, "endEnqMs": 0.1, "h2dMs": 0.1, "computeMs": 1.0, "d2hMs": 0.1, "latencyMs": 1.2,
               "endToEndMs": 1.2, "startH2dMs": 0, "endH2dMs": 0.1, "startComputeMs": 0.1, "endComputeMs": 1.1,
               "startD2hMs": 1.1, "endD2hMs": 1.2}] * 3
-    log = (Path(__file__).parent / "fixtures" / "trtexec" / "tensorrt-4177-summary.log").read_text()
+    log = (Path(__file__).parents[1] / "dmsbuild" / "doubles" / "fixtures" / "tensorrt-4177-summary.log").read_text()
     entry = {"name": "fp16", "precision": "fp16", "runtime": "tensorrt"}
     for stdout, want in ((f"[I] {DOUBLE_MARKER}: generated\n" + log, "double"), (log, None)):
         out = json.dumps({"stdout": stdout, "times": json.dumps(times), "warmup_ms": 0})
@@ -335,7 +335,7 @@ def test_trtexec_profile_throughput_and_warnings_are_kept():
                                           "percentage": 62.5},
                           {"name": "fc", "timeMs": 3.0, "averageMs": 0.3, "medianMs": 0.3, "percentage": 37.5}])
     assert [l["name"] for l in parse_export_profile(profile)] == ["conv1", "fc"]
-    log = (Path(__file__).parent / "fixtures" / "trtexec" / "sdg-pallet-4-tail.log").read_text()
+    log = (Path(__file__).parents[1] / "dmsbuild" / "doubles" / "fixtures" / "sdg-pallet-4-tail.log").read_text()
     times = [{"startEnqMs": 0, "endEnqMs": 0.1, "h2dMs": 0.1, "computeMs": 1.0, "d2hMs": 0.1, "latencyMs": 1.2,
               "endToEndMs": 1.2, "startH2dMs": 0, "endH2dMs": 0.1, "startComputeMs": 0.1, "endComputeMs": 1.1,
               "startD2hMs": 1.1, "endD2hMs": 1.2}] * 3

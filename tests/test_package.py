@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -75,8 +76,13 @@ def test_no_module_reaches_outside_the_package() -> None:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    src = out / "src"  # a copy: setuptools writes build/ and *.egg-info next to the sources, and reuses them
+    for name in ("pyproject.toml", "README.md", "CHANGELOG.md"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes((REPO / name).read_bytes())
+    shutil.copytree(REPO / "dmsbuild", src / "dmsbuild", ignore=shutil.ignore_patterns("__pycache__"))
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                           str(REPO)], capture_output=True, text=True, timeout=300)
+                           str(src)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     [whl] = out.glob("dmsbuild-*.whl")
     return whl

@@ -117,7 +117,7 @@ def test_trtexec_results_parse_into_the_common_schema():
     from dmsbuild.backends import trt_board  # noqa: F401 - registers the parser
     from dmsbuild.measure.results import parser_for
 
-    fixtures = Path(__file__).parent / "fixtures" / "trtexec"
+    fixtures = Path(__file__).parents[1] / "dmsbuild" / "doubles" / "fixtures"
     log = (fixtures / "tensorrt-4177-summary.log").read_text()
     times = (fixtures / "export-times-sample.json").read_text()
     n = sum(1 for e in json.loads(times) if "computeMs" in e)

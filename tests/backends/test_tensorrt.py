@@ -14,7 +14,7 @@ from dmsbuild.backends.tensorrt import EngineCache, EngineKey
 from dmsbuild.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
-FIX = ROOT / "tests" / "fixtures" / "trtexec"
+FIX = ROOT / "dmsbuild" / "doubles" / "fixtures"
 DOUBLE = ROOT / "dmsbuild" / "doubles" / "trtexec"
 
 
