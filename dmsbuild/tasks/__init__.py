@@ -46,6 +46,8 @@ PARAMS: dict[str, str] = {
 #: values given as options after a task name (``doit deploy --target=orin``); ``name=value`` lands in doit's vars
 _OPTIONS: dict[str, str] = {}
 _ARGV_READ = False
+#: task (generator) name -> the parameters it takes (filled by @params)
+_TASK_PARAMS: dict[str, tuple[str, ...]] = {}
 
 
 def _vars() -> dict[str, str]:
@@ -74,18 +76,28 @@ def _argv_options(argv: list[str]) -> dict[str, str]:
     return found
 
 
+def _named_tasks(argv: list[str]) -> list[str]:
+    """dmsbuild tasks named on the command line (``deploy``, ``build:rpi5``), by their generator's name."""
+    names = [a.partition(":")[0] for a in argv if a and not a.startswith("-") and "=" not in a]
+    return list(dict.fromkeys(n for n in names if n in _TASK_PARAMS))
+
+
 def check_vars() -> None:
-    """Refuse a ``name=value`` no dmsbuild task takes: one line naming the known parameters, exit 3
-    (doit's code for a bad command line), before any task is generated or run."""
+    """Refuse a ``name=value`` that the tasks named on the command line do not take (any dmsbuild task, when
+    none is named): one line naming the ones they take, exit 3 (doit's code for a bad command line), before
+    any task is generated or run."""
     global _ARGV_READ
     if not _ARGV_READ:
         _OPTIONS.update(_argv_options(sys.argv[1:]))
         _ARGV_READ = True
-    unknown = sorted(set(_vars()) - set(PARAMS))
+    named = _named_tasks(sys.argv[1:])
+    known = [n for n in PARAMS if any(n in _TASK_PARAMS[t] for t in named)] if named else list(PARAMS)
+    unknown = sorted(set(_vars()) - set(known))
     if unknown:
         given = ", ".join(f"{n}={_vars()[n]}" for n in unknown)
-        print(f"ERROR: unknown parameter {given}; dmsbuild's tasks take {', '.join(f'{n}=' for n in PARAMS)} "
-              f"(`doit help <task>` lists a task's own)", file=sys.stderr)
+        who = (f"{', '.join(named)} take{'s' if len(named) == 1 else ''}" if named else "dmsbuild's tasks take")
+        takes = ", ".join(f"{n}=" for n in known) or "no parameters"
+        print(f"ERROR: unknown parameter {given}; {who} {takes} (`doit help <task>` lists them)", file=sys.stderr)
         raise SystemExit(3)
 
 
@@ -96,6 +108,8 @@ def params(*names: str) -> Callable[[Callable[[], Any]], Callable[..., Any]]:
     defs = [{"name": n, "long": n, "type": str, "default": None, "help": f"{PARAMS[n]}; or {n}=VALUE"} for n in names]
 
     def wrap(fn: Callable[[], Any]) -> Callable[..., Any]:
+        _TASK_PARAMS[fn.__name__.removeprefix("task_")] = names
+
         @functools.wraps(fn)
         def creator(**given: str | None) -> Any:
             check_vars()
