@@ -68,7 +68,8 @@ def task_doctor() -> dict[str, Any]:
     from . import doit_var
 
     return {
-        "actions": [(_doctor, [], {"target": doit_var("target", "")})],
+        # positional: doit fills a keyword named like a task parameter with that option's value (None here)
+        "actions": [(_doctor, [doit_var("target", "")])],
         "uptodate": [False],
         "verbosity": 2,
     }
