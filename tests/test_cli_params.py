@@ -123,3 +123,20 @@ def test_list_docs_are_each_tasks_own(proj: Path) -> None:
     assert {"build", "compile", "deploy", "tune", "report", "init"} <= set(docs), run.output
     assert len(set(docs.values())) == len(docs), docs  # compile once showed build's text
     assert "host tool" in docs["compile"] and "accuracy gate" in docs["build"]
+
+
+def test_path_parameter_resolves_against_the_working_directory(proj: Path, tmp_path: Path) -> None:
+    """inventory= is relative to the folder doit runs in (-d here; the project folder when doit runs its
+    dodo.py there), never to dmsbuild's checkout or the project root behind the user's back."""
+    import os
+    import subprocess
+    import sys
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "DMSBUILD_ROOT": str(proj), "PYTHONWARNINGS": "ignore"}
+    out = subprocess.run([sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "-d", str(elsewhere), "doctor",
+                          "target=rpi5", "inventory=inv.toml"], cwd=elsewhere, env=env, capture_output=True, text=True,
+                         timeout=120)
+    text = out.stdout + out.stderr
+    assert f"{elsewhere / 'inv.toml'}: inventory file not found" in text, text

@@ -148,6 +148,16 @@ def doit_config() -> dict[str, Any]:
             "dep_file": str(project_root / "artifacts" / ".doit.db")}
 
 
+def cli_path(name: str) -> str | None:
+    """A path parameter (``inventory=``) as typed, made absolute against the working directory doit runs in
+    (the project folder, where its dodo.py is), never against dmsbuild's installation."""
+    value = doit_var(name)
+    if not value:
+        return None
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else Path.cwd() / p)
+
+
 @functools.lru_cache(maxsize=None)
 def root() -> Path:
     """The project folder (found without parsing dmsbuild.toml, so a malformed file fails only the tasks that read it)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from . import doit_var, params, per_target, profile, project
+from . import cli_path, doit_var, params, per_target, profile, project
 from ..errors import UserError
 
 
@@ -21,7 +21,7 @@ def _bench(target: str) -> Any:
 
     try:
         proj, prof = project(), profile(target)
-        boards = boards_for(proj, prof, doit_var("hosts"), doit_var("inventory"), doit_var("groups"))
+        boards = boards_for(proj, prof, doit_var("hosts"), cli_path("inventory"), doit_var("groups"))
         outcomes = bench_target(proj, prof, boards, artifact=doit_var("artifact"))
     except UserError as exc:
         return TaskFailed(str(exc))

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from ..config import ProjectConfig, TargetProfile
 from ..errors import UserError
 from ..ship.inventory import Board, inventory_path, load_inventory, local_board
-from . import doit_var, params, per_target, profile, project
+from . import cli_path, doit_var, params, per_target, profile, project
 
 
 def _plain_names(hosts: str | None) -> list[str]:
@@ -66,7 +66,7 @@ def _selection(target: str) -> tuple[Any, Any, list[Any], str | None, str | None
     prof = profile(target)
     proj = project()
     hosts, groups = doit_var("hosts"), doit_var("groups")
-    return proj, prof, boards_for(proj, prof, hosts, doit_var("inventory"), groups), hosts, groups
+    return proj, prof, boards_for(proj, prof, hosts, cli_path("inventory"), groups), hosts, groups
 
 
 def _deploy(target: str) -> Any:

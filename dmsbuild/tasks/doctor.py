@@ -47,14 +47,14 @@ def _board_checks(target: str) -> list[Any]:
     """Every board of an SSH target, checked in parallel over the route ssh would take (one line each)."""
     from ..ship import doctor
     from ..errors import UserError
-    from . import doit_var, profile, project
+    from . import cli_path, doit_var, profile, project
     from .deploy import boards_for
 
     prof = profile(target)
     if prof.transport != "ssh":
         return []
     try:
-        boards = boards_for(project(), prof, doit_var("hosts"), doit_var("inventory"), doit_var("groups"))
+        boards = boards_for(project(), prof, doit_var("hosts"), cli_path("inventory"), doit_var("groups"))
     except UserError as exc:
         lines = str(exc).splitlines()
         hint = next((ln.strip()[5:].strip() for ln in lines[1:] if ln.strip().startswith("hint:")), "")

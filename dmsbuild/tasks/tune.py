@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from ..errors import UserError
-from . import config_error, doit_var, params, profile, project, selected_targets, user_error_task
+from . import cli_path, config_error, doit_var, params, profile, project, selected_targets, user_error_task
 
 
 def _budget() -> float | None:
@@ -32,7 +32,7 @@ def _tune(target: str) -> Any:
     try:
         proj, prof = project(), profile(target)
         budget = _budget()
-        boards = boards_for(proj, prof, doit_var("hosts"), doit_var("inventory"), doit_var("groups"))
+        boards = boards_for(proj, prof, doit_var("hosts"), cli_path("inventory"), doit_var("groups"))
         run_tune(proj, prof, boards, budget_minutes=budget)
     except UserError as exc:
         return TaskFailed(str(exc))
