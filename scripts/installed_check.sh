@@ -65,7 +65,8 @@ doit build target=rpi5
 step "dmsbuild boards up --count 2 --groups rpi5"
 dmsbuild boards up --count 2 --groups rpi5
 step "doit deploy target=rpi5"
-doit help deploy | grep -q -- '--hosts=ARG'
+doit help deploy > "$WORK/help.txt"   # (not piped into grep -q: doit dies of the closed pipe)
+grep -q -- '--hosts=ARG' "$WORK/help.txt"
 if doit deploy target=rpi5 host=emu-01 2>"$WORK/host.err"; then echo "host= was not refused"; exit 1; fi
 grep -q "unknown parameter host=emu-01" "$WORK/host.err"
 doit deploy target=rpi5 2>&1 | tee "$WORK/deploy.log"
