@@ -1,25 +1,22 @@
 """dmsbuild tasks. `doit list` shows them; see README.md.
 
+The repository's own project (the reference DMS model, dmsbuild.toml,
+targets/) uses dmsbuild's tasks the way every project does (the starter
+project's dodo.py, dmsbuild/defaults/project/dodo.py, has the same task
+imports: tests/test_package.py holds them equal); the path insert makes this
+checkout's dmsbuild the one imported, installed or not.
+
 Kept thin and light: nothing here (or in what it imports) loads torch,
 onnxruntime, onnx or tensorrt; the actions import them when they run.
 """
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# the project whose artifacts are built: DMSBUILD_ROOT, else this folder. doit opens its
-# dependency database before any task runs, and artifacts/ is git-ignored: create it.
-PROJECT_ROOT = Path(os.environ.get("DMSBUILD_ROOT") or Path(__file__).resolve().parent)
-(PROJECT_ROOT / "artifacts").mkdir(exist_ok=True)
+from dmsbuild.tasks import doit_config  # noqa: E402
 
-DOIT_CONFIG = {
-    "default_tasks": ["build"],
-    "verbosity": 2,
-    "dep_file": str(PROJECT_ROOT / "artifacts" / ".doit.db"),
-    "backend": "sqlite3",
-}
+DOIT_CONFIG = doit_config()  # artifacts/.doit.db of the project; `doit` alone builds
 
 from dmsbuild.tasks.build import task_build, task_evaluate, task_export, task_quantize  # noqa: E402,F401
 from dmsbuild.tasks.deploy import task_deploy, task_rollback  # noqa: E402,F401

@@ -1,8 +1,15 @@
 """Emulated boards: real OpenSSH ``sshd`` processes on loopback addresses.
 
-    python -m dmsbuild.boards up --count 3     # start emu-01..emu-03 on 127.0.0.11.. port 2222
-    python -m dmsbuild.boards status
-    python -m dmsbuild.boards down             # stop exactly those sshd processes (by pid)
+    dmsbuild boards up --count 3     # start emu-01..emu-03 on 127.0.0.11.. (a free port, 2222 if free)
+    dmsbuild boards status
+    dmsbuild boards down             # stop exactly those sshd processes (by pid)
+
+(``python -m dmsbuild.boards`` is the same command.) The address block and port
+are chosen once, on the first ``up`` (``--net``/``--first``/``--port`` or the
+environment variables DMSBUILD_BOARDS_NET / DMSBUILD_BOARDS_PORT; else
+127.0.0.11.. and port 2222 when it is free, another free port when not) and
+remembered in ``<dir>/boards.json``: a later bare ``up`` restarts the boards
+where they were, so the inventory and known_hosts stay valid.
 
 Each board has its own 127.0.0.x address, host key, deploy root and
 authorized key (one generated ed25519 client key for all). The command writes
@@ -29,6 +36,7 @@ import socket
 import subprocess
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 from .errors import UserError, first_line
@@ -89,7 +97,8 @@ def board_python() -> str:
     return str(cand if cand.exists() else Path(sys.executable))
 
 
-DOUBLES = Path(__file__).resolve().parents[1] / "tests" / "doubles"
+#: the vendor-tool doubles, package data of dmsbuild (dmsbuild/doubles/), found through importlib.resources
+DOUBLES = Path(str(resources.files("dmsbuild") / "doubles"))
 #: test doubles an emulated board of these groups carries on its PATH (labelled EMULATED in the wrapper)
 EMULATED_TOOLS = {"rpi5": ("vcgencmd",), "orin": ("trtexec", "nvidia-smi", "nvpmodel", "jetson_clocks", "tegrastats"),
                   "qcs8255": ("snpe-net-run", "snpe-diagview", "snpe-throughput-net-run")}
@@ -109,8 +118,8 @@ def _emulated_tools(bdir: Path, python: str, groups: tuple[str, ...]) -> Path | 
     for tool in tools:
         double = DOUBLES / tool
         if not double.is_file():
-            raise UserError(f"{double}: test double missing; emulated {tool} needs the repository's tests/doubles/",
-                            hint="run `boards up` from a source checkout of dmsbuild")
+            raise UserError(f"{double}: test double missing from dmsbuild's package data; emulated {tool} needs it",
+                            hint="reinstall dmsbuild (the wheel carries dmsbuild/doubles/)")
         wrapper = bin_dir / tool
         var = _ARGV_LOG_VARS.get(tool, "TRTEXEC_DOUBLE_ARGV_LOG")
         wrapper.write_text(
@@ -203,7 +212,7 @@ def up(count: int, where: Path, port: int = DEFAULT_PORT, first: int = DEFAULT_F
                                 hint="is that address/port already in use? try --port")
             pid = int(pidfile.read_text().split()[0])
             started.append({"name": name, "pid": pid, "config": str(config)})
-            (where / STATE).write_text(json.dumps({"boards": started}))  # `down` finds them if a later one fails
+            (where / STATE).write_text(json.dumps({"net": net, "first": first, "port": port, "boards": started}))  # `down` finds them if a later one fails
             key_type, key_b64 = hostkey.with_suffix(".pub").read_text().split()[:2]
             known.append(f"[{addr}]:{port} {key_type} {key_b64}")
             boards.append({"name": name, "host": addr, "port": port, "pid": pid, "config": str(config),
@@ -226,10 +235,47 @@ def up(count: int, where: Path, port: int = DEFAULT_PORT, first: int = DEFAULT_F
         inv += ["[[boards]]", f"name = {json.dumps(b['name'])}", f"host = {json.dumps(b['host'])}",
                 f"port = {b['port']}", f"root = {json.dumps(b['root'] + '/{target}')}", ""]
     (where / "inventory.toml").write_text("\n".join(inv))
-    state = {"boards": boards, "inventory": str(where / "inventory.toml"), "known_hosts": str(where / "known_hosts"),
+    state = {"net": net, "first": first, "port": port, "boards": boards, "inventory": str(where / "inventory.toml"), "known_hosts": str(where / "known_hosts"),
              "identity_file": str(client_key), "user": user, "python": python}
     (where / STATE).write_text(json.dumps(state, indent=2) + "\n")
     return state
+
+
+def _port_free(net: str, first: int, count: int, port: int) -> bool:
+    for i in range(count):
+        with socket.socket() as s:
+            try:
+                s.bind((f"{net}.{first + i}", port))
+            except OSError:
+                return False
+    return True
+
+
+def remembered(where: Path) -> dict:
+    """The net/first/port the boards of ``where`` were started with (boards.json), or {}."""
+    try:
+        state = json.loads((where / STATE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: state[k] for k in ("net", "first", "port") if k in state}
+
+
+def placement(where: Path, net: str | None = None, first: int | None = None, port: int | None = None,
+              count: int = 3) -> tuple[str, int, int]:
+    """(net, first, port) for ``up``: what was asked, else what ``where`` remembers, else the environment's
+    DMSBUILD_BOARDS_NET / DMSBUILD_BOARDS_PORT, else 127.0.0 / 11 / 2222 (or a free port if 2222 is taken)."""
+    mem = remembered(where)
+    net = net or mem.get("net") or os.environ.get("DMSBUILD_BOARDS_NET") or "127.0.0"
+    first = first if first is not None else mem.get("first", DEFAULT_FIRST)
+    if port is None:
+        port = mem.get("port") or int(os.environ.get("DMSBUILD_BOARDS_PORT") or 0) or None
+    if port is None:
+        port = DEFAULT_PORT
+        if not _port_free(net, first, count, port):
+            with socket.socket() as s:  # chosen once: remembered from now on
+                s.bind((f"{net}.{first}", 0))
+                port = s.getsockname()[1]
+    return net, first, port
 
 
 def down(where: Path, quiet: bool = False) -> list[str]:
@@ -264,19 +310,20 @@ def status(where: Path) -> list[tuple[str, bool]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dmsbuild.boards", description="Emulated boards: real sshd on 127.0.0.x")
+    ap = argparse.ArgumentParser(prog="dmsbuild boards", description="Emulated boards: real sshd on 127.0.0.x")
     ap.add_argument("command", choices=["up", "down", "status"])
     ap.add_argument("--count", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=None, help="state folder (default: artifacts/boards)")
-    ap.add_argument("--port", type=int, default=DEFAULT_PORT)
-    ap.add_argument("--first", type=int, default=DEFAULT_FIRST, help="last octet of the first board's 127.0.0.x")
-    ap.add_argument("--net", default="127.0.0", help="the first three octets of the boards' loopback addresses")
+    ap.add_argument("--port", type=int, default=None, help="sshd port (default: remembered, else 2222 if free)")
+    ap.add_argument("--first", type=int, default=None, help="last octet of the first board's address (default: remembered, else 11)")
+    ap.add_argument("--net", default=None, help="the first three octets of the boards' loopback addresses (default: remembered, else 127.0.0)")
     ap.add_argument("--groups", default=",".join(DEFAULT_GROUPS), help="inventory groups (targets) of the boards")
     args = ap.parse_args(argv)
     try:
         where = args.dir or default_dir()
         if args.command == "up":
-            state = up(args.count, where, port=args.port, first=args.first, net=args.net,
+            net, first, port = placement(where, args.net, args.first, args.port, args.count)
+            state = up(args.count, where, port=port, first=first, net=net,
                        groups=tuple(g for g in args.groups.split(",") if g))
             for b in state["boards"]:
                 print(f"{b['name']}: {state['user']}@{b['host']}:{b['port']} pid {b['pid']} root {b['root']}")

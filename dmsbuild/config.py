@@ -3,8 +3,11 @@
 Both are typed dataclasses validated at load time by one strict loader: an
 unknown field, a wrong type or a value outside the allowed set raises a
 ``UserError`` whose first line names the file, the field and what is allowed.
-Relative paths are resolved against the repository root (the folder that holds
-``dmsbuild.toml``).
+Relative paths in ``dmsbuild.toml`` are resolved against the project folder
+(the one that holds ``dmsbuild.toml``), never against dmsbuild's installation;
+a path that lands inside dmsbuild's own package is refused (its files are
+dmsbuild's, not the project's: a model calibrated on them would be judged on
+someone else's data).
 
 This module is imported by ``dodo.py`` on every doit run, so it imports only
 the standard library.
@@ -498,12 +501,14 @@ class ProjectConfig:
         _check_name(self.name, "name", source)
         check_head_floors(self.accuracy.heads, self.outputs, source, "accuracy.heads")
 
-    def path(self, rel: str | None) -> Path | None:
-        """Resolve a path from the config against the project root."""
+    def path(self, rel: str | None, field_name: str | None = None) -> Path | None:
+        """Resolve a path from the config against the project folder; one into dmsbuild's package is refused."""
         if rel is None:
             return None
         p = Path(os.path.expanduser(rel))
-        return p if p.is_absolute() else self.root / p
+        p = p if p.is_absolute() else self.root / p
+        refuse_package_path(p, f"{self.source}: field '{field_name}'" if field_name else str(self.source), rel)
+        return p
 
     def existing_file(self, rel: str, source: object, field_name: str, hint: str, show_path: bool = False) -> Path:
         """``path(rel)``, which must be a file: else the one-line error naming ``source``'s field (one wording everywhere)."""
@@ -814,8 +819,41 @@ def check_head_floors(heads: dict[str, HeadFloorsConfig], outputs: OutputsConfig
                             hint=f"remove it, or set min_cosine / min_sqnr_db for '{head}'")
 
 
+def package_dir() -> Path:
+    """dmsbuild's own package folder (site-packages/dmsbuild in an installed tool)."""
+    return Path(__file__).resolve().parent
+
+
+def refuse_package_path(path: Path, where: str, given: str) -> None:
+    """A UserError when ``path`` lies inside dmsbuild's package: a project's files never live there."""
+    try:
+        path.resolve().relative_to(package_dir())
+    except ValueError:
+        return
+    raise UserError(f"{where} is {given!r}, which is inside dmsbuild's own installation ({package_dir()}), "
+                    "not your project", hint="point it at your project's own files (relative paths are relative to "
+                                             "the folder holding dmsbuild.toml)")
+
+
+#: the path fields of dmsbuild.toml, checked at load (a keyword value of qat.data is not a path)
+_PATH_FIELDS = ("model.checkpoint", "model.onnx", "data.calibration", "data.validation", "data.labels")
+
+
+def _check_project_paths(cfg: "ProjectConfig") -> None:
+    for name in _PATH_FIELDS:
+        section, _, attr = name.partition(".")
+        cfg.path(getattr(getattr(cfg, section), attr), name)
+    for i, extra in enumerate(cfg.model.sources):
+        cfg.path(extra, f"model.sources[{i}]")
+    qat = cfg.quantization.static.qat
+    if qat.data not in ("calibration", "validation", "synthetic"):
+        cfg.path(qat.data, "quantization.static.qat.data")
+    cfg.path(qat.labels, "quantization.static.qat.labels")
+
+
 def find_root(start: Path | None = None) -> Path:
-    """The project root: the nearest folder upwards holding dmsbuild.toml."""
+    """The project root: the nearest folder upwards holding dmsbuild.toml (DMSBUILD_ROOT, when set, names it:
+    the repository's tests run one dodo.py against many projects)."""
     env = os.environ.get("DMSBUILD_ROOT")
     if env:
         return Path(env).resolve()
@@ -825,7 +863,7 @@ def find_root(start: Path | None = None) -> Path:
             return p
     raise UserError(
         f"{PROJECT_FILE}: not found in {here} or any parent folder",
-        hint="run dmsbuild from the project folder, or set DMSBUILD_ROOT",
+        hint="run doit in your project's folder, or create a project: dmsbuild new PATH",
     )
 
 
@@ -835,6 +873,7 @@ def load_project(root: Path | None = None) -> ProjectConfig:
     cfg = load_dataclass(ProjectConfig, read_toml(path), str(path))
     cfg.root = root
     cfg.source = path
+    _check_project_paths(cfg)
     return cfg
 
 

@@ -76,4 +76,4 @@ def md_text(text: Any, limit: int | None = None) -> str:
 
     ``[x](javascript:alert(1))`` and ``![](https://tracker/p.png)`` come out as literal text."""
     s = shown(str(text).replace("\n", " "), limit)
-    return html.escape(_MD_SPECIAL.sub(r"\\\1", s))
+    return html.escape(_MD_SPECIAL.sub(r"\\\1", s), quote=False)  # quotes are plain text in Markdown (no &#x27;)

@@ -3,7 +3,8 @@
 # build every artifact, deploy to this machine (target `local`) and to three emulated boards
 # (real sshd on 127.0.0.x; targets rpi5, qcs8255 and orin), benchmark and verify on each, then write the report.
 # The boards keep running afterwards so you can try more (`doit rollback target=rpi5`, ...);
-# `.venv/bin/python -m dmsbuild.boards down` stops them.
+# `.venv/bin/dmsbuild boards down` stops them. Their address block and port are chosen on the first run
+# (127.0.0.11.. and 2222 when free) and remembered; DMSBUILD_BOARDS_NET / DMSBUILD_BOARDS_PORT set them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,8 +14,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "doit deploy (target local: build, install into artifacts/boards/local, benchmark, verify)"
 doit deploy
-step "python -m dmsbuild.boards up --count 3 (emulated boards: real sshd on 127.0.0.11-13)"
-python -m dmsbuild.boards up --count "${DMSBUILD_DEMO_BOARDS:-3}"
+step "dmsbuild boards up --count 3 (emulated boards: real sshd on loopback)"
+dmsbuild boards up --count "${DMSBUILD_DEMO_BOARDS:-3}"
 step "doit deploy target=rpi5 (push to every rpi5 board over SSH, switch atomically, benchmark, verify)"
 doit deploy target=rpi5
 step "doit deploy target=rpi5 again (nothing changed: same release id, nothing sent)"
@@ -26,4 +27,4 @@ doit deploy target=orin
 step "doit report"
 doit report
 printf '\nReport: %s\n' "$PWD/artifacts/report/index.html"
-printf 'Boards still running; stop them with: .venv/bin/python -m dmsbuild.boards down\n'
+printf 'Boards still running; stop them with: .venv/bin/dmsbuild boards down\n'

@@ -112,3 +112,33 @@ def test_deploy_fails_a_board_whose_benchmark_fails(boards, project_dir):
     assert _status(out, "emu-01") == "unhealthy" and "artifact fp32 did not run" in out, out
     assert "doit rollback target=rpi5 hosts=emu-01" in out
     assert "Traceback" not in out
+
+
+def test_deploy_output_is_one_line_per_board_and_notes_once():
+    """Ten boards, three artifacts each a new baseline: ten board lines (latency, source, verdict) and one note,
+    not the 30 "new baseline (lineage ...)" lines a deploy once printed."""
+    from types import SimpleNamespace
+
+    from dmsbuild.ship.fleet_deploy import measurement_lines
+
+    boards = []
+    for i in range(1, 11):
+        name = f"emu-{i:02d}"
+        notes = [f"board {name}: artifact {a} ({a}) of model.onnx @abcdef123456: new baseline (lineage {name}{a}: no "
+                 "earlier release of this model, precision and recipe on this board); the latency gate starts comparing "
+                 "from this run" for a in ("fp32", "fp16", "int8-qdq")]
+        notes.append(f"board {name}: artifact fp32 (fp32): latency not compared with release r0: power mode changed")
+        boards.append(SimpleNamespace(name=name, status="done", output_check=i != 3, details={
+            "sources": {"fp32": "emulated", "fp16": "emulated", "int8-qdq": "emulated"},
+            "latencies": {"fp32": {"stat": "median", "ms": 3.0 + i / 100}, "fp16": {"stat": "median", "ms": 4.5},
+                          "int8-qdq": {"stat": "mean", "ms": 2.25}},
+            "latency_notes": notes}))
+    lines = measurement_lines(SimpleNamespace(boards=boards))
+    assert len(lines) == 12, "\n".join(lines)
+    assert lines[0] == ("emu-01: done: fp32 3.01 ms [emulated CPU], fp16 4.50 ms [emulated CPU], "
+                        "int8-qdq 2.25 ms (mean) [emulated CPU]; output check passed")
+    assert lines[2].startswith("emu-03: done: ") and lines[2].endswith("; output check FAILED")
+    assert lines[10].startswith("emu-01, emu-02 and 8 more (10 boards): new latency baseline for fp32, fp16, int8-qdq "
+                                "of model.onnx @abcdef123456 (")
+    assert lines[11] == ("emu-01, emu-02 and 8 more (10 boards): artifact fp32 (fp32): latency not compared with "
+                         "release r0: power mode changed")

@@ -135,3 +135,61 @@ def test_the_reference_names_every_field_with_its_default():
     assert "| `deploy.waves` | list of int or str | `[\"100%\"]` |" in text
     assert "| `boards[].io_timeout` | float | `60.0` |" in text
     assert "| `backend.snpe.act_bitwidth` | 8 \\| 16 | `8` |" in text
+
+
+#: a section named in prose: `docs/qat.md, "Speed"`, `README.md ("Configuration")`
+SECTION_REF = re.compile(r"(?P<file>[\w./-]+\.md)(?:,\s*|\s+\(|\s+§\s*)\"(?P<heading>[^\"\n]{2,100})\"")
+#: the text files a section may be named in (code comments, profiles, templates, scripts, docs)
+PROSE = [p for pattern in ("dmsbuild/**/*.py", "dmsbuild/**/*.toml", "dmsbuild/**/*.j2", "targets/*.toml", "*.toml",
+                           "templates/*", "scripts/*", "docs/*.md", "README.md", "CHANGELOG.md")
+         for p in sorted(ROOT.glob(pattern)) if p.is_file()]
+
+
+def headings(path: Path) -> list[str]:
+    in_code, out = False, []
+    for line in path.read_text().splitlines():
+        if FENCE.match(line):
+            in_code = not in_code
+        elif not in_code and (m := re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)):
+            out.append(m.group(1).replace("`", ""))
+    return out
+
+
+def stale_section_refs(files: list[Path], root: Path = ROOT) -> list[str]:
+    """Prose references to a section (file + quoted heading) whose file or heading does not exist."""
+    bad = []
+    for f in files:
+        for no, line in enumerate(f.read_text(errors="replace").splitlines(), 1):
+            for m in SECTION_REF.finditer(line):
+                name = m["file"]
+                dest = next((d for d in (root / name, root / "docs" / name, f.parent / name) if d.is_file()), None)
+                want = m["heading"].replace("`", "")
+                if dest is None:
+                    bad.append(f"{f.relative_to(root)}:{no}: {name}: no such file")
+                elif not any(h == want or h.startswith(want + " ") or h.startswith(want + ":") for h in headings(dest)):
+                    bad.append(f"{f.relative_to(root)}:{no}: {name} has no section \"{want}\"")
+    return bad
+
+
+def test_no_stale_section_references():
+    """README "Configuration", "The reference DMS model", "Deploying to boards" were named long after they moved."""
+    bad = stale_section_refs(PROSE)
+    assert not bad, "stale section references:\n" + "\n".join(bad)
+
+
+def test_the_section_check_catches_a_moved_section(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "qat.md").write_text("# QAT\n\n## Speed\n\n## Channel alignment (`prune.round_to`)\n")
+    (tmp_path / "README.md").write_text("# x\n## Tasks\n")
+    src = tmp_path / "a.toml"
+    src.write_text('# see docs/qat.md, "Speed" and docs/qat.md, "Channel alignment"\n'
+                   '# every field: README.md ("Configuration"); README.md, "Tasks"; gone.md, "Xy"\n')
+    assert stale_section_refs([src], tmp_path) == ['a.toml:2: README.md has no section "Configuration"',
+                                                   "a.toml:2: gone.md: no such file"]
+
+
+def test_docs_name_no_checkout_workarounds():
+    """The installed tool needs neither DMSBUILD_ROOT nor an alias to another folder's dodo.py (issue 32)."""
+    for p in DOCS:
+        text = p.read_text()
+        assert "DMSBUILD_ROOT" not in text and "-f /path/to/dmsbuild" not in text, p.name

@@ -86,7 +86,7 @@ def test_trtexec_double_output_is_labelled_generated(tmp_path):
     times = [{"startEnqMs": 0, "endEnqMs": 0.1, "h2dMs": 0.1, "computeMs": 1.0, "d2hMs": 0.1, "latencyMs": 1.2,
               "endToEndMs": 1.2, "startH2dMs": 0, "endH2dMs": 0.1, "startComputeMs": 0.1, "endComputeMs": 1.1,
               "startD2hMs": 1.1, "endD2hMs": 1.2}] * 3
-    log = (Path(__file__).parent / "fixtures" / "trtexec" / "tensorrt-4177-summary.log").read_text()
+    log = (Path(__file__).parents[1] / "dmsbuild" / "doubles" / "fixtures" / "tensorrt-4177-summary.log").read_text()
     entry = {"name": "fp16", "precision": "fp16", "runtime": "tensorrt"}
     for stdout, want in ((f"[I] {DOUBLE_MARKER}: generated\n" + log, "double"), (log, None)):
         out = json.dumps({"stdout": stdout, "times": json.dumps(times), "warmup_ms": 0})
@@ -315,7 +315,7 @@ def test_an_emulated_rpi5_benchmark_carries_no_jetson_state_and_no_energy(tmp_pa
     from dmsbuild.measure.bench import benchmark_release, probe_facts
 
     release_with_depth(tmp_path, "aaaaaaaaaaaaaaaa", 1, iterations=5)
-    env = {"PATH": f"{Path(__file__).parent / 'doubles'}:{os.environ['PATH']}", "DMSBUILD_EMULATED_BOARD": "test"}
+    env = {"PATH": f"{Path(__file__).parents[1] / 'dmsbuild' / 'doubles'}:{os.environ['PATH']}", "DMSBUILD_EMULATED_BOARD": "test"}
     transport = LocalTransport("emu", env=env)
     facts = probe_facts(transport, str(tmp_path / "current"), PY)
     assert facts["emulated"] == "test"
@@ -358,7 +358,7 @@ def test_trtexec_profile_throughput_and_warnings_are_kept():
                                           "percentage": 62.5},
                           {"name": "fc", "timeMs": 3.0, "averageMs": 0.3, "medianMs": 0.3, "percentage": 37.5}])
     assert [l["name"] for l in parse_export_profile(profile)] == ["conv1", "fc"]
-    log = (Path(__file__).parent / "fixtures" / "trtexec" / "sdg-pallet-4-tail.log").read_text()
+    log = (Path(__file__).parents[1] / "dmsbuild" / "doubles" / "fixtures" / "sdg-pallet-4-tail.log").read_text()
     times = [{"startEnqMs": 0, "endEnqMs": 0.1, "h2dMs": 0.1, "computeMs": 1.0, "d2hMs": 0.1, "latencyMs": 1.2,
               "endToEndMs": 1.2, "startH2dMs": 0, "endH2dMs": 0.1, "startComputeMs": 0.1, "endComputeMs": 1.1,
               "startD2hMs": 1.1, "endD2hMs": 1.2}] * 3
@@ -385,7 +385,7 @@ def test_a_truncated_trtexec_profile_gives_one_line_not_a_silent_null(tmp_path, 
     profile = json.dumps([{"count": 10}, {"name": "conv1", "timeMs": 5.0, "averageMs": 0.5, "medianMs": 0.5,
                                           "percentage": 62.5}])
     text = profile if cut is None else profile[:cut]
-    log = (Path(__file__).parent / "fixtures" / "trtexec" / "sdg-pallet-4-tail.log").read_text()
+    log = (Path(__file__).parents[1] / "dmsbuild" / "doubles" / "fixtures" / "sdg-pallet-4-tail.log").read_text()
     times = [{"latencyMs": 1.2, "computeMs": 1.0, "h2dMs": 0.1, "d2hMs": 0.1, "startEnqMs": 0, "endEnqMs": 0.1,
               "endToEndMs": 1.2, "startH2dMs": 0, "endH2dMs": 0.1, "startComputeMs": 0.1, "endComputeMs": 1.1,
               "startD2hMs": 1.1, "endD2hMs": 1.2}] * 3
@@ -445,7 +445,7 @@ def test_trtexec_output_check_with_load_inputs_and_export_output(tmp_path):
                 "outputs": {"names": OUTPUTS, "classification": CLASSIFICATION},
                 "runtime_settings": {"backend": {"workspace_mb": 64}}}
     log = tmp_path / "argv.jsonl"
-    doubles = Path(__file__).parent / "doubles"
+    doubles = Path(__file__).parents[1] / "dmsbuild" / "doubles"
     board = LocalTransport("orin", env={"PATH": f"{doubles}:{Path(PY).parent}:/usr/bin:/bin",
                                         "TRTEXEC_DOUBLE_ARGV_LOG": str(log)})
     plan = {"warmup": 1, "iterations": 5, "verify_samples": 3}
@@ -470,9 +470,11 @@ def test_rollout_output_says_where_figures_came_from_and_what_the_gate_decided()
                "latency_notes": ["board emu-01: artifact fp16 (fp16) of m.onnx @aaaa: new baseline (lineage x)"],
                "latency_decisions": [{"artifact": "int8", "sentence": "within noise: 1.08x (95% CI 0.91-1.31)"}]}
     lines = measurement_lines(SimpleNamespace(boards=[SimpleNamespace(name="emu-01", details=details)]))
-    assert lines == ["emu-01: figures from fp16: test double (generated, not measured)",
-                     "emu-01: artifact fp16 (fp16) of m.onnx @aaaa: new baseline (lineage x)",
-                     "emu-01: int8: within noise: 1.08x (95% CI 0.91-1.31)"]
+    assert lines == ["emu-01: fp16 no latency [double: generated]",
+                     "emu-01: int8: within noise: 1.08x (95% CI 0.91-1.31)",
+                     "emu-01: new latency baseline for fp16 of m.onnx @aaaa (no earlier release of this model, precision "
+                     "and recipe there; lineages in the rollout report): the gate compares from the next deploy"]
+
 
 
 def test_a_powered_down_orin_sensor_is_no_temperature():
@@ -511,7 +513,7 @@ def test_the_state_script_runs_only_the_tools_it_is_given(tmp_path, tools, prese
     import subprocess
     import sys
 
-    doubles = Path(__file__).parent / "doubles"
+    doubles = Path(__file__).parents[1] / "dmsbuild" / "doubles"
     which = "*" if tools is None else ",".join(tools)
     env = {**os.environ, "PATH": f"{doubles}:{os.environ['PATH']}"}
     run = subprocess.run([sys.executable, "-c", board_state.STATE_SCRIPT, "snapshot", which], capture_output=True,

@@ -84,6 +84,15 @@ def test_markdown_escapes_board_strings(store, tmp_path):
     assert "<script>" not in md and "<img" not in md and "&lt;script&gt;" in md
 
 
+def test_markdown_has_no_html_entities_for_quotes():
+    """Quotes are plain text in Markdown: report.md once read `this machine&#x27;s CPU`."""
+    from dmsbuild.measure.report import Table, render_markdown
+
+    table = Table("t", "n", ["source", "board"], [["emulated board (this machine's CPU)", 'say "<b>"']])
+    md = render_markdown([table], [], "now", "s")
+    assert "| emulated board (this machine's CPU) | say \"&lt;b&gt;\" |" in md
+
+
 def test_emulated_boards_and_replayed_trtexec_figures_are_labelled(tmp_path):
     """A reader must not mistake the trtexec test double's replayed latencies for a Jetson's."""
     s = ResultStore(tmp_path / "results.sqlite")

@@ -1,7 +1,7 @@
 """SNPE DLC artifacts benchmarked on a board (bench.py's host-driven dispatch -> backends/snpe_board.py).
 
 The board is this machine through ``LocalTransport`` with the snpe-net-run and
-snpe-diagview test doubles on its PATH (tests/doubles: strict argparse, they
+snpe-diagview test doubles on its PATH (dmsbuild/doubles: strict argparse, they
 refuse an input list that names a raw file twice or a file of the wrong
 size, and replay the real output layout). The release is a hand-made one
 holding a DLC in the doubles' format, so no SDK and no build are needed.
@@ -21,7 +21,7 @@ from dmsbuild.measure.bench import BoardBench, bench_boards
 from dmsbuild.measure.results import ResultStore, validate_result
 from dmsbuild.ship.transport.local import LocalTransport
 
-DOUBLES = Path(__file__).parent / "doubles"
+DOUBLES = Path(__file__).parents[1] / "dmsbuild" / "doubles"
 N_REF, ITERATIONS, VERIFY = 3, 5, 2
 
 

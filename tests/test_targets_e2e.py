@@ -120,7 +120,7 @@ def test_trtexec_results_parse_into_the_common_schema():
     from dmsbuild.backends import trt_board  # noqa: F401 - registers the parser
     from dmsbuild.measure.results import parser_for
 
-    fixtures = Path(__file__).parent / "fixtures" / "trtexec"
+    fixtures = Path(__file__).parents[1] / "dmsbuild" / "doubles" / "fixtures"
     log = (fixtures / "tensorrt-4177-summary.log").read_text()
     times = (fixtures / "export-times-sample.json").read_text()
     n = sum(1 for e in json.loads(times) if "computeMs" in e)
@@ -168,7 +168,7 @@ def test_trtexec_engine_cache_changes_with_the_boards_gpu(tmp_path):
     from dmsbuild.backends.trt_board import bench_artifacts
     from dmsbuild.ship.transport.local import LocalTransport
 
-    doubles = Path(__file__).parent / "doubles"
+    doubles = Path(__file__).parents[1] / "dmsbuild" / "doubles"
     log = tmp_path / "argv.jsonl"
     rel, manifest, entries = _trt_release(tmp_path)
     plan = {"warmup": 1, "iterations": 5, "verify_samples": 0}

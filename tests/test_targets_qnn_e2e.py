@@ -79,7 +79,7 @@ def test_with_the_sdk_the_qnn_target_also_ships_a_dlc(tmp_path):
     sdk = tmp_path / "qairt"
     bin_dir = sdk / "bin" / "x86_64-linux-clang"
     bin_dir.mkdir(parents=True)
-    for f in (Path(__file__).parent / "doubles").iterdir():
+    for f in (Path(__file__).parents[1] / "dmsbuild" / "doubles").iterdir():
         if f.name.startswith("snpe"):
             shutil.copy2(f, bin_dir / f.name)
     log = tmp_path / "snpe-argv.jsonl"

@@ -352,7 +352,7 @@ def test_tensorrt_candidates_build_through_the_backend_and_the_trtexec_double_ac
     cands = tensorrt_candidates(load_target(tmp_path, "o"))
     assert len(cands) == 12
     onnx_path = classifier(tmp_path / "m.onnx")
-    double = str(REPO / "tests" / "doubles" / "trtexec")
+    double = str(REPO / "dmsbuild" / "doubles" / "trtexec")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     for i, c in enumerate(cands):
         argv = c.build_argv(str(onnx_path), str(tmp_path / f"e{i}.engine"), TensorRTOptions(trtexec=double))

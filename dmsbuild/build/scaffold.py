@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import PROJECT_FILE, ProjectConfig, load_project
+from ..config import PROJECT_FILE, ProjectConfig, load_project, refuse_package_path
 from ..errors import UserError
 
 #: size used for dynamic H/W when nothing says otherwise (a guess, stated as one)
@@ -77,8 +77,10 @@ def _data_folders(root: Path, data: str | None) -> tuple[str, str, list[str]]:
         return "data/calibration", "data/validation", notes
     folder = Path(data)
     folder = folder if folder.is_absolute() else (Path.cwd() / folder)
+    refuse_package_path(folder, "doit init: data=", data)
     if not folder.is_dir():
-        raise UserError(f"doit init: data={data!r} is not a folder", hint="name a folder of images or .npy/.npz files")
+        raise UserError(f"doit init: data={data!r} is not a folder ({folder})",
+                        hint="name a folder of images or .npy/.npz files, relative to the folder you run doit in")
     cal, val = folder / "calibration", folder / "validation"
     if cal.is_dir() and val.is_dir():
         return _rel(root, cal), _rel(root, val), notes
@@ -211,8 +213,10 @@ def init_project(root: Path, *, onnx_path: str | None = None, factory: str | Non
         if onnx_path is not None:
             src = Path(onnx_path)
             src = src if src.is_absolute() else Path.cwd() / src
+            refuse_package_path(src, "doit init: onnx=", onnx_path)
             if not src.is_file():
-                raise UserError(f"doit init: onnx={onnx_path!r} does not exist", hint="give the path of your .onnx file")
+                raise UserError(f"doit init: onnx={onnx_path!r} does not exist ({src})",
+                                hint="give the path of your .onnx file, relative to the folder you run doit in")
             try:
                 proto = onnx.load(str(src), load_external_data=False)
             except Exception as exc:  # noqa: BLE001 - protobuf DecodeError and friends
@@ -268,3 +272,58 @@ def init_project(root: Path, *, onnx_path: str | None = None, factory: str | Non
         print(f"  - {note}", flush=True)
     print("init: then run `doit build` (docs/byom.md walks through the rest)", flush=True)
     return target
+
+
+# --------------------------------------------------------------------------
+# `dmsbuild new PATH`: a starter project in the user's own repository
+# --------------------------------------------------------------------------
+#: the starter project's files: path in the project -> package data file (dmsbuild/defaults/)
+STARTER_FILES = {
+    "dodo.py": "project/dodo.py",
+    PROJECT_FILE: "project/dmsbuild.toml",
+    "README.md": "project/README.md",
+    **{f"targets/{n}.toml": f"targets/{n}.toml" for n in ("local", "rpi5", "orin", "qcs8255", "inventory")},
+}
+GITIGNORE_LINE = "artifacts/"
+
+
+def defaults_dir() -> Path:
+    """The defaults dmsbuild ships (templates, target profiles, the starter project), via importlib.resources."""
+    from importlib import resources
+
+    return Path(str(resources.files("dmsbuild") / "defaults"))
+
+
+def new_project(path: Path) -> list[Path]:
+    """Write a starter project into ``path`` (created if missing; an existing repository is fine): the files of
+    :data:`STARTER_FILES` and an ``artifacts/`` line in ``.gitignore``. A file that exists is never overwritten:
+    the whole call is refused naming them, before anything is written. Returns the paths written."""
+    from .. import __version__
+
+    path = path.expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"dmsbuild new: {path} exists and is not a folder", hint="name a new or existing folder")
+    clash = [rel for rel in STARTER_FILES if (path / rel).exists() and rel != "README.md"]  # a repo's README stays
+    if clash:
+        raise UserError(f"dmsbuild new: {path} already has {', '.join(clash)}; nothing was written",
+                        hint="pick another folder, or move those files away first")
+    name = _project_name(path)
+    written = []
+    src = defaults_dir()
+    for rel, data in STARTER_FILES.items():
+        if (path / rel).exists():
+            continue  # README.md of an existing repository
+        text = (src / data).read_text()
+        if rel in (PROJECT_FILE, "README.md"):
+            text = text.replace("PROJECT", name).replace("VERSION", __version__)
+        dest = path / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(text)
+        written.append(dest)
+    ignore = path / ".gitignore"
+    lines = ignore.read_text().splitlines() if ignore.is_file() else []
+    if GITIGNORE_LINE not in lines and "/artifacts/" not in lines and "artifacts" not in lines:
+        head = (src / "project" / "gitignore").read_text()
+        ignore.write_text(("\n".join(lines) + "\n" if lines else "") + head)
+        written.append(ignore)
+    return written

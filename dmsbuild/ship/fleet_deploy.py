@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import posixpath
+import re
 import sys
 import threading
 import time
@@ -70,6 +71,8 @@ class BenchCheck:
     decisions: list[dict] = field(default_factory=list)
     #: artifact -> its figures' source (provenance.SOURCES): the rollout JSON says where each came from
     sources: dict[str, str] = field(default_factory=dict)
+    #: artifact -> ("median" or "mean", ms) of this run (average-only runtimes have no median)
+    latencies: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 #: the bench check the deploy task builds: benchmark the release on the open connection, store, judge
@@ -95,7 +98,8 @@ def bench_check(outcome: "BenchResult", previous: Callable[[str], float | None])
     output_check: bool | None = False if output_failed else (True if verified else None)
     check = BenchCheck(outcome.ok, messages, output_check=output_check, run_id=outcome.run_id,
                        notes=list(getattr(outcome, "notes", [])), decisions=list(getattr(outcome, "decisions", [])),
-                       sources={r["artifact"]: r["source"] for r in results if r.get("source")})
+                       sources={r["artifact"]: r["source"] for r in results if r.get("source")},
+                       latencies=_latencies(results))
     compared = getattr(outcome, "compared", None)
     noise = {d["artifact"] for d in check.decisions if not d["confirmed"]}
     worst = None
@@ -114,6 +118,17 @@ def bench_check(outcome: "BenchResult", previous: Callable[[str], float | None])
     if worst is not None:
         _, check.latency_artifact, check.latency_ms, check.previous_latency_ms = worst
     return check
+
+
+def _latencies(results: list[dict]) -> dict[str, tuple[str, float]]:
+    out: dict[str, tuple[str, float]] = {}
+    for r in results:
+        lat = r.get("latency_ms") or {}
+        if r.get("error") is None and lat.get("median") is not None:
+            out[r["artifact"]] = ("median", lat["median"])
+        elif r.get("error") is None and lat.get("mean") is not None:
+            out[r["artifact"]] = ("mean", lat["mean"])
+    return out
 
 
 def board_ref(board: "Board") -> fleet.BoardRef:
@@ -446,6 +461,8 @@ def _apply_check(out: fleet.BoardOutcome, c: BenchCheck) -> None:
     details["checks"] = c.messages
     if c.sources:
         details["sources"] = c.sources  # where each artifact's figures came from (provenance.SOURCES)
+    if c.latencies:
+        details["latencies"] = {a: {"stat": stat, "ms": ms} for a, (stat, ms) in c.latencies.items()}
     if c.notes:
         details["latency_notes"] = c.notes
     if c.decisions:
@@ -523,19 +540,52 @@ def deploy_fleet(project: "ProjectConfig", profile: "TargetProfile", boards: Seq
     return result
 
 
+#: a gate note that starts a new latency baseline; said once for all boards and artifacts it concerns
+_BASELINE = re.compile(r"^artifact (?P<artifact>\S+) \([^)]*\) of (?P<model>.+?): new baseline \(lineage [^:)]*[:)]")
+
+
+def _boards(names: list[str]) -> str:
+    """Board names for a collapsed line: all of up to four, else the first two and a count."""
+    return ", ".join(names) if len(names) <= 4 else f"{names[0]}, {names[1]} and {len(names) - 2} more ({len(names)} boards)"
+
+
 def measurement_lines(result: fleet.RolloutResult) -> list[str]:
-    """What the latency gate decided per board, and where each figure came from (after the rollout table)."""
+    """After the rollout table: one line per benchmarked board (its verdict, each artifact's latency with where the
+    figure came from, the output check), then the latency gate's notes, each said once for all the boards it
+    concerns (a new baseline used to be one line per artifact per board: 30 lines for 10 boards)."""
     from ..measure.provenance import label
 
-    lines = []
+    lines: list[str] = []
+    notes: dict[str, list[str]] = {}
+    baselines: dict[str, tuple[list[str], list[str]]] = {}  # model -> (artifacts, boards)
     for b in result.boards:
         d = b.details
-        if d.get("sources"):
-            lines.append(f"{b.name}: figures from " + ", ".join(
-                f"{artifact}: {label(src)}" for artifact, src in sorted(d["sources"].items())))
-        lines += [f"{b.name}: {n.removeprefix(f'board {b.name}: ')}" for n in d.get("latency_notes", [])
-                  if "new baseline" in n or "not compared" in n]
+        lat, sources = d.get("latencies") or {}, d.get("sources") or {}
+        if lat or sources:
+            figures = []
+            for artifact in dict.fromkeys([*lat, *sources]):
+                x = lat.get(artifact)
+                value = f"{x['ms']:.2f} ms" + (" (mean)" if x["stat"] == "mean" else "") if x else "no latency"
+                figures.append(f"{artifact} {value} [{label(sources.get(artifact), short=True)}]")
+            check = {True: "; output check passed", False: "; output check FAILED"}.get(getattr(b, "output_check", None), "")
+            status = getattr(b, "status", None)
+            lines.append(f"{b.name}: {status + ': ' if status else ''}{', '.join(figures)}{check}")
+        for n in d.get("latency_notes", []):
+            n = n.removeprefix(f"board {b.name}: ")
+            m = _BASELINE.match(n)
+            if m:
+                arts, names = baselines.setdefault(m["model"], ([], []))
+                if m["artifact"] not in arts:
+                    arts.append(m["artifact"])
+                if b.name not in names:
+                    names.append(b.name)
+            elif "not compared" in n:
+                notes.setdefault(n, []).append(b.name)
         lines += [f"{b.name}: {x['artifact']}: {x['sentence']}" for x in d.get("latency_decisions", [])]
+    for model, (arts, names) in baselines.items():
+        lines.append(f"{_boards(names)}: new latency baseline for {', '.join(arts)} of {model} (no earlier release of "
+                     "this model, precision and recipe there; lineages in the rollout report): the gate compares from the next deploy")
+    lines += [f"{_boards(names)}: {text}" for text, names in notes.items()]
     return lines
 
 

@@ -11,6 +11,7 @@ line there to ship another one.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import importlib.util
 import json
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ from ..errors import UserError
 
 #: the dmsbuild package folder: "package:" support files are paths below it (wherever this module lives)
 PACKAGE_DIR = Path(importlib.util.find_spec("dmsbuild").origin).resolve().parent
-TEMPLATES = PACKAGE_DIR.parent / "templates"
+#: the Jinja templates: package data (dmsbuild/defaults/templates/, found through importlib.resources), so an
+#: installed dmsbuild renders releases; the repository's top-level templates/ are held equal to them by a test
+TEMPLATES = Path(str(importlib.resources.files("dmsbuild") / "defaults" / "templates"))
 ID_LEN = 16
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from . import doit_var, per_target, profile, project
+from . import cli_path, doit_var, params, per_target, profile, project
 from ..errors import UserError
 
 
@@ -21,7 +21,7 @@ def _bench(target: str) -> Any:
 
     try:
         proj, prof = project(), profile(target)
-        boards = boards_for(proj, prof, doit_var("hosts"), doit_var("inventory"), doit_var("groups"))
+        boards = boards_for(proj, prof, doit_var("hosts"), cli_path("inventory"), doit_var("groups"))
         outcomes = bench_target(proj, prof, boards, artifact=doit_var("artifact"))
     except UserError as exc:
         return TaskFailed(str(exc))
@@ -39,6 +39,7 @@ def _bench(target: str) -> Any:
     return None
 
 
+@params("target", "hosts", "groups", "inventory", "artifact")
 def task_bench() -> Iterator[dict]:
-    """Benchmark and verify the current release on a target's boards (target=NAME [hosts=...] [artifact=NAME])."""
+    """Benchmark and check the release current on the target's boards again (nothing is sent)."""
     yield from per_target("bench", lambda target: {"actions": [(_bench, [target])], "uptodate": [False], "verbosity": 2})

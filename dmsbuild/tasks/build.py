@@ -27,7 +27,7 @@ from ..config import (PRECISIONS, ProjectConfig, TargetProfile, as_dict, static_
                       target_names)
 from ..build.paths import Paths, qdq_key as _qdq_key  # re-exported: bench/ and tests use them from here
 from ..errors import UserError
-from . import profile, project, selected_targets, user_error_task
+from . import params, profile, project, selected_targets, user_error_task
 
 
 # --------------------------------------------------------------------------
@@ -94,6 +94,7 @@ def _project_or_none() -> tuple[ProjectConfig | None, UserError | None]:
 # --------------------------------------------------------------------------
 # export
 # --------------------------------------------------------------------------
+@params()
 def task_export() -> dict:
     """FP32 ONNX from the PyTorch factory + checkpoint (or your ONNX), checked, with a sidecar JSON."""
     proj, err = _project_or_none()
@@ -137,6 +138,7 @@ def task_export() -> dict:
 # --------------------------------------------------------------------------
 # quantize
 # --------------------------------------------------------------------------
+@params()
 def task_quantize() -> Iterator[dict]:
     """FP16, INT8 dynamic and one static INT8 QDQ variant per distinct set of target settings."""
     proj, err = _project_or_none()
@@ -216,6 +218,7 @@ def _qat_task(proj: ProjectConfig, p: Paths, key: str, cfg: Any, calibration: li
 # --------------------------------------------------------------------------
 # evaluate
 # --------------------------------------------------------------------------
+@params()
 def task_evaluate() -> Iterator[dict]:
     """FP32 reference outputs on the validation set, then every shared ONNX artifact scored against them."""
     proj, err = _project_or_none()
@@ -510,15 +513,28 @@ def _tuned_quantization(recipe: Any) -> dict[str, Any]:
                              "calibration_method": recipe.calibration_method}}
 
 
+#: what ``doit list`` says of the tasks ``build`` generates under their own names
+GROUP_DOCS = {
+    "compile": "Compile an artifact with its backend's host tool (QNN context binary, TensorRT engine, SNPE DLC).",
+    "tuned": "Rebuild the artifact `doit tune` chose (targets/<name>.tuned.toml) if it is missing; no tuning.",
+}
+
+
+@params("target")
 def task_build() -> Iterator[dict]:
-    """Every artifact of a target (`doit build target=rpi5`; all targets without `target=`), gated on accuracy."""
-    yield {"name": None, "doc": "build every selected target (target=name[,name])"}
+    """Every artifact of the selected targets (all without target=), checked against FP32 by the accuracy gate."""
+    yield {"name": None, "doc": (task_build.__doc__ or "").strip()}
     proj, err = _project_or_none()
     if proj is None:
         yield user_error_task("build", "config", err)  # type: ignore[arg-type]
         return
+    tasks: list[dict] = []
     for name in selected_targets():
         try:
-            yield from list(_target_tasks(proj, name))
+            tasks += list(_target_tasks(proj, name))
         except UserError as exc:
-            yield user_error_task("build", name, exc)
+            tasks.append(user_error_task("build", name, exc))
+    for basename, doc in GROUP_DOCS.items():  # else doit lists them with build's docstring
+        if any(t.get("basename") == basename for t in tasks):
+            yield {"basename": basename, "name": None, "doc": doc}
+    yield from tasks

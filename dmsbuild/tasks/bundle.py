@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import doit_var, per_target, profile, project, user_error_task
+from . import cli_path, doit_var, params, per_target, profile, project, user_error_task
 from ..errors import UserError
 
 FORMATS = ("mender",)
@@ -23,7 +23,7 @@ def _bundle(target: str) -> Any:
     from ..ship.mender import write_bundle
 
     try:
-        key, out = doit_var("key"), doit_var("out")
+        key, out = cli_path("key"), cli_path("out")
         bundle = write_bundle(project(), profile(target), out_dir=Path(out) if out else None,
                               key=Path(key) if key else None)
     except UserError as exc:
@@ -45,7 +45,7 @@ def _pull(target: str) -> Any:
 
     try:
         proj, prof = project(), profile(target)
-        boards = boards_for(proj, prof, doit_var("hosts"), doit_var("inventory"), doit_var("groups"))
+        boards = boards_for(proj, prof, doit_var("hosts"), cli_path("inventory"), doit_var("groups"))
         runs = pull_results(proj, prof, boards, store=ResultStore(store_path(proj)))
     except UserError as exc:
         return TaskFailed(str(exc))
@@ -57,6 +57,7 @@ def _pull(target: str) -> Any:
     return None
 
 
+@params("target", "format", "key", "out")
 def task_bundle() -> Iterator[dict]:
     """Write an OTA bundle of a target's release (target=NAME format=mender [key=PEM] [out=DIR]); builds what changed."""
     fmt = doit_var("format") or "mender"
@@ -70,6 +71,7 @@ def task_bundle() -> Iterator[dict]:
                                                     "uptodate": [False], "verbosity": 2})
 
 
+@params("target", "hosts", "groups", "inventory")
 def task_ota_pull() -> Iterator[dict]:
     """Collect the results an OTA install left on a target's boards into results.sqlite (target=NAME [hosts=...])."""
     yield from per_target("ota_pull", lambda target: {"actions": [(_pull, [target])], "uptodate": [False], "verbosity": 2})

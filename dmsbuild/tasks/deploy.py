@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from ..config import ProjectConfig, TargetProfile
 from ..errors import UserError
 from ..ship.inventory import Board, inventory_path, load_inventory, local_board
-from . import doit_var, per_target, profile, project
+from . import cli_path, doit_var, params, per_target, profile, project
 
 
 def _plain_names(hosts: str | None) -> list[str]:
@@ -61,7 +61,7 @@ def _selection(target: str) -> tuple[Any, Any, list[Any], str | None, str | None
     prof = profile(target)
     proj = project()
     hosts, groups = doit_var("hosts"), doit_var("groups")
-    return proj, prof, boards_for(proj, prof, hosts, doit_var("inventory"), groups), hosts, groups
+    return proj, prof, boards_for(proj, prof, hosts, cli_path("inventory"), groups), hosts, groups
 
 
 def _deploy(target: str) -> Any:
@@ -122,10 +122,9 @@ def _rollback(target: str) -> Any:
     return _verdict(f"rollback {target}", result)
 
 
+@params("target", "hosts", "groups", "parallel", "inventory", "verify", "bench")
 def task_deploy() -> Iterator[dict]:
-    """Roll the target's release out to its boards: doit deploy target=rpi5 [hosts=..] [groups=..] [parallel=N]."""
-    yield {"basename": "deploy", "name": None,
-           "doc": "deploy target=<name> [hosts=a,b] [groups=g] [parallel=N]: build, roll out in waves, verify, switch"}
+    """Build what changed, roll the release out to the target's boards in waves, benchmark and check it there."""
     yield from per_target("deploy", lambda target: {
         "task_dep": [f"build:{target}"],
         "actions": [(_deploy, [target])],
@@ -134,7 +133,7 @@ def task_deploy() -> Iterator[dict]:
     })
 
 
+@params("target", "hosts", "groups", "parallel", "inventory")
 def task_rollback() -> Iterator[dict]:
-    """Switch the target's boards back to their previous release (no transfer)."""
-    yield {"basename": "rollback", "name": None, "doc": "rollback target=<name> [hosts=a,b] [groups=g]: previous release, no transfer"}
+    """Switch the target's boards back to their previous release (nothing is sent)."""
     yield from per_target("rollback", lambda target: {"actions": [(_rollback, [target])], "uptodate": [False], "verbosity": 2})

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from . import params
+
 #: returns {board: (target, facts)} for a target name (or all targets with None)
 FactsProvider = Callable[[str | None], Mapping[str, tuple[str, Mapping[str, Any]]]]
 _facts_provider: FactsProvider | None = None
@@ -26,8 +28,13 @@ def _doctor(target: str) -> Any:
     from ..config import find_root
     from ..errors import UserError, first_line
 
+    from . import config_error
+
     try:
         root = find_root()
+        err = config_error()
+        if err is not None:
+            raise err
         facts = _facts_provider(target or None) if _facts_provider else None
         text, ok = doctor.run(root, target or None, facts, _board_checks(target) if target else ())
     except UserError as exc:
@@ -38,18 +45,16 @@ def _doctor(target: str) -> Any:
 
 def _board_checks(target: str) -> list[Any]:
     """Every board of an SSH target, checked in parallel over the route ssh would take (one line each)."""
-    from doit import get_var
-
     from ..ship import doctor
     from ..errors import UserError
-    from . import profile, project
+    from . import cli_path, doit_var, profile, project
     from .deploy import boards_for
 
     prof = profile(target)
     if prof.transport != "ssh":
         return []
     try:
-        boards = boards_for(project(), prof, get_var("hosts"), get_var("inventory"), get_var("groups"))
+        boards = boards_for(project(), prof, doit_var("hosts"), cli_path("inventory"), doit_var("groups"))
     except UserError as exc:
         lines = str(exc).splitlines()
         hint = next((ln.strip()[5:].strip() for ln in lines[1:] if ln.strip().startswith("hint:")), "")
@@ -57,12 +62,14 @@ def _board_checks(target: str) -> list[Any]:
     return doctor.check_boards(boards, prof, prof.deploy.parallel)
 
 
+@params("target", "hosts", "groups", "inventory")
 def task_doctor() -> dict[str, Any]:
-    """Check host toolchains and (target=X [hosts=...]) every board for what the target needs; say what to install."""
-    from doit import get_var
+    """What the host and (with target=) every board of the target lack, with install hints."""
+    from . import doit_var
 
     return {
-        "actions": [(_doctor, [], {"target": get_var("target", "")})],
+        # positional: doit fills a keyword named like a task parameter with that option's value (None here)
+        "actions": [(_doctor, [doit_var("target", "")])],
         "uptodate": [False],
         "verbosity": 2,
     }

@@ -1,15 +1,18 @@
 """The `init` doit task: `doit init onnx=PATH [data=DIR]` or
 `doit init factory=module:callable checkpoint=PATH shape=1,3,H,W [data=DIR]`.
 
-Writes dmsbuild.toml from the model's signature (dmsbuild.build.scaffold). The project
-folder is DMSBUILD_ROOT, else the current folder (there may be no dmsbuild.toml yet).
+Writes dmsbuild.toml from the model's signature (dmsbuild.build.scaffold) into the
+project folder: the one holding dmsbuild.toml from doit's working directory up (doit
+runs in the dodo.py's folder), else that folder itself. onnx= and data= are relative
+to the working directory; the file records them relative to the project folder.
 Nothing heavy is imported until the action runs.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from . import params
 
 
 def _init(**kwargs: str | None) -> Any:
@@ -18,8 +21,13 @@ def _init(**kwargs: str | None) -> Any:
     from ..errors import UserError
     from ..build.scaffold import init_project
 
-    root = Path(os.environ.get("DMSBUILD_ROOT") or Path.cwd())
+    from ..config import find_root
+
     try:
+        try:
+            root = find_root()
+        except UserError:  # no dmsbuild.toml yet: this folder becomes the project
+            root = Path.cwd()
         init_project(root, onnx_path=kwargs["onnx"], factory=kwargs["factory"], checkpoint=kwargs["checkpoint"],
                      shape=kwargs["shape"], data=kwargs["data"])
     except UserError as exc:
@@ -27,13 +35,14 @@ def _init(**kwargs: str | None) -> Any:
     return True
 
 
+@params("onnx", "factory", "checkpoint", "shape", "data")
 def task_init() -> dict[str, Any]:
-    """Write dmsbuild.toml from a model: onnx=PATH [data=DIR], or factory=mod:fn checkpoint=PATH shape=1,3,H,W."""
-    from doit import get_var
+    """Write dmsbuild.toml from your model's signature (onnx=FILE, or factory= checkpoint= shape=) and data=."""
+    from . import doit_var
 
     names = ("onnx", "factory", "checkpoint", "shape", "data")
     return {
-        "actions": [(_init, [], {n: get_var(n, None) for n in names})],
+        "actions": [(_init, [], {n: doit_var(n) for n in names})],
         "uptodate": [False],
         "verbosity": 2,
     }

@@ -1,18 +1,26 @@
 """`doit report` (HTML + Markdown report from the results store) and `doit results_export`."""
 from __future__ import annotations
 
-from . import artifacts_dir, doit_var
+from . import artifacts_dir, doit_var, params
 
 
-def _report() -> None:
+def _report() -> object:
+    from doit.exceptions import TaskFailed
+
+    from ..errors import UserError
     from ..measure.report import write_report
     from ..measure.results import ResultStore
 
-    html_path, md_path = write_report(ResultStore(artifacts_dir() / "results.sqlite"), artifacts_dir() / "report")
+    try:
+        html_path, md_path = write_report(ResultStore(artifacts_dir() / "results.sqlite"), artifacts_dir() / "report")
+    except UserError as exc:  # dmsbuild.toml that does not load, an unreadable store
+        return TaskFailed(str(exc))
     print(f"report: {html_path}\nreport: {md_path}")
+    return None
 
 
-def task_report():
+@params()
+def task_report() -> dict:
     """Write artifacts/report/index.html and report.md from artifacts/results.sqlite."""
     return {"actions": [_report], "uptodate": [False], "verbosity": 2}
 
@@ -24,8 +32,8 @@ def _export() -> object:
     from ..measure.results import ResultStore
 
     fmt = doit_var("format", "json")
-    out = artifacts_dir() / "report" / f"results.{fmt}"
     try:
+        out = artifacts_dir() / "report" / f"results.{fmt}"
         text = ResultStore(artifacts_dir() / "results.sqlite").export(fmt)
     except UserError as exc:
         return TaskFailed(str(exc))
@@ -35,6 +43,7 @@ def _export() -> object:
     return None
 
 
-def task_results_export():
-    """Export every stored benchmark row to artifacts/report/results.<format> (format=json|csv)."""
+@params("format")
+def task_results_export() -> dict:
+    """Export every stored measurement to artifacts/report/results.<format> (json or csv)."""
     return {"actions": [_export], "uptodate": [False], "verbosity": 2}

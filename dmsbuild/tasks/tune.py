@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from ..errors import UserError
-from . import doit_var, profile, project, selected_targets, user_error_task
+from . import cli_path, config_error, doit_var, params, profile, project, selected_targets, user_error_task
 
 
 def _budget() -> float | None:
@@ -32,18 +32,22 @@ def _tune(target: str) -> Any:
     try:
         proj, prof = project(), profile(target)
         budget = _budget()
-        boards = boards_for(proj, prof, doit_var("hosts"), doit_var("inventory"), doit_var("groups"))
+        boards = boards_for(proj, prof, doit_var("hosts"), cli_path("inventory"), doit_var("groups"))
         run_tune(proj, prof, boards, budget_minutes=budget)
     except UserError as exc:
         return TaskFailed(str(exc))
     return None
 
 
+@params("target", "hosts", "groups", "inventory", "budget")
 def task_tune() -> Iterator[dict]:
-    """Find per board kind the fastest artifact that passes the accuracy gate: doit tune target=rpi5 [budget=5]."""
-    yield {"basename": "tune", "name": None,
-           "doc": "tune target=<name> [hosts=a,b] [budget=MINUTES]: measure candidates on the boards, write targets/<name>.tuned.toml"}
+    """Per board kind, the fastest artifact that passes the accuracy gate, timed on the boards: targets/<name>.tuned.toml."""
+    yield {"basename": "tune", "name": None, "doc": (task_tune.__doc__ or "").strip()}
+    err = config_error()
     for target in selected_targets(default_all=False):
+        if err is not None:
+            yield user_error_task("tune", target, err)
+            continue
         try:
             profile(target)
             _budget()  # a bad budget= fails at once, before the build it would wait for

@@ -15,7 +15,7 @@ from dmsbuild.backends import snpe
 from dmsbuild.backends.toolchain import run_tool
 from dmsbuild.errors import UserError
 
-DOUBLES = Path(__file__).resolve().parents[1] / "doubles"
+DOUBLES = Path(__file__).resolve().parents[2] / "dmsbuild" / "doubles"
 SHAPE = (1, 3, 8, 8)
 
 

@@ -14,8 +14,8 @@ from dmsbuild.backends.tensorrt import EngineCache, EngineKey
 from dmsbuild.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
-FIX = ROOT / "tests" / "fixtures" / "trtexec"
-DOUBLE = ROOT / "tests" / "doubles" / "trtexec"
+FIX = ROOT / "dmsbuild" / "doubles" / "fixtures"
+DOUBLE = ROOT / "dmsbuild" / "doubles" / "trtexec"
 
 
 def opts(**kw) -> trt_backend.TensorRTOptions:
