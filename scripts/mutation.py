@@ -481,6 +481,32 @@ M = [
     Mutation("mender-pull-once", "dmsbuild/ship/mender.py", "                    if run_id in known:\n                        continue\n", "",
              (MT + "::test_good_release_installs_checks_commits_on_three_boards",),
              "each results file a board left is stored once, however often it is pulled"),
+    # ---------------------------------------------------------------- a failing release never stays current (issue 24)
+    Mutation("first-deploy-failure-stays", A, "        if req.get(\"failed\"):\n            return no_release(root, cur, skipped)\n", "",
+             ("tests/test_first_deploy_gate.py::test_a_first_deploy_that_fails_its_gate_leaves_no_release_current",),
+             "a board whose first release fails its gate is left with no release, not the failing one"),
+    Mutation("rollback-to-failed-release", A, "    while hist and verdicts.get(hist[-1]) == \"failed\":",
+             "    while False:",
+             ("tests/test_first_deploy_gate.py::test_rollbacks_skip_a_release_that_failed_its_checks",),
+             "rollbacks (automatic and doit rollback) go to the last release that passed its gate, never a failed one"),
+    Mutation("verdict-not-recorded", "dmsbuild/ship/release.py", "            passed = judge(out) if judge is not None else None\n",
+             "            passed = None\n",
+             ("tests/test_first_deploy_gate.py::test_rollbacks_skip_a_release_that_failed_its_checks",),
+             "the gate's verdict is recorded on the board at deploy time"),
+    # ---------------------------------------------------------------- one verdict, same samples, host and board (issue 24)
+    Mutation("floor-resolution-unchecked", "dmsbuild/measure/accuracy.py", "        if 0 < limit.value < 1.0 / samples - 1e-9:",
+             "        if False:",
+             ("tests/test_same_samples.py::test_a_sample_count_that_cannot_resolve_its_floor_is_refused_in_one_line",),
+             "a sample count whose one disagreement already exceeds its top-1 floor is refused"),
+    Mutation("host-gate-own-samples", "dmsbuild/build/evaluate.py",
+             "    return available if n <= 0 else min(n, available, REFERENCE_SAMPLES)", "    return available",
+             ("tests/test_same_samples.py::test_host_and_board_give_one_verdict_on_the_same_samples",),
+             "the host gate judges the same first bench.verify_samples samples as the board"),
+    Mutation("board-heads-by-safe-id", "dmsbuild/measure/gates.py",
+             "        heads = {floors.name_of(key): m for key, m in verify[\"heads\"].items()}",
+             "        heads = verify[\"heads\"]",
+             ("tests/test_same_samples.py::test_a_per_head_floor_for_a_head_that_is_not_a_safe_id_applies_on_the_board",),
+             "a per-head floor keyed by a tensor name that is not a safe id applies on the board"),
 ]
 
 
