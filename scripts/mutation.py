@@ -507,6 +507,10 @@ M = [
              "        heads = verify[\"heads\"]",
              ("tests/test_same_samples.py::test_a_per_head_floor_for_a_head_that_is_not_a_safe_id_applies_on_the_board",),
              "a per-head floor keyed by a tensor name that is not a safe id applies on the board"),
+    Mutation("gate-samples-not-in-build-settings", "dmsbuild/tasks/build.py",
+             "    settings[\"gate_samples\"] = prof.bench.verify_samples", "    pass",
+             ("tests/test_incremental.py::test_one_profile_setting_rebuilds_only_that_target",),
+             "a changed bench.verify_samples re-runs the target's build gate (its verdict depends on it)"),
 ]
 
 
