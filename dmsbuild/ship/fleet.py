@@ -596,7 +596,8 @@ def _revert(revert: DeployOne, board: BoardRef, rep: BoardReport, sink: Progress
         skipped = back.details.get("skipped_failed")
         past = f" (past {', '.join(skipped)}, which failed its gate here)" if skipped else ""
         if back.release_id is None:  # a first deploy, or every earlier release failed: none stays current
-            return f"; no earlier release passed its gate here{past}: current removed, the board runs no release"
+            return (f"; no earlier release passed its gate here{past}: current removed, the board runs no release "
+                    "(a failing release never stays current; the next deploy that passes makes one current)")
         return f"; rolled back to {back.release_id}{past}"
     why = rep.details["rollback_failed"] = back.reason or "no reason given"
     return f"; rollback failed ({why}): the new release stays installed"
