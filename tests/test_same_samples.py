@@ -132,3 +132,57 @@ def test_a_per_head_floor_for_a_head_that_is_not_a_safe_id_applies_on_the_board(
     assert host and board, (host, board)
     assert where in host[0] and where in board[0], (host, board)
     assert f"head '{HEAD}'" in board[0]  # the user's tensor name, not the safe id
+
+
+def _write_build(project_dir: Path, artifact: Path, x: np.ndarray) -> None:
+    """artifacts/rpi5/build.json (CONTRACTS §1) shipping ``artifact`` and the build's reference (the first 64)."""
+    import hashlib
+    import json
+    import shutil
+
+    adir, common = project_dir / "artifacts" / "rpi5", project_dir / "artifacts" / "common"
+    adir.mkdir(parents=True, exist_ok=True)
+    common.mkdir(parents=True, exist_ok=True)
+    shutil.copy(artifact, adir / "int8-qdq.onnx")
+    _savez(common / "reference.npz", {"inputs": x[:64], safe_id(HEAD): x[:64].copy()})
+    data = (adir / "int8-qdq.onnx").read_bytes()
+    build = {"schema": 1, "project": "dms", "target": "rpi5",
+             "input": {"name": "x", "shape": [1, 4], "dtype": "float32", "layout": "NCHW"},
+             "outputs": {"names": [HEAD], "classification": [HEAD], "keys": head_keys([HEAD])},
+             "artifacts": [{"name": "int8-qdq", "precision": "int8-qdq", "kind": "onnx",
+                            "path": "artifacts/rpi5/int8-qdq.onnx", "extra_files": [],
+                            "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "runtime": "onnxruntime",
+                            "providers": ["CPUExecutionProvider"], "provider_options": [{}], "portable": True,
+                            "eval": {}}],
+             "reference": "artifacts/common/reference.npz", "toolchain": {"onnxruntime": "1.32.0", "opset": 17}}
+    (adir / "build.json").write_text(json.dumps(build, indent=1))
+
+
+@pytest.mark.parametrize(("flips", "verify_samples", "per_head_cosine"), [
+    ([3, 7], 20, None),     # fails on both sides: 2 of the same 20 samples
+    ([3], 64, None),        # the reported case on 64 samples: passes on both sides
+    ([], 32, 0.99),         # the per-head floor of a head whose name is not a safe id: fails on both sides
+])
+def test_a_real_board_gives_the_host_verdict(boards, case, project_dir, tmp_path, flips, verify_samples, per_head_cosine):
+    """The deploy's real on-board check: release shipped to an sshd board, the runner run there, judged by the
+    deploy's gate; the host's verdict on the same artifact and configuration is the same."""
+    from dmsbuild.ship.fleet_deploy import bench_hook, deploy_target
+    from dmsbuild.ship.inventory import load_inventory
+
+    project, profile, run = case
+    profile.arch = "any"
+    profile.bench.warmup, profile.bench.iterations, profile.bench.threads = 1, 3, 1
+    if per_head_cosine is not None:
+        profile.gates.heads = {HEAD: HeadFloorsConfig(min_cosine=per_head_cosine)}
+    host, in_process = run(flips, verify_samples)
+    _write_build(project_dir, tmp_path / "int8.onnx", _inputs(flips))
+    board = load_inventory(Path(boards["inventory"]), project_dir).boards["emu-03"]
+    board.root = str(tmp_path / "board-roots" / "emu-03")
+    [out] = deploy_target(project, profile, [board], after_switch=bench_hook(project, profile))
+    assert out.ok and out.verified, out.message
+    checks = out.details["checks"]
+    assert bool(checks) == bool(host) == bool(in_process), (host, checks)
+    if host:
+        assert f"head '{HEAD}'" in checks[0] and f"over {verify_samples} samples" in checks[0], checks
+        if per_head_cosine is not None:
+            assert f"gates.heads.{HEAD}.min_cosine" in checks[0], checks
