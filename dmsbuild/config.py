@@ -592,8 +592,9 @@ class BenchConfig:
     iterations: int = 100
     #: intra-op threads of the on-board session (0: the runtime's default)
     threads: int = 0
-    #: validation samples carried to the board for the output check
-    verify_samples: int = 16
+    #: validation samples the accuracy gate judges, the same first N of data.validation on the host and on the board
+    #: (0: no board check; the host then judges every validation sample); a top-1 floor needs at least 1/floor
+    verify_samples: int = 32
 
 
 @dataclass

@@ -85,6 +85,7 @@ def test_build_gate_uses_the_project_limit_when_the_target_sets_none(gated):
     project, profile = gated
     profile.gates.max_accuracy_drop = None
     project.accuracy.max_accuracy_drop = 0.02
+    profile.bench.verify_samples = 50  # a 2 % top-1 floor needs 50 samples: fewer cannot resolve it (refused)
     with pytest.raises(UserError, match=r"allowed 2.0% \(dmsbuild.toml: accuracy.max_accuracy_drop\)"):
         gate(project, profile, {"int8-qdq": _eval(0.97)})
 

@@ -39,6 +39,7 @@ def test_accuracy_floors_profile_overrides_project():
     assert floors.max_accuracy_drop.value == project.accuracy.max_accuracy_drop
     assert floors.max_accuracy_drop.source == "dmsbuild.toml: accuracy.max_accuracy_drop"
     profile.gates.max_accuracy_drop = 0.01
+    profile.bench.verify_samples = 100  # a 1 % top-1 floor needs 100 samples: fewer cannot resolve it (refused)
     assert accuracy_floors(project, profile).for_head("activity").max_accuracy_drop.value == 0.01
 
 

@@ -98,6 +98,11 @@ def test_one_profile_setting_rebuilds_only_that_target(built: Path) -> None:
     run = run_doit(built, "build")
     assert run.rc == 0, run.output
     assert run.executed == {"build:b"}
+    # the gate's sample count (the first bench.verify_samples, host and board) decides the verdict: judged again
+    prof.write_text(prof.read_text() + "\n[bench]\nverify_samples = 3\n")
+    run = run_doit(built, "build")
+    assert run.rc == 0, run.output
+    assert run.executed == {"build:b"}
 
 
 def test_checkpoint_change_rebuilds_export_and_downstream(built: Path) -> None:

@@ -20,7 +20,7 @@ def test_unchanged_build_same_release_id_changed_build_new_id(project_dir):
     m = json.loads(a.manifest_bytes)
     assert [x["file"] for x in m["artifacts"]] == ["models/fp32.onnx", "models/int8-qdq.onnx"]
     assert {f["file"] for f in m["files"]} >= {"run.sh", "verify/reference.npz"}
-    assert m["bench"] == {"warmup": 5, "iterations": 50, "threads": 4, "verify_samples": 16}
+    assert m["bench"] == {"warmup": 5, "iterations": 50, "threads": 4, "verify_samples": 32}
     prof.bench.iterations = 51  # a benchmark-plan change is a new release
     assert manifest.make_release(project, prof).release_id != a.release_id
     # the earlier Release still names its own bytes (rendered files are staged by sha256)

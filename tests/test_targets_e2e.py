@@ -30,7 +30,7 @@ group = "orin"
 [bench]
 warmup = 2
 iterations = 20
-verify_samples = 2
+verify_samples = 3  # one disagreement of 3 (33 %) resolves the tiny project's 34 % floor
 """
 
 

@@ -34,7 +34,7 @@ group = "rpi5"
 [bench]
 warmup = 1
 iterations = 2
-verify_samples = 2
+verify_samples = 3  # one disagreement of 3 (33 %) resolves the tiny project's 34 % floor
 """
 
 

@@ -9,6 +9,8 @@ stderr. Every path it touches is below the deploy root it is given::
     <root>/releases/<id>/...           hardlinks into objects + manifest.json
     <root>/current -> releases/<id>    switched by one rename(2)
     <root>/history.json                release ids in deploy order (rollback pops)
+    <root>/verdicts.json               release id -> "passed" | "failed": what the deploy's gate judged there
+                                       (rollback never goes to a "failed" one; none judged: from before gates)
     <root>/.lock                       flock'ed by the deploy in progress; names its holder
     <root>/seal.json                   stat identity of the current release's objects (verified then)
     <root>/.dmsbuild-root              the marker: this folder is dmsbuild's (written at first deploy) and
@@ -21,7 +23,8 @@ requests sent to it as JSON lines, so they run under the lock and finish
 under it even when the connection drops), ``commit`` (verify, stage the
 release, sync, switch, collect), ``rollback``, ``state``, ``fetch`` (under the
 lock: objects from relay boards or a mirror over HTTP, verified by sha256
-while they arrive, left as uploads for ``commit`` to verify again) and
+while they arrive, left as uploads for ``commit`` to verify again), ``verdict``
+(under the lock: record what the gate judged of a release) and
 ``serve`` (a relay: ``objects/<sha256>`` over HTTP until stdin closes). ``commit`` and
 ``rollback`` run on their own take the lock themselves.
 
@@ -135,7 +138,8 @@ def _lexists_not(path, kind):
 def check_layout(root):
     """The root's own folders and files are real (never symlinks leading outside the root)."""
     for rel, kind in (("objects", "dir"), ("objects/.tmp", "dir"), ("releases", "dir"), (".lock", "file"), (MARKER, "file"),
-                      ("history.json", "file"), ("seal.json", "file"), ("dms.service", "file")):
+                      ("history.json", "file"), ("seal.json", "file"), ("dms.service", "file"),
+                      ("verdicts.json", "file")):
         _lexists_not(os.path.join(root, rel), kind)
     cur = os.path.join(root, "current")
     if os.path.lexists(cur):
@@ -236,6 +240,45 @@ def read_history(root):
         fail(EXIT_BAD, "%s is corrupt (%s); refusing to deploy or roll back: repair it (a JSON list of release ids, "
                        "oldest first) or remove it (the next deploy starts a new history)" % (path, why))
     return hist
+
+
+VERDICTS = ("passed", "failed")
+
+
+def read_verdicts(root):
+    """release id -> "passed" | "failed" (what the deploy's gate judged on this board); none yet: {}.
+    One that cannot be read is corruption, refused: read as empty, a rollback could go to a failed release."""
+    path = os.path.join(root, "verdicts.json")
+    try:
+        with open_nofollow(path) as fh:
+            got = json.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        got = exc
+    if not isinstance(got, dict) or not all(isinstance(k, str) and v in VERDICTS for k, v in got.items()):
+        why = got.strerror if isinstance(got, OSError) and got.strerror else str(got)[:80]
+        fail(EXIT_BAD, "%s is corrupt (%s); refusing to roll back: repair it (a JSON object release id -> "
+                       "\"passed\" or \"failed\") or remove it (every kept release then counts as not judged)" % (path, why))
+    return got
+
+
+def write_verdicts(root, verdicts):
+    write_atomic(os.path.join(root, "verdicts.json"), json.dumps(verdicts, sort_keys=True))
+
+
+def verdict(req):
+    """Record what the host's gate judged of a release on this board (a deploy's last step, under the lock)."""
+    root, rid, said = req["root"], req["release_id"], req["verdict"]
+    check_layout(root)
+    if said not in VERDICTS:
+        fail(EXIT_BAD, "verdict %r for %s: expected one of %s" % (said, rid, ", ".join(VERDICTS)))
+    if rid not in read_history(root):
+        fail(EXIT_BAD, "release %s is not in %s/history.json; no verdict recorded" % (rid, root))
+    verdicts = read_verdicts(root)
+    verdicts[rid] = said
+    write_verdicts(root, verdicts)
+    return {"release_id": rid, "verdict": said}
 
 
 MARKER = ".dmsbuild-root"
@@ -658,12 +701,18 @@ def switch(root, rid):
 
 
 def collect(root, keep):
-    """Keep the last ``keep`` releases of the history (and current); drop the rest and unreferenced objects."""
+    """Keep the last ``keep`` releases of the history (and current, and the last that passed its gate); drop the
+    rest and unreferenced objects."""
     hist = read_history(root)
-    kept = set(hist[-keep:]) | {current_id(root)}
+    verdicts = read_verdicts(root)
+    passed = [h for h in hist if verdicts.get(h) == "passed"]
+    # the last release that passed its gate is kept whatever came after it: it is what a rollback goes to
+    kept = set(hist[-keep:]) | {current_id(root)} | set(passed[-1:])
     # history first: a collection cut short leaves folders nobody lists (removed next time),
     # never a history entry pointing to a half-removed release
     write_atomic(os.path.join(root, "history.json"), json.dumps([h for h in hist if h in kept]))
+    if any(k not in kept for k in verdicts):
+        write_verdicts(root, {k: v for k, v in verdicts.items() if k in kept})
     removed = []
     rel = os.path.join(root, "releases")
     made = read_marker(root).get("releases") or []
@@ -678,7 +727,8 @@ def collect(root, keep):
         elif name.startswith((".tmp-", ".trash-")):
             remove_tree(os.path.join(rel, name))
     for name in os.listdir(root):  # leftovers of a switch or a write cut short
-        if name.startswith(".current.tmp.") or name.startswith(("history.json.tmp.", "seal.json.tmp.", "dms.service.tmp.")):
+        if name.startswith(".current.tmp.") or name.startswith(("history.json.tmp.", "seal.json.tmp.", "dms.service.tmp.",
+                                                                              "verdicts.json.tmp.")):
             os.unlink(os.path.join(root, name))
     objects = os.path.join(root, "objects")
     freed = 0
@@ -781,6 +831,10 @@ def commit(req):
     write_seal(root, rid, files)
     hist = [h for h in read_history(root) if h != rid] + [rid]
     write_atomic(os.path.join(root, "history.json"), json.dumps(hist))
+    verdicts = read_verdicts(root)
+    if rid in verdicts:  # deployed again: its gate judges it again
+        del verdicts[rid]
+        write_verdicts(root, verdicts)
     fault_point("commit.history")
     for name, text in (req.get("board_files") or {}).items():
         write_atomic(inside(root, name), text)
@@ -790,17 +844,33 @@ def commit(req):
 
 
 def rollback(req):
+    """``current`` back to the last kept release that did not fail its gate on this board.
+
+    ``failed`` in the request (the deploy's automatic rollback): the current
+    release failed its gate; it is recorded so, and when no earlier release
+    passed, ``current`` is removed: the board runs no release rather than a
+    failing one (a board's first deploy)."""
     root = req["root"]
     check_layout(root)
     hist = read_history(root)
     cur = current_id(root)
     if cur is None:
         fail(EXIT_BAD, "no release is deployed under %s; nothing to roll back" % root)
+    verdicts = read_verdicts(root)
+    if req.get("failed"):
+        verdicts[cur] = "failed"
+        write_verdicts(root, verdicts)
     if hist and hist[-1] == cur:
         hist = hist[:-1]
     hist = [h for h in hist if os.path.lexists(os.path.join(root, "releases", h, "manifest.json"))]
+    skipped = [h for h in hist if verdicts.get(h) == "failed"]
+    while hist and verdicts.get(hist[-1]) == "failed":  # never back to a release that failed its checks
+        hist = hist[:-1]
     if not hist:
-        fail(EXIT_BAD, "no previous release kept under %s (only %s); nothing to roll back to" % (root, cur))
+        if req.get("failed"):
+            return no_release(root, cur, skipped)
+        fail(EXIT_BAD, "no previous release kept under %s (only %s%s); nothing to roll back to"
+             % (root, cur, ", and %s, which failed its gate" % " ".join(skipped) if skipped else ""))
     prev = hist[-1]
     if not real_parents(root, "releases/%s/manifest.json" % prev) or os.path.islink(os.path.join(root, "releases", prev)):
         fail(EXIT_BAD, "previous release %s is damaged (its folder is a symlink); not switching" % prev)
@@ -821,12 +891,22 @@ def rollback(req):
     write_seal(root, prev, [f for f in files if release_ok(root, prev, [f])])
     write_atomic(os.path.join(root, "history.json"), json.dumps(hist))
     fault_point("rollback.switched")
-    return {"previous": cur, "current": prev}
+    return {"previous": cur, "current": prev, "skipped_failed": skipped}
+
+
+def no_release(root, cur, skipped):
+    """The failing release leaves ``current`` and nothing takes its place (no earlier release passed its gate).
+
+    Its folder stays (kept, listed in the history, marked "failed") for inspection until gc collects it."""
+    os.unlink(os.path.join(root, "current"))
+    fsync_path(root)
+    fault_point("rollback.switched")
+    return {"previous": cur, "current": None, "skipped_failed": skipped}
 
 
 def op_state(req):
     root = req["root"]
-    return {"current": current_id(root), "history": read_history(root)}
+    return {"current": current_id(root), "history": read_history(root), "verdicts": read_verdicts(root)}
 
 
 # -- relay and mirror: objects fetched from another board or a mirror, verified before use ----------------
@@ -958,8 +1038,9 @@ def op_serve(req):
 
 
 #: ops the lock process runs for its controller (already under the lock)
-LOCKED_OPS = {"commit": commit, "rollback": rollback, "fetch": fetch}
-OPS = {"prepare": op_prepare, "commit": locked(commit), "rollback": locked(rollback), "state": op_state}
+LOCKED_OPS = {"commit": commit, "rollback": rollback, "fetch": fetch, "verdict": verdict}
+OPS = {"prepare": op_prepare, "commit": locked(commit), "rollback": locked(rollback), "state": op_state,
+       "verdict": locked(verdict)}
 
 
 def main(argv):

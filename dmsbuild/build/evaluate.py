@@ -103,6 +103,11 @@ def write_reference(project: ProjectConfig, fp32: Path, validation: list[Path], 
     print(f"  reference: FP32 outputs on {len(inputs)} validation samples ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
+def _shown(path: Path, root: Path) -> str:
+    """``path`` relative to the project (as build outputs name files), or absolute when it lies outside."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **arrays)
@@ -125,11 +130,19 @@ def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Pa
             cls = n in project.outputs.classification
             heads[n]["labelled"] = labelled_metrics(outs[n], ref[key], cls)
             heads[n]["labelled_fp32"] = labelled_metrics(ref[keys[n]], ref[key], cls)
-    result = {"artifact": str(artifact.relative_to(project.root)) if artifact.is_relative_to(project.root) else str(artifact),
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    # the first REFERENCE_SAMPLES samples' outputs (and FP32's, and labels): each target's gate judges its
+    # first bench.verify_samples of them, the very samples its boards check (gate_heads)
+    keep = min(len(inputs), REFERENCE_SAMPLES)
+    gate_npz = out_json.with_name(out_json.stem + ".gate.npz")
+    _savez(gate_npz, {**{f"ref:{keys[n]}": ref[keys[n]][:keep] for n in names},
+                      **{f"out:{keys[n]}": outs[n][:keep] for n in names},
+                      **{k: ref[k][:keep] for k in ref.files if k.startswith("label:")}})
+    result = {"artifact": _shown(artifact, project.root),
               "samples": int(len(inputs)), "heads": heads,
               "min_top1_agreement": summary["min_top1_agreement"],
+              "gate_outputs": _shown(gate_npz, project.root), "gate_outputs_samples": keep,
               "seconds": round(time.perf_counter() - started, 3)}
-    out_json.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_json.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, out_json)
@@ -156,11 +169,48 @@ def accuracy_drops(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     return drops
 
 
+def gate_samples(profile: TargetProfile, available: int) -> int:
+    """How many validation samples the target's accuracy gate judges: the first ``bench.verify_samples``
+    (those its boards check; capped by what the build kept), or every one when the target has no board check."""
+    n = profile.bench.verify_samples
+    return available if n <= 0 else min(n, available, REFERENCE_SAMPLES)
+
+
+def gate_heads(project: ProjectConfig, profile: TargetProfile, result: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The per-head metrics the target's gate judges, and on how many samples: the first ``gate_samples`` of
+    the validation set, by the board's own metric code, so host and board judge the same samples by one rule.
+
+    A result without its ``.gate.npz`` (built by hand, or by an older dmsbuild) is judged on its own figures."""
+    available = int(result["samples"])
+    n = gate_samples(profile, available)
+    name = result.get("gate_outputs")
+    if n == available or not name:
+        return result["heads"], available
+    path = project.root / name
+    if not path.is_file():
+        raise UserError(f"{path}: missing (the gate's outputs of {result['artifact']})",
+                        hint="rebuild: doit forget evaluate && doit build")
+    names, keys = project.outputs.names, head_keys(project.outputs.names)
+    with np.load(path, allow_pickle=False) as z:
+        summary = verify_summary({n_: z[f"ref:{keys[n_]}"][:n] for n_ in names}, {n_: z[f"out:{keys[n_]}"][:n] for n_ in names},
+                                 project.outputs.classification)
+        heads: dict[str, Any] = summary["heads"]
+        for h in names:
+            key = f"label:{keys[h]}"
+            if key in z.files:
+                cls = h in project.outputs.classification
+                heads[h]["labelled"] = labelled_metrics(z[f"out:{keys[h]}"][:n], z[key][:n], cls)
+                heads[h]["labelled_fp32"] = labelled_metrics(z[f"ref:{keys[h]}"][:n], z[key][:n], cls)
+    return heads, n
+
+
 def gate_failures(project: ProjectConfig, profile: TargetProfile, result: dict[str, Any]) -> list[str]:
-    """Every floor one artifact's host evaluation misses (empty: it passes); see dmsbuild/measure/accuracy.py."""
+    """Every floor one artifact's host evaluation misses on the target's gate samples (empty: it passes);
+    see dmsbuild/measure/accuracy.py."""
     from ..measure.accuracy import failures, floors_for
 
-    return failures(result["heads"], floors_for(project, profile), result["samples"])
+    heads, n = gate_heads(project, profile, result)
+    return failures(heads, floors_for(project, profile), n)
 
 
 def gate(project: ProjectConfig, profile: TargetProfile, results: dict[str, dict[str, Any]]) -> None:

@@ -13,12 +13,15 @@ Standard library only (gates.py imports this on every deploy).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..board.runner.judge import failures, head_failures  # the judge itself runs on boards too (board/runner/judge.py)
 from ..config import ProjectConfig, TargetProfile, check_head_floors
+from ..errors import UserError
+from ..names import head_keys
 
 METRICS = ("max_accuracy_drop", "min_cosine", "min_sqnr_db")
 
@@ -44,6 +47,9 @@ class AccuracyFloors:
 
     default: HeadFloors
     heads: dict[str, HeadFloors] = field(default_factory=dict)
+    #: tensor name -> safe id (``names.head_keys``): the board reports heads by safe id; floors stay keyed by
+    #: the user's tensor names, and this is the one place that maps one to the other
+    keys: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def uniform(cls, max_accuracy_drop: float, min_cosine: float, min_sqnr_db: float, source: str = "given") -> "AccuracyFloors":
@@ -52,7 +58,14 @@ class AccuracyFloors:
                               Floor(min_sqnr_db, f"{source} min_sqnr_db")))
 
     def for_head(self, head: str) -> HeadFloors:
-        return self.heads.get(head, self.default)
+        """The floors of ``head``, given by its tensor name or by the safe id the board reports it under."""
+        return self.heads.get(self.name_of(head), self.default)
+
+    def name_of(self, key: str) -> str:
+        """The user's tensor name behind a head key (a safe id from the board, or the name itself)."""
+        if key in self.heads or key in self.keys:
+            return key
+        return next((name for name, k in self.keys.items() if k == key), key)
 
     def as_dict(self) -> dict[str, Any]:
         """{"default": {metric: value}, "heads": {head: {metric: value}}} for summary.json."""
@@ -91,4 +104,33 @@ def floors_for(project: ProjectConfig, profile: TargetProfile) -> AccuracyFloors
                     chosen[metric] = Floor(value, f"{where}heads.{head}.{metric}")
         return HeadFloors(**chosen)
 
-    return AccuracyFloors(resolve(None), {h: resolve(h) for h in project.outputs.names})
+    floors = AccuracyFloors(resolve(None), {h: resolve(h) for h in project.outputs.names},
+                            head_keys(project.outputs.names))
+    check_resolution(floors, project.outputs.classification, profile.bench.verify_samples,
+                     f"{prof_src}: bench.verify_samples")
+    return floors
+
+
+def samples_needed(max_drop: float) -> int:
+    """The fewest samples on which one disagreement (1/n) does not already exceed ``max_drop``."""
+    return math.ceil(1.0 / max_drop - 1e-9)
+
+
+def check_resolution(floors: AccuracyFloors, classification: list[str], samples: int, where: str) -> None:
+    """Refuse a sample count that cannot resolve a top-1 floor: one disagreement of ``samples`` already exceeds it.
+
+    The gate judges the same ``samples`` on the host and on the board; with 16
+    samples one flipped answer is a 6.2 % drop, so a 5 % floor would fail any
+    artifact that differs at all on the board while the host, scoring more
+    samples, passed it. A floor of 0 (exact agreement) is resolvable by any count."""
+    if samples <= 0:
+        return  # no board check; the host judges every validation sample
+    for head in classification:
+        limit = floors.for_head(head).max_accuracy_drop
+        if 0 < limit.value < 1.0 / samples - 1e-9:
+            need = samples_needed(limit.value)
+            raise UserError(f"{where} = {samples} cannot judge {limit.source} = {limit.value:.1%} on head '{head}': "
+                            f"one disagreement of {samples} samples is already {1.0 / samples:.1%}; "
+                            f"it needs at least {need} samples",
+                            hint=f"set bench.verify_samples = {need} or more (the host and the board judge the same "
+                                 "first samples of data.validation), or raise that floor (docs/accuracy.md)")

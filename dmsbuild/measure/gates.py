@@ -50,7 +50,9 @@ def check_accuracy(doc: dict, *, board: str, floors: AccuracyFloors) -> list[Gat
         verify = r.get("verify")
         if r["error"] is not None or not verify:
             continue
-        for problem in head_failures_all(verify["heads"], floors, verify["samples"]):
+        # the board reports heads by safe id; floors and messages use the user's tensor names (floors.name_of)
+        heads = {floors.name_of(key): m for key, m in verify["heads"].items()}
+        for problem in head_failures_all(heads, floors, verify["samples"]):
             failures.append(GateFailure(
                 board, r["artifact"], "accuracy",
                 f"board {board}: artifact {r['artifact']} ({r['precision']}) fails the accuracy gate on the board's "

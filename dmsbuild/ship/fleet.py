@@ -119,6 +119,8 @@ class BoardOutcome:
     warnings: list[str] = field(default_factory=list)
     #: the route actually used (address, port, user, jump chain), as OpenSSH resolved it; None for a local folder
     route: dict[str, Any] | None = None
+    #: the gate's verdict recorded on the board ("passed" | "failed"); None: not judged there (no gate, or not recorded)
+    verdict: str | None = None
 
     @property
     def message(self) -> str:
@@ -591,7 +593,12 @@ def _revert(revert: DeployOne, board: BoardRef, rep: BoardReport, sink: Progress
         back = BoardOutcome(board.name, False, reason=first_line(exc))
     if back.ok:
         rep.details["rolled_back_to"] = back.release_id
-        return f"; rolled back to {back.release_id}"
+        skipped = back.details.get("skipped_failed")
+        past = f" (past {', '.join(skipped)}, which failed its gate here)" if skipped else ""
+        if back.release_id is None:  # a first deploy, or every earlier release failed: none stays current
+            return (f"; no earlier release passed its gate here{past}: current removed, the board runs no release "
+                    "(a failing release never stays current; the next deploy that passes makes one current)")
+        return f"; rolled back to {back.release_id}{past}"
     why = rep.details["rollback_failed"] = back.reason or "no reason given"
     return f"; rollback failed ({why}): the new release stays installed"
 

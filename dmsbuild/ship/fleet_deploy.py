@@ -175,7 +175,7 @@ class FleetDeploy:
     def __init__(self, profile: "TargetProfile", boards: Sequence["Board"], release: "Release | None" = None, *,
                  project_name: str = "dms", transport_factory: Callable[["Board"], "Transport"] | None = None,
                  bench: BenchFn | None = None, full_verify: bool = False,
-                 progress: Callable[[str, int, int], None] | None = None) -> None:
+                 progress: Callable[[str, int, int], None] | None = None, gate: fleet.HealthGate | None = None) -> None:
         from .transport import open_transport
 
         self.profile = profile
@@ -185,6 +185,8 @@ class FleetDeploy:
         self.transport_factory = transport_factory or open_transport
         self.bench = bench
         self.full_verify = full_verify
+        #: the rollout's health gate, also run on the board's outcome under its lock to record the verdict there
+        self.gate = gate
         #: ``progress(path, bytes done, total)`` per object sent, besides the rollout's display (scripts, tests)
         self.progress = progress
         #: connections the resume check opened to boards that need the release, handed to their deploy
@@ -376,6 +378,16 @@ class FleetDeploy:
                 if check is not None:
                     checks.append(check)
 
+        def judge(o: fleet.BoardOutcome) -> bool | None:
+            """The rollout's gate on what the rollout will see (the same function, the same inputs)."""
+            if self.gate is None:
+                return None
+            probe = copy.copy(o)
+            probe.verified, probe.details = o.ok, {}
+            if checks:
+                _apply_check(probe, checks[0])
+            return self.gate(ref, probe).ok
+
         t0 = time.perf_counter()
         with self._kept_lock:
             sources = list(self.relays)
@@ -387,7 +399,8 @@ class FleetDeploy:
         out = deploy_board(board, self.profile, self.release, project_name=self.project_name,
                            transport_factory=self._transport_for,
                            after_switch=after_switch if self.bench is not None else None,
-                           progress=on_bytes, full_verify=self.full_verify, on_state=on_state, sources=sources)
+                           progress=on_bytes, full_verify=self.full_verify, on_state=on_state, sources=sources,
+                           judge=judge)
         if out.ok and self.profile.deploy.relay == "boards":
             self._start_relay(board)
         end = t0 + out.seconds
@@ -406,19 +419,31 @@ class FleetDeploy:
             details["warnings"] = list(out.warnings)
         if out.route is not None:
             details["route"] = out.route
+        if out.verdict is not None:
+            details["verdict_recorded"] = out.verdict
         out.timings, out.verified, out.details = timings, out.ok, details
         if checks:
             _apply_check(out, checks[0])
         return out
 
     # -- one board's rollback ----------------------------------------------------------
-    def rollback_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
+    def rollback_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink, *, failed: bool = False) -> fleet.BoardOutcome:
+        """``doit rollback``: back to the last kept release that did not fail its gate on the board."""
         from .release import rollback_board
 
-        out = rollback_board(self.boards[ref.name], self.profile, transport_factory=self.transport_factory)
+        out = rollback_board(self.boards[ref.name], self.profile, transport_factory=self.transport_factory, failed=failed)
         out.timings, out.verified = {"rollback": out.seconds}, out.ok
-        out.details = {"action": out.action, "from_release": out.previous, "to_release": out.release_id} if out.ok else {}
+        if out.ok:
+            out.details = {"action": out.action, "from_release": out.previous, "to_release": out.release_id,
+                           **out.details}
+        else:
+            out.details = {}
         return out
+
+    def revert_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
+        """The automatic rollback of a board whose new release failed its gate: the release is recorded as
+        failed there, and with no earlier release that passed, the board is left with no release."""
+        return self.rollback_one(ref, sink, failed=True)
 
     # -- one board's benchmark of the release it runs ---------------------------------------
     def bench_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
@@ -517,8 +542,9 @@ def deploy_fleet(project: "ProjectConfig", profile: "TargetProfile", boards: Seq
 
     release = release or make_release(project, profile)
     regate = unhealthy_in_reports(fleet.rollouts_dir(project.artifacts, profile.name), release.release_id)
+    gate = health_gate(profile, bench is not None)
     fd = FleetDeploy(profile, boards, release, project_name=release.manifest["project"],
-                     transport_factory=transport_factory, bench=bench, full_verify=full_verify)
+                     transport_factory=transport_factory, bench=bench, full_verify=full_verify, gate=gate)
 
     def current(ref: fleet.BoardRef) -> str | None:
         return None if ref.name in regate else fd.current_release(ref)
@@ -529,7 +555,7 @@ def deploy_fleet(project: "ProjectConfig", profile: "TargetProfile", boards: Seq
         result = fleet.rollout_target(
             profile, project.artifacts, fd.refs(), release.release_id, fd.deploy_one, hosts=hosts, groups=groups,
             parallel=parallel, current_release=None if full_verify else current,
-            health_gate=health_gate(profile, bench is not None), stream=stream, revert=fd.rollback_one)
+            health_gate=gate, stream=stream, revert=fd.revert_one)
     finally:
         fd.close()
     lines = measurement_lines(result)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import TargetProfile
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..untrusted import neutralise
 from .fleet import BoardOutcome
 from .inventory import Board
@@ -385,8 +385,14 @@ class BoardStep:
 def deploy_board(board: Board, profile: TargetProfile, release: Release, *, project_name: str,
                  transport_factory: Callable[[Board], Transport], after_switch: AfterSwitch | None = None,
                  progress: Callable[[str, int, int], None] | None = None, full_verify: bool = False,
-                 on_state: StateCallback | None = None, sources: list[str] | None = None) -> BoardOutcome:
+                 on_state: StateCallback | None = None, sources: list[str] | None = None,
+                 judge: Callable[[BoardOutcome], bool | None] | None = None) -> BoardOutcome:
     """Deploy ``release`` to one board; never raises for a board problem (the outcome says it).
+
+    ``judge(outcome)``, when given, is the rollout's health gate run after the
+    benchmark, still under the board lock: its verdict (True: passed) is
+    recorded in the board's ``verdicts.json``, so a rollback never goes back to
+    a release that failed its checks on that board.
 
     ``sources``: base URLs (relay boards, a mirror) the board fetches missing objects from first.
 
@@ -439,21 +445,39 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
                     on_state("benchmarking", {})
                 # HOOK: the on-board benchmark runs here, on the new `current`, with the open connection.
                 after_switch(BoardSession(board, transport, root, release, out.facts))
+            passed = judge(out) if judge is not None else None
+            if passed is not None:
+                try:
+                    lock.call("verdict", {"root": root, "release_id": release.release_id,
+                                          "verdict": "passed" if passed else "failed"})
+                    out.verdict = "passed" if passed else "failed"
+                except UserError as exc:  # the release stays judged by the rollout; a rollback may not know
+                    out.warnings.append(f"the gate's verdict was not recorded on the board: {first_line(exc)}")
         finally:
             lock.release()
     return out
 
 
-def rollback_board(board: Board, profile: TargetProfile, *, transport_factory: Callable[[Board], Transport]) -> BoardOutcome:
-    """Switch the board's ``current`` back to the previous kept release (no transfer)."""
+def rollback_board(board: Board, profile: TargetProfile, *, transport_factory: Callable[[Board], Transport],
+                   failed: bool = False) -> BoardOutcome:
+    """Switch the board's ``current`` back to the last kept release that did not fail its gate (no transfer).
+
+    ``failed``: the current release just failed its gate (the deploy's
+    automatic rollback): the board records it so, and with no earlier release
+    that passed, ``current`` is removed: the board runs no release (a first
+    deploy), never a failing one."""
     out = BoardOutcome(board=board.name, ok=False, action="failed")
     with BoardStep(out, board, transport_factory) as step:
         transport = step.open()
         root = resolve_root(transport, board, profile)
         with BoardLock(transport, board.python, root, heartbeat_s=board.io_timeout / 3) as lock:
-            answer = lock.call("rollback", {"root": root})
-        out.ok, out.action = True, "rolled back"
+            answer = lock.call("rollback", {"root": root, "failed": True} if failed else {"root": root})
+        out.ok = True
+        out.action = "rolled back" if answer["current"] is not None else "no release"
         out.release_id, out.previous = answer["current"], answer["previous"]
+        skipped = answer.get("skipped_failed") or []
+        if skipped:
+            out.details["skipped_failed"] = list(skipped)
     return out
 
 

@@ -461,6 +461,7 @@ def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
         settings["quantization"] = static_settings(prof.quantization, for_key=False)
     settings["accuracy"] = as_dict(proj.accuracy)  # the project's floors (the target's are in settings["gates"])
     floors_for(proj, prof)  # a [gates.heads.<head>] naming no head of the model fails here, before any build step
+    settings["gate_samples"] = prof.bench.verify_samples  # the gate judges these first samples, host and board alike
     settings["project"] = {"name": proj.name, "input": as_dict(proj.input), "outputs": as_dict(proj.outputs)}
     yield from tuned_deps
     if tuned_deps:
