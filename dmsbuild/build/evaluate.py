@@ -117,7 +117,8 @@ def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Pa
     names = project.outputs.names
     keys = head_keys(names)
     outs = run_onnx(artifact, project.input.name, inputs, names)
-    summary = verify_summary({n: ref[keys[n]] for n in names}, outs, project.outputs.classification)
+    summary = verify_summary({n: ref[keys[n]] for n in names}, outs, project.outputs.classification,
+                             kinds=project.outputs.kind_table())
     heads: dict[str, Any] = summary["heads"]
     for n in names:
         key = f"label:{keys[n]}"
