@@ -87,7 +87,8 @@ def test_real_uint8_rounding_of_a_yolo_output_fails_by_its_detections():
     m = metrics.head_metrics(ref, got, False, YOLO)
     lines = failures({"output0": m}, FLOORS, 8)
     assert any(l.startswith("head 'output0': mean score error of matched detections") for l in lines)
-    assert any(l.startswith("head 'output0': slice 'scores' (channels 4:84 of axis 1) SQNR") for l in lines)
+    assert any(l.startswith("head 'output0': slice 'scores' (channels 4:84 of axis 1) collapsed: only 2 distinct "
+                            "values (0, 1.2") for l in lines)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -299,3 +300,85 @@ def test_results_validation_accepts_kind_fields_and_rejects_bad_ones():
     doc["verify"]["heads"]["output0"]["slices"]["scores"]["collapsed"] = 3
     with pytest.raises(results.ResultError, match=r"verify.heads.output0.slices.scores.collapsed"):
         results.validate_result(json.loads(json.dumps(doc)), board="b1")
+
+
+# ---------------------------------------------------------------- doit init guesses, doit build judges
+@pytest.mark.parametrize("shape, producer, name, kind", [
+    ([1, 84, 2100], "Concat", "output0", {"kind": "detection", "layout": "yolo", "channel_axis": 1, "box_format": "xywh"}),
+    (["N", 2100, 85], "Concat", "output0", {"kind": "detection", "layout": "yolo", "channel_axis": 2, "box_format": "xywh"}),
+    (["N", 40, 6625], "Softmax", "softmax_2.tmp_0", {"kind": "sequence", "axis": -1}),
+    (["N", 1, "H", "W"], "Sigmoid", "sigmoid_0.tmp_0", {"kind": "segmentation", "axis": 1}),
+    (["N", 5], "Gemm", "activity", {"kind": "classification", "axis": -1}),
+    (["N", 128], "Gemm", "embedding", {"kind": "embedding"}),
+    (["N", 3], "Gemm", "head_pose", {"kind": "regression"}),
+])
+def test_init_guesses_each_outputs_kind(shape, producer, name, kind):
+    from dmsbuild.build.scaffold import _looks_like_logits, guess_kinds
+
+    out = {"name": name, "shape": shape}
+    cls = [name] if _looks_like_logits(out, {name: producer}) and kind["kind"] == "classification" else []
+    assert guess_kinds([out], {name: producer}, cls) == {name: kind}
+
+
+def test_init_guesses_an_ssd_pair():
+    from dmsbuild.build.scaffold import guess_kinds
+
+    outs = [{"name": "boxes", "shape": [1, 300, 4]}, {"name": "scores", "shape": [1, 300, 21]}]
+    got = guess_kinds(outs, {}, [])
+    assert got["boxes"] == {"kind": "detection", "layout": "ssd", "box_format": "xyxy", "scores_output": "scores"}
+    assert got["scores"] == {"kind": "regression"}
+
+
+def yolo_like_onnx(path: Path, classes: int = 6) -> None:
+    """A tiny YOLOv8-like head: Conv -> [N, 4+C, 64]; boxes = 320 * sigmoid, scores = sigmoid; Concat on axis 1."""
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.5, (4 + classes, 3, 4, 4)).astype(np.float32)
+    b = np.zeros(4 + classes, np.float32)
+    b[4:] = -2.0
+    nodes = [h.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[4, 4], strides=[4, 4]),
+             h.make_node("Reshape", ["c", "shape"], ["r"]),
+             h.make_node("Split", ["r", "split"], ["bx", "sc"], axis=1),
+             h.make_node("Sigmoid", ["bx"], ["bs"]), h.make_node("Mul", ["bs", "k320"], ["boxes"]),
+             h.make_node("Sigmoid", ["sc"], ["scores"]),
+             h.make_node("Concat", ["boxes", "scores"], ["output0"], axis=1)]
+    inits = [nh.from_array(w, "w"), nh.from_array(b, "b"),
+             nh.from_array(np.array([0, 4 + classes, 64], np.int64), "shape"),
+             nh.from_array(np.array([4, classes], np.int64), "split"), nh.from_array(np.array(320.0, np.float32), "k320")]
+    g = h.make_graph(nodes, "yolo_like", [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, 32, 32])],
+                     [h.make_tensor_value_info("output0", T.FLOAT, ["N", 4 + classes, 64])], inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(m, path)
+
+
+def test_doit_build_fails_a_real_int8_yolo_artifact_with_collapsed_scores(tmp_path):
+    """A real ONNX Runtime static INT8 (QDQ, one uint8 scale on the Concat) of a YOLO-like head: declared as a
+    regression output (what every output was before kinds) it passes the build's gate; as the detection `doit
+    init` guesses, the build fails naming the output and the slice."""
+    from tests.tinyproject import run_doit, write_images
+
+    root = tmp_path / "proj"
+    yolo_like_onnx(root / "models" / "det.onnx")
+    write_images(root / "data" / "calibration", 6, seed=1, size=(40, 40))
+    write_images(root / "data" / "validation", 8, seed=2, size=(40, 40))
+    init = run_doit(root, "init", "onnx=models/det.onnx", "data=data")
+    assert init.rc == 0, init.output
+    text = (root / "dmsbuild.toml").read_text()
+    assert '[outputs.kinds."output0"]  # guess' in text and 'kind = "detection"' in text
+    assert "output0: detection" in init.output  # listed under "still to check"
+    guessed = text
+    (root / "dmsbuild.toml").write_text(re.sub(r'\[outputs\.kinds\."output0"\][^\[]*', "", text))
+    whole = run_doit(root, "build")
+    assert whole.rc == 0, whole.output  # the bug: the whole-tensor gate passes the INT8 detector
+    (root / "dmsbuild.toml").write_text(guessed)
+    build = run_doit(root, "build")
+    assert build.rc != 0
+    assert "head 'output0': slice 'scores' (channels 4:10 of axis 1) collapsed" in build.output, build.output
+    assert "python -m dmsbuild.build.mixed_precision" in build.output

@@ -45,6 +45,9 @@ import numpy as np
 
 #: a candidate head varying across samples less than this share of the reference's variation is "constant"
 CONSTANT_SPREAD = 1e-3
+#: a slice whose candidate takes at most this many distinct values (FP32's: many) has collapsed: one
+#: quantization step spans its range (class scores 0..1 under a scale set by boxes 0..320 take {0, 1.25})
+COLLAPSED_LEVELS = 2
 #: a reference head varying across samples less than this share of its own RMS does not depend on the input
 REFERENCE_SPREAD = 1e-4
 #: every key of a head's metrics (results validation checks each; docs/CONTRACTS.md §3)
@@ -371,6 +374,12 @@ def collapsed(ref: np.ndarray, got: np.ndarray) -> str | None:
         return f"every value is 0 while FP32's vary (FP32 {r.min():.4g}..{r.max():.4g})"
     if float(g.std()) <= CONSTANT_SPREAD * r_std:
         return f"every value is {g[0]:.4g} while FP32's vary (FP32 {r.min():.4g}..{r.max():.4g})"
+    levels = np.unique(g)
+    if len(levels) <= COLLAPSED_LEVELS and len(np.unique(r)) > 8 * COLLAPSED_LEVELS:
+        # one quantization step spans the slice's range: a uint8 scale set by a neighbour 300x larger
+        shown = ", ".join(f"{v:.4g}" for v in levels)
+        return (f"only {len(levels)} distinct values ({shown}) while FP32's vary over {len(np.unique(r))} "
+                f"(FP32 {r.min():.4g}..{r.max():.4g})")
     return None
 
 
