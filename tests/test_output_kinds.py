@@ -358,14 +358,31 @@ def yolo_like_onnx(path: Path, classes: int = 6) -> None:
     onnx.save(m, path)
 
 
+BOARD = """\
+runtime = "onnxruntime"
+precisions = ["fp32", "int8-qdq"]
+transport = "local"
+[deploy]
+root = "artifacts/boards/a"
+[bench]
+warmup = 1
+iterations = 2
+threads = 1
+verify_samples = 8
+"""
+
+
 def test_doit_build_fails_a_real_int8_yolo_artifact_with_collapsed_scores(tmp_path):
     """A real ONNX Runtime static INT8 (QDQ, one uint8 scale on the Concat) of a YOLO-like head: declared as a
-    regression output (what every output was before kinds) it passes the build's gate; as the detection `doit
-    init` guesses, the build fails naming the output and the slice."""
+    regression output (what every output was before kinds) it passes the build's gate and the board's; as the
+    detection `doit init` guesses, the build fails naming the output and the slice, and the board's runner,
+    reading the kind from the release's manifest, fails it with the same lines on the same 8 samples."""
     from tests.tinyproject import run_doit, write_images
 
     root = tmp_path / "proj"
     yolo_like_onnx(root / "models" / "det.onnx")
+    (root / "targets").mkdir(parents=True)
+    (root / "targets" / "a.toml").write_text(BOARD)
     write_images(root / "data" / "calibration", 6, seed=1, size=(40, 40))
     write_images(root / "data" / "validation", 8, seed=2, size=(40, 40))
     init = run_doit(root, "init", "onnx=models/det.onnx", "data=data")
@@ -375,10 +392,23 @@ def test_doit_build_fails_a_real_int8_yolo_artifact_with_collapsed_scores(tmp_pa
     assert "output0: detection" in init.output  # listed under "still to check"
     guessed = text
     (root / "dmsbuild.toml").write_text(re.sub(r'\[outputs\.kinds\."output0"\][^\[]*', "", text))
-    whole = run_doit(root, "build")
+    whole = run_doit(root, "build", "target=a")
     assert whole.rc == 0, whole.output  # the bug: the whole-tensor gate passes the INT8 detector
+    deploy = run_doit(root, "deploy", "target=a")
+    assert deploy.rc == 0, deploy.output[-3000:]  # and so does the board's output check
     (root / "dmsbuild.toml").write_text(guessed)
-    build = run_doit(root, "build")
+    build = run_doit(root, "build", "target=a")
     assert build.rc != 0
-    assert "head 'output0': slice 'scores' (channels 4:10 of axis 1) collapsed" in build.output, build.output
+    host = sorted(set(re.findall(r"head 'output0': [^\n]*?over 8 samples", build.output)))
+    assert any(l.startswith("head 'output0': slice 'scores' (channels 4:10 of axis 1) collapsed") for l in host), build.output
     assert "python -m dmsbuild.build.mixed_precision" in build.output
+    # the board judges by the kind its release's manifest carries (outputs.kinds): give the deployed release the kind
+    manifest = root / "artifacts" / "boards" / "a" / "current" / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    assert doc["outputs"]["kinds"] == {}  # built when the output was undeclared
+    doc["outputs"]["kinds"] = {"output0": metrics.kind_spec({"kind": "detection"})}
+    manifest.write_text(json.dumps(doc))
+    bench = run_doit(root, "bench", "target=a")
+    assert bench.rc != 0
+    board = sorted(set(re.findall(r"head 'output0': [^\n]*?over 8 samples", bench.output)))
+    assert board == host, (board, host)  # same samples, same rule, same lines
