@@ -269,6 +269,10 @@ class OutputKindConfig:
         if stray:
             raise UserError(f"{source}: field '{prefix}.{stray[0]}' does not apply to a {self.kind} output",
                             hint=f"remove it, or set '{prefix}.kind' to the kind it belongs to (docs/accuracy.md)")
+        for name in ("axis", "channel_axis"):
+            if getattr(self, name) == 0:
+                raise UserError(f"{source}: field '{prefix}.{name}' is 0, the batch axis; expected the axis that holds "
+                                "the classes (channels)", hint=f"for example {prefix}.{name} = {-1 if name == 'axis' else 1}")
         for name in ("boxes", "scores"):
             rng = getattr(self, name)
             if rng is not None and not (len(rng) == 2 and 0 <= rng[0] < rng[1]):
@@ -926,7 +930,15 @@ def check_head_floors(heads: dict[str, HeadFloorsConfig], outputs: OutputsConfig
         if head not in outputs.names:
             raise UserError(f"{source}: field '{where}.{head}' names a head that is not in outputs.names {outputs.names}",
                             hint=f"use one of {outputs.names}, or remove [{where}.{head}]")
-        seq = head in outputs.kinds and outputs.kinds[head].kind == "sequence"
+        kind = outputs.kinds[head].kind if head in outputs.kinds else None
+        for metric, wanted in (("min_recall", "detection"), ("min_precision", "detection"),
+                               ("max_score_error", "detection"), ("min_mask_iou", "segmentation"),
+                               ("min_string_agreement", "sequence")):
+            if getattr(floors, metric, None) is not None and kind != wanted:
+                raise UserError(f"{source}: field '{where}.{head}.{metric}' is set, but '{head}' is not declared a "
+                                f"{wanted} output (outputs.kinds.{head}.kind is {kind or 'unset'})",
+                                hint=f"remove it, or declare [outputs.kinds.{head}] kind = \"{wanted}\"")
+        seq = kind == "sequence"
         if floors.max_accuracy_drop is not None and head not in outputs.classification and not seq:
             raise UserError(f"{source}: field '{where}.{head}.max_accuracy_drop' is set, but '{head}' is not a "
                             f"classification head (outputs.classification {outputs.classification}): it has no top-1",

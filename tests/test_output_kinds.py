@@ -278,11 +278,22 @@ axis = 1''')
     ('names = ["a"]\n[outputs.kinds.a]\nkind = "detection"\nboxes = [0, 5]', r"field 'outputs.kinds.a.boxes' is \[0, 5\]; a box has 4"),
     ('names = ["a"]\nclassification = ["a"]\n[outputs.kinds.a]\nkind = "sequence"', r"output 'a' is in outputs.classification but"),
     ('names = ["a"]\n[outputs.kinds.a]\nkind = "detector"', r"field 'outputs.kinds.a.kind' is 'detector'; allowed values"),
+    ('names = ["a"]\n[outputs.kinds.a]\nkind = "classification"\naxis = 0', r"field 'outputs.kinds.a.axis' is 0, the batch axis"),
+    ('names = ["a"]\n[outputs.kinds.a]\nkind = "regression"\n[accuracy.heads.a]\nmin_recall = 0.5',
+     r"field 'accuracy.heads.a.min_recall' is set, but 'a' is not declared a detection output"),
 ])
 def test_bad_kinds_are_one_line_errors(tmp_path, outputs, message):
     root = _project(tmp_path, outputs)
     with pytest.raises(UserError, match=message):
         load_project(root)
+
+
+def test_a_kind_that_does_not_fit_the_output_is_named():
+    ref = yolo_output(2, 3, 20, 320.0)
+    with pytest.raises(ValueError, match=r"output 'det' \(detection\): declared channels \(boxes 0:4, scores 4:90"):
+        metrics.verify_summary({"det": ref}, {"det": ref}, [], kinds={"det": {**YOLO, "scores": [4, 90]}})
+    with pytest.raises(ValueError, match=r"output 'rec' \(sequence\): class axis 3 is outside"):
+        metrics.verify_summary({"rec": ref}, {"rec": ref}, [], kinds={"rec": {"kind": "sequence", "axis": 3}})
 
 
 def test_results_validation_accepts_kind_fields_and_rejects_bad_ones():

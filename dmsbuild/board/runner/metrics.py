@@ -169,7 +169,10 @@ def verify_summary(ref: Mapping[str, Any], got: Mapping[str, Any], classificatio
         other = spec.get("scores_output") if spec["kind"] == "detection" and spec["layout"] == "ssd" else None
         if other is not None and other in got:
             partner = (ref[keys.get(other, other)], got[other])
-        return head_metrics(ref[keys.get(name, name)], got[name], name in classification, spec, partner)
+        try:
+            return head_metrics(ref[keys.get(name, name)], got[name], name in classification, spec, partner)
+        except ValueError as exc:
+            raise ValueError(f"output {name!r} ({spec['kind']}): {exc}") from None
 
     heads = {keys.get(name, name): one(name) for name in got}
     tops = [m["top1_agreement"] for m in heads.values() if m["top1_agreement"] is not None]
@@ -290,10 +293,16 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float, 
 
 def _split_yolo(x: np.ndarray, spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """A YOLO-style output's slices, each (N, A, channels): boxes, objectness (if declared), class scores."""
+    if x.ndim != 3 or not -3 <= spec["channel_axis"] < 3 or spec["channel_axis"] % 3 == 0:
+        raise ValueError(f"a yolo-layout detection is [N, 4+C, A] or [N, A, 4+C] with channel_axis 1 or 2; "
+                         f"this output has shape {list(x.shape)}, channel_axis {spec['channel_axis']}")
     ch = np.moveaxis(x, spec["channel_axis"], -1).reshape(x.shape[0], -1, x.shape[spec["channel_axis"]])
     b0, b1 = spec["boxes"]
     obj = spec["objectness"]
     lo, hi = spec["scores"] or [max(b1, obj + 1 if obj is not None else b1), ch.shape[-1]]
+    if max(b1, hi, (obj if obj is not None else -1) + 1) > ch.shape[-1] or lo >= hi:
+        raise ValueError(f"declared channels (boxes {b0}:{b1}, scores {lo}:{hi}, objectness {obj}) do not fit the "
+                         f"{ch.shape[-1]} channels of axis {spec['channel_axis'] % 3} (shape {list(x.shape)})")
     parts = {"boxes": ch[:, :, b0:b1], "scores": ch[:, :, lo:hi]}
     if obj is not None:
         parts["objectness"] = ch[:, :, obj:obj + 1]
@@ -426,6 +435,8 @@ def kind_metrics(ref: Any, got: Any, spec: Mapping[str, Any],
     where: dict[str, str] = {}
     if not np.isfinite(g).all():
         return {"by_kind": by, "slices": slices}  # degenerate: judged as such
+    if spec["kind"] in ("classification", "sequence", "segmentation") and not -r.ndim < spec["axis"] < r.ndim:
+        raise ValueError(f"class axis {spec['axis']} is outside the output's shape {list(r.shape)}")
     if kind in ("classification", "sequence"):
         axis = spec["axis"] % r.ndim
         if axis == 0:
