@@ -225,11 +225,85 @@ class InputConfig:
 
 
 @dataclass
+class OutputKindConfig:
+    """What one output means, so it is judged by it (``[outputs.kinds.<name>]``; docs/accuracy.md "Outputs by kind").
+
+    Unset fields take the defaults of ``board/runner/metrics.py`` ``KIND_DEFAULTS`` (shown here)."""
+
+    #: classification, regression, embedding, detection, segmentation or sequence
+    kind: Literal["classification", "regression", "embedding", "detection", "segmentation", "sequence"] = "regression"
+    #: the class axis (classification, sequence: default -1, the last; segmentation: default 1)
+    axis: int | None = None
+    #: detection: "yolo" (one [N, 4+C, A] tensor, channels on channel_axis) or "ssd" (this output's [N, A, 4] boxes + scores_output)
+    layout: Literal["yolo", "ssd"] | None = None
+    #: detection yolo: the axis holding the box, objectness and class channels (default 1)
+    channel_axis: int | None = None
+    #: detection yolo: channel range [lo, hi) of the box coordinates (default [0, 4])
+    boxes: list[int] | None = None
+    #: detection yolo: channel range [lo, hi) of the class scores (default: every channel after boxes/objectness)
+    scores: list[int] | None = None
+    #: detection yolo: channel index of an objectness score (YOLOv5 style); unset: none (YOLOv8 style)
+    objectness: int | None = None
+    #: detection: box coordinates as "xywh" (centre, size; default) or "xyxy" (corners)
+    box_format: Literal["xywh", "xyxy"] | None = None
+    #: detection ssd: the output holding the [N, A, C] class scores of this output's boxes
+    scores_output: str | None = None
+    #: detection ssd: a class index meaning "no object", ignored when decoding
+    background: int | None = None
+    #: detection: keep a candidate box from this confidence (default 0.25)
+    score_threshold: float | None = None
+    #: detection: non-maximum suppression IoU, per class (default 0.45)
+    nms_iou: float | None = None
+    #: detection: a detection matches an FP32 one of its class from this IoU (default 0.5)
+    match_iou: float | None = None
+    #: detection: detections kept per sample after NMS (default 300)
+    max_detections: int | None = None
+    #: segmentation with one channel on its class axis: foreground where the value exceeds this (default 0.5)
+    threshold: float | None = None
+    #: sequence: the CTC blank class; set, greedy-decoded strings are compared too
+    blank: int | None = None
+
+    def validate(self, source: str, prefix: str) -> None:
+        detection = ("layout", "channel_axis", "boxes", "scores", "objectness", "box_format", "scores_output",
+                     "background", "score_threshold", "nms_iou", "match_iou", "max_detections")
+        own = {"detection": detection, "segmentation": ("axis", "threshold"), "sequence": ("axis", "blank"),
+               "classification": ("axis",)}.get(self.kind, ())
+        stray = [f for f in ("axis", "threshold", "blank", *detection) if getattr(self, f) is not None and f not in own]
+        if stray:
+            raise UserError(f"{source}: field '{prefix}.{stray[0]}' does not apply to a {self.kind} output",
+                            hint=f"remove it, or set '{prefix}.kind' to the kind it belongs to (docs/accuracy.md)")
+        for name in ("axis", "channel_axis"):
+            if getattr(self, name) == 0:
+                raise UserError(f"{source}: field '{prefix}.{name}' is 0, the batch axis; expected the axis that holds "
+                                "the classes (channels)", hint=f"for example {prefix}.{name} = {-1 if name == 'axis' else 1}")
+        for name in ("boxes", "scores"):
+            rng = getattr(self, name)
+            if rng is not None and not (len(rng) == 2 and 0 <= rng[0] < rng[1]):
+                raise UserError(f"{source}: field '{prefix}.{name}' is {rng}; expected a channel range [lo, hi) with 0 <= lo < hi",
+                                hint=f"for example {prefix}.{name} = [0, 4]")
+        if self.boxes is not None and self.boxes[1] - self.boxes[0] != 4:
+            raise UserError(f"{source}: field '{prefix}.boxes' is {self.boxes}; a box has 4 coordinates",
+                            hint=f"for example {prefix}.boxes = [0, 4]")
+        for name in ("score_threshold", "nms_iou", "match_iou"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise UserError(f"{source}: field '{prefix}.{name}' is {value!r}; expected a number in [0, 1]",
+                                hint=f"fix '{prefix}.{name}' in {source}")
+        if self.kind == "detection" and self.layout == "ssd" and not self.scores_output:
+            raise UserError(f"{source}: field '{prefix}.scores_output' is missing; an ssd-layout detection needs the "
+                            "output that holds its class scores", hint=f"set {prefix}.scores_output = \"<scores output>\"")
+
+
+@dataclass
 class OutputsConfig:
     #: the model's output (head) names, in the model's order
     names: list[str] = field(default_factory=list)
-    #: heads scored by top-1 agreement / labelled accuracy (argmax over the last axis)
+    #: heads scored by top-1 agreement / labelled accuracy (argmax along the class axis: outputs.kinds, default the
+    #: last); a head declared kind = "classification" in outputs.kinds is added here
     classification: list[str] = field(default_factory=list)
+    #: what each output means, by output name, e.g. [outputs.kinds.output0] kind = "detection" (docs/accuracy.md);
+    #: an output not listed is a classification head if in outputs.classification, else a regression head
+    kinds: dict[str, OutputKindConfig] = field(default_factory=dict)
 
     def validate(self, source: str, prefix: str) -> None:
         unknown = [n for n in self.classification if n not in self.names]
@@ -237,6 +311,22 @@ class OutputsConfig:
             raise UserError(
                 f"{source}: field 'outputs.classification' names {unknown}, which are not in outputs.names {self.names}"
             )
+        for name, k in self.kinds.items():
+            if name not in self.names:
+                raise UserError(f"{source}: field 'outputs.kinds.{name}' names an output that is not in outputs.names "
+                                f"{self.names}", hint=f"use one of {self.names}")
+            if name in self.classification and k.kind != "classification":
+                raise UserError(f"{source}: output '{name}' is in outputs.classification but outputs.kinds.{name}.kind "
+                                f"is {k.kind!r}", hint=f"remove '{name}' from outputs.classification, or make it a classification")
+            if k.scores_output is not None and k.scores_output not in self.names:
+                raise UserError(f"{source}: field 'outputs.kinds.{name}.scores_output' is {k.scores_output!r}, which is "
+                                f"not in outputs.names {self.names}", hint="name the output that holds the class scores")
+            if k.kind == "classification" and name not in self.classification:
+                self.classification.append(name)
+
+    def kind_table(self) -> dict[str, dict[str, Any]]:
+        """{output name: declared kind} as the shared metrics read it (board/runner/metrics.py ``kind_spec``)."""
+        return {name: as_dict(k) for name, k in self.kinds.items()}
 
 
 @dataclass
@@ -432,7 +522,9 @@ class QuantizationConfig:
 
 def _check_floor_fields(obj: Any, source: str, where: str) -> None:
     """Accuracy floors in range: a drop in [0, 1], a cosine in [-1, 1], an SQNR finite (dB)."""
-    limits = {"max_accuracy_drop": (0.0, 1.0), "min_cosine": (-1.0, 1.0), "min_sqnr_db": (-200.0, 200.0)}
+    limits = {"max_accuracy_drop": (0.0, 1.0), "min_cosine": (-1.0, 1.0), "min_sqnr_db": (-200.0, 200.0),
+              "min_recall": (0.0, 1.0), "min_precision": (0.0, 1.0), "max_score_error": (0.0, 1e6),
+              "min_mask_iou": (0.0, 1.0), "min_string_agreement": (0.0, 1.0)}
     for name, (lo, hi) in limits.items():
         value = getattr(obj, name, None)
         if value is not None and not lo <= value <= hi:  # NaN compares False: refused too
@@ -451,6 +543,16 @@ class HeadFloorsConfig:
     min_cosine: float | None = None
     #: smallest allowed signal-to-quantization-noise ratio vs FP32, dB
     min_sqnr_db: float | None = None
+    #: detection heads: smallest share of FP32's detections the artifact finds (matched by class and IoU)
+    min_recall: float | None = None
+    #: detection heads: smallest share of the artifact's detections that match one of FP32's
+    min_precision: float | None = None
+    #: detection heads: largest mean |score difference| of matched detections
+    max_score_error: float | None = None
+    #: segmentation heads: smallest mean mask IoU with FP32's masks
+    min_mask_iou: float | None = None
+    #: sequence heads with a CTC blank: smallest share of samples whose decoded string equals FP32's
+    min_string_agreement: float | None = None
 
     def validate(self, source: str, prefix: str) -> None:
         _check_floor_fields(self, source, prefix)
@@ -466,6 +568,16 @@ class AccuracyConfig:
     min_cosine: float = 0.95
     #: smallest allowed SQNR (signal-to-quantization-noise ratio) vs FP32 in dB, any head
     min_sqnr_db: float = 12.0
+    #: detection heads: smallest share of FP32's detections the artifact finds (same class, IoU >= match_iou)
+    min_recall: float = 0.9
+    #: detection heads: smallest share of the artifact's detections that match one of FP32's
+    min_precision: float = 0.9
+    #: detection heads: largest mean |score difference| of matched detections
+    max_score_error: float = 0.1
+    #: segmentation heads: smallest mean mask IoU with FP32's masks
+    min_mask_iou: float = 0.9
+    #: sequence heads with a CTC blank: smallest share of samples whose greedy-decoded string equals FP32's
+    min_string_agreement: float = 0.9
     #: per-head overrides, e.g. [accuracy.heads.head_pose] min_sqnr_db = 10
     heads: dict[str, HeadFloorsConfig] = field(default_factory=dict)
 
@@ -638,6 +750,16 @@ class GatesConfig:
     min_cosine: float | None = None
     #: fail below this SQNR vs FP32 (dB), any head (unset: the project's accuracy.min_sqnr_db)
     min_sqnr_db: float | None = None
+    #: detection heads on this target (unset: accuracy.min_recall)
+    min_recall: float | None = None
+    #: detection heads on this target (unset: accuracy.min_precision)
+    min_precision: float | None = None
+    #: detection heads on this target (unset: accuracy.max_score_error)
+    max_score_error: float | None = None
+    #: segmentation heads on this target (unset: accuracy.min_mask_iou)
+    min_mask_iou: float | None = None
+    #: sequence heads with a CTC blank on this target (unset: accuracy.min_string_agreement)
+    min_string_agreement: float | None = None
     #: per-head overrides for this target, e.g. [gates.heads.yawn] max_accuracy_drop = 0.1
     heads: dict[str, HeadFloorsConfig] = field(default_factory=dict)
     #: fail a board when its median latency exceeds its previous release's by more than this ratio (confirmed
@@ -814,7 +936,16 @@ def check_head_floors(heads: dict[str, HeadFloorsConfig], outputs: OutputsConfig
         if head not in outputs.names:
             raise UserError(f"{source}: field '{where}.{head}' names a head that is not in outputs.names {outputs.names}",
                             hint=f"use one of {outputs.names}, or remove [{where}.{head}]")
-        if floors.max_accuracy_drop is not None and head not in outputs.classification:
+        kind = outputs.kinds[head].kind if head in outputs.kinds else None
+        for metric, wanted in (("min_recall", "detection"), ("min_precision", "detection"),
+                               ("max_score_error", "detection"), ("min_mask_iou", "segmentation"),
+                               ("min_string_agreement", "sequence")):
+            if getattr(floors, metric, None) is not None and kind != wanted:
+                raise UserError(f"{source}: field '{where}.{head}.{metric}' is set, but '{head}' is not declared a "
+                                f"{wanted} output (outputs.kinds.{head}.kind is {kind or 'unset'})",
+                                hint=f"remove it, or declare [outputs.kinds.{head}] kind = \"{wanted}\"")
+        seq = kind == "sequence"
+        if floors.max_accuracy_drop is not None and head not in outputs.classification and not seq:
             raise UserError(f"{source}: field '{where}.{head}.max_accuracy_drop' is set, but '{head}' is not a "
                             f"classification head (outputs.classification {outputs.classification}): it has no top-1",
                             hint=f"remove it, or set min_cosine / min_sqnr_db for '{head}'")

@@ -98,3 +98,32 @@ def make_byom_project(root: Path, toml: str, targets: dict[str, str] | None = No
     write_images(root / "data" / "calibration", 4, seed=1, size=image_size)
     write_images(root / "data" / "validation", 6, seed=2, size=image_size)
     return root
+
+
+def yolo_like_onnx(path: Path, classes: int = 6) -> None:
+    """A tiny YOLOv8-like head: Conv -> [N, 4+C, 64]; boxes = 320 * sigmoid, scores = sigmoid; Concat on axis 1."""
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.5, (4 + classes, 3, 4, 4)).astype(np.float32)
+    b = np.zeros(4 + classes, np.float32)
+    b[4:] = -2.0
+    nodes = [h.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[4, 4], strides=[4, 4]),
+             h.make_node("Reshape", ["c", "shape"], ["r"]),
+             h.make_node("Split", ["r", "split"], ["bx", "sc"], axis=1),
+             h.make_node("Sigmoid", ["bx"], ["bs"]), h.make_node("Mul", ["bs", "k320"], ["boxes"]),
+             h.make_node("Sigmoid", ["sc"], ["scores"]),
+             h.make_node("Concat", ["boxes", "scores"], ["output0"], axis=1)]
+    inits = [nh.from_array(w, "w"), nh.from_array(b, "b"),
+             nh.from_array(np.array([0, 4 + classes, 64], np.int64), "shape"),
+             nh.from_array(np.array([4, classes], np.int64), "split"), nh.from_array(np.array(320.0, np.float32), "k320")]
+    g = h.make_graph(nodes, "yolo_like", [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, 32, 32])],
+                     [h.make_tensor_value_info("output0", T.FLOAT, ["N", 4 + classes, 64])], inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(m, path)

@@ -103,6 +103,9 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
     keys = dict((manifest.get("outputs") or {}).get("keys") or {})
     classification = [keys.get(c, c) for c in (manifest.get("outputs") or {}).get("classification") or []]
     tensor_of = {k: name for name, k in keys.items()}  # safe id -> tensor name (snpe-net-run's file names)
+    kinds = {keys.get(n, n): ({**k, "scores_output": keys.get(k["scores_output"], k["scores_output"])}
+                              if (k or {}).get("scores_output") else k)
+             for n, k in ((manifest.get("outputs") or {}).get("kinds") or {}).items()}  # heads by safe id here
     with tempfile.TemporaryDirectory(prefix="dmsbuild-snpe-") as td:
         ref_path = Path(td) / "reference.npz"
         remote_ref = posixpath.join(release_dir, "verify", "reference.npz")
@@ -117,7 +120,7 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
             progress(f"  [snpe] {board}: {entry['name']}: snpe-net-run, {plan['iterations']} inferences "
                      f"({options.runtime}, {options.perf_profile})")
             results.append(_bench_one(transport, release_dir, entry, plan, options, info, ref, input_name,
-                                      classification, Path(td) / entry["name"], tensor_of))
+                                      classification, Path(td) / entry["name"], tensor_of, kinds))
     return results
 
 
@@ -143,7 +146,7 @@ def _write_inputs(ref: dict, iterations: int, local: Path, remote: str, input_na
 
 def _bench_one(transport: Transport, release_dir: str, entry: dict, plan: dict, options: snpe.SnpeOptions,
                info: dict, ref: dict, input_name: str, classification: list[str], local: Path,
-               tensor_of: dict[str, str] | None = None) -> dict:
+               tensor_of: dict[str, str] | None = None, kinds: dict | None = None) -> dict:
     iterations = int(plan["iterations"])
     if "inputs" not in ref or len(ref["inputs"]) == 0:
         return _fail(entry, plan, "verify/reference.npz holds no inputs to feed snpe-net-run")
@@ -201,14 +204,15 @@ def _bench_one(transport: Transport, release_dir: str, entry: dict, plan: dict, 
         profile["throughput_note"] = (f"snpe-throughput-net-run did not run (exit {tp.exit_status}): "
                                       f"{tp.stderr_tail(1)}; throughput is 1000 / the diagview mean")[:300]
     result["profile"] = profile
-    result["verify"], note = _verify(transport, out, ref, plan, classification, local / "outputs", tensor_of or {})
+    result["verify"], note = _verify(transport, out, ref, plan, classification, local / "outputs", tensor_of or {}, kinds)
     if note:
         result["verify_note"] = note
     return result
 
 
 def _verify(transport: Transport, out: str, ref: dict, plan: dict, classification: list[str],
-            local: Path, tensor_of: dict[str, str] | None = None) -> tuple[dict | None, str | None]:
+            local: Path, tensor_of: dict[str, str] | None = None,
+            kinds: dict | None = None) -> tuple[dict | None, str | None]:
     """snpe-net-run's float32 outputs of the first samples vs the FP32 reference, or (None, why not)."""
     import numpy as np
 
@@ -242,5 +246,6 @@ def _verify(transport: Transport, out: str, ref: dict, plan: dict, classificatio
             row.append(got.reshape(want.shape))
         outputs.append(row)
     feed = iter(outputs)
-    verify = verify_outputs(np, lambda names, _feed: next(feed), "input", np.float32, heads, ref, n, 1, classification)
+    verify = verify_outputs(np, lambda names, _feed: next(feed), "input", np.float32, heads, ref, n, 1, classification,
+                            kinds=kinds)
     return verify, None

@@ -518,7 +518,8 @@ def parse_export_output(text: str) -> dict[str, Any]:
 
 
 def runner_argv(python: str, script: str | PurePosixPath, engine: str | PurePosixPath, reference: str | PurePosixPath,
-                *, samples: int, classification: Sequence[str], keys: dict[str, str] | None = None) -> list[str]:
+                *, samples: int, classification: Sequence[str], keys: dict[str, str] | None = None,
+                kinds: dict[str, Any] | None = None) -> list[str]:
     """Board command running the output check; prints the CONTRACTS §3 ``verify`` JSON.
 
     ``keys`` (tensor name -> safe id, manifest ``outputs.keys``) travels as one JSON word; the
@@ -528,6 +529,8 @@ def runner_argv(python: str, script: str | PurePosixPath, engine: str | PurePosi
         argv += ["--classification", name]
     if keys:
         argv += ["--keys", json.dumps(keys, sort_keys=True)]
+    if kinds:  # each output judged by what it means (docs/accuracy.md "Outputs by kind")
+        argv += ["--kinds", json.dumps(kinds, sort_keys=True)]
     return argv
 
 

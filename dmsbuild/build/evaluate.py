@@ -122,7 +122,12 @@ def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Pa
     names = project.outputs.names
     keys = head_keys(names)
     outs = run_onnx(artifact, project.input.name, inputs, names)
-    summary = verify_summary({n: ref[keys[n]] for n in names}, outs, project.outputs.classification)
+    try:
+        summary = verify_summary({n: ref[keys[n]] for n in names}, outs, project.outputs.classification,
+                                 kinds=project.outputs.kind_table())
+    except ValueError as exc:  # a declared kind that does not fit the output (axis, channel ranges)
+        raise UserError(f"{project.source}: [outputs.kinds]: {exc}",
+                        hint="fix the output's kind fields (docs/accuracy.md \"Outputs by kind\")") from None
     heads: dict[str, Any] = summary["heads"]
     for n in names:
         key = f"label:{keys[n]}"

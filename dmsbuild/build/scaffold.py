@@ -69,6 +69,56 @@ def _looks_like_logits(out: dict[str, Any], producers: dict[str, str]) -> bool:
     return len(shape) == 2 and isinstance(shape[1], int) and shape[1] >= 2
 
 
+def _dim(d: Any) -> int | None:
+    return d if isinstance(d, int) and d > 0 else None
+
+
+def guess_kinds(outputs: list[dict[str, Any]], producers: dict[str, str], cls: list[str]) -> dict[str, dict[str, Any]]:
+    """Each output's kind guessed from its shape, name and producing op (docs/accuracy.md "Outputs by kind").
+
+    [N, C] or Softmax: classification; a Softmax over [N, T, K]: a sequence; [N, 4+C, A] (A > 4+C) or
+    [N, A, 4+C]: a YOLO-style detection; [N, A, 4] boxes beside [N, A, C] scores: an SSD-style pair;
+    [N, C, H, W]: a segmentation map; a name with emb/feat: an embedding; else regression."""
+    kinds: dict[str, dict[str, Any]] = {}
+    shapes = {o["name"]: list(o["shape"]) for o in outputs}
+    boxes = [n for n, sh in shapes.items() if len(sh) == 3 and sh[2] == 4]
+    for o in outputs:
+        name, shape, low = o["name"], shapes[o["name"]], o["name"].lower()
+        dims = [_dim(d) for d in shape]
+        if len(shape) == 3 and producers.get(name) in ("Softmax", "LogSoftmax"):
+            kinds[name] = {"kind": "sequence", "axis": -1}
+        elif name in boxes:
+            partner = [n for n, sh in shapes.items() if n != name and len(sh) == 3 and sh[1] == shape[1] and sh[2] != 4]
+            kinds[name] = ({"kind": "detection", "layout": "ssd", "box_format": "xyxy", "scores_output": partner[0]}
+                           if partner else {"kind": "regression"})
+        elif len(shape) == 3 and dims[1] and dims[2] and dims[1] >= 5 and dims[2] > dims[1]:
+            kinds[name] = {"kind": "detection", "layout": "yolo", "channel_axis": 1, "box_format": "xywh"}
+        elif len(shape) == 3 and dims[1] and dims[2] and dims[2] >= 5 and dims[1] > dims[2] and (
+                any(w in low for w in ("det", "box", "yolo", "pred")) or name == outputs[0]["name"]):
+            kinds[name] = {"kind": "detection", "layout": "yolo", "channel_axis": 2, "box_format": "xywh"}
+        elif name in cls:
+            kinds[name] = {"kind": "classification", "axis": -1}
+        elif len(shape) == 4 and (dims[2] is None or dims[2] >= 8) and (dims[3] is None or dims[3] >= 8):
+            kinds[name] = {"kind": "segmentation", "axis": 1}
+        elif any(w in low for w in ("emb", "feat", "descriptor")):
+            kinds[name] = {"kind": "embedding"}
+        else:
+            kinds[name] = {"kind": "regression"}
+    for name, k in kinds.items():  # the scores of an SSD pair are judged through their boxes' detection
+        if k["kind"] == "detection" and k.get("scores_output") and k["scores_output"] in kinds:
+            kinds[k["scores_output"]] = {"kind": "regression"}
+    return kinds
+
+
+def _kind_lines(kinds: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
+    for name, k in kinds.items():
+        lines.append(f"[outputs.kinds.{json.dumps(name, ensure_ascii=False)}]  # guess: what this output means")
+        lines += [f"{key} = {json.dumps(value, ensure_ascii=False)}" for key, value in k.items()]
+        lines.append("")
+    return lines
+
+
 def _data_folders(root: Path, data: str | None) -> tuple[str, str, list[str]]:
     notes: list[str] = []
     if data is None:
@@ -123,8 +173,12 @@ def _render(name: str, model_lines: list[str], sig: dict[str, Any], producers: d
                         hint="export the model with a float32 image input")
     outs = [o["name"] for o in sig["outputs"]]
     cls = [o["name"] for o in sig["outputs"] if _looks_like_logits(o, producers)]
+    kinds = guess_kinds(sig["outputs"], producers, cls)
+    cls = [n for n in cls if kinds[n]["kind"] == "classification"]  # a Softmax over steps is a sequence
     notes.append(f"outputs.classification = {cls} is a guess (outputs shaped [N, classes] or made by Softmax); "
                  "list the heads whose argmax is the answer")
+    notes.append("outputs.kinds are guesses from shapes and names (" + ", ".join(f"{n}: {k['kind']}" for n, k in kinds.items())
+                 + "); a detector is judged by its detections, a sequence per step: check each (docs/accuracy.md)")
     notes.append("[preprocess] is a guess (RGB, /255, ImageNet mean/std): use what the model was trained with")
     channels = fixed[1] if layout == "NCHW" else fixed[3]
     mean = [0.485, 0.456, 0.406] if channels == 3 else [0.5] * channels
@@ -141,6 +195,7 @@ def _render(name: str, model_lines: list[str], sig: dict[str, Any], producers: d
         f"layout = \"{layout}\"" + ("  # guess" if layout_guess else ""), "",
         "[outputs]", f"names = {json.dumps(outs, ensure_ascii=False)}",
         f"classification = {json.dumps(cls, ensure_ascii=False)}  # guess", "",
+        *_kind_lines(kinds),
         "[preprocess]  # guess: use the model's training preprocessing",
         f"channel_order = \"{order}\"", f"mean = {json.dumps(mean)}", f"std = {json.dumps(std)}", "scale = 255.0", "",
         "[data]", f"calibration = {json.dumps(cal)}", f"validation = {json.dumps(val)}", "",

@@ -24,6 +24,8 @@ from ..errors import UserError
 from ..names import head_keys
 
 METRICS = ("max_accuracy_drop", "min_cosine", "min_sqnr_db")
+#: the floors of what a head means (detection, segmentation, sequence; docs/accuracy.md "Outputs by kind")
+KIND_METRICS = ("min_recall", "min_precision", "max_score_error", "min_mask_iou", "min_string_agreement")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,12 @@ class HeadFloors:
     max_accuracy_drop: Floor
     min_cosine: Floor
     min_sqnr_db: Floor
+    #: unset (scripts and tests without a project): the judge's defaults (board/runner/judge.py KIND_FLOORS)
+    min_recall: Floor | None = None
+    min_precision: Floor | None = None
+    max_score_error: Floor | None = None
+    min_mask_iou: Floor | None = None
+    min_string_agreement: Floor | None = None
 
 
 @dataclass(frozen=True)
@@ -93,12 +101,12 @@ def floors_for(project: ProjectConfig, profile: TargetProfile) -> AccuracyFloors
     def resolve(head: str | None) -> HeadFloors:
         chosen: dict[str, Floor] = {}
         for cfg, where in layers:
-            for metric in METRICS:
+            for metric in METRICS + KIND_METRICS:
                 value = getattr(cfg, metric)
                 if value is not None:
                     chosen[metric] = Floor(value, where + metric)
             per_head = cfg.heads.get(head) if head is not None else None
-            for metric in METRICS:
+            for metric in METRICS + KIND_METRICS:
                 value = getattr(per_head, metric, None)
                 if value is not None:
                     chosen[metric] = Floor(value, f"{where}heads.{head}.{metric}")

@@ -206,6 +206,22 @@ def validate_result(result: Any, *, board: str, where: str = "result") -> dict:
             if m["degenerate"] is None and m["cosine"] is None:  # only non-finite outputs have no cosine
                 raise c.fail(f"{w}.cosine", None, "a number (null only with 'degenerate' set)")
             c.str_(m["degenerate"], f"{w}.degenerate", null=True)
+            if "by_kind" in m:  # what the head means (runner/metrics.py KIND_KEYS)
+                by = c.obj(m["by_kind"], f"{w}.by_kind", ("kind",))
+                c.str_(by["kind"], f"{w}.by_kind.kind", pattern=_NAME)
+                for k in ("agreement", "string_agreement", "recall", "precision", "mask_iou"):
+                    if k in by:
+                        c.num(by[k], f"{w}.by_kind.{k}", null=True, lo=0, hi=1)
+                for k in ("score_error", "reference_detections", "detections", "matched"):
+                    if k in by:
+                        c.num(by[k], f"{w}.by_kind.{k}", null=True, lo=0)
+            for name, sl in (c.obj(m.get("slices") or {}, f"{w}.slices")).items():
+                ws = f"{w}.slices.{name}"
+                c.str_(name, ws, pattern=_NAME)
+                c.obj(sl, ws, ("cosine", "sqnr_db", "collapsed"))
+                c.num(sl["cosine"], f"{ws}.cosine", null=True, lo=-1.0001, hi=1.0001)
+                c.num(sl["sqnr_db"], f"{ws}.sqnr_db", null=True)
+                c.str_(sl["collapsed"], f"{ws}.collapsed", null=True)
         c.num(verify["min_top1_agreement"], f"{where}.verify.min_top1_agreement", null=True, lo=0, hi=1)
     _neutralise_in_place(result)
     return result

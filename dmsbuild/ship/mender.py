@@ -80,12 +80,12 @@ def artifact_name(project: str, target: str, release_id: str) -> str:
 
 def floors_json(project: ProjectConfig, profile: TargetProfile) -> dict[str, Any]:
     """The target's accuracy floors as the module's judge reads them: {metric: [value, config field]} per head."""
-    from ..measure.accuracy import METRICS, floors_for
+    from ..measure.accuracy import KIND_METRICS, METRICS, floors_for
 
     floors = floors_for(project, profile)
 
     def plain(h: Any) -> dict[str, list[Any]]:
-        return {m: [getattr(h, m).value, getattr(h, m).source] for m in METRICS}
+        return {m: [getattr(h, m).value, getattr(h, m).source] for m in METRICS + KIND_METRICS if getattr(h, m) is not None}
 
     # the board's output check reports heads by safe id (floors.keys: the one mapping from tensor names)
     return {"default": plain(floors.default), "heads": {floors.keys.get(k, k): plain(v) for k, v in floors.heads.items()}}

@@ -260,7 +260,9 @@ def task_evaluate() -> Iterator[dict]:
     for src in onnx_files:
         out = p.eval_json(src)
         yield {"name": src.stem, "actions": [guarded("dmsbuild.build.evaluate:evaluate_artifact", proj, src, p.validation, out)],
-               "file_dep": [str(src), str(p.validation)], "targets": [str(out)], "clean": True}
+               "file_dep": [str(src), str(p.validation)], "targets": [str(out)], "clean": True,
+               # what the outputs mean decides their metrics: a changed kind or class axis re-evaluates
+               "uptodate": [config_changed(json.dumps(as_dict(proj.outputs), sort_keys=True))]}
 
 
 # --------------------------------------------------------------------------

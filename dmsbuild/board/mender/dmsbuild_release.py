@@ -245,6 +245,8 @@ class _HeadFloors(object):
     def __init__(self, d):
         for metric in ("max_accuracy_drop", "min_cosine", "min_sqnr_db"):
             self.__dict__[metric] = _Floor(*d[metric])
+        for metric, value in d.items():  # the kinds' floors (min_recall, min_mask_iou, ...): the judge defaults the rest
+            self.__dict__.setdefault(metric, _Floor(*value))
 
 
 class _Floors(object):

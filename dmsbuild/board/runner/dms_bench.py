@@ -353,11 +353,12 @@ def timing_loop(run, output_names, feed, iterations: int) -> list[int]:
 
 
 def verify_outputs(np, run, input_name: str, input_dtype, output_names: list[str], ref, n: int,
-                   batch: int, classification: list[str], keys: dict | None = None) -> dict:
+                   batch: int, classification: list[str], keys: dict | None = None, kinds: dict | None = None) -> dict:
     """Board outputs vs the host FP32 reference, per head, by the shared definitions of runner/metrics.py.
 
     ``keys`` maps a tensor name to the safe id the host stored its reference under (manifest
-    ``outputs.keys``); heads are reported under that id, which the result validation accepts."""
+    ``outputs.keys``); heads are reported under that id, which the result validation accepts. ``kinds``:
+    tensor name -> declared kind (manifest ``outputs.kinds``), so each head is judged by what it means."""
     keys = keys or {}
     x = ref["inputs"][:n]
     n = int(x.shape[0])
@@ -381,7 +382,7 @@ def verify_outputs(np, run, input_name: str, input_dtype, output_names: list[str
         if got[name].size != want[keys.get(name, name)].size:
             raise RuntimeError(f"output {name!r} has shape {got[name].shape}, the reference "
                                f"{want[keys.get(name, name)].shape}")
-    return _metrics().verify_summary(want, got, classification, keys)
+    return _metrics().verify_summary(want, got, classification, keys, kinds)
 
 
 def _metrics():
@@ -477,7 +478,8 @@ def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dic
         outputs = manifest.get("outputs") or {}
         classification = list(outputs.get("classification") or [])
         result["verify"] = verify_outputs(np, run, inp.name, dtype, output_names, ref,
-                                          plan["verify_samples"], batch, classification, outputs.get("keys"))
+                                          plan["verify_samples"], batch, classification, outputs.get("keys"),
+                                          outputs.get("kinds"))
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 

@@ -151,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--classification", action="append", default=[])
     ap.add_argument("--keys", default="{}", help="JSON {tensor name: safe id the reference stores it under}")
+    ap.add_argument("--kinds", default="{}", help="JSON {tensor name: declared kind} (manifest outputs.kinds)")
     args = ap.parse_args(argv)
     keys = json.loads(args.keys)
     ref = np.load(args.reference)
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"error": f"reference has no arrays for outputs {missing}"}))
         return 1
     summary = verify_summary({keys.get(n, n): ref[keys.get(n, n)][: len(inputs)] for n in got}, got,
-                             args.classification, keys)
+                             args.classification, keys, json.loads(args.kinds))
     print(json.dumps(summary))
     return 0
 
