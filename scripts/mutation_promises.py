@@ -1,0 +1,66 @@
+"""Named mutations of the promise classes (issue 25; docs/testing.md, "Promise classes").
+
+Each breaks the one line a class of promises rests on; the generated/property test of that class
+(``tests/test_promises_<class>.py``) must kill it. Same format as ``scripts/mutation.py``'s list
+(name, file, snippet found exactly once, replacement, tests, promise); ``mutation.py`` appends these.
+"""
+from __future__ import annotations
+
+G = "tests/test_promises_gates.py"
+JUDGE, REG = "dmsbuild/board/runner/judge.py", "dmsbuild/measure/regression.py"
+
+PROMISES = [
+    # ---------------------------------------------------------------- (a) every gate rule at its boundary
+    ("promise-regression-point-ratio", REG, "confirmed=low > allowed and refused is None",
+     "confirmed=ratio > allowed and refused is None", (G,),
+     "a regression is confirmed only when the whole confidence interval is above the limit, never by the point ratio"),
+    ("promise-regression-interval-edge", REG, "confirmed=low > allowed and refused is None",
+     "confirmed=low >= allowed and refused is None", (G,),
+     "an interval whose lower end sits on the limit is not wholly above it"),
+    ("promise-control-width-slack", REG, "        if self.width > self.max_width:\n",
+     "        if self.width > self.max_width * 1.5:\n", (G,),
+     "an A/A control wider than MAX_CONTROL_WIDTH refuses the verdict"),
+    ("promise-control-excludes-one-ignored", REG, "        if not self.ci_low <= 1.0 <= self.ci_high:\n",
+     "        if not self.ci_low - 0.05 <= 1.0 <= self.ci_high + 0.05:\n", (G,),
+     "an A/A control whose interval excludes 1.00 refuses the verdict"),
+    ("promise-noisy-control-override-point", REG, "    if refused and min(low, low / control.ci_high) > allowed:",
+     "    if refused and ratio / control.ci_high > allowed:", (G,),
+     "a noisy control is overridden only by a slowdown past the limit divided by the control's upper end"),
+    ("promise-labelled-drop-slack", JUDGE, "labelled_fp32 - labelled > limit.value + 1e-9:",
+     "labelled_fp32 - labelled > limit.value + 1e-4:", (G,),
+     "the labelled-accuracy drop fails just past max_accuracy_drop"),
+    ("promise-cosine-floor-slack", JUDGE, "    if cosine is None or cosine < floor.value:\n",
+     "    if cosine is None or cosine < floor.value - 1e-4:\n", (G,),
+     "a mean cosine just under min_cosine fails"),
+    ("promise-sqnr-floor-inclusive", JUDGE, "    if sqnr is not None and sqnr < floor.value:",
+     "    if sqnr is not None and sqnr <= floor.value:", (G,),
+     "an SQNR exactly at min_sqnr_db passes (a floor is the lowest value allowed)"),
+    ("promise-latency-gate-inclusive", "dmsbuild/measure/gates.py", "        if ratio > max_ratio:\n",
+     "        if ratio > max_ratio * (1 + 1e-4):\n", (G,),
+     "a median just past max_latency_regression x the baseline fails the board's latency gate"),
+    # ---------------------------------------------------------------- (b) every documented fallback exercised
+    ("promise-unmeasurable-suspect-dropped", "dmsbuild/measure/bench.py",
+     '            f.message += f"; not re-measured: {first_line(exc)}"\n            kept.append(f)\n',
+     '            continue\n', ("tests/test_promises_fallbacks.py",),
+     "a suspected regression that cannot be re-measured: the first run's verdict stands"),
+    ("promise-host-driven-suspect-dropped", "dmsbuild/measure/bench.py",
+     '                         f"not {runtimes[f.artifact]}"\n            kept.append(f)\n',
+     '                         f"not {runtimes[f.artifact]}"\n', ("tests/test_promises_fallbacks.py",),
+     "a trtexec/SNPE artifact's suspect is not re-measured and its first verdict stands"),
+    ("promise-tune-noisy-control-ignored", "dmsbuild/measure/tune.py",
+     "    return refused, ([] if refused else faster_and_passing(rows))",
+     "    return refused, faster_and_passing(rows)", ("tests/test_promises_fallbacks.py",),
+     "a failed A/A control refuses the tuner's choice: nothing chosen, the default stays"),
+    # ---------------------------------------------------------------- (c) measurement order on the runner's output
+    ("promise-interleave-old-always-first", "dmsbuild/board/runner/dms_bench.py",
+     "            for side in orders[i % len(orders)]:\n", "            for side in orders[0]:\n",
+     ("tests/test_promises_order.py",), "the interleaved re-measure rotates the sides: old is not always timed first"),
+    ("promise-interleave-rotation-stalls", "dmsbuild/board/runner/dms_bench.py",
+     "            for side in orders[i % len(orders)]:\n", "            for side in orders[(i // 2) % len(orders)]:\n",
+     ("tests/test_promises_order.py",), "every block changes the order (no side keeps its place two blocks running)"),
+
+]
+
+
+def promise_mutations(mutation_cls) -> list:
+    return [mutation_cls(*p) for p in PROMISES]
