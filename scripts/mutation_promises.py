@@ -59,6 +59,33 @@ PROMISES = [
      "            for side in orders[i % len(orders)]:\n", "            for side in orders[(i // 2) % len(orders)]:\n",
      ("tests/test_promises_order.py",), "every block changes the order (no side keeps its place two blocks running)"),
 
+    # ---------------------------------------------------------------- (d) every config field that affects an artifact
+    ("promise-build-key-without-accuracy", "dmsbuild/tasks/build.py",
+     '    settings["accuracy"] = as_dict(proj.accuracy)', "    pass", ("tests/test_promises_config.py",),
+     "a project accuracy floor rebuilds (re-gates) every target's build"),
+    ("promise-export-key-without-export", "dmsbuild/tasks/build.py",
+     'settings = {"model": as_dict(m), "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),\n                "export": as_dict(proj.export)}',
+     'settings = {"model": as_dict(m), "input": as_dict(proj.input), "outputs": as_dict(proj.outputs)}',
+     ("tests/test_promises_config.py",), "the exporter, opset and dynamic batch re-export the model"),
+    ("promise-deploy-settings-rebuild", "dmsbuild/tasks/build.py",
+     'if k not in ("deploy", "bench", "description", "transport", "tune")',
+     'if k not in ("bench", "description", "transport", "tune")', ("tests/test_promises_config.py",),
+     "a deploy setting (board root, waves, ...) rebuilds no artifact"),
+    ("promise-dynamic-key-off", "dmsbuild/tasks/build.py",
+     '"uptodate": [config_changed(json.dumps(as_dict(proj.quantization.dynamic), sort_keys=True))]}',
+     '"uptodate": []}', ("tests/test_promises_config.py",),
+     "a dynamic-quantization setting re-quantizes the dynamic INT8 artifact"),
+
+    # ---------------------------------------------------------------- (e) every deploy pre-flight check of every runtime
+    ("promise-preflight-trtexec-dropped", "dmsbuild/ship/doctor.py",
+     'PREFLIGHT = ("python3", "numpy", "onnxruntime", "trtexec")', 'PREFLIGHT = ("python3", "numpy", "onnxruntime")',
+     ("tests/test_promises_preflight.py",), "a TensorRT board without trtexec is refused before anything is sent"),
+    ("promise-preflight-qnn-without-ort", "dmsbuild/ship/doctor.py", '    if rt in ("onnxruntime", "qnn"):',
+     '    if rt == "onnxruntime":', ("tests/test_promises_preflight.py",),
+     "a QNN board without onnxruntime is refused before anything is sent"),
+    ("promise-preflight-not-raised", "dmsbuild/ship/release.py", "    if blocking:\n", "    if False:\n",
+     ("tests/test_promises_preflight.py",), "a board missing a pre-flight tool gets a one-line refusal, nothing sent"),
+
 ]
 
 
