@@ -8,6 +8,7 @@ from __future__ import annotations
 
 G = "tests/test_promises_gates.py"
 JUDGE, REG = "dmsbuild/board/runner/judge.py", "dmsbuild/measure/regression.py"
+BS, BST = "dmsbuild/measure/board_state.py", "tests/test_promises_board_state.py"
 
 PROMISES = [
     # ---------------------------------------------------------------- (a) every gate rule at its boundary
@@ -85,6 +86,37 @@ PROMISES = [
      "a QNN board without onnxruntime is refused before anything is sent"),
     ("promise-preflight-not-raised", "dmsbuild/ship/release.py", "    if blocking:\n", "    if False:\n",
      ("tests/test_promises_preflight.py",), "a board missing a pre-flight tool gets a one-line refusal, nothing sent"),
+
+    # ---------------------------------------------------------------- (f) SSH precedence, with and without OpenSSH
+    ("promise-fallback-config-overrides-cli", "dmsbuild/ship/transport/ssh.py",
+     "            elif key not in opts:\n                opts[key] = [value] if isinstance(value, str) else list(value)\n",
+     "            else:\n                opts[key] = [value] if isinstance(value, str) else list(value)\n",
+     ("tests/test_promises_ssh.py",),
+     "without OpenSSH (paramiko's parser) the inventory's options still win over the ssh config"),
+    ("promise-fallback-config-keys-first", "dmsbuild/ship/transport/ssh.py",
+     "                opts.setdefault(key, []).extend(value)\n", "                opts[key] = [*value, *opts.get(key, [])]\n",
+     ("tests/test_promises_ssh.py",), "the inventory's identity file is offered before the config's (as ssh -i does)"),
+    ("promise-inventory-port-dropped", "dmsbuild/ship/transport/ssh.py",
+     '    if board.port:\n        own += ["-p", str(board.port)]\n', "", ("tests/test_promises_ssh.py",),
+     "the inventory's port wins over the ssh config's (given to ssh -G as -p)"),
+    ("promise-config-timeout-wins", "dmsbuild/ship/transport/sshconfig.py",
+     'timeout=timeout if timeout is not None else (float(ct) if ct and ct != "none" else DEFAULT_TIMEOUT),',
+     'timeout=float(ct) if ct and ct != "none" else (timeout if timeout is not None else DEFAULT_TIMEOUT),',
+     ("tests/test_promises_ssh.py",), "connect_timeout: the inventory's, else the config's ConnectTimeout, else 10 s"),
+
+    # ---------------------------------------------------------------- (g) "incomparable conditions" of the board state
+    ("promise-throttled-after-ignored", BS, '    for when in ("before", "after"):\n        t = ', '    for when in ("before",):\n        t = ',
+     (BST,), "a run throttled by its end is not compared"),
+    ("promise-baseline-throttle-ignored", BS, "    why = throttled(previous)\n", "    why = None\n", (BST,),
+     "a baseline taken under throttling is not compared"),
+    ("promise-undervoltage-ignored", BS,
+     'flags = [k for k in ("throttled", "freq_capped", "under_voltage", "soft_temp_limit") if t.get(k)]',
+     'flags = [k for k in ("throttled", "freq_capped") if t.get(k)]', (BST,),
+     "every get_throttled flag now (under-voltage, soft temperature limit too) makes a run incomparable"),
+    ("promise-clocks-change-compared", BS, "    if lo is not None and ln is not None and lo != ln:\n",
+     "    if False:\n", (BST,), "jetson_clocks on for one run and off for the other: not compared"),
+    ("promise-gate-compares-incomparable", "dmsbuild/measure/gates.py", "        if why_not:\n", "        if False:\n",
+     (BST,), "the latency gate skips (with a note) what the board state says is incomparable"),
 
 ]
 
