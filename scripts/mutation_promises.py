@@ -118,6 +118,21 @@ PROMISES = [
     ("promise-gate-compares-incomparable", "dmsbuild/measure/gates.py", "        if why_not:\n", "        if False:\n",
      (BST,), "the latency gate skips (with a note) what the board state says is incomparable"),
 
+    ("promise-ansible-plain-spelling-wins", "dmsbuild/ship/ansible.py",
+     "                continue  # the ansible_ssh_* spelling of this variable is set: it wins\n",
+     "                pass  # the ansible_ssh_* spelling of this variable is set: it wins\n",
+     ("tests/test_promises_ssh.py::test_ansible_variables_follow_ansibles_precedence_and_the_ssh_spelling_wins",),
+     "where both spellings are set, ansible_ssh_* wins, wherever it is set"),
+    ("promise-ansible-host-vars-lose", "dmsbuild/ship/ansible.py",
+     "            merged.update(self.host_vars[h])\n",
+     "            merged = {**self.host_vars[h], **merged}\n",
+     ("tests/test_promises_ssh.py::test_ansible_variables_follow_ansibles_precedence_and_the_ssh_spelling_wins",),
+     "a host's own variables win over its groups'"),
+    ("promise-ansible-parent-wins", "dmsbuild/ship/ansible.py",
+     "key=lambda g: (depths[g], self._priority(g), g)):", "key=lambda g: (-depths[g], self._priority(g), g)):",
+     ("tests/test_promises_ssh.py::test_ansible_variables_follow_ansibles_precedence_and_the_ssh_spelling_wins",),
+     "a child group's variables win over its parent's, and both over [all:vars]"),
+
 ]
 
 

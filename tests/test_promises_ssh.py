@@ -128,3 +128,42 @@ def test_both_resolvers_are_exercised():
             del os.environ[SSH_CLIENT_ENV]
         else:
             os.environ[SSH_CLIENT_ENV] = old
+
+
+# ---------------------------------------------------------------- Ansible's settings (the same inventory fields)
+LEVELS = ("all", "parent", "child", "host")  # Ansible's precedence, lowest first: all < parent group < child < host
+ANSIBLE_FIELDS = {"host": ("ansible_host", "ansible_ssh_host", hosts), "port": ("ansible_port", "ansible_ssh_port", ports),
+                  "user": ("ansible_user", "ansible_ssh_user", users)}
+
+
+@st.composite
+def ansible_layers(draw):
+    """For each field and each spelling, the value each level sets (None: not set)."""
+    return {(f, spelling): {lvl: draw(maybe(values), label=f"{spelling} at {lvl}") for lvl in LEVELS}
+            for f, (plain, ssh, values) in ANSIBLE_FIELDS.items() for spelling in (plain, ssh)}
+
+
+def _ini(layers) -> str:
+    at = {lvl: [f"{var}={v[lvl]}" for (_, var), v in layers.items() if v[lvl] is not None] for lvl in LEVELS}
+    return ("[parent:children]\nchild\n[child]\nb1 " + " ".join(at["host"]) + "\n"
+            + "".join(f"[{lvl}:vars]\n" + "".join(f"{kv}\n" for kv in at[lvl]) for lvl in ("all", "parent", "child")))
+
+
+@settings(max_examples=60, deadline=None)
+@given(layers=ansible_layers())
+def test_ansible_variables_follow_ansibles_precedence_and_the_ssh_spelling_wins(layers):
+    """Per variable, the most specific level wins (host, child group, parent group, all); between the two
+    spellings of one setting, ``ansible_ssh_*`` wins wherever it is set (Ansible's ssh plugin lists it later)."""
+    from pathlib import Path
+
+    from dmsbuild.ship.ansible import parse_ini
+
+    board = parse_ini(_ini(layers), Path("hosts.ini")).boards["b1"]
+    for f, (plain, ssh, _) in ANSIBLE_FIELDS.items():
+        def winner(var):
+            return _first(*(layers[(f, var)][lvl] for lvl in reversed(LEVELS)))
+        want = _first(winner(ssh), winner(plain))
+        got = getattr(board, f)
+        if f == "host" and want is None:
+            want = "b1"  # no ansible_host: the inventory name is the address, as in Ansible
+        assert got == want, (f, layers, got)
