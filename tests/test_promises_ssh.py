@@ -10,8 +10,8 @@ client is absent, paramiko's parser stands in (``transport/ssh.paramiko_lookup``
 Generated: hypothesis decides, per setting, whether the inventory, the board's Host block and a later
 ``Host *`` block set it (and to what); the expected value follows from the rule above and is compared with
 the route ``transport.ssh.resolve`` computes, once through ``ssh -G`` and once through the paramiko fallback
-(``DMSBUILD_SSH=none``, as on a machine without openssh-client). Ansible's variables map onto the same
-inventory fields (``tests/test_ansible*.py``).
+(``DMSBUILD_SSH=none``, as on a machine without openssh-client). Ansible's variables are drawn the same way:
+host over child group over parent group over ``[all:vars]``, and the ``ansible_ssh_*`` spelling wins.
 """
 from __future__ import annotations
 
