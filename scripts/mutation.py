@@ -580,6 +580,13 @@ M = [
 ]
 
 
+# issue 25: the promise classes' mutations (tests/test_promises_*.py), kept in their own file
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mutation_promises import promise_mutations  # noqa: E402
+
+M += promise_mutations(Mutation)
+
+
 @dataclass
 class Row:
     mutation: Mutation

@@ -175,8 +175,10 @@ def decide(samples: dict, *, allowed: float, confidence: float, resamples: int, 
     ratio, low, high = bootstrap_ratio(samples["old"], samples["new"], confidence=confidence, resamples=resamples)
     control = control_of(samples, confidence=confidence, resamples=resamples)
     refused = control.refusal("judge a regression") if control is not None and control.problem else None
-    if refused and low / control.ci_high > allowed:  # type: ignore[union-attr]
-        refused = None  # a slowdown past anything the noisy control can explain: confirmed all the same
+    if refused and min(low, low / control.ci_high) > allowed:  # type: ignore[union-attr]
+        # a slowdown past anything the noisy control can explain: confirmed all the same (and only then: a
+        # control below 1.00 must not turn a refusal into "within noise")
+        refused = None
     return Decision(
         artifact=str(samples.get("artifact")), confirmed=low > allowed and refused is None, ratio=ratio, ci_low=low,
         ci_high=high, control=control.as_dict() if control else None, refused=refused,

@@ -589,11 +589,15 @@ def interleave(release: str, previous: str, name: str, *, blocks: int, iteration
                "old": [], "new": [], "stopped_early": False, "loadavg_start": _loadavg()}
         if control:
             out["control"] = []
+        out["orders"] = []  # the sides of each block in the order they were timed (tests check the rotation on it)
         orders = ORDERS[len(sides)]
         start = time.monotonic()
         for i in range(blocks):
+            ran = []
             for side in orders[i % len(orders)]:
                 out[side].append(sides[side](iterations))
+                ran.append(side)
+            out["orders"].append(ran)
             if i >= 1 and time.monotonic() - start > max_seconds and i < blocks - 1:
                 out["stopped_early"] = True
                 break

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""A seeded sample of Cosmic Ray's mutants over the modules that carry dmsbuild's promises (issue 25, item 2).
+
+``scripts/mutation.py`` mutates the lines its authors chose; this lets a maintained tool choose:
+Cosmic Ray (PyPI ``cosmic-ray``, pinned in the ``mutation`` extra) enumerates every mutant its operators
+make in the promise-carrying modules (``GROUPS``), a seeded random sample of them is kept (the rest are
+recorded as skipped in Cosmic Ray's own session database), and ``cosmic-ray exec`` runs each sampled
+mutant against the tests of its group, in a temporary copy of the working tree (Cosmic Ray edits files in
+place; the working tree is never touched). The run stops starting new groups at ``--minutes``.
+
+    python -m venv .venv-mutation && .venv-mutation/bin/pip install 'cosmic-ray==8.7.0'   # or pip install '.[mutation]'
+    .venv-mutation/bin/python scripts/mutation_sample.py --sample 200 --seed 25 --minutes 90   # the sampled run
+    .venv-mutation/bin/python scripts/mutation_sample.py --sample 5 --groups gates            # a smoke test
+    .venv-mutation/bin/python scripts/mutation_sample.py --list                               # groups, modules, tests
+
+The interpreter running this script needs ``cosmic_ray``; the tests run with the project's own
+``.venv/bin/python`` (``--test-python``). It prints a table per group (sampled, killed, survived,
+incompetent, skipped by the time limit) with the kill rate over the non-equivalent mutants, and each
+survivor's diff, and writes ``artifacts/mutation-sample/<seed>.json``. A survivor either gets a test or an
+entry in ``EQUIVALENT`` (module, line, operator) with a one-line reason why no test can tell it apart.
+Exit status: 0 when the kill rate is at least ``--min-rate`` (default 0.9), 1 below, 2 on a set-up error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mutation import REPO, copy_repo  # noqa: E402  (the same copy of the working tree as the named mutations)
+
+COSMIC_RAY = "8.7.0"
+#: group -> (modules mutated, the tests that defend them): the issue's promise-carrying modules
+GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "gates": (("dmsbuild/measure/gates.py", "dmsbuild/measure/accuracy.py", "dmsbuild/board/runner/judge.py"),
+              ("tests/test_promises_gates.py", "tests/test_gate_boundaries.py", "tests/test_gates.py",
+               "tests/test_accuracy_metrics.py")),
+    "regression": (("dmsbuild/measure/regression.py", "dmsbuild/measure/board_state.py"),
+                   ("tests/test_promises_gates.py", "tests/test_promises_fallbacks.py",
+                    "tests/test_promises_board_state.py", "tests/test_measurements.py")),
+    "tune": (("dmsbuild/measure/tune.py",), ("tests/test_tune.py", "tests/test_promises_fallbacks.py")),
+    "release-agent": (("dmsbuild/board/release_agent.py",),
+                      ("tests/test_invariants.py", "tests/test_deploy.py", "tests/test_security_agent.py")),
+    "release": (("dmsbuild/ship/release.py", "dmsbuild/ship/doctor.py"),
+                ("tests/test_promises_preflight.py", "tests/test_deploy.py", "tests/test_doctor.py")),
+    "transport": (("dmsbuild/ship/transport/ssh.py", "dmsbuild/ship/transport/sshconfig.py"),
+                  ("tests/test_promises_ssh.py", "tests/test_ssh_route.py", "tests/test_ssh_identities.py",
+                   "tests/test_ssh_known_hosts.py", "tests/test_ssh_algorithms.py")),
+    "inventory": (("dmsbuild/ship/ansible.py", "dmsbuild/ship/inventory.py"),
+                  ("tests/test_inventory.py", "tests/test_ansible.py", "tests/test_ansible_semantics.py")),
+    "incremental": (("dmsbuild/tasks/build.py",), ("tests/test_promises_config.py", "tests/test_incremental.py")),
+}
+#: (module, line, operator) -> why no test can tell the mutant from the original (excluded from the rate)
+EQUIVALENT: dict[tuple[str, int, str], str] = {}
+
+
+def in_lazy_annotation(path: Path, line: int, col: int) -> bool:
+    """Whether (line, col) lies inside an annotation of a module with ``from __future__ import annotations``:
+    such annotations are never evaluated (PEP 563), so ``str | None`` -> ``str - None`` changes nothing at run
+    time (equivalent, one rule instead of one EQUIVALENT entry per annotation)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    if not any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and any(a.name == "annotations" for a in n.names)
+               for n in tree.body):
+        return False
+    for node in ast.walk(tree):
+        notes = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            notes.append(node.returns)
+        if isinstance(node, ast.arg):
+            notes.append(node.annotation)
+        if isinstance(node, ast.AnnAssign):
+            notes.append(node.annotation)
+        for a in filter(None, notes):
+            if (a.lineno, a.col_offset) <= (line, col) <= (a.end_lineno, a.end_col_offset):
+                return True
+    return False
+
+
+def _cosmic_ray(args: list[str], cwd: Path, log) -> int:
+    cmd = [sys.executable, "-c", "import sys; from cosmic_ray.cli import main; sys.exit(main())", *args]
+    return subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT).returncode
+
+
+def _config(modules: tuple[str, ...], tests: tuple[str, ...], test_python: str, timeout: float) -> str:
+    command = shlex.join([test_python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                          *tests])
+    mods = ", ".join(json.dumps(m) for m in modules)
+    return (f"[cosmic-ray]\nmodule-path = [{mods}]\ntimeout = {timeout}\nexcluded-modules = []\n"
+            f"test-command = {json.dumps(command)}\n\n[cosmic-ray.distributor]\nname = \"local\"\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sample", type=int, default=200, help="mutants drawn across all groups (default 200)")
+    p.add_argument("--seed", type=int, default=25)
+    p.add_argument("--minutes", type=float, default=90.0, help="start no new group after this (default 90)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds one mutant's tests may take")
+    p.add_argument("--groups", nargs="*", default=sorted(GROUPS), help="groups to mutate (default all)")
+    p.add_argument("--test-python", default=str(REPO / ".venv" / "bin" / "python"))
+    p.add_argument("--min-rate", type=float, default=0.9)
+    p.add_argument("--list", action="store_true")
+    args = p.parse_args(argv)
+    if args.list:
+        for g, (mods, tests) in GROUPS.items():
+            print(f"{g:15} {' '.join(mods)}\n{'':15} tests: {' '.join(tests)}")
+        return 0
+    unknown = [g for g in args.groups if g not in GROUPS]
+    if unknown:
+        print(f"mutation_sample: unknown group(s) {unknown}; groups: {', '.join(GROUPS)}", file=sys.stderr)
+        return 2
+    try:
+        import cosmic_ray  # noqa: F401
+        from cosmic_ray.work_db import WorkDB, use_db
+        from cosmic_ray.work_item import WorkerOutcome, WorkResult
+    except ImportError:
+        print(f"mutation_sample: cosmic_ray is not importable by {sys.executable}; "
+              f"pip install 'cosmic-ray=={COSMIC_RAY}' (or '.[mutation]') into the interpreter that runs this script",
+              file=sys.stderr)
+        return 2
+    start = time.monotonic()
+    out_dir = REPO / "artifacts" / "mutation-sample"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dms-cosmic-") as tmp:
+        copy = copy_repo(Path(tmp))
+        log = open(out_dir / f"{args.seed}.log", "w")
+        jobs: list[tuple[str, str]] = []
+        for g in args.groups:
+            mods, tests = GROUPS[g]
+            (copy / f"cr-{g}.toml").write_text(_config(mods, tests, args.test_python, args.timeout))
+            if _cosmic_ray(["init", f"cr-{g}.toml", f"cr-{g}.sqlite"], copy, log) != 0:
+                print(f"mutation_sample: cosmic-ray init failed for {g} (see {out_dir / f'{args.seed}.log'})", file=sys.stderr)
+                return 2
+            with use_db(str(copy / f"cr-{g}.sqlite"), WorkDB.Mode.open) as db:
+                jobs += [(g, w.job_id) for w in db.work_items]
+        total = len(jobs)
+        chosen = set(random.Random(args.seed).sample(sorted(jobs), min(args.sample, total)))
+        rows, survivors, records = [], [], []
+        for g in args.groups:
+            with use_db(str(copy / f"cr-{g}.sqlite"), WorkDB.Mode.open) as db:
+                mine = [w.job_id for w in db.work_items]
+                db.set_multiple_results([j for j in mine if (g, j) not in chosen],
+                                        WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="not sampled"))
+                sampled = sum((g, j) in chosen for j in mine)
+            late = (time.monotonic() - start) / 60 > args.minutes
+            if not late and sampled:
+                _cosmic_ray(["exec", f"cr-{g}.toml", f"cr-{g}.sqlite"], copy, log)
+            counts = {"killed": 0, "survived": 0, "incompetent": 0, "equivalent": 0, "not run": 0}
+            with use_db(str(copy / f"cr-{g}.sqlite"), WorkDB.Mode.open) as db:
+                for item, result in db.completed_work_items:
+                    if result.output == "not sampled":
+                        continue
+                    m = item.mutations[0]
+                    key = (str(m.module_path), m.start_pos[0], m.operator_name)
+                    outcome = getattr(result.test_outcome, "value", None) or "not run"
+                    why = EQUIVALENT.get(key) or ("an annotation, never evaluated (PEP 563)"
+                                                  if in_lazy_annotation(REPO / key[0], *m.start_pos) else None)
+                    if outcome == "survived" and why:
+                        outcome = "equivalent"
+                    counts[outcome] = counts.get(outcome, 0) + 1
+                    records.append({"group": g, "module": key[0], "line": key[1], "operator": key[2],
+                                    "outcome": outcome, "equivalent": why if outcome == "equivalent" else None,
+                                    "diff": result.diff})
+                    if outcome == "survived":
+                        survivors.append(records[-1])
+                counts["not run"] += sampled - sum(counts.values())
+            rows.append((g, sampled, counts))
+        log.close()
+    judged = sum(c["killed"] + c["survived"] for _, _, c in rows)
+    killed = sum(c["killed"] for _, _, c in rows)
+    rate = killed / judged if judged else 0.0
+    print(f"Cosmic Ray {COSMIC_RAY}: {len(chosen)} of {total} mutants sampled (seed {args.seed}), "
+          f"{time.monotonic() - start:.0f} s, load average {os.getloadavg()[0]:.2f}")
+    print("| group | sampled | killed | survived | equivalent | incompetent | not run |\n|---|---:|---:|---:|---:|---:|---:|")
+    for g, n, c in rows:
+        print(f"| {g} | {n} | {c['killed']} | {c['survived']} | {c['equivalent']} | {c['incompetent']} | {c['not run']} |")
+    print(f"kill rate over non-equivalent mutants that ran: {killed}/{judged} = {rate:.1%}")
+    for s in survivors:
+        print(f"\nSURVIVED {s['module']}:{s['line']} {s['operator']}\n{(s['diff'] or '').strip()[:1200]}")
+    (out_dir / f"{args.seed}.json").write_text(json.dumps({"cosmic_ray": COSMIC_RAY, "seed": args.seed,
+                                                           "sampled": len(chosen), "population": total,
+                                                           "rate": rate, "mutants": records}, indent=1))
+    return 0 if judged and rate >= args.min_rate else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
