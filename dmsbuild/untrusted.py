@@ -76,4 +76,5 @@ def md_text(text: Any, limit: int | None = None) -> str:
 
     ``[x](javascript:alert(1))`` and ``![](https://tracker/p.png)`` come out as literal text."""
     s = shown(str(text).replace("\n", " "), limit)
-    return html.escape(_MD_SPECIAL.sub(r"\\\1", s), quote=False)  # quotes are plain text in Markdown (no &#x27;)
+    # quotes stay plain text (no &#x27; in report.md): outside an HTML attribute they open nothing
+    return html.escape(_MD_SPECIAL.sub(r"\\\1", s), quote=False)
