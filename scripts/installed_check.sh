@@ -59,6 +59,8 @@ step "doit init onnx=model.onnx data=images/"
 doit init onnx=model.onnx data=images/
 # a check the init output asks for: head_pose is a regression head, not classification logits
 sed -i 's/^classification = .*/classification = ["eye_state", "yawn", "activity"]/' dmsbuild.toml
+sed -i '/^\[outputs.kinds."head_pose"\]/,/^$/{s/^kind = .*/kind = "regression"/;/^axis = /d}' dmsbuild.toml
+grep -A1 '^\[outputs.kinds."head_pose"\]' dmsbuild.toml | grep -q '^kind = "regression"'
 grep -q '^onnx = "model.onnx"' dmsbuild.toml && grep -q '^calibration = "images/calibration"' dmsbuild.toml
 step "doit build target=rpi5"
 doit build target=rpi5
