@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from .board_state import conditions
 from .provenance import energy_source, label, model_label
@@ -273,18 +273,24 @@ def summary_table(latest: list[dict], rows: Sequence[dict], releases: dict[tuple
                   "release"], out, id="summary")
 
 
-def latency_table(latest: list[dict], rows: Sequence[dict] | None = None,
-                  releases: dict[tuple[str, str], BoardReleases] | None = None) -> Table:
-    """The figures a reader came for, in view at 1400 px: identifiers shortened (full on hover and in
-    ``latency_details_table``), then median, p95, speed-up and what it is against."""
+def _with_speedups(latest: list[dict], rows: Sequence[dict] | None) -> Iterator[tuple[dict, Any, str]]:
+    """Each measured row of the latest runs with its baseline (None: none) and its speed-up text."""
     rows = latest if rows is None else rows
-    releases = releases or {}
-    out = []
     for r in latest:
         if r["error"] is not None:
             continue
         base = baseline_for(r, latest, rows) if r.get("median_ms") else None
         _ratio, text = speedup(r, base) if r.get("median_ms") else (None, "–")
+        yield r, base, text
+
+
+def latency_table(latest: list[dict], rows: Sequence[dict] | None = None,
+                  releases: dict[tuple[str, str], BoardReleases] | None = None) -> Table:
+    """The figures a reader came for, in view at 1400 px: identifiers shortened (full on hover and in
+    ``latency_details_table``), then median, p95, speed-up and what it is against."""
+    releases = releases or {}
+    out = []
+    for r, base, text in _with_speedups(latest, rows):
         out.append([_abbr(_board(r), 28), r["target"], _abbr(_artifact(r), 28), _fmt(r["median_ms"], 3),
                     _fmt(r["p95_ms"], 3), text, base.name if base else "–", _fmt(r["throughput_ips"], 1),
                     _release(r, releases), label(r.get("source"), short=True)])
@@ -301,14 +307,9 @@ def latency_table(latest: list[dict], rows: Sequence[dict] | None = None,
 def latency_details_table(latest: list[dict], rows: Sequence[dict] | None = None,
                           releases: dict[tuple[str, str], BoardReleases] | None = None) -> Table:
     """Every identifier in full and every figure of the latest runs (folded in the HTML report)."""
-    rows = latest if rows is None else rows
     releases = releases or {}
     out = []
-    for r in latest:
-        if r["error"] is not None:
-            continue
-        base = baseline_for(r, latest, rows) if r.get("median_ms") else None
-        _ratio, text = speedup(r, base) if r.get("median_ms") else (None, "–")
+    for r, base, text in _with_speedups(latest, rows):
         out.append([_board(r), r["target"], _model(r), _release(r, releases, short=False), r["artifact"],
                     r["precision"], r["provider"], _source(r), _fmt(r["median_ms"], 3), _fmt(r["p95_ms"], 3),
                     _fmt(r["p99_ms"], 3), _fmt(r["std_ms"], 3), _fmt(r["throughput_ips"], 1), text,
