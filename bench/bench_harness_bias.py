@@ -8,7 +8,8 @@ measures that bias for each isolation of ``runner/dms_bench.py --interleave`` an
 harness should use:
 
 * ``none``      one process, ONNX Runtime's default spinning (the old harness);
-* ``spin-off``  one process, ``session.intra_op.allow_spinning = 0`` on every session (the default now);
+* ``spin-off``  one process, ``session.intra_op.allow_spinning = 0`` on every session;
+* ``gap``       one process, deployed settings, an idle pause before each side's block (the default now);
 * ``processes`` each side in its own process, the parent alternating them.
 
 For each isolation it runs the real runner on a release folder holding a light artifact L (``--light`` convs)
@@ -102,7 +103,7 @@ def main() -> int:
     try:
         rel = _release(work, args.light, args.heavy, args.width)
         rows = []
-        for isolation in ("none", "spin-off", "processes"):
+        for isolation in ("none", "spin-off", "processes", "gap"):
             aa = _interleave(rel, "H", "L", isolation=isolation, threads=args.threads, blocks=args.blocks,
                              iterations=args.iterations, control=True)
             ll = _interleave(rel, "L", "L", isolation=isolation, threads=args.threads, blocks=args.blocks,

@@ -58,7 +58,7 @@ group = "rpi5e"
 warmup = 5
 iterations = 50
 threads = 0
-verify_samples = 8
+verify_samples = 20  # a 5 % top-1 floor needs 20 (issue 24: host and board judge the same samples)
 """
 
 

@@ -577,6 +577,16 @@ M = [
              "    settings[\"gate_samples\"] = prof.bench.verify_samples", "    pass",
              ("tests/test_incremental.py::test_one_profile_setting_rebuilds_only_that_target",),
              "a changed bench.verify_samples re-runs the target's build gate (its verdict depends on it)"),
+    # ---------------------------------------------------------------- the interleaved harness (docs/measurements.md)
+    Mutation("interleave-gap-off", "dmsbuild/board/runner/dms_bench.py",
+             "                    time.sleep(GAP_S)  # the previous side's pool stops spin-waiting\n", "                    pass\n",
+             ("tests/test_runner.py::test_interleave_with_an_aa_control_in_each_isolation",),
+             "the default harness pauses before each side's block, so no pool spins into another side's timing"),
+    Mutation("interleave-default-spin-off", "dmsbuild/board/runner/dms_bench.py",
+             'p.add_argument("--isolation", choices=ISOLATIONS, default="gap",',
+             'p.add_argument("--isolation", choices=ISOLATIONS, default="spin-off",',
+             ("tests/test_runner.py::test_interleave_with_an_aa_control_in_each_isolation",),
+             "tune and the gate time sessions with their deployed settings (spinning off biases multi-threaded sides)"),
 ]
 
 

@@ -266,20 +266,24 @@ def test_side_orders_are_balanced():
         assert len(follows) == n * (n - 1) and len(set(follows.values())) == 1
 
 
-@pytest.mark.parametrize("isolation", ["spin-off", "processes"])
+@pytest.mark.parametrize("isolation", ["gap", "spin-off", "processes"])
 def test_interleave_with_an_aa_control_in_each_isolation(tmp_path, isolation, monkeypatch):
     from tests.slow_models import release_with_depth
 
     release_with_depth(tmp_path, "aaaaaaaaaaaaaaaa", 1, iterations=5)
     new = release_with_depth(tmp_path, "bbbbbbbbbbbbbbbb", 2, iterations=5)
     runner = new / "runner" / "dms_bench.py"
-    calls = []
-    if isolation == "spin-off":  # every session the harness opens has spinning off
+    calls, pauses = [], []
+    if isolation in ("gap", "spin-off"):
+        # gap (the default): sessions as deployed (spinning on) and an idle pause before every side's block;
+        # spin-off: every session the harness opens has spinning off
         from dmsbuild.board.runner import dms_bench
 
         real = dms_bench.create_session
         monkeypatch.setattr(dms_bench, "create_session",
                             lambda *a, **k: calls.append(a[6] if len(a) > 6 else k.get("spinning")) or real(*a, **k))
+        real_sleep = dms_bench.time.sleep
+        monkeypatch.setattr(dms_bench.time, "sleep", lambda s: pauses.append(s) or real_sleep(s))
         import contextlib
         import io
 
@@ -287,8 +291,10 @@ def test_interleave_with_an_aa_control_in_each_isolation(tmp_path, isolation, mo
         with contextlib.redirect_stdout(buf):
             code = dms_bench.main(["--release", str(new), "--interleave", str(tmp_path / "releases" / "aaaaaaaaaaaaaaaa"),
                                    "--artifact", "fp32", "--blocks", "6", "--iterations", "3", "--control",
-                                   "--threads", "2"])
-        assert code == 0 and calls == [False, False, False]
+                                   "--threads", "2"] + (["--isolation", "spin-off"] if isolation == "spin-off" else []))
+        want = isolation == "gap"
+        assert code == 0 and calls == [want, want, want]
+        assert pauses.count(dms_bench.GAP_S) == (6 * 3 if want else 0)  # every side's block, every block
         out = json.loads(buf.getvalue().strip().splitlines()[-1])
     else:
         res = LocalTransport("b").run([PY, str(runner), "--release", str(new), "--interleave",

@@ -261,11 +261,17 @@ def session_threads(entry: dict, threads: int) -> int:
 
 
 #: how an interleaved comparison keeps two multi-threaded sessions from timing each other (DESIGN §9):
-#: "spin-off": both in one process with intra-op spinning off on every session (ONNX Runtime's
-#: session.intra_op.allow_spinning = 0: a pool sleeps when idle instead of spin-waiting on the cores the
-#: other session is timed on); "processes": each side in its own process (its deployed spinning setting),
-#: the parent alternating them; "none": one process, default spinning (biased: kept for bench/ only)
-ISOLATIONS = ("spin-off", "processes", "none")
+#: "gap" (default): one process, every session with its deployed settings (ONNX Runtime's default spinning),
+#: and an idle pause of ``GAP_S`` before each side's block, so the previous side's pool has stopped
+#: spin-waiting before the next side is timed; each block's first run is untimed (its pool wakes up).
+#: "spin-off": spinning off on every session (session.intra_op.allow_spinning = 0) -- biased against
+#: multi-threaded sides: a 2-thread session without spinning is up to 1.7x slower than as deployed
+#: (docs/measurements.md), so a 1-thread candidate looks faster than it is; "processes": each side in its own
+#: process (deployed spinning), the parent alternating them; "none": one process, default spinning, no pause
+#: (biased: a side's pool spins into the next side's block). The last three are kept for bench/.
+ISOLATIONS = ("gap", "spin-off", "processes", "none")
+#: seconds of idle before each side's block under "gap": longer than ONNX Runtime's spin-wait after a run
+GAP_S = 0.1
 SPIN_OFF = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
 
 
@@ -558,7 +564,7 @@ def worker(release: str, name: str, threads: int, warmup: int) -> int:
 
 def interleave(release: str, previous: str, name: str, *, blocks: int, iterations: int, warmup: int,
                threads: int, max_seconds: float, baseline: str | None = None, control: bool = False,
-               isolation: str = "spin-off") -> dict:
+               isolation: str = "gap") -> dict:
     """Time artifact ``name`` of the previous release and of this one in alternating blocks.
 
     Block i runs the sides in ``ORDERS[i % ...]``, so a load that rises or falls during the re-measure, and
@@ -595,6 +601,9 @@ def interleave(release: str, previous: str, name: str, *, blocks: int, iteration
         for i in range(blocks):
             ran = []
             for side in orders[i % len(orders)]:
+                if isolation == "gap":
+                    time.sleep(GAP_S)  # the previous side's pool stops spin-waiting
+                    sides[side](1)  # untimed: this side's pool wakes up
                 out[side].append(sides[side](iterations))
                 ran.append(side)
             out["orders"].append(ran)
@@ -722,8 +731,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --interleave: stop after the block pair that crosses this")
     p.add_argument("--control", action="store_true",
                    help="with --interleave: a third side, a second session of the baseline (A/A control)")
-    p.add_argument("--isolation", choices=ISOLATIONS, default="spin-off",
-                   help="with --interleave: how the sides are kept from timing each other (default spin-off)")
+    p.add_argument("--isolation", choices=ISOLATIONS, default="gap",
+                   help="with --interleave: how the sides are kept from timing each other (default gap)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one side of --isolation processes
     return p
 
