@@ -225,3 +225,20 @@ def test_the_report_opens_with_the_per_target_summary(store, tmp_path):
     best = rows["int8-qdq"]
     assert (f"| rpi5 | rpi5-01 | int8-qdq | {best['median_ms']:,.3f} | "
             f"{rows['fp32']['median_ms'] / best['median_ms']:.2f}x | fp32 | 6.0 pts | 6.00 |") in line
+
+
+@pytest.mark.parametrize("source, base_source, mark", [
+    ("double", "emulated", " (generated)"), ("double+mender", "emulated", " (generated)"),
+    ("emulated", "double", " (generated)"), ("simulator", "emulated", " (simulator)"),
+    ("simulator+mender", "emulated", " (simulator)"), ("emulated", "emulated", ""), ("board-runner", "board-runner", ""),
+])
+def test_a_speedup_says_when_a_side_is_generated_or_simulated(source, base_source, mark):
+    """A ratio against or from a test double's or the HTP simulator's figure is never read as a board's gain,
+    whatever route the result came by (``+mender``)."""
+    from dmsbuild.measure.report import Baseline, speedup
+
+    base = Baseline(row={"artifact": "fp32", "release_id": "r1", "target": "rpi5", "median_ms": 4.0,
+                         "source": base_source}, name="fp32", full="fp32")
+    _ratio, text = speedup({"artifact": "int8", "release_id": "r2", "target": "qcs8255", "median_ms": 2.0,
+                            "source": source}, base)
+    assert text == "2.00x" + mark

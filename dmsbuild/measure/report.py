@@ -206,8 +206,11 @@ def speedup(r: dict, base: Baseline | None) -> tuple[float | None, str]:
         return 1.0, "baseline"
     ratio = base.row["median_ms"] / r["median_ms"]
     text = f"{ratio:.2f}x" + (" SLOWER" if ratio < 1.0 else "")
-    if "double" in (r.get("source"), base.row.get("source")):
+    sides = {(s or "").partition("+")[0] for s in (r.get("source"), base.row.get("source"))}  # "+route" aside
+    if "double" in sides:
         text += " (generated)"
+    elif "simulator" in sides:  # the HTP simulator's time is not the NPU's: never read as the board's gain
+        text += " (simulator)"
     return ratio, text
 
 
@@ -227,7 +230,8 @@ def _source(r: dict) -> str:
 BASELINE_NOTE = ("Speed-up = the baseline's median / this median, the baseline named beside it: the FP32 artifact "
                  "of the same release and board; where the target ships none (orin, qcs8255), ONNX Runtime FP32 "
                  "measured on the same board's CPU under another target; else the release's FP16 artifact. "
-                 "A ratio involving a test double's figure is marked generated. '– no baseline': the board has none of "
+                 "A ratio involving a test double's figure is marked generated, one involving the QNN HTP simulator "
+                 "simulator. '– no baseline': the board has none of "
                  "these; add fp32 to the target's precisions.")
 
 
