@@ -587,6 +587,9 @@ M = [
              'p.add_argument("--isolation", choices=ISOLATIONS, default="spin-off",',
              ("tests/test_runner.py::test_interleave_with_an_aa_control_in_each_isolation",),
              "tune and the gate time sessions with their deployed settings (spinning off biases multi-threaded sides)"),
+    Mutation("interleave-gap-too-short", "dmsbuild/board/runner/dms_bench.py", "GAP_S = 0.1\n", "GAP_S = 0.0\n",
+             ("tests/test_runner.py::test_the_bias_a_multithreaded_session_burns_cores_after_its_run_and_the_harness_session_does_not",),
+             "the harness's pause outlasts ONNX Runtime's spin-wait, so the next side is timed on quiet cores"),
 ]
 
 

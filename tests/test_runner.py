@@ -309,13 +309,14 @@ def test_interleave_with_an_aa_control_in_each_isolation(tmp_path, isolation, mo
     assert isinstance(out["loadavg_start"], float)
 
 
-def _idle_cpu_ms(sess, feed, windows: int = 20, idle_s: float = 0.02) -> float:
-    """CPU time this process burns while it sleeps right after a run (its intra-op pool's spin-waiting)."""
+def _idle_cpu_ms(sess, feed, windows: int = 20, idle_s: float = 0.02, after_s: float = 0.0) -> float:
+    """CPU time this process burns while it sleeps, ``after_s`` after a run (its intra-op pool's spin-waiting)."""
     import time
 
     total = 0.0
     for _ in range(windows):
         sess.run(None, feed)
+        time.sleep(after_s)
         c0 = time.process_time()
         time.sleep(idle_s)
         total += time.process_time() - c0
@@ -325,7 +326,8 @@ def _idle_cpu_ms(sess, feed, windows: int = 20, idle_s: float = 0.02) -> float:
 def test_the_bias_a_multithreaded_session_burns_cores_after_its_run_and_the_harness_session_does_not(tmp_path):
     """DESIGN §9's bias, by its mechanism (robust on a loaded 2-core machine, unlike a timing difference): a
     2-thread session with ONNX Runtime's default spinning keeps a core busy after each run, i.e. exactly while
-    its neighbour in the same process is being timed; the harness's sessions (spinning off) burn ~nothing.
+    its neighbour in the same process is being timed; with spinning off the session burns ~nothing, and the
+    deployed session is quiet again once the default ``gap`` harness's pause (``GAP_S``) has passed.
     bench/bench_harness_bias.py shows the timing consequence on an idle machine."""
     import numpy as np
     import onnxruntime as ort
@@ -345,3 +347,10 @@ def test_the_bias_a_multithreaded_session_burns_cores_after_its_run_and_the_harn
     # 20 idle windows of 20 ms: the spinning pool takes several ms of them (12-14 of 20 ms each at load 4.7);
     # with spinning off the process sleeps (0.04 ms per window)
     assert burned["deployed"] > 5.0 and burned["deployed"] > 10 * burned["harness"], burned
+    # the gap harness: the same deployed session, timed from GAP_S after its run, has stopped spinning
+    so = dms_bench._session_options(ort, 2, None, spinning=True)
+    sess = ort.InferenceSession(str(model), sess_options=so, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    feed = {inp.name: np.zeros([d if isinstance(d, int) else 1 for d in inp.shape], np.float32)}
+    after_gap = _idle_cpu_ms(sess, feed, after_s=dms_bench.GAP_S)
+    assert after_gap < burned["deployed"] / 5, (after_gap, burned)

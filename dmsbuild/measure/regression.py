@@ -5,8 +5,9 @@ same artifact measured 13 to 43 ms in successive deploys, and thermal limits
 or another process do the same on boards. So when the latency gate sees a
 ratio past ``gates.max_latency_regression``, the board runs the previous
 release's artifact (kept under ``releases/``) and the new one in alternating
-blocks (``runner/dms_bench.py --interleave``, intra-op spinning off on every
-session so neither side's thread pool steals the other's cores), with a
+blocks (``runner/dms_bench.py --interleave``, isolation ``gap``: deployed session
+settings and an idle pause before each side's block, so neither side's thread
+pool spins into the other's timing), with a
 third side, the previous artifact again (the A/A control): a load that comes
 and goes hits all alike, and a control whose interval excludes 1.00 or is
 wider than ``MAX_CONTROL_WIDTH`` says the board is too noisy to judge (the

@@ -230,8 +230,8 @@ def _source(r: dict) -> str:
 BASELINE_NOTE = ("Speed-up = the baseline's median / this median, the baseline named beside it: the FP32 artifact "
                  "of the same release and board; where the target ships none (orin, qcs8255), ONNX Runtime FP32 "
                  "measured on the same board's CPU under another target; else the release's FP16 artifact. "
-                 "A ratio involving a test double's figure is marked generated, one involving the QNN HTP simulator "
-                 "simulator. '– no baseline': the board has none of "
+                 "A ratio involving a test double's figure is marked (generated), one involving the QNN HTP "
+                 "simulator's figure (simulator). '– no baseline': the board has none of "
                  "these; add fp32 to the target's precisions.")
 
 

@@ -472,8 +472,8 @@ class BoardBench:
 
     def interleave(self, name: str, baseline: Baseline, cfg: TuneConfig, longer: int = 1) -> dict[str, Any]:
         """Candidate ``name`` vs the default and the A/A control (the default against a second session of
-        itself), rotating blocks on the board with spinning off on every session (runner --interleave
-        --control); ``longer`` multiplies the blocks and the time limit."""
+        itself), rotating blocks on the board, each session with its deployed settings and an idle pause
+        before each side's block (runner --interleave --control, isolation ``gap``); ``longer`` multiplies the blocks and the time limit."""
         from .results import load_json
 
         argv = [self.python, posixpath.join(self.dir, "runner/dms_bench.py"), "--release", self.dir,

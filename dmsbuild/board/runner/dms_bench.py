@@ -278,8 +278,8 @@ SPIN_OFF = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spin
 def _session_options(ort, threads: int, session: dict | None = None, spinning: bool = True):
     """Session options; ``session`` (a manifest entry's tuned settings) picks the graph optimisation level
     and the execution mode, otherwise ONNX Runtime's default level and sequential execution. ``spinning``
-    False turns the thread pools' spin-waiting off (``SPIN_OFF``): the interleaved re-measure does so on
-    every session it opens."""
+    False turns the thread pools' spin-waiting off (``SPIN_OFF``): only ``--isolation spin-off`` (bench/)
+    does so; what ships, and the default ``gap`` harness, keep ONNX Runtime's spinning."""
     session = session or {}
     so = ort.SessionOptions()
     if not spinning:
