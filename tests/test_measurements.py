@@ -234,8 +234,10 @@ def test_bench_boards_drops_a_first_run_regression_that_is_noise(tmp_path):
                          confirm=FAST)
     assert out.ok, out.messages()
     [d] = out.decisions
-    assert not d["confirmed"] and d["sentence"].startswith("within noise: ")
-    assert any("within noise" in line for line in lines)
+    # on a quiet machine "within noise"; when the A/A control itself is noisy (a loaded CI host) "not judged":
+    # either way the same model is never confirmed slower and the board passes
+    assert not d["confirmed"] and d["sentence"].startswith(("within noise: ", "not judged: ")), d["sentence"]
+    assert any(("within noise" in line or "not judged" in line) for line in lines)
     check = bench_check(out, lambda a: None)
     assert check.ok and check.previous_latency_ms is None and check.decisions == [d]  # the health gate agrees
     # without the re-measure the first run's ratio would have failed the board
