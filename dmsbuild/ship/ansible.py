@@ -260,6 +260,10 @@ class _Builder:
         for kind, table, names in (("group_vars", self.group_vars, list(self.group_hosts)),
                                    ("host_vars", self.host_vars, list(self.host_order))):
             for name in names:
+                if name.startswith("/") or ".." in Path(name).parts:
+                    # never read outside the vars folder; Ansible's host_group_vars plugin skips '/' names too
+                    # ("avoid 'chroot' type inventory hostnames"); such a host is refused by the name rule, by name
+                    continue
                 for f in _vars_files(base / kind, name):
                     data = _read_vars_file(f)
                     table.setdefault(name, {}).update({str(k): (v, f"{f}: {k}") for k, v in data.items()})

@@ -225,3 +225,20 @@ def test_found_by_fuzzing_a_missing_include_names_the_including_file(project_dir
             load_inventory(inv, project_dir)
         first = str(exc.value).splitlines()[0]
         assert first.startswith(f"{inv}: field 'include' names {inc!r}") and "not found" in first, first
+
+
+def test_found_by_fuzzing_a_host_name_never_reads_vars_files_outside_the_inventory(tmp_path):
+    """'/usr/bin' as a host name read every file of /usr/bin as host vars (a binary: an error naming that file).
+
+    Ansible's host_group_vars plugin skips names that start with '/' ("chroot" hosts); dmsbuild also skips '..' names,
+    and refuses both hosts by its name rule, by name, while the other hosts load."""
+    outside = tmp_path / "outside" / "x"
+    outside.mkdir(parents=True)
+    (outside / "blob").write_bytes(b"\xff\xfe not UTF-8")
+    inv = tmp_path / "inv" / "hosts.ini"
+    (inv.parent / "host_vars").mkdir(parents=True)
+    for bad in (str(outside), "../../outside/x"):
+        inv.write_text(f"[rpi5]\n{bad} ansible_host=10.0.0.1\nok1 ansible_host=10.0.0.2\n")
+        got = load_ansible_inventory(inv)
+        assert list(got.boards) == ["ok1"] and list(got.problems) == [bad], got
+        assert "is not allowed" in str(got.problems[bad].error)
