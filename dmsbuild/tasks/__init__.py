@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ProjectConfig, TargetProfile, find_root, load_project, load_target, target_names
-from ..errors import UserError
+from ..errors import UserError, first_line
 
 DEFAULT_TARGET = "local"
 
@@ -210,11 +210,13 @@ def user_error_task(basename: str, name: str, exc: UserError) -> dict:
 
         return TaskFailed(str(exc))
 
-    return {"basename": basename, "name": name, "actions": [fail], "uptodate": [False], "verbosity": 2}
+    return {"basename": basename, "name": name, "doc": f"fails: {first_line(exc)[:120]}", "actions": [fail],
+            "uptodate": [False], "verbosity": 2}
 
 
-def per_target(basename: str, make: Callable[[str], dict]) -> Iterator[dict]:
-    """One sub-task ``basename:<target>`` per target named by ``target=`` (default: the embedded ``local``).
+def per_target(basename: str, make: Callable[[str], dict], doc: str) -> Iterator[dict]:
+    """One sub-task ``basename:<target>`` per target named by ``target=`` (default: the embedded ``local``),
+    listed by ``doit list --all`` with ``doc`` (``{target}`` replaced by the target's name).
 
     A target whose profile does not load becomes a task that fails with the
     user error (so other targets still run under --continue); so does every
@@ -229,7 +231,7 @@ def per_target(basename: str, make: Callable[[str], dict]) -> Iterator[dict]:
         except UserError as exc:
             yield user_error_task(basename, target, exc)
             continue
-        yield {"basename": basename, "name": target, **make(target)}
+        yield {"basename": basename, "name": target, "doc": doc.format(target=target), **make(target)}
 
 
 def artifacts_dir() -> Path:

@@ -148,9 +148,9 @@ def task_quantize() -> Iterator[dict]:
     from ..build.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq, static_settings
 
     p = Paths.of(proj)
-    yield {"name": "fp16", "actions": [guarded(convert_fp16, p.fp32, p.fp16)],
+    yield {"name": "fp16", "doc": "FP16 copy of the FP32 model", "actions": [guarded(convert_fp16, p.fp32, p.fp16)],
            "file_dep": [str(p.fp32)], "targets": [str(p.fp16)], "clean": True}
-    yield {"name": "int8-dynamic", "actions": [guarded(quantize_dynamic_int8, p.fp32, p.dynamic, proj.quantization.dynamic)],
+    yield {"name": "int8-dynamic", "doc": "INT8 dynamic quantization (weights INT8, activations at run time)", "actions": [guarded(quantize_dynamic_int8, p.fp32, p.dynamic, proj.quantization.dynamic)],
            "file_dep": [str(p.fp32)], "targets": [str(p.dynamic)], "clean": True,
            "uptodate": [config_changed(json.dumps(as_dict(proj.quantization.dynamic), sort_keys=True))]}
 
@@ -245,7 +245,8 @@ def task_evaluate() -> Iterator[dict]:
         settings = {"files": [f.name for f in validation], "preprocess": as_dict(proj.preprocess),
                     "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
                     "max": proj.data.max_validation_samples, "loader": proj.data.loader}
-        yield {"name": "reference", "actions": [guarded("dmsbuild.build.evaluate:write_reference", proj, p.fp32, validation, p.reference, p.validation)],
+        yield {"name": "reference", "doc": "FP32 outputs on the validation set (the reference every artifact is scored against)",
+               "actions": [guarded("dmsbuild.build.evaluate:write_reference", proj, p.fp32, validation, p.reference, p.validation)],
                "file_dep": [str(d) for d in deps], "targets": [str(p.reference), str(p.validation)], "clean": True,
                "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}
 
@@ -259,7 +260,8 @@ def task_evaluate() -> Iterator[dict]:
             onnx_files[src] = None
     for src in onnx_files:
         out = p.eval_json(src)
-        yield {"name": src.stem, "actions": [guarded("dmsbuild.build.evaluate:evaluate_artifact", proj, src, p.validation, out)],
+        yield {"name": src.stem, "doc": f"score {src.name} against the FP32 reference",
+               "actions": [guarded("dmsbuild.build.evaluate:evaluate_artifact", proj, src, p.validation, out)],
                "file_dep": [str(src), str(p.validation)], "targets": [str(out)], "clean": True,
                # what the outputs mean decides their metrics: a changed kind or class axis re-evaluates
                "uptodate": [config_changed(json.dumps(as_dict(proj.outputs), sort_keys=True))]}
@@ -446,6 +448,7 @@ def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
         deps.add(str(p.eval_json(plan.source)))
         if plan.build is not None:
             yield {"basename": "compile", "name": f"{prof.name}.{plan.name}",
+                   "doc": f"{plan.name} ({plan.kind}) for target {prof.name} with its backend's host tool",
                    "actions": [guarded(plan.build)],
                    "file_dep": [str(plan.source), *map(str, plan.file_dep)],
                    "targets": [str(plan.path), *map(str, plan.extra_files)], "clean": True,
