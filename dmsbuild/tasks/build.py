@@ -12,7 +12,6 @@ and onnxruntime when they run.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from typing import Any
 
 from doit.tools import config_changed
 
+from ..board.release_agent import sha256_of
 from ..measure.accuracy import floors_for
 from ..config import (PRECISIONS, ProjectConfig, TargetProfile, as_dict, static_quant_field, static_quant_for,
                       target_names)
@@ -270,14 +270,6 @@ def task_evaluate() -> Iterator[dict]:
 # --------------------------------------------------------------------------
 # build:<target>
 # --------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _rel(proj: ProjectConfig, path: Path) -> str:
     try:
         return str(path.resolve().relative_to(proj.root.resolve()))
@@ -286,7 +278,8 @@ def _rel(proj: ProjectConfig, path: Path) -> str:
 
 
 def _copy_if_changed(src: Path, dst: Path) -> None:
-    if dst.is_file() and dst.stat().st_size == src.stat().st_size and _sha256(dst) == _sha256(src):
+    if dst.is_file() and dst.stat().st_size == src.stat().st_size and \
+            sha256_of(dst, follow_symlinks=True) == sha256_of(src, follow_symlinks=True):
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
@@ -374,7 +367,7 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
     tuned = read_tuned(proj, prof)
     if tuned is not None:  # a tuned choice holds only for the model it was tuned on
         try:
-            check_model(tuned, tuned_path(proj, prof.name), _sha256(p.fp32), prof.name)
+            check_model(tuned, tuned_path(proj, prof.name), sha256_of(p.fp32, follow_symlinks=True), prof.name)
         except UserError as exc:
             if any(plan.session for plan in plans):
                 raise
@@ -412,7 +405,7 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
         "artifacts": [{
             "name": plan.name, "precision": plan.precision, "kind": plan.kind, "path": _rel(proj, plan.path),
             "extra_files": [_rel(proj, f) for f in plan.extra_files],
-            "sha256": _sha256(plan.path), "size": plan.path.stat().st_size,
+            "sha256": sha256_of(plan.path, follow_symlinks=True), "size": plan.path.stat().st_size,
             "runtime": plan.runtime, "providers": plan.providers, "provider_options": plan.provider_options,
             "portable": plan.portable, "eval": evals[plan.name],
             **({"session": plan.session} if plan.session else {}),
@@ -423,7 +416,7 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
         "toolchain": toolchain,
         # the model's identity (the latency gate's lineage, named in every report table): content = the FP32 ONNX
         "model": {"file": Path(proj.model.onnx or proj.model.checkpoint or proj.model.factory or "model").name,
-                  "sha256": _sha256(p.fp32)},
+                  "sha256": sha256_of(p.fp32, follow_symlinks=True)},
         # what the import changed in the model (dmsbuild.build.model_import.normalise), one record per change
         "import": info.get("import", []),
     }
