@@ -21,7 +21,6 @@ applies. ``tensorrt`` is imported only there.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -475,11 +474,6 @@ def build_engine_on_host(onnx: Path, engine_out: Path, precision: str, options: 
         timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
     return {"onnx_sha256": sha256_of(onnx, follow_symlinks=True), "precision": precision, "trt_version": trt.__version__,
             "compute_capability": host_compute_capability()}
-
-
-def runner_script() -> Path:
-    """The board-side output-check script (TensorRT 10 API + cuda-python or pycuda)."""
-    return Path(importlib.util.find_spec("dmsbuild.board.runner.trt_runner").origin)
 
 
 def output_argv(engine: str | PurePosixPath, options: TensorRTOptions, *, inputs: dict[str, str],

@@ -52,10 +52,6 @@ if TYPE_CHECKING:
 SCHEMA = 1
 #: the artifact name of the tuned choice in build.json and the manifest
 TUNED_NAME = "tuned"
-#: runtime settings a candidate runs with (the manifest entry's ``session``)
-SETTINGS_KEYS = ("intra_op_threads", "graph_optimization_level", "execution_mode")
-#: recipe dimensions that matter only for INT8 precisions
-QUANT_DIMS = ("per_channel", "activation_type", "weight_type", "calibration_method", "mixed_precision")
 #: the runtimes `doit tune` measures today; QNN and TensorRT spaces are defined (``space_description``)
 MEASURED_RUNTIMES = ("onnxruntime",)
 

@@ -42,7 +42,6 @@ from .transport.base import Transport
 
 #: the board side of a deploy, sent as ``python3 -c <source>`` (found by module name, wherever it lives)
 AGENT_SOURCE = Path(importlib.util.find_spec("dmsbuild.board.release_agent").origin).read_text()
-AGENT_EXIT_LOCKED = 3
 #: ENV (tests only): named fault points, "POINT[:MODE],..." — host.* points act here (MODE kill|pause=SECONDS),
 #: the others ride along in the agent's requests (MODE kill|drop|sshd; see release_agent.fault_point).
 #: Unset in production: no request carries a fault and every hook is a no-op.
