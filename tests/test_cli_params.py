@@ -14,6 +14,9 @@ import pytest
 from dmsbuild.tasks import PARAMS
 from tests.tinyproject import REPO, run_doit
 
+#: a parameter's help in one task's `doit help` where it is not tasks.PARAMS' text
+TASK_HELP = {("results_export", "format"): "json (default) or csv", ("bundle", "format"): "mender (default"}
+
 #: each task and the parameters `doit help <task>` must list
 TASK_PARAMS = {
     "build": ["target"],
@@ -50,7 +53,7 @@ def test_help_lists_the_task_parameters(proj: Path, task: str) -> None:
     for name in TASK_PARAMS[task]:
         line = next((ln for ln in run.output.splitlines() if ln.strip().startswith(f"--{name}=")), None)
         assert line is not None, f"doit help {task} does not list {name}=:\n{run.output}"
-        assert PARAMS[name] in line and f"{name}=VALUE" in line, line
+        assert TASK_HELP.get((task, name), PARAMS[name]) in line and f"{name}=VALUE" in line, line
     listed = set(re.findall(r"^\s+--(\w+)=", run.output, re.M))
     assert listed == set(TASK_PARAMS[task]), run.output
 

@@ -57,7 +57,7 @@ def _pull(target: str) -> Any:
     return None
 
 
-@params("target", "format", "key", "out")
+@params("target", "format", "key", "out", format="mender (default; the only bundle format so far)")
 def task_bundle() -> Iterator[dict]:
     """Write an OTA bundle of a target's release (target=NAME format=mender [key=PEM] [out=DIR]); builds what changed."""
     fmt = doit_var("format") or "mender"
