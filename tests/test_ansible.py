@@ -9,7 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dmsbuild.ship import fleet
 from dmsbuild.ship.ansible import expand_host_pattern, load_ansible_inventory, parse_ini, parse_yaml
 from dmsbuild.errors import UserError
 
@@ -104,13 +103,6 @@ def test_format_sniffed_without_extension(tmp_path: Path) -> None:
     (tmp_path / "b").write_text(INI)
     assert load_ansible_inventory(tmp_path / "a").boards["orin-a"].port == 2222
     assert load_ansible_inventory(tmp_path / "b").boards["orin-a"].port == 2222
-
-
-def test_imported_boards_feed_the_rollout_selection(tmp_path: Path) -> None:
-    inv = parse_ini(INI, tmp_path / "hosts")
-    refs = fleet.boards_from_records(inv.boards.values())
-    assert [r.name for r in fleet.select_boards(refs, groups="orin")] == ["orin-a"]
-    assert [r.name for r in fleet.select_boards(refs, hosts="rpi5-[01:02]")] == ["rpi5-01", "rpi5-02"]
 
 
 def test_host_ranges() -> None:

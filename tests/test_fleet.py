@@ -210,21 +210,6 @@ def test_rerun_after_fix_touches_only_remaining_boards(tmp_path: Path) -> None:
     assert third.wave_sizes == []
 
 
-def test_resume_from_reports_without_network(tmp_path: Path) -> None:
-    boards = make_boards(6)
-    fake = FakeFleet(boards, down={"rpi5-05"})
-    run(boards, fake, tmp_path, max_fail=0, parallel=1)
-    done = fleet.boards_done_in_reports(tmp_path / "rollouts", RELEASE)
-    assert done == {"rpi5-01", "rpi5-02", "rpi5-03", "rpi5-04"}
-    assert fleet.boards_done_in_reports(tmp_path / "rollouts", "other") == set()
-
-
-def test_unreadable_report_is_a_user_error(tmp_path: Path) -> None:
-    (tmp_path / f"{RELEASE}-x.json").write_text("{not json")
-    with pytest.raises(UserError, match=f"{RELEASE}-x.json: unreadable rollout report"):
-        fleet.boards_done_in_reports(tmp_path, RELEASE)
-
-
 def test_parallel_is_bounded_and_workers_are_threads() -> None:
     boards = make_boards(12)
     fake = FakeFleet(boards, slow=0.05)

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from tests.conftest import write_build
+from dmsbuild.board.release_agent import sha256_of
 from dmsbuild.ship import manifest
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
@@ -24,7 +25,7 @@ def test_unchanged_build_same_release_id_changed_build_new_id(project_dir):
     prof.bench.iterations = 51  # a benchmark-plan change is a new release
     assert manifest.make_release(project, prof).release_id != a.release_id
     # the earlier Release still names its own bytes (rendered files are staged by sha256)
-    assert manifest.sha256_file(next(f.local for f in a.files if f.path == "manifest.json")) == \
+    assert sha256_of(next(f.local for f in a.files if f.path == "manifest.json")) == \
         next(f.sha256 for f in a.files if f.path == "manifest.json")
 
 

@@ -20,7 +20,8 @@ from dmsbuild.boards import down, up
 from dmsbuild.config import TargetProfile
 from dmsbuild.ship.fleet_deploy import FleetDeploy
 from dmsbuild.ship.inventory import Board
-from dmsbuild.ship.manifest import Release, ReleaseFile, sha256_file
+from dmsbuild.board.release_agent import sha256_of
+from dmsbuild.ship.manifest import Release, ReleaseFile
 from dmsbuild.ship.release import FAULT_ENV
 from tests.conftest import _free_port, descendants
 
@@ -40,7 +41,7 @@ def _release(tmp: Path, tag: str) -> Release:
     for rel, size in FILES.items():
         (staging / rel).parent.mkdir(parents=True, exist_ok=True)
         (staging / rel).write_bytes(os.urandom(size))
-    files = [ReleaseFile(rel, staging / rel, sha256_file(staging / rel), size) for rel, size in FILES.items()]
+    files = [ReleaseFile(rel, staging / rel, sha256_of(staging / rel), size) for rel, size in FILES.items()]
     rid = hashlib.sha256("".join(f.sha256 for f in files).encode()).hexdigest()[:16]
     return Release(target="rpi5", release_id=rid, manifest={"project": "relay", "artifacts": []}, manifest_bytes=b"",
                    files=files, staging=staging)
@@ -62,7 +63,7 @@ def _check_current(tmp: Path, name: str, release: Release) -> None:
     cur = tmp / "roots" / name / "current"
     assert os.path.basename(os.readlink(cur)) == release.release_id
     for f in release.files:
-        assert sha256_file(cur / f.path) == f.sha256, f.path
+        assert sha256_of(cur / f.path) == f.sha256, f.path
 
 
 def _ref(fd: FleetDeploy, name: str) -> fleet.BoardRef:

@@ -69,9 +69,9 @@ def test_tune_measures_within_budget_and_writes_the_choice(tuned):
     import tomllib
 
     choice = tomllib.loads((root / "targets" / "t.tuned.toml").read_text())
-    from dmsbuild.ship.manifest import sha256_file
+    from dmsbuild.board.release_agent import sha256_of
 
-    assert choice["model_sha256"] == sha256_file(root / "artifacts" / "common" / "fp32.onnx")
+    assert choice["model_sha256"] == sha256_of(root / "artifacts" / "common" / "fp32.onnx")
     [kind] = choice["choice"]
     assert "emulated board (this machine's CPU)" in kind["provenance"] and kind["boards"] == ["emu-01"]
     assert kind["keep_default"] or kind["speedup_ci"][0] > 1.0  # a choice only with a CI above 1
@@ -100,7 +100,8 @@ def _force_choice(root: Path) -> None:
     choice; whether the tiny model's int8 is faster on this machine is not deterministic)."""
     from dmsbuild.config import load_project, load_target
     from dmsbuild.measure.tune import KindResult, Row, _baseline, tuned_path, write_choice
-    from dmsbuild.ship.manifest import read_build, sha256_file
+    from dmsbuild.board.release_agent import sha256_of
+    from dmsbuild.ship.manifest import read_build
 
     proj = load_project(root)
     prof = load_target(root, "t")
@@ -113,7 +114,7 @@ def _force_choice(root: Path) -> None:
     res = KindResult(doc["kind_key"], doc["kind"], doc["board"], [doc["board"]], doc["provenance"], {}, [row], row,
                      "forced by the test", [])
     _, build = read_build(proj, "t")
-    write_choice(proj, prof, [res], _baseline(proj, prof, build), sha256_file(root / "artifacts/common/fp32.onnx"),
+    write_choice(proj, prof, [res], _baseline(proj, prof, build), sha256_of(root / "artifacts/common/fp32.onnx"),
                  "tiny.pt")
     assert tuned_path(proj, "t").is_file()
 
@@ -315,14 +316,14 @@ def test_mixed_precision_candidate_keeps_the_ranked_nodes_in_float(tuned):
     import onnx
 
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.ship.manifest import sha256_file
+    from dmsbuild.board.release_agent import sha256_of
     from dmsbuild.measure.tune import Recipe, build_recipe, check_space, host_gate
 
     root = tuned["root"]
     proj, prof = load_project(root), load_target(root, "t")
     prof.tune.mixed_precision = [False, True]
     check_space(proj, prof)  # the module is there: no refusal
-    sha = sha256_file(root / "artifacts" / "common" / "fp32.onnx")
+    sha = sha256_of(root / "artifacts" / "common" / "fp32.onnx")
     mixed = Recipe("int8-qdq", False, "QUInt8", "QInt8", "MinMax", True)
     path = build_recipe(proj, prof, mixed, sha)
     nodes = json.loads(path.with_suffix(".nodes.json").read_text())["nodes_to_exclude"]

@@ -328,11 +328,6 @@ def check_placement(report: PlacementReport, max_cpu_fallback_nodes: int, where:
 # --------------------------------------------------------------------------
 # build
 # --------------------------------------------------------------------------
-def context_files(out: Path) -> list[Path]:
-    """The files ``build_context_binary(…, out)`` writes when the context is not embedded."""
-    return [out, out.with_name(f"{out.stem}_qnn.bin")]
-
-
 def build_context_binary(qdq_onnx: Path, out: Path, options: QnnOptions, *, where: str | None = None) -> PlacementReport:
     """Compile a QDQ ONNX model into a QNN HTP EPContext model at ``out`` (+ ``<stem>_qnn.bin``).
 

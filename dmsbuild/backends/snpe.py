@@ -147,18 +147,6 @@ def write_input_list(samples: Sequence["np.ndarray"], folder: Path, input_name: 
     return lst
 
 
-def read_input_list(path: Path) -> list[str]:
-    """The raw-file paths of an input list (``name:=path`` or bare paths; ``#``/``%`` lines skipped)."""
-    files = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", "%")):
-            continue
-        for word in line.split():
-            files.append(word.split(":=", 1)[1] if ":=" in word else word)
-    return files
-
-
 # --------------------------------------------------------------------------
 # command lines
 # --------------------------------------------------------------------------

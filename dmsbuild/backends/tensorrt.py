@@ -21,7 +21,6 @@ applies. ``tensorrt`` is imported only there.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
+from ..board.release_agent import sha256_of
 from ..config import load_dataclass
 from ..errors import UserError
 from .toolchain import empty_result, latency_stats
@@ -317,14 +317,6 @@ def result_from_trtexec(stdout: str, times_json: str | None, *, artifact: str, p
 # --------------------------------------------------------------------------
 # engine cache
 # --------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class EngineKey:
     """What makes an engine reusable: same model bytes, precision, TensorRT version and GPU architecture."""
@@ -370,7 +362,7 @@ class EngineCache:
             info = json.loads(meta.read_text())
         except json.JSONDecodeError:
             return None
-        return p if info.get("engine_sha256") == sha256_file(p) else None
+        return p if info.get("engine_sha256") == sha256_of(p, follow_symlinks=True) else None
 
     def _meta(self, key: EngineKey) -> dict[str, Any]:
         try:
@@ -480,13 +472,8 @@ def build_engine_on_host(onnx: Path, engine_out: Path, precision: str, options: 
     os.replace(tmp, engine_out)
     if cache is not None and timing_cache is not None:
         timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
-    return {"onnx_sha256": sha256_file(onnx), "precision": precision, "trt_version": trt.__version__,
+    return {"onnx_sha256": sha256_of(onnx, follow_symlinks=True), "precision": precision, "trt_version": trt.__version__,
             "compute_capability": host_compute_capability()}
-
-
-def runner_script() -> Path:
-    """The board-side output-check script (TensorRT 10 API + cuda-python or pycuda)."""
-    return Path(importlib.util.find_spec("dmsbuild.board.runner.trt_runner").origin)
 
 
 def output_argv(engine: str | PurePosixPath, options: TensorRTOptions, *, inputs: dict[str, str],

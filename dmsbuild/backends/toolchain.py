@@ -38,11 +38,6 @@ def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def log_dir_for(artifacts: Path, target: str) -> Path:
-    """Where a target's tool logs go: ``artifacts/<target>/logs``."""
-    return artifacts / target / "logs"
-
-
 def run_tool(
     argv: Sequence[str | os.PathLike[str]],
     *,

@@ -206,9 +206,12 @@ def open_nofollow(path):
     return os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
 
 
-def sha256_of(path):
+def sha256_of(path, follow_symlinks=False):
+    """The sha256 (hex) of a file's content: dmsbuild's one file hasher, on the board and on the host
+    (host modules import it from here; board code cannot import theirs). On the board a symlink in the
+    file's place is refused (``open_nofollow``); the host hashes its own files with ``follow_symlinks=True``."""
     h = hashlib.sha256()
-    with open_nofollow(path) as fh:
+    with (open(path, "rb") if follow_symlinks else open_nofollow(path)) as fh:
         while True:
             b = fh.read(1 << 20)
             if not b:

@@ -240,10 +240,6 @@ def make_calibration_reader(files: list[Path], project: ProjectConfig, input_nam
                 print(f"  calibration: {self.seen} samples read", flush=True)
             return {input_name: item[1][None, ...]}
 
-        def rewind(self) -> None:
-            self._it = None
-            self.seen = 0
-
     return FolderReader()
 
 

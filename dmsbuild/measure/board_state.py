@@ -3,7 +3,7 @@
 A latency means little without the conditions it was taken in: on a Jetson
 ``nvpmodel`` (15W vs MAXN) and ``jetson_clocks`` change latency 2-3x; a
 throttled Raspberry Pi or a busy board does the same. So before and after
-every benchmark the host runs ``STATE_SCRIPT`` on the board (standard
+every benchmark the host runs ``board/state_probe.py`` on the board (standard
 library only; it only reads), and samples ``tegrastats`` during the run where
 the board has it. The raw texts come home and are parsed here with parsers
 tolerant of the layouts of different Jetson generations (formats and their
@@ -32,69 +32,15 @@ import re
 import statistics
 from typing import TYPE_CHECKING, Any, Iterable
 
+from ..board import source as board_source
 from .provenance import DOUBLE_MARKER
 
 if TYPE_CHECKING:
     from ..ship.transport.base import Transport
 
-#: runs on the board: read-only, standard library, every tool optional; prints one JSON object
-STATE_SCRIPT = r'''
-import glob, json, os, shutil, subprocess, sys, time
-def read(p):
-    try:
-        with open(p) as fh:
-            return fh.read().strip()
-    except OSError:
-        return None
-def tool(argv, timeout=15):
-    if not shutil.which(argv[0]):
-        return None
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        return (p.stdout + p.stderr)[-4000:]
-    except (OSError, subprocess.SubprocessError) as e:
-        return "error: %s" % e
-mode = sys.argv[1] if len(sys.argv) > 1 else "snapshot"
-# snapshot's second argument: the vendor tools to ask ("*": every one present; "": none), by board kind
-allowed = None if mode != "snapshot" or len(sys.argv) < 3 or sys.argv[2] == "*" else set(sys.argv[2].split(","))
-if mode == "start":  # tegrastats sampled during the run: our own process, stopped by pid
-    if not shutil.which("tegrastats"):
-        print(json.dumps({"pid": None})); sys.exit(0)
-    log = sys.argv[2]
-    p = subprocess.Popen(["tegrastats", "--interval", sys.argv[3], "--logfile", log], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
-    print(json.dumps({"pid": p.pid, "log": log})); sys.exit(0)
-if mode == "stop":
-    pid, log = int(sys.argv[2]), sys.argv[3]
-    try:
-        os.kill(pid, 15)
-    except OSError:
-        pass
-    time.sleep(0.2)
-    text = read(log) or ""
-    try:
-        os.unlink(log)
-    except OSError:
-        pass
-    print(json.dumps({"tegrastats": text[-200000:]})); sys.exit(0)
-zones = {}
-for z in sorted(glob.glob("/sys/class/thermal/thermal_zone*")):
-    t, v = read(z + "/type"), read(z + "/temp")
-    if t and v and v.lstrip("-").isdigit():
-        zones[t] = int(v) / 1000.0
-cpu = "/sys/devices/system/cpu/cpu0/cpufreq/"
-out = {"loadavg": read("/proc/loadavg"), "cpu_cur_khz": read(cpu + "scaling_cur_freq"),
-       "cpu_max_khz": read(cpu + "scaling_max_freq"), "governor": read(cpu + "scaling_governor"),
-       "thermal": zones, "tools": {}}
-for name, argv in (("nvpmodel", ["nvpmodel", "-q"]), ("jetson_clocks", ["jetson_clocks", "--show"]),
-                   ("measure_temp", ["vcgencmd", "measure_temp"]), ("get_throttled", ["vcgencmd", "get_throttled"])):
-    if allowed is not None and argv[0] not in allowed:
-        continue
-    text = tool(argv)
-    if text is not None:
-        out["tools"][name] = text
-print(json.dumps(out))
-'''
+#: runs on the board (``dmsbuild/board/state_probe.py``, sent as ``python3 -c <source>``): read-only, standard
+#: library, every tool optional; prints one JSON object
+STATE_SCRIPT = board_source("state_probe")
 #: tegrastats interval while a benchmark runs (ms)
 TEGRASTATS_INTERVAL_MS = 500
 #: the state tools of each board kind, the kind named by the runtime a release runs on it: TensorRT runs on a

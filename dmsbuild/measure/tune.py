@@ -52,10 +52,6 @@ if TYPE_CHECKING:
 SCHEMA = 1
 #: the artifact name of the tuned choice in build.json and the manifest
 TUNED_NAME = "tuned"
-#: runtime settings a candidate runs with (the manifest entry's ``session``)
-SETTINGS_KEYS = ("intra_op_threads", "graph_optimization_level", "execution_mode")
-#: recipe dimensions that matter only for INT8 precisions
-QUANT_DIMS = ("per_channel", "activation_type", "weight_type", "calibration_method", "mixed_precision")
 #: the runtimes `doit tune` measures today; QNN and TensorRT spaces are defined (``space_description``)
 MEASURED_RUNTIMES = ("onnxruntime",)
 
@@ -870,7 +866,7 @@ def tuned_recipe(choice: dict[str, Any]) -> tuple[Recipe, Settings]:
 
 def build_tuned(proj: "ProjectConfig", prof: TargetProfile) -> None:
     """The `tuned:<target>` action: (re)build the chosen recipe's file and its host evaluation; no tuning."""
-    from ..ship.manifest import sha256_file
+    from ..board.release_agent import sha256_of
     from ..build.paths import Paths
 
     data = read_tuned(proj, prof)
@@ -878,7 +874,7 @@ def build_tuned(proj: "ProjectConfig", prof: TargetProfile) -> None:
     if choice is None:
         return
     p = Paths.of(proj)
-    sha = sha256_file(p.fp32)
+    sha = sha256_of(p.fp32, follow_symlinks=True)
     check_model(data, tuned_path(proj, prof.name), sha, prof.name)  # type: ignore[arg-type]
     recipe, _ = tuned_recipe(choice)
     path = build_recipe(proj, prof, recipe, sha)
@@ -969,14 +965,15 @@ def load_average() -> str:
 def run_tune(proj: "ProjectConfig", prof: TargetProfile, boards: list["Board"], *, budget_minutes: float | None = None,
              log: Callable[[str], None] = print) -> tuple[Path, list[KindResult]]:
     """Tune ``prof`` on ``boards`` (one board per kind measures); write the choice file and the report."""
-    from ..ship.manifest import read_build, sha256_file
+    from ..board.release_agent import sha256_of
+    from ..ship.manifest import read_build
     from ..ship.transport import open_transport
     from ..build.paths import Paths
 
     check_space(proj, prof)
     _, build = read_build(proj, prof.name)
     baseline = _baseline(proj, prof, build)
-    model_sha = sha256_file(Paths.of(proj).fp32)
+    model_sha = sha256_of(Paths.of(proj).fp32, follow_symlinks=True)
     budget = (budget_minutes if budget_minutes is not None else prof.tune.budget_minutes) * 60.0
     started = time.monotonic()
     deadline = started + budget

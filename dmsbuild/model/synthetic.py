@@ -33,8 +33,6 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 ACTIVITIES = ["attentive", "phone", "drinking", "looking_away", "eyes_off_road"]
-EYE_STATES = ["open", "closed"]
-YAWN = ["no", "yes"]
 
 # Seeds of the committed sets; training uses TRAIN_SEED (different on purpose).
 TRAIN_SEED = 20240

@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from ..errors import UserError, first_line
 from .rollout_spec import (FAILED_STATES, STATES, check_max_fail, check_waves, expand_host_pattern,  # noqa: F401 (re-exported)
@@ -627,35 +627,6 @@ def _fill(rep: BoardReport, o: BoardOutcome, wall: float | None) -> None:
 def rollouts_dir(artifacts: Path, target: str) -> Path:
     """``artifacts/<target>/rollouts``: where rollout reports go."""
     return artifacts / target / "rollouts"
-
-
-def boards_done_in_reports(directory: Path, release_id: str) -> set[str]:
-    """Boards that earlier rollout reports of ``release_id`` left ``done`` or ``current``.
-
-    A cheap resume without touching the network, for when no live
-    ``current_release`` check is available; the live check is preferred,
-    because a board may have been rolled back since.
-    """
-    done: set[str] = set()
-    for path in sorted(directory.glob(f"{release_id}-*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: unreadable rollout report ({first_line(exc)})", hint="delete or fix that file") from None
-        for b in data.get("boards", []):
-            if b.get("status") in ("done", "current"):
-                done.add(b.get("name"))
-            elif b.get("status") in FAILED_STATES:
-                done.discard(b.get("name"))
-    return done
-
-
-def boards_from_records(records: Iterable[Any]) -> list[BoardRef]:
-    """BoardRefs from any records with name/host/port/user/identity_file/groups attributes (e.g. ansible.ImportedBoard)."""
-    return [
-        BoardRef(r.name, r.host, None if r.port is None else int(r.port), getattr(r, "user", None), getattr(r, "identity_file", None), tuple(getattr(r, "groups", ()) or ()))
-        for r in records
-    ]
 
 
 def rollout_target(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..board.release_agent import sha256_of
 from ..config import NAME_RE, ProjectConfig, TargetProfile, as_dict
 from ..errors import UserError
 
@@ -77,14 +78,6 @@ class Release:
 
     def file_list(self) -> list[dict[str, Any]]:
         return [{"file": f.path, "sha256": f.sha256, "size": f.size} for f in self.files]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _stage_bytes(staging: Path, data: bytes) -> Path:
@@ -205,7 +198,7 @@ def make_release(project: ProjectConfig, profile: TargetProfile, *, package_dir:
         if rel in taken:
             raise UserError(f"{source}: {origin} and {taken[rel]} would both be {rel} in the release", hint="give them distinct file names")
         taken[rel] = origin
-        digest = sha256_file(local)
+        digest = sha256_of(local, follow_symlinks=True)
         if sha is not None and sha != digest:
             raise UserError(
                 f"{source}: {origin}: sha256 in build.json is {sha[:12]}… but {local} has {digest[:12]}…; build.json is stale",

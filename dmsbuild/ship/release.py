@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..board import source as board_source
 from ..config import TargetProfile
 from ..errors import UserError, first_line
 from ..untrusted import neutralise
@@ -41,7 +42,6 @@ from .transport.base import Transport
 
 #: the board side of a deploy, sent as ``python3 -c <source>`` (found by module name, wherever it lives)
 AGENT_SOURCE = Path(importlib.util.find_spec("dmsbuild.board.release_agent").origin).read_text()
-AGENT_EXIT_LOCKED = 3
 #: ENV (tests only): named fault points, "POINT[:MODE],..." — host.* points act here (MODE kill|pause=SECONDS),
 #: the others ride along in the agent's requests (MODE kill|drop|sshd; see release_agent.fault_point).
 #: Unset in production: no request carries a fault and every hook is a no-op.
@@ -335,21 +335,9 @@ def _upload_error(transport: Transport, board: Board, root: str, remote: str, ex
 
 #: bytes left free on the board after the upload (history, manifest, service unit, directory blocks)
 FREE_MARGIN = 1 << 20
-#: board side: "full" (and the partial upload removed) when less than 64 KiB is left under the root
-_SPACE_SCRIPT = r"""
-import os, sys
-root, part = sys.argv[1], sys.argv[2]
-st = os.statvfs(root)
-if st.f_bavail * st.f_frsize < 65536:
-    if part.startswith(root + "/objects/.tmp/") and part.endswith(".part") and os.path.islink(part) is False:
-        try:
-            os.unlink(part)
-        except OSError:
-            pass
-    print("full")
-else:
-    print("room")
-"""
+#: board side (``dmsbuild/board/disk_room.py``): "full" (and the partial upload removed) when less than 64 KiB
+#: is left under the root
+_SPACE_SCRIPT = board_source("disk_room")
 
 
 class BoardStep:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ProjectConfig, TargetProfile, find_root, load_project, load_target, target_names
-from ..errors import UserError
+from ..errors import UserError, first_line
 
 DEFAULT_TARGET = "local"
 
@@ -35,9 +35,9 @@ PARAMS: dict[str, str] = {
     "bench": "yes (default: benchmark and check outputs on each board) or no",
     "artifact": "benchmark this artifact of the release only (default: all)",
     "budget": "minutes the tuner may measure (default: the profile's tune.budget_minutes)",
-    "format": "results_export: json (default) or csv; bundle: mender (default)",
-    "key": "bundle: a PEM private key to sign the Mender artifact with (mender-artifact -k)",
-    "out": "bundle: folder to write the artifact into (default: artifacts/<target>/mender)",
+    "format": "the output format (each task that takes it says which)",
+    "key": "a PEM private key to sign the Mender artifact with (mender-artifact -k)",
+    "out": "folder to write the artifact into (default: artifacts/<target>/mender)",
     "onnx": "your ONNX model file, relative to the working directory",
     "factory": "PyTorch model factory, package.module:callable",
     "checkpoint": "state-dict checkpoint for factory=, relative to the project folder",
@@ -103,11 +103,14 @@ def check_vars() -> None:
         raise SystemExit(3)
 
 
-def params(*names: str) -> Callable[[Callable[[], Any]], Callable[..., Any]]:
-    """Declare a task generator's parameters (doit ``@task_params``), read with :func:`doit_var`."""
+def params(*names: str, **task_help: str) -> Callable[[Callable[[], Any]], Callable[..., Any]]:
+    """Declare a task generator's parameters (doit ``@task_params``), read with :func:`doit_var`; ``task_help``
+    replaces a parameter's ``PARAMS`` help in this task's ``doit help`` (``format`` means something per task)."""
     from doit import task_params
 
-    defs = [{"name": n, "long": n, "type": str, "default": None, "help": f"{PARAMS[n]}; or {n}=VALUE"} for n in names]
+    assert set(task_help) <= set(names), f"help for parameters not taken: {set(task_help) - set(names)}"
+    defs = [{"name": n, "long": n, "type": str, "default": None, "help": f"{task_help.get(n, PARAMS[n])}; or {n}=VALUE"}
+            for n in names]
 
     def wrap(fn: Callable[[], Any]) -> Callable[..., Any]:
         _TASK_PARAMS[fn.__name__.removeprefix("task_")] = names
@@ -210,11 +213,13 @@ def user_error_task(basename: str, name: str, exc: UserError) -> dict:
 
         return TaskFailed(str(exc))
 
-    return {"basename": basename, "name": name, "actions": [fail], "uptodate": [False], "verbosity": 2}
+    return {"basename": basename, "name": name, "doc": f"fails: {first_line(exc)[:120]}", "actions": [fail],
+            "uptodate": [False], "verbosity": 2}
 
 
-def per_target(basename: str, make: Callable[[str], dict]) -> Iterator[dict]:
-    """One sub-task ``basename:<target>`` per target named by ``target=`` (default: the embedded ``local``).
+def per_target(basename: str, make: Callable[[str], dict], doc: str) -> Iterator[dict]:
+    """One sub-task ``basename:<target>`` per target named by ``target=`` (default: the embedded ``local``),
+    listed by ``doit list --all`` with ``doc`` (``{target}`` replaced by the target's name).
 
     A target whose profile does not load becomes a task that fails with the
     user error (so other targets still run under --continue); so does every
@@ -229,7 +234,7 @@ def per_target(basename: str, make: Callable[[str], dict]) -> Iterator[dict]:
         except UserError as exc:
             yield user_error_task(basename, target, exc)
             continue
-        yield {"basename": basename, "name": target, **make(target)}
+        yield {"basename": basename, "name": target, "doc": doc.format(target=target), **make(target)}
 
 
 def artifacts_dir() -> Path:

@@ -42,4 +42,5 @@ def _bench(target: str) -> Any:
 @params("target", "hosts", "groups", "inventory", "artifact")
 def task_bench() -> Iterator[dict]:
     """Benchmark and check the release current on the target's boards again (nothing is sent)."""
-    yield from per_target("bench", lambda target: {"actions": [(_bench, [target])], "uptodate": [False], "verbosity": 2})
+    yield from per_target("bench", lambda target: {"actions": [(_bench, [target])], "uptodate": [False], "verbosity": 2},
+                          doc="benchmark and check the release current on {target}'s boards")

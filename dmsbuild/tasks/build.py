@@ -12,7 +12,6 @@ and onnxruntime when they run.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from typing import Any
 
 from doit.tools import config_changed
 
+from ..board.release_agent import sha256_of
 from ..measure.accuracy import floors_for
 from ..config import (PRECISIONS, ProjectConfig, TargetProfile, as_dict, static_quant_field, static_quant_for,
                       target_names)
@@ -148,9 +148,9 @@ def task_quantize() -> Iterator[dict]:
     from ..build.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq, static_settings
 
     p = Paths.of(proj)
-    yield {"name": "fp16", "actions": [guarded(convert_fp16, p.fp32, p.fp16)],
+    yield {"name": "fp16", "doc": "FP16 copy of the FP32 model", "actions": [guarded(convert_fp16, p.fp32, p.fp16)],
            "file_dep": [str(p.fp32)], "targets": [str(p.fp16)], "clean": True}
-    yield {"name": "int8-dynamic", "actions": [guarded(quantize_dynamic_int8, p.fp32, p.dynamic, proj.quantization.dynamic)],
+    yield {"name": "int8-dynamic", "doc": "INT8 dynamic quantization (weights INT8, activations at run time)", "actions": [guarded(quantize_dynamic_int8, p.fp32, p.dynamic, proj.quantization.dynamic)],
            "file_dep": [str(p.fp32)], "targets": [str(p.dynamic)], "clean": True,
            "uptodate": [config_changed(json.dumps(as_dict(proj.quantization.dynamic), sort_keys=True))]}
 
@@ -245,7 +245,8 @@ def task_evaluate() -> Iterator[dict]:
         settings = {"files": [f.name for f in validation], "preprocess": as_dict(proj.preprocess),
                     "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
                     "max": proj.data.max_validation_samples, "loader": proj.data.loader}
-        yield {"name": "reference", "actions": [guarded("dmsbuild.build.evaluate:write_reference", proj, p.fp32, validation, p.reference, p.validation)],
+        yield {"name": "reference", "doc": "FP32 outputs on the validation set (the reference every artifact is scored against)",
+               "actions": [guarded("dmsbuild.build.evaluate:write_reference", proj, p.fp32, validation, p.reference, p.validation)],
                "file_dep": [str(d) for d in deps], "targets": [str(p.reference), str(p.validation)], "clean": True,
                "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}
 
@@ -259,7 +260,8 @@ def task_evaluate() -> Iterator[dict]:
             onnx_files[src] = None
     for src in onnx_files:
         out = p.eval_json(src)
-        yield {"name": src.stem, "actions": [guarded("dmsbuild.build.evaluate:evaluate_artifact", proj, src, p.validation, out)],
+        yield {"name": src.stem, "doc": f"score {src.name} against the FP32 reference",
+               "actions": [guarded("dmsbuild.build.evaluate:evaluate_artifact", proj, src, p.validation, out)],
                "file_dep": [str(src), str(p.validation)], "targets": [str(out)], "clean": True,
                # what the outputs mean decides their metrics: a changed kind or class axis re-evaluates
                "uptodate": [config_changed(json.dumps(as_dict(proj.outputs), sort_keys=True))]}
@@ -268,14 +270,6 @@ def task_evaluate() -> Iterator[dict]:
 # --------------------------------------------------------------------------
 # build:<target>
 # --------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _rel(proj: ProjectConfig, path: Path) -> str:
     try:
         return str(path.resolve().relative_to(proj.root.resolve()))
@@ -284,7 +278,8 @@ def _rel(proj: ProjectConfig, path: Path) -> str:
 
 
 def _copy_if_changed(src: Path, dst: Path) -> None:
-    if dst.is_file() and dst.stat().st_size == src.stat().st_size and _sha256(dst) == _sha256(src):
+    if dst.is_file() and dst.stat().st_size == src.stat().st_size and \
+            sha256_of(dst, follow_symlinks=True) == sha256_of(src, follow_symlinks=True):
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
@@ -372,7 +367,7 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
     tuned = read_tuned(proj, prof)
     if tuned is not None:  # a tuned choice holds only for the model it was tuned on
         try:
-            check_model(tuned, tuned_path(proj, prof.name), _sha256(p.fp32), prof.name)
+            check_model(tuned, tuned_path(proj, prof.name), sha256_of(p.fp32, follow_symlinks=True), prof.name)
         except UserError as exc:
             if any(plan.session for plan in plans):
                 raise
@@ -410,7 +405,7 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
         "artifacts": [{
             "name": plan.name, "precision": plan.precision, "kind": plan.kind, "path": _rel(proj, plan.path),
             "extra_files": [_rel(proj, f) for f in plan.extra_files],
-            "sha256": _sha256(plan.path), "size": plan.path.stat().st_size,
+            "sha256": sha256_of(plan.path, follow_symlinks=True), "size": plan.path.stat().st_size,
             "runtime": plan.runtime, "providers": plan.providers, "provider_options": plan.provider_options,
             "portable": plan.portable, "eval": evals[plan.name],
             **({"session": plan.session} if plan.session else {}),
@@ -421,7 +416,7 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
         "toolchain": toolchain,
         # the model's identity (the latency gate's lineage, named in every report table): content = the FP32 ONNX
         "model": {"file": Path(proj.model.onnx or proj.model.checkpoint or proj.model.factory or "model").name,
-                  "sha256": _sha256(p.fp32)},
+                  "sha256": sha256_of(p.fp32, follow_symlinks=True)},
         # what the import changed in the model (dmsbuild.build.model_import.normalise), one record per change
         "import": info.get("import", []),
     }
@@ -446,6 +441,7 @@ def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
         deps.add(str(p.eval_json(plan.source)))
         if plan.build is not None:
             yield {"basename": "compile", "name": f"{prof.name}.{plan.name}",
+                   "doc": f"{plan.name} ({plan.kind}) for target {prof.name} with its backend's host tool",
                    "actions": [guarded(plan.build)],
                    "file_dep": [str(plan.source), *map(str, plan.file_dep)],
                    "targets": [str(plan.path), *map(str, plan.extra_files)], "clean": True,

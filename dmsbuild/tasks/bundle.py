@@ -57,21 +57,23 @@ def _pull(target: str) -> Any:
     return None
 
 
-@params("target", "format", "key", "out")
+@params("target", "format", "key", "out", format="mender (default; the only bundle format so far)")
 def task_bundle() -> Iterator[dict]:
     """Write an OTA bundle of a target's release (target=NAME format=mender [key=PEM] [out=DIR]); builds what changed."""
     fmt = doit_var("format") or "mender"
     if fmt not in FORMATS:  # refused before anything is built
         exc = UserError(f"format={fmt}: no such bundle format; available: {', '.join(FORMATS)}",
                         hint="RAUC and SWUpdate are not written yet (docs/fleet-scale.md says what they need)")
-        yield from per_target("bundle", lambda target: user_error_task("bundle", target, exc))
+        yield from per_target("bundle", lambda target: user_error_task("bundle", target, exc), doc="")
         return
     # like deploy: build what changed first, so the bundle is of the current sources
     yield from per_target("bundle", lambda target: {"task_dep": [f"build:{target}"], "actions": [(_bundle, [target])],
-                                                    "uptodate": [False], "verbosity": 2})
+                                                    "uptodate": [False], "verbosity": 2},
+                          doc=f"write a {fmt} bundle of {{target}}'s release")
 
 
 @params("target", "hosts", "groups", "inventory")
 def task_ota_pull() -> Iterator[dict]:
     """Collect the results an OTA install left on a target's boards into results.sqlite (target=NAME [hosts=...])."""
-    yield from per_target("ota_pull", lambda target: {"actions": [(_pull, [target])], "uptodate": [False], "verbosity": 2})
+    yield from per_target("ota_pull", lambda target: {"actions": [(_pull, [target])], "uptodate": [False], "verbosity": 2},
+                          doc="collect the OTA results on {target}'s boards into results.sqlite")

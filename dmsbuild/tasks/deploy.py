@@ -130,10 +130,11 @@ def task_deploy() -> Iterator[dict]:
         "actions": [(_deploy, [target])],
         "uptodate": [False],  # always ask the boards; an unchanged release costs no transfer
         "verbosity": 2,
-    })
+    }, doc="build what changed, roll it out to {target}'s boards, benchmark and check it there")
 
 
 @params("target", "hosts", "groups", "parallel", "inventory")
 def task_rollback() -> Iterator[dict]:
     """Switch the target's boards back to their previous release (nothing is sent)."""
-    yield from per_target("rollback", lambda target: {"actions": [(_rollback, [target])], "uptodate": [False], "verbosity": 2})
+    yield from per_target("rollback", lambda target: {"actions": [(_rollback, [target])], "uptodate": [False], "verbosity": 2},
+                          doc="switch {target}'s boards back to their previous release")

@@ -1,25 +1,13 @@
 """The `doctor` doit task: `doit doctor [target=<name>]`.
 
 dodo.py imports ``task_doctor`` from here; nothing heavy is imported until the
-action runs. Board facts are checked when a facts provider is registered with
-:func:`set_facts_provider` (the deploy part gathers them over SSH).
+action runs. With target=, every board of an SSH target is checked over the route ssh would take.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from . import params
-
-#: returns {board: (target, facts)} for a target name (or all targets with None)
-FactsProvider = Callable[[str | None], Mapping[str, tuple[str, Mapping[str, Any]]]]
-_facts_provider: FactsProvider | None = None
-
-
-def set_facts_provider(provider: FactsProvider | None) -> None:
-    """Let the deploy part supply board facts to `doit doctor`."""
-    global _facts_provider
-    _facts_provider = provider
-
 
 def _doctor(target: str) -> Any:
     from doit.exceptions import TaskFailed
@@ -35,8 +23,7 @@ def _doctor(target: str) -> Any:
         err = config_error()
         if err is not None:
             raise err
-        facts = _facts_provider(target or None) if _facts_provider else None
-        text, ok = doctor.run(root, target or None, facts, _board_checks(target) if target else ())
+        text, ok = doctor.run(root, target or None, None, _board_checks(target) if target else ())
     except UserError as exc:
         return TaskFailed(first_line(exc))
     print(text)

@@ -43,7 +43,7 @@ def _export() -> object:
     return None
 
 
-@params("format")
+@params("format", format="json (default) or csv")
 def task_results_export() -> dict:
     """Export every stored measurement to artifacts/report/results.<format> (json or csv)."""
     return {"actions": [_export], "uptodate": [False], "verbosity": 2}

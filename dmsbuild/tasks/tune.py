@@ -54,5 +54,5 @@ def task_tune() -> Iterator[dict]:
         except UserError as exc:
             yield user_error_task("tune", target, exc)
             continue
-        yield {"basename": "tune", "name": target, "task_dep": [f"build:{target}"],
+        yield {"basename": "tune", "name": target, "doc": f"tune {target}: targets/{target}.tuned.toml", "task_dep": [f"build:{target}"],
                "actions": [(_tune, [target])], "uptodate": [False], "verbosity": 2}

@@ -19,6 +19,18 @@ DOUBLES = Path(__file__).resolve().parents[2] / "dmsbuild" / "doubles"
 SHAPE = (1, 3, 8, 8)
 
 
+def read_input_list(path: Path) -> list[str]:
+    """The raw-file paths of an input list (``name:=path`` or bare paths; ``#``/``%`` lines skipped)."""
+    files = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "%")):
+            continue
+        for word in line.split():
+            files.append(word.split(":=", 1)[1] if ":=" in word else word)
+    return files
+
+
 @pytest.fixture
 def sdk(tmp_path) -> snpe.SnpeSdk:
     """A fake SDK folder whose bin/x86_64-linux-clang holds the test doubles."""
@@ -65,7 +77,7 @@ def test_sdk_found_via_fallback_variable(sdk):
 def test_input_list_has_one_unique_file_per_sample(tmp_path):
     xs = [np.full(SHAPE, i, dtype=np.float32) for i in range(12)]
     lst = snpe.write_input_list(xs, tmp_path / "calib", "image")
-    files = snpe.read_input_list(lst)
+    files = read_input_list(lst)
     assert len(files) == 12 and len(set(files)) == 12
     assert all(Path(f).stat().st_size == 3 * 8 * 8 * 4 for f in files)
     # each file holds its own sample (the source article's files all overwrote one another)
@@ -73,7 +85,7 @@ def test_input_list_has_one_unique_file_per_sample(tmp_path):
     assert lst.read_text().splitlines()[0] == f"image:={Path(files[0])}"
     # NCHW samples are written NHWC
     x = np.arange(3 * 8 * 8, dtype=np.float32).reshape(SHAPE)
-    one = snpe.read_input_list(snpe.write_input_list([x], tmp_path / "c2", "image"))[0]
+    one = read_input_list(snpe.write_input_list([x], tmp_path / "c2", "image"))[0]
     assert np.array_equal(np.fromfile(one, dtype=np.float32), x[0].transpose(1, 2, 0).ravel())
 
 
@@ -167,7 +179,7 @@ def test_on_board_run_parsed_into_result(sdk, tmp_path, monkeypatch):
     assert outputs[0][1].shape == (1, 3)
     run_tool(snpe.diagview_argv(tmp_path / "run" / "SNPEDiag_0.log", tmp_path / "diag.csv", tool=sdk.tool("snpe-diagview")),
              log_dir=tmp_path, step="diag", env=env)
-    raw = snpe.read_input_list(lst)[0]
+    raw = read_input_list(lst)[0]
     tp = run_tool(snpe.throughput_argv(out, raw, o, tool=sdk.tool("snpe-throughput-net-run")), log_dir=tmp_path, step="tp", env=env)
     res = snpe.result_from_snpe(artifact="int8-dlc", precision="int8-qdq", throughput_stdout=tp.stdout,
                                 diag_csv=(tmp_path / "diag.csv").read_text(), iterations=3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...board import source as board_source
 from ...errors import UserError
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def resolve_root(transport: "Transport", board: "Board", profile: "TargetProfile
     root = board.deploy_root(profile)
     if not root.startswith("~"):
         return root
-    res = transport.run([board.python, "-c", "import os, sys; print(os.path.expanduser(sys.argv[1]))", root], timeout=60)
+    res = transport.run([board.python, "-c", board_source("home_path"), root], timeout=60)
     expanded = res.stdout.strip()
     if not res.ok or not expanded.startswith("/"):
         raise UserError(f"board '{board.name}': cannot expand the deploy root {root}: {res.stderr_tail(2)}",
