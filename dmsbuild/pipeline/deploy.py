@@ -39,17 +39,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
-from . import fleet
+from ..ship import fleet
 from ..errors import UserError
 
 if TYPE_CHECKING:
     from ..measure.bench import BenchResult
     from ..config import ProjectConfig, TargetProfile
-    from .inventory import Board
-    from .manifest import Release
-    from .release import BoardSession
+    from ..ship.inventory import Board
+    from ..ship.manifest import Release
+    from ..ship.release import BoardSession
     from ..measure.results import ResultStore
-    from .transport.base import Transport
+    from ..ship.transport.base import Transport
 
 
 @dataclass
@@ -176,7 +176,7 @@ class FleetDeploy:
                  project_name: str = "dms", transport_factory: Callable[["Board"], "Transport"] | None = None,
                  bench: BenchFn | None = None, full_verify: bool = False,
                  progress: Callable[[str, int, int], None] | None = None, gate: fleet.HealthGate | None = None) -> None:
-        from .transport import open_transport
+        from ..ship.transport import open_transport
 
         self.profile = profile
         self.boards = {b.name: b for b in boards}
@@ -208,7 +208,7 @@ class FleetDeploy:
         A root under ``~/`` is read relative to the login directory (sshd runs
         commands there), so no board-side Python has to start for the check.
         """
-        from .transport import resolve_root
+        from ..ship.transport import resolve_root
 
         board = self.boards[ref.name]
         root = board.deploy_root(self.profile)
@@ -296,8 +296,8 @@ class FleetDeploy:
         serves ``objects/<sha256>`` only and stops when this rollout ends (its
         stdin closes) or after RELAY_LIFETIME_S. A board that cannot serve is
         just not a relay: the rollout carries on."""
-        from .release import AGENT_SOURCE
-        from .transport import resolve_root
+        from ..ship.release import AGENT_SOURCE
+        from ..ship.transport import resolve_root
 
         with self._kept_lock:
             if len(self._servers) >= self.profile.deploy.relay_boards:
@@ -342,7 +342,7 @@ class FleetDeploy:
 
     # -- one board's deploy ---------------------------------------------------------
     def deploy_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
-        from .release import deploy_board
+        from ..ship.release import deploy_board
 
         if self.release is None:
             raise ValueError("FleetDeploy.deploy_one needs a release")  # a bug in the caller
@@ -429,7 +429,7 @@ class FleetDeploy:
     # -- one board's rollback ----------------------------------------------------------
     def rollback_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink, *, failed: bool = False) -> fleet.BoardOutcome:
         """``doit rollback``: back to the last kept release that did not fail its gate on the board."""
-        from .release import rollback_board
+        from ..ship.release import rollback_board
 
         out = rollback_board(self.boards[ref.name], self.profile, transport_factory=self.transport_factory, failed=failed)
         out.timings, out.verified = {"rollback": out.seconds}, out.ok
@@ -448,8 +448,8 @@ class FleetDeploy:
     # -- one board's benchmark of the release it runs ---------------------------------------
     def bench_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
         """Run the bench hook on the release ``current`` on the board (``doit bench``); nothing is sent."""
-        from .release import BoardSession, BoardStep
-        from .transport import resolve_root
+        from ..ship.release import BoardSession, BoardStep
+        from ..ship.transport import resolve_root
 
         if self.bench is None:
             raise ValueError("FleetDeploy.bench_one needs a bench hook")  # a bug in the caller
@@ -522,7 +522,7 @@ def unhealthy_in_reports(directory: Any, release_id: str) -> set[str]:
 
 
 def _progress(stream: TextIO | None, title: str) -> Any:
-    from .progress import FleetProgress
+    from ..ship.progress import FleetProgress
 
     return FleetProgress(stream if stream is not None else sys.stderr, title=title)
 
@@ -538,7 +538,7 @@ def deploy_fleet(project: "ProjectConfig", profile: "TargetProfile", boards: Seq
     as ``current`` (see ``unhealthy_in_reports``). ``verify=full`` (``full_verify``) skips the resume check: every board is
     deployed and re-hashes its objects, even boards already on the release.
     """
-    from .manifest import make_release
+    from ..ship.manifest import make_release
 
     release = release or make_release(project, profile)
     regate = unhealthy_in_reports(fleet.rollouts_dir(project.artifacts, profile.name), release.release_id)
@@ -705,7 +705,7 @@ def deploy_target(project: "ProjectConfig", profile: "TargetProfile", boards: Se
     ``UserError`` from it fails that board); ``progress(path, done, total)``
     sees every object sent; ``full_verify`` re-hashes every object even when
     the release is already current and intact."""
-    from .manifest import make_release
+    from ..ship.manifest import make_release
 
     release = release or make_release(project, profile)
     fd = FleetDeploy(profile, boards, release, project_name=release.manifest["project"], transport_factory=transport_factory,
