@@ -92,13 +92,6 @@ def test_bench_check_without_a_reference_has_no_output_check():
     assert not required.ok and required.output_check is None and required.reason.startswith("board b: no output check result")
 
 
-@pytest.fixture()
-def profile(project_dir: Path):
-    from dmsbuild.config import load_target
-
-    return load_target(project_dir, "rpi5")  # gates.max_latency_regression = 1.25
-
-
 def _outcome(**kw) -> fleet.BoardOutcome:
     return fleet.BoardOutcome("b", True, "r2", **{"verified": True, **kw})
 
@@ -124,8 +117,8 @@ def _measured(results: list[dict], *, previous_ms: float, max_ratio: float = 1.2
                       max_latency_regression=max_ratio)
 
 
-def test_health_gate_with_the_benchmark(profile):
-    gate = health_gate(profile, bench=True)
+def test_health_gate_with_the_benchmark():
+    gate = health_gate(bench=True)
     ref = fleet.BoardRef("b", "h")
     clean = _measured([_result("fp32", 2.0)], previous_ms=2.0)
     assert gate(ref, _outcome(bench_verdict=clean)).ok
@@ -142,8 +135,8 @@ def test_health_gate_with_the_benchmark(profile):
     assert not unverified.ok and "sha256" in unverified.reason
 
 
-def test_health_gate_without_the_benchmark_judges_the_verification_only(profile):
-    gate = health_gate(profile, bench=False)
+def test_health_gate_without_the_benchmark_judges_the_verification_only():
+    gate = health_gate(bench=False)
     ref = fleet.BoardRef("b", "h")
     assert gate(ref, _outcome()).ok
     assert not gate(ref, _outcome(verified=False)).ok

@@ -63,7 +63,7 @@ def board_ref(board: "Board") -> fleet.BoardRef:
     return fleet.BoardRef(board.name, board.address, board.port or 22, board.user, board.identity_file, tuple(board.groups))
 
 
-def health_gate(profile: "TargetProfile", bench: bool) -> fleet.HealthGate:
+def health_gate(bench: bool) -> fleet.HealthGate:
     """The deploy's health gate: the release was verified (sha256, the deploy's own fact), and with the
     benchmark, measure's ``Verdict`` on it passed.
 
@@ -474,7 +474,7 @@ def deploy_fleet(project: "ProjectConfig", profile: "TargetProfile", boards: Seq
 
     release = release or make_release(project, profile)
     regate = unhealthy_in_reports(fleet.rollouts_dir(project.artifacts, profile.name), release.release_id)
-    gate = health_gate(profile, bench is not None)
+    gate = health_gate(bench is not None)
     fd = FleetDeploy(profile, boards, release, project_name=release.manifest["project"],
                      transport_factory=transport_factory, bench=bench, full_verify=full_verify, gate=gate)
 
@@ -602,6 +602,8 @@ def bench_hook(project: "ProjectConfig", profile: "TargetProfile", *, quiet: boo
                 target=profile.name, store=store, accuracy=accuracy_floors(project, profile), artifact=artifact,
                 max_latency_regression=profile.gates.max_latency_regression, confirm=profile.gates.confirm,
                 **({"progress": lambda _msg: None} if quiet else {}))
+        # an output check is required wherever one can run: the release ships verification inputs (every runtime
+        # has one: the runner, trtexec --loadInputs/--exportOutput, snpe-net-run's outputs)
         return verdict_of(result, release_id=session.release_id,
                           require_output_check=profile.bench.verify_samples > 0,
                           max_latency_regression=profile.gates.max_latency_regression)
