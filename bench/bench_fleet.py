@@ -19,7 +19,7 @@ contender runs as its own process tree so CPU and memory are measured the
 same way. ``~/.ssh/config`` is never read (``-F /dev/null``).
 
 The dmsbuild contender plugs in through ONE function, ``make_dmsbuild_deploy``
-below: it returns the real per-board deploy (``fleet_deploy.FleetDeploy``:
+below: it returns the real per-board deploy (``pipeline/deploy.FleetDeploy``:
 ``release.deploy_board`` over paramiko) and its resume check, which the
 rollout runs with one worker per board.
 
@@ -73,7 +73,7 @@ def make_dmsbuild_deploy(release_dir: Path, work: Path, key: Path, known_hosts: 
                          ) -> tuple[fleet.DeployOne, fleet.CurrentRelease]:
     """dmsbuild's real per-board deploy of ``release_dir`` over SSH, for ``fleet.rollout``.
 
-    Returns ``(deploy_one, current_release)`` of ``fleet_deploy.FleetDeploy``:
+    Returns ``(deploy_one, current_release)`` of ``pipeline/deploy.FleetDeploy``:
     ``release.deploy_board`` per board (paramiko, one connection per board
     opened in its worker; host keys checked against ``known_hosts``; content-
     addressed objects under ``work/boards/<board>/dmsbuild``; board-side sha256
@@ -83,7 +83,7 @@ def make_dmsbuild_deploy(release_dir: Path, work: Path, key: Path, known_hosts: 
     other contenders do not benchmark either).
     """
     from dmsbuild.config import TargetProfile
-    from dmsbuild.ship.fleet_deploy import FleetDeploy
+    from dmsbuild.pipeline.deploy import FleetDeploy
     from dmsbuild.ship.inventory import Board
     from dmsbuild.ship.manifest import Release, ReleaseFile, sha256_file
 

@@ -29,7 +29,7 @@ from dmsbuild import boards as boards_mod  # noqa: E402
 from dmsbuild.config import load_project, load_target  # noqa: E402
 from dmsbuild.ship.inventory import load_inventory  # noqa: E402
 from dmsbuild.ship.manifest import make_release  # noqa: E402
-from dmsbuild.ship.fleet_deploy import deploy_target, rollback_target  # noqa: E402
+from dmsbuild.pipeline.deploy import deploy_target, rollback_target  # noqa: E402
 
 
 def free_port(addr: str) -> int:

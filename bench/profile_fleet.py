@@ -67,7 +67,8 @@ def _timed(owner: object, attr: str, label: str, size_arg: int | None = None) ->
 
 def instrument() -> None:
     """Wrap the deploy's phases (module functions and other classes: once)."""
-    from dmsbuild.ship import fleet_deploy, manifest, release
+    from dmsbuild.pipeline import deploy as fleet_deploy
+    from dmsbuild.ship import manifest, release
     from dmsbuild.ship.transport import ssh
 
     _timed(ssh, "resolve", "ssh -G (route)")

@@ -128,7 +128,7 @@ def test_the_board_output_check_rejects_the_same_broken_artifact(tiny, deployed,
 def test_the_fleet_health_gate_gets_the_same_verdict(tiny, deployed):
     """The deploy's bench step (what the rollout's health gate reads) applies the target's floors."""
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.ship.fleet_deploy import bench_hook
+    from dmsbuild.pipeline.deploy import bench_hook
     from dmsbuild.ship.transport.local import LocalTransport
 
     project, profile = load_project(tiny), load_target(tiny, "a")

@@ -15,7 +15,7 @@ from tests.conftest import descendants, write_build
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
 from dmsbuild.ship.inventory import Board, load_inventory, local_board
-from dmsbuild.ship.fleet_deploy import deploy_target, rollback_target
+from dmsbuild.pipeline.deploy import deploy_target, rollback_target
 from dmsbuild.ship.release import BoardLock
 from dmsbuild.ship.transport.base import join_argv
 from dmsbuild.ship.transport.ssh import SSHTransport, fingerprint

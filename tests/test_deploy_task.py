@@ -119,7 +119,7 @@ def test_deploy_output_is_one_line_per_board_and_notes_once():
     not the 30 "new baseline (lineage ...)" lines a deploy once printed."""
     from types import SimpleNamespace
 
-    from dmsbuild.ship.fleet_deploy import measurement_lines
+    from dmsbuild.pipeline.deploy import measurement_lines
 
     boards = []
     for i in range(1, 11):

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from dmsbuild.config import load_project, load_target
-from dmsbuild.ship.fleet_deploy import BenchCheck, deploy_fleet, rollback_fleet
+from dmsbuild.measure.verdict import Check, Verdict
+from dmsbuild.pipeline.deploy import deploy_fleet, rollback_fleet
 from dmsbuild.ship.inventory import load_inventory
 from dmsbuild.ship.manifest import make_release
 from tests.conftest import write_build
@@ -46,11 +47,13 @@ class Bench:
     def __init__(self) -> None:
         self.bad: set[str] = set()
 
-    def __call__(self, session) -> BenchCheck:
-        if session.release_id in self.bad:
-            return BenchCheck(False, [f"board {session.board.name}: output check failed (test double, generated)"],
-                              output_check=False)
-        return BenchCheck(True, [], output_check=True)
+    def __call__(self, session) -> Verdict:
+        name, rid = session.board.name, session.release_id
+        if rid in self.bad:
+            return Verdict(name, rid, (Check("accuracy", False, f"board {name}: output check failed (test double, generated)",
+                                             "fp32", source="generated"),))
+        return Verdict(name, rid, (Check("accuracy", True, f"board {name}: output check passed (test double, generated)",
+                                         "fp32", source="generated"),))
 
 
 def _deploy(project_dir: Path, prof, board, bench: Bench, seed: int, *, bad: bool):

@@ -10,8 +10,9 @@ import pytest
 from dmsbuild.ship import fleet
 from dmsbuild.measure.bench import BenchResult as BenchOutcome
 from dmsbuild.errors import UserError
-from dmsbuild.ship.fleet_deploy import BenchCheck, FleetDeploy, bench_check, health_gate
-from dmsbuild.measure.gates import GateFailure
+from dmsbuild.pipeline.deploy import FleetDeploy, health_gate
+from dmsbuild.measure.gates import GateFailure, check_latency
+from dmsbuild.measure.verdict import Check, Verdict, verdict_of
 from tests.conftest import write_build
 
 
@@ -52,62 +53,90 @@ def _local(project_dir: Path):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# the bench outcome as the health gate sees it
+# the bench outcome as the health gate sees it: measure's one verdict
 # ---------------------------------------------------------------------------------------------------------
+def _compared(**pairs: tuple[float, float]) -> dict[str, dict]:
+    """What ``gates.check_latency`` hands back for each pair it compared."""
+    return {a: {"median_ms": new, "previous_ms": old, "ratio": new / old, "previous_release": "r1"}
+            for a, (new, old) in pairs.items()}
+
+
 def test_bench_check_passes_a_clean_run_and_keeps_the_worst_latency_ratio():
-    out = BenchOutcome("b", True, 1.0, doc=_doc([_result("fp32", 4.0), _result("int8", 3.0)]), run_id="7")
-    prev = {"fp32": 4.0, "int8": 2.0}.get
-    c = bench_check(out, prev)
+    out = BenchOutcome("b", True, 1.0, doc=_doc([_result("fp32", 4.0), _result("int8", 3.0)]), run_id="7",
+                       compared=_compared(fp32=(4.0, 4.0), int8=(3.0, 2.0)))
+    c = verdict_of(out)
     assert c.ok and c.output_check is True and c.messages == [] and c.run_id == "7"
-    assert (c.latency_artifact, c.latency_ms, c.previous_latency_ms) == ("int8", 3.0, 2.0)  # 1.5x beats 1.0x
+    worst = c.worst_latency
+    assert (worst.artifact, worst.figures["median_ms"], worst.figures["previous_ms"]) == ("int8", 3.0, 2.0)  # 1.5x beats 1.0x
 
 
 def test_bench_check_an_artifact_that_did_not_run_fails_the_output_check():
     failure = GateFailure("b", "fp32", "run", "board b: artifact fp32 did not run: bad model")
     out = BenchOutcome("b", False, 1.0, doc=_doc([_result("fp32", None, error="bad model")]), failures=[failure])
-    c = bench_check(out, lambda a: None)
+    c = verdict_of(out)
     assert not c.ok and c.output_check is False and c.messages == ["board b: artifact fp32 did not run: bad model"]
-    assert c.latency_ms is None
+    assert c.worst_latency is None
 
 
 def test_bench_check_a_benchmark_that_did_not_run():
     out = BenchOutcome("b", False, 0.5, error="board b: onnxruntime is not installed\n  hint: ...")
-    c = bench_check(out, lambda a: None)
+    c = verdict_of(out)
     assert not c.ok and c.output_check is False and c.messages == ["board b: onnxruntime is not installed"]
 
 
 def test_bench_check_without_a_reference_has_no_output_check():
     out = BenchOutcome("b", True, 1.0, doc=_doc([_result("fp32", 2.0, verify=False)]))
-    assert bench_check(out, lambda a: None).output_check is None
-
-
-@pytest.fixture()
-def profile(project_dir: Path):
-    from dmsbuild.config import load_target
-
-    return load_target(project_dir, "rpi5")  # gates.max_latency_regression = 1.25
+    assert verdict_of(out).output_check is None
+    # where the target asks for one (bench.verify_samples > 0), no output check fails the verdict, once
+    required = verdict_of(out, require_output_check=True)
+    assert not required.ok and required.output_check is None and required.reason.startswith("board b: no output check result")
 
 
 def _outcome(**kw) -> fleet.BoardOutcome:
     return fleet.BoardOutcome("b", True, "r2", **{"verified": True, **kw})
 
 
-def test_health_gate_with_the_benchmark(profile):
-    gate = health_gate(profile, bench=True)
+class _Previous:
+    """A results store that knows one earlier release's median for every artifact (``gates.check_latency``'s view)."""
+
+    def __init__(self, median_ms: float) -> None:
+        self.median_ms = median_ms
+
+    def previous(self, **_kw) -> dict:
+        return {"median_ms": self.median_ms, "release_id": "r1", "state": None}
+
+
+def _measured(results: list[dict], *, previous_ms: float, max_ratio: float = 1.25,
+              failures: list[GateFailure] = ()) -> Verdict:
+    """Measure's verdict on a hand-made run: the real latency gate against ``previous_ms``, then ``verdict_of``."""
+    doc = _doc(results)
+    compared: dict[str, dict] = {}
+    failed = list(failures) + check_latency(doc, board="b", target="t", store=_Previous(previous_ms), max_ratio=max_ratio,
+                                            compared=compared)
+    return verdict_of(BenchOutcome("b", not failed, 1.0, doc=doc, failures=failed, compared=compared),
+                      max_latency_regression=max_ratio)
+
+
+def test_health_gate_with_the_benchmark():
+    gate = health_gate(bench=True)
     ref = fleet.BoardRef("b", "h")
-    assert gate(ref, _outcome(output_check=True, latency_ms=2.0, previous_latency_ms=2.0, details={"checks": []})).ok
+    clean = _measured([_result("fp32", 2.0)], previous_ms=2.0)
+    assert gate(ref, _outcome(bench_verdict=clean)).ok
     no_bench = gate(ref, _outcome())
     assert not no_bench.ok and "did not run" in no_bench.reason
-    found = gate(ref, _outcome(output_check=False, details={"checks": ["board b: artifact fp32 did not run: x", "y"]}))
+    failures = [GateFailure("b", "fp32", "run", "board b: artifact fp32 did not run: x"),
+                GateFailure("b", "int8", "accuracy", "y")]
+    broken = _measured([_result("fp32", None, error="x"), _result("int8", 2.0)], previous_ms=2.0, failures=failures)
+    found = gate(ref, _outcome(bench_verdict=broken))
     assert not found.ok and found.reason.startswith("board b: artifact fp32 did not run: x") and "+1 more" in found.reason
-    slow = gate(ref, _outcome(output_check=True, latency_ms=3.0, previous_latency_ms=2.0, details={"checks": []}))
+    slow = gate(ref, _outcome(bench_verdict=_measured([_result("fp32", 3.0)], previous_ms=2.0)))
     assert not slow.ok and "1.50x" in slow.reason and "allowed 1.25x" in slow.reason
-    unverified = gate(ref, _outcome(verified=False, details={"checks": []}))
+    unverified = gate(ref, _outcome(verified=False, bench_verdict=clean))
     assert not unverified.ok and "sha256" in unverified.reason
 
 
-def test_health_gate_without_the_benchmark_judges_the_verification_only(profile):
-    gate = health_gate(profile, bench=False)
+def test_health_gate_without_the_benchmark_judges_the_verification_only():
+    gate = health_gate(bench=False)
     ref = fleet.BoardRef("b", "h")
     assert gate(ref, _outcome()).ok
     assert not gate(ref, _outcome(verified=False)).ok
@@ -124,9 +153,12 @@ def test_deploy_one_reports_each_phase_and_the_resume_check_sees_the_release(pro
     release = make_release(proj, prof)
     seen: list[str] = []
 
-    def bench(session) -> BenchCheck:
+    def bench(session) -> Verdict:
         seen.append(session.release_dir)
-        return BenchCheck(True, [], output_check=True, latency_ms=1.0, previous_latency_ms=None)
+        return Verdict("local", session.release_id, (
+            Check("accuracy", True, "output check passed (test double)", "fp32", source="generated"),
+            Check("latency", True, "1.0 ms, 1.0x (test double)", "fp32",
+                  {"median_ms": 1.0, "previous_ms": 1.0, "ratio": 1.0}, "generated")))
 
     fd = FleetDeploy(prof, [board], release, project_name="dms", bench=bench)
     [ref] = fd.refs()
@@ -139,7 +171,8 @@ def test_deploy_one_reports_each_phase_and_the_resume_check_sees_the_release(pro
     assert sending[0][4] == release.total_bytes and sending[-1][3] == sending[-1][4]  # 0 .. all of it
     assert set(out.timings) == {"connect", "send", "verify", "bench"} and all(v >= 0 for v in out.timings.values())
     assert out.bytes_sent == release.total_bytes and out.details["action"] == "deployed"
-    assert out.output_check is True and out.latency_ms == 1.0 and out.details["checks"] == []
+    assert out.output_check is True and out.latency_ms == 1.0 and out.details["verdict"]["ok"] is True
+    assert [c["name"] for c in out.details["verdict"]["checks"]] == ["accuracy", "latency"]
     assert seen == [f"{board.root}/releases/{release.release_id}"]
     assert fd.current_release(ref) == release.release_id
 

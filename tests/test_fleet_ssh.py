@@ -270,7 +270,7 @@ def test_max_fail_reached_mid_wave_stops_starting_boards(fleet_boards, project, 
     """Python API: two boards on a closed port at the head of a ten-board wave, max_fail=1, two at a time:
     the second failure halts the wave; the boards not yet started stay untouched."""
     from dmsbuild.ship import fleet
-    from dmsbuild.ship.fleet_deploy import FleetDeploy
+    from dmsbuild.pipeline.deploy import FleetDeploy
     from dmsbuild.ship.inventory import load_inventory
     from dmsbuild.ship.manifest import make_release
 

@@ -16,7 +16,7 @@ import pytest
 from dmsbuild.board import release_agent as agent
 from dmsbuild.config import load_project, load_target
 from dmsbuild.ship.inventory import local_board
-from dmsbuild.ship.fleet_deploy import deploy_target, rollback_target
+from dmsbuild.pipeline.deploy import deploy_target, rollback_target
 from tests.conftest import write_build
 
 

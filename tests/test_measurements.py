@@ -20,7 +20,7 @@ from dmsbuild.measure import board_state
 from dmsbuild.measure.accuracy import AccuracyFloors
 from dmsbuild.measure.bench import BoardBench, bench_boards
 from dmsbuild.config import ConfirmConfig
-from dmsbuild.ship.fleet_deploy import bench_check
+from dmsbuild.measure.verdict import verdict_of
 from dmsbuild.measure.gates import check_latency
 from dmsbuild.measure.provenance import DOUBLE_MARKER, classify, label, lineage, stamp_sources
 from dmsbuild.measure.regression import bootstrap_ratio, confirm, previous_release_dir
@@ -238,8 +238,8 @@ def test_bench_boards_drops_a_first_run_regression_that_is_noise(tmp_path):
     # either way the same model is never confirmed slower and the board passes
     assert not d["confirmed"] and d["sentence"].startswith(("within noise: ", "not judged: ")), d["sentence"]
     assert any(("within noise" in line or "not judged" in line) for line in lines)
-    check = bench_check(out, lambda a: None)
-    assert check.ok and check.previous_latency_ms is None and check.decisions == [d]  # the health gate agrees
+    check = verdict_of(out)
+    assert check.ok and check.worst_latency is None and list(check.decisions) == [d]  # the health gate agrees
     # without the re-measure the first run's ratio would have failed the board
     [plain] = bench_boards([BoardBench("b", LocalTransport("b"), str(tmp_path / "current"), PY)], target="t",
                            store=ResultStore(tmp_path / "r2.sqlite"), accuracy=AccuracyFloors.uniform(1.0, -1.0, -1e9),
@@ -259,8 +259,9 @@ def test_bench_boards_keeps_a_confirmed_regression(tmp_path):
     assert not out.ok
     [f] = out.failures
     assert f.gate == "latency" and "regression confirmed" in f.message and out.decisions[0]["confirmed"]
-    check = bench_check(out, lambda a: None)
-    assert not check.ok and check.latency_ms and check.previous_latency_ms
+    check = verdict_of(out)
+    worst = check.worst_latency
+    assert not check.ok and worst.figures["median_ms"] and worst.figures["previous_ms"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -466,7 +467,7 @@ def test_trtexec_output_check_with_load_inputs_and_export_output(tmp_path):
 def test_rollout_output_says_where_figures_came_from_and_what_the_gate_decided():
     from types import SimpleNamespace
 
-    from dmsbuild.ship.fleet_deploy import measurement_lines
+    from dmsbuild.pipeline.deploy import measurement_lines
 
     details = {"sources": {"fp16": "double"},
                "latency_notes": ["board emu-01: artifact fp16 (fp16) of m.onnx @aaaa: new baseline (lineage x)"],

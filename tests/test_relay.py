@@ -18,7 +18,7 @@ import pytest
 from dmsbuild.ship import fleet
 from dmsbuild.boards import down, up
 from dmsbuild.config import TargetProfile
-from dmsbuild.ship.fleet_deploy import FleetDeploy
+from dmsbuild.pipeline.deploy import FleetDeploy
 from dmsbuild.ship.inventory import Board
 from dmsbuild.board.release_agent import sha256_of
 from dmsbuild.ship.manifest import Release, ReleaseFile

@@ -165,7 +165,7 @@ def test_bench_boards_stores_rows_and_reports_progress(release, tmp_path):
 def test_local_target_is_wired_end_to_end(tmp_path, capsys):
     """`doit bench` on the embedded local target: the rollout's bench step on this machine's folder."""
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.ship.fleet_deploy import bench_target
+    from dmsbuild.pipeline.deploy import bench_target
     from dmsbuild.tasks.deploy import boards_for
 
     root = Path(__file__).resolve().parents[1]

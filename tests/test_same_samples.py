@@ -166,7 +166,7 @@ def _write_build(project_dir: Path, artifact: Path, x: np.ndarray) -> None:
 def test_a_real_board_gives_the_host_verdict(boards, case, project_dir, tmp_path, flips, verify_samples, per_head_cosine):
     """The deploy's real on-board check: release shipped to an sshd board, the runner run there, judged by the
     deploy's gate; the host's verdict on the same artifact and configuration is the same."""
-    from dmsbuild.ship.fleet_deploy import bench_hook, deploy_target
+    from dmsbuild.pipeline.deploy import bench_hook, deploy_target
     from dmsbuild.ship.inventory import load_inventory
 
     project, profile, run = case
@@ -180,7 +180,7 @@ def test_a_real_board_gives_the_host_verdict(boards, case, project_dir, tmp_path
     board.root = str(tmp_path / "board-roots" / "emu-03")
     [out] = deploy_target(project, profile, [board], after_switch=bench_hook(project, profile))
     assert out.ok and out.verified, out.message
-    checks = out.details["checks"]
+    checks = out.bench_verdict.messages  # measure's verdict: one line per failed check
     assert bool(checks) == bool(host) == bool(in_process), (host, checks)
     if host:
         assert f"head '{HEAD}'" in checks[0] and f"over {verify_samples} samples" in checks[0], checks

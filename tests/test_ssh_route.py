@@ -208,7 +208,7 @@ def test_ansible_inventory_with_group_vars_deploys_through_the_bastion(lab, proj
     the port comes from the inventory, and the deploy's outcome records the route it used."""
     from dmsbuild.config import load_project, load_target
     from dmsbuild.ship.inventory import load_inventory
-    from dmsbuild.ship.fleet_deploy import deploy_target
+    from dmsbuild.pipeline.deploy import deploy_target
     from tests.conftest import write_build
 
     b, bast = lab["boards"][2], lab["boards"][0]
@@ -243,7 +243,7 @@ def test_bench_over_ssh_benchmarks_the_current_release_without_sending(lab, tmp_
     """`doit bench target=rpi5` on SSH boards: the release current on the board runs again, results stored;
     an unreachable board fails alone."""
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.ship.fleet_deploy import bench_target
+    from dmsbuild.pipeline.deploy import bench_target
     from dmsbuild.measure.results import ResultStore
     from dmsbuild.tasks.deploy import boards_for
     from tests.bench_release import make_release
@@ -323,7 +323,7 @@ def test_doctor_checks_every_board_one_line_each(lab, tmp_path):
 
 def test_deploy_preflight_refuses_a_board_without_onnxruntime_before_sending(lab, project_dir, tmp_path):
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.ship.fleet_deploy import deploy_target
+    from dmsbuild.pipeline.deploy import deploy_target
     from tests.conftest import write_build
 
     b = lab["boards"][2]
@@ -350,7 +350,7 @@ def test_permission_error_names_the_folder_that_refused(lab, project_dir, tmp_pa
     import tempfile
 
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.ship.fleet_deploy import deploy_target
+    from dmsbuild.pipeline.deploy import deploy_target
     from tests.conftest import write_build
 
     user = _dmsb15(lab)
@@ -379,7 +379,7 @@ def test_rollout_report_records_the_route_actually_used(lab, project_dir, tmp_pa
     import json
 
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.ship.fleet_deploy import deploy_fleet
+    from dmsbuild.pipeline.deploy import deploy_fleet
     from tests.conftest import write_build
 
     b, bast = lab["boards"][2], lab["boards"][0]

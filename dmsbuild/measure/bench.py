@@ -261,7 +261,7 @@ class BoardBench:
 @dataclass
 class BenchResult:
     """What one board's benchmark measured and what the gates said (the rollout's bench step turns it into
-    the health gate's input, ``fleet_deploy.bench_check``)."""
+    measure's one verdict, ``verdict.verdict_of``, which the health gate reads)."""
 
     board: str
     ok: bool
@@ -389,7 +389,7 @@ def bench_boards(boards: Sequence[BoardBench | tuple], *, target: str, store: Re
 
 
 # --------------------------------------------------------------------------
-# where results go (the rollout's bench step, fleet_deploy.bench_hook, runs bench_boards per board)
+# where results go (the rollout's bench step, pipeline/deploy.bench_hook, runs bench_boards per board)
 # --------------------------------------------------------------------------
 def store_path(project: "ProjectConfig") -> Path:
     return project.artifacts / "results.sqlite"

@@ -1,7 +1,9 @@
 """Deploy gates on a board's measured results: accuracy on the board and latency regression.
 
-A gate failure fails that board's deploy (and, for the fleet, stops the next
-rollout wave); its message names the board, the artifact and the numbers.
+A gate failure names the board, the artifact and the numbers; ``verdict.verdict_of``
+turns the failures (and what passed) into the board's one ``Verdict``, which the
+rollout's health gate, the reports and the JSON read without judging again: a
+failed verdict fails that board's deploy (and, for the fleet, stops the next wave).
 """
 from __future__ import annotations
 

@@ -75,6 +75,9 @@ class BoardReleases:
 
     current: str | None = None
     rolled_back: set[str] | None = None
+    #: measure's verdict on the newest benchmarked deploy or bench of this board (``measure/verdict.Verdict.as_json``
+    #: as the rollout report carries it in ``details["verdict"]``), with that report's release id; read, never re-judged
+    verdict: dict | None = None
 
 
 def board_releases(artifacts: Path) -> dict[tuple[str, str], BoardReleases]:
@@ -101,6 +104,8 @@ def board_releases(artifacts: Path) -> dict[tuple[str, str], BoardReleases]:
                 continue
             st = out.setdefault((b["name"], target), BoardReleases(rolled_back=set()))
             details = b.get("details") or {}
+            if isinstance(details.get("verdict"), dict):
+                st.verdict = {**details["verdict"], "release_id": details["verdict"].get("release_id") or release}
             if release == "rollback":  # fleet.rollback's report: details name both releases
                 if b.get("status") == "done" and details.get("to_release"):
                     st.rolled_back.add(str(details.get("from_release")))
@@ -342,6 +347,29 @@ def rolled_back_table(gone: list[dict]) -> Table:
                  "boards run the release named in the tables above.",
                  ["board", "target", "release", "artifact", "source", "median ms", "p95 ms", "error"], out,
                  id="rolled-back")
+
+
+def verdict_table(releases: dict[tuple[str, str], BoardReleases]) -> Table:
+    """Measure's verdict on each board's newest benchmarked release, as the rollout report recorded it: its
+    pass/fail, its one-line reason and how many of each check passed. The figures are in the tables above;
+    nothing here judges them again (``measure/verdict.py``: the verdict is the single source)."""
+    out = []
+    for (board, target), st in sorted(releases.items()):
+        v = st.verdict
+        if not v:
+            continue
+        tally: dict[str, list[int]] = {}
+        for c in v.get("checks") or []:
+            n = tally.setdefault(str(c.get("name")), [0, 0])
+            n[0] += bool(c.get("ok") is True)
+            n[1] += 1
+        checks = ", ".join(f"{name} {ok}/{total}" for name, (ok, total) in tally.items()) or "–"
+        out.append([board, target, str(v.get("release_id") or "–"), "passed" if v.get("ok") is True else "FAILED",
+                    _abbr(str(v.get("reason") or "–"), 100), checks])
+    return Table("Health-gate verdicts",
+                 "Measure's one verdict on the newest benchmarked deploy or bench of each board (the rollout report's "
+                 "`details.verdict`): what the rollout's health gate read. Checks passed / judged, by kind.",
+                 ["board", "target", "release", "verdict", "reason", "checks passed"], out, id="verdicts")
 
 
 def _energy(r: dict) -> str:
@@ -666,7 +694,7 @@ def write_report(store: ResultStore, out_dir: Path, artifacts: Path | None = Non
                    f"{len(boards)} board(s) ({', '.join(boards)}), {len(releases)} release(s).")
         tables = [summary_table(latest, rows, on_board), latency_table(latest, rows, on_board),
                   latency_details_table(latest, rows, on_board), rolled_back_table(rolled_back_rows(rows, on_board)),
-                  profile_table(latest), size_table(latest), accuracy_table(latest), error_table(latest),
+                  verdict_table(on_board), profile_table(latest), size_table(latest), accuracy_table(latest), error_table(latest),
                   boards_table(latest)]
         plots = make_plots(rows, latest)
     else:

@@ -68,6 +68,17 @@ class BoardRef:
     groups: tuple[str, ...] = ()
 
 
+class Verdict(Protocol):
+    """What the rollout reads of measure's one verdict on a board's release (``measure/verdict.Verdict``;
+    ship does not import measure): its pass/fail and one-line reason, never its figures."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
 class ProgressSink(Protocol):
     """Where a deploy reports what it is doing (``progress.FleetProgress`` implements it; thread-safe)."""
 
@@ -78,7 +89,7 @@ class ProgressSink(Protocol):
 class BoardOutcome:
     """What happened on one board in a deploy, rollback or bench: the one outcome type of every rollout.
 
-    ``deploy_one`` (``fleet_deploy.FleetDeploy.deploy_one`` around
+    ``deploy_one`` (``pipeline/deploy.FleetDeploy.deploy_one`` around
     ``release.deploy_board``; a test's fake) returns it. ``ok`` means the
     release is installed, verified (sha256) and ``current`` points to it (a
     rollback: ``current`` points to the previous release; a bench: it ran). A
@@ -121,6 +132,9 @@ class BoardOutcome:
     route: dict[str, Any] | None = None
     #: the gate's verdict recorded on the board ("passed" | "failed"); None: not judged there (no gate, or not recorded)
     verdict: str | None = None
+    #: measure's one verdict on the benchmark run after the switch (``measure/verdict.Verdict``); the health gate
+    #: reads it and never re-judges its figures; None: not benchmarked
+    bench_verdict: Verdict | None = None
 
     @property
     def message(self) -> str:
@@ -154,12 +168,17 @@ def standard_gate(max_latency_regression: float | None = 1.25, require_output_ch
     """The default health gate: verified, output check passed, latency within the allowed regression.
 
     ``max_latency_regression`` is a ratio (1.25: at most 25 % slower than the
-    board's previous release); None switches the latency check off.
+    board's previous release); None switches the latency check off. An outcome
+    that carries measure's verdict (``bench_verdict``) is judged by it alone:
+    the output and latency rules below are for steps that measured nothing
+    themselves (a script's or a test's ``deploy_one`` filling the fields).
     """
 
     def gate(board: BoardRef, outcome: BoardOutcome) -> GateResult:
         if not outcome.verified:
             return GateResult(False, "release not verified on the board (sha256)")
+        if outcome.bench_verdict is not None:  # judged once, by measure: read, never re-judged
+            return GateResult(True) if outcome.bench_verdict.ok else GateResult(False, outcome.bench_verdict.reason)
         if outcome.output_check is False:
             return GateResult(False, "output check vs the host reference failed")
         if outcome.output_check is None and require_output_check:

@@ -14,7 +14,7 @@ argument list (``join_argv``), every path stays below the deploy root.
 This module is the per-board step only: ``deploy_board`` / ``rollback_board``
 put a release on (or take it off) one board and return the rollout's one
 outcome type (``fleet.BoardOutcome``). Many boards, waves, gates, progress and
-reports are ``fleet_deploy`` (``deploy_target``, ``deploy_fleet``, ...) over
+reports are ``pipeline/deploy`` (``deploy_target``, ``deploy_fleet``, ...) over
 ``fleet.rollout``: the one orchestration. ``after_switch`` is the hook where
 the on-board benchmark runs, with the board's open transport.
 """

@@ -2,7 +2,7 @@
 
 Benchmarks and verifies the release already ``current`` on the target's
 boards (nothing is sent) through the same rollout as ``doit deploy``
-(``fleet_deploy.bench_target``): the same board selection, one connection
+(``pipeline/deploy.bench_target``): the same board selection, one connection
 per board, the same bench step, store and gates, the same outcome type.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ..errors import UserError
 def _bench(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
-    from ..ship.fleet_deploy import bench_target, report
+    from ..pipeline.deploy import bench_target, report
     from .deploy import boards_for
 
     try:
@@ -26,11 +26,12 @@ def _bench(target: str) -> Any:
     except UserError as exc:
         return TaskFailed(str(exc))
     failed = [o for o in outcomes if not o.ok]
-    report([o for o in outcomes if o.ok or not o.details.get("checks")])
+    judged = {o.board: o.bench_verdict.messages for o in failed if o.bench_verdict is not None and o.bench_verdict.messages}
+    report([o for o in outcomes if o.board not in judged])
     for o in failed:
-        if o.details.get("checks"):  # the release ran but failed its checks: one line per check
-            print(f"FAIL {o.board}: release {o.release_id} failed {len(o.details['checks'])} check(s):")
-            for msg in o.details["checks"]:
+        if o.board in judged:  # the release ran but measure's verdict failed it: one line per failed check
+            print(f"FAIL {o.board}: release {o.release_id} failed {len(judged[o.board])} check(s):")
+            for msg in judged[o.board]:
                 print(f"  {msg}")
     print(f"bench {target}: {len(outcomes) - len(failed)}/{len(outcomes)} board(s) passed; "
           f"results in {proj.artifacts / 'results.sqlite'}; `doit report` for the report")

@@ -3,11 +3,11 @@ and ``doit rollback target=<name> [hosts=...] [groups=...]``.
 
 ``deploy`` depends on ``build:<target>`` (so what changed is rebuilt), renders
 the release and rolls it out to the target's boards through the fleet layer
-(``fleet_deploy.deploy_fleet``: waves, max_fail, health gate from the on-board
+(``pipeline/deploy.deploy_fleet``: waves, max_fail, health gate from the on-board
 benchmark, resume, live progress, final table, rollout report JSON); it fails
 when any board failed or the rollout halted. With no target it deploys the
 embedded default target ``local`` into its folder (no SSH). Scripts and
-benchmarks use the same rollout through ``fleet_deploy.deploy_target``.
+benchmarks use the same rollout through ``pipeline/deploy.deploy_target``.
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def _selection(target: str) -> tuple[Any, Any, list[Any], str | None, str | None
 def _deploy(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
-    from ..ship.fleet_deploy import bench_hook, deploy_fleet
+    from ..pipeline.deploy import bench_hook, deploy_fleet
 
     try:
         proj, prof, boards, hosts, groups = _selection(target)
@@ -112,7 +112,7 @@ def _verdict(what: str, result: Any) -> Any:
 def _rollback(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
-    from ..ship.fleet_deploy import rollback_fleet
+    from ..pipeline.deploy import rollback_fleet
 
     try:
         proj, prof, boards, hosts, groups = _selection(target)

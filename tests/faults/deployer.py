@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dmsbuild.config import load_project, load_target
 from dmsbuild.ship.inventory import load_inventory
-from dmsbuild.ship.fleet_deploy import deploy_target
+from dmsbuild.pipeline.deploy import deploy_target
 
 
 def main(argv: list[str]) -> int:

@@ -17,7 +17,7 @@ from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
 from dmsbuild.ship.inventory import load_inventory
 from dmsbuild.ship.manifest import make_release
-from dmsbuild.ship.fleet_deploy import deploy_target
+from dmsbuild.pipeline.deploy import deploy_target
 from dmsbuild.measure.results import ResultError, parse_document, validate_result
 from tests.faults import ledger
 from tests.faults.conftest import check_board, fabricate
@@ -280,7 +280,7 @@ def test_secrets_never_reach_board_files_or_reports(fault_boards, project_dir, t
     board = _board(fault_boards, project_dir, "emu-03", root)
     import io
 
-    from dmsbuild.ship.fleet_deploy import report
+    from dmsbuild.pipeline.deploy import report
 
     out = deploy_target(load_project(project_dir), prof, [board])
     buf = io.StringIO()

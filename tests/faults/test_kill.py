@@ -20,7 +20,7 @@ import pytest
 from dmsbuild.config import load_project, load_target
 from dmsbuild.ship.inventory import load_inventory
 from dmsbuild.ship.manifest import make_release
-from dmsbuild.ship.fleet_deploy import deploy_target
+from dmsbuild.pipeline.deploy import deploy_target
 from dmsbuild.ship.release import FAULT_ENV
 from tests.faults import ledger
 from tests.faults.conftest import (ROUNDS, check_board, fabricate, kill_sessions, missing_bytes, restart_sshd,

@@ -24,7 +24,7 @@ import pytest
 
 from dmsbuild.config import load_project, load_target
 from dmsbuild.ship.inventory import load_inventory
-from dmsbuild.ship.fleet_deploy import deploy_target
+from dmsbuild.pipeline.deploy import deploy_target
 from tests.faults import ledger
 from tests.faults.conftest import board_entry, check_board, fabricate, missing_bytes
 

@@ -8,11 +8,13 @@ reached; ``release`` puts one release on one board. This module joins them:
   board's own connection there (``transport_factory``; nothing is shared
   across threads), deploys, and turns the deploy's phases into the progress
   states connecting / sending n MB / verifying / benchmarking.
-* The health gate is fed from the on-board benchmark that runs right after
-  the switch (``bench``: the deploy task's bench check): the release was
-  verified (sha256, board side), every artifact ran, the output check against
-  the host FP32 reference passed, the latency is within the target's allowed
-  regression of the board's previous release.
+* The health gate reads measure's one ``Verdict`` on the on-board benchmark
+  that runs right after the switch (``bench``: ``bench_hook``, the deploy
+  task's bench step; ``measure/verdict.py``): every artifact ran, the output
+  check against the host FP32 reference passed, the latency is within the
+  target's allowed regression of the board's previous release, each judged
+  once by measure. The gate adds only the deploy's own fact: the release was
+  verified (sha256, board side).
 * ``FleetDeploy.current_release`` is the cheap resume check: one connection
   and one ``readlink <root>/current`` per board.
 * ``deploy_fleet`` / ``rollback_fleet`` are what ``doit deploy`` and
@@ -35,100 +37,25 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
-from . import fleet
+from ..ship import fleet
 from ..errors import UserError
 
 if TYPE_CHECKING:
-    from ..measure.bench import BenchResult
+    from ..measure.verdict import Verdict
     from ..config import ProjectConfig, TargetProfile
-    from .inventory import Board
-    from .manifest import Release
-    from .release import BoardSession
+    from ..ship.inventory import Board
+    from ..ship.manifest import Release
+    from ..ship.release import BoardSession
     from ..measure.results import ResultStore
-    from .transport.base import Transport
+    from ..ship.transport.base import Transport
 
 
-@dataclass
-class BenchCheck:
-    """What the on-board benchmark said about one board's new release (the health gate's input)."""
-
-    ok: bool
-    #: one line per problem (benchmark did not run, an artifact failed, a gate failed)
-    messages: list[str] = field(default_factory=list)
-    #: every artifact ran and the output check against the host reference passed; None: no reference checked
-    output_check: bool | None = None
-    #: the artifact whose latency grew most against the board's previous release, and both medians (ms)
-    latency_artifact: str | None = None
-    latency_ms: float | None = None
-    previous_latency_ms: float | None = None
-    run_id: str | None = None
-    #: what the latency gate did not compare (new baseline, power mode...) and the re-measure verdicts
-    notes: list[str] = field(default_factory=list)
-    decisions: list[dict] = field(default_factory=list)
-    #: artifact -> its figures' source (provenance.SOURCES): the rollout JSON says where each came from
-    sources: dict[str, str] = field(default_factory=dict)
-    #: artifact -> ("median" or "mean", ms) of this run (average-only runtimes have no median)
-    latencies: dict[str, tuple[str, float]] = field(default_factory=dict)
-
-
-#: the bench check the deploy task builds: benchmark the release on the open connection, store, judge
-#: (a script's own ``after_switch`` hook may return None: nothing for the gate)
-BenchFn = Callable[["BoardSession"], "BenchCheck | None"]
-
-
-def bench_check(outcome: "BenchResult", previous: Callable[[str], float | None]) -> BenchCheck:
-    """A ``bench.BenchResult`` as the health gate sees it.
-
-    The latency pair is the worst of the gates' own comparisons
-    (``outcome.compared``: same lineage, comparable board state), leaving out
-    artifacts the interleaved re-measure judged within noise; only an outcome
-    without them (built by hand) falls back to ``previous(artifact)``, the
-    last release's median.
-    """
-    messages = [m.splitlines()[0] for m in outcome.messages()]
-    if outcome.doc is None:  # the benchmark did not run (or its output was refused)
-        return BenchCheck(False, messages or ["the benchmark did not run"], output_check=False)
-    results = outcome.doc["results"]
-    output_failed = any(r["error"] is not None for r in results) or any(f.gate in ("run", "accuracy") for f in outcome.failures)
-    verified = [r for r in results if r.get("verify")]
-    output_check: bool | None = False if output_failed else (True if verified else None)
-    check = BenchCheck(outcome.ok, messages, output_check=output_check, run_id=outcome.run_id,
-                       notes=list(getattr(outcome, "notes", [])), decisions=list(getattr(outcome, "decisions", [])),
-                       sources={r["artifact"]: r["source"] for r in results if r.get("source")},
-                       latencies=_latencies(results))
-    compared = getattr(outcome, "compared", None)
-    noise = {d["artifact"] for d in check.decisions if not d["confirmed"]}
-    worst = None
-    for r in results:
-        if r["error"] is not None or r["latency_ms"] is None or r["artifact"] in noise:
-            continue
-        if compared is not None:
-            if r["artifact"] not in compared:
-                continue  # a new baseline, or not comparable (power mode, throttling): see check.notes
-            new, old = compared[r["artifact"]]["median_ms"], compared[r["artifact"]]["previous_ms"]
-        else:
-            new, old = r["latency_ms"]["median"], previous(r["artifact"])
-        ratio = new / old if old else 0.0
-        if worst is None or ratio > worst[0]:
-            worst = (ratio, r["artifact"], new, old)
-    if worst is not None:
-        _, check.latency_artifact, check.latency_ms, check.previous_latency_ms = worst
-    return check
-
-
-def _latencies(results: list[dict]) -> dict[str, tuple[str, float]]:
-    out: dict[str, tuple[str, float]] = {}
-    for r in results:
-        lat = r.get("latency_ms") or {}
-        if r.get("error") is None and lat.get("median") is not None:
-            out[r["artifact"]] = ("median", lat["median"])
-        elif r.get("error") is None and lat.get("mean") is not None:
-            out[r["artifact"]] = ("mean", lat["mean"])
-    return out
+#: the bench step the deploy task builds: benchmark the release on the open connection, store, and return
+#: measure's one ``Verdict`` on it (a script's own ``after_switch`` hook may return None: nothing for the gate)
+BenchFn = Callable[["BoardSession"], "Verdict | None"]
 
 
 def board_ref(board: "Board") -> fleet.BoardRef:
@@ -136,28 +63,27 @@ def board_ref(board: "Board") -> fleet.BoardRef:
     return fleet.BoardRef(board.name, board.address, board.port or 22, board.user, board.identity_file, tuple(board.groups))
 
 
-def health_gate(profile: "TargetProfile", bench: bool) -> fleet.HealthGate:
-    """Verified, benchmark ran, every artifact ran, output check passed, latency within the regression limit.
+def health_gate(bench: bool) -> fleet.HealthGate:
+    """The deploy's health gate: the release was verified (sha256, the deploy's own fact), and with the
+    benchmark, measure's ``Verdict`` on it passed.
 
-    Without the benchmark (``bench=no``) only the sha256 verification is
-    judged: there is no output check or latency to gate on.
+    The gate reads the verdict and never judges its figures again: every artifact
+    ran, the output check vs the host FP32 reference passed (required where
+    ``bench.verify_samples > 0``), the latency is within
+    ``gates.max_latency_regression`` of the board's previous release were judged
+    once, by measure (``measure/verdict.verdict_of``). Without the benchmark
+    (``bench=no``) only the sha256 verification is judged.
     """
-    # an output check is required wherever one can run: the release ships verification inputs (every runtime
-    # has one now: the runner, trtexec --loadInputs/--exportOutput, snpe-net-run's outputs)
-    standard = fleet.standard_gate(profile.gates.max_latency_regression,
-                                   require_output_check=bench and profile.bench.verify_samples > 0)
 
     def gate(board: fleet.BoardRef, outcome: fleet.BoardOutcome) -> fleet.GateResult:
         if not outcome.verified:
             return fleet.GateResult(False, "release not verified on the board (sha256)")
-        if bench:
-            problems = outcome.details.get("checks")
-            if problems is None:
-                return fleet.GateResult(False, "the benchmark did not run after the switch")
-            if problems:
-                more = f" (+{len(problems) - 1} more in the rollout report)" if len(problems) > 1 else ""
-                return fleet.GateResult(False, problems[0] + more)
-        return standard(board, outcome)
+        if not bench:
+            return fleet.GateResult(True)
+        verdict = outcome.bench_verdict
+        if verdict is None:
+            return fleet.GateResult(False, "the benchmark did not run after the switch")
+        return fleet.GateResult(True) if verdict.ok else fleet.GateResult(False, verdict.reason)
 
     return gate
 
@@ -176,7 +102,7 @@ class FleetDeploy:
                  project_name: str = "dms", transport_factory: Callable[["Board"], "Transport"] | None = None,
                  bench: BenchFn | None = None, full_verify: bool = False,
                  progress: Callable[[str, int, int], None] | None = None, gate: fleet.HealthGate | None = None) -> None:
-        from .transport import open_transport
+        from ..ship.transport import open_transport
 
         self.profile = profile
         self.boards = {b.name: b for b in boards}
@@ -208,7 +134,7 @@ class FleetDeploy:
         A root under ``~/`` is read relative to the login directory (sshd runs
         commands there), so no board-side Python has to start for the check.
         """
-        from .transport import resolve_root
+        from ..ship.transport import resolve_root
 
         board = self.boards[ref.name]
         root = board.deploy_root(self.profile)
@@ -296,8 +222,8 @@ class FleetDeploy:
         serves ``objects/<sha256>`` only and stops when this rollout ends (its
         stdin closes) or after RELAY_LIFETIME_S. A board that cannot serve is
         just not a relay: the rollout carries on."""
-        from .release import AGENT_SOURCE
-        from .transport import resolve_root
+        from ..ship.release import AGENT_SOURCE
+        from ..ship.transport import resolve_root
 
         with self._kept_lock:
             if len(self._servers) >= self.profile.deploy.relay_boards:
@@ -342,7 +268,7 @@ class FleetDeploy:
 
     # -- one board's deploy ---------------------------------------------------------
     def deploy_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
-        from .release import deploy_board
+        from ..ship.release import deploy_board
 
         if self.release is None:
             raise ValueError("FleetDeploy.deploy_one needs a release")  # a bug in the caller
@@ -370,22 +296,22 @@ class FleetDeploy:
             last_draw[0] = now
             sink.update(board.name, "sending", sent=sum(sending["done"].values()), total=sending["total"])
 
-        checks: list[BenchCheck] = []
+        verdicts: list[Verdict] = []
 
         def after_switch(session: "BoardSession") -> None:
             if self.bench is not None:
-                check = self.bench(session)
-                if check is not None:
-                    checks.append(check)
+                verdict = self.bench(session)
+                if verdict is not None:
+                    verdicts.append(verdict)
 
         def judge(o: fleet.BoardOutcome) -> bool | None:
-            """The rollout's gate on what the rollout will see (the same function, the same inputs)."""
+            """The rollout's gate on what the rollout will see (the same function, the same verdict)."""
             if self.gate is None:
                 return None
             probe = copy.copy(o)
             probe.verified, probe.details = o.ok, {}
-            if checks:
-                _apply_check(probe, checks[0])
+            if verdicts:
+                _apply_verdict(probe, verdicts[0])
             return self.gate(ref, probe).ok
 
         t0 = time.perf_counter()
@@ -422,14 +348,14 @@ class FleetDeploy:
         if out.verdict is not None:
             details["verdict_recorded"] = out.verdict
         out.timings, out.verified, out.details = timings, out.ok, details
-        if checks:
-            _apply_check(out, checks[0])
+        if verdicts:
+            _apply_verdict(out, verdicts[0])
         return out
 
     # -- one board's rollback ----------------------------------------------------------
     def rollback_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink, *, failed: bool = False) -> fleet.BoardOutcome:
         """``doit rollback``: back to the last kept release that did not fail its gate on the board."""
-        from .release import rollback_board
+        from ..ship.release import rollback_board
 
         out = rollback_board(self.boards[ref.name], self.profile, transport_factory=self.transport_factory, failed=failed)
         out.timings, out.verified = {"rollback": out.seconds}, out.ok
@@ -448,8 +374,8 @@ class FleetDeploy:
     # -- one board's benchmark of the release it runs ---------------------------------------
     def bench_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
         """Run the bench hook on the release ``current`` on the board (``doit bench``); nothing is sent."""
-        from .release import BoardSession, BoardStep
-        from .transport import resolve_root
+        from ..ship.release import BoardSession, BoardStep
+        from ..ship.transport import resolve_root
 
         if self.bench is None:
             raise ValueError("FleetDeploy.bench_one needs a bench hook")  # a bug in the caller
@@ -468,35 +394,41 @@ class FleetDeploy:
             release_dir = res.stdout.strip()
             out.release_id = posixpath.basename(release_dir.rstrip("/"))
             sink.update(board.name, "benchmarking")
-            check = self.bench(BoardSession(board, transport, root, None, None, release_id=out.release_id,
-                                            release_dir=release_dir))
+            verdict = self.bench(BoardSession(board, transport, root, None, None, release_id=out.release_id,
+                                              release_dir=release_dir))
             out.action, out.details = "benchmarked", {"action": "benchmarked"}
-            out.ok = True if check is None else check.ok
-            if check is not None:
-                _apply_check(out, check)
-                out.reason = None if check.ok else "; ".join(check.messages) or "the benchmark failed"
+            out.ok = True if verdict is None else verdict.ok
+            if verdict is not None:
+                _apply_verdict(out, verdict)
+                out.reason = None if verdict.ok else "; ".join(verdict.messages) or "the benchmark failed"
         out.timings = {"bench": out.seconds}
         return out
 
 
-def _apply_check(out: fleet.BoardOutcome, c: BenchCheck) -> None:
-    """The bench check's verdict and figures into the board's outcome (health gate input, rollout report)."""
+def _apply_verdict(out: fleet.BoardOutcome, v: "Verdict") -> None:
+    """Measure's verdict into the board's outcome: the gate reads ``bench_verdict``; the rollout report carries
+    it whole (``details["verdict"]``) and the figures it judged, each with its source, for the lines after the
+    table. Nothing here judges: the fields are copied from the verdict."""
     details = out.details
-    out.output_check, out.latency_ms, out.previous_latency_ms = c.output_check, c.latency_ms, c.previous_latency_ms
-    details["checks"] = c.messages
-    if c.sources:
-        details["sources"] = c.sources  # where each artifact's figures came from (provenance.SOURCES)
-    if c.latencies:
-        details["latencies"] = {a: {"stat": stat, "ms": ms} for a, (stat, ms) in c.latencies.items()}
-    if c.notes:
-        details["latency_notes"] = c.notes
-    if c.decisions:
-        details["latency_decisions"] = c.decisions
-    if c.latency_artifact:
-        details["latency_artifact"] = c.latency_artifact
-        details["latency_source"] = c.sources.get(c.latency_artifact)
-    if c.run_id:
-        details["bench_run_id"] = c.run_id
+    out.bench_verdict = v
+    worst = v.worst_latency
+    out.output_check = v.output_check
+    out.latency_ms = None if worst is None else worst.figures["median_ms"]
+    out.previous_latency_ms = None if worst is None else worst.figures["previous_ms"]
+    details["verdict"] = v.as_json()
+    if v.sources:
+        details["sources"] = v.sources  # where each artifact's figures came from (provenance.SOURCES)
+    if v.latencies:
+        details["latencies"] = {a: {"stat": stat, "ms": ms} for a, (stat, ms) in v.latencies.items()}
+    if v.notes:
+        details["latency_notes"] = list(v.notes)
+    if v.decisions:
+        details["latency_decisions"] = list(v.decisions)
+    if worst is not None:
+        details["latency_artifact"] = worst.artifact
+        details["latency_source"] = v.sources.get(worst.artifact)
+    if v.run_id:
+        details["bench_run_id"] = v.run_id
 
 
 def unhealthy_in_reports(directory: Any, release_id: str) -> set[str]:
@@ -522,7 +454,7 @@ def unhealthy_in_reports(directory: Any, release_id: str) -> set[str]:
 
 
 def _progress(stream: TextIO | None, title: str) -> Any:
-    from .progress import FleetProgress
+    from ..ship.progress import FleetProgress
 
     return FleetProgress(stream if stream is not None else sys.stderr, title=title)
 
@@ -538,11 +470,11 @@ def deploy_fleet(project: "ProjectConfig", profile: "TargetProfile", boards: Seq
     as ``current`` (see ``unhealthy_in_reports``). ``verify=full`` (``full_verify``) skips the resume check: every board is
     deployed and re-hashes its objects, even boards already on the release.
     """
-    from .manifest import make_release
+    from ..ship.manifest import make_release
 
     release = release or make_release(project, profile)
     regate = unhealthy_in_reports(fleet.rollouts_dir(project.artifacts, profile.name), release.release_id)
-    gate = health_gate(profile, bench is not None)
+    gate = health_gate(bench is not None)
     fd = FleetDeploy(profile, boards, release, project_name=release.manifest["project"],
                      transport_factory=transport_factory, bench=bench, full_verify=full_verify, gate=gate)
 
@@ -646,8 +578,9 @@ def _shares_this_machine(board: "Board") -> bool:
 def bench_hook(project: "ProjectConfig", profile: "TargetProfile", *, quiet: bool = True,
                artifact: str | None = None, store: "ResultStore | None" = None) -> BenchFn:
     """The on-board benchmark as a rollout step: run it on the session's release, store the results, apply
-    the target's gates, and return the health gate's input (``BenchCheck``) instead of failing the board:
-    a board whose release is installed but fails its checks is ``unhealthy`` and halts the rollout.
+    the target's gates, and return measure's one ``Verdict`` (``measure/verdict.verdict_of``) instead of
+    failing the board: a board whose release is installed but fails its checks is ``unhealthy`` and halts
+    the rollout. ``doit bench`` and the deploy's gate read the same verdict.
 
     Boards on this machine (the local target, emulated boards on loopback) are benchmarked one at a
     time: run together they would share its cores and measure each other. Real boards run in parallel.
@@ -656,11 +589,12 @@ def bench_hook(project: "ProjectConfig", profile: "TargetProfile", *, quiet: boo
     from ..measure.bench import BoardBench, bench_boards, store_path
     from ..measure.gates import accuracy_floors
     from ..measure.results import ResultStore
+    from ..measure.verdict import verdict_of
 
     one_at_a_time = threading.Lock()
     store = store or ResultStore(store_path(project))
 
-    def check(session: "BoardSession") -> BenchCheck:
+    def check(session: "BoardSession") -> "Verdict":
         board = session.board
         with one_at_a_time if _shares_this_machine(board) else contextlib.nullcontext():
             [result] = bench_boards(
@@ -668,12 +602,11 @@ def bench_hook(project: "ProjectConfig", profile: "TargetProfile", *, quiet: boo
                 target=profile.name, store=store, accuracy=accuracy_floors(project, profile), artifact=artifact,
                 max_latency_regression=profile.gates.max_latency_regression, confirm=profile.gates.confirm,
                 **({"progress": lambda _msg: None} if quiet else {}))
-
-        def previous(name: str) -> float | None:
-            prev = store.previous(board=board.name, target=profile.name, artifact=name, release_id=session.release_id)
-            return prev["median_ms"] if prev else None
-
-        return bench_check(result, previous)
+        # an output check is required wherever one can run: the release ships verification inputs (every runtime
+        # has one: the runner, trtexec --loadInputs/--exportOutput, snpe-net-run's outputs)
+        return verdict_of(result, release_id=session.release_id,
+                          require_output_check=profile.bench.verify_samples > 0,
+                          max_latency_regression=profile.gates.max_latency_regression)
 
     return check
 
@@ -705,7 +638,7 @@ def deploy_target(project: "ProjectConfig", profile: "TargetProfile", boards: Se
     ``UserError`` from it fails that board); ``progress(path, done, total)``
     sees every object sent; ``full_verify`` re-hashes every object even when
     the release is already current and intact."""
-    from .manifest import make_release
+    from ..ship.manifest import make_release
 
     release = release or make_release(project, profile)
     fd = FleetDeploy(profile, boards, release, project_name=release.manifest["project"], transport_factory=transport_factory,
@@ -742,5 +675,5 @@ def report(outcomes: Sequence[fleet.BoardOutcome], stream: TextIO | None = None)
     return all(o.ok for o in outcomes)
 
 
-__all__ = ["BenchCheck", "FleetDeploy", "bench_check", "bench_hook", "bench_target", "board_ref", "deploy_fleet",
+__all__ = ["BenchFn", "FleetDeploy", "bench_hook", "bench_target", "board_ref", "deploy_fleet",
            "deploy_target", "health_gate", "report", "rollback_fleet", "rollback_target"]
