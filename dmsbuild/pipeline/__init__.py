@@ -1,0 +1,1 @@
+"""Orchestration that crosses stages (build, ship, measure): deploy with its gate, and `doit tune` (docs/architecture.md, layers)."""
