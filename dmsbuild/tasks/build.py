@@ -263,7 +263,7 @@ def task_evaluate() -> Iterator[dict]:
 
 
 # --------------------------------------------------------------------------
-# build:<target>
+# build:<target>  (its action, the build.json contract's writer, is dmsbuild.build.build_json.write_build)
 # --------------------------------------------------------------------------
 def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
     from ..backends import get_backend
