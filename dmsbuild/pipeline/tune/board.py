@@ -69,13 +69,14 @@ class Baseline:
 
 class BoardBench:
     """One board's scratch releases for `doit tune`: the build's own document with the default artifact and the
-    candidates added so far, rendered and placed through the release code (``ship.manifest.make_release``,
-    ``ship.release.push(switch=False)``). ``dir`` is the latest one's folder (``<root>/releases/<id>``).
+    candidates a measurement needs, rendered and placed through the release code (``ship.manifest.make_release``,
+    ``ship.release.push(switch=False)``). ``dir`` is the placed one's folder (``<root>/releases/<id>``).
 
-    The tune holds the board's deploy lock while it measures: a deploy waits (it would disturb the timing,
-    and its garbage collection would remove the scratch release). A scratch release is never ``current`` nor
-    in the history; each is discarded once the next is placed, the last when the tune ends, interrupted or
-    not; one left by a lost connection is collected by the board's next deploy."""
+    A scratch release holds the default and the one or two candidates being timed or checked, so each
+    placement sends and verifies little. The tune holds the board's deploy lock while it measures: a deploy
+    waits (it would disturb the timing, and its garbage collection would remove the scratch release). A
+    scratch release is never ``current`` nor in the history; each is discarded once the next is placed, the
+    last when the tune ends, interrupted or not; one left by a lost connection goes at the board's next deploy."""
 
     def __init__(self, transport: "Transport", board: "Board", prof: TargetProfile, proj: "ProjectConfig",
                  build: dict[str, Any], baseline: "Baseline") -> None:
@@ -83,9 +84,12 @@ class BoardBench:
         self.baseline = baseline
         self.python = board.python
         self.root = ""
-        #: the latest scratch release's folder on the board (what the runner is pointed at)
+        #: the placed scratch release's folder on the board (what the runner is pointed at)
         self.dir = ""
+        #: every artifact the tune may place, by name (build.json entries): the default, then the candidates
         self.entries: dict[str, dict[str, Any]] = {}
+        #: the artifacts of the placed scratch release
+        self.placed_names: list[str] = []
         self.lock: "BoardLock | None" = None
         #: scratch release ids placed and not yet discarded
         self.placed: list[str] = []
@@ -113,13 +117,13 @@ class BoardBench:
             raise UserError(f"{self.proj.artifacts / self.prof.name / 'build.json'}: no artifact "
                             f"'{self.baseline.name}' (the default artifact)", hint=f"rebuild: doit build target={self.prof.name}")
         self.entries[self.baseline.name] = entry
-        self._place()
+        self._ensure([])
         return probe_facts(self.transport, self.dir, self.python)
 
     def add(self, name: str, path: Path, precision: str, providers: list[str], provider_options: list[dict[str, Any]],
             session: dict[str, Any] | None) -> None:
-        """A candidate artifact (``session``: its ONNX Runtime settings) joins the scratch release: a new one
-        is placed (only the new model is sent) and the previous one discarded."""
+        """A candidate artifact (``session``: its ONNX Runtime settings) the board may be asked to run; it is
+        placed when a measurement needs it."""
         if name in self.entries:
             return
         from ...ship.manifest import sha256_file
@@ -132,20 +136,24 @@ class BoardBench:
         self.entries[name] = {"name": name, "precision": precision, "kind": "onnx", "path": str(path), "sha256": sha,
                               "runtime": runtime, "providers": providers, "provider_options": provider_options,
                               "portable": True, **({"session": session} if session else {})}
-        self._place()
 
-    def _place(self) -> None:
+    def _ensure(self, names: list[str]) -> None:
+        """The placed scratch release has the default and ``names``; else place one that has (only the
+        objects the board lacks are sent) and discard the one before."""
         from ...ship.manifest import make_release
         from ...ship.release import push
 
+        want = list(dict.fromkeys([self.baseline.name, *names]))
+        if self.dir and set(want) <= set(self.placed_names):
+            return
         staging = tune_dir(self.proj, self.prof.name) / "staging" / self.board.name
-        doc = {**self.build, "artifacts": list(self.entries.values())}
+        doc = {**self.build, "artifacts": [self.entries[n] for n in want]}
         release = make_release(self.proj, self.scratch_profile, build=(staging / "build.json", doc), staging=staging)
         answer, _, _ = push(self.transport, self.board, self.root, release, keep=self.prof.deploy.keep_releases,
                             project_name=self.proj.name, lock=self.lock, switch=False)
-        self.dir = str(answer["release_dir"])
+        self.dir, self.placed_names = str(answer["release_dir"]), want
         earlier = [rid for rid in self.placed if rid != release.release_id]
-        self.placed = ([release.release_id] if answer.get("scratch") else [])
+        self.placed = [release.release_id] if answer.get("scratch") else []
         self._discard(earlier)
 
     def _discard(self, release_ids: list[str]) -> None:
@@ -158,6 +166,7 @@ class BoardBench:
         before each side's block (runner --interleave --control, isolation ``gap``); ``longer`` multiplies the blocks and the time limit."""
         from ...measure.results import load_json
 
+        self._ensure([name, baseline.name])
         argv = [self.python, posixpath.join(self.dir, "runner/dms_bench.py"), "--release", self.dir,
                 "--interleave", self.dir, "--artifact", name, "--baseline", baseline.name,
                 "--blocks", str(cfg.blocks * longer), "--iterations", str(cfg.iterations), "--warmup", str(cfg.warmup),
@@ -172,6 +181,7 @@ class BoardBench:
         """The board's own output check of one artifact (the runner's verify vs the host FP32 reference)."""
         from ...measure.results import load_json
 
+        self._ensure([name])
         argv = [self.python, posixpath.join(self.dir, "runner/dms_bench.py"), "--release", self.dir,
                 "--artifact", name]
         res = self.transport.run(argv, timeout=1800)

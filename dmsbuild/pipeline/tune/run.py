@@ -133,7 +133,7 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
             f"(CI {1 / h2h['ci_high']:.2f}-{1 / h2h['ci_low']:.2f})")
     for row in contenders:
         name = f"c-{row.cand_id}"
-        if name not in bench.entries:  # measured by an earlier tune (cached): upload it for the output check
+        if name not in bench.entries:  # measured by an earlier tune (cached): known for the output check
             bench.add(name, gate_cache[row.candidate.recipe][2], row.candidate.recipe.precision,  # type: ignore[arg-type]
                       baseline.providers, baseline.provider_options, row.candidate.settings.as_dict())
         result = bench.output_check(name)
