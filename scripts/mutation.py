@@ -355,6 +355,17 @@ M = [
              "        if False:\n            row.measurement, row.cached = json.loads(cached.read_text()), True\n",
              ("tests/test_tune.py::test_second_tune_measures_nothing_new",),
              "a second `doit tune` measures only what is new"),
+    Mutation("tune-scratch-switched", A,
+             "    stage(root, rid, files)  # (the same id as a kept release: the same files, repaired in place if need be)\n",
+             "    stage(root, rid, files)  # (the same id as a kept release: the same files, repaired in place if need be)\n"
+             "    switch(root, rid)\n",
+             ("tests/test_tune.py::test_a_scratch_release_is_never_current_and_is_discarded_or_collected",),
+             "`doit tune`'s scratch release is never made the board's current release"),
+    Mutation("tune-discard-current", A,
+             '    removed = [rid for rid in req["release_ids"] if rid not in kept and rid in made]\n',
+             '    removed = [rid for rid in req["release_ids"] if rid in made]\n',
+             ("tests/test_tune.py::test_a_scratch_release_is_never_current_and_is_discarded_or_collected",),
+             "discarding scratch releases never removes the current release or one in the history"),
     # ---------------------------------------------------------------- mixed precision (issue 16)
     Mutation("mixed-precision-rank-order", "dmsbuild/build/mixed_precision.py",
              "    out.sort(key=lambda s: -(s.loss_db if s.loss_db is not None else -math.inf))\n",
