@@ -519,3 +519,50 @@ def test_the_final_head_to_head_lets_a_clearly_faster_runner_up_lead(h, lead):
     assert duel["against"] == order[1].candidate.label and duel["ci_high"] <= 1.02
     base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
     assert f"; head to head against {order[1].candidate.label}: " in explain(order[0], base, 0.95, order)
+
+
+@pytest.mark.parametrize("runtime, measured, dimension", [("onnxruntime", True, "intra_op_threads"),
+                                                          ("qnn", False, "htp_performance_mode"),
+                                                          ("tensorrt", False, "builder_optimization_level"),
+                                                          ("snpe", False, None)])
+def test_space_for_answers_every_runtime_question_in_one_place(runtime, measured, dimension):
+    """What a runtime's tune space holds, whether it is measured, how a figure is labelled and what makes a
+    board kind: one function (the Backend interface's tune space replaces its body)."""
+    from types import SimpleNamespace
+
+    from dmsbuild.config import TuneConfig
+    from dmsbuild.errors import UserError
+    from dmsbuild.pipeline.tune.space import check_space, space_for
+
+    prof = SimpleNamespace(runtime=runtime, tune=TuneConfig(), source=f"targets/{runtime}.toml")
+    space = space_for(prof)
+    assert space.runtime == runtime and space.measured == measured
+    assert (dimension in space.dimensions) if dimension else space.dimensions == {}
+    assert (space.points is not None) == (runtime in ("qnn", "tensorrt"))
+    if measured:
+        assert space.measured_as == {"runtime": "onnxruntime", "provider": "CPUExecutionProvider"}
+        assert space.kind_facts == ("onnxruntime",)
+        check_space(None, prof)
+    else:
+        with pytest.raises(UserError) as exc:
+            check_space(None, prof)
+        line = str(exc.value).splitlines()[0]
+        assert line.startswith(f"targets/{runtime}.toml: `doit tune` cannot tune this target: runtime '{runtime}'")
+        assert line.endswith("is not measured yet")
+
+
+def test_a_deploy_waits_while_a_tune_measures_and_says_so(tmp_path):
+    """The tune holds the board's deploy lock while it measures (a deploy would disturb the timing and collect
+    its scratch release); a deploy meanwhile is refused in one line naming the tune and its holder."""
+    from dmsbuild.errors import UserError
+    from dmsbuild.ship.release import BoardLock
+    from dmsbuild.ship.transport.local import LocalTransport
+
+    root = str(tmp_path / "root")
+    with BoardLock(LocalTransport("b"), sys.executable, root, objects=[], doing="doit tune"):
+        with pytest.raises(UserError) as exc:
+            BoardLock(LocalTransport("b"), sys.executable, root).acquire()
+    line = str(exc.value).splitlines()[0]
+    assert line.startswith(f"board 'b': another doit tune holds the lock {root}/.lock: host ") and " pid " in line
+    with BoardLock(LocalTransport("b"), sys.executable, root):  # released when the tune ends
+        pass

@@ -137,8 +137,10 @@ class BoardLock:
     second deploy can never interleave with a half-done one."""
 
     def __init__(self, transport: Transport, python: str, root: str, objects: list[str] | None = None,
-                 heartbeat_s: float = 20.0, facts_script: str | None = None) -> None:
+                 heartbeat_s: float = 20.0, facts_script: str | None = None, doing: str = "deploy") -> None:
         self.transport, self.python, self.root = transport, python, root
+        #: what holds the lock, in the words a blocked deploy shows ("deploy", "doit tune")
+        self.doing = doing
         self.objects = objects
         #: the board's facts script, run by the lock process (its answer's "facts")
         self.facts_script = facts_script
@@ -160,7 +162,8 @@ class BoardLock:
     def acquire(self) -> "BoardLock":
         self.proc = self.transport.spawn([self.python, "-c", AGENT_SOURCE, "lock"])
         # the request is one line; stdin stays open (that is the lock)
-        request: dict[str, Any] = {"root": self.root, "holder": holder(), "idle_timeout": 3 * self.heartbeat_s}
+        request: dict[str, Any] = {"root": self.root, "holder": {**holder(), "doing": self.doing},
+                                   "idle_timeout": 3 * self.heartbeat_s}
         if self.objects is not None:
             request["objects"] = self.objects
         if self.facts_script is not None:
@@ -181,7 +184,7 @@ class BoardLock:
             except json.JSONDecodeError:
                 h = {}
             raise UserError(
-                f"board '{self.transport.name}': another deploy holds the lock {self.root}/.lock: "
+                f"board '{self.transport.name}': another {h.get('doing') or 'deploy'} holds the lock {self.root}/.lock: "
                 f"host {h.get('host', '?')} pid {h.get('pid', '?')} user {h.get('user', '?')} since {h.get('time', '?')}",
                 hint="wait for it to finish; the lock is released when that deploy ends or its connection drops",
             )

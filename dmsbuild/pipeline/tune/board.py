@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     from ...ship.release import BoardLock
     from ...ship.transport.base import Transport
 
-def board_kind(facts: dict[str, Any]) -> tuple[str, str]:
-    """(key, label) of a board's kind from its facts: arch, CPU model, cores, ONNX Runtime, emulated or not."""
-    kind = {k: facts.get(k) for k in ("arch", "cpu_model", "cpu_count", "onnxruntime")}
+def board_kind(facts: dict[str, Any], runtime_facts: tuple[str, ...]) -> tuple[str, str]:
+    """(key, label) of a board's kind from its facts: arch, CPU model, cores, the runtime's version
+    (``runtime_facts``: ``space.space_for(prof).kind_facts``), emulated or not."""
+    kind = {k: facts.get(k) for k in ("arch", "cpu_model", "cpu_count", *runtime_facts)}
     kind["emulated"] = bool(facts.get("emulated"))
     label = f"{kind['arch']} {kind['cpu_model'] or 'unknown CPU'}, {kind['cpu_count']} cores"
     return short_hash(kind, 12), label + (" (emulated board: this machine's CPU)" if kind["emulated"] else "")
@@ -110,7 +111,8 @@ class BoardBench:
         from ...ship.transport import resolve_root
 
         self.root = resolve_root(self.transport, self.board, self.prof)
-        self.lock = BoardLock(self.transport, self.python, self.root, objects=[], heartbeat_s=self.board.io_timeout / 3)
+        self.lock = BoardLock(self.transport, self.python, self.root, objects=[], heartbeat_s=self.board.io_timeout / 3,
+                              doing="doit tune")
         self.lock.acquire()
         entry = next((a for a in self.build["artifacts"] if a.get("name") == self.baseline.name), None)
         if entry is None:

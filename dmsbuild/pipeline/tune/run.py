@@ -41,8 +41,9 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
     from ...measure.gates import accuracy_floors
 
     cfg = prof.tune
-    kind_key, kind_label = board_kind(facts)
-    where = provenance(facts, bench.board.name, space_for(prof).measured_as or {})
+    space = space_for(prof)
+    kind_key, kind_label = board_kind(facts, space.kind_facts)
+    where = provenance(facts, bench.board.name, space.measured_as or {})
     all_settings = settings_space(cfg, facts.get("cpu_count"))
     recs = recipes(cfg)
     gate_cache: dict[Recipe, tuple[dict[str, Any], list[str], Path | None]] = {}
@@ -159,6 +160,7 @@ def run_tune(proj: "ProjectConfig", prof: TargetProfile, boards: list["Board"], 
     from ...build.paths import Paths
 
     check_space(proj, prof)
+    space = space_for(prof)
     _, build = read_build(proj, prof.name)
     baseline = _baseline(proj, prof, build)
     model_sha = sha256_file(Paths.of(proj).fp32)
@@ -181,7 +183,7 @@ def run_tune(proj: "ProjectConfig", prof: TargetProfile, boards: list["Board"], 
                 transport.close()
                 log(f"  board {board.name}: skipped: {first_line(exc)}")
                 continue
-            key, _ = board_kind(facts)
+            key, _ = board_kind(facts, space.kind_facts)
             kinds.setdefault(key, []).append(board.name)
             if len(kinds[key]) == 1:
                 opened.append((transport, bench, facts))
@@ -192,7 +194,7 @@ def run_tune(proj: "ProjectConfig", prof: TargetProfile, boards: list["Board"], 
             raise UserError(f"tune {prof.name}: no board could be reached; nothing was measured",
                             hint=f"check the boards (doit doctor target={prof.name})")
         for transport, bench, facts in opened:
-            key, label = board_kind(facts)
+            key, label = board_kind(facts, space.kind_facts)
             log(f"tune {prof.name}: board kind {label}: measuring on {bench.board.name} "
                 f"(also for {', '.join(kinds[key][1:]) or 'no other board'})")
             results.append(tune_kind(proj, prof, bench, facts, baseline, model_sha, deadline=deadline,

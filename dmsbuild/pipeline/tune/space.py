@@ -1,8 +1,9 @@
 """`doit tune`'s search space: the candidates (recipe x runtime settings) and what each runtime can search.
 
 Everything runtime-specific about tuning is answered by ONE function, ``space_for(profile)``: which dimensions
-a runtime's space has, whether `doit tune` measures it, and how its measurements are labelled. The recipe and
-settings types live with the build (``dmsbuild.build.tuned``: the build ships the chosen one).
+a runtime's space has, whether `doit tune` measures it, how its measurements are labelled and which board facts
+make a board kind for it. The recipe and settings types live with the build (``dmsbuild.build.tuned``:
+the build ships the chosen one).
 """
 from __future__ import annotations
 
@@ -151,6 +152,8 @@ class TuneSpace:
     measured_as: dict[str, str] | None = None
     #: the points of a space that is defined but not measured yet (built per board when measured)
     points: Callable[[], list[Any]] | None = None
+    #: the board facts that, besides arch, CPU and cores, make a board kind for this runtime (its version)
+    kind_facts: tuple[str, ...] = ()
 
     @property
     def measured(self) -> bool:
@@ -176,7 +179,7 @@ def space_for(prof: TargetProfile) -> TuneSpace:
             "weight_type": t.weight_type, "calibration_method": t.calibration_method,
             "mixed_precision": t.mixed_precision, "intra_op_threads": t.intra_op_threads or ["1..cores"],
             "graph_optimization_level": t.graph_optimization_level, "execution_mode": t.execution_mode},
-            measured_as={"runtime": "onnxruntime", "provider": "CPUExecutionProvider"})
+            measured_as={"runtime": "onnxruntime", "provider": "CPUExecutionProvider"}, kind_facts=("onnxruntime",))
     return TuneSpace(prof.runtime, {})
 
 
