@@ -362,7 +362,7 @@ def claim_root(root):
     _lexists_not(os.path.join(root, MARKER), "file")
     if MARKER in entries:
         return
-    # before the first deploy dmsbuild may have left only its lock and `doit tune`'s scratch folder (tune/)
+    # before the first deploy dmsbuild may have left only its lock and an older `doit tune`'s scratch folder (tune/)
     fresh = set(entries) <= {".lock", "tune"} and (
         "tune" not in entries or stat.S_ISDIR(os.lstat(os.path.join(root, "tune")).st_mode))
     made = [] if fresh else _ours_from_before(root)
