@@ -48,7 +48,7 @@ PROMISES = [
      '                         f"not {runtimes[f.artifact]}"\n            kept.append(f)\n',
      '                         f"not {runtimes[f.artifact]}"\n', ("tests/test_promises_fallbacks.py",),
      "a trtexec/SNPE artifact's suspect is not re-measured and its first verdict stands"),
-    ("promise-tune-noisy-control-ignored", "dmsbuild/measure/tune.py",
+    ("promise-tune-noisy-control-ignored", "dmsbuild/pipeline/tune/choice.py",
      "    return refused, ([] if refused else faster_and_passing(rows))",
      "    return refused, faster_and_passing(rows)", ("tests/test_promises_fallbacks.py",),
      "a failed A/A control refuses the tuner's choice: nothing chosen, the default stays"),

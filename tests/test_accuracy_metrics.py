@@ -283,7 +283,7 @@ def test_board_runner_without_the_metrics_file_reports_why_the_check_failed(tmp_
 
 
 def test_build_summary_shows_the_floors_the_verdict_and_every_failure():
-    from dmsbuild.tasks.build import format_summary
+    from dmsbuild.build.build_json import format_summary
 
     floors = {"default": {"max_accuracy_drop": 0.05, "min_cosine": 0.95, "min_sqnr_db": 12.0}, "heads": {},
               "overridden": ["head_pose"]}

@@ -115,7 +115,9 @@ def test_a_control_too_noisy_twice_leaves_the_release_in_place_and_says_so():
 
 # ---------------------------------------------------------------- doit tune: the default stays
 def _row(ratio: float, ci_high: float, failures: list[str], problem: str | None):
-    from dmsbuild.measure.tune import Candidate, Recipe, Row, Settings
+    from dmsbuild.pipeline.tune.space import Candidate
+    from dmsbuild.build.tuned import Recipe, Settings
+    from dmsbuild.pipeline.tune.choice import Row
 
     control = {"ratio": 1.0, "ci_low": 0.9, "ci_high": 1.4, "loadavg": 2.0, "max_width": 0.2, "problem": problem}
     return Row(Candidate(Recipe("int8-qdq", False, "QUInt8", "QInt8", "MinMax"), Settings(1)), f"id{ratio}", failures,
@@ -129,7 +131,8 @@ candidate = st.tuples(st.floats(0.3, 1.5), st.floats(0.0, 0.5), st.booleans(), s
 @settings(max_examples=60, deadline=None)
 @given(cands=st.lists(candidate, min_size=1, max_size=5))
 def test_tune_keeps_the_default_unless_a_candidate_is_shown_faster_passes_and_every_control_held(cands):
-    from dmsbuild.measure.tune import Baseline, contenders_of, explain
+    from dmsbuild.pipeline.tune.board import Baseline
+    from dmsbuild.pipeline.tune.choice import contenders_of, explain
     from pathlib import Path
 
     rows = [_row(r, r + w, ["head x: drop"] if fails else [], "its interval 0.9-1.4 is 0.50 wide (> 0.20)" if noisy

@@ -84,7 +84,7 @@ def test_odd_names_build_deploy_and_pass_board_validation(tmp_path: Path) -> Non
 
 
 def test_stale_build_without_keys_is_refused_before_upload(tmp_path: Path) -> None:
-    from dmsbuild.ship.manifest import check_board_names
+    from dmsbuild.build.build_json import check_board_names
 
     build = {"outputs": {"names": ["gpu_0/softmax_1"]}}
     with pytest.raises(UserError) as info:

@@ -6,6 +6,7 @@ whole module runs in about a minute. Timing is never asserted: only what is meas
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -81,6 +82,66 @@ def test_tune_measures_within_budget_and_writes_the_choice(tuned):
     assert not list(root.rglob("*.tmp"))  # no partial files
 
 
+def test_tune_places_scratch_releases_through_the_release_code_and_leaves_the_board_as_it_was(tuned):
+    """The candidates reached the board as releases rendered from the manifest template and placed by the
+    deploy's own push (sha256 verified on the board), never switched to: after the tune the board has no
+    current release, no history, no release folder and no object (the scratch releases were discarded)."""
+    root = tuned["root"]
+    assert tuned["run"].rc == 0, tuned["run"].output[-3000:]
+    board_root = Path(json.loads(Path(tuned["inventory"]).with_name("boards.json").read_text())["boards"][0]["root"]) / "t"
+    assert not (board_root / "current").exists() and not (board_root / "tune").exists()
+    history = json.loads((board_root / "history.json").read_text()) if (board_root / "history.json").exists() else []
+    assert history == []
+    assert list((board_root / "releases").iterdir()) == [] and [p for p in (board_root / "objects").iterdir()
+                                                              if p.name != ".tmp"] == []
+    assert json.loads((board_root / ".dmsbuild-root").read_text())["releases"] == []
+    staged = json.loads((root / "artifacts" / "tune" / "t" / "staging" / "emu-01" / "manifest.json").read_text())
+    # the template's manifest (runtime_settings, toolchain, files), with the default and the candidates
+    assert {"runtime_settings", "toolchain", "files", "bench"} <= set(staged) and staged["bench"]["iterations"] == 3
+    assert staged["artifacts"][0]["name"] == "fp32" and all(a["name"].startswith("c-") for a in staged["artifacts"][1:])
+    assert len(staged["artifacts"]) <= 3  # the default and the candidates one measurement needs, no more
+    assert {f["file"] for f in staged["files"]} >= {"runner/dms_bench.py", "runner/metrics.py", "verify/reference.npz"}
+
+
+def _scratch_files(root: Path, seed: int) -> list[dict]:
+    """Objects of a small release placed in ``root/objects`` (as the controller's upload leaves them)."""
+    import hashlib
+
+    from dmsbuild.board import release_agent as agent
+
+    agent.prepare({"root": str(root)})
+    files = []
+    for rel, data in {"models/m.onnx": f"model {seed}".encode() * 50, "manifest.json": f'{{"s": {seed}}}'.encode()}.items():
+        sha = hashlib.sha256(data).hexdigest()
+        (root / "objects" / sha).write_bytes(data)
+        files.append({"file": rel, "sha256": sha, "size": len(data)})
+    return files
+
+
+def test_a_scratch_release_is_never_current_and_is_discarded_or_collected(tmp_path):
+    """The agent's ``stage`` (doit tune) verifies and stages like ``commit`` but never switches nor enters the
+    history; ``discard`` removes it (never the current release); a leftover goes at the next deploy's collect."""
+    from dmsbuild.board import release_agent as agent
+
+    root = tmp_path / "root"
+    agent.commit({"root": str(root), "release_id": "v1", "files": _scratch_files(root, 1), "keep": 3})
+    out = agent.stage_scratch({"root": str(root), "release_id": "s1", "files": _scratch_files(root, 2)})
+    assert out == {"release_dir": str(root / "releases" / "s1"), "scratch": True}
+    assert (root / "releases" / "s1" / "models" / "m.onnx").read_bytes() == b"model 2" * 50
+    assert os.readlink(root / "current") == "releases/v1" and agent.read_history(str(root)) == ["v1"]
+    again = agent.stage_scratch({"root": str(root), "release_id": "v1", "files": _scratch_files(root, 1)})
+    assert again["scratch"] is False  # the same id as a kept release: it stays a release
+    gone = agent.discard({"root": str(root), "release_ids": ["s1", "v1"]})
+    assert gone["removed_releases"] == ["s1"] and gone["freed_bytes"] > 0  # never the current release
+    assert sorted(p.name for p in (root / "releases").iterdir()) == ["v1"] and os.readlink(root / "current") == "releases/v1"
+    agent.stage_scratch({"root": str(root), "release_id": "s2", "files": _scratch_files(root, 3)})  # left by a lost tune
+    agent.commit({"root": str(root), "release_id": "v2", "files": _scratch_files(root, 4), "keep": 3})
+    assert sorted(p.name for p in (root / "releases").iterdir()) == ["v1", "v2"]  # the deploy's gc collected it
+    bad = agent.stage_scratch({"root": str(root), "release_id": "s3", "files": [{"file": "models/x.onnx",
+                                                                                 "sha256": "0" * 64, "size": 1}]})
+    assert bad["resend"] == ["0" * 64] and not (root / "releases" / "s3").exists()  # missing object: sent again
+
+
 def test_second_tune_measures_nothing_new(tuned):
     root = tuned["root"]
     before = _measurements(root)
@@ -99,7 +160,9 @@ def _force_choice(root: Path) -> None:
     """Write the choice file as `doit tune` would for the measured int8 candidate (the test needs a non-default
     choice; whether the tiny model's int8 is faster on this machine is not deterministic)."""
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.measure.tune import KindResult, Row, _baseline, tuned_path, write_choice
+    from dmsbuild.pipeline.tune.choice import KindResult, Row, write_choice
+    from dmsbuild.pipeline.tune.run import _baseline
+    from dmsbuild.build.tuned import tuned_path
     from dmsbuild.board.release_agent import sha256_of
     from dmsbuild.ship.manifest import read_build
 
@@ -107,7 +170,8 @@ def _force_choice(root: Path) -> None:
     prof = load_target(root, "t")
     doc = json.loads((root / "artifacts" / "tune" / "t" / "tune.json").read_text())["results"][0]
     [raw] = [r for r in doc["rows"] if r["recipe"]["precision"] == "int8-qdq"]
-    from dmsbuild.measure.tune import Candidate, Recipe, Settings
+    from dmsbuild.pipeline.tune.space import Candidate
+    from dmsbuild.build.tuned import Recipe, Settings
 
     row = Row(Candidate(Recipe(**raw["recipe"]), Settings(**raw["runtime"])), raw["id"], [], raw["accuracy"],
               raw["measurement"], True, None, "pass")
@@ -192,7 +256,9 @@ def test_budget_on_the_command_line_is_checked(tmp_path):
 # the choice (the key line: a CI wholly below 1 and a passed gate)
 # --------------------------------------------------------------------------
 def _row(ratio: float, ci_high: float, failures: list[str] | None = None, threads: int = 1):
-    from dmsbuild.measure.tune import Candidate, Recipe, Row, Settings
+    from dmsbuild.pipeline.tune.space import Candidate
+    from dmsbuild.build.tuned import Recipe, Settings
+    from dmsbuild.pipeline.tune.choice import Row
 
     cand = Candidate(Recipe("int8-qdq", False, "QUInt8", "QInt8", "MinMax"), Settings(threads))
     return Row(cand, f"id{ratio}{threads}", failures or [], {"min_top1_agreement": 0.99},
@@ -200,7 +266,7 @@ def _row(ratio: float, ci_high: float, failures: list[str] | None = None, thread
 
 
 def test_choice_needs_a_whole_ci_below_one_and_a_passed_gate():
-    from dmsbuild.measure.tune import faster_and_passing
+    from dmsbuild.pipeline.tune.choice import faster_and_passing
 
     noisy = _row(0.70, 1.05)  # fastest point, but its CI reaches past 1: not shown to be faster
     failing = _row(0.60, 0.80, ["head yawn: top-1 drop 0.4 > 0.05"])  # fast, fails the gate
@@ -210,7 +276,8 @@ def test_choice_needs_a_whole_ci_below_one_and_a_passed_gate():
 
 
 def test_no_faster_candidate_keeps_the_default_and_says_so():
-    from dmsbuild.measure.tune import Baseline, explain
+    from dmsbuild.pipeline.tune.board import Baseline
+    from dmsbuild.pipeline.tune.choice import explain
 
     base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
     assert "the default stays" in explain(None, base, 0.95)
@@ -224,7 +291,10 @@ def test_no_faster_candidate_keeps_the_default_and_says_so():
 def test_the_choice_sentence_separates_int8_from_threads():
     """Against the best FP32 setting too: on a board where FP32 at more threads is already 1.5x the default,
     a 2x INT8 choice is 1.33x of what threads alone give."""
-    from dmsbuild.measure.tune import Baseline, Candidate, Recipe, Row, Settings, explain
+    from dmsbuild.pipeline.tune.board import Baseline
+    from dmsbuild.pipeline.tune.space import Candidate
+    from dmsbuild.build.tuned import Recipe, Settings
+    from dmsbuild.pipeline.tune.choice import Row, explain
 
     base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
     int8 = _row(0.5, 0.55, threads=2)
@@ -240,7 +310,8 @@ def test_a_failed_aa_control_refuses_to_choose_in_one_line():
     import numpy as np
 
     from dmsbuild.config import TuneConfig
-    from dmsbuild.measure.tune import Baseline, explain, faster_and_passing, measure_ratio, noisy_refusal
+    from dmsbuild.pipeline.tune.board import Baseline, measure_ratio
+    from dmsbuild.pipeline.tune.choice import explain, faster_and_passing, noisy_refusal
 
     rng = np.random.default_rng(0)
     blocks = lambda m, sd: [list(m * (1 + sd * rng.standard_normal(20))) for _ in range(6)]  # noqa: E731
@@ -251,7 +322,7 @@ def test_a_failed_aa_control_refuses_to_choose_in_one_line():
     row = _row(0.5, 0.55)
     row.measurement.update(control=m["control"])
     assert faster_and_passing([row]) == [row]
-    from dmsbuild.measure.tune import contenders_of
+    from dmsbuild.pipeline.tune.choice import contenders_of
 
     line = noisy_refusal([row])
     assert contenders_of([row]) == (line, [])  # refused: nothing may be chosen
@@ -267,7 +338,8 @@ def test_a_failed_aa_control_refuses_to_choose_in_one_line():
 
 def test_search_space_dimensions():
     from dmsbuild.config import TuneConfig
-    from dmsbuild.measure.tune import Candidate, Recipe, Settings, recipes, settings_space
+    from dmsbuild.pipeline.tune.space import Candidate, recipes, settings_space
+    from dmsbuild.build.tuned import Recipe, Settings
 
     cfg = TuneConfig(precision=["fp32", "int8-qdq", "int8-dynamic"], per_channel=[True, False])
     got = recipes(cfg)
@@ -295,7 +367,7 @@ def test_runner_applies_the_tuned_session_settings():
 def test_qnn_and_tensorrt_spaces_are_defined_but_refused_in_one_line(tmp_path, runtime, table):
     from dmsbuild.config import load_project, load_target
     from dmsbuild.errors import UserError
-    from dmsbuild.measure.tune import check_space, space_description
+    from dmsbuild.pipeline.tune.space import check_space, space_description
 
     make_project(tmp_path / "p", {"x": f'runtime = "{runtime}"\nprecisions = ["fp16"]\n{table}'})
     proj, prof = load_project(tmp_path / "p"), load_target(tmp_path / "p", "x")
@@ -317,7 +389,9 @@ def test_mixed_precision_candidate_keeps_the_ranked_nodes_in_float(tuned):
 
     from dmsbuild.config import load_project, load_target
     from dmsbuild.board.release_agent import sha256_of
-    from dmsbuild.measure.tune import Recipe, build_recipe, check_space, host_gate
+    from dmsbuild.build.tuned import Recipe
+    from dmsbuild.pipeline.tune.recipe import build_recipe, host_gate
+    from dmsbuild.pipeline.tune.space import check_space
 
     root = tuned["root"]
     proj, prof = load_project(root), load_target(root, "t")
@@ -348,7 +422,7 @@ def test_tensorrt_candidates_build_through_the_backend_and_the_trtexec_double_ac
     (tmp_path / "targets" / "o.toml").write_text('runtime = "tensorrt"\nprecisions = ["fp16"]\n[tune.tensorrt]\n'
                                                  'precision = ["fp16", "int8", "best"]\nbuilder_optimization_level = [0, 5]\n'
                                                  'sparsity = [false, true]\n')
-    from dmsbuild.measure.tune import tensorrt_candidates
+    from dmsbuild.pipeline.tune.space import tensorrt_candidates
 
     cands = tensorrt_candidates(load_target(tmp_path, "o"))
     assert len(cands) == 12
@@ -371,7 +445,7 @@ def test_tensorrt_candidates_build_through_the_backend_and_the_trtexec_double_ac
 def test_qnn_candidates_go_through_the_qnn_backend_options(tmp_path):
     from dmsbuild.config import load_project, load_target
     from dmsbuild.build.quantize import settings_key
-    from dmsbuild.measure.tune import qnn_candidates
+    from dmsbuild.pipeline.tune.space import qnn_candidates
 
     root = make_project(tmp_path / "p", {"q": 'runtime = "qnn"\nprecisions = ["int8-qdq"]\n[quantization]\nfixed_shape = true\n'
                                               '[tune.qnn]\nhtp_performance_mode = ["burst", "balanced"]\n'})
@@ -436,7 +510,8 @@ def test_check_tune_does_not_use_the_tuners_measuring_code():
 @pytest.mark.parametrize("h, lead", [({"ratio": 1.2, "ci_low": 1.1, "ci_high": 1.3}, "second"),
                                      ({"ratio": 0.95, "ci_low": 0.9, "ci_high": 1.02}, "first")])
 def test_the_final_head_to_head_lets_a_clearly_faster_runner_up_lead(h, lead):
-    from dmsbuild.measure.tune import Baseline, explain, head_to_head
+    from dmsbuild.pipeline.tune.board import Baseline
+    from dmsbuild.pipeline.tune.choice import explain, head_to_head
 
     first, second = _row(0.80, 0.9), _row(0.82, 0.9, threads=2)
     order = head_to_head([first, second], h)
@@ -445,3 +520,50 @@ def test_the_final_head_to_head_lets_a_clearly_faster_runner_up_lead(h, lead):
     assert duel["against"] == order[1].candidate.label and duel["ci_high"] <= 1.02
     base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
     assert f"; head to head against {order[1].candidate.label}: " in explain(order[0], base, 0.95, order)
+
+
+@pytest.mark.parametrize("runtime, measured, dimension", [("onnxruntime", True, "intra_op_threads"),
+                                                          ("qnn", False, "htp_performance_mode"),
+                                                          ("tensorrt", False, "builder_optimization_level"),
+                                                          ("snpe", False, None)])
+def test_space_for_answers_every_runtime_question_in_one_place(runtime, measured, dimension):
+    """What a runtime's tune space holds, whether it is measured, how a figure is labelled and what makes a
+    board kind: one function (the Backend interface's tune space replaces its body)."""
+    from types import SimpleNamespace
+
+    from dmsbuild.config import TuneConfig
+    from dmsbuild.errors import UserError
+    from dmsbuild.pipeline.tune.space import check_space, space_for
+
+    prof = SimpleNamespace(runtime=runtime, tune=TuneConfig(), source=f"targets/{runtime}.toml")
+    space = space_for(prof)
+    assert space.runtime == runtime and space.measured == measured
+    assert (dimension in space.dimensions) if dimension else space.dimensions == {}
+    assert (space.points is not None) == (runtime in ("qnn", "tensorrt"))
+    if measured:
+        assert space.measured_as == {"runtime": "onnxruntime", "provider": "CPUExecutionProvider"}
+        assert space.kind_facts == ("onnxruntime",)
+        check_space(None, prof)
+    else:
+        with pytest.raises(UserError) as exc:
+            check_space(None, prof)
+        line = str(exc.value).splitlines()[0]
+        assert line.startswith(f"targets/{runtime}.toml: `doit tune` cannot tune this target: runtime '{runtime}'")
+        assert line.endswith("is not measured yet")
+
+
+def test_a_deploy_waits_while_a_tune_measures_and_says_so(tmp_path):
+    """The tune holds the board's deploy lock while it measures (a deploy would disturb the timing and collect
+    its scratch release); a deploy meanwhile is refused in one line naming the tune and its holder."""
+    from dmsbuild.errors import UserError
+    from dmsbuild.ship.release import BoardLock
+    from dmsbuild.ship.transport.local import LocalTransport
+
+    root = str(tmp_path / "root")
+    with BoardLock(LocalTransport("b"), sys.executable, root, objects=[], doing="doit tune"):
+        with pytest.raises(UserError) as exc:
+            BoardLock(LocalTransport("b"), sys.executable, root).acquire()
+    line = str(exc.value).splitlines()[0]
+    assert line.startswith(f"board 'b': another doit tune holds the lock {root}/.lock: host ") and " pid " in line
+    with BoardLock(LocalTransport("b"), sys.executable, root):  # released when the tune ends
+        pass

@@ -25,7 +25,9 @@ release, sync, switch, collect), ``rollback``, ``state``, ``fetch`` (under the
 lock: objects from relay boards or a mirror over HTTP, verified by sha256
 while they arrive, left as uploads for ``commit`` to verify again), ``verdict``
 (under the lock: record what the gate judged of a release) and
-``serve`` (a relay: ``objects/<sha256>`` over HTTP until stdin closes). ``commit`` and
+``serve`` (a relay: ``objects/<sha256>`` over HTTP until stdin closes); under the lock also ``stage``
+(a scratch release for `doit tune`: verified and staged, never switched to) and ``discard`` (remove
+scratch releases). ``commit`` and
 ``rollback`` run on their own take the lock themselves.
 
 Nothing is read, written or removed outside the root: the root's folders and
@@ -363,7 +365,7 @@ def claim_root(root):
     _lexists_not(os.path.join(root, MARKER), "file")
     if MARKER in entries:
         return
-    # before the first deploy dmsbuild may have left only its lock and `doit tune`'s scratch folder (tune/)
+    # before the first deploy dmsbuild may have left only its lock and an older `doit tune`'s scratch folder (tune/)
     fresh = set(entries) <= {".lock", "tune"} and (
         "tune" not in entries or stat.S_ISDIR(os.lstat(os.path.join(root, "tune")).st_mode))
     made = [] if fresh else _ours_from_before(root)
@@ -897,6 +899,42 @@ def rollback(req):
     return {"previous": cur, "current": prev, "skipped_failed": skipped}
 
 
+def stage_scratch(req):
+    """A scratch release (`doit tune`'s candidates): verified and staged as ``releases/<id>`` like a commit, but
+    never switched to and never put in the history: ``discard`` removes it, and a leftover (a lost connection)
+    is collected by the next deploy's ``collect`` like any release dmsbuild made and no longer keeps."""
+    root, rid, files = req["root"], req["release_id"], req["files"]
+    check_layout(root)
+    resend, problems = verify_objects(root, files)
+    if resend:  # the controller sends them again, as for a commit
+        return {"resend": resend, "problems": problems}
+    stage(root, rid, files)  # (the same id as a kept release: the same files, repaired in place if need be)
+    kept = rid == current_id(root) or rid in read_history(root)
+    return {"release_dir": os.path.join(root, "releases", rid), "scratch": not kept}
+
+
+def discard(req):
+    """Remove scratch releases, never the current one, one in the history or a folder dmsbuild did not make;
+    then the objects no release links any more."""
+    root = req["root"]
+    check_layout(root)
+    kept = set(read_history(root)) | {current_id(root)}
+    made = read_marker(root).get("releases") or []
+    removed = [rid for rid in req["release_ids"] if rid not in kept and rid in made]
+    for rid in removed:
+        remove_tree(inside(root, "releases/" + rid))
+    if removed:
+        write_marker(root, [m for m in made if m not in removed])
+    freed = 0
+    objects = os.path.join(root, "objects")
+    for name in os.listdir(objects):
+        st = os.lstat(os.path.join(objects, name))
+        if _is_sha(name) and stat.S_ISREG(st.st_mode) and st.st_nlink <= 1:  # no release links it
+            os.unlink(os.path.join(objects, name))
+            freed += st.st_size
+    return {"removed_releases": removed, "freed_bytes": freed}
+
+
 def no_release(root, cur, skipped):
     """The failing release leaves ``current`` and nothing takes its place (no earlier release passed its gate).
 
@@ -1041,7 +1079,8 @@ def op_serve(req):
 
 
 #: ops the lock process runs for its controller (already under the lock)
-LOCKED_OPS = {"commit": commit, "rollback": rollback, "fetch": fetch, "verdict": verdict}
+LOCKED_OPS = {"commit": commit, "rollback": rollback, "fetch": fetch, "verdict": verdict,
+              "stage": stage_scratch, "discard": discard}
 OPS = {"prepare": op_prepare, "commit": locked(commit), "rollback": locked(rollback), "state": op_state,
        "verdict": locked(verdict)}
 

@@ -1,6 +1,6 @@
 """A release: the files a target's boards get, and the manifest naming them.
 
-Read from ``artifacts/<target>/build.json`` (docs/CONTRACTS.md §1), rendered
+Read from ``artifacts/<target>/build.json`` (docs/CONTRACTS.md §1, ``dmsbuild.build.build_json``), rendered
 with Jinja (``templates/``, StrictUndefined) into ``manifest.json`` (§2). The
 release id is the first 16 hex digits of the rendered manifest's sha256; the
 manifest has no timestamps, so an unchanged build gets the same id.
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..board.release_agent import sha256_of
+from ..build.build_json import read_build
 from ..config import NAME_RE, ProjectConfig, TargetProfile, as_dict
 from ..errors import UserError
 
@@ -114,38 +115,6 @@ def render(template: str, *, templates: Path | None = None, **context: Any) -> s
         raise UserError(f"{exc.filename}:{exc.lineno}: template syntax error: {exc.message}") from None
 
 
-def read_build(project: ProjectConfig, target: str) -> tuple[Path, dict[str, Any]]:
-    path = project.artifacts / target / "build.json"
-    if not path.is_file():
-        raise UserError(f"{path}: not found; target '{target}' has not been built", hint=f"run: doit build target={target}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: malformed JSON ({exc})", hint=f"rebuild: doit build target={target}") from None
-    if data.get("schema") != 1 or not isinstance(data.get("artifacts"), list) or not data["artifacts"]:
-        raise UserError(f"{path}: expected schema 1 with a non-empty 'artifacts' list", hint=f"rebuild: doit build target={target}")
-    check_board_names(data, path)
-    return path, data
-
-
-def check_board_names(build: dict[str, Any], source: Path) -> None:
-    """Before anything is uploaded: every name the board's result validation checks (dmsbuild.measure.results,
-    CONTRACTS §3) must pass here, so a tensor name like ``gpu_0/softmax_1`` cannot cost a rollback.
-
-    Heads are reported by the safe id in ``outputs.keys`` (dmsbuild.names); artifact names, target and
-    project names are validated at config load."""
-    from ..names import SAFE_RE
-
-    outputs = build.get("outputs") or {}
-    keys = outputs.get("keys") or {}
-    for name in outputs.get("names") or []:
-        key = keys.get(name, name)
-        if not isinstance(key, str) or not SAFE_RE.fullmatch(key):
-            raise UserError(f"{source}: output '{name}' would be reported by the board under the key {key!r}, which its "
-                            "result validation rejects (letters, digits, '_', '.', '-', at most 64)",
-                            hint="rebuild with this dmsbuild (it maps tensor names to safe ids): doit build")
-
-
 def _local(project: ProjectConfig, rel: str, where: str, source: Path) -> Path:
     p = project.path(rel)
     if p is None or not p.is_file():
@@ -184,17 +153,23 @@ def verify_subset(reference: Path, samples: int, staging: Path) -> Path:
     return out
 
 
-def make_release(project: ProjectConfig, profile: TargetProfile, *, package_dir: Path | None = None) -> Release:
+def make_release(project: ProjectConfig, profile: TargetProfile, *, package_dir: Path | None = None,
+                 build: tuple[Path, dict[str, Any]] | None = None, staging: Path | None = None) -> Release:
     """Read build.json, render the support files and the manifest into artifacts/<target>/release/.
 
-    ``package_dir``: where "package:" support files are looked up (default: the dmsbuild package)."""
-    source, build = read_build(project, profile.name)
-    staging = project.artifacts / profile.name / "release"
+    ``package_dir``: where "package:" support files are looked up (default: the dmsbuild package).
+    ``build``: (where it came from, a build.json document) rendered instead of the target's build.json, into
+    ``staging`` (`doit tune`'s scratch releases: the default artifact and the candidates measured so far)."""
+    source, build = build or read_build(project, profile.name)
+    staging = staging or project.artifacts / profile.name / "release"
     staging.mkdir(parents=True, exist_ok=True)
     files: list[ReleaseFile] = []
     taken: dict[str, str] = {}
 
     def add(rel: str, local: Path, origin: str, sha: str | None = None) -> ReleaseFile:
+        same = next((f for f in files if f.path == rel), None) if rel in taken else None
+        if same is not None and same.local.resolve() == local.resolve():
+            return same  # two artifacts of one file (`doit tune`: one recipe at two session settings)
         if rel in taken:
             raise UserError(f"{source}: {origin} and {taken[rel]} would both be {rel} in the release", hint="give them distinct file names")
         taken[rel] = origin

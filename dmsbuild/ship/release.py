@@ -137,8 +137,10 @@ class BoardLock:
     second deploy can never interleave with a half-done one."""
 
     def __init__(self, transport: Transport, python: str, root: str, objects: list[str] | None = None,
-                 heartbeat_s: float = 20.0, facts_script: str | None = None) -> None:
+                 heartbeat_s: float = 20.0, facts_script: str | None = None, doing: str = "deploy") -> None:
         self.transport, self.python, self.root = transport, python, root
+        #: what holds the lock, in the words a blocked deploy shows ("deploy", "doit tune")
+        self.doing = doing
         self.objects = objects
         #: the board's facts script, run by the lock process (its answer's "facts")
         self.facts_script = facts_script
@@ -160,7 +162,8 @@ class BoardLock:
     def acquire(self) -> "BoardLock":
         self.proc = self.transport.spawn([self.python, "-c", AGENT_SOURCE, "lock"])
         # the request is one line; stdin stays open (that is the lock)
-        request: dict[str, Any] = {"root": self.root, "holder": holder(), "idle_timeout": 3 * self.heartbeat_s}
+        request: dict[str, Any] = {"root": self.root, "holder": {**holder(), "doing": self.doing},
+                                   "idle_timeout": 3 * self.heartbeat_s}
         if self.objects is not None:
             request["objects"] = self.objects
         if self.facts_script is not None:
@@ -181,7 +184,7 @@ class BoardLock:
             except json.JSONDecodeError:
                 h = {}
             raise UserError(
-                f"board '{self.transport.name}': another deploy holds the lock {self.root}/.lock: "
+                f"board '{self.transport.name}': another {h.get('doing') or 'deploy'} holds the lock {self.root}/.lock: "
                 f"host {h.get('host', '?')} pid {h.get('pid', '?')} user {h.get('user', '?')} since {h.get('time', '?')}",
                 hint="wait for it to finish; the lock is released when that deploy ends or its connection drops",
             )
@@ -233,8 +236,13 @@ class BoardLock:
 def push(transport: Transport, board: Board, root: str, release: Release, *, keep: int, project_name: str,
          progress: Callable[[str, int, int], None] | None = None, prepared: dict[str, Any] | None = None,
          full_verify: bool = False, lock: BoardLock | None = None,
-         on_state: StateCallback | None = None, sources: list[str] | None = None) -> tuple[dict[str, Any], int, int]:
+         on_state: StateCallback | None = None, sources: list[str] | None = None,
+         switch: bool = True) -> tuple[dict[str, Any], int, int]:
     """Send what the board lacks, verify, stage, switch. Returns (commit answer, bytes sent, objects sent).
+
+    ``switch=False`` (`doit tune`'s scratch releases, under ``lock``): the same send and verify, staged as
+    ``releases/<id>`` but never made ``current`` nor put in the history (agent op ``stage``; its answer names
+    the folder); ``discard`` removes it.
 
     When the board's verification finds objects missing or corrupt (a flipped
     byte, a bad resume), it removes them and asks for them again: they are
@@ -250,14 +258,15 @@ def push(transport: Transport, board: Board, root: str, release: Release, *, kee
         on_state("sending", {"objects": len(need), "bytes": sum(f.size for f in need),
                              "to_send": sum(f.size - min(state["partial"].get(f.sha256, 0), f.size) for f in need)})
     sent, nsent = _upload(transport, board, root, need, state["partial"], state["free_bytes"], progress)
-    board_files = {"dms.service": service_unit(project_name, release.target, board.name, root, py)}
+    board_files = {"dms.service": service_unit(project_name, release.target, board.name, root, py)} if switch else {}
     request = {"root": root, "release_id": release.release_id, "files": release.file_list(),
                "keep": keep, "board_files": board_files, "full_verify": full_verify}
+    op = "commit" if switch else "stage"
     if on_state is not None:
         on_state("verifying", {})
     for attempt in range(2):
         fault_point("host.commit")
-        answer = lock.call("commit", request) if lock is not None else agent(transport, py, "commit", request)
+        answer = lock.call(op, request) if lock is not None else agent(transport, py, op, request)
         if "resend" not in answer:
             fault_point("host.committed")
             return answer, sent, nsent

@@ -1,5 +1,5 @@
 """`doit tune target=<name> [hosts=...] [budget=MINUTES]`: search recipes and runtime settings on the target's
-boards and write the choice to targets/<name>.tuned.toml (dmsbuild/measure/tune.py, docs/tune.md).
+boards and write the choice to targets/<name>.tuned.toml (dmsbuild/pipeline/tune/, docs/tune.md).
 
 Also ``tuned:<target>``: rebuilds the chosen recipe's file (no tuning) for ``build:<target>``."""
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _budget() -> float | None:
 def _tune(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
-    from ..measure.tune import run_tune
+    from ..pipeline.tune.run import run_tune
     from .deploy import boards_for
 
     try:

@@ -248,7 +248,7 @@ def _import_runtime():
 _PLUGINS_REGISTERED: set[str] = set()
 
 
-#: manifest ``session`` values (written by `doit tune`, dmsbuild/measure/tune.py) -> ONNX Runtime enum member names
+#: manifest ``session`` values (written by `doit tune`, dmsbuild/pipeline/tune/) -> ONNX Runtime enum member names
 GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                 "all": "ORT_ENABLE_ALL"}
 EXECUTION_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}

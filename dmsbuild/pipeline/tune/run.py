@@ -1,0 +1,217 @@
+"""`doit tune`'s run: per board kind, search the space on one board within the budget, choose, write the
+choice file and the report (the modules of this package do each step; docs/tune.md)."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from ...build.tuned import TUNED_NAME, Recipe, write_atomic
+from ...config import TargetProfile
+from ...errors import UserError, first_line
+from .board import Baseline, BoardBench, board_kind, load_average, measure_ratio, measurement_path, provenance
+from .choice import KindResult, Row, _needs_more, contenders_of, explain, head_to_head, write_choice
+from .recipe import accuracy_summary, build_recipe, host_gate
+from .report import write_report
+from .space import Candidate, check_space, recipes, settings_space, space_for
+
+if TYPE_CHECKING:
+    from ...config import ProjectConfig
+    from ...ship.inventory import Board
+
+def _baseline(proj: "ProjectConfig", prof: TargetProfile, build: dict[str, Any]) -> Baseline:
+    entries = [a for a in build["artifacts"] if a.get("name") != TUNED_NAME]
+    if not entries:
+        raise UserError(f"{proj.artifacts / prof.name / 'build.json'}: no default artifact to compare with",
+                        hint=f"rebuild: doit build target={prof.name}")
+    a = entries[0]
+    return Baseline(a["name"], proj.root / a["path"], a.get("precision") or a["name"], a["sha256"],
+                    prof.bench.threads, list(a.get("providers") or ["CPUExecutionProvider"]),
+                    list(a.get("provider_options") or [{}]))
+
+
+def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, facts: dict[str, Any],
+              baseline: Baseline, model_sha: str, *, deadline: float, started: float, boards: list[str],
+              log: Callable[[str], None] = print) -> KindResult:
+    """Search one board kind on ``bench``'s board within the deadline; measurements are cached as they land."""
+    from ...measure.accuracy import failures as head_failures
+    from ...measure.gates import accuracy_floors
+
+    cfg = prof.tune
+    space = space_for(prof)
+    kind_key, kind_label = board_kind(facts, space.kind_facts)
+    where = provenance(facts, bench.board.name, space.measured_as or {})
+    all_settings = settings_space(cfg, facts.get("cpu_count"))
+    recs = recipes(cfg)
+    gate_cache: dict[Recipe, tuple[dict[str, Any], list[str], Path | None]] = {}
+    rows: dict[Candidate, Row] = {}
+    skipped: list[str] = []
+    costs: list[float] = []
+
+    def evaluate(cand: Candidate) -> Row:
+        row = rows.get(cand)
+        if row is not None:
+            return row
+        row = rows[cand] = Row(cand, cand.id(model_sha))
+        cached = measurement_path(proj, prof.name, kind_key, row.cand_id, baseline.key)
+        t0 = time.monotonic()
+        estimate = sum(costs) / len(costs) if costs else 0.0
+        if not cached.is_file() and t0 + estimate > deadline:
+            row.skipped = f"budget: {cand.label} (about {estimate:.0f} s more would pass the budget)"
+            skipped.append(cand.label)
+            return row
+        if cand.recipe not in gate_cache:
+            try:
+                path = build_recipe(proj, prof, cand.recipe, model_sha)
+                ev, failed = host_gate(proj, prof, path)
+            except UserError as exc:
+                ev, failed, path = {}, [f"cannot be built: {first_line(exc)}"], None
+            gate_cache[cand.recipe] = (ev, failed, path)
+            row.accuracy, row.gate_failures = (accuracy_summary(ev) if ev else {}), failed
+            if failed:
+                log(f"  {cand.recipe.label}: fails the host accuracy gate, not measured: {failed[0]}")
+        else:
+            ev, failed, _ = gate_cache[cand.recipe]
+            row.accuracy, row.gate_failures = (accuracy_summary(ev) if ev else {}), failed
+        if row.gate_failures:
+            return row
+        if cached.is_file():
+            row.measurement, row.cached = json.loads(cached.read_text()), True
+            return row
+        _, _, path = gate_cache[cand.recipe]
+        name = f"c-{row.cand_id}"
+        bench.add(name, path, cand.recipe.precision, baseline.providers, baseline.provider_options,
+                  cand.settings.as_dict())
+        m = measure_ratio(bench.interleave(name, baseline, cfg), cfg)
+        longer = 1
+        # adaptive: longer until the interval is narrow and the A/A control holds, while the budget allows
+        while _needs_more(m) and longer < 4 and time.monotonic() + (time.monotonic() - t0) * 2 * longer < deadline:
+            longer *= 2
+            m = measure_ratio(bench.interleave(name, baseline, cfg, longer), cfg)
+        m["rounds"] = longer
+        m.update({"candidate": row.cand_id, "label": cand.label, "recipe": cand.recipe.as_dict(),
+                  "runtime": cand.settings.as_dict(), "board": bench.board.name, "board_kind": kind_label,
+                  "kind_key": kind_key, "provenance": where, "baseline": dataclasses.asdict(baseline) | {"path": str(baseline.path)},
+                  "model_sha256": model_sha, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        write_atomic(cached, json.dumps(m, indent=1, sort_keys=True) + "\n")
+        row.measurement = m
+        costs.append(time.monotonic() - t0)
+        log(f"  [{time.monotonic() - started:5.0f} s] {cand.label}: {1 / m['ratio']:.2f}x vs {baseline.precision} "
+            f"(CI {1 / m['ci_high']:.2f}-{1 / m['ci_low']:.2f}) [{where}]")
+        return row
+
+    first = all_settings[0]
+    if cfg.strategy == "exhaustive":
+        for rec, st in itertools.product(recs, all_settings):
+            evaluate(Candidate(rec, st))
+    else:
+        for rec in recs:  # stage 1: every recipe at the first (full-thread) setting
+            evaluate(Candidate(rec, first))
+        ranked = sorted((r for r in rows.values() if r.measurement and not r.gate_failures), key=lambda r: r.ratio)
+        for best in ranked[:2]:  # stage 2: the runtime settings of the two fastest recipes
+            for st in all_settings[1:]:
+                evaluate(Candidate(best.candidate.recipe, st))
+
+    floors = accuracy_floors(proj, prof)
+    chosen = None
+    refused, contenders = contenders_of(list(rows.values()))
+    if refused:
+        log(f"  {refused}")
+    if len(contenders) >= 2 and time.monotonic() < deadline:  # the final: the two best head to head
+        first, second = contenders[0], contenders[1]
+        for r in (first, second):
+            if f"c-{r.cand_id}" not in bench.entries:
+                bench.add(f"c-{r.cand_id}", gate_cache[r.candidate.recipe][2], r.candidate.recipe.precision,  # type: ignore[arg-type]
+                          baseline.providers, baseline.provider_options, r.candidate.settings.as_dict())
+        against = dataclasses.replace(baseline, name=f"c-{second.cand_id}")
+        h = measure_ratio(bench.interleave(f"c-{first.cand_id}", against, cfg), cfg)  # first / second
+        contenders = head_to_head(contenders, h)
+        lead, h2h = contenders[0], (contenders[0].measurement or {})["head_to_head"]
+        log(f"  head to head: {lead.candidate.label} {1 / h2h['ratio']:.2f}x {h2h['against']} "
+            f"(CI {1 / h2h['ci_high']:.2f}-{1 / h2h['ci_low']:.2f})")
+    for row in contenders:
+        name = f"c-{row.cand_id}"
+        if name not in bench.entries:  # measured by an earlier tune (cached): known for the output check
+            bench.add(name, gate_cache[row.candidate.recipe][2], row.candidate.recipe.precision,  # type: ignore[arg-type]
+                      baseline.providers, baseline.provider_options, row.candidate.settings.as_dict())
+        result = bench.output_check(name)
+        verify = result.get("verify")
+        problems = ([f"did not run: {result['error']}"] if result.get("error") else
+                    head_failures(verify["heads"], floors, verify["samples"]) if verify else ["no output check ran"])
+        row.board_check = "pass" if not problems else problems[0]
+        if not problems:
+            chosen = row
+            break
+        log(f"  {row.candidate.label}: fails the board's output check, not chosen: {problems[0]}")
+    if skipped:
+        log(f"  budget reached: {len(skipped)} candidate(s) not measured: {'; '.join(skipped)}")
+    return KindResult(kind_key, kind_label, bench.board.name, boards, where, facts, list(rows.values()), chosen,
+                      explain(chosen, baseline, cfg.confidence, list(rows.values()), refused), skipped)
+
+
+def run_tune(proj: "ProjectConfig", prof: TargetProfile, boards: list["Board"], *, budget_minutes: float | None = None,
+             log: Callable[[str], None] = print) -> tuple[Path, list[KindResult]]:
+    """Tune ``prof`` on ``boards`` (one board per kind measures); write the choice file and the report."""
+    from ...board.release_agent import sha256_of
+    from ...ship.manifest import read_build
+    from ...ship.transport import open_transport
+    from ...build.paths import Paths
+
+    check_space(proj, prof)
+    space = space_for(prof)
+    _, build = read_build(proj, prof.name)
+    baseline = _baseline(proj, prof, build)
+    model_sha = sha256_of(Paths.of(proj).fp32, follow_symlinks=True)
+    budget = (budget_minutes if budget_minutes is not None else prof.tune.budget_minutes) * 60.0
+    started = time.monotonic()
+    deadline = started + budget
+    log(f"tune {prof.name}: default artifact {baseline.name}; budget {budget / 60:.1f} min; host load {load_average()}")
+    results: list[KindResult] = []
+    kinds: dict[str, list[str]] = {}
+    opened: list[tuple[Any, BoardBench, dict[str, Any]]] = []
+    try:
+        for board in boards:
+            transport = open_transport(board)
+            bench = BoardBench(transport, board, prof, proj, build, baseline)
+            try:
+                transport.connect()
+                facts = bench.setup()
+            except UserError as exc:
+                bench.close()
+                transport.close()
+                log(f"  board {board.name}: skipped: {first_line(exc)}")
+                continue
+            key, _ = board_kind(facts, space.kind_facts)
+            kinds.setdefault(key, []).append(board.name)
+            if len(kinds[key]) == 1:
+                opened.append((transport, bench, facts))
+            else:
+                bench.close()
+                transport.close()
+        if not opened:
+            raise UserError(f"tune {prof.name}: no board could be reached; nothing was measured",
+                            hint=f"check the boards (doit doctor target={prof.name})")
+        for transport, bench, facts in opened:
+            key, label = board_kind(facts, space.kind_facts)
+            log(f"tune {prof.name}: board kind {label}: measuring on {bench.board.name} "
+                f"(also for {', '.join(kinds[key][1:]) or 'no other board'})")
+            results.append(tune_kind(proj, prof, bench, facts, baseline, model_sha, deadline=deadline,
+                                     started=started, boards=kinds[key], log=log))
+    finally:
+        for transport, bench, _ in opened:
+            bench.close()
+            transport.close()
+    model_file = str((build.get("model") or {}).get("file") or "model")
+    path = write_choice(proj, prof, results, baseline, model_sha, model_file)
+    report = write_report(proj, prof, results, baseline, load_average())
+    for res in results:
+        log(f"tune {prof.name}: {res.kind_label}: {res.sentence}")
+    log(f"tune {prof.name}: choice written to {path} (review and commit it); report {report}; "
+        f"{time.monotonic() - started:.0f} s of a {budget / 60:.1f} min budget")
+    return path, results
+
+
+__all__ = ["run_tune", "tune_kind"]
