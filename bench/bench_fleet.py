@@ -484,6 +484,32 @@ def cpu_idle(seconds: float = 1.0) -> float:
     return (i1 - i0) / max(1, t1 - t0)
 
 
+def boards_cpu(sshd_pids: set[int]) -> float:
+    """CPU seconds of the boards' sshd listeners and everything below them, reaped children included (cutime):
+    the work the boards did (decrypting, writing, hashing, the agent's Python), comparable across contenders."""
+    procs = _procs()
+    tree: set[int] = set()
+    for pid in sshd_pids:
+        tree |= _tree(procs, pid, None)
+    total = 0.0
+    for p in tree:
+        try:
+            rest = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in rest[11:15]) / _TICK
+    return total
+
+
+def sessions_gone(sshd_pids: set[int], timeout: float = 15.0) -> None:
+    """Wait (at most ``timeout``) until the boards' sshd have reaped every session, so their CPU is in cutime."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(ppid in sshd_pids for ppid, *_r in _procs().values()):
+            return
+        time.sleep(0.1)
+
+
 def settle(sshd_pids: set[int], timeout: float = 30.0) -> float:
     """Wait until the boards' sshd have no session left (the last row's processes are gone) and the CPU is
     mostly idle again (>= 90 % over 1 s), at most ``timeout`` s; returns the idle share measured last."""
@@ -510,13 +536,16 @@ class Row:
     load_before: float = 0.0
     idle_before: float = 0.0
     note: str = ""
+    #: CPU seconds the boards' processes spent during the row
+    boards_cpu_s: float | None = None
 
     def as_json(self) -> dict:
         m = self.m
         return {"boards": self.boards, "contender": self.contender, "case": self.case, "pair": self.pair,
                 "order": self.order, "wall_s": None if m is None else round(m.wall_s, 3),
                 "cpu_s": None if m is None else round(m.cpu_s, 2), "peak_mb": None if m is None else round(m.peak_mb, 1),
-                "ok": None if m is None else m.rc == 0, "load_before": round(self.load_before, 2),
+                "ok": None if m is None else m.rc == 0,
+                "boards_cpu_s": None if self.boards_cpu_s is None else round(self.boards_cpu_s, 2), "load_before": round(self.load_before, 2),
                 "load_max": None if m is None else round(m.load[1], 1), "idle_before": round(self.idle_before, 2),
                 "note": self.note}
 
@@ -608,8 +637,11 @@ def main() -> int:
                         env: dict[str, str] | None = None, marker: str | None = None, note: str = "") -> Row:
                     idle = settle(sshd_pids)
                     load = os.getloadavg()[0]
+                    cpu_b0 = boards_cpu(sshd_pids)
                     m = measure(argv, env, marker=marker) if argv is not None else None
-                    row = Row(n, contender, case, pair, order, m, load, idle, note)
+                    sessions_gone(sshd_pids)
+                    row = Row(n, contender, case, pair, order, m, load, idle, note,
+                              boards_cpu(sshd_pids) - cpu_b0 if m is not None else None)
                     rows.append(row)
                     if m is not None and m.rc != 0:
                         print(f"--- {contender} {case} n={n} pair {pair} rc={m.rc}\n{m.tail}", file=sys.stderr)
@@ -654,12 +686,14 @@ def main() -> int:
           + (f" (above {args.max_load:g}: EVERY FIGURE BELOW IS {UNDER_LOAD.upper()})" if loaded else "")
           + ". Before each row the bench waits (up to 30 s) for the boards' sessions to end and the CPU to be >= 90 % idle; "
           "'load before' is the 1-minute load average then (it still carries the previous rows' processes), "
-          "'idle before' the CPU idle share over the second before the row.\n")
-    print("| boards | pair | # | contender | case | wall s | controller CPU s | peak MB | ok | load before | idle before | load max |")
-    print("|---:|---:|---:|---|---|---:|---:|---:|---|---:|---:|---:|")
+          "'idle before' the CPU idle share over the second before the row; "
+          "'boards CPU s' is what the boards' processes (sshd, sftp-server or scp, the agent) spent: with the "
+          "controller's CPU, the load-independent part of the comparison.\n")
+    print("| boards | pair | # | contender | case | wall s | controller CPU s | boards CPU s | peak MB | ok | load before | idle before | load max |")
+    print("|---:|---:|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|")
     for r in rows:
         j = r.as_json()
-        cells = ["-" if j[k] is None else str(j[k]) for k in ("wall_s", "cpu_s", "peak_mb", "ok")]
+        cells = ["-" if j[k] is None else str(j[k]) for k in ("wall_s", "cpu_s", "boards_cpu_s", "peak_mb", "ok")]
         print(f"| {r.boards} | {r.pair + 1} | {r.order + 1} | {r.contender} | {r.case} | " + " | ".join(cells)
               + f" | {r.load_before:.2f} | {r.idle_before:.0%} | {j['load_max'] if j['load_max'] is not None else '-'} |"
               + (f" {r.note}" if r.note else "") + (f" ({UNDER_LOAD})" if loaded else ""))
