@@ -234,9 +234,22 @@ def instrument_counts() -> None:
     names = {sftp_mod.CMD_OPEN: "SFTP open", sftp_mod.CMD_CLOSE: "SFTP close", sftp_mod.CMD_STAT: "SFTP stat",
              sftp_mod.CMD_FSTAT: "SFTP fstat"}
 
+    close = paramiko.SFTPFile._close
+
+    def close_w(self, async_=False):
+        _tl.async_close = async_
+        try:
+            return close(self, async_)
+        finally:
+            _tl.async_close = False
+
+    paramiko.SFTPFile._close = close_w
+
     def async_request_w(self, fileobj, t, *a):
         board = _owner.get(id(self.sock.transport))
-        if t == sftp_mod.CMD_WRITE:
+        if t == sftp_mod.CMD_CLOSE and getattr(_tl, "async_close", False):
+            _count(board, "SFTP close (not waited for)")
+        elif t == sftp_mod.CMD_WRITE:
             _count(board, "SFTP write (pipelined)")
             _count(board, "bytes sent (SFTP payload)", len(a[2]))
         else:
