@@ -97,6 +97,8 @@ def instrument_transport() -> None:
     _timed(ssh.SSHTransport, "_handshake", "SSH handshake+auth+host key")
     _timed(ssh.SSHTransport, "_sftp", "SFTP open (cached after 1st)")
     _timed(ssh.SSHTransport, "put", "upload (per file)", size_arg=1)
+    if "upload" in vars(ssh.SSHTransport):
+        _timed(ssh.SSHTransport, "upload", "upload (per file)", size_arg=1)
     _timed(ssh.SSHTransport, "close", "close")
 
 
@@ -154,21 +156,9 @@ def _phased(owner: object, attr: str, phase: str, board_of) -> None:
     setattr(owner, attr, wrapper)
 
 
-def instrument_counts() -> None:
-    """Count, per board and phase, what crosses the connection (paramiko and the deploy's steps wrapped)."""
-    import paramiko
-    from paramiko import sftp as sftp_mod
-    from paramiko.packet import Packetizer
-
-    from dmsbuild.ship import fleet_deploy, release
+def instrument_counts_transport() -> None:
+    """SSHTransport's own counters (again after each ``swap_in``): which board a connection is, TCP, handshakes."""
     from dmsbuild.ship.transport import ssh
-
-    _phased(fleet_deploy.FleetDeploy, "current_release", "1 resume check", lambda a, kw: a[1].name)
-    _phased(release, "deploy_board", "2 deploy (root, close)", lambda a, kw: a[0].name)
-    _phased(release.BoardLock, "acquire", "3 lock+prepare+facts", lambda a, kw: a[0].transport.name)
-    _phased(release, "push", "4 upload", lambda a, kw: a[1].name)
-    _phased(release.BoardLock, "call", "5 commit/verify/switch", lambda a, kw: a[0].transport.name)
-    _phased(release.BoardLock, "release", "6 unlock", lambda a, kw: a[0].transport.name)
 
     connect = ssh.SSHTransport.connect
 
@@ -186,6 +176,23 @@ def instrument_counts() -> None:
             return _fn(self, *a, **kw)
 
         setattr(ssh.SSHTransport, name, w)
+
+
+def instrument_counts() -> None:
+    """Count, per board and phase, what crosses the connection (paramiko and the deploy's steps wrapped)."""
+    import paramiko
+    from paramiko import sftp as sftp_mod
+    from paramiko.packet import Packetizer
+
+    from dmsbuild.ship import fleet_deploy, release
+    from dmsbuild.ship.transport import ssh
+
+    _phased(fleet_deploy.FleetDeploy, "current_release", "1 resume check", lambda a, kw: a[1].name)
+    _phased(release, "deploy_board", "2 deploy (root, close)", lambda a, kw: a[0].name)
+    _phased(release.BoardLock, "acquire", "3 lock+prepare+facts", lambda a, kw: a[0].transport.name)
+    _phased(release, "push", "4 upload", lambda a, kw: a[1].name)
+    _phased(release.BoardLock, "call", "5 commit/verify/switch", lambda a, kw: a[0].transport.name)
+    _phased(release.BoardLock, "release", "6 unlock", lambda a, kw: a[0].transport.name)
 
     init = paramiko.Transport.__init__
 
@@ -416,6 +423,9 @@ def swap_in(rev: str | None) -> None:
         mod.__package__ = "dmsbuild.ship.transport"
         exec(compile(src, f"{rev}:dmsbuild/ship/transport/ssh.py", "exec"), mod.__dict__)
         methods = {k: v for k, v in vars(mod.SSHTransport).items() if callable(v)}
+    for k in _ORIGINAL:
+        if k not in methods and k in vars(ssh.SSHTransport):  # a method REV lacks: the base class's default
+            delattr(ssh.SSHTransport, k)
     for k, v in methods.items():
         setattr(ssh.SSHTransport, k, v)
 
@@ -461,6 +471,8 @@ def main() -> int:
             for i, rev in enumerate(plan):
                 swap_in(rev)
                 instrument_transport()
+                if args.count:
+                    instrument_counts_transport()
                 _stats.clear()
                 _bytes.clear()
                 _counts.clear()

@@ -74,6 +74,8 @@ UPLOAD_SLOTS_ENV = "DMSBUILD_UPLOAD_SLOTS"
 UPLOAD_SLOTS = 16
 #: a file (or the rest of a resumed one) smaller than this is sent without an upload slot: a few packets
 SMALL_UPLOAD = 256 << 10
+#: the largest SFTP write sent even where the board's server allows more (OpenSSH's allows 261120 bytes)
+MAX_WRITE = 1 << 20
 
 
 def _route_paramiko_log() -> None:
@@ -563,6 +565,8 @@ class SSHTransport(Transport):
         self._client: paramiko.SSHClient | None = None
         self._jumps: list[paramiko.SSHClient] = []
         self._sftp_client: paramiko.SFTPClient | None = None
+        #: bytes per SFTP write on this connection (set when the SFTP channel opens)
+        self.write_size = 0
         self.endpoint: Endpoint | None = None
 
     # -- connection ------------------------------------------------------
@@ -766,6 +770,7 @@ class SSHTransport(Transport):
                 raise TransportError(f"board '{self.name}': the board refused the SFTP subsystem")
             # a dead link would block a write forever (TCP retries for ~15 min): give up after io_timeout without progress
             self._sftp_client.get_channel().settimeout(self.board.io_timeout)
+            self.write_size = write_size(self._sftp_client)
         return self._sftp_client
 
     def is_open(self) -> bool:
@@ -816,10 +821,7 @@ class SSHTransport(Transport):
                 dst = sftp.open(remote, "r+b" if offset else "wb")  # one round trip: the board's handle
                 try:
                     dst.set_pipelined(True)
-                    # one SFTP write per SSH packet: paramiko's default 32 KiB write plus its header overflows the
-                    # server's 32 KiB channel packet, so every write went out as two packets (a full one and a
-                    # ~100-byte one), doubling the per-packet work (Python framing, HMAC, send) of a transfer
-                    dst.MAX_REQUEST_SIZE = max(4096, sftp.get_channel().out_max_packet_size - WRITE_HEADROOM)
+                    dst.MAX_REQUEST_SIZE = self.write_size or write_size(sftp, limits=False)
                     if offset:
                         dst.truncate(offset)
                         dst.seek(offset)
@@ -901,6 +903,33 @@ def _bound_unacked(sock: Any, seconds: float) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, opt, int(seconds * 1000))
         except OSError:
             pass  # not TCP (a unix socket): nothing to bound
+
+
+def write_size(sftp: paramiko.SFTPClient, limits: bool = True) -> int:
+    """Bytes per SFTP write: as many full SSH packets as the board's server takes in one write.
+
+    Every write is answered by a STATUS packet that the board encrypts and the
+    controller decrypts and parses in Python, so fewer, larger writes mean
+    fewer answers: OpenSSH's sftp-server says how large a write it takes
+    (``limits@openssh.com``, 261120 bytes: 7 packets of 32 KiB per answer
+    instead of 1). A server that does not answer that request gets writes of
+    one packet (the SFTP v3 minimum every server takes). Either way a write
+    fills whole channel packets: paramiko's own 32 KiB write plus its header
+    overflowed the server's 32 KiB packet, so every write went out as a full
+    packet and a ~100-byte one, doubling the per-packet work."""
+    packet = sftp.get_channel().out_max_packet_size - 64  # paramiko's channel data per packet (Channel._wait_for_send_window)
+    one = max(4096, packet + 64 - WRITE_HEADROOM)
+    if not limits:
+        return one
+    try:
+        kind, msg = sftp._request(paramiko.sftp.CMD_EXTENDED, "limits@openssh.com")
+        if kind != paramiko.sftp.CMD_EXTENDED_REPLY:
+            return one
+        _max_packet, _max_read, max_write = msg.get_int64(), msg.get_int64(), msg.get_int64()
+    except (OSError, EOFError, paramiko.SSHException):  # an error STATUS: the server has no such extension
+        return one
+    packets = (min(max_write, MAX_WRITE) + WRITE_HEADROOM) // packet
+    return max(one, packets * packet - WRITE_HEADROOM) if packets > 1 else one
 
 
 def _await_writes(sftp: paramiko.SFTPClient, dst: paramiko.SFTPFile) -> None:
