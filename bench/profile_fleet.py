@@ -527,6 +527,16 @@ def main() -> int:
                           "ones are missed):\n| process | count | CPU s |\n|---|---:|---:|")
                     for kind, cs in sorted(kinds.items(), key=lambda kv: -sum(kv[1])):
                         print(f"| {kind} | {len(cs)} | {sum(cs):.2f} |")
+                from dmsbuild.ship.transport import ssh as _ssh
+
+                slots = _ssh._slots
+                if slots is not None and hasattr(slots, "history"):
+                    lims = [lim for lim, _rate in slots.history] + [slots.limit]
+                    print(f"adaptive upload limit: {len(slots.history)} period(s) judged, limit from {lims[0]} "
+                          f"(min {min(lims)}, max {max(lims)}) to {slots.limit}")
+                elif slots is not None:
+                    print(f"upload slots fixed by ${_ssh.UPLOAD_SLOTS_ENV}")
+                _ssh._slots = None  # the next run starts afresh
                 if args.count:
                     print_counts(args.boards)
                 results.append((label, wall, cpu, cpu_b, ok))

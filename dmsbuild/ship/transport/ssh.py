@@ -70,8 +70,11 @@ UPLOAD_SLOTS_ENV = "DMSBUILD_UPLOAD_SLOTS"
 #: GIL; with 100 uploads pumping at once the threads mostly hand the GIL to each other (futex waits, context
 #: switches): measured at 100 boards (docs/fleet-scale.md) the controller spent ~3x the CPU per MB of 16 at once.
 #: 16 connections keep a LAN (or a 50 ms WAN: 16 x 2 MiB window / RTT) fuller than one GIL can feed; the
-#: adaptive limit moves from here to what the controller and the link sustain (between 2 and 64).
+#: adaptive limit moves from here to what the controller and the link sustain (between 2 and UPLOAD_SLOTS_MAX).
 UPLOAD_SLOTS = 16
+#: the adaptive limit's ceiling: measured at 100 boards, 32 at once cost 18.0 controller CPU-s against 15.6 at 16
+#: and 46 at 100 (docs/fleet-scale.md); 32 x 2 MiB windows fill 1.3 GB/s at 50 ms RTT
+UPLOAD_SLOTS_MAX = 32
 #: a file (or the rest of a resumed one) smaller than this is sent without an upload slot: a few packets
 SMALL_UPLOAD = 256 << 10
 #: the largest SFTP write sent even where the board's server allows more (OpenSSH's allows 261120 bytes)
@@ -98,15 +101,15 @@ class AdaptiveSlots:
 
     Every ``period`` seconds with uploads waiting for a slot, the bytes sent
     (and the process's CPU per byte) over the period are compared with the
-    period before: after a raise that paid (>= 5 % more bytes/s) it raises
-    again (x1.25, at least +1); a raise that did not pay, or that cost >= 25 %
-    more CPU per byte for less than 5 % more throughput (the GIL hand-off
-    symptom), is undone and the limit holds for ``hold`` periods; a cut that
+    period before: after a raise that paid (>= 5 % more bytes/s for less than
+    15 % more CPU per byte) it raises again (x1.25, at least +1); a raise that
+    lost throughput or cost >= 25 % more CPU per byte (the GIL hand-off
+    symptom) is undone and the limit holds for ``hold`` periods; a cut that
     lost no throughput cuts again (fewer threads, less CPU), one that lost
     throughput is undone. Between ``low`` and ``high``; with no upload waiting
     the limit stays where it is (more slots cannot help then)."""
 
-    def __init__(self, start: int = UPLOAD_SLOTS, low: int = 2, high: int = 64, period: float = 0.5,
+    def __init__(self, start: int = UPLOAD_SLOTS, low: int = 2, high: int = UPLOAD_SLOTS_MAX, period: float = 0.5,
                  hold: int = 6, clock: Any = time.monotonic, cpu: Any = time.process_time) -> None:
         self.limit, self.low, self.high, self.period, self.hold = start, low, high, period, hold
         self._clock, self._cpu = clock, cpu
@@ -170,9 +173,10 @@ class AdaptiveSlots:
         if last is None:  # the first period with demand: probe upwards
             self._move(+1)
             return
-        gained = rate >= last[0] * 1.05
+        dearer = per_byte >= last[1] * 1.25
+        # a gain bought with much more CPU per byte is the GIL hand-off, not the link: not a gain
+        gained = rate >= last[0] * 1.05 and per_byte < last[1] * 1.15
         lost = rate <= last[0] * 0.95
-        dearer = per_byte >= last[1] * 1.25 and not gained
         if self._moved > 0:
             self._move(+1) if gained else self._undo(-1) if (lost or dearer) else self._stay()
         elif self._moved < 0:
