@@ -847,9 +847,13 @@ class SSHTransport(Transport):
                     except (paramiko.SSHException, OSError, EOFError):
                         pass  # the connection is gone: the error being raised says more
                     raise
-                # every write was answered (a refusal raised above): the close need not be waited for, it
-                # would only cost the board one more round trip (its answer is read, and dropped, later)
-                dst._close(async_=True)  # paramiko's own non-waiting close (SFTPFile.__del__ uses it)
+                if slot is None:  # put(): the caller may run the file next (a file open for writing cannot be exec'd)
+                    dst.close()
+                else:
+                    # a deploy's upload (an object under objects/.tmp that the commit hashes and renames): every
+                    # write was answered (a refusal raised above), so the close need not be waited for; it would
+                    # cost one more round trip per file (its answer is read, and dropped, later)
+                    dst._close(async_=True)  # paramiko's own non-waiting close (SFTPFile.__del__ uses it)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise TransportError(f"board '{self.name}': upload of {Path(local).name} to {remote} failed: {exc}") from None
 
