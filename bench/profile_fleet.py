@@ -513,7 +513,9 @@ def main() -> int:
                       f"cProfile {'on' if args.profile else 'off'}")
                 print(f"wall {wall:.2f} s; controller CPU {cpu:.2f} s (user {ru1.ru_utime - ru0.ru_utime:.2f}, "
                       f"sys {ru1.ru_stime - ru0.ru_stime:.2f}); boards' processes CPU {cpu_b:.2f} s "
-                      f"(sshd, sftp-server, agent); ok {ok}/{args.boards}")
+                      f"(sshd, sftp-server, agent); ok {ok}/{args.boards}; controller context switches "
+                      f"{ru1.ru_nvcsw - ru0.ru_nvcsw} voluntary (a thread blocked: I/O, the GIL, a timed wait), "
+                      f"{ru1.ru_nivcsw - ru0.ru_nivcsw} involuntary")
                 print("\n| phase | calls | sum s | mean s | max s | MB/s per call |")
                 print("|---|---:|---:|---:|---:|---:|")
                 for lab, v in _stats.items():

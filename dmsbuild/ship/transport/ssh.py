@@ -77,6 +77,9 @@ UPLOAD_SLOTS = 16
 UPLOAD_SLOTS_MAX = 32
 #: a file (or the rest of a resumed one) smaller than this is sent without an upload slot: a few packets
 SMALL_UPLOAD = 256 << 10
+#: seconds a connection's paramiko thread sleeps in its socket read before it checks whether it was closed
+#: (paramiko's own 0.1 s woke every idle connection 10 times a second); keepalives and data wake it at once
+IDLE_WAKE_S = 1.0
 #: the largest SFTP write sent even where the board's server allows more (OpenSSH's allows 261120 bytes)
 MAX_WRITE = 1 << 20
 
@@ -655,6 +658,12 @@ class SSHTransport(Transport):
 
         def transport(*args: Any, **kwargs: Any) -> paramiko.Transport:
             t = paramiko.Transport(*args, **kwargs)
+            # the connection's thread wakes up this often when nothing arrives (paramiko: every 0.1 s, to see
+            # whether it was closed); a rollout holds one connection per board, most of them waiting (for the
+            # resume checks, an upload slot, the board's agent), and 200 threads waking 10 times a second
+            # each took the GIL 2,000 times a second for nothing (issue 26)
+            t._active_check_timeout = IDLE_WAKE_S
+            t.sock.settimeout(IDLE_WAKE_S)
             opts = t.get_security_options()
             for field_, names in order.items():
                 setattr(opts, field_, names)
