@@ -124,6 +124,7 @@ class AdaptiveSlots:
         self._last: tuple[float, float] | None = None  # (bytes/s, CPU s per byte) of the last period judged
         self._moved = 0  # +1 raised, -1 cut, 0 holding
         self._held = 0
+        self._before = start  # the limit before the last move (what an undo goes back to)
         #: (limit, bytes/s) of every period judged: what the limit did (tests, profile_fleet)
         self.history: list[tuple[int, float]] = []
 
@@ -181,9 +182,17 @@ class AdaptiveSlots:
         gained = rate >= last[0] * 1.05 and per_byte < last[1] * 1.15
         lost = rate <= last[0] * 0.95
         if self._moved > 0:
-            self._move(+1) if gained else self._undo(-1) if (lost or dearer) else self._stay()
+            if gained:
+                self._move(+1)
+            elif lost or dearer:
+                self._undo()
+            else:
+                self._stay()
         elif self._moved < 0:
-            self._undo(+1) if lost else self._move(-1)
+            if lost:
+                self._undo()
+            else:
+                self._move(-1)
         else:
             self._held += 1
             if self._held >= self.hold and self.waiting:
@@ -196,9 +205,9 @@ class AdaptiveSlots:
         self._held = 0
         self._before, self.limit = self.limit, new
 
-    def _undo(self, way: int) -> None:
-        """Back to the limit before the last move (``way`` says which way that is), then hold."""
-        self.limit = getattr(self, "_before", self.limit)
+    def _undo(self) -> None:
+        """Back to the limit before the last move, then hold."""
+        self.limit = self._before
         self._moved, self._held = 0, 0
 
     def _stay(self) -> None:
