@@ -635,7 +635,7 @@ def main() -> int:
 
                 def run(contender: str, case: str, pair: int, order: int, argv: list[str] | None,
                         env: dict[str, str] | None = None, marker: str | None = None, note: str = "") -> Row:
-                    idle = settle(sshd_pids)
+                    idle = settle(sshd_pids) if argv is not None else 0.0
                     load = os.getloadavg()[0]
                     cpu_b0 = boards_cpu(sshd_pids)
                     m = measure(argv, env, marker=marker) if argv is not None else None
