@@ -26,6 +26,18 @@ rollout runs with one worker per board.
     nice .venv/bin/python bench/bench_fleet.py                 # everything
     nice .venv/bin/python bench/bench_fleet.py --sizes 1,5 --skip-ansible
 
+Fair by construction (issue 26): each size runs ``--pairs`` rounds (default
+3), every contender once per round, the order alternating between rounds
+(scp, rollout+scp, dmsbuild; then the reverse), so that no contender always
+inherits what the one before it left running; before each row the bench waits
+for the boards' sessions to end and the CPU to be idle again, and records the
+1-minute load average and the CPU idle share then. Ratios are per round
+(against that round's scp) and printed as the median and range over the
+rounds. When the 1-minute load average at the start is above ``--max-load``
+(1, on this 2-core machine) the bench refuses to measure: no timing taken
+beside other work is a performance figure. ``--allow-load`` runs anyway and
+labels every row and ratio "under load, not a performance figure".
+
 ansible-core comes from PyPI into its own venv (``--ansible-venv``, default
 artifacts/bench-venv: ``python3 -m venv artifacts/bench-venv &&
 artifacts/bench-venv/bin/pip install ansible-core``), so it never touches the
@@ -207,6 +219,8 @@ class SshdFleet:
         import pwd
 
         self.user = pwd.getpwuid(os.getuid()).pw_name
+        if os.getuid() == 0:  # sshd's privilege separation folder (a fresh container lacks it; as dmsbuild.boards does)
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
         auth = self.work / "authorized_keys"
         shutil.copy(self.key.with_suffix(".pub"), auth)
@@ -378,13 +392,15 @@ def measure(argv: list[str], env: dict[str, str] | None = None, marker: str | No
 # --------------------------------------------------------------------------
 # contenders
 # --------------------------------------------------------------------------
-def make_release(path: Path) -> int:
+def make_release(path: Path, scale: float = 1.0) -> int:
+    """The bench's release under ``path`` (random bytes: incompressible, like weights); ``scale`` shrinks every file."""
     total = 0
     for rel, size in RELEASE_FILES.items():
         p = path / rel
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(os.urandom(size))  # incompressible, like weights
-        total += size
+        n = max(1000, int(size * scale))
+        p.write_bytes(os.urandom(n))
+        total += n
     return total
 
 
@@ -448,12 +464,137 @@ def clean(boards: list[Board], sub: str) -> None:
 
 
 # --------------------------------------------------------------------------
+# --------------------------------------------------------------------------
+# fairness: an idle machine, alternated order, several pairs, medians
+# --------------------------------------------------------------------------
+#: refuse to print a ratio when the 1-minute load average at the start is above this (a 2-core machine)
+MAX_LOAD = 1.0
+UNDER_LOAD = "under load, not a performance figure"
+
+
+def cpu_idle(seconds: float = 1.0) -> float:
+    """Share of the machine's CPU time that was idle over the next ``seconds`` (/proc/stat; 0..1)."""
+    def snap() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            v = [int(x) for x in fh.readline().split()[1:]]
+        return v[3] + v[4], sum(v)  # idle + iowait, total
+    i0, t0 = snap()
+    time.sleep(seconds)
+    i1, t1 = snap()
+    return (i1 - i0) / max(1, t1 - t0)
+
+
+def boards_cpu(sshd_pids: set[int]) -> float:
+    """CPU seconds of the boards' sshd listeners and everything below them, reaped children included (cutime):
+    the work the boards did (decrypting, writing, hashing, the agent's Python), comparable across contenders."""
+    procs = _procs()
+    tree: set[int] = set()
+    for pid in sshd_pids:
+        tree |= _tree(procs, pid, None)
+    total = 0.0
+    for p in tree:
+        try:
+            rest = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in rest[11:15]) / _TICK
+    return total
+
+
+def sessions_gone(sshd_pids: set[int], timeout: float = 15.0) -> None:
+    """Wait (at most ``timeout``) until the boards' sshd have reaped every session, so their CPU is in cutime."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(ppid in sshd_pids for ppid, *_r in _procs().values()):
+            return
+        time.sleep(0.1)
+
+
+def settle(sshd_pids: set[int], timeout: float = 30.0) -> float:
+    """Wait until the boards' sshd have no session left (the last row's processes are gone) and the CPU is
+    mostly idle again (>= 90 % over 1 s), at most ``timeout`` s; returns the idle share measured last."""
+    deadline = time.monotonic() + timeout
+    idle = 0.0
+    while time.monotonic() < deadline:
+        procs = _procs()
+        sessions = sum(1 for pid, (ppid, *_r) in procs.items() if ppid in sshd_pids)
+        idle = cpu_idle(1.0)
+        if sessions == 0 and idle >= 0.9:
+            break
+    return idle
+
+
+@dataclass
+class Row:
+    boards: int
+    contender: str
+    case: str
+    pair: int
+    order: int
+    m: Measurement | None
+    #: 1-minute load average and the CPU idle share over the second before the row started
+    load_before: float = 0.0
+    idle_before: float = 0.0
+    note: str = ""
+    #: CPU seconds the boards' processes spent during the row
+    boards_cpu_s: float | None = None
+
+    def as_json(self) -> dict:
+        m = self.m
+        return {"boards": self.boards, "contender": self.contender, "case": self.case, "pair": self.pair,
+                "order": self.order, "wall_s": None if m is None else round(m.wall_s, 3),
+                "cpu_s": None if m is None else round(m.cpu_s, 2), "peak_mb": None if m is None else round(m.peak_mb, 1),
+                "ok": None if m is None else m.rc == 0,
+                "boards_cpu_s": None if self.boards_cpu_s is None else round(self.boards_cpu_s, 2), "load_before": round(self.load_before, 2),
+                "load_max": None if m is None else round(m.load[1], 1), "idle_before": round(self.idle_before, 2),
+                "note": self.note}
+
+
+def pair_orders(contenders: list[str], pairs: int) -> list[list[str]]:
+    """Each pair runs every contender once; the order alternates (A B C, then C B A, ...) so that no contender
+    always inherits the load the one before it left (the old bench always ran scp first)."""
+    return [list(contenders) if p % 2 == 0 else list(reversed(contenders)) for p in range(pairs)]
+
+
+def ratios(rows: list[Row], n: int, contender: str, case: str = "cold", base: str = "parallel scp") -> list[float]:
+    """contender / base wall time, one per pair in which both ran and succeeded."""
+    out = []
+    for p in sorted({r.pair for r in rows if r.boards == n}):
+        a = [r for r in rows if r.boards == n and r.pair == p and r.contender == contender and r.case == case]
+        b = [r for r in rows if r.boards == n and r.pair == p and r.contender == base and r.case == "cold"]
+        if a and b and a[0].m and b[0].m and a[0].m.rc == 0 and b[0].m.rc == 0:
+            out.append(a[0].m.wall_s / b[0].m.wall_s)
+    return out
+
+
+def ratio_text(rs: list[float], loaded: bool) -> str:
+    if not rs:
+        return "-"
+    import statistics
+
+    text = f"{statistics.median(rs):.2f}x (range {min(rs):.2f}-{max(rs):.2f}, {len(rs)} pair{'s' if len(rs) > 1 else ''})"
+    return f"{text}, {UNDER_LOAD}" if loaded else text
+
+
+CONTENDERS = ("scp", "fleet-scp", "dmsbuild")
+NAMES = {"scp": "parallel scp", "fleet-scp": "fleet.rollout + scp", "dmsbuild": "dmsbuild"}
+
+
 def main() -> int:
     global args_global
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mode", nargs="?", default="bench", choices=["bench", "_run-dmsbuild", "_run-fleet-scp"])
     ap.add_argument("--spec")
     ap.add_argument("--sizes", default="1,5,20")
+    ap.add_argument("--pairs", type=int, default=3, help="rounds per size; each runs every contender once, the order "
+                    "alternating between rounds (default 3; the ratio printed is the median over them)")
+    ap.add_argument("--contenders", default=",".join(CONTENDERS),
+                    help=f"which of {','.join(CONTENDERS)} to run (default all; Ansible and relay have their own flags)")
+    ap.add_argument("--scale", type=float, default=1.0, help="release size factor (1.0 = 25.1 MB)")
+    ap.add_argument("--max-load", type=float, default=MAX_LOAD,
+                    help=f"refuse to measure when the 1-minute load average at the start is above this (default {MAX_LOAD})")
+    ap.add_argument("--allow-load", action="store_true",
+                    help=f"measure anyway (a dry run): every row and ratio is labelled '{UNDER_LOAD}'")
     ap.add_argument("--ansible-venv", default=str(ROOT / "artifacts" / "bench-venv"))
     ap.add_argument("--skip-ansible", action="store_true")
     ap.add_argument("--ansible-max", type=int, default=20, help="run Ansible only up to this many boards (default 20)")
@@ -467,82 +608,118 @@ def main() -> int:
         return _run_fleet_scp(args)
 
     sizes = [int(s) for s in args.sizes.split(",")]
+    chosen = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    bad = [c for c in chosen if c not in CONTENDERS]
+    if bad or "scp" not in chosen:
+        print(f"--contenders: {','.join(bad) or 'scp missing'}: expected a list of {','.join(CONTENDERS)} "
+              "including scp (every ratio is against parallel scp)", file=sys.stderr)
+        return 2
     load_before = os.getloadavg()
+    loaded = load_before[0] > args.max_load
+    if loaded and not args.allow_load:
+        print(f"REFUSED: the 1-minute load average is {load_before[0]:.2f} (> {args.max_load:g}): other work is running "
+              f"on this {os.cpu_count()}-core machine, so no timing taken now is a performance figure. Run it on an idle "
+              f"machine, or add --allow-load for a dry run whose every row is labelled '{UNDER_LOAD}'.", file=sys.stderr)
+        return 3
     have_ansible = not args.skip_ansible and (Path(args.ansible_venv) / "bin" / "ansible-playbook").exists()
-    rows: list[dict] = []
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="dms-fleet-bench-") as tmp:
         work = Path(tmp)
         release = work / "release"
-        size = make_release(release)
+        size = make_release(release, args.scale)
         sshd = SshdFleet(work, max(sizes), first=args.first).start()
+        sshd_pids = {b.proc.pid for b in sshd.boards}
         try:
             for n in sizes:
                 boards = sshd.boards[:n]
 
-                def add(contender: str, case: str, m: Measurement | None, note: str = "") -> None:
-                    rows.append({"boards": n, "contender": contender, "case": case,
-                                 "wall_s": None if m is None else round(m.wall_s, 2),
-                                 "cpu_s": None if m is None else round(m.cpu_s, 2),
-                                 "peak_mb": None if m is None else round(m.peak_mb, 1),
-                                 "ok": None if m is None else m.rc == 0, "note": note,
-                                 "load": None if m is None else f"{m.load[0]:.0f}-{m.load[1]:.0f}"})
+                def run(contender: str, case: str, pair: int, order: int, argv: list[str] | None,
+                        env: dict[str, str] | None = None, marker: str | None = None, note: str = "") -> Row:
+                    idle = settle(sshd_pids) if argv is not None else 0.0
+                    load = os.getloadavg()[0]
+                    cpu_b0 = boards_cpu(sshd_pids)
+                    m = measure(argv, env, marker=marker) if argv is not None else None
+                    sessions_gone(sshd_pids)
+                    row = Row(n, contender, case, pair, order, m, load, idle, note,
+                              boards_cpu(sshd_pids) - cpu_b0 if m is not None else None)
+                    rows.append(row)
                     if m is not None and m.rc != 0:
-                        print(f"--- {contender} {case} n={n} rc={m.rc}\n{m.tail}", file=sys.stderr)
+                        print(f"--- {contender} {case} n={n} pair {pair} rc={m.rc}\n{m.tail}", file=sys.stderr)
+                    if m is not None:
+                        print(f"  n={n} pair {pair + 1}/{args.pairs} #{order + 1} {contender} {case}: {m.wall_s:.2f} s, "
+                              f"load {load:.2f} before, idle {idle:.0%}", file=sys.stderr, flush=True)
+                    return row
 
-                clean(boards, "scp")
-                add("parallel scp", "cold", measure(scp_argv(sshd, boards, release)))
-                clean(boards, "fleetscp")
-                add("fleet.rollout + scp", "cold", measure(fleet_scp_argv(sshd, boards, release, work, f"n{n}")),
-                    "rollout layer driving scp (overhead check, not dmsbuild's deploy)")
-                if have_ansible and n <= args.ansible_max:
+                for pair, order in enumerate(pair_orders(chosen, args.pairs)):
+                    for i, c in enumerate(order):
+                        if c == "scp":
+                            clean(boards, "scp")
+                            run(NAMES[c], "cold", pair, i, scp_argv(sshd, boards, release))
+                        elif c == "fleet-scp":
+                            clean(boards, "fleetscp")
+                            run(NAMES[c], "cold", pair, i, fleet_scp_argv(sshd, boards, release, work, f"n{n}"),
+                                note="rollout layer driving scp (overhead check, not dmsbuild's deploy)")
+                        else:
+                            clean(boards, "dmsbuild")
+                            argv = dmsbuild_argv(sshd, boards, release, work, f"n{n}")
+                            run("dmsbuild", "cold", pair, i, argv)
+                            run("dmsbuild", "no change", pair, i, argv)
+                if have_ansible and n <= args.ansible_max:  # slow (minutes): once per size, after the pairs
                     argv, env, cp = ansible_setup(sshd, boards, release, work, f"n{n}")
                     clean(boards, "ansible")
-                    add("ansible copy", "cold", measure(argv, env, marker=cp))
-                    add("ansible copy", "no change", measure(argv, env, marker=cp))
-                elif n <= args.ansible_max:
-                    add("ansible copy", "cold", None, "ansible-core not installed")
-                clean(boards, "dmsbuild")
-                argv = dmsbuild_argv(sshd, boards, release, work, f"n{n}")
-                add("dmsbuild", "cold", measure(argv))
-                add("dmsbuild", "no change", measure(argv))
+                    run("ansible copy", "cold", 0, len(chosen), argv, env, marker=cp)
+                    run("ansible copy", "no change", 0, len(chosen), argv, env, marker=cp)
+                elif n <= args.ansible_max and not args.skip_ansible:
+                    run("ansible copy", "cold", 0, len(chosen), None, note="ansible-core not installed")
                 if args.relay and n > 4:
                     clean(boards, "dmsbuild")
-                    add("dmsbuild relay", "cold", measure(dmsbuild_argv(sshd, boards, release, work, f"r{n}", relay=True)),
-                        "4 boards pushed, the rest fetch from them over HTTP (sha256-checked)")
+                    run("dmsbuild relay", "cold", 0, len(chosen), dmsbuild_argv(sshd, boards, release, work, f"r{n}", relay=True),
+                        note="4 boards pushed, the rest fetch from them over HTTP (sha256-checked)")
         finally:
             sshd.stop()
 
+    load_after = os.getloadavg()
     print(f"\nfleet rollout benchmark: {size / 1e6:.1f} MB release, {os.cpu_count()} CPU cores, "
-          f"cipher {CIPHER}, compression off; sshd boards from {args.first}; load average before the run "
-          f"{load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f} (the load column is the 1-minute load at the "
-          f"start and the highest during each row, the row's own processes included)\n")
-    print(f"| boards | contender | case | wall s | controller CPU s | peak MB | ok | vs scp cold (wall) | load avg |")
-    print("|---:|---|---|---:|---:|---:|---|---:|---:|")
-    scp = {r["boards"]: r["wall_s"] for r in rows if r["contender"] == "parallel scp"}
+          f"cipher {CIPHER}, compression off; sshd boards from {args.first}; {args.pairs} pair(s) per size, order "
+          f"alternating ({' / '.join(' '.join(o) for o in pair_orders(chosen, min(2, args.pairs)))}); "
+          f"load average at the start {load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f}"
+          + (f" (above {args.max_load:g}: EVERY FIGURE BELOW IS {UNDER_LOAD.upper()})" if loaded else "")
+          + ". Before each row the bench waits (up to 30 s) for the boards' sessions to end and the CPU to be >= 90 % idle; "
+          "'load before' is the 1-minute load average then (it still carries the previous rows' processes), "
+          "'idle before' the CPU idle share over the second before the row; "
+          "'boards CPU s' is what the boards' processes (sshd, sftp-server or scp, the agent) spent: with the "
+          "controller's CPU, the load-independent part of the comparison.\n")
+    print("| boards | pair | # | contender | case | wall s | controller CPU s | boards CPU s | peak MB | ok | load before | idle before | load max |")
+    print("|---:|---:|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|")
     for r in rows:
-        ratio = f"{r['wall_s'] / scp[r['boards']]:.2f}x" if r["wall_s"] and scp.get(r["boards"]) else "-"
-        cells = ["-" if r[k] is None else str(r[k]) for k in ("wall_s", "cpu_s", "peak_mb", "ok")]
-        print(f"| {r['boards']} | {r['contender']} | {r['case']} | " + " | ".join(cells) + f" | {ratio} | {r['load'] or '-'} |"
-              + (f" {r['note']}" if r["note"] else ""))
-    goals = []
+        j = r.as_json()
+        cells = ["-" if j[k] is None else str(j[k]) for k in ("wall_s", "cpu_s", "boards_cpu_s", "peak_mb", "ok")]
+        print(f"| {r.boards} | {r.pair + 1} | {r.order + 1} | {r.contender} | {r.case} | " + " | ".join(cells)
+              + f" | {r.load_before:.2f} | {r.idle_before:.0%} | {j['load_max'] if j['load_max'] is not None else '-'} |"
+              + (f" {r.note}" if r.note else "") + (f" ({UNDER_LOAD})" if loaded else ""))
+    print("\nratios, median of the pairs (range), wall time against parallel scp cold of the same pair:")
     for n in sizes:
-        get = {(r["contender"], r["case"]): r["wall_s"] for r in rows if r["boards"] == n}
-        d_cold, d_nc = get.get(("dmsbuild", "cold")), get.get(("dmsbuild", "no change"))
-        a_cold, a_nc, s_cold = get.get(("ansible copy", "cold")), get.get(("ansible copy", "no change")), get.get(("parallel scp", "cold"))
-        if d_cold and a_cold:
-            goals.append(f"n={n}: ansible cold / dmsbuild cold = {a_cold / d_cold:.2f}x (goal >= 3x); "
-                         f"ansible no-change / dmsbuild no-change = {a_nc / d_nc:.2f}x (goal >= 10x); "
-                         f"dmsbuild cold / scp = {d_cold / s_cold:.2f}x (goal <= 1.5x)")
-        elif a_cold and s_cold:
-            goals.append(f"n={n}: ansible cold / scp cold = {a_cold / s_cold:.2f}x; ansible no-change = {a_nc:.2f} s "
-                         f"(the dmsbuild rows are missing: see the errors above)")
-        elif d_cold and s_cold:
-            r_cold = get.get(("dmsbuild relay", "cold"))
-            goals.append(f"n={n}: dmsbuild cold / scp = {d_cold / s_cold:.2f}x (goal <= 1.3x at 100)"
-                         + (f"; dmsbuild relay cold / scp = {r_cold / s_cold:.2f}x" if r_cold else ""))
-    print("\n" + "\n".join(goals))
+        parts = []
+        for contender, case, goal in (("dmsbuild", "cold", "goal <= 1.2x"), ("fleet.rollout + scp", "cold", "goal <= 1.1x"),
+                                      ("dmsbuild", "no change", "")):
+            rs = ratios(rows, n, contender, case)
+            if rs:
+                parts.append(f"{contender} {case} / scp = {ratio_text(rs, loaded)}" + (f" ({goal})" if goal else ""))
+        one = {(r.contender, r.case): r.m.wall_s for r in rows if r.boards == n and r.m is not None and r.m.rc == 0
+               and r.contender in ("ansible copy", "dmsbuild relay")}
+        scp_walls = [r.m.wall_s for r in rows if r.boards == n and r.contender == "parallel scp" and r.m and r.m.rc == 0]
+        if one and scp_walls:
+            import statistics
+
+            for (c, case), w in one.items():
+                parts.append(f"{c} {case} / median scp = {w / statistics.median(scp_walls):.2f}x (one run"
+                             + (f", {UNDER_LOAD})" if loaded else ")"))
+        print(f"n={n}: " + ("; ".join(parts) if parts else "no ratio (a contender failed: see the errors above)"))
+    print(f"\nload average at the end {load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        Path(args.json).write_text(json.dumps({"release_mb": round(size / 1e6, 2), "pairs": args.pairs,
+                                               "load_start": load_before, "under_load": loaded,
+                                               "rows": [r.as_json() for r in rows]}, indent=2))
     return 0
 
 

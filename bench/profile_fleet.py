@@ -18,6 +18,15 @@ one cold rollout in this process through the same plug-in the bench uses
 
     PYTHONPATH=$PWD nice .venv/bin/python bench/profile_fleet.py --boards 100 --scale 0.25
     PYTHONPATH=$PWD nice .venv/bin/python bench/profile_fleet.py --boards 100 --scale 0.25 --profile /tmp/p.pstats
+    PYTHONPATH=$PWD nice .venv/bin/python bench/profile_fleet.py --boards 20 --scale 0.1 --count
+
+``--count`` (issue 26): measures that do not depend on the machine's load,
+per board and per phase of the deploy (resume check, lock, upload, commit,
+unlock): SSH packets each way, channel opens, exec/subsystem requests, SFTP
+requests by kind (writes are pipelined; every other SFTP request waits for
+its answer), lock-process exchanges, bytes, waits for an upload slot, and
+the synchronous round trips they add up to, plus the order of one board's
+round trips from connect to switch (its critical path).
 """
 from __future__ import annotations
 
@@ -89,7 +98,259 @@ def instrument_transport() -> None:
     _timed(ssh.SSHTransport, "_handshake", "SSH handshake+auth+host key")
     _timed(ssh.SSHTransport, "_sftp", "SFTP open (cached after 1st)")
     _timed(ssh.SSHTransport, "put", "upload (per file)", size_arg=1)
+    if "upload" in vars(ssh.SSHTransport):
+        _timed(ssh.SSHTransport, "upload", "upload (per file)", size_arg=1)
     _timed(ssh.SSHTransport, "close", "close")
+
+
+# --------------------------------------------------------------------------
+# load-independent counts (--count)
+# --------------------------------------------------------------------------
+from collections import Counter  # noqa: E402
+
+#: board -> phase -> Counter(measure)
+_counts: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+#: board -> the phase its worker is in now
+_phase: dict[str, str] = {}
+#: id(paramiko object) -> board
+_owner: dict[int, str] = {}
+_tl = threading.local()
+#: one board's synchronous exchanges in order: (phase, what)
+_path: dict[str, list[tuple[str, str]]] = defaultdict(list)
+
+#: what counts as one synchronous round trip (the worker waits for an answer before it goes on)
+ROUND_TRIPS = ("TCP connect", "SSH handshake (x4: version+KEXINIT, KEX, NEWKEYS+service, auth)", "channel open",
+               "exec request", "subsystem request", "SFTP version exchange", "SFTP open", "SFTP close", "SFTP stat",
+               "SFTP fstat", "SFTP other (waits)", "lock answer", "command completion", "upload drain")
+
+
+def _count(board: str | None, what: str, n: int = 1, path: bool = False) -> None:
+    if board is None:
+        return
+    phase = _phase.get(board, "?")
+    with _lock:
+        _counts[board][phase][what] += n
+        if path:
+            _path[board].append((phase, what))
+
+
+def _set_phase(board: str, phase: str) -> str | None:
+    prev = _phase.get(board)
+    _phase[board] = phase
+    return prev
+
+
+def _phased(owner: object, attr: str, phase: str, board_of) -> None:
+    """Calls of ``owner.attr`` run in ``phase`` for the board ``board_of(args)`` names (the phase before is restored)."""
+    fn = getattr(owner, attr)
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        board = board_of(a, kw)
+        prev = _set_phase(board, phase)
+        try:
+            return fn(*a, **kw)
+        finally:
+            if prev is not None:
+                _phase[board] = prev
+
+    setattr(owner, attr, wrapper)
+
+
+def instrument_counts_transport() -> None:
+    """SSHTransport's own counters (again after each ``swap_in``): which board a connection is, TCP, handshakes."""
+    from dmsbuild.ship.transport import ssh
+
+    connect = ssh.SSHTransport.connect
+
+    def connect_w(self):
+        _tl.board = self.name
+        return connect(self)
+
+    ssh.SSHTransport.connect = connect_w
+    for name, label in (("_open_socket", "TCP connect"),
+                        ("_handshake", "SSH handshake (x4: version+KEXINIT, KEX, NEWKEYS+service, auth)")):
+        fn = getattr(ssh.SSHTransport, name)
+
+        def w(self, *a, _fn=fn, _label=label, **kw):
+            _count(self.name, _label, path=True)
+            return _fn(self, *a, **kw)
+
+        setattr(ssh.SSHTransport, name, w)
+
+
+def instrument_counts() -> None:
+    """Count, per board and phase, what crosses the connection (paramiko and the deploy's steps wrapped)."""
+    import paramiko
+    from paramiko import sftp as sftp_mod
+    from paramiko.packet import Packetizer
+
+    from dmsbuild.ship import fleet_deploy, release
+    from dmsbuild.ship.transport import ssh
+
+    _phased(fleet_deploy.FleetDeploy, "current_release", "1 resume check", lambda a, kw: a[1].name)
+    _phased(release, "deploy_board", "2 deploy (root, close)", lambda a, kw: a[0].name)
+    _phased(release.BoardLock, "acquire", "3 lock+prepare+facts", lambda a, kw: a[0].transport.name)
+    _phased(release, "push", "4 upload", lambda a, kw: a[1].name)
+    _phased(release.BoardLock, "call", "5 commit/verify/switch", lambda a, kw: a[0].transport.name)
+    _phased(release.BoardLock, "release", "6 unlock", lambda a, kw: a[0].transport.name)
+
+    init = paramiko.Transport.__init__
+
+    def transport_init(self, *a, **kw):
+        init(self, *a, **kw)
+        board = getattr(_tl, "board", None)
+        _owner[id(self)] = _owner[id(self.packetizer)] = board
+
+    paramiko.Transport.__init__ = transport_init
+    send, read = Packetizer.send_message, Packetizer.read_message
+
+    def send_w(self, data):
+        _count(_owner.get(id(self)), "SSH packets sent")
+        return send(self, data)
+
+    def read_w(self):
+        out = read(self)
+        _count(_owner.get(id(self)), "SSH packets received")
+        return out
+
+    Packetizer.send_message, Packetizer.read_message = send_w, read_w
+    open_channel = paramiko.Transport.open_channel
+
+    def open_channel_w(self, kind, *a, **kw):
+        _count(_owner.get(id(self)), "channel open", path=True)
+        return open_channel(self, kind, *a, **kw)
+
+    paramiko.Transport.open_channel = open_channel_w
+    for name, label in (("exec_command", "exec request"), ("invoke_subsystem", "subsystem request")):
+        fn = getattr(paramiko.Channel, name)
+
+        def cw(self, *a, _fn=fn, _label=label, **kw):
+            _count(_owner.get(id(self.transport)), _label, path=True)
+            return _fn(self, *a, **kw)
+
+        setattr(paramiko.Channel, name, cw)
+    from_transport = paramiko.SFTPClient.from_transport.__func__
+
+    def from_transport_w(cls, t, *a, **kw):
+        out = from_transport(cls, t, *a, **kw)
+        _count(_owner.get(id(t)), "SFTP version exchange", path=True)
+        return out
+
+    paramiko.SFTPClient.from_transport = classmethod(from_transport_w)
+    async_request = paramiko.SFTPClient._async_request
+    names = {sftp_mod.CMD_OPEN: "SFTP open", sftp_mod.CMD_CLOSE: "SFTP close", sftp_mod.CMD_STAT: "SFTP stat",
+             sftp_mod.CMD_FSTAT: "SFTP fstat"}
+
+    close = paramiko.SFTPFile._close
+
+    def close_w(self, async_=False):
+        _tl.async_close = async_
+        try:
+            return close(self, async_)
+        finally:
+            _tl.async_close = False
+
+    paramiko.SFTPFile._close = close_w
+
+    def async_request_w(self, fileobj, t, *a):
+        board = _owner.get(id(self.sock.transport))
+        if t == sftp_mod.CMD_CLOSE and getattr(_tl, "async_close", False):
+            _count(board, "SFTP close (not waited for)")
+        elif t == sftp_mod.CMD_WRITE:
+            _count(board, "SFTP write (pipelined)")
+            _count(board, "bytes sent (SFTP payload)", len(a[2]))
+        else:
+            _count(board, names.get(t, "SFTP other (waits)"), path=True)
+        return async_request(self, fileobj, t, *a)
+
+    paramiko.SFTPClient._async_request = async_request_w
+    readline = ssh._SSHProcess.readline
+
+    def readline_w(self, timeout=30.0):
+        _count(self.board, "lock answer", path=True)
+        return readline(self, timeout)
+
+    ssh._SSHProcess.readline = readline_w
+    drain = ssh._drain
+
+    def drain_w(chan, timeout):
+        _count(_owner.get(id(chan.transport)), "command completion", path=True)
+        return drain(chan, timeout)
+
+    ssh._drain = drain_w
+    lock_send = release.BoardLock._send
+
+    def lock_send_w(self, data):
+        _count(self.transport.name, "lock heartbeats" if data == b"\n" else "lock requests")
+        return lock_send(self, data)
+
+    release.BoardLock._send = lock_send_w
+    slot = ssh.upload_slot
+
+    def slot_w():
+        sem = slot()
+        return _CountingSlot(sem)
+
+    ssh.upload_slot = slot_w
+
+
+class _CountingSlot:
+    """The upload slot, counting the acquisitions that had to wait."""
+
+    def __init__(self, sem) -> None:
+        self.sem = sem
+
+    def __enter__(self):
+        board = getattr(_tl, "board", None)
+        _count(board, "upload slot taken")
+        if not self.sem.acquire(blocking=False):
+            _count(board, "upload slot waits", path=True)
+            self.sem.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.sem.release()
+
+    def __getattr__(self, name):
+        return getattr(self.sem, name)
+
+
+def print_counts(nboards: int) -> None:
+    """Per board (mean over boards; max where it differs), by phase; then one board's round trips in order."""
+    phases = sorted({ph for b in _counts.values() for ph in b})
+    measures: list[str] = []
+    for b in _counts.values():
+        for c in b.values():
+            measures += [m for m in c if m not in measures]
+    order = [m for m in ROUND_TRIPS if m in measures] + sorted(m for m in measures if m not in ROUND_TRIPS)
+    print(f"\nper board (mean over {nboards} boards; [max] where a board differs), by phase of the deploy; "
+          "counts, independent of the machine's load:\n")
+    print("| measure | " + " | ".join(phases) + " | all phases |")
+    print("|---|" + "---:|" * (len(phases) + 1))
+    for m in order:
+        cells = []
+        for ph in [*phases, None]:
+            vals = [sum(c[m] for p, c in b.items() if ph is None or p == ph) for b in _counts.values()]
+            vals += [0] * (nboards - len(vals))
+            mean, top = sum(vals) / nboards, max(vals)
+            text = f"{mean:.1f}".rstrip("0").rstrip(".") if mean else "0"
+            cells.append(text + (f" [{top}]" if top != round(mean) and mean else ""))
+        print(f"| {m} | " + " | ".join(cells) + " |")
+    rts = [sum(c[m] * (4 if m.startswith("SSH handshake") else 1) for c in b.values() for m in ROUND_TRIPS)
+           for b in _counts.values()]
+    print(f"\nsynchronous round trips per board (a handshake counted as 4): mean {sum(rts) / max(1, len(rts)):.1f}, "
+          f"min {min(rts, default=0)}, max {max(rts, default=0)}")
+    if _path:
+        board = sorted(_path)[0]
+        steps = _path[board]
+        print(f"\none board's exchanges in order ({board}, {len(steps)} events; 'upload slot waits' is not a round trip):")
+        last = None
+        for ph, what in steps:
+            if ph != last:
+                print(f"  [{ph}]")
+                last = ph
+            print(f"    {what}")
 
 
 def profile_threads(out: str) -> tuple[cProfile.Profile, list[cProfile.Profile]]:
@@ -163,6 +424,9 @@ def swap_in(rev: str | None) -> None:
         mod.__package__ = "dmsbuild.ship.transport"
         exec(compile(src, f"{rev}:dmsbuild/ship/transport/ssh.py", "exec"), mod.__dict__)
         methods = {k: v for k, v in vars(mod.SSHTransport).items() if callable(v)}
+    for k in _ORIGINAL:
+        if k not in methods and k in vars(ssh.SSHTransport):  # a method REV lacks: the base class's default
+            delattr(ssh.SSHTransport, k)
     for k, v in methods.items():
         setattr(ssh.SSHTransport, k, v)
 
@@ -178,6 +442,7 @@ def main() -> int:
     ap.add_argument("--compare", metavar="REV", help="also run with SSHTransport as of git REV (before/after, one run)")
     ap.add_argument("--rounds", type=int, default=1, help="with --compare: REV, now, now, REV, ... (2 = ABBA)")
     ap.add_argument("--by-process", action="store_true", help="board-side CPU by process kind (sampled)")
+    ap.add_argument("--count", action="store_true", help="load-independent counts per board and phase (see above)")
     args = ap.parse_args()
     os.environ["DMSBUILD_SSH_CONFIG"] = "/dev/null"
     plan: list[str | None] = [None]
@@ -196,6 +461,8 @@ def main() -> int:
             total += n
         sshd = bench_fleet.SshdFleet(work, args.boards, first=args.first).start()
         instrument()
+        if args.count:
+            instrument_counts()
         main_prof, profs = profile_threads(args.profile) if args.profile else (None, [])
         results = []
         try:
@@ -205,8 +472,12 @@ def main() -> int:
             for i, rev in enumerate(plan):
                 swap_in(rev)
                 instrument_transport()
+                if args.count:
+                    instrument_counts_transport()
                 _stats.clear()
                 _bytes.clear()
+                _counts.clear()
+                _path.clear()
                 run_work = work / f"run{i}"
                 cpu_b0 = board_cpu(sshd_pids)
                 seen: dict[int, tuple[str, float]] = {}
@@ -237,11 +508,15 @@ def main() -> int:
                 cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
                 label = f"SSHTransport as of {rev}" if rev else "this worktree"
                 ok = res.count("done")
+                load = os.getloadavg()[0]
                 print(f"\n[{label}] {args.boards} boards, {total / 1e6:.1f} MB release, parallel {args.parallel or args.boards}, "
-                      f"load {os.getloadavg()[0]:.1f}, cProfile {'on' if args.profile else 'off'}")
+                      f"load {load:.1f}{' (above 1: the times below are under load, not performance figures)' if load > 1 else ''}, "
+                      f"cProfile {'on' if args.profile else 'off'}")
                 print(f"wall {wall:.2f} s; controller CPU {cpu:.2f} s (user {ru1.ru_utime - ru0.ru_utime:.2f}, "
                       f"sys {ru1.ru_stime - ru0.ru_stime:.2f}); boards' processes CPU {cpu_b:.2f} s "
-                      f"(sshd, sftp-server, agent); ok {ok}/{args.boards}")
+                      f"(sshd, sftp-server, agent); ok {ok}/{args.boards}; controller context switches "
+                      f"{ru1.ru_nvcsw - ru0.ru_nvcsw} voluntary (a thread blocked: I/O, the GIL, a timed wait), "
+                      f"{ru1.ru_nivcsw - ru0.ru_nivcsw} involuntary")
                 print("\n| phase | calls | sum s | mean s | max s | MB/s per call |")
                 print("|---|---:|---:|---:|---:|---:|")
                 for lab, v in _stats.items():
@@ -255,6 +530,18 @@ def main() -> int:
                           "ones are missed):\n| process | count | CPU s |\n|---|---:|---:|")
                     for kind, cs in sorted(kinds.items(), key=lambda kv: -sum(kv[1])):
                         print(f"| {kind} | {len(cs)} | {sum(cs):.2f} |")
+                from dmsbuild.ship.transport import ssh as _ssh
+
+                slots = _ssh._slots
+                if slots is not None and hasattr(slots, "history"):
+                    lims = [lim for lim, _rate in slots.history] + [slots.limit]
+                    print(f"adaptive upload limit: {len(slots.history)} period(s) judged, limit from {lims[0]} "
+                          f"(min {min(lims)}, max {max(lims)}) to {slots.limit}")
+                elif slots is not None:
+                    print(f"upload slots fixed by ${_ssh.UPLOAD_SLOTS_ENV}")
+                _ssh._slots = None  # the next run starts afresh
+                if args.count:
+                    print_counts(args.boards)
                 results.append((label, wall, cpu, cpu_b, ok))
                 sys.stdout.flush()
         finally:

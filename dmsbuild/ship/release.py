@@ -159,7 +159,9 @@ class BoardLock:
     def __enter__(self) -> "BoardLock":
         return self.acquire()
 
-    def acquire(self) -> "BoardLock":
+    def acquire(self, meanwhile: Callable[[], None] | None = None) -> "BoardLock":
+        """Take the lock; ``meanwhile`` runs after the request is sent, while the board's agent starts (round
+        trips there cost no wall time: the SFTP channel's opening, say)."""
         self.proc = self.transport.spawn([self.python, "-c", AGENT_SOURCE, "lock"])
         # the request is one line; stdin stays open (that is the lock)
         request: dict[str, Any] = {"root": self.root, "holder": {**holder(), "doing": self.doing},
@@ -169,6 +171,8 @@ class BoardLock:
         if self.facts_script is not None:
             request["facts_script"] = self.facts_script
         self.proc.send((json.dumps(_with_fault(request)) + "\n").encode())
+        if meanwhile is not None:
+            meanwhile()
         answer = self.proc.readline(timeout=60).strip()
         if answer.startswith("locked"):
             self.state = neutralise(json.loads(answer[len("locked"):] or "{}"))
@@ -317,7 +321,7 @@ def _upload(transport: Transport, board: Board, root: str, need: list[Any], part
                     progress(_f.path, done, total)
 
             try:
-                transport.put(f.local, remote, offset=offset, progress=cb)
+                transport.upload(f.local, remote, offset=offset, progress=cb)
             except UserError as exc:
                 raise _upload_error(transport, board, root, remote, exc) from None
         sent += f.size - offset
@@ -411,7 +415,8 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
         lock = BoardLock(transport, board.python, root, objects=sorted({f.sha256 for f in release.files}),
                          heartbeat_s=board.io_timeout / 3, facts_script=facts_mod.FACTS_SCRIPT)
         try:
-            lock.acquire()
+            # the SFTP channel opens while the board's agent starts and prepares (3 round trips off the path)
+            lock.acquire(meanwhile=transport.prepare_upload)
         except (UserError, OSError):  # (a local board's spawn of a missing Python is an OSError)
             facts_mod.gather(transport, board.python, root)  # a facts error wins: it says more than the lock's
             raise

@@ -12,12 +12,14 @@ benchmarks use the same rollout through ``pipeline/deploy.deploy_target``.
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..config import ProjectConfig, TargetProfile
 from ..errors import UserError
-from ..ship.inventory import Board, inventory_path, load_inventory, local_board
 from . import cli_path, doit_var, params, per_target, profile, project
+
+if TYPE_CHECKING:  # the inventory module is imported when a deploy runs, not by every `doit` start-up (issue 26)
+    from ..ship.inventory import Board
 
 
 def _plain_names(hosts: str | None) -> list[str]:
@@ -31,6 +33,8 @@ def boards_for(proj: ProjectConfig, prof: TargetProfile, hosts: str | None = Non
                groups: str | None = None) -> list[Board]:
     """The boards a deploy of ``prof`` reaches: the local folder, or the inventory's group narrowed by
     ``hosts`` (names, globs ``emu-0*``, ranges ``emu-[01:05]``) and ``groups``."""
+    from ..ship.inventory import inventory_path, load_inventory, local_board
+
     if prof.transport == "local":
         names = _plain_names(hosts)
         if (hosts and names != [prof.name]) or groups:

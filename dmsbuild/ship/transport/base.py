@@ -77,6 +77,14 @@ class Transport(abc.ABC):
         the sha256 of the whole file afterwards).
         """
 
+    def upload(self, local: Path, remote: str, *, offset: int = 0, progress: Progress | None = None) -> None:
+        """``put`` as a deploy sends its files one after another; a transport may do it cheaper (SSH: fewer
+        round trips, the upload slot held only while bytes flow). Same contract as ``put``."""
+        self.put(local, remote, offset=offset, progress=progress)
+
+    def prepare_upload(self) -> None:
+        """Get ready to upload (SSH: open the SFTP channel) while the board is busy with something else."""
+
     @abc.abstractmethod
     def spawn(self, argv: Sequence[str]) -> "RemoteProcess":
         """Start a long-running command whose stdin stays open (the board lock holder)."""

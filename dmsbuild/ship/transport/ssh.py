@@ -35,6 +35,7 @@ failure is raised as one ``TransportError`` line.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
@@ -63,13 +64,24 @@ SFTP_WINDOW = 1 << 27
 CHUNK = 1 << 20
 #: bytes of an SSH packet left for the SFTP write header (length, type, id, handle, offset) and channel framing
 WRITE_HEADROOM = 192
-#: ENV: how many uploads this process runs at once (default UPLOAD_SLOTS), whatever deploy.parallel is
+#: ENV: how many uploads this process runs at once (a fixed number; unset: the adaptive limit, ``AdaptiveSlots``)
 UPLOAD_SLOTS_ENV = "DMSBUILD_UPLOAD_SLOTS"
-#: uploads at once per controller process. paramiko moves every 32 KiB packet in Python under the GIL; with
-#: 100 uploads pumping at once the threads mostly hand the GIL to each other (futex waits, context switches):
-#: measured at 100 boards (docs/fleet-scale.md) the controller spent ~3x the CPU per MB of 16 at once. 16
-#: connections keep a LAN (or a 50 ms WAN: 16 x 2 MiB window / RTT) fuller than one GIL can feed.
+#: uploads at once per controller process to start from. paramiko moves every 32 KiB packet in Python under the
+#: GIL; with 100 uploads pumping at once the threads mostly hand the GIL to each other (futex waits, context
+#: switches): measured at 100 boards (docs/fleet-scale.md) the controller spent ~3x the CPU per MB of 16 at once.
+#: 16 connections keep a LAN (or a 50 ms WAN: 16 x 2 MiB window / RTT) fuller than one GIL can feed; the
+#: adaptive limit moves from here to what the controller and the link sustain (between 2 and UPLOAD_SLOTS_MAX).
 UPLOAD_SLOTS = 16
+#: the adaptive limit's ceiling: measured at 100 boards, 32 at once cost 18.0 controller CPU-s against 15.6 at 16
+#: and 46 at 100 (docs/fleet-scale.md); 32 x 2 MiB windows fill 1.3 GB/s at 50 ms RTT
+UPLOAD_SLOTS_MAX = 32
+#: a file (or the rest of a resumed one) smaller than this is sent without an upload slot: a few packets
+SMALL_UPLOAD = 256 << 10
+#: seconds a connection's paramiko thread sleeps in its socket read before it checks whether it was closed
+#: (paramiko's own 0.1 s woke every idle connection 10 times a second); keepalives and data wake it at once
+IDLE_WAKE_S = 1.0
+#: the largest SFTP write sent even where the board's server allows more (OpenSSH's allows 261120 bytes)
+MAX_WRITE = 1 << 20
 
 
 def _route_paramiko_log() -> None:
@@ -87,22 +99,137 @@ def _route_paramiko_log() -> None:
 _route_paramiko_log()
 
 
-def _upload_slots() -> threading.BoundedSemaphore:
+class AdaptiveSlots:
+    """How many uploads of this process pump bytes at once: a limit that follows the throughput they reach.
+
+    Every ``period`` seconds with uploads waiting for a slot, the bytes sent
+    (and the process's CPU per byte) over the period are compared with the
+    period before: after a raise that paid (>= 5 % more bytes/s for less than
+    15 % more CPU per byte) it raises again (x1.25, at least +1); a raise that
+    lost throughput or cost >= 25 % more CPU per byte (the GIL hand-off
+    symptom) is undone and the limit holds for ``hold`` periods; a cut that
+    lost no throughput cuts again (fewer threads, less CPU), one that lost
+    throughput is undone. Between ``low`` and ``high``; with no upload waiting
+    the limit stays where it is (more slots cannot help then)."""
+
+    def __init__(self, start: int = UPLOAD_SLOTS, low: int = 2, high: int = UPLOAD_SLOTS_MAX, period: float = 0.5,
+                 hold: int = 6, clock: Any = time.monotonic, cpu: Any = time.process_time) -> None:
+        self.limit, self.low, self.high, self.period, self.hold = start, low, high, period, hold
+        self._clock, self._cpu = clock, cpu
+        self._cond = threading.Condition()
+        self.active = 0
+        self.waiting = 0
+        self._bytes = 0
+        self._t0, self._c0 = clock(), cpu()
+        self._last: tuple[float, float] | None = None  # (bytes/s, CPU s per byte) of the last period judged
+        self._moved = 0  # +1 raised, -1 cut, 0 holding
+        self._held = 0
+        self._before = start  # the limit before the last move (what an undo goes back to)
+        #: (limit, bytes/s) of every period judged: what the limit did (tests, profile_fleet)
+        self.history: list[tuple[int, float]] = []
+
+    def acquire(self, blocking: bool = True) -> bool:
+        with self._cond:
+            if self.active >= self.limit and not blocking:
+                return False
+            self.waiting += 1
+            try:
+                while self.active >= self.limit:
+                    self._cond.wait()
+            finally:
+                self.waiting -= 1
+            self.active += 1
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self.active -= 1
+            self._cond.notify()
+
+    def __enter__(self) -> "AdaptiveSlots":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def sent(self, n: int) -> None:
+        """``n`` more bytes went out (called by the uploads); judges the limit once per period."""
+        with self._cond:
+            self._bytes += n
+            now = self._clock()
+            if now - self._t0 < self.period:
+                return
+            cpu = self._cpu()
+            rate = self._bytes / (now - self._t0)
+            per_byte = (cpu - self._c0) / max(1, self._bytes)
+            self._bytes, self._t0, self._c0 = 0, now, cpu
+            if self.waiting == 0 and self._moved == 0:
+                self._last = None  # demand below the limit: nothing to learn from this period
+                return
+            before = self.limit
+            self._judge(rate, per_byte)
+            self.history.append((before, rate))
+            self._cond.notify_all()
+
+    def _judge(self, rate: float, per_byte: float) -> None:
+        last, self._last = self._last, (rate, per_byte)
+        if last is None:  # the first period with demand: probe upwards
+            self._move(+1)
+            return
+        dearer = per_byte >= last[1] * 1.25
+        # a gain bought with much more CPU per byte is the GIL hand-off, not the link: not a gain
+        gained = rate >= last[0] * 1.05 and per_byte < last[1] * 1.15
+        lost = rate <= last[0] * 0.95
+        if self._moved > 0:
+            if gained:
+                self._move(+1)
+            elif lost or dearer:
+                self._undo()
+            else:
+                self._stay()
+        elif self._moved < 0:
+            if lost:
+                self._undo()
+            else:
+                self._move(-1)
+        else:
+            self._held += 1
+            if self._held >= self.hold and self.waiting:
+                self._move(+1)
+
+    def _move(self, way: int) -> None:
+        step = max(1, round(self.limit * 0.25))
+        new = max(self.low, min(self.high, self.limit + way * step))
+        self._moved = way if new != self.limit else 0
+        self._held = 0
+        self._before, self.limit = self.limit, new
+
+    def _undo(self) -> None:
+        """Back to the limit before the last move, then hold."""
+        self.limit = self._before
+        self._moved, self._held = 0, 0
+
+    def _stay(self) -> None:
+        self._moved, self._held = 0, 0
+
+
+def _upload_slots() -> "threading.BoundedSemaphore | AdaptiveSlots":
     raw = os.environ.get(UPLOAD_SLOTS_ENV, "")
     if not raw:
-        return threading.BoundedSemaphore(UPLOAD_SLOTS)
+        return AdaptiveSlots()
     if not raw.isdigit() or int(raw) < 1:
         raise UserError(f"${UPLOAD_SLOTS_ENV} is {raw!r}; expected a whole number of uploads at once, at least 1",
-                        hint=f"unset it (default {UPLOAD_SLOTS}) or set e.g. {UPLOAD_SLOTS_ENV}=32")
+                        hint=f"unset it (an adaptive limit, from {UPLOAD_SLOTS}) or set e.g. {UPLOAD_SLOTS_ENV}=32")
     return threading.BoundedSemaphore(int(raw))
 
 
-_slots: threading.BoundedSemaphore | None = None
+_slots: "threading.BoundedSemaphore | AdaptiveSlots | None" = None
 _slots_lock = threading.Lock()
 
 
-def upload_slot() -> threading.BoundedSemaphore:
-    """The process-wide gate every upload holds for one file (sized once, from UPLOAD_SLOTS or its ENV)."""
+def upload_slot() -> "threading.BoundedSemaphore | AdaptiveSlots":
+    """The process-wide gate every upload holds while it sends bytes (a fixed $DMSBUILD_UPLOAD_SLOTS, else adaptive)."""
     global _slots
     with _slots_lock:
         if _slots is None:
@@ -454,6 +581,8 @@ class SSHTransport(Transport):
         self._client: paramiko.SSHClient | None = None
         self._jumps: list[paramiko.SSHClient] = []
         self._sftp_client: paramiko.SFTPClient | None = None
+        #: bytes per SFTP write on this connection (set when the SFTP channel opens)
+        self.write_size = 0
         self.endpoint: Endpoint | None = None
 
     # -- connection ------------------------------------------------------
@@ -538,6 +667,12 @@ class SSHTransport(Transport):
 
         def transport(*args: Any, **kwargs: Any) -> paramiko.Transport:
             t = paramiko.Transport(*args, **kwargs)
+            # the connection's thread wakes up this often when nothing arrives (paramiko: every 0.1 s, to see
+            # whether it was closed); a rollout holds one connection per board, most of them waiting (for the
+            # resume checks, an upload slot, the board's agent), and 200 threads waking 10 times a second
+            # each took the GIL 2,000 times a second for nothing (issue 26)
+            t._active_check_timeout = IDLE_WAKE_S
+            t.sock.settimeout(IDLE_WAKE_S)
             opts = t.get_security_options()
             for field_, names in order.items():
                 setattr(opts, field_, names)
@@ -657,6 +792,7 @@ class SSHTransport(Transport):
                 raise TransportError(f"board '{self.name}': the board refused the SFTP subsystem")
             # a dead link would block a write forever (TCP retries for ~15 min): give up after io_timeout without progress
             self._sftp_client.get_channel().settimeout(self.board.io_timeout)
+            self.write_size = write_size(self._sftp_client)
         return self._sftp_client
 
     def is_open(self) -> bool:
@@ -684,34 +820,60 @@ class SSHTransport(Transport):
         with upload_slot():
             self._put(local, remote, offset=offset, progress=progress)
 
-    def _put(self, local: Path, remote: str, *, offset: int, progress: Progress | None) -> None:
+    def upload(self, local: Path, remote: str, *, offset: int = 0, progress: Progress | None = None) -> None:
+        """``put`` as a deploy sends its files: the upload slot is held only while bytes flow (not while the
+        remote file opens), and a file smaller than SMALL_UPLOAD takes none (issue 26)."""
+        self._put(local, remote, offset=offset, progress=progress, slot=upload_slot())
+
+    def prepare_upload(self) -> None:
+        """Open the SFTP channel now (three round trips), e.g. while the board's agent starts; a failure here
+        is left for the upload itself to report."""
+        try:
+            self._sftp()
+        except TransportError:
+            pass
+
+    def _put(self, local: Path, remote: str, *, offset: int, progress: Progress | None, slot: Any = None) -> None:
         total = os.path.getsize(local)
+        gate = slot if slot is not None and total - offset >= SMALL_UPLOAD else contextlib.nullcontext()
+        count = getattr(gate, "sent", None)
         try:
             sftp = self._sftp()
-            with open(local, "rb") as src, sftp.open(remote, "r+b" if offset else "wb") as dst:
-                dst.set_pipelined(True)
-                # one SFTP write per SSH packet: paramiko's default 32 KiB write plus its header overflows the
-                # server's 32 KiB channel packet, so every write went out as two packets (a full one and a
-                # ~100-byte one), doubling the per-packet work (Python framing, HMAC, send) of a transfer
-                dst.MAX_REQUEST_SIZE = max(4096, sftp.get_channel().out_max_packet_size - WRITE_HEADROOM)
-                if offset:
-                    dst.truncate(offset)
-                    dst.seek(offset)
-                    src.seek(offset)
-                sent = offset
-                while chunk := src.read(CHUNK):
-                    dst.write(chunk)
-                    sent += len(chunk)
-                    if progress is not None:
-                        progress(sent, total)
-            # pipelined writes: a write the board refused (ENOSPC, EIO) is only saved on the file object
-            # and lost at close, so the size that arrived is checked instead
-            arrived = sftp.stat(remote).st_size
+            with open(local, "rb") as src:
+                dst = sftp.open(remote, "r+b" if offset else "wb")  # one round trip: the board's handle
+                try:
+                    dst.set_pipelined(True)
+                    dst.MAX_REQUEST_SIZE = self.write_size or write_size(sftp, limits=False)
+                    if offset:
+                        dst.truncate(offset)
+                        dst.seek(offset)
+                        src.seek(offset)
+                    with gate:
+                        sent = offset
+                        while chunk := src.read(CHUNK):
+                            dst.write(chunk)
+                            sent += len(chunk)
+                            if count is not None:
+                                count(len(chunk))
+                            if progress is not None:
+                                progress(sent, total)
+                        dst.flush()
+                        _await_writes(sftp, dst)
+                except BaseException:
+                    try:
+                        dst.close()
+                    except (paramiko.SSHException, OSError, EOFError):
+                        pass  # the connection is gone: the error being raised says more
+                    raise
+                if slot is None:  # put(): the caller may run the file next (a file open for writing cannot be exec'd)
+                    dst.close()
+                else:
+                    # a deploy's upload (an object under objects/.tmp that the commit hashes and renames): every
+                    # write was answered (a refusal raised above), so the close need not be waited for; it would
+                    # cost one more round trip per file (its answer is read, and dropped, later)
+                    dst._close(async_=True)  # paramiko's own non-waiting close (SFTPFile.__del__ uses it)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise TransportError(f"board '{self.name}': upload of {Path(local).name} to {remote} failed: {exc}") from None
-        if arrived != total:
-            raise TransportError(f"board '{self.name}': upload of {Path(local).name} to {remote} incomplete: "
-                                 f"{arrived} of {total} bytes arrived (the board refused writes: disk full?)")
 
     def get(self, remote: str, local: Path) -> None:
         Path(local).parent.mkdir(parents=True, exist_ok=True)
@@ -767,6 +929,45 @@ def _bound_unacked(sock: Any, seconds: float) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, opt, int(seconds * 1000))
         except OSError:
             pass  # not TCP (a unix socket): nothing to bound
+
+
+def write_size(sftp: paramiko.SFTPClient, limits: bool = True) -> int:
+    """Bytes per SFTP write: as many full SSH packets as the board's server takes in one write.
+
+    Every write is answered by a STATUS packet that the board encrypts and the
+    controller decrypts and parses in Python, so fewer, larger writes mean
+    fewer answers: OpenSSH's sftp-server says how large a write it takes
+    (``limits@openssh.com``, 261120 bytes: 7 packets of 32 KiB per answer
+    instead of 1). A server that does not answer that request gets writes of
+    one packet (the SFTP v3 minimum every server takes). Either way a write
+    fills whole channel packets: paramiko's own 32 KiB write plus its header
+    overflowed the server's 32 KiB packet, so every write went out as a full
+    packet and a ~100-byte one, doubling the per-packet work."""
+    packet = sftp.get_channel().out_max_packet_size - 64  # paramiko's channel data per packet (Channel._wait_for_send_window)
+    one = max(4096, packet + 64 - WRITE_HEADROOM)
+    if not limits:
+        return one
+    try:
+        kind, msg = sftp._request(paramiko.sftp.CMD_EXTENDED, "limits@openssh.com")
+        if kind != paramiko.sftp.CMD_EXTENDED_REPLY:
+            return one
+        _max_packet, _max_read, max_write = msg.get_int64(), msg.get_int64(), msg.get_int64()
+    except (OSError, EOFError, paramiko.SSHException):  # an error STATUS: the server has no such extension
+        return one
+    packets = (min(max_write, MAX_WRITE) + WRITE_HEADROOM) // packet
+    return max(one, packets * packet - WRITE_HEADROOM) if packets > 1 else one
+
+
+def _await_writes(sftp: paramiko.SFTPClient, dst: paramiko.SFTPFile) -> None:
+    """Read the answer to every pipelined write still unanswered, oldest first; one the board refused (ENOSPC,
+    EIO) raises here. paramiko reads these answers only while more than 100 writes are in flight and drops the
+    rest at close, so without this a refused write went unnoticed (the size was then checked by a ``stat``, one
+    more round trip per file). The server answers in order, so waiting for the oldest never skips one."""
+    reqs = dst._reqs  # paramiko's queue of this file's unanswered pipelined requests
+    while reqs:
+        t, _msg = sftp._read_response(reqs.popleft())  # raises IOError for an error status
+        if t != paramiko.sftp.CMD_STATUS:
+            raise paramiko.SSHException(f"unexpected SFTP answer {t} to a write")
 
 
 def _drain(chan: paramiko.Channel, timeout: float | None) -> tuple[bytes, bytes, int]:
