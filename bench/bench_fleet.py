@@ -97,9 +97,10 @@ def make_dmsbuild_deploy(release_dir: Path, work: Path, key: Path, known_hosts: 
     from dmsbuild.config import TargetProfile
     from dmsbuild.pipeline.deploy import FleetDeploy
     from dmsbuild.ship.inventory import Board
-    from dmsbuild.ship.manifest import Release, ReleaseFile, sha256_file
+    from dmsbuild.board.release_agent import sha256_of
+    from dmsbuild.ship.manifest import Release, ReleaseFile
 
-    files = [ReleaseFile(p.relative_to(release_dir).as_posix(), p, sha256_file(p), p.stat().st_size)
+    files = [ReleaseFile(p.relative_to(release_dir).as_posix(), p, sha256_of(p, follow_symlinks=True), p.stat().st_size)
              for p in sorted(release_dir.rglob("*")) if p.is_file()]
     release = Release(target="bench", release_id=release_id, manifest={"project": "bench", "artifacts": []},
                       manifest_bytes=b"", files=files, staging=release_dir)

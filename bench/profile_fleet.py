@@ -86,7 +86,7 @@ def instrument() -> None:
     _timed(release.BoardLock, "acquire", "lock+prepare+facts (1 board Python)")
     _timed(release.BoardLock, "call", "commit: verify+stage+switch")
     _timed(release.BoardLock, "release", "lock release")
-    _timed(manifest, "sha256_file", "controller sha256")
+    _timed(manifest, "sha256_of", "controller sha256")
     _timed(release, "deploy_board", "deploy_board (whole)")
 
 
