@@ -185,7 +185,8 @@ def instrument_counts() -> None:
     from paramiko import sftp as sftp_mod
     from paramiko.packet import Packetizer
 
-    from dmsbuild.ship import fleet_deploy, release
+    from dmsbuild.pipeline import deploy as fleet_deploy
+    from dmsbuild.ship import release
     from dmsbuild.ship.transport import ssh
 
     _phased(fleet_deploy.FleetDeploy, "current_release", "1 resume check", lambda a, kw: a[1].name)
