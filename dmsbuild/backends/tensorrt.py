@@ -71,9 +71,10 @@ class TensorRTOptions:
     use_spin_wait: bool = True
     #: host engine cache, a folder below the project's artifacts/ (one folder per board inside: engines never cross boards)
     engine_cache: str = "artifacts/cache/tensorrt"
-    #: the optimization profile's smallest / largest input shape for a model with dynamic dims (its opt shape
-    #: is input.shape, what the benchmark and output check run); unset: input.shape (dmsbuild/backends/trt_shapes.py)
+    #: the optimization profile's smallest input shape for a model with dynamic dims (``--minShapes``; its opt
+    #: shape is input.shape, what the benchmark and the output check run); unset: input.shape
     min_shape: list[int] | None = None
+    #: the optimization profile's largest input shape (``--maxShapes``); unset: input.shape
     max_shape: list[int] | None = None
 
     def validate(self, source: str, prefix: str) -> None:
