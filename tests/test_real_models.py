@@ -110,3 +110,28 @@ def test_real_models_for_every_target(name: str, corpus_dir: Path) -> None:
     assert outcome["qcs8255"] == "ok", outcome["qcs8255"]
     if name == "yolov8n-320":
         assert "Div node(s) by a constant now multiply by its reciprocal" in run.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ("mtcnn-onet", "ppocr-cls"))
+def test_real_models_deploy_to_an_emulated_rpi5(name: str, corpus_dir: Path, boards: dict) -> None:
+    """Built for rpi5, pushed to an emulated board (real sshd), benchmarked and output-checked there: the board
+    judges the same samples by kind as the host did, and the verdicts agree (both pass)."""
+    import json
+    import sqlite3
+
+    root, init = init_project(BY_NAME[name], corpus_dir / f"rpi5-{name}", ("rpi5",))
+    assert init.rc == 0, init.output[-3000:]
+    run = run_doit(root, "deploy", "target=rpi5", "hosts=emu-03", f"inventory={boards['inventory']}")
+    assert "Traceback" not in run.output, run.output[-4000:]
+    assert run.rc == 0, run.output[-3000:]
+    con = sqlite3.connect(root / "artifacts" / "results.sqlite")
+    con.row_factory = sqlite3.Row
+    rows = [dict(r) for r in con.execute("SELECT * FROM results WHERE target = 'rpi5'")]
+    con.close()
+    assert {r["precision"] for r in rows} == {"fp32", "int8-qdq"}
+    for r in rows:
+        verify = json.loads(r["verify_json"])
+        assert r["error"] is None and verify["samples"] >= 20, r
+        kinds = {h.get("by_kind", {}).get("kind") for h in verify["heads"].values()}
+        assert "classification" in kinds  # judged by kind on the board too
