@@ -81,6 +81,10 @@ def profile_for(inputs: Mapping[str, Sequence[int | str]], configured: Mapping[s
                             f"max {ranges['max']} does not hold per dim (opt is input.shape)",
                             hint="fix backend.min_shape / backend.max_shape")
         profile[name] = {k: [int(v) for v in s] for k, s in ranges.items()}
+    if not profile and (min_shape is not None or max_shape is not None):
+        raise UserError(f"{where}: field 'backend.{'min' if min_shape is not None else 'max'}_shape' is set, but the "
+                        f"model has no dynamic dims (inputs {dict(inputs)}): TensorRT takes no shape range for it",
+                        hint="remove backend.min_shape / backend.max_shape")
     return profile
 
 

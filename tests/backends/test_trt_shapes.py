@@ -50,6 +50,8 @@ def test_a_range_and_its_errors():
         trt_shapes.profile_for(DYN, {"x": [1, 3, 64, 96]}, max_shape=[1, 4, 64, 96])
     with pytest.raises(UserError, match=r"min \[1, 3, 128, 128\] <= opt \[1, 3, 64, 96\]"):
         trt_shapes.profile_for(DYN, {"x": [1, 3, 64, 96]}, min_shape=[1, 3, 128, 128])
+    with pytest.raises(UserError, match=r"'backend.max_shape' is set, but the model has no dynamic dims"):
+        trt_shapes.profile_for({"x": [1, 3, 64, 96]}, {"x": [1, 3, 64, 96]}, max_shape=[1, 3, 64, 96])
 
 
 def test_a_dynamic_input_without_a_configured_shape_is_refused_in_one_line():
