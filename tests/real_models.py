@@ -22,8 +22,20 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-import model_corpus  # noqa: E402  (scripts/ is not a package)
+
+
+def _load_model_corpus() -> Any:
+    """scripts/model_corpus.py (scripts/ is not a package; loaded by path, sys.path untouched)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dmsbuild_model_corpus", REPO / "scripts" / "model_corpus.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+model_corpus = _load_model_corpus()
 
 TARGETS = ("local", "rpi5", "qcs8255", "orin")
 MTCNN = REPO / "tests" / "fixtures" / "real_models" / "mtcnn_nets.py"
