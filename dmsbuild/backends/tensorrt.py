@@ -71,6 +71,11 @@ class TensorRTOptions:
     use_spin_wait: bool = True
     #: host engine cache, a folder below the project's artifacts/ (one folder per board inside: engines never cross boards)
     engine_cache: str = "artifacts/cache/tensorrt"
+    #: the optimization profile's smallest input shape for a model with dynamic dims (``--minShapes``; its opt
+    #: shape is input.shape, what the benchmark and the output check run); unset: input.shape
+    min_shape: list[int] | None = None
+    #: the optimization profile's largest input shape (``--maxShapes``); unset: input.shape
+    max_shape: list[int] | None = None
 
     def validate(self, source: str, prefix: str) -> None:
         where = f"{prefix}." if prefix else ""
@@ -114,10 +119,16 @@ def _flags_for(precision: str) -> list[str]:
 
 
 def build_argv(onnx: str | PurePosixPath, engine: str | PurePosixPath, precision: str, options: TensorRTOptions,
-               *, timing_cache: str | PurePosixPath | None = None, verbose: bool = False) -> list[str]:
-    """trtexec command that builds ``engine`` from ``onnx`` on the board and runs no inference."""
+               *, timing_cache: str | PurePosixPath | None = None, verbose: bool = False,
+               shapes: Mapping[str, Mapping[str, Sequence[int]]] | None = None) -> list[str]:
+    """trtexec command that builds ``engine`` from ``onnx`` on the board and runs no inference.
+
+    ``shapes``: the optimization profile of the dynamic inputs (``trt_shapes.profile_for``): ``--minShapes``,
+    ``--optShapes``, ``--maxShapes``."""
+    from . import trt_shapes
+
     argv = [options.trtexec, f"--onnx={onnx}", f"--saveEngine={engine}", *_flags_for(precision),
-            f"--memPoolSize=workspace:{options.workspace_mb}M"]
+            f"--memPoolSize=workspace:{options.workspace_mb}M", *trt_shapes.build_flags(shapes or {})]
     if options.timing_cache and timing_cache is not None:
         argv.append(f"--timingCacheFile={timing_cache}")
     if options.builder_optimization_level is not None:
@@ -129,7 +140,8 @@ def build_argv(onnx: str | PurePosixPath, engine: str | PurePosixPath, precision
 
 
 def bench_argv(engine: str | PurePosixPath, options: TensorRTOptions, *, iterations: int,
-               times_json: str | PurePosixPath, profile_json: str | PurePosixPath | None = None) -> list[str]:
+               times_json: str | PurePosixPath, profile_json: str | PurePosixPath | None = None,
+               shapes: Mapping[str, Mapping[str, Sequence[int]]] | None = None) -> list[str]:
     """trtexec command that times ``iterations`` inferences of a built engine.
 
     ``--duration=0`` makes ``--iterations`` the exact count (trtexec otherwise
@@ -141,6 +153,9 @@ def bench_argv(engine: str | PurePosixPath, options: TensorRTOptions, *, iterati
             f"--iterations={iterations}", "--duration=0", f"--avgRuns={options.avg_runs}",
             "--percentile=" + ",".join(str(p) for p in options.percentiles),
             f"--exportTimes={times_json}"]
+    from . import trt_shapes
+
+    argv += trt_shapes.run_flags(shapes or {})  # the configured shape, not trtexec's opt-shape default
     if options.use_cuda_graph:
         argv.append("--useCudaGraph")
     if options.use_spin_wait:
@@ -325,6 +340,8 @@ class EngineKey:
     precision: str
     trt_version: str
     compute_capability: str
+    #: the optimization profile of a dynamic-shape model (trt_shapes.key); '' for a static model
+    shapes: str = ""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[0-9a-f]{64}", self.onnx_sha256):
@@ -339,7 +356,8 @@ class EngineKey:
     def digest(self) -> str:
         # only major.minor.patch of TensorRT matter (10.3.0.30 and 10.3.0 engines are interchangeable)
         version = ".".join(self.trt_version.split(".")[:3])
-        blob = json.dumps([self.onnx_sha256, self.precision, version, self.compute_capability])
+        fields = [self.onnx_sha256, self.precision, version, self.compute_capability]
+        blob = json.dumps(fields + [self.shapes] if self.shapes else fields)  # static keys stay as they were
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -477,7 +495,8 @@ def build_engine_on_host(onnx: Path, engine_out: Path, precision: str, options: 
 
 
 def output_argv(engine: str | PurePosixPath, options: TensorRTOptions, *, inputs: dict[str, str],
-                output_json: str | PurePosixPath) -> list[str]:
+                output_json: str | PurePosixPath,
+                shapes: Mapping[str, Mapping[str, Sequence[int]]] | None = None) -> list[str]:
     """trtexec command running ONE inference on given inputs and writing its outputs (the output check
     without Python TensorRT).
 
@@ -485,9 +504,11 @@ def output_argv(engine: str | PurePosixPath, options: TensorRTOptions, *, inputs
     as trtexec's help allows, so names with ':' work) and ``--exportOutput=<file>`` (JSON written by
     exportJSONOutput in samples/common/sampleReporting.cpp: ``[{"name", "dimensions": "1x5", "values": [...]}]``).
     """
+    from . import trt_shapes
+
     spec = ",".join(f"'{name}':{path}" for name, path in inputs.items())
     return [options.trtexec, f"--loadEngine={engine}", f"--loadInputs={spec}", f"--exportOutput={output_json}",
-            "--iterations=1", "--warmUp=0", "--duration=0"]
+            "--iterations=1", "--warmUp=0", "--duration=0", *trt_shapes.run_flags(shapes or {})]
 
 
 def parse_export_output(text: str) -> dict[str, Any]:
@@ -533,6 +554,19 @@ def _copy_onnx(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def _copy_onnx_with_shapes(project: Any, profile: Any, options: TensorRTOptions, src: Path, dst: Path, shapes_file: Path,
+                           precision: str) -> None:
+    """The ONNX the board's trtexec builds from, and beside it the optimization profile of its dynamic inputs
+    (trt_shapes: one line naming an input whose dynamic dims have no configured shape)."""
+    from . import trt_shapes
+
+    prof = trt_shapes.profile_for(trt_shapes.model_inputs(src), {project.input.name: list(project.input.shape)},
+                                  min_shape=options.min_shape, max_shape=options.max_shape,
+                                  where=str(profile.source), artifact=precision)
+    _copy_onnx(src, dst)
+    trt_shapes.write_sidecar(shapes_file, dst, prof)
+
+
 def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
     """The ONNX each engine is built from on the board (kind ``trt-onnx``).
 
@@ -552,10 +586,12 @@ def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
         src = sources[precision]
         out = out_dir / f"{precision}.trt.onnx"
         from_onnx = fp32 if precision in ("fp16", "fp32") else src
+        shapes_file = out.with_name(out.name[:-len(".onnx")] + ".shapes.json")
         plans.append(ArtifactPlan(
             name=precision, precision=precision, kind="trt-onnx", path=out, source=src, runtime=RUNTIME,
             providers=["trtexec"], provider_options=[{"flags": " ".join(PRECISION_FLAGS[precision])}],
-            portable=True, file_dep=[from_onnx] if from_onnx != src else [],
-            build=lambda a=from_onnx, b=out: _copy_onnx(a, b),
-            settings={"from": str(from_onnx), "workspace_mb": options.workspace_mb}))
+            portable=True, file_dep=[from_onnx] if from_onnx != src else [], extra_files=[shapes_file],
+            build=lambda a=from_onnx, b=out, s=shapes_file, p=precision: _copy_onnx_with_shapes(project, profile, options, a, b, s, p),
+            settings={"from": str(from_onnx), "workspace_mb": options.workspace_mb, "input_shape": list(project.input.shape),
+                      "min_shape": options.min_shape, "max_shape": options.max_shape}))
     return plans

@@ -41,6 +41,7 @@ from ..measure.provenance import DOUBLE_MARKER
 from ..measure.results import ResultParser, tool_result
 from ..ship.transport.base import Transport
 from . import tensorrt as trt
+from . import trt_shapes
 
 PROBE_SCRIPT = r'''
 import json, os, re, shutil, subprocess, sys
@@ -222,7 +223,13 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
     results = []
     for entry in entries:
         name = entry["name"]
-        key = trt.EngineKey(entry["sha256"], entry["precision"], version, info["compute_capability"])
+        try:  # the dynamic inputs' optimization profile the host decided (trt_shapes), shipped beside the ONNX
+            shapes = trt_shapes.parse_sidecar(_shapes_text(transport, release_dir, entry), f"{board}: artifact '{name}'")
+        except UserError as exc:
+            results.append(_fail(entry, plan, exc.message))
+            continue
+        key = trt.EngineKey(entry["sha256"], entry["precision"], version, info["compute_capability"],
+                            trt_shapes.key(shapes))
         engine = posixpath.join(engines, f"{key.digest}.engine")
         how = "on board"
         if _exists(transport, engine):
@@ -246,7 +253,7 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
             else:
                 onnx = posixpath.join(release_dir, entry["file"])
                 argv = trt.build_argv(onnx, f"{engine}.part", entry["precision"], exe,
-                                      timing_cache=posixpath.join(engines, "timing.cache"))
+                                      timing_cache=posixpath.join(engines, "timing.cache"), shapes=shapes)
                 progress(f"  [trt] {board}: building {name} engine with trtexec (TensorRT {version}, sm {key.compute_capability})")
                 res = transport.run(argv, timeout=TRTEXEC_TIMEOUT)
                 built = trt.parse_trtexec_output(res.stdout)
@@ -263,7 +270,8 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
         progress(f"  [trt] {board}: {name}: engine {how}")
         times = posixpath.join(engines, f"{key.digest}.times.json")
         prof = posixpath.join(engines, f"{key.digest}.profile.json")
-        argv = trt.bench_argv(engine, exe, iterations=plan["iterations"], times_json=times, profile_json=prof)
+        argv = trt.bench_argv(engine, exe, iterations=plan["iterations"], times_json=times, profile_json=prof,
+                              shapes=shapes)
         res = transport.run(argv, timeout=TRTEXEC_TIMEOUT)
         if not res.ok:
             tail = [l for l in res.stdout.splitlines() if "[E]" in l][-1:] or [res.stderr_tail(1)]
@@ -275,7 +283,7 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
                                              iterations=plan["iterations"])
         result["verify"], note = _verify(transport, release_dir, engine, python, info, plan, classification,
                                          (manifest.get("outputs") or {}).get("keys"), manifest=manifest, options=exe,
-                                         work=posixpath.join(engines, f"{key.digest}.verify"))
+                                         work=posixpath.join(engines, f"{key.digest}.verify"), shapes=shapes)
         result["engine"] = {"key": key.digest, "source": how, "trt_version": version,
                             "compute_capability": key.compute_capability}
         if note:
@@ -284,9 +292,20 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
     return results
 
 
+def _shapes_text(transport: Transport, release_dir: str, entry: dict) -> str | None:
+    """The artifact's shipped ``*.shapes.json`` (None: none shipped, a release from before it: a static profile)."""
+    for extra in entry.get("extra_files") or []:
+        if str(extra).endswith(trt_shapes.SIDECAR_SUFFIX):
+            text = _read(transport, posixpath.join(release_dir, extra))
+            if text is None:
+                raise UserError(f"{extra} is listed in the manifest but missing on the board")
+            return text
+    return None
+
+
 def _verify_trtexec(transport: Transport, release_dir: str, engine: str, plan: dict, classification: list[str], *,
                     manifest: dict, options: trt.TensorRTOptions, work: str,
-                    keys: dict[str, str] | None = None) -> tuple[dict | None, str | None]:
+                    keys: dict[str, str] | None = None, shapes: dict | None = None) -> tuple[dict | None, str | None]:
     """The output check without Python TensorRT: each verification input through the engine with
     ``trtexec --loadInputs … --exportOutput …``, compared with the host FP32 reference by the runner's own
     ``verify_outputs`` (one implementation of the metrics on host and board)."""
@@ -319,7 +338,8 @@ def _verify_trtexec(transport: Transport, release_dir: str, engine: str, plan: d
             raw.write_bytes(np.ascontiguousarray(x).tobytes())
             remote_in, remote_out = posixpath.join(work, f"in_{i}.raw"), posixpath.join(work, f"out_{i}.json")
             transport.put(raw, remote_in)
-            res = transport.run(trt.output_argv(engine, options, inputs={name: remote_in}, output_json=remote_out),
+            res = transport.run(trt.output_argv(engine, options, inputs={name: remote_in}, output_json=remote_out,
+                                                shapes=shapes),
                                 timeout=TRTEXEC_TIMEOUT)
             text = _read(transport, remote_out) if res.ok else None
             if text is None:
@@ -348,7 +368,8 @@ def _verify_trtexec(transport: Transport, release_dir: str, engine: str, plan: d
 
 def _verify(transport: Transport, release_dir: str, engine: str, python: str, info: dict, plan: dict,
             classification: list[str], keys: dict[str, str] | None = None, *, manifest: dict | None = None,
-            options: trt.TensorRTOptions | None = None, work: str | None = None) -> tuple[dict | None, str | None]:
+            options: trt.TensorRTOptions | None = None, work: str | None = None,
+            shapes: dict | None = None) -> tuple[dict | None, str | None]:
     """The output check with the TensorRT Python API on the board; without it, with trtexec's
     --loadInputs/--exportOutput; (None, why not) when neither can run (``keys``: tensor name -> safe id)."""
     n = plan.get("verify_samples", 0)
@@ -357,7 +378,7 @@ def _verify(transport: Transport, release_dir: str, engine: str, python: str, in
     if not info.get("tensorrt_python"):
         if manifest is not None and options is not None and work is not None:
             return _verify_trtexec(transport, release_dir, engine, plan, classification, manifest=manifest,
-                                   options=options, work=work, keys=keys)
+                                   options=options, work=work, keys=keys, shapes=shapes)
         return None, "output check not available: the board's Python has no tensorrt package (TensorRT 10 + cuda-python)"
     script = posixpath.join(release_dir, "runner", "trt_runner.py")
     ref = posixpath.join(release_dir, "verify", "reference.npz")

@@ -318,6 +318,27 @@ def measure_nodes(project: ProjectConfig, profile: TargetProfile, fp32_path: Pat
     return top + rest
 
 
+def collapsed_head_candidates(fp32_path: Path, failures: list[str]) -> list[tuple[str, str, list[str]]]:
+    """For each output whose gate failure is a collapsed slice (docs/accuracy.md "Outputs by kind"): (output,
+    slice, [the node producing that output]). A YOLO-style ``Concat`` of boxes (0..640) and class scores (0..1)
+    quantized with one scale loses the scores; kept in float, each input keeps its own scale. No ranking by
+    SQNR finds it (the boxes dominate every whole-tensor figure), so these are tried first (issue 24 item 7)."""
+    import re
+
+    import onnx
+
+    heads: dict[str, str] = {}
+    for line in failures:
+        m = re.match(r"^head '(.+?)': slice '(\w+)' .* collapsed", line)
+        if m:
+            heads.setdefault(m.group(1), m.group(2))
+    if not heads:
+        return []
+    graph = onnx.load(str(fp32_path), load_external_data=False).graph
+    producer = {o: n.name for n in graph.node for o in n.output if n.name}
+    return [(head, slc, [producer[head]]) for head, slc in heads.items() if head in producer]
+
+
 def fallback_candidates(ranked: list[NodeScore], sizes: tuple[int, ...] = (1, 2, 4, 8)) -> list[list[str]]:
     """Node sets to keep in float: the union of the groups of the top ``k`` ranked nodes, for each ``k`` in ``sizes``.
 
@@ -427,7 +448,12 @@ def main(argv: list[str] | None = None) -> int:
         if base.passed:
             print(f"target '{profile.name}': the fully quantized artifact passes the accuracy gate; nothing to keep in float")
             return 0
-        result = find_passing(project, profile, paths.fp32, fallback_candidates(ranked, sizes), calibration, work)
+        heads = collapsed_head_candidates(paths.fp32, base.failures)
+        for head, slc, nodes in heads:
+            print(f"output '{head}': slice '{slc}' collapsed; trying its final node {nodes[0]!r} in float first")
+        candidates = [nodes for _, _, nodes in heads]
+        candidates += [c for c in fallback_candidates(ranked, sizes) if c not in candidates]
+        result = find_passing(project, profile, paths.fp32, candidates, calibration, work)
         print("\n" + result.message)
         if result.passing is None:
             return 1

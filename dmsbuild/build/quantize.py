@@ -194,6 +194,37 @@ def check_excluded_nodes(names: list[str], pre_processed: Path, fp32: Path,
                          "target=<name>` (its table's first column), or open the model in Netron")
 
 
+def divisions_to_multiplications(proto: Any) -> int:
+    """Rewrite ``Div(x, c)`` with a float constant ``c`` (an initializer) as ``Mul(x, 1/c)``, in place; returns how
+    many. ONNX Runtime's static quantizer quantizes a Mul's constant operand but leaves a Div's divisor in float,
+    and a QDQ graph holding such a Div does not finalize on the QNN HTP (QNN_COMMON_ERROR_MEM_ALLOC: seen on
+    PaddleOCR's and YOLOv8's hard-swish / decode ``x / 6``, issue 24 item 5). Node names are kept (they are what
+    ``nodes_to_exclude`` names); each reciprocal is a new initializer, so a divisor shared with other nodes stays."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    taken = set(inits) | {o for n in proto.graph.node for o in n.output}
+    count = 0
+    for node in proto.graph.node:
+        if node.op_type != "Div" or node.domain not in ("", "ai.onnx") or len(node.input) != 2 or node.input[1] not in inits:
+            continue
+        c = numpy_helper.to_array(inits[node.input[1]])
+        if c.dtype not in (np.float32, np.float16) or not np.all(np.isfinite(c)) or np.any(c == 0):
+            continue
+        name = f"{node.input[1]}_reciprocal"
+        k = 0
+        while name in taken:
+            k += 1
+            name = f"{node.input[1]}_reciprocal_{k}"
+        taken.add(name)
+        proto.graph.initializer.append(numpy_helper.from_array((1.0 / c.astype(np.float64)).astype(c.dtype), name))
+        node.op_type = "Mul"
+        node.input[1] = name
+        count += 1
+    return count
+
+
 def pre_process(project: ProjectConfig, src: Path, cfg: StaticQuantConfig, folder: Path) -> Path:
     """The graph ORT quantizes: ``src`` (batch fixed when the consumer needs it) after ORT's quantization
     pre-processing (shape inference, fusions), written to ``folder/pre.onnx``. Its node names are the names
@@ -205,6 +236,11 @@ def pre_process(project: ProjectConfig, src: Path, cfg: StaticQuantConfig, folde
     proto = onnx.load(str(src))
     if cfg.fixed_shape:
         proto = fix_batch(proto, 1, list(project.input.shape))
+    rewritten = divisions_to_multiplications(proto)
+    if rewritten:
+        print(f"  int8-qdq: {rewritten} Div node(s) by a constant now multiply by its reciprocal (ONNX Runtime's "
+              "quantizer leaves a constant divisor in float, and the QNN HTP cannot finalize such a graph: "
+              "QNN_COMMON_ERROR_MEM_ALLOC)", flush=True)
     onnx.save(proto, str(model_in))
     pre = folder / "pre.onnx"
     print(f"  int8-qdq: pre-processing {src.name} (shape inference, fusions)", flush=True)

@@ -447,6 +447,78 @@ def accuracy_table(latest: list[dict]) -> Table:
     )
 
 
+def output_names(artifacts: Path | None) -> dict[str, dict[str, tuple[str, str]]]:
+    """{target: {head id: (tensor name, kind)}} from each target's build.json (``outputs.keys`` / ``kinds``): the
+    board reports heads under their safe ids; the report shows the names the user gave them."""
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    if artifacts is None or not artifacts.is_dir():
+        return out
+    for build in sorted(artifacts.glob("*/build.json")):
+        try:
+            outputs = json.loads(build.read_text()).get("outputs") or {}
+        except (OSError, ValueError):
+            continue
+        keys = outputs.get("keys") or {}
+        kinds = outputs.get("kinds") or {}
+        classification = set(outputs.get("classification") or [])
+        out[build.parent.name] = {
+            str(key): (str(name), str((kinds.get(name) or {}).get("kind")
+                                      or ("classification" if name in classification else "regression")))
+            for name, key in keys.items()}
+    return out
+
+
+def _kind_cell(by_kind: dict) -> str:
+    """The head's own metric by its kind (docs/accuracy.md "Outputs by kind")."""
+    kind = by_kind.get("kind")
+
+    def pct(v: Any) -> str:
+        return "–" if v is None else f"{100 * v:.1f}%"
+
+    if kind == "classification":
+        return f"top-1 agreement {pct(by_kind.get('agreement'))}"
+    if kind == "sequence":
+        text = f"per-step agreement {pct(by_kind.get('agreement'))}"
+        return text + (f", strings {pct(by_kind['string_agreement'])}" if by_kind.get("string_agreement") is not None else "")
+    if kind == "detection":
+        return (f"recall {pct(by_kind.get('recall'))}, precision {pct(by_kind.get('precision'))}, "
+                f"score error {_fmt(by_kind.get('score_error'), 3)}")
+    if kind == "segmentation":
+        return f"mask IoU {_fmt(by_kind.get('mask_iou'), 3)}"
+    return "–"
+
+
+def heads_table(latest: list[dict], names: dict[str, dict[str, tuple[str, str]]]) -> Table:
+    """Every output of every artifact by its own name and kind (issue 24 item 9), and the runs whose output
+    check did not run, said as such (never left out)."""
+    rows = []
+    for r in latest:
+        if r["error"] is not None:
+            continue
+        v = r.get("verify")
+        head_names = names.get(r["target"], {})
+        if not v or not v.get("heads"):
+            rows.append([_board(r), r["target"], _model(r), r["artifact"], "–", "–", "output check did not run",
+                         "–", "–", "–"])
+            continue
+        for key, h in v["heads"].items():
+            name, kind = head_names.get(key, (key, (h.get("by_kind") or {}).get("kind") or "?"))
+            bad = [f"{s}: collapsed" for s, m in (h.get("slices") or {}).items() if isinstance(m, dict) and m.get("collapsed")]
+            if h.get("degenerate"):
+                bad.insert(0, str(h["degenerate"]))
+            rows.append([_board(r), r["target"], _model(r), r["artifact"], name, kind, _kind_cell(h.get("by_kind") or {}),
+                         _fmt(h.get("cosine"), 5), _fmt(h.get("sqnr_db"), 1, " dB"), "; ".join(bad) or "–"])
+    return Table(
+        "Outputs (output check on the board, per head)",
+        "Each output by the tensor name in dmsbuild.toml and the kind it is judged by, against the host's FP32 "
+        "reference on the shipped validation inputs: its own metric (classification and sequence agreement, "
+        "detections' recall/precision/score error, mask IoU), then cosine and SQNR for every head. 'output check "
+        "did not run': the board stored no comparison for that artifact (see the deploy log for why).",
+        ["board", "target", "model", "artifact", "output", "kind", "by kind", "cosine", "SQNR", "collapsed / degenerate"],
+        rows,
+    )
+
+
 def error_table(latest: list[dict]) -> Table:
     rows = [[_board(r), r["target"], _model(r), r["release_id"], r["artifact"], r["error"]]
             for r in latest if r["error"] is not None]
@@ -694,7 +766,8 @@ def write_report(store: ResultStore, out_dir: Path, artifacts: Path | None = Non
                    f"{len(boards)} board(s) ({', '.join(boards)}), {len(releases)} release(s).")
         tables = [summary_table(latest, rows, on_board), latency_table(latest, rows, on_board),
                   latency_details_table(latest, rows, on_board), rolled_back_table(rolled_back_rows(rows, on_board)),
-                  verdict_table(on_board), profile_table(latest), size_table(latest), accuracy_table(latest), error_table(latest),
+                  verdict_table(on_board), profile_table(latest), size_table(latest), accuracy_table(latest),
+                  heads_table(latest, output_names(out_dir.parent if artifacts is None else artifacts)), error_table(latest),
                   boards_table(latest)]
         plots = make_plots(rows, latest)
     else:

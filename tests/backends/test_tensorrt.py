@@ -194,8 +194,9 @@ def run_double(argv, tmp_path, **env):
 
 
 def test_double_build_then_bench(tmp_path):
-    onnx = tmp_path / "m.onnx"
-    onnx.write_bytes(b"onnx-bytes QuantizeLinear")
+    from tests.byom import classifier
+
+    onnx = classifier(tmp_path / "m.onnx")  # a real (static-shape) model: the double parses it, as trtexec does
     engine, cache = tmp_path / "m.engine", tmp_path / "timing.cache"
     argv = trt_backend.build_argv(onnx, engine, "int8-qdq", opts(trtexec="trtexec"), timing_cache=cache)
     p = run_double(argv, tmp_path)

@@ -82,14 +82,15 @@ class TensorRTCandidate:
         return (f"TensorRT {self.precision}, builder level {self.builder_optimization_level}"
                 + (", sparsity" if self.sparsity else ""))
 
-    def build_argv(self, onnx: str, engine: str, options: Any, timing_cache: str | None = None) -> list[str]:
+    def build_argv(self, onnx: str, engine: str, options: Any, timing_cache: str | None = None,
+                   shapes: Any = None) -> list[str]:
         """The trtexec build command, through the backend's own ``build_argv`` (its workspace, timing cache,
         trtexec path); ``--best`` and ``--sparsity=enable`` (trtexec --help: spec ::= disable|enable|force) added."""
         from ...backends.tensorrt import build_argv
 
         base, extra = TRT_PRECISIONS[self.precision]
         opts = dataclasses.replace(options, builder_optimization_level=self.builder_optimization_level)
-        argv = build_argv(onnx, engine, base, opts, timing_cache=timing_cache)
+        argv = build_argv(onnx, engine, base, opts, timing_cache=timing_cache, shapes=shapes)  # dynamic dims: the profile
         at = argv.index("--skipInference")
         return argv[:at] + extra + (["--sparsity=enable"] if self.sparsity else []) + argv[at:]
 
