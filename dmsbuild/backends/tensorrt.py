@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from ..config import load_dataclass
 from ..errors import UserError
+from .base import Backend, Check, HostEnv, major_minor, profile_names
 from .toolchain import empty_result, latency_stats
 
 RUNTIME = "tensorrt"
@@ -572,3 +573,59 @@ def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
             build=lambda a=from_onnx, b=out: _copy_onnx(a, b),
             settings={"from": str(from_onnx), "workspace_mb": options.workspace_mb}))
     return plans
+
+
+FIX = {
+    "host-tensorrt": "optional: on a host with an NVIDIA GPU, pip install 'dmsbuild[tensorrt]' to build engines "
+                     "locally; otherwise engines are built on the Jetson",
+    "host-trtexec": "optional: install TensorRT (tar or deb from developer.nvidia.com/tensorrt) and put its bin/ on PATH",
+    "board-tensorrt": "flash or upgrade JetPack (6.x ships TensorRT 10): sudo apt install nvidia-jetpack; "
+                      "the Python bindings come as python3-libnvinfer",
+    "board-trtexec": "trtexec comes with JetPack's TensorRT at /usr/src/tensorrt/bin/trtexec "
+                     "(sudo apt install libnvinfer-bin); set backend.trtexec if it is elsewhere",
+}
+
+
+class TensorRTBackend(Backend):
+    """The ONNX ships; trtexec builds the engine on the Jetson and times it, driven by the host (trt_board.py)."""
+
+    name = RUNTIME
+    board_driver = "dmsbuild.backends.trt_board"
+    arch_bound = True
+    state_tools = ("nvpmodel", "jetson_clocks", "tegrastats")
+
+    def validate(self, profile: Any) -> TensorRTOptions:
+        return load_options(profile.backend, str(profile.source))
+
+    def plan(self, project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
+        return plan(project, profile, sources)
+
+    def host_checks(self, profiles: Sequence[Any], env: HostEnv) -> list[Check]:
+        trt = env.version_of("tensorrt") or env.version_of("tensorrt-cu12")
+        trtexec = env.which("trtexec")
+        names = profile_names(profiles)
+        checks = [Check("host", "tensorrt (Python, optional)", "ok" if trt else "warning", trt, names, FIX["host-tensorrt"]),
+                  Check("host", "trtexec (optional)", "ok" if trtexec else "warning", trtexec, names, FIX["host-trtexec"])]
+        if trt and major_minor(trt) < (10,):
+            checks.append(Check("host", "tensorrt >= 10", "missing", trt, "host engine builds",
+                                "pip install -U 'tensorrt>=10' (the TensorRT 8 API is not supported)"))
+        return checks
+
+    def board_checks(self, board: str, facts: Mapping[str, Any], profile: Any) -> list[Check]:
+        need = f"target {profile.name} ({profile.runtime})"
+        trt = facts.get("tensorrt")
+        level = "ok" if trt and major_minor(str(trt)) >= (10,) else "missing"
+        return [Check(board, "TensorRT >= 10", level, trt, need, FIX["board-tensorrt"]),
+                Check(board, "trtexec", "ok" if facts.get("trtexec") else "missing", facts.get("trtexec"), need,
+                      FIX["board-trtexec"])]
+
+    def facts_probe(self, transport: Any, python: str, backend_table: Mapping[str, Any]) -> dict[str, Any]:
+        return self.driver().probe(transport, python, load_options(backend_table, "manifest.json runtime_settings"))
+
+    def tune_space(self, profile: Any) -> dict[str, list[Any]]:
+        t = profile.tune.tensorrt
+        return {"precision": t.precision, "builder_optimization_level": t.builder_optimization_level,
+                "sparsity": t.sparsity}
+
+
+BACKEND = TensorRTBackend()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import board_state
+from ..core.runtimes import RUNTIMES
 from ..errors import UserError, first_line
 from .gates import GateFailure, check_gates
 from .provenance import label, stamp_sources
@@ -140,9 +141,8 @@ def _run_runner(transport: Transport, release_dir: str, python: str, artifact: s
 
 
 #: runtimes whose artifacts the host drives on the board with the vendor's own tool (not runner/dms_bench.py):
-#: runtime -> "module:function(transport, release_dir, manifest, entries, *, python, plan, cache_root, progress)"
-HOST_DRIVEN: dict[str, str] = {"tensorrt": "dmsbuild.backends.trt_board:bench_artifacts",
-                               "snpe": "dmsbuild.backends.snpe_board:bench_artifacts"}
+#: the registry says which (core/runtimes.py ``measured_by``); their backend's ``bench_artifacts`` runs them
+HOST_DRIVEN: tuple[str, ...] = tuple(sorted(name for name, line in RUNTIMES.items() if line.host_driven))
 
 
 def _remote_manifest(transport: Transport, release_dir: str) -> dict:
@@ -213,8 +213,7 @@ def host_cache_root(project: Path, runtime: str, value: object, *, board: str,
 def _bench_host_driven(transport: Transport, release_dir: str, manifest: dict, entries: list[dict],
                        driven: list[dict], *, python: str, artifact: str | None, timeout: float, facts: dict) -> dict:
     """Artifacts of vendor-tool runtimes (trtexec) run from here; the others through the release's runner."""
-    import importlib
-
+    from ..backends import get_backend
     from ..config import find_root
     from .results import make_document, validate_document
 
@@ -226,8 +225,7 @@ def _bench_host_driven(transport: Transport, release_dir: str, manifest: dict, e
         doc = _run_runner(transport, release_dir, python, a["name"], timeout, facts)
         by_name.update({r["artifact"]: r for r in doc["results"]})
     for runtime in sorted({a["runtime"] for a in driven}):
-        module, _, fn = HOST_DRIVEN[runtime].partition(":")
-        run = getattr(importlib.import_module(module), fn)
+        run = get_backend(runtime, f"{release_dir}/manifest.json").bench_artifacts
         backend = (manifest.get("runtime_settings") or {}).get("backend") or {}
         cache_root = host_cache_root(find_root(), runtime, backend.get("engine_cache"), board=transport.name)
         mine = [a for a in driven if a["runtime"] == runtime]
