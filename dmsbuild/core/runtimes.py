@@ -48,6 +48,7 @@ RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
     Runtime("tensorrt", "dmsbuild.backends.tensorrt", measured_by="trtexec", qdq_only=True, channel_block=32),
     Runtime("qnn", "dmsbuild.backends.qnn", qdq_only=True, channel_block=32),
     Runtime("snpe", "dmsbuild.backends.snpe", measured_by="snpe", qdq_only=True, channel_block=32),
+    Runtime("ortformat", "dmsbuild.backends.ortformat"),
 )}
 
 
