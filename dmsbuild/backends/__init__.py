@@ -49,7 +49,7 @@ def get_backend(name: str, source: str = "target profile") -> Backend:
     if backend is None:
         raise UserError(f"{path}: defines no BACKEND; a runtime's module defines BACKEND = <its Backend>()",
                         hint="see dmsbuild/backends/base.py")
-    return check_registered(backend, path, REGISTRY)
+    return check_registered(backend, name, path, REGISTRY)
 
 
 def backends() -> list[Backend]:

@@ -230,13 +230,14 @@ class Backend(ABC):
         return {}
 
 
-def check_registered(backend: Backend, module: str, registry: Mapping[str, str]) -> Backend:
-    """``backend`` is a Backend registered under its own name as ``module`` (a UserError otherwise)."""
+def check_registered(backend: Backend, name: str, module: str, registry: Mapping[str, str]) -> Backend:
+    """``backend``, found as runtime ``name`` in ``module``, is a Backend of that name registered there (a UserError
+    otherwise)."""
     if not isinstance(backend, Backend):
         raise UserError(f"{module}: BACKEND is {type(backend).__name__}, not a dmsbuild.backends.base.Backend",
                         hint="define BACKEND = <YourBackend>() in the runtime's module")
-    if registry.get(backend.name) != module:
+    if backend.name != name or registry.get(backend.name) != module:
         raise UserError(f"{module}: BACKEND.name is {backend.name!r}, but dmsbuild/core/runtimes.py registers "
-                        f"{module} under another name",
+                        f"{module} as {name!r}",
                         hint="make the class's name equal its registry line's name")
     return backend
