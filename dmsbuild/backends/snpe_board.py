@@ -23,6 +23,7 @@ the ``dlc`` artifacts of a release (runtime ``snpe``):
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import posixpath
 import tempfile
@@ -38,7 +39,7 @@ from . import snpe
 from .trt_board import engines_dir
 
 #: the board-side probe (dmsbuild/board/probe_snpe.py), sent as source with ``python3 -c``
-PROBE_SCRIPT = (Path(__file__).resolve().parents[1] / "board" / "probe_snpe.py").read_text(encoding="utf-8")
+PROBE_SCRIPT = Path(importlib.util.find_spec("dmsbuild.board.probe_snpe").origin).read_text(encoding="utf-8")
 
 #: one snpe-net-run over the input list may take this long on a board (s)
 NET_RUN_TIMEOUT = 3600.0

@@ -28,6 +28,7 @@ the ``trt-onnx`` artifacts of a release (runtime ``tensorrt``):
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import posixpath
 import re
@@ -43,7 +44,7 @@ from ..ship.transport.base import Transport
 from . import tensorrt as trt
 
 #: the board-side probe (dmsbuild/board/probe_tensorrt.py), sent as source with ``python3 -c``
-PROBE_SCRIPT = (Path(__file__).resolve().parents[1] / "board" / "probe_tensorrt.py").read_text(encoding="utf-8")
+PROBE_SCRIPT = Path(importlib.util.find_spec("dmsbuild.board.probe_tensorrt").origin).read_text(encoding="utf-8")
 
 #: one trtexec build or benchmark may take this long on a board (s)
 TRTEXEC_TIMEOUT = 3600.0

@@ -6,6 +6,7 @@ own version output, so gathering stays quick.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,7 @@ from .transport.base import Transport
 
 #: the one board probe (dmsbuild/board/runner/probe.py), sent as source: no release is on the board before the
 #: first deploy; inside a release it is runner/probe.py, which the runner's ``--facts`` uses
-PROBE_FILE = Path(__file__).resolve().parents[1] / "board" / "runner" / "probe.py"
-FACTS_SCRIPT = PROBE_FILE.read_text(encoding="utf-8")
+FACTS_SCRIPT = Path(importlib.util.find_spec("dmsbuild.board.runner.probe").origin).read_text(encoding="utf-8")
 
 FACT_KEYS = ("hostname", "arch", "os", "kernel", "python", "numpy", "onnxruntime", "onnxruntime_providers",
              "onnxruntime_qnn", "tensorrt", "trtexec", "snpe", "disk_free_mb", "mem_total_mb",
