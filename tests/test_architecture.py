@@ -163,7 +163,8 @@ def test_no_import_circle() -> None:
 
 def test_board_side_code_is_self_contained() -> None:
     board = [f for f in ROOT.rglob("*.py") if module_name(f).startswith(BOARD_SIDE)]
-    assert {"dmsbuild.board.release_agent", "dmsbuild.board.runner.dms_bench"} <= {module_name(f) for f in board}
+    assert {"dmsbuild.board.release_agent", "dmsbuild.board.runner.dms_bench", "dmsbuild.board.runner.probe",
+            "dmsbuild.board.probe_tensorrt", "dmsbuild.board.probe_snpe"} <= {module_name(f) for f in board}
     assert not board_violations()
 
 
@@ -330,3 +331,63 @@ def test_a_runtime_name_branch_is_found(tmp_path: Path) -> None:
         "dmsbuild/doctor.py:4: compares with 'onnxruntime, qnn'",
         "dmsbuild/doctor.py:4: lists runtimes (onnxruntime, qnn)",
         "dmsbuild/doctor.py:7: case 'qnn'"]
+
+
+# --------------------------------------------------------------------------
+# board scripts are files under dmsbuild/board/ (so rule 2 sees them), not strings in host modules
+# --------------------------------------------------------------------------
+#: scripts another helper of this round moves into dmsbuild/board/ (the coordinator removes them here)
+PENDING_SCRIPTS = {"dmsbuild/ship/release.py": "_SPACE_SCRIPT", "dmsbuild/measure/board_state.py": "STATE_SCRIPT",
+                   "dmsbuild/ship/transport/__init__.py": "an inline `python -c` (expanduser)"}
+
+
+def board_script_strings(root: Path = ROOT) -> list[str]:
+    """``file:line: what`` for each Python source a host module sends to a board as ``python -c <string>`` where the
+    string is written in host code (a literal, or a module-level name bound to one) instead of read from a file."""
+    host = [f for f in sorted(root.rglob("*.py")) if not module_name(f, root).startswith(BOARD_SIDE)
+            and "doubles" not in f.relative_to(root).parts]
+    sent: set[str] = set()
+    bad = []
+    for f in host:
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("run", "spawn") and node.args and isinstance(node.args[0], ast.List)):
+                continue
+            if isinstance(node.func.value, ast.Name) and node.func.value.id == "subprocess":
+                continue  # runs on this machine
+            elts = node.args[0].elts
+            for a, b in zip(elts, elts[1:]):
+                if isinstance(a, ast.Constant) and a.value == "-c":
+                    if isinstance(b, ast.Constant):
+                        bad.append(f"{f.relative_to(root.parent)}:{node.lineno}: an inline `python -c` script")
+                    elif isinstance(b, (ast.Name, ast.Attribute)):
+                        sent.add(b.id if isinstance(b, ast.Name) else b.attr)
+    for f in host:
+        for node in ast.parse(f.read_text(), str(f)).body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                for t in node.targets:
+                    if isinstance(t, ast.Name) and t.id in sent:
+                        bad.append(f"{f.relative_to(root.parent)}:{node.lineno}: {t.id} is a board script written as a string")
+    return bad
+
+
+def test_board_scripts_are_files_not_strings_in_host_code() -> None:
+    found = board_script_strings()
+    stale = [f for f in PENDING_SCRIPTS if not any(b.startswith(f + ":") for b in found)]
+    assert not stale, f"{stale}: no board script string left there: remove them from PENDING_SCRIPTS"
+    rest = [b for b in found if not any(b.startswith(f + ":") for f in PENDING_SCRIPTS)]
+    assert not rest, "board scripts belong in dmsbuild/board/ (sent as python -c <that file's source>):\n" + "\n".join(rest)
+
+
+def test_a_board_script_string_is_found(tmp_path: Path) -> None:
+    root = _write(tmp_path, {
+        "dmsbuild/__init__.py": "",
+        "dmsbuild/facts.py": "import subprocess\nSCRIPT = \"import os\\nprint(os.getcwd())\"\n"
+                             "def gather(t, py):\n    return t.run([py, '-c', SCRIPT, '/'])\n"
+                             "def local(py):\n    return subprocess.run([py, '-c', 'print(1)'])\n",  # this machine: fine
+        "dmsbuild/doctor.py": "def f(t):\n    return t.run(['python3', '-c', 'import os; print(1)'])\n",
+        "dmsbuild/ok.py": "from pathlib import Path\nPROBE = Path('board/probe.py').read_text()\n"
+                          "def g(t):\n    return t.spawn(['python3', '-c', PROBE])\n",
+    })
+    assert board_script_strings(root) == ["dmsbuild/doctor.py:2: an inline `python -c` script",
+                                          "dmsbuild/facts.py:2: SCRIPT is a board script written as a string"]
