@@ -2,9 +2,11 @@
 """dmsbuild benchmark runner, shipped inside every release as runner/dms_bench.py.
 
 It runs ON THE BOARD, alone: it needs only the Python standard library, numpy
-and onnxruntime (plus onnxruntime-qnn for QNN artifacts) and its sibling
-runner/metrics.py, and never imports dmsbuild. For each ONNX Runtime artifact of the release's manifest.json it
-measures model load time, first-inference time, a separate warm-up, then
+and onnxruntime (plus onnxruntime-qnn for QNN artifacts) and its siblings
+runner/metrics.py and runner/probe.py (the board facts), and never imports
+dmsbuild. It runs every artifact whose providers are ONNX Runtime execution
+providers, whatever its runtime (``runs_here``). For each such artifact of the
+release's manifest.json it measures model load time, first-inference time, a separate warm-up, then
 ``bench.iterations`` runs timed with ``time.perf_counter_ns`` (raw samples
 kept), peak resident memory, and checks the outputs on the host's FP32
 reference (verify/reference.npz) per head with ``runner/metrics.py`` (shipped
