@@ -106,5 +106,6 @@ def test_every_runtime_needs_python_and_numpy_and_its_own_runner(runtime):
     for key in FACT_KEYS:
         if FULL.get(key) is not None:
             needs |= {c.what for c in preflight("b", {**FULL, key: None}, _profile(runtime))}
-    runner = {"onnxruntime": {"onnxruntime"}, "qnn": {"onnxruntime"}, "tensorrt": {"trtexec"}, "snpe": set()}
+    runner = {"onnxruntime": {"onnxruntime"}, "qnn": {"onnxruntime"}, "tensorrt": {"trtexec"}, "snpe": set(),
+              "ortformat": {"onnxruntime"}}
     assert needs == {"python3", "numpy"} | runner[runtime], needs

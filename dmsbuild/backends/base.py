@@ -125,7 +125,8 @@ BOARD_FIX = {
 def board_onnxruntime(board: str, facts: Mapping[str, Any], need: str) -> Check:
     """The board's onnxruntime (the runner's runtimes need it; ``doctor.PREFLIGHT`` names it)."""
     ort = facts.get("onnxruntime")
-    return Check(board, "onnxruntime", "ok" if ort else "missing", ort, need, BOARD_FIX["onnxruntime"])
+    ok = bool(ort) and not str(ort).startswith("broken")  # installed but not importable (the probe says why)
+    return Check(board, "onnxruntime", "ok" if ok else "missing", ort, need, BOARD_FIX["onnxruntime"])
 
 
 def ort_tune_space(profile: "TargetProfile") -> dict[str, list[Any]]:

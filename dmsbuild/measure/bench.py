@@ -43,16 +43,19 @@ def _runner(release_dir: str) -> str:
 
 
 def probe_facts(transport: Transport, release_dir: str, python: str = "python3", timeout: float = FACTS_TIMEOUT) -> dict:
-    """The board's facts (CONTRACTS §4) from the release's own runner (``--facts``)."""
-    res = transport.run([python, _runner(release_dir), "--facts"], timeout=timeout)
+    """The board's facts (CONTRACTS §4) from the one board probe (board/runner/probe.py, sent as source: the
+    same code as the deploy's facts and the runner's ``--facts``), run in ``release_dir``'s deploy root."""
+    from ..ship.facts import FACTS_SCRIPT
+
+    res = transport.run([python, "-c", FACTS_SCRIPT, release_dir], timeout=timeout)
     if res.exit_status == 127:
         raise BenchError(f"board {transport.name}: {python} not found on the board; the benchmark cannot run",
                          hint="install Python 3 on the board, or set the board's python in the inventory")
     if not res.ok:
         raise BenchError(
-            f"board {transport.name}: reading the board's facts failed (exit {res.exit_status}) with {_runner(release_dir)}\n"
+            f"board {transport.name}: reading the board's facts failed (exit {res.exit_status}) with {python}\n"
             + res.stderr_tail(),
-            hint="is the release complete? redeploy it",
+            hint="run the board probe there: python3 dmsbuild/board/runner/probe.py <release dir>",
         )
     facts = load_json(res.stdout, board=transport.name, what="facts JSON")
     if not isinstance(facts, dict):

@@ -104,16 +104,6 @@ def peak_rss_mb() -> float:
 # --------------------------------------------------------------------------
 # board facts (CONTRACTS §4): runner/probe.py, the same probe the host sends before a release exists
 # --------------------------------------------------------------------------
-def _version(module: str) -> str | None:
-    try:
-        mod = __import__(module)
-    except ImportError:
-        return None
-    except Exception as exc:  # noqa: BLE001 - a broken install is a fact to report, not a crash
-        return f"broken: {type(exc).__name__}: {exc}"[:200]
-    return str(getattr(mod, "__version__", "unknown"))
-
-
 def _probe():
     """runner/probe.py (a sibling file in the release), like ``_metrics``."""
     try:
@@ -127,13 +117,8 @@ def _probe():
 
 
 def gather_facts() -> dict:
-    """What this board has (the probe), with onnxruntime as this Python imports it: a broken install says so."""
-    facts = _probe().gather(os.getcwd())
-    if facts.get("onnxruntime") is not None:
-        version = _version("onnxruntime")
-        if version is None or version.startswith("broken"):
-            facts["onnxruntime"], facts["onnxruntime_providers"] = version, None
-    return facts
+    """What this board has: the probe's facts."""
+    return _probe().gather(os.getcwd())
 
 
 # --------------------------------------------------------------------------

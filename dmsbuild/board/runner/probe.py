@@ -51,7 +51,9 @@ def ort_version():
 
 
 def providers(root):
-    """ONNX Runtime's providers; importing onnxruntime costs ~0.1-1 s, so the list is cached per installed version."""
+    """ONNX Runtime's providers; "missing" when this Python cannot import it, "broken: <why>" when importing it
+    fails otherwise; importing
+    onnxruntime costs ~0.1-1 s, so the list is cached per installed version."""
     ort = ort_version()
     if ort is None:
         return None
@@ -66,9 +68,11 @@ def providers(root):
         pass
     try:
         import onnxruntime
-        found = onnxruntime.get_available_providers()
-    except Exception:
-        return None
+        found = list(onnxruntime.get_available_providers())
+    except ImportError:  # installed elsewhere, but this Python does not see it: not installed for it
+        return "missing"
+    except Exception as exc:  # installed but broken: a fact to report, not a crash
+        return ("broken: %s: %s" % (type(exc).__name__, exc))[:200]
     # only into a deploy root dmsbuild made (its marker, see release_agent.claim_root): never someone else's folder
     if os.path.isfile(os.path.join(root, ".dmsbuild-root")) and not os.path.islink(os.path.join(root, ".dmsbuild-root")):
         try:
@@ -145,13 +149,17 @@ def disk_free_mb(root):
 
 
 def gather(root):
-    """Every fact of this board (CONTRACTS §4); ``root``: the deploy root (disk, provider cache)."""
+    """Every fact of this board (CONTRACTS §4); ``root``: the deploy root (disk, provider cache). An onnxruntime
+    that this Python cannot import is null, one that fails to import otherwise ``"broken: <why>"``."""
     cpu0 = "/sys/devices/system/cpu/cpu0/cpufreq/"
     max_khz = _read(cpu0 + "scaling_max_freq")
+    ort, found = ort_version(), providers(root)
+    if isinstance(found, str):
+        ort, found = (None if found == "missing" else found), None
     return {
         "hostname": socket.gethostname(), "arch": platform.machine(), "os": os_name(), "kernel": platform.release(),
         "python": platform.python_version(), "numpy": ver("numpy"),
-        "onnxruntime": ort_version(), "onnxruntime_providers": providers(root), "onnxruntime_qnn": ver("onnxruntime-qnn"),
+        "onnxruntime": ort, "onnxruntime_providers": found, "onnxruntime_qnn": ver("onnxruntime-qnn"),
         "tensorrt": ver("tensorrt"), "trtexec": tool(["trtexec", "--version"]),
         "snpe": tool(["snpe-net-run", "--version"]),
         "disk_free_mb": disk_free_mb(root), "mem_total_mb": mem_mb(),
