@@ -18,12 +18,13 @@ search space). A runtime is:
 Nothing else branches on its name (``tests/test_architecture.py`` fails when
 something does). The methods, by stage:
 
-build   ``validate(profile)``   its ``[backend]`` table checked (UserError naming the file and field)
+build   ``validate(profile)``   its ``[backend]`` table checked (UserError naming the file and field); config
+        cannot import backends, so ``plan`` calls it and `doit build`/`doit list` report it
         ``plan(project, profile, sources)`` what the target ships (ArtifactPlan, with the host build)
 ship    ``host_checks(profiles, env)`` / ``board_checks(board, facts, profile)`` (`doit doctor`, the
         deploy's pre-flight reads the latter's "missing" lines)
         ``facts_probe(transport, python, backend_table)`` the runtime's own board probe (tool paths,
-        versions) beyond the common facts of ``dmsbuild/board/probe.py``
+        versions) beyond the common facts of ``dmsbuild/board/runner/probe.py``
 measure ``host_driven`` and ``bench_artifacts(...)`` how the board runs and times it
         ``measured_by`` the provenance of its figures (``provenance.classify`` reads it from the registry)
         ``state_tools`` the board-state tools its boards have (``board_state``)
@@ -54,7 +55,7 @@ class ArtifactPlan:
 
     name: str
     precision: str
-    kind: str  # onnx | qnn-context | trt-onnx | trt-engine | dlc
+    kind: str  # onnx | qnn-context | trt-onnx | trt-engine | dlc | ort (each backend's own)
     path: Path
     source: Path  # the host-built ONNX it derives from (evaluated on the host as its accuracy proxy)
     runtime: str
@@ -172,7 +173,7 @@ class Backend(ABC):
 
     def facts_probe(self, transport: Any, python: str, backend_table: Mapping[str, Any]) -> dict[str, Any]:
         """The runtime's own board probe before its board driver runs (tool paths, versions beyond the
-        common facts of ``dmsbuild/board/probe.py``); ``{}`` when the common facts say everything."""
+        common facts of ``dmsbuild/board/runner/probe.py``); ``{}`` when the common facts say everything."""
         return {}
 
     #: its artifacts are bound to the board's arch/GPU even when shipped portable (engines built on the board):
