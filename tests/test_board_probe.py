@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dmsbuild.board.release_agent import run_facts
 from dmsbuild.ship.facts import FACT_KEYS, FACTS_SCRIPT
 from tests.bench_release import make_release
 
@@ -21,7 +20,11 @@ def test_the_host_sends_the_probe_file_itself() -> None:
 def test_python_c_the_agent_and_the_runner_report_the_same_facts(tmp_path: Path) -> None:
     sent = json.loads(subprocess.run([sys.executable, "-c", FACTS_SCRIPT, str(tmp_path)], capture_output=True,
                                      text=True, check=True).stdout)
-    agent = run_facts(FACTS_SCRIPT, str(tmp_path))
+    # the agent runs the script in its own process (a fresh one here: this test process may have registered plugin EPs)
+    code = ("import json, sys; from dmsbuild.board.release_agent import run_facts; "
+            "from dmsbuild.ship.facts import FACTS_SCRIPT; print(json.dumps(run_facts(FACTS_SCRIPT, sys.argv[1])))")
+    agent = json.loads(subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                                      check=True, cwd=Path(__file__).resolve().parents[1]).stdout)
     rel = make_release(tmp_path / "root")
     runner = json.loads(subprocess.run([sys.executable, str(rel / "runner" / "dms_bench.py"), "--facts"],
                                        capture_output=True, text=True, check=True, cwd=tmp_path).stdout)
