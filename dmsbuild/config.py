@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .core import runtimes
 from .errors import UserError
 
 PROJECT_FILE = "dmsbuild.toml"
@@ -891,9 +892,10 @@ class TargetProfile:
     #: the boards' CPU architecture (``uname -m``), e.g. aarch64, x86_64; "any" for the host. A non-portable
     #: artifact (a TensorRT engine) on a board of another arch is refused, a portable one (ONNX) is a warning
     arch: str = "any"
-    #: backend that builds and runs this target's artifacts (docs/targets.md); "snpe" has no backend of its
-    #: own yet (refused naming the available ones): SNPE DLCs are built beside QNN ones, ``[backend.snpe]``
-    runtime: Literal["onnxruntime", "tensorrt", "qnn", "snpe"] = "onnxruntime"
+    #: backend that builds and runs this target's artifacts: one of the registered runtimes (dmsbuild/core/runtimes.py;
+    #: docs/targets.md). "snpe" builds nothing of its own yet (refused with what to do): SNPE DLCs are built beside
+    #: QNN ones, ``[backend.snpe]``
+    runtime: str = "onnxruntime"
     #: precisions to build and ship: any of fp32, fp16, int8-dynamic, int8-qdq
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     #: a whole static-quantization table replacing the project's [quantization.static] for this target's
@@ -915,6 +917,10 @@ class TargetProfile:
 
     def validate(self, source: str, prefix: str) -> None:
         _check_name(self.name, "name", source)
+        if runtimes.runtime(self.runtime) is None:
+            raise UserError(f"{source}: field 'runtime' is {self.runtime!r}; allowed values: "
+                            + ", ".join(repr(n) for n in runtimes.RUNTIMES),
+                            hint=f"fix 'runtime' in {source} (the registered runtimes: dmsbuild/core/runtimes.py)")
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad or not self.precisions:
             raise UserError(
@@ -1037,12 +1043,12 @@ def static_quant_field(project: ProjectConfig, profile: TargetProfile, name: str
     return f"{project.source}: field 'quantization.static.{name}' (used by target '{profile.name}')"
 
 
-#: runtimes whose consumer parses QDQ graphs only (TensorRT explicit quantization, the QNN/SNPE converters)
-QDQ_ONLY_RUNTIMES = ("tensorrt", "qnn", "snpe")
-#: ``prune.round_to = 0`` per runtime: the channel multiple its fast kernels want (PruneConfig.round_to; sources
-#: in docs/qat.md, "Channel alignment"): ONNX Runtime's NCHWc block (8 AVX2, 16 AVX-512 / ARM64 NEON), TensorRT's
-#: 32-channel INT8 vector formats, Qualcomm HTP's 32-deep activations
-PRUNE_CHANNEL_BLOCK = {"onnxruntime": 16, "tensorrt": 32, "qnn": 32, "snpe": 32}
+#: runtimes whose consumer parses QDQ graphs only (the registry's ``qdq_only``: TensorRT explicit quantization, the
+#: QNN/SNPE converters)
+QDQ_ONLY_RUNTIMES = tuple(name for name, line in runtimes.RUNTIMES.items() if line.qdq_only)
+#: ``prune.round_to = 0`` per runtime: the channel multiple its fast kernels want (PruneConfig.round_to; the
+#: registry's ``channel_block``, sources in docs/qat.md, "Channel alignment")
+PRUNE_CHANNEL_BLOCK = {name: line.channel_block for name, line in runtimes.RUNTIMES.items()}
 
 
 def static_quant_for(project: ProjectConfig, profile: TargetProfile) -> StaticQuantConfig:

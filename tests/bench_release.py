@@ -84,6 +84,7 @@ def make_release(root: Path, artifacts: list[dict] | None = None, *, release_id:
     np.savez(rel / "verify" / "reference.npz", inputs=inputs, **reference_outputs(fp32, inputs))
     shutil.copyfile(RUNNER, rel / "runner" / "dms_bench.py")
     shutil.copyfile(RUNNER.with_name("metrics.py"), rel / "runner" / "metrics.py")  # as manifest.SUPPORT_FILES ships it
+    shutil.copyfile(RUNNER.with_name("probe.py"), rel / "runner" / "probe.py")
     entries = []
     for spec in artifacts or [{"name": "fp32"}]:
         f = rel / "models" / f"{spec['name']}.onnx"

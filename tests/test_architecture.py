@@ -3,9 +3,15 @@
 1. No import circle between dmsbuild's modules: dependencies point one way,
    errors/config at the bottom, the doit tasks at the top (docs/architecture.md).
 2. Board-side code (the release agent and the benchmark runners, copied into
-   every release and run with the board's Python) imports only the standard
+   every release and run with the board's Python, and the probes the host
+   sends as ``python3 -c <file's source>``) imports only the standard
    library, numpy, onnxruntime (and onnxruntime_qnn, the same runtime's QNN
    build) and the board-side package itself.
+3. A runtime's name (a key of the registry, ``dmsbuild/core/runtimes.py``) is
+   branched on only in that runtime's own modules (``RUNTIME_HOMES``): no
+   comparison with it, no ``case`` of it, no hand-written list of runtimes,
+   no table keyed by runtimes elsewhere. Everything else asks the registry or
+   the runtime's ``Backend`` (docs/architecture.md, "Backends").
 
 What counts as an import: every ``import`` / ``from ... import`` statement in
 the file, at module level *and* inside functions, and inside ``if
@@ -14,9 +20,9 @@ whenever the function does; it only moves the cost off start-up), so a circle
 through one is still a circle: neither module can be read, tested or moved
 without the other. Type-checking imports count too, so annotations do not
 hide a dependency that the code's meaning has. Not counted: names built at
-run time for ``importlib`` (the backend registry ``backends.BACKENDS`` and
-``bench.HOST_DRIVEN`` map names to modules on purpose, so that adding a
-backend touches no other module), and source text shipped to the board.
+run time for ``importlib`` (the runtime registry and a backend's
+``board_driver`` name modules on purpose, so that adding a backend touches no
+other module), and source text shipped to the board.
 """
 from __future__ import annotations
 
@@ -33,7 +39,8 @@ BOARD_SIDE = ("dmsbuild.board",)
 #: third-party top-level modules board-side code may import
 BOARD_ALLOWED = {"numpy", "onnxruntime", "onnxruntime_qnn"}
 #: and per module, the board's vendor runtime it exists for (TensorRT's Python API and CUDA bindings on a Jetson)
-BOARD_EXTRA = {"dmsbuild.board.runner.trt_runner": {"tensorrt", "cuda", "pycuda"}}
+BOARD_EXTRA = {"dmsbuild.board.runner.trt_runner": {"tensorrt", "cuda", "pycuda"},
+               "dmsbuild.board.probe_tensorrt": {"tensorrt"}}
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -222,20 +229,10 @@ def script_string_violations(root: Path = ROOT) -> list[str]:
     return sorted(bad, key=lambda line: (line.split(":")[0], int(line.split(":")[1])))
 
 
-#: board scripts still in host strings, converted to files by another branch of issue 23 (item 5); each must still
-#: be flagged (so this list cannot outlive them): empty it when that branch is merged
-NOT_YET_FILES = ("dmsbuild/backends/snpe_board.py", "dmsbuild/backends/trt_board.py", "dmsbuild/ship/doctor.py",
-                 "dmsbuild/ship/facts.py",
-                 "dmsbuild/ship/release.py")  # hands ship/facts.FACTS_SCRIPT to the agent (facts_script=)
-
-
 def test_board_scripts_are_files_not_strings() -> None:
     found = script_string_violations()
-    flagged = {line.split(":")[0] for line in found}
-    assert set(NOT_YET_FILES) <= flagged, f"no longer flagged, remove from NOT_YET_FILES: {set(NOT_YET_FILES) - flagged}"
-    rest = [line for line in found if line.split(":")[0] not in NOT_YET_FILES]
-    assert not rest, "board code in a host string; make it a file under dmsbuild/board/ and send " \
-                     "dmsbuild.board.source(name):\n" + "\n".join(rest)
+    assert not found, "board code in a host string; make it a file under dmsbuild/board/ and send " \
+                     "dmsbuild.board.source(name):\n" + "\n".join(found)
 
 
 def test_no_import_circle() -> None:
@@ -247,7 +244,8 @@ def test_no_import_circle() -> None:
 
 def test_board_side_code_is_self_contained() -> None:
     board = [f for f in ROOT.rglob("*.py") if module_name(f).startswith(BOARD_SIDE)]
-    assert {"dmsbuild.board.release_agent", "dmsbuild.board.runner.dms_bench"} <= {module_name(f) for f in board}
+    assert {"dmsbuild.board.release_agent", "dmsbuild.board.runner.dms_bench", "dmsbuild.board.runner.probe",
+            "dmsbuild.board.probe_tensorrt", "dmsbuild.board.probe_snpe"} <= {module_name(f) for f in board}
     assert not board_violations()
 
 
@@ -318,3 +316,116 @@ def test_a_board_script_in_a_host_string_is_found(tmp_path: Path) -> None:
         "dmsbuild/ship/b.py:3: 'ONE' after '-c' is a script in a string literal (dmsbuild/ship/a.py:6)",
         "dmsbuild/ship/b.py:4: facts_script= is a board script in a string literal",
     ]
+
+
+# --------------------------------------------------------------------------
+# rule 3: runtime names are branched on only in their own modules
+# --------------------------------------------------------------------------
+def runtime_names() -> set[str]:
+    from dmsbuild.core.runtimes import RUNTIMES
+
+    return set(RUNTIMES)
+
+
+#: module -> the runtime names it may branch on (besides each registered backend module's own name): the
+#: registry itself, the board drivers (host side and board side) and the board facts probe, whose JSON keys
+#: name installed software (CONTRACTS §4) that each backend's board checks read
+RUNTIME_HOMES: dict[str, set[str] | None] = {  # None: every runtime
+    "dmsbuild.core.runtimes": None,
+    "dmsbuild.backends.trt_board": {"tensorrt"},
+    "dmsbuild.backends.snpe_board": {"snpe"},
+    "dmsbuild.board.probe_tensorrt": {"tensorrt"},
+    "dmsbuild.board.probe_snpe": {"snpe"},
+    "dmsbuild.board.runner.trt_runner": {"tensorrt"},
+    "dmsbuild.board.runner.probe": None,
+}
+
+
+def _runtime_literal(node: ast.AST, names: set[str]) -> list[str]:
+    """The runtime names a node spells: a string constant, or a literal tuple/list/set made only of them."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+        return [node.value]
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and node.elts and all(
+            isinstance(e, ast.Constant) and e.value in names for e in node.elts):
+        return [str(e.value) for e in node.elts]  # type: ignore[attr-defined]
+    return []
+
+
+def default_homes() -> dict[str, set[str] | None]:
+    """RUNTIME_HOMES plus every registered backend module with its own name."""
+    from dmsbuild.core.runtimes import RUNTIMES
+
+    return {**{line.module: {name} for name, line in RUNTIMES.items()}, **RUNTIME_HOMES}
+
+
+def runtime_branches(root: Path = ROOT, names: set[str] | None = None,
+                     homes: dict[str, set[str] | None] | None = None) -> list[str]:
+    """``file:line: what`` for every place that branches on a runtime name outside that runtime's modules."""
+    names = runtime_names() if names is None else names
+    homes = default_homes() if homes is None else homes
+    bad = set()
+    for f in sorted(root.rglob("*.py")):
+        allowed = homes.get(module_name(f, root), set())
+        if allowed is None:
+            continue
+        found: list[tuple[int, str, list[str]]] = []
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, ast.Compare):
+                for side in (node.left, *node.comparators):
+                    lit = _runtime_literal(side, names)
+                    if lit:
+                        found.append((node.lineno, f"compares with {', '.join(lit)!r}", lit))
+            elif isinstance(node, ast.MatchValue):
+                lit = _runtime_literal(node.value, names)
+                if lit:
+                    found.append((node.lineno, f"case {', '.join(lit)!r}", lit))
+            elif isinstance(node, (ast.Tuple, ast.List, ast.Set)) and _runtime_literal(node, names):
+                lit = _runtime_literal(node, names)
+                found.append((node.lineno, f"lists runtimes ({', '.join(lit)})", lit))
+            elif isinstance(node, ast.Dict):
+                keys = [str(k.value) for k in node.keys if isinstance(k, ast.Constant) and k.value in names]
+                if len(keys) >= 2:
+                    found.append((node.lineno, f"a table keyed by runtimes ({', '.join(keys)})", keys))
+        bad.update(f"{f.relative_to(root.parent)}:{line}: {what}" for line, what, lit in found
+                   if set(lit) - allowed)  # a module's own runtime name is its own business
+    return sorted(bad)
+
+
+def test_no_runtime_name_is_branched_on_outside_its_module() -> None:
+    found = runtime_branches()
+    assert not found, "runtime names branched on outside their backend (ask the registry or the Backend):\n" + \
+        "\n".join(found)
+
+
+def test_a_runtime_name_branch_is_found(tmp_path: Path) -> None:
+    root = _write(tmp_path, {
+        "dmsbuild/__init__.py": "",
+        "dmsbuild/doctor.py": "def f(p, facts):\n    if p.runtime == 'tensorrt':\n        return 1\n"
+                              "    if p.runtime in ('onnxruntime', 'qnn'):\n        return 2\n"
+                              "    match p.runtime:\n        case 'qnn':\n            return 3\n"
+                              "    return facts.get('onnxruntime')\n",  # reading a fact is no branch
+        "dmsbuild/bench.py": "DRIVEN = {'tensorrt': 'a:b', 'snpe': 'c:d'}\nORT = ('onnxruntime',)\n"
+                             "TOOLS = ('python3', 'onnxruntime')\n",  # a mixed list names components, not runtimes
+        "dmsbuild/backends/__init__.py": "",
+        "dmsbuild/backends/tensorrt.py": "def g(r):\n    return r == 'tensorrt' or r == 'qnn'\n",
+        "dmsbuild/backends/qnn.py": "def h(r):\n    return r == 'qnn'\n",  # its own name: fine (below)
+    })
+    names = {"onnxruntime", "tensorrt", "qnn", "snpe"}
+    # no homes: every branch counts
+    assert runtime_branches(root, names, homes={}) == ["dmsbuild/backends/qnn.py:2: compares with 'qnn'",
+                   "dmsbuild/backends/tensorrt.py:2: compares with 'qnn'",
+                   "dmsbuild/backends/tensorrt.py:2: compares with 'tensorrt'",
+                   "dmsbuild/bench.py:1: a table keyed by runtimes (tensorrt, snpe)",
+                   "dmsbuild/bench.py:2: lists runtimes (onnxruntime)",
+                   "dmsbuild/doctor.py:2: compares with 'tensorrt'",
+                   "dmsbuild/doctor.py:4: compares with 'onnxruntime, qnn'",
+                   "dmsbuild/doctor.py:4: lists runtimes (onnxruntime, qnn)",
+                   "dmsbuild/doctor.py:7: case 'qnn'"]
+    # each backend module at home with its own name; bench.py allowed everything (as the registry is)
+    homes = {"dmsbuild.backends.tensorrt": {"tensorrt"}, "dmsbuild.backends.qnn": {"qnn"}, "dmsbuild.bench": None}
+    assert runtime_branches(root, names, homes=homes) == [
+        "dmsbuild/backends/tensorrt.py:2: compares with 'qnn'",  # another runtime's name in a backend: still found
+        "dmsbuild/doctor.py:2: compares with 'tensorrt'",
+        "dmsbuild/doctor.py:4: compares with 'onnxruntime, qnn'",
+        "dmsbuild/doctor.py:4: lists runtimes (onnxruntime, qnn)",
+        "dmsbuild/doctor.py:7: case 'qnn'"]

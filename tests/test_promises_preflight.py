@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import get_args, get_type_hints
 
 import pytest
 
 from dmsbuild.backends import REGISTRY
 from dmsbuild.config import TargetProfile
+from dmsbuild.core.runtimes import RUNTIMES as REGISTERED
 from dmsbuild.errors import UserError
 from dmsbuild.ship.doctor import check_board, preflight
 from dmsbuild.ship.facts import FACT_KEYS
@@ -28,7 +28,7 @@ from dmsbuild.ship.inventory import Board
 from dmsbuild.ship.release import _preflight
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "targets.md"
-RUNTIMES = sorted(set(get_args(get_type_hints(TargetProfile)["runtime"])))
+RUNTIMES = sorted(REGISTERED)  # every registered runtime (config accepts exactly these)
 #: a board with everything every runtime needs
 FULL = {"hostname": "b", "arch": "aarch64", "os": "Linux", "kernel": "6.1", "python": "3.11.2", "numpy": "1.26.4",
         "onnxruntime": "1.32.0", "onnxruntime_providers": ["QNNExecutionProvider", "CPUExecutionProvider"],
@@ -106,5 +106,6 @@ def test_every_runtime_needs_python_and_numpy_and_its_own_runner(runtime):
     for key in FACT_KEYS:
         if FULL.get(key) is not None:
             needs |= {c.what for c in preflight("b", {**FULL, key: None}, _profile(runtime))}
-    runner = {"onnxruntime": {"onnxruntime"}, "qnn": {"onnxruntime"}, "tensorrt": {"trtexec"}, "snpe": set()}
+    runner = {"onnxruntime": {"onnxruntime"}, "qnn": {"onnxruntime"}, "tensorrt": {"trtexec"}, "snpe": set(),
+              "ortformat": {"onnxruntime"}}
     assert needs == {"python3", "numpy"} | runner[runtime], needs

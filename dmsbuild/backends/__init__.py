@@ -1,12 +1,15 @@
-"""Backends: one module per runtime that knows which artifacts a target ships and how they are built.
+"""Backends: one module per runtime, each defining ``BACKEND`` (a ``base.Backend``), found through the registry.
 
-The registry maps a profile's ``runtime`` to a module path, imported only
-when a task needs it, so ``doit list`` stays light. Adding a runtime is one
-line here plus its module; nothing else changes.
+The registry (``dmsbuild/core/runtimes.py``, one line per runtime) maps a
+profile's ``runtime`` to its module, imported only when a task needs it, so
+``doit list`` stays light. ``get_backend(name)`` returns the module's
+``BACKEND``; ``base.py`` says what each of its methods means. Adding a
+runtime: its registry line, its module, its board driver, its tests and its
+docs page (docs/architecture.md, "A new runtime").
 
-A backend module provides one function::
+A backend's ``plan``::
 
-    def plan(project: ProjectConfig, profile: TargetProfile, sources: dict[str, Path]) -> list[ArtifactPlan]
+    def plan(self, project: ProjectConfig, profile: TargetProfile, sources: dict[str, Path]) -> list[ArtifactPlan]
 
 ``sources`` maps each precision the profile asks for to the host-built ONNX
 file of that precision (``fp32``, ``fp16``, ``int8-dynamic``, ``int8-qdq``;
@@ -20,53 +23,35 @@ Module bodies must not import heavy SDKs at import time either.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
-from typing import Any
 
+from ..core.runtimes import RUNTIMES
 from ..errors import UserError
+from .base import ArtifactPlan, Backend, check_registered
 
-#: runtime name -> module implementing it (imported lazily)
-REGISTRY: dict[str, str] = {
-    "onnxruntime": "dmsbuild.backends.onnxruntime",
-    "qnn": "dmsbuild.backends.qnn",  # QNN context binaries (+ SNPE DLC when the SDK is installed)
-    "tensorrt": "dmsbuild.backends.tensorrt",
-}
+__all__ = ["REGISTRY", "ArtifactPlan", Backend, "backends", "get_backend"]
 
-
-@dataclass
-class ArtifactPlan:
-    """One artifact a target ships (becomes an entry of build.json, docs/CONTRACTS.md §1)."""
-
-    name: str
-    precision: str
-    kind: str  # onnx | qnn-context | trt-onnx | trt-engine | dlc
-    path: Path
-    source: Path  # the host-built ONNX it derives from (evaluated on the host as its accuracy proxy)
-    runtime: str
-    providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
-    provider_options: list[dict[str, Any]] = field(default_factory=lambda: [{}])
-    portable: bool = True
-    extra_files: list[Path] = field(default_factory=list)
-    #: writes ``path`` (and ``extra_files``) from ``source``; None: the artifact is a copy of ``source``
-    build: Callable[[], None] | None = None
-    #: settings whose change must rebuild it (JSON-able; fed to doit's config_changed)
-    settings: dict[str, Any] = field(default_factory=dict)
-    #: more input files of ``build`` (besides ``source``)
-    file_dep: list[Path] = field(default_factory=list)
-    #: ONNX Runtime session settings the board runs it with (manifest ``session``; chosen by `doit tune`)
-    session: dict[str, Any] = field(default_factory=dict)
+#: runtime name -> module implementing it (imported lazily); derived from the registry, core/runtimes.py
+REGISTRY: dict[str, str] = {name: line.module for name, line in RUNTIMES.items()}
 
 
-def get_backend(name: str, source: str = "target profile") -> ModuleType:
-    """The backend module for a runtime name; a UserError names the profile field when unknown."""
+def get_backend(name: str, source: str = "target profile") -> Backend:
+    """The backend of a runtime name (its module's ``BACKEND``); a UserError names the profile field when unknown."""
     path = REGISTRY.get(name)
     if path is None:
         raise UserError(
             f"{source}: field 'runtime' is {name!r}, which has no backend in this dmsbuild; "
             f"available: {', '.join(sorted(REGISTRY))}",
-            hint="pick an available runtime or add its backend module to dmsbuild/backends/",
+            hint="pick an available runtime or add its backend module to dmsbuild/backends/ and its line to "
+                 "dmsbuild/core/runtimes.py",
         )
-    return importlib.import_module(path)
+    module = importlib.import_module(path)
+    backend = getattr(module, "BACKEND", None)
+    if backend is None:
+        raise UserError(f"{path}: defines no BACKEND; a runtime's module defines BACKEND = <its Backend>()",
+                        hint="see dmsbuild/backends/base.py")
+    return check_registered(backend, name, path, REGISTRY)
+
+
+def backends() -> list[Backend]:
+    """Every registered runtime's backend (imports every backend module: doctor and tests, not task generators)."""
+    return [get_backend(name) for name in sorted(REGISTRY)]

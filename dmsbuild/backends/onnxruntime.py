@@ -10,11 +10,12 @@ others. Profile ``[backend]`` options:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..config import ProjectConfig, TargetProfile
 from ..errors import UserError
 from . import ArtifactPlan
+from .base import Backend, Check, board_onnxruntime, ort_tune_space
 
 NAME = "onnxruntime"
 OPTIONS = {"providers": list, "provider_options": list}
@@ -24,7 +25,7 @@ def _options(profile: TargetProfile) -> dict[str, Any]:
     for key, value in profile.backend.items():
         if key not in OPTIONS:
             raise UserError(
-                f"{profile.source}: unknown field 'backend.{key}' for runtime 'onnxruntime'; allowed: {', '.join(OPTIONS)}",
+                f"{profile.source}: unknown field 'backend.{key}' for runtime '{NAME}'; allowed: {', '.join(OPTIONS)}",
                 hint=f"remove 'backend.{key}' from {profile.source}",
             )
         if not isinstance(value, OPTIONS[key]):
@@ -38,13 +39,40 @@ def _options(profile: TargetProfile) -> dict[str, Any]:
     return {"providers": providers, "provider_options": options}
 
 
-def plan(project: ProjectConfig, profile: TargetProfile, sources: dict[str, Path]) -> list[ArtifactPlan]:
-    """One ONNX artifact per precision of the profile."""
+def plan(project: ProjectConfig, profile: TargetProfile, sources: dict[str, Path], *, kind: str = "onnx",
+         suffix: str = ".onnx", runtime: str = NAME) -> list[ArtifactPlan]:
+    """One ONNX artifact per precision of the profile (``kind``/``suffix``/``runtime``: a runtime that ships
+    another form of the same files, ortformat.py)."""
     opts = _options(profile)
     out = project.artifacts / profile.name
     return [
-        ArtifactPlan(name=precision, precision=precision, kind="onnx", path=out / f"{precision}.onnx",
-                     source=sources[precision], runtime=NAME, providers=list(opts["providers"]),
+        ArtifactPlan(name=precision, precision=precision, kind=kind, path=out / f"{precision}{suffix}",
+                     source=sources[precision], runtime=runtime, providers=list(opts["providers"]),
                      provider_options=list(opts["provider_options"]), portable=True)
         for precision in profile.precisions
     ]
+
+
+class OnnxRuntimeBackend(Backend):
+    """The host-built ONNX files, run and timed on the board by the release's runner (runner/dms_bench.py)."""
+
+    name = NAME
+    state_tools = ("vcgencmd",)  # a Raspberry Pi's clocks and throttling
+    tune_measured = True
+    tune_measured_as = {"runtime": NAME, "provider": "CPUExecutionProvider"}
+    tune_kind_facts = ("onnxruntime",)
+
+    def validate(self, profile: TargetProfile) -> dict[str, Any]:
+        return _options(profile)
+
+    def plan(self, project: ProjectConfig, profile: TargetProfile, sources: dict[str, Path]) -> list[ArtifactPlan]:
+        return plan(project, profile, sources)
+
+    def board_checks(self, board: str, facts: Mapping[str, Any], profile: TargetProfile) -> list[Check]:
+        return [board_onnxruntime(board, facts, f"target {profile.name} ({profile.runtime})")]
+
+    def tune_space(self, profile: TargetProfile) -> dict[str, list[Any]]:
+        return ort_tune_space(profile)
+
+
+BACKEND = OnnxRuntimeBackend()

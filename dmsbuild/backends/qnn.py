@@ -20,6 +20,8 @@ onnxruntime, onnxruntime_qnn and onnx are imported inside the functions.
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 import shutil
 import tempfile
@@ -31,10 +33,14 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 from ..config import load_dataclass
 from ..errors import UserError
+from . import snpe
+from .base import Backend, Check, HostEnv, board_onnxruntime, major_minor, profile_names
 from .snpe import SnpeOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
+
+    from ..config import ProjectConfig, TargetProfile
     import onnxruntime
 
 EP_NAME = "QNNExecutionProvider"
@@ -134,16 +140,15 @@ def _register_ep() -> list[Any]:
             "onnxruntime-qnn: not installed; QNN context binaries (target runtime 'qnn') need it",
             hint="pip install 'dmsbuild[qnn]'  (or: pip install onnxruntime-qnn)",
         ) from None
-    devices = [d for d in ort.get_ep_devices() if d.ep_name == EP_NAME]
-    if not devices:
-        ort.register_execution_provider_library(EP_NAME, onnxruntime_qnn.get_library_path())
-        devices = [d for d in ort.get_ep_devices() if d.ep_name == EP_NAME]
-    if not devices:
+    from ..board.runner.dms_bench import plugin_ep_devices  # the board's own set-up: written once
+
+    try:
+        return plugin_ep_devices(ort, EP_NAME)
+    except RuntimeError as exc:
         raise UserError(
-            f"onnxruntime-qnn: {EP_NAME} registered but reports no device",
+            f"onnxruntime-qnn: {exc}",
             hint="check that onnxruntime and onnxruntime-qnn versions match (pip show onnxruntime onnxruntime-qnn)",
-        )
-    return devices
+        ) from None
 
 
 def session_options(options: QnnOptions, *, context_out: Path | None = None, embed: bool = False) -> "onnxruntime.SessionOptions":
@@ -541,3 +546,96 @@ def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
             build=lambda: compile_dlc(project, fp32, dlc, options, profile.name), file_dep=[fp32],
             settings={"snpe": str(options.snpe), "input": str(project.input)}))
     return plans
+
+
+FIX = {
+    "host": "pip install 'dmsbuild[qnn]'  (onnxruntime-qnn >= 2.7; builds QNN HTP context binaries on x86_64)",
+    "board": "install onnxruntime-qnn for the board's OS and the QAIRT runtime libraries (libQnnHtp.so, "
+             "libQnnHtpV73Skel.so) so ONNX Runtime lists QNNExecutionProvider",
+}
+
+
+def _snpe_enabled(profile: Any) -> bool:
+    return (profile.backend.get("snpe") or {}).get("enabled", True) is not False
+
+
+@dataclass(frozen=True)
+class QNNCandidate:
+    """One point of [tune.qnn]: the static quantization the context binary is built from, and the HTP
+    performance mode it runs with (through the QNN backend's own options and provider options)."""
+
+    activation_bits: int
+    per_channel: bool
+    htp_performance_mode: str
+
+    @property
+    def label(self) -> str:
+        return (f"QNN {self.activation_bits}-bit activations {'per-channel' if self.per_channel else 'per-tensor'}, "
+                f"HTP {self.htp_performance_mode}")
+
+    def static(self, proj: "ProjectConfig", prof: "TargetProfile") -> Any:
+        """The target's static quantization with this width and per-channel (its own key: a shared file per point)."""
+        from ..config import static_quant_for
+
+        return dataclasses.replace(static_quant_for(proj, prof), per_channel=self.per_channel,
+                                   activation_type="QUInt16" if self.activation_bits == 16 else "QUInt8")
+
+    def board_provider_options(self, prof: "TargetProfile") -> dict[str, str]:
+        """The manifest's QNN EP options (backends.qnn.board_provider_options) with this performance mode."""
+        options = load_options(prof.backend, str(prof.source))
+        return board_provider_options(dataclasses.replace(options, performance_mode=self.htp_performance_mode))
+
+
+def qnn_candidates(prof: "TargetProfile") -> list[QNNCandidate]:
+    """Every point of the profile's [tune.qnn] space (defined and checked here; not yet measured)."""
+    q = prof.tune.qnn
+    return [QNNCandidate(b, pc, m) for b, pc, m in itertools.product(q.activation_bits, q.per_channel,
+                                                                     q.htp_performance_mode)]
+
+
+class QnnBackend(Backend):
+    """QNN EPContext models, run and timed on the board by the release's runner on the QNN EP (and, beside
+    them, SNPE DLCs when ``[backend.snpe]`` is enabled: those are the snpe backend's artifacts)."""
+
+    name = RUNTIME
+
+    def validate(self, profile: Any) -> QnnOptions:
+        return load_options(profile.backend, str(profile.source))
+
+    def plan(self, project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
+        return plan(project, profile, sources)
+
+    def host_checks(self, profiles: Sequence[Any], env: HostEnv) -> list[Check]:
+        ort, qnn = env.version_of("onnxruntime"), env.version_of("onnxruntime-qnn")
+        level = "ok" if qnn and major_minor(qnn) >= (2, 7) else "missing"
+        checks = [Check("host", "onnxruntime-qnn", level, qnn, profile_names(profiles), FIX["host"])]
+        if qnn and ort and major_minor(ort) < (1, 23):
+            checks.append(Check("host", "onnxruntime for the QNN plugin EP", "missing", ort, "onnxruntime-qnn 2.x",
+                                "pip install -U 'onnxruntime>=1.23' (plugin EPs need ONNX Runtime's EP device API)"))
+        with_dlc = [p for p in profiles if _snpe_enabled(p)]
+        if with_dlc:
+            checks.append(snpe.sdk_check(with_dlc, env, required=False))
+        return checks
+
+    def board_checks(self, board: str, facts: Mapping[str, Any], profile: Any) -> list[Check]:
+        need = f"target {profile.name} ({profile.runtime})"
+        providers = facts.get("onnxruntime_providers") or []
+        qnn = facts.get("onnxruntime_qnn")
+        ok = bool(qnn) or EP_NAME in providers
+        checks = [board_onnxruntime(board, facts, need),
+                  Check(board, "QNN execution provider", "ok" if ok else "missing",
+                        qnn or (", ".join(providers) if providers else None), need, FIX["board"])]
+        if _snpe_enabled(profile):
+            checks.append(snpe.board_check(board, facts, f"{profile.name} DLC artifacts", required=False))
+        return checks
+
+    def tune_space(self, profile: Any) -> dict[str, list[Any]]:
+        t = profile.tune.qnn
+        return {"activation_bits": t.activation_bits, "per_channel": t.per_channel,
+                "htp_performance_mode": t.htp_performance_mode}
+
+    def tune_points(self, profile: Any) -> list[Any]:
+        return qnn_candidates(profile)
+
+
+BACKEND = QnnBackend()

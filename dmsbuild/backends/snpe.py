@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 from ..errors import UserError
+from .base import Backend, Check, HostEnv
 from .toolchain import empty_result, run_tool
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -308,3 +309,60 @@ def load_options(table: Mapping[str, Any], source: str) -> SnpeOptions:
     from ..config import load_dataclass
 
     return load_dataclass(SnpeOptions, dict(table), source, prefix="backend.snpe")
+
+
+FIX = {
+    "host-sdk": "install the Qualcomm AI Runtime (QAIRT) SDK from https://qpm.qualcomm.com and set SNPE_ROOT to its "
+                "folder; without it the target's SNPE DLC artifacts are skipped with an error, its QNN artifacts still build",
+    "board": "copy the QAIRT SDK's aarch64 runtime (bin/aarch64-oe-linux-gcc11.2: snpe-net-run, "
+             "snpe-throughput-net-run; lib/: libSNPE.so, HTP skel libs) to the board and put it on PATH",
+}
+
+
+def sdk_check(profiles: Sequence[Any], env: HostEnv, *, required: bool) -> Check:
+    """The host's SNPE SDK for ``profiles``' DLC artifacts (missing when ``required``, else a warning)."""
+    try:
+        sdk = find_sdk(env.environ)
+        return Check("host", "SNPE SDK", "ok", f"{sdk.root} (from {sdk.env_var})")
+    except UserError as exc:
+        return Check("host", "SNPE SDK", "missing" if required else "warning", None,
+                     ", ".join(p.name for p in profiles) + " (DLC artifacts)",
+                     FIX["host-sdk"] if "not found" in str(exc) else str(exc).splitlines()[0])
+
+
+def board_check(board: str, facts: Mapping[str, Any], need: str, *, required: bool) -> Check:
+    """The board's snpe-net-run (from its facts)."""
+    snpe = facts.get("snpe")
+    return Check(board, "SNPE runtime (snpe-net-run)", "ok" if snpe else "missing" if required else "warning",
+                 snpe, need, FIX["board"])
+
+
+class SnpeBackend(Backend):
+    """SNPE DLCs, run and timed on the board by the SNPE tools, driven by the host (snpe_board.py).
+
+    DLCs are built beside a QNN target's context binaries (``[backend.snpe]`` of a ``runtime = "qnn"``
+    profile, qnn.py); a profile of its own (``runtime = "snpe"``) is refused by ``plan`` until it has one."""
+
+    name = RUNTIME
+    board_driver = "dmsbuild.backends.snpe_board"
+
+    def validate(self, profile: Any) -> SnpeOptions:
+        return load_options(profile.backend.get("snpe") or {}, str(profile.source))
+
+    def plan(self, project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
+        raise UserError(f"{profile.source}: field 'runtime' is {RUNTIME!r}, which builds no artifacts of its own yet: "
+                        "SNPE DLCs are built beside a QNN target's context binaries",
+                        hint=f"set runtime = \"qnn\" in {profile.source}; [backend.snpe] configures its DLCs")
+
+    def host_checks(self, profiles: Sequence[Any], env: HostEnv) -> list[Check]:
+        return [sdk_check(profiles, env, required=True)]
+
+    def board_checks(self, board: str, facts: Mapping[str, Any], profile: Any) -> list[Check]:
+        return [board_check(board, facts, f"target {profile.name} ({profile.runtime})", required=True)]
+
+    def facts_probe(self, transport: Any, python: str, backend_table: Mapping[str, Any]) -> dict[str, Any]:
+        options = load_options(backend_table.get("snpe") or {}, "manifest.json runtime_settings")
+        return self.driver().probe(transport, python, options)
+
+
+BACKEND = SnpeBackend()

@@ -23,6 +23,7 @@ the ``dlc`` artifacts of a release (runtime ``snpe``):
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import posixpath
 import tempfile
@@ -37,24 +38,8 @@ from ..ship.transport.base import Transport
 from . import snpe
 from .trt_board import engines_dir
 
-PROBE_SCRIPT = r'''
-import glob, json, os, shutil, sys
-def find(name, folder):
-    if folder:
-        p = os.path.join(folder, name)
-        return p if os.path.isfile(p) and os.access(p, os.X_OK) else None
-    p = shutil.which(name)
-    if p:
-        return p
-    root = os.environ.get("SNPE_ROOT") or os.environ.get("QAIRT_SDK_ROOT")
-    for p in sorted(glob.glob(os.path.join(root, "bin", "*", name))) if root else []:
-        if os.access(p, os.X_OK) and "x86_64" not in p:
-            return p
-    return None
-net_run = find("snpe-net-run", sys.argv[1])
-diag = find("snpe-diagview", os.path.dirname(net_run) if net_run else sys.argv[1]) or shutil.which("snpe-diagview")
-print(json.dumps({"snpe_net_run": net_run, "snpe_diagview": diag}))
-'''
+#: the board-side probe (dmsbuild/board/probe_snpe.py), sent as source with ``python3 -c``
+PROBE_SCRIPT = Path(importlib.util.find_spec("dmsbuild.board.probe_snpe").origin).read_text(encoding="utf-8")
 
 #: one snpe-net-run over the input list may take this long on a board (s)
 NET_RUN_TIMEOUT = 3600.0

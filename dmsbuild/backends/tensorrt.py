@@ -20,6 +20,8 @@ applies. ``tensorrt`` is imported only there.
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import hashlib
 import json
 import math
@@ -28,12 +30,16 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..board.release_agent import sha256_of
 from ..config import load_dataclass
 from ..errors import UserError
+from .base import Backend, Check, HostEnv, major_minor, profile_names
 from .toolchain import empty_result, latency_stats
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import TargetProfile
 
 RUNTIME = "tensorrt"
 #: precisions this backend builds, and the trtexec flags each one needs
@@ -595,3 +601,98 @@ def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
             settings={"from": str(from_onnx), "workspace_mb": options.workspace_mb, "input_shape": list(project.input.shape),
                       "min_shape": options.min_shape, "max_shape": options.max_shape}))
     return plans
+
+
+FIX = {
+    "host-tensorrt": "optional: on a host with an NVIDIA GPU, pip install 'dmsbuild[tensorrt]' to build engines "
+                     "locally; otherwise engines are built on the Jetson",
+    "host-trtexec": "optional: install TensorRT (tar or deb from developer.nvidia.com/tensorrt) and put its bin/ on PATH",
+    "board-tensorrt": "flash or upgrade JetPack (6.x ships TensorRT 10): sudo apt install nvidia-jetpack; "
+                      "the Python bindings come as python3-libnvinfer",
+    "board-trtexec": "trtexec comes with JetPack's TensorRT at /usr/src/tensorrt/bin/trtexec "
+                     "(sudo apt install libnvinfer-bin); set backend.trtexec if it is elsewhere",
+}
+
+
+#: [tune.tensorrt] precision -> (the backend precision whose ONNX and flags it builds from, extra trtexec flags)
+TRT_PRECISIONS = {"fp16": ("fp16", []), "int8": ("int8-qdq", []), "best": ("int8-qdq", ["--best"])}
+
+
+@dataclass(frozen=True)
+class TensorRTCandidate:
+    """One point of [tune.tensorrt]: engines built on the Jetson by trtexec (candidates share the engine cache,
+    which keys engines by their trtexec flags)."""
+
+    precision: str
+    builder_optimization_level: int
+    sparsity: bool
+
+    @property
+    def label(self) -> str:
+        return (f"TensorRT {self.precision}, builder level {self.builder_optimization_level}"
+                + (", sparsity" if self.sparsity else ""))
+
+    def build_argv(self, onnx: str, engine: str, options: Any, timing_cache: str | None = None,
+                   shapes: Any = None) -> list[str]:
+        """The trtexec build command, through the backend's own ``build_argv`` (its workspace, timing cache,
+        trtexec path); ``--best`` and ``--sparsity=enable`` (trtexec --help: spec ::= disable|enable|force) added."""
+        base, extra = TRT_PRECISIONS[self.precision]
+        opts = dataclasses.replace(options, builder_optimization_level=self.builder_optimization_level)
+        argv = build_argv(onnx, engine, base, opts, timing_cache=timing_cache, shapes=shapes)  # dynamic dims: the profile
+        at = argv.index("--skipInference")
+        return argv[:at] + extra + (["--sparsity=enable"] if self.sparsity else []) + argv[at:]
+
+
+def tensorrt_candidates(prof: "TargetProfile") -> "list[TensorRTCandidate]":
+    """Every point of the profile's [tune.tensorrt] space (defined and checked here; not yet measured)."""
+    t = prof.tune.tensorrt
+    return [TensorRTCandidate(p, lvl, sp) for p, lvl, sp in itertools.product(t.precision, t.builder_optimization_level,
+                                                                              t.sparsity)]
+
+
+class TensorRTBackend(Backend):
+    """The ONNX ships; trtexec builds the engine on the Jetson and times it, driven by the host (trt_board.py)."""
+
+    name = RUNTIME
+    board_driver = "dmsbuild.backends.trt_board"
+    arch_bound = True
+    state_tools = ("nvpmodel", "jetson_clocks", "tegrastats")
+
+    def validate(self, profile: Any) -> TensorRTOptions:
+        return load_options(profile.backend, str(profile.source))
+
+    def plan(self, project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
+        return plan(project, profile, sources)
+
+    def host_checks(self, profiles: Sequence[Any], env: HostEnv) -> list[Check]:
+        trt = env.version_of("tensorrt") or env.version_of("tensorrt-cu12")
+        trtexec = env.which("trtexec")
+        names = profile_names(profiles)
+        checks = [Check("host", "tensorrt (Python, optional)", "ok" if trt else "warning", trt, names, FIX["host-tensorrt"]),
+                  Check("host", "trtexec (optional)", "ok" if trtexec else "warning", trtexec, names, FIX["host-trtexec"])]
+        if trt and major_minor(trt) < (10,):
+            checks.append(Check("host", "tensorrt >= 10", "missing", trt, "host engine builds",
+                                "pip install -U 'tensorrt>=10' (the TensorRT 8 API is not supported)"))
+        return checks
+
+    def board_checks(self, board: str, facts: Mapping[str, Any], profile: Any) -> list[Check]:
+        need = f"target {profile.name} ({profile.runtime})"
+        trt = facts.get("tensorrt")
+        level = "ok" if trt and major_minor(str(trt)) >= (10,) else "missing"
+        return [Check(board, "TensorRT >= 10", level, trt, need, FIX["board-tensorrt"]),
+                Check(board, "trtexec", "ok" if facts.get("trtexec") else "missing", facts.get("trtexec"), need,
+                      FIX["board-trtexec"])]
+
+    def facts_probe(self, transport: Any, python: str, backend_table: Mapping[str, Any]) -> dict[str, Any]:
+        return self.driver().probe(transport, python, load_options(backend_table, "manifest.json runtime_settings"))
+
+    def tune_space(self, profile: Any) -> dict[str, list[Any]]:
+        t = profile.tune.tensorrt
+        return {"precision": t.precision, "builder_optimization_level": t.builder_optimization_level,
+                "sparsity": t.sparsity}
+
+    def tune_points(self, profile: Any) -> list[Any]:
+        return tensorrt_candidates(profile)
+
+
+BACKEND = TensorRTBackend()

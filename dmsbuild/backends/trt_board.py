@@ -28,9 +28,9 @@ the ``trt-onnx`` artifacts of a release (runtime ``tensorrt``):
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import posixpath
-import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -43,44 +43,8 @@ from ..ship.transport.base import Transport
 from . import tensorrt as trt
 from . import trt_shapes
 
-PROBE_SCRIPT = r'''
-import json, os, re, shutil, subprocess, sys
-cand = sys.argv[1]
-path = cand if os.path.isfile(cand) and os.access(cand, os.X_OK) else shutil.which("trtexec")
-tag = None
-if path:
-    try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=120).stdout
-    except (OSError, subprocess.SubprocessError):
-        out = ""
-    m = re.search(r"\[TensorRT v(\d+)\]", out)
-    tag = m.group(1) if m else None
-cc, how = None, None
-smi = shutil.which("nvidia-smi")
-if smi:
-    try:
-        lines = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
-                               text=True, timeout=60).stdout.strip().splitlines()
-    except (OSError, subprocess.SubprocessError):
-        lines = []
-    if lines and re.fullmatch(r"\d+\.\d+", lines[0].strip()):
-        cc, how = lines[0].strip(), "nvidia-smi"
-if cc is None:
-    try:
-        compat = open("/proc/device-tree/compatible", "rb").read().decode(errors="replace")
-    except OSError:
-        compat = ""
-    for soc, value in (("tegra234", "8.7"), ("tegra194", "7.2"), ("tegra186", "6.2"), ("tegra210", "5.3")):
-        if soc in compat:
-            cc, how = value, "device-tree " + soc
-            break
-try:
-    import tensorrt
-    trt_py = str(tensorrt.__version__)
-except ImportError:
-    trt_py = None
-print(json.dumps({"trtexec": path, "tag": tag, "compute_capability": cc, "cc_source": how, "tensorrt_python": trt_py}))
-'''
+#: the board-side probe (dmsbuild/board/probe_tensorrt.py), sent as source with ``python3 -c``
+PROBE_SCRIPT = Path(importlib.util.find_spec("dmsbuild.board.probe_tensorrt").origin).read_text(encoding="utf-8")
 
 #: one trtexec build or benchmark may take this long on a board (s)
 TRTEXEC_TIMEOUT = 3600.0

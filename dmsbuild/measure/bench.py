@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import board_state
+from ..core.runtimes import RUNTIMES
 from ..errors import UserError, first_line
 from .gates import GateFailure, check_gates
 from .provenance import label, stamp_sources
@@ -42,16 +43,19 @@ def _runner(release_dir: str) -> str:
 
 
 def probe_facts(transport: Transport, release_dir: str, python: str = "python3", timeout: float = FACTS_TIMEOUT) -> dict:
-    """The board's facts (CONTRACTS §4) from the release's own runner (``--facts``)."""
-    res = transport.run([python, _runner(release_dir), "--facts"], timeout=timeout)
+    """The board's facts (CONTRACTS §4) from the one board probe (board/runner/probe.py, sent as source: the
+    same code as the deploy's facts and the runner's ``--facts``), run in ``release_dir``'s deploy root."""
+    from ..ship.facts import FACTS_SCRIPT
+
+    res = transport.run([python, "-c", FACTS_SCRIPT, release_dir], timeout=timeout)
     if res.exit_status == 127:
         raise BenchError(f"board {transport.name}: {python} not found on the board; the benchmark cannot run",
                          hint="install Python 3 on the board, or set the board's python in the inventory")
     if not res.ok:
         raise BenchError(
-            f"board {transport.name}: reading the board's facts failed (exit {res.exit_status}) with {_runner(release_dir)}\n"
+            f"board {transport.name}: reading the board's facts failed (exit {res.exit_status}) with {python}\n"
             + res.stderr_tail(),
-            hint="is the release complete? redeploy it",
+            hint="run the board probe there: python3 dmsbuild/board/runner/probe.py <release dir>",
         )
     facts = load_json(res.stdout, board=transport.name, what="facts JSON")
     if not isinstance(facts, dict):
@@ -85,7 +89,7 @@ def benchmark_release(transport: Transport, release_dir: str, python: str = "pyt
     entries = [a for a in manifest.get("artifacts", []) if isinstance(a, dict)
                and (artifact is None or a.get("name") == artifact)]
     driven = [a for a in entries if a.get("runtime") in HOST_DRIVEN]
-    # an emulated board asks only the state tools of the kind its release's runtimes make it (board_state.STATE_TOOLS)
+    # an emulated board asks only the state tools of the kind its release's runtimes make it (each runtime's Backend.state_tools)
     tools = board_state.state_tools(facts, {str(a.get("runtime")) for a in entries})
     state: dict = {"before": board_state.snapshot(transport, python, tools)}
     sampler = board_state.Sampler(transport, python, _state_log(release_dir), tools)
@@ -140,9 +144,8 @@ def _run_runner(transport: Transport, release_dir: str, python: str, artifact: s
 
 
 #: runtimes whose artifacts the host drives on the board with the vendor's own tool (not runner/dms_bench.py):
-#: runtime -> "module:function(transport, release_dir, manifest, entries, *, python, plan, cache_root, progress)"
-HOST_DRIVEN: dict[str, str] = {"tensorrt": "dmsbuild.backends.trt_board:bench_artifacts",
-                               "snpe": "dmsbuild.backends.snpe_board:bench_artifacts"}
+#: the registry says which (core/runtimes.py ``measured_by``); their backend's ``bench_artifacts`` runs them
+HOST_DRIVEN: tuple[str, ...] = tuple(sorted(name for name, line in RUNTIMES.items() if line.host_driven))
 
 
 def _remote_manifest(transport: Transport, release_dir: str) -> dict:
@@ -213,8 +216,7 @@ def host_cache_root(project: Path, runtime: str, value: object, *, board: str,
 def _bench_host_driven(transport: Transport, release_dir: str, manifest: dict, entries: list[dict],
                        driven: list[dict], *, python: str, artifact: str | None, timeout: float, facts: dict) -> dict:
     """Artifacts of vendor-tool runtimes (trtexec) run from here; the others through the release's runner."""
-    import importlib
-
+    from ..backends import get_backend
     from ..config import find_root
     from .results import make_document, validate_document
 
@@ -226,8 +228,7 @@ def _bench_host_driven(transport: Transport, release_dir: str, manifest: dict, e
         doc = _run_runner(transport, release_dir, python, a["name"], timeout, facts)
         by_name.update({r["artifact"]: r for r in doc["results"]})
     for runtime in sorted({a["runtime"] for a in driven}):
-        module, _, fn = HOST_DRIVEN[runtime].partition(":")
-        run = getattr(importlib.import_module(module), fn)
+        run = get_backend(runtime, f"{release_dir}/manifest.json").bench_artifacts
         backend = (manifest.get("runtime_settings") or {}).get("backend") or {}
         cache_root = host_cache_root(find_root(), runtime, backend.get("engine_cache"), board=transport.name)
         mine = [a for a in driven if a["runtime"] == runtime]

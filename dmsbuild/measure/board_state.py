@@ -43,21 +43,22 @@ if TYPE_CHECKING:
 STATE_SCRIPT = board_source("state_probe")
 #: tegrastats interval while a benchmark runs (ms)
 TEGRASTATS_INTERVAL_MS = 500
-#: the state tools of each board kind, the kind named by the runtime a release runs on it: TensorRT runs on a
-#: Jetson (orin: nvpmodel, jetson_clocks, tegrastats), QNN/SNPE on a Qualcomm board (qcs8255: thermal zones
-#: only; its SDK's profilers are the runtime's own), ONNX Runtime on CPU boards (rpi5: vcgencmd). A real board
-#: is asked for every tool (it has only its own); an emulated board (an sshd on this machine whose PATH
-#: carries the doubles of every kind) only for its kind's, so no rpi5 or qcs8255 row carries Jetson state.
-STATE_TOOLS: dict[str, tuple[str, ...]] = {"tensorrt": ("nvpmodel", "jetson_clocks", "tegrastats"),
-                                           "qnn": (), "snpe": (), "onnxruntime": ("vcgencmd",)}
+#: the state tools of each board kind are its runtime's (``Backend.state_tools``): TensorRT runs on a Jetson
+#: (orin: nvpmodel, jetson_clocks, tegrastats), QNN/SNPE on a Qualcomm board (qcs8255: thermal zones only; its
+#: SDK's profilers are the runtime's own), ONNX Runtime on CPU boards (rpi5: vcgencmd). A real board is asked for
+#: every tool (it has only its own); an emulated board (an sshd on this machine whose PATH carries the doubles
+#: of every kind) only for its kind's, so no rpi5 or qcs8255 row carries Jetson state.
 
 
 def state_tools(facts: dict | None, runtimes: "Iterable[str]") -> tuple[str, ...] | None:
     """The vendor state tools to ask on this board for a release of ``runtimes``: None (all present) on a
-    real board; on an emulated one the tools of its kind (``STATE_TOOLS``), none for an unknown runtime."""
+    real board; on an emulated one the tools of its kind (each runtime's ``Backend.state_tools``), none for an
+    unknown runtime."""
     if not (facts or {}).get("emulated"):
         return None
-    return tuple(sorted({t for rt in runtimes for t in STATE_TOOLS.get(rt, ())}))
+    from ..backends import REGISTRY, get_backend
+
+    return tuple(sorted({t for rt in runtimes if rt in REGISTRY for t in get_backend(rt).state_tools}))
 
 
 #: tegrastats temperatures that are not temperatures: -256 C is a powered-down sensor (Orin's GPU and CV

@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+from ..core.runtimes import RUNTIMES
+
 #: source -> the label a user reads
 SOURCES: dict[str, str] = {
     "board-runner": "board (measured by the dms_bench runner)",
@@ -63,7 +65,8 @@ def label(source: str | None, short: bool = False) -> str:
 
 
 def classify(result: dict, facts: dict) -> str:
-    """The source of one result from what ran it: the runtime, the provider and the board's facts.
+    """The source of one result from what ran it: the runtime (its registry line's ``measured_by``,
+    core/runtimes.py), the provider and the board's facts.
 
     A result that already says ``double`` (its tool printed ``DOUBLE_MARKER``)
     stays so. On an emulated board (facts ``emulated``) the vendor tools are
@@ -72,10 +75,11 @@ def classify(result: dict, facts: dict) -> str:
     """
     if result.get("source") == "double":
         return "double"
-    runtime, provider = result.get("runtime"), result.get("provider") or ""
+    provider = result.get("provider") or ""
     emulated = bool(facts.get("emulated"))
-    if runtime in ("tensorrt", "snpe"):
-        return "double" if emulated else f"board-{'trtexec' if runtime == 'tensorrt' else 'snpe'}"
+    line = RUNTIMES.get(str(result.get("runtime")))
+    if line is not None and line.host_driven:  # a vendor tool the host drives (the registry's measured_by)
+        return "double" if emulated else f"board-{line.measured_by}"
     if "QNN" in provider and (emulated or str(facts.get("arch", "")).startswith("x86")):
         return "simulator"  # onnxruntime-qnn on x86_64 runs the HTP simulator
     return "emulated" if emulated else "board-runner"

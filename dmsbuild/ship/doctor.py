@@ -6,8 +6,10 @@ disk). Board checks read the board facts gathered at deploy (CONTRACTS §4)
 and compare them with what the target's runtime needs on the board. Every
 missing piece comes with one line saying what to install.
 
-Standard library only at import time (dodo.py imports this module); package
-versions are read from their metadata, not by importing them.
+Standard library only at import time (dodo.py imports this module; the
+backends' modules are imported when a check runs); package versions are read
+from their metadata, not by importing them. Each runtime's own checks are its
+backend's ``host_checks`` / ``board_checks`` (dmsbuild/backends/base.py).
 """
 from __future__ import annotations
 
@@ -15,63 +17,29 @@ import os
 import platform
 import shutil
 import sys
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+from ..backends import get_backend
+from ..backends.base import Check, HostEnv, Level
 from ..config import TargetProfile, load_target, target_names
 from ..errors import UserError
-
-Level = Literal["ok", "warning", "missing"]
 
 #: free disk (MiB) the host build needs (ONNX variants, engines, context binaries, logs)
 HOST_DISK_MB = 2048
 #: free disk (MiB) a board needs for one more release
 BOARD_DISK_MB = 512
 
+#: fixes of the checks every target has; a runtime's own checks carry their fixes (backends/<runtime>.py)
 FIX = {
     "python": "install Python >= 3.11 (e.g. apt install python3.11, or pyenv install 3.11)",
     "onnxruntime": "pip install onnxruntime  (the project's scripts/setup.sh does this)",
-    "onnxruntime-qnn": "pip install 'dmsbuild[qnn]'  (onnxruntime-qnn >= 2.7; builds QNN HTP context binaries on x86_64)",
-    "tensorrt-host": "optional: on a host with an NVIDIA GPU, pip install 'dmsbuild[tensorrt]' to build engines locally; "
-                     "otherwise engines are built on the Jetson",
-    "trtexec-host": "optional: install TensorRT (tar or deb from developer.nvidia.com/tensorrt) and put its bin/ on PATH",
-    "snpe": "install the Qualcomm AI Runtime (QAIRT) SDK from https://qpm.qualcomm.com and set SNPE_ROOT to its folder; "
-            "without it the target's SNPE DLC artifacts are skipped with an error, its QNN artifacts still build",
     "disk": "free disk space under artifacts/ (old engines and releases: rm -rf artifacts/cache)",
     "board-python": "install python3 (>= 3.8) on the board (apt install python3)",
     "board-numpy": "install numpy on the board (apt install python3-numpy, or pip install numpy)",
-    "board-onnxruntime": "install onnxruntime on the board (pip install onnxruntime; aarch64 wheels are on PyPI)",
-    "board-qnn": "install onnxruntime-qnn for the board's OS and the QAIRT runtime libraries (libQnnHtp.so, "
-                 "libQnnHtpV73Skel.so) so ONNX Runtime lists QNNExecutionProvider",
-    "board-tensorrt": "flash or upgrade JetPack (6.x ships TensorRT 10): sudo apt install nvidia-jetpack; "
-                      "the Python bindings come as python3-libnvinfer",
-    "board-trtexec": "trtexec comes with JetPack's TensorRT at /usr/src/tensorrt/bin/trtexec "
-                     "(sudo apt install libnvinfer-bin); set backend.trtexec if it is elsewhere",
-    "board-snpe": "copy the QAIRT SDK's aarch64 runtime (bin/aarch64-oe-linux-gcc11.2: snpe-net-run, "
-                  "snpe-throughput-net-run; lib/: libSNPE.so, HTP skel libs) to the board and put it on PATH",
     "board-disk": "free space under the board's deploy root (lower deploy.keep_releases, or rollback and clean)",
 }
-
-
-@dataclass
-class Check:
-    """One finding: what was checked, what was found, and what to do when it is missing."""
-
-    where: str  # "host" or the board's name
-    what: str
-    level: Level
-    found: str | None
-    needed_by: str = ""
-    fix: str = ""
-
-    def line(self) -> str:
-        mark = {"ok": "ok     ", "warning": "warning", "missing": "MISSING"}[self.level]
-        found = self.found if self.found is not None else "not found"
-        need = f" (needed by {self.needed_by})" if self.needed_by else ""
-        text = f"{mark} {self.where}: {self.what}: {found}{need}"
-        return text if self.level == "ok" or not self.fix else f"{text}\n          -> {self.fix}"
 
 
 def _version(dist: str) -> str | None:
@@ -81,23 +49,29 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _major_minor(v: str | None) -> tuple[int, ...]:
-    if not v:
-        return ()
-    parts = []
-    for p in v.split(".")[:2]:
-        digits = "".join(c for c in p if c.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
+def _by_runtime(profiles: Sequence[TargetProfile]) -> dict[str, list[TargetProfile]]:
+    out: dict[str, list[TargetProfile]] = {}
+    for p in profiles:
+        out.setdefault(p.runtime, []).append(p)
+    return out
 
 
-def _runtime_of(profile: TargetProfile) -> str:
-    return profile.runtime
-
-
-def _snpe_enabled(profile: TargetProfile) -> bool:
-    snpe = profile.backend.get("snpe", {})
-    return profile.runtime == "snpe" or (profile.runtime == "qnn" and snpe.get("enabled", True) is not False)
+def merged(checks: Sequence[Check]) -> list[Check]:
+    """One line per thing checked where: two runtimes checking one tool (the SNPE SDK for QNN's DLCs and for
+    SNPE) become one check at the worse level, needed by both."""
+    order = {"ok": 0, "warning": 1, "missing": 2}
+    out: dict[tuple[str, str], Check] = {}
+    for c in checks:
+        key = (c.where, c.what)
+        have = out.get(key)
+        if have is None:
+            out[key] = Check(c.where, c.what, c.level, c.found, c.needed_by, c.fix)
+            continue
+        if order[c.level] > order[have.level]:
+            have.level, have.found, have.fix = c.level, c.found, c.fix
+        needs = [n for n in (have.needed_by, c.needed_by) if n]
+        have.needed_by = ", ".join(dict.fromkeys(needs))
+    return list(out.values())
 
 
 # --------------------------------------------------------------------------
@@ -108,10 +82,9 @@ def check_host(profiles: Sequence[TargetProfile], artifacts: Path, *,
                which: Callable[[str], str | None] = shutil.which,
                environ: Mapping[str, str] | None = None,
                disk_free_mb: Callable[[Path], float] | None = None) -> list[Check]:
-    """Host toolchains, judged against what the given targets need (hooks make it testable)."""
-    environ = os.environ if environ is None else environ
-    runtimes = {_runtime_of(p) for p in profiles}
-    names = lambda pred: ", ".join(p.name for p in profiles if pred(p)) or "-"  # noqa: E731
+    """Host toolchains, judged against what the given targets need (hooks make it testable): the checks every
+    target has, then each runtime's own (its backend's ``host_checks``)."""
+    env = HostEnv(version_of, which, os.environ if environ is None else environ)
     checks: list[Check] = []
 
     py = platform.python_version()
@@ -120,54 +93,24 @@ def check_host(profiles: Sequence[TargetProfile], artifacts: Path, *,
     ort = version_of("onnxruntime")
     checks.append(Check("host", "onnxruntime", "ok" if ort else "missing", ort, "every target (export, quantization, evaluation)",
                         FIX["onnxruntime"]))
-
-    qnn = version_of("onnxruntime-qnn")
-    if "qnn" in runtimes:
-        level: Level = "ok" if qnn and _major_minor(qnn) >= (2, 7) else "missing"
-        checks.append(Check("host", "onnxruntime-qnn", level, qnn, names(lambda p: p.runtime == "qnn"), FIX["onnxruntime-qnn"]))
-        if qnn and ort and _major_minor(ort) < (1, 23):
-            checks.append(Check("host", "onnxruntime for the QNN plugin EP", "missing", ort, "onnxruntime-qnn 2.x",
-                                "pip install -U 'onnxruntime>=1.23' (plugin EPs need ONNX Runtime's EP device API)"))
-    elif qnn:
-        checks.append(Check("host", "onnxruntime-qnn", "ok", qnn))
-
-    trt = version_of("tensorrt") or version_of("tensorrt-cu12")
-    trtexec = which("trtexec")
-    if "tensorrt" in runtimes:
-        checks.append(Check("host", "tensorrt (Python, optional)", "ok" if trt else "warning", trt,
-                            names(lambda p: p.runtime == "tensorrt"), FIX["tensorrt-host"]))
-        checks.append(Check("host", "trtexec (optional)", "ok" if trtexec else "warning", trtexec,
-                            names(lambda p: p.runtime == "tensorrt"), FIX["trtexec-host"]))
-        if trt and _major_minor(trt) < (10,):
-            checks.append(Check("host", "tensorrt >= 10", "missing", trt, "host engine builds",
-                                "pip install -U 'tensorrt>=10' (the TensorRT 8 API is not supported)"))
-
-    snpe_targets = [p for p in profiles if _snpe_enabled(p)]
-    if snpe_targets:
-        from ..backends.snpe import find_sdk
-
-        try:
-            sdk = find_sdk(environ)
-            checks.append(Check("host", "SNPE SDK", "ok", f"{sdk.root} (from {sdk.env_var})"))
-        except UserError as exc:
-            checks.append(Check("host", "SNPE SDK", "missing" if any(p.runtime == "snpe" for p in snpe_targets) else "warning",
-                                None, ", ".join(p.name for p in snpe_targets) + " (DLC artifacts)",
-                                FIX["snpe"] if "not found" in str(exc) else str(exc).splitlines()[0]))
+    for runtime, mine in sorted(_by_runtime(profiles).items()):
+        checks += get_backend(runtime, str(mine[0].source)).host_checks(mine, env)
 
     probe = artifacts if artifacts.exists() else artifacts.parent
     free = disk_free_mb(probe) if disk_free_mb else shutil.disk_usage(probe).free / 2**20
     checks.append(Check("host", f"free disk at {probe}", "ok" if free >= HOST_DISK_MB else "missing",
                         f"{free:.0f} MiB", f"builds (>= {HOST_DISK_MB} MiB)", FIX["disk"]))
-    return checks
+    return merged(checks)
 
 
 # --------------------------------------------------------------------------
 # boards
 # --------------------------------------------------------------------------
 def check_board(board: str, facts: Mapping[str, Any], profile: TargetProfile) -> list[Check]:
-    """What ``profile`` needs on a board, from its facts dict (CONTRACTS §4; a missing component is null)."""
-    rt = profile.runtime
-    need = f"target {profile.name} ({rt})"
+    """What ``profile`` needs on a board, from its facts dict (CONTRACTS §4; a missing component is null): the
+    checks every board has, and the runtime's own (its backend's ``board_checks``)."""
+    backend = get_backend(profile.runtime, str(profile.source))
+    need = f"target {profile.name} ({profile.runtime})"
     checks: list[Check] = []
 
     def have(key: str) -> Any:
@@ -179,38 +122,16 @@ def check_board(board: str, facts: Mapping[str, Any], profile: TargetProfile) ->
             checks.append(Check(board, "arch", "ok", arch))
         else:
             # an engine is tied to the board's GPU: wrong arch is fatal there, a warning for portable ONNX
-            level: Level = "missing" if rt == "tensorrt" else "warning"
+            level: Level = "missing" if backend.arch_bound else "warning"
             checks.append(Check(board, "arch", level, arch, need,
                                 f"the profile expects {profile.arch}; this board reports {arch}"
-                                + (" (emulated board?) - TensorRT engines are not portable" if level == "missing" else
-                                   " (emulated board?) - portable artifacts still run")))
+                                + (f" (emulated board?) - {profile.runtime} artifacts are not portable"
+                                   if level == "missing" else " (emulated board?) - portable artifacts still run")))
 
     py = have("python")
     checks.append(Check(board, "python3", "ok" if py else "missing", py, need, FIX["board-python"]))
     checks.append(Check(board, "numpy", "ok" if have("numpy") else "missing", have("numpy"), need, FIX["board-numpy"]))
-
-    if rt in ("onnxruntime", "qnn"):
-        ort = have("onnxruntime")
-        checks.append(Check(board, "onnxruntime", "ok" if ort else "missing", ort, need, FIX["board-onnxruntime"]))
-    if rt == "qnn":
-        providers = have("onnxruntime_providers") or []
-        qnn = have("onnxruntime_qnn")
-        ok = bool(qnn) or "QNNExecutionProvider" in providers
-        checks.append(Check(board, "QNN execution provider", "ok" if ok else "missing",
-                            qnn or (", ".join(providers) if providers else None), need, FIX["board-qnn"]))
-        if _snpe_enabled(profile):
-            snpe = have("snpe")
-            checks.append(Check(board, "SNPE runtime (snpe-net-run)", "ok" if snpe else "warning", snpe,
-                                f"{profile.name} DLC artifacts", FIX["board-snpe"]))
-    if rt == "snpe":
-        snpe = have("snpe")
-        checks.append(Check(board, "SNPE runtime (snpe-net-run)", "ok" if snpe else "missing", snpe, need, FIX["board-snpe"]))
-    if rt == "tensorrt":
-        trt = have("tensorrt")
-        level = "ok" if trt and _major_minor(str(trt)) >= (10,) else "missing"
-        checks.append(Check(board, "TensorRT >= 10", level, trt, need, FIX["board-tensorrt"]))
-        checks.append(Check(board, "trtexec", "ok" if have("trtexec") else "missing", have("trtexec"), need,
-                            FIX["board-trtexec"]))
+    checks += backend.board_checks(board, facts, profile)
 
     disk = have("disk_free_mb")
     if disk is None:
@@ -258,21 +179,6 @@ def run(root: Path, target: str | None = None,
 #: what a release cannot run without: `doit deploy` refuses such a board before uploading anything
 PREFLIGHT = ("python3", "numpy", "onnxruntime", "trtexec")
 
-#: run on the board with the deploy root: the folders a deploy writes that this user cannot (standard library only)
-WRITABLE_SCRIPT = r"""
-import json, os, sys
-root = sys.argv[1]
-bad = []
-for f in (root, os.path.join(root, "objects"), os.path.join(root, "objects", ".tmp"), os.path.join(root, "releases")):
-    d = f
-    while d and d != "/" and not os.path.isdir(d):
-        d = os.path.dirname(d)
-    if not os.access(d, os.W_OK | os.X_OK) and d not in bad:
-        bad.append(d)
-print(json.dumps(bad))
-"""
-
-
 def preflight(board: str, facts: Mapping[str, Any], profile: TargetProfile) -> list[Check]:
     """The missing pieces that stop ``profile``'s release from running on this board (from its facts)."""
     return [c for c in check_board(board, facts, profile) if c.level == "missing" and c.what in PREFLIGHT]
@@ -312,7 +218,8 @@ def check_remote_board(board: Any, profile: TargetProfile) -> Check:
             return Check(board.name, "board", "missing", str(exc).splitlines()[0], "",
                          f"{FIX['board-python']}, or set the board's python in the inventory")
         checks += check_board(board.name, facts, profile)
-        res = transport.run([board.python, "-c", WRITABLE_SCRIPT, root], timeout=60)
+        # the board probe's --writable mode (board/runner/probe.py): the folders a deploy writes that this user cannot
+        res = transport.run([board.python, "-c", facts_mod.FACTS_SCRIPT, "--writable", root], timeout=60)
         try:
             bad = json.loads(res.stdout.strip().splitlines()[-1]) if res.ok else None
         except (ValueError, IndexError):

@@ -1,4 +1,4 @@
-"""Board facts: what a board has (docs/CONTRACTS.md §4), gathered by one remote command.
+"""Board facts: what a board has (docs/CONTRACTS.md §4), gathered by one remote command (board/runner/probe.py).
 
 Facts are read, never changed (operations live in release.py). A component
 that is missing is ``null``. Versions come from package metadata and the tools'
@@ -6,103 +6,17 @@ own version output, so gathering stays quick.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
 from .transport.base import Transport
 
-#: runs on the board with its Python; standard library, optional imports guarded
-FACTS_SCRIPT = r'''
-import json, os, platform, shutil, socket, subprocess, sys
-_DISTS = None
-def ver(mod):
-    # one listdir per sys.path entry instead of importlib.metadata's full scan per lookup
-    global _DISTS
-    if _DISTS is None:
-        _DISTS = {}
-        for d in sys.path:
-            try:
-                names = os.listdir(d or ".")
-            except OSError:
-                continue
-            for n in names:
-                if n.endswith(".dist-info") and "-" in n:
-                    name, _, version = n[:-10].rpartition("-")
-                    _DISTS.setdefault(name.lower().replace("-", "_").replace(".", "_"), version)
-    return _DISTS.get(mod.lower().replace("-", "_").replace(".", "_"))
-def providers(root):
-    # importing onnxruntime costs ~0.1-1 s; its provider list is cached per installed version
-    ort = ver("onnxruntime") or ver("onnxruntime-gpu") or ver("onnxruntime-qnn")
-    if ort is None:
-        return None
-    key = "%s|%s|%s" % (sys.executable, ort, ver("onnxruntime-qnn"))
-    cache = os.path.join(root, ".facts-cache.json")
-    try:
-        with os.fdopen(os.open(cache, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))) as fh:
-            got = json.load(fh)
-        if got.get("key") == key:
-            return got["providers"]
-    except (OSError, ValueError, KeyError):
-        pass
-    try:
-        import onnxruntime
-        found = onnxruntime.get_available_providers()
-    except Exception:
-        return None
-    # only into a deploy root dmsbuild made (its marker, see release_agent.claim_root): never someone else's folder
-    if os.path.isfile(os.path.join(root, ".dmsbuild-root")) and not os.path.islink(os.path.join(root, ".dmsbuild-root")):
-        try:
-            # a fresh name opened O_EXCL|O_NOFOLLOW: a planted symlink cannot redirect the write outside the root
-            tmp = "%s.tmp.%d" % (cache, os.getpid())
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"key": key, "providers": found}, fh)
-            os.replace(tmp, cache)
-        except OSError:
-            pass
-    return found
-def tool(cmd):
-    path = shutil.which(cmd[0])
-    if not path:
-        return None
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
-        text = (out.stdout + out.stderr).strip().splitlines()
-        return text[0] if text else path
-    except Exception:
-        return path
-def mem_mb():
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) // 1024
-    except OSError:
-        return None
-root = sys.argv[1]
-probe = root
-while probe and not os.path.exists(probe):
-    probe = os.path.dirname(probe)
-st = os.statvfs(probe or "/")
-os_name = platform.system()
-try:
-    with open("/etc/os-release") as fh:
-        kv = dict(l.rstrip().split("=", 1) for l in fh if "=" in l)
-        os_name = kv.get("PRETTY_NAME", os_name).strip('"')
-except OSError:
-    pass
-print(json.dumps({
-    "hostname": socket.gethostname(), "arch": platform.machine(), "os": os_name, "kernel": platform.release(),
-    "python": platform.python_version(), "numpy": ver("numpy"),
-    "onnxruntime": ver("onnxruntime") or ver("onnxruntime-gpu") or ver("onnxruntime-qnn"),
-    "onnxruntime_providers": providers(root), "onnxruntime_qnn": ver("onnxruntime-qnn"),
-    "tensorrt": ver("tensorrt"), "trtexec": tool(["trtexec", "--version"]) if shutil.which("trtexec") else None,
-    "snpe": tool(["snpe-net-run", "--version"]) if shutil.which("snpe-net-run") else None,
-    "disk_free_mb": st.f_bavail * st.f_frsize // (1 << 20), "mem_total_mb": mem_mb(),
-    "emulated": os.environ.get("DMSBUILD_EMULATED_BOARD") or None,
-}))
-'''
+#: the one board probe (dmsbuild/board/runner/probe.py), sent as source: no release is on the board before the
+#: first deploy; inside a release it is runner/probe.py, which the runner's ``--facts`` uses
+FACTS_SCRIPT = Path(importlib.util.find_spec("dmsbuild.board.runner.probe").origin).read_text(encoding="utf-8")
 
 FACT_KEYS = ("hostname", "arch", "os", "kernel", "python", "numpy", "onnxruntime", "onnxruntime_providers",
              "onnxruntime_qnn", "tensorrt", "trtexec", "snpe", "disk_free_mb", "mem_total_mb",

@@ -46,6 +46,8 @@ SUPPORT_FILES: tuple[SupportFile, ...] = (
     SupportFile("runner/dms_bench.py", "package:board/runner/dms_bench.py", required=False),
     # the accuracy metrics shared by the board's output checks and the host's build-time gate
     SupportFile("runner/metrics.py", "package:board/runner/metrics.py", required=False),
+    # the board facts probe: the runner's --facts and the host's pre-deploy probe are this one file
+    SupportFile("runner/probe.py", "package:board/runner/probe.py", required=False),
     # TensorRT output check on the board (TensorRT 10 Python API); run only for trt-onnx artifacts
     SupportFile("runner/trt_runner.py", "package:board/runner/trt_runner.py", required=False),
     SupportFile("verify/reference.npz", "build:reference", required=False),

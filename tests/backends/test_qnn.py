@@ -181,14 +181,18 @@ def test_compare_outputs_detects_disagreement():
 
 
 def test_board_session_and_artifact_fields(tiny_models, tmp_path):
-    """The standalone board helper opens the context model with the manifest's provider options."""
-    from dmsbuild.backends.qnn_board import open_qnn_session
+    """The board's runner opens the context model with the manifest's providers and provider options (the
+    same plugin-EP set-up the host build uses, dms_bench.plugin_ep_devices)."""
+    import onnxruntime as ort
+
+    from dmsbuild.board.runner.dms_bench import create_session
 
     out = tmp_path / "models" / "int8-qdq.qnn.onnx"
     report = qnn.build_context_binary(tiny_models["qdq16"], out, opts())
     fields = qnn.artifact_fields(out, report, opts(), tmp_path)
     assert fields["kind"] == "qnn-context" and fields["portable"] is False
     assert fields["path"] == "models/int8-qdq.qnn.onnx" and fields["extra_files"] == ["models/int8-qdq.qnn_qnn.bin"]
-    sess = open_qnn_session(str(out), fields["provider_options"][0])
+    sess = create_session(ort, str(out), ["QNNExecutionProvider", "CPUExecutionProvider"],
+                          [fields["provider_options"][0], {}], 1)
     assert sess.get_providers()[0] == "QNNExecutionProvider"
     assert [o.name for o in sess.get_outputs()] == ["eye_state", "yawn", "activity", "head_pose"]

@@ -2,9 +2,11 @@
 """dmsbuild benchmark runner, shipped inside every release as runner/dms_bench.py.
 
 It runs ON THE BOARD, alone: it needs only the Python standard library, numpy
-and onnxruntime (plus onnxruntime-qnn for QNN artifacts) and its sibling
-runner/metrics.py, and never imports dmsbuild. For each ONNX Runtime artifact of the release's manifest.json it
-measures model load time, first-inference time, a separate warm-up, then
+and onnxruntime (plus onnxruntime-qnn for QNN artifacts) and its siblings
+runner/metrics.py and runner/probe.py (the board facts), and never imports
+dmsbuild. It runs every artifact whose providers are ONNX Runtime execution
+providers, whatever its runtime (``runs_here``). For each such artifact of the
+release's manifest.json it measures model load time, first-inference time, a separate warm-up, then
 ``bench.iterations`` runs timed with ``time.perf_counter_ns`` (raw samples
 kept), peak resident memory, and checks the outputs on the host's FP32
 reference (verify/reference.npz) per head with ``runner/metrics.py`` (shipped
@@ -30,10 +32,7 @@ import hashlib
 import json
 import math
 import os
-import platform
 import resource
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,12 +47,9 @@ RUNNER_VERSION = "1"
 #: 1 is left to Python itself (an uncaught exception: a crash)
 EXIT_OK, EXIT_ALL_FAILED, EXIT_BAD_RELEASE, EXIT_MISSING_DEPENDENCY = 0, 5, 2, 3
 ORT_HINT = "pip install onnxruntime"
-QNN_HINT = "pip install onnxruntime-qnn"
 #: an artifact's child process gets this long (s) before it is reported as hung
 CHILD_TIMEOUT = float(os.environ.get("DMS_BENCH_CHILD_TIMEOUT", "3600"))
 MAX_ERROR_CHARS = 500
-#: manifest runtimes this runner runs through ONNX Runtime ("qnn": a QNN EPContext model on the QNN EP)
-ORT_RUNTIMES = ("onnxruntime", "qnn")
 
 
 class ReleaseError(Exception):
@@ -106,86 +102,23 @@ def peak_rss_mb() -> float:
 
 
 # --------------------------------------------------------------------------
-# board facts (CONTRACTS §4)
+# board facts (CONTRACTS §4): runner/probe.py, the same probe the host sends before a release exists
 # --------------------------------------------------------------------------
-def _version(module: str) -> str | None:
+def _probe():
+    """runner/probe.py (a sibling file in the release), like ``_metrics``."""
     try:
-        mod = __import__(module)
+        from . import probe  # imported as dmsbuild.board.runner.dms_bench (the host)
     except ImportError:
-        return None
-    except Exception as exc:  # noqa: BLE001 - a broken install is a fact to report, not a crash
-        return f"broken: {type(exc).__name__}: {exc}"[:200]
-    return str(getattr(mod, "__version__", "unknown"))
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as fh:
-            return fh.read().strip()
-    except OSError:
-        return None
-
-
-def _os_name() -> str:
-    text = _read("/etc/os-release") or ""
-    for line in text.splitlines():
-        if line.startswith("PRETTY_NAME="):
-            return line.split("=", 1)[1].strip().strip('"')
-    return platform.system()
-
-
-def _cpu_model() -> str | None:
-    """The CPU's model name (/proc/cpuinfo; ARM boards say "Model" or only the part number): `doit tune` keys
-    its measurements by it, so a result is reused only on the same kind of CPU."""
-    fields = {}
-    for line in (_read("/proc/cpuinfo") or "").splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    for key in ("model name", "Model", "Hardware", "CPU part"):
-        if fields.get(key):
-            return fields[key][:120]
-    return platform.processor() or None
+        try:
+            import probe  # run as runner/dms_bench.py on the board: runner/ is sys.path[0]
+        except ImportError:
+            raise ReleaseError("runner/probe.py is missing beside dms_bench.py; redeploy the release") from None
+    return probe
 
 
 def gather_facts() -> dict:
-    """What this board has: versions, memory, disk, CPU clocks where readable."""
-    providers = None
-    ort_version = _version("onnxruntime")
-    if ort_version is not None and not ort_version.startswith("broken"):
-        import onnxruntime as ort
-
-        providers = list(ort.get_available_providers())
-    mem_total = None
-    for line in (_read("/proc/meminfo") or "").splitlines():
-        if line.startswith("MemTotal:"):
-            mem_total = int(line.split()[1]) // 1024
-    try:
-        disk_free = shutil.disk_usage(os.getcwd()).free // (1024 * 1024)
-    except OSError:
-        disk_free = None
-    cpu0 = "/sys/devices/system/cpu/cpu0/cpufreq/"
-    max_khz = _read(cpu0 + "scaling_max_freq")
-    return {
-        "hostname": socket.gethostname(),
-        "arch": platform.machine(),
-        "os": _os_name(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "numpy": _version("numpy"),
-        "onnxruntime": ort_version,
-        "onnxruntime_providers": providers,
-        "onnxruntime_qnn": _version("onnxruntime_qnn"),
-        "tensorrt": _version("tensorrt"),
-        "trtexec": shutil.which("trtexec"),
-        "snpe": shutil.which("snpe-net-run"),
-        "disk_free_mb": disk_free,
-        "mem_total_mb": mem_total,
-        "emulated": os.environ.get("DMSBUILD_EMULATED_BOARD") or None,  # set by `python -m dmsbuild.boards up`
-        "cpu_count": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "cpu_governor": _read(cpu0 + "scaling_governor"),
-        "cpu_max_mhz": int(max_khz) // 1000 if max_khz and max_khz.isdigit() else None,
-    }
+    """What this board has: the probe's facts."""
+    return _probe().gather(os.getcwd())
 
 
 # --------------------------------------------------------------------------
@@ -300,29 +233,50 @@ def _session_options(ort, threads: int, session: dict | None = None, spinning: b
     return so
 
 
-def _register_qnn(ort) -> None:
-    """onnxruntime-qnn 2.x is a plugin EP: register its library once per process.
+#: ONNX Runtime plugin EPs this runner can register: provider -> the Python package whose ``get_library_path()``
+#: is its library (onnxruntime-qnn 2.x). The host's QNN build (backends/qnn.py) registers through
+#: ``plugin_ep_devices`` too: the one QNN session set-up of dmsbuild.
+PLUGIN_EPS = {"QNNExecutionProvider": "onnxruntime_qnn"}
 
-    An onnxruntime build with QNN compiled in (onnxruntime-qnn 1.x) already
+
+def _register_plugin(ort, ep_name: str) -> None:
+    """A plugin EP (onnxruntime-qnn 2.x) registers its library once per process.
+
+    An onnxruntime build with the EP compiled in (onnxruntime-qnn 1.x) already
     lists the provider; it is then selected the classic way, by name.
     """
-    if "QNNExecutionProvider" in _PLUGINS_REGISTERED or "QNNExecutionProvider" in ort.get_available_providers():
+    if ep_name in _PLUGINS_REGISTERED or ep_name in ort.get_available_providers():
         return
+    package = PLUGIN_EPS[ep_name]
     try:
-        import onnxruntime_qnn
+        module = __import__(package)
     except ImportError:
-        raise RuntimeError(f"QNNExecutionProvider is not available: onnxruntime-qnn is not installed; {QNN_HINT}") from None
+        raise RuntimeError(f"{ep_name} is not available: {package.replace('_', '-')} is not installed; "
+                           f"pip install {package.replace('_', '-')}") from None
     if not hasattr(ort, "register_execution_provider_library"):
-        raise RuntimeError(f"QNNExecutionProvider: onnxruntime {ort.__version__} cannot load plugin EPs; upgrade onnxruntime (>= 1.22)")
-    ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
-    _PLUGINS_REGISTERED.add("QNNExecutionProvider")
+        raise RuntimeError(f"{ep_name}: onnxruntime {ort.__version__} cannot load plugin EPs; upgrade onnxruntime (>= 1.22)")
+    ort.register_execution_provider_library(ep_name, module.get_library_path())
+    _PLUGINS_REGISTERED.add(ep_name)
+
+
+def plugin_ep_devices(ort, ep_name: str) -> list:
+    """The devices of plugin EP ``ep_name``, its library registered first when needed; RuntimeError when none."""
+    get = getattr(ort, "get_ep_devices", None)
+    devices = [d for d in get() if d.ep_name == ep_name] if get else []
+    if not devices:
+        _register_plugin(ort, ep_name)
+        devices = [d for d in ort.get_ep_devices() if d.ep_name == ep_name] if get else []
+    if not devices:
+        raise RuntimeError(f"{ep_name} is registered but offers no device on this board")
+    return devices
 
 
 def create_session(ort, path: str, providers: list[str], provider_options: list[dict], threads: int,
                    session: dict | None = None, spinning: bool = True):
     """An InferenceSession on the manifest's providers; raises RuntimeError naming a missing EP."""
-    if "QNNExecutionProvider" in providers:
-        _register_qnn(ort)
+    for p in providers:
+        if p in PLUGIN_EPS:
+            _register_plugin(ort, p)
     available = ort.get_available_providers()
     missing = [p for p in providers if p not in available]
     if missing:
@@ -336,10 +290,7 @@ def create_session(ort, path: str, providers: list[str], provider_options: list[
         return ort.InferenceSession(path, sess_options=so, providers=providers, provider_options=options)
     # plugin EPs are ignored by providers=[...] (ORT silently runs on CPU): select them by device
     for i in plugin:
-        devices = [d for d in ort.get_ep_devices() if d.ep_name == providers[i]]
-        if not devices:
-            raise RuntimeError(f"{providers[i]} is registered but offers no device on this board")
-        so.add_provider_for_devices(devices, options[i])
+        so.add_provider_for_devices(plugin_ep_devices(ort, providers[i]), options[i])
     return ort.InferenceSession(path, sess_options=so)
 
 
@@ -404,6 +355,14 @@ def _metrics():
     return metrics
 
 
+def runs_here(entry: dict) -> bool:
+    """This runner runs an artifact whose providers are ONNX Runtime execution providers (any runtime's: the
+    host decides which runtimes those are, backends/<runtime>.py); a vendor tool's artifacts (trtexec, the SNPE
+    tools) name their tool instead and are run by their backend's board driver."""
+    providers = entry.get("providers") or ["CPUExecutionProvider"]
+    return isinstance(providers, list) and all(isinstance(p, str) and p.endswith("ExecutionProvider") for p in providers)
+
+
 def empty_result(entry: dict, plan: dict) -> dict:
     providers = entry.get("providers") or []
     return {
@@ -418,8 +377,10 @@ def empty_result(entry: dict, plan: dict) -> dict:
 
 def open_artifact(np, ort, release: str, manifest: dict, entry: dict, threads: int, spinning: bool = True) -> dict:
     """An artifact's session and the feed the timing loop uses (the benchmark and the interleaved re-measure)."""
-    if str(entry.get("runtime", "onnxruntime")) not in ORT_RUNTIMES:
-        raise RuntimeError(f"runtime {entry.get('runtime')!r} is not run by dms_bench.py (its backend has its own runner)")
+    if not runs_here(entry):
+        raise RuntimeError(f"runtime {entry.get('runtime')!r} is not run by dms_bench.py (its providers "
+                           f"{entry.get('providers')!r} are not ONNX Runtime execution providers: its backend's "
+                           "board driver runs it)")
     path = os.path.join(release, str(entry.get("file", "")))
     if not os.path.isfile(path):
         raise RuntimeError(f"model file {entry.get('file')!r} missing from the release")
@@ -779,7 +740,11 @@ def _main_interleave(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.facts:
-        print(json.dumps(gather_facts()))
+        try:
+            print(json.dumps(gather_facts()))
+        except ReleaseError as exc:
+            sys.stderr.write(f"dms_bench.py: {exc}\n")
+            return EXIT_BAD_RELEASE
         return EXIT_OK
     if not args.release:
         sys.stderr.write("dms_bench.py: --release <dir> is required\n")

@@ -7,11 +7,13 @@ the build ships the chosen one).
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from ...backends.base import Backend
+from ...backends.qnn import QNNCandidate, qnn_candidates
+from ...backends.tensorrt import TensorRTCandidate, tensorrt_candidates
 from ...build.tuned import Recipe, Settings, short_hash
 from ...config import TargetProfile, TuneConfig
 from ...errors import UserError
@@ -64,80 +66,6 @@ def settings_space(cfg: TuneConfig, cores: int | None) -> list[Settings]:
     return [Settings(t, g, e) for g, e, t in itertools.product(cfg.graph_optimization_level, cfg.execution_mode, threads)]
 
 
-#: [tune.tensorrt] precision -> (the backend precision whose ONNX and flags it builds from, extra trtexec flags)
-TRT_PRECISIONS = {"fp16": ("fp16", []), "int8": ("int8-qdq", []), "best": ("int8-qdq", ["--best"])}
-
-
-@dataclass(frozen=True)
-class TensorRTCandidate:
-    """One point of [tune.tensorrt]: engines built on the Jetson by trtexec (candidates share the engine cache,
-    which keys engines by their trtexec flags)."""
-
-    precision: str
-    builder_optimization_level: int
-    sparsity: bool
-
-    @property
-    def label(self) -> str:
-        return (f"TensorRT {self.precision}, builder level {self.builder_optimization_level}"
-                + (", sparsity" if self.sparsity else ""))
-
-    def build_argv(self, onnx: str, engine: str, options: Any, timing_cache: str | None = None,
-                   shapes: Any = None) -> list[str]:
-        """The trtexec build command, through the backend's own ``build_argv`` (its workspace, timing cache,
-        trtexec path); ``--best`` and ``--sparsity=enable`` (trtexec --help: spec ::= disable|enable|force) added."""
-        from ...backends.tensorrt import build_argv
-
-        base, extra = TRT_PRECISIONS[self.precision]
-        opts = dataclasses.replace(options, builder_optimization_level=self.builder_optimization_level)
-        argv = build_argv(onnx, engine, base, opts, timing_cache=timing_cache, shapes=shapes)  # dynamic dims: the profile
-        at = argv.index("--skipInference")
-        return argv[:at] + extra + (["--sparsity=enable"] if self.sparsity else []) + argv[at:]
-
-
-def tensorrt_candidates(prof: TargetProfile) -> list[TensorRTCandidate]:
-    """Every point of the profile's [tune.tensorrt] space (defined and checked here; not yet measured)."""
-    t = prof.tune.tensorrt
-    return [TensorRTCandidate(p, lvl, sp) for p, lvl, sp in itertools.product(t.precision, t.builder_optimization_level,
-                                                                              t.sparsity)]
-
-
-@dataclass(frozen=True)
-class QNNCandidate:
-    """One point of [tune.qnn]: the static quantization the context binary is built from, and the HTP
-    performance mode it runs with (through the QNN backend's own options and provider options)."""
-
-    activation_bits: int
-    per_channel: bool
-    htp_performance_mode: str
-
-    @property
-    def label(self) -> str:
-        return (f"QNN {self.activation_bits}-bit activations {'per-channel' if self.per_channel else 'per-tensor'}, "
-                f"HTP {self.htp_performance_mode}")
-
-    def static(self, proj: "ProjectConfig", prof: TargetProfile) -> Any:
-        """The target's static quantization with this width and per-channel (its own key: a shared file per point)."""
-        from ...config import static_quant_for
-
-        return dataclasses.replace(static_quant_for(proj, prof), per_channel=self.per_channel,
-                                   activation_type="QUInt16" if self.activation_bits == 16 else "QUInt8")
-
-    def board_provider_options(self, prof: TargetProfile) -> dict[str, str]:
-        """The manifest's QNN EP options (backends.qnn.board_provider_options) with this performance mode."""
-        from ...backends.qnn import board_provider_options, load_options
-
-        options = load_options(prof.backend, str(prof.source))
-        return board_provider_options(dataclasses.replace(options, performance_mode=self.htp_performance_mode))
-
-
-def qnn_candidates(prof: TargetProfile) -> list[QNNCandidate]:
-    """Every point of the profile's [tune.qnn] space (defined and checked here; not yet measured)."""
-    q = prof.tune.qnn
-    return [QNNCandidate(b, pc, m) for b, pc, m in itertools.product(q.activation_bits, q.per_channel,
-                                                                     q.htp_performance_mode)]
-
-
 @dataclass(frozen=True)
 class TuneSpace:
     """What `doit tune` can search for one target's runtime (docs/tune.md, 'Runtimes')."""
@@ -158,26 +86,16 @@ class TuneSpace:
 
 
 def space_for(prof: TargetProfile) -> TuneSpace:
-    """The ONE place that knows each runtime's tune space (the Backend interface's tune-space method replaces
-    this body: the registry answers for the profile's runtime)."""
-    t = prof.tune
-    if prof.runtime == "qnn":
-        return TuneSpace("qnn", {"activation_bits": t.qnn.activation_bits, "per_channel": t.qnn.per_channel,
-                                 "htp_performance_mode": t.qnn.htp_performance_mode},
-                         points=lambda: qnn_candidates(prof))
-    if prof.runtime == "tensorrt":
-        return TuneSpace("tensorrt", {"precision": t.tensorrt.precision,
-                                      "builder_optimization_level": t.tensorrt.builder_optimization_level,
-                                      "sparsity": t.tensorrt.sparsity},
-                         points=lambda: tensorrt_candidates(prof))
-    if prof.runtime == "onnxruntime":
-        return TuneSpace("onnxruntime", {
-            "precision": t.precision, "per_channel": t.per_channel, "activation_type": t.activation_type,
-            "weight_type": t.weight_type, "calibration_method": t.calibration_method,
-            "mixed_precision": t.mixed_precision, "intra_op_threads": t.intra_op_threads or ["1..cores"],
-            "graph_optimization_level": t.graph_optimization_level, "execution_mode": t.execution_mode},
-            measured_as={"runtime": "onnxruntime", "provider": "CPUExecutionProvider"}, kind_facts=("onnxruntime",))
-    return TuneSpace(prof.runtime, {})
+    """The runtime's tune space, as its Backend answers it (``tune_space``, ``tune_measured``,
+    ``tune_measured_as``, ``tune_kind_facts``, ``tune_points``): tune never branches on a runtime name."""
+    from ...backends import get_backend
+
+    backend = get_backend(prof.runtime, str(prof.source))
+    points = backend.tune_points
+    return TuneSpace(prof.runtime, backend.tune_space(prof),
+                     measured_as=dict(backend.tune_measured_as or {}) if backend.tune_measured else None,
+                     points=None if type(backend).tune_points is Backend.tune_points else (lambda: points(prof)),
+                     kind_facts=tuple(backend.tune_kind_facts))
 
 
 def space_description(prof: TargetProfile) -> dict[str, list[Any]]:

@@ -1,0 +1,1 @@
+"""Shared vocabulary low in the layer order (docs/architecture.md): standard library only."""
