@@ -484,7 +484,7 @@ class StaticQuantConfig:
     #: false: keep Conv/Gemm biases float (TensorRT's ONNX parser rejects ONNX Runtime's int32 bias
     #: DequantizeLinear: onnx/onnx-tensorrt#850, microsoft/onnxruntime#14229); true: int32 biases
     quantize_bias: bool = True
-    #: "ptq": calibrate the FP32 model; "qat": fine-tune with fake quantization first (dmsbuild/build/qat.py)
+    #: "ptq": calibrate the FP32 model; "qat": fine-tune with fake quantization first (dmsbuild/convert/qat.py)
     method: Literal["ptq", "qat"] = "ptq"
     #: quantization-aware fine-tuning settings (used when ``method = "qat"``; docs/qat.md)
     qat: QATConfig = field(default_factory=QATConfig)
@@ -497,7 +497,7 @@ class StaticQuantConfig:
     quant_format: Literal["QDQ", "QOperator"] = "QDQ"
     #: node names kept in float (mixed precision): the nodes whose quantization costs most accuracy;
     #: names are those of the pre-processed FP32 graph, as ranked by
-    #: ``python -m dmsbuild.build.mixed_precision target=<name>`` (docs/mixed-precision.md)
+    #: ``python -m dmsbuild.convert.mixed_precision target=<name>`` (docs/mixed-precision.md)
     nodes_to_exclude: list[str] = field(default_factory=list)
 
     def validate(self, source: str, prefix: str) -> None:
@@ -505,7 +505,7 @@ class StaticQuantConfig:
         bad = [n for n in self.nodes_to_exclude if not n or n != n.strip()]
         if bad:
             raise UserError(f"{source}: field '{where}nodes_to_exclude' has {bad!r}; expected node names of the model",
-                            hint="copy the names the sensitivity table prints (python -m dmsbuild.build.mixed_precision target=<name>)")
+                            hint="copy the names the sensitivity table prints (python -m dmsbuild.convert.mixed_precision target=<name>)")
         if self.method == "ptq" and self.prune.fraction > 0:
             raise UserError(f"{source}: field '{where}prune.fraction' is {self.prune.fraction}, but pruning runs "
                             f"in the QAT stage only ('{where}method' is \"ptq\")",
@@ -837,7 +837,7 @@ class TuneConfig:
     #: static INT8: how activation ranges are calibrated
     calibration_method: list[Literal["MinMax", "Entropy", "Percentile"]] = field(default_factory=lambda: ["MinMax"])
     #: static INT8: also try candidates that keep the nodes costing most accuracy in float
-    #: (dmsbuild.build.mixed_precision); false only: no mixed-precision candidates
+    #: (dmsbuild.convert.mixed_precision); false only: no mixed-precision candidates
     mixed_precision: list[bool] = field(default_factory=lambda: [False])
     #: intra-op threads; empty: 1 .. the board's cores (from its facts)
     intra_op_threads: list[int] = field(default_factory=list)

@@ -133,7 +133,7 @@ def test_psnr_peak_is_the_reference_range_and_sqnr_is_energy_over_noise():
 
 def test_host_and_board_compute_the_same_verify():
     """evaluate (host), dms_bench.verify_outputs (board, ORT) and trt_runner (board, TensorRT) share one implementation."""
-    from dmsbuild.build import evaluate
+    from dmsbuild.convert import evaluate
     from dmsbuild.board.runner import trt_runner
 
     rng = np.random.default_rng(3)
@@ -162,7 +162,7 @@ def test_reference_that_does_not_vary_is_named():
 
 
 def test_check_reference_errors_only_when_no_head_varies(capsys):
-    from dmsbuild.build.evaluate import check_reference
+    from dmsbuild.convert.evaluate import check_reference
 
     with pytest.raises(UserError, match=r"^dmsbuild.toml: data.validation \(8 samples\): the FP32 outputs are identical "
                                         r"on all 8 validation samples on every head \(a, b\): the validation data does "

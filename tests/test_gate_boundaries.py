@@ -13,7 +13,7 @@ import pytest
 from dmsbuild.measure.accuracy import AccuracyFloors
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
-from dmsbuild.build.evaluate import gate
+from dmsbuild.convert.evaluate import gate
 from dmsbuild.ship.fleet import BoardOutcome, standard_gate
 from dmsbuild.measure.gates import check_accuracy, check_latency
 from dmsbuild.measure.results import ResultStore
@@ -45,7 +45,7 @@ def test_board_accuracy_gate_looks_at_the_worst_head():
     assert len(failures) == 1 and "'activity'" in failures[0].message
 
 
-# ---------------------------------------------------------------- at build time (dmsbuild/build/evaluate.py)
+# ---------------------------------------------------------------- at build time (dmsbuild/convert/evaluate.py)
 def _eval(agreement: float, labelled_drop: float = 0.0) -> dict:
     ok = {"cosine": 0.99, "sqnr_db": 30.0}  # cosine and SQNR well above their floors: only top-1 can fail
     heads = {"eye_state": {"top1_agreement": 1.0, **ok}, "activity": {"top1_agreement": agreement, **ok},

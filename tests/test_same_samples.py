@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmsbuild.build.evaluate import evaluate_artifact, gate_failures, _savez
+from dmsbuild.convert.evaluate import evaluate_artifact, gate_failures, _savez
 from dmsbuild.board.runner import dms_bench
 from dmsbuild.config import HeadFloorsConfig, load_project, load_target
 from dmsbuild.errors import UserError

@@ -308,7 +308,7 @@ def test_qnn_and_tensorrt_spaces_are_defined_but_refused_in_one_line(tmp_path, r
 
 
 def test_mixed_precision_candidate_keeps_the_ranked_nodes_in_float(tuned):
-    """tune.mixed_precision = [true]: dmsbuild.build.mixed_precision ranks the nodes; the candidate keeps the fewest
+    """tune.mixed_precision = [true]: dmsbuild.convert.mixed_precision ranks the nodes; the candidate keeps the fewest
     that pass the host gate in float (recorded beside the artifact)."""
     import dataclasses
 
@@ -369,7 +369,7 @@ def test_tensorrt_candidates_build_through_the_backend_and_the_trtexec_double_ac
 
 def test_qnn_candidates_go_through_the_qnn_backend_options(tmp_path):
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.build.quantize import settings_key
+    from dmsbuild.convert.quantize import settings_key
     from dmsbuild.measure.tune import qnn_candidates
 
     root = make_project(tmp_path / "p", {"q": 'runtime = "qnn"\nprecisions = ["int8-qdq"]\n[quantization]\nfixed_shape = true\n'

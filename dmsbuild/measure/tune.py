@@ -264,7 +264,7 @@ def check_space(proj: "ProjectConfig", prof: TargetProfile) -> None:
 # --------------------------------------------------------------------------
 def recipe_path(proj: "ProjectConfig", recipe: Recipe, model_sha: str) -> Path:
     """``artifacts/common/tune-<key>.onnx`` (FP32 is the exported model itself)."""
-    from ..build.paths import Paths
+    from ..convert.paths import Paths
 
     if recipe.precision == "fp32":
         return Paths.of(proj).fp32
@@ -274,8 +274,8 @@ def recipe_path(proj: "ProjectConfig", recipe: Recipe, model_sha: str) -> Path:
 def build_recipe(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, model_sha: str) -> Path:
     """The recipe's ONNX file, built once (each quantizer writes to a temporary name and renames)."""
     from ..config import DynamicQuantConfig, static_quant_for
-    from ..build.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq
-    from ..build.paths import Paths
+    from ..convert.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq
+    from ..convert.paths import Paths
 
     out = recipe_path(proj, recipe, model_sha)
     if out.is_file():
@@ -287,7 +287,7 @@ def build_recipe(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, mod
         quantize_dynamic_int8(fp32, out, DynamicQuantConfig(per_channel=bool(recipe.per_channel),
                                                             weight_type=recipe.weight_type or "QInt8"))
     else:
-        from ..build.data import list_samples
+        from ..convert.data import list_samples
 
         base = static_quant_for(proj, prof)
         changes: dict[str, Any] = {"per_channel": recipe.per_channel, "activation_type": recipe.activation_type,
@@ -307,13 +307,13 @@ def build_recipe(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, mod
 
 def _build_mixed(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, model_sha: str, cfg: Any,
                  calibration: list[Path], out: Path) -> None:
-    """The recipe with the fewest nodes kept in float that passes the host gate (dmsbuild.build.mixed_precision ranks
+    """The recipe with the fewest nodes kept in float that passes the host gate (dmsbuild.convert.mixed_precision ranks
     the nodes by the accuracy their quantization costs; node sets of the top 1, 2, 4, 8 are tried smallest
     first). None passing: the largest set is kept, and the gate reports it. The nodes go to ``<out>.nodes.json``."""
-    from ..build.quantize import quantize_static_qdq
-    from ..build.paths import Paths
+    from ..convert.quantize import quantize_static_qdq
+    from ..convert.paths import Paths
 
-    from ..build import mixed_precision as api
+    from ..convert import mixed_precision as api
 
     fp32 = Paths.of(proj).fp32
     plain = build_recipe(proj, prof, dataclasses.replace(recipe, mixed_precision=False, precision="int8-qdq"), model_sha)
@@ -333,8 +333,8 @@ def _build_mixed(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, mod
 
 def host_gate(proj: "ProjectConfig", prof: TargetProfile, path: Path) -> tuple[dict[str, Any], list[str]]:
     """(host evaluation vs FP32, the accuracy gate's failures): cached beside the shared artifacts' evaluations."""
-    from ..build.evaluate import evaluate_artifact, gate_failures
-    from ..build.paths import Paths
+    from ..convert.evaluate import evaluate_artifact, gate_failures
+    from ..convert.paths import Paths
 
     p = Paths.of(proj)
     out = p.eval_json(path)
@@ -440,7 +440,7 @@ class BoardBench:
         """Upload the runner and the reference; return the board's facts (from the runner: cores, CPU model)."""
         from .bench import probe_facts
         from ..ship.manifest import PACKAGE_DIR, SUPPORT_FILES, verify_subset
-        from ..build.paths import Paths
+        from ..convert.paths import Paths
 
         for sf in SUPPORT_FILES:  # the release's own runner files, from where the manifest takes them
             if sf.release_path in ("runner/dms_bench.py", "runner/metrics.py"):
@@ -871,7 +871,7 @@ def tuned_recipe(choice: dict[str, Any]) -> tuple[Recipe, Settings]:
 def build_tuned(proj: "ProjectConfig", prof: TargetProfile) -> None:
     """The `tuned:<target>` action: (re)build the chosen recipe's file and its host evaluation; no tuning."""
     from ..ship.manifest import sha256_file
-    from ..build.paths import Paths
+    from ..convert.paths import Paths
 
     data = read_tuned(proj, prof)
     choice = shipped_choice(data) if data else None
@@ -971,7 +971,7 @@ def run_tune(proj: "ProjectConfig", prof: TargetProfile, boards: list["Board"], 
     """Tune ``prof`` on ``boards`` (one board per kind measures); write the choice file and the report."""
     from ..ship.manifest import read_build, sha256_file
     from ..ship.transport import open_transport
-    from ..build.paths import Paths
+    from ..convert.paths import Paths
 
     check_space(proj, prof)
     _, build = read_build(proj, prof.name)

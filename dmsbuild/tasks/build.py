@@ -25,7 +25,7 @@ from doit.tools import config_changed
 from ..measure.accuracy import floors_for
 from ..config import (PRECISIONS, ProjectConfig, TargetProfile, as_dict, static_quant_field, static_quant_for,
                       target_names)
-from ..build.paths import Paths, qdq_key as _qdq_key  # re-exported: bench/ and tests use them from here
+from ..convert.paths import Paths, qdq_key as _qdq_key  # re-exported: bench/ and tests use them from here
 from ..errors import UserError
 from . import params, profile, project, selected_targets, user_error_task
 
@@ -100,7 +100,7 @@ def task_export() -> dict:
     proj, err = _project_or_none()
     if proj is None:
         return _fail_task("export", err)  # type: ignore[arg-type]
-    from ..build.export import factory_source
+    from ..convert.export import factory_source
 
     p = Paths.of(proj)
     m = proj.model
@@ -122,7 +122,7 @@ def task_export() -> dict:
             deps.append(f)
     except UserError as exc:
         return _fail_task("export", exc, [p.fp32, p.fp32_info])
-    from ..build.export import export_model
+    from ..convert.export import export_model
 
     settings = {"model": as_dict(m), "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
                 "export": as_dict(proj.export)}
@@ -145,7 +145,7 @@ def task_quantize() -> Iterator[dict]:
     if proj is None:
         yield user_error_task("quantize", "config", err)  # type: ignore[arg-type]
         return
-    from ..build.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq, static_settings
+    from ..convert.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq, static_settings
 
     p = Paths.of(proj)
     yield {"name": "fp16", "actions": [guarded(convert_fp16, p.fp32, p.fp16)],
@@ -168,7 +168,7 @@ def task_quantize() -> Iterator[dict]:
                 fields[key].append(where)
     if not variants:
         return
-    from ..build.data import list_samples
+    from ..convert.data import list_samples
 
     try:
         calibration = list_samples(proj, "calibration", proj.data.max_calibration_samples)
@@ -195,7 +195,7 @@ def task_quantize() -> Iterator[dict]:
 
 def _qat_task(proj: ProjectConfig, p: Paths, key: str, cfg: Any, calibration: list[Path], settings: dict) -> dict:
     """QAT (and pruning) for one variant: cached by the FP32 model, the training data and every setting (docs/qat.md)."""
-    from ..build.qat import report_path, training_files, tuned_fp32_path
+    from ..convert.qat import report_path, training_files, tuned_fp32_path
 
     out = p.qdq(key)
     try:
@@ -209,7 +209,7 @@ def _qat_task(proj: ProjectConfig, p: Paths, key: str, cfg: Any, calibration: li
     what = f"prune {cfg.prune.fraction:.0%} + " if cfg.prune.fraction > 0 else ""
     return {"name": f"int8-qdq-{key}",
             "doc": f"{what}QAT ({cfg.qat.steps} steps, distillation) then QDQ: {cfg.activation_type} activations",
-            "actions": [guarded("dmsbuild.build.qat:run_qat", proj, p.fp32, out, cfg, calibration)],
+            "actions": [guarded("dmsbuild.convert.qat:run_qat", proj, p.fp32, out, cfg, calibration)],
             "file_dep": [str(p.fp32), *map(str, calibration), *map(str, train)],
             "targets": [str(out), str(report_path(out)), str(tuned_fp32_path(out))], "clean": True,
             "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}
@@ -225,7 +225,7 @@ def task_evaluate() -> Iterator[dict]:
     if proj is None:
         yield user_error_task("evaluate", "config", err)  # type: ignore[arg-type]
         return
-    from ..build.data import list_samples
+    from ..convert.data import list_samples
 
     p = Paths.of(proj)
     try:
@@ -245,7 +245,7 @@ def task_evaluate() -> Iterator[dict]:
         settings = {"files": [f.name for f in validation], "preprocess": as_dict(proj.preprocess),
                     "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
                     "max": proj.data.max_validation_samples, "loader": proj.data.loader}
-        yield {"name": "reference", "actions": [guarded("dmsbuild.build.evaluate:write_reference", proj, p.fp32, validation, p.reference, p.validation)],
+        yield {"name": "reference", "actions": [guarded("dmsbuild.convert.evaluate:write_reference", proj, p.fp32, validation, p.reference, p.validation)],
                "file_dep": [str(d) for d in deps], "targets": [str(p.reference), str(p.validation)], "clean": True,
                "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}
 
@@ -259,7 +259,7 @@ def task_evaluate() -> Iterator[dict]:
             onnx_files[src] = None
     for src in onnx_files:
         out = p.eval_json(src)
-        yield {"name": src.stem, "actions": [guarded("dmsbuild.build.evaluate:evaluate_artifact", proj, src, p.validation, out)],
+        yield {"name": src.stem, "actions": [guarded("dmsbuild.convert.evaluate:evaluate_artifact", proj, src, p.validation, out)],
                "file_dep": [str(src), str(p.validation)], "targets": [str(out)], "clean": True,
                # what the outputs mean decides their metrics: a changed kind or class axis re-evaluates
                "uptodate": [config_changed(json.dumps(as_dict(proj.outputs), sort_keys=True))]}
@@ -295,7 +295,7 @@ def _copy_if_changed(src: Path, dst: Path) -> None:
 def summary_rows(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], evals: dict[str, dict],
                  fp32_size: int) -> list[dict[str, Any]]:
     """One row per artifact: size, compression vs FP32, closeness to FP32, labelled accuracy loss, gate verdict."""
-    from ..build.evaluate import accuracy_drops, gate_failures
+    from ..convert.evaluate import accuracy_drops, gate_failures
 
     rows = []
     for plan in plans:
@@ -360,7 +360,7 @@ def format_summary(target: str, rows: list[dict[str, Any]], floors: dict[str, An
 
 def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_dir: Path) -> None:
     """Ship the target's artifacts, gate them on accuracy, write summary.md/json and build.json (docs/CONTRACTS.md §1)."""
-    from ..build.evaluate import gate
+    from ..convert.evaluate import gate
     from ..names import head_keys
 
     p = Paths.of(proj)
@@ -422,7 +422,7 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
         # the model's identity (the latency gate's lineage, named in every report table): content = the FP32 ONNX
         "model": {"file": Path(proj.model.onnx or proj.model.checkpoint or proj.model.factory or "model").name,
                   "sha256": _sha256(p.fp32)},
-        # what the import changed in the model (dmsbuild.build.model_import.normalise), one record per change
+        # what the import changed in the model (dmsbuild.convert.model_import.normalise), one record per change
         "import": info.get("import", []),
     }
     tmp = build_json.with_suffix(".tmp")
@@ -458,7 +458,7 @@ def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
                 targets.append(str(plan.path))
     settings = {k: v for k, v in as_dict(prof).items() if k not in ("deploy", "bench", "description", "transport", "tune")}
     if prof.quantization is not None:  # new fields at their defaults leave the recorded settings as they were
-        from ..build.quantize import static_settings
+        from ..convert.quantize import static_settings
 
         settings["quantization"] = static_settings(prof.quantization, for_key=False)
     settings["accuracy"] = as_dict(proj.accuracy)  # the project's floors (the target's are in settings["gates"])

@@ -22,7 +22,7 @@ KIND_FLOORS = {"min_recall": 0.9, "min_precision": 0.9, "max_score_error": 0.1, 
                "min_string_agreement": 0.9}
 #: the one-line fix offered with a collapsed slice (a mixed-scale output quantized with one scale)
 COLLAPSE_FIX = ("quantize that slice apart or keep the output head's final nodes in float: "
-                "python -m dmsbuild.build.mixed_precision (or doit tune)")
+                "python -m dmsbuild.convert.mixed_precision (or doit tune)")
 
 
 def _floor(floors: Any, name: str) -> Any:
