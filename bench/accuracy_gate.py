@@ -38,7 +38,7 @@ def main() -> int:
     ap.add_argument("--target", default="rpi5")
     args = ap.parse_args()
 
-    from dmsbuild.measure.accuracy import floors_for
+    from dmsbuild.core.accuracy import floors_for
     from dmsbuild.config import load_project, load_target
     from dmsbuild.convert.evaluate import evaluate_artifact, gate_failures
     from dmsbuild.tasks.build import Paths, sources_for

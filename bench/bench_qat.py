@@ -8,7 +8,7 @@ pruned + QAT against FP32 (latency: ORT CPU, batch 1, 2 threads, median of inter
 
 The default scheme is per-tensor symmetric int8 (weights and activations: what TensorRT's explicit
 quantization takes, without per-channel weight scales); `--scheme` picks others. The gate is the project's
-per-head gate (dmsbuild/measure/accuracy.py: degenerate check, top-1 agreement drop, mean per-sample cosine, SQNR)
+per-head gate (dmsbuild/core/accuracy.py: degenerate check, top-1 agreement drop, mean per-sample cosine, SQNR)
 with the floors given here (default: a 1-point agreement drop, cosine 0.95, SQNR 12 dB). Runs in a temporary
 folder (the synthetic training images are cached in artifacts/common/qat-data/); the defaults are the run
 whose tables are in docs/qat.md:
@@ -85,7 +85,7 @@ def main() -> None:
 
     import numpy as np
 
-    from dmsbuild.measure.accuracy import AccuracyFloors, failures
+    from dmsbuild.core.accuracy import AccuracyFloors, failures
     from dmsbuild.config import PruneConfig, QATConfig, StaticQuantConfig, load_project
     from dmsbuild.convert.data import list_samples, load_samples
     from dmsbuild.convert.evaluate import evaluate_artifact, write_reference

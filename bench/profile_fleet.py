@@ -68,7 +68,7 @@ def _timed(owner: object, attr: str, label: str, size_arg: int | None = None) ->
 def instrument() -> None:
     """Wrap the deploy's phases (module functions and other classes: once)."""
     from dmsbuild.ship import fleet_deploy, manifest, release
-    from dmsbuild.ship.transport import ssh
+    from dmsbuild.transport import ssh
 
     _timed(ssh, "resolve", "ssh -G (route)")
     _timed(fleet_deploy.FleetDeploy, "current_release", "resume check (connect+readlink)")
@@ -82,7 +82,7 @@ def instrument() -> None:
 
 def instrument_transport() -> None:
     """Wrap SSHTransport's phases (again after each ``swap_in``)."""
-    from dmsbuild.ship.transport import ssh
+    from dmsbuild.transport import ssh
 
     _timed(ssh.SSHTransport, "_open_socket", "TCP connect")
     _timed(ssh.SSHTransport, "_handshake", "SSH handshake+auth+host key")
@@ -148,19 +148,19 @@ def swap_in(rev: str | None) -> None:
     import importlib.util
     import subprocess
 
-    from dmsbuild.ship.transport import ssh
+    from dmsbuild.transport import ssh
 
     global _ORIGINAL
     if "_ORIGINAL" not in globals():
         _ORIGINAL = {k: v for k, v in vars(ssh.SSHTransport).items() if callable(v)}
     methods = dict(_ORIGINAL)
     if rev:
-        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:dmsbuild/ship/transport/ssh.py"], check=True,
+        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:dmsbuild/transport/ssh.py"], check=True,
                              capture_output=True, text=True).stdout
-        spec = importlib.util.spec_from_loader(f"dmsbuild.ship.transport._ssh_{rev}", loader=None)
+        spec = importlib.util.spec_from_loader(f"dmsbuild.transport._ssh_{rev}", loader=None)
         mod = importlib.util.module_from_spec(spec)
-        mod.__package__ = "dmsbuild.ship.transport"
-        exec(compile(src, f"{rev}:dmsbuild/ship/transport/ssh.py", "exec"), mod.__dict__)
+        mod.__package__ = "dmsbuild.transport"
+        exec(compile(src, f"{rev}:dmsbuild/transport/ssh.py", "exec"), mod.__dict__)
         methods = {k: v for k, v in vars(mod.SSHTransport).items() if callable(v)}
     for k, v in methods.items():
         setattr(ssh.SSHTransport, k, v)

@@ -682,7 +682,7 @@ class DeployConfig:
     device_types: list[str] = field(default_factory=list)
 
     def validate(self, source: str, prefix: str) -> None:
-        from .ship.rollout_spec import check_max_fail, check_waves  # standard library only, like this module
+        from .core.rollout_spec import check_max_fail, check_waves  # standard library only, like this module
 
         where = f"{source}: field '{prefix + '.' if prefix else ''}"
         check_waves(self.waves, f"{where}waves'")

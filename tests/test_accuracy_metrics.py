@@ -1,4 +1,4 @@
-"""The shared accuracy metrics (dmsbuild/board/runner/metrics.py), the floors (dmsbuild/measure/accuracy.py) and the gates that use them.
+"""The shared accuracy metrics (dmsbuild/board/runner/metrics.py), the floors (dmsbuild/core/accuracy.py) and the gates that use them.
 
 Fast unit tests; the doit build and board runner cases are in test_accuracy_gate.py.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmsbuild.measure import results
-from dmsbuild.measure.accuracy import AccuracyFloors, failures, floors_for
+from dmsbuild.core import results
+from dmsbuild.core.accuracy import AccuracyFloors, failures, floors_for
 from dmsbuild.config import HeadFloorsConfig, load_project, load_target
 from dmsbuild.errors import UserError
 from dmsbuild.measure.gates import check_accuracy
@@ -272,7 +272,7 @@ def test_board_runner_without_the_metrics_file_reports_why_the_check_failed(tmp_
     import sys
 
     from dmsbuild.measure.bench import benchmark_release
-    from dmsbuild.ship.transport.local import LocalTransport
+    from dmsbuild.transport.local import LocalTransport
     from tests.bench_release import make_release
 
     rel = make_release(tmp_path, bench={"warmup": 0, "iterations": 1, "threads": 1, "verify_samples": 4})

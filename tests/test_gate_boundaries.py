@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild.measure.accuracy import AccuracyFloors
+from dmsbuild.core.accuracy import AccuracyFloors
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
 from dmsbuild.convert.evaluate import gate
 from dmsbuild.ship.fleet import BoardOutcome, standard_gate
 from dmsbuild.measure.gates import check_accuracy, check_latency
-from dmsbuild.measure.results import ResultStore
+from dmsbuild.core.results import ResultStore
 from tests.bench_docs import document, result
 
 ROOT = Path(__file__).resolve().parents[1]

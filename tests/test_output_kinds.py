@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from dmsbuild.board.runner import dms_bench, judge, metrics
 from dmsbuild.config import as_dict, load_project
 from dmsbuild.errors import UserError
-from dmsbuild.measure import results
-from dmsbuild.measure.accuracy import AccuracyFloors, failures
+from dmsbuild.core import results
+from dmsbuild.core.accuracy import AccuracyFloors, failures
 from tests.byom import yolo_like_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,7 +211,7 @@ def _load(path: Path, name: str):
 
 
 def test_host_and_board_give_the_same_verdict_on_the_same_arrays(tmp_path):
-    """Host: evaluate's verify_summary + measure.accuracy floors. Board: runner/metrics.py and judge.py loaded as
+    """Host: evaluate's verify_summary + core.accuracy floors. Board: runner/metrics.py and judge.py loaded as
     the release's files (dms_bench's verify_outputs) and the Mender module's floors from the bundle's JSON."""
     from dmsbuild.board.mender import dmsbuild_release
     from dmsbuild.convert import evaluate

@@ -17,7 +17,7 @@ from hypothesis import given, settings, strategies as st
 from dmsbuild.config import ConfirmConfig
 from dmsbuild.measure.bench import HOST_DRIVEN, BenchResult, BoardBench, _confirm_latency
 from dmsbuild.measure.gates import GateFailure
-from dmsbuild.ship.transport.base import CommandResult
+from dmsbuild.transport.base import CommandResult
 
 CFG = ConfirmConfig(blocks=4, iterations=10, warmup=1, resamples=200, max_seconds=30)
 FIRST = "board b: artifact fp32 (fp32) fails the latency gate: median 5.000 ms is 2.00x the 2.500 ms of release old"

@@ -34,7 +34,7 @@ def test_safe_id_passes_the_boards_validation(name: str) -> None:
 
 
 def test_safe_pattern_is_the_result_validations() -> None:
-    from dmsbuild.measure import results
+    from dmsbuild.core import results
 
     assert SAFE_RE.pattern == results._NAME.pattern  # the host checks what the board's validation checks
 

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from . import board_state
 from ..errors import UserError, first_line
 from .gates import GateFailure, check_gates
-from .provenance import label, stamp_sources
-from .results import ResultError, ResultStore, load_json, parse_document
-from ..ship.transport.base import Transport
+from ..core.provenance import label, stamp_sources
+from ..core.results import ResultError, ResultStore, load_json, parse_document
+from ..transport.base import Transport
 
 if TYPE_CHECKING:
-    from .accuracy import AccuracyFloors
+    from ..core.accuracy import AccuracyFloors
     from ..config import ConfirmConfig, ProjectConfig, TargetProfile
 
 RUNNER = "runner/dms_bench.py"
@@ -216,7 +216,7 @@ def _bench_host_driven(transport: Transport, release_dir: str, manifest: dict, e
     import importlib
 
     from ..config import find_root
-    from .results import make_document, validate_document
+    from ..core.results import make_document, validate_document
 
     plan = {"warmup": 10, "iterations": 100, "threads": 0, "verify_samples": 16}
     plan.update({k: v for k, v in (manifest.get("bench") or {}).items() if k in plan})

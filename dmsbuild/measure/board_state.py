@@ -32,10 +32,10 @@ import re
 import statistics
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .provenance import DOUBLE_MARKER
+from ..core.provenance import DOUBLE_MARKER
 
 if TYPE_CHECKING:
-    from ..ship.transport.base import Transport
+    from ..transport.base import Transport
 
 #: runs on the board: read-only, standard library, every tool optional; prints one JSON object
 STATE_SCRIPT = r'''

@@ -47,7 +47,7 @@ from ..errors import UserError, first_line
 if TYPE_CHECKING:
     from ..config import ProjectConfig
     from ..ship.inventory import Board
-    from ..ship.transport.base import Transport
+    from ..transport.base import Transport
 
 SCHEMA = 1
 #: the artifact name of the tuned choice in build.json and the manifest
@@ -365,7 +365,7 @@ def board_kind(facts: dict[str, Any]) -> tuple[str, str]:
 
 def provenance(facts: dict[str, Any], board: str) -> str:
     """Where a tune figure came from, in the words of provenance.SOURCES."""
-    from .provenance import classify, label
+    from ..core.provenance import classify, label
 
     source = classify({"runtime": "onnxruntime", "provider": "CPUExecutionProvider"}, facts)
     return f"{label(source)}: measured on board {board}" if source != "emulated" else f"{label(source)}: board {board}"
@@ -414,7 +414,7 @@ class BoardBench:
 
     def __init__(self, transport: "Transport", board: "Board", prof: TargetProfile, proj: "ProjectConfig",
                  build: dict[str, Any]) -> None:
-        from ..ship.transport import resolve_root
+        from ..transport import resolve_root
 
         self.transport, self.board, self.prof, self.proj, self.build = transport, board, prof, proj, build
         self.python = board.python
@@ -474,7 +474,7 @@ class BoardBench:
         """Candidate ``name`` vs the default and the A/A control (the default against a second session of
         itself), rotating blocks on the board, each session with its deployed settings and an idle pause
         before each side's block (runner --interleave --control, isolation ``gap``); ``longer`` multiplies the blocks and the time limit."""
-        from .results import load_json
+        from ..core.results import load_json
 
         argv = [self.python, posixpath.join(self.dir, "runner/dms_bench.py"), "--release", self.dir,
                 "--interleave", self.dir, "--artifact", name, "--baseline", baseline.name,
@@ -488,7 +488,7 @@ class BoardBench:
 
     def output_check(self, name: str) -> dict[str, Any]:
         """The board's own output check of one artifact (the runner's verify vs the host FP32 reference)."""
-        from .results import load_json
+        from ..core.results import load_json
 
         argv = [self.python, posixpath.join(self.dir, "runner/dms_bench.py"), "--release", self.dir,
                 "--artifact", name]
@@ -666,7 +666,7 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
               baseline: Baseline, model_sha: str, *, deadline: float, started: float, boards: list[str],
               log: Callable[[str], None] = print) -> KindResult:
     """Search one board kind on ``bench``'s board within the deadline; measurements are cached as they land."""
-    from .accuracy import failures as head_failures
+    from ..core.accuracy import failures as head_failures
     from .gates import accuracy_floors
 
     cfg = prof.tune
@@ -970,7 +970,7 @@ def run_tune(proj: "ProjectConfig", prof: TargetProfile, boards: list["Board"], 
              log: Callable[[str], None] = print) -> tuple[Path, list[KindResult]]:
     """Tune ``prof`` on ``boards`` (one board per kind measures); write the choice file and the report."""
     from ..ship.manifest import read_build, sha256_file
-    from ..ship.transport import open_transport
+    from ..transport import open_transport
     from ..convert.paths import Paths
 
     check_space(proj, prof)

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from ..errors import UserError
-from .transport.base import Transport
+from ..transport.base import Transport
 
 #: runs on the board with its Python; standard library, optional imports guarded
 FACTS_SCRIPT = r'''

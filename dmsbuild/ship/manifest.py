@@ -136,7 +136,7 @@ def read_build(project: ProjectConfig, target: str) -> tuple[Path, dict[str, Any
 
 
 def check_board_names(build: dict[str, Any], source: Path) -> None:
-    """Before anything is uploaded: every name the board's result validation checks (dmsbuild.measure.results,
+    """Before anything is uploaded: every name the board's result validation checks (dmsbuild.core.results,
     CONTRACTS §3) must pass here, so a tensor name like ``gpu_0/softmax_1`` cannot cost a rollback.
 
     Heads are reported by the safe id in ``outputs.keys`` (dmsbuild.names); artifact names, target and

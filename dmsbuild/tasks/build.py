@@ -22,7 +22,7 @@ from typing import Any
 
 from doit.tools import config_changed
 
-from ..measure.accuracy import floors_for
+from ..core.accuracy import floors_for
 from ..config import (PRECISIONS, ProjectConfig, TargetProfile, as_dict, static_quant_field, static_quant_for,
                       target_names)
 from ..convert.paths import Paths, qdq_key as _qdq_key  # re-exported: bench/ and tests use them from here

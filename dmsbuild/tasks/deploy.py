@@ -22,7 +22,7 @@ from . import cli_path, doit_var, params, per_target, profile, project
 
 def _plain_names(hosts: str | None) -> list[str]:
     """The entries of ``hosts=`` that are plain board names (no glob or range)."""
-    from ..ship.rollout_spec import split_hosts
+    from ..core.rollout_spec import split_hosts
 
     return [h for h in split_hosts(hosts or "") if not any(c in h for c in "*?[]")]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...errors import UserError
+from ..errors import UserError
 
 if TYPE_CHECKING:
-    from ...config import TargetProfile
-    from ..inventory import Board
+    from ..config import TargetProfile
+    from ..ship.inventory import Board
     from .base import Transport
 
 
