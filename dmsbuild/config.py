@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .core.accuracy import check_head_floors  # the accuracy judge's own rule; below config (core/)
 from .errors import UserError
 
 PROJECT_FILE = "dmsbuild.toml"
@@ -928,27 +929,6 @@ class TargetProfile:
                 f"{source}: field 'deploy.root' is {root!r}; expected an absolute path (relative only for transport = \"local\") of letters, digits, '._-/' without '..'",
                 hint=f"fix 'deploy.root' in {source}",
             )
-
-
-def check_head_floors(heads: dict[str, HeadFloorsConfig], outputs: OutputsConfig, source: str | Path, where: str) -> None:
-    """Per-head floors name real heads; a top-1 drop only for a classification head."""
-    for head, floors in heads.items():
-        if head not in outputs.names:
-            raise UserError(f"{source}: field '{where}.{head}' names a head that is not in outputs.names {outputs.names}",
-                            hint=f"use one of {outputs.names}, or remove [{where}.{head}]")
-        kind = outputs.kinds[head].kind if head in outputs.kinds else None
-        for metric, wanted in (("min_recall", "detection"), ("min_precision", "detection"),
-                               ("max_score_error", "detection"), ("min_mask_iou", "segmentation"),
-                               ("min_string_agreement", "sequence")):
-            if getattr(floors, metric, None) is not None and kind != wanted:
-                raise UserError(f"{source}: field '{where}.{head}.{metric}' is set, but '{head}' is not declared a "
-                                f"{wanted} output (outputs.kinds.{head}.kind is {kind or 'unset'})",
-                                hint=f"remove it, or declare [outputs.kinds.{head}] kind = \"{wanted}\"")
-        seq = kind == "sequence"
-        if floors.max_accuracy_drop is not None and head not in outputs.classification and not seq:
-            raise UserError(f"{source}: field '{where}.{head}.max_accuracy_drop' is set, but '{head}' is not a "
-                            f"classification head (outputs.classification {outputs.classification}): it has no top-1",
-                            hint=f"remove it, or set min_cosine / min_sqnr_db for '{head}'")
 
 
 def package_dir() -> Path:

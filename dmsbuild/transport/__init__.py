@@ -9,8 +9,7 @@ from ..errors import UserError
 
 if TYPE_CHECKING:
     from ..config import TargetProfile
-    from ..ship.inventory import Board
-    from .base import Transport
+    from .base import BoardAddress as Board, Transport
 
 
 def open_transport(board: Board) -> "Transport":
