@@ -24,7 +24,7 @@ def old_gate_passes(ref_path: Path, model: Path, input_name: str, classification
     """The gate before docs/accuracy.md: plain argmax agreement (a tie is index 0), nothing else gated."""
     import numpy as np
 
-    from dmsbuild.build.evaluate import run_onnx
+    from dmsbuild.convert.evaluate import run_onnx
 
     ref = np.load(ref_path)
     outs = run_onnx(model, input_name, ref["inputs"], classification)
@@ -38,9 +38,9 @@ def main() -> int:
     ap.add_argument("--target", default="rpi5")
     args = ap.parse_args()
 
-    from dmsbuild.measure.accuracy import floors_for
+    from dmsbuild.core.accuracy import floors_for
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.build.evaluate import evaluate_artifact, gate_failures
+    from dmsbuild.convert.evaluate import evaluate_artifact, gate_failures
     from dmsbuild.tasks.build import Paths, sources_for
     from tests.broken_models import break_outputs, zero_weights
 

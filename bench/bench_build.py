@@ -65,8 +65,8 @@ def stage_times(root: Path) -> tuple[list[tuple[str, float]], dict[str, Path], d
     import io
 
     from dmsbuild.config import load_project, load_target, static_quant_for, target_names
-    from dmsbuild.build.data import list_samples
-    from dmsbuild.build.quantize import settings_key
+    from dmsbuild.convert.data import list_samples
+    from dmsbuild.convert.quantize import settings_key
 
     proj = load_project(root)
     out = root / "artifacts" / "stages"
@@ -80,7 +80,7 @@ def stage_times(root: Path) -> tuple[list[tuple[str, float]], dict[str, Path], d
 
     timed("import torch", __import__, "torch")
     timed("import onnx + onnxruntime", lambda: (__import__("onnx"), __import__("onnxruntime")))
-    from dmsbuild.build import evaluate, export, quantize
+    from dmsbuild.convert import evaluate, export, quantize
 
     fp32 = out / "fp32.onnx"
     timed(f"export ({proj.export.exporter}, opset {proj.export.opset})", export.export_model, proj, fp32, out / "fp32.json")

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dmsbuild import boards as emu  # noqa: E402
 from dmsbuild.ship.inventory import Board  # noqa: E402
-from dmsbuild.ship.transport.ssh import SSHTransport, TransportError  # noqa: E402
+from dmsbuild.transport.ssh import SSHTransport, TransportError  # noqa: E402
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 For each (corpus model, target) pair: a temporary project (tests/corpus.py: seeded random weights, 32x32 inputs,
 4 calibration and 6 validation images), `doit build target=T` (the INT8 artifact fails the gate), then
-dmsbuild.build.mixed_precision's search (rank with ORT's qdq_loss_debug, measure the top nodes on the real gate,
+dmsbuild.convert.mixed_precision's search (rank with ORT's qdq_loss_debug, measure the top nodes on the real gate,
 build the candidate float sets smallest first), the passing set pasted into the target profile as
 `nodes_to_exclude`, and `doit build target=T` again. Prints a Markdown table: per-head metrics of the fully
 quantized and the mixed artifact (the build's own host evaluation), the nodes kept in float, sizes, and host
@@ -54,9 +54,9 @@ def _heads(result: dict) -> str:
 
 def run_pair(name: str, target: str, tmp: Path, measure: int, iterations: int) -> dict:
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.build.data import list_samples
-    from dmsbuild.build.evaluate import evaluate_artifact
-    from dmsbuild.build.mixed_precision import (effect_of, exclude_line, fallback_candidates, find_passing, measure_nodes,
+    from dmsbuild.convert.data import list_samples
+    from dmsbuild.convert.evaluate import evaluate_artifact
+    from dmsbuild.convert.mixed_precision import (effect_of, exclude_line, fallback_candidates, find_passing, measure_nodes,
                                           rank_nodes)
     from dmsbuild.tasks.build import Paths, _qdq_key
     from tests.corpus import ENTRIES, make_project

@@ -2,13 +2,13 @@
 
 On the reference model (models/dms_reference.pt) with a quantization scheme where post-training INT8
 fails a strict accuracy gate, compare per head, on the validation set (ORT CPU on this machine):
-FP32, PTQ (ONNX Runtime static QDQ), QAT (dmsbuild.build.qat: distillation from FP32 with fake quantization
+FP32, PTQ (ONNX Runtime static QDQ), QAT (dmsbuild.convert.qat: distillation from FP32 with fake quantization
 of the same scheme) and pruned + QAT. Also prints training time and the size / MACs / latency of
 pruned + QAT against FP32 (latency: ORT CPU, batch 1, 2 threads, median of interleaved runs).
 
 The default scheme is per-tensor symmetric int8 (weights and activations: what TensorRT's explicit
 quantization takes, without per-channel weight scales); `--scheme` picks others. The gate is the project's
-per-head gate (dmsbuild/measure/accuracy.py: degenerate check, top-1 agreement drop, mean per-sample cosine, SQNR)
+per-head gate (dmsbuild/core/accuracy.py: degenerate check, top-1 agreement drop, mean per-sample cosine, SQNR)
 with the floors given here (default: a 1-point agreement drop, cosine 0.95, SQNR 12 dB). Runs in a temporary
 folder (the synthetic training images are cached in artifacts/common/qat-data/); the defaults are the run
 whose tables are in docs/qat.md:
@@ -49,7 +49,7 @@ def _short(failure: str) -> str:
 
 def latency(paths: dict[str, Path], input_name: str, sample, rounds: int = 5, runs: int = 20) -> dict[str, float]:
     """Median ms per artifact, rounds interleaved so machine load hits every artifact alike."""
-    from dmsbuild.build.qat import onnx_latency_ms
+    from dmsbuild.convert.qat import onnx_latency_ms
 
     samples: dict[str, list[float]] = {k: [] for k in paths}
     for _ in range(rounds):
@@ -85,13 +85,13 @@ def main() -> None:
 
     import numpy as np
 
-    from dmsbuild.measure.accuracy import AccuracyFloors, failures
+    from dmsbuild.core.accuracy import AccuracyFloors, failures
     from dmsbuild.config import PruneConfig, QATConfig, StaticQuantConfig, load_project
-    from dmsbuild.build.data import list_samples, load_samples
-    from dmsbuild.build.evaluate import evaluate_artifact, write_reference
-    from dmsbuild.build.export import export_model
-    from dmsbuild.build.qat import report_path, run_qat, tuned_fp32_path
-    from dmsbuild.build.quantize import quantize_static_qdq
+    from dmsbuild.convert.data import list_samples, load_samples
+    from dmsbuild.convert.evaluate import evaluate_artifact, write_reference
+    from dmsbuild.convert.export import export_model
+    from dmsbuild.convert.qat import report_path, run_qat, tuned_fp32_path
+    from dmsbuild.convert.quantize import quantize_static_qdq
 
     proj = load_project(REPO)
     load_start = os.getloadavg()

@@ -103,13 +103,13 @@ def main() -> int:
 
     os.environ["HOME"] = tempfile.mkdtemp(prefix="bench-home-")  # never the user's ~/.ssh
     os.environ.pop("SSH_AUTH_SOCK", None)
-    from dmsbuild.measure.accuracy import AccuracyFloors
+    from dmsbuild.core.accuracy import AccuracyFloors
     from dmsbuild.measure.bench import BoardBench, bench_boards
     from dmsbuild.boards import down, up
     from dmsbuild.config import ConfirmConfig
     from dmsbuild.ship.inventory import load_inventory
-    from dmsbuild.ship.transport import open_transport
-    from dmsbuild.measure.results import ResultStore
+    from dmsbuild.transport import open_transport
+    from dmsbuild.core.results import ResultStore
     from tests.slow_models import release_with_depth
 
     work = Path(tempfile.mkdtemp(prefix="bench-regression-"))

@@ -78,7 +78,7 @@ def instrument() -> None:
     """Wrap the deploy's phases (module functions and other classes: once)."""
     from dmsbuild.pipeline import deploy as fleet_deploy
     from dmsbuild.ship import manifest, release
-    from dmsbuild.ship.transport import ssh
+    from dmsbuild.transport import ssh
 
     _timed(ssh, "resolve", "ssh -G (route)")
     _timed(fleet_deploy.FleetDeploy, "current_release", "resume check (connect+readlink)")
@@ -92,7 +92,7 @@ def instrument() -> None:
 
 def instrument_transport() -> None:
     """Wrap SSHTransport's phases (again after each ``swap_in``)."""
-    from dmsbuild.ship.transport import ssh
+    from dmsbuild.transport import ssh
 
     _timed(ssh.SSHTransport, "_open_socket", "TCP connect")
     _timed(ssh.SSHTransport, "_handshake", "SSH handshake+auth+host key")
@@ -159,7 +159,7 @@ def _phased(owner: object, attr: str, phase: str, board_of) -> None:
 
 def instrument_counts_transport() -> None:
     """SSHTransport's own counters (again after each ``swap_in``): which board a connection is, TCP, handshakes."""
-    from dmsbuild.ship.transport import ssh
+    from dmsbuild.transport import ssh
 
     connect = ssh.SSHTransport.connect
 
@@ -187,7 +187,7 @@ def instrument_counts() -> None:
 
     from dmsbuild.pipeline import deploy as fleet_deploy
     from dmsbuild.ship import release
-    from dmsbuild.ship.transport import ssh
+    from dmsbuild.transport import ssh
 
     _phased(fleet_deploy.FleetDeploy, "current_release", "1 resume check", lambda a, kw: a[1].name)
     _phased(release, "deploy_board", "2 deploy (root, close)", lambda a, kw: a[0].name)
@@ -411,19 +411,19 @@ def swap_in(rev: str | None) -> None:
     import importlib.util
     import subprocess
 
-    from dmsbuild.ship.transport import ssh
+    from dmsbuild.transport import ssh
 
     global _ORIGINAL
     if "_ORIGINAL" not in globals():
         _ORIGINAL = {k: v for k, v in vars(ssh.SSHTransport).items() if callable(v)}
     methods = dict(_ORIGINAL)
     if rev:
-        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:dmsbuild/ship/transport/ssh.py"], check=True,
+        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:dmsbuild/transport/ssh.py"], check=True,
                              capture_output=True, text=True).stdout
-        spec = importlib.util.spec_from_loader(f"dmsbuild.ship.transport._ssh_{rev}", loader=None)
+        spec = importlib.util.spec_from_loader(f"dmsbuild.transport._ssh_{rev}", loader=None)
         mod = importlib.util.module_from_spec(spec)
-        mod.__package__ = "dmsbuild.ship.transport"
-        exec(compile(src, f"{rev}:dmsbuild/ship/transport/ssh.py", "exec"), mod.__dict__)
+        mod.__package__ = "dmsbuild.transport"
+        exec(compile(src, f"{rev}:dmsbuild/transport/ssh.py", "exec"), mod.__dict__)
         methods = {k: v for k, v in vars(mod.SSHTransport).items() if callable(v)}
     for k in _ORIGINAL:
         if k not in methods and k in vars(ssh.SSHTransport):  # a method REV lacks: the base class's default
@@ -531,7 +531,7 @@ def main() -> int:
                           "ones are missed):\n| process | count | CPU s |\n|---|---:|---:|")
                     for kind, cs in sorted(kinds.items(), key=lambda kv: -sum(kv[1])):
                         print(f"| {kind} | {len(cs)} | {sum(cs):.2f} |")
-                from dmsbuild.ship.transport import ssh as _ssh
+                from dmsbuild.transport import ssh as _ssh
 
                 slots = _ssh._slots
                 if slots is not None and hasattr(slots, "history"):

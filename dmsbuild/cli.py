@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_help()
         return 2
     try:
-        from .build.scaffold import new_project
+        from .convert.scaffold import new_project
 
         written = new_project(args.path)
     except UserError as exc:

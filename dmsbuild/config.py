@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .core import runtimes
+from .core.accuracy import check_head_floors  # the accuracy judge's own rule; below config (core/)
 from .errors import UserError
 
 PROJECT_FILE = "dmsbuild.toml"
@@ -485,7 +486,7 @@ class StaticQuantConfig:
     #: false: keep Conv/Gemm biases float (TensorRT's ONNX parser rejects ONNX Runtime's int32 bias
     #: DequantizeLinear: onnx/onnx-tensorrt#850, microsoft/onnxruntime#14229); true: int32 biases
     quantize_bias: bool = True
-    #: "ptq": calibrate the FP32 model; "qat": fine-tune with fake quantization first (dmsbuild/build/qat.py)
+    #: "ptq": calibrate the FP32 model; "qat": fine-tune with fake quantization first (dmsbuild/convert/qat.py)
     method: Literal["ptq", "qat"] = "ptq"
     #: quantization-aware fine-tuning settings (used when ``method = "qat"``; docs/qat.md)
     qat: QATConfig = field(default_factory=QATConfig)
@@ -498,7 +499,7 @@ class StaticQuantConfig:
     quant_format: Literal["QDQ", "QOperator"] = "QDQ"
     #: node names kept in float (mixed precision): the nodes whose quantization costs most accuracy;
     #: names are those of the pre-processed FP32 graph, as ranked by
-    #: ``python -m dmsbuild.build.mixed_precision target=<name>`` (docs/mixed-precision.md)
+    #: ``python -m dmsbuild.convert.mixed_precision target=<name>`` (docs/mixed-precision.md)
     nodes_to_exclude: list[str] = field(default_factory=list)
 
     def validate(self, source: str, prefix: str) -> None:
@@ -506,7 +507,7 @@ class StaticQuantConfig:
         bad = [n for n in self.nodes_to_exclude if not n or n != n.strip()]
         if bad:
             raise UserError(f"{source}: field '{where}nodes_to_exclude' has {bad!r}; expected node names of the model",
-                            hint="copy the names the sensitivity table prints (python -m dmsbuild.build.mixed_precision target=<name>)")
+                            hint="copy the names the sensitivity table prints (python -m dmsbuild.convert.mixed_precision target=<name>)")
         if self.method == "ptq" and self.prune.fraction > 0:
             raise UserError(f"{source}: field '{where}prune.fraction' is {self.prune.fraction}, but pruning runs "
                             f"in the QAT stage only ('{where}method' is \"ptq\")",
@@ -683,7 +684,7 @@ class DeployConfig:
     device_types: list[str] = field(default_factory=list)
 
     def validate(self, source: str, prefix: str) -> None:
-        from .ship.rollout_spec import check_max_fail, check_waves  # standard library only, like this module
+        from .core.rollout_spec import check_max_fail, check_waves  # standard library only, like this module
 
         where = f"{source}: field '{prefix + '.' if prefix else ''}"
         check_waves(self.waves, f"{where}waves'")
@@ -838,7 +839,7 @@ class TuneConfig:
     #: static INT8: how activation ranges are calibrated
     calibration_method: list[Literal["MinMax", "Entropy", "Percentile"]] = field(default_factory=lambda: ["MinMax"])
     #: static INT8: also try candidates that keep the nodes costing most accuracy in float
-    #: (dmsbuild.build.mixed_precision); false only: no mixed-precision candidates
+    #: (dmsbuild.convert.mixed_precision); false only: no mixed-precision candidates
     mixed_precision: list[bool] = field(default_factory=lambda: [False])
     #: intra-op threads; empty: 1 .. the board's cores (from its facts)
     intra_op_threads: list[int] = field(default_factory=list)
@@ -934,27 +935,6 @@ class TargetProfile:
                 f"{source}: field 'deploy.root' is {root!r}; expected an absolute path (relative only for transport = \"local\") of letters, digits, '._-/' without '..'",
                 hint=f"fix 'deploy.root' in {source}",
             )
-
-
-def check_head_floors(heads: dict[str, HeadFloorsConfig], outputs: OutputsConfig, source: str | Path, where: str) -> None:
-    """Per-head floors name real heads; a top-1 drop only for a classification head."""
-    for head, floors in heads.items():
-        if head not in outputs.names:
-            raise UserError(f"{source}: field '{where}.{head}' names a head that is not in outputs.names {outputs.names}",
-                            hint=f"use one of {outputs.names}, or remove [{where}.{head}]")
-        kind = outputs.kinds[head].kind if head in outputs.kinds else None
-        for metric, wanted in (("min_recall", "detection"), ("min_precision", "detection"),
-                               ("max_score_error", "detection"), ("min_mask_iou", "segmentation"),
-                               ("min_string_agreement", "sequence")):
-            if getattr(floors, metric, None) is not None and kind != wanted:
-                raise UserError(f"{source}: field '{where}.{head}.{metric}' is set, but '{head}' is not declared a "
-                                f"{wanted} output (outputs.kinds.{head}.kind is {kind or 'unset'})",
-                                hint=f"remove it, or declare [outputs.kinds.{head}] kind = \"{wanted}\"")
-        seq = kind == "sequence"
-        if floors.max_accuracy_drop is not None and head not in outputs.classification and not seq:
-            raise UserError(f"{source}: field '{where}.{head}.max_accuracy_drop' is set, but '{head}' is not a "
-                            f"classification head (outputs.classification {outputs.classification}): it has no top-1",
-                            hint=f"remove it, or set min_cosine / min_sqnr_db for '{head}'")
 
 
 def package_dir() -> Path:

@@ -39,19 +39,19 @@ from mutation import REPO, copy_repo  # noqa: E402  (the same copy of the workin
 COSMIC_RAY = "8.7.0"
 #: group -> (modules mutated, the tests that defend them): the issue's promise-carrying modules
 GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "gates": (("dmsbuild/measure/gates.py", "dmsbuild/measure/accuracy.py", "dmsbuild/board/runner/judge.py"),
+    "gates": (("dmsbuild/measure/gates.py", "dmsbuild/core/accuracy.py", "dmsbuild/board/runner/judge.py"),
               ("tests/test_promises_gates.py", "tests/test_gate_boundaries.py", "tests/test_gates.py",
                "tests/test_accuracy_metrics.py")),
     "regression": (("dmsbuild/measure/regression.py", "dmsbuild/measure/board_state.py"),
                    ("tests/test_promises_gates.py", "tests/test_promises_fallbacks.py",
                     "tests/test_promises_board_state.py", "tests/test_measurements.py")),
     "tune": (("dmsbuild/pipeline/tune/choice.py", "dmsbuild/pipeline/tune/run.py", "dmsbuild/pipeline/tune/board.py",
-              "dmsbuild/pipeline/tune/space.py", "dmsbuild/build/tuned.py"), ("tests/test_tune.py", "tests/test_promises_fallbacks.py")),
+              "dmsbuild/pipeline/tune/space.py", "dmsbuild/convert/tuned.py"), ("tests/test_tune.py", "tests/test_promises_fallbacks.py")),
     "release-agent": (("dmsbuild/board/release_agent.py",),
                       ("tests/test_invariants.py", "tests/test_deploy.py", "tests/test_security_agent.py")),
     "release": (("dmsbuild/ship/release.py", "dmsbuild/ship/doctor.py"),
                 ("tests/test_promises_preflight.py", "tests/test_deploy.py", "tests/test_doctor.py")),
-    "transport": (("dmsbuild/ship/transport/ssh.py", "dmsbuild/ship/transport/sshconfig.py"),
+    "transport": (("dmsbuild/transport/ssh.py", "dmsbuild/transport/sshconfig.py"),
                   ("tests/test_promises_ssh.py", "tests/test_ssh_route.py", "tests/test_ssh_identities.py",
                    "tests/test_ssh_known_hosts.py", "tests/test_ssh_algorithms.py")),
     "inventory": (("dmsbuild/ship/ansible.py", "dmsbuild/ship/inventory.py"),

@@ -11,7 +11,9 @@ What is rewritten, by the mapping's "old.module new.module" lines:
 * absolute dotted names anywhere in the text: ``import dmsbuild.release``,
   ``from dmsbuild.fleet import x``, ``python -m dmsbuild.boards``,
   ``"dmsbuild.backends.trt_board:bench_artifacts"``, ``mock.patch("dmsbuild.x.y")``;
-* file paths: ``dmsbuild/release.py``, ``dmsbuild/runner/`` (docs, scripts/mutation.py, pyproject);
+* file paths: ``dmsbuild/release.py``, ``dmsbuild/runner/`` (docs, scripts/mutation.py, pyproject), and
+  the short forms relative to ``dmsbuild/`` (``measure/results.py``, ``ship/transport/``; of a one-word
+  package only ``build/qat.py``, a module below it, never a bare ``build/``);
 * ``from dmsbuild import a, b`` naming moved modules: split into one line
   per new package (``from dmsbuild.ship import fleet``);
 * relative imports in files under ``dmsbuild/``: resolved against the module's
@@ -60,11 +62,19 @@ def _dotted(text: str, mapping: dict[str, str]) -> str:
     return pattern.sub(lambda m: mapping[m.group(1)], text)
 
 
-def _paths(text: str, mapping: dict[str, str]) -> str:
+def _paths(text: str, mapping: dict[str, str], tree: set[str] | None = None) -> str:
     pairs = []
     for old, new in mapping.items():
         o, n = old.replace(".", "/"), new.replace(".", "/")
         pairs += [(o + ".py", n + ".py"), (o + "/", n + "/")]
+        # the short forms docs and comments use, relative to dmsbuild/ (`measure/results.py`, `ship/transport/`);
+        # a one-word package only with a module after it (`build/qat.py`, not a bare `build/`, which is also output)
+        so, sn = o.partition("/")[2], n.partition("/")[2]
+        if "/" in so:
+            pairs += [(so + ".py", sn + ".py"), (so + "/", sn + "/")]
+        elif so:
+            subs = {m[len(new) + 1:].split(".")[0] for m in tree or set() if m.startswith(new + ".")}
+            pairs += [(f"{so}/{s}{end}", f"{sn}/{s}{end}") for s in subs for end in (".py", "/")]
     pairs.sort(key=lambda p: len(p[0]), reverse=True)
     pattern = re.compile(r"(?<![\w/.])(" + "|".join(re.escape(o) for o, _ in pairs) + r")")
     table = dict(pairs)
@@ -194,7 +204,7 @@ def rewrite(text: str, path: Path, mapping: dict[str, str], root: Path = REPO) -
                            if new_module == new or new_module.startswith(new + ".")), new_module)
     tree = {module_of(f, root)[0] for f in (root / PACKAGE).rglob("*.py")} if (root / PACKAGE).is_dir() else set()
     text = _from_imports(text, old_module, new_module, is_package, mapping, modules, tree)
-    return _paths(_dotted(text, mapping), mapping)
+    return _paths(_dotted(text, mapping), mapping, tree)
 
 
 def main(argv: list[str] | None = None) -> int:

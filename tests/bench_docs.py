@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dmsbuild.measure.results import fill_latency, make_document, new_result
+from dmsbuild.core.results import fill_latency, make_document, new_result
 
 FACTS = {"hostname": "board", "arch": "aarch64", "os": "Debian 12", "kernel": "6.6", "python": "3.11.2",
          "numpy": "1.26.4", "onnxruntime": "1.32.0", "onnxruntime_providers": ["CPUExecutionProvider"],

@@ -129,7 +129,7 @@ def test_the_fleet_health_gate_gets_the_same_verdict(tiny, deployed):
     """The deploy's bench step (what the rollout's health gate reads) applies the target's floors."""
     from dmsbuild.config import load_project, load_target
     from dmsbuild.pipeline.deploy import bench_hook
-    from dmsbuild.ship.transport.local import LocalTransport
+    from dmsbuild.transport.local import LocalTransport
 
     project, profile = load_project(tiny), load_target(tiny, "a")
     board = SimpleNamespace(name="a", python=sys.executable, transport="local", host=None)

@@ -1,4 +1,4 @@
-"""The shared accuracy metrics (dmsbuild/board/runner/metrics.py), the floors (dmsbuild/measure/accuracy.py) and the gates that use them.
+"""The shared accuracy metrics (dmsbuild/board/runner/metrics.py), the floors (dmsbuild/core/accuracy.py) and the gates that use them.
 
 Fast unit tests; the doit build and board runner cases are in test_accuracy_gate.py.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmsbuild.measure import results
-from dmsbuild.measure.accuracy import AccuracyFloors, failures, floors_for
+from dmsbuild.core import results
+from dmsbuild.core.accuracy import AccuracyFloors, failures, floors_for
 from dmsbuild.config import HeadFloorsConfig, load_project, load_target
 from dmsbuild.errors import UserError
 from dmsbuild.measure.gates import check_accuracy
@@ -133,7 +133,7 @@ def test_psnr_peak_is_the_reference_range_and_sqnr_is_energy_over_noise():
 
 def test_host_and_board_compute_the_same_verify():
     """evaluate (host), dms_bench.verify_outputs (board, ORT) and trt_runner (board, TensorRT) share one implementation."""
-    from dmsbuild.build import evaluate
+    from dmsbuild.convert import evaluate
     from dmsbuild.board.runner import trt_runner
 
     rng = np.random.default_rng(3)
@@ -162,7 +162,7 @@ def test_reference_that_does_not_vary_is_named():
 
 
 def test_check_reference_errors_only_when_no_head_varies(capsys):
-    from dmsbuild.build.evaluate import check_reference
+    from dmsbuild.convert.evaluate import check_reference
 
     with pytest.raises(UserError, match=r"^dmsbuild.toml: data.validation \(8 samples\): the FP32 outputs are identical "
                                         r"on all 8 validation samples on every head \(a, b\): the validation data does "
@@ -272,7 +272,7 @@ def test_board_runner_without_the_metrics_file_reports_why_the_check_failed(tmp_
     import sys
 
     from dmsbuild.measure.bench import benchmark_release
-    from dmsbuild.ship.transport.local import LocalTransport
+    from dmsbuild.transport.local import LocalTransport
     from tests.bench_release import make_release
 
     rel = make_release(tmp_path, bench={"warmup": 0, "iterations": 1, "threads": 1, "verify_samples": 4})
@@ -283,7 +283,7 @@ def test_board_runner_without_the_metrics_file_reports_why_the_check_failed(tmp_
 
 
 def test_build_summary_shows_the_floors_the_verdict_and_every_failure():
-    from dmsbuild.build.build_json import format_summary
+    from dmsbuild.convert.build_json import format_summary
 
     floors = {"default": {"max_accuracy_drop": 0.05, "min_cosine": 0.95, "min_sqnr_db": 12.0}, "heads": {},
               "overridden": ["head_pose"]}

@@ -2,12 +2,18 @@
 
 1. No import circle between dmsbuild's modules: dependencies point one way,
    errors/config at the bottom, the doit tasks at the top (docs/architecture.md).
-2. Board-side code (the release agent and the benchmark runners, copied into
+2. Packages stack: every package (a folder under dmsbuild/, or a top-level
+   module) has a layer in ``LAYERS``, the one written-down order (docs/architecture.md
+   "Layers" mirrors it, and a test holds the two equal); a package imports only from
+   its own layer or below, and no two packages import each other, directly or round
+   a circle, even through modules that form no module-level circle.
+3. Board-side code (the release agent and the benchmark runners, copied into
    every release and run with the board's Python, and the probes the host
    sends as ``python3 -c <file's source>``) imports only the standard
    library, numpy, onnxruntime (and onnxruntime_qnn, the same runtime's QNN
-   build) and the board-side package itself.
-3. A runtime's name (a key of the registry, ``dmsbuild/core/runtimes.py``) is
+   build) and the board-side package itself; and no host module holds a board
+   script as a string sent with ``-c`` (board code is a file, so this rule sees it).
+4. A runtime's name (a key of the registry, ``dmsbuild/core/runtimes.py``) is
    branched on only in that runtime's own modules (``RUNTIME_HOMES``): no
    comparison with it, no ``case`` of it, no hand-written list of runtimes,
    no table keyed by runtimes elsewhere. Everything else asks the registry or
@@ -27,6 +33,7 @@ other module), and source text shipped to the board.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -41,6 +48,32 @@ BOARD_ALLOWED = {"numpy", "onnxruntime", "onnxruntime_qnn"}
 #: and per module, the board's vendor runtime it exists for (TensorRT's Python API and CUDA bindings on a Jetson)
 BOARD_EXTRA = {"dmsbuild.board.runner.trt_runner": {"tensorrt", "cuda", "pycuda"},
                "dmsbuild.board.probe_tensorrt": {"tensorrt"}}
+
+#: The layers, bottom to top: a package imports only from its own layer or one below. A package is a folder
+#: under dmsbuild/ or a top-level module ("dmsbuild" is the package's own __init__). The one place this order
+#: is written; docs/architecture.md "Layers" mirrors it (test_the_docs_list_the_same_layers).
+LAYERS: list[tuple[str, ...]] = [
+    ("board", "doubles"),  # runs on the board / stands in for a board's vendor tools: imports nothing of the host
+    ("dmsbuild", "errors", "untrusted", "names"),
+    ("core",),  # shared vocabulary: rollout spec, results schema and store, accuracy judge, provenance labels
+    ("config",),
+    ("transport",),
+    ("model",),
+    ("convert",),
+    ("backends",),
+    ("ship",),
+    ("measure",),
+    ("pipeline",),  # orchestration that crosses stages: deploy with its gate, tune (absent until that branch lands)
+    ("tasks", "cli", "boards", "__main__", "defaults"),  # the top: doit tasks, the command line, dodo.py's
+]
+
+#: Module imports that still break the layer order, to go when the pipeline/backend branches land (issue 23):
+#: deploy-with-its-gate moves up to pipeline/, and the backend registry replaces measure.bench.HOST_DRIVEN.
+#: The coordinator empties this at merge; an entry whose import is gone fails test_known_layer_breaks_still_exist.
+KNOWN_LAYER_BREAKS: set[tuple[str, str]] = {
+    ("dmsbuild.ship.mender", "dmsbuild.measure.bench"),  # HOST_DRIVEN: the backend registry's to answer
+    ("dmsbuild.ship.mender", "dmsbuild.measure.gates"),  # pull_results judges with the gates (the one verdict)
+}
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -235,11 +268,83 @@ def test_board_scripts_are_files_not_strings() -> None:
                      "dmsbuild.board.source(name):\n" + "\n".join(found)
 
 
+def package_of(module: str) -> str:
+    """The package a module belongs to: the folder under dmsbuild/, or the top-level module itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def package_graph(graph: dict[str, dict[str, int]], skip: set[tuple[str, str]] = frozenset()
+                  ) -> dict[str, dict[str, list[str]]]:
+    """package -> {package it imports: ["module -> module (line N)", ...]}, from the module graph less ``skip``."""
+    out: dict[str, dict[str, list[str]]] = {package_of(m): {} for m in graph}
+    for a, edges in sorted(graph.items()):
+        for b, line in sorted(edges.items()):
+            pa, pb = package_of(a), package_of(b)
+            if pa != pb and (a, b) not in skip:
+                out[pa].setdefault(pb, []).append(f"{a} -> {b} (line {line})")
+    return out
+
+
+def package_cycles(graph: dict[str, dict[str, int]], skip: set[tuple[str, str]] = frozenset()) -> list[str]:
+    """Every circle of packages, each with the module imports that close it."""
+    packages = package_graph(graph, skip)
+    found = []
+    for comp in cycles({p: dict.fromkeys(e, 0) for p, e in packages.items()}):
+        members = set(comp)
+        edges = [w for p in comp for q, why in sorted(packages[p].items()) if q in members for w in why]
+        found.append("package circle: " + ", ".join(comp) + "\n    " + "\n    ".join(edges))
+    return found
+
+
+def layer_violations(graph: dict[str, dict[str, int]], layers: list[tuple[str, ...]] = LAYERS,
+                     skip: set[tuple[str, str]] = frozenset()) -> list[str]:
+    """An import of a package from a higher layer, and a package that has no layer."""
+    layer = {p: n for n, names in enumerate(layers) for p in names}
+    bad = [f"package {p} has no layer: add it to LAYERS in tests/test_architecture.py and to docs/architecture.md"
+           for p in sorted({package_of(m) for m in graph}) if p not in layer]
+    for a, edges in sorted(graph.items()):
+        for b, line in sorted(edges.items()):
+            pa, pb = package_of(a), package_of(b)
+            if pa in layer and pb in layer and layer[pb] > layer[pa] and (a, b) not in skip:
+                bad.append(f"{a} (layer {layer[pa] + 1}, {pa}) imports {b} (layer {layer[pb] + 1}, {pb}) at line {line}: "
+                           "move the shared piece down, or the caller up")
+    return bad
+
+
 def test_no_import_circle() -> None:
     graph = import_graph()
     assert len(graph) > 30  # the walk found the package
     found = cycles(graph)
     assert not found, "\n".join(describe(c, graph) for c in found)
+
+
+def test_no_package_circle() -> None:
+    found = package_cycles(import_graph(), KNOWN_LAYER_BREAKS)
+    assert not found, "\n".join(found)
+
+
+def test_packages_import_only_their_layer_or_below() -> None:
+    graph = import_graph()
+    assert {"core", "transport", "convert", "ship", "measure", "tasks"} <= {package_of(m) for m in graph}
+    bad = layer_violations(graph, skip=KNOWN_LAYER_BREAKS)
+    assert not bad, "\n".join(bad)
+
+
+def test_known_layer_breaks_still_exist() -> None:
+    """The exemptions are the imports of today, not a licence: one that is gone must leave the list."""
+    graph = import_graph()
+    gone = sorted(f"{a} -> {b}" for a, b in KNOWN_LAYER_BREAKS if b not in graph.get(a, {}))
+    assert not gone, "no longer imported; remove from KNOWN_LAYER_BREAKS: " + ", ".join(gone)
+
+
+def test_the_docs_list_the_same_layers() -> None:
+    """docs/architecture.md's layer table: `| N | `pkg/`, `mod.py` | ... |` rows, in LAYERS' order."""
+    text = (ROOT.parent / "docs" / "architecture.md").read_text()
+    rows = re.findall(r"^\| *(\d+) *\| *([^|]+)\|", text, re.MULTILINE)
+    documented = [tuple(n.strip("/").removesuffix(".py") for n in re.findall(r"`([^`]+)`", names)) for _, names in rows]
+    assert [int(n) for n, _ in rows] == list(range(1, len(rows) + 1))
+    assert documented == LAYERS
 
 
 def test_board_side_code_is_self_contained() -> None:
@@ -429,3 +534,46 @@ def test_a_runtime_name_branch_is_found(tmp_path: Path) -> None:
         "dmsbuild/doctor.py:4: compares with 'onnxruntime, qnn'",
         "dmsbuild/doctor.py:4: lists runtimes (onnxruntime, qnn)",
         "dmsbuild/doctor.py:7: case 'qnn'"]
+
+
+# the package rules on synthetic trees: each module import is one way, yet the packages go round
+_PACKAGES = {"dmsbuild/__init__.py": "", "dmsbuild/errors.py": "",
+             "dmsbuild/core/__init__.py": "", "dmsbuild/core/results.py": "from ..errors import E\n",
+             "dmsbuild/ship/__init__.py": "", "dmsbuild/ship/fleet.py": "from ..core.results import R\n",
+             "dmsbuild/measure/__init__.py": "", "dmsbuild/measure/gates.py": "from ..core import results\n",
+             "dmsbuild/measure/bench.py": "from ..ship.fleet import F\n"}
+
+
+def test_a_package_circle_is_found_where_no_module_circle_is(tmp_path: Path) -> None:
+    # ship.deploy -> measure.gates, measure.bench -> ship.fleet: no module circle, but ship and measure lean on each other
+    root = _write(tmp_path, {**_PACKAGES, "dmsbuild/ship/deploy.py": "def f():\n    from ..measure.gates import G\n"})
+    graph = import_graph(root)
+    assert cycles(graph) == []
+    assert package_cycles(graph) == ["package circle: measure, ship\n"
+                                     "    dmsbuild.measure.bench -> dmsbuild.ship.fleet (line 1)\n"
+                                     "    dmsbuild.ship.deploy -> dmsbuild.measure.gates (line 2)"]
+    # and an exempted import (KNOWN_LAYER_BREAKS) takes it out
+    assert package_cycles(graph, {("dmsbuild.ship.deploy", "dmsbuild.measure.gates")}) == []
+
+
+def test_an_import_from_a_higher_layer_is_found(tmp_path: Path) -> None:
+    layers = [("dmsbuild", "errors"), ("core",), ("ship",), ("measure",), ("model",)]
+    graph = import_graph(_write(tmp_path, {**_PACKAGES, "dmsbuild/model/__init__.py": "", "dmsbuild/model/net.py": ""}))
+    assert layer_violations(graph, layers) == []  # measure -> ship -> core -> errors: downwards only
+    # core reaching up to the model (even under TYPE_CHECKING) makes no circle, and still breaks the order
+    graph = import_graph(_write(tmp_path, {"dmsbuild/core/rollout.py": "from typing import TYPE_CHECKING\n"
+                                                                       "if TYPE_CHECKING:\n    from ..model import net\n"}))
+    assert package_cycles(graph) == [] and cycles(graph) == []
+    assert layer_violations(graph, layers) == [
+        "dmsbuild.core.rollout (layer 2, core) imports dmsbuild.model.net (layer 5, model) at line 3: "
+        "move the shared piece down, or the caller up"]
+    assert layer_violations(graph, layers, skip={("dmsbuild.core.rollout", "dmsbuild.model.net")}) == []
+    # the same tree with measure written below ship: measure.bench -> ship.fleet breaks that order
+    assert layer_violations(graph, [("dmsbuild", "errors"), ("core",), ("measure",), ("ship",), ("model",)],
+                            skip={("dmsbuild.core.rollout", "dmsbuild.model.net")}) == [
+        "dmsbuild.measure.bench (layer 3, measure) imports dmsbuild.ship.fleet (layer 4, ship) at line 1: "
+        "move the shared piece down, or the caller up"]
+    # a package nobody placed is refused, so a new package must take a layer
+    graph = import_graph(_write(tmp_path, {"dmsbuild/extra/__init__.py": ""}))
+    assert layer_violations(graph, layers, skip={("dmsbuild.core.rollout", "dmsbuild.model.net")}) == [
+        "package extra has no layer: add it to LAYERS in tests/test_architecture.py and to docs/architecture.md"]

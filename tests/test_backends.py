@@ -67,7 +67,7 @@ def test_every_registered_runtime_is_one_backend_under_its_own_name() -> None:
 def test_a_host_driven_runtime_names_a_board_driver_that_benches_and_probes() -> None:
     import importlib
 
-    from dmsbuild.measure.provenance import SOURCES
+    from dmsbuild.core.provenance import SOURCES
 
     for b in backends():
         assert b.host_driven == (b.measured_by != "runner")
@@ -81,7 +81,7 @@ def test_a_host_driven_runtime_names_a_board_driver_that_benches_and_probes() ->
 
 def test_bench_and_provenance_read_the_registry() -> None:
     from dmsbuild.measure.bench import HOST_DRIVEN
-    from dmsbuild.measure.provenance import classify
+    from dmsbuild.core.provenance import classify
 
     assert set(HOST_DRIVEN) == {n for n, line in RUNTIMES.items() if line.host_driven}
     for name, line in RUNTIMES.items():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dmsbuild.config import load_project
-from dmsbuild.build.data import list_samples, load_labels
+from dmsbuild.convert.data import list_samples, load_labels
 from dmsbuild.errors import UserError
 from tests.tinyproject import TARGET_A, TARGET_C, DoitRun, make_project, run_doit
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from dmsbuild.config import load_project
-from dmsbuild.build.data import list_samples, load_labels, load_samples
+from dmsbuild.convert.data import list_samples, load_labels, load_samples
 from dmsbuild.errors import UserError
 from tests.byom import classifier, make_byom_project, project_toml
 from tests.tinyproject import run_doit

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dmsbuild
-from dmsbuild.build.scaffold import STARTER_FILES, new_project
+from dmsbuild.convert.scaffold import STARTER_FILES, new_project
 from dmsbuild.cli import main as cli_main
 from dmsbuild.config import ProjectConfig, load_project, package_dir
 from dmsbuild.errors import UserError

@@ -1,4 +1,4 @@
-"""docs/CONTRACTS.md §3 cannot drift from the validators (``dmsbuild.measure.results``).
+"""docs/CONTRACTS.md §3 cannot drift from the validators (``dmsbuild.core.results``).
 
 The fields a validator checks are found by running it: ``validate_document`` reads a maximal document
 whose every object records which keys it is asked for. Each field is then probed: removed (required when
@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from dmsbuild.measure import results
-from dmsbuild.measure.results import ResultError, validate_document
+from dmsbuild.core import results
+from dmsbuild.core.results import ResultError, validate_document
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "CONTRACTS.md"
 #: object keys that are names (data), shown as a placeholder in a field's path

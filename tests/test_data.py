@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from dmsbuild.config import ProjectConfig
-from dmsbuild.build.data import iter_samples, list_samples, load_samples
+from dmsbuild.convert.data import iter_samples, list_samples, load_samples
 from dmsbuild.errors import UserError
 
 

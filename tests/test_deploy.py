@@ -17,8 +17,8 @@ from dmsbuild.errors import UserError
 from dmsbuild.ship.inventory import Board, load_inventory, local_board
 from dmsbuild.pipeline.deploy import deploy_target, rollback_target
 from dmsbuild.ship.release import BoardLock
-from dmsbuild.ship.transport.base import join_argv
-from dmsbuild.ship.transport.ssh import SSHTransport, fingerprint
+from dmsbuild.transport.base import join_argv
+from dmsbuild.transport.ssh import SSHTransport, fingerprint
 
 
 def _boards(state: dict, project: Path, tmp: Path, names: list[str]) -> list[Board]:

@@ -245,7 +245,7 @@ def test_resume_check_tries_once_and_the_deploy_keeps_the_boards_retries(project
     """An unreachable board must not pay its connect retries twice: the resume check (a failure there only
     means "unknown, deploy it") connects once; the deploy uses the board's own connect_retries."""
     from dmsbuild.ship.manifest import make_release
-    from dmsbuild.ship.transport import open_transport
+    from dmsbuild.transport import open_transport
 
     write_build(project_dir, "local", {"fp32": 0.1}, seed=4)
     proj, prof, board = _local(project_dir)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild.measure.accuracy import AccuracyFloors
+from dmsbuild.core.accuracy import AccuracyFloors
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
-from dmsbuild.build.evaluate import gate
+from dmsbuild.convert.evaluate import gate
 from dmsbuild.ship.fleet import BoardOutcome, standard_gate
 from dmsbuild.measure.gates import check_accuracy, check_latency
-from dmsbuild.measure.results import ResultStore
+from dmsbuild.core.results import ResultStore
 from tests.bench_docs import document, result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_board_accuracy_gate_looks_at_the_worst_head():
     assert len(failures) == 1 and "'activity'" in failures[0].message
 
 
-# ---------------------------------------------------------------- at build time (dmsbuild/build/evaluate.py)
+# ---------------------------------------------------------------- at build time (dmsbuild/convert/evaluate.py)
 def _eval(agreement: float, labelled_drop: float = 0.0) -> dict:
     ok = {"cosine": 0.99, "sqnr_db": 30.0}  # cosine and SQNR well above their floors: only top-1 can fail
     heads = {"eye_state": {"top1_agreement": 1.0, **ok}, "activity": {"top1_agreement": agreement, **ok},

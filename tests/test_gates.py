@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from dmsbuild.config import load_project, load_target
-from dmsbuild.measure.accuracy import AccuracyFloors
+from dmsbuild.core.accuracy import AccuracyFloors
 from dmsbuild.measure.gates import accuracy_floors, check_accuracy, check_gates, check_latency
-from dmsbuild.measure.results import ResultStore
+from dmsbuild.core.results import ResultStore
 from tests.bench_docs import document, result
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dmsbuild.errors import UserError
-from dmsbuild.build.quantize import _session_check, fix_batch
+from dmsbuild.convert.quantize import _session_check, fix_batch
 from tests.byom import classifier
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from dmsbuild.config import load_project
 from dmsbuild.errors import UserError
-from dmsbuild.build.scaffold import init_project
+from dmsbuild.convert.scaffold import init_project
 from tests.byom import classifier
 from tests.tinyproject import run_doit, write_images
 

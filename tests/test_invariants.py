@@ -167,7 +167,7 @@ def test_latency_stats_match_numpy(samples):
 # ---------------------------------------------------------------- non-finite numbers from a board
 def test_an_overflowing_or_nan_measurement_is_refused():
     """JSON has no NaN, but 1e999 parses to infinity: neither may reach the store."""
-    from dmsbuild.measure.results import ResultError, parse_document, validate_result
+    from dmsbuild.core.results import ResultError, parse_document, validate_result
     from tests.bench_docs import document, result
 
     doc = document("aaaa000000000001", [result("fp32", 6.7)])

@@ -17,16 +17,16 @@ from pathlib import Path
 import pytest
 
 from dmsbuild.measure import board_state
-from dmsbuild.measure.accuracy import AccuracyFloors
+from dmsbuild.core.accuracy import AccuracyFloors
 from dmsbuild.measure.bench import BoardBench, bench_boards
 from dmsbuild.config import ConfirmConfig
 from dmsbuild.measure.verdict import verdict_of
 from dmsbuild.measure.gates import check_latency
-from dmsbuild.measure.provenance import DOUBLE_MARKER, classify, label, lineage, stamp_sources
+from dmsbuild.core.provenance import DOUBLE_MARKER, classify, label, lineage, stamp_sources
 from dmsbuild.measure.regression import bootstrap_ratio, confirm, previous_release_dir
 from dmsbuild.measure.report import write_report
-from dmsbuild.measure.results import ResultError, ResultStore, validate_result
-from dmsbuild.ship.transport.local import LocalTransport
+from dmsbuild.core.results import ResultError, ResultStore, validate_result
+from dmsbuild.transport.local import LocalTransport
 from tests.slow_models import release_with_depth
 
 PY = sys.executable
@@ -120,7 +120,7 @@ def test_store_keeps_the_source_and_exports_it_and_upgrades_an_old_store(tmp_pat
 
 
 def test_old_store_gets_the_new_columns(tmp_path):
-    from dmsbuild.measure.results import _COLUMNS
+    from dmsbuild.core.results import _COLUMNS
 
     path = tmp_path / "old.sqlite"
     old = [c for c in _COLUMNS if c[0] not in ("source", "lineage", "model_file", "model_sha256", "state_json",
@@ -606,7 +606,7 @@ class _ReplayTransport:
         self.answers, self.calls = list(answers), []
 
     def run(self, argv, timeout=None):
-        from dmsbuild.ship.transport.base import CommandResult
+        from dmsbuild.transport.base import CommandResult
 
         self.calls.append(list(argv))
         if argv[0] == "test":

@@ -25,11 +25,11 @@ import pytest
 
 from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
-from dmsbuild.measure.provenance import label
-from dmsbuild.measure.results import ResultStore
+from dmsbuild.core.provenance import label
+from dmsbuild.core.results import ResultStore
 from dmsbuild.ship import mender
 from dmsbuild.ship.inventory import load_inventory
-from dmsbuild.ship.transport.base import join_argv
+from dmsbuild.transport.base import join_argv
 
 MODULE_DIR = Path("/usr/share/mender/modules/v3")
 ARTIFACT_INFO = Path("/etc/mender/artifact_info")
@@ -526,8 +526,8 @@ def test_signed_artifacts_only_where_the_board_has_a_verify_key(project_dir, lab
                                           ("emulated", True), ("emulated+ftp", False), ("mender", False),
                                           ("emulated+mender+x", False), ("+mender", False)])
 def test_a_route_is_stored_only_with_a_known_source(source, known):
-    from dmsbuild.measure.provenance import known_source
-    from dmsbuild.measure.results import ResultError, validate_result
+    from dmsbuild.core.provenance import known_source
+    from dmsbuild.core.results import ResultError, validate_result
 
     assert known_source(source) is known
     result = {"artifact": "fp32", "precision": "fp32", "runtime": "onnxruntime", "error": "did not run",
@@ -540,7 +540,7 @@ def test_a_route_is_stored_only_with_a_known_source(source, known):
 
 
 def test_route_labels():
-    from dmsbuild.measure.provenance import with_route
+    from dmsbuild.core.provenance import with_route
 
     assert with_route("emulated", "mender") == with_route("emulated+mender", "mender") == "emulated+mender"
     assert label("board-runner+mender") == ("board (measured by the dms_bench runner); installed and checked by Mender, "

@@ -74,7 +74,7 @@ def failing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _inputs(root: Path):
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.build.data import list_samples
+    from dmsbuild.convert.data import list_samples
     from dmsbuild.tasks.build import Paths, _qdq_key
 
     proj = load_project(root)
@@ -84,7 +84,7 @@ def _inputs(root: Path):
 
 
 def test_ranking_puts_the_outlier_consumer_first(failing: Path) -> None:
-    from dmsbuild.build.mixed_precision import rank_nodes
+    from dmsbuild.convert.mixed_precision import rank_nodes
 
     proj, prof, fp32, qdq, cal = _inputs(failing)
     ranked = rank_nodes(proj, prof, fp32, qdq, cal)
@@ -101,7 +101,7 @@ def test_ranking_puts_the_outlier_consumer_first(failing: Path) -> None:
 
 
 def test_excluding_the_ranked_nodes_passes_the_gate(failing: Path, tmp_path: Path) -> None:
-    from dmsbuild.build.mixed_precision import build_candidate, fallback_candidates, find_passing, rank_nodes
+    from dmsbuild.convert.mixed_precision import build_candidate, fallback_candidates, find_passing, rank_nodes
 
     proj, prof, fp32, qdq, cal = _inputs(failing)
     ranked = rank_nodes(proj, prof, fp32, qdq, cal)
@@ -118,7 +118,7 @@ def test_excluding_the_ranked_nodes_passes_the_gate(failing: Path, tmp_path: Pat
 
 
 def test_no_passing_candidate_is_one_line(failing: Path, tmp_path: Path) -> None:
-    from dmsbuild.build.mixed_precision import find_passing
+    from dmsbuild.convert.mixed_precision import find_passing
 
     proj, prof, fp32, _, cal = _inputs(failing)
     result = find_passing(proj, prof, fp32, [["fc"]], cal, tmp_path)
@@ -129,7 +129,7 @@ def test_no_passing_candidate_is_one_line(failing: Path, tmp_path: Path) -> None
 
 def test_measured_effect_reorders_the_ranking(failing: Path, tmp_path: Path) -> None:
     """A node ranked low by the simulation but best when measured moves to the top."""
-    from dmsbuild.build.mixed_precision import measure_nodes, rank_nodes
+    from dmsbuild.convert.mixed_precision import measure_nodes, rank_nodes
 
     proj, prof, fp32, qdq, cal = _inputs(failing)
     ranked = rank_nodes(proj, prof, fp32, qdq, cal)
@@ -146,7 +146,7 @@ def test_command_prints_the_table_and_the_line_that_fixes_the_build(failing: Pat
     from tests.tinyproject import REPO
 
     env = {"DMSBUILD_ROOT": str(failing), "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "dmsbuild.build.mixed_precision", "target=a", "measure=2"],
+    proc = subprocess.run([sys.executable, "-m", "dmsbuild.convert.mixed_precision", "target=a", "measure=2"],
                           cwd=failing, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
@@ -176,10 +176,10 @@ def test_bad_arguments_are_one_line(failing: Path) -> None:
     from tests.tinyproject import REPO
 
     env = {"DMSBUILD_ROOT": str(failing), "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "dmsbuild.build.mixed_precision", "target=a", "measure=lots"],
+    proc = subprocess.run([sys.executable, "-m", "dmsbuild.convert.mixed_precision", "target=a", "measure=lots"],
                           cwd=failing, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith("error: measure=, samples= and sizes= take whole numbers")
     assert "Traceback" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "dmsbuild.build.mixed_precision", "target=nope"],
+    proc = subprocess.run([sys.executable, "-m", "dmsbuild.convert.mixed_precision", "target=nope"],
                           cwd=failing, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "target 'nope': no profile" in proc.stderr and "Traceback" not in proc.stderr

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import onnx
 
-from dmsbuild.build.mixed_precision import collapsed_head_candidates
+from dmsbuild.convert.mixed_precision import collapsed_head_candidates
 from tests.byom import yolo_like_onnx
 
 COLLAPSED = ("head 'output0': slice 'scores' (channels 4:10 of axis 1) collapsed: every value is 0 while FP32's vary "
              "(FP32 0.01..0.9) over 16 samples; quantize that slice apart or keep the output head's final nodes in float: "
-             "python -m dmsbuild.build.mixed_precision (or doit tune)")
+             "python -m dmsbuild.convert.mixed_precision (or doit tune)")
 
 
 def _named(path):

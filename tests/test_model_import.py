@@ -12,7 +12,7 @@ import pytest
 
 from dmsbuild.config import load_project
 from dmsbuild.errors import UserError
-from dmsbuild.build.model_import import MIN_OPSET, check_signature, normalise, opset_of
+from dmsbuild.convert.model_import import MIN_OPSET, check_signature, normalise, opset_of
 from tests.byom import classifier, make_byom_project, project_toml
 from tests.tinyproject import run_doit
 

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from dmsbuild.board.runner import dms_bench, judge, metrics
 from dmsbuild.config import as_dict, load_project
 from dmsbuild.errors import UserError
-from dmsbuild.measure import results
-from dmsbuild.measure.accuracy import AccuracyFloors, failures
+from dmsbuild.core import results
+from dmsbuild.core.accuracy import AccuracyFloors, failures
 from tests.byom import yolo_like_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def test_zeroed_class_scores_pass_the_whole_tensor_gate_but_fail_the_detection_j
     collapsed = [l for l in lines if "collapsed" in l]
     assert collapsed and collapsed[0].startswith(
         f"head 'output0': slice 'scores' (channels 4:{4 + classes} of axis 1) collapsed: every value is 0 while FP32's vary")
-    assert "python -m dmsbuild.build.mixed_precision" in collapsed[0]  # the fix, in the same line
+    assert "python -m dmsbuild.convert.mixed_precision" in collapsed[0]  # the fix, in the same line
     assert m["by_kind"]["recall"] == 0.0 and m["slices"]["boxes"]["collapsed"] is None
 
 
@@ -211,10 +211,10 @@ def _load(path: Path, name: str):
 
 
 def test_host_and_board_give_the_same_verdict_on_the_same_arrays(tmp_path):
-    """Host: evaluate's verify_summary + measure.accuracy floors. Board: runner/metrics.py and judge.py loaded as
+    """Host: evaluate's verify_summary + core.accuracy floors. Board: runner/metrics.py and judge.py loaded as
     the release's files (dms_bench's verify_outputs) and the Mender module's floors from the bundle's JSON."""
     from dmsbuild.board.mender import dmsbuild_release
-    from dmsbuild.build import evaluate
+    from dmsbuild.convert import evaluate
     from dmsbuild.ship.mender import floors_json
 
     ref_out = yolo_output(6, 10, 120, 320.0, seed=7)
@@ -325,7 +325,7 @@ def test_results_validation_accepts_kind_fields_and_rejects_bad_ones():
     (["N", 3], "Gemm", "head_pose", {"kind": "regression"}),
 ])
 def test_init_guesses_each_outputs_kind(shape, producer, name, kind):
-    from dmsbuild.build.scaffold import _looks_like_logits, guess_kinds
+    from dmsbuild.convert.scaffold import _looks_like_logits, guess_kinds
 
     out = {"name": name, "shape": shape}
     cls = [name] if _looks_like_logits(out, {name: producer}) and kind["kind"] == "classification" else []
@@ -333,7 +333,7 @@ def test_init_guesses_each_outputs_kind(shape, producer, name, kind):
 
 
 def test_init_guesses_an_ssd_pair():
-    from dmsbuild.build.scaffold import guess_kinds
+    from dmsbuild.convert.scaffold import guess_kinds
 
     outs = [{"name": "boxes", "shape": [1, 300, 4]}, {"name": "scores", "shape": [1, 300, 21]}]
     got = guess_kinds(outs, {}, [])
@@ -384,7 +384,7 @@ def test_doit_build_fails_a_real_int8_yolo_artifact_with_collapsed_scores(tmp_pa
     assert build.rc != 0
     host = sorted(set(re.findall(r"head 'output0': [^\n]*?over 8 samples", build.output)))
     assert any(l.startswith("head 'output0': slice 'scores' (channels 4:10 of axis 1) collapsed") for l in host), build.output
-    assert "python -m dmsbuild.build.mixed_precision" in build.output
+    assert "python -m dmsbuild.convert.mixed_precision" in build.output
     # the board judges by the kind its release's manifest carries (outputs.kinds): give the deployed release the kind
     manifest = root / "artifacts" / "boards" / "a" / "current" / "manifest.json"
     doc = json.loads(manifest.read_text())

@@ -16,7 +16,7 @@ import pytest
 
 import dmsbuild
 from dmsbuild import boards
-from dmsbuild.build.scaffold import STARTER_FILES, defaults_dir
+from dmsbuild.convert.scaffold import STARTER_FILES, defaults_dir
 from dmsbuild.ship import manifest
 from tests.tinyproject import REPO
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dmsbuild.measure.board_state import incomparable
 from dmsbuild.measure.gates import check_latency
-from dmsbuild.measure.results import ResultStore
+from dmsbuild.core.results import ResultStore
 from tests.bench_docs import document, result
 
 FLAGS = ("throttled", "freq_capped", "under_voltage", "soft_temp_limit")

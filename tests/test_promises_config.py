@@ -42,7 +42,7 @@ EVALUATIONS = {"evaluate:fp32", "evaluate:fp16", "evaluate:int8-dynamic", "evalu
 AFFECTS: dict[str, set[str]] = {
     "model": {EXPORT},
     "input": {EXPORT, QDQ_A, QDQ_B, REF} | ALL_BUILDS,
-    # every artifact is judged by its outputs' kinds and names: the evaluations run again (build/evaluate.py)
+    # every artifact is judged by its outputs' kinds and names: the evaluations run again (convert/evaluate.py)
     "outputs": {EXPORT, REF} | ALL_BUILDS | EVALUATIONS,
     "preprocess": {QDQ_A, QDQ_B, REF},
     "export": {EXPORT},
@@ -55,7 +55,7 @@ AFFECTS: dict[str, set[str]] = {
     "quantization.dynamic": {DYN},
     "quantization.static": NEW_QDQ_A,
     # QAT/pruning settings of a PTQ variant: its key (file name) ignores them, but doit's recorded settings keep
-    # every field (build/quantize.static_settings, for_key=False, "as version one recorded them"), so the PTQ
+    # every field (convert/quantize.static_settings, for_key=False, "as version one recorded them"), so the PTQ
     # artifact is re-quantized (seconds; same settings, same file) when one changes: an extra rebuild, never a
     # stale artifact. No pruning (fraction 0): round_to changes nothing.
     "quantization.static.qat": {QDQ_A},

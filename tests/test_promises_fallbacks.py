@@ -17,7 +17,7 @@ from hypothesis import given, settings, strategies as st
 from dmsbuild.config import ConfirmConfig
 from dmsbuild.measure.bench import HOST_DRIVEN, BenchResult, BoardBench, _confirm_latency
 from dmsbuild.measure.gates import GateFailure
-from dmsbuild.ship.transport.base import CommandResult
+from dmsbuild.transport.base import CommandResult
 
 CFG = ConfirmConfig(blocks=4, iterations=10, warmup=1, resamples=200, max_seconds=30)
 FIRST = "board b: artifact fp32 (fp32) fails the latency gate: median 5.000 ms is 2.00x the 2.500 ms of release old"
@@ -116,7 +116,7 @@ def test_a_control_too_noisy_twice_leaves_the_release_in_place_and_says_so():
 # ---------------------------------------------------------------- doit tune: the default stays
 def _row(ratio: float, ci_high: float, failures: list[str], problem: str | None):
     from dmsbuild.pipeline.tune.space import Candidate
-    from dmsbuild.build.tuned import Recipe, Settings
+    from dmsbuild.convert.tuned import Recipe, Settings
     from dmsbuild.pipeline.tune.choice import Row
 
     control = {"ratio": 1.0, "ci_low": 0.9, "ci_high": 1.4, "loadavg": 2.0, "max_width": 0.2, "problem": problem}

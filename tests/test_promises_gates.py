@@ -25,10 +25,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from dmsbuild.board.runner.judge import head_failures
-from dmsbuild.measure.accuracy import METRICS, AccuracyFloors
+from dmsbuild.core.accuracy import METRICS, AccuracyFloors
 from dmsbuild.measure.gates import check_latency
 from dmsbuild.measure.regression import MAX_CONTROL_WIDTH, Control, bootstrap_ratio, control_of, decide
-from dmsbuild.measure.results import ResultStore
+from dmsbuild.core.results import ResultStore
 from dmsbuild.ship.fleet import BoardOutcome, standard_gate
 from tests.bench_docs import document, result
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dmsbuild.ship.transport.local import LocalTransport
+from dmsbuild.transport.local import LocalTransport
 
 PY = sys.executable
 

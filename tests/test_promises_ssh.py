@@ -1,6 +1,6 @@
 """Promise class: every precedence rule of the SSH settings, with and without OpenSSH (issue 25, item 1).
 
-``dmsbuild/ship/transport/sshconfig.py`` promises the order ``ssh [options] HOST`` uses, first value wins:
+``dmsbuild/transport/sshconfig.py`` promises the order ``ssh [options] HOST`` uses, first value wins:
 1. the inventory's fields (command-line options: ``port`` -p, ``user`` -l, ``identity_file`` -i, ``ssh_args``);
 2. the ssh config, in file order (the board's own ``Host`` block before a later ``Host *``);
 3. OpenSSH's defaults (port 22, the local user, alias as host name);
@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dmsbuild.ship.inventory import Board
-from dmsbuild.ship.transport.sshconfig import DEFAULT_TIMEOUT, SSH_CLIENT_ENV, SSH_CONFIG_ENV
+from dmsbuild.transport.sshconfig import DEFAULT_TIMEOUT, SSH_CLIENT_ENV, SSH_CONFIG_ENV
 
 ALIAS = "myboard"
 RESOLVERS = ["ssh -G", "paramiko SSHConfig"]
@@ -76,7 +76,7 @@ def resolver(request, monkeypatch):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(s=layered())
 def test_the_first_value_wins_inventory_then_config_then_defaults(resolver, s):
-    from dmsbuild.ship.transport.ssh import resolve
+    from dmsbuild.transport.ssh import resolve
 
     with tempfile.TemporaryDirectory() as keydir:
         cfg = os.path.join(keydir, "config")
@@ -115,8 +115,8 @@ def test_the_first_value_wins_inventory_then_config_then_defaults(resolver, s):
 
 def test_both_resolvers_are_exercised():
     """The fallback must be the paramiko parser, not ssh -G under another name (DMSBUILD_SSH=none)."""
-    from dmsbuild.ship.transport import ssh as T
-    from dmsbuild.ship.transport.sshconfig import ssh_client
+    from dmsbuild.transport import ssh as T
+    from dmsbuild.transport.sshconfig import ssh_client
 
     old = os.environ.get(SSH_CLIENT_ENV)
     os.environ[SSH_CLIENT_ENV] = "none"

@@ -1,4 +1,4 @@
-"""QAT with distillation and structured pruning (dmsbuild/build/qat.py, issue 12), on the tiny model."""
+"""QAT with distillation and structured pruning (dmsbuild/convert/qat.py, issue 12), on the tiny model."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import pytest
 
 from dmsbuild.config import QATConfig, StaticQuantConfig, load_dataclass, load_target
 from dmsbuild.errors import UserError
-from dmsbuild.build.quantize import settings_key
+from dmsbuild.convert.quantize import settings_key
 from tests.tinyproject import TARGET_B, make_project, run_doit
 
 # lr: the tiny project's random-init model has vanishing activations (its BatchNorm running statistics, mean 0 and
@@ -82,7 +82,7 @@ def test_profile_fields_are_read(tmp_path: Path) -> None:
 
 def test_missing_qat_labels_file_is_one_line(tmp_path: Path) -> None:
     from dmsbuild.config import load_project
-    from dmsbuild.build.qat import training_files
+    from dmsbuild.convert.qat import training_files
 
     root = make_project(tmp_path / "l", {"q": QAT_TARGET.format(steps=1, prune="")})
     with pytest.raises(UserError) as exc:
@@ -129,7 +129,7 @@ def test_round_to_keeps_old_keys_where_it_changes_nothing() -> None:
 
 
 def test_kept_channels_rounds_down_but_never_empties_a_layer() -> None:
-    from dmsbuild.build.qat import kept_channels
+    from dmsbuild.convert.qat import kept_channels
 
     assert kept_channels(48, 12, 32) == 32 and kept_channels(96, 24, 16) == 64 and kept_channels(40, 10, 1) == 30
     assert kept_channels(16, 4, 32) == 16  # narrower than a block: kept whole
@@ -140,7 +140,7 @@ def test_pruning_keeps_channel_multiples_and_never_empties_a_layer() -> None:
     torch = pytest.importorskip("torch")
     from torch import nn
 
-    from dmsbuild.build.qat import channel_alignment, prune_channels
+    from dmsbuild.convert.qat import channel_alignment, prune_channels
 
     def net() -> nn.Module:
         torch.manual_seed(0)
@@ -164,7 +164,7 @@ def test_batchnorm_recalibration_matches_the_data_and_restores_modes() -> None:
     torch = pytest.importorskip("torch")
     from torch import nn
 
-    from dmsbuild.build.qat import recalibrate_batchnorm
+    from dmsbuild.convert.qat import recalibrate_batchnorm
 
     torch.manual_seed(0)
     m = nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.Dropout(0.5)).eval()
@@ -183,7 +183,7 @@ def test_batchnorm_recalibration_matches_the_data_and_restores_modes() -> None:
 # --------------------------------------------------------------------------
 def test_weight_fake_quant_matches_scheme() -> None:
     torch = pytest.importorskip("torch")
-    from dmsbuild.build.qat import fake_quantize_weight
+    from dmsbuild.convert.qat import fake_quantize_weight
 
     torch.manual_seed(0)
     w = torch.randn(4, 3, 3, 3) * torch.tensor([1.0, 10.0, 0.1, 2.0]).view(4, 1, 1, 1)
@@ -202,7 +202,7 @@ def test_weight_fake_quant_matches_scheme() -> None:
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
-    from dmsbuild.build.qat import lr_factor
+    from dmsbuild.convert.qat import lr_factor
 
     f = [lr_factor(i, 100) for i in range(100)]
     assert f[0] == pytest.approx(0.2) and f[4] == pytest.approx(1.0)  # 5 warm-up steps: 0.2, 0.4, ... 1.0
@@ -214,7 +214,7 @@ def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
 
 def test_training_cpu_sets_threads_and_puts_them_back() -> None:
     torch = pytest.importorskip("torch")
-    from dmsbuild.build.qat import training_cpu
+    from dmsbuild.convert.qat import training_cpu
 
     before = torch.get_num_threads()
     with training_cpu(1):
@@ -228,7 +228,7 @@ def test_training_cpu_sets_threads_and_puts_them_back() -> None:
 def test_activation_fake_quant_keeps_tiny_ranges_like_ort() -> None:
     """A tensor of range 1e-6 keeps its values (ORT's scale floor is float32 tiny), not torch's default 1.2e-7 floor."""
     torch = pytest.importorskip("torch")
-    from dmsbuild.build.qat import _activation_fake_quant
+    from dmsbuild.convert.qat import _activation_fake_quant
 
     fq = _activation_fake_quant(StaticQuantConfig(activation_type="QInt8", symmetric_activations=True))
     x = torch.linspace(-1e-6, 1e-6, 101)
@@ -239,7 +239,7 @@ def test_activation_fake_quant_keeps_tiny_ranges_like_ort() -> None:
 
 def test_distillation_loss_heads() -> None:
     torch = pytest.importorskip("torch")
-    from dmsbuild.build.qat import distillation_loss
+    from dmsbuild.convert.qat import distillation_loss
 
     heads, cls = ["a", "pose"], {"a"}
     t = (torch.tensor([[2.0, -1.0], [0.0, 3.0]]), torch.tensor([[0.5], [-0.2]]))
@@ -258,7 +258,7 @@ def test_distillation_loss_heads() -> None:
 def test_fake_quant_insert_and_strip_roundtrip() -> None:
     torch = pytest.importorskip("torch")
     from dmsbuild.model.dms_net import build_tiny
-    from dmsbuild.build.qat import fold_batchnorm, insert_fake_quant, strip_fake_quant
+    from dmsbuild.convert.qat import fold_batchnorm, insert_fake_quant, strip_fake_quant
 
     torch.manual_seed(0)
     model = build_tiny().eval()
@@ -347,8 +347,8 @@ def test_qat_artifact_deploys_and_passes_the_output_check(qat_project: Path) -> 
 def test_qat_is_seeded(qat_project: Path, tmp_path: Path) -> None:
     """Same settings, same data, same seed: the same trained weights (so the same artifact)."""
     from dmsbuild.config import load_project, static_quant_for
-    from dmsbuild.build.data import list_samples
-    from dmsbuild.build.qat import tuned_fp32_path, run_qat
+    from dmsbuild.convert.data import list_samples
+    from dmsbuild.convert.qat import tuned_fp32_path, run_qat
 
     root = qat_project
     proj = load_project(root)
@@ -371,7 +371,7 @@ def test_qat_is_seeded(qat_project: Path, tmp_path: Path) -> None:
 def test_failure_late_in_the_stage_leaves_no_artifact(qat_project: Path, tmp_path: Path) -> None:
     """An error (or Ctrl-C) after training leaves no target and no temporary folder: doit runs it again."""
     from dmsbuild.config import load_project, static_quant_for
-    from dmsbuild.build.qat import report_path, run_qat, tuned_fp32_path
+    from dmsbuild.convert.qat import report_path, run_qat, tuned_fp32_path
 
     root = qat_project
     proj = load_project(root)
@@ -414,7 +414,7 @@ def test_pruning_reduces_macs_and_flows_through(tmp_path: Path) -> None:
 
 def test_qat_needs_a_pytorch_model(tmp_path: Path) -> None:
     from dmsbuild.config import load_project
-    from dmsbuild.build.qat import run_qat
+    from dmsbuild.convert.qat import run_qat
 
     root = make_project(tmp_path / "o", {"q": QAT_TARGET.format(steps=1, prune="")})
     proj = load_project(root)
@@ -428,9 +428,9 @@ def test_qat_needs_a_pytorch_model(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------
 def test_tensorrt_rules_accept_qat_artifact_and_reject_asymmetric(qat_project: Path, tmp_path: Path) -> None:
     from dmsbuild.config import load_project
-    from dmsbuild.build.data import list_samples
-    from dmsbuild.build.qat import tensorrt_qdq_problems
-    from dmsbuild.build.quantize import quantize_static_qdq
+    from dmsbuild.convert.data import list_samples
+    from dmsbuild.convert.qat import tensorrt_qdq_problems
+    from dmsbuild.convert.quantize import quantize_static_qdq
 
     root = qat_project
     key = _qat_key(root)

@@ -75,7 +75,7 @@ def qat_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _key(root: Path, target: str) -> str:
     from dmsbuild.config import load_project, load_target, static_quant_for
-    from dmsbuild.build.quantize import settings_key
+    from dmsbuild.convert.quantize import settings_key
 
     proj = load_project(root)
     return settings_key(static_quant_for(proj, load_target(root, target)), proj.data.max_calibration_samples)

@@ -13,7 +13,7 @@ import pytest
 
 from dmsbuild.config import StaticQuantConfig, TargetProfile, load_dataclass, load_project, load_target, static_quant_for
 from dmsbuild.errors import UserError
-from dmsbuild.build.quantize import settings_key
+from dmsbuild.convert.quantize import settings_key
 from tests.tinyproject import make_project, run_doit
 
 TARGET = """\
@@ -160,7 +160,7 @@ def test_unknown_node_name_fails_the_build_in_one_line(built: Path) -> None:
     first = msg.splitlines()[0]
     assert "targets/a.toml: field 'quantization.nodes_to_exclude' names 2 node(s) not in the graph" in first
     assert "/backbone/typo, /no/such/Conv" in first
-    assert "python -m dmsbuild.build.mixed_precision" in msg
+    assert "python -m dmsbuild.convert.mixed_precision" in msg
     assert "Traceback" not in run.output
 
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from dmsbuild.config import StaticQuantConfig, load_project
-from dmsbuild.build.data import list_samples
+from dmsbuild.convert.data import list_samples
 from tests.tinyproject import make_project
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory):
-    from dmsbuild.build.export import export_model
+    from dmsbuild.convert.export import export_model
 
     root = make_project(tmp_path_factory.mktemp("quant") / "proj")
     proj = load_project(root)
@@ -41,7 +41,7 @@ def test_export_sidecar_and_dynamic_batch(exported) -> None:
     assert [o["name"] for o in side["outputs"]] == ["eye_state", "yawn", "activity", "head_pose"]
     model = _onnx(out / "fp32.onnx")
     assert _dims(model.graph.input[0]) == ["batch", 3, 64, 64]
-    from dmsbuild.build.evaluate import run_onnx
+    from dmsbuild.convert.evaluate import run_onnx
 
     import onnxruntime as ort
 
@@ -54,7 +54,7 @@ def test_export_sidecar_and_dynamic_batch(exported) -> None:
 def test_fp16_keeps_float32_io_and_halves_weights(exported) -> None:
     from onnx import TensorProto
 
-    from dmsbuild.build.quantize import convert_fp16
+    from dmsbuild.convert.quantize import convert_fp16
 
     proj, out, _ = exported
     convert_fp16(out / "fp32.onnx", out / "fp16.onnx")
@@ -67,7 +67,7 @@ def test_fp16_keeps_float32_io_and_halves_weights(exported) -> None:
 
 
 def test_static_variants_per_consumer(exported) -> None:
-    from dmsbuild.build.quantize import quantize_static_qdq
+    from dmsbuild.convert.quantize import quantize_static_qdq
 
     proj, out, _ = exported
     cal = list_samples(proj, "calibration")
@@ -94,7 +94,7 @@ def test_static_variants_per_consumer(exported) -> None:
 
 def test_dynamic_int8_options(exported) -> None:
     from dmsbuild.config import DynamicQuantConfig
-    from dmsbuild.build.quantize import quantize_dynamic_int8
+    from dmsbuild.convert.quantize import quantize_dynamic_int8
 
     proj, out, _ = exported
     quantize_dynamic_int8(out / "fp32.onnx", out / "dyn.onnx", DynamicQuantConfig(per_channel=True, reduce_range=True))
@@ -103,7 +103,7 @@ def test_dynamic_int8_options(exported) -> None:
 
 
 def test_metrics_detect_a_wrong_class() -> None:
-    from dmsbuild.build.evaluate import head_metrics
+    from dmsbuild.convert.evaluate import head_metrics
 
     ref = np.array([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0], [0.0, 1.0]])
     same = head_metrics(ref, ref.copy(), classification=True)
@@ -116,7 +116,7 @@ def test_metrics_detect_a_wrong_class() -> None:
 
 @pytest.mark.slow
 def test_dynamo_exporter_records_opset_18(exported, tmp_path: Path) -> None:
-    from dmsbuild.build.export import export_model
+    from dmsbuild.convert.export import export_model
 
     proj, _, _ = exported
     proj.export.exporter = "dynamo"

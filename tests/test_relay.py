@@ -178,7 +178,7 @@ def test_one_sftp_write_per_ssh_packet(relay_boards, tmp_path):
     """paramiko's default 32 KiB write plus header took two SSH packets; the upload now sends one per write."""
     import paramiko
 
-    from dmsbuild.ship.transport.ssh import SSHTransport
+    from dmsbuild.transport.ssh import SSHTransport
 
     release = _release(tmp_path, "pk")
     board = _deployer(relay_boards, tmp_path, release).boards["relay-01"]

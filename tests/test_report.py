@@ -9,7 +9,7 @@ import re
 import pytest
 
 from dmsbuild.measure.report import EMPTY_TEXT, write_report
-from dmsbuild.measure.results import ResultStore
+from dmsbuild.core.results import ResultStore
 from tests.bench_docs import document, result
 
 EVIL = "rpi5-02<script>alert(1)</script>"

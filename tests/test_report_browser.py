@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dmsbuild.measure.report import write_report
-from dmsbuild.measure.results import ResultStore
+from dmsbuild.core.results import ResultStore
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; "

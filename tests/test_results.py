@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from dmsbuild.errors import UserError
-from dmsbuild.measure.results import (MAX_DOCUMENT_BYTES, ResultError, ResultParser, ResultStore, fill_latency,
+from dmsbuild.core.results import (MAX_DOCUMENT_BYTES, ResultError, ResultParser, ResultStore, fill_latency,
                               new_result, parse_document, parser_for, validate_document)
 from tests.bench_docs import document, result
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from dmsbuild.measure.accuracy import AccuracyFloors
+from dmsbuild.core.accuracy import AccuracyFloors
 from dmsbuild.measure.bench import BenchError, BoardBench, bench_boards, benchmark_release, probe_facts
 from dmsbuild.errors import UserError
-from dmsbuild.measure.results import ResultStore, validate_document
-from dmsbuild.ship.transport.local import LocalTransport
+from dmsbuild.core.results import ResultStore, validate_document
+from dmsbuild.transport.local import LocalTransport
 from tests.bench_release import make_release, tree_digest
 
 PY = sys.executable

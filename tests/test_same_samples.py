@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmsbuild.build.evaluate import evaluate_artifact, gate_failures, _savez
+from dmsbuild.convert.evaluate import evaluate_artifact, gate_failures, _savez
 from dmsbuild.board.runner import dms_bench
 from dmsbuild.config import HeadFloorsConfig, load_project, load_target
 from dmsbuild.errors import UserError
-from dmsbuild.measure.accuracy import floors_for
+from dmsbuild.core.accuracy import floors_for
 from dmsbuild.measure.gates import check_accuracy
 from dmsbuild.names import head_keys, safe_id
 from dmsbuild.ship.manifest import verify_subset

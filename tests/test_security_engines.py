@@ -14,7 +14,7 @@ import pytest
 
 from dmsbuild.backends.trt_board import bench_artifacts
 from dmsbuild.measure.bench import host_cache_root
-from dmsbuild.ship.transport.local import LocalTransport
+from dmsbuild.transport.local import LocalTransport
 
 DOUBLES = Path(__file__).parents[1] / "dmsbuild" / "doubles"
 PLAN = {"warmup": 1, "iterations": 5, "verify_samples": 0}

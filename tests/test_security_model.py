@@ -36,7 +36,7 @@ def _model_with_external(tmp_path: Path, location: str) -> Path:
 
 @pytest.mark.parametrize("location", ["../secret.bin", "/etc/passwd", "sub/../../secret.bin"])
 def test_external_data_outside_the_model_folder_is_refused(tmp_path, location):
-    from dmsbuild.build.model_import import normalise
+    from dmsbuild.convert.model_import import normalise
 
     (tmp_path / "secret.bin").write_bytes(b"\0\0\0\0")
     src = _model_with_external(tmp_path, location)
@@ -48,7 +48,7 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path, location):
 
 @pytest.mark.parametrize("suffix", [".npy", ".npz"])
 def test_a_pickle_in_calibration_data_is_never_unpickled(tmp_path, project_dir, suffix):
-    from dmsbuild.build.data import iter_samples
+    from dmsbuild.convert.data import iter_samples
     from dmsbuild.config import load_project
 
     ran = tmp_path / "pickle-ran"

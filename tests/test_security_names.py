@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "dmsbuild"
 #: modules whose name checks were converted in issue 30
-CHECKED = ["names.py", "measure/results.py", "ship/manifest.py", "backends/toolchain.py", "untrusted.py",
+CHECKED = ["names.py", "core/results.py", "ship/manifest.py", "backends/toolchain.py", "untrusted.py",
            "board/release_agent.py", "measure/bench.py", "backends/trt_board.py"]
 #: a pattern anchored with ``$`` (not ``\\Z``) used with ``.match(`` on the same line or compiled in the module
 _DOLLAR_MATCH = re.compile(r"""re\.match\(r?["']\^[^"']*\$["']""")

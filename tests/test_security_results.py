@@ -17,13 +17,13 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from dmsbuild.errors import UserError
-from dmsbuild.measure.accuracy import AccuracyFloors
+from dmsbuild.core.accuracy import AccuracyFloors
 from dmsbuild.measure.bench import BoardBench, bench_boards
 from dmsbuild.measure.report import write_report
-from dmsbuild.measure.results import MAX_INT, ResultError, ResultStore, parse_document, validate_document
+from dmsbuild.core.results import MAX_INT, ResultError, ResultStore, parse_document, validate_document
 from dmsbuild.names import is_safe, safe_id
 from dmsbuild.ship.progress import FleetProgress
-from dmsbuild.ship.transport.local import LocalTransport
+from dmsbuild.transport.local import LocalTransport
 from dmsbuild.untrusted import md_text, neutralise, shown
 from tests.bench_docs import document, result
 

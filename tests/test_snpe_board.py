@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmsbuild.measure.accuracy import AccuracyFloors
+from dmsbuild.core.accuracy import AccuracyFloors
 from dmsbuild.measure.bench import BoardBench, bench_boards
-from dmsbuild.measure.results import ResultStore, validate_result
-from dmsbuild.ship.transport.local import LocalTransport
+from dmsbuild.core.results import ResultStore, validate_result
+from dmsbuild.transport.local import LocalTransport
 
 DOUBLES = Path(__file__).parents[1] / "dmsbuild" / "doubles"
 N_REF, ITERATIONS, VERIFY = 3, 5, 2

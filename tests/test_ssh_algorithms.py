@@ -19,8 +19,8 @@ import pytest
 from dmsbuild import boards as emu
 from dmsbuild.errors import UserError
 from dmsbuild.ship.inventory import Board
-from dmsbuild.ship.transport.ssh import SSHTransport, TransportError
-from dmsbuild.ship.transport.sshconfig import parse_ssh_args
+from dmsbuild.transport.ssh import SSHTransport, TransportError
+from dmsbuild.transport.sshconfig import parse_ssh_args
 
 NET = "127.0.15"
 

@@ -18,7 +18,7 @@ import pytest
 
 from dmsbuild import boards as emu
 from dmsbuild.ship.inventory import Board
-from dmsbuild.ship.transport.ssh import SSHTransport, TransportError, identities, public_blob
+from dmsbuild.transport.ssh import SSHTransport, TransportError, identities, public_blob
 
 NET = "127.0.18"
 PASSPHRASE = "correct horse"

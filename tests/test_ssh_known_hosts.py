@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dmsbuild.ship.inventory import Board, load_inventory
-from dmsbuild.ship.transport.ssh import SSHTransport, TransportError
+from dmsbuild.transport.ssh import SSHTransport, TransportError
 
 
 def _board(state: dict, project: Path, name: str) -> Board:
@@ -67,7 +67,7 @@ def test_uploads_at_once_are_capped_per_process(monkeypatch, tmp_path):
     import threading
     import time
 
-    from dmsbuild.ship.transport import ssh
+    from dmsbuild.transport import ssh
 
     monkeypatch.setenv(ssh.UPLOAD_SLOTS_ENV, "2")
     monkeypatch.setattr(ssh, "_slots", None)
@@ -94,7 +94,7 @@ def test_uploads_at_once_are_capped_per_process(monkeypatch, tmp_path):
 @pytest.mark.parametrize("raw", ["0", "many", "-3"])
 def test_bad_upload_slots_setting_is_refused(monkeypatch, raw):
     from dmsbuild.errors import UserError
-    from dmsbuild.ship.transport import ssh
+    from dmsbuild.transport import ssh
 
     monkeypatch.setenv(ssh.UPLOAD_SLOTS_ENV, raw)
     monkeypatch.setattr(ssh, "_slots", None)

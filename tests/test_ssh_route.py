@@ -20,8 +20,8 @@ import pytest
 from dmsbuild import boards as emu
 from dmsbuild.errors import UserError
 from dmsbuild.ship.inventory import Board
-from dmsbuild.ship.transport.ssh import SSHTransport, TransportError, resolve
-from dmsbuild.ship.transport.sshconfig import parse_ssh_args
+from dmsbuild.transport.ssh import SSHTransport, TransportError, resolve
+from dmsbuild.transport.sshconfig import parse_ssh_args
 from tests import reaper
 
 NET = "127.0.4"
@@ -244,7 +244,7 @@ def test_bench_over_ssh_benchmarks_the_current_release_without_sending(lab, tmp_
     an unreachable board fails alone."""
     from dmsbuild.config import load_project, load_target
     from dmsbuild.pipeline.deploy import bench_target
-    from dmsbuild.measure.results import ResultStore
+    from dmsbuild.core.results import ResultStore
     from dmsbuild.tasks.deploy import boards_for
     from tests.bench_release import make_release
     from tests.conftest import REPO

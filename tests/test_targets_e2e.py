@@ -118,7 +118,7 @@ def test_emulated_board_runs_qnn_contexts_but_not_other_tied_artifacts():
 
 def test_trtexec_results_parse_into_the_common_schema():
     from dmsbuild.backends import trt_board  # noqa: F401 - registers the parser
-    from dmsbuild.measure.results import parser_for
+    from dmsbuild.core.results import parser_for
 
     fixtures = Path(__file__).parents[1] / "dmsbuild" / "doubles" / "fixtures"
     log = (fixtures / "tensorrt-4177-summary.log").read_text()
@@ -152,7 +152,7 @@ def test_board_without_trtexec_reports_it_per_artifact(tmp_path):
     import sys
 
     from dmsbuild.backends.trt_board import bench_artifacts
-    from dmsbuild.ship.transport.local import LocalTransport
+    from dmsbuild.transport.local import LocalTransport
 
     rel, manifest, entries = _trt_release(tmp_path)
     board = LocalTransport("bare", env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"})
@@ -167,7 +167,7 @@ def test_trtexec_engine_cache_changes_with_the_boards_gpu(tmp_path):
     import sys
 
     from dmsbuild.backends.trt_board import bench_artifacts
-    from dmsbuild.ship.transport.local import LocalTransport
+    from dmsbuild.transport.local import LocalTransport
 
     doubles = Path(__file__).parents[1] / "dmsbuild" / "doubles"
     log = tmp_path / "argv.jsonl"

@@ -34,7 +34,7 @@ def test_safe_id_passes_the_boards_validation(name: str) -> None:
 
 
 def test_safe_pattern_is_the_result_validations() -> None:
-    from dmsbuild.measure import results
+    from dmsbuild.core import results
 
     assert SAFE_RE.pattern == results._NAME.pattern  # the host checks what the board's validation checks
 
@@ -84,7 +84,7 @@ def test_odd_names_build_deploy_and_pass_board_validation(tmp_path: Path) -> Non
 
 
 def test_stale_build_without_keys_is_refused_before_upload(tmp_path: Path) -> None:
-    from dmsbuild.build.build_json import check_board_names
+    from dmsbuild.convert.build_json import check_board_names
 
     build = {"outputs": {"names": ["gpu_0/softmax_1"]}}
     with pytest.raises(UserError) as info:

@@ -162,7 +162,7 @@ def _force_choice(root: Path) -> None:
     from dmsbuild.config import load_project, load_target
     from dmsbuild.pipeline.tune.choice import KindResult, Row, write_choice
     from dmsbuild.pipeline.tune.run import _baseline
-    from dmsbuild.build.tuned import tuned_path
+    from dmsbuild.convert.tuned import tuned_path
     from dmsbuild.board.release_agent import sha256_of
     from dmsbuild.ship.manifest import read_build
 
@@ -171,7 +171,7 @@ def _force_choice(root: Path) -> None:
     doc = json.loads((root / "artifacts" / "tune" / "t" / "tune.json").read_text())["results"][0]
     [raw] = [r for r in doc["rows"] if r["recipe"]["precision"] == "int8-qdq"]
     from dmsbuild.pipeline.tune.space import Candidate
-    from dmsbuild.build.tuned import Recipe, Settings
+    from dmsbuild.convert.tuned import Recipe, Settings
 
     row = Row(Candidate(Recipe(**raw["recipe"]), Settings(**raw["runtime"])), raw["id"], [], raw["accuracy"],
               raw["measurement"], True, None, "pass")
@@ -257,7 +257,7 @@ def test_budget_on_the_command_line_is_checked(tmp_path):
 # --------------------------------------------------------------------------
 def _row(ratio: float, ci_high: float, failures: list[str] | None = None, threads: int = 1):
     from dmsbuild.pipeline.tune.space import Candidate
-    from dmsbuild.build.tuned import Recipe, Settings
+    from dmsbuild.convert.tuned import Recipe, Settings
     from dmsbuild.pipeline.tune.choice import Row
 
     cand = Candidate(Recipe("int8-qdq", False, "QUInt8", "QInt8", "MinMax"), Settings(threads))
@@ -293,7 +293,7 @@ def test_the_choice_sentence_separates_int8_from_threads():
     a 2x INT8 choice is 1.33x of what threads alone give."""
     from dmsbuild.pipeline.tune.board import Baseline
     from dmsbuild.pipeline.tune.space import Candidate
-    from dmsbuild.build.tuned import Recipe, Settings
+    from dmsbuild.convert.tuned import Recipe, Settings
     from dmsbuild.pipeline.tune.choice import Row, explain
 
     base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
@@ -339,7 +339,7 @@ def test_a_failed_aa_control_refuses_to_choose_in_one_line():
 def test_search_space_dimensions():
     from dmsbuild.config import TuneConfig
     from dmsbuild.pipeline.tune.space import Candidate, recipes, settings_space
-    from dmsbuild.build.tuned import Recipe, Settings
+    from dmsbuild.convert.tuned import Recipe, Settings
 
     cfg = TuneConfig(precision=["fp32", "int8-qdq", "int8-dynamic"], per_channel=[True, False])
     got = recipes(cfg)
@@ -381,7 +381,7 @@ def test_qnn_and_tensorrt_spaces_are_defined_but_refused_in_one_line(tmp_path, r
 
 
 def test_mixed_precision_candidate_keeps_the_ranked_nodes_in_float(tuned):
-    """tune.mixed_precision = [true]: dmsbuild.build.mixed_precision ranks the nodes; the candidate keeps the fewest
+    """tune.mixed_precision = [true]: dmsbuild.convert.mixed_precision ranks the nodes; the candidate keeps the fewest
     that pass the host gate in float (recorded beside the artifact)."""
     import dataclasses
 
@@ -389,7 +389,7 @@ def test_mixed_precision_candidate_keeps_the_ranked_nodes_in_float(tuned):
 
     from dmsbuild.config import load_project, load_target
     from dmsbuild.board.release_agent import sha256_of
-    from dmsbuild.build.tuned import Recipe
+    from dmsbuild.convert.tuned import Recipe
     from dmsbuild.pipeline.tune.recipe import build_recipe, host_gate
     from dmsbuild.pipeline.tune.space import check_space
 
@@ -444,7 +444,7 @@ def test_tensorrt_candidates_build_through_the_backend_and_the_trtexec_double_ac
 
 def test_qnn_candidates_go_through_the_qnn_backend_options(tmp_path):
     from dmsbuild.config import load_project, load_target
-    from dmsbuild.build.quantize import settings_key
+    from dmsbuild.convert.quantize import settings_key
     from dmsbuild.pipeline.tune.space import qnn_candidates
 
     root = make_project(tmp_path / "p", {"q": 'runtime = "qnn"\nprecisions = ["int8-qdq"]\n[quantization]\nfixed_shape = true\n'
@@ -557,7 +557,7 @@ def test_a_deploy_waits_while_a_tune_measures_and_says_so(tmp_path):
     its scratch release); a deploy meanwhile is refused in one line naming the tune and its holder."""
     from dmsbuild.errors import UserError
     from dmsbuild.ship.release import BoardLock
-    from dmsbuild.ship.transport.local import LocalTransport
+    from dmsbuild.transport.local import LocalTransport
 
     root = str(tmp_path / "root")
     with BoardLock(LocalTransport("b"), sys.executable, root, objects=[], doing="doit tune"):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from dmsbuild.ship.inventory import load_inventory
-from dmsbuild.ship.transport import ssh
-from dmsbuild.ship.transport.ssh import SSHTransport
+from dmsbuild.transport import ssh
+from dmsbuild.transport.ssh import SSHTransport
 
 
 def _transport(boards: dict, project: Path, name: str) -> SSHTransport:

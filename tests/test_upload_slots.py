@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from dmsbuild.ship.transport.ssh import UPLOAD_SLOTS, UPLOAD_SLOTS_MAX, AdaptiveSlots
+from dmsbuild.transport.ssh import UPLOAD_SLOTS, UPLOAD_SLOTS_MAX, AdaptiveSlots
 
 
 class _Sim:
@@ -80,7 +80,7 @@ def test_acquire_blocks_at_the_limit():
 def test_a_fixed_setting_is_a_fixed_semaphore(monkeypatch, raw):
     import threading
 
-    from dmsbuild.ship.transport import ssh
+    from dmsbuild.transport import ssh
 
     monkeypatch.setenv(ssh.UPLOAD_SLOTS_ENV, raw)
     monkeypatch.setattr(ssh, "_slots", None)

@@ -501,7 +501,7 @@ def _sdk_present() -> bool:
 
 def compile_dlc(project: Any, fp32_onnx: Path, out: Path, options: QnnOptions, target: str) -> None:
     """doit action: the SNPE DLC of the target (convert, quantize with unique calibration files, HTP prepare)."""
-    from ..build.data import list_samples, load_samples
+    from ..convert.data import list_samples, load_samples
     from .snpe import build_dlc, find_sdk
 
     sdk = find_sdk()  # no SDK: one UserError line saying what to install and how to point the build at it

@@ -30,11 +30,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from ..measure.provenance import DOUBLE_MARKER
+from ..core.provenance import DOUBLE_MARKER
 from ..names import is_safe
 from ..untrusted import shown
-from ..measure.results import tool_result
-from ..ship.transport.base import Transport
+from ..core.results import tool_result
+from ..transport.base import Transport
 from . import snpe
 from .trt_board import engines_dir
 

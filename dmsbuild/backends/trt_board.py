@@ -37,9 +37,9 @@ from typing import Any, Callable
 
 from ..errors import UserError
 from ..names import is_safe
-from ..measure.provenance import DOUBLE_MARKER
-from ..measure.results import ResultParser, tool_result
-from ..ship.transport.base import Transport
+from ..core.provenance import DOUBLE_MARKER
+from ..core.results import ResultParser, tool_result
+from ..transport.base import Transport
 from . import tensorrt as trt
 from . import trt_shapes
 
@@ -74,7 +74,7 @@ class TrtexecResultParser(ResultParser):
         if not samples:
             res["error"] = "trtexec wrote no per-inference times (--exportTimes)"
             return res
-        from ..measure.results import fill_latency
+        from ..core.results import fill_latency
 
         fill_latency(res, samples)
         res["iterations"] = len(samples)

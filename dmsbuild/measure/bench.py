@@ -18,12 +18,12 @@ from . import board_state
 from ..core.runtimes import RUNTIMES
 from ..errors import UserError, first_line
 from .gates import GateFailure, check_gates
-from .provenance import label, stamp_sources
-from .results import ResultError, ResultStore, load_json, parse_document
-from ..ship.transport.base import Transport
+from ..core.provenance import label, stamp_sources
+from ..core.results import ResultError, ResultStore, load_json, parse_document
+from ..transport.base import Transport
 
 if TYPE_CHECKING:
-    from .accuracy import AccuracyFloors
+    from ..core.accuracy import AccuracyFloors
     from ..config import ConfirmConfig, ProjectConfig, TargetProfile
 
 RUNNER = "runner/dms_bench.py"
@@ -218,7 +218,7 @@ def _bench_host_driven(transport: Transport, release_dir: str, manifest: dict, e
     """Artifacts of vendor-tool runtimes (trtexec) run from here; the others through the release's runner."""
     from ..backends import get_backend
     from ..config import find_root
-    from .results import make_document, validate_document
+    from ..core.results import make_document, validate_document
 
     plan = {"warmup": 10, "iterations": 100, "threads": 0, "verify_samples": 16}
     plan.update({k: v for k, v in (manifest.get("bench") or {}).items() if k in plan})

@@ -33,10 +33,10 @@ import statistics
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..board import source as board_source
-from .provenance import DOUBLE_MARKER
+from ..core.provenance import DOUBLE_MARKER
 
 if TYPE_CHECKING:
-    from ..ship.transport.base import Transport
+    from ..transport.base import Transport
 
 #: runs on the board (``dmsbuild/board/state_probe.py``, sent as ``python3 -c <source>``): read-only, standard
 #: library, every tool optional; prints one JSON object

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .accuracy import AccuracyFloors, floors_for
-from .accuracy import failures as head_failures_all
+from ..core.accuracy import AccuracyFloors, floors_for
+from ..core.accuracy import failures as head_failures_all
 from ..config import ProjectConfig, TargetProfile
-from .provenance import label, lineage, model_label
-from .results import ResultStore
+from ..core.provenance import label, lineage, model_label
+from ..core.results import ResultStore
 
 
 @dataclass
@@ -45,7 +45,7 @@ def check_runs(doc: dict, *, board: str) -> list[GateFailure]:
 
 def check_accuracy(doc: dict, *, board: str, floors: AccuracyFloors) -> list[GateFailure]:
     """Fail where the board's output check misses a floor on any head: degenerate outputs (NaN/Inf, all zero,
-    constant), top-1 agreement, mean per-sample cosine or SQNR vs the host FP32 reference (dmsbuild/measure/accuracy.py,
+    constant), top-1 agreement, mean per-sample cosine or SQNR vs the host FP32 reference (dmsbuild/core/accuracy.py,
     the build-time gate's judge and floors)."""
     failures = []
     for r in doc["results"]:

@@ -36,11 +36,11 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
-from .results import load_json
+from ..core.results import load_json
 
 if TYPE_CHECKING:
     from ..config import ConfirmConfig
-    from ..ship.transport.base import Transport
+    from ..transport.base import Transport
 
 RUNNER = "runner/dms_bench.py"
 #: the widest A/A control interval (high - low of baseline-vs-itself) a board may show and still be judged;

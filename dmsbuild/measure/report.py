@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .board_state import conditions
-from .provenance import energy_source, label, model_label
-from .results import ResultStore
+from ..core.provenance import energy_source, label, model_label
+from ..core.results import ResultStore
 from ..untrusted import md_text
 
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8-qdq": 2, "int8-dynamic": 3}

@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     from ..ship.inventory import Board
     from ..ship.manifest import Release
     from ..ship.release import BoardSession
-    from ..measure.results import ResultStore
-    from ..ship.transport.base import Transport
+    from ..core.results import ResultStore
+    from ..transport.base import Transport
 
 
 #: the bench step the deploy task builds: benchmark the release on the open connection, store, and return
@@ -102,7 +102,7 @@ class FleetDeploy:
                  project_name: str = "dms", transport_factory: Callable[["Board"], "Transport"] | None = None,
                  bench: BenchFn | None = None, full_verify: bool = False,
                  progress: Callable[[str, int, int], None] | None = None, gate: fleet.HealthGate | None = None) -> None:
-        from ..ship.transport import open_transport
+        from ..transport import open_transport
 
         self.profile = profile
         self.boards = {b.name: b for b in boards}
@@ -134,7 +134,7 @@ class FleetDeploy:
         A root under ``~/`` is read relative to the login directory (sshd runs
         commands there), so no board-side Python has to start for the check.
         """
-        from ..ship.transport import resolve_root
+        from ..transport import resolve_root
 
         board = self.boards[ref.name]
         root = board.deploy_root(self.profile)
@@ -223,7 +223,7 @@ class FleetDeploy:
         stdin closes) or after RELAY_LIFETIME_S. A board that cannot serve is
         just not a relay: the rollout carries on."""
         from ..ship.release import AGENT_SOURCE
-        from ..ship.transport import resolve_root
+        from ..transport import resolve_root
 
         with self._kept_lock:
             if len(self._servers) >= self.profile.deploy.relay_boards:
@@ -375,7 +375,7 @@ class FleetDeploy:
     def bench_one(self, ref: fleet.BoardRef, sink: fleet.ProgressSink) -> fleet.BoardOutcome:
         """Run the bench hook on the release ``current`` on the board (``doit bench``); nothing is sent."""
         from ..ship.release import BoardSession, BoardStep
-        from ..ship.transport import resolve_root
+        from ..transport import resolve_root
 
         if self.bench is None:
             raise ValueError("FleetDeploy.bench_one needs a bench hook")  # a bug in the caller
@@ -511,7 +511,7 @@ def measurement_lines(result: fleet.RolloutResult) -> list[str]:
     """After the rollout table: one line per benchmarked board (its verdict, each artifact's latency with where the
     figure came from, the output check), then the latency gate's notes, each said once for all the boards it
     concerns (a new baseline used to be one line per artifact per board: 30 lines for 10 boards)."""
-    from ..measure.provenance import label
+    from ..core.provenance import label
 
     lines: list[str] = []
     notes: dict[str, list[str]] = {}
@@ -588,7 +588,7 @@ def bench_hook(project: "ProjectConfig", profile: "TargetProfile", *, quiet: boo
     project's ``artifacts/results.sqlite``."""
     from ..measure.bench import BoardBench, bench_boards, store_path
     from ..measure.gates import accuracy_floors
-    from ..measure.results import ResultStore
+    from ..core.results import ResultStore
     from ..measure.verdict import verdict_of
 
     one_at_a_time = threading.Lock()

@@ -35,7 +35,7 @@ from typing import Any
 from ..config import NAME_RE
 from ..errors import UserError
 from .fleet import BoardRef
-from .rollout_spec import MAX_RANGE_HOSTS, _RANGE_RE, expand_host_pattern  # noqa: F401 (re-exported: the inventory's ranges)
+from ..core.rollout_spec import MAX_RANGE_HOSTS, _RANGE_RE, expand_host_pattern  # noqa: F401 (re-exported: the inventory's ranges)
 
 #: the variables dmsbuild understands, mapped to record fields; where both spellings are set the
 #: ``ansible_ssh_*`` one wins, as in Ansible's ssh connection plugin (its later-listed variable wins)
@@ -296,7 +296,7 @@ class _Builder:
         ssh_args: list[str] = []
         for key in ("ssh_args", "ssh_extra_args"):
             if fields.get(key):
-                from .transport.sshconfig import parse_ssh_args
+                from ..transport.sshconfig import parse_ssh_args
 
                 var = {"ssh_args": "ansible_ssh_common_args", "ssh_extra_args": "ansible_ssh_extra_args"}[key]
                 kept, ignored = parse_ssh_args(fields[key], f"{merged[var][1]}: '{var}' of host '{name}'")

@@ -199,7 +199,7 @@ def check_remote_board(board: Any, profile: TargetProfile) -> Check:
     import json
 
     from . import facts as facts_mod
-    from .transport import open_transport, resolve_root
+    from ..transport import open_transport, resolve_root
 
     transport = open_transport(board)
     try:

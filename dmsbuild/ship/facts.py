@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .transport.base import Transport
+from ..transport.base import Transport
 
 #: the one board probe (dmsbuild/board/runner/probe.py), sent as source: no release is on the board before the
 #: first deploy; inside a release it is runner/probe.py, which the runner's ``--facts`` uses

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from ..errors import UserError, first_line
-from .rollout_spec import (FAILED_STATES, STATES, check_max_fail, check_waves, expand_host_pattern,  # noqa: F401 (re-exported)
+from ..core.rollout_spec import (FAILED_STATES, STATES, check_max_fail, check_waves, expand_host_pattern,  # noqa: F401 (re-exported)
                            parse_share, split_hosts)
 
 

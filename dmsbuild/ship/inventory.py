@@ -172,7 +172,7 @@ class Board:
         if self.proxy_jump is not None and not JUMP_RE.match(self.proxy_jump):
             raise UserError(f"{source}: {label}: field 'proxy_jump' is {self.proxy_jump!r}; expected [user@]host[:port][,...]")
         if self.ssh_args:
-            from .transport.sshconfig import parse_ssh_args
+            from ..transport.sshconfig import parse_ssh_args
 
             where = f"{source}: {label}: field 'ssh_args'"
             self.ssh_args, ignored = parse_ssh_args(self.ssh_args, where)
@@ -242,7 +242,7 @@ class Inventory:
         a command here (ProxyCommand) is one line each (``commands="warn"``) or stops the deploy (``"refuse"``:
         the profile's ``deploy.inventory_commands``)."""
         from .fleet import BoardRef, select_boards
-        from .rollout_spec import split_hosts
+        from ..core.rollout_spec import split_hosts
 
         members = self.for_group(group)
         broken = [p for p in self.problems.values() if group in p.groups]
@@ -291,7 +291,7 @@ class Inventory:
                                 f"fix it there, or leave it out (hosts=, groups=)" + (f"; {err.hint}" if err.hint else ""))
         order = {n: i for i, n in enumerate([*self.boards, *self.problems])}
         boards = sorted([*(b for b in members if b.name in chosen), *fixed.values()], key=lambda b: order[b.name])
-        from .transport.sshconfig import local_commands
+        from ..transport.sshconfig import local_commands
 
         for b in boards:
             for cmd in local_commands(b.ssh_args):

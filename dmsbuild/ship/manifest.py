@@ -1,6 +1,6 @@
 """A release: the files a target's boards get, and the manifest naming them.
 
-Read from ``artifacts/<target>/build.json`` (docs/CONTRACTS.md §1, ``dmsbuild.build.build_json``), rendered
+Read from ``artifacts/<target>/build.json`` (docs/CONTRACTS.md §1, ``dmsbuild.convert.build_json``), rendered
 with Jinja (``templates/``, StrictUndefined) into ``manifest.json`` (§2). The
 release id is the first 16 hex digits of the rendered manifest's sha256; the
 manifest has no timestamps, so an unchanged build gets the same id.
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..board.release_agent import sha256_of
-from ..build.build_json import read_build
+from ..convert.build_json import read_build
 from ..config import NAME_RE, ProjectConfig, TargetProfile, as_dict
 from ..errors import UserError
 

@@ -80,7 +80,7 @@ def artifact_name(project: str, target: str, release_id: str) -> str:
 
 def floors_json(project: ProjectConfig, profile: TargetProfile) -> dict[str, Any]:
     """The target's accuracy floors as the module's judge reads them: {metric: [value, config field]} per head."""
-    from ..measure.accuracy import KIND_METRICS, METRICS, floors_for
+    from ..core.accuracy import KIND_METRICS, METRICS, floors_for
 
     floors = floors_for(project, profile)
 
@@ -253,7 +253,7 @@ def pull_results(project: ProjectConfig, profile: TargetProfile, boards: list[An
     """Collect every results file the Update Module left on ``boards`` into ``store``; each file once."""
     from ..errors import first_line
     from ..measure.gates import accuracy_floors
-    from .transport import open_transport, resolve_root
+    from ..transport import open_transport, resolve_root
 
     factory = transport_factory or open_transport
     floors = accuracy_floors(project, profile)
@@ -286,8 +286,8 @@ def _store_one(board: str, name: str, text: str | None, run_id: str, profile: Ta
                floors: Any) -> PulledRun:
     """One results file: validated like any document, stamped with its source and route, stored, judged."""
     from ..measure.gates import check_gates
-    from ..measure.provenance import stamp_sources, with_route
-    from ..measure.results import parse_document
+    from ..core.provenance import stamp_sources, with_route
+    from ..core.results import parse_document
 
     try:
         record = json.loads(text) if text is not None else None

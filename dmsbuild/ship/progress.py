@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Callable, TextIO
 
 from ..untrusted import shown
-from .rollout_spec import FAILED_STATES, STATES
+from ..core.rollout_spec import FAILED_STATES, STATES
 
 _FINAL = ("done", "failed", "unhealthy", "skipped", "current")
 _COLOURS = {"done": "32", "current": "32", "failed": "31", "unhealthy": "31", "skipped": "33"}

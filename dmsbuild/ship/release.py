@@ -37,8 +37,8 @@ from ..untrusted import neutralise
 from .fleet import BoardOutcome
 from .inventory import Board
 from .manifest import Release, service_unit
-from .transport import resolve_root
-from .transport.base import Transport
+from ..transport import resolve_root
+from ..transport.base import Transport
 
 #: the board side of a deploy, sent as ``python3 -c <source>`` (found by module name, wherever it lives)
 AGENT_SOURCE = Path(importlib.util.find_spec("dmsbuild.board.release_agent").origin).read_text()

@@ -19,10 +19,10 @@ from typing import Any
 
 from doit.tools import config_changed
 
-from ..measure.accuracy import floors_for
+from ..core.accuracy import floors_for
 from ..config import (PRECISIONS, ProjectConfig, TargetProfile, as_dict, static_quant_field, static_quant_for,
                       target_names)
-from ..build.paths import Paths, qdq_key as _qdq_key  # re-exported: bench/ and tests use them from here
+from ..convert.paths import Paths, qdq_key as _qdq_key  # re-exported: bench/ and tests use them from here
 from ..errors import UserError
 from . import params, profile, project, selected_targets, user_error_task
 
@@ -97,7 +97,7 @@ def task_export() -> dict:
     proj, err = _project_or_none()
     if proj is None:
         return _fail_task("export", err)  # type: ignore[arg-type]
-    from ..build.export import factory_source
+    from ..convert.export import factory_source
 
     p = Paths.of(proj)
     m = proj.model
@@ -119,7 +119,7 @@ def task_export() -> dict:
             deps.append(f)
     except UserError as exc:
         return _fail_task("export", exc, [p.fp32, p.fp32_info])
-    from ..build.export import export_model
+    from ..convert.export import export_model
 
     settings = {"model": as_dict(m), "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
                 "export": as_dict(proj.export)}
@@ -142,7 +142,7 @@ def task_quantize() -> Iterator[dict]:
     if proj is None:
         yield user_error_task("quantize", "config", err)  # type: ignore[arg-type]
         return
-    from ..build.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq, static_settings
+    from ..convert.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq, static_settings
 
     p = Paths.of(proj)
     yield {"name": "fp16", "doc": "FP16 copy of the FP32 model", "actions": [guarded(convert_fp16, p.fp32, p.fp16)],
@@ -165,7 +165,7 @@ def task_quantize() -> Iterator[dict]:
                 fields[key].append(where)
     if not variants:
         return
-    from ..build.data import list_samples
+    from ..convert.data import list_samples
 
     try:
         calibration = list_samples(proj, "calibration", proj.data.max_calibration_samples)
@@ -192,7 +192,7 @@ def task_quantize() -> Iterator[dict]:
 
 def _qat_task(proj: ProjectConfig, p: Paths, key: str, cfg: Any, calibration: list[Path], settings: dict) -> dict:
     """QAT (and pruning) for one variant: cached by the FP32 model, the training data and every setting (docs/qat.md)."""
-    from ..build.qat import report_path, training_files, tuned_fp32_path
+    from ..convert.qat import report_path, training_files, tuned_fp32_path
 
     out = p.qdq(key)
     try:
@@ -206,7 +206,7 @@ def _qat_task(proj: ProjectConfig, p: Paths, key: str, cfg: Any, calibration: li
     what = f"prune {cfg.prune.fraction:.0%} + " if cfg.prune.fraction > 0 else ""
     return {"name": f"int8-qdq-{key}",
             "doc": f"{what}QAT ({cfg.qat.steps} steps, distillation) then QDQ: {cfg.activation_type} activations",
-            "actions": [guarded("dmsbuild.build.qat:run_qat", proj, p.fp32, out, cfg, calibration)],
+            "actions": [guarded("dmsbuild.convert.qat:run_qat", proj, p.fp32, out, cfg, calibration)],
             "file_dep": [str(p.fp32), *map(str, calibration), *map(str, train)],
             "targets": [str(out), str(report_path(out)), str(tuned_fp32_path(out))], "clean": True,
             "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}
@@ -222,7 +222,7 @@ def task_evaluate() -> Iterator[dict]:
     if proj is None:
         yield user_error_task("evaluate", "config", err)  # type: ignore[arg-type]
         return
-    from ..build.data import list_samples
+    from ..convert.data import list_samples
 
     p = Paths.of(proj)
     try:
@@ -243,7 +243,7 @@ def task_evaluate() -> Iterator[dict]:
                     "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
                     "max": proj.data.max_validation_samples, "loader": proj.data.loader}
         yield {"name": "reference", "doc": "FP32 outputs on the validation set (the reference every artifact is scored against)",
-               "actions": [guarded("dmsbuild.build.evaluate:write_reference", proj, p.fp32, validation, p.reference, p.validation)],
+               "actions": [guarded("dmsbuild.convert.evaluate:write_reference", proj, p.fp32, validation, p.reference, p.validation)],
                "file_dep": [str(d) for d in deps], "targets": [str(p.reference), str(p.validation)], "clean": True,
                "uptodate": [config_changed(json.dumps(settings, sort_keys=True))]}
 
@@ -258,14 +258,14 @@ def task_evaluate() -> Iterator[dict]:
     for src in onnx_files:
         out = p.eval_json(src)
         yield {"name": src.stem, "doc": f"score {src.name} against the FP32 reference",
-               "actions": [guarded("dmsbuild.build.evaluate:evaluate_artifact", proj, src, p.validation, out)],
+               "actions": [guarded("dmsbuild.convert.evaluate:evaluate_artifact", proj, src, p.validation, out)],
                "file_dep": [str(src), str(p.validation)], "targets": [str(out)], "clean": True,
                # what the outputs mean decides their metrics: a changed kind or class axis re-evaluates
                "uptodate": [config_changed(json.dumps(as_dict(proj.outputs), sort_keys=True))]}
 
 
 # --------------------------------------------------------------------------
-# build:<target>  (its action, the build.json contract's writer, is dmsbuild.build.build_json.write_build)
+# build:<target>  (its action, the build.json contract's writer, is dmsbuild.convert.build_json.write_build)
 # --------------------------------------------------------------------------
 def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
     from ..backends import get_backend
@@ -295,7 +295,7 @@ def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
                 targets.append(str(plan.path))
     settings = {k: v for k, v in as_dict(prof).items() if k not in ("deploy", "bench", "description", "transport", "tune")}
     if prof.quantization is not None:  # new fields at their defaults leave the recorded settings as they were
-        from ..build.quantize import static_settings
+        from ..convert.quantize import static_settings
 
         settings["quantization"] = static_settings(prof.quantization, for_key=False)
     settings["accuracy"] = as_dict(proj.accuracy)  # the project's floors (the target's are in settings["gates"])
@@ -306,14 +306,14 @@ def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
     if tuned_deps:
         deps.add(str(_tuned_file(proj, prof)))
     yield {"basename": "build", "name": prof.name, "doc": f"artifacts + build.json for target {prof.name}",
-           "actions": [guarded("dmsbuild.build.build_json:write_build", proj, prof, plans, out_dir)],
+           "actions": [guarded("dmsbuild.convert.build_json:write_build", proj, prof, plans, out_dir)],
            "task_dep": [f"tuned:{prof.name}"] if tuned_deps else [],
            "file_dep": sorted(deps), "targets": targets, "clean": True,
            "uptodate": [config_changed(json.dumps(settings, sort_keys=True, default=str))]}
 
 
 def _tuned_file(proj: ProjectConfig, prof: TargetProfile) -> Path:
-    from ..build.tuned import tuned_path
+    from ..convert.tuned import tuned_path
 
     return tuned_path(proj, prof.name)
 
@@ -322,7 +322,7 @@ def _tuned_tasks(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out
     """With a targets/<name>.tuned.toml: put the chosen artifact first in ``plans`` (the release's default, with
     its session settings) and yield the ``tuned:<name>`` task that rebuilds its file if missing (no tuning)."""
     from ..backends import ArtifactPlan
-    from ..build.tuned import TUNED_NAME, read_tuned, recipe_path, shipped_choice, tuned_recipe
+    from ..convert.tuned import TUNED_NAME, read_tuned, recipe_path, shipped_choice, tuned_recipe
     from ..pipeline.tune.space import space_for
 
     data = read_tuned(proj, prof)

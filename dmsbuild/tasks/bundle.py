@@ -39,7 +39,7 @@ def _pull(target: str) -> Any:
     from doit.exceptions import TaskFailed
 
     from ..measure.bench import store_path
-    from ..measure.results import ResultStore
+    from ..core.results import ResultStore
     from ..ship.mender import pull_results
     from .deploy import boards_for
 

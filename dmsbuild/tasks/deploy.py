@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the inventory module is imported when a deploy runs, not by
 
 def _plain_names(hosts: str | None) -> list[str]:
     """The entries of ``hosts=`` that are plain board names (no glob or range)."""
-    from ..ship.rollout_spec import split_hosts
+    from ..core.rollout_spec import split_hosts
 
     return [h for h in split_hosts(hosts or "") if not any(c in h for c in "*?[]")]
 

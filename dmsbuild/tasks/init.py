@@ -1,7 +1,7 @@
 """The `init` doit task: `doit init onnx=PATH [data=DIR]` or
 `doit init factory=module:callable checkpoint=PATH shape=1,3,H,W [data=DIR]`.
 
-Writes dmsbuild.toml from the model's signature (dmsbuild.build.scaffold) into the
+Writes dmsbuild.toml from the model's signature (dmsbuild.convert.scaffold) into the
 project folder: the one holding dmsbuild.toml from doit's working directory up (doit
 runs in the dodo.py's folder), else that folder itself. onnx= and data= are relative
 to the working directory; the file records them relative to the project folder.
@@ -19,7 +19,7 @@ def _init(**kwargs: str | None) -> Any:
     from doit.exceptions import TaskFailed
 
     from ..errors import UserError
-    from ..build.scaffold import init_project
+    from ..convert.scaffold import init_project
 
     from ..config import find_root
 

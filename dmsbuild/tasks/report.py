@@ -9,7 +9,7 @@ def _report() -> object:
 
     from ..errors import UserError
     from ..measure.report import write_report
-    from ..measure.results import ResultStore
+    from ..core.results import ResultStore
 
     try:
         html_path, md_path = write_report(ResultStore(artifacts_dir() / "results.sqlite"), artifacts_dir() / "report")
@@ -29,7 +29,7 @@ def _export() -> object:
     from doit.exceptions import TaskFailed
 
     from ..errors import UserError
-    from ..measure.results import ResultStore
+    from ..core.results import ResultStore
 
     fmt = doit_var("format", "json")
     try:

@@ -3,7 +3,7 @@
 PaddleOCR's, YOLOv8's and other exported hard-swish / decode graphs divide by a float constant (``x / 6``).
 ONNX Runtime's static quantizer leaves a Div's constant divisor in float, and onnxruntime-qnn's HTP (the
 simulator here) then fails with ``Failed to finalize QNN graph ... QNN_COMMON_ERROR_MEM_ALLOC``, which reached
-the user as a Python traceback. The quantize step now multiplies by the reciprocal (dmsbuild/build/quantize.py
+the user as a Python traceback. The quantize step now multiplies by the reciprocal (dmsbuild/convert/quantize.py
 ``divisions_to_multiplications``) and the compile step turns any EP failure into one line."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 
 from dmsbuild.backends import qnn
-from dmsbuild.build.quantize import divisions_to_multiplications
+from dmsbuild.convert.quantize import divisions_to_multiplications
 from dmsbuild.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("onnxruntime_qnn")

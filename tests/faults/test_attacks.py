@@ -17,7 +17,7 @@ import pytest
 from dmsbuild.board import release_agent as agent
 from dmsbuild.config import load_project
 from dmsbuild.errors import UserError
-from dmsbuild.measure.results import ResultError, ResultStore, parse_document
+from dmsbuild.core.results import ResultError, ResultStore, parse_document
 from dmsbuild.pipeline.deploy import deploy_target, rollback_target
 from tests.faults import ledger
 from tests.faults.conftest import fabricate

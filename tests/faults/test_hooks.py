@@ -10,7 +10,7 @@ from dmsbuild.errors import UserError
 from dmsbuild.ship.inventory import load_inventory
 from dmsbuild.ship.manifest import make_release
 from dmsbuild.ship.release import FAULT_ENV, BoardLock, _with_fault, agent, fault_point
-from dmsbuild.ship.transport.ssh import SSHTransport
+from dmsbuild.transport.ssh import SSHTransport
 from tests.faults.conftest import fabricate
 
 

@@ -18,7 +18,7 @@ from dmsbuild.errors import UserError
 from dmsbuild.ship.inventory import load_inventory
 from dmsbuild.ship.manifest import make_release
 from dmsbuild.pipeline.deploy import deploy_target
-from dmsbuild.measure.results import ResultError, parse_document, validate_result
+from dmsbuild.core.results import ResultError, parse_document, validate_result
 from tests.faults import ledger
 from tests.faults.conftest import check_board, fabricate
 

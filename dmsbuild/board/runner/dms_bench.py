@@ -61,7 +61,7 @@ class MissingDependency(Exception):
 
 
 # --------------------------------------------------------------------------
-# statistics (pure Python: dmsbuild.measure.results imports these for other runtimes)
+# statistics (pure Python: dmsbuild.core.results imports these for other runtimes)
 # --------------------------------------------------------------------------
 def percentile(sorted_values: list[float], q: float) -> float:
     """Linear-interpolation percentile (numpy's default method) of sorted values."""

@@ -2,10 +2,10 @@
 
 Standard library only, so it runs on the board (the Mender update module judges a release's
 output check with it, board/mender/dmsbuild_release.py) as well as on the host, where
-``measure/accuracy.py`` resolves the floors and re-exports these functions: one judge for the
+``core/accuracy.py`` resolves the floors and re-exports these functions: one judge for the
 build-time gate, the deploy's on-board gate and an OTA install. ``floors`` is anything with
 ``max_accuracy_drop``, ``min_cosine`` and ``min_sqnr_db``, each with ``value`` and ``source``
-(``measure.accuracy.HeadFloors`` on the host; the module builds the same from the bundle's floors).
+(``core.accuracy.HeadFloors`` on the host; the module builds the same from the bundle's floors).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ KIND_FLOORS = {"min_recall": 0.9, "min_precision": 0.9, "max_score_error": 0.1, 
                "min_string_agreement": 0.9}
 #: the one-line fix offered with a collapsed slice (a mixed-scale output quantized with one scale)
 COLLAPSE_FIX = ("quantize that slice apart or keep the output head's final nodes in float: "
-                "python -m dmsbuild.build.mixed_precision (or doit tune)")
+                "python -m dmsbuild.convert.mixed_precision (or doit tune)")
 
 
 def _floor(floors: Any, name: str) -> Any:

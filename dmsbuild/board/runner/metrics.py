@@ -2,7 +2,7 @@
 
 Shipped in every release as ``runner/metrics.py`` beside ``dms_bench.py`` and
 ``trt_runner.py`` (manifest.SUPPORT_FILES), and imported on the host by
-``dmsbuild.build.evaluate`` (the build-time gate) and ``dmsbuild.backends``. It needs
+``dmsbuild.convert.evaluate`` (the build-time gate) and ``dmsbuild.backends``. It needs
 only the standard library and numpy, because it runs on the board.
 
 Definitions (docs/accuracy.md). A head's output of N samples is read as N

@@ -37,5 +37,5 @@ The modules, one job each:
 - ``report``: report.md, the Pareto plots, tune.json;
 - ``run``: the search per board kind within the budget (``run_tune``, ``tune_kind``).
 
-The choice file's format, and what the build needs of it, is ``dmsbuild.build.tuned``.
+The choice file's format, and what the build needs of it, is ``dmsbuild.convert.tuned``.
 """

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...build.tuned import short_hash
+from ...convert.tuned import short_hash
 from ...config import TargetProfile, TuneConfig
 from ...errors import UserError
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ...config import ProjectConfig
     from ...ship.inventory import Board
     from ...ship.release import BoardLock
-    from ...ship.transport.base import Transport
+    from ...transport.base import Transport
 
 def board_kind(facts: dict[str, Any], runtime_facts: tuple[str, ...]) -> tuple[str, str]:
     """(key, label) of a board's kind from its facts: arch, CPU model, cores, the runtime's version
@@ -37,7 +37,7 @@ def board_kind(facts: dict[str, Any], runtime_facts: tuple[str, ...]) -> tuple[s
 def provenance(facts: dict[str, Any], board: str, measured_as: dict[str, str]) -> str:
     """Where a tune figure came from, in the words of provenance.SOURCES (``measured_as``: the artifact keys
     the runtime's tune space names, ``space.space_for(prof).measured_as``)."""
-    from ...measure.provenance import classify, label
+    from ...core.provenance import classify, label
 
     source = classify(measured_as, facts)
     return f"{label(source)}: measured on board {board}" if source != "emulated" else f"{label(source)}: board {board}"
@@ -108,7 +108,7 @@ class BoardBench:
         reference); return the board's facts (from the release's runner: cores, CPU model)."""
         from ...measure.bench import probe_facts
         from ...ship.release import BoardLock
-        from ...ship.transport import resolve_root
+        from ...transport import resolve_root
 
         self.root = resolve_root(self.transport, self.board, self.prof)
         self.lock = BoardLock(self.transport, self.python, self.root, objects=[], heartbeat_s=self.board.io_timeout / 3,
@@ -166,7 +166,7 @@ class BoardBench:
         """Candidate ``name`` vs the default and the A/A control (the default against a second session of
         itself), rotating blocks on the board, each session with its deployed settings and an idle pause
         before each side's block (runner --interleave --control, isolation ``gap``); ``longer`` multiplies the blocks and the time limit."""
-        from ...measure.results import load_json
+        from ...core.results import load_json
 
         self._ensure([name, baseline.name])
         argv = [self.python, posixpath.join(self.dir, "runner/dms_bench.py"), "--release", self.dir,
@@ -181,7 +181,7 @@ class BoardBench:
 
     def output_check(self, name: str) -> dict[str, Any]:
         """The board's own output check of one artifact (the runner's verify vs the host FP32 reference)."""
-        from ...measure.results import load_json
+        from ...core.results import load_json
 
         self._ensure([name])
         argv = [self.python, posixpath.join(self.dir, "runner/dms_bench.py"), "--release", self.dir,

@@ -1,5 +1,5 @@
 """`doit tune`'s choice: which measured candidate may be chosen, the sentence that explains it, and the
-choice file it is written to (``targets/<target>.tuned.toml``, format in ``dmsbuild.build.tuned``).
+choice file it is written to (``targets/<target>.tuned.toml``, format in ``dmsbuild.convert.tuned``).
 
 A candidate is chosen only when the whole CI of its latency ratio against the default is below 1, it passed
 the host accuracy gate, every A/A control held, and (``run.tune_kind``) the board's own output check passed.
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...build.tuned import write_tuned
+from ...convert.tuned import write_tuned
 from ...config import TargetProfile
 from .board import Baseline
 from .space import Candidate

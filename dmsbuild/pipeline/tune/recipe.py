@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...build.tuned import (Recipe, check_model, read_tuned, recipe_path, shipped_choice, tuned_path, tuned_recipe,
+from ...convert.tuned import (Recipe, check_model, read_tuned, recipe_path, shipped_choice, tuned_path, tuned_recipe,
                             write_atomic)
 from ...config import TargetProfile
 from ...errors import UserError
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 def build_recipe(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, model_sha: str) -> Path:
     """The recipe's ONNX file, built once (each quantizer writes to a temporary name and renames)."""
     from ...config import DynamicQuantConfig, static_quant_for
-    from ...build.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq
-    from ...build.paths import Paths
+    from ...convert.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq
+    from ...convert.paths import Paths
 
     out = recipe_path(proj, recipe, model_sha)
     if out.is_file():
@@ -35,7 +35,7 @@ def build_recipe(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, mod
         quantize_dynamic_int8(fp32, out, DynamicQuantConfig(per_channel=bool(recipe.per_channel),
                                                             weight_type=recipe.weight_type or "QInt8"))
     else:
-        from ...build.data import list_samples
+        from ...convert.data import list_samples
 
         base = static_quant_for(proj, prof)
         changes: dict[str, Any] = {"per_channel": recipe.per_channel, "activation_type": recipe.activation_type,
@@ -55,13 +55,13 @@ def build_recipe(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, mod
 
 def _build_mixed(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, model_sha: str, cfg: Any,
                  calibration: list[Path], out: Path) -> None:
-    """The recipe with the fewest nodes kept in float that passes the host gate (dmsbuild.build.mixed_precision ranks
+    """The recipe with the fewest nodes kept in float that passes the host gate (dmsbuild.convert.mixed_precision ranks
     the nodes by the accuracy their quantization costs; node sets of the top 1, 2, 4, 8 are tried smallest
     first). None passing: the largest set is kept, and the gate reports it. The nodes go to ``<out>.nodes.json``."""
-    from ...build.quantize import quantize_static_qdq
-    from ...build.paths import Paths
+    from ...convert.quantize import quantize_static_qdq
+    from ...convert.paths import Paths
 
-    from ...build import mixed_precision as api
+    from ...convert import mixed_precision as api
 
     fp32 = Paths.of(proj).fp32
     plain = build_recipe(proj, prof, dataclasses.replace(recipe, mixed_precision=False, precision="int8-qdq"), model_sha)
@@ -81,8 +81,8 @@ def _build_mixed(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, mod
 
 def host_gate(proj: "ProjectConfig", prof: TargetProfile, path: Path) -> tuple[dict[str, Any], list[str]]:
     """(host evaluation vs FP32, the accuracy gate's failures): cached beside the shared artifacts' evaluations."""
-    from ...build.evaluate import evaluate_artifact, gate_failures
-    from ...build.paths import Paths
+    from ...convert.evaluate import evaluate_artifact, gate_failures
+    from ...convert.paths import Paths
 
     p = Paths.of(proj)
     out = p.eval_json(path)
@@ -103,7 +103,7 @@ def accuracy_summary(ev: dict[str, Any]) -> dict[str, Any]:
 def build_tuned(proj: "ProjectConfig", prof: TargetProfile) -> None:
     """The `tuned:<target>` action: (re)build the chosen recipe's file and its host evaluation; no tuning."""
     from ...board.release_agent import sha256_of
-    from ...build.paths import Paths
+    from ...convert.paths import Paths
 
     data = read_tuned(proj, prof)
     choice = shipped_choice(data) if data else None

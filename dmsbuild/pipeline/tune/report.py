@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...build.tuned import write_atomic
+from ...convert.tuned import write_atomic
 from ...config import TargetProfile
 from .board import Baseline, tune_dir
 from .choice import KindResult, Row

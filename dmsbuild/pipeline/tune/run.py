@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ...build.tuned import TUNED_NAME, Recipe, write_atomic
+from ...convert.tuned import TUNED_NAME, Recipe, write_atomic
 from ...config import TargetProfile
 from ...errors import UserError, first_line
 from .board import Baseline, BoardBench, board_kind, load_average, measure_ratio, measurement_path, provenance
 from .choice import KindResult, Row, _needs_more, contenders_of, explain, head_to_head, write_choice
 from .recipe import accuracy_summary, build_recipe, host_gate
-from .report import write_report
+from ...measure.report import write_report
 from .space import Candidate, check_space, recipes, settings_space, space_for
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
               baseline: Baseline, model_sha: str, *, deadline: float, started: float, boards: list[str],
               log: Callable[[str], None] = print) -> KindResult:
     """Search one board kind on ``bench``'s board within the deadline; measurements are cached as they land."""
-    from ...measure.accuracy import failures as head_failures
+    from ...core.accuracy import failures as head_failures
     from ...measure.gates import accuracy_floors
 
     cfg = prof.tune
@@ -157,8 +157,8 @@ def run_tune(proj: "ProjectConfig", prof: TargetProfile, boards: list["Board"], 
     """Tune ``prof`` on ``boards`` (one board per kind measures); write the choice file and the report."""
     from ...board.release_agent import sha256_of
     from ...ship.manifest import read_build
-    from ...ship.transport import open_transport
-    from ...build.paths import Paths
+    from ...transport import open_transport
+    from ...convert.paths import Paths
 
     check_space(proj, prof)
     space = space_for(prof)

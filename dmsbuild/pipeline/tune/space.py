@@ -2,7 +2,7 @@
 
 Everything runtime-specific about tuning is answered by ONE function, ``space_for(profile)``: which dimensions
 a runtime's space has, whether `doit tune` measures it, how its measurements are labelled and which board facts
-make a board kind for it. The recipe and settings types live with the build (``dmsbuild.build.tuned``:
+make a board kind for it. The recipe and settings types live with the build (``dmsbuild.convert.tuned``:
 the build ships the chosen one).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ...backends.base import Backend
 from ...backends.qnn import QNNCandidate, qnn_candidates
 from ...backends.tensorrt import TensorRTCandidate, tensorrt_candidates
-from ...build.tuned import Recipe, Settings, short_hash
+from ...convert.tuned import Recipe, Settings, short_hash
 from ...config import TargetProfile, TuneConfig
 from ...errors import UserError
 

@@ -51,8 +51,8 @@ from typing import Any, Sequence
 import paramiko
 import paramiko.agent
 
-from ...errors import UserError
-from ..inventory import Board
+from ..errors import UserError
+from .base import BoardAddress as Board  # ship.inventory.Board, as the transport sees it (base.py)
 from .base import CommandResult, Progress, RemoteProcess, Transport, join_argv
 from .sshconfig import SSH_CONFIG_ENV, Endpoint, config_args, endpoint, ssh_client, ssh_g  # noqa: F401 (SSH_CONFIG_ENV: re-exported)
 

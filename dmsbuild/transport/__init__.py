@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...board import source as board_source
-from ...errors import UserError
+from ..board import source as board_source
+from ..errors import UserError
 
 if TYPE_CHECKING:
-    from ...config import TargetProfile
-    from ..inventory import Board
-    from .base import Transport
+    from ..config import TargetProfile
+    from .base import BoardAddress as Board, Transport
 
 
 def open_transport(board: Board) -> "Transport":

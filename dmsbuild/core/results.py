@@ -567,11 +567,11 @@ def _energy_next_to_source(row: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dmsbuild.measure.results export --format csv [--store PATH] [--out FILE]``."""
+    """``python -m dmsbuild.core.results export --format csv [--store PATH] [--out FILE]``."""
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m dmsbuild.measure.results", description="Export the results store.")
+    p = argparse.ArgumentParser(prog="python -m dmsbuild.core.results", description="Export the results store.")
     sub = p.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("export")
     ex.add_argument("--format", choices=("json", "csv"), default="json")

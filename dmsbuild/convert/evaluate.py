@@ -211,8 +211,8 @@ def gate_heads(project: ProjectConfig, profile: TargetProfile, result: dict[str,
 
 def gate_failures(project: ProjectConfig, profile: TargetProfile, result: dict[str, Any]) -> list[str]:
     """Every floor one artifact's host evaluation misses on the target's gate samples (empty: it passes);
-    see dmsbuild/measure/accuracy.py."""
-    from ..measure.accuracy import failures, floors_for
+    see dmsbuild/core/accuracy.py."""
+    from ..core.accuracy import failures, floors_for
 
     heads, n = gate_heads(project, profile, result)
     return failures(heads, floors_for(project, profile), n)

@@ -190,7 +190,7 @@ def check_excluded_nodes(names: list[str], pre_processed: Path, fp32: Path,
     raise UserError(f"{where} names {len(unknown)} node(s) not in the graph being "
                     f"quantized ({fp32.name} after pre-processing): {', '.join(unknown[:8])}"
                     f"{' ...' if len(unknown) > 8 else ''}{detail}",
-                    hint="list the quantizable nodes and their names with `python -m dmsbuild.build.mixed_precision "
+                    hint="list the quantizable nodes and their names with `python -m dmsbuild.convert.mixed_precision "
                          "target=<name>` (its table's first column), or open the model in Netron")
 
 

@@ -53,7 +53,7 @@ def synthetic_folder(project: ProjectConfig, cfg: QATConfig) -> Path:
 
 
 def _data_project(project: ProjectConfig, cfg: QATConfig) -> tuple[ProjectConfig, str]:
-    """A view of the project whose ``data.<field>`` is the QAT training folder (reuses dmsbuild.build.data's loaders)."""
+    """A view of the project whose ``data.<field>`` is the QAT training folder (reuses dmsbuild.convert.data's loaders)."""
     if cfg.data in ("calibration", "validation"):
         return project, cfg.data
     folder = str(synthetic_folder(project, cfg)) if cfg.data == "synthetic" else cfg.data

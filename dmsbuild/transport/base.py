@@ -10,7 +10,10 @@ import abc
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+
+if TYPE_CHECKING:
+    from ..config import TargetProfile
 
 
 @dataclass
@@ -31,6 +34,33 @@ class CommandResult:
 def join_argv(argv: Sequence[str]) -> str:
     """The one way a remote command line is built."""
     return " ".join(shlex.quote(str(a)) for a in argv)
+
+
+class BoardAddress(Protocol):
+    """What a transport reads of a board: ``ship.inventory.Board`` is one. Named here, not imported from ship,
+    because the transport sits below ship (docs/architecture.md "Layers"): ship hands its boards down."""
+
+    name: str
+    port: int | None
+    user: str | None
+    identity_file: str | None
+    known_hosts: str | None
+    host_key: str | None
+    trust_on_first_use: bool
+    python: str
+    proxy_jump: str | None
+    ssh_args: list[str]
+    connect_timeout: float | None
+    connect_retries: int
+    io_timeout: float
+    transport: str
+    source: str
+    prior_attempts: int
+
+    @property
+    def address(self) -> str: ...
+
+    def deploy_root(self, profile: TargetProfile) -> str: ...
 
 
 #: progress callback: (bytes sent so far, bytes in total)

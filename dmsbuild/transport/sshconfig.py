@@ -54,7 +54,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ...errors import UserError
+from ..errors import UserError
 
 #: ENV: another ssh config file instead of ~/.ssh/config (like ``ssh -F``)
 SSH_CONFIG_ENV = "DMSBUILD_SSH_CONFIG"

@@ -105,7 +105,7 @@ def format_summary(target: str, rows: list[dict[str, Any]], floors: dict[str, An
 
 def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_dir: Path) -> None:
     """Ship the target's artifacts, gate them on accuracy, write summary.md/json and build.json (docs/CONTRACTS.md §1)."""
-    from ..measure.accuracy import floors_for
+    from ..core.accuracy import floors_for
     from ..names import head_keys
     from .evaluate import gate
 
@@ -168,7 +168,7 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
         # the model's identity (the latency gate's lineage, named in every report table): content = the FP32 ONNX
         "model": {"file": Path(proj.model.onnx or proj.model.checkpoint or proj.model.factory or "model").name,
                   "sha256": sha256_of(p.fp32, follow_symlinks=True)},
-        # what the import changed in the model (dmsbuild.build.model_import.normalise), one record per change
+        # what the import changed in the model (dmsbuild.convert.model_import.normalise), one record per change
         "import": info.get("import", []),
     }
     tmp = build_json.with_suffix(".tmp")
@@ -192,7 +192,7 @@ def read_build(project: ProjectConfig, target: str) -> tuple[Path, dict[str, Any
 
 
 def check_board_names(build: dict[str, Any], source: Path) -> None:
-    """Before anything is uploaded: every name the board's result validation checks (dmsbuild.measure.results,
+    """Before anything is uploaded: every name the board's result validation checks (dmsbuild.core.results,
     CONTRACTS §3) must pass here, so a tensor name like ``gpu_0/softmax_1`` cannot cost a rollback.
 
     Heads are reported by the safe id in ``outputs.keys`` (dmsbuild.names); artifact names, target and

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from ..core.runtimes import RUNTIMES
+from .runtimes import RUNTIMES
 
 #: source -> the label a user reads
 SOURCES: dict[str, str] = {

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from ..board.runner.judge import failures, head_failures  # the judge itself runs on boards too (board/runner/judge.py)
-from ..config import ProjectConfig, TargetProfile, check_head_floors
 from ..errors import UserError
 from ..names import head_keys
 
@@ -89,8 +88,35 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def floors_for(project: ProjectConfig, profile: TargetProfile) -> AccuracyFloors:
-    """The target's floors for every head of the project; a head override naming an unknown head is a UserError."""
+def check_head_floors(heads: dict[str, Any], outputs: Any, source: str | Path, where: str) -> None:
+    """Per-head floors name real heads; a top-1 drop only for a classification head.
+
+    ``heads``: {head: config.HeadFloorsConfig}, ``outputs``: a config.OutputsConfig (config imports this
+    module to validate ``accuracy.heads`` at load, so the types are not imported here)."""
+    for head, floors in heads.items():
+        if head not in outputs.names:
+            raise UserError(f"{source}: field '{where}.{head}' names a head that is not in outputs.names {outputs.names}",
+                            hint=f"use one of {outputs.names}, or remove [{where}.{head}]")
+        kind = outputs.kinds[head].kind if head in outputs.kinds else None
+        for metric, wanted in (("min_recall", "detection"), ("min_precision", "detection"),
+                               ("max_score_error", "detection"), ("min_mask_iou", "segmentation"),
+                               ("min_string_agreement", "sequence")):
+            if getattr(floors, metric, None) is not None and kind != wanted:
+                raise UserError(f"{source}: field '{where}.{head}.{metric}' is set, but '{head}' is not declared a "
+                                f"{wanted} output (outputs.kinds.{head}.kind is {kind or 'unset'})",
+                                hint=f"remove it, or declare [outputs.kinds.{head}] kind = \"{wanted}\"")
+        seq = kind == "sequence"
+        if floors.max_accuracy_drop is not None and head not in outputs.classification and not seq:
+            raise UserError(f"{source}: field '{where}.{head}.max_accuracy_drop' is set, but '{head}' is not a "
+                            f"classification head (outputs.classification {outputs.classification}): it has no top-1",
+                            hint=f"remove it, or set min_cosine / min_sqnr_db for '{head}'")
+
+
+def floors_for(project: Any, profile: Any) -> AccuracyFloors:
+    """The target's floors for every head of the project; a head override naming an unknown head is a UserError.
+
+    ``project``: a config.ProjectConfig, ``profile``: a config.TargetProfile (read by attribute: core sits
+    below config, docs/architecture.md "Layers")."""
     check_head_floors(profile.gates.heads, project.outputs, profile.source, "gates.heads")
     proj_src, prof_src = _rel(project.source, project.root), _rel(profile.source, project.root)
     layers = [  # most specific last, so later ones win

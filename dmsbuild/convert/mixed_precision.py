@@ -36,7 +36,7 @@ validation set is read from ``artifacts/common/validation.npz`` (``doit evaluate
 
 Run alone::
 
-    python -m dmsbuild.build.mixed_precision target=rpi5 [measure=8|all|0] [sizes=1,2,4,8] [samples=32]
+    python -m dmsbuild.convert.mixed_precision target=rpi5 [measure=8|all|0] [sizes=1,2,4,8] [samples=32]
 
 prints the table (node, op type, SQNRs, measured effect on the gate), tries the candidates and prints the
 ``nodes_to_exclude`` line to paste into the target profile.
@@ -395,10 +395,10 @@ def _parse(argv: list[str]) -> dict[str, str]:
         key, sep, value = a.partition("=")
         if not sep or key not in ("target", "measure", "sizes", "samples"):
             raise UserError(f"argument {a!r}: expected target=NAME [measure=N|all] [sizes=1,2,4,8] [samples=N]",
-                            hint="python -m dmsbuild.build.mixed_precision target=rpi5")
+                            hint="python -m dmsbuild.convert.mixed_precision target=rpi5")
         args[key] = value
     if "target" not in args:
-        raise UserError("missing target=NAME", hint="python -m dmsbuild.build.mixed_precision target=rpi5")
+        raise UserError("missing target=NAME", hint="python -m dmsbuild.convert.mixed_precision target=rpi5")
     return args
 
 
