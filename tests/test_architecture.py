@@ -67,13 +67,6 @@ LAYERS: list[tuple[str, ...]] = [
     ("tasks", "cli", "boards", "__main__", "defaults"),  # the top: doit tasks, the command line, dodo.py's
 ]
 
-#: Module imports that still break the layer order, to go when the pipeline/backend branches land (issue 23):
-#: deploy-with-its-gate moves up to pipeline/, and the backend registry replaces measure.bench.HOST_DRIVEN.
-#: The coordinator empties this at merge; an entry whose import is gone fails test_known_layer_breaks_still_exist.
-KNOWN_LAYER_BREAKS: set[tuple[str, str]] = {
-    ("dmsbuild.ship.mender", "dmsbuild.measure.bench"),  # HOST_DRIVEN: the backend registry's to answer
-    ("dmsbuild.ship.mender", "dmsbuild.measure.gates"),  # pull_results judges with the gates (the one verdict)
-}
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -320,22 +313,15 @@ def test_no_import_circle() -> None:
 
 
 def test_no_package_circle() -> None:
-    found = package_cycles(import_graph(), KNOWN_LAYER_BREAKS)
+    found = package_cycles(import_graph())
     assert not found, "\n".join(found)
 
 
 def test_packages_import_only_their_layer_or_below() -> None:
     graph = import_graph()
     assert {"core", "transport", "convert", "ship", "measure", "tasks"} <= {package_of(m) for m in graph}
-    bad = layer_violations(graph, skip=KNOWN_LAYER_BREAKS)
+    bad = layer_violations(graph)
     assert not bad, "\n".join(bad)
-
-
-def test_known_layer_breaks_still_exist() -> None:
-    """The exemptions are the imports of today, not a licence: one that is gone must leave the list."""
-    graph = import_graph()
-    gone = sorted(f"{a} -> {b}" for a, b in KNOWN_LAYER_BREAKS if b not in graph.get(a, {}))
-    assert not gone, "no longer imported; remove from KNOWN_LAYER_BREAKS: " + ", ".join(gone)
 
 
 def test_the_docs_list_the_same_layers() -> None:
@@ -552,7 +538,7 @@ def test_a_package_circle_is_found_where_no_module_circle_is(tmp_path: Path) -> 
     assert package_cycles(graph) == ["package circle: measure, ship\n"
                                      "    dmsbuild.measure.bench -> dmsbuild.ship.fleet (line 1)\n"
                                      "    dmsbuild.ship.deploy -> dmsbuild.measure.gates (line 2)"]
-    # and an exempted import (KNOWN_LAYER_BREAKS) takes it out
+    # and a skipped import takes it out
     assert package_cycles(graph, {("dmsbuild.ship.deploy", "dmsbuild.measure.gates")}) == []
 
 

@@ -27,6 +27,7 @@ from dmsbuild.config import load_project, load_target
 from dmsbuild.errors import UserError
 from dmsbuild.core.provenance import label
 from dmsbuild.core.results import ResultStore
+from dmsbuild.pipeline.ota import pull_results
 from dmsbuild.ship import mender
 from dmsbuild.ship.inventory import load_inventory
 from dmsbuild.transport.base import join_argv
@@ -320,7 +321,7 @@ def test_good_release_installs_checks_commits_on_three_boards(lab, tmp_path):
     md = (project_dir / "artifacts" / "report" / "report.md").read_text()
     assert md.count("CPU); installed and checked by Mender, results pulled over SSH") >= 9  # (the Markdown escapes the ')
     project, prof = load_project(project_dir), load_target(project_dir, TARGET)
-    again = mender.pull_results(project, prof, [b.inventory_board(project_dir) for b in fleet], store=store,
+    again = pull_results(project, prof, [b.inventory_board(project_dir) for b in fleet], store=store,
                                 progress=lambda _line: None)
     assert again == [] and len(store.rows(target=TARGET)) == 9  # each results file is stored once
 
@@ -571,6 +572,6 @@ def test_a_board_that_cannot_be_reached_does_not_stop_the_pull(project_dir, lab)
     project, prof = load_project(project_dir), load_target(project_dir, TARGET)
     store = ResultStore(project_dir / "artifacts" / "results.sqlite")
     lines: list[str] = []
-    runs = mender.pull_results(project, prof, [dead, live], store=store, progress=lines.append)
+    runs = pull_results(project, prof, [dead, live], store=store, progress=lines.append)
     assert [(r.board, r.error is None, r.ok) for r in runs] == [("emu-gone", False, False), (board.name, True, True)]
     assert lines[0].startswith("emu-gone: -: NOT STORED: ") and len(store.rows(target=TARGET)) == 1

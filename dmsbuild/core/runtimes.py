@@ -51,6 +51,9 @@ RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
     Runtime("ortformat", "dmsbuild.backends.ortformat"),
 )}
 
+#: runtimes whose artifacts the host drives on the board with the vendor's own tool (not runner/dms_bench.py)
+HOST_DRIVEN: tuple[str, ...] = tuple(sorted(name for name, line in RUNTIMES.items() if line.host_driven))
+
 
 def names() -> list[str]:
     """Every registered runtime name, sorted."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import board_state
-from ..core.runtimes import RUNTIMES
+from ..core import runtimes
 from ..errors import UserError, first_line
 from .gates import GateFailure, check_gates
 from ..core.provenance import label, stamp_sources
@@ -145,7 +145,7 @@ def _run_runner(transport: Transport, release_dir: str, python: str, artifact: s
 
 #: runtimes whose artifacts the host drives on the board with the vendor's own tool (not runner/dms_bench.py):
 #: the registry says which (core/runtimes.py ``measured_by``); their backend's ``bench_artifacts`` runs them
-HOST_DRIVEN: tuple[str, ...] = tuple(sorted(name for name, line in RUNTIMES.items() if line.host_driven))
+HOST_DRIVEN = runtimes.HOST_DRIVEN
 
 
 def _remote_manifest(transport: Transport, release_dir: str) -> dict:

@@ -40,7 +40,7 @@ def _pull(target: str) -> Any:
 
     from ..measure.bench import store_path
     from ..core.results import ResultStore
-    from ..ship.mender import pull_results
+    from ..pipeline.ota import pull_results
     from .deploy import boards_for
 
     try:
