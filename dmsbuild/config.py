@@ -893,7 +893,7 @@ class TargetProfile:
     arch: str = "any"
     #: backend that builds and runs this target's artifacts (docs/targets.md); "snpe" has no backend of its
     #: own yet (refused naming the available ones): SNPE DLCs are built beside QNN ones, ``[backend.snpe]``
-    runtime: Literal["onnxruntime", "tensorrt", "qnn", "snpe"] = "onnxruntime"
+    runtime: Literal["onnxruntime", "tensorrt", "qnn", "snpe", "litert", "edgetpu"] = "onnxruntime"
     #: precisions to build and ship: any of fp32, fp16, int8-dynamic, int8-qdq
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     #: a whole static-quantization table replacing the project's [quantization.static] for this target's
@@ -1042,7 +1042,7 @@ QDQ_ONLY_RUNTIMES = ("tensorrt", "qnn", "snpe")
 #: ``prune.round_to = 0`` per runtime: the channel multiple its fast kernels want (PruneConfig.round_to; sources
 #: in docs/qat.md, "Channel alignment"): ONNX Runtime's NCHWc block (8 AVX2, 16 AVX-512 / ARM64 NEON), TensorRT's
 #: 32-channel INT8 vector formats, Qualcomm HTP's 32-deep activations
-PRUNE_CHANNEL_BLOCK = {"onnxruntime": 16, "tensorrt": 32, "qnn": 32, "snpe": 32}
+PRUNE_CHANNEL_BLOCK = {"onnxruntime": 16, "tensorrt": 32, "qnn": 32, "snpe": 32, "litert": 16, "edgetpu": 16}
 
 
 def static_quant_for(project: ProjectConfig, profile: TargetProfile) -> StaticQuantConfig:

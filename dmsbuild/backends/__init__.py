@@ -33,6 +33,8 @@ REGISTRY: dict[str, str] = {
     "onnxruntime": "dmsbuild.backends.onnxruntime",
     "qnn": "dmsbuild.backends.qnn",  # QNN context binaries (+ SNPE DLC when the SDK is installed)
     "tensorrt": "dmsbuild.backends.tensorrt",
+    "litert": "dmsbuild.backends.litert",  # .tflite (FP32, full-integer INT8) run by LiteRT/XNNPACK
+    "edgetpu": "dmsbuild.backends.edgetpu",  # Coral: full-integer .tflite compiled by edgetpu_compiler
 }
 
 
@@ -42,7 +44,7 @@ class ArtifactPlan:
 
     name: str
     precision: str
-    kind: str  # onnx | qnn-context | trt-onnx | trt-engine | dlc
+    kind: str  # onnx | qnn-context | trt-onnx | trt-engine | dlc | tflite | edgetpu-tflite
     path: Path
     source: Path  # the host-built ONNX it derives from (evaluated on the host as its accuracy proxy)
     runtime: str
@@ -58,6 +60,8 @@ class ArtifactPlan:
     file_dep: list[Path] = field(default_factory=list)
     #: ONNX Runtime session settings the board runs it with (manifest ``session``; chosen by `doit tune`)
     session: dict[str, Any] = field(default_factory=dict)
+    #: the host evaluation of the artifact itself, written by ``build`` (None: ``source``'s, the accuracy proxy)
+    eval_json: Path | None = None
 
 
 def get_backend(name: str, source: str = "target profile") -> ModuleType:

@@ -103,7 +103,7 @@ TEGRASTATS_INTERVAL_MS = 500
 #: is asked for every tool (it has only its own); an emulated board (an sshd on this machine whose PATH
 #: carries the doubles of every kind) only for its kind's, so no rpi5 or qcs8255 row carries Jetson state.
 STATE_TOOLS: dict[str, tuple[str, ...]] = {"tensorrt": ("nvpmodel", "jetson_clocks", "tegrastats"),
-                                           "qnn": (), "snpe": (), "onnxruntime": ("vcgencmd",)}
+                                           "qnn": (), "snpe": (), "onnxruntime": ("vcgencmd",), "litert": (), "edgetpu": ()}
 
 
 def state_tools(facts: dict | None, runtimes: "Iterable[str]") -> tuple[str, ...] | None:

@@ -80,6 +80,23 @@ def mem_mb():
                     return int(line.split()[1]) // 1024
     except OSError:
         return None
+def edgetpu():
+    import glob
+    lib = [p for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib/arm-linux-gnueabihf",
+                       "/usr/lib", "/usr/local/lib") for p in [os.path.join(d, "libedgetpu.so.1")] if os.path.exists(p)]
+    usb = []
+    for dev in glob.glob("/sys/bus/usb/devices/*"):
+        try:
+            with open(dev + "/idVendor") as a, open(dev + "/idProduct") as b:
+                pair = (a.read().strip(), b.read().strip())
+        except OSError:
+            continue
+        if pair in (("1a6e", "089a"), ("18d1", "9302")):
+            usb.append(":".join(pair))
+    pcie = sorted(glob.glob("/dev/apex_*"))
+    if not (lib or usb or pcie):
+        return None
+    return {"library": lib[0] if lib else None, "usb": usb, "pcie": pcie}
 root = sys.argv[1]
 probe = root
 while probe and not os.path.exists(probe):
@@ -101,11 +118,14 @@ print(json.dumps({
     "snpe": tool(["snpe-net-run", "--version"]) if shutil.which("snpe-net-run") else None,
     "disk_free_mb": st.f_bavail * st.f_frsize // (1 << 20), "mem_total_mb": mem_mb(),
     "emulated": os.environ.get("DMSBUILD_EMULATED_BOARD") or None,
+    "litert": ver("ai-edge-litert") or ver("tflite-runtime"),
+    # the Edge TPU runtime's delegate and a PCIe (/dev/apex_*) or USB (1a6e:089a / 18d1:9302) Edge TPU
+    "edgetpu": edgetpu(),
 }))
 '''
 
 FACT_KEYS = ("hostname", "arch", "os", "kernel", "python", "numpy", "onnxruntime", "onnxruntime_providers",
-             "onnxruntime_qnn", "tensorrt", "trtexec", "snpe", "disk_free_mb", "mem_total_mb",
+             "onnxruntime_qnn", "tensorrt", "trtexec", "snpe", "disk_free_mb", "mem_total_mb", "litert", "edgetpu",
              # set by `python -m dmsbuild.boards up` (sshd SetEnv): this "board" is this machine standing in for one
              "emulated")
 

@@ -54,6 +54,8 @@ CHILD_TIMEOUT = float(os.environ.get("DMS_BENCH_CHILD_TIMEOUT", "3600"))
 MAX_ERROR_CHARS = 500
 #: manifest runtimes this runner runs through ONNX Runtime ("qnn": a QNN EPContext model on the QNN EP)
 ORT_RUNTIMES = ("onnxruntime", "qnn")
+#: runtimes runner/litert_runner.py runs (LiteRT interpreter; Edge TPU delegate)
+LITERT_RUNTIMES = ("litert", "edgetpu")
 
 
 class ReleaseError(Exception):
@@ -453,8 +455,32 @@ def open_artifact(np, ort, release: str, manifest: dict, entry: dict, threads: i
             "output_names": output_names, "ref": ref, "feed": feed, "load_ns": load_ns}
 
 
+def _litert():
+    """runner/litert_runner.py: LiteRT (.tflite) and Edge TPU artifacts (a sibling file in the release)."""
+    try:
+        from . import litert_runner  # the host
+    except ImportError:
+        try:
+            import litert_runner  # on the board
+        except ImportError:
+            raise RuntimeError("runner/litert_runner.py is missing beside dms_bench.py; redeploy the release") from None
+    return litert_runner
+
+
 def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dict:
     """Measure one artifact in this process; raises on failure (the caller records it)."""
+    if str(entry.get("runtime")) in LITERT_RUNTIMES:  # LiteRT interpreter, not ONNX Runtime
+        try:
+            import numpy as np
+        except ImportError:
+            raise MissingDependency("numpy is not installed for " + sys.executable + "; install it: pip install numpy") from None
+        lr = _litert()
+        try:
+            lr.import_interpreter()
+        except lr.MissingLiteRT as exc:
+            raise MissingDependency(str(exc)) from None
+        return lr.bench_entry(np, release, manifest, entry, plan, empty_result(entry, plan), latency_stats=latency_stats,
+                              timing_loop=timing_loop, verify_outputs=verify_outputs, peak_rss_mb=peak_rss_mb)
     np, ort = _import_runtime()
     result = empty_result(entry, plan)
     a = open_artifact(np, ort, release, manifest, entry, plan["threads"])
@@ -656,7 +682,7 @@ def run_release(args: argparse.Namespace) -> tuple[dict, int]:
         if not entries:
             names = ", ".join(str(a.get("name")) for a in manifest["artifacts"] if isinstance(a, dict))
             raise ReleaseError(f"manifest.json: no artifact named {args.artifact!r}; have: {names}")
-    if not args.in_process:
+    if not args.in_process and any(str(e.get("runtime", "onnxruntime")) not in LITERT_RUNTIMES for e in entries):
         _import_runtime()  # fail fast (exit 3) before any child starts
     results = []
     for entry in entries:
