@@ -228,10 +228,20 @@ def build_tflite(project: Any, precision: str, out: Path, options: dict[str, Any
     os.replace(staged, out)  # last: the artifact exists only with its evaluation beside it
 
 
+def _calibration_files(project: Any) -> list[Path]:
+    """The calibration samples (a dependency of the INT8 model); none listed when the folder is unusable:
+    the INT8 build then stops on the same UserError line when it reads them."""
+    from ..build.data import list_samples
+
+    try:
+        return list_samples(project, "calibration")
+    except UserError:
+        return []
+
+
 def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
     """One .tflite per precision of the profile (fp32, int8-qdq -> full integer)."""
     from . import ArtifactPlan
-    from ..build.data import list_samples
     from ..build.paths import Paths
 
     check_precisions(profile)
@@ -246,6 +256,6 @@ def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
             build=lambda precision=precision, out=out: build_tflite(project, precision, out, options),
             settings={"backend": dict(profile.backend), "runtime": NAME, "precision": precision},
             file_dep=[Paths.of(project).fp32, Paths.of(project).validation,
-                      *(list_samples(project, "calibration") if precision != "fp32" else [])],
+                      *(_calibration_files(project) if precision != "fp32" else [])],
             eval_json=eval_path(out)))
     return plans
