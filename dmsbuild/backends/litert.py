@@ -71,9 +71,26 @@ def _require(module: str, hint: str, what: str) -> Any:
     import importlib
 
     try:
-        return importlib.import_module(module)
+        mod = importlib.import_module(module)
     except ImportError:
         raise UserError(f"{what} needs the Python package {module!r}, which is not installed: {hint}") from None
+    _absl_to_real_stderr()
+    return mod
+
+
+def _absl_to_real_stderr() -> None:
+    """absl (imported by the LiteRT stack) logs to the sys.stderr of its import time; under doit that is a
+    capture object without close(), and absl's atexit close() then prints a traceback after every build."""
+    import sys
+
+    try:
+        from absl import logging as absl_logging
+    except ImportError:
+        return
+    handler = absl_logging.get_absl_handler()
+    for h in (handler, getattr(handler, "python_handler", None)):
+        if h is not None and hasattr(h, "stream") and not hasattr(h.stream, "close"):
+            h.stream = sys.__stderr__
 
 
 def _torch_module(project: Any) -> Any:
