@@ -149,8 +149,9 @@ def _arch_family(arch: str) -> str:
     return {"arm64": "aarch64", "amd64": "x86_64"}.get(arch.lower(), arch.lower())
 
 
-#: non-portable artifact kinds an emulated board can still run: a QNN context on onnxruntime-qnn's x86_64 HTP simulator
-SIMULATED_KINDS = ("qnn-context",)
+#: non-portable artifact kinds an emulated board can still run: a QNN context on onnxruntime-qnn's x86_64 HTP simulator,
+#: an Edge TPU model (the compiler double's output) on LiteRT's CPU path (runner/litert_runner.py says so per result)
+SIMULATED_KINDS = ("qnn-context", "edgetpu-tflite")
 
 
 def check_arch(board: str, expected: str, facts: dict[str, Any], artifacts: list[dict[str, Any]]) -> list[str]:
