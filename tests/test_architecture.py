@@ -33,7 +33,9 @@ BOARD_SIDE = ("dmsbuild.board",)
 #: third-party top-level modules board-side code may import
 BOARD_ALLOWED = {"numpy", "onnxruntime", "onnxruntime_qnn"}
 #: and per module, the board's vendor runtime it exists for (TensorRT's Python API and CUDA bindings on a Jetson)
-BOARD_EXTRA = {"dmsbuild.board.runner.trt_runner": {"tensorrt", "cuda", "pycuda"}}
+BOARD_EXTRA = {"dmsbuild.board.runner.trt_runner": {"tensorrt", "cuda", "pycuda"},
+               # the LiteRT interpreter (Coral boards: Debian's tflite-runtime) for .tflite and Edge TPU artifacts
+               "dmsbuild.board.runner.litert_runner": {"ai_edge_litert", "tflite_runtime"}}
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
