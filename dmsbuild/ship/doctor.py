@@ -142,6 +142,20 @@ def check_host(profiles: Sequence[TargetProfile], artifacts: Path, *,
             checks.append(Check("host", "tensorrt >= 10", "missing", trt, "host engine builds",
                                 "pip install -U 'tensorrt>=10' (the TensorRT 8 API is not supported)"))
 
+    if runtimes & {"litert", "edgetpu"}:  # the .tflite converters (dmsbuild[litert]) and, for Coral, the compiler
+        lite = names(lambda p: p.runtime in ("litert", "edgetpu"))
+        for dist in ("litert-torch", "ai-edge-quantizer", "ai-edge-litert"):
+            v = version_of(dist)
+            checks.append(Check("host", dist, "ok" if v else "missing", v, lite, "pip install 'dmsbuild[litert]'"))
+    if "edgetpu" in runtimes:
+        from ..backends.edgetpu import COMPILER_ENV, INSTALL_HINT, is_double
+
+        given = environ.get(COMPILER_ENV) or "edgetpu_compiler"
+        found = which(given) or (given if os.path.isfile(given) else None)
+        shown = f"{found} (test double)" if found and is_double(found) else found
+        checks.append(Check("host", "edgetpu_compiler", "ok" if found else "missing", shown,
+                            names(lambda p: p.runtime == "edgetpu"), INSTALL_HINT))
+
     snpe_targets = [p for p in profiles if _snpe_enabled(p)]
     if snpe_targets:
         from ..backends.snpe import find_sdk
@@ -189,7 +203,7 @@ def check_board(board: str, facts: Mapping[str, Any], profile: TargetProfile) ->
     checks.append(Check(board, "python3", "ok" if py else "missing", py, need, FIX["board-python"]))
     checks.append(Check(board, "numpy", "ok" if have("numpy") else "missing", have("numpy"), need, FIX["board-numpy"]))
 
-    if rt in ("onnxruntime", "qnn"):
+    if rt in ("onnxruntime", "qnn"):  # (litert/edgetpu boards need no onnxruntime: runner/litert_runner.py)
         ort = have("onnxruntime")
         checks.append(Check(board, "onnxruntime", "ok" if ort else "missing", ort, need, FIX["board-onnxruntime"]))
     if rt == "qnn":
@@ -211,6 +225,24 @@ def check_board(board: str, facts: Mapping[str, Any], profile: TargetProfile) ->
         checks.append(Check(board, "TensorRT >= 10", level, trt, need, FIX["board-tensorrt"]))
         checks.append(Check(board, "trtexec", "ok" if have("trtexec") else "missing", have("trtexec"), need,
                             FIX["board-trtexec"]))
+
+    if rt in ("litert", "edgetpu"):
+        lite = have("litert")
+        checks.append(Check(board, "LiteRT interpreter", "ok" if lite else "missing", lite, need,
+                            "pip install ai-edge-litert (Coral: apt-get install python3-tflite-runtime)"))
+    if rt == "edgetpu":
+        tpu = have("edgetpu") or {}
+        lib, devices = tpu.get("library"), [*(tpu.get("pcie") or []), *(tpu.get("usb") or [])]
+        emulated = bool(have("emulated"))
+        level = "ok" if lib else "warning" if emulated else "missing"
+        checks.append(Check(board, "Edge TPU delegate (libedgetpu.so.1)", level, lib, need,
+                            "emulated board: the Edge TPU model runs on LiteRT's CPU path" if emulated and not lib else
+                            "apt-get install libedgetpu1-std (Coral apt repository coral-edgetpu-stable)"))
+        level = "ok" if devices else "warning" if emulated else "missing"
+        checks.append(Check(board, "Edge TPU device (USB or PCIe)", level, ", ".join(devices) or None, need,
+                            "emulated board: no Edge TPU" if emulated and not devices else
+                            "plug in the USB Accelerator (lsusb: 1a6e:089a / 18d1:9302) or install the PCIe driver "
+                            "(gasket-dkms: /dev/apex_0)"))
 
     disk = have("disk_free_mb")
     if disk is None:

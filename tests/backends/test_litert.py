@@ -299,3 +299,37 @@ def test_runner_dispatch_does_not_need_onnxruntime_for_tflite_entries() -> None:
 
     assert dms_bench.LITERT_RUNTIMES == litert_runner.LITERT_RUNTIMES
     assert os.path.basename(litert_runner.__file__) == "litert_runner.py"
+
+
+# --------------------------------------------------------------------------
+# doctor: host converters and compiler, board interpreter, delegate and device
+# --------------------------------------------------------------------------
+def test_doctor_host_names_the_extra_and_the_compiler(tmp_path: Path) -> None:
+    from dmsbuild.ship.doctor import check_host
+
+    prof = _profile({"runtime": "edgetpu", "precisions": ["int8-qdq"]})
+    checks = check_host([prof], tmp_path, version_of=lambda d: None, which=lambda n: None, environ={},
+                        disk_free_mb=lambda p: 1e6)
+    by = {c.what: c for c in checks}
+    assert by["litert-torch"].level == "missing" and "dmsbuild[litert]" in by["litert-torch"].line()
+    assert by["edgetpu_compiler"].level == "missing" and "apt-get install edgetpu-compiler" in by["edgetpu_compiler"].line()
+    checks = check_host([prof], tmp_path, version_of=lambda d: "1.0", which=lambda n: None,
+                        environ={edgetpu.COMPILER_ENV: str(DOUBLE)}, disk_free_mb=lambda p: 1e6)
+    line = {c.what: c for c in checks}["edgetpu_compiler"].line()
+    assert "(test double)" in line
+
+
+@pytest.mark.parametrize("emulated, level", [(None, "missing"), ("sshd-on-loopback", "warning")])
+def test_doctor_board_edgetpu_delegate_and_device(emulated, level) -> None:
+    from dmsbuild.ship.doctor import check_board
+
+    prof = _profile({"runtime": "edgetpu", "precisions": ["int8-qdq"], "arch": "any"})
+    facts = {"python": "3.11", "numpy": "2", "litert": "ai-edge-litert 2.3.0", "edgetpu": None, "emulated": emulated,
+             "disk_free_mb": 9999}
+    by = {c.what: c for c in check_board("coral-01", facts, prof)}
+    assert by["LiteRT interpreter"].level == "ok" and "onnxruntime" not in by
+    assert by["Edge TPU delegate (libedgetpu.so.1)"].level == level
+    assert by["Edge TPU device (USB or PCIe)"].level == level
+    facts["edgetpu"] = {"library": "/usr/lib/aarch64-linux-gnu/libedgetpu.so.1", "usb": ["18d1:9302"], "pcie": []}
+    by = {c.what: c for c in check_board("coral-01", facts, prof)}
+    assert by["Edge TPU delegate (libedgetpu.so.1)"].level == "ok" and by["Edge TPU device (USB or PCIe)"].level == "ok"
