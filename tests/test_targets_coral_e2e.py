@@ -37,10 +37,13 @@ iterations = 5
 verify_samples = 3
 """
 
+# an rpi5-like target shipping TFLite next to its ONNX files
 LITERT_TARGET = """\
-runtime = "litert"
+runtime = "onnxruntime"
 arch = "aarch64"
 precisions = ["fp32", "int8-qdq"]
+[backend]
+tflite = ["fp32", "int8-qdq"]
 [deploy]
 group = "rpi5"
 [bench]
@@ -90,12 +93,14 @@ def test_deploy_coral_compiles_ships_and_checks_on_emulated_boards(boards, tmp_p
         verify = json.loads(r["verify_json"])
         assert set(verify["heads"]) == {"eye_state", "yawn", "activity", "head_pose"}
 
-    # LiteRT next to ONNX Runtime: the same boards run FP32 and full-integer .tflite files
+    # LiteRT next to ONNX Runtime: the same boards run the ONNX files and FP32 / full-integer .tflite files
     run = run_doit(root, "deploy", "target=l", "hosts=emu-03", f"inventory={boards['inventory']}")
     assert run.rc == 0, run.output[-3000:]
     rows = {r["artifact"]: r for r in _rows(root, "l")}
-    assert set(rows) == {"fp32-tflite", "int8-qdq-tflite"}
-    assert all(r["error"] is None and r["runtime"] == "litert" for r in rows.values())
+    assert set(rows) == {"fp32", "int8-qdq", "fp32-tflite", "int8-qdq-tflite"}
+    assert all(r["error"] is None for r in rows.values())
+    assert {n: r["runtime"] for n, r in rows.items()} == {"fp32": "onnxruntime", "int8-qdq": "onnxruntime",
+                                                           "fp32-tflite": "litert", "int8-qdq-tflite": "litert"}
     fp32 = json.loads(rows["fp32-tflite"]["verify_json"])["heads"]
     assert min(h["cosine"] for h in fp32.values()) > 0.999  # FP32 .tflite == FP32 ONNX within float error
 

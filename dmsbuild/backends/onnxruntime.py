@@ -6,6 +6,8 @@ others. Profile ``[backend]`` options:
 
 - ``providers``: list of execution providers, default ``["CPUExecutionProvider"]``
 - ``provider_options``: list of option tables, one per provider
+- ``tflite``: precisions also shipped as LiteRT ``.tflite`` files beside the ONNX ones (``fp32``, ``int8-qdq``:
+  full integer; :mod:`.litert`, needs the ``litert`` extra), run by LiteRT/XNNPACK on the board
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from ..errors import UserError
 from . import ArtifactPlan
 
 NAME = "onnxruntime"
-OPTIONS = {"providers": list, "provider_options": list}
+OPTIONS = {"providers": list, "provider_options": list, "tflite": list}
 
 
 def _options(profile: TargetProfile) -> dict[str, Any]:
@@ -35,16 +37,29 @@ def _options(profile: TargetProfile) -> dict[str, Any]:
         raise UserError(
             f"{profile.source}: field 'backend.provider_options' needs one table per entry of 'backend.providers'"
         )
-    return {"providers": providers, "provider_options": options}
+    tflite = profile.backend.get("tflite", [])
+    wrong = [p for p in tflite if p not in ("fp32", "int8-qdq") or p not in profile.precisions]
+    if wrong:
+        raise UserError(f"{profile.source}: field 'backend.tflite' has {wrong}; allowed: the profile's precisions "
+                        "among fp32, int8-qdq", hint=f"fix it in {profile.source}")
+    return {"providers": providers, "provider_options": options, "tflite": tflite}
 
 
 def plan(project: ProjectConfig, profile: TargetProfile, sources: dict[str, Path]) -> list[ArtifactPlan]:
     """One ONNX artifact per precision of the profile."""
     opts = _options(profile)
     out = project.artifacts / profile.name
-    return [
+    plans = [
         ArtifactPlan(name=precision, precision=precision, kind="onnx", path=out / f"{precision}.onnx",
                      source=sources[precision], runtime=NAME, providers=list(opts["providers"]),
                      provider_options=list(opts["provider_options"]), portable=True)
         for precision in profile.precisions
     ]
+    if opts["tflite"]:  # LiteRT next to ONNX Runtime on the same board (docs/targets.md "LiteRT")
+        from types import SimpleNamespace
+
+        from . import litert
+
+        lite = SimpleNamespace(name=profile.name, source=profile.source, backend={}, precisions=list(opts["tflite"]))
+        plans += litert.plan(project, lite, sources)
+    return plans

@@ -91,6 +91,36 @@ def test_edgetpu_plan_compiles_the_full_integer_model(tmp_path: Path) -> None:
     assert tpu.provider_options == [{"delegate": "libedgetpu.so.1"}]
 
 
+def test_onnxruntime_target_ships_tflite_next_to_onnx(tmp_path: Path) -> None:
+    sources = {"fp32": tmp_path / "c/fp32.onnx", "int8-qdq": tmp_path / "c/int8-qdq-k.onnx"}
+    prof = _profile({"precisions": ["fp32", "int8-qdq"], "backend": {"tflite": ["int8-qdq"]}})
+    plans = get_backend("onnxruntime").plan(_project(tmp_path), prof, sources)
+    assert [(p.name, p.runtime) for p in plans] == [("fp32", "onnxruntime"), ("int8-qdq", "onnxruntime"),
+                                                    ("int8-qdq-tflite", "litert")]
+    with pytest.raises(UserError, match=r"field 'backend.tflite' has \['fp16'\]"):
+        get_backend("onnxruntime").plan(_project(tmp_path), _profile({"precisions": ["fp32"], "backend": {"tflite": ["fp16"]}}),
+                                        sources)
+
+
+def test_brought_onnx_without_onnx2torch_stops_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def no_onnx2torch(name, *a, **k):
+        if name == "onnx2torch":
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx2torch)
+    monkeypatch.setattr("importlib.import_module", lambda n: no_onnx2torch(n))
+    project = _project(tmp_path)
+    project.model.onnx = "models/mine.onnx"
+    with pytest.raises(UserError) as err:
+        litert._torch_module(project)
+    assert len(str(err.value).splitlines()) == 1 and "pip install onnx2torch" in str(err.value)
+
+
 @pytest.mark.parametrize("data, match", [
     ({"precisions": ["fp16"]}, r"targets/coral.toml: field 'precisions' has \['fp16'\]"),
     ({"backend": {"workspace_mb": 1}}, r"unknown field 'backend.workspace_mb' for runtime 'edgetpu'"),
