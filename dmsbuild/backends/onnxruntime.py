@@ -6,8 +6,7 @@ others. Profile ``[backend]`` options:
 
 - ``providers``: list of execution providers, default ``["CPUExecutionProvider"]``
 - ``provider_options``: list of option tables, one per provider
-- ``tflite``: precisions also shipped as LiteRT ``.tflite`` files beside the ONNX ones (``fp32``, ``int8-qdq``:
-  full integer; :mod:`.litert`, needs the ``litert`` extra), run by LiteRT/XNNPACK on the board
+- ``tflite``: precisions also shipped as LiteRT ``.tflite`` files beside the ONNX ones (fp32, int8-qdq as full integer; needs the litert extra; docs/targets.md "LiteRT")
 """
 from __future__ import annotations
 

@@ -235,8 +235,15 @@ BASELINE_NOTE = ("Speed-up = the baseline's median / this median, the baseline n
                  "these; add fp32 to the target's precisions.")
 
 
+#: runtimes the report names beside an artifact (one target may ship ONNX and .tflite files of one precision)
+NAMED_RUNTIMES = ("litert", "edgetpu")
+
+
 def _artifact(r: dict) -> str:
-    return r["artifact"] + ("" if r["artifact"] == r["precision"] else f" ({r['precision']})")
+    said = [] if r["artifact"] == r["precision"] else [r["precision"]]
+    if r.get("runtime") in NAMED_RUNTIMES:
+        said.append(str(r["runtime"]))
+    return r["artifact"] + (f" ({', '.join(said)})" if said else "")
 
 
 def _release(r: dict, releases: dict[tuple[str, str], BoardReleases], short: bool = True) -> str:
@@ -480,7 +487,7 @@ def make_plots(rows: list[dict], latest: list[dict]) -> list[Plot]:
         ax.boxplot([r["samples"] for r in rs], orientation="horizontal", whis=(1, 99), showfliers=True,
                    flierprops={"markersize": 2, "alpha": 0.4})
         # never two artifacts under one label: target, artifact, precision, model and source on every row
-        labels = [f"{r['target']} · {r['artifact']}" + ("" if r["artifact"] == r["precision"] else f" ({r['precision']})")
+        labels = [f"{r['target']} · {_artifact(r)}"
                   + f"\n{_model(r)} · {label(r.get('source'), short=True)}" for r in rs]
         ax.set_yticks(range(1, len(rs) + 1), [_plot_text(t) for t in labels], fontsize=7)
         _log_if_wide(ax, [s for r in rs for s in r["samples"]], "x")

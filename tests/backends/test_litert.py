@@ -363,3 +363,13 @@ def test_doctor_board_edgetpu_delegate_and_device(emulated, level) -> None:
     facts["edgetpu"] = {"library": "/usr/lib/aarch64-linux-gnu/libedgetpu.so.1", "usb": ["18d1:9302"], "pcie": []}
     by = {c.what: c for c in check_board("coral-01", facts, prof)}
     assert by["Edge TPU delegate (libedgetpu.so.1)"].level == "ok" and by["Edge TPU device (USB or PCIe)"].level == "ok"
+
+
+def test_report_names_the_litert_runtime_beside_the_artifact() -> None:
+    from dmsbuild.measure.report import _artifact
+
+    assert _artifact({"artifact": "int8-qdq-tflite", "precision": "int8-qdq", "runtime": "litert"}) == \
+        "int8-qdq-tflite (int8-qdq, litert)"
+    assert _artifact({"artifact": "int8-edgetpu", "precision": "int8-qdq", "runtime": "edgetpu"}) == \
+        "int8-edgetpu (int8-qdq, edgetpu)"
+    assert _artifact({"artifact": "fp32", "precision": "fp32", "runtime": "onnxruntime"}) == "fp32"
