@@ -95,7 +95,8 @@ def benchmark_release(transport: Transport, release_dir: str, python: str = "pyt
             doc = _bench_host_driven(transport, release_dir, manifest, entries, driven, python=python,
                                      artifact=artifact, timeout=timeout, facts=facts)
         else:
-            doc = _run_runner(transport, release_dir, python, artifact, timeout, facts)
+            doc = _run_runner(transport, release_dir, python, artifact, timeout, facts,
+                              needs_ort=any(a.get("runtime") not in LITERT_RUNTIMES for a in entries))
     finally:
         state["during"] = sampler.stop()
     state["after"] = board_state.snapshot(transport, python, tools)
@@ -117,10 +118,15 @@ def _state_log(release_dir: str) -> str:
     return posixpath.join(root, f".tegrastats-{uuid.uuid4().hex[:12]}.log")
 
 
+#: runtimes the release's runner runs with the LiteRT interpreter, not onnxruntime (runner/litert_runner.py)
+LITERT_RUNTIMES = ("litert", "edgetpu")
+
+
 def _run_runner(transport: Transport, release_dir: str, python: str, artifact: str | None, timeout: float,
-                facts: dict) -> dict:
+                facts: dict, *, needs_ort: bool = True) -> dict:
     board = transport.name
-    require_onnxruntime(facts, board=board, python=python)
+    if needs_ort:  # a Coral board running only .tflite files needs no onnxruntime
+        require_onnxruntime(facts, board=board, python=python)
     argv = [python, _runner(release_dir), "--release", release_dir]
     if artifact is not None:
         argv += ["--artifact", artifact]
