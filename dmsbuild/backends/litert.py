@@ -12,7 +12,8 @@ Converters (the optional extra ``dmsbuild[litert]``; docs/targets.md says why th
   validation set, with the same metrics and floors as every ONNX artifact (``dmsbuild.build.evaluate``),
   through ``dmsbuild/board/runner/litert_runner.py``, the code the board runs.
 
-Precisions: ``fp32`` -> ``fp32.tflite``; ``int8-qdq`` (the profile's static INT8) -> ``int8.tflite``, full
+Precisions: ``fp32`` -> ``fp32.tflite``; ``fp16`` -> ``fp16.tflite`` (float16 weights, float compute: TFLite's
+"float16 quantization", ai-edge-quantizer's FLOAT_CASTING); ``int8-qdq`` (the profile's static INT8) -> ``int8.tflite``, full
 integer (the TFLite name for what the ONNX targets ship as a QDQ model). Profile ``[backend]`` options:
 
 - ``threads``: interpreter threads on the board (0: the runner's ``bench.threads``)
@@ -35,7 +36,7 @@ from ..errors import UserError
 NAME = "litert"
 OPTIONS = {"threads": int, "calibration_samples": int}
 #: the .tflite each precision ships as
-FILES = {"fp32": "fp32.tflite", "int8-qdq": "int8.tflite"}
+FILES = {"fp32": "fp32.tflite", "fp16": "fp16.tflite", "int8-qdq": "int8.tflite"}
 INSTALL_HINT = "pip install 'dmsbuild[litert]' (litert-torch, ai-edge-quantizer, ai-edge-litert; about 1.1 GB)"
 ONNX2TORCH_HINT = "pip install onnx2torch torchvision (converts a brought ONNX model for litert-torch)"
 SIGNATURE = "serving_default"
@@ -160,6 +161,23 @@ def calibration_inputs(project: Any, limit: int) -> list[Any]:
     return [np.asarray(a, dtype=np.float32)[None] for _, a in iter_samples(files, project, limit, "calibration")]
 
 
+def cast_fp16(fp32_tflite: Path, out: Path) -> dict[str, Any]:
+    """FP16 weights (float compute, float I/O): ai-edge-quantizer's FLOAT_CASTING weight-only recipe."""
+    _require("ai_edge_quantizer", INSTALL_HINT, "FP16 TFLite")
+    from ai_edge_quantizer import algorithm_manager, qtyping, quantizer, recipe_manager
+
+    rm = recipe_manager.RecipeManager()
+    rm.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
+                              granularity=qtyping.QuantGranularity.TENSORWISE,
+                              algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+    qt = quantizer.Quantizer(str(fp32_tflite))
+    qt.load_quantization_recipe(rm.get_quantization_recipe())
+    tmp = out.with_name(out.name + ".tmp")
+    qt.quantize().export_model(str(tmp), overwrite=True)
+    os.replace(tmp, out)
+    return {"format": "tflite-float16-weights", "tool": "ai-edge-quantizer FLOAT_CASTING (weights fp16)"}
+
+
 def quantize_int8(project: Any, fp32_tflite: Path, out: Path, samples: int) -> dict[str, Any]:
     """Full-integer INT8 .tflite (int8 weights, activations, input and outputs) calibrated on the project's
     calibration set with ai-edge-quantizer's static_wi8_ai8 recipe; returns what was done."""
@@ -224,6 +242,8 @@ def build_tflite(project: Any, precision: str, out: Path, options: dict[str, Any
     if precision == "fp32":
         shutil.copyfile(fp32, staged)
         info: dict[str, Any] = {"format": "tflite-float32", "tool": "litert-torch"}
+    elif precision == "fp16":
+        info = cast_fp16(fp32, staged)
     else:
         info = quantize_int8(project, fp32, staged, options["calibration_samples"])
     outputs = output_order(staged)
@@ -273,6 +293,6 @@ def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
             build=lambda precision=precision, out=out: build_tflite(project, precision, out, options),
             settings={"backend": dict(profile.backend), "runtime": NAME, "precision": precision},
             file_dep=[Paths.of(project).fp32, Paths.of(project).validation,
-                      *(_calibration_files(project) if precision != "fp32" else [])],
+                      *(_calibration_files(project) if precision == "int8-qdq" else [])],
             eval_json=eval_path(out)))
     return plans

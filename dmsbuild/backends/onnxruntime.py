@@ -6,7 +6,7 @@ others. Profile ``[backend]`` options:
 
 - ``providers``: list of execution providers, default ``["CPUExecutionProvider"]``
 - ``provider_options``: list of option tables, one per provider
-- ``tflite``: precisions also shipped as LiteRT ``.tflite`` files beside the ONNX ones (fp32, int8-qdq as full integer; needs the litert extra; docs/targets.md "LiteRT")
+- ``tflite``: precisions also shipped as LiteRT ``.tflite`` files beside the ONNX ones (fp32, fp16, int8-qdq as full integer; needs the litert extra; docs/targets.md "LiteRT")
 """
 from __future__ import annotations
 
@@ -37,10 +37,10 @@ def _options(profile: TargetProfile) -> dict[str, Any]:
             f"{profile.source}: field 'backend.provider_options' needs one table per entry of 'backend.providers'"
         )
     tflite = profile.backend.get("tflite", [])
-    wrong = [p for p in tflite if p not in ("fp32", "int8-qdq") or p not in profile.precisions]
+    wrong = [p for p in tflite if p not in ("fp32", "fp16", "int8-qdq") or p not in profile.precisions]
     if wrong:
         raise UserError(f"{profile.source}: field 'backend.tflite' has {wrong}; allowed: the profile's precisions "
-                        "among fp32, int8-qdq", hint=f"fix it in {profile.source}")
+                        "among fp32, fp16, int8-qdq", hint=f"fix it in {profile.source}")
     return {"providers": providers, "provider_options": options, "tflite": tflite}
 
 

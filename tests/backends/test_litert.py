@@ -73,9 +73,13 @@ def test_registry_names_both_runtimes() -> None:
 
 def test_litert_plan_one_tflite_per_precision_evaluated_itself(tmp_path: Path) -> None:
     sources = {"fp32": tmp_path / "c/fp32.onnx", "int8-qdq": tmp_path / "c/int8-qdq-k.onnx"}
-    plans = litert.plan(_project(tmp_path), _profile({"runtime": "litert", "precisions": ["fp32", "int8-qdq"]}), sources)
+    sources["fp16"] = tmp_path / "c/fp16.onnx"
+    plans = litert.plan(_project(tmp_path), _profile({"runtime": "litert", "precisions": ["fp32", "fp16", "int8-qdq"]}),
+                        sources)
     assert [(p.name, p.kind, p.path.name, p.runtime) for p in plans] == [
-        ("fp32-tflite", "tflite", "fp32.tflite", "litert"), ("int8-qdq-tflite", "tflite", "int8.tflite", "litert")]
+        ("fp32-tflite", "tflite", "fp32.tflite", "litert"), ("fp16-tflite", "tflite", "fp16.tflite", "litert"),
+        ("int8-qdq-tflite", "tflite", "int8.tflite", "litert")]
+    plans = plans[::2]
     # the gate reads the .tflite's own evaluation, not the ONNX proxy's
     assert plans[1].eval_json == plans[1].path.parent / "eval" / "int8.json" and plans[1].build is not None
 
@@ -279,6 +283,18 @@ def test_double_compiles_a_full_integer_model_and_labels_its_report(tiny_tflite,
         with pytest.raises(UserError, match=r"operations run on the CPU.*\[test double: generated\]"):
             edgetpu.compile_edgetpu(None, tiny_tflite["int8"], out, edgetpu.load_options(
                 {"compiler": str(DOUBLE), "max_cpu_ops": 0}, "t"), "w")
+
+
+@needs_extra
+def test_fp16_weights_model_is_half_the_size_and_tracks_fp32(tiny_tflite, tmp_path) -> None:
+    out = tmp_path / "fp16.tflite"
+    info = litert.cast_fp16(tiny_tflite["fp32"], out)
+    assert info["format"] == "tflite-float16-weights"
+    assert out.stat().st_size < 0.7 * tiny_tflite["fp32"].stat().st_size
+    model = litert_runner.TfliteModel(str(out))
+    assert model.input_dtype == np.float32
+    for g, h in zip(model.run_many(tiny_tflite["x"]), tiny_tflite["heads"]):
+        assert _cos(g.ravel(), h.ravel()) > 0.999
 
 
 @needs_extra
