@@ -65,13 +65,13 @@ def load_options(backend: dict[str, Any], source: str) -> dict[str, Any]:
     return opts
 
 
-def find_compiler(options: dict[str, Any]) -> str:
-    """The compiler to run, or one UserError line saying what to install."""
+def find_compiler(options: dict[str, Any], where: str = "") -> str:
+    """The compiler to run, or one UserError line (naming ``where``: profile and artifact) saying what to install."""
     given = os.environ.get(COMPILER_ENV) or options["compiler"]
     path = shutil.which(given) or (given if os.path.isfile(given) and os.access(given, os.X_OK) else None)
     if path is None:
         src = f"{COMPILER_ENV}={given}" if os.environ.get(COMPILER_ENV) else f"backend.compiler {given!r}"
-        raise UserError(f"edgetpu_compiler not found ({src} is not on PATH): {INSTALL_HINT}")
+        raise UserError(f"{where + ': ' if where else ''}edgetpu_compiler not found ({src} is not on PATH): {INSTALL_HINT}")
     return path
 
 
@@ -200,7 +200,7 @@ def compile_edgetpu(project: Any, int8_tflite: Path, out: Path, options: dict[st
     """doit action: compile, parse the report, write the placement table, gate it; ``out`` last."""
     from .toolchain import run_tool
 
-    compiler = find_compiler(options)
+    compiler = find_compiler(options, where)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".edgetpu-", dir=out.parent) as tmp:
         argv = compile_argv(compiler, int8_tflite, Path(tmp), options)
