@@ -141,6 +141,7 @@ class TfliteModel:
         import numpy as np
 
         self.np = np
+        self.threads = int(threads or 0)
         Interpreter, load_delegate, self.version = import_interpreter()
         self.provider = "cpu (XNNPACK)"
         delegates = []
@@ -223,7 +224,11 @@ def open_entry(release: str, entry: dict, threads: int) -> TfliteModel:
     if entry.get("runtime") == "edgetpu":
         delegate = str(opts.get("delegate") or EDGETPU_LIBRARY)
     session = entry.get("session") or {}
-    n = session.get("intra_op_threads") if isinstance(session.get("intra_op_threads"), int) else threads
+    n = threads  # bench.threads, unless the profile's backend.threads or a tuned session says otherwise
+    if isinstance(opts.get("threads"), int) and opts["threads"] > 0:
+        n = opts["threads"]
+    if isinstance(session.get("intra_op_threads"), int) and session["intra_op_threads"] > 0:
+        n = session["intra_op_threads"]
     return TfliteModel(path, threads=n or 0, delegate=delegate, outputs=list(opts.get("outputs") or []),
                        allow_cpu_emulation=True)
 
@@ -257,6 +262,7 @@ def bench_entry(np, release: str, manifest: dict, entry: dict, plan: dict, resul
     stats = latency_stats(samples_ms)
     result.update({
         "provider": model.provider,
+        "threads": model.threads,  # what it ran with (0: LiteRT's default)
         "latency_ms": stats,
         "samples_ms": [round(s, 6) for s in samples_ms],
         "throughput_ips": model.batch * 1000.0 / stats["mean"] if stats["mean"] > 0 else None,
