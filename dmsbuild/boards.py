@@ -41,7 +41,7 @@ from pathlib import Path
 
 from .errors import UserError, first_line
 
-DEFAULT_GROUPS = ("rpi5", "orin", "qcs8255")
+DEFAULT_GROUPS = ("rpi5", "orin", "qcs8255", "coral")
 DEFAULT_PORT = 2222
 DEFAULT_FIRST = 11  # 127.0.0.11
 SSHD = "/usr/sbin/sshd"

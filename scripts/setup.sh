@@ -33,7 +33,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # The CPU build of torch; DMSBUILD_TORCH overrides (e.g. "torch" for your platform's default build).
   .venv/bin/python -m pip install -q "${DMSBUILD_TORCH:-torch==2.13.0}"
-  .venv/bin/python -m pip install -q -e '.[dev,qnn]'
+  # DMSBUILD_EXTRAS=dev,qnn leaves out the LiteRT converters (~1.1 GB; their tests then skip, saying so)
+  .venv/bin/python -m pip install -q -e ".[${DMSBUILD_EXTRAS:-dev,qnn,litert}]"
   echo "$want" > "$stamp"
 fi
 .venv/bin/python scripts/ansible_corpus.py  # Ansible's test inventories for tests/test_ansible_conformance.py (PyPI sdist, never committed)

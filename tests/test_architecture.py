@@ -47,7 +47,9 @@ BOARD_SIDE = ("dmsbuild.board",)
 BOARD_ALLOWED = {"numpy", "onnxruntime", "onnxruntime_qnn"}
 #: and per module, the board's vendor runtime it exists for (TensorRT's Python API and CUDA bindings on a Jetson)
 BOARD_EXTRA = {"dmsbuild.board.runner.trt_runner": {"tensorrt", "cuda", "pycuda"},
-               "dmsbuild.board.probe_tensorrt": {"tensorrt"}}
+               "dmsbuild.board.probe_tensorrt": {"tensorrt"},
+               # the LiteRT interpreter (Coral boards: Debian's tflite-runtime) for .tflite and Edge TPU artifacts
+               "dmsbuild.board.runner.litert_runner": {"ai_edge_litert", "tflite_runtime"}}
 
 #: The layers, bottom to top: a package imports only from its own layer or one below. A package is a folder
 #: under dmsbuild/ or a top-level module ("dmsbuild" is the package's own __init__). The one place this order
@@ -428,6 +430,7 @@ RUNTIME_HOMES: dict[str, set[str] | None] = {  # None: every runtime
     "dmsbuild.board.probe_tensorrt": {"tensorrt"},
     "dmsbuild.board.probe_snpe": {"snpe"},
     "dmsbuild.board.runner.trt_runner": {"tensorrt"},
+    "dmsbuild.board.runner.litert_runner": {"litert", "edgetpu"},
     "dmsbuild.board.runner.probe": None,
 }
 

@@ -127,4 +127,5 @@ def test_qdq_only_and_channel_blocks_come_from_the_registry() -> None:
     from dmsbuild.config import PRUNE_CHANNEL_BLOCK, QDQ_ONLY_RUNTIMES
 
     assert set(QDQ_ONLY_RUNTIMES) == {"tensorrt", "qnn", "snpe"}
-    assert PRUNE_CHANNEL_BLOCK == {"onnxruntime": 16, "tensorrt": 32, "qnn": 32, "snpe": 32, "ortformat": 16}
+    assert PRUNE_CHANNEL_BLOCK == {"onnxruntime": 16, "tensorrt": 32, "qnn": 32, "snpe": 32, "ortformat": 16,
+                                   "litert": 16, "edgetpu": 16}

@@ -33,7 +33,8 @@ RUNTIMES = sorted(REGISTERED)  # every registered runtime (config accepts exactl
 FULL = {"hostname": "b", "arch": "aarch64", "os": "Linux", "kernel": "6.1", "python": "3.11.2", "numpy": "1.26.4",
         "onnxruntime": "1.32.0", "onnxruntime_providers": ["QNNExecutionProvider", "CPUExecutionProvider"],
         "onnxruntime_qnn": "2.7.0", "tensorrt": "10.3.0", "trtexec": "TensorRT v100300", "snpe": "2.26.0",
-        "disk_free_mb": 10_000, "mem_total_mb": 8000, "emulated": None}
+        "disk_free_mb": 10_000, "mem_total_mb": 8000, "emulated": None, "litert": "ai-edge-litert 2.3.0",
+        "edgetpu": {"library": "/usr/lib/aarch64-linux-gnu/libedgetpu.so.1", "usb": ["18d1:9302"], "pcie": []}}
 #: checks a board can miss that do not stop a deploy before sending (doctor reports them), and why
 DOCTOR_ONLY = {
     "free disk": "a full disk fails the upload itself, which leaves the board's current release in place "
@@ -42,6 +43,11 @@ DOCTOR_ONLY = {
     "QNN execution provider": "not in the documented pre-flight: the release is sent and fails its on-board run",
     "SNPE runtime (snpe-net-run)": "not in the documented pre-flight: the release is sent and fails its on-board run",
     "TensorRT >= 10": "not in the documented pre-flight: trtexec (which is) builds and runs the engines",
+    "LiteRT interpreter": "not in the documented pre-flight: the release is sent and its runner fails with the install line",
+    "Edge TPU delegate (libedgetpu.so.1)": "not in the documented pre-flight: the runner fails that artifact with the "
+                                           "install line (an emulated board runs the CPU path)",
+    "Edge TPU device (USB or PCIe)": "not in the documented pre-flight: the delegate fails to open without one, "
+                                     "in the runner, with the install line",
 }
 
 
@@ -107,5 +113,6 @@ def test_every_runtime_needs_python_and_numpy_and_its_own_runner(runtime):
         if FULL.get(key) is not None:
             needs |= {c.what for c in preflight("b", {**FULL, key: None}, _profile(runtime))}
     runner = {"onnxruntime": {"onnxruntime"}, "qnn": {"onnxruntime"}, "tensorrt": {"trtexec"}, "snpe": set(),
-              "ortformat": {"onnxruntime"}}
+              "ortformat": {"onnxruntime"},
+              "litert": set(), "edgetpu": set()}  # the LiteRT interpreter is checked by doctor, not pre-flight
     assert needs == {"python3", "numpy"} | runner[runtime], needs

@@ -55,7 +55,7 @@ class ArtifactPlan:
 
     name: str
     precision: str
-    kind: str  # onnx | qnn-context | trt-onnx | trt-engine | dlc | ort (each backend's own)
+    kind: str  # onnx | qnn-context | trt-onnx | trt-engine | dlc | ort | tflite | edgetpu-tflite (each backend's own)
     path: Path
     source: Path  # the host-built ONNX it derives from (evaluated on the host as its accuracy proxy)
     runtime: str
@@ -71,7 +71,8 @@ class ArtifactPlan:
     file_dep: list[Path] = field(default_factory=list)
     #: ONNX Runtime session settings the board runs it with (manifest ``session``; chosen by `doit tune`)
     session: dict[str, Any] = field(default_factory=dict)
-
+    #: the host evaluation of the artifact itself, written by ``build`` (None: ``source``'s, the accuracy proxy)
+    eval_json: Path | None = None
 
 
 @dataclass

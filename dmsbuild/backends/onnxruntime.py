@@ -6,19 +6,20 @@ others. Profile ``[backend]`` options:
 
 - ``providers``: list of execution providers, default ``["CPUExecutionProvider"]``
 - ``provider_options``: list of option tables, one per provider
+- ``tflite``: precisions also shipped as LiteRT ``.tflite`` files beside the ONNX ones (fp32, fp16, int8-qdq as full integer; needs the litert extra; docs/targets.md "LiteRT")
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..config import ProjectConfig, TargetProfile
 from ..errors import UserError
-from . import ArtifactPlan
-from .base import Backend, Check, board_onnxruntime, ort_tune_space
+from . import ArtifactPlan, litert
+from .base import Backend, Check, HostEnv, board_onnxruntime, ort_tune_space
 
 NAME = "onnxruntime"
-OPTIONS = {"providers": list, "provider_options": list}
+OPTIONS = {"providers": list, "provider_options": list, "tflite": list}
 
 
 def _options(profile: TargetProfile) -> dict[str, Any]:
@@ -36,7 +37,12 @@ def _options(profile: TargetProfile) -> dict[str, Any]:
         raise UserError(
             f"{profile.source}: field 'backend.provider_options' needs one table per entry of 'backend.providers'"
         )
-    return {"providers": providers, "provider_options": options}
+    tflite = profile.backend.get("tflite", [])
+    wrong = [p for p in tflite if p not in ("fp32", "fp16", "int8-qdq") or p not in profile.precisions]
+    if wrong:
+        raise UserError(f"{profile.source}: field 'backend.tflite' has {wrong}; allowed: the profile's precisions "
+                        "among fp32, fp16, int8-qdq", hint=f"fix it in {profile.source}")
+    return {"providers": providers, "provider_options": options, "tflite": tflite}
 
 
 def plan(project: ProjectConfig, profile: TargetProfile, sources: dict[str, Path], *, kind: str = "onnx",
@@ -45,16 +51,27 @@ def plan(project: ProjectConfig, profile: TargetProfile, sources: dict[str, Path
     another form of the same files, ortformat.py)."""
     opts = _options(profile)
     out = project.artifacts / profile.name
-    return [
+    plans = [
         ArtifactPlan(name=precision, precision=precision, kind=kind, path=out / f"{precision}{suffix}",
                      source=sources[precision], runtime=runtime, providers=list(opts["providers"]),
                      provider_options=list(opts["provider_options"]), portable=True)
         for precision in profile.precisions
     ]
+    if opts["tflite"]:  # LiteRT next to ONNX Runtime on the same board (docs/targets.md "LiteRT")
+        plans += litert.plan(project, _tflite_profile(profile, opts["tflite"]), sources)
+    return plans
+
+
+def _tflite_profile(profile: TargetProfile, precisions: list[str]) -> Any:
+    """The profile as litert.plan sees it: its ``[backend] tflite`` precisions, LiteRT's default options."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name=profile.name, source=profile.source, backend={}, precisions=list(precisions))
 
 
 class OnnxRuntimeBackend(Backend):
-    """The host-built ONNX files, run and timed on the board by the release's runner (runner/dms_bench.py)."""
+    """The host-built ONNX files, run and timed on the board by the release's runner (runner/dms_bench.py);
+    with ``[backend] tflite``, LiteRT .tflite files of the same precisions beside them (runner/litert_runner.py)."""
 
     name = NAME
     state_tools = ("vcgencmd",)  # a Raspberry Pi's clocks and throttling
@@ -68,8 +85,16 @@ class OnnxRuntimeBackend(Backend):
     def plan(self, project: ProjectConfig, profile: TargetProfile, sources: dict[str, Path]) -> list[ArtifactPlan]:
         return plan(project, profile, sources)
 
+    def host_checks(self, profiles: Sequence[TargetProfile], env: HostEnv) -> list[Check]:
+        with_tflite = [p for p in profiles if p.backend.get("tflite")]
+        return litert.converter_checks(with_tflite, env) if with_tflite else []
+
     def board_checks(self, board: str, facts: Mapping[str, Any], profile: TargetProfile) -> list[Check]:
-        return [board_onnxruntime(board, facts, f"target {profile.name} ({profile.runtime})")]
+        need = f"target {profile.name} ({profile.runtime})"
+        checks = [board_onnxruntime(board, facts, need)]
+        if profile.backend.get("tflite"):
+            checks.append(litert.interpreter_check(board, facts, f"{need}, backend.tflite"))
+        return checks
 
     def tune_space(self, profile: TargetProfile) -> dict[str, list[Any]]:
         return ort_tune_space(profile)

@@ -127,7 +127,7 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
     for plan in plans:
         if plan.build is None and plan.path != plan.source:
             _copy_if_changed(plan.source, plan.path)
-        evals[plan.name] = json.loads(p.eval_json(plan.source).read_text())
+        evals[plan.name] = json.loads((plan.eval_json or p.eval_json(plan.source)).read_text())
     fp32_size = p.fp32.stat().st_size
     floors = floors_for(proj, prof).as_dict()
     floors["overridden"] = sorted(set(proj.accuracy.heads) | set(prof.gates.heads))  # heads with their own floors

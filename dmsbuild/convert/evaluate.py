@@ -114,14 +114,17 @@ def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
-def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Path, out_json: Path) -> dict[str, Any]:
-    """Metrics of one ONNX artifact vs FP32 (and vs labels), written as JSON."""
+def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Path, out_json: Path,
+                      run: Any = None) -> dict[str, Any]:
+    """Metrics of one ONNX artifact vs FP32 (and vs labels), written as JSON.
+
+    ``run``: a ``run_onnx``-like function for artifacts of another format (a .tflite, dmsbuild.backends.litert)."""
     started = time.perf_counter()
     ref = np.load(full_reference, allow_pickle=False)
     inputs = ref["inputs"]
     names = project.outputs.names
     keys = head_keys(names)
-    outs = run_onnx(artifact, project.input.name, inputs, names)
+    outs = (run or run_onnx)(artifact, project.input.name, inputs, names)
     try:
         summary = verify_summary({n: ref[keys[n]] for n in names}, outs, project.outputs.classification,
                                  kinds=project.outputs.kind_table())

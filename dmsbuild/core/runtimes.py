@@ -49,6 +49,10 @@ RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
     Runtime("qnn", "dmsbuild.backends.qnn", qdq_only=True, channel_block=32),
     Runtime("snpe", "dmsbuild.backends.snpe", measured_by="snpe", qdq_only=True, channel_block=32),
     Runtime("ortformat", "dmsbuild.backends.ortformat"),
+    # .tflite files (LiteRT/XNNPACK on the board's CPU) and Coral's edgetpu_compiler output (the Edge TPU delegate):
+    # both run by the release's runner (runner/litert_runner.py beside dms_bench.py)
+    Runtime("litert", "dmsbuild.backends.litert"),
+    Runtime("edgetpu", "dmsbuild.backends.edgetpu"),
 )}
 
 #: runtimes whose artifacts the host drives on the board with the vendor's own tool (not runner/dms_bench.py)

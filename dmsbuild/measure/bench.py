@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import board_state
+from ..board.runner import dms_bench
 from ..core import runtimes
 from ..errors import UserError, first_line
 from .gates import GateFailure, check_gates
@@ -99,7 +100,8 @@ def benchmark_release(transport: Transport, release_dir: str, python: str = "pyt
             doc = _bench_host_driven(transport, release_dir, manifest, entries, driven, python=python,
                                      artifact=artifact, timeout=timeout, facts=facts)
         else:
-            doc = _run_runner(transport, release_dir, python, artifact, timeout, facts)
+            doc = _run_runner(transport, release_dir, python, artifact, timeout, facts,
+                              needs_ort=not all(dms_bench.runs_on_litert(a) for a in entries))
     finally:
         state["during"] = sampler.stop()
     state["after"] = board_state.snapshot(transport, python, tools)
@@ -122,9 +124,10 @@ def _state_log(release_dir: str) -> str:
 
 
 def _run_runner(transport: Transport, release_dir: str, python: str, artifact: str | None, timeout: float,
-                facts: dict) -> dict:
+                facts: dict, *, needs_ort: bool = True) -> dict:
     board = transport.name
-    require_onnxruntime(facts, board=board, python=python)
+    if needs_ort:  # a board running only .tflite files (runner/litert_runner.py) needs no onnxruntime
+        require_onnxruntime(facts, board=board, python=python)
     argv = [python, _runner(release_dir), "--release", release_dir]
     if artifact is not None:
         argv += ["--artifact", artifact]

@@ -240,8 +240,24 @@ BASELINE_NOTE = ("Speed-up = the baseline's median / this median, the baseline n
                  "these; add fp32 to the target's precisions.")
 
 
+def name_runtimes(rows: list[dict]) -> list[dict]:
+    """Mark the rows of every target whose artifacts ran on more than one runtime (an onnxruntime target's
+    ``[backend] tflite``, coral's Edge TPU model beside its CPU .tflite): the report names their runtime, as one
+    target may ship an ONNX and a .tflite file of one precision."""
+    runtimes: dict[str, set] = {}
+    for r in rows:
+        runtimes.setdefault(r["target"], set()).add(r.get("runtime"))
+    for r in rows:
+        if len(runtimes[r["target"]]) > 1:
+            r["runtime_named"] = True
+    return rows
+
+
 def _artifact(r: dict) -> str:
-    return r["artifact"] + ("" if r["artifact"] == r["precision"] else f" ({r['precision']})")
+    said = [] if r["artifact"] == r["precision"] else [r["precision"]]
+    if r.get("runtime_named") and r.get("runtime"):
+        said.append(str(r["runtime"]))
+    return r["artifact"] + (f" ({', '.join(said)})" if said else "")
 
 
 def _release(r: dict, releases: dict[tuple[str, str], BoardReleases], short: bool = True) -> str:
@@ -580,7 +596,7 @@ def make_plots(rows: list[dict], latest: list[dict]) -> list[Plot]:
         ax.boxplot([r["samples"] for r in rs], orientation="horizontal", whis=(1, 99), showfliers=True,
                    flierprops={"markersize": 2, "alpha": 0.4})
         # never two artifacts under one label: target, artifact, precision, model and source on every row
-        labels = [f"{r['target']} · {r['artifact']}" + ("" if r["artifact"] == r["precision"] else f" ({r['precision']})")
+        labels = [f"{r['target']} · {_artifact(r)}"
                   + f"\n{_model(r)} · {label(r.get('source'), short=True)}" for r in rs]
         ax.set_yticks(range(1, len(rs) + 1), [_plot_text(t) for t in labels], fontsize=7)
         _log_if_wide(ax, [s for r in rs for s in r["samples"]], "x")
@@ -752,7 +768,7 @@ def write_report(store: ResultStore, out_dir: Path, artifacts: Path | None = Non
 
     ``artifacts`` (default: ``out_dir``'s parent, i.e. ``artifacts/``) holds the rollout reports that say which
     release is current on each board (``board_releases``)."""
-    rows = store.rows()
+    rows = name_runtimes(store.rows())
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.png"):

@@ -19,7 +19,7 @@ from ..transport.base import Transport
 FACTS_SCRIPT = Path(importlib.util.find_spec("dmsbuild.board.runner.probe").origin).read_text(encoding="utf-8")
 
 FACT_KEYS = ("hostname", "arch", "os", "kernel", "python", "numpy", "onnxruntime", "onnxruntime_providers",
-             "onnxruntime_qnn", "tensorrt", "trtexec", "snpe", "disk_free_mb", "mem_total_mb",
+             "onnxruntime_qnn", "tensorrt", "trtexec", "snpe", "disk_free_mb", "mem_total_mb", "litert", "edgetpu",
              # set by `python -m dmsbuild.boards up` (sshd SetEnv): this "board" is this machine standing in for one
              "emulated")
 
@@ -43,8 +43,9 @@ def _arch_family(arch: str) -> str:
     return {"arm64": "aarch64", "amd64": "x86_64"}.get(arch.lower(), arch.lower())
 
 
-#: non-portable artifact kinds an emulated board can still run: a QNN context on onnxruntime-qnn's x86_64 HTP simulator
-SIMULATED_KINDS = ("qnn-context",)
+#: non-portable artifact kinds an emulated board can still run: a QNN context on onnxruntime-qnn's x86_64 HTP simulator,
+#: an Edge TPU model (the compiler double's output) on LiteRT's CPU path (runner/litert_runner.py says so per result)
+SIMULATED_KINDS = ("qnn-context", "edgetpu-tflite")
 
 
 def check_arch(board: str, expected: str, facts: dict[str, Any], artifacts: list[dict[str, Any]]) -> list[str]:

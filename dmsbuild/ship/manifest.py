@@ -50,6 +50,8 @@ SUPPORT_FILES: tuple[SupportFile, ...] = (
     SupportFile("runner/probe.py", "package:board/runner/probe.py", required=False),
     # TensorRT output check on the board (TensorRT 10 Python API); run only for trt-onnx artifacts
     SupportFile("runner/trt_runner.py", "package:board/runner/trt_runner.py", required=False),
+    # LiteRT (.tflite) and Edge TPU artifacts: the interpreter, its delegate, quantized I/O
+    SupportFile("runner/litert_runner.py", "package:board/runner/litert_runner.py", required=False),
     SupportFile("verify/reference.npz", "build:reference", required=False),
     SupportFile("run.sh", "template:run.sh.j2"),
 )

@@ -50,6 +50,9 @@ ORT_HINT = "pip install onnxruntime"
 #: an artifact's child process gets this long (s) before it is reported as hung
 CHILD_TIMEOUT = float(os.environ.get("DMS_BENCH_CHILD_TIMEOUT", "3600"))
 MAX_ERROR_CHARS = 500
+#: artifact files runner/litert_runner.py runs (the LiteRT interpreter, with the Edge TPU delegate for a compiled
+#: model), not ONNX Runtime: what the manifest entry's file is, whatever the runtime that built it
+LITERT_SUFFIX = ".tflite"
 
 
 class ReleaseError(Exception):
@@ -363,6 +366,11 @@ def runs_here(entry: dict) -> bool:
     return isinstance(providers, list) and all(isinstance(p, str) and p.endswith("ExecutionProvider") for p in providers)
 
 
+def runs_on_litert(entry: dict) -> bool:
+    """The artifact is a .tflite file: runner/litert_runner.py runs it (LiteRT, or its Edge TPU delegate)."""
+    return str(entry.get("file", "")).endswith(LITERT_SUFFIX)
+
+
 def empty_result(entry: dict, plan: dict) -> dict:
     providers = entry.get("providers") or []
     return {
@@ -414,8 +422,32 @@ def open_artifact(np, ort, release: str, manifest: dict, entry: dict, threads: i
             "output_names": output_names, "ref": ref, "feed": feed, "load_ns": load_ns}
 
 
+def _litert():
+    """runner/litert_runner.py: LiteRT (.tflite) and Edge TPU artifacts (a sibling file in the release)."""
+    try:
+        from . import litert_runner  # the host
+    except ImportError:
+        try:
+            import litert_runner  # on the board
+        except ImportError:
+            raise RuntimeError("runner/litert_runner.py is missing beside dms_bench.py; redeploy the release") from None
+    return litert_runner
+
+
 def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dict:
     """Measure one artifact in this process; raises on failure (the caller records it)."""
+    if runs_on_litert(entry):  # LiteRT interpreter, not ONNX Runtime
+        try:
+            import numpy as np
+        except ImportError:
+            raise MissingDependency("numpy is not installed for " + sys.executable + "; install it: pip install numpy") from None
+        lr = _litert()
+        try:
+            lr.import_interpreter()
+        except lr.MissingLiteRT as exc:
+            raise MissingDependency(str(exc)) from None
+        return lr.bench_entry(np, release, manifest, entry, plan, empty_result(entry, plan), latency_stats=latency_stats,
+                              timing_loop=timing_loop, verify_outputs=verify_outputs, peak_rss_mb=peak_rss_mb)
     np, ort = _import_runtime()
     result = empty_result(entry, plan)
     a = open_artifact(np, ort, release, manifest, entry, plan["threads"])
@@ -617,7 +649,7 @@ def run_release(args: argparse.Namespace) -> tuple[dict, int]:
         if not entries:
             names = ", ".join(str(a.get("name")) for a in manifest["artifacts"] if isinstance(a, dict))
             raise ReleaseError(f"manifest.json: no artifact named {args.artifact!r}; have: {names}")
-    if not args.in_process:
+    if not args.in_process and not all(runs_on_litert(e) for e in entries):  # a .tflite-only board needs no onnxruntime
         _import_runtime()  # fail fast (exit 3) before any child starts
     results = []
     for entry in entries:

@@ -148,6 +148,28 @@ def disk_free_mb(root):
     return st.f_bavail * st.f_frsize // (1 << 20)
 
 
+#: USB ids of a Coral USB Accelerator: before its firmware is loaded (1a6e:089a) and after (18d1:9302)
+EDGETPU_USB = (("1a6e", "089a"), ("18d1", "9302"))
+EDGETPU_LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib/arm-linux-gnueabihf",
+                    "/usr/lib", "/usr/local/lib")
+
+
+def edgetpu():
+    """The Edge TPU runtime's delegate library and a PCIe (/dev/apex_*) or USB Edge TPU; None when none is here."""
+    import glob
+
+    lib = [p for p in (os.path.join(d, "libedgetpu.so.1") for d in EDGETPU_LIB_DIRS) if os.path.exists(p)]
+    usb = []
+    for dev in glob.glob("/sys/bus/usb/devices/*"):
+        pair = (_read(dev + "/idVendor"), _read(dev + "/idProduct"))
+        if pair in EDGETPU_USB:
+            usb.append(":".join(pair))
+    pcie = sorted(glob.glob("/dev/apex_*"))
+    if not (lib or usb or pcie):
+        return None
+    return {"library": lib[0] if lib else None, "usb": usb, "pcie": pcie}
+
+
 def gather(root):
     """Every fact of this board (CONTRACTS §4); ``root``: the deploy root (disk, provider cache). An onnxruntime
     that this Python cannot import is null, one that fails to import otherwise ``"broken: <why>"``."""
@@ -162,6 +184,8 @@ def gather(root):
         "onnxruntime": ort, "onnxruntime_providers": found, "onnxruntime_qnn": ver("onnxruntime-qnn"),
         "tensorrt": ver("tensorrt"), "trtexec": tool(["trtexec", "--version"]),
         "snpe": tool(["snpe-net-run", "--version"]),
+        "litert": ver("ai-edge-litert") or ver("tflite-runtime"),  # the LiteRT interpreter (runner/litert_runner.py)
+        "edgetpu": edgetpu(),
         "disk_free_mb": disk_free_mb(root), "mem_total_mb": mem_mb(),
         "emulated": os.environ.get("DMSBUILD_EMULATED_BOARD") or None,  # set by `python -m dmsbuild.boards up`
         "cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
