@@ -13,7 +13,7 @@ where they were, so the inventory and known_hosts stay valid.
 
 Each board has its own 127.0.0.x address, host key, deploy root and
 authorized key (one generated ed25519 client key for all). The command writes
-``<dir>/inventory.toml`` (boards in groups rpi5, orin and qcs8255; deploy root
+``<dir>/inventory.toml`` (boards in groups rpi5, orin, qcs8255 and coral; deploy root
 ``<dir>/<board>/root/<target>``, so the targets keep separate releases on one
 emulated board) and ``<dir>/known_hosts`` with their host keys: the committed
 ``targets/inventory.toml`` includes that inventory, so ``doit deploy

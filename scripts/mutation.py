@@ -534,11 +534,11 @@ M = [
     Mutation("mender-lineage", MB, "    if have != want:", "    if False:",
              (MT + "::test_other_device_type_and_other_lineage_are_refused",),
              "a board refuses another project's or target's release"),
-    Mutation("mender-route-label", "dmsbuild/ship/mender.py",
+    Mutation("mender-route-label", "dmsbuild/pipeline/ota.py",
              "        r[\"source\"] = with_route(r[\"source\"], ROUTE)", "        pass",
              (MT + "::test_good_release_installs_checks_commits_on_three_boards",),
              "figures that came through Mender are stored and reported with their route"),
-    Mutation("mender-pull-once", "dmsbuild/ship/mender.py", "                    if run_id in known:\n                        continue\n", "",
+    Mutation("mender-pull-once", "dmsbuild/pipeline/ota.py", "                    if run_id in known:\n                        continue\n", "",
              (MT + "::test_good_release_installs_checks_commits_on_three_boards",),
              "each results file a board left is stored once, however often it is pulled"),
     # ---------------------------------------------------------------- the installed tool (issue 32)
