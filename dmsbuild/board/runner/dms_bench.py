@@ -5,7 +5,9 @@ It runs ON THE BOARD, alone: it needs only the Python standard library, numpy
 and onnxruntime (plus onnxruntime-qnn for QNN artifacts) and its siblings
 runner/metrics.py and runner/probe.py (the board facts), and never imports
 dmsbuild. It runs every artifact whose providers are ONNX Runtime execution
-providers, whatever its runtime (``runs_here``). For each such artifact of the
+providers, whatever its runtime (``runs_here``), and hands a ``.tflite`` file
+to its sibling runner/litert_runner.py (``runs_on_litert``: the LiteRT
+interpreter, which a .tflite-only board has instead of onnxruntime). For each such artifact of the
 release's manifest.json it measures model load time, first-inference time, a separate warm-up, then
 ``bench.iterations`` runs timed with ``time.perf_counter_ns`` (raw samples
 kept), peak resident memory, and checks the outputs on the host's FP32
@@ -21,8 +23,8 @@ while the others still run.
 
 Exit codes: 0 document printed, at least one artifact measured; 5 document
 printed, every artifact failed; 2 unusable release or arguments (stderr says
-what); 3 numpy or onnxruntime missing on the board (stderr has the install
-hint); ``--facts`` prints the board facts (CONTRACTS §4) and exits 0.
+what); 3 numpy, onnxruntime or (for a .tflite) the LiteRT interpreter missing on the board (stderr has
+the install hint); ``--facts`` prints the board facts (CONTRACTS §4) and exits 0.
 """
 from __future__ import annotations
 
@@ -385,6 +387,9 @@ def empty_result(entry: dict, plan: dict) -> dict:
 
 def open_artifact(np, ort, release: str, manifest: dict, entry: dict, threads: int, spinning: bool = True) -> dict:
     """An artifact's session and the feed the timing loop uses (the benchmark and the interleaved re-measure)."""
+    if runs_on_litert(entry):  # bench_artifact hands these to litert_runner.py; the interleaved re-measure cannot yet
+        raise RuntimeError(f"artifact {entry.get('name')!r} is a .tflite file, run by runner/litert_runner.py: no "
+                           "ONNX Runtime session (the interleaved re-measure runs ONNX Runtime artifacts only)")
     if not runs_here(entry):
         raise RuntimeError(f"runtime {entry.get('runtime')!r} is not run by dms_bench.py (its providers "
                            f"{entry.get('providers')!r} are not ONNX Runtime execution providers: its backend's "
