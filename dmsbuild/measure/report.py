@@ -91,13 +91,16 @@ def board_releases(artifacts: Path) -> dict[tuple[str, str], BoardReleases]:
     for path in sorted(Path(artifacts).glob("*/rollouts/*.json")):
         try:
             data = json.loads(path.read_text())
+            written = path.stat().st_mtime_ns
         except (OSError, ValueError):
             continue
         if isinstance(data, dict) and isinstance(data.get("boards"), list):
-            reports.append(data)
-    reports.sort(key=lambda d: str(d.get("started_at") or ""))
+            reports.append((str(data.get("started_at") or ""), written, data))
+    # started_at has whole seconds: two rollouts in one second are ordered by when their report was written
+    # (by file name they would be ordered by release hash)
+    reports.sort(key=lambda r: r[:2])
     out: dict[tuple[str, str], BoardReleases] = {}
-    for data in reports:
+    for _, _, data in reports:
         target, release = str(data.get("target") or ""), data.get("release_id")
         for b in data["boards"]:
             if not isinstance(b, dict) or not b.get("name"):

@@ -15,7 +15,7 @@ from ...errors import UserError, first_line
 from .board import Baseline, BoardBench, board_kind, load_average, measure_ratio, measurement_path, provenance
 from .choice import KindResult, Row, _needs_more, contenders_of, explain, head_to_head, write_choice
 from .recipe import accuracy_summary, build_recipe, host_gate
-from ...measure.report import write_report
+from .report import write_report
 from .space import Candidate, check_space, recipes, settings_space, space_for
 
 if TYPE_CHECKING:
