@@ -43,7 +43,8 @@ def _write_dlc(path, meta):
     Path(path).write_text(json.dumps(dict(meta, magic=MAGIC), sort_keys=True))
 
 
-def _input_files(path, parser):
+def input_files(path):
+    """The raw-file paths of an input list (``name:=path`` or bare paths; ``#``/``%`` lines skipped)."""
     files = []
     for line in Path(path).read_text().splitlines():
         line = line.strip()
@@ -105,7 +106,7 @@ def dlc_quantize(prog):
     ap.add_argument("--use_enhanced_quantizer", action="store_true")
     a = ap.parse_args()
     meta = _read_dlc(a.input_dlc, ap)
-    files = _input_files(a.input_list, ap)
+    files = input_files(a.input_list)
     _check_inputs(files, meta, ap)
     digest = hashlib.sha256()
     for f in files:
@@ -139,7 +140,7 @@ def net_run():
     ap.add_argument("--profiling_level")
     a = ap.parse_args()
     meta = _read_dlc(a.container, ap)
-    files = _input_files(a.input_list, ap)
+    files = input_files(a.input_list)
     _check_inputs(files, meta, ap)
     shapes = json.loads(os.environ.get("SNPE_DOUBLE_OUTPUTS", '{"out": [1, 2]}'))
     out = Path(a.output_dir)

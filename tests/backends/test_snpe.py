@@ -13,22 +13,11 @@ import pytest
 
 from dmsbuild.backends import snpe
 from dmsbuild.backends.toolchain import run_tool
+from dmsbuild.doubles.snpe_double import input_files
 from dmsbuild.errors import UserError
 
 DOUBLES = Path(__file__).resolve().parents[2] / "dmsbuild" / "doubles"
 SHAPE = (1, 3, 8, 8)
-
-
-def read_input_list(path: Path) -> list[str]:
-    """The raw-file paths of an input list (``name:=path`` or bare paths; ``#``/``%`` lines skipped)."""
-    files = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", "%")):
-            continue
-        for word in line.split():
-            files.append(word.split(":=", 1)[1] if ":=" in word else word)
-    return files
 
 
 @pytest.fixture
@@ -77,7 +66,7 @@ def test_sdk_found_via_fallback_variable(sdk):
 def test_input_list_has_one_unique_file_per_sample(tmp_path):
     xs = [np.full(SHAPE, i, dtype=np.float32) for i in range(12)]
     lst = snpe.write_input_list(xs, tmp_path / "calib", "image")
-    files = read_input_list(lst)
+    files = input_files(lst)
     assert len(files) == 12 and len(set(files)) == 12
     assert all(Path(f).stat().st_size == 3 * 8 * 8 * 4 for f in files)
     # each file holds its own sample (the source article's files all overwrote one another)
@@ -85,7 +74,7 @@ def test_input_list_has_one_unique_file_per_sample(tmp_path):
     assert lst.read_text().splitlines()[0] == f"image:={Path(files[0])}"
     # NCHW samples are written NHWC
     x = np.arange(3 * 8 * 8, dtype=np.float32).reshape(SHAPE)
-    one = read_input_list(snpe.write_input_list([x], tmp_path / "c2", "image"))[0]
+    one = input_files(snpe.write_input_list([x], tmp_path / "c2", "image"))[0]
     assert np.array_equal(np.fromfile(one, dtype=np.float32), x[0].transpose(1, 2, 0).ravel())
 
 
@@ -179,7 +168,7 @@ def test_on_board_run_parsed_into_result(sdk, tmp_path, monkeypatch):
     assert outputs[0][1].shape == (1, 3)
     run_tool(snpe.diagview_argv(tmp_path / "run" / "SNPEDiag_0.log", tmp_path / "diag.csv", tool=sdk.tool("snpe-diagview")),
              log_dir=tmp_path, step="diag", env=env)
-    raw = read_input_list(lst)[0]
+    raw = input_files(lst)[0]
     tp = run_tool(snpe.throughput_argv(out, raw, o, tool=sdk.tool("snpe-throughput-net-run")), log_dir=tmp_path, step="tp", env=env)
     res = snpe.result_from_snpe(artifact="int8-dlc", precision="int8-qdq", throughput_stdout=tp.stdout,
                                 diag_csv=(tmp_path / "diag.csv").read_text(), iterations=3)
