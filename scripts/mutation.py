@@ -637,6 +637,12 @@ M = [
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mutation_promises import promise_mutations  # noqa: E402
 
+M += [
+    Mutation("report-same-second-by-hash", "dmsbuild/measure/report.py", "reports.sort(key=lambda r: r[:2])",
+             "reports.sort(key=lambda r: r[:1])",
+             ("tests/test_verdict.py::test_two_rollouts_in_one_second_are_ordered_by_when_their_reports_were_written",),
+             "two rollouts in the same second: the later one's release is the board's current one in the report"),
+]
 M += promise_mutations(Mutation)
 
 

@@ -173,3 +173,22 @@ def test_the_report_honours_a_passing_verdict_whose_figures_would_fail(tmp_path)
         "boards": [{"name": "b", "status": "done", "details": {"verdict": v.as_json()}}]}))
     [row] = verdict_table(board_releases(tmp_path)).rows
     assert row[:4] == ["b", "t", "r2", "passed"] and row[5] == "run 1/1, accuracy 1/1, latency 1/1"
+
+
+def test_two_rollouts_in_one_second_are_ordered_by_when_their_reports_were_written(tmp_path):
+    """started_at has whole seconds; by file name the order would be the release hash's (the full suite hit it)."""
+    import os
+
+    from dmsbuild.measure.report import board_releases
+
+    rollouts = tmp_path / "t" / "rollouts"
+    rollouts.mkdir(parents=True)
+    for n, (rid, ok) in enumerate((("ffff", True), ("0000", False))):  # ffff deployed first, 0000 second
+        v = (passed_with_failing_figures if ok else failed_with_fine_figures)("b", rid)
+        path = rollouts / f"{rid}-1.json"
+        path.write_text(json.dumps({"target": "t", "release_id": rid, "started_at": "2026-01-01T00:00:00Z",
+                                    "boards": [{"name": "b", "status": "done" if ok else "unhealthy",
+                                                "details": {"verdict": v.as_json()}}]}))
+        os.utime(path, ns=(10**18 + n, 10**18 + n))
+    st = board_releases(tmp_path)[("b", "t")]
+    assert st.current == "0000" and st.verdict["release_id"] == "0000" and st.verdict["ok"] is False
