@@ -109,7 +109,9 @@ def test_emulated_board_runs_qnn_contexts_but_not_other_tied_artifacts():
     facts = {"arch": "x86_64", "emulated": "sshd-on-loopback"}
     qnn = [{"name": "int8-qdq", "kind": "qnn-context", "portable": False}]
     [warning] = check_arch("emu-01", "aarch64", facts, qnn)
-    assert "emulated aarch64 board" in warning and "simulator" in warning
+    assert "emulated aarch64 board" in warning and "onnxruntime-qnn's HTP simulator" in warning
+    [warning] = check_arch("emu-01", "aarch64", facts, [{"name": "int8-edgetpu", "kind": "edgetpu-tflite", "portable": False}])
+    assert "run on LiteRT's CPU path of this machine" in warning and "simulator" not in warning  # where it really ran
     with pytest.raises(UserError, match="not portable"):
         check_arch("emu-01", "aarch64", facts, qnn + [{"name": "engine", "kind": "trt-engine", "portable": False}])
     with pytest.raises(UserError, match="not portable"):

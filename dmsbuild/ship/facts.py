@@ -45,7 +45,7 @@ def _arch_family(arch: str) -> str:
 
 #: non-portable artifact kinds an emulated board can still run: a QNN context on onnxruntime-qnn's x86_64 HTP simulator,
 #: an Edge TPU model (the compiler double's output) on LiteRT's CPU path (runner/litert_runner.py says so per result)
-SIMULATED_KINDS = ("qnn-context", "edgetpu-tflite")
+SIMULATED_KINDS = {"qnn-context": "onnxruntime-qnn's HTP simulator", "edgetpu-tflite": "LiteRT's CPU path"}
 
 
 def check_arch(board: str, expected: str, facts: dict[str, Any], artifacts: list[dict[str, Any]]) -> list[str]:
@@ -56,8 +56,9 @@ def check_arch(board: str, expected: str, facts: dict[str, Any], artifacts: list
     tied = [a["name"] for a in artifacts if not a.get("portable", True)]
     simulated = [a["name"] for a in artifacts if not a.get("portable", True) and a.get("kind") in SIMULATED_KINDS]
     if tied and facts.get("emulated") and simulated == tied:
+        where = " / ".join(sorted({SIMULATED_KINDS[a["kind"]] for a in artifacts if a["name"] in simulated}))
         return [f"board '{board}': emulated {expected} board on {got} ({facts['emulated']}); {', '.join(tied)} "
-                "run on its simulator / test double, not on the real hardware"]
+                f"run on {where} of this machine, not on the real hardware"]
     if tied:
         raise UserError(
             f"board '{board}': arch is {got} but the target expects {expected}, and {', '.join(tied)} "
