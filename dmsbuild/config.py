@@ -352,8 +352,8 @@ class PreprocessConfig:
 
 @dataclass
 class ExportConfig:
-    #: torch.onnx exporter: "torchscript" (legacy, ~0.5 s, opset <= 17 here) or "dynamo" (~9 s, opset 18);
-    #: the fp32.json sidecar records which ran and the opset actually written
+    #: torch.onnx exporter: "torchscript" (legacy, ~0.5 s, opset <= 17 here) or "dynamo" (~9 s, opset 18; times
+    #: here, load average not recorded: not a performance result); the fp32.json sidecar records which ran and the opset actually written
     exporter: Literal["torchscript", "dynamo"] = "torchscript"
     #: requested ONNX opset
     opset: int = 17
@@ -420,7 +420,8 @@ class QATConfig:
     #: optional JSON {file name: {head: value}} for the training images (like data.labels)
     labels: str | None = None
     #: torch CPU threads while training. 1 by default: torch's OpenMP threads spin-wait for each other, and on a
-    #: CPU shared with other work a 2-thread step ran 5-30x slower than a 1-thread one (docs/qat.md, "Speed");
+    #: CPU shared with other work a 2-thread step ran 5-30x slower than a 1-thread one (docs/qat.md, "Speed"; under
+    #: load (load average ~30): not a performance figure, it shows what oversubscription costs on a busy CPU);
     #: the thread count also fixes the float summation order, so it is part of what makes a run reproducible
     threads: int = 1
 
@@ -450,7 +451,8 @@ class PruneConfig:
     #: 0: the target runtime's block - 16 for ONNX Runtime (its NCHWc convolutions take only channel counts that
     #: are multiples of the CPU's block: 8 on AVX2, 16 on AVX-512 and ARM64 NEON), 32 for TensorRT, QNN and SNPE
     #: (INT8 32-channel vector formats; HTP pads activation depth to 32). 1: no rounding. Measured: 25 % pruning
-    #: without rounding ran 1.12x *slower* than FP32 on ONNX Runtime CPU, with 16-channel rounding 0.64x (docs/qat.md)
+    #: without rounding ran 1.12x *slower* than FP32 on ONNX Runtime CPU, with 16-channel rounding 0.64x (docs/qat.md;
+    #: load average not recorded: not a performance result)
     round_to: int = 0
 
     def validate(self, source: str, prefix: str) -> None:
