@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -88,7 +89,11 @@ def in_lazy_annotation(path: Path, line: int, col: int) -> bool:
 
 def _cosmic_ray(args: list[str], cwd: Path, log) -> int:
     cmd = [sys.executable, "-c", "import sys; from cosmic_ray.cli import main; sys.exit(main())", *args]
-    return subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT).returncode
+    # the copy's dmsbuild first for the tests and every process they start (the venv's editable install points
+    # at the working tree), and no bytecode: a mutant of the same size written within the second would
+    # otherwise be served from the previous mutant's stale .pyc (its mtime has a resolution of one second)
+    env = {**os.environ, "PYTHONPATH": str(cwd), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
 
 
 def _config(modules: tuple[str, ...], tests: tuple[str, ...], test_python: str, timeout: float) -> str:
@@ -108,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--groups", nargs="*", default=sorted(GROUPS), help="groups to mutate (default all)")
     p.add_argument("--test-python", default=str(REPO / ".venv" / "bin" / "python"))
     p.add_argument("--min-rate", type=float, default=0.9)
+    p.add_argument("--jobs", type=int, default=1, help="groups run side by side, each in its own copy (default 1)")
     p.add_argument("--list", action="store_true")
     args = p.parse_args(argv)
     if args.list:
@@ -130,32 +136,48 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     out_dir = REPO / "artifacts" / "mutation-sample"
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="dms-cosmic-") as tmp:
-        copy = copy_repo(Path(tmp))
-        log = open(out_dir / f"{args.seed}.log", "w")
+    log_path = out_dir / f"{args.seed}.log"
+    with tempfile.TemporaryDirectory(prefix="dms-cosmic-") as tmp, open(log_path, "w") as log:
+        # one copy of the tree per group: Cosmic Ray edits the mutated module in place, and groups run side by
+        # side (--jobs) would otherwise see each other's mutants
+        copies = {g: copy_repo(Path(tmp) / g) for g in args.groups}
         jobs: list[tuple[str, str]] = []
         for g in args.groups:
             mods, tests = GROUPS[g]
+            copy = copies[g]
             (copy / f"cr-{g}.toml").write_text(_config(mods, tests, args.test_python, args.timeout))
             if _cosmic_ray(["init", f"cr-{g}.toml", f"cr-{g}.sqlite"], copy, log) != 0:
-                print(f"mutation_sample: cosmic-ray init failed for {g} (see {out_dir / f'{args.seed}.log'})", file=sys.stderr)
+                print(f"mutation_sample: cosmic-ray init failed for {g} (see {log_path})", file=sys.stderr)
                 return 2
             with use_db(str(copy / f"cr-{g}.sqlite"), WorkDB.Mode.open) as db:
                 jobs += [(g, w.job_id) for w in db.work_items]
         total = len(jobs)
         chosen = set(random.Random(args.seed).sample(sorted(jobs), min(args.sample, total)))
-        rows, survivors, records = [], [], []
+        sampled: dict[str, int] = {}
         for g in args.groups:
-            with use_db(str(copy / f"cr-{g}.sqlite"), WorkDB.Mode.open) as db:
+            with use_db(str(copies[g] / f"cr-{g}.sqlite"), WorkDB.Mode.open) as db:
                 mine = [w.job_id for w in db.work_items]
                 db.set_multiple_results([j for j in mine if (g, j) not in chosen],
                                         WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="not sampled"))
-                sampled = sum((g, j) in chosen for j in mine)
-            late = (time.monotonic() - start) / 60 > args.minutes
-            if not late and sampled:
-                _cosmic_ray(["exec", f"cr-{g}.toml", f"cr-{g}.sqlite"], copy, log)
+                sampled[g] = sum((g, j) in chosen for j in mine)
+        print(f"mutation_sample: {len(chosen)} of {total} mutants sampled (seed {args.seed}): "
+              + ", ".join(f"{g} {n}" for g, n in sampled.items()) + f"; {args.jobs} group(s) at a time", flush=True)
+
+        def run_group(g: str) -> None:
+            if (time.monotonic() - start) / 60 > args.minutes or not sampled[g]:
+                return  # its mutants stay "not run"
+            t0 = time.monotonic()
+            _cosmic_ray(["exec", f"cr-{g}.toml", f"cr-{g}.sqlite"], copies[g], log)
+            print(f"mutation_sample: {g}: {sampled[g]} mutant(s) in {time.monotonic() - t0:.0f} s", flush=True)
+
+        # the longest groups first, so that --jobs keeps every worker busy to the end
+        order = sorted(args.groups, key=lambda g: -sampled[g])
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            list(pool.map(run_group, order))
+        rows, survivors, records = [], [], []
+        for g in args.groups:
             counts = {"killed": 0, "survived": 0, "incompetent": 0, "equivalent": 0, "not run": 0}
-            with use_db(str(copy / f"cr-{g}.sqlite"), WorkDB.Mode.open) as db:
+            with use_db(str(copies[g] / f"cr-{g}.sqlite"), WorkDB.Mode.open) as db:
                 for item, result in db.completed_work_items:
                     if result.output == "not sampled":
                         continue
@@ -172,9 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                                     "diff": result.diff})
                     if outcome == "survived":
                         survivors.append(records[-1])
-                counts["not run"] += sampled - sum(counts.values())
-            rows.append((g, sampled, counts))
-        log.close()
+                counts["not run"] += sampled[g] - sum(counts.values())
+            rows.append((g, sampled[g], counts))
     judged = sum(c["killed"] + c["survived"] for _, _, c in rows)
     killed = sum(c["killed"] for _, _, c in rows)
     rate = killed / judged if judged else 0.0
