@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                     key = (str(m.module_path), m.start_pos[0], m.operator_name)
                     outcome = getattr(result.test_outcome, "value", None) or "not run"
                     why = EQUIVALENT.get(key) or ("an annotation, never evaluated (PEP 563)"
-                                                  if in_lazy_annotation(REPO / key[0], *m.start_pos) else None)
+                                                  if in_lazy_annotation(copies[g] / key[0], *m.start_pos) else None)
                     if outcome == "survived" and why:
                         outcome = "equivalent"
                     counts[outcome] = counts.get(outcome, 0) + 1
