@@ -106,7 +106,11 @@ def power_cuts(tmp_path: Path, old: Rel | None, new: Rel) -> dict[str, Any]:
     assert answer["current"] == new.rid, answer
     assert on_disk(Path(root)) == new.rid
     known = {new.rid: new.files, **({old.rid: old.files} if old else {})}
-    before = old.rid if old else None
+    return {**check_cuts(rec, known, old.rid if old else None, new.rid), "root": root}
+
+
+def check_cuts(rec: Any, known: dict[str, Any], before: str | None, after: str) -> dict[str, Any]:
+    """Every crash image of ``rec``: ``current`` shows ``before`` or ``after`` complete, ``after`` once it answered."""
     seen: dict[Any, int] = {}
     bad: list[str] = []
     n = 0
@@ -114,14 +118,14 @@ def power_cuts(tmp_path: Path, old: Rel | None, new: Rel) -> dict[str, Any]:
         for img in images(rec, k):
             n += 1
             rid, why = shown(img, known)
-            allowed = {new.rid} if k == len(rec.ops) else {before, new.rid}
+            allowed = {after} if k == len(rec.ops) else {before, after}
             if why or rid not in allowed:
                 last = rec.ops[k - 1] if k else "nothing yet"
                 said = why or (f"current shows {rid or 'no release'}"
                                + (" after the agent answered success" if k == len(rec.ops) else ""))
                 bad.append(f"cut after op {k} ({last}), {img.variant}: {said}")
             seen[rid] = seen.get(rid, 0) + 1
-    return {"rec": rec, "seen": seen, "bad": bad, "images": n, "root": root}
+    return {"rec": rec, "seen": seen, "bad": bad, "images": n}
 
 
 def recovers(tmp_path: Path, rec: Any, new: Rel) -> list[str]:
@@ -163,6 +167,21 @@ def test_the_next_deploy_repairs_whatever_a_power_cut_left(tmp_path, case):
     got = power_cuts(tmp_path, OLD if case == "upgrade" else None, NEW)
     bad = recovers(tmp_path, got["rec"], NEW)
     assert not bad, _report(bad)
+
+
+def test_a_power_cut_during_a_rollback_leaves_one_release_or_the_other(tmp_path):
+    """``rollback`` (the deploy gate's, or `doit rollback`): the same sync, switch and state writes, under the model."""
+    anchor = tmp_path / "disk"
+    anchor.mkdir()
+    root = str(anchor / ROOT_NAME)
+    for rel in (OLD, NEW):
+        assert deploy(root, rel)["current"] == rel.rid
+    with recording(str(anchor)) as rec:
+        answer = agent.locked(agent.rollback)({"root": root})
+    assert (answer["previous"], answer["current"]) == (NEW.rid, OLD.rid)
+    got = check_cuts(rec, {OLD.rid: OLD.files, NEW.rid: NEW.files}, NEW.rid, OLD.rid)
+    assert not got["bad"], _report(got["bad"])
+    assert got["seen"].get(OLD.rid) and got["seen"].get(NEW.rid), got["seen"]
 
 
 def test_the_model_sees_a_lost_fsync(tmp_path, monkeypatch):
