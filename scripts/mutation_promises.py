@@ -9,6 +9,7 @@ from __future__ import annotations
 G = "tests/test_promises_gates.py"
 JUDGE, REG = "dmsbuild/board/runner/judge.py", "dmsbuild/measure/regression.py"
 BS, BST = "dmsbuild/measure/board_state.py", "tests/test_promises_board_state.py"
+AGENT, PC = "dmsbuild/board/release_agent.py", "tests/test_power_cut.py"
 
 PROMISES = [
     # ---------------------------------------------------------------- (a) every gate rule at its boundary
@@ -133,6 +134,25 @@ PROMISES = [
      ("tests/test_promises_ssh.py::test_ansible_variables_follow_ansibles_precedence_and_the_ssh_spelling_wins",),
      "a child group's variables win over its parent's, and both over [all:vars]"),
 
+    # ---------------------------------------------------------------- (h) durability under a power cut (tests/powercut.py)
+    ("durability-object-not-fsynced", AGENT, "            os.chmod(part, 0o444)\n            fsync_path(part)\n",
+     "            os.chmod(part, 0o444)\n", (PC,),
+     "an uploaded object's content is fsync'ed before it becomes an object: a cut after the switch never shows a torn file"),
+    ("durability-current-dir-not-fsynced", AGENT, "    os.replace(tmp, link)\n    fsync_path(root)\n",
+     "    os.replace(tmp, link)\n", (PC,),
+     "the root is fsync'ed after the `current` rename: a cut right after the agent answered success keeps the new release"),
+    ("durability-release-not-synced", AGENT, '    sync(root, rid)\n    fault_point("commit.synced")\n',
+     '    fault_point("commit.synced")\n', (PC,),
+     "the release's folders are fsync'ed before the switch: `current` never points to a missing or half release"),
+    ("durability-state-file-not-fsynced", AGENT, "        fh.flush()\n        os.fsync(fh.fileno())\n",
+     "        fh.flush()\n", (PC,),
+     "history.json (and every state file) is fsync'ed before its rename: a cut never leaves it torn"),
+    ("durability-new-root-not-fsynced", AGENT, "    for p in reversed(made):\n        fsync_path(os.path.dirname(p))\n",
+     "    pass\n", (PC,),
+     "a first deploy's new root (and objects/, releases/) is fsync'ed into its parent: success survives a cut"),
+    ("durability-marker-leftover-refused", AGENT, 'set(e for e in entries if not e.startswith(MARKER + ".tmp.")) <= {".lock", "tune"}',
+     'set(entries) <= {".lock", "tune"}', (PC,),
+     "a first deploy cut while writing the marker leaves a root the next deploy still takes"),
 ]
 
 

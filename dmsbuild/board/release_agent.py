@@ -358,15 +358,16 @@ def claim_root(root):
     there -> ours; a layout an older dmsbuild made -> adopted; anything else -> refused in one line."""
     refuse_system_root(root)
     try:
-        os.makedirs(root, exist_ok=True)
+        makedirs_durable(root)
         entries = sorted(os.listdir(root))
     except OSError as exc:
         fail(EXIT_NOT_WRITABLE, not_writable(root, exc))
     _lexists_not(os.path.join(root, MARKER), "file")
     if MARKER in entries:
         return
-    # before the first deploy dmsbuild may have left only its lock and an older `doit tune`'s scratch folder (tune/)
-    fresh = set(entries) <= {".lock", "tune"} and (
+    # before the first deploy dmsbuild may have left only its lock, an older `doit tune`'s scratch folder (tune/)
+    # and the marker's own temporary file (a first deploy cut short while it wrote the marker)
+    fresh = set(e for e in entries if not e.startswith(MARKER + ".tmp.")) <= {".lock", "tune"} and (
         "tune" not in entries or stat.S_ISDIR(os.lstat(os.path.join(root, "tune")).st_mode))
     made = [] if fresh else _ours_from_before(root)
     if made is not None:
@@ -406,6 +407,20 @@ def fsync_path(path):
         os.close(fd)
 
 
+def makedirs_durable(path):
+    """mkdir -p ``path``, each folder it creates fsync'ed into its parent (a first deploy's root, ``objects/``,
+    ``releases/``): a new folder's name is durable only once its parent folder is, and nothing else fsyncs the
+    root's parent; without it a power cut after a first deploy reported success could lose the whole root
+    (tests/test_power_cut.py). Folders that exist cost nothing."""
+    made, p = [], os.path.abspath(path)
+    while not os.path.lexists(p) and p != os.path.dirname(p):
+        made.append(p)
+        p = os.path.dirname(p)
+    os.makedirs(path, exist_ok=True)
+    for p in reversed(made):
+        fsync_path(os.path.dirname(p))
+
+
 def op_prepare(req):
     return prepare(req)
 
@@ -416,7 +431,7 @@ def prepare(req):
     check_layout(root)
     try:
         for sub in ("objects/.tmp", "releases"):
-            os.makedirs(os.path.join(root, sub), exist_ok=True)
+            makedirs_durable(os.path.join(root, sub))
         # every folder a deploy writes: the root (current, history.json, .lock), objects/, objects/.tmp/, releases/
         for folder in (root, os.path.join(root, "objects"), os.path.join(root, "objects", ".tmp"), os.path.join(root, "releases")):
             if not os.access(folder, os.W_OK | os.X_OK):
@@ -733,7 +748,7 @@ def collect(root, keep):
             remove_tree(os.path.join(rel, name))
     for name in os.listdir(root):  # leftovers of a switch or a write cut short
         if name.startswith(".current.tmp.") or name.startswith(("history.json.tmp.", "seal.json.tmp.", "dms.service.tmp.",
-                                                                              "verdicts.json.tmp.")):
+                                                                              "verdicts.json.tmp.", MARKER + ".tmp.")):
             os.unlink(os.path.join(root, name))
     objects = os.path.join(root, "objects")
     freed = 0
