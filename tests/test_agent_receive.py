@@ -140,3 +140,45 @@ def test_a_deploy_over_ssh_opens_no_sftp_channel(boards, project_dir, tmp_path, 
     manifest = json.loads(Path(board.root, "current", "manifest.json").read_text())
     for e in manifest["artifacts"] + manifest["files"]:
         assert hashlib.sha256(Path(board.root, "current", e["file"]).read_bytes()).hexdigest() == e["sha256"]
+
+
+def test_streams_to_the_agent_hold_the_upload_slot_while_bytes_flow(boards, project_dir, tmp_path, monkeypatch):
+    """The process-wide upload limit holds for objects streamed to the lock process as it did for SFTP uploads:
+    with one slot, three boards' streams never pump bytes at the same time."""
+    from dmsbuild.ship.release import BoardLock
+
+    monkeypatch.setenv(ssh.UPLOAD_SLOTS_ENV, "1")
+    monkeypatch.setattr(ssh, "_slots", None)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(4_000_000))
+    sha = hashlib.sha256(big.read_bytes()).hexdigest()
+    inv = load_inventory(Path(boards["inventory"]), project_dir)
+    ts = [ssh.SSHTransport(inv.boards[f"emu-0{i}"]) for i in (1, 2, 3)]
+    locks = [BoardLock(t, inv.boards[t.name].python, str(tmp_path / f"root-{t.name}"), objects=[sha]) for t in ts]
+    live, peak, guard = set(), [0], threading.Lock()
+
+    def progress(name):
+        def cb(done, total):  # called only while the file's bytes are being sent
+            with guard:
+                live.add(name) if done < total else live.discard(name)
+                peak[0] = max(peak[0], len(live))
+        return cb
+
+    try:
+        for lock in locks:
+            lock.acquire()
+        threads = [threading.Thread(target=lock.send_object, args=(big, sha, big.stat().st_size),
+                                    kwargs={"progress": progress(lock.transport.name)}) for lock in locks]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert peak[0] == 1
+        for lock in locks:
+            part = Path(lock.root, "objects", ".tmp", f"{sha}.part")
+            assert part.read_bytes() == big.read_bytes()
+    finally:
+        for lock in locks:
+            lock.release()
+        for t in ts:
+            t.close()
