@@ -85,6 +85,8 @@ def instrument() -> None:
     _timed(release, "resolve_root", "resolve root")
     _timed(release.BoardLock, "acquire", "lock+prepare+facts (1 board Python)")
     _timed(release.BoardLock, "call", "commit: verify+stage+switch")
+    if hasattr(release.BoardLock, "send_object"):  # since issue 26 item 3: objects stream to the lock process
+        _timed(release.BoardLock, "send_object", "upload (per file, to the agent's stdin)", size_arg=1)
     _timed(release.BoardLock, "release", "lock release")
     _timed(manifest, "sha256_of", "controller sha256")
     _timed(release, "deploy_board", "deploy_board (whole)")
@@ -287,6 +289,15 @@ def instrument_counts() -> None:
         return lock_send(self, data)
 
     release.BoardLock._send = lock_send_w
+    if hasattr(release.BoardLock, "send_object"):
+        send_object = release.BoardLock.send_object
+
+        def send_object_w(self, local, sha256, size, offset=0, progress=None):
+            _count(self.transport.name, "objects streamed to the agent")
+            _count(self.transport.name, "bytes sent (to the agent's stdin)", size - offset)
+            return send_object(self, local, sha256, size, offset, progress)
+
+        release.BoardLock.send_object = send_object_w
     slot = ssh.upload_slot
 
     def slot_w():

@@ -20,7 +20,9 @@ Ops: ``prepare`` (create the layout, check it is writable, report what the
 board has), ``lock`` (hold the board lock until stdin closes; also prepares
 when the request lists objects; then runs the ``commit``/``rollback``
 requests sent to it as JSON lines, so they run under the lock and finish
-under it even when the connection drops), ``commit`` (verify, stage the
+under it even when the connection drops; a ``receive`` request is followed by
+an object's bytes, written to its upload and hashed as they arrive, so a deploy
+needs no SFTP server on the board and no second read of each file), ``commit`` (verify, stage the
 release, sync, switch, collect), ``rollback``, ``state``, ``fetch`` (under the
 lock: objects from relay boards or a mirror over HTTP, verified by sha256
 while they arrive, left as uploads for ``commit`` to verify again), ``verdict``
@@ -51,13 +53,13 @@ in its environment, so production requests never carry one.
 """
 import errno
 import fcntl
-import hashlib
 import json
 import os
-import shutil
-import signal
 import stat
 import sys
+
+# hashlib, shutil and signal are imported where they are used: every deploy starts this file in a fresh Python
+# on the board, and the modules it does not need for the op at hand cost CPU on every board (docs/fleet-scale.md)
 
 EXIT_USAGE, EXIT_LOCKED, EXIT_NOT_WRITABLE, EXIT_BAD = 2, 3, 4, 5
 #: the faults hook (see fault_point); set from each request
@@ -110,6 +112,8 @@ def fault_point(name):
     sshds = [(p, c) for p, c in chain if c.startswith(b"sshd")]
     listener = next((p for p, c in sshds if b"[listener]" in c), sshds[-1][0] if sshds else None)
     victims = [p for p, _ in sshds if p != listener] + ([listener] if mode == "sshd" and listener else [])
+    import signal
+
     for v in victims:
         try:
             os.kill(v, signal.SIGKILL)
@@ -181,6 +185,8 @@ def regular(base, rel):
     if stat.S_ISREG(st.st_mode):
         return True
     if stat.S_ISDIR(st.st_mode):
+        import shutil
+
         shutil.rmtree(path, ignore_errors=True)
     else:
         os.unlink(path)
@@ -212,6 +218,8 @@ def sha256_of(path, follow_symlinks=False):
     """The sha256 (hex) of a file's content: dmsbuild's one file hasher, on the board and on the host
     (host modules import it from here; board code cannot import theirs). On the board a symlink in the
     file's place is refused (``open_nofollow``); the host hashes its own files with ``follow_symlinks=True``."""
+    import hashlib
+
     h = hashlib.sha256()
     with (open(path, "rb") if follow_symlinks else open_nofollow(path)) as fh:
         while True:
@@ -501,22 +509,142 @@ def read_line(fd=0):
     return line.decode()
 
 
-def stdin_lines(idle, fd=0):
-    """Lines from stdin until EOF, or until nothing (not even a heartbeat) arrived for ``idle`` seconds."""
-    import select
+class Stdin:
+    """The lock process's stdin: request lines, and after a ``receive`` line that object's raw bytes.
 
-    buf = STDIN_REST[0]
-    while True:
-        while b"\n" in buf:
-            line, _, buf = buf.partition(b"\n")
-            yield line.decode()
-        ready, _, _ = select.select([fd], [], [], idle if idle > 0 else None)
-        if not ready:
-            return
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return
-        buf += chunk
+    Both read from one buffer, so the bytes of an object are never taken for
+    lines or the other way round. A read gives up at EOF or when nothing (not
+    even a heartbeat) arrived for ``idle`` seconds (0: wait forever)."""
+
+    def __init__(self, idle, fd=0):
+        self.idle, self.fd, self.buf = idle, fd, STDIN_REST[0]
+
+    def _more(self):
+        import select
+
+        ready, _, _ = select.select([self.fd], [], [], self.idle if self.idle > 0 else None)
+        return os.read(self.fd, 1 << 20) if ready else b""
+
+    def lines(self):
+        """Lines until EOF (or silence for ``idle`` seconds)."""
+        while True:
+            while b"\n" in self.buf:
+                line, _, self.buf = self.buf.partition(b"\n")
+                yield line.decode()
+            chunk = self._more()
+            if not chunk:
+                return
+            self.buf += chunk
+
+    def chunks(self, n):
+        """The next ``n`` bytes, in pieces as they arrive; fewer when the connection ends (EOF, silence)."""
+        if self.buf and n > 0:
+            take, self.buf = self.buf[:n], self.buf[n:]
+            n -= len(take)
+            yield take
+        while n > 0:
+            chunk = self._more()
+            if not chunk:
+                return
+            if len(chunk) > n:
+                chunk, self.buf = chunk[:n], chunk[n:]
+            n -= len(chunk)
+            yield chunk
+
+    def bigger_pipe(self):
+        """Ask for a 1 MiB pipe (Linux; the default 64 KiB): sshd and this process then wake each other less often
+        while an object streams in. Not a pipe, or not allowed: nothing changes."""
+        try:
+            fcntl.fcntl(self.fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+        except OSError:
+            pass
+
+
+#: sha256 -> ((size, mtime_ns, ctime_ns, inode) of the upload when it was received, its sha256 computed then):
+#: what ``receive`` hashed as the bytes arrived in this process; ``commit`` uses it for an upload untouched since
+RECEIVED = {}
+EXIT_NO_SPACE = 6
+
+
+def _identity(st):
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def receive(cmd, stdin):
+    """Write the ``length`` bytes that follow the request on stdin to ``objects/.tmp/<sha256>.part`` from
+    ``offset`` (a resume keeps what is there before it), hashing them as they arrive: the upload and its sha256
+    in one pass, with no SFTP server on the board and no second read of the file. The bytes are always consumed,
+    whatever happens to the file, so the stream stays in step.
+
+    Returns the answer line, or None when the connection ended before the last byte (what arrived is kept in the
+    part, for the next deploy to resume). ``commit`` still verifies the part (with the hash taken here when the
+    part is unchanged since: same size, mtime, ctime and inode) before it is promoted."""
+    import hashlib
+
+    root, sha, offset, length = cmd["root"], cmd["sha256"], int(cmd["offset"]), int(cmd["length"])
+    h, err, fd, got = hashlib.sha256(), None, None, 0
+    try:
+        if not _is_sha(sha) or offset < 0 or length < 0:
+            fail(EXIT_BAD, "receive: not a sha256, offset and length: %r %r %r" % (sha, offset, length))
+        rel = "objects/.tmp/" + sha + ".part"
+        part = inside(root, rel)
+        if not real_parents(root, rel):
+            fail(EXIT_BAD, "refusing to write %s: a folder above it is not a real folder" % part)
+        regular(root, rel)  # a symlink or folder in its place is removed, never followed
+        fd = os.open(part, os.O_RDWR | os.O_CREAT | (0 if offset else os.O_TRUNC) | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        if offset:  # a resume: what is there up to the offset counts (hashed first), anything after it does not
+            os.ftruncate(fd, offset)
+            done = 0
+            while done < offset:
+                b = os.pread(fd, min(1 << 20, offset - done), done)
+                if not b:
+                    break
+                h.update(b)
+                done += len(b)
+            h.update(bytes(offset - done))  # a hole reads as zeros (a part shorter than the offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+    except (AgentFail, OSError) as exc:
+        err = exc
+    stdin.bigger_pipe()
+    for chunk in stdin.chunks(length):
+        got += len(chunk)
+        if err is not None:
+            continue  # consumed, not written: the answer says why
+        h.update(chunk)
+        try:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            err = exc
+    if fd is not None:
+        st = os.fstat(fd)
+        os.close(fd)
+    if got < length:
+        return None  # the connection ended mid-object: the part keeps what arrived
+    if isinstance(err, AgentFail):
+        return "err %d %s" % (err.code, err.msg)
+    if err is not None:
+        if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            _drop(part)  # it would keep the disk full; the current release is untouched
+            return "err %d no space left under %s while receiving %s; the partial upload was removed" % (
+                EXIT_NO_SPACE, root, sha[:12])
+        return "err %d receiving %s under %s failed: %s" % (EXIT_BAD, sha[:12], root, err.strerror or err)
+    RECEIVED[sha] = (_identity(st), h.hexdigest())
+    return "ok " + json.dumps({"sha256": sha, "received": length})
+
+
+def received_sha256(part, sha):
+    """The sha256 of an upload: the one ``receive`` computed as its bytes arrived, when the part is the file it
+    wrote and unchanged since (a write changes the mtime and ctime); else read and hashed again."""
+    rec = RECEIVED.pop(sha, None)
+    if rec is not None:
+        try:
+            if _identity(os.lstat(part)) == rec[0]:
+                return rec[1]
+        except OSError:
+            pass
+    return sha256_of(part)
 
 
 def say(line):
@@ -548,12 +676,18 @@ def op_lock(req):
     # (the controller sends an empty line as a heartbeat: a connection that died without a FIN must not
     # hold the board's lock forever); meanwhile it runs the ops sent to it, so a commit finishes under
     # the lock even when the connection drops half-way
-    for line in stdin_lines(float(req.get("idle_timeout") or 0)):
+    stdin = Stdin(float(req.get("idle_timeout") or 0))
+    for line in stdin.lines():
         if not line.strip():
             continue
         cmd = json.loads(line)
         FAULT.clear()
         FAULT.update(cmd.get("fault") or {})
+        if cmd["op"] == "receive":  # an object's bytes follow the line: written and hashed as they arrive
+            answer = receive(cmd, stdin)
+            if answer is None or not say(answer):
+                break
+            continue
         try:
             answer = "ok " + json.dumps(LOCKED_OPS[cmd["op"]](cmd))
         except AgentFail as exc:
@@ -613,7 +747,7 @@ def verify_objects(root, files):
         obj = inside(root, "objects/" + sha)
         part = inside(root, "objects/.tmp/" + sha + ".part")
         if not regular(root, "objects/" + sha) and regular(root, "objects/.tmp/" + sha + ".part"):
-            got = sha256_of(part)
+            got = received_sha256(part, sha)
             if got != sha:
                 os.unlink(part)  # a corrupt or overlong resume: sent again
                 resend.append(sha)
@@ -686,7 +820,8 @@ def stage(root, rid, files):
                 link_into(root, rdir, f)
         return
     tmp = os.path.join(root, "releases", ".tmp-%s-%d" % (rid, os.getpid()))
-    shutil.rmtree(tmp, ignore_errors=True)
+    if os.path.lexists(tmp):  # a stage cut short (shutil is imported only when there is one to remove)
+        remove_tree(tmp)
     os.mkdir(tmp)
     for i, f in enumerate(files):
         link_into(root, tmp, f)
@@ -777,6 +912,8 @@ def remove_tree(path):
     if os.path.islink(path) or not os.path.isdir(path):
         os.unlink(path)
     else:
+        import shutil
+
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -977,6 +1114,7 @@ def fetch_one(root, sha, size, base, timeout):
     is the reason, and the partial file is removed: the controller then tries
     the next source or sends the object itself. ``commit`` verifies the part
     again before it is promoted, like an upload."""
+    import hashlib
     import urllib.request
 
     part = inside(root, "objects/.tmp/" + sha + ".part")
@@ -1044,6 +1182,7 @@ def op_serve(req):
     can make a fetch fail but never make a board use a wrong object."""
     import http.server
     import select
+    import shutil
     import threading
     import time
 

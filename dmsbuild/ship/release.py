@@ -48,6 +48,10 @@ AGENT_SOURCE = Path(importlib.util.find_spec("dmsbuild.board.release_agent").ori
 FAULT_ENV = "DMSBUILD_FAULT_AT"
 #: seconds a commit (verify + stage + switch + collect) may take before the board counts as hung
 COMMIT_TIMEOUT_S = 600.0
+#: bytes read from a release file and handed to the transport at a time when streaming an object to the agent
+UPLOAD_CHUNK = 1 << 20
+#: the agent's "err" code for a full disk while receiving (release_agent.EXIT_NO_SPACE)
+EXIT_NO_SPACE = 6
 
 
 def _faults() -> dict[str, str]:
@@ -215,6 +219,53 @@ class BoardLock:
         raise UserError(f"board '{self.transport.name}': {op} failed: connection lost or agent died: {why}",
                         hint="deploy again: the board keeps its previous release until a verified one is switched in")
 
+    def send_object(self, local: Path, sha256: str, size: int, offset: int = 0,
+                    progress: Callable[[int, int], None] | None = None) -> None:
+        """Stream ``local`` from ``offset`` to the lock process, which writes it to ``objects/.tmp/<sha256>.part``
+        and hashes it as the bytes arrive (agent op ``receive``): no SFTP server on the board and no second read
+        of the file there. The upload slot is taken before the stream starts (the heartbeat keeps the lock
+        meanwhile) and held, like an SFTP upload's, until the board has written the last byte."""
+        if self.proc is None:
+            raise UserError(f"board '{self.transport.name}': upload without the board lock")
+        if os.path.getsize(local) != size:
+            raise UserError(f"board '{self.transport.name}': {local} changed since the release was made "
+                            f"({os.path.getsize(local)} bytes, the manifest says {size})", hint="make the release again")
+        length = size - offset
+        header = json.dumps({"op": "receive", "root": self.root, "sha256": sha256, "offset": offset, "length": length})
+        gate = self.proc.upload_gate(length)
+        count = getattr(gate, "sent", None)
+        with gate:
+            with self._send_lock, open(local, "rb") as src:
+                if self.proc is None:
+                    raise UserError(f"board '{self.transport.name}': upload of {Path(local).name}: connection lost")
+                src.seek(offset)
+                self.proc.send((header + "\n").encode())
+                done = offset
+                while done < size:
+                    chunk = src.read(min(UPLOAD_CHUNK, size - done))
+                    if not chunk:  # shorter than its stat said a moment ago: the stream cannot be completed
+                        raise UserError(f"board '{self.transport.name}': {local} shrank while it was sent",
+                                        hint="make the release again")
+                    self.proc.send(chunk)
+                    done += len(chunk)
+                    if count is not None:
+                        count(len(chunk))
+                    if progress is not None:
+                        progress(done, size)
+            answer = self.proc.readline(timeout=3 * self.heartbeat_s + 60).rstrip("\n")
+        if answer.startswith("ok "):
+            return
+        if answer.startswith(f"err {EXIT_NO_SPACE} "):
+            raise UserError(f"board '{self.transport.name}': disk full under {self.root} while uploading "
+                            f"{sha256}.part; the partial upload was removed, the current release is untouched",
+                            hint="free space on the board or lower deploy.keep_releases, then deploy again")
+        if answer.startswith("err "):
+            raise UserError(f"board '{self.transport.name}': upload of {Path(local).name} failed: "
+                            f"{neutralise(answer[4:].partition(' ')[2])}")
+        raise UserError(f"board '{self.transport.name}': upload of {Path(local).name} failed: connection lost "
+                        f"or agent died{f' ({neutralise(answer[-200:])!r})' if answer else ''}",
+                        hint="deploy again: what arrived is kept and the upload resumes from there")
+
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
             try:
@@ -261,7 +312,7 @@ def push(transport: Transport, board: Board, root: str, release: Release, *, kee
     if on_state is not None:
         on_state("sending", {"objects": len(need), "bytes": sum(f.size for f in need),
                              "to_send": sum(f.size - min(state["partial"].get(f.sha256, 0), f.size) for f in need)})
-    sent, nsent = _upload(transport, board, root, need, state["partial"], state["free_bytes"], progress)
+    sent, nsent = _upload(transport, board, root, need, state["partial"], state["free_bytes"], progress, lock)
     board_files = {"dms.service": service_unit(project_name, release.target, board.name, root, py)} if switch else {}
     request = {"root": root, "release_id": release.release_id, "files": release.file_list(),
                "keep": keep, "board_files": board_files, "full_verify": full_verify}
@@ -277,7 +328,7 @@ def push(transport: Transport, board: Board, root: str, release: Release, *, kee
         if attempt:
             break
         again = [objects[sha] for sha in answer["resend"] if sha in objects]
-        s2, n2 = _upload(transport, board, root, again, {}, None, progress)
+        s2, n2 = _upload(transport, board, root, again, {}, None, progress, lock)
         sent, nsent = sent + s2, nsent + n2
     raise UserError(f"board '{board.name}': verification failed after re-sending: {'; '.join(answer['problems'])}",
                     hint="the board's storage may be failing; check it (dmesg) and deploy again")
@@ -303,7 +354,10 @@ def _fetch(lock: BoardLock, root: str, need: list[Any], sources: list[str], on_s
 
 
 def _upload(transport: Transport, board: Board, root: str, need: list[Any], partial: dict[str, int],
-            free_bytes: int | None, progress: Callable[[str, int, int], None] | None) -> tuple[int, int]:
+            free_bytes: int | None, progress: Callable[[str, int, int], None] | None,
+            lock: BoardLock | None = None) -> tuple[int, int]:
+    """Send ``need`` (resuming partial uploads): under the board lock streamed to the lock process, which hashes
+    them as they arrive (``BoardLock.send_object``); without it (a standalone ``push``) by the transport's upload."""
     need_bytes = sum(f.size - min(partial.get(f.sha256, 0), f.size) for f in need)
     if free_bytes is not None and need_bytes + FREE_MARGIN > free_bytes:
         raise UserError(f"board '{board.name}': disk full: {need_bytes / 1e6:.1f} MB to send but only "
@@ -320,10 +374,13 @@ def _upload(transport: Transport, board: Board, root: str, need: list[Any], part
                 if progress is not None:
                     progress(_f.path, done, total)
 
-            try:
-                transport.upload(f.local, remote, offset=offset, progress=cb)
-            except UserError as exc:
-                raise _upload_error(transport, board, root, remote, exc) from None
+            if lock is not None:
+                lock.send_object(f.local, f.sha256, f.size, offset, progress=cb)
+            else:
+                try:
+                    transport.upload(f.local, remote, offset=offset, progress=cb)
+                except UserError as exc:
+                    raise _upload_error(transport, board, root, remote, exc) from None
         sent += f.size - offset
         fault_point(f"host.uploaded.{i}")
     return sent, len(need)
@@ -415,8 +472,8 @@ def deploy_board(board: Board, profile: TargetProfile, release: Release, *, proj
         lock = BoardLock(transport, board.python, root, objects=sorted({f.sha256 for f in release.files}),
                          heartbeat_s=board.io_timeout / 3, facts_script=facts_mod.FACTS_SCRIPT)
         try:
-            # the SFTP channel opens while the board's agent starts and prepares (3 round trips off the path)
-            lock.acquire(meanwhile=transport.prepare_upload)
+            # the objects are streamed to this same agent process (no SFTP channel, no sftp-server on the board)
+            lock.acquire()
         except (UserError, OSError):  # (a local board's spawn of a missing Python is an OSError)
             facts_mod.gather(transport, board.python, root)  # a facts error wins: it says more than the lock's
             raise

@@ -7,10 +7,11 @@ paths on the board.
 from __future__ import annotations
 
 import abc
+import contextlib
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 if TYPE_CHECKING:
     from ..config import TargetProfile
@@ -81,6 +82,12 @@ class RemoteProcess(abc.ABC):
     @abc.abstractmethod
     def finish(self, timeout: float = 30.0) -> CommandResult:
         """Close stdin and wait for the exit status."""
+
+    def upload_gate(self, nbytes: int) -> contextlib.AbstractContextManager[Any]:
+        """Held while ``nbytes`` of a file stream to the command's stdin (a deploy sending an object to its board
+        agent): a transport that limits how many uploads pump bytes at once (SSH) gives its upload slot here; the
+        object it yields may have ``sent(n)``, told of every ``n`` bytes that went out."""
+        return contextlib.nullcontext()
 
 
 class Transport(abc.ABC):

@@ -887,6 +887,9 @@ class SSHTransport(Transport):
         try:
             chan = self._transport().open_session(timeout=self._timeout())
             chan.exec_command(join_argv(argv))
+            # a dead link would block a send forever (a deploy streams objects to the agent's stdin): give up
+            # after io_timeout without progress, as the SFTP channel does
+            chan.settimeout(self.board.io_timeout)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise TransportError(f"board '{self.name}': connection failed while starting {argv[0]}: {exc}") from None
         return _SSHProcess(self.name, chan, argv)
@@ -1004,6 +1007,11 @@ class _SSHProcess(RemoteProcess):
             self.chan.sendall(data)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise TransportError(f"board '{self.board}': connection lost: {exc}") from None
+
+    def upload_gate(self, nbytes: int) -> Any:
+        """The process-wide upload slot while a file's bytes stream to this command (none for a small file), as
+        ``upload`` holds it for SFTP: at most the limit of uploads pump bytes at once, however many boards."""
+        return upload_slot() if nbytes >= SMALL_UPLOAD else contextlib.nullcontext()
 
     def readline(self, timeout: float = 30.0) -> str:
         deadline = time.monotonic() + timeout

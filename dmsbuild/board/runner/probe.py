@@ -21,9 +21,10 @@ import json
 import os
 import platform
 import shutil
-import socket
-import subprocess
 import sys
+
+# subprocess (only when a tool is installed) and socket are not imported up front: the release agent runs this
+# probe in its own process on every deploy, and on a board with none of the tools they were a fifth of its imports
 
 _DISTS = None
 
@@ -92,6 +93,8 @@ def tool(cmd):
     path = shutil.which(cmd[0])
     if not path:
         return None
+    import subprocess
+
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
         text = (out.stdout + out.stderr).strip().splitlines()
@@ -134,6 +137,15 @@ def cpu_model():
         if fields.get(key):
             return fields[key][:120]
     return platform.processor() or None
+
+
+def hostname():
+    """The host's name: on Linux (and every POSIX system) the uname node name is what gethostname(2) returns."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
 
 
 def disk_free_mb(root):
@@ -179,7 +191,7 @@ def gather(root):
     if isinstance(found, str):
         ort, found = (None if found == "missing" else found), None
     return {
-        "hostname": socket.gethostname(), "arch": platform.machine(), "os": os_name(), "kernel": platform.release(),
+        "hostname": hostname(), "arch": platform.machine(), "os": os_name(), "kernel": platform.release(),
         "python": platform.python_version(), "numpy": ver("numpy"),
         "onnxruntime": ort, "onnxruntime_providers": found, "onnxruntime_qnn": ver("onnxruntime-qnn"),
         "tensorrt": ver("tensorrt"), "trtexec": tool(["trtexec", "--version"]),
