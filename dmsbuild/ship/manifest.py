@@ -238,6 +238,7 @@ def make_release(project: ProjectConfig, profile: TargetProfile, *, package_dir:
         "manifest.json.j2",
         project=context["project"], target=profile.name, model=build.get("model"),
         input=build.get("input", as_dict(project.input)),
+        inputs=build.get("inputs", [as_dict(i) for i in project.inputs] if project.several_inputs else None),
         outputs=build.get("outputs", as_dict(project.outputs)),
         artifacts=artifacts,
         files=[{"file": f.path, "sha256": f.sha256, "size": f.size} for f in files if not f.path.startswith("models/") or f in extra_entries],
