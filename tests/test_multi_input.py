@@ -388,7 +388,21 @@ def test_snpe_dlc_of_a_two_input_model_gets_every_input(tmp_path):
     root = make_gaze_project(tmp_path / "p", {"q": target}, brought=False)
     run = run_doit(root, "build", "target=q", env={"SNPE_ROOT": str(sdk)})
     assert run.rc == 0, run.output[-3000:]
-    logs = "\n".join(p.read_text() for p in (root / "artifacts" / "q" / "logs").glob("*"))
-    assert "--input_dim face 1,3,64,64" in logs.replace("'", "").replace('"', "") or "face" in logs
+    log = (root / "artifacts" / "q" / "logs" / "int8-qdq.snpe-onnx-to-dlc.log").read_text()
+    assert "--input_dim face 1,3,64,64 --input_dim eye 1,3,32,32" in log
     lst = root / "artifacts" / "q" / "int8-qdq.work" / "calibration" / "input_list.txt"
-    assert [len(line.split()) for line in lst.read_text().splitlines()] == [2, 2, 2, 2]
+    assert [sorted(w.split(":=")[0] for w in line.split()) for line in lst.read_text().splitlines()] == [["eye", "face"]] * 4
+
+
+def test_snpe_board_input_list_names_every_input_per_inference(tmp_path):
+    """The board's snpe-net-run list: one line per inference, ``name:=path`` per input (NHWC raw files)."""
+    from dmsbuild.backends.snpe_board import _write_inputs
+    from dmsbuild.convert.evaluate import reference_input_arrays
+
+    x = {"face": np.zeros((2, *FACE[1:]), np.float32), "eye": np.ones((2, *EYE[1:]), np.float32)}
+    ref = reference_input_arrays(x)
+    lst, names = _write_inputs(ref, 3, tmp_path, "/w", "face")
+    lines = lst.read_text().splitlines()
+    assert len(lines) == 3 and len(names) == 6
+    assert lines[0] == "face:=/w/inputs/input_00000.raw eye:=/w/inputs/input_00000_1.raw"
+    assert np.fromfile(tmp_path / "inputs" / "input_00002_1.raw", np.float32).size == 32 * 32 * 3

@@ -357,7 +357,8 @@ def init_project(root: Path, *, onnx_path: str | None = None, factory: str | Non
     print(f"init: wrote {target}" + (f" (the previous one is kept as {backup.name})" if backup else ""), flush=True)
     if wrote_target:
         print(f"init: wrote {targets / 'local.toml'} (this machine; add boards' profiles next to it)", flush=True)
-    print(f"init: model input '{sig['inputs'][0]['name']}' {sig['inputs'][0]['shape']} {sig['inputs'][0]['dtype']}; "
+    shown = ", ".join(f"'{i['name']}' {i['shape']} {i['dtype']}" for i in sig['inputs'])
+    print(f"init: model input{'s' if len(sig['inputs']) > 1 else ''} {shown}; "
           f"outputs {[o['name'] for o in sig['outputs']]}", flush=True)
     print("init: still to check:", flush=True)
     for note in [*notes, *data_notes]:
