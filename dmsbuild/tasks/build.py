@@ -126,8 +126,9 @@ def task_export() -> dict:
         return _fail_task("export", exc, [p.fp32, p.fp32_info])
     from ..convert.export import export_model
 
-    settings = {"model": as_dict(m), "input": as_dict(proj.input), **_inputs_setting(proj), "outputs": as_dict(proj.outputs),
+    settings = {"model": as_dict(m), "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
                 "export": as_dict(proj.export)}
+    settings.update(_inputs_setting(proj))
     return {
         "actions": [guarded(export_model, proj, p.fp32, p.fp32_info)],
         "file_dep": [str(d) for d in deps],
