@@ -224,6 +224,19 @@ def test_board_runner_feeds_every_reference_input_by_name(tmp_path):
         reference_inputs(one)
 
 
+def test_the_shipped_reference_subset_keeps_every_input_name(tmp_path):
+    """verify_subset cuts the reference to bench.verify_samples per sample; the input names are not samples."""
+    from dmsbuild.board.runner.dms_bench import reference_inputs
+    from dmsbuild.convert.evaluate import reference_input_arrays
+    from dmsbuild.ship.manifest import verify_subset
+
+    x = {"face": np.zeros((5, 3, 4, 4), np.float32), "eye": np.ones((5, 3, 2, 2), np.float32)}
+    np.savez(tmp_path / "r.npz", **reference_input_arrays(x), gaze=np.zeros((5, 3), np.float32))
+    sub = verify_subset(tmp_path / "r.npz", 1, tmp_path)
+    got = reference_inputs(np.load(sub))
+    assert {k: v.shape for k, v in got.items()} == {"face": (1, 3, 4, 4), "eye": (1, 3, 2, 2)}
+
+
 # --------------------------------------------------------------------------- init
 def test_init_writes_an_inputs_table_per_input(tmp_path):
     from dmsbuild.convert.scaffold import init_project
