@@ -419,3 +419,94 @@ def test_snpe_board_input_list_names_every_input_per_inference(tmp_path):
     assert len(lines) == 3 and len(names) == 6
     assert lines[0] == "face:=/w/inputs/input_00000.raw eye:=/w/inputs/input_00000_1.raw"
     assert np.fromfile(tmp_path / "inputs" / "input_00002_1.raw", np.float32).size == 32 * 32 * 3
+
+
+def test_trt_runner_sets_every_engine_input(monkeypatch, tmp_path):
+    """trt_runner.run_engine (the board's Python TensorRT path) feeds each engine input its own samples: here
+    through a stand-in of the TensorRT 10 API it calls (no GPU on this host), whose engine sums its inputs."""
+    import enum
+    import types
+
+    from dmsbuild.board.runner import trt_runner
+
+    class Mode(enum.Enum):
+        INPUT = 0
+        OUTPUT = 1
+
+    shapes = {"face": (1, 3, 4, 4), "eye": (1, 3, 2, 2), "gaze": (1, 1)}
+    memory: dict[int, np.ndarray] = {}
+
+    class Context:
+        def __init__(self):
+            self.addr, self.set = {}, {}
+
+        def set_input_shape(self, name, shape):
+            self.set[name] = tuple(shape)
+
+        def get_tensor_shape(self, name):
+            return self.set.get(name, shapes[name])
+
+        def set_tensor_address(self, name, ptr):
+            self.addr[name] = ptr
+
+        def execute_async_v3(self, _stream):
+            total = memory[self.addr["face"]].sum() + memory[self.addr["eye"]].sum()
+            memory[self.addr["gaze"]][...] = total
+            return True
+
+    class Engine:
+        num_io_tensors = 3
+
+        def get_tensor_name(self, i):
+            return list(shapes)[i]
+
+        def get_tensor_mode(self, name):
+            return Mode.OUTPUT if name == "gaze" else Mode.INPUT
+
+        def get_tensor_dtype(self, name):
+            return "float32"
+
+        def create_execution_context(self):
+            return Context()
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, data):
+            return Engine()
+
+    fake = types.SimpleNamespace(Logger=lambda level: None, Runtime=Runtime, TensorIOMode=Mode,
+                                 nptype=lambda dtype: np.float32)
+    fake.Logger.WARNING = 0
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", fake)
+
+    class Cuda:  # device memory as host arrays
+        def malloc(self, nbytes):
+            buf = np.zeros(nbytes // 4, np.float32)
+            memory[id(buf)] = buf
+            return id(buf)
+
+        def ptr(self, mem):
+            return mem
+
+        def h2d(self, dev, host):
+            memory[dev][...] = host.ravel()
+
+        def d2h(self, host, dev):
+            host[...] = memory[dev].reshape(host.shape)
+
+        def handle(self):
+            return 0
+
+        def sync(self):
+            pass
+
+    monkeypatch.setattr(trt_runner, "_Cuda", Cuda)
+    (tmp_path / "e.engine").write_bytes(b"x")
+    face = np.stack([np.full((3, 4, 4), k, np.float32) for k in (1, 2)])
+    eye = np.stack([np.full((3, 2, 2), k, np.float32) for k in (10, 20)])
+    out = trt_runner.run_engine(str(tmp_path / "e.engine"), {"face": face, "eye": eye})
+    assert out["gaze"].ravel().tolist() == [48 + 120, 96 + 240]
+    with pytest.raises(SystemExit, match=r"the engine's inputs are \['face', 'eye'\], the reference holds \['face'\]"):
+        trt_runner.run_engine(str(tmp_path / "e.engine"), {"face": face})
