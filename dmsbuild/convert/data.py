@@ -259,7 +259,7 @@ def _several(files: list[Path], project: ProjectConfig, limit: int | None, split
                 return
         return
     per_input = {i.name: [p for p in files if p.parent.name == i.name] for i in inputs}
-    if files and all(per_input.values()) and len({p.parent.parent for p in files}) == 1:
+    if files and all(per_input.values()):
         partner = {i.name: {p.stem: p for p in per_input[i.name]} for i in inputs[1:]}
         for first in per_input[inputs[0].name]:
             sample = {inputs[0].name: _one(first, project, inputs[0])}
