@@ -198,11 +198,20 @@ class ModelConfig:
             )
 
 
+def _check_input_name(name: str, where: str, source: str) -> None:
+    """An input name travels as an npz member and a trtexec/SNPE argument: no quotes, commas, ':' or path parts."""
+    if not name or any(c in name for c in "'\",:/\\=") or name.strip() != name:
+        raise UserError(f"{source}: field '{where}' is {name!r}; with several inputs each name must be non-empty and "
+                        "hold no quote, comma, colon, '=', slash or surrounding space",
+                        hint="rename the model's input (the name must match the ONNX graph input)")
+
+
 @dataclass
 class InputConfig:
     #: the model's input tensor name (the exported graph's input; a brought ONNX must have it)
     name: str = "image"
-    #: 4-D input shape in ``layout`` order; its batch is the export example's (a dynamic batch axis stays symbolic)
+    #: 4-D input shape in ``layout`` order; its batch is the export example's (a dynamic batch axis stays symbolic);
+    #: an entry of ``[[inputs]]`` may have any rank >= 1 (a state vector, audio frames), fed from .npy/.npz or a loader
     shape: list[int] = field(default_factory=lambda: [1, 3, 224, 224])
     #: input element type; "uint8" models take raw pixels (no scale, mean or std applied)
     dtype: Literal["float32", "float16", "uint8"] = "float32"
@@ -210,10 +219,21 @@ class InputConfig:
     layout: Literal["NCHW", "NHWC"] = "NCHW"
 
     def validate(self, source: str, prefix: str) -> None:
+        if prefix.startswith("inputs["):  # one of several inputs: any rank (non-image inputs come from arrays)
+            if not self.shape or any(d <= 0 for d in self.shape):
+                raise UserError(f"{source}: field '{prefix}.shape' is {self.shape}; expected positive dims, the batch first",
+                                hint=f"for example {prefix}.shape = [1, 3, 64, 64] (an image) or [1, 128] (a vector)")
+            _check_input_name(self.name, f"{prefix}.name", source)
+            return
         if len(self.shape) != 4 or any(d <= 0 for d in self.shape):
             raise UserError(
                 f"{source}: field 'input.shape' is {self.shape}; expected 4 positive dims ({self.layout})"
             )
+
+    @property
+    def is_image(self) -> bool:
+        """4-D: an image folder can fill it (preprocessed to H, W, channels)."""
+        return len(self.shape) == 4
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -595,8 +615,11 @@ class ProjectConfig:
     name: str = "dms"
     #: the model: a PyTorch factory and checkpoint, or your own ONNX
     model: ModelConfig = field(default_factory=ModelConfig)
-    #: the model's single input
+    #: the model's input (one input; a model with several takes ``[[inputs]]`` instead)
     input: InputConfig = field(default_factory=InputConfig)
+    #: several inputs, in the model's order: an array of tables with the fields of ``[input]`` (use one or the
+    #: other); ``input`` then means the first. Non-4-D entries take .npy/.npz or data.loader data (docs/byom.md)
+    inputs: list[InputConfig] = field(default_factory=list)
     #: the model's outputs (heads)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     #: how calibration and validation images become input tensors
@@ -613,9 +636,28 @@ class ProjectConfig:
     root: Path = field(default=Path("."), init=False)
     source: Path = field(default=Path(PROJECT_FILE), init=False)
 
+    def __post_init__(self) -> None:
+        if self.inputs:
+            self.input = self.inputs[0]
+
+    @property
+    def all_inputs(self) -> list[InputConfig]:
+        """Every input, in the model's order (``[input]`` alone, or the ``[[inputs]]`` array)."""
+        return list(self.inputs) if self.inputs else [self.input]
+
+    @property
+    def several_inputs(self) -> bool:
+        return len(self.inputs) > 1
+
     def validate(self, source: str, prefix: str) -> None:
         _check_name(self.name, "name", source)
         check_head_floors(self.accuracy.heads, self.outputs, source, "accuracy.heads")
+        seen: set[str] = set()
+        for i, inp in enumerate(self.inputs):
+            if inp.name in seen:
+                raise UserError(f"{source}: field 'inputs[{i}].name' is {inp.name!r}, which an earlier entry of "
+                                "[[inputs]] names too", hint="give each input the model's own, distinct name")
+            seen.add(inp.name)
 
     def path(self, rel: str | None, field_name: str | None = None) -> Path | None:
         """Resolve a path from the config against the project folder; one into dmsbuild's package is refused."""
@@ -990,7 +1032,11 @@ def find_root(start: Path | None = None) -> Path:
 def load_project(root: Path | None = None) -> ProjectConfig:
     root = root or find_root()
     path = root / PROJECT_FILE
-    cfg = load_dataclass(ProjectConfig, read_toml(path), str(path))
+    data = read_toml(path)
+    if "input" in data and "inputs" in data:
+        raise UserError(f"{path}: both [input] and [[inputs]] are set; use [input] for a model with one input, "
+                        "[[inputs]] (one table per input) for several", hint=f"remove one of them from {path}")
+    cfg = load_dataclass(ProjectConfig, data, str(path))
     cfg.root = root
     cfg.source = path
     _check_project_paths(cfg)

@@ -60,6 +60,8 @@ class Entry:
     factory: str | None = None
     #: the kinds of the issue's list this entry covers
     covers: tuple[str, ...] = ()
+    #: not an image model: its samples are .npz files, one array per input (``audio_samples``), not data/'s images
+    audio: bool = False
 
     @property
     def path(self) -> Path:
@@ -117,7 +119,7 @@ ENTRIES: list[Entry] = [
           covers=("face-landmarks", "pytorch-checkpoint")),
     Entry("silero-vad-lstm", "silero-vad", "silero_vad/data/silero_vad_16k_sequence.onnx",
           "Silero VAD 16 kHz (LSTM): three inputs (audio frames [T, 576], state h and c [1, 1, 128])",
-          covers=("multi-input", "recurrent-state")),
+          covers=("multi-input", "recurrent-state"), audio=True),
 ]
 
 
@@ -148,6 +150,9 @@ def init_project(entry: Entry, folder: Path, targets: tuple[str, ...] = TARGETS)
         shutil.copy(REPO / "targets" / f"{t}.toml", root / "targets" / f"{t}.toml")
     for split, n in (("calibration", CALIBRATION), ("validation", VALIDATION)):
         (root / "data" / split).mkdir(parents=True)
+        if entry.audio:
+            audio_samples(root / "data" / split, n, seed=0 if split == "calibration" else 1)
+            continue
         for src in sorted((REPO / "data" / split).glob("*.png"))[:n]:
             shutil.copy(src, root / "data" / split / src.name)
     local = root / "models" / Path(entry.member).name
@@ -163,6 +168,21 @@ def init_project(entry: Entry, folder: Path, targets: tuple[str, ...] = TARGETS)
     if run.rc == 0 and toml.is_file():
         toml.write_text(user_settings(entry, toml.read_text()))
     return root, run
+
+
+def audio_samples(folder: Path, count: int, seed: int) -> None:
+    """Silero VAD's three inputs per sample (.npz): 576 samples of 16 kHz audio (a tone of random pitch and
+    loudness, amplitude-modulated at 4 Hz like syllables, over noise of random level; synthetic, not speech) and
+    a random LSTM state h, c [1, 128] (the state a previous chunk leaves)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(576) / 16000.0
+    for i in range(count):
+        tone = rng.uniform(0.0, 0.5) * np.sin(2 * np.pi * rng.uniform(100, 3000) * t) * (1 + 0.5 * np.sin(2 * np.pi * 4 * t))
+        audio = tone + rng.normal(0, rng.uniform(0.001, 0.05), 576)
+        np.savez(folder / f"{i:03d}.npz", input=audio.astype(np.float32),
+                 h=rng.normal(0, 0.2, (1, 128)).astype(np.float32), c=rng.normal(0, 0.2, (1, 128)).astype(np.float32))
 
 
 def init_guesses(text: str) -> dict[str, str]:

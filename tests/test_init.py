@@ -59,17 +59,33 @@ def test_init_keeps_a_backup_and_restores_on_failure(tmp_path: Path) -> None:
     assert len(list(root.glob("dmsbuild.toml.bak-*"))) == 2  # never overwrites an older backup
 
 
-def test_init_refuses_two_inputs_naming_them(tmp_path: Path) -> None:
+def test_init_writes_one_inputs_table_per_input(tmp_path: Path) -> None:
+    """Several inputs (issue 24 item 4): each gets an [[inputs]] table, non-4-D ones included."""
     import onnx
     from onnx import TensorProto as T
     from onnx import helper as h
 
     g = h.make_graph([h.make_node("Add", ["a", "b"], ["c"])], "two",
-                     [h.make_tensor_value_info(n, T.FLOAT, [1, 3, 8, 8]) for n in "ab"],
+                     [h.make_tensor_value_info("a", T.FLOAT, [1, 3, 8, 8]), h.make_tensor_value_info("b", T.FLOAT, [1, 8])],
                      [h.make_tensor_value_info("c", T.FLOAT, [1, 3, 8, 8])])
     onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), tmp_path / "two.onnx")
-    with pytest.raises(UserError, match=r"the model has 2 inputs \(a, b\)"):
-        init_project(tmp_path, onnx_path=str(tmp_path / "two.onnx"))
+    init_project(tmp_path, onnx_path=str(tmp_path / "two.onnx"))
+    text = (tmp_path / "dmsbuild.toml").read_text()
+    assert text.count("[[inputs]]") == 2 and "[input]" not in text
+    assert [(i.name, i.shape) for i in load_project(tmp_path).all_inputs] == [("a", [1, 3, 8, 8]), ("b", [1, 8])]
+
+
+def test_init_refuses_an_integer_input_naming_it(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    g = h.make_graph([h.make_node("Cast", ["sr"], ["c"], to=T.FLOAT)], "int",
+                     [h.make_tensor_value_info("x", T.FLOAT, [1, 3, 8, 8]), h.make_tensor_value_info("sr", T.INT64, [])],
+                     [h.make_tensor_value_info("c", T.FLOAT, [])])
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), tmp_path / "int.onnx")
+    with pytest.raises(UserError, match=r"the input 'sr' is int64; dmsbuild feeds float32, float16 or uint8"):
+        init_project(tmp_path, onnx_path=str(tmp_path / "int.onnx"))
     assert not (tmp_path / "dmsbuild.toml").exists()
 
 

@@ -42,6 +42,8 @@ EVALUATIONS = {"evaluate:fp32", "evaluate:fp16", "evaluate:int8-dynamic", "evalu
 AFFECTS: dict[str, set[str]] = {
     "model": {EXPORT},
     "input": {EXPORT, QDQ_A, QDQ_B, REF} | ALL_BUILDS,
+    # several inputs (issue 24 item 4): each one's name, shape, dtype and layout, like [input]
+    "inputs": {EXPORT, QDQ_A, QDQ_B, REF} | ALL_BUILDS,
     # every artifact is judged by its outputs' kinds and names: the evaluations run again (convert/evaluate.py)
     "outputs": {EXPORT, REF} | ALL_BUILDS | EVALUATIONS,
     "preprocess": {QDQ_A, QDQ_B, REF},
@@ -122,6 +124,7 @@ SPECIAL: dict[str, Any] = {
     "model.sources": ["models/other.pt"],
     "input.name": "pixels",
     "input.shape": [1, 3, 72, 72],
+    "inputs": [C.InputConfig(name="image", shape=[1, 3, 64, 64]), C.InputConfig(name="state", shape=[1, 8])],
     "outputs.names": ["eye_state", "yawn", "activity", "head_pose", "extra"],
     "outputs.classification": ["eye_state", "yawn"],
     "outputs.kinds": {"head_pose": C.OutputKindConfig(kind="regression")},

@@ -282,6 +282,10 @@ def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
     from ..convert.paths import Paths
 
     check_precisions(profile)
+    if project.several_inputs:  # ai-edge-torch's signature and the board's litert_runner.py feed one input
+        raise UserError(f"{profile.source}: target '{profile.name}' (runtime {profile.runtime}) cannot take a model with "
+                        f"{len(project.all_inputs)} inputs yet: its LiteRT conversion and the board's litert_runner.py "
+                        "feed one input", hint="build this model for an ONNX Runtime, QNN or TensorRT target")
     options = load_options(profile.backend, str(profile.source))
     out_dir = project.artifacts / profile.name
     plans = []

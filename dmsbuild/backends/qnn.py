@@ -507,9 +507,14 @@ def compile_dlc(project: Any, fp32_onnx: Path, out: Path, options: QnnOptions, t
     sdk = find_sdk()  # no SDK: one UserError line saying what to install and how to point the build at it
     files = list_samples(project, "calibration", project.data.max_calibration_samples)
     _, batch = load_samples(files, project, split="calibration")
-    samples = [batch[i:i + 1] for i in range(len(batch))]
+    if isinstance(batch, dict):  # several inputs: one {input name: sample} per input-list line
+        count = len(next(iter(batch.values())))
+        samples = [{n: v[i:i + 1] for n, v in batch.items()} for i in range(count)]
+    else:
+        samples = [batch[i:i + 1] for i in range(len(batch))]
     build_dlc(fp32_onnx, samples, out, options.snpe, input_name=project.input.name, shape=list(project.input.shape),
-              log_dir=project.artifacts / target / "logs", sdk=sdk)
+              log_dir=project.artifacts / target / "logs", sdk=sdk,
+              inputs={i.name: list(i.shape) for i in project.all_inputs} if project.several_inputs else None)
 
 
 def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
@@ -544,7 +549,8 @@ def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
             name="int8-qdq-dlc", precision="int8-qdq", kind="dlc", path=dlc, source=src, runtime=SNPE_RUNTIME,
             providers=[options.snpe.runtime], provider_options=[{}], portable=False,
             build=lambda: compile_dlc(project, fp32, dlc, options, profile.name), file_dep=[fp32],
-            settings={"snpe": str(options.snpe), "input": str(project.input)}))
+            settings={"snpe": str(options.snpe), "input": str(project.input),
+                      **({"inputs": [str(i) for i in project.all_inputs]} if project.several_inputs else {})}))
     return plans
 
 

@@ -135,14 +135,19 @@ def write_input_list(samples: Sequence["np.ndarray"], folder: Path, input_name: 
     lines = []
     width = max(5, len(str(len(samples) - 1)))
     for i, x in enumerate(samples):
-        a = np.asarray(x, dtype=np.float32)
-        if a.ndim == 4 and a.shape[0] == 1:
-            a = a[0]
-        if layout == "NHWC" and a.ndim == 3:
-            a = a.transpose(1, 2, 0)
-        path = folder / f"calib_{i:0{width}d}.raw"
-        np.ascontiguousarray(a).tofile(path)
-        lines.append(f"{input_name}:={path.resolve()}")
+        # several inputs: one line per sample naming every input, ``name:=path`` separated by spaces
+        by_name = x if isinstance(x, dict) else {input_name: x}
+        words = []
+        for k, (name, one) in enumerate(by_name.items()):
+            a = np.asarray(one, dtype=np.float32)
+            if a.ndim == 4 and a.shape[0] == 1:
+                a = a[0]
+            if layout == "NHWC" and a.ndim == 3:
+                a = a.transpose(1, 2, 0)
+            path = folder / (f"calib_{i:0{width}d}.raw" if k == 0 else f"calib_{i:0{width}d}_{k}.raw")
+            np.ascontiguousarray(a).tofile(path)
+            words.append(f"{name}:={path.resolve()}")
+        lines.append(" ".join(words))
     lst = folder / "input_list.txt"
     lst.write_text("\n".join(lines) + "\n")
     return lst
@@ -151,9 +156,13 @@ def write_input_list(samples: Sequence["np.ndarray"], folder: Path, input_name: 
 # --------------------------------------------------------------------------
 # command lines
 # --------------------------------------------------------------------------
-def convert_argv(sdk: SnpeSdk, onnx: Path, dlc: Path, input_name: str, shape: Sequence[int]) -> list[str]:
-    return [sdk.tool("snpe-onnx-to-dlc"), "--input_network", str(onnx), "--output_path", str(dlc),
-            "--input_dim", input_name, ",".join(str(d) for d in shape)]
+def convert_argv(sdk: SnpeSdk, onnx: Path, dlc: Path, input_name: str, shape: Sequence[int],
+                 inputs: dict[str, Sequence[int]] | None = None) -> list[str]:
+    """``--input_dim NAME DIMS``, once per input (``inputs``: every input's shape where the model has several)."""
+    argv = [sdk.tool("snpe-onnx-to-dlc"), "--input_network", str(onnx), "--output_path", str(dlc)]
+    for name, dims in (inputs or {input_name: shape}).items():
+        argv += ["--input_dim", name, ",".join(str(d) for d in dims)]
+    return argv
 
 
 def quantize_argv(sdk: SnpeSdk, dlc: Path, input_list: Path, out: Path, options: SnpeOptions) -> list[str]:
@@ -192,7 +201,8 @@ def diagview_argv(diag_log: str | PurePosixPath, csv_out: str | PurePosixPath, *
 # build
 # --------------------------------------------------------------------------
 def build_dlc(fp32_onnx: Path, calibration: Sequence["np.ndarray"], out_dlc: Path, options: SnpeOptions, *,
-              input_name: str, shape: Sequence[int], log_dir: Path, sdk: SnpeSdk | None = None) -> dict[str, Any]:
+              input_name: str, shape: Sequence[int], log_dir: Path, sdk: SnpeSdk | None = None,
+              inputs: dict[str, Sequence[int]] | None = None) -> dict[str, Any]:
     """Convert, quantize (unique calibration files) and HTP-prepare a DLC; returns what ran.
 
     Intermediate files go to ``<out_dlc stem>.work/``; the final DLC is renamed into place.
@@ -203,7 +213,7 @@ def build_dlc(fp32_onnx: Path, calibration: Sequence["np.ndarray"], out_dlc: Pat
     fp32_dlc, quant_dlc, prepared = work / "fp32.dlc", work / "quantized.dlc", work / "prepared.dlc"
     input_list = write_input_list(calibration, work / "calibration", input_name)
     env = sdk.env()
-    steps = [("snpe-onnx-to-dlc", convert_argv(sdk, fp32_onnx, fp32_dlc, input_name, shape)),
+    steps = [("snpe-onnx-to-dlc", convert_argv(sdk, fp32_onnx, fp32_dlc, input_name, shape, inputs)),
              ("snpe-dlc-quantize", quantize_argv(sdk, fp32_dlc, input_list, quant_dlc, options)),
              ("snpe-dlc-graph-prepare", graph_prepare_argv(sdk, quant_dlc, prepared, options))]
     stem = out_dlc.stem

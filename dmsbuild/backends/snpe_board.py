@@ -110,21 +110,28 @@ def bench_artifacts(transport: Transport, release_dir: str, manifest: dict, entr
 
 
 def _write_inputs(ref: dict, iterations: int, local: Path, remote: str, input_name: str) -> tuple[Path, list[str]]:
-    """``iterations`` raw files (sample i % n, NHWC) and the input list naming each remote file once."""
+    """``iterations`` raw files (sample i % n, NHWC) and the input list naming each remote file once; several
+    inputs: one line per inference naming every input, ``name:=path`` separated by spaces."""
     import numpy as np
 
-    x = np.asarray(ref["inputs"], dtype=np.float32)
+    from ..board.runner.dms_bench import reference_inputs
+
+    xs = {(input_name if k is None else k): np.asarray(v, dtype=np.float32) for k, v in reference_inputs(ref).items()}
+    count = min(len(v) for v in xs.values())
     (local / "inputs").mkdir(parents=True, exist_ok=True)
     width = max(5, len(str(iterations - 1)))
     names, lines = [], []
     for i in range(iterations):
-        a = x[i % len(x)]
-        if a.ndim == 3:  # CHW -> HWC: SNPE's image inputs are NHWC
-            a = a.transpose(1, 2, 0)
-        name = f"input_{i:0{width}d}.raw"
-        np.ascontiguousarray(a).tofile(local / "inputs" / name)
-        names.append(name)
-        lines.append(f"{input_name}:={posixpath.join(remote, 'inputs', name)}")
+        words = []
+        for k, (in_name, x) in enumerate(xs.items()):
+            a = x[i % count]
+            if a.ndim == 3:  # CHW -> HWC: SNPE's image inputs are NHWC
+                a = a.transpose(1, 2, 0)
+            name = f"input_{i:0{width}d}.raw" if k == 0 else f"input_{i:0{width}d}_{k}.raw"
+            np.ascontiguousarray(a).tofile(local / "inputs" / name)
+            names.append(name)
+            words.append(f"{in_name}:={posixpath.join(remote, 'inputs', name)}")
+        lines.append(" ".join(words))
     (local / "input_list.txt").write_text("\n".join(lines) + "\n")
     return local / "input_list.txt", names
 
@@ -176,10 +183,14 @@ def _bench_one(transport: Transport, release_dir: str, entry: dict, plan: dict, 
     result["throughput_ips"] = 1000.0 / mean if mean > 0 else None
     # SNPE's own throughput tool: 1000 / diagview's mean understates it (1.15x-5.25x on public samples)
     tool = posixpath.join(posixpath.dirname(info["snpe_net_run"]), "snpe-throughput-net-run")
-    tp = transport.run(snpe.throughput_argv(dlc, posixpath.join(work, "inputs", names[0]), options, tool=tool),
-                       timeout=options.throughput_seconds * 3 + 120)
     profile: dict = {"tool": "snpe-diagview", "note": "per-layer times of DSP/HTP runtimes are in cycles, not us"}
-    if tp.ok and "Total throughput" in tp.stdout:
+    several = "input_names" in ref
+    tp = None if several else transport.run(snpe.throughput_argv(dlc, posixpath.join(work, "inputs", names[0]), options,
+                                                                tool=tool), timeout=options.throughput_seconds * 3 + 120)
+    if tp is None:  # its --input_raw takes one raw file: a model with several inputs gets the diagview figure
+        profile["throughput_note"] = ("snpe-throughput-net-run not run: the model has several inputs and its "
+                                      "--input_raw names one file; throughput is 1000 / the diagview mean")
+    elif tp.ok and "Total throughput" in tp.stdout:
         result["throughput_ips"] = snpe.parse_throughput(tp.stdout)
         profile.update(throughput_tool="snpe-throughput-net-run", throughput_ips=result["throughput_ips"],
                        throughput_seconds=options.throughput_seconds)
@@ -206,7 +217,7 @@ def _verify(transport: Transport, out: str, ref: dict, plan: dict, classificatio
     n = min(int(plan.get("verify_samples", 0)), len(ref["inputs"]), int(plan["iterations"]))
     if n <= 0:
         return None, None
-    heads = [k for k in sorted(ref) if k != "inputs"]
+    heads = [k for k in sorted(ref) if k != "inputs" and k != "input_names" and not k.startswith("inputs:")]
     unsafe = [h for h in heads if not is_safe(h)]
     if unsafe:  # the board's reference.npz names local scratch files: a name like '../x' is refused
         return None, f"output check refused: the board's reference.npz names a head {shown(repr(unsafe[0]), 60)}"

@@ -566,7 +566,11 @@ def _copy_onnx_with_shapes(project: Any, profile: Any, options: TensorRTOptions,
     (trt_shapes: one line naming an input whose dynamic dims have no configured shape)."""
     from . import trt_shapes
 
-    prof = trt_shapes.profile_for(trt_shapes.model_inputs(src), {project.input.name: list(project.input.shape)},
+    if project.several_inputs and (options.min_shape is not None or options.max_shape is not None):
+        raise UserError(f"{profile.source}: field 'backend.min_shape'/'backend.max_shape' widens the profile of one input; "
+                        f"this model has {len(project.all_inputs)} inputs, each built and run at its configured shape",
+                        hint="remove backend.min_shape / backend.max_shape for this model")
+    prof = trt_shapes.profile_for(trt_shapes.model_inputs(src), {i.name: list(i.shape) for i in project.all_inputs},
                                   min_shape=options.min_shape, max_shape=options.max_shape,
                                   where=str(profile.source), artifact=precision)
     _copy_onnx(src, dst)
@@ -599,7 +603,9 @@ def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
             portable=True, file_dep=[from_onnx] if from_onnx != src else [], extra_files=[shapes_file],
             build=lambda a=from_onnx, b=out, s=shapes_file, p=precision: _copy_onnx_with_shapes(project, profile, options, a, b, s, p),
             settings={"from": str(from_onnx), "workspace_mb": options.workspace_mb, "input_shape": list(project.input.shape),
-                      "min_shape": options.min_shape, "max_shape": options.max_shape}))
+                      "min_shape": options.min_shape, "max_shape": options.max_shape,
+                      **({"input_shapes": {i.name: list(i.shape) for i in project.all_inputs}}
+                         if project.several_inputs else {})}))
     return plans
 
 

@@ -275,12 +275,15 @@ def _verify_trtexec(transport: Transport, release_dir: str, engine: str, plan: d
     ``verify_outputs`` (one implementation of the metrics on host and board)."""
     import numpy as np
 
-    from ..board.runner.dms_bench import verify_outputs
+    from ..board.runner.dms_bench import reference_inputs, verify_outputs
 
     remote_ref = posixpath.join(release_dir, "verify", "reference.npz")
     inp = manifest.get("input") or {}
+    configured = manifest.get("inputs") or [inp]  # several inputs: every one, in the model's order
     name, shape = str(inp.get("name") or "image"), list(inp.get("shape") or [1])
-    dtype = {"float32": "float32", "float16": "float16", "uint8": "uint8"}.get(str(inp.get("dtype")), "float32")
+    dtypes = {str(i.get("name") or "image"): {"float32": "float32", "float16": "float16", "uint8": "uint8"}.get(
+        str(i.get("dtype")), "float32") for i in configured}
+    dtype = dtypes[name]
     batch = int(shape[0]) if shape and int(shape[0]) > 0 else 1
     with tempfile.TemporaryDirectory(prefix="dmsbuild-trt-verify-") as td:
         local = Path(td)
@@ -291,18 +294,25 @@ def _verify_trtexec(transport: Transport, release_dir: str, engine: str, plan: d
             ref = {k: z[k] for k in z.files}
         if "inputs" not in ref or len(ref["inputs"]) == 0:
             return None, "output check not available: the reference holds no inputs"
+        try:
+            by_name = {(name if k is None else k): v for k, v in reference_inputs(ref).items()}
+        except RuntimeError as exc:
+            return None, f"output check not available: {exc}"
         n = min(int(plan.get("verify_samples", 0)), len(ref["inputs"]))
         transport.run(["rm", "-rf", work], timeout=60)
         transport.run(["mkdir", "-p", work], timeout=60)
         outputs: list[dict] = []
         generated = False
         for i in range(n):
-            x = np.repeat(ref["inputs"][i:i + 1], batch, axis=0).astype(dtype)
-            raw = local / f"in_{i}.raw"
-            raw.write_bytes(np.ascontiguousarray(x).tobytes())
-            remote_in, remote_out = posixpath.join(work, f"in_{i}.raw"), posixpath.join(work, f"out_{i}.json")
-            transport.put(raw, remote_in)
-            res = transport.run(trt.output_argv(engine, options, inputs={name: remote_in}, output_json=remote_out,
+            loads = {}
+            for k, (in_name, arr) in enumerate(by_name.items()):  # one raw file per input (--loadInputs per input)
+                x = np.repeat(arr[i:i + 1], batch, axis=0).astype(dtypes.get(in_name, "float32"))
+                raw = local / (f"in_{i}.raw" if k == 0 else f"in_{i}_{k}.raw")
+                raw.write_bytes(np.ascontiguousarray(x).tobytes())
+                loads[in_name] = posixpath.join(work, raw.name)
+                transport.put(raw, loads[in_name])
+            remote_out = posixpath.join(work, f"out_{i}.json")
+            res = transport.run(trt.output_argv(engine, options, inputs=loads, output_json=remote_out,
                                                 shapes=shapes),
                                 timeout=TRTEXEC_TIMEOUT)
             text = _read(transport, remote_out) if res.ok else None
@@ -321,7 +331,8 @@ def _verify_trtexec(transport: Transport, release_dir: str, engine: str, plan: d
         got = next(it)
         return [got[o][:1] for o in output_names]
 
-    verify = verify_outputs(np, run, name, dtype, [o for o in names if o in outputs[0]], ref, n, 1, classification,
+    verify = verify_outputs(np, run, name, dtypes if len(dtypes) > 1 else dtype, [o for o in names if o in outputs[0]],
+                            ref, n, 1, classification,
                             keys, (manifest.get("outputs") or {}).get("kinds"))
     note = "output check: trtexec --loadInputs/--exportOutput on the board (no Python TensorRT)"
     if generated:

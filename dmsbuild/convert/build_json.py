@@ -151,6 +151,7 @@ def write_build(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out_
     doc = {
         "schema": 1, "project": proj.name, "target": prof.name,
         "input": as_dict(proj.input),
+        **({"inputs": [as_dict(i) for i in proj.inputs]} if proj.several_inputs else {}),  # every input, in order
         # keys: original tensor name -> safe id used in reference.npz and the board's verify JSON
         "outputs": {**as_dict(proj.outputs), "keys": head_keys(proj.outputs.names)},
         "artifacts": [{

@@ -12,6 +12,11 @@ dicts instead of the folders (its module file is the dependency; sample *i*
 is named ``"i"`` in the labels file). Samples are read lazily so a
 calibration set never has to fit in memory at once.
 
+Several inputs (``[[inputs]]``): one sample is a dict ``{input name: array}``. It comes from a ``.npz`` with
+one array per input name (one sample or a stack ``N, ...`` each), from one sub-folder per input name under the
+data folder (``calibration/face/003.png`` + ``calibration/state/003.npy``: the files of one sample share a
+stem), or from ``data.loader`` dicts naming every input. Image files fill only 4-D inputs.
+
 Task generators call ``list_samples`` on every doit run, so numpy and Pillow are imported
 inside the functions that need them.
 """
@@ -49,6 +54,8 @@ def list_samples(project: ProjectConfig, field: str, limit: int | None = None) -
             f"{where} is {rel!r}, which is not a folder",
             hint=f"create {folder} with .png/.jpg/.npy samples or point data.{field} at one",
         )
+    if len(project.all_inputs) > 1 and all((folder / i.name).is_dir() for i in project.all_inputs):
+        return _per_input_files(project, folder, where, limit)
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
     if not files:
         raise UserError(
@@ -58,19 +65,43 @@ def list_samples(project: ProjectConfig, field: str, limit: int | None = None) -
     return files[:limit] if limit else files
 
 
-def sample_shape(project: ProjectConfig) -> tuple[int, ...]:
-    """The shape of one sample: the input shape without its batch axis."""
-    return tuple(project.input.shape[1:])
+def _per_input_files(project: ProjectConfig, folder: Path, where: str, limit: int | None) -> list[Path]:
+    """Per-input sub-folders: the first input's files (the sample names, up to ``limit``), then each other input's
+    file of the same stem; a sample missing from one input's folder is an error naming both."""
+    first, *rest = project.all_inputs
+    names = sorted(p for p in (folder / first.name).iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
+    if not names:
+        raise UserError(f"{where}: folder {folder / first.name} (input '{first.name}') holds no samples "
+                        f"({', '.join(SAMPLE_SUFFIXES)})", hint="put one file per sample into each input's folder")
+    names = names[:limit] if limit else names
+    out = list(names)
+    for inp in rest:
+        by_stem = {p.stem: p for p in (folder / inp.name).iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES}
+        for p in names:
+            if p.stem not in by_stem:
+                raise UserError(f"{folder / inp.name}: no sample '{p.stem}' for input '{inp.name}' ({p} has one for "
+                                f"input '{first.name}')", hint="give every input a file of the same stem per sample")
+            out.append(by_stem[p.stem])
+    return out
 
 
-def _load_image(path: Path, project: ProjectConfig) -> np.ndarray:
+def sample_shape(project: ProjectConfig, inp=None) -> tuple[int, ...]:
+    """The shape of one sample: the input shape without its batch axis (``inp``: one of several inputs)."""
+    return tuple((inp or project.input).shape[1:])
+
+
+def _load_image(path: Path, project: ProjectConfig, inp=None) -> np.ndarray:
     import numpy as np
 
     from PIL import Image, UnidentifiedImageError
 
+    inp = inp or project.input
+    if len(inp.shape) != 4:
+        raise UserError(f"{path}: an image cannot fill input '{inp.name}' of shape {inp.shape} (images fill 4-D inputs "
+                        "only)", hint=f"give input '{inp.name}' its samples as .npy/.npz arrays or from data.loader")
     pre = project.preprocess
-    h, w = pre.resize or list(project.input.hw)
-    out_h, out_w = project.input.hw
+    h, w = pre.resize or list(inp.hw)
+    out_h, out_w = inp.hw
     try:
         with Image.open(path) as img:
             img = img.convert("L" if pre.channel_order == "GRAY" else "RGB")
@@ -92,7 +123,7 @@ def _load_image(path: Path, project: ProjectConfig) -> np.ndarray:
         arr = arr[:, :, None]
     if pre.channel_order == "BGR":
         arr = arr[:, :, ::-1]
-    if project.input.dtype != "uint8":
+    if inp.dtype != "uint8":
         arr = arr / pre.scale
         c = arr.shape[2]
         mean = np.asarray(pre.mean, np.float32)
@@ -104,32 +135,44 @@ def _load_image(path: Path, project: ProjectConfig) -> np.ndarray:
                 hint="give one value per channel (or one for all)",
             )
         arr = (arr - mean) / std
-    if project.input.layout == "NCHW":
+    if inp.layout == "NCHW":
         arr = arr.transpose(2, 0, 1)
     return np.ascontiguousarray(arr)
 
 
-def _check_shape(arr: np.ndarray, path: Path, project: ProjectConfig) -> np.ndarray:
+def _check_shape(arr: np.ndarray, path: Path, project: ProjectConfig, inp=None) -> np.ndarray:
     import numpy as np
 
-    want = sample_shape(project)
+    inp = inp or project.input
+    want = sample_shape(project, inp)
     if tuple(arr.shape) != want:
         hint = "resize/convert the sample, or fix [input]/[preprocess] in dmsbuild.toml"
+        field = "input.shape" if inp is project.input and not project.inputs else \
+            f"inputs[{project.all_inputs.index(inp)}].shape"
         raise UserError(
-            f"{path}: sample shape {tuple(arr.shape)} does not match the input '{project.input.name}' "
-            f"shape {want} (input.shape {project.input.shape} without the batch axis)",
+            f"{path}: sample shape {tuple(arr.shape)} does not match the input '{inp.name}' "
+            f"shape {want} ({field} {inp.shape} without the batch axis)",
             hint=hint,
         )
-    return arr.astype(np.uint8 if project.input.dtype == "uint8" else np.dtype(project.input.dtype), copy=False)
+    return arr.astype(np.uint8 if inp.dtype == "uint8" else np.dtype(inp.dtype), copy=False)
 
 
-def _npz_arrays(path: Path, project: ProjectConfig) -> list:
+def _npz_arrays(path: Path, project: ProjectConfig, inputs=None):
+    """A single-input model: the array under the input's name, else every array (a list). Several inputs (or
+    ``inputs``): ``{input name: array}``, each input's array required."""
     import zipfile
 
     import numpy as np
 
+    several = inputs if inputs is not None else (project.all_inputs if len(project.all_inputs) > 1 else None)
     try:
         with np.load(path, allow_pickle=False) as z:
+            if several is not None:
+                missing = [i.name for i in several if i.name not in z.files]
+                if missing:
+                    raise UserError(f"{path}: no array for input '{missing[0]}' (the archive holds {sorted(z.files)})",
+                                    hint="save one array per input name: np.savez(path, **{name: array})")
+                return {i.name: z[i.name] for i in several}
             names = [project.input.name] if project.input.name in z.files else list(z.files)
             return [z[n] for n in names]
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
@@ -150,6 +193,9 @@ def _loader_samples(project: ProjectConfig, split: str) -> Iterator[tuple[Path, 
     except TypeError as exc:
         raise UserError(f"{where}: calling it with the split name {split!r} failed: {exc}",
                         hint="define fn(split) returning an iterable of {input name: array} dicts") from None
+    if len(project.all_inputs) > 1:
+        yield from _loader_dicts(project, items, where, split)
+        return
     for i, item in enumerate(items):
         if not isinstance(item, dict) or project.input.name not in item:
             got = sorted(item) if isinstance(item, dict) else type(item).__name__
@@ -165,11 +211,114 @@ def _loader_samples(project: ProjectConfig, split: str) -> Iterator[tuple[Path, 
         yield Path(str(i)), arr
 
 
-def iter_samples(files: list[Path], project: ProjectConfig, limit: int | None = None,
-                 split: str = "validation") -> Iterator[tuple[Path, np.ndarray]]:
-    """Yield (file, sample) one at a time; a ``.npy`` stack yields each of its rows; with data.loader, its samples."""
+def _loader_dicts(project: ProjectConfig, items, where: str, split: str) -> Iterator[tuple[Path, dict]]:
+    """data.loader's dicts for a model with several inputs: every input named, no other name."""
     import numpy as np
 
+    names = [i.name for i in project.all_inputs]
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise UserError(f"{where}: sample {i} of split {split!r} is {type(item).__name__}; expected a dict with "
+                            f"the inputs {names}", hint="yield {input name: array} with every input for every sample")
+        missing = [n for n in names if n not in item]
+        if missing:
+            raise UserError(f"{where}: sample {i} of split {split!r} has no input '{missing[0]}' (it names "
+                            f"{sorted(item)}; the model's inputs are {names})",
+                            hint="yield {input name: array} with every input for every sample")
+        unknown = sorted(set(item) - set(names))
+        if unknown:
+            raise UserError(f"{where}: sample {i} of split {split!r} names input '{unknown[0]}', which the model does "
+                            f"not have (its inputs are {names})", hint="yield only the model's inputs")
+        sample = {}
+        for inp in project.all_inputs:
+            arr = np.asarray(item[inp.name])
+            if arr.ndim == len(sample_shape(project, inp)) + 1 and arr.shape[0] == 1:
+                arr = arr[0]
+            sample[inp.name] = arr
+        yield Path(str(i)), sample
+
+
+def _several(files: list[Path], project: ProjectConfig, limit: int | None, split: str) -> Iterator[tuple[Path, dict]]:
+    """Samples of a model with several inputs: loader dicts, .npz files (one array per input name) or per-input
+    folders (``list_samples`` lists the first input's files, then the others' of the same stems)."""
+    import numpy as np
+
+    inputs = project.all_inputs
+    count = 0
+
+    def done() -> bool:
+        nonlocal count
+        count += 1
+        return bool(limit) and count >= limit
+
+    if project.data.loader is not None:
+        for name, sample in _loader_samples(project, split):
+            where = f"{project.data.loader}[{split}][{name}]"
+            yield name, {i.name: _check_shape(sample[i.name], Path(f"{where}[{i.name}]"), project, i) for i in inputs}
+            if done():
+                return
+        return
+    per_input = {i.name: [p for p in files if p.parent.name == i.name] for i in inputs}
+    if files and all(per_input.values()):
+        partner = {i.name: {p.stem: p for p in per_input[i.name]} for i in inputs[1:]}
+        for first in per_input[inputs[0].name]:
+            sample = {inputs[0].name: _one(first, project, inputs[0])}
+            for inp in inputs[1:]:
+                sample[inp.name] = _one(partner[inp.name][first.stem], project, inp)
+            yield first, sample
+            if done():
+                return
+        return
+    for path in files:
+        if path.suffix.lower() != ".npz":
+            raise UserError(f"{path}: a {path.suffix} file holds one input; the model has {len(inputs)} inputs "
+                            f"({', '.join(i.name for i in inputs)})",
+                            hint="give each sample as a .npz with one array per input name, or one sub-folder per "
+                                 "input (docs/byom.md \"Several inputs\")")
+        arrays = _npz_arrays(path, project)
+        rows: dict[str, list] = {}
+        for inp in inputs:
+            arr = arrays[inp.name]
+            rows[inp.name] = [arr] if arr.ndim == len(sample_shape(project, inp)) else list(arr)
+        counts = {n: len(r) for n, r in rows.items()}
+        if len(set(counts.values())) > 1:
+            raise UserError(f"{path}: the inputs hold different sample counts {counts}",
+                            hint="stack the same number of samples for every input")
+        for k in range(next(iter(counts.values()))):
+            yield path, {i.name: _check_shape(np.asarray(rows[i.name][k]), path, project, i) for i in inputs}
+            if done():
+                return
+
+
+def _one(path: Path, project: ProjectConfig, inp) -> np.ndarray:
+    """One sample of one input from a per-input folder: an image (4-D inputs) or a .npy/.npz of one sample."""
+    import numpy as np
+
+    if path.suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: unreadable .npy array ({exc})", hint="replace or delete that file") from None
+    elif path.suffix.lower() == ".npz":
+        arrays = _npz_arrays(path, project, [inp])
+        arr = arrays[inp.name]
+    else:
+        arr = _load_image(path, project, inp)
+    if arr.ndim == len(sample_shape(project, inp)) + 1 and arr.shape[0] == 1:
+        arr = arr[0]
+    return _check_shape(np.asarray(arr), path, project, inp)
+
+
+def iter_samples(files: list[Path], project: ProjectConfig, limit: int | None = None,
+                 split: str = "validation") -> Iterator[tuple[Path, np.ndarray]]:
+    """Yield (file, sample) one at a time; a ``.npy`` stack yields each of its rows; with data.loader, its samples.
+
+    With several inputs a sample is a dict ``{input name: array}``."""
+    import numpy as np
+
+    if len(project.all_inputs) > 1:
+        yield from _several(files, project, limit, split)
+        return
     count = 0
     if project.data.loader is not None:
         for name, arr in _loader_samples(project, split):
@@ -210,6 +359,8 @@ def load_samples(files: list[Path], project: ProjectConfig, limit: int | None = 
     for path, arr in iter_samples(files, project, limit, split):
         names.append(path)
         arrays.append(arr)
+    if arrays and isinstance(arrays[0], dict):  # several inputs: {input name: stacked samples}
+        return names, {n: np.stack([a[n] for a in arrays]) for n in arrays[0]}
     return names, np.stack(arrays)
 
 
@@ -238,6 +389,8 @@ def make_calibration_reader(files: list[Path], project: ProjectConfig, input_nam
             self.seen += 1
             if progress and (self.seen % 16 == 0):
                 print(f"  calibration: {self.seen} samples read", flush=True)
+            if isinstance(item[1], dict):  # several inputs: every one, each with its batch axis
+                return {n: a[None, ...] for n, a in item[1].items()}
             return {input_name: item[1][None, ...]}
 
     return FolderReader()

@@ -28,8 +28,39 @@ from ..names import head_keys
 REFERENCE_SAMPLES = 64
 
 
-def run_onnx(path: Path, input_name: str, inputs: np.ndarray, output_names: list[str], threads: int = 0) -> dict[str, np.ndarray]:
-    """Run an ONNX file on ORT CPU one sample at a time (works for fixed and dynamic batch alike)."""
+def sample_count(inputs: np.ndarray | dict[str, np.ndarray]) -> int:
+    """Samples in a batch: one stacked array (one input) or ``{input name: stacked array}`` (several)."""
+    return len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
+
+
+def take(inputs: np.ndarray | dict[str, np.ndarray], part: slice) -> np.ndarray | dict[str, np.ndarray]:
+    """Samples ``part`` of a batch (every input's)."""
+    return {n: v[part] for n, v in inputs.items()} if isinstance(inputs, dict) else inputs[part]
+
+
+def feed_of(input_name: str, inputs: np.ndarray | dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+    """Sample ``i`` of a batch as an ONNX Runtime feed (every input by its name)."""
+    if isinstance(inputs, dict):
+        return {n: v[i:i + 1] for n, v in inputs.items()}
+    return {input_name: inputs[i:i + 1]}
+
+
+def reference_input_arrays(inputs: np.ndarray | dict[str, np.ndarray], keep: int | None = None) -> dict[str, np.ndarray]:
+    """The input members of reference.npz: ``inputs`` (one input, as always); several: ``inputs`` holds the first,
+    ``inputs:1``… the others and ``input_names`` their names in order (read back by the board runner's
+    ``reference_inputs``)."""
+    part = slice(0, keep)
+    if not isinstance(inputs, dict):
+        return {"inputs": inputs[part]}
+    names = list(inputs)
+    out = {"inputs" if k == 0 else f"inputs:{k}": inputs[n][part] for k, n in enumerate(names)}
+    return {**out, "input_names": np.asarray(names)}
+
+
+def run_onnx(path: Path, input_name: str, inputs: np.ndarray | dict[str, np.ndarray], output_names: list[str],
+             threads: int = 0) -> dict[str, np.ndarray]:
+    """Run an ONNX file on ORT CPU one sample at a time (works for fixed and dynamic batch alike); ``inputs``:
+    one stacked array fed as ``input_name``, or ``{input name: stacked array}`` for a model with several."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -38,10 +69,11 @@ def run_onnx(path: Path, input_name: str, inputs: np.ndarray, output_names: list
         opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     results: dict[str, list[np.ndarray]] = {n: [] for n in output_names}
-    for i in range(len(inputs)):
+    total = sample_count(inputs)
+    for i in range(total):
         if i and i % 64 == 0:
-            print(f"  {path.name}: {i}/{len(inputs)} samples", flush=True)
-        outs = sess.run(output_names, {input_name: inputs[i:i + 1]})
+            print(f"  {path.name}: {i}/{total} samples", flush=True)
+        outs = sess.run(output_names, feed_of(input_name, inputs, i))
         for n, o in zip(output_names, outs):
             results[n].append(np.asarray(o, dtype=np.float32))
     return {n: np.concatenate(v, axis=0) for n, v in results.items()}
@@ -88,19 +120,20 @@ def write_reference(project: ProjectConfig, fp32: Path, validation: list[Path], 
     names, inputs = load_samples(validation, project, project.data.max_validation_samples)
     labels = load_labels(project, names)
     outs = run_onnx(fp32, project.input.name, inputs, project.outputs.names)
-    if len(inputs) < 2:
-        print(f"  reference: warning: {len(inputs)} validation sample; the accuracy gate cannot tell a constant "
+    count = sample_count(inputs)
+    if count < 2:
+        print(f"  reference: warning: {count} validation sample; the accuracy gate cannot tell a constant "
               "artifact from a good one - use at least 2 (better 100+)", flush=True)
-    check_reference(outs, f"{project.source.name}: data.validation ({len(inputs)} samples)")
+    check_reference(outs, f"{project.source.name}: data.validation ({count} samples)")
     # tensor names may hold '/', ':' or non-ASCII; npz member names are file names: store by safe id
     keys = head_keys(project.outputs.names)
     outs = {keys[n]: v for n, v in outs.items()}
     npz.parent.mkdir(parents=True, exist_ok=True)
-    keep = min(len(inputs), REFERENCE_SAMPLES)
-    _savez(npz, {"inputs": inputs[:keep], **{n: v[:keep] for n, v in outs.items()}})
+    keep = min(count, REFERENCE_SAMPLES)
+    _savez(npz, {**reference_input_arrays(inputs, keep), **{n: v[:keep] for n, v in outs.items()}})
     label_arrays = {f"label:{keys[h]}": v for h, v in (labels or {}).items()}
-    _savez(full, {"inputs": inputs, "files": np.asarray([p.name for p in names]), **outs, **label_arrays})
-    print(f"  reference: FP32 outputs on {len(inputs)} validation samples ({time.perf_counter() - started:.1f} s)", flush=True)
+    _savez(full, {**reference_input_arrays(inputs), "files": np.asarray([p.name for p in names]), **outs, **label_arrays})
+    print(f"  reference: FP32 outputs on {count} validation samples ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
 def _shown(path: Path, root: Path) -> str:
@@ -120,8 +153,11 @@ def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Pa
 
     ``run``: a ``run_onnx``-like function for artifacts of another format (a .tflite, dmsbuild.backends.litert)."""
     started = time.perf_counter()
+    from ..board.runner.dms_bench import reference_inputs
+
     ref = np.load(full_reference, allow_pickle=False)
-    inputs = ref["inputs"]
+    by_name = reference_inputs(ref)  # {None: array} for one input
+    inputs = by_name[None] if None in by_name else by_name
     names = project.outputs.names
     keys = head_keys(names)
     outs = (run or run_onnx)(artifact, project.input.name, inputs, names)
@@ -141,13 +177,13 @@ def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Pa
     out_json.parent.mkdir(parents=True, exist_ok=True)
     # the first REFERENCE_SAMPLES samples' outputs (and FP32's, and labels): each target's gate judges its
     # first bench.verify_samples of them, the very samples its boards check (gate_heads)
-    keep = min(len(inputs), REFERENCE_SAMPLES)
+    keep = min(sample_count(inputs), REFERENCE_SAMPLES)
     gate_npz = out_json.with_name(out_json.stem + ".gate.npz")
     _savez(gate_npz, {**{f"ref:{keys[n]}": ref[keys[n]][:keep] for n in names},
                       **{f"out:{keys[n]}": outs[n][:keep] for n in names},
                       **{k: ref[k][:keep] for k in ref.files if k.startswith("label:")}})
     result = {"artifact": _shown(artifact, project.root),
-              "samples": int(len(inputs)), "heads": heads,
+              "samples": sample_count(inputs), "heads": heads,
               "min_top1_agreement": summary["min_top1_agreement"],
               "gate_outputs": _shown(gate_npz, project.root), "gate_outputs_samples": keep,
               "seconds": round(time.perf_counter() - started, 3)}
@@ -159,7 +195,7 @@ def evaluate_artifact(project: ProjectConfig, artifact: Path, full_reference: Pa
     cosines = [h["cosine"] for h in heads.values() if h["cosine"] is not None]
     broken = [f"{h} ({m['degenerate']})" for h, m in heads.items() if m["degenerate"]]
     print(f"  evaluate: {artifact.name}: min top-1 agreement {shown}, min cosine "
-          f"{'n/a' if not cosines else format(min(cosines), '.4f')} on {len(inputs)} samples"
+          f"{'n/a' if not cosines else format(min(cosines), '.4f')} on {sample_count(inputs)} samples"
           + (f"; DEGENERATE: {', '.join(broken)}" if broken else ""), flush=True)
     return result
 

@@ -173,36 +173,43 @@ def _export_torch(project: ProjectConfig, out: Path, module: Any = None) -> dict
     model = load_torch_model(project) if module is None else module
     model = model.float().eval()
     inp = project.input
-    if inp.dtype == "float16":
-        raise UserError(
-            f"{project.source}: field 'input.dtype' is 'float16'; a PyTorch export has a float32 input "
-            "(the fp16 precision keeps float32 IO too)",
-            hint="set input.dtype = \"float32\" (or bring your own float16-input ONNX with model.onnx)",
-        )
-    dtype = {"float32": torch.float32, "uint8": torch.uint8}[inp.dtype]
-    example = torch.zeros(inp.shape, dtype=dtype)
+    inputs = project.all_inputs
+    for k, one in enumerate(inputs):
+        if one.dtype == "float16":
+            field = "input.dtype" if not project.inputs else f"inputs[{k}].dtype"
+            raise UserError(
+                f"{project.source}: field '{field}' is 'float16'; a PyTorch export has a float32 input "
+                "(the fp16 precision keeps float32 IO too)",
+                hint=f"set {field} = \"float32\" (or bring your own float16-input ONNX with model.onnx)",
+            )
+    examples = tuple(torch.zeros(i.shape, dtype={"float32": torch.float32, "uint8": torch.uint8}[i.dtype]) for i in inputs)
+    shown = (f"input.shape {inp.shape} ({inp.dtype})" if len(inputs) == 1 else
+             "inputs " + ", ".join(f"{i.name} {i.shape} ({i.dtype})" for i in inputs))
     cfg = project.export
     outputs = list(project.outputs.names)
-    kwargs: dict[str, Any] = {"input_names": [inp.name], "output_names": outputs, "opset_version": cfg.opset}
+    names = [i.name for i in inputs]
+    kwargs: dict[str, Any] = {"input_names": names, "output_names": outputs, "opset_version": cfg.opset}
     if cfg.exporter == "torchscript":
         if cfg.dynamic_batch:
-            kwargs["dynamic_axes"] = {n: {0: "batch"} for n in [inp.name, *outputs]}
+            kwargs["dynamic_axes"] = {n: {0: "batch"} for n in [*names, *outputs]}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                torch.onnx.export(model, (example,), str(out), dynamo=False, do_constant_folding=True, **kwargs)
+                torch.onnx.export(model, examples, str(out), dynamo=False, do_constant_folding=True, **kwargs)
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:
                 # the model itself fails on the configured example (a 128x128 input for a fixed 224x224 head, ...)
                 detail = " ".join(str(exc).split())[:300]
                 raise UserError(
                     f"{project.source}: the model of 'model.factory' ({project.model.factory}) cannot be exported "
-                    f"with an example input of input.shape {inp.shape} ({inp.dtype}): {detail}",
-                    hint="set input.shape (and dtype) to what the model's forward() accepts") from None
+                    f"with an example input of {shown}: {detail}",
+                    hint="set input.shape (and dtype) to what the model's forward() accepts" if len(inputs) == 1 else
+                    "set each [[inputs]] entry's shape (and dtype) to what forward() takes, in its argument order") from None
     else:
         if cfg.dynamic_batch:
-            kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=1024)},)
+            batch = torch.export.Dim("batch", min=1, max=1024)
+            kwargs["dynamic_shapes"] = tuple({0: batch} for _ in inputs)
         try:
-            program = torch.onnx.export(model, (example,), dynamo=True, external_data=False, verbose=False, **kwargs)
+            program = torch.onnx.export(model, examples, dynamo=True, external_data=False, verbose=False, **kwargs)
         except torch.onnx.errors.UnsupportedOperatorError as exc:
             raise UserError(f"{project.source}: field 'export.exporter' = 'dynamo' cannot export this model: {exc}",
                             hint="try exporter = \"torchscript\"") from None

@@ -165,8 +165,12 @@ def _validation_inputs(project: ProjectConfig, samples: int) -> Any:
     if not path.is_file():
         raise UserError(f"{path}: the FP32 reference on the validation set is missing",
                         hint="run `doit evaluate:reference` (or `doit build target=<name>`) first")
-    inputs = np.load(path, allow_pickle=False)["inputs"]
-    return inputs[:samples] if samples else inputs
+    from ..board.runner.dms_bench import reference_inputs
+
+    with np.load(path, allow_pickle=False) as z:
+        by_name = reference_inputs(z)  # {None: inputs} for one input
+        inputs = {n: (v[:samples] if samples else v) for n, v in by_name.items()}
+    return inputs[None] if None in inputs else inputs
 
 
 def rank_nodes(project: ProjectConfig, profile: TargetProfile, fp32_path: Path, qdq_path: Path,
@@ -186,7 +190,9 @@ def rank_nodes(project: ProjectConfig, profile: TargetProfile, fp32_path: Path, 
         raise UserError(f"{qdq_path}: the mixed-precision ranking reads QDQ graphs; this target's quant_format is "
                         f"{cfg.quant_format!r}", hint="rank with quant_format = \"QDQ\"; the excluded nodes apply to QOperator too")
     inputs = _validation_inputs(project, samples)
-    feeds = [{project.input.name: inputs[i:i + 1]} for i in range(len(inputs))]
+    from .evaluate import feed_of, sample_count
+
+    feeds = [feed_of(project.input.name, inputs, i) for i in range(sample_count(inputs))]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dmsbuild-mp-") as tmp:
         folder = Path(tmp)

@@ -209,6 +209,33 @@ def signature(proto: Any) -> dict[str, list[dict[str, Any]]]:
             "outputs": [entry(v) for v in proto.graph.output]}
 
 
+def _check_one_input(problems: list[str], src: Any, field: str, inp: Any, inputs: dict[str, dict[str, Any]]) -> None:
+    """One configured input (``field``: ``input`` or ``inputs[k]``) against the model's inputs by name."""
+    spec = inputs.get(inp.name)
+    if spec is None:
+        problems.append(f"{src}: field '{field}.name' is {inp.name!r}; the model's inputs are {list(inputs)}")
+        return
+    dims = spec["shape"]
+    if len(dims) != len(inp.shape):
+        problems.append(f"{src}: field '{field}.shape' is {inp.shape} ({len(inp.shape)} dims); the model's input "
+                        f"'{inp.name}' has {len(dims)} dims: {dims}")
+    else:
+        bad = [i for i, (d, c) in enumerate(zip(dims, inp.shape)) if isinstance(d, int) and d > 0 and d != c]
+        if bad:
+            fixed = "[" + ", ".join(str(d) if isinstance(d, int) else f"{d}(dynamic)" for d in dims) + "]"
+            extra = ""
+            if len(inp.shape) == 4:
+                other = "NHWC" if inp.layout == "NCHW" else "NCHW"
+                perm = [0, 2, 3, 1] if inp.layout == "NCHW" else [0, 3, 1, 2]
+                swapped = [inp.shape[p] for p in perm]
+                looks = all(not isinstance(d, int) or d <= 0 or d == s for d, s in zip(dims, swapped))
+                extra = f"; it looks like {other}: set {field}.layout = \"{other}\" and {field}.shape = {swapped}" if looks else ""
+            problems.append(f"{src}: field '{field}.shape' is {inp.shape}; the model's input '{inp.name}' has shape "
+                            f"{fixed} (dim {bad[0]} is fixed at {dims[bad[0]]}, configured {inp.shape[bad[0]]}){extra}")
+    if spec["dtype"] != inp.dtype:
+        problems.append(f"{src}: field '{field}.dtype' is {inp.dtype!r}; the model's input '{inp.name}' is {spec['dtype']!r}")
+
+
 def check_signature(project: ProjectConfig, proto: Any, model: Path) -> None:
     """``[input]``/``[outputs]`` against the model: one line per mismatch, field first, the model's value given."""
     from ..names import head_keys
@@ -217,32 +244,18 @@ def check_signature(project: ProjectConfig, proto: Any, model: Path) -> None:
     src = project.source
     problems: list[str] = []
     inputs = {i["name"]: i for i in sig["inputs"]}
-    inp = project.input
-    if len(inputs) != 1:
+    configured = project.all_inputs
+    if len(inputs) != len(configured):
         listing = ", ".join(f"'{n}' {i['shape']}" for n, i in inputs.items())
-        problems.append(f"{src}: the model {model.name} has {len(inputs)} inputs ({listing}); dmsbuild builds models "
-                        "with exactly one input")
-    spec = inputs.get(inp.name)
-    if spec is None:
-        problems.append(f"{src}: field 'input.name' is {inp.name!r}; the model's inputs are {list(inputs)}")
-    else:
-        dims = spec["shape"]
-        if len(dims) != len(inp.shape):
-            problems.append(f"{src}: field 'input.shape' is {inp.shape} ({len(inp.shape)} dims); the model's input "
-                            f"'{inp.name}' has {len(dims)} dims: {dims}")
+        if len(configured) == 1:
+            problems.append(f"{src}: the model {model.name} has {len(inputs)} inputs ({listing}); [input] describes "
+                            "one: describe each in an [[inputs]] table instead (docs/byom.md \"Several inputs\")")
         else:
-            bad = [i for i, (d, c) in enumerate(zip(dims, inp.shape)) if isinstance(d, int) and d > 0 and d != c]
-            if bad:
-                fixed = "[" + ", ".join(str(d) if isinstance(d, int) else f"{d}(dynamic)" for d in dims) + "]"
-                other = "NHWC" if inp.layout == "NCHW" else "NCHW"
-                perm = [0, 2, 3, 1] if inp.layout == "NCHW" else [0, 3, 1, 2]
-                swapped = [inp.shape[p] for p in perm]
-                looks = all(not isinstance(d, int) or d <= 0 or d == s for d, s in zip(dims, swapped))
-                extra = f"; it looks like {other}: set input.layout = \"{other}\" and input.shape = {swapped}" if looks else ""
-                problems.append(f"{src}: field 'input.shape' is {inp.shape}; the model's input '{inp.name}' has shape "
-                                f"{fixed} (dim {bad[0]} is fixed at {dims[bad[0]]}, configured {inp.shape[bad[0]]}){extra}")
-        if spec["dtype"] != inp.dtype:
-            problems.append(f"{src}: field 'input.dtype' is {inp.dtype!r}; the model's input '{inp.name}' is {spec['dtype']!r}")
+            problems.append(f"{src}: the model {model.name} has {len(inputs)} inputs ({listing}); [[inputs]] lists "
+                            f"{len(configured)} ({', '.join(i.name for i in configured)})")
+    for k, inp in enumerate(configured):
+        field = "input" if not project.inputs else f"inputs[{k}]"
+        _check_one_input(problems, src, field, inp, inputs)
     outs = [o["name"] for o in sig["outputs"]]
     if not project.outputs.names:
         problems.append(f"{src}: field 'outputs.names' is empty; the model's outputs are {outs}")

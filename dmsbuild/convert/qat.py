@@ -477,6 +477,10 @@ def run_qat(project: ProjectConfig, fp32_onnx: Path, out: Path, cfg: StaticQuant
         raise UserError(f"{project.source}: quantization method \"qat\" needs the PyTorch model (model.factory and "
                         "model.checkpoint); model.onnx has no weights to train",
                         hint="set model.factory/model.checkpoint, or use method = \"ptq\" for this target")
+    if project.several_inputs:
+        raise UserError(f"{project.source}: quantization method \"qat\" trains on one input; this model has "
+                        f"{len(project.all_inputs)} ({', '.join(i.name for i in project.all_inputs)})",
+                        hint="use method = \"ptq\" (static calibration takes every input) for this target")
     with training_cpu(cfg.qat.threads):
         return _run_qat(project, fp32_onnx, out, cfg, calibration)
 

@@ -142,11 +142,12 @@ def quantize_dynamic_int8(src: Path, out: Path, cfg: DynamicQuantConfig) -> None
           "warning: dynamic INT8 runs slower than FP32 on many x86 CPUs - check the benchmark", flush=True)
 
 
-def fix_batch(proto: Any, batch: int = 1, input_shape: list[int] | None = None) -> Any:
+def fix_batch(proto: Any, batch: int = 1, input_shape: list[int] | dict[str, list[int]] | None = None) -> Any:
     """Replace a symbolic batch axis by ``batch`` (QNN takes no nodes of a graph with dynamic shapes).
 
-    With ``input_shape`` (the configured ``input.shape``), every dynamic dim of the input takes its
-    configured value too, so a model with dynamic H/W compiles for QNN at the size it runs at."""
+    With ``input_shape`` (the configured ``input.shape``, or ``{input name: shape}`` for several inputs), every
+    dynamic dim of an input takes its configured value too, so a model with dynamic H/W compiles for QNN at the
+    size it runs at."""
     from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
     def dims(vi: Any, fixed: list[int] | None = None) -> list[int | str]:
@@ -162,7 +163,9 @@ def fix_batch(proto: Any, batch: int = 1, input_shape: list[int] | None = None) 
         return out
 
     inits = {i.name for i in proto.graph.initializer}
-    ins = {v.name: dims(v, input_shape) for v in proto.graph.input if v.name not in inits}
+    per_input = input_shape if isinstance(input_shape, dict) else None
+    ins = {v.name: dims(v, per_input.get(v.name) if per_input is not None else input_shape)
+           for v in proto.graph.input if v.name not in inits}
     outs = {v.name: dims(v) for v in proto.graph.output}
     proto = update_inputs_outputs_dims(proto, ins, outs)
     # drop stale intermediate shapes so inference recomputes them with the fixed batch
@@ -235,7 +238,8 @@ def pre_process(project: ProjectConfig, src: Path, cfg: StaticQuantConfig, folde
     model_in = folder / "input.onnx"
     proto = onnx.load(str(src))
     if cfg.fixed_shape:
-        proto = fix_batch(proto, 1, list(project.input.shape))
+        proto = fix_batch(proto, 1, list(project.input.shape) if not project.several_inputs else
+                          {i.name: list(i.shape) for i in project.all_inputs})
     rewritten = divisions_to_multiplications(proto)
     if rewritten:
         print(f"  int8-qdq: {rewritten} Div node(s) by a constant now multiply by its reciprocal (ONNX Runtime's "

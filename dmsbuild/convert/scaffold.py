@@ -139,21 +139,16 @@ def _data_folders(root: Path, data: str | None) -> tuple[str, str, list[str]]:
     return _rel(root, folder), _rel(root, folder), notes
 
 
-def _render(name: str, model_lines: list[str], sig: dict[str, Any], producers: dict[str, str], hw: int,
-            cal: str, val: str) -> tuple[str, list[str]]:
+def _fixed_shape(name: str, shape: list[Any], hw: int, single: bool = True) -> tuple[list[int], list[str], str, bool]:
+    """The configured shape of one input (dynamic dims guessed), the notes on those guesses, its layout and
+    whether the layout is a guess (a non-4-D input has none)."""
     notes: list[str] = []
-    inputs = sig["inputs"]
-    if len(inputs) != 1:
-        raise UserError(f"doit init: the model has {len(inputs)} inputs ({', '.join(i['name'] for i in inputs)}); "
-                        "dmsbuild builds models with exactly one input",
-                        hint="export a wrapper with one input (stack or split tensors inside the model)")
-    inp = inputs[0]
-    shape = list(inp["shape"])
-    if len(shape) != 4:
-        raise UserError(f"doit init: the input '{inp['name']}' has shape {shape}; dmsbuild builds image models "
-                        "with a 4-D input (NCHW or NHWC)", hint="export the model with a 4-D image input")
-    layout, layout_guess = _layout(shape)
-    hw_axes = (2, 3) if layout == "NCHW" else (1, 2)
+    dim_of, field = ("input dim", "input.shape") if single else (f"input '{name}' dim", "its shape")
+    if len(shape) == 4:
+        layout, layout_guess = _layout(shape)
+        hw_axes = (2, 3) if layout == "NCHW" else (1, 2)
+    else:
+        layout, layout_guess, hw_axes = "NCHW", False, ()
     fixed = []
     for i, d in enumerate(shape):
         if isinstance(d, int) and d > 0:
@@ -162,15 +157,62 @@ def _render(name: str, model_lines: list[str], sig: dict[str, Any], producers: d
             fixed.append(1)
         elif i in hw_axes:
             fixed.append(hw)
-            notes.append(f"input dim {i} ('{d}') is dynamic: input.shape uses {hw} (a guess); set the size you run at")
-        else:
+            notes.append(f"{dim_of} {i} ('{d}') is dynamic: {field} uses {hw} (a guess); set the size you run at")
+        elif len(shape) == 4:
             fixed.append(3)
-            notes.append(f"input dim {i} ('{d}') is dynamic: input.shape uses 3 channels (a guess)")
+            notes.append(f"{dim_of} {i} ('{d}') is dynamic: {field} uses 3 channels (a guess)")
+        else:
+            fixed.append(1)
+            notes.append(f"{dim_of} {i} ('{d}') is dynamic: {field} uses 1 (a guess); set the size you run at")
     if layout_guess:
-        notes.append(f"input.layout = \"{layout}\" is a guess from the shape {shape}")
-    if inp["dtype"] not in ("float32", "float16", "uint8"):
-        raise UserError(f"doit init: the input '{inp['name']}' is {inp['dtype']}; dmsbuild feeds float32, float16 or uint8",
-                        hint="export the model with a float32 image input")
+        notes.append((f"input.layout" if single else f"input '{name}' layout") + f" = \"{layout}\" is a guess from the shape {shape}")
+    return fixed, notes, layout, layout_guess
+
+
+def _render(name: str, model_lines: list[str], sig: dict[str, Any], producers: dict[str, str], hw: int,
+            cal: str, val: str) -> tuple[str, list[str]]:
+    notes: list[str] = []
+    inputs = sig["inputs"]
+    if not inputs:
+        raise UserError("doit init: the model has no graph input", hint="export the model with its input(s)")
+    for one in inputs:
+        if one["dtype"] not in ("float32", "float16", "uint8"):
+            raise UserError(f"doit init: the input '{one['name']}' is {one['dtype']}; dmsbuild feeds float32, float16 "
+                            "or uint8", hint="export the model with float32 inputs (a constant such as a sample rate "
+                                              "can live inside the model)")
+    several = len(inputs) > 1
+    if several:
+        bad = [i["name"] for i in inputs if any(c in i["name"] for c in "'\",:/\\=")]
+        if bad:
+            raise UserError(f"doit init: the input name {bad[0]!r} holds a quote, comma, colon, '=' or slash, which "
+                            "several inputs cannot carry (npz members, trtexec and SNPE arguments)",
+                            hint="rename the model's inputs")
+    inp = inputs[0]
+    shape = list(inp["shape"])
+    if len(shape) != 4 and not several:
+        raise UserError(f"doit init: the input '{inp['name']}' has shape {shape}; dmsbuild builds image models "
+                        "with a 4-D input (NCHW or NHWC)", hint="export the model with a 4-D image input")
+    input_lines: list[str] = []
+    layout, channels = "NCHW", 3
+    for k, one in enumerate(inputs):
+        one_shape = list(one["shape"])
+        fixed, one_notes, one_layout, guessed = _fixed_shape(one["name"], one_shape, hw, not several)
+        notes.extend(one_notes)
+        if k == 0:
+            layout = one_layout
+            if len(fixed) == 4:
+                channels = fixed[1] if layout == "NCHW" else fixed[3]
+        input_lines += ["[[inputs]]" if several else "[input]", f"name = {json.dumps(one['name'], ensure_ascii=False)}",
+                        f"shape = {json.dumps(fixed)}" + ("  # guess for the dynamic dims" if any(
+                            not (isinstance(d, int) and d > 0) for d in one_shape[1:]) else ""),
+                        f"dtype = \"{one['dtype']}\""]
+        if len(fixed) == 4:
+            input_lines.append(f"layout = \"{one_layout}\"" + ("  # guess" if guessed else ""))
+        input_lines.append("")
+    if several:
+        notes.append(f"the model has {len(inputs)} inputs ({', '.join(i['name'] for i in inputs)}): give each sample "
+                     "as a .npz with one array per input name, one sub-folder per input, or data.loader dicts "
+                     "(docs/byom.md \"Several inputs\")")
     outs = [o["name"] for o in sig["outputs"]]
     cls = [o["name"] for o in sig["outputs"] if _looks_like_logits(o, producers)]
     kinds = guess_kinds(sig["outputs"], producers, cls)
@@ -180,7 +222,6 @@ def _render(name: str, model_lines: list[str], sig: dict[str, Any], producers: d
     notes.append("outputs.kinds are guesses from shapes and names (" + ", ".join(f"{n}: {k['kind']}" for n, k in kinds.items())
                  + "); a detector is judged by its detections, a sequence per step: check each (docs/accuracy.md)")
     notes.append("[preprocess] is a guess (RGB, /255, ImageNet mean/std): use what the model was trained with")
-    channels = fixed[1] if layout == "NCHW" else fixed[3]
     mean = [0.485, 0.456, 0.406] if channels == 3 else [0.5] * channels
     std = [0.229, 0.224, 0.225] if channels == 3 else [0.5] * channels
     order = "RGB" if channels == 3 else "GRAY"
@@ -188,11 +229,7 @@ def _render(name: str, model_lines: list[str], sig: dict[str, Any], producers: d
         "# dmsbuild project configuration, written by `doit init` from the model's signature.",
         "# Lines marked '# guess' are guesses: check them (docs/byom.md says what each must be).",
         f"name = {json.dumps(name)}", "", "[model]", *model_lines, "",
-        "[input]", f"name = {json.dumps(inp['name'], ensure_ascii=False)}",
-        f"shape = {json.dumps(fixed)}" + ("  # guess for the dynamic dims" if any(
-            not (isinstance(d, int) and d > 0) for d in shape[1:]) else ""),
-        f"dtype = \"{inp['dtype']}\"",
-        f"layout = \"{layout}\"" + ("  # guess" if layout_guess else ""), "",
+        *input_lines,
         "[outputs]", f"names = {json.dumps(outs, ensure_ascii=False)}",
         f"classification = {json.dumps(cls, ensure_ascii=False)}  # guess", "",
         *_kind_lines(kinds),
@@ -320,7 +357,8 @@ def init_project(root: Path, *, onnx_path: str | None = None, factory: str | Non
     print(f"init: wrote {target}" + (f" (the previous one is kept as {backup.name})" if backup else ""), flush=True)
     if wrote_target:
         print(f"init: wrote {targets / 'local.toml'} (this machine; add boards' profiles next to it)", flush=True)
-    print(f"init: model input '{sig['inputs'][0]['name']}' {sig['inputs'][0]['shape']} {sig['inputs'][0]['dtype']}; "
+    shown = ", ".join(f"'{i['name']}' {i['shape']} {i['dtype']}" for i in sig['inputs'])
+    print(f"init: model input{'s' if len(sig['inputs']) > 1 else ''} {shown}; "
           f"outputs {[o['name'] for o in sig['outputs']]}", flush=True)
     print("init: still to check:", flush=True)
     for note in [*notes, *data_notes]:

@@ -55,9 +55,44 @@ def input_files(path):
     return files
 
 
+def input_lines(path):
+    """One ``{input name (None when bare): raw file}`` per inference line: several inputs name each one,
+    ``name:=path`` separated by spaces, on one line."""
+    lines = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "%")):
+            continue
+        lines.append({(w.split(":=", 1)[0] if ":=" in w else None): (w.split(":=", 1)[1] if ":=" in w else w)
+                      for w in line.split()})
+    return lines
+
+
+def _check_lines(path, meta, parser):
+    """Several inputs (the DLC's ``inputs``): every line names every input once with ``name:=path``, and each
+    file holds that input's float32 tensor."""
+    inputs = meta.get("inputs") or {}
+    if len(inputs) < 2:
+        return
+    for k, line in enumerate(input_lines(path)):
+        if None in line or set(line) != set(inputs):
+            parser.error(f"input list line {k + 1} names {sorted(n or '<bare path>' for n in line)}; the DLC's inputs "
+                         f"are {sorted(inputs)} (one name:=path per input per line)")
+        for name, f in line.items():
+            want = 4
+            for d in inputs[name]:
+                want *= d
+            if not Path(f).is_file():
+                parser.error(f"raw input {f} does not exist")
+            if Path(f).stat().st_size != want:
+                parser.error(f"raw input {f} for {name} has {Path(f).stat().st_size} bytes; the DLC input needs {want}")
+
+
 def _check_inputs(files, meta, parser):
     if not files:
         parser.error("input list is empty")
+    if len(meta.get("inputs") or {}) > 1:
+        return  # checked per line and per input (_check_lines)
     if len(set(files)) != len(files):
         dup = sorted({f for f in files if files.count(f) > 1})
         parser.error(f"input list names the same raw file more than once: {dup}")
@@ -87,12 +122,15 @@ def onnx_to_dlc():
             dims[name] = [int(x) for x in spec.split(",")]
         except ValueError:
             ap.error(f"invalid --input_dim {spec!r}")
-    if len(dims) != 1:
-        ap.error("the double supports models with one input; pass --input_dim NAME N,C,H,W")
-    (name, nchw), = dims.items()
-    nhwc = [nchw[0], nchw[2], nchw[3], nchw[1]] if len(nchw) == 4 else nchw
-    _write_dlc(a.output_path, {"onnx_sha256": hashlib.sha256(data).hexdigest(), "input_name": name,
-                               "input_dims": nhwc, "quantized": False, "htp_cache": []})
+    if not dims:
+        ap.error("the double needs the input dims; pass --input_dim NAME N,C,H,W (once per input)")
+    as_nhwc = {n: ([d[0], d[2], d[3], d[1]] if len(d) == 4 else d) for n, d in dims.items()}
+    (name, nhwc) = next(iter(as_nhwc.items()))
+    meta = {"onnx_sha256": hashlib.sha256(data).hexdigest(), "input_name": name, "input_dims": nhwc,
+            "quantized": False, "htp_cache": []}
+    if len(dims) > 1:
+        meta["inputs"] = as_nhwc
+    _write_dlc(a.output_path, meta)
     print("INFO - INFO_CONVERSION_SUCCESS: Conversion completed successfully")
 
 
@@ -108,10 +146,11 @@ def dlc_quantize(prog):
     meta = _read_dlc(a.input_dlc, ap)
     files = input_files(a.input_list)
     _check_inputs(files, meta, ap)
+    _check_lines(a.input_list, meta, ap)
     digest = hashlib.sha256()
     for f in files:
         digest.update(Path(f).read_bytes())
-    _write_dlc(a.output_dlc, dict(meta, quantized=True, act_bitwidth=a.act_bitwidth, calibration_samples=len(files),
+    _write_dlc(a.output_dlc, dict(meta, quantized=True, act_bitwidth=a.act_bitwidth, calibration_samples=len(input_lines(a.input_list)),
                                   calibration_sha256=digest.hexdigest()))
     print(f"[INFO] Writing quantized model to: {a.output_dlc}")
 
@@ -142,13 +181,15 @@ def net_run():
     meta = _read_dlc(a.container, ap)
     files = input_files(a.input_list)
     _check_inputs(files, meta, ap)
+    _check_lines(a.input_list, meta, ap)
+    lines = input_lines(a.input_list)
     shapes = json.loads(os.environ.get("SNPE_DOUBLE_OUTPUTS", '{"out": [1, 2]}'))
     out = Path(a.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     from array import array
 
-    for i, f in enumerate(files):
-        x = array("f", Path(f).read_bytes())
+    for i, line in enumerate(lines):  # one inference per line (several inputs: every file of the line)
+        x = array("f", b"".join(Path(f).read_bytes() for f in line.values()))
         mean = sum(x) / len(x)
         r = out / f"Result_{i}"
         r.mkdir(exist_ok=True)
@@ -158,7 +199,7 @@ def net_run():
                 n *= d
             # deterministic function of the input, so tests can check the order of the Result_<i> folders
             (r / f"{name}.raw").write_bytes(array("f", [mean] * n).tobytes())
-    (out / "SNPEDiag_0.log").write_text(json.dumps({"magic": "SNPE-DOUBLE-DIAG", "inferences": len(files)}))
+    (out / "SNPEDiag_0.log").write_text(json.dumps({"magic": "SNPE-DOUBLE-DIAG", "inferences": len(lines)}))
     print("-------------------------------------------------------------------------------")
     print("Model String: N/A")
     print("SNPE vX.Y.Z (test double)")

@@ -142,14 +142,16 @@ def verify_subset(reference: Path, samples: int, staging: Path) -> Path:
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise UserError(f"{reference}: not a readable reference .npz ({exc})",
                         hint="rebuild it: doit forget evaluate:reference && doit build") from None
-    if all(len(a) <= samples for a in arrays.values()):
+    per_sample = {k for k in arrays if k != "input_names"}  # input_names: one per input (several inputs), kept whole
+    if all(len(arrays[k]) <= samples for k in per_sample):
         return reference
     out = staging / f"reference-{samples}.npz"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         for name in sorted(arrays):
             member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name][:samples]), allow_pickle=False)
+            kept = arrays[name][:samples] if name in per_sample else arrays[name]
+            np.lib.format.write_array(member, np.ascontiguousarray(kept), allow_pickle=False)
             zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
     data = buf.getvalue()
     if not out.is_file() or out.read_bytes() != data:
@@ -238,6 +240,7 @@ def make_release(project: ProjectConfig, profile: TargetProfile, *, package_dir:
         "manifest.json.j2",
         project=context["project"], target=profile.name, model=build.get("model"),
         input=build.get("input", as_dict(project.input)),
+        inputs=build.get("inputs", [as_dict(i) for i in project.inputs] if project.several_inputs else None),
         outputs=build.get("outputs", as_dict(project.outputs)),
         artifacts=artifacts,
         files=[{"file": f.path, "sha256": f.sha256, "size": f.size} for f in files if not f.path.startswith("models/") or f in extra_entries],

@@ -30,6 +30,11 @@ from . import params, profile, project, selected_targets, user_error_task
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
+def _inputs_setting(proj) -> dict:
+    """Every input's settings where a model has several (a one-input project's signatures stay as they were)."""
+    return {"inputs": [as_dict(i) for i in proj.inputs]} if proj.several_inputs else {}
+
+
 def guarded(fn: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Callable[[], Any]:
     """A doit action running ``fn``; a UserError becomes TaskFailed with its message (no traceback).
 
@@ -123,6 +128,7 @@ def task_export() -> dict:
 
     settings = {"model": as_dict(m), "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
                 "export": as_dict(proj.export)}
+    settings.update(_inputs_setting(proj))
     return {
         "actions": [guarded(export_model, proj, p.fp32, p.fp32_info)],
         "file_dep": [str(d) for d in deps],
@@ -178,7 +184,7 @@ def task_quantize() -> Iterator[dict]:
     names = [f.name for f in calibration]
     for key, cfg in sorted(variants.items()):
         settings = {"static": static_settings(cfg, for_key=False), "files": names, "preprocess": as_dict(proj.preprocess),
-                    "input": as_dict(proj.input), "loader": proj.data.loader}
+                    "input": as_dict(proj.input), **_inputs_setting(proj), "loader": proj.data.loader}
         if cfg.method == "qat":
             yield _qat_task(proj, p, key, cfg, calibration, settings)
             continue
@@ -240,7 +246,7 @@ def task_evaluate() -> Iterator[dict]:
         yield task
     else:
         settings = {"files": [f.name for f in validation], "preprocess": as_dict(proj.preprocess),
-                    "input": as_dict(proj.input), "outputs": as_dict(proj.outputs),
+                    "input": as_dict(proj.input), **_inputs_setting(proj), "outputs": as_dict(proj.outputs),
                     "max": proj.data.max_validation_samples, "loader": proj.data.loader}
         yield {"name": "reference", "doc": "FP32 outputs on the validation set (the reference every artifact is scored against)",
                "actions": [guarded("dmsbuild.convert.evaluate:write_reference", proj, p.fp32, validation, p.reference, p.validation)],
@@ -301,7 +307,7 @@ def _target_tasks(proj: ProjectConfig, name: str) -> Iterator[dict]:
     settings["accuracy"] = as_dict(proj.accuracy)  # the project's floors (the target's are in settings["gates"])
     floors_for(proj, prof)  # a [gates.heads.<head>] naming no head of the model fails here, before any build step
     settings["gate_samples"] = prof.bench.verify_samples  # the gate judges these first samples, host and board alike
-    settings["project"] = {"name": proj.name, "input": as_dict(proj.input), "outputs": as_dict(proj.outputs)}
+    settings["project"] = {"name": proj.name, "input": as_dict(proj.input), **_inputs_setting(proj), "outputs": as_dict(proj.outputs)}
     yield from tuned_deps
     if tuned_deps:
         deps.add(str(_tuned_file(proj, prof)))

@@ -314,28 +314,47 @@ def timing_loop(run, output_names, feed, iterations: int) -> list[int]:
     return samples
 
 
-def verify_outputs(np, run, input_name: str, input_dtype, output_names: list[str], ref, n: int,
+def reference_inputs(ref) -> dict:
+    """The reference inputs of verify/reference.npz by input name: ``{None: inputs}`` for a one-input model (fed
+    as the session's input); several inputs: ``inputs`` is the first, ``inputs:1``… the others, ``input_names``
+    names them in order (written by the host's convert/evaluate.py ``reference_input_arrays``)."""
+    files = ref.files if hasattr(ref, "files") else list(ref)
+    if "input_names" not in files:
+        return {None: ref["inputs"]}
+    names = [str(n) for n in ref["input_names"]]
+    missing = [f"inputs:{k}" for k in range(1, len(names)) if f"inputs:{k}" not in files]
+    if missing or "inputs" not in files:
+        raise RuntimeError(f"verify/reference.npz names inputs {names} but lacks {(missing or ['inputs'])[0]}; redeploy")
+    return {name: ref["inputs"] if k == 0 else ref[f"inputs:{k}"] for k, name in enumerate(names)}
+
+
+def verify_outputs(np, run, input_name, input_dtype, output_names: list[str], ref, n: int,
                    batch: int, classification: list[str], keys: dict | None = None, kinds: dict | None = None) -> dict:
     """Board outputs vs the host FP32 reference, per head, by the shared definitions of runner/metrics.py.
 
     ``keys`` maps a tensor name to the safe id the host stored its reference under (manifest
     ``outputs.keys``); heads are reported under that id, which the result validation accepts. ``kinds``:
-    tensor name -> declared kind (manifest ``outputs.kinds``), so each head is judged by what it means."""
+    tensor name -> declared kind (manifest ``outputs.kinds``), so each head is judged by what it means.
+    ``input_name``/``input_dtype``: the one input's name and dtype, or for several inputs ``input_dtype`` a
+    dict {input name: dtype} (every input of the reference is fed by its name)."""
     keys = keys or {}
-    x = ref["inputs"][:n]
-    n = int(x.shape[0])
+    xs = {(input_name if name is None else name): a[:n] for name, a in reference_inputs(ref).items()}
+    dtypes = input_dtype if isinstance(input_dtype, dict) else {name: input_dtype for name in xs}
+    n = min(int(a.shape[0]) for a in xs.values())
     if n == 0:
         raise RuntimeError("verify/reference.npz holds no inputs")
     chunks: dict[str, list] = {name: [] for name in output_names}
     step = max(batch, 1)
     for start in range(0, n, step):
-        part = x[start:start + step]
-        if part.shape[0] < step:  # a fixed-batch model: pad the last chunk
-            pad = np.repeat(part[-1:], step - part.shape[0], axis=0)
-            outs = run(output_names, {input_name: np.concatenate([part, pad]).astype(input_dtype)})
-            outs = [o[: part.shape[0]] for o in outs]
+        parts = {name: a[start:start + step] for name, a in xs.items()}
+        got_n = min(int(p.shape[0]) for p in parts.values())
+        if got_n < step:  # a fixed-batch model: pad the last chunk
+            feed = {name: np.concatenate([p, np.repeat(p[-1:], step - p.shape[0], axis=0)]).astype(dtypes.get(name, "float32"))
+                    for name, p in parts.items()}
+            outs = run(output_names, feed)
+            outs = [o[:got_n] for o in outs]
         else:
-            outs = run(output_names, {input_name: part.astype(input_dtype)})
+            outs = run(output_names, {name: p.astype(dtypes.get(name, "float32")) for name, p in parts.items()})
         for name, o in zip(output_names, outs):
             chunks[name].append(np.asarray(o, dtype=np.float64))
     got = {name: np.concatenate(chunks[name]) for name in output_names if keys.get(name, name) in ref}
@@ -407,24 +426,34 @@ def open_artifact(np, ort, release: str, manifest: dict, entry: dict, threads: i
     if used and used[0] != providers[0]:
         raise RuntimeError(f"ONNX Runtime fell back to {used[0]} instead of {providers[0]}")
 
-    inp = sess.get_inputs()[0]
-    dtype = _NP_TYPES.get(inp.type)
-    if dtype is None:
-        raise RuntimeError(f"input {inp.name!r} has type {inp.type}, which dms_bench.py cannot feed")
+    ins = sess.get_inputs()
+    inp = ins[0]
+    dtypes = {}
+    for i in ins:
+        dtypes[i.name] = _NP_TYPES.get(i.type)
+        if dtypes[i.name] is None:
+            raise RuntimeError(f"input {i.name!r} has type {i.type}, which dms_bench.py cannot feed")
+    dtype = dtypes[inp.name]
     man_shape = list((manifest.get("input") or {}).get("shape") or [1])
     batch = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else int(man_shape[0])
     output_names = [o.name for o in sess.get_outputs()]
     ref_path = os.path.join(release, "verify", "reference.npz")
     ref = dict(np.load(ref_path)) if os.path.isfile(ref_path) else None
-    if ref is not None and "inputs" in ref and len(ref["inputs"]) > 0:
-        x = ref["inputs"][:1]
-        x = np.repeat(x, batch, axis=0) if batch > 1 else x
-    else:
-        shape = [batch if not isinstance(d, int) or d <= 0 else d for d in inp.shape]
-        x = np.random.default_rng(0).standard_normal(shape)
-    feed = {inp.name: np.ascontiguousarray(x.astype(dtype))}
+    by_name = reference_inputs(ref) if ref is not None and "inputs" in ref and len(ref["inputs"]) > 0 else {}
+    if None in by_name:
+        by_name = {inp.name: by_name[None]}
+    shapes = {str(i.get("name")): i.get("shape") for i in (manifest.get("inputs") or [manifest.get("input") or {}])}
+    feed = {}
+    for i in ins:
+        if i.name in by_name:
+            x = by_name[i.name][:1]
+            x = np.repeat(x, batch, axis=0) if batch > 1 else x
+        else:  # no reference (or no sample of this input): the configured shape, else the model's with the batch
+            shape = [batch if not isinstance(d, int) or d <= 0 else d for d in (shapes.get(i.name) or i.shape)]
+            x = np.random.default_rng(0).standard_normal(shape)
+        feed[i.name] = np.ascontiguousarray(x.astype(dtypes[i.name]))
     return {"sess": sess, "used": used, "providers": providers, "inp": inp, "dtype": dtype, "batch": batch,
-            "output_names": output_names, "ref": ref, "feed": feed, "load_ns": load_ns}
+            "dtypes": dtypes, "output_names": output_names, "ref": ref, "feed": feed, "load_ns": load_ns}
 
 
 def _litert():
@@ -481,7 +510,7 @@ def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dic
     if ref is not None and plan["verify_samples"] > 0:
         outputs = manifest.get("outputs") or {}
         classification = list(outputs.get("classification") or [])
-        result["verify"] = verify_outputs(np, run, inp.name, dtype, output_names, ref,
+        result["verify"] = verify_outputs(np, run, inp.name, a["dtypes"] if len(a["dtypes"]) > 1 else dtype, output_names, ref,
                                           plan["verify_samples"], batch, classification, outputs.get("keys"),
                                           outputs.get("kinds"))
     result["peak_rss_mb"] = peak_rss_mb()

@@ -106,8 +106,9 @@ class _Cuda:
             self.stream.synchronize()
 
 
-def run_engine(engine_path: str, inputs: np.ndarray) -> dict[str, np.ndarray]:
-    """Outputs of the engine for each batch-1 input, by output tensor name."""
+def run_engine(engine_path: str, inputs: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Outputs of the engine for each batch-1 input, by output tensor name (``inputs``: the one input's samples,
+    or ``{input name: samples}`` for an engine with several inputs)."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -120,9 +121,15 @@ def run_engine(engine_path: str, inputs: np.ndarray) -> dict[str, np.ndarray]:
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     in_names = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
     out_names = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-    if len(in_names) != 1:
-        raise SystemExit(f"{engine_path}: expected one input tensor, found {in_names}")
-    context.set_input_shape(in_names[0], (1, *inputs.shape[1:]))  # inputs: (N, C, H, W), run one at a time
+    if not isinstance(inputs, dict):
+        if len(in_names) != 1:
+            raise SystemExit(f"{engine_path}: expected one input tensor, found {in_names}")
+        inputs = {in_names[0]: inputs}
+    if set(inputs) != set(in_names):
+        raise SystemExit(f"{engine_path}: the engine's inputs are {in_names}, the reference holds {sorted(inputs)}")
+    count = min(len(v) for v in inputs.values())
+    for n in in_names:
+        context.set_input_shape(n, (1, *inputs[n].shape[1:]))  # inputs: (N, ...), run one at a time
     host: dict[str, np.ndarray] = {}
     dev: dict[str, Any] = {}
     for n in names:
@@ -131,9 +138,10 @@ def run_engine(engine_path: str, inputs: np.ndarray) -> dict[str, np.ndarray]:
         dev[n] = cuda.malloc(host[n].nbytes)
         context.set_tensor_address(n, cuda.ptr(dev[n]))
     results: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
-    for x in inputs:
-        host[in_names[0]][...] = x.reshape(host[in_names[0]].shape)
-        cuda.h2d(dev[in_names[0]], host[in_names[0]])
+    for k in range(count):
+        for n in in_names:
+            host[n][...] = inputs[n][k].reshape(host[n].shape)
+            cuda.h2d(dev[n], host[n])
         if not context.execute_async_v3(cuda.handle()):
             raise SystemExit(f"{engine_path}: execute_async_v3 failed")
         for n in out_names:
@@ -155,13 +163,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     keys = json.loads(args.keys)
     ref = np.load(args.reference)
-    inputs = ref["inputs"][: args.samples].astype(np.float32)
+    if "input_names" in ref.files:  # several inputs: inputs, inputs:1, ... named in order (convert/evaluate.py)
+        names = [str(n) for n in ref["input_names"]]
+        inputs = {n: ref["inputs" if k == 0 else f"inputs:{k}"][: args.samples].astype(np.float32)
+                  for k, n in enumerate(names)}
+        count = min(len(v) for v in inputs.values())
+    else:
+        inputs = ref["inputs"][: args.samples].astype(np.float32)
+        count = len(inputs)
     got = run_engine(args.engine, inputs)
     missing = [n for n in got if keys.get(n, n) not in ref.files]
     if missing:
         print(json.dumps({"error": f"reference has no arrays for outputs {missing}"}))
         return 1
-    summary = verify_summary({keys.get(n, n): ref[keys.get(n, n)][: len(inputs)] for n in got}, got,
+    summary = verify_summary({keys.get(n, n): ref[keys.get(n, n)][:count] for n in got}, got,
                              args.classification, keys, json.loads(args.kinds))
     print(json.dumps(summary))
     return 0
