@@ -104,6 +104,19 @@ def _config(modules: tuple[str, ...], tests: tuple[str, ...], test_python: str, 
             f"test-command = {json.dumps(command)}\n\n[cosmic-ray.distributor]\nname = \"local\"\n")
 
 
+def _removed_line(diff: str) -> str:
+    """The original line of a one-line mutant's unified diff."""
+    return next((ln[1:].strip() for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")), "")
+
+
+def _key(group: str, m, copy: Path) -> tuple:
+    """(group, module, operator, occurrence, the line before, the line after) of a mutant: its identity for the
+    seeded sample and for finding it again after the code around it moved. The changed line comes from
+    Cosmic Ray's own mutation of the module (no test run)."""
+    line = (copy / m.module_path).read_text().splitlines()[m.start_pos[0] - 1].strip()
+    return (group, str(m.module_path), m.operator_name, int(m.occurrence), line, None)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sample", type=int, default=200, help="mutants drawn across all groups (default 200)")
@@ -113,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--groups", nargs="*", default=sorted(GROUPS), help="groups to mutate (default all)")
     p.add_argument("--test-python", default=str(REPO / ".venv" / "bin" / "python"))
     p.add_argument("--min-rate", type=float, default=0.9)
+    p.add_argument("--survivors-of", type=Path, metavar="JSON",
+                   help="run only the mutants that survived in that earlier run's JSON (found by module, operator "
+                        "and the line they change), e.g. after adding tests")
     p.add_argument("--jobs", type=int, default=1, help="groups run side by side, each in its own copy (default 1)")
     p.add_argument("--list", action="store_true")
     args = p.parse_args(argv)
@@ -142,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         # side (--jobs) would otherwise see each other's mutants
         copies = {g: copy_repo(Path(tmp) / g) for g in args.groups}
         jobs: list[tuple[str, str]] = []
+        keys: dict[tuple[str, str], tuple] = {}
         for g in args.groups:
             mods, tests = GROUPS[g]
             copy = copies[g]
@@ -150,9 +167,25 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"mutation_sample: cosmic-ray init failed for {g} (see {log_path})", file=sys.stderr)
                 return 2
             with use_db(str(copy / f"cr-{g}.sqlite"), WorkDB.Mode.open) as db:
-                jobs += [(g, w.job_id) for w in db.work_items]
+                for w in db.work_items:
+                    keys[(g, w.job_id)] = _key(g, w.mutations[0], copy)
+                    jobs.append((g, w.job_id))
         total = len(jobs)
-        chosen = set(random.Random(args.seed).sample(sorted(jobs), min(args.sample, total)))
+        if args.survivors_of:
+            # the same mutants again, found by what they change (the code may have moved since)
+            prev = json.loads(args.survivors_of.read_text())
+            want = {(m["module"], m["operator"], m.get("before") or _removed_line(m.get("diff") or ""))
+                    for m in prev["mutants"] if m["outcome"] == "survived"}
+            chosen = {j for j in jobs if keys[j][1:3] + keys[j][4:5] in want}
+            gone = sorted(want - {keys[j][1:3] + keys[j][4:5] for j in chosen})
+            if gone:
+                print(f"mutation_sample: {len(gone)} survivor(s) of {args.survivors_of} no longer exist (the line changed): "
+                      + "; ".join(f"{m} {op}: {b!r}" for m, op, b in gone), flush=True)
+        else:
+            # sampled by what a mutant is (group, module, operator, occurrence), not by Cosmic Ray's random job
+            # ids: the same seed on the same code draws the same mutants
+            order = sorted(jobs, key=lambda j: keys[j][:4])
+            chosen = set(random.Random(args.seed).sample(order, min(args.sample, total)))
         sampled: dict[str, int] = {}
         for g in args.groups:
             with use_db(str(copies[g] / f"cr-{g}.sqlite"), WorkDB.Mode.open) as db:
@@ -189,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
                     if outcome == "survived" and why:
                         outcome = "equivalent"
                     counts[outcome] = counts.get(outcome, 0) + 1
+                    _, _, _, occurrence, before, after = keys[(g, item.job_id)]
                     records.append({"group": g, "module": key[0], "line": key[1], "operator": key[2],
-                                    "outcome": outcome, "equivalent": why if outcome == "equivalent" else None,
+                                    "occurrence": occurrence, "before": before, "after": after, "outcome": outcome, "equivalent": why if outcome == "equivalent" else None,
                                     "diff": result.diff})
                     if outcome == "survived":
                         survivors.append(records[-1])
