@@ -18,6 +18,7 @@ inside the functions that need them.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,7 +50,10 @@ def list_samples(project: ProjectConfig, field: str, limit: int | None = None) -
             f"{where} is {rel!r}, which is not a folder",
             hint=f"create {folder} with .png/.jpg/.npy samples or point data.{field} at one",
         )
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
+    # DirEntry.is_file() (a symlink followed, like Path.is_file) needs no stat per file: a no-op `doit` lists the
+    # folder, and dodo.py's task cache keys on the folder's stat, not on each sample's (dmsbuild/taskcache.py)
+    with os.scandir(folder) as entries:
+        files = sorted(Path(e.path) for e in entries if e.is_file() and Path(e.name).suffix.lower() in SAMPLE_SUFFIXES)
     if not files:
         raise UserError(
             f"{where}: folder {folder} holds no samples ({', '.join(SAMPLE_SUFFIXES)})",
