@@ -43,6 +43,7 @@ import hashlib
 import importlib
 import json
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -96,6 +97,17 @@ def _stat(path: str, follow: bool) -> list[int] | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return [st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev, st.st_mode]
+
+
+def _identity(st: list[int]) -> list[int]:
+    """A stat keyed on which object it is and its type only (mtime, ctime and size left out as -1)."""
+    return [-1, -1, -1, *st[3:]]
+
+
+def _same(recorded: list[int] | None, now: list[int] | None) -> bool:
+    if recorded is not None and now is not None and recorded[0] == -1:
+        return _identity(now) == recorded
+    return recorded == now
 
 
 def _digest(value: str | None) -> str | None:
@@ -202,8 +214,14 @@ class _Recorder:
 
     def stats(self) -> list[list[Any]]:
         """The record as written: [path, follow, stat]; symlinks in a listed folder add their target's stat
-        (a generator's DirEntry.is_file() follows them without a stat call seen here)."""
-        out = {k: v for k, v in self.paths.items()}
+        (a generator's DirEntry.is_file() follows them without a stat call seen here).
+
+        A folder that was stat'ed but not listed is keyed on what such a stat can tell (that it is a folder, which
+        one: inode, device, mode), not on its times: its entries are seen only by listing it (keyed in full) or by
+        reading them (keyed each). Else a file created beside the project (realpath lstat's every parent) would
+        miss the cache."""
+        out = {k: (_identity(v) if v is not None and stat.S_ISDIR(v[5]) and k[0] not in self.listed else v)
+               for k, v in self.paths.items()}
         for folder in sorted(self.listed):
             try:
                 with os.scandir(folder) as it:
@@ -374,6 +392,8 @@ class _Fresh:
 
     outputs: dict[str, list[dict]] = {}
     cache: TaskCache | None = None
+    done = False
+    problem: str | None = None
 
 
 class LazyAction:
@@ -428,7 +448,8 @@ class TaskCache:
         self.status = "off" if not self.enabled else "miss"
         self.why = ""  # why the cache was not written (for tests and debugging)
         self._rec: _Recorder | None = None
-        self._given: dict[str, dict] = {}
+        self._given: dict[str, dict] = {}  # generator -> what doit called it with (served from the cache)
+        self._live = False  # a hit turned into live generation (doit's option defaults changed)
         self._outputs: dict[str, dict] = {}
         self._real: dict[str, Callable[..., Any]] = {}
         self._start_ns = 0
@@ -480,7 +501,7 @@ class TaskCache:
                 return False
         for path, follow, st in entry["stats"]:
             try:
-                if _stat(path, follow) != st:
+                if not _same(st, _stat(path, follow)):
                     return False
             except OSError:
                 return False
@@ -492,7 +513,8 @@ class TaskCache:
         if set(gens) != set(GENERATORS):
             raise Unsupported("generators")
         for g in gens.values():
-            if not (g["doc"] is None or isinstance(g["doc"], str)) or not (g["params"] is None or isinstance(g["params"], list)):
+            if not (g["doc"] is None or isinstance(g["doc"], str)) or not (g["params"] is None or isinstance(g["params"], list)) \
+                    or not isinstance(g["given"], dict):
                 raise Unsupported("doc")
             if g["kind"] not in ("dict", "iter", "none") or not isinstance(g["tasks"], list):
                 raise Unsupported("kind")
@@ -529,29 +551,39 @@ class TaskCache:
 
     def creator(self, name: str) -> Callable[..., Any]:
         """doit's ``task_<name>``: the cached output on a hit, else the real generator (recorded for the cache)."""
+        def task_creator(**given: Any) -> Any: return self._serve(name, given)  # noqa: E704 - one line: doit reads every creator's source block (inspect.getsourcelines), on each run
+
         if self.entry is not None:
             gen = self.entry["generators"][name]
-
-            def task_creator(**given: Any) -> Any:
-                self._given[name] = given
-                tasks = [_decode_task(t, name, i) for i, t in enumerate(gen["tasks"])]
-                return tasks[0] if gen["kind"] == "dict" else None if gen["kind"] == "none" else (t for t in tasks)
-
             task_creator.__doc__ = gen["doc"]
             if gen["params"] is not None:
                 task_creator._task_creator_params = [{**d, "type": str} for d in gen["params"]]  # type: ignore[attr-defined]
-            task_creator.__name__ = task_creator.__qualname__ = f"task_{name}"
-            return task_creator
-        real = self._real[name]
-
-        def task_creator(**given: Any) -> Any:  # noqa: F811 - one of the two, by hit or miss
-            return self._generate(name, real, given)
-
-        task_creator.__doc__ = real.__doc__
-        if hasattr(real, "_task_creator_params"):
-            task_creator._task_creator_params = real._task_creator_params  # type: ignore[attr-defined]
+        else:
+            real = self._real[name]
+            task_creator.__doc__ = real.__doc__
+            if hasattr(real, "_task_creator_params"):
+                task_creator._task_creator_params = real._task_creator_params  # type: ignore[attr-defined]
         task_creator.__name__ = task_creator.__qualname__ = f"task_{name}"
         return task_creator
+
+    def _serve(self, name: str, given: dict[str, Any]) -> Any:
+        """What doit gets from ``task_<name>(**given)``: the cached tasks (actions as :class:`LazyAction`) or the real
+        generator's (recorded on a miss)."""
+        if self.entry is None:
+            return self._generate(name, self._real[name], given)
+        gen = self.entry["generators"][name]
+        if not self._live and _plain(given) != gen["given"]:
+            # doit's option defaults (doit.cfg, pyproject.toml) changed, which the key does not cover. The generators
+            # share state (an option given to one is seen by those after it): the ones served so far run for real now,
+            # in order, and must agree with what doit got (regenerate); this one and all after it are generated live.
+            self._live = True
+            self.forget()
+            self.regenerate()
+        if self._live:
+            return getattr(importlib.import_module(GENERATORS[name]), f"task_{name}")(**given)
+        self._given[name] = given
+        tasks = [_decode_task(t, name, i) for i, t in enumerate(gen["tasks"])]
+        return tasks[0] if gen["kind"] == "dict" else None if gen["kind"] == "none" else (t for t in tasks)
 
     def _generate(self, name: str, real: Callable[..., Any], given: dict) -> Any:
         rec = self._rec
@@ -567,7 +599,7 @@ class TaskCache:
             if not all(isinstance(t, dict) for t in tasks):
                 raise Unsupported("a generator yielded something other than a dict")
             self._outputs[name] = {"kind": "dict" if isinstance(ret, dict) else "none" if ret is None else "iter",
-                                   "tasks": [encode_task(t) for t in tasks], "doc": real.__doc__,
+                                   "tasks": [encode_task(t) for t in tasks], "doc": real.__doc__, "given": _plain(given),
                                    "params": encode_params(getattr(real, "_task_creator_params", None))}
         except Unsupported as exc:
             rec.unsafe = rec.unsafe or f"{name}: {exc}"
@@ -604,10 +636,10 @@ class TaskCache:
                 now = _stat(path, follow)
             except OSError:
                 now = "error"
-            if now != st:
+            if now == "error" or not _same(st, now):  # type: ignore[arg-type]
                 self.why = f"not cached: {path} changed while the tasks were generated"
                 return
-            if st is not None and max(st[0], st[1]) >= racy_after:
+            if st is not None and st[0] != -1 and max(st[0], st[1]) >= racy_after:
                 self.why = f"not cached: {path} changed less than {RACY_S:g} s ago"
                 return
         head = self._head()
@@ -659,22 +691,20 @@ class TaskCache:
 
     # -- a cached action runs: generate for real, once, and compare
     def regenerate(self) -> str | None:
-        """Run the real generators as doit called the cached ones; an error text when the output differs."""
-        if _Fresh.outputs:
-            return getattr(_Fresh, "problem", None)
-        _Fresh.problem = None  # type: ignore[attr-defined]
+        """Run the real generators as doit called the cached ones (once); an error text when the output differs."""
+        if _Fresh.done:
+            return _Fresh.problem
+        _Fresh.done = True
         assert self.entry is not None
-        for name, module in GENERATORS.items():
-            real = getattr(importlib.import_module(module), f"task_{name}")
-            ret = real(**self._given.get(name, {}))
+        for name, given in list(self._given.items()):  # in the order doit called them (they share option state)
+            real = getattr(importlib.import_module(GENERATORS[name]), f"task_{name}")
+            ret = real(**given)
             tasks = [ret] if isinstance(ret, dict) else [] if ret is None else list(ret)
             _Fresh.outputs[name] = tasks
-            fresh = json.loads(json.dumps([encode_task(t) for t in tasks]))
-            if fresh != self.entry["generators"][name]["tasks"]:
+            if json.loads(json.dumps([encode_task(t) for t in tasks])) != self.entry["generators"][name]["tasks"]:
                 self.forget()
-                _Fresh.problem = (  # type: ignore[attr-defined]
-                    f"dmsbuild: the {name} tasks changed after doit read them from {self.path} (an input changed "
-                    f"while doit ran, or a key the cache missed); nothing was run from that list and the file is "
-                    f"deleted: run the command again")
-                return _Fresh.problem  # type: ignore[attr-defined]
+                _Fresh.problem = (f"dmsbuild: the {name} tasks changed after doit read them from {self.path} (an input "
+                                  f"changed while doit ran, or one the cache's key missed); no dmsbuild task runs from "
+                                  f"that list and the file is deleted: run the command again")
+                return _Fresh.problem
         return None
