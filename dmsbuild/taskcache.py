@@ -186,30 +186,42 @@ class _Recorder:
         if not self._hooked:
             sys.addaudithook(self._audit)  # cannot be removed: idle (one attribute test) while not active
             self._hooked = True
-        self._saved = (os.stat, os.lstat, os.access)
+        self._saved = (os.stat, os.lstat, os.access, os.readlink)
         rec = self
-        real_stat, real_lstat, real_access = self._saved
+        real_stat, real_lstat, real_access, real_readlink = self._saved
+
+        def relative_to_fd(kwargs: dict[str, Any]) -> None:
+            if kwargs.get("dir_fd") is not None and rec.active:
+                rec.unsafe = rec.unsafe or "a path read relative to a folder descriptor"
 
         def stat(path: Any, *args: Any, **kwargs: Any) -> Any:
-            rec.note(path, kwargs.get("follow_symlinks", True) and not kwargs.get("dir_fd"))
+            relative_to_fd(kwargs)
+            rec.note(path, kwargs.get("follow_symlinks", True))
             return real_stat(path, *args, **kwargs)
 
         def lstat(path: Any, *args: Any, **kwargs: Any) -> Any:
+            relative_to_fd(kwargs)
             rec.note(path, False)
             return real_lstat(path, *args, **kwargs)
 
         def access(path: Any, *args: Any, **kwargs: Any) -> Any:
-            rec.note(path)
+            relative_to_fd(kwargs)
+            rec.note(path, kwargs.get("follow_symlinks", True))
             return real_access(path, *args, **kwargs)
 
-        os.stat, os.lstat, os.access = stat, lstat, access
+        def readlink(path: Any, *args: Any, **kwargs: Any) -> Any:
+            relative_to_fd(kwargs)
+            rec.note(path, False)  # the link itself: replacing it changes its inode and times
+            return real_readlink(path, *args, **kwargs)
+
+        os.stat, os.lstat, os.access, os.readlink = stat, lstat, access, readlink
         self._environ_class = os.environ.__class__
         os.environ.__class__ = _recording_environ(self._environ_class, self)
         self.active = True
 
     def stop(self) -> None:
         self.active = False
-        os.stat, os.lstat, os.access = self._saved
+        os.stat, os.lstat, os.access, os.readlink = self._saved
         os.environ.__class__ = self._environ_class
 
     def stats(self) -> list[list[Any]]:
