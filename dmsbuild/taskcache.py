@@ -29,8 +29,9 @@ generator started a process, opened a socket or a database, set an
 environment variable, or where a path read changed while generating, and
 runs where a path read was changed less than :data:`RACY_S` seconds before
 (a change within the file system's timestamp granularity would go unseen).
-A cache file that does not parse or has another format is ignored (and
-rewritten); it is written to a temporary file and renamed into place.
+A cache file whose sha256 (its first line) does not match the rest, that does
+not parse or has another format is ignored (and rewritten); it is written to a
+temporary file and renamed into place.
 
 ``DMSBUILD_TASK_CACHE=off`` (or ``0``/``no``) bypasses it; deleting its folder
 clears it; ``DMSBUILD_TASK_CACHE=verbose`` says on stderr whether it was a
@@ -46,6 +47,7 @@ import os
 import stat
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -406,6 +408,7 @@ class _Fresh:
     cache: TaskCache | None = None
     done = False
     problem: str | None = None
+    lock = threading.Lock()  # doit -n N -P thread: one generation, the others wait for it
 
 
 class LazyAction:
@@ -461,6 +464,8 @@ class TaskCache:
         self.why = ""  # why the cache was not written (for tests and debugging)
         self._rec: _Recorder | None = None
         self._given: dict[str, dict] = {}  # generator -> what doit called it with (served from the cache)
+        self.dodo = ""  # the dodo.py's path (set by open)
+        self._head_at_open: dict[str, Any] | None = None
         self._live = False  # a hit turned into live generation (doit's option defaults changed)
         self._outputs: dict[str, dict] = {}
         self._real: dict[str, Callable[..., Any]] = {}
@@ -484,9 +489,11 @@ class TaskCache:
         return cache
 
     def _head(self) -> dict[str, Any]:
-        head = _head(_doit_vars())
-        head["dodo"] = self.dodo
-        return head
+        """The command line and interpreter as they were when dodo.py opened the cache (the lookup's and the write's)."""
+        if self._head_at_open is None:
+            self._head_at_open = _head(_doit_vars())
+            self._head_at_open["dodo"] = self.dodo
+        return self._head_at_open
 
     def _lookup(self) -> dict | None:
         assert self.folder is not None
@@ -495,7 +502,10 @@ class TaskCache:
         self.path = self.folder / f"{name}.json"
         try:
             with open(self.path, "rb") as f:
-                entry = json.loads(f.read())
+                digest, _, body = f.read().partition(b"\n")
+            if hashlib.sha256(body).hexdigest().encode() != digest:  # truncated, or changed by anything but us
+                return None
+            entry = json.loads(body)
             if entry["format"] != FORMAT or entry["head"] != head or not self._valid(entry):
                 return None
             self._check_shape(entry)
@@ -659,11 +669,12 @@ class TaskCache:
         env["*"] = _environ_digest() if rec.env_all else None
         entry = {"format": FORMAT, "head": head, "env": env,
                  "stats": [[p, f, st] for (p, f), st in sorted(seen.items())], "generators": self._outputs}
-        if self._atomic_write(json.dumps(entry, separators=(",", ":"))):
+        body = json.dumps(entry, separators=(",", ":")).encode("utf-8", "surrogateescape")
+        if self._atomic_write(hashlib.sha256(body).hexdigest().encode() + b"\n" + body):
             self.why = "written"
             self._evict()
 
-    def _atomic_write(self, text: str) -> bool:
+    def _atomic_write(self, data: bytes) -> bool:
         assert self.path is not None and self.folder is not None
         try:
             self.folder.mkdir(exist_ok=True)
@@ -672,8 +683,8 @@ class TaskCache:
             self.why = f"not cached: {exc}"  # a read-only project: no cache, nothing else changes
             return False
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
             os.replace(tmp, self.path)  # readers see the old file or the new one, never half of one
         except OSError as exc:
             self.why = f"not cached: {exc}"
@@ -704,9 +715,13 @@ class TaskCache:
     # -- a cached action runs: generate for real, once, and compare
     def regenerate(self) -> str | None:
         """Run the real generators as doit called the cached ones (once); an error text when the output differs."""
-        if _Fresh.done:
+        with _Fresh.lock:
+            if not _Fresh.done:
+                _Fresh.done = True
+                _Fresh.problem = self._regenerate()
             return _Fresh.problem
-        _Fresh.done = True
+
+    def _regenerate(self) -> str | None:
         assert self.entry is not None
         for name, given in list(self._given.items()):  # in the order doit called them (they share option state)
             real = getattr(importlib.import_module(GENERATORS[name]), f"task_{name}")
@@ -715,8 +730,7 @@ class TaskCache:
             _Fresh.outputs[name] = tasks
             if json.loads(json.dumps([encode_task(t) for t in tasks])) != self.entry["generators"][name]["tasks"]:
                 self.forget()
-                _Fresh.problem = (f"dmsbuild: the {name} tasks changed after doit read them from {self.path} (an input "
-                                  f"changed while doit ran, or one the cache's key missed); no dmsbuild task runs from "
-                                  f"that list and the file is deleted: run the command again")
-                return _Fresh.problem
+                return (f"dmsbuild: the {name} tasks changed after doit read them from {self.path} (an input changed "
+                        f"while doit ran, or one the cache's key missed); no dmsbuild task runs from that list and the "
+                        f"file is deleted: run the command again")
         return None

@@ -104,6 +104,19 @@ def run(root: Path, tmp: Path, *args: str, **kwargs: Any) -> tuple[list, str]:
     return tasks, stderr
 
 
+def load_entry(f: Path) -> dict:
+    """A cache file: its sha256 on the first line, then the JSON entry."""
+    return json.loads(f.read_bytes().partition(b"\n")[2])
+
+
+def save_entry(f: Path, entry: dict) -> None:
+    """Write an entry as the cache does (with a matching sha256): for tests that alter what it says."""
+    import hashlib
+
+    body = json.dumps(entry).encode()
+    f.write_bytes(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+
+
 def status(stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.startswith("dmsbuild task cache:")]
     return lines[-1] if lines else ""
@@ -216,7 +229,7 @@ def test_an_environment_variable_the_generators_read(proj: Path, tmp_path: Path,
     for var in ("SNPE_ROOT", "QNN_SDK_ROOT", "QAIRT_SDK_ROOT"):
         monkeypatch.delenv(var, raising=False)
     before = prime(proj, tmp_path, "list", "--all")
-    entry = json.loads(next((proj / "artifacts" / taskcache.CACHE_NAME).glob("*.json")).read_text())
+    entry = load_entry(next((proj / "artifacts" / taskcache.CACHE_NAME).glob("*.json")))
     assert {"DMSBUILD_ROOT", "SNPE_ROOT"} <= set(entry["env"]), entry["env"]
     env = {"SNPE_ROOT": "/opt/snpe-sdk-somewhere"}
     cached, err = run(proj, tmp_path, "list", "--all", env=env)
@@ -235,7 +248,7 @@ def test_doit_option_defaults_from_pyproject_are_not_served_stale(proj: Path, tm
 
 def test_the_key_covers_code_dodo_and_every_folder_listed(proj: Path, tmp_path: Path) -> None:
     prime(proj, tmp_path, "list")
-    entry = json.loads(next((proj / "artifacts" / taskcache.CACHE_NAME).glob("*.json")).read_text())
+    entry = load_entry(next((proj / "artifacts" / taskcache.CACHE_NAME).glob("*.json")))
     paths = {p for p, _, _ in entry["stats"]}
     for f in ("dodo.py", "dmsbuild/tasks/build.py", "dmsbuild/config.py", "dmsbuild/convert/data.py", "dmsbuild/taskcache.py"):
         assert str(REPO / f) in paths, f
@@ -246,25 +259,30 @@ def test_the_key_covers_code_dodo_and_every_folder_listed(proj: Path, tmp_path: 
     assert not any("__pycache__" in p for p in paths)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "not json", "other format", "tasks tampered shape", "empty"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "not json", "other format", "tasks of another shape", "empty",
+                                    "a byte changed in a path"])
 def test_a_damaged_cache_file_is_ignored_and_rewritten(proj: Path, tmp_path: Path, damage: str) -> None:
     good = prime(proj, tmp_path, "list", "--all")
     f = next((proj / "artifacts" / taskcache.CACHE_NAME).glob("*.json"))
-    text = f.read_text()
-    entry = json.loads(text)
+    data = f.read_bytes()
+    entry = load_entry(f)
     if damage == "truncated":
-        f.write_text(text[: len(text) // 2])
+        f.write_bytes(data[: len(data) // 2])
     elif damage == "garbage":
         f.write_bytes(os.urandom(4096))
     elif damage == "not json":
-        f.write_text("[1, 2")
+        save_entry(f, entry)
+        f.write_bytes(f.read_bytes().partition(b"\n")[0] + b"\n[1, 2")
     elif damage == "other format":
-        f.write_text(json.dumps({**entry, "format": 999}))
-    elif damage == "tasks tampered shape":
+        save_entry(f, {**entry, "format": 999})
+    elif damage == "tasks of another shape":
         entry["generators"]["build"]["tasks"] = [{"name": "x", "uptodate": [{"config_changed": 3}]}]
-        f.write_text(json.dumps(entry))
+        save_entry(f, entry)
+    elif damage == "a byte changed in a path":  # still JSON, still a path: only the checksum tells
+        at = data.index(b"/data/calibration/") + 1
+        f.write_bytes(data[:at] + b"D" + data[at + 1:])
     else:
-        f.write_text("")
+        f.write_bytes(b"")
     tasks, err = run(proj, tmp_path, "list", "--all")
     assert "hit" not in status(err) and tasks == good, err
     time.sleep(taskcache.RACY_S + 0.2)
@@ -281,7 +299,7 @@ def test_concurrent_writers_leave_one_whole_file(proj: Path, tmp_path: Path) -> 
     assert sum("written" in status(e) for e in errs) >= 2, errs  # several wrote the same file at once
     files = list((proj / "artifacts" / taskcache.CACHE_NAME).iterdir())
     assert [f.suffix for f in files] == [".json"], files  # one file, no temporary left behind
-    json.loads(files[0].read_text())
+    load_entry(files[0])
     tasks, err = run(proj, tmp_path, "list", "--all")
     assert "hit" in status(err) and tasks == good
 
@@ -290,9 +308,9 @@ def test_a_cached_list_that_differs_from_a_fresh_one_runs_nothing(proj: Path, tm
     """The net under the key: before a cached task's action runs, the real generators run and must agree."""
     prime(proj, tmp_path, "report")
     f = next((proj / "artifacts" / taskcache.CACHE_NAME).glob("*.json"))
-    entry = json.loads(f.read_text())
+    entry = load_entry(f)
     entry["generators"]["export"]["tasks"][0]["file_dep"].append(str(proj / "stale.txt"))  # as if a read were missed
-    f.write_text(json.dumps(entry))
+    save_entry(f, entry)
     _, err, out, rc = run_full(proj, tmp_path, "report")
     assert "hit" in status(err) and rc != 0, out + err
     assert "the export tasks changed after doit read them" in out + err, out + err
