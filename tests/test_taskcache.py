@@ -124,10 +124,11 @@ def status(stderr: str) -> str:
 
 def prime(root: Path, tmp: Path, *args: str, env: dict[str, str] | None = None) -> list:
     """Run until the cache is written and a run is a hit (one wait for the racy window); the cached list."""
-    run(root, tmp, *args, env=env)
-    time.sleep(taskcache.RACY_S + 0.2)
     _, err = run(root, tmp, *args, env=env)
-    assert "written" in status(err), err
+    if "written" not in status(err):  # the project's files were written just before (on a loaded machine: not always)
+        time.sleep(taskcache.RACY_S + 0.2)
+        _, err = run(root, tmp, *args, env=env)
+        assert "written" in status(err), err
     tasks, err = run(root, tmp, *args, env=env)
     assert "hit" in status(err), err
     return tasks
