@@ -7,12 +7,15 @@ that when nothing the generators read has changed since a previous run:
 
 * on a **miss** it imports the real generators (``dmsbuild.tasks.*``) and runs
   them as doit asks, while recording everything they read: every file opened
-  (imports included), every folder listed, every ``stat``/``lstat``/``access``
-  (a missing file counts: creating it later misses), every environment
+  (imports included), every folder listed, every ``stat``/``lstat``/``access``/
+  ``readlink`` (a missing file counts: creating it later misses), every environment
   variable looked up (iterating the whole environment keys on all of it), plus
   the file of every module loaded. When all generators ran and nothing read
   changed meanwhile, it writes their output (the task dicts, actions by
-  position) with that record to ``artifacts/.doit-tasks/<hash of the command line>.json``;
+  position) with that record to ``artifacts/.doit-tasks/<hash of the command line>.json``.
+  A folder listed is keyed on its full stat (its mtime changes with its
+  entries); a folder only stat'ed on which one it is (inode, device, mode);
+  a symlink in a listed folder on its target's stat;
 * on a **hit** (the command line, doit's ``name=value`` variables, the working
   folder, the Python, ``sys.path``, the recorded environment variables and the
   ``os.stat`` of every recorded path all equal) ``dodo.py`` gets the task dicts
@@ -35,8 +38,10 @@ temporary file and renamed into place.
 
 ``DMSBUILD_TASK_CACHE=off`` (or ``0``/``no``) bypasses it; deleting its folder
 clears it; ``DMSBUILD_TASK_CACHE=verbose`` says on stderr whether it was a
-hit, and on a miss why nothing was written (if so). Standard library and doit only at module level: this is what a hit
-imports of dmsbuild, with ``dmsbuild/__init__.py``.
+hit, and on a miss why nothing was written (if so). Standard library and doit
+only at module level: this is what a hit imports of dmsbuild, with
+``dmsbuild/__init__.py``. Design and counts: docs/fleet-scale.md, "No-op
+``doit build``: the task list cache"; tests: tests/test_taskcache.py.
 """
 from __future__ import annotations
 
