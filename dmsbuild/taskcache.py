@@ -644,16 +644,21 @@ class TaskCache:
         if rec.unsafe:
             self.why = f"not cached: {rec.unsafe}"
             return
+        # the code that ran: every module loaded (before the recording too), and its folder in full (Python looked
+        # it up there, maybe from a listing made before the recording: a module or package added beside it misses)
+        files = {os.path.abspath(f) for f in (getattr(m, "__file__", None) for m in list(sys.modules.values()))
+                 if isinstance(f, str)} | {self.dodo}
+        folders = {os.path.dirname(f) for f in files}
+        rec.listed |= folders
+        code = files | folders
         stats = rec.stats()
-        for mod in list(sys.modules.values()):  # the code that ran: modules loaded before the recording too
-            f = getattr(mod, "__file__", None)
-            if isinstance(f, str) and (os.path.abspath(f), True) not in rec.paths:
+        for f in sorted(code):
+            if (f, True) not in rec.paths:
                 try:
-                    stats.append([os.path.abspath(f), True, _stat(os.path.abspath(f), True)])
+                    stats.append([f, True, _stat(f, True)])
                 except OSError:
                     self.why = f"not cached: {f} cannot be stat'ed"
                     return
-        stats.append([self.dodo, True, _stat(self.dodo, True)])
         seen: dict[tuple[str, bool], Any] = {}
         for path, follow, st in stats:
             seen.setdefault((path, follow), st)

@@ -78,8 +78,9 @@ sys.exit(DoitMain().run(args))
 def start(root: Path, tmp: Path, *args: str, cache: bool = True, env: dict[str, str] | None = None,
           out: str = "tasks.json") -> tuple[subprocess.Popen, Path]:
     """``doit <args>`` on ``root`` started through the dump script (the same command line each time: it is keyed)."""
-    script = tmp / "dump_tasks.py"
+    script = tmp / "bin" / "dump_tasks.py"  # its own folder: the __main__ module's folder is keyed, the outputs change
     if not script.exists():
+        script.parent.mkdir(exist_ok=True)
         script.write_text(DUMP)
     (tmp / out).unlink(missing_ok=True)
     full = {**os.environ, "DMSBUILD_ROOT": str(root), "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore",
