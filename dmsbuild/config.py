@@ -28,7 +28,7 @@ from .core import runtimes
 from .core.accuracy import check_head_floors  # the accuracy judge's own rule; below config (core/)
 from .errors import UserError
 
-PROJECT_FILE = "dmsbuild.toml"
+from . import PROJECT_FILE, locate_root  # noqa: E402,F401 (PROJECT_FILE: config.PROJECT_FILE for its users)
 TARGETS_DIR = "targets"
 #: names of targets, boards and artifacts: safe in paths and shell words
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -1016,13 +1016,10 @@ def _check_project_paths(cfg: "ProjectConfig") -> None:
 def find_root(start: Path | None = None) -> Path:
     """The project root: the nearest folder upwards holding dmsbuild.toml (DMSBUILD_ROOT, when set, names it:
     the repository's tests run one dodo.py against many projects)."""
-    env = os.environ.get("DMSBUILD_ROOT")
-    if env:
-        return Path(env).resolve()
+    found = locate_root(str(start) if start is not None else None)  # dmsbuild/__init__.py: dodo.py's cache finds it too
+    if found is not None:
+        return found
     here = (start or Path.cwd()).resolve()
-    for p in (here, *here.parents):
-        if (p / PROJECT_FILE).is_file():
-            return p
     raise UserError(
         f"{PROJECT_FILE}: not found in {here} or any parent folder",
         hint="run doit in your project's folder, or create a project: dmsbuild new PATH",

@@ -52,6 +52,7 @@ class Mutation:
 
 A = "dmsbuild/board/release_agent.py"
 MB, MT = "dmsbuild/board/mender/dmsbuild_release.py", "tests/test_mender.py"
+TC, TCT = "dmsbuild/taskcache.py", "tests/test_taskcache.py"
 STATS_TESTS = ("tests/test_invariants.py::test_latency_stats_match_numpy",)
 GUARD_TESTS = ("tests/test_invariants.py::test_agent_refuses_paths_that_leave_the_deploy_root",
                "tests/test_invariants.py::test_a_manifest_entry_with_dotdot_is_never_staged")
@@ -260,6 +261,33 @@ M = [
     Mutation("warmup-skipped", "dmsbuild/board/runner/dms_bench.py", '    for _ in range(plan["warmup"]):\n',
              "    for _ in range(0):\n", ("tests/test_invariants.py::test_runner_runs_the_warmup_before_the_timed_loop",),
              "the warm-up runs before the timed loop"),
+    # ---------------------------------------------------------------- the task list cache (dmsbuild/taskcache.py)
+    Mutation("taskcache-listing-not-keyed", TC, "            self.note(path)\n            self.listed.add(os.path.abspath(os.fsdecode(path)))",
+             "            pass", (f"{TCT}::test_a_change_to_what_the_generators_read_gives_the_uncached_list[calibration sample added]",),
+             "a sample added to a data folder misses the cached task list"),
+    Mutation("taskcache-listed-folder-by-identity", TC, "stat.S_ISDIR(v[5]) and k[0] not in self.listed else v)",
+             "stat.S_ISDIR(v[5]) else v)",
+             (f"{TCT}::test_a_change_to_what_the_generators_read_gives_the_uncached_list[calibration sample added]",),
+             "a listed folder is keyed on its full stat (its mtime changes with its entries)"),
+    Mutation("taskcache-environment-not-keyed", TC, "        os.environ.__class__ = _recording_environ(self._environ_class, self)",
+             "        pass", (f"{TCT}::test_an_environment_variable_the_generators_read",),
+             "an environment variable a generator reads is in the key"),
+    Mutation("taskcache-missing-paths-not-keyed", TC, "        try:\n            self.paths[key] = _stat(p, follow)",
+             "        try:\n            if _stat(p, follow) is not None: self.paths[key] = _stat(p, follow)",
+             (f"{TCT}::test_a_change_to_what_the_generators_read_gives_the_uncached_list[factory module shadowed]",),
+             "a file that appears where a generator looked (a module shadowing the factory's) misses the cached list"),
+    Mutation("taskcache-symlink-targets-not-keyed", TC, "                        if entry.is_symlink():", "                        if False:",
+             (f"{TCT}::test_a_symlinked_sample_whose_target_goes",), "a symlinked sample's target is keyed"),
+    Mutation("taskcache-no-racy-window", TC, "            if st is not None and st[0] != -1 and max(st[0], st[1]) >= racy_after:",
+             "            if False:", (f"{TCT}::test_a_path_changed_just_before_is_not_cached",),
+             "a path changed within RACY_S of the write keeps the cache unwritten"),
+    Mutation("taskcache-stand-in-does-not-compare", TC,
+             '            if json.loads(json.dumps([encode_task(t) for t in tasks])) != self.entry["generators"][name]["tasks"]:',
+             "            if False:", (f"{TCT}::test_a_cached_list_that_differs_from_a_fresh_one_runs_nothing",),
+             "a cached action runs only after a fresh generation agrees with the cached list"),
+    Mutation("taskcache-doit-options-not-compared", TC, '        if not self._live and _plain(given) != gen["given"]:',
+             "        if False:", (f"{TCT}::test_doit_option_defaults_from_pyproject_are_not_served_stale",),
+             "doit's option defaults from pyproject.toml are not served stale"),
     # ---------------------------------------------------------------- incremental builds
     Mutation("file-dep-calibration", "dmsbuild/tasks/build.py", '"file_dep": [str(p.fp32), *map(str, calibration)],',
              '"file_dep": [str(p.fp32)],',

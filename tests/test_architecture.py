@@ -66,7 +66,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("ship",),
     ("measure",),
     ("pipeline",),  # orchestration that crosses stages: deploy with its gate, tune (absent until that branch lands)
-    ("tasks", "cli", "boards", "__main__", "defaults"),  # the top: doit tasks, the command line, dodo.py's
+    ("tasks", "taskcache", "cli", "boards", "__main__", "defaults"),  # the top: doit tasks (and their cached list), the command line, dodo.py's
 ]
 
 

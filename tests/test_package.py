@@ -39,9 +39,25 @@ def test_repository_files_equal_the_package_defaults(folder: str) -> None:
 
 
 def _task_names(dodo: Path) -> set[str]:
+    """The task_* names a dodo.py takes from dmsbuild: imported from dmsbuild.tasks.*, or ``_tasks.creator(...)``."""
     tree = ast.parse(dodo.read_text())
-    return {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("dmsbuild.tasks.")
-            for a in n.names if a.name.startswith("task_")}
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("dmsbuild.tasks.")
+                for a in n.names if a.name.startswith("task_")}
+    cached = {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+              and isinstance(n.value.func, ast.Attribute) and n.value.func.attr == "creator"
+              for t in n.targets if isinstance(t, ast.Name) and t.id == f"task_{n.value.args[0].value}"}
+    return imported | cached
+
+
+def test_dodo_takes_every_generator_the_task_cache_knows() -> None:
+    """dodo.py's task_* lines and dmsbuild/taskcache.py's GENERATORS name the same generators, each from its module."""
+    import importlib
+
+    from dmsbuild.taskcache import GENERATORS
+
+    assert _task_names(REPO / "dodo.py") == {f"task_{g}" for g in GENERATORS}
+    for name, module in GENERATORS.items():
+        assert callable(getattr(importlib.import_module(module), f"task_{name}"))
 
 
 def test_starter_dodo_imports_every_task_of_the_repository_dodo() -> None:

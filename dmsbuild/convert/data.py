@@ -23,6 +23,7 @@ inside the functions that need them.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,7 +57,10 @@ def list_samples(project: ProjectConfig, field: str, limit: int | None = None) -
         )
     if len(project.all_inputs) > 1 and all((folder / i.name).is_dir() for i in project.all_inputs):
         return _per_input_files(project, folder, where, limit)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
+    # DirEntry.is_file() (a symlink followed, like Path.is_file) needs no stat per file: a no-op `doit` lists the
+    # folder, and dodo.py's task cache keys on the folder's stat, not on each sample's (dmsbuild/taskcache.py)
+    with os.scandir(folder) as entries:
+        files = sorted(Path(e.path) for e in entries if e.is_file() and Path(e.name).suffix.lower() in SAMPLE_SUFFIXES)
     if not files:
         raise UserError(
             f"{where}: folder {folder} holds no samples ({', '.join(SAMPLE_SUFFIXES)})",
