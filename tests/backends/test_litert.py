@@ -70,7 +70,7 @@ def _project(tmp_path: Path) -> ProjectConfig:
 def test_registry_names_both_runtimes() -> None:
     assert get_backend("litert") is litert.BACKEND and get_backend("edgetpu") is edgetpu.BACKEND
     assert not litert.BACKEND.host_driven and not edgetpu.BACKEND.host_driven  # the release's runner runs them
-    # not tuned yet (docs/tune.md, "LiteRT artifacts"): no search space, not measured
+    # a litert target itself is not tuned (docs/tune.md, "LiteRT candidates": LiteRT is searched beside ONNX Runtime)
     prof = _profile({"runtime": "litert", "precisions": ["fp32"]})
     assert litert.BACKEND.tune_space(prof) == {} and not litert.BACKEND.tune_measured
     assert not edgetpu.BACKEND.tune_measured
