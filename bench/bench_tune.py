@@ -23,7 +23,8 @@ order, bootstrap CI), which keeps ratios usable on this shared, loaded machine; 
 LiteRT line uncommented), so the space has both runtimes (issue 28 item 4): ONNX Runtime's recipes x threads and
 LiteRT's FP32 / full-integer INT8 x interpreter threads, every one interleaved with the same default FP32 ONNX
 artifact. Besides the table above it prints every measured candidate of the exhaustive sweep with its runtime
-and thread count (needs the litert extra).
+and thread count (needs the litert extra; the reference model only: the corpus projects bring ONNX files, whose
+``.tflite`` route needs onnx2torch).
 
 ``--check`` re-times each staged choice with ``bench/check_tune.py`` (separate processes, alternated rounds,
 no tuner code), once idle and once beside two CPU hogs, and prints whether the tuner's interval contains it
@@ -211,6 +212,12 @@ def main() -> int:
     from tests.conftest import _free_port
 
     models = [m for m in ("reference", "mobilenetv2", "resnet18-like") if not args.only or m in args.only]
+    if args.runtimes:  # the corpus projects bring ONNX files: their .tflite needs onnx2torch (docs/targets.md)
+        corpus = [m for m in models if m != "reference"]
+        if corpus and args.only:
+            raise SystemExit(f"--runtimes: {', '.join(corpus)} bring ONNX models, whose .tflite needs onnx2torch "
+                             "(not installed here, docs/targets.md 'LiteRT'); use --only reference")
+        models = ["reference"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="dmsbuild-bench-tune-") as tmp:
         where = Path(tmp) / "boards"

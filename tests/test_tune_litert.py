@@ -74,6 +74,7 @@ def test_the_space_has_litert_points_when_the_target_ships_tflite(tmp_path, monk
     space = space_for(prof)
     assert space.dimensions["runtime"] == ["onnxruntime", "litert"]
     assert space.dimensions["litert_precision"] == ["fp32", "int8-qdq"] and part_notes(space) == []
+    assert space.kind_facts == ("onnxruntime", "litert")  # a board with another LiteRT version is another kind
     lite = part_recipes(space)
     assert lite == [Recipe("fp32", runtime="litert"), Recipe("int8-qdq", runtime="litert")]
     assert [r.label for r in lite] == ["litert fp32", "litert int8 full-integer"]
@@ -86,7 +87,7 @@ def test_the_space_has_litert_points_when_the_target_ships_tflite(tmp_path, monk
     assert Recipe("int8-qdq", runtime="litert").key("m", 8) != Recipe("int8-qdq").key("m", 8)
 
     without = space_for(_profile(tmp_path, NO_TFLITE))
-    assert "runtime" not in without.dimensions and part_recipes(without) == []
+    assert "runtime" not in without.dimensions and part_recipes(without) == [] and without.kind_facts == ("onnxruntime",)
     [note] = part_notes(without)  # said, in one line, how to search LiteRT too
     assert note.startswith("LiteRT candidates not searched: ") and "[backend] tflite" in note and "\n" not in note
 

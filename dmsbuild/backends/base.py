@@ -155,6 +155,8 @@ class TunePart:
     missing: str | None = None
     #: how a profile enables it (the refusal of a choice file naming it on a profile that does not)
     enable: str = ""
+    #: the board facts (its version) that, when it is searched, also make a board kind
+    kind_facts: tuple[str, ...] = ()
 
 
 class Backend(ABC):

@@ -377,7 +377,8 @@ class LiteRtBackend(Backend):
                        f"{INSTALL_HINT}")
         elif not searched:
             missing = f"LiteRT candidates skipped: none of [backend] tflite {list(shipped)} is in [tune] precision"
-        return TunePart(NAME, tuple(searched or shipped), missing, enable)
+        # the board fact "litert" (runner/probe.py: the interpreter wheel and version) makes a board kind too
+        return TunePart(NAME, tuple(searched or shipped), missing, enable, kind_facts=(NAME,))
 
     def tune_build(self, project: Any, profile: Any, recipe: Any, model_sha: str) -> Path:
         return build_tune_candidate(project, recipe, model_sha)

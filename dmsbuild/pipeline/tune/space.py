@@ -126,10 +126,13 @@ def space_for(prof: TargetProfile) -> TuneSpace:
 
     backend = get_backend(prof.runtime, str(prof.source))
     points = backend.tune_points
+    parts = backend.tune_parts(prof)
     return TuneSpace(prof.runtime, backend.tune_space(prof),
                      measured_as=dict(backend.tune_measured_as or {}) if backend.tune_measured else None,
                      points=None if type(backend).tune_points is Backend.tune_points else (lambda: points(prof)),
-                     kind_facts=tuple(backend.tune_kind_facts), parts=tuple(backend.tune_parts(prof)))
+                     kind_facts=tuple(backend.tune_kind_facts) + tuple(f for p in parts if p.missing is None
+                                                                       for f in p.kind_facts),
+                     parts=tuple(parts))
 
 
 def space_description(prof: TargetProfile) -> dict[str, list[Any]]:
