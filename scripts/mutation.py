@@ -643,7 +643,7 @@ M += [
              ("tests/test_verdict.py::test_two_rollouts_in_one_second_are_ordered_by_when_their_reports_were_written",),
              "two rollouts in the same second: the later one's release is the board's current one in the report"),
     Mutation("tune-no-litert-part", "dmsbuild/backends/onnxruntime.py",
-             "        return [litert.BACKEND.tune_part(profile, tflite, enable)]", "        return []",
+             "        return [litert.BACKEND.tune_part(profile, enable)]", "        return []",
              ("tests/test_tune_litert.py::test_the_space_has_litert_points_when_the_target_ships_tflite",),
              "an onnxruntime target shipping [backend] tflite has LiteRT candidates in its tune space"),
     Mutation("tune-litert-choice-not-refused", "dmsbuild/pipeline/tune/space.py",

@@ -86,6 +86,12 @@ def test_the_space_has_litert_points_when_the_target_ships_tflite(tmp_path, monk
     assert Recipe("int8-qdq").as_dict() == {"precision": "int8-qdq", "mixed_precision": False}
     assert Recipe("int8-qdq", runtime="litert").key("m", 8) != Recipe("int8-qdq").key("m", 8)
 
+    # LiteRT's precisions as its backend builds them, whichever .tflite the target ships itself (the int8 one may
+    # fail the build's gate; the tuner gates each candidate itself), and no fp16 (computed as fp32 on the CPU)
+    only_fp32 = space_for(_profile(tmp_path, TARGET.replace('tflite = ["int8-qdq"]', 'tflite = ["fp32"]')
+                                   .replace('precision = ["int8-qdq"]', 'precision = ["fp32", "fp16", "int8-qdq"]')))
+    assert part_recipes(only_fp32) == lite
+
     without = space_for(_profile(tmp_path, NO_TFLITE))
     assert "runtime" not in without.dimensions and part_recipes(without) == [] and without.kind_facts == ("onnxruntime",)
     [note] = part_notes(without)  # said, in one line, how to search LiteRT too

@@ -38,6 +38,9 @@ NAME = "litert"
 OPTIONS = {"threads": int, "calibration_samples": int}
 #: the .tflite each precision ships as
 FILES = {"fp32": "fp32.tflite", "fp16": "fp16.tflite", "int8-qdq": "int8.tflite"}
+#: the precisions `doit tune` searches as LiteRT candidates (beside an onnxruntime target's own): fp16 is left out,
+#: its float16 weights are dequantized to float32 and computed as fp32 on LiteRT's CPU path
+TUNE_PRECISIONS = ("fp32", "int8-qdq")
 INSTALL_HINT = "pip install 'dmsbuild[litert]' (litert-torch, ai-edge-quantizer, ai-edge-litert; about 1.1 GB)"
 ONNX2TORCH_HINT = "pip install onnx2torch torchvision (converts a brought ONNX model for litert-torch)"
 SIGNATURE = "serving_default"
@@ -366,19 +369,21 @@ class LiteRtBackend(Backend):
         return [interpreter_check(board, facts, f"target {profile.name} ({profile.runtime})")]
 
     # ------------------------------------------------------------------ a part of another runtime's tune space
-    def tune_part(self, profile: Any, shipped: Sequence[str], enable: str) -> TunePart:
-        """Its part of ``profile``'s tune space: the precisions the target ships as .tflite (``shipped``) that [tune]
-        precision names, each at 1..cores interpreter threads; ``missing`` when they are not searched here."""
-        searched = [p for p in shipped if p in profile.tune.precision]
+    def tune_part(self, profile: Any, enable: str) -> TunePart:
+        """Its part of the tune space of ``profile`` (a target whose boards run LiteRT: it ships .tflite files):
+        LiteRT's ``TUNE_PRECISIONS`` that [tune] precision names, as this backend builds them (fp32, full-integer
+        INT8), whichever .tflite the target itself ships, each at 1..cores interpreter threads; ``missing`` when
+        they are not searched here."""
+        searched = [p for p in TUNE_PRECISIONS if p in profile.tune.precision]
         lacking = missing_extra()
         missing = None
         if lacking:
             missing = (f"LiteRT candidates skipped: the litert extra is missing here (no {', '.join(lacking)}); "
                        f"{INSTALL_HINT}")
         elif not searched:
-            missing = f"LiteRT candidates skipped: none of [backend] tflite {list(shipped)} is in [tune] precision"
+            missing = f"LiteRT candidates skipped: none of LiteRT's {', '.join(TUNE_PRECISIONS)} is in [tune] precision"
         # the board fact "litert" (runner/probe.py: the interpreter wheel and version) makes a board kind too
-        return TunePart(NAME, tuple(searched or shipped), missing, enable, kind_facts=(NAME,))
+        return TunePart(NAME, tuple(searched or TUNE_PRECISIONS), missing, enable, kind_facts=(NAME,))
 
     def tune_build(self, project: Any, profile: Any, recipe: Any, model_sha: str) -> Path:
         return build_tune_candidate(project, recipe, model_sha)

@@ -105,14 +105,14 @@ class OnnxRuntimeBackend(Backend):
         return space
 
     def tune_parts(self, profile: TargetProfile) -> list[TunePart]:
-        """LiteRT, when the target ships ``[backend] tflite``: its .tflite precisions that [tune] precision names,
-        at 1..cores interpreter threads, timed against the same default ONNX artifact."""
+        """LiteRT, when the target ships ``[backend] tflite`` (its boards run LiteRT): LiteRT's precisions that [tune]
+        precision names, at 1..cores interpreter threads, timed against the same default ONNX artifact."""
         enable = f'add [backend] tflite = ["fp32", "int8-qdq"] to {profile.source} (docs/targets.md "LiteRT")'
         tflite = [p for p in (getattr(profile, "backend", {}).get("tflite") or []) if p in litert.FILES]
         if not tflite:
             return [TunePart(litert.NAME, (), f"LiteRT candidates not searched: {profile.source} ships no .tflite; "
                                               f"to search them, {enable}", enable)]
-        return [litert.BACKEND.tune_part(profile, tflite, enable)]
+        return [litert.BACKEND.tune_part(profile, enable)]
 
 
 BACKEND = OnnxRuntimeBackend()
