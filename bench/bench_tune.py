@@ -17,6 +17,14 @@ Every ratio is interleaved with the default FP32 artifact on the board (alternat
 order, bootstrap CI), which keeps ratios usable on this shared, loaded machine; the load average is printed.
 
     PYTHONPATH=$PWD nice .venv/bin/python bench/bench_tune.py [--only reference mobilenetv2] [--budget 15] [--check]
+                                                              [--runtimes]
+
+``--runtimes``: the target also ships ``[backend] tflite = ["fp32"]`` (targets/rpi5.toml's LiteRT line, fp32 only:
+the reference model's int8.tflite fails the build's gate), so the space has both runtimes (issue 28 item 4): ONNX Runtime's recipes x threads and
+LiteRT's FP32 / full-integer INT8 x interpreter threads, every one interleaved with the same default FP32 ONNX
+artifact. Besides the table above it prints every measured candidate of the exhaustive sweep with its runtime
+and thread count (needs the litert extra; the reference model only: the corpus projects bring ONNX files, whose
+``.tflite`` route needs onnx2torch).
 
 ``--check`` re-times each staged choice with ``bench/check_tune.py`` (separate processes, alternated rounds,
 no tuner code), once idle and once beside two CPU hogs, and prints whether the tuner's interval contains it
@@ -92,11 +100,21 @@ def check(root: Path, hogs: int) -> list[str]:
     return [line for line in (res.stdout + res.stderr).splitlines() if line.strip()]
 
 
-def one(name: str, root: Path, inventory: str, budget: float, checks: bool = False) -> dict:
+#: the rpi5 profile's LiteRT line, uncommented (--runtimes), with fp32 only: the reference model's full-integer
+#: int8.tflite fails the build's SQNR floor on head_pose (8.8 dB < 12 dB over the 20 gate samples); the tune still
+#: builds and gates LiteRT INT8 as a candidate (the table lists it as failing the host gate)
+TFLITE = """\
+[backend]
+tflite = ["fp32"]
+"""
+
+
+def one(name: str, root: Path, inventory: str, budget: float, checks: bool = False, runtimes: bool = False) -> dict:
     from tests.tinyproject import run_doit
 
     target = root / "targets" / "rpi5e.toml"
-    target.write_text(TARGET + SPACE)
+    profile = TARGET + (TFLITE if runtimes else "")
+    target.write_text(profile + SPACE)
     run = run_doit(root, "build", "target=rpi5e")
     if run.rc != 0:
         raise SystemExit(f"{name}: build failed:\n{run.output[-2000:]}")
@@ -114,7 +132,7 @@ def one(name: str, root: Path, inventory: str, budget: float, checks: bool = Fal
             raise SystemExit(f"{name}: build of the tuned artifact failed:\n{run.output[-2000:]}")
         independent = {hogs: check(root, hogs) for hogs in (0, 2)}
     tune_json = json.loads((root / "artifacts" / "tune" / "rpi5e" / "tune.json").read_text())
-    target.write_text(TARGET + SPACE + 'strategy = "exhaustive"\n')
+    target.write_text(profile + SPACE + 'strategy = "exhaustive"\n')
     t0 = time.perf_counter()
     run = run_doit(root, "tune", "target=rpi5e", f"inventory={inventory}", f"budget={budget}")
     extra_s = time.perf_counter() - t0
@@ -130,7 +148,7 @@ def one(name: str, root: Path, inventory: str, budget: float, checks: bool = Fal
             "exhaustive_s": staged_s + extra_s, "staged_n": staged_n, "exhaustive_n": len(measured),
             "point": point, "gated": len({json.dumps(r["recipe"], sort_keys=True) for r in gated}),
             "provenance": staged["provenance"], "kind": staged["board_kind"],
-            "load": tune_json["load"], "independent": independent}
+            "load": tune_json["load"], "independent": independent, "rows": measured, "gated_rows": gated}
 
 
 def _speed(choice: dict) -> tuple[float, str]:
@@ -168,16 +186,48 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def candidates_table(rows: list[dict]) -> str:
+    """Every measured candidate of each model's exhaustive sweep: runtime, threads, speed-up vs the default FP32
+    ONNX artifact with its CI, the host gate; the staged and exhaustive choices marked (--runtimes)."""
+    lines = ["| model | candidate | runtime | threads | speed-up vs default fp32 (CI) | host gate | chosen |",
+             "|---|---|---|---:|---:|---|---|"]
+    for r in rows:
+        picks = {k: r[k].get("candidate") for k in ("staged", "exhaustive")}
+        for row in sorted(r["rows"], key=lambda x: x["measurement"]["ratio"]):
+            m = row["measurement"]
+            chosen = ", ".join(k for k, v in picks.items() if v == row["id"]) or "-"
+            lines.append(f"| {r['model']} | {row['label']} | {row['recipe'].get('runtime') or 'onnxruntime'} | "
+                         f"{row['runtime']['intra_op_threads']} | {1 / m['ratio']:.2f}x ({1 / m['ci_high']:.2f}-"
+                         f"{1 / m['ci_low']:.2f}) | {'pass' if not row['gate_failures'] else 'FAIL'} | {chosen} |")
+        seen = set()
+        for row in r["gated_rows"]:  # recipes the host gate stopped: never measured
+            key = json.dumps(row["recipe"], sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                lines.append(f"| {r['model']} | {row['label'].rsplit(', ', 1)[0]} | "
+                             f"{row['recipe'].get('runtime') or 'onnxruntime'} | - | not measured | FAIL: "
+                             f"{row['gate_failures'][0]} | - |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", default=[])
     ap.add_argument("--budget", type=float, default=15.0, help="minutes per tune")
+    ap.add_argument("--runtimes", action="store_true",
+                    help="the target ships [backend] tflite too: ONNX Runtime and LiteRT candidates, and a table of every one")
     ap.add_argument("--check", action="store_true",
                     help="re-time each staged choice with bench/check_tune.py, idle and beside 2 CPU hogs")
     args = ap.parse_args()
     from tests.conftest import _free_port
 
     models = [m for m in ("reference", "mobilenetv2", "resnet18-like") if not args.only or m in args.only]
+    if args.runtimes:  # the corpus projects bring ONNX files: their .tflite needs onnx2torch (docs/targets.md)
+        corpus = [m for m in models if m != "reference"]
+        if corpus and args.only:
+            raise SystemExit(f"--runtimes: {', '.join(corpus)} bring ONNX models, whose .tflite needs onnx2torch "
+                             "(not installed here, docs/targets.md 'LiteRT'); use --only reference")
+        models = ["reference"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="dmsbuild-bench-tune-") as tmp:
         where = Path(tmp) / "boards"
@@ -191,19 +241,29 @@ def main() -> int:
                 started = time.perf_counter()
                 folder = Path(tmp) / m
                 root = reference_project(folder) if m == "reference" else corpus_project(m, folder)
-                rows.append(one(m, root, inventory, args.budget, args.check))
+                rows.append(one(m, root, inventory, args.budget, args.check, args.runtimes))
                 print(f"{m}: {time.perf_counter() - started:.0f} s (load {rows[-1]['load']})", file=sys.stderr, flush=True)
         finally:
             subprocess.run([sys.executable, "-m", "dmsbuild.boards", "down", "--dir", str(where)], cwd=ROOT,
                            capture_output=True)
     import onnxruntime
 
+    lite = ""
+    if args.runtimes:
+        from importlib import metadata
+
+        lite = (f"; LiteRT {metadata.version('ai-edge-litert')} (XNNPACK): fp32 / full-integer int8 .tflite x "
+                "1..cores interpreter threads")
+
     print(f"doit tune on one emulated rpi5 board ({rows[0]['provenance'] if rows else ''}; {rows[0]['kind'] if rows else ''}); "
           f"ONNX Runtime {onnxruntime.__version__}; space: precision fp32/fp16/int8 QDQ/int8 QOperator x per-channel/per-tensor x "
-          f"1..cores threads; every ratio interleaved with the default FP32 artifact (6 block pairs x 20, 95% "
+          f"1..cores threads{lite}; every ratio interleaved with the default FP32 artifact (6 block pairs x 20, 95% "
           f"bootstrap CI); load average at the end: {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f} / "
           f"{os.getloadavg()[2]:.2f} on {os.cpu_count()} CPUs\n")
     print(table(rows))
+    if args.runtimes:
+        print("\nEvery measured candidate (exhaustive sweep), both runtimes:\n")
+        print(candidates_table(rows))
     for r in rows:
         for hogs, lines in (r.get("independent") or {}).items():
             print(f"\n{r['model']}, independent check ({hogs} CPU hogs):")

@@ -108,6 +108,9 @@ def from_target(target: str, project: Path = ROOT) -> dict:
     if "tuned" not in arts or choice["default_artifact"] not in arts:
         raise SystemExit(f"artifacts/{target}/build.json: no 'tuned' or '{choice['default_artifact']}' artifact; "
                          f"run `doit build target={target}` first")
+    if not str(arts["tuned"]["path"]).endswith(".onnx"):  # a LiteRT choice: this check has no LiteRT side yet
+        raise SystemExit(f"artifacts/{target}/build.json: the tuned artifact is {arts['tuned']['path']} "
+                         f"({arts['tuned'].get('runtime')}); check_tune.py re-times ONNX Runtime artifacts only")
     profile = tomllib.loads((project / "targets" / f"{target}.toml").read_text())
     runtime = kind.get("runtime") or {}
     return {"candidate": project / arts["tuned"]["path"], "candidate_threads": int(runtime.get("intra_op_threads", 0)),

@@ -523,8 +523,8 @@ M = [
              'return "double" if "tegrastats" in', 'return "board-tegrastats" if "tegrastats" in',
              ("tests/test_measurements.py::test_energy_carries_its_source_next_to_the_number_in_the_export",), "a generated energy figure says so in the export"),
     Mutation("harness-spinning-off", "dmsbuild/board/runner/dms_bench.py",
-             '                sides[side] = _open_side(np, ort, folder, art, threads, warmup, spinning=isolation != "spin-off")',
-             '                sides[side] = _open_side(np, ort, folder, art, threads, warmup, spinning=True)',
+             '                sides[side] = _open_side(folder, art, threads, warmup, spinning=isolation != "spin-off")',
+             '                sides[side] = _open_side(folder, art, threads, warmup, spinning=True)',
              ("tests/test_runner.py::test_interleave_with_an_aa_control_in_each_isolation",), "the interleaved harness turns spinning off on every session"),
     Mutation("harness-spin-off-entries", "dmsbuild/board/runner/dms_bench.py",
              'SPIN_OFF = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}',
@@ -683,6 +683,14 @@ M += [
              "reports.sort(key=lambda r: r[:1])",
              ("tests/test_verdict.py::test_two_rollouts_in_one_second_are_ordered_by_when_their_reports_were_written",),
              "two rollouts in the same second: the later one's release is the board's current one in the report"),
+    Mutation("tune-no-litert-part", "dmsbuild/backends/onnxruntime.py",
+             "        return [litert.BACKEND.tune_part(profile, enable)]", "        return []",
+             ("tests/test_tune_litert.py::test_the_space_has_litert_points_when_the_target_ships_tflite",),
+             "an onnxruntime target shipping [backend] tflite has LiteRT candidates in its tune space"),
+    Mutation("tune-litert-choice-not-refused", "dmsbuild/pipeline/tune/space.py",
+             "    if part is None or not part.precisions:", "    if False:",
+             ("tests/test_tune_litert.py::test_a_litert_choice_on_a_target_without_tflite_is_refused_in_one_line",),
+             "a choice file naming LiteRT on a target that ships no .tflite is refused in one line"),
 ]
 M += promise_mutations(Mutation)
 

@@ -28,7 +28,10 @@ ship    ``host_checks(profiles, env)`` / ``board_checks(board, facts, profile)``
 measure ``host_driven`` and ``bench_artifacts(...)`` how the board runs and times it
         ``measured_by`` the provenance of its figures (``provenance.classify`` reads it from the registry)
         ``state_tools`` the board-state tools its boards have (``board_state``)
-tune    ``tune_space(profile)`` the dimensions `doit tune` searches; ``tune_measured`` whether it measures them
+tune    ``tune_space(profile)`` the dimensions `doit tune` searches; ``tune_measured`` whether it measures them;
+        ``tune_parts(profile)`` the other runtimes a target ships beside its own, searched as the runtime
+        dimension (an onnxruntime target's ``[backend] tflite``: LiteRT), and on such a runtime's backend
+        ``tune_part``/``tune_build``/``tune_entry``/``tune_plan`` (its candidates' files, scratch entries, shipping)
 
 Module bodies import no vendor SDK (``doit list`` imports nothing heavy); the
 methods import what they need.
@@ -140,6 +143,22 @@ def ort_tune_space(profile: "TargetProfile") -> dict[str, list[Any]]:
             "graph_optimization_level": t.graph_optimization_level, "execution_mode": t.execution_mode}
 
 
+@dataclass(frozen=True)
+class TunePart:
+    """Another runtime in a target's `doit tune` space (the runtime dimension): its artifacts are candidates
+    beside the target's own. ``missing``: the one line saying why its candidates are not searched here (the
+    target does not ship them, or the host lacks the converters); None: they are."""
+
+    runtime: str
+    #: the recipe precisions its candidates are built as (the tuner's ``Recipe.precision``)
+    precisions: tuple[str, ...]
+    missing: str | None = None
+    #: how a profile enables it (the refusal of a choice file naming it on a profile that does not)
+    enable: str = ""
+    #: the board facts (its version) that, when it is searched, also make a board kind
+    kind_facts: tuple[str, ...] = ()
+
+
 class Backend(ABC):
     """A runtime: how its artifacts are planned, built, checked, run, timed, labelled and tuned."""
 
@@ -235,6 +254,30 @@ class Backend(ABC):
         ``tune_measured = False`` naming the measured runtimes; the values come from the profile's ``[tune]``
         tables, already validated by config. ``{}``: nothing to tune."""
         return {}
+
+    def tune_parts(self, profile: "TargetProfile") -> list[TunePart]:
+        """Other runtimes whose artifacts ``profile`` ships beside its own, measured by `doit tune` as the runtime
+        dimension against the same default artifact (``pipeline/tune/space.space_for`` reads it); ``[]`` by default.
+        A part that cannot be searched is returned with its ``missing`` line, so the tuner says so."""
+        return []
+
+    # the methods below: a runtime that is a part of another's tune space (LiteRT beside ONNX Runtime)
+    def tune_build(self, project: "ProjectConfig", profile: "TargetProfile", recipe: Any, model_sha: str) -> Path:
+        """Build ``recipe`` (its ``runtime`` is this backend) once, with its host evaluation at
+        ``convert.paths.Paths.eval_json(path)`` (the host gate reads it); returns the file."""
+        raise NotImplementedError(f"runtime {self.name!r} is not a part of a `doit tune` space")
+
+    def tune_path(self, project: "ProjectConfig", recipe: Any, model_sha: str) -> Path:
+        """Where ``tune_build`` puts ``recipe``'s file (the build's ``tuned:<target>`` task names it as its target)."""
+        raise NotImplementedError(f"runtime {self.name!r} is not a part of a `doit tune` space")
+
+    def tune_entry(self) -> dict[str, Any]:
+        """The build.json fields (``kind``, ``providers``, ``provider_options``) of one of its tune candidates."""
+        raise NotImplementedError(f"runtime {self.name!r} is not a part of a `doit tune` space")
+
+    def tune_plan(self, name: str, recipe: Any, source: Path, out: Path, session: dict[str, Any]) -> "ArtifactPlan":
+        """The chosen candidate (built at ``source`` by ``tune_build``) shipped as artifact ``name`` at ``out``."""
+        raise NotImplementedError(f"runtime {self.name!r} is not a part of a `doit tune` space")
 
     def tune_points(self, profile: "TargetProfile") -> list[Any]:
         """Every point of a space that is defined but not measured yet (each with a ``label``), built and checked

@@ -32,12 +32,15 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import UserError
-from .base import ArtifactPlan, Backend, Check, HostEnv, profile_names
+from .base import ArtifactPlan, Backend, Check, HostEnv, TunePart, profile_names
 
 NAME = "litert"
 OPTIONS = {"threads": int, "calibration_samples": int}
 #: the .tflite each precision ships as
 FILES = {"fp32": "fp32.tflite", "fp16": "fp16.tflite", "int8-qdq": "int8.tflite"}
+#: the precisions `doit tune` searches as LiteRT candidates (beside an onnxruntime target's own): fp16 is left out,
+#: its float16 weights are dequantized to float32 and computed as fp32 on LiteRT's CPU path
+TUNE_PRECISIONS = ("fp32", "int8-qdq")
 INSTALL_HINT = "pip install 'dmsbuild[litert]' (litert-torch, ai-edge-quantizer, ai-edge-litert; about 1.1 GB)"
 ONNX2TORCH_HINT = "pip install onnx2torch torchvision (converts a brought ONNX model for litert-torch)"
 SIGNATURE = "serving_default"
@@ -304,6 +307,30 @@ def plan(project: Any, profile: Any, sources: dict[str, Path]) -> list[Any]:
 
 #: the host's converters and interpreter (the ``litert`` extra)
 CONVERTERS = ("litert-torch", "ai-edge-quantizer", "ai-edge-litert")
+#: their import names (``missing_extra`` looks for them without importing them: `doit list` stays light)
+EXTRA_MODULES = ("litert_torch", "ai_edge_quantizer", "ai_edge_litert")
+
+
+def missing_extra() -> list[str]:
+    """The modules of the litert extra this Python cannot import (found by name, nothing imported)."""
+    import importlib.util
+
+    return [m for m in EXTRA_MODULES if importlib.util.find_spec(m) is None]
+
+
+def tune_candidate_path(project: Any, recipe: Any, model_sha: str) -> Path:
+    """``artifacts/common/tune-<key>.tflite``: a LiteRT candidate of `doit tune` (the key has the recipe's runtime,
+    so it never names an ONNX candidate's file); its host evaluation is ``artifacts/common/eval/tune-<key>.json``."""
+    return project.artifacts / "common" / f"tune-{recipe.key(model_sha, project.data.max_calibration_samples)}.tflite"
+
+
+def build_tune_candidate(project: Any, recipe: Any, model_sha: str) -> Path:
+    """A LiteRT candidate built once, exactly as the target's own .tflite artifacts are (``build_tflite``:
+    litert-torch, ai-edge-quantizer's full integer, the host evaluation with the LiteRT interpreter)."""
+    out = tune_candidate_path(project, recipe, model_sha)
+    if not out.is_file():
+        build_tflite(project, recipe.precision, out, load_options({}, str(project.source)))
+    return out
 BOARD_HINT = "pip install ai-edge-litert (Coral: apt-get install python3-tflite-runtime)"
 
 
@@ -324,8 +351,10 @@ class LiteRtBackend(Backend):
     """.tflite files built on the host (litert-torch, ai-edge-quantizer), run and timed on the board by the
     release's runner with the LiteRT interpreter (runner/litert_runner.py beside dms_bench.py).
 
-    Not tuned yet: ``tune_space`` is empty and ``tune_measured`` False, so `doit tune` refuses a litert target in
-    one line (docs/tune.md, "LiteRT artifacts"); the board side already honours a tuned thread count."""
+    A part of an ``onnxruntime`` target's `doit tune` space when the target ships ``[backend] tflite`` (the runtime
+    dimension: ``tune_part``, ``tune_build``, ``tune_entry``, ``tune_plan``; docs/tune.md, "LiteRT candidates").
+    A ``litert`` target itself is not tuned: ``tune_space`` is empty and ``tune_measured`` False, so `doit tune`
+    refuses it in one line."""
 
     name = NAME
 
@@ -342,6 +371,45 @@ class LiteRtBackend(Backend):
     def board_checks(self, board: str, facts: Mapping[str, Any], profile: Any) -> list[Check]:
         # no onnxruntime: runner/litert_runner.py runs .tflite files with numpy and the interpreter only
         return [interpreter_check(board, facts, f"target {profile.name} ({profile.runtime})")]
+
+    # ------------------------------------------------------------------ a part of another runtime's tune space
+    def tune_part(self, profile: Any, enable: str) -> TunePart:
+        """Its part of the tune space of ``profile`` (a target whose boards run LiteRT: it ships .tflite files):
+        LiteRT's ``TUNE_PRECISIONS`` that [tune] precision names, as this backend builds them (fp32, full-integer
+        INT8), whichever .tflite the target itself ships, each at 1..cores interpreter threads; ``missing`` when
+        they are not searched here."""
+        searched = [p for p in TUNE_PRECISIONS if p in profile.tune.precision]
+        lacking = missing_extra()
+        missing = None
+        if lacking:
+            missing = (f"LiteRT candidates skipped: the litert extra is missing here (no {', '.join(lacking)}); "
+                       f"{INSTALL_HINT}")
+        elif not searched:
+            missing = f"LiteRT candidates skipped: none of LiteRT's {', '.join(TUNE_PRECISIONS)} is in [tune] precision"
+        # the board fact "litert" (runner/probe.py: the interpreter wheel and version) makes a board kind too
+        return TunePart(NAME, tuple(searched or TUNE_PRECISIONS), missing, enable, kind_facts=(NAME,))
+
+    def tune_build(self, project: Any, profile: Any, recipe: Any, model_sha: str) -> Path:
+        return build_tune_candidate(project, recipe, model_sha)
+
+    def tune_path(self, project: Any, recipe: Any, model_sha: str) -> Path:
+        return tune_candidate_path(project, recipe, model_sha)
+
+    def tune_entry(self) -> dict[str, Any]:
+        # threads 0: the candidate's tuned session.intra_op_threads decides (runner/litert_runner.py open_entry)
+        return {"kind": "tflite", "providers": ["XNNPACK"], "provider_options": [{"threads": 0}]}
+
+    def tune_plan(self, name: str, recipe: Any, source: Path, out: Path, session: dict[str, Any]) -> ArtifactPlan:
+        """The chosen LiteRT candidate shipped as ``name`` (``tuned.tflite``): a copy of the tuned file, with its own
+        host evaluation (the gate judged the .tflite itself) and its thread count as the session."""
+        quant = ({"quantization": {"format": "tflite-full-integer", "tool": "ai-edge-quantizer static_wi8_ai8"}}
+                 if recipe.precision == "int8-qdq" else {})
+        entry = self.tune_entry()
+        return ArtifactPlan(name=name, precision=recipe.precision, kind=entry["kind"], path=out.with_suffix(".tflite"),
+                            source=source, runtime=NAME, providers=entry["providers"],
+                            provider_options=entry["provider_options"], portable=True,
+                            session={"intra_op_threads": int(session["intra_op_threads"])}, settings=quant,
+                            eval_json=source.parent / "eval" / f"{source.stem}.json")
 
 
 BACKEND = LiteRtBackend()

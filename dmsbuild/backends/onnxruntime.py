@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 from ..config import ProjectConfig, TargetProfile
 from ..errors import UserError
 from . import ArtifactPlan, litert
-from .base import Backend, Check, HostEnv, board_onnxruntime, ort_tune_space
+from .base import Backend, Check, HostEnv, TunePart, board_onnxruntime, ort_tune_space
 
 NAME = "onnxruntime"
 OPTIONS = {"providers": list, "provider_options": list, "tflite": list}
@@ -97,7 +97,22 @@ class OnnxRuntimeBackend(Backend):
         return checks
 
     def tune_space(self, profile: TargetProfile) -> dict[str, list[Any]]:
-        return ort_tune_space(profile)
+        space = ort_tune_space(profile)
+        parts = [p for p in self.tune_parts(profile) if p.missing is None]
+        if parts:  # the runtime dimension (docs/tune.md, "LiteRT candidates")
+            space = {"runtime": [NAME, *(p.runtime for p in parts)], **space,
+                     **{f"{p.runtime}_precision": list(p.precisions) for p in parts}}
+        return space
+
+    def tune_parts(self, profile: TargetProfile) -> list[TunePart]:
+        """LiteRT, when the target ships ``[backend] tflite`` (its boards run LiteRT): LiteRT's precisions that [tune]
+        precision names, at 1..cores interpreter threads, timed against the same default ONNX artifact."""
+        enable = f'add [backend] tflite = ["fp32", "int8-qdq"] to {profile.source} (docs/targets.md "LiteRT")'
+        tflite = [p for p in (getattr(profile, "backend", {}).get("tflite") or []) if p in litert.FILES]
+        if not tflite:
+            return [TunePart(litert.NAME, (), f"LiteRT candidates not searched: {profile.source} ships no .tflite; "
+                                              f"to search them, {enable}", enable)]
+        return [litert.BACKEND.tune_part(profile, enable)]
 
 
 BACKEND = OnnxRuntimeBackend()

@@ -43,6 +43,9 @@ class Recipe:
     weight_type: str | None = None
     calibration_method: str | None = None
     mixed_precision: bool = False
+    #: None: the target's own runtime (an ONNX file); else another runtime of the tune space's runtime dimension
+    #: whose backend builds it (``Backend.tune_build``: LiteRT's .tflite beside an onnxruntime target's ONNX)
+    runtime: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -53,6 +56,8 @@ class Recipe:
 
     @property
     def label(self) -> str:
+        if self.runtime is not None:  # built by that runtime's backend as it builds the target's own artifacts
+            return f"{self.runtime} " + ("int8 full-integer" if self.precision == "int8-qdq" else self.precision)
         if self.precision in ("fp32", "fp16"):
             return self.precision
         if self.precision == "int8-dynamic":
@@ -87,9 +92,12 @@ class Settings:
 
 
 def recipe_path(proj: "ProjectConfig", recipe: Recipe, model_sha: str) -> Path:
-    """``artifacts/common/tune-<key>.onnx`` (FP32 is the exported model itself)."""
+    """``artifacts/common/tune-<key>.onnx`` (FP32 is the exported model itself). A recipe of another runtime
+    (``recipe.runtime``) is named by its backend (``Backend.tune_build``), not here."""
     from .paths import Paths
 
+    if recipe.runtime is not None:
+        raise ValueError(f"recipe_path: a {recipe.runtime} recipe's file is its backend's (Backend.tune_build)")
     if recipe.precision == "fp32":
         return Paths.of(proj).fp32
     return Paths.of(proj).common / f"tune-{recipe.key(model_sha, proj.data.max_calibration_samples)}.onnx"

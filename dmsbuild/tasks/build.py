@@ -337,13 +337,24 @@ def _tuned_tasks(proj: ProjectConfig, prof: TargetProfile, plans: list[Any], out
         return
     recipe, settings = tuned_recipe(choice)
     p = Paths.of(proj)
-    source = recipe_path(proj, recipe, str(data["model_sha256"]))  # type: ignore[index]
-    first = plans[0]
-    plans.insert(0, ArtifactPlan(name=TUNED_NAME, precision=recipe.precision, kind="onnx", path=out_dir / f"{TUNED_NAME}.onnx",
-                                 source=source, runtime=first.runtime, providers=list(first.providers),
-                                 provider_options=list(first.provider_options), portable=True,
-                                 session=settings.as_dict(), settings=_tuned_quantization(recipe)))
-    made = [] if source == p.fp32 else [str(source), str(p.eval_json(source))]
+    if recipe.runtime is not None:  # another runtime of the tune space (LiteRT): its backend ships it
+        from ..backends import get_backend
+        from ..pipeline.tune.space import part_of
+
+        part_of(prof, recipe, str(_tuned_file(proj, prof)))  # a runtime the target does not ship: one line
+        backend = get_backend(recipe.runtime, str(prof.source))
+        source = backend.tune_path(proj, recipe, str(data["model_sha256"]))  # type: ignore[index]
+        plan = backend.tune_plan(TUNED_NAME, recipe, source, out_dir / TUNED_NAME, settings.as_dict())
+        plans.insert(0, plan)
+        made = [str(source), str(plan.eval_json)]
+    else:
+        source = recipe_path(proj, recipe, str(data["model_sha256"]))  # type: ignore[index]
+        first = plans[0]
+        plans.insert(0, ArtifactPlan(name=TUNED_NAME, precision=recipe.precision, kind="onnx", path=out_dir / f"{TUNED_NAME}.onnx",
+                                     source=source, runtime=first.runtime, providers=list(first.providers),
+                                     provider_options=list(first.provider_options), portable=True,
+                                     session=settings.as_dict(), settings=_tuned_quantization(recipe)))
+        made = [] if source == p.fp32 else [str(source), str(p.eval_json(source))]
     yield {"basename": "tuned", "name": prof.name, "doc": f"the artifact `doit tune` chose for {prof.name} (no tuning)",
            "actions": [guarded("dmsbuild.pipeline.tune.recipe:build_tuned", proj, prof)],
            "file_dep": [str(p.fp32), str(p.validation), str(_tuned_file(proj, prof))], "targets": made,

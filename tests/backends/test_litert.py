@@ -70,7 +70,7 @@ def _project(tmp_path: Path) -> ProjectConfig:
 def test_registry_names_both_runtimes() -> None:
     assert get_backend("litert") is litert.BACKEND and get_backend("edgetpu") is edgetpu.BACKEND
     assert not litert.BACKEND.host_driven and not edgetpu.BACKEND.host_driven  # the release's runner runs them
-    # not tuned yet (docs/tune.md, "LiteRT artifacts"): no search space, not measured
+    # a litert target itself is not tuned (docs/tune.md, "LiteRT candidates": LiteRT is searched beside ONNX Runtime)
     prof = _profile({"runtime": "litert", "precisions": ["fp32"]})
     assert litert.BACKEND.tune_space(prof) == {} and not litert.BACKEND.tune_measured
     assert not edgetpu.BACKEND.tune_measured
@@ -338,6 +338,34 @@ def test_board_runner_benchmarks_and_checks_a_tflite(tiny_tflite, tmp_path, monk
     assert r["provider"] == ("cpu (XNNPACK)" if runtime == "litert" else litert_runner.EMULATED_PROVIDER)
     assert set(r["verify"]["heads"]) == {"eye_state", "yawn", "activity", "head_pose"}
     assert min(h["cosine"] for h in r["verify"]["heads"].values()) > 0.3  # see the test above
+
+
+@needs_extra
+@pytest.mark.parametrize("isolation", ["gap", "processes"])
+def test_the_interleaved_harness_times_a_tflite_side_with_its_tuned_threads(tiny_tflite, tmp_path, monkeypatch,
+                                                                             isolation) -> None:
+    """`doit tune`'s harness (dms_bench --interleave --baseline --control) with a LiteRT candidate: the .tflite side
+    opens in runner/litert_runner.py with its manifest session's thread count, in this process (gap) or in its own
+    worker process (processes), and is timed in the same rotated blocks as the default and the A/A control."""
+    from dmsbuild.board.runner import dms_bench
+
+    rel, m = _release(tmp_path, tiny_tflite["int8"], "litert", tiny_tflite["x"], tiny_tflite["heads"])
+    (Path(rel) / "models" / "fp32.tflite").write_bytes(tiny_tflite["fp32"].read_bytes())
+    entries = [{"name": "fp32", "file": "models/fp32.tflite", "runtime": "litert", "provider_options": [{}]},
+               {**m["entry"], "session": {"intra_op_threads": 2}}]
+    (Path(rel) / "manifest.json").write_text(json.dumps({"schema": 1, **m["manifest"], "artifacts": entries}))
+    opened = []
+    real = litert_runner.open_entry
+    monkeypatch.setattr(litert_runner, "open_entry", lambda r, e, t: opened.append((e["name"], t)) or real(r, e, t))
+    out = dms_bench.interleave(rel, rel, "int8", blocks=2, iterations=3, warmup=1, threads=1, max_seconds=60,
+                               baseline="fp32", control=True, isolation=isolation)
+    assert [len(out[side]) for side in ("old", "new", "control")] == [2, 2, 2]
+    assert all(len(b) == 3 and min(b) > 0 for side in ("old", "new", "control") for b in out[side])
+    assert out["orders"] == [list(o) for o in dms_bench.ORDERS[3][:2]]
+    if isolation == "gap":  # in this process: each side opened once, the candidate with its tuned threads
+        assert sorted(opened) == [("fp32", 1), ("fp32", 1), ("int8", 1)]
+        model = real(rel, entries[1], 1)
+        assert model.threads == 2  # the session's intra_op_threads wins over --threads
 
 
 @needs_extra

@@ -406,9 +406,9 @@ def empty_result(entry: dict, plan: dict) -> dict:
 
 def open_artifact(np, ort, release: str, manifest: dict, entry: dict, threads: int, spinning: bool = True) -> dict:
     """An artifact's session and the feed the timing loop uses (the benchmark and the interleaved re-measure)."""
-    if runs_on_litert(entry):  # bench_artifact hands these to litert_runner.py; the interleaved re-measure cannot yet
+    if runs_on_litert(entry):  # bench_artifact and the interleaved harness (_open_side) hand these to litert_runner.py
         raise RuntimeError(f"artifact {entry.get('name')!r} is a .tflite file, run by runner/litert_runner.py: no "
-                           "ONNX Runtime session (the interleaved re-measure runs ONNX Runtime artifacts only)")
+                           "ONNX Runtime session")
     if not runs_here(entry):
         raise RuntimeError(f"runtime {entry.get('runtime')!r} is not run by dms_bench.py (its providers "
                            f"{entry.get('providers')!r} are not ONNX Runtime execution providers: its backend's "
@@ -531,11 +531,26 @@ def _loadavg() -> float | None:
         return None
 
 
-def _open_side(np, ort, folder: str, wanted: str, threads: int, warmup: int, spinning: bool):
+def _open_side(folder: str, wanted: str, threads: int, warmup: int, spinning: bool):
+    """One side of the interleaved harness: ``timed(n)`` -> n latencies (ms). A .tflite side runs in LiteRT
+    (runner/litert_runner.py: its interpreter with its manifest threads), any other in ONNX Runtime; both in this
+    process (or a ``--worker``), timed by the same loop, so the harness treats them alike."""
     manifest = load_manifest(folder)
     entry = next((a for a in manifest["artifacts"] if isinstance(a, dict) and a.get("name") == wanted), None)
     if entry is None:
         raise ReleaseError(f"{folder}/manifest.json: no artifact named {wanted!r}")
+    if runs_on_litert(entry):
+        try:
+            import numpy as np
+        except ImportError:
+            raise MissingDependency("numpy is not installed for " + sys.executable + "; install it: pip install numpy") from None
+        lr = _litert()
+        try:
+            lr.import_interpreter()
+        except lr.MissingLiteRT as exc:
+            raise MissingDependency(str(exc)) from None
+        return lr.interleave_side(np, folder, entry, threads, warmup, timing_loop)
+    np, ort = _import_runtime()
     a = open_artifact(np, ort, folder, manifest, entry, threads, spinning)
     run, names, feed = a["sess"].run, a["output_names"], a["feed"]
     for _ in range(warmup):
@@ -578,8 +593,7 @@ class _Worker:
 
 def worker(release: str, name: str, threads: int, warmup: int) -> int:
     """``--worker``: serve timing requests for one artifact (see ``_Worker``); deployed spinning setting."""
-    np, ort = _import_runtime()
-    timed = _open_side(np, ort, release, name, threads, warmup, spinning=True)
+    timed = _open_side(release, name, threads, warmup, spinning=True)
     sys.stdout.write('"ready"\n')
     sys.stdout.flush()
     for line in sys.stdin:
@@ -615,9 +629,8 @@ def interleave(release: str, previous: str, name: str, *, blocks: int, iteration
                 workers.append(_Worker(folder, art, threads, warmup))
                 sides[side] = workers[-1]
         else:
-            np, ort = _import_runtime()
             for side, (folder, art) in wanted.items():
-                sides[side] = _open_side(np, ort, folder, art, threads, warmup, spinning=isolation != "spin-off")
+                sides[side] = _open_side(folder, art, threads, warmup, spinning=isolation != "spin-off")
         out = {"artifact": name, "baseline": baseline or name, "isolation": isolation,
                "old": [], "new": [], "stopped_early": False, "loadavg_start": _loadavg()}
         if control:

@@ -233,6 +233,33 @@ def open_entry(release: str, entry: dict, threads: int) -> TfliteModel:
                        allow_cpu_emulation=True)
 
 
+def timed_input(np, release: str, model: TfliteModel):
+    """The input the timing loop feeds (already quantized): the first verify sample, as the ONNX side's feed."""
+    ref_path = os.path.join(release, "verify", "reference.npz")
+    ref = dict(np.load(ref_path)) if os.path.isfile(ref_path) else None
+    if ref is not None and "inputs" in ref and len(ref["inputs"]) > 0:
+        x = ref["inputs"][:1]
+        x = np.repeat(x, model.batch, axis=0) if model.batch > 1 else x
+    else:
+        x = np.random.default_rng(0).standard_normal([int(d) for d in model.input["shape"]])
+    return model.quantize_input(x)
+
+
+def interleave_side(np, release: str, entry: dict, threads: int, warmup: int, timing_loop):
+    """One side of dms_bench.py's interleaved harness (`doit tune` timing a .tflite against the default artifact):
+    the model opened with its manifest settings (a tuned ``session.intra_op_threads`` wins), warmed up; returns
+    ``timed(n)`` -> n latencies in ms, as the ONNX Runtime sides (each call one ``invoke`` on the same input)."""
+    model = open_entry(release, entry, threads)
+    raw = timed_input(np, release, model)
+
+    def run(_names, _feed):
+        model.invoke(raw)
+
+    for _ in range(warmup):
+        run(None, None)
+    return lambda n: [round(t / 1e6, 6) for t in timing_loop(run, None, None, n)]
+
+
 def bench_entry(np, release: str, manifest: dict, entry: dict, plan: dict, result: dict, *,
                 latency_stats, timing_loop, verify_outputs, peak_rss_mb) -> dict:
     """dms_bench.py's measurement of one LiteRT artifact (same fields as an ONNX Runtime one)."""
@@ -243,12 +270,7 @@ def bench_entry(np, release: str, manifest: dict, entry: dict, plan: dict, resul
     load_ns = time.perf_counter_ns() - t0
     ref_path = os.path.join(release, "verify", "reference.npz")
     ref = dict(np.load(ref_path)) if os.path.isfile(ref_path) else None
-    if ref is not None and "inputs" in ref and len(ref["inputs"]) > 0:
-        x = ref["inputs"][:1]
-        x = np.repeat(x, model.batch, axis=0) if model.batch > 1 else x
-    else:
-        x = np.random.default_rng(0).standard_normal([int(d) for d in model.input["shape"]])
-    raw = model.quantize_input(x)
+    raw = timed_input(np, release, model)
 
     def run(_names, _feed):
         model.invoke(raw)

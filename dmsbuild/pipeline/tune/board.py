@@ -123,9 +123,10 @@ class BoardBench:
         return probe_facts(self.transport, self.dir, self.python)
 
     def add(self, name: str, path: Path, precision: str, providers: list[str], provider_options: list[dict[str, Any]],
-            session: dict[str, Any] | None) -> None:
-        """A candidate artifact (``session``: its ONNX Runtime settings) the board may be asked to run; it is
-        placed when a measurement needs it."""
+            session: dict[str, Any] | None, runtime: str | None = None, kind: str = "onnx") -> None:
+        """A candidate artifact (``session``: its runtime settings) the board may be asked to run; it is placed
+        when a measurement needs it. ``runtime``/``kind``: another runtime's candidate (a LiteRT .tflite, run by
+        runner/litert_runner.py in the same interleaved harness); None: the default artifact's runtime."""
         if name in self.entries:
             return
         from ...board.release_agent import sha256_of
@@ -134,8 +135,8 @@ class BoardBench:
         for other in self.entries.values():  # one file name, one content: FP32 is the default's own file
             if Path(other["path"]).name == path.name and other.get("sha256") == sha:
                 path = self.proj.root / other["path"]
-        runtime = self.entries[self.baseline.name].get("runtime") or self.prof.runtime
-        self.entries[name] = {"name": name, "precision": precision, "kind": "onnx", "path": str(path), "sha256": sha,
+        runtime = runtime or self.entries[self.baseline.name].get("runtime") or self.prof.runtime
+        self.entries[name] = {"name": name, "precision": precision, "kind": kind, "path": str(path), "sha256": sha,
                               "runtime": runtime, "providers": providers, "provider_options": provider_options,
                               "portable": True, **({"session": session} if session else {})}
 

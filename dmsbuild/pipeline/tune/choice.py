@@ -139,6 +139,8 @@ class KindResult:
     chosen: Row | None
     sentence: str
     skipped: list[str]
+    #: runtimes of the space not searched here, one line each (``space.part_notes``: e.g. the litert extra missing)
+    not_searched: list[str] = field(default_factory=list)
 
 
 def write_choice(proj: "ProjectConfig", prof: TargetProfile, results: list[KindResult], baseline: Baseline,

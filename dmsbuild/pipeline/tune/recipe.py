@@ -20,11 +20,17 @@ if TYPE_CHECKING:
     from ...config import ProjectConfig
 
 def build_recipe(proj: "ProjectConfig", prof: TargetProfile, recipe: Recipe, model_sha: str) -> Path:
-    """The recipe's ONNX file, built once (each quantizer writes to a temporary name and renames)."""
+    """The recipe's ONNX file, built once (each quantizer writes to a temporary name and renames); a recipe of
+    another runtime of the space (``recipe.runtime``: LiteRT) is built by that runtime's backend, its host
+    evaluation beside (``Backend.tune_build``)."""
     from ...config import DynamicQuantConfig, static_quant_for
     from ...convert.quantize import convert_fp16, quantize_dynamic_int8, quantize_static_qdq
     from ...convert.paths import Paths
 
+    if recipe.runtime is not None:
+        from ...backends import get_backend
+
+        return get_backend(recipe.runtime, str(prof.source)).tune_build(proj, prof, recipe, model_sha)
     out = recipe_path(proj, recipe, model_sha)
     if out.is_file():
         return out
@@ -113,6 +119,10 @@ def build_tuned(proj: "ProjectConfig", prof: TargetProfile) -> None:
     sha = sha256_of(p.fp32, follow_symlinks=True)
     check_model(data, tuned_path(proj, prof.name), sha, prof.name)  # type: ignore[arg-type]
     recipe, _ = tuned_recipe(choice)
+    if recipe.runtime is not None:
+        from .space import part_of
+
+        part_of(prof, recipe, str(tuned_path(proj, prof.name)))
     path = build_recipe(proj, prof, recipe, sha)
     host_gate(proj, prof, path)
 

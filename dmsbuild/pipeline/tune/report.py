@@ -38,12 +38,13 @@ def write_report(proj: "ProjectConfig", prof: TargetProfile, results: list[KindR
         measured = sorted((r for r in res.rows if r.measurement), key=lambda r: r.ratio)
         lines += [f"## {res.kind_label}", "", f"Measured on: {res.provenance}; boards of this kind: {', '.join(res.boards)}.",
                   "", f"**Choice:** {res.sentence}.", "",
-                  "| # | candidate | speed-up vs default | CI | accuracy | host gate | board check | cached |",
-                  "|---:|---|---:|---|---|---|---|---|"]
+                  "| # | candidate | runtime | speed-up vs default | CI | accuracy | host gate | board check | cached |",
+                  "|---:|---|---|---:|---|---|---|---|---|"]
         for i, r in enumerate(measured[:10], 1):
             m = r.measurement or {}
             metric, _ = _acc_metric(r)
-            lines.append(f"| {i} | {r.candidate.label}{' **(chosen)**' if r is res.chosen else ''} | {r.speedup:.2f}x | "
+            lines.append(f"| {i} | {r.candidate.label}{' **(chosen)**' if r is res.chosen else ''} | "
+                         f"{r.candidate.recipe.runtime or prof.runtime} | {r.speedup:.2f}x | "
                          f"{1 / m['ci_high']:.2f}-{1 / m['ci_low']:.2f} | {'n/a' if metric is None else format(metric, '.3g')} | "
                          f"{'pass' if not r.gate_failures else 'FAIL'} | {r.board_check or '-'} | {'yes' if r.cached else 'no'} |")
         failed = [r for r in res.rows if r.gate_failures and r.candidate.settings == res.rows[0].candidate.settings]
@@ -52,6 +53,8 @@ def write_report(proj: "ProjectConfig", prof: TargetProfile, results: list[KindR
                                                                             for r in failed)]
         if res.skipped:
             lines += ["", f"Not measured (budget): {'; '.join(res.skipped)}"]
+        for note in res.not_searched:
+            lines += ["", f"Not searched: {note}"]
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for r in res.rows:
             metric, name = _acc_metric(r)
@@ -78,6 +81,7 @@ def write_report(proj: "ProjectConfig", prof: TargetProfile, results: list[KindR
     write_atomic(out / "tune.json", json.dumps({"target": prof.name, "load": load, "results": [
         {"kind": r.kind_label, "kind_key": r.kind_key, "board": r.board, "provenance": r.provenance,
          "sentence": r.sentence, "chosen": r.chosen.cand_id if r.chosen else None, "skipped": r.skipped,
+         "not_searched": r.not_searched,
          "rows": [x.as_dict() for x in r.rows]} for r in results]}, indent=1) + "\n")
     return path
 

@@ -3,7 +3,6 @@ choice file and the report (the modules of this package do each step; docs/tune.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from .board import Baseline, BoardBench, board_kind, load_average, measure_ratio
 from .choice import KindResult, Row, _needs_more, contenders_of, explain, head_to_head, write_choice
 from .recipe import accuracy_summary, build_recipe, host_gate
 from .report import write_report
-from .space import Candidate, check_space, recipes, settings_space, space_for
+from .space import Candidate, check_space, part_notes, part_recipes, recipes, settings_for, space_for
 
 if TYPE_CHECKING:
     from ...config import ProjectConfig
@@ -33,6 +32,20 @@ def _baseline(proj: "ProjectConfig", prof: TargetProfile, build: dict[str, Any])
                     list(a.get("provider_options") or [{}]))
 
 
+def _add(bench: BoardBench, name: str, cand: Candidate, path: Path, baseline: Baseline) -> None:
+    """Make candidate ``cand`` (its file ``path``) known to the board bench: an ONNX candidate with the default's
+    providers, another runtime's (LiteRT) with its backend's entry fields; each with its runtime settings."""
+    if cand.recipe.runtime is None:
+        bench.add(name, path, cand.recipe.precision, baseline.providers, baseline.provider_options,
+                  cand.settings.as_dict())
+        return
+    from ...backends import get_backend
+
+    entry = get_backend(cand.recipe.runtime, str(bench.prof.source)).tune_entry()
+    bench.add(name, path, cand.recipe.precision, entry["providers"], entry["provider_options"],
+              {"intra_op_threads": cand.settings.intra_op_threads}, runtime=cand.recipe.runtime, kind=entry["kind"])
+
+
 def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, facts: dict[str, Any],
               baseline: Baseline, model_sha: str, *, deadline: float, started: float, boards: list[str],
               log: Callable[[str], None] = print) -> KindResult:
@@ -44,8 +57,8 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
     space = space_for(prof)
     kind_key, kind_label = board_kind(facts, space.kind_facts)
     where = provenance(facts, bench.board.name, space.measured_as or {})
-    all_settings = settings_space(cfg, facts.get("cpu_count"))
-    recs = recipes(cfg)
+    cores = facts.get("cpu_count")
+    recs = recipes(cfg) + part_recipes(space)  # the runtime dimension: other runtimes' candidates (LiteRT) too
     gate_cache: dict[Recipe, tuple[dict[str, Any], list[str], Path | None]] = {}
     rows: dict[Candidate, Row] = {}
     skipped: list[str] = []
@@ -83,8 +96,7 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
             return row
         _, _, path = gate_cache[cand.recipe]
         name = f"c-{row.cand_id}"
-        bench.add(name, path, cand.recipe.precision, baseline.providers, baseline.provider_options,
-                  cand.settings.as_dict())
+        _add(bench, name, cand, path, baseline)  # type: ignore[arg-type]
         m = measure_ratio(bench.interleave(name, baseline, cfg), cfg)
         longer = 1
         # adaptive: longer until the interval is narrow and the A/A control holds, while the budget allows
@@ -103,16 +115,16 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
             f"(CI {1 / m['ci_high']:.2f}-{1 / m['ci_low']:.2f}) [{where}]")
         return row
 
-    first = all_settings[0]
     if cfg.strategy == "exhaustive":
-        for rec, st in itertools.product(recs, all_settings):
-            evaluate(Candidate(rec, st))
+        for rec in recs:
+            for st in settings_for(rec, cfg, cores):
+                evaluate(Candidate(rec, st))
     else:
-        for rec in recs:  # stage 1: every recipe at the first (full-thread) setting
-            evaluate(Candidate(rec, first))
+        for rec in recs:  # stage 1: every recipe (of every runtime) at the first (full-thread) setting
+            evaluate(Candidate(rec, settings_for(rec, cfg, cores)[0]))
         ranked = sorted((r for r in rows.values() if r.measurement and not r.gate_failures), key=lambda r: r.ratio)
         for best in ranked[:2]:  # stage 2: the runtime settings of the two fastest recipes
-            for st in all_settings[1:]:
+            for st in settings_for(best.candidate.recipe, cfg, cores)[1:]:
                 evaluate(Candidate(best.candidate.recipe, st))
 
     floors = accuracy_floors(proj, prof)
@@ -124,8 +136,7 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
         first, second = contenders[0], contenders[1]
         for r in (first, second):
             if f"c-{r.cand_id}" not in bench.entries:
-                bench.add(f"c-{r.cand_id}", gate_cache[r.candidate.recipe][2], r.candidate.recipe.precision,  # type: ignore[arg-type]
-                          baseline.providers, baseline.provider_options, r.candidate.settings.as_dict())
+                _add(bench, f"c-{r.cand_id}", r.candidate, gate_cache[r.candidate.recipe][2], baseline)  # type: ignore[arg-type]
         against = dataclasses.replace(baseline, name=f"c-{second.cand_id}")
         h = measure_ratio(bench.interleave(f"c-{first.cand_id}", against, cfg), cfg)  # first / second
         contenders = head_to_head(contenders, h)
@@ -135,8 +146,7 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
     for row in contenders:
         name = f"c-{row.cand_id}"
         if name not in bench.entries:  # measured by an earlier tune (cached): known for the output check
-            bench.add(name, gate_cache[row.candidate.recipe][2], row.candidate.recipe.precision,  # type: ignore[arg-type]
-                      baseline.providers, baseline.provider_options, row.candidate.settings.as_dict())
+            _add(bench, name, row.candidate, gate_cache[row.candidate.recipe][2], baseline)  # type: ignore[arg-type]
         result = bench.output_check(name)
         verify = result.get("verify")
         problems = ([f"did not run: {result['error']}"] if result.get("error") else
@@ -149,7 +159,8 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
     if skipped:
         log(f"  budget reached: {len(skipped)} candidate(s) not measured: {'; '.join(skipped)}")
     return KindResult(kind_key, kind_label, bench.board.name, boards, where, facts, list(rows.values()), chosen,
-                      explain(chosen, baseline, cfg.confidence, list(rows.values()), refused), skipped)
+                      explain(chosen, baseline, cfg.confidence, list(rows.values()), refused), skipped,
+                      part_notes(space))
 
 
 def run_tune(proj: "ProjectConfig", prof: TargetProfile, boards: list["Board"], *, budget_minutes: float | None = None,
@@ -169,6 +180,10 @@ def run_tune(proj: "ProjectConfig", prof: TargetProfile, boards: list["Board"], 
     started = time.monotonic()
     deadline = started + budget
     log(f"tune {prof.name}: default artifact {baseline.name}; budget {budget / 60:.1f} min; host load {load_average()}")
+    runtimes = [space.runtime, *(p.runtime for p in space.parts if p.missing is None)]
+    log(f"tune {prof.name}: runtimes {', '.join(runtimes)}")
+    for note in part_notes(space):  # a runtime of the space not searched here: said, never dropped silently
+        log(f"tune {prof.name}: {note}")
     results: list[KindResult] = []
     kinds: dict[str, list[str]] = {}
     opened: list[tuple[Any, BoardBench, dict[str, Any]]] = []

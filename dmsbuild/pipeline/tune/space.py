@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ...backends.base import Backend
+from ...backends.base import Backend, TunePart
 from ...backends.qnn import QNNCandidate, qnn_candidates
 from ...backends.tensorrt import TensorRTCandidate, tensorrt_candidates
 from ...convert.tuned import Recipe, Settings, short_hash
@@ -66,6 +67,37 @@ def settings_space(cfg: TuneConfig, cores: int | None) -> list[Settings]:
     return [Settings(t, g, e) for g, e, t in itertools.product(cfg.graph_optimization_level, cfg.execution_mode, threads)]
 
 
+def settings_for(recipe: Recipe, cfg: TuneConfig, cores: int | None) -> list[Settings]:
+    """A recipe's runtime settings, full threads first: ONNX Runtime's whole session space; another runtime's
+    candidate (LiteRT) only its thread count (its interpreter has no graph level nor execution mode)."""
+    if recipe.runtime is None:
+        return settings_space(cfg, cores)
+    return [Settings(t) for t in sorted(thread_counts(cfg, cores), reverse=True)]
+
+
+def part_recipes(space: "TuneSpace") -> list[Recipe]:
+    """The recipes of the other runtimes of the space (the runtime dimension) that can be searched here."""
+    return [Recipe(p, runtime=part.runtime) for part in space.parts if part.missing is None for p in part.precisions]
+
+
+def part_notes(space: "TuneSpace") -> list[str]:
+    """One line per runtime of the space whose candidates are not searched here, saying why (never dropped silently)."""
+    return [part.missing for part in space.parts if part.missing]
+
+
+def part_of(prof: TargetProfile, recipe: Recipe, where: str) -> TunePart:
+    """The runtime part of ``prof``'s space that ``recipe`` (a choice file's, ``where``) belongs to; a choice naming a
+    runtime the target does not ship is refused in one line (never shipped as something else)."""
+    space = space_for(prof)
+    part = next((p for p in space.parts if p.runtime == recipe.runtime), None)
+    if part is None or not part.precisions:
+        ships = "" if part is None else f"; {part.enable}" if part.enable else ""
+        raise UserError(f"{where}: the choice is a {recipe.runtime} artifact ({recipe.label}), but target {prof.name} "
+                        f"ships no {recipe.runtime} artifacts ({prof.source}){ships}",
+                        hint=f"re-run `doit tune target={prof.name}`, or delete {Path(where).name} to ship untuned")
+    return part
+
+
 @dataclass(frozen=True)
 class TuneSpace:
     """What `doit tune` can search for one target's runtime (docs/tune.md, 'Runtimes')."""
@@ -79,6 +111,8 @@ class TuneSpace:
     points: Callable[[], list[Any]] | None = None
     #: the board facts that, besides arch, CPU and cores, make a board kind for this runtime (its version)
     kind_facts: tuple[str, ...] = ()
+    #: the other runtimes of the runtime dimension (``Backend.tune_parts``), each with why it is not searched, if so
+    parts: tuple[TunePart, ...] = ()
 
     @property
     def measured(self) -> bool:
@@ -92,10 +126,13 @@ def space_for(prof: TargetProfile) -> TuneSpace:
 
     backend = get_backend(prof.runtime, str(prof.source))
     points = backend.tune_points
+    parts = backend.tune_parts(prof)
     return TuneSpace(prof.runtime, backend.tune_space(prof),
                      measured_as=dict(backend.tune_measured_as or {}) if backend.tune_measured else None,
                      points=None if type(backend).tune_points is Backend.tune_points else (lambda: points(prof)),
-                     kind_facts=tuple(backend.tune_kind_facts))
+                     kind_facts=tuple(backend.tune_kind_facts) + tuple(f for p in parts if p.missing is None
+                                                                       for f in p.kind_facts),
+                     parts=tuple(parts))
 
 
 def space_description(prof: TargetProfile) -> dict[str, list[Any]]:
@@ -115,5 +152,5 @@ def check_space(proj: "ProjectConfig", prof: TargetProfile) -> None:
 
 
 __all__ = ["Candidate", "QNNCandidate", "Recipe", "Settings", "TensorRTCandidate", "TuneSpace", "check_space",
-           "qnn_candidates", "recipes", "settings_space", "space_description", "space_for", "tensorrt_candidates",
+           "part_notes", "part_of", "part_recipes", "qnn_candidates", "recipes", "settings_for", "settings_space", "space_description", "space_for", "tensorrt_candidates",
            "thread_counts"]
