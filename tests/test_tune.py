@@ -567,3 +567,112 @@ def test_a_deploy_waits_while_a_tune_measures_and_says_so(tmp_path):
     assert line.startswith(f"board 'b': another doit tune holds the lock {root}/.lock: host ") and " pid " in line
     with BoardLock(LocalTransport("b"), sys.executable, root):  # released when the tune ends
         pass
+
+
+# --------------------------------------------------------------------------
+# the search loop with a fake board and a fake clock (issue 25, item 2: the sampled mutants' survivors)
+# --------------------------------------------------------------------------
+class _Clock:
+    """``time`` for dmsbuild.pipeline.tune.run: ``monotonic`` moves only when the fake board measures."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        import time as real
+
+        self.now, self.strftime, self.gmtime = now, real.strftime, real.gmtime
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class _FakeBench:
+    """A board bench that answers each timing with ``ratio`` (candidate / default, 1 % spread) per precision and
+    settings, takes ``seconds`` of the fake clock per timing, and passes every output check."""
+
+    def __init__(self, clock: _Clock, ratios: dict[tuple[str, int], float], seconds: list[float]) -> None:
+        from types import SimpleNamespace
+
+        self.clock, self.ratios, self.seconds = clock, ratios, list(seconds)
+        self.board = SimpleNamespace(name="b1")
+        self.entries: dict[str, dict] = {}
+        self.timed: list[tuple[str, str]] = []
+
+    def add(self, name, path, precision, providers, provider_options, session):
+        self.entries[name] = {"precision": precision, "threads": session["intra_op_threads"]}
+
+    def interleave(self, name, baseline, cfg, longer=1):
+        self.timed.append((name, baseline.name))
+        self.clock.now += self.seconds.pop(0) if self.seconds else 1.0
+        e = self.entries[name]
+        ratio = self.ratios[(e["precision"], e["threads"])]
+        if baseline.name in self.entries:  # the final: first / second
+            b = self.entries[baseline.name]
+            ratio /= self.ratios[(b["precision"], b["threads"])]
+        blocks = lambda ms: [[ms * (1 + 0.01 * ((i + j) % 3 - 1)) for j in range(10)] for i in range(4)]  # noqa: E731
+        return {"old": blocks(10.0), "new": blocks(10.0 * ratio), "control": blocks(10.0)}
+
+    def output_check(self, name):
+        return {"verify": {"heads": {}, "samples": 4}, "error": None}
+
+
+def _tune_kind(tmp_path, monkeypatch, *, strategy="staged", threads=(1,), deadline=1e9, now=0.0, seconds=(),
+               ratios=None):
+    """tune_kind over fp32 and per-tensor int8 QDQ (no model is built: the recipe and host gate are faked)."""
+    from types import SimpleNamespace
+
+    import dmsbuild.core.accuracy as accuracy
+    import dmsbuild.measure.gates as gates
+    from dmsbuild.config import TuneConfig
+    from dmsbuild.pipeline.tune import run as tune_run
+    from dmsbuild.pipeline.tune.board import Baseline
+
+    clock = _Clock(now)
+    monkeypatch.setattr(tune_run, "time", clock)
+    monkeypatch.setattr(tune_run, "build_recipe", lambda proj, prof, recipe, sha: tmp_path / f"{recipe.precision}.onnx")
+    monkeypatch.setattr(tune_run, "host_gate", lambda proj, prof, path: ({"heads": {}}, []))
+    monkeypatch.setattr(tune_run, "accuracy_summary", lambda ev: {"min_top1_agreement": 1.0})
+    monkeypatch.setattr(gates, "accuracy_floors", lambda proj, prof: None)
+    monkeypatch.setattr(accuracy, "failures", lambda heads, floors, samples: [])
+    cfg = TuneConfig(precision=["fp32", "int8-qdq"], per_channel=[False], intra_op_threads=list(threads),
+                     strategy=strategy, resamples=200)
+    prof = SimpleNamespace(name="t", runtime="onnxruntime", tune=cfg, source="targets/t.toml")
+    proj = SimpleNamespace(artifacts=tmp_path / "artifacts", root=tmp_path)
+    base = Baseline("fp32", tmp_path / "fp32.onnx", "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    bench = _FakeBench(clock, ratios or {("fp32", t): 1.0 for t in threads} | {("int8-qdq", t): 0.5 / t for t in threads},
+                       list(seconds))
+    lines: list[str] = []
+    res = tune_run.tune_kind(proj, prof, bench, {"arch": "x86_64", "cpu_count": 4, "emulated": True}, base, "m" * 64,
+                             deadline=deadline, started=0.0, boards=["b1"], log=lines.append)
+    return res, bench, lines
+
+
+def test_exhaustive_strategy_measures_every_recipe_at_every_setting(tmp_path, monkeypatch):
+    res, bench, _ = _tune_kind(tmp_path, monkeypatch, strategy="exhaustive", threads=(2, 1))
+    measured = sorted((r.candidate.recipe.precision, r.candidate.settings.intra_op_threads) for r in res.rows
+                      if r.measurement)
+    assert measured == [("fp32", 1), ("fp32", 2), ("int8-qdq", 1), ("int8-qdq", 2)]
+    assert res.chosen is not None and res.chosen.candidate.recipe.precision == "int8-qdq"
+
+
+def test_a_tune_past_its_deadline_starts_no_measurement(tmp_path, monkeypatch):
+    """The budget holds from the first candidate on: with no measurement to estimate from, a candidate is
+    started only while the deadline has not passed (here it passed half a second ago)."""
+    res, bench, lines = _tune_kind(tmp_path, monkeypatch, now=10.0, deadline=9.5)
+    assert bench.timed == [] and res.chosen is None
+    assert sorted(res.skipped) == ["fp32, 1 thread", "int8 QDQ per-tensor u8s8 MinMax, 1 thread"]
+    assert any(line.startswith("  budget reached: 2 candidate(s) not measured") for line in lines), lines
+
+
+def test_the_final_head_to_head_runs_only_within_the_budget(tmp_path, monkeypatch):
+    """Two contenders: the final times them against each other, and names the result in the log; when the
+    deadline has passed by then (the second measurement took longer than the first), there is no final."""
+    ratios = {("fp32", 2): 0.8, ("fp32", 1): 1.0, ("int8-qdq", 2): 0.5, ("int8-qdq", 1): 0.6}
+    res, bench, lines = _tune_kind(tmp_path, monkeypatch, strategy="exhaustive", threads=(2, 1), ratios=ratios)
+    assert len(bench.timed) == 5 and bench.timed[-1][1].startswith("c-")  # four candidates, then the final
+    [h2h] = [line for line in lines if line.startswith("  head to head: ")]
+    assert re.fullmatch(r"  head to head: int8 QDQ per-tensor u8s8 MinMax, 2 threads 1\.20x int8 QDQ per-tensor "
+                        r"u8s8 MinMax, 1 thread \(CI 1\.\d\d-1\.\d\d\)", h2h), h2h
+    # 50 s for the first candidate, 90 s for the second: the final would start at 140 s of a 130 s budget
+    res, bench, lines = _tune_kind(tmp_path / "late", monkeypatch, ratios={("fp32", 1): 0.8, ("int8-qdq", 1): 0.5},
+                                   deadline=130.0, seconds=(50.0, 90.0))
+    assert len(bench.timed) == 2 and not any("head to head" in line for line in lines), lines
+    assert res.chosen is not None and "head_to_head" not in res.chosen.measurement
