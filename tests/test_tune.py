@@ -676,3 +676,70 @@ def test_the_final_head_to_head_runs_only_within_the_budget(tmp_path, monkeypatc
                                    deadline=130.0, seconds=(50.0, 90.0))
     assert len(bench.timed) == 2 and not any("head to head" in line for line in lines), lines
     assert res.chosen is not None and "head_to_head" not in res.chosen.measurement
+
+
+def test_a_figure_of_an_emulated_board_is_never_said_to_be_measured_on_the_board():
+    from dmsbuild.pipeline.tune.board import provenance
+
+    cpu = {"runtime": "onnxruntime", "provider": "CPUExecutionProvider"}
+    assert provenance({"emulated": True}, "emu-01", cpu) == "emulated board (this machine's CPU): board emu-01"
+    assert provenance({"arch": "aarch64"}, "rpi-1", cpu) == \
+        "board (measured by the dms_bench runner): measured on board rpi-1"
+
+
+def test_the_host_waits_for_a_timing_at_least_twice_the_runners_own_limit(tmp_path):
+    """The runner stops after the block pair that crosses --max-seconds (so it can run up to about twice that),
+    and loading the sessions comes on top: the host's timeout must not cut a measurement that keeps its limit."""
+    from dmsbuild.config import TuneConfig
+    from dmsbuild.pipeline.tune.board import Baseline, BoardBench
+    from dmsbuild.transport.base import CommandResult
+    from types import SimpleNamespace
+
+    calls = []
+
+    def run(argv, timeout=None):
+        calls.append((argv, timeout))
+        return CommandResult(argv, 0, json.dumps({"old": [[1.0]], "new": [[1.0]]}), "")
+
+    bench = BoardBench.__new__(BoardBench)
+    bench.transport, bench.board, bench.python = SimpleNamespace(run=run), SimpleNamespace(name="b"), "python3"
+    bench.dir, bench.placed_names = "/r/releases/s1", ["fp32", "c-1"]
+    bench.baseline = base = Baseline("fp32", tmp_path / "fp32.onnx", "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    for longer in (1, 4):
+        bench.interleave("c-1", base, TuneConfig(max_seconds=600.0), longer)
+        argv, timeout = calls[-1]
+        limit = float(argv[argv.index("--max-seconds") + 1])
+        assert limit == 600.0 * longer and timeout >= 2 * limit + 60, (limit, timeout)
+
+
+def test_the_choice_file_records_the_speedup_and_its_interval_to_six_decimals(tmp_path):
+    """What `doit build` and bench/check_tune.py read back: speedup = 1 / ratio, its CI from the ratio's CI,
+    floats kept to 6 decimals (convert/tuned._toml_value), and keep_default false for a choice."""
+    import tomllib
+    from types import SimpleNamespace
+
+    from dmsbuild.pipeline.tune.board import Baseline
+    from dmsbuild.pipeline.tune.choice import KindResult, write_choice
+
+    row = _row(0.8, 0.9)
+    row.measurement["ci_low"] = 0.7
+    res = KindResult("k", "x86_64 cpu, 4 cores", "b", ["b"], "emulated board", {}, [row], row, "sentence", [])
+    base = Baseline("fp32", tmp_path / "fp32.onnx", "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    proj = SimpleNamespace(root=tmp_path)
+    path = write_choice(proj, SimpleNamespace(name="t"), [res], base, "a" * 64, "m.pt")
+    [choice] = tomllib.loads(path.read_text())["choice"]
+    assert choice["speedup"] == 1.25 and choice["speedup_ci"] == [round(1 / 0.9, 6), round(1 / 0.7, 6)]
+    assert choice["speedup_ci"][0] == 1.111111 and choice["keep_default"] is False
+
+
+def test_a_build_without_a_default_artifact_is_refused_in_one_line(tmp_path):
+    from types import SimpleNamespace
+
+    from dmsbuild.errors import UserError
+    from dmsbuild.pipeline.tune.run import _baseline
+
+    proj = SimpleNamespace(artifacts=tmp_path / "artifacts", root=tmp_path)
+    prof = SimpleNamespace(name="t")
+    with pytest.raises(UserError) as exc:
+        _baseline(proj, prof, {"artifacts": [{"name": "tuned", "path": "x.onnx"}]})
+    assert str(exc.value).splitlines()[0] == f"{tmp_path}/artifacts/t/build.json: no default artifact to compare with"
