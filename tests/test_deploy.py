@@ -352,3 +352,28 @@ def test_every_remote_command_is_an_argument_list(boards, project_dir, tmp_path)
         assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
         assert argv[0] == b.python  # the board's Python runs facts and the release agent; no shell strings
         assert shlex.split(join_argv(argv)) == argv
+
+
+@pytest.mark.parametrize("mode, rc", [("pause=0.1", 0), ("kill", -signal.SIGKILL)])
+def test_a_fault_point_pauses_or_kills_the_controller_as_asked(mode, rc):
+    """The fault hooks the interruption tests rely on: ``pause=<s>`` sleeps and goes on, ``kill`` is SIGKILL."""
+    import sys
+
+    from dmsbuild.ship.release import FAULT_ENV
+
+    code = "from dmsbuild.ship.release import fault_point; fault_point('host.x'); print('went on')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, FAULT_ENV: f"host.x:{mode}"})
+    assert proc.returncode == rc and ("went on" in proc.stdout) == (rc == 0), proc.stderr[-500:]
+
+
+def test_an_agent_answer_that_is_no_json_is_one_line_naming_the_board():
+    from types import SimpleNamespace
+
+    from dmsbuild.ship.release import agent
+    from dmsbuild.transport.base import CommandResult
+
+    board = SimpleNamespace(name="b7", run=lambda argv, stdin=None, timeout=None: CommandResult(argv, 0, "Segmentation fault", ""))
+    with pytest.raises(UserError) as exc:
+        agent(board, "python3", "commit", {"root": "/r"})
+    assert str(exc.value).splitlines()[0].startswith("board 'b7': commit printed no JSON: 'Segmentation fault'")
