@@ -377,3 +377,25 @@ def test_an_agent_answer_that_is_no_json_is_one_line_naming_the_board():
     with pytest.raises(UserError) as exc:
         agent(board, "python3", "commit", {"root": "/r"})
     assert str(exc.value).splitlines()[0].startswith("board 'b7': commit printed no JSON: 'Segmentation fault'")
+
+
+def test_the_deploy_lock_heartbeats_every_third_of_the_boards_io_timeout(project_dir, monkeypatch):
+    """docs/faults.md: a heartbeat line every io_timeout/3; the board gives up after 3 silent periods, so a
+    controller that is gone frees the board's lock after about io_timeout."""
+    from dmsbuild.ship import release as release_mod
+
+    beats = []
+
+    class Recording(release_mod.BoardLock):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            beats.append(self.heartbeat_s)
+
+    monkeypatch.setattr(release_mod, "BoardLock", Recording)
+    write_build(project_dir, "local", {"fp32": 0.2})
+    prof = load_target(project_dir, "local")
+    board = local_board(project_dir, prof, "python3")
+    board.io_timeout = 45.0
+    out = deploy_target(load_project(project_dir), prof, [board])
+    assert out[0].ok, out[0].message
+    assert beats == [15.0]
