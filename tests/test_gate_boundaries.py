@@ -135,3 +135,13 @@ def test_a_sample_count_that_cannot_resolve_the_floor_names_the_count_that_can(m
     with pytest.raises(UserError) as exc:
         check_resolution(floors, ["h"], need - 1, "t.toml: bench.verify_samples")
     assert f"it needs at least {need} samples" in str(exc.value).splitlines()[0]
+
+
+@pytest.mark.parametrize("agreement, fails", [(0.9, False), (0.899, True)])
+def test_sequence_string_agreement_at_and_past_the_judges_default_floor(agreement, fails):
+    from dmsbuild.board.runner.judge import kind_failures
+
+    m = {"by_kind": {"kind": "sequence", "agreement": 1.0, "string_agreement": agreement}}
+    got = kind_failures("text", m, AccuracyFloors.uniform(0.05, -1.0, -1e9).default, 8)
+    assert got == ([f"head 'text': decoded-string agreement {agreement:.1%} (CTC greedy, 8 samples) < floor 0.9 "
+                    "(default min_string_agreement)"] if fails else [])
