@@ -300,3 +300,21 @@ def test_a_field_rebuilds_exactly_what_it_affects(tiny, monkeypatch, path):
     assert not errors, f"{path} = {new!r} made error tasks {errors}: pick a valid value in SPECIAL"
     got, want = rebuilt(before, after), declared(path)
     assert got == want, f"{path}: {old!r} -> {new!r} rebuilds {sorted(got)}, declared {sorted(want)}"
+
+
+@pytest.mark.parametrize("method", ["ptq", "qat"])
+def test_reordering_a_table_of_the_configuration_rebuilds_nothing(tiny, monkeypatch, method):
+    """Two [outputs.kinds.<name>] tables written in the other order are the same configuration: doit's recorded
+    settings are sorted JSON, so nothing rebuilds (the export, and the QAT variant that records the outputs too)."""
+    proj = C.load_project(tiny)
+    proj.quantization.static.method = method
+    proj.outputs.kinds = {"head_pose": C.OutputKindConfig(kind="regression"),
+                          "eye_state": C.OutputKindConfig(kind="classification", axis=-1)}
+    profiles = {t: C.load_target(tiny, t) for t in TARGETS}
+    before = snapshot(monkeypatch, tiny, proj, profiles)
+    assert not [k for k, v in before.items() if v[3]], "the tiny project's tasks must not be error tasks"
+    [qdq] = [k for k in before if k.startswith(QDQ_A)]
+    assert ("qat_files" in before[qdq][0]) == (method == "qat")  # target a's variant is a QAT one when asked
+    proj2 = copy.deepcopy(proj)
+    proj2.outputs.kinds = dict(reversed(list(proj.outputs.kinds.items())))
+    assert rebuilt(before, snapshot(monkeypatch, tiny, proj2, profiles)) == set()
