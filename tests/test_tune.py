@@ -595,19 +595,24 @@ class _FakeBench:
         self.board = SimpleNamespace(name="b1")
         self.entries: dict[str, dict] = {}
         self.timed: list[tuple[str, str]] = []
+        #: (name, longer) of each timing; ``noisy``: names whose first (1x) timing comes out wide
+        self.rounds: list[tuple[str, int]] = []
+        self.noisy: set[str] = set()
 
     def add(self, name, path, precision, providers, provider_options, session):
         self.entries[name] = {"precision": precision, "threads": session["intra_op_threads"]}
 
     def interleave(self, name, baseline, cfg, longer=1):
         self.timed.append((name, baseline.name))
+        self.rounds.append((name, longer))
         self.clock.now += self.seconds.pop(0) if self.seconds else 1.0
         e = self.entries[name]
         ratio = self.ratios[(e["precision"], e["threads"])]
         if baseline.name in self.entries:  # the final: first / second
             b = self.entries[baseline.name]
             ratio /= self.ratios[(b["precision"], b["threads"])]
-        blocks = lambda ms: [[ms * (1 + 0.01 * ((i + j) % 3 - 1)) for j in range(10)] for i in range(4)]  # noqa: E731
+        spread = 0.3 if name in self.noisy and longer == 1 else 0.01
+        blocks = lambda ms: [[ms * (1 + spread * ((i * 7 + j * 3) % 5 - 2)) for j in range(10)] for i in range(4)]  # noqa: E731
         return {"old": blocks(10.0), "new": blocks(10.0 * ratio), "control": blocks(10.0)}
 
     def output_check(self, name):
@@ -743,3 +748,38 @@ def test_a_build_without_a_default_artifact_is_refused_in_one_line(tmp_path):
     with pytest.raises(UserError) as exc:
         _baseline(proj, prof, {"artifacts": [{"name": "tuned", "path": "x.onnx"}]})
     assert str(exc.value).splitlines()[0] == f"{tmp_path}/artifacts/t/build.json: no default artifact to compare with"
+
+
+def test_tune_figures_are_labelled_by_what_the_runtimes_space_measures(tmp_path, monkeypatch):
+    """The provenance of a tune comes from the space's ``measured_as`` (the Backend's answer), not from a
+    fixed runtime: a space measured through the QNN provider on an emulated board is the HTP simulator's."""
+    import dataclasses
+
+    from dmsbuild.pipeline.tune import run as tune_run
+    from dmsbuild.pipeline.tune.space import space_for
+
+    qnn = {"runtime": "onnxruntime", "provider": "QNNExecutionProvider"}
+    monkeypatch.setattr(tune_run, "space_for", lambda prof: dataclasses.replace(space_for(prof), measured_as=qnn))
+    res, _, _ = _tune_kind(tmp_path, monkeypatch)
+    assert res.provenance == "QNN HTP simulator (this machine's CPU): measured on board b1"
+
+
+def test_a_wide_interval_is_measured_longer_while_the_budget_allows(tmp_path, monkeypatch):
+    """A candidate whose interval comes out wider than TARGET_WIDTH is timed again twice as long (once enough
+    here), and its measurement says how many rounds it took."""
+    from dmsbuild.pipeline.tune import run as tune_run
+
+    orig_add = _FakeBench.add
+
+    def add(self, name, path, precision, providers, provider_options, session):  # the int8 candidate is noisy
+        orig_add(self, name, path, precision, providers, provider_options, session)
+        if precision == "int8-qdq":
+            self.noisy.add(name)
+
+    monkeypatch.setattr(_FakeBench, "add", add)
+    res, bench, _ = _tune_kind(tmp_path, monkeypatch)
+    [int8] = [r for r in res.rows if r.candidate.recipe.precision == "int8-qdq"]
+    [fp32] = [r for r in res.rows if r.candidate.recipe.precision == "fp32"]
+    assert [n for n, _ in bench.rounds].count(f"c-{int8.cand_id}") == 2 and (f"c-{int8.cand_id}", 2) in bench.rounds
+    assert int8.measurement["rounds"] == 2 and fp32.measurement["rounds"] == 1
+    assert not tune_run._needs_more(int8.measurement)
