@@ -352,3 +352,50 @@ def test_every_remote_command_is_an_argument_list(boards, project_dir, tmp_path)
         assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
         assert argv[0] == b.python  # the board's Python runs facts and the release agent; no shell strings
         assert shlex.split(join_argv(argv)) == argv
+
+
+@pytest.mark.parametrize("mode, rc", [("pause=0.1", 0), ("kill", -signal.SIGKILL)])
+def test_a_fault_point_pauses_or_kills_the_controller_as_asked(mode, rc):
+    """The fault hooks the interruption tests rely on: ``pause=<s>`` sleeps and goes on, ``kill`` is SIGKILL."""
+    import sys
+
+    from dmsbuild.ship.release import FAULT_ENV
+
+    code = "from dmsbuild.ship.release import fault_point; fault_point('host.x'); print('went on')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, FAULT_ENV: f"host.x:{mode}"})
+    assert proc.returncode == rc and ("went on" in proc.stdout) == (rc == 0), proc.stderr[-500:]
+
+
+def test_an_agent_answer_that_is_no_json_is_one_line_naming_the_board():
+    from types import SimpleNamespace
+
+    from dmsbuild.ship.release import agent
+    from dmsbuild.transport.base import CommandResult
+
+    board = SimpleNamespace(name="b7", run=lambda argv, stdin=None, timeout=None: CommandResult(argv, 0, "Segmentation fault", ""))
+    with pytest.raises(UserError) as exc:
+        agent(board, "python3", "commit", {"root": "/r"})
+    assert str(exc.value).splitlines()[0].startswith("board 'b7': commit printed no JSON: 'Segmentation fault'")
+
+
+def test_the_deploy_lock_heartbeats_every_third_of_the_boards_io_timeout(project_dir, monkeypatch):
+    """docs/faults.md: a heartbeat line every io_timeout/3; the board gives up after 3 silent periods, so a
+    controller that is gone frees the board's lock after about io_timeout."""
+    from dmsbuild.ship import release as release_mod
+
+    beats = []
+
+    class Recording(release_mod.BoardLock):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            beats.append(self.heartbeat_s)
+
+    monkeypatch.setattr(release_mod, "BoardLock", Recording)
+    write_build(project_dir, "local", {"fp32": 0.2})
+    prof = load_target(project_dir, "local")
+    board = local_board(project_dir, prof, "python3")
+    board.io_timeout = 45.0
+    out = deploy_target(load_project(project_dir), prof, [board])
+    assert out[0].ok, out[0].message
+    assert beats == [15.0]

@@ -144,3 +144,28 @@ def test_doit_doctor_task(tmp_path):
     assert "host: onnxruntime:" in ok.stdout and "doctor:" in ok.stdout
     bad = subprocess.run(doit + ["target=nope"], capture_output=True, text=True, env=env)
     assert bad.returncode != 0 and "target 'nope': no profile" in bad.stdout + bad.stderr
+
+
+@pytest.mark.parametrize("order", [("missing", "ok"), ("ok", "missing"), ("warning", "missing"), ("missing", "warning")])
+def test_one_tool_checked_for_two_runtimes_is_one_line_at_the_worse_level(order):
+    """QNN and SNPE both check the SNPE SDK: one line, at the worse of the two levels whichever comes first."""
+    from dmsbuild.backends.base import Check
+
+    first, second = (Check("host", "SNPE SDK", lvl, f"found {lvl}", rt, f"fix {lvl}") for lvl, rt in zip(order, ("qnn", "snpe")))
+    [one] = doctor.merged([first, second])
+    worse = "missing" if "missing" in order else "warning"
+    assert (one.level, one.found, one.fix, one.needed_by) == (worse, f"found {worse}", f"fix {worse}", "qnn, snpe")
+
+
+@pytest.mark.parametrize("free_mib, level", [(doctor.HOST_DISK_MB - 0.5, "missing"), (doctor.HOST_DISK_MB, "ok"),
+                                            (doctor.HOST_DISK_MB * 4, "ok")])
+def test_host_disk_is_measured_in_mib_without_a_hook(monkeypatch, free_mib, level):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(2**40, 0, int(free_mib * 2**20)))
+    checks = doctor.check_host([prof("rpi5")], ROOT / "artifacts", version_of=versions(onnxruntime="1.32.0"),
+                               which=lambda exe: None, environ={})
+    [disk] = [c for c in checks if c.what.startswith("free disk")]
+    assert disk.level == level and disk.found == f"{free_mib:.0f} MiB"

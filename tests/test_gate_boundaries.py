@@ -111,3 +111,37 @@ def test_health_gate_latency_at_and_past_the_ratio():
 
     assert g(None, outcome(5.0)).ok
     assert not g(None, outcome(5.01)).ok
+
+
+# ---------------------------------------------------------------- the judge's own defaults (dmsbuild/board/runner/judge.py)
+@pytest.mark.parametrize("err, fails", [(0.0, False), (0.1, False), (0.1001, True)])
+def test_detection_score_error_at_and_past_the_judges_default_floor(err, fails):
+    """Floors without a max_score_error (the Mender module's, scripts') get the judge's default 0.1."""
+    from dmsbuild.board.runner.judge import kind_failures
+
+    m = {"by_kind": {"kind": "detection", "reference_detections": 5, "detections": 5, "recall": 1.0,
+                     "precision": 1.0, "score_error": err}}
+    got = kind_failures("boxes", m, AccuracyFloors.uniform(0.05, -1.0, -1e9).default, 8)
+    assert got == ([f"head 'boxes': mean score error of matched detections {err:.3f} > allowed 0.1 "
+                    "(default max_score_error)"] if fails else [])
+
+
+@pytest.mark.parametrize("max_drop, need", [(0.05, 20), (0.02, 50), (0.03, 34), (0.25, 4)])
+def test_a_sample_count_that_cannot_resolve_the_floor_names_the_count_that_can(max_drop, need):
+    from dmsbuild.core.accuracy import check_resolution
+
+    floors = AccuracyFloors.uniform(max_drop, -1.0, -1e9)
+    check_resolution(floors, ["h"], need, "t.toml: bench.verify_samples")  # enough: no refusal
+    with pytest.raises(UserError) as exc:
+        check_resolution(floors, ["h"], need - 1, "t.toml: bench.verify_samples")
+    assert f"it needs at least {need} samples" in str(exc.value).splitlines()[0]
+
+
+@pytest.mark.parametrize("agreement, fails", [(0.9, False), (0.899, True)])
+def test_sequence_string_agreement_at_and_past_the_judges_default_floor(agreement, fails):
+    from dmsbuild.board.runner.judge import kind_failures
+
+    m = {"by_kind": {"kind": "sequence", "agreement": 1.0, "string_agreement": agreement}}
+    got = kind_failures("text", m, AccuracyFloors.uniform(0.05, -1.0, -1e9).default, 8)
+    assert got == ([f"head 'text': decoded-string agreement {agreement:.1%} (CTC greedy, 8 samples) < floor 0.9 "
+                    "(default min_string_agreement)"] if fails else [])

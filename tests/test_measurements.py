@@ -624,8 +624,33 @@ def test_a_noisy_control_measures_longer_once_then_refuses(second_quiet):
     runs = [c for c in t.calls if c[0] != "test"]
     assert len(runs) == 2 and all("--control" in c for c in runs)
     assert runs[1][runs[1].index("--blocks") + 1] == str(2 * FAST.blocks)  # measured longer
+    # and with twice the time limit: the runner stops after the block pair crossing --max-seconds
+    assert [float(c[c.index("--max-seconds") + 1]) for c in runs] == [FAST.max_seconds, 2 * FAST.max_seconds]
     assert (d.refused is None) == second_quiet
     if second_quiet:
         assert d.confirmed and d.sentence.startswith("regression confirmed")
     else:
         assert not d.confirmed and "load average" in d.sentence
+
+
+def test_only_a_powered_down_sensor_or_a_placeholder_is_dropped_a_frosty_board_keeps_its_temperature():
+    """-256 C is a sensor switched off; a board outdoors in winter reads a real temperature at or below 0 C."""
+    line = "RAM 1/2MB CPU [1%@102] EMC_FREQ 0% GR3D_FREQ 0% AO@-12.5C GPU@-256C CPU@0C Tboard@0.5C"
+    s = board_state.parse_tegrastats_line(line)
+    assert s["temps"] == {"AO": -12.5, "CPU": 0.0, "Tboard": 0.5} and s["dropped_temps"] == ["GPU@-256C (sensor off)"]
+    snap = board_state.parse_snapshot({"thermal": {"cpu-thermal": -3.0, "gpu-thermal": -256.0}, "tools": {}})
+    assert snap["thermal_c"] == {"cpu-thermal": -3.0} and snap["dropped_temps"] == ["gpu-thermal@-256C (sensor off)"]
+
+
+@pytest.mark.parametrize("raw, flags", [("0x0", set()), ("0x1", {"under_voltage"}), ("0x2", {"freq_capped"}),
+                                        ("0x4", {"throttled"}), ("0x8", {"soft_temp_limit"}),
+                                        ("0x40000", {"throttled_since_boot"})])
+def test_each_get_throttled_bit_sets_its_own_flag_only(raw, flags):
+    t = board_state.parse_throttled(f"throttled={raw}\n")
+    assert {k for k, v in t.items() if v is True} == flags and t["raw"] == raw
+
+
+def test_the_snapshot_keeps_the_cpu_clock_and_its_maximum_in_mhz():
+    snap = board_state.parse_snapshot({"cpu_cur_khz": "1500000", "cpu_max_khz": "2400000", "tools": {}})
+    assert snap["cpu_mhz"] == 1500.0 and snap["cpu_max_mhz"] == 2400.0
+    assert "cpu_max_mhz" not in board_state.parse_snapshot({"cpu_max_khz": "", "tools": {}})

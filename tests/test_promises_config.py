@@ -303,3 +303,55 @@ def test_a_field_rebuilds_exactly_what_it_affects(tiny, monkeypatch, path):
     assert not errors, f"{path} = {new!r} made error tasks {errors}: pick a valid value in SPECIAL"
     got, want = rebuilt(before, after), declared(path)
     assert got == want, f"{path}: {old!r} -> {new!r} rebuilds {sorted(got)}, declared {sorted(want)}"
+
+
+@pytest.mark.parametrize("method", ["ptq", "qat"])
+def test_reordering_a_table_of_the_configuration_rebuilds_nothing(tiny, monkeypatch, method):
+    """Two [outputs.kinds.<name>] tables written in the other order are the same configuration: doit's recorded
+    settings are sorted JSON, so nothing rebuilds (the export, and the QAT variant that records the outputs too)."""
+    proj = C.load_project(tiny)
+    proj.quantization.static.method = method
+    proj.outputs.kinds = {"head_pose": C.OutputKindConfig(kind="regression"),
+                          "eye_state": C.OutputKindConfig(kind="classification", axis=-1)}
+    profiles = {t: C.load_target(tiny, t) for t in TARGETS}
+    before = snapshot(monkeypatch, tiny, proj, profiles)
+    assert not [k for k, v in before.items() if v[3]], "the tiny project's tasks must not be error tasks"
+    [qdq] = [k for k in before if k.startswith(QDQ_A)]
+    assert ("qat_files" in before[qdq][0]) == (method == "qat")  # target a's variant is a QAT one when asked
+    proj2 = copy.deepcopy(proj)
+    proj2.outputs.kinds = dict(reversed(list(proj.outputs.kinds.items())))
+    assert rebuilt(before, snapshot(monkeypatch, tiny, proj2, profiles)) == set()
+
+
+@pytest.mark.parametrize("fraction, doc", [(0.0, "QAT (200 steps, distillation) then QDQ"),
+                                           (0.5, "prune 50% + QAT (200 steps, distillation) then QDQ")])
+def test_doit_list_says_when_a_variant_is_pruned(tiny, monkeypatch, fraction, doc):
+    from dmsbuild.tasks import build as B
+
+    proj = C.load_project(tiny)
+    proj.quantization.static.method = "qat"
+    proj.quantization.static.prune.fraction = fraction
+    profiles = {t: C.load_target(tiny, t) for t in TARGETS}
+    snapshot(monkeypatch, tiny, proj, profiles)  # (points the task generators at this configuration)
+    key = B._qdq_key(proj, profiles["a"])
+    [task] = [t for t in B.task_quantize() if t.get("name") == f"int8-qdq-{key}"]
+    assert task["doc"].startswith(doc + ":"), task["doc"]
+
+
+@pytest.mark.parametrize("runtime", [None, "tensorrt"])
+def test_doit_list_shows_a_task_group_only_when_it_has_tasks(tiny, monkeypatch, runtime):
+    """`compile` (and `tuned`) get their own line in `doit list` when a target has such tasks, never empty."""
+    from dmsbuild.tasks import build as B
+
+    proj = C.load_project(tiny)
+    profiles = {t: C.load_target(tiny, t) for t in TARGETS}
+    if runtime:
+        profiles["b"].runtime = runtime
+    snapshot(monkeypatch, tiny, proj, profiles)
+    tasks = list(B.task_build())
+    groups = {t["basename"]: t["doc"] for t in tasks if t.get("basename") and t.get("name") is None}
+    compiles = [t for t in tasks if t.get("basename") == "compile" and t.get("name")]
+    assert bool(compiles) == (runtime == "tensorrt")
+    assert set(groups) == ({"compile"} if compiles else set()), groups
+    if compiles:
+        assert groups["compile"] == B.GROUP_DOCS["compile"]

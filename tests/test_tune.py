@@ -567,3 +567,219 @@ def test_a_deploy_waits_while_a_tune_measures_and_says_so(tmp_path):
     assert line.startswith(f"board 'b': another doit tune holds the lock {root}/.lock: host ") and " pid " in line
     with BoardLock(LocalTransport("b"), sys.executable, root):  # released when the tune ends
         pass
+
+
+# --------------------------------------------------------------------------
+# the search loop with a fake board and a fake clock (issue 25, item 2: the sampled mutants' survivors)
+# --------------------------------------------------------------------------
+class _Clock:
+    """``time`` for dmsbuild.pipeline.tune.run: ``monotonic`` moves only when the fake board measures."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        import time as real
+
+        self.now, self.strftime, self.gmtime = now, real.strftime, real.gmtime
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class _FakeBench:
+    """A board bench that answers each timing with ``ratio`` (candidate / default, 1 % spread) per precision and
+    settings, takes ``seconds`` of the fake clock per timing, and passes every output check."""
+
+    def __init__(self, clock: _Clock, ratios: dict[tuple[str, int], float], seconds: list[float]) -> None:
+        from types import SimpleNamespace
+
+        self.clock, self.ratios, self.seconds = clock, ratios, list(seconds)
+        self.board = SimpleNamespace(name="b1")
+        self.entries: dict[str, dict] = {}
+        self.timed: list[tuple[str, str]] = []
+        #: (name, longer) of each timing; ``noisy``: names whose first (1x) timing comes out wide
+        self.rounds: list[tuple[str, int]] = []
+        self.noisy: set[str] = set()
+
+    def add(self, name, path, precision, providers, provider_options, session):
+        self.entries[name] = {"precision": precision, "threads": session["intra_op_threads"]}
+
+    def interleave(self, name, baseline, cfg, longer=1):
+        self.timed.append((name, baseline.name))
+        self.rounds.append((name, longer))
+        self.clock.now += self.seconds.pop(0) if self.seconds else 1.0
+        e = self.entries[name]
+        ratio = self.ratios[(e["precision"], e["threads"])]
+        if baseline.name in self.entries:  # the final: first / second
+            b = self.entries[baseline.name]
+            ratio /= self.ratios[(b["precision"], b["threads"])]
+        spread = 0.3 if name in self.noisy and longer == 1 else 0.01
+        blocks = lambda ms: [[ms * (1 + spread * ((i * 7 + j * 3) % 5 - 2)) for j in range(10)] for i in range(4)]  # noqa: E731
+        return {"old": blocks(10.0), "new": blocks(10.0 * ratio), "control": blocks(10.0)}
+
+    def output_check(self, name):
+        return {"verify": {"heads": {}, "samples": 4}, "error": None}
+
+
+def _tune_kind(tmp_path, monkeypatch, *, strategy="staged", threads=(1,), deadline=1e9, now=0.0, seconds=(),
+               ratios=None):
+    """tune_kind over fp32 and per-tensor int8 QDQ (no model is built: the recipe and host gate are faked)."""
+    from types import SimpleNamespace
+
+    import dmsbuild.core.accuracy as accuracy
+    import dmsbuild.measure.gates as gates
+    from dmsbuild.config import TuneConfig
+    from dmsbuild.pipeline.tune import run as tune_run
+    from dmsbuild.pipeline.tune.board import Baseline
+
+    clock = _Clock(now)
+    monkeypatch.setattr(tune_run, "time", clock)
+    monkeypatch.setattr(tune_run, "build_recipe", lambda proj, prof, recipe, sha: tmp_path / f"{recipe.precision}.onnx")
+    monkeypatch.setattr(tune_run, "host_gate", lambda proj, prof, path: ({"heads": {}}, []))
+    monkeypatch.setattr(tune_run, "accuracy_summary", lambda ev: {"min_top1_agreement": 1.0})
+    monkeypatch.setattr(gates, "accuracy_floors", lambda proj, prof: None)
+    monkeypatch.setattr(accuracy, "failures", lambda heads, floors, samples: [])
+    cfg = TuneConfig(precision=["fp32", "int8-qdq"], per_channel=[False], intra_op_threads=list(threads),
+                     strategy=strategy, resamples=200)
+    prof = SimpleNamespace(name="t", runtime="onnxruntime", tune=cfg, source="targets/t.toml")
+    proj = SimpleNamespace(artifacts=tmp_path / "artifacts", root=tmp_path)
+    base = Baseline("fp32", tmp_path / "fp32.onnx", "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    bench = _FakeBench(clock, ratios or {("fp32", t): 1.0 for t in threads} | {("int8-qdq", t): 0.5 / t for t in threads},
+                       list(seconds))
+    lines: list[str] = []
+    res = tune_run.tune_kind(proj, prof, bench, {"arch": "x86_64", "cpu_count": 4, "emulated": True}, base, "m" * 64,
+                             deadline=deadline, started=0.0, boards=["b1"], log=lines.append)
+    return res, bench, lines
+
+
+def test_exhaustive_strategy_measures_every_recipe_at_every_setting(tmp_path, monkeypatch):
+    res, bench, _ = _tune_kind(tmp_path, monkeypatch, strategy="exhaustive", threads=(2, 1))
+    measured = sorted((r.candidate.recipe.precision, r.candidate.settings.intra_op_threads) for r in res.rows
+                      if r.measurement)
+    assert measured == [("fp32", 1), ("fp32", 2), ("int8-qdq", 1), ("int8-qdq", 2)]
+    assert res.chosen is not None and res.chosen.candidate.recipe.precision == "int8-qdq"
+
+
+def test_a_tune_past_its_deadline_starts_no_measurement(tmp_path, monkeypatch):
+    """The budget holds from the first candidate on: with no measurement to estimate from, a candidate is
+    started only while the deadline has not passed (here it passed half a second ago)."""
+    res, bench, lines = _tune_kind(tmp_path, monkeypatch, now=10.0, deadline=9.5)
+    assert bench.timed == [] and res.chosen is None
+    assert sorted(res.skipped) == ["fp32, 1 thread", "int8 QDQ per-tensor u8s8 MinMax, 1 thread"]
+    assert any(line.startswith("  budget reached: 2 candidate(s) not measured") for line in lines), lines
+
+
+def test_the_final_head_to_head_runs_only_within_the_budget(tmp_path, monkeypatch):
+    """Two contenders: the final times them against each other, and names the result in the log; when the
+    deadline has passed by then (the second measurement took longer than the first), there is no final."""
+    ratios = {("fp32", 2): 0.8, ("fp32", 1): 1.0, ("int8-qdq", 2): 0.5, ("int8-qdq", 1): 0.6}
+    res, bench, lines = _tune_kind(tmp_path, monkeypatch, strategy="exhaustive", threads=(2, 1), ratios=ratios)
+    assert len(bench.timed) == 5 and bench.timed[-1][1].startswith("c-")  # four candidates, then the final
+    [h2h] = [line for line in lines if line.startswith("  head to head: ")]
+    assert re.fullmatch(r"  head to head: int8 QDQ per-tensor u8s8 MinMax, 2 threads 1\.20x int8 QDQ per-tensor "
+                        r"u8s8 MinMax, 1 thread \(CI 1\.\d\d-1\.\d\d\)", h2h), h2h
+    # 50 s for the first candidate, 90 s for the second: the final would start at 140 s of a 130 s budget
+    res, bench, lines = _tune_kind(tmp_path / "late", monkeypatch, ratios={("fp32", 1): 0.8, ("int8-qdq", 1): 0.5},
+                                   deadline=130.0, seconds=(50.0, 90.0))
+    assert len(bench.timed) == 2 and not any("head to head" in line for line in lines), lines
+    assert res.chosen is not None and "head_to_head" not in res.chosen.measurement
+
+
+def test_a_figure_of_an_emulated_board_is_never_said_to_be_measured_on_the_board():
+    from dmsbuild.pipeline.tune.board import provenance
+
+    cpu = {"runtime": "onnxruntime", "provider": "CPUExecutionProvider"}
+    assert provenance({"emulated": True}, "emu-01", cpu) == "emulated board (this machine's CPU): board emu-01"
+    assert provenance({"arch": "aarch64"}, "rpi-1", cpu) == \
+        "board (measured by the dms_bench runner): measured on board rpi-1"
+
+
+def test_the_host_waits_for_a_timing_at_least_twice_the_runners_own_limit(tmp_path):
+    """The runner stops after the block pair that crosses --max-seconds (so it can run up to about twice that),
+    and loading the sessions comes on top: the host's timeout must not cut a measurement that keeps its limit."""
+    from dmsbuild.config import TuneConfig
+    from dmsbuild.pipeline.tune.board import Baseline, BoardBench
+    from dmsbuild.transport.base import CommandResult
+    from types import SimpleNamespace
+
+    calls = []
+
+    def run(argv, timeout=None):
+        calls.append((argv, timeout))
+        return CommandResult(argv, 0, json.dumps({"old": [[1.0]], "new": [[1.0]]}), "")
+
+    bench = BoardBench.__new__(BoardBench)
+    bench.transport, bench.board, bench.python = SimpleNamespace(run=run), SimpleNamespace(name="b"), "python3"
+    bench.dir, bench.placed_names = "/r/releases/s1", ["fp32", "c-1"]
+    bench.baseline = base = Baseline("fp32", tmp_path / "fp32.onnx", "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    for longer in (1, 4):
+        bench.interleave("c-1", base, TuneConfig(max_seconds=600.0), longer)
+        argv, timeout = calls[-1]
+        limit = float(argv[argv.index("--max-seconds") + 1])
+        assert limit == 600.0 * longer and timeout >= 2 * limit + 60, (limit, timeout)
+
+
+def test_the_choice_file_records_the_speedup_and_its_interval_to_six_decimals(tmp_path):
+    """What `doit build` and bench/check_tune.py read back: speedup = 1 / ratio, its CI from the ratio's CI,
+    floats kept to 6 decimals (convert/tuned._toml_value), and keep_default false for a choice."""
+    import tomllib
+    from types import SimpleNamespace
+
+    from dmsbuild.pipeline.tune.board import Baseline
+    from dmsbuild.pipeline.tune.choice import KindResult, write_choice
+
+    row = _row(0.8, 0.9)
+    row.measurement["ci_low"] = 0.7
+    res = KindResult("k", "x86_64 cpu, 4 cores", "b", ["b"], "emulated board", {}, [row], row, "sentence", [])
+    base = Baseline("fp32", tmp_path / "fp32.onnx", "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    proj = SimpleNamespace(root=tmp_path)
+    path = write_choice(proj, SimpleNamespace(name="t"), [res], base, "a" * 64, "m.pt")
+    [choice] = tomllib.loads(path.read_text())["choice"]
+    assert choice["speedup"] == 1.25 and choice["speedup_ci"] == [round(1 / 0.9, 6), round(1 / 0.7, 6)]
+    assert choice["speedup_ci"][0] == 1.111111 and choice["keep_default"] is False
+
+
+def test_a_build_without_a_default_artifact_is_refused_in_one_line(tmp_path):
+    from types import SimpleNamespace
+
+    from dmsbuild.errors import UserError
+    from dmsbuild.pipeline.tune.run import _baseline
+
+    proj = SimpleNamespace(artifacts=tmp_path / "artifacts", root=tmp_path)
+    prof = SimpleNamespace(name="t")
+    with pytest.raises(UserError) as exc:
+        _baseline(proj, prof, {"artifacts": [{"name": "tuned", "path": "x.onnx"}]})
+    assert str(exc.value).splitlines()[0] == f"{tmp_path}/artifacts/t/build.json: no default artifact to compare with"
+
+
+def test_tune_figures_are_labelled_by_what_the_runtimes_space_measures(tmp_path, monkeypatch):
+    """The provenance of a tune comes from the space's ``measured_as`` (the Backend's answer), not from a
+    fixed runtime: a space measured through the QNN provider on an emulated board is the HTP simulator's."""
+    import dataclasses
+
+    from dmsbuild.pipeline.tune import run as tune_run
+    from dmsbuild.pipeline.tune.space import space_for
+
+    qnn = {"runtime": "onnxruntime", "provider": "QNNExecutionProvider"}
+    monkeypatch.setattr(tune_run, "space_for", lambda prof: dataclasses.replace(space_for(prof), measured_as=qnn))
+    res, _, _ = _tune_kind(tmp_path, monkeypatch)
+    assert res.provenance == "QNN HTP simulator (this machine's CPU): measured on board b1"
+
+
+def test_a_wide_interval_is_measured_longer_while_the_budget_allows(tmp_path, monkeypatch):
+    """A candidate whose interval comes out wider than TARGET_WIDTH is timed again twice as long (once enough
+    here), and its measurement says how many rounds it took."""
+    from dmsbuild.pipeline.tune import run as tune_run
+
+    orig_add = _FakeBench.add
+
+    def add(self, name, path, precision, providers, provider_options, session):  # the int8 candidate is noisy
+        orig_add(self, name, path, precision, providers, provider_options, session)
+        if precision == "int8-qdq":
+            self.noisy.add(name)
+
+    monkeypatch.setattr(_FakeBench, "add", add)
+    res, bench, _ = _tune_kind(tmp_path, monkeypatch)
+    [int8] = [r for r in res.rows if r.candidate.recipe.precision == "int8-qdq"]
+    [fp32] = [r for r in res.rows if r.candidate.recipe.precision == "fp32"]
+    assert [n for n, _ in bench.rounds].count(f"c-{int8.cand_id}") == 2 and (f"c-{int8.cand_id}", 2) in bench.rounds
+    assert int8.measurement["rounds"] == 2 and fp32.measurement["rounds"] == 1
+    assert not tune_run._needs_more(int8.measurement)
