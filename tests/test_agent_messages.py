@@ -1,0 +1,90 @@
+"""The board agent's failures are one line naming what failed, never a traceback (issue 25 item 2's survivors).
+
+The agent's functions run in this process on real folders, or the agent itself runs as a process the way
+the controller starts it over SSH (``python3 release_agent.py <op> < request``).
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dmsbuild.board import release_agent as agent
+
+AGENT = Path(agent.__file__)
+
+
+def _files(root: Path) -> tuple[list[dict], dict[str, bytes]]:
+    entries = {"models/m.onnx": b"model bytes " * 200, "runner/r.py": b"print(1)\n",
+               "manifest.json": json.dumps({"artifacts": [], "files": []}).encode()}
+    files = [{"file": rel, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)} for rel, data in entries.items()]
+    return files, {f["sha256"]: entries[f["file"]] for f in files}
+
+
+def test_a_corrupted_upload_is_reported_naming_the_file_and_sent_again(tmp_path):
+    """An upload whose bytes do not hash to its sha256 is never promoted: commit asks for it again, saying which
+    file arrived corrupted; the corrupt part is removed and the next commit (with the right bytes) lands."""
+    root = tmp_path / "root"
+    agent.prepare({"root": str(root)})
+    files, data = _files(root)
+    model = files[0]
+    for f in files[1:]:
+        (root / "objects" / f["sha256"]).write_bytes(data[f["sha256"]])
+    part = root / "objects" / ".tmp" / (model["sha256"] + ".part")
+    bad = b"X" + data[model["sha256"]][1:]
+    part.write_bytes(bad)
+    out = agent.commit({"root": str(root), "release_id": "r1", "files": files, "keep": 3})
+    assert out["resend"] == [model["sha256"]]
+    assert out["problems"] == [f"upload of models/m.onnx arrived corrupted (sha256 {hashlib.sha256(bad).hexdigest()})"]
+    assert not part.exists() and not (root / "objects" / model["sha256"]).exists()
+    assert not (root / "current").exists()
+    part.write_bytes(data[model["sha256"]])
+    out = agent.commit({"root": str(root), "release_id": "r1", "files": files, "keep": 3})
+    assert out["current"] == "r1", out
+
+
+@pytest.mark.parametrize("filename", ["objects/.tmp/x.part", None])
+def test_a_file_system_refusal_under_the_lock_is_one_err_line_naming_op_root_and_file(tmp_path, monkeypatch, filename):
+    """ENOSPC, EROFS, EIO inside a locked op: the lock session answers ``err 5 <op> failed under <root>: <why> (<file>)``
+    and carries on with the next op (no traceback, the lock session stays usable)."""
+    root = tmp_path / "root"
+    agent.prepare({"root": str(root)})
+    path = str(root / filename) if filename else None
+
+    def full(req):
+        raise OSError(errno.ENOSPC, "No space left on device", *([path] if path else []))
+
+    monkeypatch.setitem(agent.LOCKED_OPS, "discard", full)
+    monkeypatch.setattr(agent, "stdin_lines", lambda idle: iter([json.dumps({"op": "discard", "release_ids": []}),
+                                                                 json.dumps({"op": "discard", "release_ids": []})]))
+    said: list[str] = []
+    monkeypatch.setattr(agent, "say", lambda line: said.append(line) or True)
+    agent.op_lock({"root": str(root), "holder": {"host": "test"}})
+    assert said[0].startswith("locked ")
+    want = f"err {agent.EXIT_BAD} discard failed under {root}: No space left on device" + (f" ({path})" if path else "")
+    assert said[1] == want
+    assert said[2] == want and len(said) == 3  # the next op was still answered
+
+
+def test_a_relay_that_cannot_listen_says_so_in_one_line(tmp_path):
+    """``serve`` on an address already in use: exit status 5 and one line naming the address, no traceback."""
+    root = tmp_path / "root"
+    agent.prepare({"root": str(root)})
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        req = {"root": str(root), "bind": "127.0.0.1", "port": taken.getsockname()[1], "lifetime": 5}
+        proc = subprocess.run([sys.executable, str(AGENT), "serve"], input=json.dumps(req) + "\n",
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        taken.close()
+    assert proc.returncode == agent.EXIT_BAD, proc.stderr
+    assert proc.stderr.startswith("serve: cannot listen on 127.0.0.1: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
