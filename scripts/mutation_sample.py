@@ -60,7 +60,9 @@ GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                 ("tests/test_promises_preflight.py", "tests/test_deploy.py", "tests/test_doctor.py")),
     "transport": (("dmsbuild/transport/ssh.py", "dmsbuild/transport/sshconfig.py"),
                   ("tests/test_promises_ssh.py", "tests/test_ssh_route.py", "tests/test_ssh_identities.py",
-                   "tests/test_ssh_known_hosts.py", "tests/test_ssh_algorithms.py")),
+                   "tests/test_ssh_known_hosts.py", "tests/test_ssh_algorithms.py",
+                   # the upload slot (who waits for one) and the adaptive limit (AdaptiveSlots) live in ssh.py
+                   "tests/test_upload_path.py", "tests/test_upload_slots.py")),
     "inventory": (("dmsbuild/ship/ansible.py", "dmsbuild/ship/inventory.py"),
                   ("tests/test_inventory.py", "tests/test_ansible.py", "tests/test_ansible_semantics.py")),
     "incremental": (("dmsbuild/tasks/build.py",), ("tests/test_promises_config.py", "tests/test_incremental.py")),
@@ -69,6 +71,8 @@ GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 EQUIVALENT: dict[tuple[str, int, str], str] = {
     ("dmsbuild/board/release_agent.py", 122, "core/NumberReplacer"):
         "the dropslow test fault's sleep: 3 s instead of 2 s only keeps the busy-board window open longer",
+    ("dmsbuild/transport/ssh.py", 981, "core/ReplaceBinaryOperator_LShift_BitOr"):
+        "stderr read 17 bytes per recv instead of 64 KiB: the loop reads again at once, the same bytes arrive",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -168,6 +169,32 @@ def test_unhonourable_settings_are_refused(lab, monkeypatch):
         resolve(Board(name="pi", host="lab-pi5"))
     with pytest.raises(UserError, match="not one dmsbuild knows"):
         parse_ssh_args("-o LocalForward=8080:x:80", "inv")
+
+
+@pytest.mark.parametrize("args", ["-p", "-C -o", "-v -J", "-o ProxyJump=bastA -l"])
+def test_a_flag_without_a_value_at_the_end_of_ssh_args_is_one_line(args):
+    """The last word is an option that takes a value (at an even or an odd place): one line naming it, no
+    IndexError from looking past the end."""
+    flag = args.split()[-1]
+    with pytest.raises(UserError) as exc:
+        parse_ssh_args(args, "inventory.yml: pi")
+    assert exc.value.message == f"inventory.yml: pi: ssh option {flag} has no value"
+    assert exc.value.hint == "fix the ssh arguments"
+
+
+def test_an_ssh_config_that_ssh_refuses_is_one_line_with_the_command_to_try(tmp_path, monkeypatch):
+    """`ssh -G` exits non-zero (a bad line in the config): its first stderr line, the config file, and the
+    command to run by hand as the hint (no traceback, no fallback to another parser)."""
+    if not shutil.which("ssh"):
+        pytest.skip("no OpenSSH client")
+    cfg = tmp_path / "config"
+    cfg.write_text("Host lab-pi5\n  NoSuchKeyword yes\n")
+    monkeypatch.setenv("DMSBUILD_SSH_CONFIG", str(cfg))
+    with pytest.raises(UserError) as exc:
+        resolve(Board(name="pi", host="lab-pi5"))
+    assert exc.value.message.startswith(f"{cfg}: `ssh -G lab-pi5` failed: "), exc.value.message
+    assert "nosuchkeyword" in exc.value.message.lower() and "\n" not in exc.value.message
+    assert exc.value.hint == "fix the ssh config (try: ssh -G lab-pi5)"
 
 
 def test_without_openssh_paramikos_parser_refuses_include(lab, monkeypatch):

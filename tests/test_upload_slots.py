@@ -88,3 +88,15 @@ def test_a_fixed_setting_is_a_fixed_semaphore(monkeypatch, raw):
     monkeypatch.delenv(ssh.UPLOAD_SLOTS_ENV)
     monkeypatch.setattr(ssh, "_slots", None)
     assert isinstance(ssh.upload_slot(), AdaptiveSlots)
+
+
+@pytest.mark.parametrize("dip, kept", [(0.97, True), (0.94, False)])
+def test_a_throughput_dip_within_5_percent_is_noise_not_a_loss(dip, kept):
+    """After a raise, a period at 97 % of the one before (noise on a shared link) keeps the raise; at 94 % it
+    lost throughput and is undone (the 5 % band of the class docstring, both ways)."""
+    rates = iter([100e6, 100e6 * dip])
+    sim = _Sim(lambda n: next(rates))
+    sim.run(1)
+    raised = sim.slots.limit
+    assert raised > UPLOAD_SLOTS  # the first period with demand probes upwards
+    assert sim.run(1) == [raised if kept else UPLOAD_SLOTS]
