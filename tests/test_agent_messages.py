@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -88,3 +89,75 @@ def test_a_relay_that_cannot_listen_says_so_in_one_line(tmp_path):
     assert proc.returncode == agent.EXIT_BAD, proc.stderr
     assert proc.stderr.startswith("serve: cannot listen on 127.0.0.1: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_a_verdict_that_is_not_passed_or_failed_is_one_line(tmp_path):
+    root = tmp_path / "root"
+    agent.prepare({"root": str(root)})
+    with pytest.raises(agent.AgentFail) as exc:
+        agent.verdict({"root": str(root), "release_id": "v1", "verdict": "maybe"})
+    assert exc.value.msg == "verdict 'maybe' for v1: expected one of passed, failed"
+
+
+@pytest.mark.parametrize("rel", ["objects", "history.json"])
+def test_a_symlink_in_the_roots_layout_is_refused_naming_it_and_its_target(tmp_path, rel):
+    """The root's own folders and files must be real: a symlink there (objects/ -> elsewhere) stops the deploy
+    with one line naming the link and where it leads, before anything is written through it."""
+    root = tmp_path / "root"
+    agent.prepare({"root": str(root)})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = root / rel
+    if link.is_dir():
+        shutil.rmtree(link)
+    else:
+        link.unlink(missing_ok=True)
+    link.symlink_to(elsewhere)
+    with pytest.raises(agent.AgentFail) as exc:
+        agent.prepare({"root": str(root)})
+    assert exc.value.msg == (f"refusing to deploy: {link} is a symlink (to {elsewhere}); the deploy root must hold "
+                             "real folders and files, remove it")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_home_check_works_where_python_has_no_pwd_module(tmp_path, monkeypatch):
+    """The agent is stdlib-only and runs on the board's Python: one built without ``pwd`` still refuses $HOME
+    (and accepts a folder below it)."""
+    home = tmp_path / "me"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setitem(sys.modules, "pwd", None)  # `import pwd` raises ImportError
+    with pytest.raises(agent.AgentFail) as exc:
+        agent.refuse_system_root(str(home))
+    assert exc.value.msg.startswith(f"refusing deploy root {home}: it is the home folder;")
+    agent.refuse_system_root(str(home / "dms"))
+
+
+def test_a_board_fetches_an_object_from_a_relay_and_checks_its_sha256(tmp_path):
+    """A later-wave board fetches from a relay (another board's ``serve``): the object lands in
+    ``objects/.tmp/<sha>.part`` whole; one the relay does not hold is reported as failed, with the reason."""
+    relay, board = tmp_path / "relay", tmp_path / "board"
+    for r in (relay, board):
+        agent.prepare({"root": str(r)})
+    data = b"an object " * 5000
+    sha = hashlib.sha256(data).hexdigest()
+    (relay / "objects" / sha).write_bytes(data)
+    missing = hashlib.sha256(b"not on the relay").hexdigest()
+    req = {"root": str(relay), "bind": "127.0.0.1", "port": 0, "lifetime": 60}
+    proc = subprocess.Popen([sys.executable, str(AGENT), "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        proc.stdin.write(json.dumps(req) + "\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        assert line.startswith("serving "), line
+        base = f"http://127.0.0.1:{line.split()[1]}/"
+        out = agent.fetch({"root": str(board), "sources": [base], "timeout": 30,
+                           "objects": [{"sha256": sha, "size": len(data)}, {"sha256": missing, "size": 16}]})
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert out["fetched"] == [sha]
+    assert (board / "objects" / ".tmp" / f"{sha}.part").read_bytes() == data
+    assert list(out["failed"]) == [missing] and out["failed"][missing].startswith(base)
+    assert not (board / "objects" / ".tmp" / f"{missing}.part").exists()
