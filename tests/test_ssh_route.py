@@ -171,6 +171,14 @@ def test_unhonourable_settings_are_refused(lab, monkeypatch):
         parse_ssh_args("-o LocalForward=8080:x:80", "inv")
 
 
+def test_joined_ssh_options_read_as_the_separate_ones():
+    """``-oKey=Value``, ``-p2222``, ``-lme``, ``-Jhost`` (as ssh takes them, no space) mean what their two-word forms mean."""
+    joined = parse_ssh_args("-oProxyJump=bastA -p2222 -lme -i/k/id -oPort=22", "inv")
+    assert joined == parse_ssh_args("-o ProxyJump=bastA -p 2222 -l me -i /k/id -o Port=22", "inv")
+    assert joined[0][:4] == ["-o", "ProxyJump=bastA", "-p", "2222"]
+    assert parse_ssh_args("-JbastA", "inv") == (["-J", "bastA"], [])
+
+
 @pytest.mark.parametrize("args", ["-p", "-C -o", "-v -J", "-o ProxyJump=bastA -l"])
 def test_a_flag_without_a_value_at_the_end_of_ssh_args_is_one_line(args):
     """The last word is an option that takes a value (at an even or an odd place): one line naming it, no
