@@ -62,7 +62,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                   ("tests/test_promises_ssh.py", "tests/test_ssh_route.py", "tests/test_ssh_identities.py",
                    "tests/test_ssh_known_hosts.py", "tests/test_ssh_algorithms.py",
                    # the upload slot (who waits for one) and the adaptive limit (AdaptiveSlots) live in ssh.py
-                   "tests/test_upload_path.py", "tests/test_upload_slots.py")),
+                   "tests/test_upload_path.py", "tests/test_upload_slots.py", "tests/test_ssh_run.py")),
     "inventory": (("dmsbuild/ship/ansible.py", "dmsbuild/ship/inventory.py"),
                   ("tests/test_inventory.py", "tests/test_ansible.py", "tests/test_ansible_semantics.py")),
     "incremental": (("dmsbuild/tasks/build.py",), ("tests/test_promises_config.py", "tests/test_incremental.py")),
