@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -161,3 +162,45 @@ def test_a_board_fetches_an_object_from_a_relay_and_checks_its_sha256(tmp_path):
     assert (board / "objects" / ".tmp" / f"{sha}.part").read_bytes() == data
     assert list(out["failed"]) == [missing] and out["failed"][missing].startswith(base)
     assert not (board / "objects" / ".tmp" / f"{missing}.part").exists()
+
+
+def _deploy(root: Path, rid: str, seed: int) -> dict[str, bytes]:
+    """Release ``rid`` (a model and its manifest) through the agent's own prepare and commit."""
+    model = f"model {seed}".encode() * 100
+    sha = hashlib.sha256(model).hexdigest()
+    entries = {"models/m.onnx": model,
+               "manifest.json": json.dumps({"artifacts": [{"file": "models/m.onnx", "sha256": sha}], "files": []}).encode()}
+    agent.prepare({"root": str(root)})
+    files = []
+    for rel, data in entries.items():
+        h = hashlib.sha256(data).hexdigest()
+        (root / "objects" / h).write_bytes(data)
+        files.append({"file": rel, "sha256": h, "size": len(data)})
+    assert agent.commit({"root": str(root), "release_id": rid, "files": files, "keep": 3})["current"] == rid
+    return entries
+
+
+def test_a_rollback_with_nothing_deployed_is_one_line(tmp_path):
+    root = tmp_path / "root"
+    agent.prepare({"root": str(root)})
+    with pytest.raises(agent.AgentFail) as exc:
+        agent.rollback({"root": str(root)})
+    assert exc.value.msg == f"no release is deployed under {root}; nothing to roll back"
+
+
+@pytest.mark.parametrize("order", ["below", "above"])
+def test_a_rollback_refuses_a_previous_release_whose_file_changed(tmp_path, order):
+    """Any other content (its sha256 sorting below or above the manifest's) makes the previous release damaged:
+    no switch to it."""
+    root = tmp_path / "root"
+    model = _deploy(root, "v1", 1)["models/m.onnx"]
+    _deploy(root, "v2", 2)
+    want = hashlib.sha256(model).hexdigest()
+    n = next(n for n in range(1000) if (hashlib.sha256(b"%d" % n).hexdigest() < want) == (order == "below"))
+    path = root / "releases" / "v1" / "models" / "m.onnx"
+    path.unlink()  # (a hard link to the object: replaced, not written through)
+    path.write_bytes(b"%d" % n)
+    with pytest.raises(agent.AgentFail) as exc:
+        agent.rollback({"root": str(root)})
+    assert exc.value.msg == "previous release v1 is damaged (models/m.onnx); not switching"
+    assert os.readlink(root / "current") == "releases/v2"
