@@ -75,6 +75,20 @@ def test_defaults_include_and_root_template(tmp_path):
         inv.select("orin", ["rpi5-01"])
 
 
+@pytest.mark.parametrize("order", ["broken-first", "good-first"])
+def test_a_board_broken_in_one_include_and_fine_in_another_is_defined_twice(tmp_path, order):
+    """A board whose entry is refused (a bad field: kept as a problem until a deploy selects it) still owns its
+    name: the same name in another included file is an error naming both files, whichever comes first."""
+    (tmp_path / "a.toml").write_text(GOOD.replace('"10.0.0.5"', '"h$(reboot)"'))
+    (tmp_path / "b.toml").write_text(GOOD)
+    incs = '["a.toml", "b.toml"]' if order == "broken-first" else '["b.toml", "a.toml"]'
+    with pytest.raises(UserError) as exc:
+        _load(tmp_path, f"include = {incs}\n")
+    msg = str(exc.value).splitlines()[0]
+    assert msg.startswith(f"{tmp_path / 'inv.toml'}: board 'rpi5-01' is defined "), msg
+    assert str(tmp_path / "a.toml") in msg and (order == "good-first" or str(tmp_path / "b.toml") in msg), msg
+
+
 def test_missing_include_says_how_to_create_it(tmp_path):
     with pytest.raises(UserError) as exc:
         _load(tmp_path, 'include = ["artifacts/boards/inventory.toml"]\n')

@@ -171,6 +171,32 @@ def test_unhonourable_settings_are_refused(lab, monkeypatch):
         parse_ssh_args("-o LocalForward=8080:x:80", "inv")
 
 
+@pytest.mark.parametrize("state", ["closed", "not active"])
+def test_a_hop_through_a_jump_host_whose_connection_closed_says_so(state):
+    """The jump host's connection is gone (closed: paramiko has no transport; dropped: it is not active): one line
+    naming the jump host, not an AttributeError or a channel error from a dead session."""
+    import types
+
+    import paramiko
+
+    jump = paramiko.SSHClient()  # closed (never opened): get_transport() is None
+    if state == "not active":
+        a, b = socket.socketpair()
+        dead = paramiko.Transport(a)  # never started: is_active() is False
+        jump.get_transport = lambda: dead
+    ep = types.SimpleNamespace(label="board 'pi'", via=types.SimpleNamespace(where="gw.lab:22"), hostname="10.0.0.5",
+                               port=22, timeout=5.0)
+    t = SSHTransport(Board(name="pi", host="10.0.0.5"))
+    try:
+        with pytest.raises(TransportError) as exc:
+            t._open_socket(ep, jump)
+        assert str(exc.value).splitlines()[0] == "board 'pi': the connection to jump host gw.lab:22 closed"
+    finally:
+        if state == "not active":
+            dead.close()
+            b.close()
+
+
 def test_joined_ssh_options_read_as_the_separate_ones():
     """``-oKey=Value``, ``-p2222``, ``-lme``, ``-Jhost`` (as ssh takes them, no space) mean what their two-word forms mean."""
     joined = parse_ssh_args("-oProxyJump=bastA -p2222 -lme -i/k/id -oPort=22", "inv")
