@@ -61,6 +61,18 @@ def test_unknown_field_and_duplicate_board(tmp_path):
         _load(tmp_path, GOOD + GOOD)
 
 
+@pytest.mark.parametrize("field, value", [("source", '"elsewhere.toml"'), ("transport", '"local"'), ("prior_attempts", "3")])
+def test_the_boards_internal_fields_cannot_be_set_by_an_inventory(tmp_path, field, value):
+    """Where a board was defined, how it is reached (``local`` is only the embedded default target's) and the
+    attempts already made are dmsbuild's to set: unknown fields to an inventory, and not offered in the message."""
+    with pytest.raises(UserError) as exc:
+        _load(tmp_path, GOOD + f"{field} = {value}\n").choose("rpi5")
+    first = str(exc.value).splitlines()[0]
+    assert f"unknown field 'boards[0].{field}'" in first, first
+    allowed = first.split("allowed here: ", 1)[1].split(", ")
+    assert "host" in allowed and not {"source", "transport", "prior_attempts"} & set(allowed), allowed
+
+
 def test_defaults_include_and_root_template(tmp_path):
     (tmp_path / "gen.toml").write_text('[defaults]\ngroups = ["orin"]\nport = 2222\n\n[[boards]]\nname = "emu-01"\nroot = "/srv/emu-01/{target}"\n')
     inv = _load(tmp_path, 'include = ["gen.toml"]\n' + GOOD)
