@@ -567,3 +567,53 @@ def test_a_deploy_waits_while_a_tune_measures_and_says_so(tmp_path):
     assert line.startswith(f"board 'b': another doit tune holds the lock {root}/.lock: host ") and " pid " in line
     with BoardLock(LocalTransport("b"), sys.executable, root):  # released when the tune ends
         pass
+
+
+@pytest.mark.parametrize("budget_left", [True, False])
+def test_the_final_head_to_head_runs_only_while_the_budget_lasts(tmp_path, monkeypatch, budget_left):
+    """Two contenders (cached measurements, both faster than the default): the final times them head to head
+    only before the deadline; past it the ranking stands as measured (no more board time)."""
+    import time
+
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.pipeline.tune import run as tune_run
+    from dmsbuild.pipeline.tune.board import Baseline, board_kind, measurement_path
+    from dmsbuild.pipeline.tune.space import Candidate, recipes, settings_space, space_for
+
+    root = make_project(tmp_path / "p", {"t": TARGET})
+    proj, prof = load_project(root), load_target(root, "t")
+    facts = {"arch": "x86_64", "cpu_model": "test", "cpu_count": 4, "emulated": True}
+    baseline = Baseline("fp32", root / "fp32.onnx", "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    kind_key, _ = board_kind(facts, space_for(prof).kind_facts)
+    cands = [Candidate(r, s) for r in recipes(prof.tune) for s in settings_space(prof.tune, facts["cpu_count"])]
+    assert len(cands) >= 2
+    for i, c in enumerate(cands):  # measured by an earlier tune: 0.5x and 0.6x the default's latency
+        path = measurement_path(proj, "t", kind_key, c.id("sha"), baseline.key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"ratio": 0.5 + i / 10, "ci_low": 0.45 + i / 10, "ci_high": 0.55 + i / 10,
+                                    "label": c.label, "rounds": 1}))
+    monkeypatch.setattr(tune_run, "host_gate", lambda proj, prof, path: ({}, []))
+    monkeypatch.setattr(tune_run, "build_recipe", lambda proj, prof, recipe, sha: tmp_path / "c.onnx")
+    duels: list[tuple[str, str]] = []
+
+    class Bench:
+        board = type("B", (), {"name": "b1"})()
+        entries: dict[str, object] = {}
+
+        def add(self, name, *args):
+            self.entries[name] = args
+
+        def interleave(self, name, against, cfg, longer=1):
+            duels.append((name, against.name))
+            return {}
+
+        def output_check(self, name):
+            return {"error": "not on a board in this test"}
+
+    monkeypatch.setattr(tune_run, "measure_ratio", lambda samples, cfg: {"ratio": 1.0, "ci_low": 0.9, "ci_high": 1.1})
+    now = time.monotonic()
+    res = tune_run.tune_kind(proj, prof, Bench(), facts, baseline, "sha", deadline=now + (600 if budget_left else -1),
+                             started=now, boards=["b1"], log=lambda line: None)
+    first, second = (f"c-{c.id('sha')}" for c in cands[:2])
+    assert duels == ([(first, second)] if budget_left else [])
+    assert ("head_to_head" in (res.rows[0].measurement or {})) == budget_left
