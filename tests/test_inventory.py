@@ -101,6 +101,15 @@ def test_a_board_broken_in_one_include_and_fine_in_another_is_defined_twice(tmp_
     assert str(tmp_path / "a.toml") in msg and (order == "good-first" or str(tmp_path / "b.toml") in msg), msg
 
 
+def test_a_deploy_of_a_group_without_boards_is_one_line_naming_the_inventory(tmp_path):
+    """Not an empty rollout that "succeeds" on no board: the inventory has no board of that group."""
+    inv = _load(tmp_path, GOOD + ORIN)
+    with pytest.raises(UserError) as exc:
+        inv.choose("jetson")
+    assert str(exc.value).splitlines()[0] == f"{tmp_path / 'inv.toml'}: no board is in group 'jetson'"
+    assert [b.name for b in inv.choose("orin")[0]] == ["orin-01"]
+
+
 def test_missing_include_says_how_to_create_it(tmp_path):
     with pytest.raises(UserError) as exc:
         _load(tmp_path, 'include = ["artifacts/boards/inventory.toml"]\n')
