@@ -110,6 +110,13 @@ def test_a_deploy_of_a_group_without_boards_is_one_line_naming_the_inventory(tmp
     assert [b.name for b in inv.choose("orin")[0]] == ["orin-01"]
 
 
+def test_an_inventory_path_the_system_cannot_open_is_one_line_with_its_reason(tmp_path):
+    path = tmp_path / ("x" * 300 + ".toml")  # longer than a file name may be (NAME_MAX 255)
+    with pytest.raises(UserError) as exc:
+        load_inventory(path, tmp_path)
+    assert str(exc.value).splitlines()[0] == f"{path}: cannot open the inventory: File name too long"
+
+
 def test_missing_include_says_how_to_create_it(tmp_path):
     with pytest.raises(UserError) as exc:
         _load(tmp_path, 'include = ["artifacts/boards/inventory.toml"]\n')

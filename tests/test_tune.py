@@ -569,10 +569,30 @@ def test_a_deploy_waits_while_a_tune_measures_and_says_so(tmp_path):
         pass
 
 
-@pytest.mark.parametrize("budget_left", [True, False])
-def test_the_final_head_to_head_runs_only_while_the_budget_lasts(tmp_path, monkeypatch, budget_left):
-    """Two contenders (cached measurements, both faster than the default): the final times them head to head
-    only before the deadline; past it the ranking stands as measured (no more board time)."""
+class _StandInBench:
+    """The board side of ``tune_kind`` (BoardBench's methods it calls), recording what would be timed."""
+
+    board = type("B", (), {"name": "b1"})()
+
+    def __init__(self) -> None:
+        self.entries: dict[str, object] = {}
+        self.timed: list[tuple[str, str]] = []
+
+    def add(self, name, *args):
+        self.entries[name] = args
+
+    def interleave(self, name, against, cfg, longer=1):
+        self.timed.append((name, against.name))
+        return {}
+
+    def output_check(self, name):
+        return {"error": "not on a board in this test"}
+
+
+def _tune_kind_here(tmp_path, monkeypatch, *, cached: bool, deadline_in: float):
+    """``tune_kind`` on the tiny project's space with the stand-in bench (builds, host gate and the ratio's
+    statistics stubbed); with ``cached``, every candidate was measured by an earlier tune at 0.5x, 0.6x ...
+    the default's latency. Returns (result, candidates, bench)."""
     import time
 
     from dmsbuild.config import load_project, load_target
@@ -587,33 +607,35 @@ def test_the_final_head_to_head_runs_only_while_the_budget_lasts(tmp_path, monke
     kind_key, _ = board_kind(facts, space_for(prof).kind_facts)
     cands = [Candidate(r, s) for r in recipes(prof.tune) for s in settings_space(prof.tune, facts["cpu_count"])]
     assert len(cands) >= 2
-    for i, c in enumerate(cands):  # measured by an earlier tune: 0.5x and 0.6x the default's latency
+    for i, c in enumerate(cands if cached else []):
         path = measurement_path(proj, "t", kind_key, c.id("sha"), baseline.key)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"ratio": 0.5 + i / 10, "ci_low": 0.45 + i / 10, "ci_high": 0.55 + i / 10,
                                     "label": c.label, "rounds": 1}))
     monkeypatch.setattr(tune_run, "host_gate", lambda proj, prof, path: ({}, []))
     monkeypatch.setattr(tune_run, "build_recipe", lambda proj, prof, recipe, sha: tmp_path / "c.onnx")
-    duels: list[tuple[str, str]] = []
-
-    class Bench:
-        board = type("B", (), {"name": "b1"})()
-        entries: dict[str, object] = {}
-
-        def add(self, name, *args):
-            self.entries[name] = args
-
-        def interleave(self, name, against, cfg, longer=1):
-            duels.append((name, against.name))
-            return {}
-
-        def output_check(self, name):
-            return {"error": "not on a board in this test"}
-
     monkeypatch.setattr(tune_run, "measure_ratio", lambda samples, cfg: {"ratio": 1.0, "ci_low": 0.9, "ci_high": 1.1})
+    bench = _StandInBench()
     now = time.monotonic()
-    res = tune_run.tune_kind(proj, prof, Bench(), facts, baseline, "sha", deadline=now + (600 if budget_left else -1),
-                             started=now, boards=["b1"], log=lambda line: None)
+    res = tune_run.tune_kind(proj, prof, bench, facts, baseline, "sha", deadline=now + deadline_in, started=now,
+                             boards=["b1"], log=lambda line: None)
+    return res, cands, bench
+
+
+@pytest.mark.parametrize("budget_left", [True, False])
+def test_the_final_head_to_head_runs_only_while_the_budget_lasts(tmp_path, monkeypatch, budget_left):
+    """Two contenders (cached measurements, both faster than the default): the final times them head to head
+    only before the deadline; past it the ranking stands as measured (no more board time)."""
+    res, cands, bench = _tune_kind_here(tmp_path, monkeypatch, cached=True, deadline_in=600 if budget_left else -1)
     first, second = (f"c-{c.id('sha')}" for c in cands[:2])
-    assert duels == ([(first, second)] if budget_left else [])
+    assert bench.timed == ([(first, second)] if budget_left else [])
     assert ("head_to_head" in (res.rows[0].measurement or {})) == budget_left
+
+
+def test_a_tune_whose_budget_is_spent_measures_nothing_and_lists_each_candidate_as_skipped(tmp_path, monkeypatch):
+    """The deadline passed (even a moment ago) before the first measurement: no candidate is timed, each one
+    is skipped for the budget, and nothing is chosen."""
+    res, cands, bench = _tune_kind_here(tmp_path, monkeypatch, cached=False, deadline_in=-0.2)
+    assert bench.timed == [] and res.chosen is None
+    assert len(res.skipped) == len(res.rows) >= 2
+    assert all(r.skipped and r.skipped.startswith("budget: ") and r.measurement is None for r in res.rows)
