@@ -249,3 +249,19 @@ def test_an_ansible_inventory_failure_names_its_error_line_not_the_noise_before_
         load_ansible_inventory(inv)
     assert str(exc.value).splitlines()[0] == (f"{inv}: ansible-inventory refused it: [ERROR]: No inventory was parsed, "
                                               "please check your configuration and options.")
+
+
+def test_ansible_is_taken_from_beside_the_ansible_inventory_dmsbuild_is_told_to_use(tmp_path, monkeypatch):
+    """DMSBUILD_ANSIBLE_INVENTORY names one installation (e.g. its own virtual environment): the ``ansible`` that
+    evaluates templated values comes from the same bin/ folder, not whatever PATH finds first; ``no``: none."""
+    from dmsbuild.ship.ansible import ansible_program
+
+    bindir = tmp_path / "ansible-9" / "bin"
+    bindir.mkdir(parents=True)
+    for name in ("ansible-inventory", "ansible"):
+        (bindir / name).write_text("#!/bin/sh\nexit 0\n")
+        (bindir / name).chmod(0o755)
+    monkeypatch.setenv("DMSBUILD_ANSIBLE_INVENTORY", str(bindir / "ansible-inventory"))
+    assert ansible_program() == str(bindir / "ansible")
+    monkeypatch.setenv("DMSBUILD_ANSIBLE_INVENTORY", "no")
+    assert ansible_program() is None

@@ -589,10 +589,12 @@ class _StandInBench:
         return {"error": "not on a board in this test"}
 
 
-def _tune_kind_here(tmp_path, monkeypatch, *, cached: bool, deadline_in: float):
+def _tune_kind_here(tmp_path, monkeypatch, *, cached: bool, deadline_in: float, facts: dict | None = None,
+                    measured_as: dict | None = None):
     """``tune_kind`` on the tiny project's space with the stand-in bench (builds, host gate and the ratio's
     statistics stubbed); with ``cached``, every candidate was measured by an earlier tune at 0.5x, 0.6x ...
     the default's latency. Returns (result, candidates, bench)."""
+    import dataclasses
     import time
 
     from dmsbuild.config import load_project, load_target
@@ -602,7 +604,10 @@ def _tune_kind_here(tmp_path, monkeypatch, *, cached: bool, deadline_in: float):
 
     root = make_project(tmp_path / "p", {"t": TARGET})
     proj, prof = load_project(root), load_target(root, "t")
-    facts = {"arch": "x86_64", "cpu_model": "test", "cpu_count": 4, "emulated": True}
+    facts = facts or {"arch": "x86_64", "cpu_model": "test", "cpu_count": 4, "emulated": True}
+    if measured_as is not None:  # how a runtime's measurements are classified (its backend's tune_measured_as)
+        space = dataclasses.replace(space_for(prof), measured_as=measured_as)
+        monkeypatch.setattr(tune_run, "space_for", lambda prof: space)
     baseline = Baseline("fp32", root / "fp32.onnx", "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
     kind_key, _ = board_kind(facts, space_for(prof).kind_facts)
     cands = [Candidate(r, s) for r in recipes(prof.tune) for s in settings_space(prof.tune, facts["cpu_count"])]
@@ -639,3 +644,19 @@ def test_a_tune_whose_budget_is_spent_measures_nothing_and_lists_each_candidate_
     assert bench.timed == [] and res.chosen is None
     assert len(res.skipped) == len(res.rows) >= 2
     assert all(r.skipped and r.skipped.startswith("budget: ") and r.measurement is None for r in res.rows)
+
+
+@pytest.mark.parametrize("provider, arch, emulated, source", [
+    ("CPUExecutionProvider", "aarch64", False, "board-runner"),
+    ("CPUExecutionProvider", "x86_64", True, "emulated"),
+    ("QNNExecutionProvider", "x86_64", False, "simulator"),
+])
+def test_a_tune_figure_says_where_it_was_measured(tmp_path, monkeypatch, provider, arch, emulated, source):
+    """The tune's provenance comes from what the runtime's measurements are (its ``measured_as``) and the board's
+    facts, in the words of provenance.SOURCES: a real board, an emulated one, the QNN HTP simulator on x86."""
+    from dmsbuild.core.provenance import SOURCES
+
+    facts = {"arch": arch, "cpu_model": "test", "cpu_count": 4, "emulated": emulated}
+    res, _, _ = _tune_kind_here(tmp_path, monkeypatch, cached=True, deadline_in=600, facts=facts,
+                                measured_as={"runtime": "onnxruntime", "provider": provider})
+    assert res.provenance.startswith(SOURCES[source]), res.provenance
