@@ -75,6 +75,9 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
         "stderr read 17 bytes per recv instead of 64 KiB: the loop reads again at once, the same bytes arrive",
     ("dmsbuild/ship/ansible.py", 642, "core/NumberReplacer"):
         "the cap on the quoted ansible-inventory line: 301 characters instead of 300 is the same one-line message",
+    ("dmsbuild/convert/tuned.py", 23, "core/AddNot"):
+        "if not TYPE_CHECKING imports ProjectConfig at run time: dmsbuild.config is already imported above, the "
+        "name is only used in (lazy) annotations",
 }
 
 
