@@ -590,7 +590,7 @@ class _StandInBench:
 
 
 def _tune_kind_here(tmp_path, monkeypatch, *, cached: bool, deadline_in: float, facts: dict | None = None,
-                    measured_as: dict | None = None):
+                    measured_as: dict | None = None, target: str = TARGET):
     """``tune_kind`` on the tiny project's space with the stand-in bench (builds, host gate and the ratio's
     statistics stubbed); with ``cached``, every candidate was measured by an earlier tune at 0.5x, 0.6x ...
     the default's latency. Returns (result, candidates, bench)."""
@@ -602,7 +602,7 @@ def _tune_kind_here(tmp_path, monkeypatch, *, cached: bool, deadline_in: float, 
     from dmsbuild.pipeline.tune.board import Baseline, board_kind, measurement_path
     from dmsbuild.pipeline.tune.space import Candidate, recipes, settings_space, space_for
 
-    root = make_project(tmp_path / "p", {"t": TARGET})
+    root = make_project(tmp_path / "p", {"t": target})
     proj, prof = load_project(root), load_target(root, "t")
     facts = facts or {"arch": "x86_64", "cpu_model": "test", "cpu_count": 4, "emulated": True}
     if measured_as is not None:  # how a runtime's measurements are classified (its backend's tune_measured_as)
@@ -660,3 +660,24 @@ def test_a_tune_figure_says_where_it_was_measured(tmp_path, monkeypatch, provide
     res, _, _ = _tune_kind_here(tmp_path, monkeypatch, cached=True, deadline_in=600, facts=facts,
                                 measured_as={"runtime": "onnxruntime", "provider": provider})
     assert res.provenance.startswith(SOURCES[source]), res.provenance
+
+
+@pytest.mark.parametrize("strategy", ["staged", "exhaustive"])
+def test_the_search_strategy_decides_which_candidates_are_measured(tmp_path, monkeypatch, strategy):
+    """``exhaustive``: every recipe at every runtime setting; ``staged``: every recipe at the first setting, then
+    the other settings of the two fastest recipes only (here 3 recipes x 2 thread counts)."""
+    target = TARGET.replace('precision = ["fp32", "int8-qdq"]\nper_channel = [false]',
+                            'precision = ["fp32", "int8-qdq"]\nper_channel = [false, true]')
+    target = target.replace("intra_op_threads = [1]", "intra_op_threads = [1, 2]") + f'strategy = "{strategy}"\n'
+    res, cands, _ = _tune_kind_here(tmp_path, monkeypatch, cached=True, deadline_in=600, target=target)
+    recipes = {c.recipe for c in cands}
+    settings = {c.settings for c in cands}
+    assert len(recipes) == 3 and len(settings) == 2, (recipes, settings)
+    measured = {r.candidate for r in res.rows}
+    if strategy == "exhaustive":
+        assert measured == set(cands)
+    else:  # cached at 0.5x, 0.6x ... in candidate order: the first two recipes are the fastest
+        first = cands[0].settings
+        fastest = [c.recipe for c in cands if c.settings == first][:2]
+        assert measured == {c for c in cands if c.settings == first or c.recipe in fastest}
+        assert len(measured) == 5
