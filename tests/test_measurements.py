@@ -502,6 +502,14 @@ def test_a_powered_down_orin_sensor_is_no_temperature():
     assert snap["thermal_c"] == {"cpu-thermal": 44.5} and snap["dropped_temps"] == ["gpu-thermal@-256C (sensor off)"]
 
 
+def test_a_cold_board_below_zero_is_a_temperature_not_a_sensor_off():
+    """Only the -256 C sentinel is "sensor off": a board outdoors in winter reads -12.5 C, 0 C ... and those count."""
+    snap = board_state.parse_snapshot({"thermal": {"cpu-thermal": -12.5, "soc-thermal": 0.0, "gpu-thermal": -256.0},
+                                       "tools": {}})
+    assert snap["thermal_c"] == {"cpu-thermal": -12.5, "soc-thermal": 0.0}
+    assert snap["dropped_temps"] == ["gpu-thermal@-256C (sensor off)"]
+
+
 @pytest.mark.parametrize("facts, runtimes, want", [
     ({"emulated": "sshd"}, {"onnxruntime"}, ("vcgencmd",)),
     ({"emulated": "sshd"}, {"tensorrt"}, ("jetson_clocks", "nvpmodel", "tegrastats")),
