@@ -81,6 +81,11 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
     ("dmsbuild/pipeline/tune/board.py", 176, "core/ReplaceBinaryOperator_Mul_Add"):
         "the SSH time limit around the runner's own --max-seconds stop: max*longer+302 s instead of max*longer*2+300 s "
         "differs only for a timing whose last block outlasts 300 s",
+    ("dmsbuild/measure/board_state.py", 290, "core/NumberReplacer"):
+        "the SSH time limit for starting the board-state sampler: 59 s instead of 60 s (it answers in well under 1 s)",
+    ("dmsbuild/convert/tuned.py", 116, "core/NumberReplacer"):
+        "floats in the choice file (speed-up, its CI, confidence; no recipe field is a float) rounded to 5 decimals "
+        "instead of 6: nothing reads them back at that precision",
 }
 
 

@@ -510,6 +510,13 @@ def test_a_cold_board_below_zero_is_a_temperature_not_a_sensor_off():
     assert snap["dropped_temps"] == ["gpu-thermal@-256C (sensor off)"]
 
 
+def test_the_cpu_clock_now_and_its_maximum_are_read_in_mhz():
+    snap = board_state.parse_snapshot({"cpu_cur_khz": "1500000", "cpu_max_khz": "2400000", "tools": {}})
+    assert (snap["cpu_mhz"], snap["cpu_max_mhz"]) == (1500, 2400)
+    snap = board_state.parse_snapshot({"cpu_cur_khz": "", "cpu_max_khz": "n/a", "tools": {}})
+    assert (snap.get("cpu_mhz"), snap.get("cpu_max_mhz")) == (None, None)  # (absent: not a number)
+
+
 @pytest.mark.parametrize("facts, runtimes, want", [
     ({"emulated": "sshd"}, {"onnxruntime"}, ("vcgencmd",)),
     ({"emulated": "sshd"}, {"tensorrt"}, ("jetson_clocks", "nvpmodel", "tegrastats")),
