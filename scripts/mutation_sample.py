@@ -81,6 +81,10 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
     ("dmsbuild/pipeline/tune/board.py", 176, "core/ReplaceBinaryOperator_Mul_Add"):
         "the SSH time limit around the runner's own --max-seconds stop: max*longer+302 s instead of max*longer*2+300 s "
         "differs only for a timing whose last block outlasts 300 s",
+    ("dmsbuild/pipeline/tune/board.py", 176, "core/ReplaceBinaryOperator_Mul_Sub"):
+        "the same headroom (max*longer+298 s instead of max*longer*2+300 s): differs only for a last block over 298 s",
+    ("dmsbuild/convert/tuned.py", 31, "core/NumberReplacer"):
+        "cache keys and recipe file names 15 hex digits instead of 16: written and read by the same function",
     ("dmsbuild/measure/board_state.py", 290, "core/NumberReplacer"):
         "the SSH time limit for starting the board-state sampler: 59 s instead of 60 s (it answers in well under 1 s)",
     ("dmsbuild/convert/tuned.py", 116, "core/NumberReplacer"):

@@ -659,7 +659,8 @@ def test_a_tune_figure_says_where_it_was_measured(tmp_path, monkeypatch, provide
     facts = {"arch": arch, "cpu_model": "test", "cpu_count": 4, "emulated": emulated}
     res, _, _ = _tune_kind_here(tmp_path, monkeypatch, cached=True, deadline_in=600, facts=facts,
                                 measured_as={"runtime": "onnxruntime", "provider": provider})
-    assert res.provenance.startswith(SOURCES[source]), res.provenance
+    assert res.provenance == (f"{SOURCES[source]}: board b1" if source == "emulated"  # this machine, not a board
+                              else f"{SOURCES[source]}: measured on board b1"), res.provenance
 
 
 @pytest.mark.parametrize("strategy", ["staged", "exhaustive"])
@@ -681,3 +682,25 @@ def test_the_search_strategy_decides_which_candidates_are_measured(tmp_path, mon
         fastest = [c.recipe for c in cands if c.settings == first][:2]
         assert measured == {c for c in cands if c.settings == first or c.recipe in fastest}
         assert len(measured) == 5
+
+
+def test_the_choice_file_records_the_speedup_and_its_interval_of_the_chosen_candidate(tmp_path):
+    """The chosen candidate's latency ratio 0.8 (CI 0.75-0.86) is a 1.25x speed-up (CI 1/0.86-1/0.75) in the file."""
+    import tomllib
+
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.convert.tuned import Recipe, Settings, tuned_path
+    from dmsbuild.pipeline.tune.board import Baseline
+    from dmsbuild.pipeline.tune.choice import KindResult, Row, write_choice
+    from dmsbuild.pipeline.tune.space import Candidate
+
+    root = make_project(tmp_path / "p", {"t": TARGET})
+    proj, prof = load_project(root), load_target(root, "t")
+    baseline = Baseline("fp32", root / "fp32.onnx", "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    m = {"ratio": 0.8, "ci_low": 0.75, "ci_high": 0.86, "confidence": 0.95, "measured_at": "2026-01-01T00:00:00Z"}
+    row = Row(Candidate(Recipe("int8-qdq", per_channel=False), Settings(1)), "abc", [], {}, m, True, None, "pass")
+    res = KindResult("k", "x86_64 test, 4 cores", "b1", ["b1"], "emulated board: board b1", {}, [row], row, "why", [])
+    write_choice(proj, prof, [res], baseline, "sha", "tiny.pt")
+    [choice] = tomllib.loads(tuned_path(proj, "t").read_text())["choice"]
+    assert choice["speedup"] == pytest.approx(1.25, abs=1e-6)
+    assert choice["speedup_ci"] == pytest.approx([1 / 0.86, 1 / 0.75], abs=1e-6)
