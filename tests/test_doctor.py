@@ -144,3 +144,18 @@ def test_doit_doctor_task(tmp_path):
     assert "host: onnxruntime:" in ok.stdout and "doctor:" in ok.stdout
     bad = subprocess.run(doit + ["target=nope"], capture_output=True, text=True, env=env)
     assert bad.returncode != 0 and "target 'nope': no profile" in bad.stdout + bad.stderr
+
+
+@pytest.mark.parametrize("order", ["missing-first", "ok-first"])
+def test_one_tool_checked_for_two_runtimes_is_one_line_at_the_worse_level(order):
+    """The SNPE SDK checked for QNN's DLCs (missing there) and for SNPE (found): one line, MISSING, with the
+    missing check's fix, needed by both (whichever runtime was checked first)."""
+    from dmsbuild.backends.base import Check
+
+    bad = Check("host", "SNPE SDK", "missing", None, "qnn", "install the SNPE SDK")
+    good = Check("host", "SNPE SDK", "ok", "2.20", "snpe", "")
+    warn = Check("host", "SNPE SDK", "warning", "2.10", "snpe-old", "upgrade it")
+    checks = [bad, good, warn] if order == "missing-first" else [good, warn, bad]
+    [one] = doctor.merged(checks)
+    assert (one.level, one.found, one.fix) == ("missing", None, "install the SNPE SDK")
+    assert set(one.needed_by.split(", ")) == {"qnn", "snpe", "snpe-old"}
