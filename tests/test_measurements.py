@@ -216,6 +216,39 @@ def test_confirm_runs_both_releases_interleaved_on_the_board(tmp_path):
                 artifact="fp32", python=PY, cfg=FAST, allowed=1.25)
 
 
+def test_a_too_noisy_confirm_measures_once_more_twice_as_long_then_refuses():
+    """The A/A control says the board is too noisy: the re-measure runs again with twice the blocks and twice the
+    time limit (the runner's --max-seconds and the SSH timeout), and then refuses to judge."""
+    from dmsbuild.transport.base import CommandResult
+
+    class Board:
+        name = "b"
+
+        def __init__(self):
+            self.calls = []
+
+        def run(self, argv, timeout=None, stdin=None):
+            self.calls.append((list(argv), timeout))
+            if argv[0] == "test":
+                return CommandResult(list(argv), 0, "", "")
+            blocks = int(argv[argv.index("--blocks") + 1])
+            steady = [[10.0 + 0.01 * j for j in range(5)] for _ in range(blocks)]
+            noisy = [[5.0 if i % 2 else 20.0] * 5 for i in range(blocks)]  # the baseline against itself: 4x apart
+            return CommandResult(list(argv), 0, json.dumps({"old": steady, "new": steady, "control": noisy}), "")
+
+    cfg = ConfirmConfig(blocks=4, iterations=5, warmup=1, max_seconds=30)
+    board = Board()
+    d = confirm(board, release_dir="/r/releases/b", previous_release="a", artifact="fp32", python="python3", cfg=cfg,
+                allowed=1.25)
+    assert d.refused and not d.confirmed
+    runs = [(argv, timeout) for argv, timeout in board.calls if argv[0] != "test"]
+    assert len(runs) == 2
+    for (argv, timeout), longer in zip(runs, (1, 2)):
+        assert argv[argv.index("--blocks") + 1] == str(4 * longer)
+        assert float(argv[argv.index("--max-seconds") + 1]) == 30 * longer
+        assert timeout >= 2 * 30 * longer
+
+
 def test_bench_boards_drops_a_first_run_regression_that_is_noise(tmp_path):
     """A baseline stored too fast (a quiet moment) makes the same model look 3x slower; the re-measure clears it."""
     store = ResultStore(tmp_path / "r.sqlite")
