@@ -352,3 +352,28 @@ def test_every_remote_command_is_an_argument_list(boards, project_dir, tmp_path)
         assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
         assert argv[0] == b.python  # the board's Python runs facts and the release agent; no shell strings
         assert shlex.split(join_argv(argv)) == argv
+
+
+@pytest.mark.parametrize("io_timeout", [7.5, 60.0])
+def test_a_deploys_board_lock_is_released_after_the_boards_io_timeout_of_silence(tmp_path, monkeypatch, io_timeout):
+    """A deploy whose connection died without a FIN must not hold the board's lock much longer than the board's
+    ``io_timeout``: the lock's idle limit is io_timeout, and the controller's heartbeat comes three times in it."""
+    import types
+
+    from dmsbuild.ship import release as release_mod
+    from dmsbuild.transport.local import LocalTransport
+
+    seen: dict = {}
+
+    class Recorder(BoardLock):
+        def acquire(self, meanwhile=None):
+            seen.update(heartbeat_s=self.heartbeat_s)
+            raise UserError("stopped by the test before the board's agent starts")
+
+    monkeypatch.setattr(release_mod, "BoardLock", Recorder)
+    board = Board(name="pi", host="127.0.0.1", root=str(tmp_path / "root"), io_timeout=io_timeout)
+    rel = types.SimpleNamespace(release_id="r1", files=[])
+    out = release_mod.deploy_board(board, load_target(Path(__file__).resolve().parent.parent, "rpi5"), rel,
+                                   project_name="p", transport_factory=lambda b: LocalTransport(b.name))
+    assert not out.ok and "stopped by the test" in out.message
+    assert seen["heartbeat_s"] * 3 == pytest.approx(io_timeout)
