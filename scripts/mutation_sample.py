@@ -86,6 +86,8 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
         "the same headroom (max*longer+298 s instead of max*longer*2+300 s): differs only for a last block over 298 s",
     ("dmsbuild/convert/tuned.py", 31, "core/NumberReplacer"):
         "cache keys and recipe file names 15 hex digits instead of 16: written and read by the same function",
+    ("dmsbuild/ship/release.py", 343, "core/NumberReplacer"):
+        "rsplit('/', 2)[-1] is the same last path component as rsplit('/', 1)[-1]",
     ("dmsbuild/measure/board_state.py", 290, "core/NumberReplacer"):
         "the SSH time limit for starting the board-state sampler: 59 s instead of 60 s (it answers in well under 1 s)",
     ("dmsbuild/convert/tuned.py", 116, "core/NumberReplacer"):
