@@ -88,6 +88,9 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
         "cache keys and recipe file names 15 hex digits instead of 16: written and read by the same function",
     ("dmsbuild/ship/release.py", 343, "core/NumberReplacer"):
         "rsplit('/', 2)[-1] is the same last path component as rsplit('/', 1)[-1]",
+    ("dmsbuild/board/runner/judge.py", 68, "core/ReplaceAndWithOr"):
+        "only sequence heads carry string_agreement (runner/metrics.py), and a sequence head without it has no value "
+        "to check: `and` and `or` pick the same heads",
     ("dmsbuild/measure/board_state.py", 290, "core/NumberReplacer"):
         "the SSH time limit for starting the board-state sampler: 59 s instead of 60 s (it answers in well under 1 s)",
     ("dmsbuild/convert/tuned.py", 116, "core/NumberReplacer"):
