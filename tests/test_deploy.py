@@ -377,3 +377,21 @@ def test_a_deploys_board_lock_is_released_after_the_boards_io_timeout_of_silence
                                    project_name="p", transport_factory=lambda b: LocalTransport(b.name))
     assert not out.ok and "stopped by the test" in out.message
     assert seen["heartbeat_s"] * 3 == pytest.approx(io_timeout)
+
+
+def test_a_board_agent_that_prints_no_json_is_one_line_naming_the_board_and_op():
+    """Something on the board's side printed garbage where the agent's answer belongs (a login banner on stdout, a
+    broken Python): one line saying which board and op, and what it printed, not a JSONDecodeError traceback."""
+    from dmsbuild.ship.release import agent
+    from dmsbuild.transport.base import CommandResult
+
+    class Board:
+        name = "pi"
+
+        def run(self, argv, timeout=None, stdin=None):
+            return CommandResult(list(argv), 0, "Welcome to Raspberry Pi OS\n", "")
+
+    with pytest.raises(UserError) as exc:
+        agent(Board(), "python3", "state", {"root": "/opt/dms"})
+    assert str(exc.value).splitlines()[0].startswith("board 'pi': state printed no JSON: 'Welcome to Raspberry Pi OS")
+

@@ -704,3 +704,15 @@ def test_the_choice_file_records_the_speedup_and_its_interval_of_the_chosen_cand
     [choice] = tomllib.loads(tuned_path(proj, "t").read_text())["choice"]
     assert choice["speedup"] == pytest.approx(1.25, abs=1e-6)
     assert choice["speedup_ci"] == pytest.approx([1 / 0.86, 1 / 0.75], abs=1e-6)
+
+
+def test_a_tune_without_a_default_artifact_to_compare_with_is_one_line(tmp_path):
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.errors import UserError
+    from dmsbuild.pipeline.tune.run import _baseline
+
+    root = make_project(tmp_path / "p", {"t": 'runtime = "onnxruntime"\nprecisions = ["fp32"]\n[deploy]\ngroup = "t"\n'})
+    proj, prof = load_project(root), load_target(root, "t")
+    with pytest.raises(UserError) as exc:
+        _baseline(proj, prof, {"artifacts": [{"name": "tuned", "path": "x"}]})
+    assert str(exc.value).splitlines()[0] == f"{proj.artifacts / 't' / 'build.json'}: no default artifact to compare with"
