@@ -297,3 +297,29 @@ def test_build_summary_shows_the_floors_the_verdict_and_every_failure():
     assert "| fp32 | fp32 |" in text and "| identical |" in text and text.count("| pass |") == 1
     assert "| 5.7 |" in text and "| FAIL (1) |" in text
     assert "- int8-qdq: head 'eye_state': SQNR 5.7 dB over 128 samples < floor 12 dB" in text
+
+
+# ---------------------------------------------------------------- the board's judge with default floors
+def test_the_judges_default_floors_pass_a_good_detector_and_fail_a_poor_sequence_head():
+    """No floors given for the kinds' own metrics: the defaults (recall, precision 0.9; score error 0.1; string
+    agreement 0.9) pass a detector within them and fail a sequence head that decodes half its strings differently."""
+    from dmsbuild.board.runner.judge import kind_failures
+
+    det = {"by_kind": {"kind": "detection", "reference_detections": 40, "detections": 40, "recall": 0.95,
+                       "precision": 0.95, "score_error": 0.05}}
+    assert kind_failures("boxes", det, None, 8) == []
+    worse = {"by_kind": {**det["by_kind"], "score_error": 0.15}}
+    [line] = kind_failures("boxes", worse, None, 8)
+    assert line.startswith("head 'boxes': mean score error of matched detections 0.150 > allowed 0.1 "), line
+    seq = {"by_kind": {"kind": "sequence", "string_agreement": 0.5}}
+    [line] = kind_failures("text", seq, None, 8)
+    assert line.startswith("head 'text': decoded-string agreement 50.0% (CTC greedy, 8 samples) < floor 0.9"), line
+    assert kind_failures("text", {"by_kind": {"kind": "sequence", "string_agreement": 0.95}}, None, 8) == []
+
+
+@pytest.mark.parametrize("max_drop, need", [(0.01, 100), (0.02, 50), (0.03, 34), (0.25, 4), (1.0, 1)])
+def test_samples_needed_is_the_fewest_on_which_one_disagreement_stays_within_the_drop(max_drop, need):
+    from dmsbuild.core.accuracy import samples_needed
+
+    assert samples_needed(max_drop) == need
+    assert 1 / need <= max_drop + 1e-12 and (need == 1 or 1 / (need - 1) > max_drop)

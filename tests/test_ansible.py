@@ -205,3 +205,63 @@ def test_yaml_parser_only_raises_user_errors(text: str) -> None:
         parse_yaml(text, Path("fuzz.yml"))
     except UserError as exc:
         assert str(exc).startswith("fuzz.yml")
+
+
+def _ansible_inventory() -> str | None:
+    import shutil
+    import sys
+
+    found = shutil.which("ansible-inventory") or str(Path(sys.executable).parent / "ansible-inventory")
+    return found if Path(found).is_file() else None
+
+
+@pytest.mark.skipif(_ansible_inventory() is None, reason="ansible-core is not installed (pip install ansible-core)")
+def test_through_ansible_inventory_a_script_is_read_and_its_failure_named(tmp_path, monkeypatch):
+    """DMSBUILD_ANSIBLE_INVENTORY: a dynamic inventory script's hosts come back as boards; a script that fails is
+    one line saying why Ansible could not read it (its parse failure, not the first line of stderr: Ansible's
+    own Python warnings come first)."""
+    monkeypatch.setenv("DMSBUILD_ANSIBLE_INVENTORY", _ansible_inventory())
+    good = tmp_path / "lab.py"
+    good.write_text("#!/usr/bin/env python3\nimport json\nprint(json.dumps({'rpi5': {'hosts': ['pi-1']},"
+                    " '_meta': {'hostvars': {'pi-1': {'ansible_host': '10.1.1.1'}}}}))\n")
+    good.chmod(0o755)
+    assert load_ansible_inventory(good).boards["pi-1"].host == "10.1.1.1"
+    bad = tmp_path / "broken.sh"
+    bad.write_text("#!/bin/sh\necho 'cannot reach the CMDB' >&2\nexit 3\n")
+    bad.chmod(0o755)
+    with pytest.raises(UserError) as exc:
+        load_ansible_inventory(bad)
+    first = str(exc.value).splitlines()[0]
+    assert first.startswith(f"{bad}: ansible-inventory refused it: ") and "Failed to parse inventory" in first, first
+
+
+def test_an_ansible_inventory_failure_names_its_error_line_not_the_noise_before_it(tmp_path, monkeypatch):
+    """Any ``ansible-inventory`` (a stand-in here): the ``[ERROR]`` line is the reason, not a warning printed first."""
+    program = tmp_path / "ansible-inventory"
+    program.write_text("#!/bin/sh\necho '/usr/lib/python3/x.py:18: SomeDeprecationWarning: old' >&2\n"
+                       "echo '[WARNING]: Unable to parse inv.yml as an inventory source' >&2\n"
+                       "echo '[ERROR]: No inventory was parsed, please check your configuration and options.' >&2\nexit 1\n")
+    program.chmod(0o755)
+    monkeypatch.setenv("DMSBUILD_ANSIBLE_INVENTORY", str(program))
+    inv = tmp_path / "inv.yml"
+    inv.write_text("all: {}\n")
+    with pytest.raises(UserError) as exc:
+        load_ansible_inventory(inv)
+    assert str(exc.value).splitlines()[0] == (f"{inv}: ansible-inventory refused it: [ERROR]: No inventory was parsed, "
+                                              "please check your configuration and options.")
+
+
+def test_ansible_is_taken_from_beside_the_ansible_inventory_dmsbuild_is_told_to_use(tmp_path, monkeypatch):
+    """DMSBUILD_ANSIBLE_INVENTORY names one installation (e.g. its own virtual environment): the ``ansible`` that
+    evaluates templated values comes from the same bin/ folder, not whatever PATH finds first; ``no``: none."""
+    from dmsbuild.ship.ansible import ansible_program
+
+    bindir = tmp_path / "ansible-9" / "bin"
+    bindir.mkdir(parents=True)
+    for name in ("ansible-inventory", "ansible"):
+        (bindir / name).write_text("#!/bin/sh\nexit 0\n")
+        (bindir / name).chmod(0o755)
+    monkeypatch.setenv("DMSBUILD_ANSIBLE_INVENTORY", str(bindir / "ansible-inventory"))
+    assert ansible_program() == str(bindir / "ansible")
+    monkeypatch.setenv("DMSBUILD_ANSIBLE_INVENTORY", "no")
+    assert ansible_program() is None

@@ -399,3 +399,46 @@ def test_the_deploy_lock_heartbeats_every_third_of_the_boards_io_timeout(project
     out = deploy_target(load_project(project_dir), prof, [board])
     assert out[0].ok, out[0].message
     assert beats == [15.0]
+
+
+@pytest.mark.parametrize("io_timeout", [7.5, 60.0])
+def test_a_deploys_board_lock_is_released_after_the_boards_io_timeout_of_silence(tmp_path, monkeypatch, io_timeout):
+    """A deploy whose connection died without a FIN must not hold the board's lock much longer than the board's
+    ``io_timeout``: the lock's idle limit is io_timeout, and the controller's heartbeat comes three times in it."""
+    import types
+
+    from dmsbuild.ship import release as release_mod
+    from dmsbuild.transport.local import LocalTransport
+
+    seen: dict = {}
+
+    class Recorder(BoardLock):
+        def acquire(self, meanwhile=None):
+            seen.update(heartbeat_s=self.heartbeat_s)
+            raise UserError("stopped by the test before the board's agent starts")
+
+    monkeypatch.setattr(release_mod, "BoardLock", Recorder)
+    board = Board(name="pi", host="127.0.0.1", root=str(tmp_path / "root"), io_timeout=io_timeout)
+    rel = types.SimpleNamespace(release_id="r1", files=[])
+    out = release_mod.deploy_board(board, load_target(Path(__file__).resolve().parent.parent, "rpi5"), rel,
+                                   project_name="p", transport_factory=lambda b: LocalTransport(b.name))
+    assert not out.ok and "stopped by the test" in out.message
+    assert seen["heartbeat_s"] * 3 == pytest.approx(io_timeout)
+
+
+def test_a_board_agent_that_prints_no_json_is_one_line_naming_the_board_and_op():
+    """Something on the board's side printed garbage where the agent's answer belongs (a login banner on stdout, a
+    broken Python): one line saying which board and op, and what it printed, not a JSONDecodeError traceback."""
+    from dmsbuild.ship.release import agent
+    from dmsbuild.transport.base import CommandResult
+
+    class Board:
+        name = "pi"
+
+        def run(self, argv, timeout=None, stdin=None):
+            return CommandResult(list(argv), 0, "Welcome to Raspberry Pi OS\n", "")
+
+    with pytest.raises(UserError) as exc:
+        agent(Board(), "python3", "state", {"root": "/opt/dms"})
+    assert str(exc.value).splitlines()[0].startswith("board 'pi': state printed no JSON: 'Welcome to Raspberry Pi OS")
+

@@ -169,3 +169,18 @@ def test_host_disk_is_measured_in_mib_without_a_hook(monkeypatch, free_mib, leve
                                which=lambda exe: None, environ={})
     [disk] = [c for c in checks if c.what.startswith("free disk")]
     assert disk.level == level and disk.found == f"{free_mib:.0f} MiB"
+
+
+@pytest.mark.parametrize("order", ["missing-first", "ok-first"])
+def test_one_tool_checked_by_three_runtimes_merges_to_the_missing_check_with_its_fix(order):
+    """The SNPE SDK checked for QNN's DLCs (missing there) and for SNPE (found): one line, MISSING, with the
+    missing check's fix, needed by both (whichever runtime was checked first)."""
+    from dmsbuild.backends.base import Check
+
+    bad = Check("host", "SNPE SDK", "missing", None, "qnn", "install the SNPE SDK")
+    good = Check("host", "SNPE SDK", "ok", "2.20", "snpe", "")
+    warn = Check("host", "SNPE SDK", "warning", "2.10", "snpe-old", "upgrade it")
+    checks = [bad, good, warn] if order == "missing-first" else [good, warn, bad]
+    [one] = doctor.merged(checks)
+    assert (one.level, one.found, one.fix) == ("missing", None, "install the SNPE SDK")
+    assert set(one.needed_by.split(", ")) == {"qnn", "snpe", "snpe-old"}

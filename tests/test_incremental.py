@@ -150,3 +150,32 @@ def test_preprocess_change_requantizes_static_int8(built: Path) -> None:
     assert run.rc == 0, run.output
     assert len([t for t in run.executed if t.startswith("quantize:int8-qdq-")]) == 2, run.executed
     assert "export" not in run.executed
+
+
+def test_doit_lists_a_task_group_only_when_it_has_tasks(tmp_path, monkeypatch):
+    """`compile` and `tuned` get their own docstring line in `doit list` only when some target has such a task
+    (the tiny project has neither: no compile backend, no choice file), never as empty groups."""
+    from dmsbuild import tasks as T
+    from dmsbuild.tasks import build as B
+
+    root = make_project(tmp_path / "proj")
+    monkeypatch.setenv("DMSBUILD_ROOT", str(root))
+    T.root.cache_clear()
+    T.project.cache_clear()
+    try:
+        tasks = list(B.task_build())
+    finally:
+        T.root.cache_clear()
+        T.project.cache_clear()
+    groups = {t["basename"] for t in tasks if t.get("basename") in B.GROUP_DOCS and t.get("name") is None}
+    have = {t.get("basename", "build") for t in tasks if t.get("name") is not None}
+    assert groups == set(B.GROUP_DOCS) & have, (groups, have)
+    assert "build" in have and not {"compile", "tuned"} & have
+
+
+def test_a_guarded_action_is_named_after_the_function_it_runs():
+    """`doit info` and doit's failure lines name an action by its function: run_qat, not ':' or 'action'."""
+    from dmsbuild.tasks.build import guarded
+
+    assert guarded("dmsbuild.convert.qat:run_qat").__name__ == "run_qat"
+    assert guarded(len).__name__ == "len"

@@ -61,6 +61,18 @@ def test_unknown_field_and_duplicate_board(tmp_path):
         _load(tmp_path, GOOD + GOOD)
 
 
+@pytest.mark.parametrize("field, value", [("source", '"elsewhere.toml"'), ("transport", '"local"'), ("prior_attempts", "3")])
+def test_the_boards_internal_fields_cannot_be_set_by_an_inventory(tmp_path, field, value):
+    """Where a board was defined, how it is reached (``local`` is only the embedded default target's) and the
+    attempts already made are dmsbuild's to set: unknown fields to an inventory, and not offered in the message."""
+    with pytest.raises(UserError) as exc:
+        _load(tmp_path, GOOD + f"{field} = {value}\n").choose("rpi5")
+    first = str(exc.value).splitlines()[0]
+    assert f"unknown field 'boards[0].{field}'" in first, first
+    allowed = first.split("allowed here: ", 1)[1].split(", ")
+    assert "host" in allowed and not {"source", "transport", "prior_attempts"} & set(allowed), allowed
+
+
 def test_defaults_include_and_root_template(tmp_path):
     (tmp_path / "gen.toml").write_text('[defaults]\ngroups = ["orin"]\nport = 2222\n\n[[boards]]\nname = "emu-01"\nroot = "/srv/emu-01/{target}"\n')
     inv = _load(tmp_path, 'include = ["gen.toml"]\n' + GOOD)
@@ -73,6 +85,36 @@ def test_defaults_include_and_root_template(tmp_path):
     assert [b.name for b in inv.select("orin")] == ["emu-01"]
     with pytest.raises(UserError, match="not in group 'orin'"):
         inv.select("orin", ["rpi5-01"])
+
+
+@pytest.mark.parametrize("order", ["broken-first", "good-first"])
+def test_a_board_broken_in_one_include_and_fine_in_another_is_defined_twice(tmp_path, order):
+    """A board whose entry is refused (a bad field: kept as a problem until a deploy selects it) still owns its
+    name: the same name in another included file is an error naming both files, whichever comes first."""
+    (tmp_path / "a.toml").write_text(GOOD.replace('"10.0.0.5"', '"h$(reboot)"'))
+    (tmp_path / "b.toml").write_text(GOOD)
+    incs = '["a.toml", "b.toml"]' if order == "broken-first" else '["b.toml", "a.toml"]'
+    with pytest.raises(UserError) as exc:
+        _load(tmp_path, f"include = {incs}\n")
+    msg = str(exc.value).splitlines()[0]
+    assert msg.startswith(f"{tmp_path / 'inv.toml'}: board 'rpi5-01' is defined "), msg
+    assert str(tmp_path / "a.toml") in msg and (order == "good-first" or str(tmp_path / "b.toml") in msg), msg
+
+
+def test_a_deploy_of_a_group_without_boards_is_one_line_naming_the_inventory(tmp_path):
+    """Not an empty rollout that "succeeds" on no board: the inventory has no board of that group."""
+    inv = _load(tmp_path, GOOD + ORIN)
+    with pytest.raises(UserError) as exc:
+        inv.choose("jetson")
+    assert str(exc.value).splitlines()[0] == f"{tmp_path / 'inv.toml'}: no board is in group 'jetson'"
+    assert [b.name for b in inv.choose("orin")[0]] == ["orin-01"]
+
+
+def test_an_inventory_path_the_system_cannot_open_is_one_line_with_its_reason(tmp_path):
+    path = tmp_path / ("x" * 300 + ".toml")  # longer than a file name may be (NAME_MAX 255)
+    with pytest.raises(UserError) as exc:
+        load_inventory(path, tmp_path)
+    assert str(exc.value).splitlines()[0] == f"{path}: cannot open the inventory: File name too long"
 
 
 def test_missing_include_says_how_to_create_it(tmp_path):

@@ -236,6 +236,22 @@ def test_system_folders_and_the_home_folder_are_never_a_deploy_root(tmp_path, mo
         assert _tree(home) == before
 
 
+def test_a_symlink_to_the_home_folder_is_refused_in_one_line_naming_both_paths(tmp_path, monkeypatch):
+    """A deploy root that only looks like a folder of its own (``/opt/dms -> ~``): refused, and the message names
+    the root as written and the folder it really is, on one line (no traceback)."""
+    home = tmp_path / "users" / "me"
+    home.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    root = tmp_path / "dms"
+    root.symlink_to(home)
+    with pytest.raises(agent.AgentFail) as exc:
+        agent.prepare({"root": str(root)})
+    msg = exc.value.msg
+    assert msg.startswith(f"refusing deploy root {root}: it is the home folder ({home.resolve()});"), msg
+    assert "\n" not in msg and exc.value.code == agent.EXIT_BAD
+    assert os.listdir(home) == []
+
+
 def test_a_folder_below_home_is_a_fine_root(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     agent.prepare({"root": str(tmp_path / "dms")})

@@ -7,6 +7,7 @@ dmsbuild connects exactly when ``ssh -o BatchMode=yes`` does.
 """
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -163,6 +164,18 @@ def test_public_half_is_found_as_ssh_finds_it(lab, tmp_path):
     alone.write_bytes(lab["locked"].read_bytes())
     assert public_blob(str(alone)) == expected
     assert public_blob(str(tmp_path / "missing")) is None
+
+
+def test_invalid_base64_in_a_key_file_is_ignored(tmp_path):
+    """A public-key line whose key is not valid base64 is not a public half: the next candidate
+    (``FILE.pub``) is read instead, and with none, no public half; never a traceback."""
+    key = tmp_path / "key"
+    key.write_text("ssh-ed25519 not*base64! me@host\n")
+    assert public_blob(str(key)) is None
+    (tmp_path / "key.pub").write_text("ssh-ed25519 " + base64.b64encode(b"the blob").decode() + " me@host\n")
+    assert public_blob(str(key)) == b"the blob"
+    (tmp_path / "key.pub").write_text("ssh-ed25519 AAAA=B== me@host\n")  # padding in the middle
+    assert public_blob(str(key)) is None
 
 
 @pytest.mark.parametrize("only", [True, False])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -168,6 +169,66 @@ def test_unhonourable_settings_are_refused(lab, monkeypatch):
         resolve(Board(name="pi", host="lab-pi5"))
     with pytest.raises(UserError, match="not one dmsbuild knows"):
         parse_ssh_args("-o LocalForward=8080:x:80", "inv")
+
+
+@pytest.mark.parametrize("state", ["closed", "not active"])
+def test_a_hop_through_a_jump_host_whose_connection_closed_says_so(state):
+    """The jump host's connection is gone (closed: paramiko has no transport; dropped: it is not active): one line
+    naming the jump host, not an AttributeError or a channel error from a dead session."""
+    import types
+
+    import paramiko
+
+    jump = paramiko.SSHClient()  # closed (never opened): get_transport() is None
+    if state == "not active":
+        a, b = socket.socketpair()
+        dead = paramiko.Transport(a)  # never started: is_active() is False
+        jump.get_transport = lambda: dead
+    ep = types.SimpleNamespace(label="board 'pi'", via=types.SimpleNamespace(where="gw.lab:22"), hostname="10.0.0.5",
+                               port=22, timeout=5.0)
+    t = SSHTransport(Board(name="pi", host="10.0.0.5"))
+    try:
+        with pytest.raises(TransportError) as exc:
+            t._open_socket(ep, jump)
+        assert str(exc.value).splitlines()[0] == "board 'pi': the connection to jump host gw.lab:22 closed"
+    finally:
+        if state == "not active":
+            dead.close()
+            b.close()
+
+
+def test_joined_ssh_options_read_as_the_separate_ones():
+    """``-oKey=Value``, ``-p2222``, ``-lme``, ``-Jhost`` (as ssh takes them, no space) mean what their two-word forms mean."""
+    joined = parse_ssh_args("-oProxyJump=bastA -p2222 -lme -i/k/id -oPort=22", "inv")
+    assert joined == parse_ssh_args("-o ProxyJump=bastA -p 2222 -l me -i /k/id -o Port=22", "inv")
+    assert joined[0][:4] == ["-o", "ProxyJump=bastA", "-p", "2222"]
+    assert parse_ssh_args("-JbastA", "inv") == (["-J", "bastA"], [])
+
+
+@pytest.mark.parametrize("args", ["-p", "-C -o", "-v -J", "-o ProxyJump=bastA -l"])
+def test_a_flag_without_a_value_at_the_end_of_ssh_args_is_one_line(args):
+    """The last word is an option that takes a value (at an even or an odd place): one line naming it, no
+    IndexError from looking past the end."""
+    flag = args.split()[-1]
+    with pytest.raises(UserError) as exc:
+        parse_ssh_args(args, "inventory.yml: pi")
+    assert exc.value.message == f"inventory.yml: pi: ssh option {flag} has no value"
+    assert exc.value.hint == "fix the ssh arguments"
+
+
+def test_an_ssh_config_that_ssh_refuses_is_one_line_with_the_command_to_try(tmp_path, monkeypatch):
+    """`ssh -G` exits non-zero (a bad line in the config): its first stderr line, the config file, and the
+    command to run by hand as the hint (no traceback, no fallback to another parser)."""
+    if not shutil.which("ssh"):
+        pytest.skip("no OpenSSH client")
+    cfg = tmp_path / "config"
+    cfg.write_text("Host lab-pi5\n  NoSuchKeyword yes\n")
+    monkeypatch.setenv("DMSBUILD_SSH_CONFIG", str(cfg))
+    with pytest.raises(UserError) as exc:
+        resolve(Board(name="pi", host="lab-pi5"))
+    assert exc.value.message.startswith(f"{cfg}: `ssh -G lab-pi5` failed: "), exc.value.message
+    assert "nosuchkeyword" in exc.value.message.lower() and "\n" not in exc.value.message
+    assert exc.value.hint == "fix the ssh config (try: ssh -G lab-pi5)"
 
 
 def test_without_openssh_paramikos_parser_refuses_include(lab, monkeypatch):

@@ -783,3 +783,152 @@ def test_a_wide_interval_is_measured_longer_while_the_budget_allows(tmp_path, mo
     assert [n for n, _ in bench.rounds].count(f"c-{int8.cand_id}") == 2 and (f"c-{int8.cand_id}", 2) in bench.rounds
     assert int8.measurement["rounds"] == 2 and fp32.measurement["rounds"] == 1
     assert not tune_run._needs_more(int8.measurement)
+
+
+class _StandInBench:
+    """The board side of ``tune_kind`` (BoardBench's methods it calls), recording what would be timed."""
+
+    board = type("B", (), {"name": "b1"})()
+
+    def __init__(self) -> None:
+        self.entries: dict[str, object] = {}
+        self.timed: list[tuple[str, str]] = []
+
+    def add(self, name, *args):
+        self.entries[name] = args
+
+    def interleave(self, name, against, cfg, longer=1):
+        self.timed.append((name, against.name))
+        return {}
+
+    def output_check(self, name):
+        return {"error": "not on a board in this test"}
+
+
+def _tune_kind_here(tmp_path, monkeypatch, *, cached: bool, deadline_in: float, facts: dict | None = None,
+                    measured_as: dict | None = None, target: str = TARGET):
+    """``tune_kind`` on the tiny project's space with the stand-in bench (builds, host gate and the ratio's
+    statistics stubbed); with ``cached``, every candidate was measured by an earlier tune at 0.5x, 0.6x ...
+    the default's latency. Returns (result, candidates, bench)."""
+    import dataclasses
+    import time
+
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.pipeline.tune import run as tune_run
+    from dmsbuild.pipeline.tune.board import Baseline, board_kind, measurement_path
+    from dmsbuild.pipeline.tune.space import Candidate, recipes, settings_space, space_for
+
+    root = make_project(tmp_path / "p", {"t": target})
+    proj, prof = load_project(root), load_target(root, "t")
+    facts = facts or {"arch": "x86_64", "cpu_model": "test", "cpu_count": 4, "emulated": True}
+    if measured_as is not None:  # how a runtime's measurements are classified (its backend's tune_measured_as)
+        space = dataclasses.replace(space_for(prof), measured_as=measured_as)
+        monkeypatch.setattr(tune_run, "space_for", lambda prof: space)
+    baseline = Baseline("fp32", root / "fp32.onnx", "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    kind_key, _ = board_kind(facts, space_for(prof).kind_facts)
+    cands = [Candidate(r, s) for r in recipes(prof.tune) for s in settings_space(prof.tune, facts["cpu_count"])]
+    assert len(cands) >= 2
+    for i, c in enumerate(cands if cached else []):
+        path = measurement_path(proj, "t", kind_key, c.id("sha"), baseline.key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"ratio": 0.5 + i / 10, "ci_low": 0.45 + i / 10, "ci_high": 0.55 + i / 10,
+                                    "label": c.label, "rounds": 1}))
+    monkeypatch.setattr(tune_run, "host_gate", lambda proj, prof, path: ({}, []))
+    monkeypatch.setattr(tune_run, "build_recipe", lambda proj, prof, recipe, sha: tmp_path / "c.onnx")
+    monkeypatch.setattr(tune_run, "measure_ratio", lambda samples, cfg: {"ratio": 1.0, "ci_low": 0.9, "ci_high": 1.1})
+    bench = _StandInBench()
+    now = time.monotonic()
+    res = tune_run.tune_kind(proj, prof, bench, facts, baseline, "sha", deadline=now + deadline_in, started=now,
+                             boards=["b1"], log=lambda line: None)
+    return res, cands, bench
+
+
+@pytest.mark.parametrize("budget_left", [True, False])
+def test_the_final_head_to_head_runs_only_while_the_budget_lasts(tmp_path, monkeypatch, budget_left):
+    """Two contenders (cached measurements, both faster than the default): the final times them head to head
+    only before the deadline; past it the ranking stands as measured (no more board time)."""
+    res, cands, bench = _tune_kind_here(tmp_path, monkeypatch, cached=True, deadline_in=600 if budget_left else -1)
+    first, second = (f"c-{c.id('sha')}" for c in cands[:2])
+    assert bench.timed == ([(first, second)] if budget_left else [])
+    assert ("head_to_head" in (res.rows[0].measurement or {})) == budget_left
+
+
+def test_a_tune_whose_budget_is_spent_measures_nothing_and_lists_each_candidate_as_skipped(tmp_path, monkeypatch):
+    """The deadline passed (even a moment ago) before the first measurement: no candidate is timed, each one
+    is skipped for the budget, and nothing is chosen."""
+    res, cands, bench = _tune_kind_here(tmp_path, monkeypatch, cached=False, deadline_in=-0.2)
+    assert bench.timed == [] and res.chosen is None
+    assert len(res.skipped) == len(res.rows) >= 2
+    assert all(r.skipped and r.skipped.startswith("budget: ") and r.measurement is None for r in res.rows)
+
+
+@pytest.mark.parametrize("provider, arch, emulated, source", [
+    ("CPUExecutionProvider", "aarch64", False, "board-runner"),
+    ("CPUExecutionProvider", "x86_64", True, "emulated"),
+    ("QNNExecutionProvider", "x86_64", False, "simulator"),
+])
+def test_a_tune_figure_says_where_it_was_measured(tmp_path, monkeypatch, provider, arch, emulated, source):
+    """The tune's provenance comes from what the runtime's measurements are (its ``measured_as``) and the board's
+    facts, in the words of provenance.SOURCES: a real board, an emulated one, the QNN HTP simulator on x86."""
+    from dmsbuild.core.provenance import SOURCES
+
+    facts = {"arch": arch, "cpu_model": "test", "cpu_count": 4, "emulated": emulated}
+    res, _, _ = _tune_kind_here(tmp_path, monkeypatch, cached=True, deadline_in=600, facts=facts,
+                                measured_as={"runtime": "onnxruntime", "provider": provider})
+    assert res.provenance == (f"{SOURCES[source]}: board b1" if source == "emulated"  # this machine, not a board
+                              else f"{SOURCES[source]}: measured on board b1"), res.provenance
+
+
+@pytest.mark.parametrize("strategy", ["staged", "exhaustive"])
+def test_the_search_strategy_decides_which_candidates_are_measured(tmp_path, monkeypatch, strategy):
+    """``exhaustive``: every recipe at every runtime setting; ``staged``: every recipe at the first setting, then
+    the other settings of the two fastest recipes only (here 3 recipes x 2 thread counts)."""
+    target = TARGET.replace('precision = ["fp32", "int8-qdq"]\nper_channel = [false]',
+                            'precision = ["fp32", "int8-qdq"]\nper_channel = [false, true]')
+    target = target.replace("intra_op_threads = [1]", "intra_op_threads = [1, 2]") + f'strategy = "{strategy}"\n'
+    res, cands, _ = _tune_kind_here(tmp_path, monkeypatch, cached=True, deadline_in=600, target=target)
+    recipes = {c.recipe for c in cands}
+    settings = {c.settings for c in cands}
+    assert len(recipes) == 3 and len(settings) == 2, (recipes, settings)
+    measured = {r.candidate for r in res.rows}
+    if strategy == "exhaustive":
+        assert measured == set(cands)
+    else:  # cached at 0.5x, 0.6x ... in candidate order: the first two recipes are the fastest
+        first = cands[0].settings
+        fastest = [c.recipe for c in cands if c.settings == first][:2]
+        assert measured == {c for c in cands if c.settings == first or c.recipe in fastest}
+        assert len(measured) == 5
+
+
+def test_the_choice_file_records_the_speedup_and_its_interval_of_the_chosen_candidate(tmp_path):
+    """The chosen candidate's latency ratio 0.8 (CI 0.75-0.86) is a 1.25x speed-up (CI 1/0.86-1/0.75) in the file."""
+    import tomllib
+
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.convert.tuned import Recipe, Settings, tuned_path
+    from dmsbuild.pipeline.tune.board import Baseline
+    from dmsbuild.pipeline.tune.choice import KindResult, Row, write_choice
+    from dmsbuild.pipeline.tune.space import Candidate
+
+    root = make_project(tmp_path / "p", {"t": TARGET})
+    proj, prof = load_project(root), load_target(root, "t")
+    baseline = Baseline("fp32", root / "fp32.onnx", "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
+    m = {"ratio": 0.8, "ci_low": 0.75, "ci_high": 0.86, "confidence": 0.95, "measured_at": "2026-01-01T00:00:00Z"}
+    row = Row(Candidate(Recipe("int8-qdq", per_channel=False), Settings(1)), "abc", [], {}, m, True, None, "pass")
+    res = KindResult("k", "x86_64 test, 4 cores", "b1", ["b1"], "emulated board: board b1", {}, [row], row, "why", [])
+    write_choice(proj, prof, [res], baseline, "sha", "tiny.pt")
+    [choice] = tomllib.loads(tuned_path(proj, "t").read_text())["choice"]
+    assert choice["speedup"] == pytest.approx(1.25, abs=1e-6)
+    assert choice["speedup_ci"] == pytest.approx([1 / 0.86, 1 / 0.75], abs=1e-6)
+
+
+def test_a_tune_without_a_default_artifact_to_compare_with_is_one_line(tmp_path):
+    from dmsbuild.config import load_project, load_target
+    from dmsbuild.errors import UserError
+    from dmsbuild.pipeline.tune.run import _baseline
+
+    root = make_project(tmp_path / "p", {"t": 'runtime = "onnxruntime"\nprecisions = ["fp32"]\n[deploy]\ngroup = "t"\n'})
+    proj, prof = load_project(root), load_target(root, "t")
+    with pytest.raises(UserError) as exc:
+        _baseline(proj, prof, {"artifacts": [{"name": "tuned", "path": "x"}]})
+    assert str(exc.value).splitlines()[0] == f"{proj.artifacts / 't' / 'build.json'}: no default artifact to compare with"

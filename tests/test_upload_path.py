@@ -93,3 +93,40 @@ def test_the_slot_is_held_while_bytes_flow_and_small_files_take_none(boards, pro
         for t in ts:
             t.run(["rm", "-f", f"{remote}-{t.name}", f"{remote}-small"], timeout=30)
             t.close()
+
+
+def test_an_interrupt_during_an_upload_stays_an_interrupt_when_the_connection_is_gone(tmp_path):
+    """Ctrl-C (or a fleet stop) lands while a file is sent and the board's connection has died: closing the remote
+    file then raises EOFError (paramiko reads the pipelined writes' answers first), and that must not replace the
+    interrupt with an upload error (the rollout would report a failed board instead of stopping)."""
+    from dmsbuild.ship.inventory import Board
+
+    class DeadFile:
+        MAX_REQUEST_SIZE = 0
+
+        def set_pipelined(self, on):
+            pass
+
+        def write(self, chunk):
+            pass
+
+        def close(self):
+            raise EOFError()  # SFTPFile._close -> _finish_responses on a connection the board closed
+
+    class DeadSftp:
+        def open(self, remote, mode):
+            return DeadFile()
+
+    t = SSHTransport(Board(name="pi", host="nowhere.invalid"))
+    t.write_size = 32768
+    t._sftp = DeadSftp
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(ssh.SMALL_UPLOAD * 2))
+
+    def stop(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        t.upload(src, "/tmp/x", progress=stop)
+    with pytest.raises(KeyboardInterrupt):
+        t.put(src, "/tmp/x", progress=stop)
