@@ -873,14 +873,14 @@ class SSHTransport(Transport):
                     # cost one more round trip per file (its answer is read, and dropped, later)
                     dst._close(async_=True)  # paramiko's own non-waiting close (SFTPFile.__del__ uses it)
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise TransportError(f"board '{self.name}': upload of {Path(local).name} to {remote} failed: {exc}") from None
+            raise TransportError(f"board '{self.name}': upload of {Path(local).name} to {remote} failed: {exc or 'connection closed by the board'}") from None
 
     def get(self, remote: str, local: Path) -> None:
         Path(local).parent.mkdir(parents=True, exist_ok=True)
         try:
             self._sftp().get(remote, str(local))
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise TransportError(f"board '{self.name}': download of {remote} failed: {exc}") from None
+            raise TransportError(f"board '{self.name}': download of {remote} failed: {exc or 'connection closed by the board'}") from None
 
     def spawn(self, argv: Sequence[str]) -> RemoteProcess:
         argv = [str(a) for a in argv]
