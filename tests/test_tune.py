@@ -761,7 +761,8 @@ def test_tune_figures_are_labelled_by_what_the_runtimes_space_measures(tmp_path,
     qnn = {"runtime": "onnxruntime", "provider": "QNNExecutionProvider"}
     monkeypatch.setattr(tune_run, "space_for", lambda prof: dataclasses.replace(space_for(prof), measured_as=qnn))
     res, _, _ = _tune_kind(tmp_path, monkeypatch)
-    assert res.provenance == "QNN HTP simulator (this machine's CPU): measured on board b1"
+    # an emulated board: the simulator ran on this machine, not on the board's processor
+    assert res.provenance == "QNN HTP simulator (this machine's CPU): board b1"
 
 
 def test_a_wide_interval_is_measured_longer_while_the_budget_allows(tmp_path, monkeypatch):

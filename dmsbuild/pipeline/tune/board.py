@@ -40,7 +40,10 @@ def provenance(facts: dict[str, Any], board: str, measured_as: dict[str, str]) -
     from ...core.provenance import classify, label
 
     source = classify(measured_as, facts)
-    return f"{label(source)}: measured on board {board}" if source != "emulated" else f"{label(source)}: board {board}"
+    # "measured on board" only where the board's own processor ran it: on an emulated board the runtime (the HTP
+    # simulator included) ran on this machine, and a test double's figure was generated, not measured
+    on_board = not facts.get("emulated") and source != "double"
+    return f"{label(source)}: measured on board {board}" if on_board else f"{label(source)}: board {board}"
 
 
 def tune_dir(proj: "ProjectConfig", target: str) -> Path:
