@@ -117,11 +117,6 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
      'return repr(round(v, 6)) if isinstance(v, float) else str(v)',
      'return repr(round(v, 5)) if isinstance(v, float) else str(v)'):
         'floats in the choice file (speed-up, its CI, confidence; no recipe field is a float) rounded to 5 decimals instead of 6: nothing reads them back at that precision',
-    ("dmsbuild/tasks/build.py", "core/NumberReplacer",
-     'action.__name__ = fn.rpartition(":")[2] if isinstance(fn, str) else getattr(fn, "__name__", "action")',
-     'action.__name__ = fn.rpartition(":")[ 1] if isinstance(fn, str) else getattr(fn, "__name__", "action")'):
-        "[1] (':' as action.__name__): nothing reads it; doit shows a PythonAction by __qualname__ ([3] is an "
-        "IndexError, killed)",
 }
 
 
