@@ -468,18 +468,25 @@ def _litert():
     return litert_runner
 
 
+def _litert_ready():
+    """numpy and the LiteRT runner module with its interpreter importable, or MissingDependency naming what to
+    install on the board."""
+    try:
+        import numpy as np
+    except ImportError:
+        raise MissingDependency("numpy is not installed for " + sys.executable + "; install it: pip install numpy") from None
+    lr = _litert()
+    try:
+        lr.import_interpreter()
+    except lr.MissingLiteRT as exc:
+        raise MissingDependency(str(exc)) from None
+    return np, lr
+
+
 def bench_artifact(release: str, manifest: dict, entry: dict, plan: dict) -> dict:
     """Measure one artifact in this process; raises on failure (the caller records it)."""
     if runs_on_litert(entry):  # LiteRT interpreter, not ONNX Runtime
-        try:
-            import numpy as np
-        except ImportError:
-            raise MissingDependency("numpy is not installed for " + sys.executable + "; install it: pip install numpy") from None
-        lr = _litert()
-        try:
-            lr.import_interpreter()
-        except lr.MissingLiteRT as exc:
-            raise MissingDependency(str(exc)) from None
+        np, lr = _litert_ready()
         return lr.bench_entry(np, release, manifest, entry, plan, empty_result(entry, plan), latency_stats=latency_stats,
                               timing_loop=timing_loop, verify_outputs=verify_outputs, peak_rss_mb=peak_rss_mb)
     np, ort = _import_runtime()
@@ -540,15 +547,7 @@ def _open_side(folder: str, wanted: str, threads: int, warmup: int, spinning: bo
     if entry is None:
         raise ReleaseError(f"{folder}/manifest.json: no artifact named {wanted!r}")
     if runs_on_litert(entry):
-        try:
-            import numpy as np
-        except ImportError:
-            raise MissingDependency("numpy is not installed for " + sys.executable + "; install it: pip install numpy") from None
-        lr = _litert()
-        try:
-            lr.import_interpreter()
-        except lr.MissingLiteRT as exc:
-            raise MissingDependency(str(exc)) from None
+        np, lr = _litert_ready()
         return lr.interleave_side(np, folder, entry, threads, warmup, timing_loop)
     np, ort = _import_runtime()
     a = open_artifact(np, ort, folder, manifest, entry, threads, spinning)
