@@ -168,6 +168,12 @@ def _changed_lines(diff: str) -> tuple[str, str]:
             next((ln[1:].strip() for ln in lines if ln.startswith("+") and not ln.startswith("+++")), ""))
 
 
+def _changed_column(diff: str) -> int:
+    """Where, in the stripped original line, a one-line mutant's diff first differs from it."""
+    before, after = _changed_lines(diff)
+    return next((i for i, (a, b) in enumerate(zip(before, after)) if a != b), min(len(before), len(after)))
+
+
 def _removed_line(diff: str) -> str:
     """The original line of a one-line mutant's unified diff."""
     return _changed_lines(diff)[0]
@@ -177,8 +183,9 @@ def _key(group: str, m, copy: Path) -> tuple:
     """(group, module, operator, occurrence, the line before, the line after) of a mutant: its identity for the
     seeded sample and for finding it again after the code around it moved. The changed line comes from
     Cosmic Ray's own mutation of the module (no test run)."""
-    line = (copy / m.module_path).read_text().splitlines()[m.start_pos[0] - 1].strip()
-    return (group, str(m.module_path), m.operator_name, int(m.occurrence), line, None)
+    line = (copy / m.module_path).read_text().splitlines()[m.start_pos[0] - 1]
+    return (group, str(m.module_path), m.operator_name, int(m.occurrence), line.strip(),
+            m.start_pos[1] - (len(line) - len(line.lstrip())))  # its column within the stripped line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,8 +247,23 @@ def main(argv: list[str] | None = None) -> int:
             prev = json.loads(args.survivors_of.read_text())
             want = {(m["module"], m["operator"], m.get("before") or _removed_line(m.get("diff") or ""))
                     for m in prev["mutants"] if m["outcome"] == "survived"}
-            chosen = {j for j in jobs if keys[j][1:3] + keys[j][4:5] in want}
-            gone = sorted(want - {keys[j][1:3] + keys[j][4:5] for j in chosen})
+            # several mutants of one operator on one line (two `%` in a message): the one whose column is the
+            # last at or before the first character the survivor's diff changed
+            at = {}
+            for m in prev["mutants"]:
+                if m["outcome"] == "survived":
+                    at.setdefault((m["module"], m["operator"], m.get("before") or _removed_line(m.get("diff") or "")),
+                                  []).append(_changed_column(m.get("diff") or ""))
+            by_line: dict[tuple, list] = {}
+            for j in jobs:
+                if keys[j][1:3] + keys[j][4:5] in want:
+                    by_line.setdefault(keys[j][1:3] + keys[j][4:5], []).append(j)
+            chosen = set()
+            for k, js in by_line.items():
+                for col in at[k]:
+                    fits = [j for j in js if keys[j][5] <= col] or js
+                    chosen.add(max(fits, key=lambda j: keys[j][5]))
+            gone = sorted(want - set(by_line))
             if gone:
                 print(f"mutation_sample: {len(gone)} survivor(s) of {args.survivors_of} no longer exist (the line changed): "
                       + "; ".join(f"{m} {op}: {b!r}" for m, op, b in gone), flush=True)
