@@ -174,6 +174,16 @@ def _changed_column(diff: str) -> int:
     return next((i for i, (a, b) in enumerate(zip(before, after)) if a != b), min(len(before), len(after)))
 
 
+def _mutated_line(spec, copy: Path) -> str:
+    """The line ``spec`` writes, by Cosmic Ray's own mutation of the module's source (nothing run)."""
+    from cosmic_ray.mutating import mutate_code
+    from cosmic_ray.plugins import get_operator
+
+    code = mutate_code((copy / spec.module_path).read_text(), get_operator(spec.operator_name)(**(spec.operator_args or {})),
+                       spec.occurrence)
+    return code.splitlines()[spec.start_pos[0] - 1].strip() if code else ""
+
+
 def _removed_line(diff: str) -> str:
     """The original line of a one-line mutant's unified diff."""
     return _changed_lines(diff)[0]
@@ -230,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         copies = {g: copy_repo(Path(tmp) / g) for g in args.groups}
         jobs: list[tuple[str, str]] = []
         keys: dict[tuple[str, str], tuple] = {}
+        specs: dict[tuple[str, str], object] = {}
         for g in args.groups:
             mods, tests = GROUPS[g]
             copy = copies[g]
@@ -240,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             with use_db(str(copy / f"cr-{g}.sqlite"), WorkDB.Mode.open) as db:
                 for w in db.work_items:
                     keys[(g, w.job_id)] = _key(g, w.mutations[0], copy)
+                    specs[(g, w.job_id)] = w.mutations[0]
                     jobs.append((g, w.job_id))
         total = len(jobs)
         if args.survivors_of:
@@ -253,16 +265,20 @@ def main(argv: list[str] | None = None) -> int:
             for m in prev["mutants"]:
                 if m["outcome"] == "survived":
                     at.setdefault((m["module"], m["operator"], m.get("before") or _removed_line(m.get("diff") or "")),
-                                  []).append(_changed_column(m.get("diff") or ""))
+                                  []).append((_changed_column(m.get("diff") or ""), _changed_lines(m.get("diff") or "")[1]))
             by_line: dict[tuple, list] = {}
             for j in jobs:
                 if keys[j][1:3] + keys[j][4:5] in want:
                     by_line.setdefault(keys[j][1:3] + keys[j][4:5], []).append(j)
             chosen = set()
             for k, js in by_line.items():
-                for col in at[k]:
+                for col, after in at[k]:
                     fits = [j for j in js if keys[j][5] <= col] or js
-                    chosen.add(max(fits, key=lambda j: keys[j][5]))
+                    best = max(keys[j][5] for j in fits)
+                    ties = [j for j in fits if keys[j][5] == best]
+                    # variants of one operator at one place (a number +1 and -1): the one that writes the same line
+                    same = [j for j in ties if _mutated_line(specs[j], copies[j[0]]) == after]
+                    chosen.add((same or ties)[0])
             gone = sorted(want - set(by_line))
             if gone:
                 print(f"mutation_sample: {len(gone)} survivor(s) of {args.survivors_of} no longer exist (the line changed): "
