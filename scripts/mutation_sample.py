@@ -73,10 +73,6 @@ GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 #: (excluded from the rate). Keyed by what the mutant changes, not by line number, so an entry follows its line
 #: when the code around it moves; the seed-25 run (docs/testing.md) found these.
 EQUIVALENT: dict[tuple[str, str, str, str], str] = {
-    ('dmsbuild/board/release_agent.py', 'core/NumberReplacer',
-     'time.sleep(2)',
-     'time.sleep( 3)'):
-        "the dropslow test fault's sleep: 3 s instead of 2 s only keeps the busy-board window open longer",
     ('dmsbuild/transport/ssh.py', 'core/ReplaceBinaryOperator_LShift_BitOr',
      'err += chan.recv_stderr(1 << 16)',
      'err += chan.recv_stderr(1 | 16)'):
@@ -89,14 +85,6 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
      'if TYPE_CHECKING:',
      'if not TYPE_CHECKING:'):
         'if not TYPE_CHECKING imports ProjectConfig at run time: dmsbuild.config is already imported above, the name is only used in (lazy) annotations',
-    ('dmsbuild/pipeline/tune/board.py', 'core/ReplaceBinaryOperator_Mul_Add',
-     'res = self._run(argv, cfg.max_seconds * longer * 2 + 300, f"timing {name} against {baseline.name}")',
-     'res = self._run(argv, cfg.max_seconds * longer + 2 + 300, f"timing {name} against {baseline.name}")'):
-        "the SSH time limit around the runner's own --max-seconds stop: max*longer+302 s instead of max*longer*2+300 s differs only for a timing whose last block outlasts 300 s",
-    ('dmsbuild/pipeline/tune/board.py', 'core/ReplaceBinaryOperator_Mul_Sub',
-     'res = self._run(argv, cfg.max_seconds * longer * 2 + 300, f"timing {name} against {baseline.name}")',
-     'res = self._run(argv, cfg.max_seconds * longer - 2 + 300, f"timing {name} against {baseline.name}")'):
-        'the same headroom (max*longer+298 s instead of max*longer*2+300 s): differs only for a last block over 298 s',
     ('dmsbuild/convert/tuned.py', 'core/NumberReplacer',
      'def short_hash(obj: Any, n: int = 16) -> str:',
      'def short_hash(obj: Any, n: int = 15) -> str:'):
@@ -113,10 +101,6 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
      'timeout=60)',
      'timeout= 59)'):
         'the SSH time limit for starting the board-state sampler: 59 s instead of 60 s (it answers in well under 1 s)',
-    ('dmsbuild/convert/tuned.py', 'core/NumberReplacer',
-     'return repr(round(v, 6)) if isinstance(v, float) else str(v)',
-     'return repr(round(v, 5)) if isinstance(v, float) else str(v)'):
-        'floats in the choice file (speed-up, its CI, confidence; no recipe field is a float) rounded to 5 decimals instead of 6: nothing reads them back at that precision',
 }
 
 
