@@ -326,29 +326,6 @@ def test_reordering_a_table_of_the_configuration_rebuilds_nothing(tiny, monkeypa
 @pytest.mark.parametrize("fraction, doc", [(0.0, "QAT (200 steps, distillation) then QDQ"),
                                            (0.5, "prune 50% + QAT (200 steps, distillation) then QDQ")])
 def test_doit_list_says_when_a_variant_is_pruned(tiny, monkeypatch, fraction, doc):
-
-
-def test_the_order_of_a_tables_keys_in_the_toml_rebuilds_nothing(tiny, monkeypatch, method):
-    """The same settings written in another order ([outputs.kinds.x] before or after [outputs.kinds.y]) are the
-    same settings: neither the export nor a (QAT) quantization runs again."""
-    proj = C.load_project(tiny)
-    proj.quantization.static.method = method
-    profiles = {t: C.load_target(tiny, t) for t in TARGETS}
-    proj.outputs.kinds = {"head_pose": C.OutputKindConfig(kind="regression"),
-                          "activity": C.OutputKindConfig(kind="classification")}
-    before = snapshot(monkeypatch, tiny, proj, profiles)
-    assert not [k for k, v in before.items() if v[3]]
-    assert method == "ptq" or any("QAT" in k or "qat" in json.dumps(v[0]) for k, v in before.items())
-    proj2 = copy.deepcopy(proj)
-    proj2.outputs.kinds = dict(reversed(list(proj.outputs.kinds.items())))
-    assert list(proj2.outputs.kinds) != list(proj.outputs.kinds)
-    assert rebuilt(before, snapshot(monkeypatch, tiny, proj2, profiles)) == set()
-
-
-@pytest.mark.parametrize("fraction", [0.0, 0.3])
-def test_doit_lists_a_pruned_qat_variant_as_pruned(tiny, monkeypatch, fraction):
-    """`doit list` says what a QAT variant does: "prune 30% + QAT (...)" with pruning, "QAT (...)" without."""
-    from dmsbuild import tasks as T
     from dmsbuild.tasks import build as B
 
     proj = C.load_project(tiny)
@@ -380,6 +357,35 @@ def test_doit_list_shows_a_task_group_only_when_it_has_tasks(tiny, monkeypatch, 
         assert groups["compile"] == B.GROUP_DOCS["compile"]
 
 
+
+@pytest.mark.parametrize("method", ["ptq", "qat"])
+def test_the_order_of_a_tables_keys_in_the_toml_rebuilds_nothing(tiny, monkeypatch, method):
+    """The same settings written in another order ([outputs.kinds.x] before or after [outputs.kinds.y]) are the
+    same settings: neither the export nor a (QAT) quantization runs again."""
+    proj = C.load_project(tiny)
+    proj.quantization.static.method = method
+    profiles = {t: C.load_target(tiny, t) for t in TARGETS}
+    proj.outputs.kinds = {"head_pose": C.OutputKindConfig(kind="regression"),
+                          "activity": C.OutputKindConfig(kind="classification")}
+    before = snapshot(monkeypatch, tiny, proj, profiles)
+    assert not [k for k, v in before.items() if v[3]]
+    assert method == "ptq" or any("QAT" in k or "qat" in json.dumps(v[0]) for k, v in before.items())
+    proj2 = copy.deepcopy(proj)
+    proj2.outputs.kinds = dict(reversed(list(proj.outputs.kinds.items())))
+    assert list(proj2.outputs.kinds) != list(proj.outputs.kinds)
+    assert rebuilt(before, snapshot(monkeypatch, tiny, proj2, profiles)) == set()
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.3])
+def test_doit_lists_a_pruned_qat_variant_as_pruned(tiny, monkeypatch, fraction):
+    """`doit list` says what a QAT variant does: "prune 30% + QAT (...)" with pruning, "QAT (...)" without."""
+    from dmsbuild import tasks as T
+    from dmsbuild.tasks import build as B
+
+    proj = C.load_project(tiny)
+    proj.quantization.static.method = "qat"
+    proj.quantization.static.prune.fraction = fraction
+    profiles = {t: C.load_target(tiny, t) for t in TARGETS}
     snapshot(monkeypatch, tiny, proj, profiles)  # the same set-up: this project, these profiles
     docs = [t.get("doc", "") for t in B.task_quantize() if "QAT" in t.get("doc", "")]
     assert docs
