@@ -700,14 +700,6 @@ def test_only_a_powered_down_sensor_or_a_placeholder_is_dropped_a_frosty_board_k
     assert snap["thermal_c"] == {"cpu-thermal": -3.0} and snap["dropped_temps"] == ["gpu-thermal@-256C (sensor off)"]
 
 
-@pytest.mark.parametrize("raw, flags", [("0x0", set()), ("0x1", {"under_voltage"}), ("0x2", {"freq_capped"}),
-                                        ("0x4", {"throttled"}), ("0x8", {"soft_temp_limit"}),
-                                        ("0x40000", {"throttled_since_boot"})])
-def test_each_get_throttled_bit_sets_its_own_flag_only(raw, flags):
-    t = board_state.parse_throttled(f"throttled={raw}\n")
-    assert {k for k, v in t.items() if v is True} == flags and t["raw"] == raw
-
-
 def test_the_snapshot_keeps_the_cpu_clock_and_its_maximum_in_mhz():
     snap = board_state.parse_snapshot({"cpu_cur_khz": "1500000", "cpu_max_khz": "2400000", "tools": {}})
     assert snap["cpu_mhz"] == 1500.0 and snap["cpu_max_mhz"] == 2400.0
