@@ -63,8 +63,14 @@ def test_a_file_system_refusal_under_the_lock_is_one_err_line_naming_op_root_and
         raise OSError(errno.ENOSPC, "No space left on device", *([path] if path else []))
 
     monkeypatch.setitem(agent.LOCKED_OPS, "discard", full)
-    monkeypatch.setattr(agent, "stdin_lines", lambda idle: iter([json.dumps({"op": "discard", "release_ids": []}),
-                                                                 json.dumps({"op": "discard", "release_ids": []})]))
+    class TwoDiscards:  # the lock session's stdin (agent.Stdin): two request lines, then EOF
+        def __init__(self, idle, fd=0):
+            pass
+
+        def lines(self):
+            return iter([json.dumps({"op": "discard", "release_ids": []})] * 2)
+
+    monkeypatch.setattr(agent, "Stdin", TwoDiscards)
     said: list[str] = []
     monkeypatch.setattr(agent, "say", lambda line: said.append(line) or True)
     agent.op_lock({"root": str(root), "holder": {"host": "test"}})
