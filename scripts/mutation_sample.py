@@ -286,6 +286,15 @@ def main(argv: list[str] | None = None) -> int:
             if (time.monotonic() - start) / 60 > args.minutes or not sampled[g]:
                 return  # its mutants stay "not run"
             t0 = time.monotonic()
+            # the baseline: the group's tests must pass on the unmutated copy, or every mutant would be "killed"
+            cmd = [args.test_python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                   *GROUPS[g][1]]
+            env = {**os.environ, "PYTHONPATH": str(copies[g]), "PYTHONDONTWRITEBYTECODE": "1"}
+            base = subprocess.run(cmd, cwd=copies[g], env=env, capture_output=True, text=True)
+            if base.returncode != 0:
+                print(f"mutation_sample: {g}: its tests fail without any mutant (exit {base.returncode}); its mutants "
+                      f"are not run: {base.stdout.strip().splitlines()[-1:] }", flush=True)
+                return
             _cosmic_ray(["exec", f"cr-{g}.toml", f"cr-{g}.sqlite"], copies[g], log)
             print(f"mutation_sample: {g}: {sampled[g]} mutant(s) in {time.monotonic() - t0:.0f} s", flush=True)
 
