@@ -101,6 +101,10 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
      'timeout=60)',
      'timeout= 59)'):
         'the SSH time limit for starting the board-state sampler: 59 s instead of 60 s (it answers in well under 1 s)',
+    ("dmsbuild/board/release_agent.py", "core/NumberReplacer",
+     'time.sleep(2)',
+     'time.sleep( 3)'):
+        "the dropslow test fault's sleep: 3 s instead of 2 s only keeps the busy-board window open longer",
 }
 
 
