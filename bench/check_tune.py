@@ -3,10 +3,14 @@
 WITHOUT the tuner's measuring code, and say whether the tuner's interval contains the result (issue 31, item 4).
 
 What is independent here: no ``dms_bench.py``, no ``regression.bootstrap_ratio``, no interleave. Each side runs
-in its own long-lived Python process (plain ``onnxruntime.InferenceSession`` with the side's thread count and
-the tuned session settings, ONNX Runtime's default spinning: what ships); the parent alternates them round by
-round in ABBA order (A B, B A, A B, ...), each round timing ``--iterations`` runs per side after the side's own
-warm-up, and only one side runs at a time. The speed-up is the median over rounds of (baseline median /
+in a Python process of its own (plain ``onnxruntime.InferenceSession`` with the side's thread count and the
+tuned session settings, ONNX Runtime's default spinning: what ships); the parent alternates them round by round
+in ABBA order (A B, B A, A B, ...), each round timing ``--iterations`` runs per side after the side's own
+warm-up, and only one side runs at a time. By default every round starts a NEW process for each side (and ends
+it after): how fast a session runs depends on the process and session it lands in (on this 2-core VM the same
+2-thread FP32 model ran at 0.15 ms in one session and 0.33 ms in the next), so one long-lived process per side
+is one draw of that luck and its interval over rounds does not cover it (docs/measurements.md "Session luck").
+``--long-lived`` keeps one process per side for all rounds (the old way, for comparison). The speed-up is the median over rounds of (baseline median /
 candidate median) of the same round; its 95 % interval is a percentile bootstrap over rounds, written here.
 
     # after `doit build target=T` with a targets/T.tuned.toml (the choice `doit tune` wrote):
@@ -133,9 +137,11 @@ def main() -> int:
     ap.add_argument("--tuner-ci", type=float, nargs=2, metavar=("LOW", "HIGH"))
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--iterations", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3, help="untimed runs of each side before each round")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed runs of each side before each round")
     ap.add_argument("--hogs", type=int, default=0, help="busy-looping processes beside the measurement")
     ap.add_argument("--force", action="store_true", help="measure above a load average of 1 (labelled)")
+    ap.add_argument("--long-lived", action="store_true",
+                    help="one process per side for all rounds (default: a new process per side and round)")
     args = ap.parse_args()
 
     if args.target:
@@ -158,16 +164,31 @@ def main() -> int:
             return 2
         note = " [NOT A PERFORMANCE RESULT: load average above 1 at start]"
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.hogs)]
-    sides = []
+    sides: list[Side] = []
+    make = {"baseline": lambda: Side("baseline", spec["baseline"], spec["baseline_threads"]),
+            "candidate": lambda: Side("candidate", spec["candidate"], spec["candidate_threads"], spec["level"],
+                                      spec["mode"])}
+
+    def timed(label: str) -> float:
+        """The median of one round's runs of side ``label``: in its long-lived process, or a new one."""
+        if args.long_lived:
+            return statistics.median(kept[label].time(args.warmup, args.iterations))
+        side = make[label]()
+        sides.append(side)
+        try:
+            return statistics.median(side.time(args.warmup, args.iterations))
+        finally:
+            side.close()
+            sides.remove(side)
+
     try:
-        base = Side("baseline", spec["baseline"], spec["baseline_threads"])
-        cand = Side("candidate", spec["candidate"], spec["candidate_threads"], spec["level"], spec["mode"])
-        sides = [base, cand]
+        kept = {label: make[label]() for label in make} if args.long_lived else {}
+        sides.extend(kept.values())
         ratios, bmeds, cmeds = [], [], []
         t0 = time.monotonic()
         for i in range(args.rounds):
-            order = (base, cand) if i % 2 == 0 else (cand, base)  # ABBA: each side first equally often
-            got = {s.label: statistics.median(s.time(args.warmup, args.iterations)) for s in order}
+            order = ("baseline", "candidate") if i % 2 == 0 else ("candidate", "baseline")  # ABBA
+            got = {label: timed(label) for label in order}
             bmeds.append(got["baseline"])
             cmeds.append(got["candidate"])
             ratios.append(got["baseline"] / got["candidate"])
@@ -183,7 +204,8 @@ def main() -> int:
     load1 = os.getloadavg()[0]
     print(f"independent check: candidate {spec['candidate'].name} ({spec['candidate_threads']} threads) vs baseline "
           f"{spec['baseline'].name} ({spec['baseline_threads']} threads), {args.rounds} alternated rounds x "
-          f"{args.iterations} runs in separate processes, {seconds:.0f} s, {args.hogs} CPU hog(s); load average "
+          f"{args.iterations} runs, {'one long-lived process per side' if args.long_lived else 'a new process per side and round'}, "
+          f"{seconds:.0f} s, {args.hogs} CPU hog(s); load average "
           f"{load0:.2f} at start (before the hogs), {load1:.2f} at end{note}")
     print(f"  medians: baseline {statistics.median(bmeds):.3f} ms, candidate {statistics.median(cmeds):.3f} ms")
     print(f"  speed-up {speedup:.2f}x (95 % CI {low:.2f}-{high:.2f}){note}")

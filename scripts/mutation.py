@@ -668,6 +668,17 @@ M = [
              'p.add_argument("--isolation", choices=ISOLATIONS, default="spin-off",',
              ("tests/test_runner.py::test_interleave_with_an_aa_control_in_each_isolation",),
              "tune and the gate time sessions with their deployed settings (spinning off biases multi-threaded sides)"),
+    Mutation("tune-isolation-not-fresh", "dmsbuild/pipeline/tune/board.py", 'TUNE_ISOLATION = "fresh"\n',
+             'TUNE_ISOLATION = "gap"\n',
+             ("tests/test_tune_litert.py::test_tune_measures_both_runtimes_against_the_same_default",),
+             "doit tune times every side's block in a fresh process, so its interval covers the session's luck"),
+    Mutation("fresh-side-one-process", "dmsbuild/board/runner/dms_bench.py",
+             "        w = _Worker(*self.args)\n        self.pids.add(w.proc.pid)\n        try:\n            return w(n)\n"
+             "        finally:\n            w.close()\n",
+             "        w = self.__dict__.get('w') or self.__dict__.setdefault('w', _Worker(*self.args))\n"
+             "        self.pids.add(w.proc.pid)\n        try:\n            return w(n)\n        finally:\n            pass\n",
+             ("tests/test_runner.py::test_interleave_with_an_aa_control_in_each_isolation",),
+             "under fresh isolation every block is a new process (one long-lived process is one draw of its luck)"),
     Mutation("interleave-gap-too-short", "dmsbuild/board/runner/dms_bench.py", "GAP_S = 0.1\n", "GAP_S = 0.0\n",
              ("tests/test_runner.py::test_the_bias_a_multithreaded_session_burns_cores_after_its_run_and_the_harness_session_does_not",),
              "the harness's pause outlasts ONNX Runtime's spin-wait, so the next side is timed on quiet cores"),

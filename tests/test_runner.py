@@ -266,7 +266,7 @@ def test_side_orders_are_balanced():
         assert len(follows) == n * (n - 1) and len(set(follows.values())) == 1
 
 
-@pytest.mark.parametrize("isolation", ["gap", "spin-off", "processes"])
+@pytest.mark.parametrize("isolation", ["gap", "spin-off", "processes", "fresh"])
 def test_interleave_with_an_aa_control_in_each_isolation(tmp_path, isolation, monkeypatch):
     from tests.slow_models import release_with_depth
 
@@ -299,10 +299,12 @@ def test_interleave_with_an_aa_control_in_each_isolation(tmp_path, isolation, mo
     else:
         res = LocalTransport("b").run([PY, str(runner), "--release", str(new), "--interleave",
                                        str(tmp_path / "releases" / "aaaaaaaaaaaaaaaa"), "--artifact", "fp32",
-                                       "--blocks", "6", "--iterations", "3", "--control", "--isolation", "processes",
+                                       "--blocks", "6", "--iterations", "3", "--control", "--isolation", isolation,
                                        "--threads", "2"], timeout=300)
         assert res.ok, res.stderr
         out = json.loads(res.stdout)
+        if isolation == "fresh":  # `doit tune`'s: a process (and session) of its own for every side's every block
+            assert out["processes"] == {"old": 6, "new": 6, "control": 6}
     assert out["isolation"] == isolation
     assert len(out["old"]) == len(out["new"]) == len(out["control"]) == 6
     assert all(len(b) == 3 for side in ("old", "new", "control") for b in out[side])

@@ -154,7 +154,7 @@ def test_tune_measures_both_runtimes_against_the_same_default(tuned):
     [lite] = [r for r in rows if r["recipe"].get("runtime") == "litert"]
     m = lite["measurement"]
     # the same harness as an ONNX candidate: interleaved with the default and the A/A control, the host gate first
-    assert m["control"] is not None and m["isolation"] == "gap" and m["baseline"]["name"] == "fp32"
+    assert m["control"] is not None and m["isolation"] == "fresh" and m["baseline"]["name"] == "fp32"
     assert lite["gate_failures"] == [] and lite["accuracy"]["samples"]
     [cand] = (root / "artifacts" / "common").glob("tune-*.tflite")  # built once, by the LiteRT backend
     assert (root / "artifacts" / "common" / "eval" / f"{cand.stem}.json").is_file()  # its host evaluation

@@ -207,7 +207,13 @@ def session_threads(entry: dict, threads: int) -> int:
 #: (docs/measurements.md), so a 1-thread candidate looks faster than it is; "processes": each side in its own
 #: process (deployed spinning), the parent alternating them; "none": one process, default spinning, no pause
 #: (biased: a side's pool spins into the next side's block). The last three are kept for bench/.
-ISOLATIONS = ("gap", "spin-off", "processes", "none")
+#: "fresh" (`doit tune`): every side's block in a process of its own, started for that block and ended after it
+#: (deployed settings, warm-up in it): a session's speed depends on the process and session it lands in
+#: (sub-millisecond models on a 2-core VM: the same artifact 0.15 ms in one session and 0.33 ms in the next,
+#: docs/measurements.md "Session luck"), so one session per side measured over many blocks is ONE draw of that
+#: luck, which no interval over blocks covers; a new process per block samples it, and the interval covers it.
+#: Nothing runs beside the block being timed (the previous side's process has exited, its pool with it).
+ISOLATIONS = ("gap", "spin-off", "processes", "none", "fresh")
 #: seconds of idle before each side's block under "gap": longer than ONNX Runtime's spin-wait after a run
 GAP_S = 0.1
 SPIN_OFF = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
@@ -590,6 +596,27 @@ class _Worker:
             self.proc.kill()
 
 
+class _fresh_side:
+    """A side under ``fresh`` isolation: each call starts a worker process (load, warm-up), times ``n`` runs in
+    it and ends it, so every block is a new process and a new session; ``started`` counts them."""
+
+    def __init__(self, folder: str, wanted: str, threads: int, warmup: int) -> None:
+        self.args, self.pids = (folder, wanted, threads, warmup), set()
+
+    @property
+    def started(self) -> int:
+        """How many different processes timed this side."""
+        return len(self.pids)
+
+    def __call__(self, n: int) -> list[float]:
+        w = _Worker(*self.args)
+        self.pids.add(w.proc.pid)
+        try:
+            return w(n)
+        finally:
+            w.close()
+
+
 def worker(release: str, name: str, threads: int, warmup: int) -> int:
     """``--worker``: serve timing requests for one artifact (see ``_Worker``); deployed spinning setting."""
     timed = _open_side(release, name, threads, warmup, spinning=True)
@@ -627,6 +654,9 @@ def interleave(release: str, previous: str, name: str, *, blocks: int, iteration
             for side, (folder, art) in wanted.items():
                 workers.append(_Worker(folder, art, threads, warmup))
                 sides[side] = workers[-1]
+        elif isolation == "fresh":
+            for side, (folder, art) in wanted.items():
+                sides[side] = _fresh_side(folder, art, threads, warmup)
         else:
             for side, (folder, art) in wanted.items():
                 sides[side] = _open_side(folder, art, threads, warmup, spinning=isolation != "spin-off")
@@ -651,6 +681,8 @@ def interleave(release: str, previous: str, name: str, *, blocks: int, iteration
                 break
         out["seconds"] = time.monotonic() - start
         out["loadavg_end"] = _loadavg()
+        if isolation == "fresh":
+            out["processes"] = {side: timed.started for side, timed in sides.items()}
         return out
     finally:
         for w in workers:

@@ -168,15 +168,18 @@ class BoardBench:
 
     def interleave(self, name: str, baseline: "Baseline", cfg: TuneConfig, longer: int = 1) -> dict[str, Any]:
         """Candidate ``name`` vs the default and the A/A control (the default against a second session of
-        itself), rotating blocks on the board, each session with its deployed settings and an idle pause
-        before each side's block (runner --interleave --control, isolation ``gap``); ``longer`` multiplies the blocks and the time limit."""
+        itself), rotating blocks on the board, each side's block in a fresh process with its deployed settings
+        (runner --interleave --control, isolation ``fresh``: the interval then covers the luck of the process and
+        session a side lands in, which one session per side hides; docs/measurements.md "Session luck");
+        ``longer`` multiplies the blocks and the time limit."""
         from ...core.results import load_json
 
         self._ensure([name, baseline.name])
         argv = [self.python, posixpath.join(self.dir, "runner/dms_bench.py"), "--release", self.dir,
                 "--interleave", self.dir, "--artifact", name, "--baseline", baseline.name,
                 "--blocks", str(cfg.blocks * longer), "--iterations", str(cfg.iterations), "--warmup", str(cfg.warmup),
-                "--threads", str(baseline.threads), "--max-seconds", str(cfg.max_seconds * longer), "--control"]
+                "--threads", str(baseline.threads), "--max-seconds", str(cfg.max_seconds * longer), "--control",
+                "--isolation", TUNE_ISOLATION]
         res = self._run(argv, cfg.max_seconds * longer * 2 + 300, f"timing {name} against {baseline.name}")
         samples = load_json(res.stdout, board=self.board.name, what="interleaved tune JSON")
         if not isinstance(samples, dict) or not isinstance(samples.get("old"), list):
@@ -209,6 +212,10 @@ class BoardBench:
             if self.lock is not None:
                 self.lock.release()
                 self.lock = None
+
+
+#: the runner's isolation for `doit tune` (runner/dms_bench.py ISOLATIONS): a fresh process per side and block
+TUNE_ISOLATION = "fresh"
 
 
 def measure_ratio(samples: dict[str, Any], cfg: TuneConfig) -> dict[str, Any]:
