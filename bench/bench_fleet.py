@@ -511,9 +511,21 @@ def sessions_gone(sshd_pids: set[int], timeout: float = 15.0) -> None:
         time.sleep(0.1)
 
 
+def timed_sync() -> float:
+    """Seconds a `sync` (every dirty page of the machine to disk) takes now."""
+    t0 = time.perf_counter()
+    os.sync()
+    return time.perf_counter() - t0
+
+
 def settle(sshd_pids: set[int], timeout: float = 30.0) -> float:
     """Wait until the boards' sshd have no session left (the last row's processes are gone) and the CPU is
-    mostly idle again (>= 90 % over 1 s), at most ``timeout`` s; returns the idle share measured last."""
+    mostly idle again (>= 90 % over 1 s), at most ``timeout`` s; returns the idle share measured last.
+
+    It first writes out the page cache (`sync`): a row that leaves 1-2.5 GB dirty (scp at 100-200 boards does
+    not fsync) would otherwise hand its writeback to the next row (the flusher starts after 30 s, or at once past
+    `vm.dirty_background_ratio`), and an fsync in that row (dmsbuild's) would wait behind it."""
+    os.sync()
     deadline = time.monotonic() + timeout
     idle = 0.0
     while time.monotonic() < deadline:
@@ -539,6 +551,9 @@ class Row:
     note: str = ""
     #: CPU seconds the boards' processes spent during the row
     boards_cpu_s: float | None = None
+    #: seconds a `sync` right after the row took: writing out what the row left only in the page cache (scp
+    #: does not fsync; dmsbuild fsyncs every object and folder before the switch, so its bytes are on disk already)
+    sync_s: float | None = None
 
     def as_json(self) -> dict:
         m = self.m
@@ -548,7 +563,7 @@ class Row:
                 "ok": None if m is None else m.rc == 0,
                 "boards_cpu_s": None if self.boards_cpu_s is None else round(self.boards_cpu_s, 2), "load_before": round(self.load_before, 2),
                 "load_max": None if m is None else round(m.load[1], 1), "idle_before": round(self.idle_before, 2),
-                "note": self.note}
+                "sync_s": None if self.sync_s is None else round(self.sync_s, 3), "note": self.note}
 
 
 def pair_orders(contenders: list[str], pairs: int) -> list[list[str]]:
@@ -557,14 +572,20 @@ def pair_orders(contenders: list[str], pairs: int) -> list[list[str]]:
     return [list(contenders) if p % 2 == 0 else list(reversed(contenders)) for p in range(pairs)]
 
 
-def ratios(rows: list[Row], n: int, contender: str, case: str = "cold", base: str = "parallel scp") -> list[float]:
-    """contender / base wall time, one per pair in which both ran and succeeded."""
+def ratios(rows: list[Row], n: int, contender: str, case: str = "cold", base: str = "parallel scp",
+           durable: bool = False) -> list[float]:
+    """contender / base wall time, one per pair in which both ran and succeeded; ``durable``: each side's wall time
+    plus the `sync` after it (until the bytes are on disk, which dmsbuild's deploy waits for and scp does not)."""
     out = []
     for p in sorted({r.pair for r in rows if r.boards == n}):
         a = [r for r in rows if r.boards == n and r.pair == p and r.contender == contender and r.case == case]
         b = [r for r in rows if r.boards == n and r.pair == p and r.contender == base and r.case == "cold"]
         if a and b and a[0].m and b[0].m and a[0].m.rc == 0 and b[0].m.rc == 0:
-            out.append(a[0].m.wall_s / b[0].m.wall_s)
+            if durable:
+                if a[0].sync_s is not None and b[0].sync_s is not None:
+                    out.append((a[0].m.wall_s + a[0].sync_s) / (b[0].m.wall_s + b[0].sync_s))
+            else:
+                out.append(a[0].m.wall_s / b[0].m.wall_s)
     return out
 
 
@@ -640,15 +661,16 @@ def main() -> int:
                     load = os.getloadavg()[0]
                     cpu_b0 = boards_cpu(sshd_pids)
                     m = measure(argv, env, marker=marker) if argv is not None else None
+                    synced = timed_sync() if m is not None else None
                     sessions_gone(sshd_pids)
                     row = Row(n, contender, case, pair, order, m, load, idle, note,
-                              boards_cpu(sshd_pids) - cpu_b0 if m is not None else None)
+                              boards_cpu(sshd_pids) - cpu_b0 if m is not None else None, synced)
                     rows.append(row)
                     if m is not None and m.rc != 0:
                         print(f"--- {contender} {case} n={n} pair {pair} rc={m.rc}\n{m.tail}", file=sys.stderr)
                     if m is not None:
-                        print(f"  n={n} pair {pair + 1}/{args.pairs} #{order + 1} {contender} {case}: {m.wall_s:.2f} s, "
-                              f"load {load:.2f} before, idle {idle:.0%}", file=sys.stderr, flush=True)
+                        print(f"  n={n} pair {pair + 1}/{args.pairs} #{order + 1} {contender} {case}: {m.wall_s:.2f} s "
+                              f"(+ sync {synced:.2f} s), load {load:.2f} before, idle {idle:.0%}", file=sys.stderr, flush=True)
                     return row
 
                 for pair, order in enumerate(pair_orders(chosen, args.pairs)):
@@ -689,12 +711,14 @@ def main() -> int:
           "'load before' is the 1-minute load average then (it still carries the previous rows' processes), "
           "'idle before' the CPU idle share over the second before the row; "
           "'boards CPU s' is what the boards' processes (sshd, sftp-server or scp, the agent) spent: with the "
-          "controller's CPU, the load-independent part of the comparison.\n")
-    print("| boards | pair | # | contender | case | wall s | controller CPU s | boards CPU s | peak MB | ok | load before | idle before | load max |")
-    print("|---:|---:|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|")
+          "controller's CPU, the load-independent part of the comparison. Every row starts after a `sync` (no row "
+          "inherits another's writeback); 'sync s after' is a `sync` right after the row: the time to put on disk "
+          "what the row left only in the page cache (dmsbuild fsyncs before its switch; scp does not).\n")
+    print("| boards | pair | # | contender | case | wall s | sync s after | controller CPU s | boards CPU s | peak MB | ok | load before | idle before | load max |")
+    print("|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
     for r in rows:
         j = r.as_json()
-        cells = ["-" if j[k] is None else str(j[k]) for k in ("wall_s", "cpu_s", "boards_cpu_s", "peak_mb", "ok")]
+        cells = ["-" if j[k] is None else str(j[k]) for k in ("wall_s", "sync_s", "cpu_s", "boards_cpu_s", "peak_mb", "ok")]
         print(f"| {r.boards} | {r.pair + 1} | {r.order + 1} | {r.contender} | {r.case} | " + " | ".join(cells)
               + f" | {r.load_before:.2f} | {r.idle_before:.0%} | {j['load_max'] if j['load_max'] is not None else '-'} |"
               + (f" {r.note}" if r.note else "") + (f" ({UNDER_LOAD})" if loaded else ""))
@@ -706,6 +730,10 @@ def main() -> int:
             rs = ratios(rows, n, contender, case)
             if rs:
                 parts.append(f"{contender} {case} / scp = {ratio_text(rs, loaded)}" + (f" ({goal})" if goal else ""))
+            rs = ratios(rows, n, contender, case, durable=True) if case == "cold" else []
+            if rs:
+                parts.append(f"{contender} {case} / scp, each until its bytes are on disk (+ the sync after) = "
+                             f"{ratio_text(rs, loaded)}")
         one = {(r.contender, r.case): r.m.wall_s for r in rows if r.boards == n and r.m is not None and r.m.rc == 0
                and r.contender in ("ansible copy", "dmsbuild relay")}
         scp_walls = [r.m.wall_s for r in rows if r.boards == n and r.contender == "parallel scp" and r.m and r.m.rc == 0]

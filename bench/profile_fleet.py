@@ -417,6 +417,44 @@ def sample_boards(pids: set[int], stop: threading.Event, seen: dict[int, tuple[s
         stop.wait(0.05)
 
 
+def _cpu_ticks() -> tuple[int, int, int]:
+    """(idle ticks, iowait ticks, all ticks) of the whole machine, from /proc/stat's first line."""
+    vals = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
+    return vals[3], vals[4], sum(vals)
+
+
+def sample_cpu(stop: threading.Event, out: list[tuple[float, int, int, int]]) -> None:
+    """Every 100 ms: (time, idle ticks, iowait ticks, all ticks) of the machine (``--timeline``)."""
+    while not stop.is_set():
+        out.append((time.perf_counter(), *_cpu_ticks()))
+        stop.wait(0.1)
+    out.append((time.perf_counter(), *_cpu_ticks()))
+
+
+def print_timeline(samples: list[tuple[float, int, int, int]], t0: float, wall: float, slices: int = 10) -> None:
+    """The machine's idle share in each tenth of the rollout, and the idle CPU-seconds in all: where the wall
+    time exceeds (controller + boards' CPU) / cores, either the CPU sat idle (waiting: round trips, a barrier,
+    the tail) or work outside both (the kernel's loopback networking, other processes) took it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    cores = os.cpu_count() or 1
+    rows, idle_total, wait_total = [], 0.0, 0.0
+    for k in range(slices):
+        lo, hi = t0 + wall * k / slices, t0 + wall * (k + 1) / slices
+        inside = [s for s in samples if lo <= s[0] <= hi]
+        if len(inside) < 2:
+            continue
+        idle = (inside[-1][1] - inside[0][1]) / tick
+        iowait = (inside[-1][2] - inside[0][2]) / tick
+        span = inside[-1][0] - inside[0][0]
+        idle_total += idle
+        wait_total += iowait
+        rows.append(f"| {lo - t0:.1f}-{hi - t0:.1f} s | {100 * idle / (span * cores):.0f} % | "
+                    f"{100 * iowait / (span * cores):.0f} % |")
+    print(f"\nmachine CPU over the rollout ({cores} cores, /proc/stat every 0.1 s; the gaps between slices are not "
+          f"counted): {idle_total:.2f} CPU-s idle and {wait_total:.2f} waiting for the disk (iowait), of {wall * cores:.2f}")
+    print("| part of the rollout | idle | iowait |\n|---|---:|---:|\n" + "\n".join(rows))
+
+
 def swap_in(rev: str | None) -> None:
     """SSHTransport's methods as of git revision ``rev`` (None: this worktree's), for a before/after in one run."""
     import importlib.util
@@ -455,6 +493,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1, help="with --compare: REV, now, now, REV, ... (2 = ABBA)")
     ap.add_argument("--by-process", action="store_true", help="board-side CPU by process kind (sampled)")
     ap.add_argument("--count", action="store_true", help="load-independent counts per board and phase (see above)")
+    ap.add_argument("--timeline", action="store_true", help="the machine's CPU idle share per tenth of the rollout")
     args = ap.parse_args()
     os.environ["DMSBUILD_SSH_CONFIG"] = "/dev/null"
     plan: list[str | None] = [None]
@@ -497,6 +536,10 @@ def main() -> int:
                 sampler = threading.Thread(target=sample_boards, args=(sshd_pids, stop, seen), daemon=True)
                 if args.by_process:
                     sampler.start()
+                cpu_samples: list[tuple[float, int, int, int]] = []
+                cpu_sampler = threading.Thread(target=sample_cpu, args=(stop, cpu_samples), daemon=True)
+                if args.timeline:
+                    cpu_sampler.start()
                 ru0 = resource.getrusage(resource.RUSAGE_SELF)
                 t0 = time.perf_counter()
                 if main_prof:
@@ -534,6 +577,9 @@ def main() -> int:
                 for lab, v in _stats.items():
                     rate = f"{_bytes[lab] / sum(v) / 1e6:.1f}" if _bytes.get(lab) else "-"
                     print(f"| {lab} | {len(v)} | {sum(v):.2f} | {sum(v) / len(v):.3f} | {max(v):.3f} | {rate} |")
+                if args.timeline:
+                    cpu_sampler.join()
+                    print_timeline(cpu_samples, t0, wall)
                 if args.by_process:
                     kinds: dict[str, list[float]] = defaultdict(list)
                     for kind, c in seen.values():
