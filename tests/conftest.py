@@ -29,6 +29,21 @@ def _no_real_ssh(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.delenv("DMSBUILD_SSH_CONFIG", raising=False)
 
 
+@pytest.fixture()
+def ctrl_c_raises():
+    """SIGINT handled by Python's default handler (KeyboardInterrupt) for the test, whatever pytest was started
+    from: a shell that starts it in the background (``nohup ... &``) hands it SIGINT ignored, and then Python
+    installs no handler, a Ctrl-C sent by a test is dropped and the rollout rightly leaves SIG_IGN alone. The
+    handler pytest found is put back after the test."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 #: (system, machine) pairs PyPI has onnxruntime-qnn wheels for: there a missing package is a broken setup,
 #: not a reason to skip (scripts/setup.sh installs it with the [qnn] extra)
 QNN_WHEEL_PLATFORMS = {("Linux", "x86_64"), ("Windows", "AMD64"), ("Windows", "ARM64")}

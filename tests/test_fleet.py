@@ -412,6 +412,7 @@ def test_rollout_target_uses_profile_and_writes_report(tmp_path: Path) -> None:
         fleet.rollout_target(prof, tmp_path, boards, RELEASE, fake.deploy_one, groups="rpi5", hosts="orin-01", stream=out)
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_lets_boards_in_flight_finish_and_writes_report(tmp_path: Path) -> None:
     import signal
 

@@ -32,6 +32,7 @@ def _deploy(board, sink) -> BoardOutcome:
     return BoardOutcome(board.name, True, RELEASE, verified=True, output_check=True)
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_ctrl_c_that_lands_in_a_finalizer_still_stops_the_rollout(tmp_path: Path) -> None:
     assert threading.current_thread() is threading.main_thread()
@@ -53,6 +54,7 @@ def test_ctrl_c_that_lands_in_a_finalizer_still_stops_the_rollout(tmp_path: Path
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the rollout's handler is gone again
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_a_second_ctrl_c_leaves_at_once(tmp_path: Path) -> None:
     def deploy(board, sink) -> BoardOutcome:
         if board.name == "rpi5-01":

@@ -263,12 +263,22 @@ def _argv_log(boards: dict, host: str) -> tuple[Path, int]:
     return log, (len(log.read_text().splitlines()) if log.is_file() else 0)
 
 
+def _build_four(root: Path, brought: bool):
+    root = make_gaze_project(root, {"local": LOCAL_TARGET, "rpi5": RPI5, "qcs8255": QNN_TARGET, "orin": ORIN},
+                             brought=brought)
+    return root, run_doit(root, "build", "target=local,rpi5,qcs8255,orin")
+
+
+@pytest.fixture(scope="module")
+def built_from_pytorch(tmp_path_factory: pytest.TempPathFactory, onnxruntime_qnn):
+    """The PyTorch gaze project built for the four targets: the build test checks it, the deploy test ships it."""
+    return _build_four(tmp_path_factory.mktemp("gaze") / "p", brought=False)
+
+
 @pytest.mark.usefixtures("onnxruntime_qnn")
 @pytest.mark.parametrize("brought", [False, True], ids=["pytorch", "brought-onnx"])
-def test_two_input_model_builds_for_local_rpi5_qcs8255_and_orin(tmp_path, brought):
-    root = make_gaze_project(tmp_path / "p", {"local": LOCAL_TARGET, "rpi5": RPI5, "qcs8255": QNN_TARGET,
-                                              "orin": ORIN}, brought=brought)
-    run = run_doit(root, "build", "target=local,rpi5,qcs8255,orin")
+def test_two_input_model_builds_for_local_rpi5_qcs8255_and_orin(tmp_path, brought, request):
+    root, run = _build_four(tmp_path / "p", True) if brought else request.getfixturevalue("built_from_pytorch")
     assert run.rc == 0, run.output[-3000:]
     assert "Traceback" not in run.output
     fp32 = root / "artifacts" / "common" / "fp32.onnx"
@@ -293,9 +303,12 @@ def test_two_input_model_builds_for_local_rpi5_qcs8255_and_orin(tmp_path, brough
 
 
 @pytest.mark.usefixtures("onnxruntime_qnn")
-def test_two_input_model_deploys_to_rpi5_qcs8255_and_orin_with_its_output_check_passing(boards, tmp_path):
-    """The issue's done-when, on emulated boards (real sshd; qcs8255: the QNN HTP simulator; orin: trtexec double)."""
-    root = make_gaze_project(tmp_path / "p", {"rpi5": RPI5, "qcs8255": QNN_TARGET, "orin": ORIN}, brought=False)
+def test_two_input_model_deploys_to_rpi5_qcs8255_and_orin_with_its_output_check_passing(boards, built_from_pytorch):
+    """The issue's done-when, on emulated boards (real sshd; qcs8255: the QNN HTP simulator; orin: trtexec double).
+    The project is the one the build test built (deploy ships what that build made; building first is
+    tests/test_targets_e2e.py's and test_mender's)."""
+    root, build = built_from_pytorch
+    assert build.rc == 0, build.output[-3000:]
     inv = f"inventory={boards['inventory']}"
     for target, host in (("rpi5", "emu-01"), ("qcs8255", "emu-02")):
         run = run_doit(root, "deploy", f"target={target}", f"hosts={host}", inv)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dmsbuild.board.runner.litert_runner import EMULATED_PROVIDER
-from tests.tinyproject import REPO, make_project, run_doit
+from tests.tinyproject import REPO, DoitRun, make_project, run_doit
 
 pytestmark = pytest.mark.skipif(
     not all(importlib.util.find_spec(m) for m in ("litert_torch", "ai_edge_quantizer", "ai_edge_litert")),
@@ -76,8 +76,20 @@ def _settled_project(root: Path, targets: dict[str, str]) -> Path:
     return root
 
 
-def test_deploy_coral_compiles_ships_and_checks_on_emulated_boards(boards, tmp_path):
-    root = _settled_project(tmp_path / "p", {"c": CORAL_TARGET, "l": LITERT_TARGET})
+@pytest.fixture(scope="module")
+def without_compiler(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DoitRun, dict[str, bool]]:
+    """The settled project built for the Coral target where no edgetpu_compiler is found: it stops after the
+    int8 model. Both tests start here: the deploy one then finds the compiler (as after installing it), so the
+    export, calibration and full-integer conversion are built once for the two. Also which files the stopped
+    build left (looked at at once: the deploy test, which may run first, adds the compiled one)."""
+    root = _settled_project(tmp_path_factory.mktemp("coral") / "p", {"c": CORAL_TARGET, "l": LITERT_TARGET})
+    run = run_doit(root, "build", "target=c", env={"EDGETPU_COMPILER": "", "PATH": "/usr/bin:/bin"})
+    left = {name: (root / "artifacts" / "c" / name).exists() for name in ("int8.tflite", "int8_edgetpu.tflite")}
+    return root, run, left
+
+
+def test_deploy_coral_compiles_ships_and_checks_on_emulated_boards(boards, without_compiler):
+    root = without_compiler[0]
     run = run_doit(root, "deploy", "target=c", "hosts=emu-03", f"inventory={boards['inventory']}",
                    env={"EDGETPU_COMPILER": str(DOUBLE)})
     assert run.rc == 0, run.output[-3000:]
@@ -105,12 +117,11 @@ def test_deploy_coral_compiles_ships_and_checks_on_emulated_boards(boards, tmp_p
     assert min(h["cosine"] for h in fp32.values()) > 0.999  # FP32 .tflite == FP32 ONNX within float error
 
 
-def test_without_the_compiler_the_build_stops_in_one_line_after_the_int8_model(tmp_path):
-    root = _settled_project(tmp_path / "p", {"c": CORAL_TARGET})
-    run = run_doit(root, "build", "target=c", env={"EDGETPU_COMPILER": "", "PATH": "/usr/bin:/bin"})
+def test_without_the_compiler_the_build_stops_in_one_line_after_the_int8_model(without_compiler):
+    _, run, left = without_compiler
     assert run.rc != 0
-    assert (root / "artifacts" / "c" / "int8.tflite").is_file()  # everything before the compiler step was built
-    assert not (root / "artifacts" / "c" / "int8_edgetpu.tflite").exists()
+    assert left["int8.tflite"]  # everything before the compiler step was built
+    assert not left["int8_edgetpu.tflite"]
     lines = [line for line in run.output.splitlines() if "edgetpu_compiler not found" in line]
     assert lines and "apt-get install edgetpu-compiler" in lines[0]
     assert "Traceback" not in run.output

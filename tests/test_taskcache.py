@@ -15,8 +15,8 @@ fails the run instead of running from it.
 
 doit runs in subprocesses against the repository's dodo.py, with a small
 script that writes the tasks doit loaded to JSON. A cache file is written
-only when every path read is older than taskcache.RACY_S, so each priming
-waits that long.
+only when every path read is older than taskcache.RACY_S, so the tests'
+project copies are all made first and aged once (the ``aged`` fixture).
 """
 from __future__ import annotations
 
@@ -78,7 +78,9 @@ sys.exit(DoitMain().run(args))
 def start(root: Path, tmp: Path, *args: str, cache: bool = True, env: dict[str, str] | None = None,
           out: str = "tasks.json") -> tuple[subprocess.Popen, Path]:
     """``doit <args>`` on ``root`` started through the dump script (the same command line each time: it is keyed)."""
-    script = tmp / "bin" / "dump_tasks.py"  # its own folder: the __main__ module's folder is keyed, the outputs change
+    # its own folder beside the project copies (written with them, so as old): the __main__ module's folder is
+    # keyed, the outputs (in tmp) change
+    script = root.parent / "bin" / "dump_tasks.py"
     if not script.exists():
         script.parent.mkdir(exist_ok=True)
         script.write_text(DUMP)
@@ -140,11 +142,38 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_project(tmp_path_factory.mktemp("taskcache") / "proj")
 
 
+@pytest.fixture(scope="module")
+def aged(base: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> list[Path]:
+    """One copy of the tiny project per test here that takes ``proj`` (and the dump script beside them), all made
+    first and then left to age RACY_S once: a copy's files (their ctime too) are then older than the racy window,
+    so the first cached run on it writes the cache, instead of every test waiting RACY_S for its own copy."""
+    where = tmp_path_factory.mktemp("taskcache-copies")
+    wanted = sum(1 for item in request.session.items
+                 if item.module is request.module and "proj" in getattr(item, "fixturenames", ()))
+    copies = []
+    for i in range(wanted):
+        copies.append(where / f"proj{i}")
+        shutil.copytree(base, copies[-1], symlinks=True)
+    (where / "bin").mkdir()
+    (where / "bin" / "dump_tasks.py").write_text(DUMP)
+    time.sleep(taskcache.RACY_S + 0.2)
+    return copies
+
+
 @pytest.fixture
-def proj(base: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
+def proj(base: Path, aged: list[Path], tmp_path: Path) -> Path:
+    """A project of its own, older than the racy window (or, if the pool ran out, a fresh copy: prime waits)."""
+    if aged:
+        return aged.pop(0)
+    root = tmp_path / "fresh" / "proj"
     shutil.copytree(base, root, symlinks=True)
     return root
+
+
+def _aged(root: Path) -> bool:
+    """Every file and folder of the project older than the racy window (mtime and ctime, as the cache judges)."""
+    limit = time.time() - taskcache.RACY_S
+    return all(max(p.lstat().st_mtime, p.lstat().st_ctime) < limit for p in [root, *root.rglob("*")])
 
 
 def _edit(path: Path, old: str, new: str) -> None:
@@ -287,8 +316,9 @@ def test_a_damaged_cache_file_is_ignored_and_rewritten(proj: Path, tmp_path: Pat
         f.write_bytes(b"")
     tasks, err = run(proj, tmp_path, "list", "--all")
     assert "hit" not in status(err) and tasks == good, err
-    time.sleep(taskcache.RACY_S + 0.2)
-    run(proj, tmp_path, "list", "--all")
+    if "written" not in status(err):  # a path read changed within the racy window (a fresh copy): wait, run again
+        time.sleep(taskcache.RACY_S + 0.2)
+        run(proj, tmp_path, "list", "--all")
     tasks, err = run(proj, tmp_path, "list", "--all")
     assert "hit" in status(err) and tasks == good, err  # rewritten whole
 
@@ -322,7 +352,8 @@ def test_a_cached_list_that_differs_from_a_fresh_one_runs_nothing(proj: Path, tm
 
 def test_off_bypasses_and_writes_nothing(proj: Path, tmp_path: Path) -> None:
     run(proj, tmp_path, "list", cache=False)
-    time.sleep(taskcache.RACY_S + 0.2)
+    if not _aged(proj):  # a copy from the pool is: a cache that were on would write on the next run
+        time.sleep(taskcache.RACY_S + 0.2)
     _, err = run(proj, tmp_path, "list", cache=False)
     assert status(err) == "" and not (proj / "artifacts" / taskcache.CACHE_NAME).exists()
 
