@@ -484,6 +484,9 @@ def parse_yaml(text: str, source: Path) -> AnsibleInventory:
         at = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"{source}{at}: malformed YAML: {problem}", hint="fix the syntax of that file") from None
+    except (ValueError, OverflowError) as exc:  # a scalar its resolver took for a number it cannot convert ("0b_")
+        raise UserError(f"{source}: malformed YAML: a value YAML reads as a number but cannot convert ({exc})",
+                        hint="quote that value, or fix it") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
