@@ -498,7 +498,7 @@ def test_check_tune_refuses_a_ratio_on_a_busy_machine(tmp_path, monkeypatch, cap
     assert rc == 0 and re.search(r"speed-up [\d.]+x \(95 % CI [\d.]+-[\d.]+\)", out)
     assert "tuner's interval 0.01-100.00: CONTAINS" in out
     assert ("NOT A PERFORMANCE RESULT" in out) == force
-    assert "4 alternated rounds x 2 runs in separate processes" in out
+    assert "4 alternated rounds x 2 runs, a new process per side and round" in out
 
 
 def test_check_tune_does_not_use_the_tuners_measuring_code():
