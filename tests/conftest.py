@@ -65,8 +65,16 @@ def onnxruntime_qnn() -> None:
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001 - pytest hook signature
-    """The last line before pytest's totals (after -ra's short summary): every skipped test and why."""
+    """The fault suite's tables (tests/faults/ledger.py), once, in the process that reports (pytest's own, or
+    pytest-xdist's controller, which collects nothing itself and so never loads tests/faults/conftest.py); then
+    the last line before pytest's totals (after -ra's short summary): every skipped test and why."""
     yield
+    from tests.faults import ledger
+
+    if ledger.RECORDS:
+        terminalreporter.section("fault injection summary")
+        for line in ledger.table():
+            terminalreporter.write_line(line)
     reasons: dict[str, int] = {}
     for rep in terminalreporter.stats.get("skipped", []):
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
@@ -74,6 +82,28 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
         reasons[reason] = reasons.get(reason, 0) + 1
     listed = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items())) if reasons else "none"
     terminalreporter.write_line(f"skips: {listed}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:  # noqa: ARG001 - hook signature
+    """Under pytest-xdist (scripts/test.sh runs the suite on 2 workers): a worker hands what the fault suite
+    recorded (tests/faults/ledger.py) to the controller, which prints the tables for the whole run."""
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None:
+        from dataclasses import asdict
+
+        from tests.faults import ledger
+
+        out["fault_ledger"] = [asdict(f) for faults in ledger.RECORDS.values() for f in faults]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # noqa: ARG001 - pytest-xdist hook signature
+    """The controller's side of the above: the worker's fault records join this process's ledger."""
+    from tests.faults import ledger
+
+    for rec in (getattr(node, "workeroutput", None) or {}).get("fault_ledger", []):
+        ledger.RECORDS.setdefault(rec["kind"], []).append(ledger.Fault(**rec))
+
 
 
 def _free_port(addr: str) -> int:

@@ -23,14 +23,6 @@ from tests.faults import ledger
 ROUNDS = max(1, int(os.environ.get("FAULT_ROUNDS", "1")))
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001 - pytest hook signature
-    if not ledger.RECORDS:
-        return
-    terminalreporter.section("fault injection summary")
-    for line in ledger.table():
-        terminalreporter.write_line(line)
-
-
 @pytest.fixture(scope="session")
 def fault_boards(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Three emulated boards of the fault suite's own (127.0.0.61..), stopped by pid at the end."""
