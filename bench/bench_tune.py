@@ -142,7 +142,7 @@ def wait_idle(limit_s: float = 300.0) -> float:
 
 def _choice_line(choice: dict) -> str:
     if choice.get("keep_default"):
-        return "tuner kept the default: " + str(choice.get("sentence") or choice.get("reason") or "")
+        return "tuner kept the default: " + choice["sentence"]
     lo, hi = choice["speedup_ci"]
     return f"tuner chose {_what(choice)}: {choice['speedup']:.2f}x (CI {lo:.2f}-{hi:.2f})"
 
@@ -332,8 +332,8 @@ def main() -> int:
 
     print(f"doit tune on one emulated rpi5 board ({rows[0]['provenance'] if rows else ''}; {rows[0]['kind'] if rows else ''}); "
           f"ONNX Runtime {onnxruntime.__version__}; space: precision fp32/fp16/int8 QDQ/int8 QOperator x per-channel/per-tensor x "
-          f"1..cores threads{lite}; every ratio interleaved with the default FP32 artifact (6 block pairs x 20, 95% "
-          f"bootstrap CI); default FP32 threads: {args.default_threads or 'every core'}; load average at the end: "
+          f"1..cores threads{lite}; every ratio interleaved with the default FP32 artifact (6 block pairs x 20, each "
+          f"block in a fresh process on the board, with an A/A control; 95% bootstrap CI); default FP32 threads: {args.default_threads or 'every core'}; load average at the end: "
           f"{os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f} / {os.getloadavg()[2]:.2f} on {os.cpu_count()} CPUs\n")
     if args.no_exhaustive:
         print("| model | tuned choice (staged) | tuned speed-up vs FP32 (CI) | tuning time |\n|---|---|---:|---:|")

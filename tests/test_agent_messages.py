@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from dmsbuild.board import release_agent as agent
+from tests.test_security_agent import commit_entries
 
 AGENT = Path(agent.__file__)
 
@@ -176,13 +177,7 @@ def _deploy(root: Path, rid: str, seed: int) -> dict[str, bytes]:
     sha = hashlib.sha256(model).hexdigest()
     entries = {"models/m.onnx": model,
                "manifest.json": json.dumps({"artifacts": [{"file": "models/m.onnx", "sha256": sha}], "files": []}).encode()}
-    agent.prepare({"root": str(root)})
-    files = []
-    for rel, data in entries.items():
-        h = hashlib.sha256(data).hexdigest()
-        (root / "objects" / h).write_bytes(data)
-        files.append({"file": rel, "sha256": h, "size": len(data)})
-    assert agent.commit({"root": str(root), "release_id": rid, "files": files, "keep": 3})["current"] == rid
+    commit_entries(root, rid, entries)
     return entries
 
 

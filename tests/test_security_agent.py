@@ -34,6 +34,12 @@ def _release(root: Path, rid: str, seed: int) -> dict:
     manifest = json.dumps({"artifacts": [{"file": "models/m.onnx", "sha256": sha["models/m.onnx"]}],
                            "files": [{"file": "runner/r.py", "sha256": sha["runner/r.py"]}]}).encode()
     entries["manifest.json"] = manifest
+    return {"files": commit_entries(root, rid, entries), "model": model}
+
+
+def commit_entries(root: Path, rid: str, entries: dict[str, bytes]) -> list[dict]:
+    """Release ``rid`` of ``entries`` (path -> bytes, a manifest.json among them) through the agent's own
+    prepare and commit, its objects placed as an upload would; the commit's file list."""
     agent.prepare({"root": str(root)})
     files = []
     for rel, data in entries.items():
@@ -42,7 +48,7 @@ def _release(root: Path, rid: str, seed: int) -> dict:
         files.append({"file": rel, "sha256": h, "size": len(data)})
     out = agent.commit({"root": str(root), "release_id": rid, "files": files, "keep": 3})
     assert out["current"] == rid, out
-    return {"files": files, "model": model}
+    return files
 
 
 @pytest.fixture()

@@ -206,7 +206,7 @@ def session_threads(entry: dict, threads: int) -> int:
 #: multi-threaded sides: a 2-thread session without spinning is up to 1.7x slower than as deployed
 #: (docs/measurements.md), so a 1-thread candidate looks faster than it is; "processes": each side in its own
 #: process (deployed spinning), the parent alternating them; "none": one process, default spinning, no pause
-#: (biased: a side's pool spins into the next side's block). The last three are kept for bench/.
+#: (biased: a side's pool spins into the next side's block). Those three are kept for bench/.
 #: "fresh" (`doit tune`): every side's block in a process of its own, started for that block and ended after it
 #: (deployed settings, warm-up in it): a session's speed depends on the process and session it lands in
 #: (sub-millisecond models on a 2-core VM: the same artifact 0.15 ms in one session and 0.33 ms in the next,
@@ -596,7 +596,7 @@ class _Worker:
             self.proc.kill()
 
 
-class _fresh_side:
+class _FreshSide:
     """A side under ``fresh`` isolation: each call starts a worker process (load, warm-up), times ``n`` runs in
     it and ends it, so every block is a new process and a new session; ``started`` counts them."""
 
@@ -656,7 +656,7 @@ def interleave(release: str, previous: str, name: str, *, blocks: int, iteration
                 sides[side] = workers[-1]
         elif isolation == "fresh":
             for side, (folder, art) in wanted.items():
-                sides[side] = _fresh_side(folder, art, threads, warmup)
+                sides[side] = _FreshSide(folder, art, threads, warmup)
         else:
             for side, (folder, art) in wanted.items():
                 sides[side] = _open_side(folder, art, threads, warmup, spinning=isolation != "spin-off")
