@@ -59,7 +59,6 @@ SPACE = """\
 [tune]
 precision = ["fp32", "fp16", "int8-qdq", "int8-qoperator"]
 per_channel = [true, false]
-blocks = 6
 iterations = 20
 warmup = 5
 """

@@ -895,8 +895,10 @@ class TuneConfig:
     strategy: Literal["staged", "exhaustive"] = "staged"
     #: wall-clock budget of one `doit tune` (minutes; `budget=` on the command line overrides it)
     budget_minutes: float = 10.0
-    #: interleaved measurement of each candidate against the default artifact (like [gates.confirm])
-    blocks: int = 6
+    #: interleaved measurement of each candidate against the default artifact (like [gates.confirm]); each
+    #: block starts a process per side (isolation "fresh"), so blocks, not runs, sample a process's luck: 12
+    #: keep the bootstrap's coverage near its stated confidence (docs/tune.md "Controls")
+    blocks: int = 12
     #: timed runs per artifact in each block
     iterations: int = 20
     #: untimed runs per artifact before each block

@@ -114,37 +114,61 @@ def test_a_control_too_noisy_twice_leaves_the_release_in_place_and_says_so():
 
 
 # ---------------------------------------------------------------- doit tune: the default stays
-def _row(ratio: float, ci_high: float, failures: list[str], problem: str | None):
+#: a candidate's A/A control in the search: held, only wide, or excluding 1.00 (its measurement disturbed)
+CONTROLS = {"held": (0.95, 1.05, None), "wide": (0.9, 1.4, "its interval 0.90-1.40 is 0.50 wide (> 0.20)"),
+            "excludes": (1.05, 1.2, "its interval 1.05-1.20 excludes 1.00")}
+
+
+def _row(ratio: float, ci_high: float, failures: list[str], control_kind: str):
     from dmsbuild.pipeline.tune.space import Candidate
     from dmsbuild.convert.tuned import Recipe, Settings
     from dmsbuild.pipeline.tune.choice import Row
 
-    control = {"ratio": 1.0, "ci_low": 0.9, "ci_high": 1.4, "loadavg": 2.0, "max_width": 0.2, "problem": problem}
+    low, high, problem = CONTROLS[control_kind]
+    control = {"ratio": (low + high) / 2, "ci_low": low, "ci_high": high, "loadavg": 2.0, "max_width": 0.2,
+               "problem": problem}
     return Row(Candidate(Recipe("int8-qdq", False, "QUInt8", "QInt8", "MinMax"), Settings(1)), f"id{ratio}", failures,
                {"min_top1_agreement": 0.99},
                {"ratio": ratio, "ci_low": ratio * 0.9, "ci_high": ci_high, "confidence": 0.95, "control": control})
 
 
-candidate = st.tuples(st.floats(0.3, 1.5), st.floats(0.0, 0.5), st.booleans(), st.booleans())
+candidate = st.tuples(st.floats(0.3, 1.5), st.floats(0.0, 0.5), st.booleans(), st.sampled_from(sorted(CONTROLS)))
+#: the confirmation of the leader: its ratio's CI high, and its control
+confirmation = st.tuples(st.floats(0.3, 1.5), st.sampled_from(sorted(CONTROLS)))
 
 
-@settings(max_examples=60, deadline=None)
-@given(cands=st.lists(candidate, min_size=1, max_size=5))
-def test_tune_keeps_the_default_unless_a_candidate_is_shown_faster_passes_and_every_control_held(cands):
+@settings(max_examples=80, deadline=None)
+@given(cands=st.lists(candidate, min_size=1, max_size=5), conf=confirmation)
+def test_tune_keeps_the_default_unless_a_candidate_is_shown_faster_passes_its_control_and_is_confirmed(cands, conf):
+    """A contender: faster with its whole CI, accuracy gate passed, its own control not excluding 1.00 (a
+    control only wide leaves it in: the confirmation judges the board). The leader is chosen only when the
+    confirmation shows it faster with its whole CI and the confirmation's control held; else the default stays,
+    in a sentence that says so (the board too noisy, or not confirmed)."""
     from dmsbuild.pipeline.tune.board import Baseline
-    from dmsbuild.pipeline.tune.choice import contenders_of, explain
+    from dmsbuild.pipeline.tune.choice import confirm, contenders_of, explain
     from pathlib import Path
 
-    rows = [_row(r, r + w, ["head x: drop"] if fails else [], "its interval 0.9-1.4 is 0.50 wide (> 0.20)" if noisy
-                 else None) for r, w, fails, noisy in cands]
+    rows = [_row(r, r + w, ["head x: drop"] if fails else [], kind) for r, w, fails, kind in cands]
     refused, contenders = contenders_of(rows)
-    any_noisy = any(noisy for *_, noisy in cands)
-    eligible = [r for r, (ratio, w, fails, _) in zip(rows, cands) if ratio + w < 1.0 and not fails]
-    if any_noisy:
-        assert refused and "board too noisy to choose" in refused and contenders == []
-    else:
-        assert refused is None and sorted(map(id, contenders)) == sorted(map(id, eligible))
+    faster = [(row, kind) for row, (r, w, fails, kind) in zip(rows, cands) if r + w < 1.0 and not fails]
+    eligible = [row for row, kind in faster if kind != "excludes"]
+    assert sorted(map(id, contenders)) == sorted(map(id, eligible))
+    # refused only when a faster candidate was dropped for its control and none is left
+    assert (refused is not None) == (not eligible and bool(faster)), (refused, faster)
+    if refused:
+        assert refused.startswith("board too noisy to choose") and "excludes 1.00" in refused
+    chosen = None
+    if contenders:
+        high, kind = conf
+        low_c, high_c, problem = CONTROLS[kind]
+        m = {"ratio": high * 0.9, "ci_low": high * 0.8, "ci_high": high, "confidence": 0.95, "measured_at": "t",
+             "control": {"ratio": (low_c + high_c) / 2, "ci_low": low_c, "ci_high": high_c, "loadavg": 2.0,
+                         "max_width": 0.2, "problem": problem}}
+        refused = confirm(contenders[0], m)
+        assert (refused is None) == (high < 1.0 and kind == "held"), (refused, conf)
+        if kind != "held":
+            assert refused.startswith("board too noisy to choose")
+        chosen = None if refused else contenders[0]
     base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
-    chosen = contenders[0] if contenders else None
     sentence = explain(chosen, base, 0.95, rows, refused)
     assert sentence.endswith("the default stays") == (chosen is None), sentence

@@ -305,35 +305,44 @@ def test_the_choice_sentence_separates_int8_from_threads():
 
 
 def test_a_failed_aa_control_refuses_to_choose_in_one_line():
-    """Injected noisy samples: the default against itself comes out wide; no candidate is chosen, one line
-    names the load average and the width."""
+    """Injected noisy samples: the default against itself comes out wide in the confirmation; no candidate is
+    chosen, one line names the load average and the width. In the search, a control that is only wide leaves
+    the candidate a contender (the confirmation judges the board); one that excludes 1.00 drops it, and when it
+    was the only faster one the refusal line says the board's noise is why the default stays."""
     import numpy as np
 
     from dmsbuild.config import TuneConfig
     from dmsbuild.pipeline.tune.board import Baseline, measure_ratio
-    from dmsbuild.pipeline.tune.choice import explain, faster_and_passing, noisy_refusal
+    from dmsbuild.pipeline.tune.choice import confirm, contenders_of, explain, faster_and_passing, noisy_refusal
 
     rng = np.random.default_rng(0)
-    blocks = lambda m, sd: [list(m * (1 + sd * rng.standard_normal(20))) for _ in range(6)]  # noqa: E731
+    blocks = lambda m, sd, n=6: [list(m * (1 + sd * rng.standard_normal(20))) for _ in range(n)]  # noqa: E731
     samples = {"old": blocks(10.0, 0.02), "new": blocks(5.0, 0.02), "control": blocks(10.0, 0.5),
                "loadavg_start": 4.2, "loadavg_end": 3.9}
     m = measure_ratio(samples, TuneConfig(resamples=300))
     assert m["control"]["problem"] and m["ci_high"] < 1.0  # the candidate alone looks 2x faster
+    assert m["control"]["ci_low"] <= 1.0 <= m["control"]["ci_high"]  # wide, not excluding 1.00
     row = _row(0.5, 0.55)
     row.measurement.update(control=m["control"])
-    assert faster_and_passing([row]) == [row]
-    from dmsbuild.pipeline.tune.choice import contenders_of
-
-    line = noisy_refusal([row])
-    assert contenders_of([row]) == (line, [])  # refused: nothing may be chosen
-    quiet_row = _row(0.5, 0.55, threads=2)
-    assert contenders_of([quiet_row]) == (None, [quiet_row])
-    assert line.startswith("board too noisy to choose: the A/A control") and "load average 4.20" in line
+    assert faster_and_passing([row]) == [row] and contenders_of([row]) == (None, [row])  # the search keeps it
+    line = confirm(row, {**m, "measured_at": "later"})  # ... the confirmation's failed control refuses
+    assert line is not None and line.startswith("board too noisy to choose: the A/A control") and "load average 4.20" in line
     assert f"control width {m['control']['width']:.2f}" in line and "\n" not in line
+    assert row.measurement["search"]["ratio"] == 0.5 and row.measurement["measured_at"] == "later"
     base = Baseline("fp32", Path("x"), "fp32", "0" * 64, 1, ["CPUExecutionProvider"], [{}])
     assert explain(row, base, 0.95, [row], line).endswith("nothing chosen, the default stays")
     quiet = {**samples, "control": blocks(10.0, 0.02)}
-    assert measure_ratio(quiet, TuneConfig(resamples=300))["control"]["problem"] is None
+    mq = measure_ratio(quiet, TuneConfig(resamples=300))
+    assert mq["control"]["problem"] is None and confirm(_row(0.5, 0.55), mq) is None
+    # a control that excludes 1.00 (a 1.3x shift of the default against itself) drops its candidate
+    shifted = measure_ratio({**samples, "control": blocks(13.0, 0.02)}, TuneConfig(resamples=300))
+    assert shifted["control"]["ci_low"] > 1.0
+    biased = _row(0.5, 0.55)
+    biased.measurement.update(control=shifted["control"])
+    refused, contenders = contenders_of([biased])
+    assert contenders == [] and refused == noisy_refusal([biased]) and refused.startswith("board too noisy to choose")
+    quiet_row = _row(0.6, 0.65, threads=2)
+    assert contenders_of([biased, quiet_row]) == (None, [quiet_row])  # another contender: no refusal, just dropped
 
 
 def test_search_space_dimensions():
@@ -611,7 +620,8 @@ class _FakeBench:
         if baseline.name in self.entries:  # the final: first / second
             b = self.entries[baseline.name]
             ratio /= self.ratios[(b["precision"], b["threads"])]
-        spread = 0.3 if name in self.noisy and longer == 1 else 0.01
+        spread = 0.3 if name in self.noisy else 0.01
+        self.noisy.discard(name)  # noisy the first time only
         blocks = lambda ms: [[ms * (1 + spread * ((i * 7 + j * 3) % 5 - 2)) for j in range(10)] for i in range(4)]  # noqa: E731
         return {"old": blocks(10.0), "new": blocks(10.0 * ratio), "control": blocks(10.0)}
 
@@ -672,15 +682,48 @@ def test_the_final_head_to_head_runs_only_within_the_budget(tmp_path, monkeypatc
     deadline has passed by then (the second measurement took longer than the first), there is no final."""
     ratios = {("fp32", 2): 0.8, ("fp32", 1): 1.0, ("int8-qdq", 2): 0.5, ("int8-qdq", 1): 0.6}
     res, bench, lines = _tune_kind(tmp_path, monkeypatch, strategy="exhaustive", threads=(2, 1), ratios=ratios)
-    assert len(bench.timed) == 5 and bench.timed[-1][1].startswith("c-")  # four candidates, then the final
+    # four candidates, the final, then the confirmation of the leader against the default
+    assert len(bench.timed) == 6 and bench.timed[-2][1].startswith("c-") and bench.timed[-1][1] == "fp32"
     [h2h] = [line for line in lines if line.startswith("  head to head: ")]
     assert re.fullmatch(r"  head to head: int8 QDQ per-tensor u8s8 MinMax, 2 threads 1\.20x int8 QDQ per-tensor "
                         r"u8s8 MinMax, 1 thread \(CI 1\.\d\d-1\.\d\d\)", h2h), h2h
     # 50 s for the first candidate, 90 s for the second: the final would start at 140 s of a 130 s budget
     res, bench, lines = _tune_kind(tmp_path / "late", monkeypatch, ratios={("fp32", 1): 0.8, ("int8-qdq", 1): 0.5},
                                    deadline=130.0, seconds=(50.0, 90.0))
-    assert len(bench.timed) == 2 and not any("head to head" in line for line in lines), lines
+    assert len(bench.timed) == 3 and not any("head to head" in line for line in lines), lines
     assert res.chosen is not None and "head_to_head" not in res.chosen.measurement
+
+
+def test_the_choice_states_the_confirmations_figures_and_an_unconfirmed_leader_leaves_the_default(tmp_path, monkeypatch):
+    """The search picks the fastest of several noisy intervals, which flatters it: the leader is re-timed
+    against the default after the search, the choice states that measurement (the search's kept under
+    ``search``), and a leader the confirmation does not show faster is not chosen, in one line. The
+    confirmation runs even when the search spent the budget (no unconfirmed choice is written)."""
+    confirming = {"ratio": 0.5}
+
+    orig = _FakeBench.interleave
+
+    def interleave(self, name, baseline, cfg, longer=1):
+        out = orig(self, name, baseline, cfg, longer)
+        if [n for n, b in self.timed].count(name) > 1 and baseline.name == "fp32":  # the confirmation
+            out["new"] = [[v * confirming["ratio"] / 0.5 for v in b] for b in out["new"]]
+        return out
+
+    monkeypatch.setattr(_FakeBench, "interleave", interleave)
+    res, bench, lines = _tune_kind(tmp_path, monkeypatch, ratios={("fp32", 1): 1.0, ("int8-qdq", 1): 0.5})
+    assert res.chosen is not None and bench.timed[-1] == (f"c-{res.chosen.cand_id}", "fp32")
+    assert res.chosen.measurement["search"]["ratio"] == pytest.approx(0.5, rel=0.05)
+    confirming["ratio"] = 0.8
+    res, bench, lines = _tune_kind(tmp_path / "b", monkeypatch, ratios={("fp32", 1): 1.0, ("int8-qdq", 1): 0.5})
+    m = res.chosen.measurement
+    assert m["ratio"] == pytest.approx(0.8, rel=0.05) and m["search"]["ratio"] == pytest.approx(0.5, rel=0.05)
+    assert "at least 1.2" in res.sentence and "confirmed after the search, which measured 2.0" in res.sentence, res.sentence
+    confirming["ratio"] = 1.0  # not faster in the confirmation: the default stays, said in one line
+    res, bench, lines = _tune_kind(tmp_path / "c", monkeypatch, ratios={("fp32", 1): 1.0, ("int8-qdq", 1): 0.5},
+                                   deadline=2.5)  # the search spent the budget: the confirmation still runs
+    assert res.chosen is None and len(bench.timed) == 3
+    assert re.search(r"not confirmed: re-timed after the search it came out 1\.00x", res.sentence), res.sentence
+    assert res.sentence.endswith("nothing chosen, the default stays")
 
 
 def test_a_figure_of_an_emulated_board_is_never_said_to_be_measured_on_the_board():
@@ -766,8 +809,9 @@ def test_tune_figures_are_labelled_by_what_the_runtimes_space_measures(tmp_path,
 
 
 def test_a_wide_interval_is_measured_longer_while_the_budget_allows(tmp_path, monkeypatch):
-    """A candidate whose interval comes out wider than TARGET_WIDTH is timed again twice as long (once enough
-    here), and its measurement says how many rounds it took."""
+    """A candidate whose interval comes out wider than TARGET_WIDTH is timed again with as many blocks again
+    (then twice that), the blocks adding up (the noisy first stretch stays in the data), and its measurement
+    says how many rounds it took."""
     from dmsbuild.pipeline.tune import run as tune_run
 
     orig_add = _FakeBench.add
@@ -781,9 +825,11 @@ def test_a_wide_interval_is_measured_longer_while_the_budget_allows(tmp_path, mo
     res, bench, _ = _tune_kind(tmp_path, monkeypatch)
     [int8] = [r for r in res.rows if r.candidate.recipe.precision == "int8-qdq"]
     [fp32] = [r for r in res.rows if r.candidate.recipe.precision == "fp32"]
-    assert [n for n, _ in bench.rounds].count(f"c-{int8.cand_id}") == 2 and (f"c-{int8.cand_id}", 2) in bench.rounds
-    assert int8.measurement["rounds"] == 2 and fp32.measurement["rounds"] == 1
-    assert not tune_run._needs_more(int8.measurement)
+    search = int8.measurement["search"]  # int8 is chosen: its search measurement, before the confirmation
+    assert search["rounds"] in (2, 4) and fp32.measurement["rounds"] == 1 and fp32.measurement["blocks"] == 4
+    calls = [longer for n, longer in bench.rounds if n == f"c-{int8.cand_id}"]
+    assert calls[:-1] == [1, 1, 2][: {2: 2, 4: 3}[search["rounds"]]]  # then the confirmation's first call
+    assert search["blocks"] == 4 * search["rounds"]  # every block timed counts
 
 
 class _StandInBench:

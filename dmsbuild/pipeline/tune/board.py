@@ -235,6 +235,21 @@ def measure_ratio(samples: dict[str, Any], cfg: TuneConfig) -> dict[str, Any]:
             "default_median_ms": statistics.median(flat("old")), "candidate_median_ms": statistics.median(flat("new"))}
 
 
+def merge_samples(first: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """Two interleaved timings of the same sides as one: the blocks of each side, the orders, the seconds and
+    the process counts added up; the load average at the first's start and the last's end."""
+    out = {**first, "seconds": float(first.get("seconds") or 0.0) + float(more.get("seconds") or 0.0),
+           "stopped_early": bool(first.get("stopped_early") or more.get("stopped_early")),
+           "loadavg_end": more.get("loadavg_end")}
+    for side in ("old", "new", "control", "orders"):
+        if isinstance(first.get(side), list) and isinstance(more.get(side), list):
+            out[side] = [*first[side], *more[side]]
+    if isinstance(first.get("processes"), dict) and isinstance(more.get("processes"), dict):
+        out["processes"] = {k: first["processes"].get(k, 0) + more["processes"].get(k, 0)
+                            for k in {*first["processes"], *more["processes"]}}
+    return out
+
+
 def load_average() -> str:
     try:
         one, five, fifteen = os.getloadavg()
@@ -244,4 +259,4 @@ def load_average() -> str:
 
 
 __all__ = ["Baseline", "BoardBench", "board_kind", "load_average", "measure_ratio", "measurement_path",
-           "provenance", "tune_dir"]
+           "merge_samples", "provenance", "tune_dir"]

@@ -2,7 +2,14 @@
 choice file it is written to (``targets/<target>.tuned.toml``, format in ``dmsbuild.convert.tuned``).
 
 A candidate is chosen only when the whole CI of its latency ratio against the default is below 1, it passed
-the host accuracy gate, every A/A control held, and (``run.tune_kind``) the board's own output check passed.
+the host accuracy gate, its own A/A control did not exclude 1.00, (``run.tune_kind``) the board's own output check
+passed, and a second measurement after the search (the confirmation, with its own A/A control) confirmed it.
+
+Why one control per candidate does not refuse the whole run: a tune measures about eight candidates, each with
+its A/A control at 95 %; on a quiet board one of eight excludes 1.00 by chance about a third of the time
+(1 - 0.95^8), so "any control failed: refuse" refuses most quiet tunes sooner or later. A candidate whose
+control excluded 1.00 is dropped (its own measurement was disturbed) and the run's verdict on the board's noise
+is the confirmation's control: one test, at the stated confidence and width (docs/tune.md, "Controls").
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from .space import Candidate
 
 if TYPE_CHECKING:
     from ...config import ProjectConfig
+    from ...measure.regression import Control
 
 @dataclass
 class Row:
@@ -63,21 +71,61 @@ def _needs_more(m: dict[str, Any]) -> bool:
     return bool(control.get("problem")) or (m["ci_high"] - m["ci_low"]) / m["ratio"] > TARGET_WIDTH
 
 
-def noisy_refusal(rows: list[Row]) -> str | None:
-    """The one line that refuses a choice: a measured candidate's A/A control failed even after measuring longer."""
+def _control(c: dict[str, Any]) -> "Control":
     from ...measure.regression import Control
 
-    for r in rows:
-        c = (r.measurement or {}).get("control")
-        if c and c.get("problem"):
-            return Control(c["ratio"], c["ci_low"], c["ci_high"], c.get("loadavg"), c["max_width"]).refusal("choose")
+    return Control(c["ratio"], c["ci_low"], c["ci_high"], c.get("loadavg"), c["max_width"])
+
+
+def disturbed(row: Row) -> str | None:
+    """Why a measured candidate's own A/A control disqualifies it (its interval excludes 1.00: that measurement
+    was biased by something other than the candidate), else None. A control that is only wide does not: the
+    candidate's own interval carries that noise, and the confirmation's control judges the board."""
+    c = (row.measurement or {}).get("control")
+    if c and not c["ci_low"] <= 1.0 <= c["ci_high"]:
+        return f"its A/A control came out {c['ratio']:.2f}x, {c['ci_low']:.2f}-{c['ci_high']:.2f}, excluding 1.00"
     return None
 
 
+def noisy_refusal(rows: list[Row]) -> str | None:
+    """The refusal line when no candidate is left to choose and one that would have been (faster with its whole
+    CI, accuracy gate passed) was dropped only because its A/A control excluded 1.00: then the board's noise,
+    not the candidates, is why the default stays. Else None."""
+    if faster_and_passing([r for r in rows if not disturbed(r)]):
+        return None
+    for r in faster_and_passing(rows):
+        return _control(r.measurement["control"]).refusal("choose")  # type: ignore[index]
+    return None
+
+
+def confirmation_refusal(m: dict[str, Any]) -> str | None:
+    """The refusal line when the confirmation's A/A control failed (excludes 1.00, or wider than its stated
+    width) after measuring longer: the board was too noisy to confirm a choice. Else None."""
+    c = m.get("control")
+    return _control(c).refusal("choose") if c and c.get("problem") else None
+
+
 def contenders_of(rows: list[Row]) -> tuple[str | None, list[Row]]:
-    """(the refusal line, []) when an A/A control failed; else (None, the candidates that may be chosen)."""
+    """(None, the candidates that may be chosen, fastest first: faster with their whole CI, accuracy gate passed,
+    own A/A control not excluding 1.00); (the refusal line, []) when none is left because of their controls."""
     refused = noisy_refusal(rows)
-    return refused, ([] if refused else faster_and_passing(rows))
+    return refused, ([] if refused else faster_and_passing([r for r in rows if not disturbed(r)]))
+
+
+def confirm(row: Row, m: dict[str, Any]) -> str | None:
+    """Record ``m``, the chosen candidate re-timed against the default after the search, as its measurement
+    (the search's stays under ``search``): the choice's figures come from a measurement that did not select it,
+    so picking the best of several noisy intervals does not inflate them. The reason it is not chosen, else None."""
+    search = {k: v for k, v in (row.measurement or {}).items() if k not in ("search", "head_to_head")}
+    row.measurement = {**(row.measurement or {}), **m, "search": search}
+    refused = confirmation_refusal(m)
+    if refused:
+        return refused
+    if m["ci_high"] >= 1.0:
+        return (f"{row.candidate.label}: not confirmed: re-timed after the search it came out "
+                f"{1 / m['ratio']:.2f}x (CI {1 / m['ci_high']:.2f}-{1 / m['ci_low']:.2f}), not faster with "
+                f"{m['confidence']:.0%} confidence")
+    return None
 
 
 def head_to_head(contenders: list[Row], h: dict[str, Any]) -> list[Row]:
@@ -101,7 +149,8 @@ def best_fp32(rows: list[Row]) -> Row | None:
 def explain(row: Row | None, baseline: Baseline, cfg_conf: float, rows: list[Row] | None = None,
             refused: str | None = None) -> str:
     """The choice in one sentence: what the interval supports ("at least 1.12x faster, 95 % CI 1.12-1.31,
-    median 1.21x") against the default, and against the best FP32 setting."""
+    median 1.21x") against the default, and against the best FP32 setting. ``refused``: why nothing is chosen
+    (the board too noisy, or the leader not confirmed)."""
     if refused:
         return f"{refused}: nothing chosen, the default stays"
     if row is None:
@@ -120,6 +169,9 @@ def explain(row: Row | None, baseline: Baseline, cfg_conf: float, rows: list[Row
     if fp32 is not None and fp32 is not row:
         text += (f"; {fp32.ratio / row.ratio:.2f}x the best FP32 setting ({fp32.candidate.label}, "
                  f"{1 / fp32.ratio:.2f}x the default), median against median")
+    search = m.get("search")
+    if search:
+        text += f"; confirmed after the search, which measured {1 / search['ratio']:.2f}x"
     h2h = m.get("head_to_head")
     if h2h:
         text += (f"; head to head against {h2h['against']}: {1 / h2h['ratio']:.2f}x "
@@ -165,5 +217,5 @@ def write_choice(proj: "ProjectConfig", prof: TargetProfile, results: list[KindR
                                                  "default_artifact": baseline.name}, choices)
 
 
-__all__ = ["KindResult", "Row", "best_fp32", "contenders_of", "explain", "faster_and_passing", "head_to_head",
-           "noisy_refusal", "write_choice"]
+__all__ = ["KindResult", "Row", "best_fp32", "confirm", "confirmation_refusal", "contenders_of", "disturbed", "explain",
+           "faster_and_passing", "head_to_head", "noisy_refusal", "write_choice"]

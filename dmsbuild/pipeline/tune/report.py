@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ...convert.tuned import write_atomic
 from ...config import TargetProfile
 from .board import Baseline, tune_dir
-from .choice import KindResult, Row
+from .choice import KindResult, Row, disturbed
 
 if TYPE_CHECKING:
     from ...config import ProjectConfig
@@ -20,6 +20,16 @@ def _acc_metric(row: Row) -> tuple[float | None, str]:
     if a is not None:
         return 100 * a, "top-1 agreement with FP32, worst head (%)"
     return row.accuracy.get("min_cosine"), "cosine vs FP32, worst head"
+
+
+def _control_cell(row: Row) -> str:
+    """The candidate's A/A control in the table: its interval, and whether it held (a control excluding 1.00
+    drops the candidate: ``choice.disturbed``); for the chosen one, the confirmation's."""
+    c = (row.measurement or {}).get("control")
+    if not c:
+        return "-"
+    verdict = "excludes 1.00: not a contender" if disturbed(row) else ("held" if not c.get("problem") else "wide")
+    return f"{c['ci_low']:.2f}-{c['ci_high']:.2f} {verdict}"
 
 
 def write_report(proj: "ProjectConfig", prof: TargetProfile, results: list[KindResult], baseline: Baseline,
@@ -38,14 +48,15 @@ def write_report(proj: "ProjectConfig", prof: TargetProfile, results: list[KindR
         measured = sorted((r for r in res.rows if r.measurement), key=lambda r: r.ratio)
         lines += [f"## {res.kind_label}", "", f"Measured on: {res.provenance}; boards of this kind: {', '.join(res.boards)}.",
                   "", f"**Choice:** {res.sentence}.", "",
-                  "| # | candidate | runtime | speed-up vs default | CI | accuracy | host gate | board check | cached |",
-                  "|---:|---|---|---:|---|---|---|---|---|"]
+                  "| # | candidate | runtime | speed-up vs default | CI | A/A control | accuracy | host gate | board check | cached |",
+                  "|---:|---|---|---:|---|---|---|---|---|---|"]
         for i, r in enumerate(measured[:10], 1):
             m = r.measurement or {}
             metric, _ = _acc_metric(r)
             lines.append(f"| {i} | {r.candidate.label}{' **(chosen)**' if r is res.chosen else ''} | "
                          f"{r.candidate.recipe.runtime or prof.runtime} | {r.speedup:.2f}x | "
-                         f"{1 / m['ci_high']:.2f}-{1 / m['ci_low']:.2f} | {'n/a' if metric is None else format(metric, '.3g')} | "
+                         f"{1 / m['ci_high']:.2f}-{1 / m['ci_low']:.2f} | {_control_cell(r)} | "
+                         f"{'n/a' if metric is None else format(metric, '.3g')} | "
                          f"{'pass' if not r.gate_failures else 'FAIL'} | {r.board_check or '-'} | {'yes' if r.cached else 'no'} |")
         failed = [r for r in res.rows if r.gate_failures and r.candidate.settings == res.rows[0].candidate.settings]
         if failed:

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from ...convert.tuned import TUNED_NAME, Recipe, write_atomic
 from ...config import TargetProfile
 from ...errors import UserError, first_line
-from .board import Baseline, BoardBench, board_kind, load_average, measure_ratio, measurement_path, provenance
-from .choice import KindResult, Row, _needs_more, contenders_of, explain, head_to_head, write_choice
+from .board import (Baseline, BoardBench, board_kind, load_average, measure_ratio, measurement_path, merge_samples,
+                    provenance)
+from .choice import KindResult, Row, _needs_more, confirm, contenders_of, disturbed, explain, head_to_head, write_choice
 from .recipe import accuracy_summary, build_recipe, host_gate
 from .report import write_report
 from .space import Candidate, check_space, part_notes, part_recipes, recipes, settings_for, space_for
@@ -30,6 +31,17 @@ def _baseline(proj: "ProjectConfig", prof: TargetProfile, build: dict[str, Any])
     return Baseline(a["name"], proj.root / a["path"], a.get("precision") or a["name"], a["sha256"],
                     prof.bench.threads, list(a.get("providers") or ["CPUExecutionProvider"]),
                     list(a.get("provider_options") or [{}]))
+
+
+#: the least time the confirmation may take to measure longer, when the search has spent the budget (s)
+CONFIRM_S = 120.0
+
+
+def _control_text(m: dict[str, Any]) -> str:
+    c = m.get("control")
+    if not c:
+        return "none (the runner timed no control)"
+    return f"{c['ratio']:.2f}x ({c['ci_low']:.2f}-{c['ci_high']:.2f}){', ' + c['problem'] if c.get('problem') else ' held'}"
 
 
 def _add(bench: BoardBench, name: str, cand: Candidate, path: Path, baseline: Baseline) -> None:
@@ -64,6 +76,27 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
     skipped: list[str] = []
     costs: list[float] = []
 
+    # each measurement's own budget for measuring longer: a fair share of the whole, so the first candidates
+    # do not spend what the later ones need (stage 1's recipes, stage 2's settings of two, the confirmation)
+    planned = len(recs) * (len(settings_for(recs[0], cfg, cores)) if cfg.strategy == "exhaustive" else 1) + \
+        (0 if cfg.strategy == "exhaustive" else 2 * (len(settings_for(recs[0], cfg, cores)) - 1)) + 1
+    share = max(0.0, deadline - time.monotonic()) / max(1, planned)
+
+    def adaptive(name: str, t0: float, against: Baseline = baseline, until: float | None = None) -> dict[str, Any]:
+        """``name`` timed against ``against``; then, while its interval is wider than TARGET_WIDTH or its A/A
+        control fails, as many blocks again (up to 4x in all) while ``until`` allows (default: its share of the
+        budget, and the deadline). The blocks add up: a disturbed first stretch stays in the data (no re-drawing
+        until a control passes)."""
+        limit = min(deadline, t0 + share) if until is None else until
+        samples = bench.interleave(name, against, cfg)
+        m, rounds = measure_ratio(samples, cfg), 1
+        while _needs_more(m) and rounds < 4 and time.monotonic() + (time.monotonic() - t0) * 2 < limit:
+            samples = merge_samples(samples, bench.interleave(name, against, cfg, rounds))
+            rounds *= 2
+            m = measure_ratio(samples, cfg)
+        m["rounds"] = rounds
+        return m
+
     def evaluate(cand: Candidate) -> Row:
         row = rows.get(cand)
         if row is not None:
@@ -97,13 +130,7 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
         _, _, path = gate_cache[cand.recipe]
         name = f"c-{row.cand_id}"
         _add(bench, name, cand, path, baseline)  # type: ignore[arg-type]
-        m = measure_ratio(bench.interleave(name, baseline, cfg), cfg)
-        longer = 1
-        # adaptive: longer until the interval is narrow and the A/A control holds, while the budget allows
-        while _needs_more(m) and longer < 4 and time.monotonic() + (time.monotonic() - t0) * 2 * longer < deadline:
-            longer *= 2
-            m = measure_ratio(bench.interleave(name, baseline, cfg, longer), cfg)
-        m["rounds"] = longer
+        m = adaptive(name, t0)
         m.update({"candidate": row.cand_id, "label": cand.label, "recipe": cand.recipe.as_dict(),
                   "runtime": cand.settings.as_dict(), "board": bench.board.name, "board_kind": kind_label,
                   "kind_key": kind_key, "provenance": where, "baseline": dataclasses.asdict(baseline) | {"path": str(baseline.path)},
@@ -130,6 +157,10 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
     floors = accuracy_floors(proj, prof)
     chosen = None
     refused, contenders = contenders_of(list(rows.values()))
+    for r in rows.values():
+        why = disturbed(r)
+        if why and r.measurement and r.measurement["ci_high"] < 1.0 and not r.gate_failures:
+            log(f"  {r.candidate.label}: not a contender: {why} (something other than the candidate moved its timing)")
     if refused:
         log(f"  {refused}")
     if len(contenders) >= 2 and time.monotonic() < deadline:  # the final: the two best head to head
@@ -152,10 +183,23 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
         problems = ([f"did not run: {result['error']}"] if result.get("error") else
                     head_failures(verify["heads"], floors, verify["samples"]) if verify else ["no output check ran"])
         row.board_check = "pass" if not problems else problems[0]
-        if not problems:
+        if problems:
+            log(f"  {row.candidate.label}: fails the board's output check, not chosen: {problems[0]}")
+            continue
+        # the confirmation: the one the search picked, re-timed against the default in a measurement that did not
+        # pick it (its figures are what the choice states) with the run's deciding A/A control; it runs even when
+        # the budget is spent (an unconfirmed choice is never written)
+        t0 = time.monotonic()
+        m = adaptive(name, t0, until=max(deadline, t0 + CONFIRM_S))
+        m["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        refused = confirm(row, m)
+        log(f"  [{time.monotonic() - started:5.0f} s] confirmation: {row.candidate.label}: {1 / m['ratio']:.2f}x "
+            f"(CI {1 / m['ci_high']:.2f}-{1 / m['ci_low']:.2f}); A/A control {_control_text(m)}")
+        if refused:
+            log(f"  {refused}")
+        else:
             chosen = row
-            break
-        log(f"  {row.candidate.label}: fails the board's output check, not chosen: {problems[0]}")
+        break
     if skipped:
         log(f"  budget reached: {len(skipped)} candidate(s) not measured: {'; '.join(skipped)}")
     return KindResult(kind_key, kind_label, bench.board.name, boards, where, facts, list(rows.values()), chosen,
