@@ -98,12 +98,44 @@ def corpus_project(name: str, folder: Path) -> Path:
     return root
 
 
-def check(root: Path, hogs: int) -> list[str]:
-    """bench/check_tune.py on the staged choice (built as `tuned` first): its output lines, or its refusal."""
-    res = subprocess.run([sys.executable, str(ROOT / "bench" / "check_tune.py"), "--project", str(root), "--target",
-                          "rpi5e", "--hogs", str(hogs), "--wait-idle", "300"], capture_output=True, text=True,
+#: rounds of each independent check (check_tune.py's default is 40): its interval should be narrower than the
+#: tuner's, so that a miss says something about the tuner's interval rather than the check's own noise
+CHECK_ROUNDS = 60
+
+
+def check(root: Path, hogs: int, *explicit: str) -> list[str]:
+    """bench/check_tune.py on the staged choice (built as `tuned` first), or on ``explicit`` arguments
+    (--candidate ... --baseline ...): its output lines, or its refusal."""
+    what = list(explicit) or ["--project", str(root), "--target", "rpi5e"]
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "check_tune.py"), *what, "--hogs", str(hogs),
+                          "--rounds", str(CHECK_ROUNDS), "--wait-idle", "300"], capture_output=True, text=True,
                          cwd=ROOT, timeout=3600)
     return [line for line in (res.stdout + res.stderr).splitlines() if line.strip()]
+
+
+def check_kept(root: Path, hogs: int) -> list[str]:
+    """The tuner kept the default: re-time the search's fastest candidate (by its search ratio, host gate
+    passed) against the default independently, beside the same hogs; the check agrees when it cannot show
+    that candidate faster either (its interval's low end at or below 1.00)."""
+    doc = json.loads((root / "artifacts" / "tune" / "rpi5e" / "tune.json").read_text())
+    rows = [r for res in doc["results"] for r in res["rows"] if r.get("measurement") and not r.get("gate_failures")
+            and r["measurement"].get("artifact_path")]
+    if not rows:
+        return ["nothing measured to re-time"]
+    best = min(rows, key=lambda r: (r["measurement"].get("search") or r["measurement"])["ratio"])
+    m = best["measurement"].get("search") or best["measurement"]
+    lines = [f"the search's fastest: {best['label']}: {1 / m['ratio']:.2f}x (CI {1 / m['ci_high']:.2f}-"
+             f"{1 / m['ci_low']:.2f}), not chosen"]
+    lines += check(root, hogs, "--candidate", m["artifact_path"], "--candidate-threads",
+                   str(best["runtime"]["intra_op_threads"]), "--baseline", m["baseline"]["path"],
+                   "--baseline-threads", str(m["baseline"]["threads"]))
+    got = [re.search(r"speed-up ([\d.]+)x \(95 % CI ([\d.]+)-([\d.]+)\)", line) for line in lines]
+    hit = next((g for g in got if g), None)
+    if hit:
+        low = float(hit.group(2))
+        lines.append(f"  kept default: the independent check {'AGREES' if low <= 1.0 else 'DISAGREES'} "
+                     f"(it {'cannot show' if low <= 1.0 else 'shows'} that candidate faster: CI low {low:.2f})")
+    return lines
 
 
 #: the rpi5 profile's LiteRT line, uncommented (--runtimes), with fp32 only: the reference model's full-integer
@@ -169,7 +201,7 @@ def one(name: str, root: Path, inventory: str, budget: float, checks: bool = Fal
     if checks:  # the independent re-timing, idle and beside two hogs
         head = f"tune idle (load {load_tune:.2f} before it): {_choice_line(staged)}"
         if staged.get("keep_default"):
-            independent["idle"] = [head, "nothing to re-time"]
+            independent["idle"] = [head] + check_kept(root, 0)
         else:
             run = run_doit(root, "build", "target=rpi5e")  # builds the choice as `tuned`
             if run.rc != 0:
@@ -186,7 +218,7 @@ def one(name: str, root: Path, inventory: str, budget: float, checks: bool = Fal
             hog_choice = tomllib.loads((root / "targets" / "rpi5e.tuned.toml").read_text())["choice"][0]
             head = f"tune beside 2 CPU hogs (load {load_hogs:.2f} before the hogs): {_choice_line(hog_choice)}"
             if hog_choice.get("keep_default"):
-                independent["2 CPU hogs"] = [head, "nothing to re-time"]
+                independent["2 CPU hogs"] = [head] + check_kept(root, 2)
             else:
                 run = run_doit(root, "build", "target=rpi5e")
                 if run.rc != 0:
@@ -274,6 +306,9 @@ def candidates_table(rows: list[dict]) -> str:
 
 
 def main() -> int:
+    from dmsbuild.config import TuneConfig
+    from dmsbuild.pipeline.tune.run import CONFIRM_FIRST
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", default=[])
     ap.add_argument("--budget", type=float, default=15.0, help="minutes per tune")
@@ -331,8 +366,10 @@ def main() -> int:
 
     print(f"doit tune on one emulated rpi5 board ({rows[0]['provenance'] if rows else ''}; {rows[0]['kind'] if rows else ''}); "
           f"ONNX Runtime {onnxruntime.__version__}; space: precision fp32/fp16/int8 QDQ/int8 QOperator x per-channel/per-tensor x "
-          f"1..cores threads{lite}; every ratio interleaved with the default FP32 artifact (6 block pairs x 20, each "
-          f"block in a fresh process on the board, with an A/A control; 95% bootstrap CI); default FP32 threads: {args.default_threads or 'every core'}; load average at the end: "
+          f"1..cores threads{lite}; every ratio interleaved with the default FP32 artifact ({TuneConfig().blocks} block "
+          f"rotations x 20 in the search, the choice confirmed with {TuneConfig().blocks * CONFIRM_FIRST} or more; each "
+          f"block in a fresh process on the board, with an A/A control; 95% bootstrap CI); independent checks: "
+          f"{CHECK_ROUNDS} rounds; default FP32 threads: {args.default_threads or 'every core'}; load average at the end: "
           f"{os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f} / {os.getloadavg()[2]:.2f} on {os.cpu_count()} CPUs\n")
     if args.no_exhaustive:
         print("| model | tuned choice (staged) | tuned speed-up vs FP32 (CI) | tuning time |\n|---|---|---:|---:|")

@@ -699,6 +699,8 @@ def test_the_choice_states_the_confirmations_figures_and_an_unconfirmed_leader_l
     against the default after the search, the choice states that measurement (the search's kept under
     ``search``), and a leader the confirmation does not show faster is not chosen, in one line. The
     confirmation runs even when the search spent the budget (no unconfirmed choice is written)."""
+    from dmsbuild.pipeline.tune import run as tune_run
+
     confirming = {"ratio": 0.5}
 
     orig = _FakeBench.interleave
@@ -712,6 +714,7 @@ def test_the_choice_states_the_confirmations_figures_and_an_unconfirmed_leader_l
     monkeypatch.setattr(_FakeBench, "interleave", interleave)
     res, bench, lines = _tune_kind(tmp_path, monkeypatch, ratios={("fp32", 1): 1.0, ("int8-qdq", 1): 0.5})
     assert res.chosen is not None and bench.timed[-1] == (f"c-{res.chosen.cand_id}", "fp32")
+    assert bench.rounds[-1] == (f"c-{res.chosen.cand_id}", tune_run.CONFIRM_FIRST) and tune_run.CONFIRM_FIRST > 1
     assert res.chosen.measurement["search"]["ratio"] == pytest.approx(0.5, rel=0.05)
     confirming["ratio"] = 0.8
     res, bench, lines = _tune_kind(tmp_path / "b", monkeypatch, ratios={("fp32", 1): 1.0, ("int8-qdq", 1): 0.5})

@@ -33,8 +33,11 @@ def _baseline(proj: "ProjectConfig", prof: TargetProfile, build: dict[str, Any])
                     list(a.get("provider_options") or [{}]))
 
 
+#: the confirmation starts with this many times ``[tune] blocks`` (its figures are the ones the choice states, and
+#: under per-process luck a narrow interval needs blocks: docs/tune.md "Controls"), and may double them once
+CONFIRM_FIRST = 2
 #: the least time the confirmation may take to measure longer, when the search has spent the budget (s)
-CONFIRM_S = 120.0
+CONFIRM_S = 300.0
 
 
 def _control_text(m: dict[str, Any]) -> str:
@@ -82,14 +85,15 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
         (0 if cfg.strategy == "exhaustive" else 2 * (len(settings_for(recs[0], cfg, cores)) - 1)) + 1
     share = max(0.0, deadline - time.monotonic()) / max(1, planned)
 
-    def adaptive(name: str, t0: float, against: Baseline = baseline, until: float | None = None) -> dict[str, Any]:
-        """``name`` timed against ``against``; then, while its interval is wider than TARGET_WIDTH or its A/A
-        control fails, as many blocks again (up to 4x in all) while ``until`` allows (default: its share of the
-        budget, and the deadline). The blocks add up: a disturbed first stretch stays in the data (no re-drawing
-        until a control passes)."""
+    def adaptive(name: str, t0: float, against: Baseline = baseline, until: float | None = None,
+                 first: int = 1) -> dict[str, Any]:
+        """``name`` timed against ``against`` (``first`` x the blocks); then, while its interval is wider than
+        TARGET_WIDTH or its A/A control fails, as many blocks again (up to 4x in all) while ``until`` allows
+        (default: its share of the budget, and the deadline). The blocks add up: a disturbed first stretch stays
+        in the data (no re-drawing until a control passes)."""
         limit = min(deadline, t0 + share) if until is None else until
-        samples = bench.interleave(name, against, cfg)
-        m, rounds = measure_ratio(samples, cfg), 1
+        samples = bench.interleave(name, against, cfg, first)
+        m, rounds = measure_ratio(samples, cfg), first
         while _needs_more(m) and rounds < 4 and time.monotonic() + (time.monotonic() - t0) * 2 < limit:
             samples = merge_samples(samples, bench.interleave(name, against, cfg, rounds))
             rounds *= 2
@@ -131,7 +135,7 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
         name = f"c-{row.cand_id}"
         _add(bench, name, cand, path, baseline)  # type: ignore[arg-type]
         m = adaptive(name, t0)
-        m.update({"candidate": row.cand_id, "label": cand.label, "recipe": cand.recipe.as_dict(),
+        m.update({"candidate": row.cand_id, "label": cand.label, "artifact_path": str(path), "recipe": cand.recipe.as_dict(),
                   "runtime": cand.settings.as_dict(), "board": bench.board.name, "board_kind": kind_label,
                   "kind_key": kind_key, "provenance": where, "baseline": dataclasses.asdict(baseline) | {"path": str(baseline.path)},
                   "model_sha256": model_sha, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
@@ -190,7 +194,7 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
         # pick it (its figures are what the choice states) with the run's deciding A/A control; it runs even when
         # the budget is spent (an unconfirmed choice is never written)
         t0 = time.monotonic()
-        m = adaptive(name, t0, until=max(deadline, t0 + CONFIRM_S))
+        m = adaptive(name, t0, until=max(deadline, t0 + CONFIRM_S), first=CONFIRM_FIRST)
         m["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         refused = confirm(row, m)
         log(f"  [{time.monotonic() - started:5.0f} s] confirmation: {row.candidate.label}: {1 / m['ratio']:.2f}x "
