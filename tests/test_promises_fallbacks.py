@@ -116,7 +116,8 @@ def test_a_control_too_noisy_twice_leaves_the_release_in_place_and_says_so():
 # ---------------------------------------------------------------- doit tune: the default stays
 #: a candidate's A/A control in the search: held, only wide, or excluding 1.00 (its measurement disturbed)
 CONTROLS = {"held": (0.95, 1.05, None), "wide": (0.9, 1.4, "its interval 0.90-1.40 is 0.50 wide (> 0.20)"),
-            "excludes": (1.05, 1.2, "its interval 1.05-1.20 excludes 1.00")}
+            "excludes": (1.05, 1.2, "its interval 1.05-1.20 excludes 1.00"),
+            "excludes-below": (0.8, 0.95, "its interval 0.80-0.95 excludes 1.00")}
 
 
 def _row(ratio: float, ci_high: float, failures: list[str], control_kind: str):
@@ -151,7 +152,7 @@ def test_tune_keeps_the_default_unless_a_candidate_is_shown_faster_passes_its_co
     rows = [_row(r, r + w, ["head x: drop"] if fails else [], kind) for r, w, fails, kind in cands]
     refused, contenders = contenders_of(rows)
     faster = [(row, kind) for row, (r, w, fails, kind) in zip(rows, cands) if r + w < 1.0 and not fails]
-    eligible = [row for row, kind in faster if kind != "excludes"]
+    eligible = [row for row, kind in faster if not kind.startswith("excludes")]
     assert sorted(map(id, contenders)) == sorted(map(id, eligible))
     # refused only when a faster candidate was dropped for its control and none is left
     assert (refused is not None) == (not eligible and bool(faster)), (refused, faster)
