@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -478,6 +479,22 @@ def _check_tune():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+
+def test_check_tune_states_the_ratio_of_typical_latencies_not_the_median_of_round_ratios():
+    """The tuner states median(default) / median(candidate); with independent process luck on both sides the
+    median of each round's own ratio is another quantity (here 2.0 against 1.33), so the check's interval is
+    over rounds of the ratio of medians, and its centre is that ratio."""
+    mod = _check_tune()
+    base = [2.0, 2.0, 2.0, 3.0, 3.0, 3.0] * 5
+    cand = [1.0, 1.5, 1.5, 1.5, 1.0, 1.0] * 5  # round ratios 2, 1.33, 1.33, 2, 3, 3: their median 2.0
+    low, high = mod.rounds_interval_of_medians_ratio(base, cand, resamples=500)
+    point = statistics.median(base) / statistics.median(cand)
+    assert point == pytest.approx(2.5 / 1.25) and low <= point <= high and 1.0 < low and high <= 3.0
+    shifted = [b * 1.5 for b in base]  # every baseline round 1.5x slower: the interval moves with it
+    low2, high2 = mod.rounds_interval_of_medians_ratio(shifted, cand, resamples=500)
+    assert low2 == pytest.approx(1.5 * low) and high2 == pytest.approx(1.5 * high)
 
 
 def _two_models(tmp_path: Path) -> tuple[Path, Path]:
