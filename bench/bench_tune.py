@@ -128,7 +128,8 @@ def check_kept(root: Path, hogs: int) -> list[str]:
     m = best["measurement"]
     lo, hi = 1 / m["ci_high"], 1 / m["ci_low"]
     what = "confirmation" if confirmed else "search"
-    lines = [f"the {'leader, not confirmed' if confirmed else 'search' + chr(39) + 's fastest'}: {best['label']}: "
+    who = "the leader, not confirmed" if confirmed else "the search's fastest"
+    lines = [f"{who}: {best['label']}: "
              f"{1 / m['ratio']:.2f}x (CI {lo:.2f}-{hi:.2f}, its {what})"]
     return lines + check(root, hogs, "--candidate", m["artifact_path"], "--candidate-threads",
                          str(best["runtime"]["intra_op_threads"]), "--baseline", m["baseline"]["path"],

@@ -14,8 +14,9 @@ is one draw of that luck and its interval over rounds does not cover it (docs/me
 ratio of the two sides' typical latencies: the median over rounds of the baseline's round medians divided by the
 candidate's (the quantity the tuner states: its ratio of medians); its 95 % interval is a percentile bootstrap
 over rounds, written here. The median over rounds of each round's own ratio is printed too: with independent
-process luck on both sides it is a different quantity (on 2026-12-08 it read 0.9-1.15x the ratio of medians, e.g.
-1.59x against 1.39x), which is why the check no longer compares it with the tuner's interval.
+process luck on both sides it is a different quantity (on 2026-12-08 it read 0.96-1.14x the ratio of medians idle,
+0.87-1.46x beside two hogs, e.g. 1.59x against 1.39x), which is why the check no longer compares it with the
+tuner's interval.
 
     # after `doit build target=T` with a targets/T.tuned.toml (the choice `doit tune` wrote):
     PYTHONPATH=$PWD .venv/bin/python bench/check_tune.py --target T [--rounds 40] [--iterations 20] [--hogs 2]

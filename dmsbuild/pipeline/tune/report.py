@@ -53,7 +53,8 @@ def write_report(proj: "ProjectConfig", prof: TargetProfile, results: list[KindR
         for i, r in enumerate(measured[:10], 1):
             m = r.measurement or {}
             metric, _ = _acc_metric(r)
-            lines.append(f"| {i} | {r.candidate.label}{' **(chosen)**' if r is res.chosen else ''} | "
+            retimed = " (re-timed after the search)" if m.get("search") else ""
+            lines.append(f"| {i} | {r.candidate.label}{' **(chosen)**' if r is res.chosen else ''}{retimed} | "
                          f"{r.candidate.recipe.runtime or prof.runtime} | {r.speedup:.2f}x | "
                          f"{1 / m['ci_high']:.2f}-{1 / m['ci_low']:.2f} | {_control_cell(r)} | "
                          f"{'n/a' if metric is None else format(metric, '.3g')} | "

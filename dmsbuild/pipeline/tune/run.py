@@ -81,8 +81,8 @@ def tune_kind(proj: "ProjectConfig", prof: TargetProfile, bench: BoardBench, fac
 
     # each measurement's own budget for measuring longer: a fair share of the whole, so the first candidates
     # do not spend what the later ones need (stage 1's recipes, stage 2's settings of two, the confirmation)
-    planned = len(recs) * (len(settings_for(recs[0], cfg, cores)) if cfg.strategy == "exhaustive" else 1) + \
-        (0 if cfg.strategy == "exhaustive" else 2 * (len(settings_for(recs[0], cfg, cores)) - 1)) + 1
+    settings = len(settings_for(recs[0], cfg, cores))
+    planned = (len(recs) * settings if cfg.strategy == "exhaustive" else len(recs) + 2 * (settings - 1)) + 1
     share = max(0.0, deadline - time.monotonic()) / max(1, planned)
 
     def adaptive(name: str, t0: float, against: Baseline = baseline, until: float | None = None,
